@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DATA_DIR ?= .data
+
+.PHONY: run test venv install clean-data bench-proxy bench-memory bench-tools
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Re-install only when a requirements file changed since the last install.
+$(STAMP): $(PY) requirements.txt requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+venv install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m daarion.devstack run --data-dir $(DATA_DIR)
+
+# The test suite gets its own embedded servers under .data/test, so it never touches the
+# data of a running `make run`.
+test: $(STAMP)
+	$(PY) -m daarion.devstack exec --data-dir $(DATA_DIR)/test -- $(PY) -m pytest $(PYTEST_ARGS)
+
+clean-data:
+	$(PY) -m daarion.devstack reset --data-dir $(DATA_DIR)

@@ -1,0 +1,98 @@
+"""Shared fixtures: real PostgreSQL+pgvector and Redis (from the environment or the embedded
+stack), the ASGI app served over real HTTP, a real Celery worker, and service tokens.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+
+from daarion.testing import ServerProcess, database_url_for, start_asgi_server, start_celery_worker
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis() -> Iterator[None]:
+    """Each test starts with no counters, caches or version keys of ours in Redis.
+
+    Celery's own keys are left alone: a running worker owns them.
+    """
+    from daarion.redis_client import get_redis
+
+    client = get_redis()
+    prefix = settings.REDIS_KEY_PREFIX
+    keep = prefix + "celery:"
+    doomed = [k for k in client.scan_iter(match=prefix + "*", count=1000) if not k.decode().startswith(keep)]
+    if doomed:
+        client.delete(*doomed)
+    yield
+
+
+@pytest.fixture(scope="session")
+def server_env(django_db_setup, django_db_blocker, tmp_path_factory) -> dict[str, str]:
+    """Environment for subprocesses that must use the test database and our Redis prefix."""
+    env = dict(os.environ)
+    env["DATABASE_URL"] = database_url_for(settings.DATABASES["default"])
+    env["REDIS_URL"] = settings.REDIS_URL
+    env["DAARION_REDIS_PREFIX"] = settings.REDIS_KEY_PREFIX
+    env["DAARION_DATA_DIR"] = str(settings.DATA_DIR)
+    env["DJANGO_SETTINGS_MODULE"] = "daarion.settings"
+    env.setdefault("DAARION_LOG_LEVEL", "WARNING")
+    return env
+
+
+@pytest.fixture(scope="session")
+def asgi_server(server_env, tmp_path_factory) -> Iterator[ServerProcess]:
+    """The ASGI app under uvicorn on 127.0.0.1, against the test database.
+
+    Tests that use it must write through `transactional_db` so the server sees their rows.
+    """
+    server = start_asgi_server({**server_env, "DATABASE_POOL": "1"}, tmp_path_factory.mktemp("asgi"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(server_env, tmp_path_factory) -> Iterator[ServerProcess]:
+    """A real Celery worker process consuming every queue, against the test database."""
+    worker = start_celery_worker(server_env, tmp_path_factory.mktemp("worker"))
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def api(asgi_server, transactional_db) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=asgi_server.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def make_token(db) -> Callable[..., str]:
+    """make_token(scopes=[...], agents=None, **kw) -> the raw bearer token."""
+    from daarion.services import service_token_create
+
+    counter = iter(range(1, 10_000))
+
+    def _make(scopes: list[str] | None = None, agents: list[str] | None = None, **kwargs) -> str:
+        name = kwargs.pop("name", f"test-token-{next(counter)}")
+        return service_token_create(name=name, scopes=scopes or ["llm"], agents=agents, **kwargs).raw
+
+    return _make
+
+
+def auth_header(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def bearer() -> Callable[[str], dict[str, str]]:
+    return auth_header
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent

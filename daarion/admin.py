@@ -1,0 +1,79 @@
+"""Admin for service tokens. Creating one shows the secret once, in the success message."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest
+
+from daarion.choices import Scope
+from daarion.models import ServiceToken
+from daarion.services import service_token_create, service_token_delete, service_token_update
+
+
+class ServiceTokenForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(choices=Scope.choices, widget=forms.CheckboxSelectMultiple)
+    agents = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One agent id per line (or comma-separated). Empty: the token may act for any agent.",
+    )
+
+    class Meta:
+        model = ServiceToken
+        fields = ["name", "scopes", "agents", "enabled", "expires_at"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and self.instance.agents is not None:
+            self.initial["agents"] = "\n".join(self.instance.agents)
+
+    def clean_agents(self) -> list[str] | None:
+        text = self.cleaned_data.get("agents") or ""
+        items = [item.strip() for item in text.replace(",", "\n").splitlines() if item.strip()]
+        return items or None
+
+
+@admin.register(ServiceToken)
+class ServiceTokenAdmin(admin.ModelAdmin):
+    form = ServiceTokenForm
+    list_display = ["name", "prefix", "scope_list", "agent_list", "enabled", "expires_at", "last_used_at"]
+    list_filter = ["enabled"]
+    search_fields = ["name", "prefix"]
+    readonly_fields = ["prefix", "last_used_at", "created_at"]
+
+    @admin.display(description="scopes")
+    def scope_list(self, obj: ServiceToken) -> str:
+        return ", ".join(obj.scopes or [])
+
+    @admin.display(description="agents")
+    def agent_list(self, obj: ServiceToken) -> str:
+        return "any" if obj.agents is None else ", ".join(obj.agents) or "none"
+
+    def save_model(self, request: HttpRequest, obj: ServiceToken, form: ServiceTokenForm, change: bool) -> None:
+        data = form.cleaned_data
+        if change:
+            service_token_update(
+                token=obj,
+                scopes=data["scopes"],
+                agents=data["agents"],
+                enabled=data["enabled"],
+                expires_at=data["expires_at"],
+            )
+            return
+        issued = service_token_create(
+            name=data["name"],
+            scopes=data["scopes"],
+            agents=data["agents"],
+            expires_at=data["expires_at"],
+            enabled=data["enabled"],
+        )
+        obj.pk = issued.token.pk
+        messages.warning(request, f"Token for {obj.name!r}: {issued.raw} — copy it now, it is not shown again.")
+
+    def delete_model(self, request: HttpRequest, obj: ServiceToken) -> None:
+        service_token_delete(token=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        for token in queryset:
+            service_token_delete(token=token)

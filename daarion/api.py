@@ -1,0 +1,162 @@
+"""The two Ninja APIs: `/internal` (service APIs) and `/v1` (OpenAI-compatible), with one
+error envelope. Apps contribute routers; this module only wires them and renders errors.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI, Router, Schema
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+
+from daarion.auth import ServiceTokenAuth, ensure_scope, principal_of
+from daarion.errors import STATUS_TYPES, DaarionError, error_response, render_error
+
+logger = logging.getLogger(__name__)
+
+
+def _loc_to_path(loc: tuple | list) -> str:
+    parts = [str(p) for p in loc]
+    # Ninja puts the view's parameter name after the source ("body", "payload", "model");
+    # callers know their JSON, not our parameter names, so drop it.
+    if len(parts) >= 2 and parts[0] == "body":
+        parts = ["body", *parts[2:]]
+    return ".".join(parts)
+
+
+def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [
+        {"path": _loc_to_path(err.get("loc", ())), "message": err.get("msg", ""), "type": err.get("type", "")}
+        for err in errors
+    ]
+
+
+def install_error_handlers(api: NinjaAPI) -> None:
+    @api.exception_handler(DaarionError)
+    def _daarion(request: HttpRequest, exc: DaarionError) -> HttpResponse:
+        return render_error(exc)
+
+    @api.exception_handler(NinjaValidationError)
+    def _invalid(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+        details = validation_details(exc.errors)
+        first = details[0] if details else {"path": "", "message": "invalid request"}
+        message = f"invalid request: {first['path']}: {first['message']}"
+        if len(details) > 1:
+            message += f" (and {len(details) - 1} more)"
+        return error_response(422, "validation_error", message, details)
+
+    @api.exception_handler(DjangoValidationError)
+    def _model_invalid(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
+        if hasattr(exc, "error_dict"):
+            details = [
+                {"path": field, "message": message}
+                for field, messages in exc.message_dict.items()
+                for message in messages
+            ]
+        else:
+            details = [{"path": "", "message": message} for message in exc.messages]
+        return error_response(422, "validation_error", "; ".join(d["message"] for d in details), details)
+
+    @api.exception_handler(AuthenticationError)
+    def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+        return error_response(401, "unauthorized", "a valid service token is required")
+
+    @api.exception_handler(HttpError)
+    def _http(request: HttpRequest, exc: HttpError) -> HttpResponse:
+        if isinstance(exc.__cause__, RequestDataTooBig):
+            return error_response(413, "payload_too_large", "request body is over the size limit")
+        status = exc.status_code
+        return error_response(status, STATUS_TYPES.get(status, "error"), str(exc.message))
+
+    @api.exception_handler(RequestDataTooBig)
+    def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+        return error_response(413, "payload_too_large", "request body is over the size limit")
+
+    @api.exception_handler(Http404)
+    def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+        return error_response(404, "not_found", str(exc) or "not found")
+
+    @api.exception_handler(Exception)
+    def _crash(request: HttpRequest, exc: Exception) -> HttpResponse:
+        logger.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(
+            500,
+            "internal_error",
+            "internal error; the request id in x-request-id finds it in the logs",
+            {"request_id": getattr(request, "request_id", None)},
+        )
+
+
+internal_api = NinjaAPI(
+    title="DAARION control plane — internal API",
+    version="1.0.0",
+    description="Service APIs for the agent runtime: LLM proxy, agent memory, toolcore, agents.",
+    urls_namespace="internal",
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+)
+install_error_handlers(internal_api)
+
+openai_api = NinjaAPI(
+    title="DAARION control plane — OpenAI-compatible API",
+    version="1.0.0",
+    urls_namespace="v1",
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+)
+install_error_handlers(openai_api)
+
+
+class WhoAmIOut(Schema):
+    name: str
+    prefix: str
+    scopes: list[str]
+    agents: list[str] | None
+    expires_at: str | None
+
+
+whoami_router = Router(tags=["auth"])
+
+
+@whoami_router.get("/whoami", response=WhoAmIOut, auth=ServiceTokenAuth(None))
+async def whoami(request: HttpRequest, scope: str | None = None, agent_id: str | None = None) -> dict[str, Any]:
+    """The calling token's name, scopes and agents: a way to check credentials.
+
+    `?scope=llm` answers 403 unless the token has that scope; `?agent_id=agent:sofia` answers
+    403 unless the token may act for that agent — the same checks the other routes make.
+    """
+    principal = principal_of(request)
+    if scope is not None:
+        ensure_scope(principal, scope)
+    if agent_id is not None:
+        principal.ensure_can_act_for(agent_id)
+    return {
+        "name": principal.name,
+        "prefix": principal.prefix,
+        "scopes": sorted(principal.scopes),
+        "agents": None if principal.agents is None else sorted(principal.agents),
+        "expires_at": principal.expires_at.isoformat() if principal.expires_at else None,
+    }
+
+
+def _mount_routers() -> None:
+    # Imported here, not at module top, so an app's router can import daarion.api's helpers.
+    from apps.agents.api import router as agents_router
+    from apps.llm.api import openai_router, router as llm_router
+    from apps.memory.api import router as memory_router
+    from apps.tools.api import router as tools_router
+
+    internal_api.add_router("", whoami_router)
+    internal_api.add_router("/llm", llm_router)
+    internal_api.add_router("/agent-memory", memory_router)
+    internal_api.add_router("/tools", tools_router)
+    internal_api.add_router("/agents", agents_router)
+    openai_api.add_router("", openai_router)
+
+
+_mount_routers()

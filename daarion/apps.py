@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class DaarionConfig(AppConfig):
+    """The project wiring as an app: service tokens, shared commands, the embedded stack."""
+
+    name = "daarion"
+    verbose_name = "Service access"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,161 @@
+"""Service-token authentication for the Ninja APIs, and the "may this token act for X" check.
+
+Tokens are looked up in a process-local snapshot (see live_config), so authenticating costs
+a hash and a dict lookup; `last_used_at` is written at most once a minute per token, in a
+background thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.http import HttpRequest
+from django.utils import timezone
+from ninja.security.base import AuthBase
+
+from daarion.errors import Forbidden, Unauthorized
+from daarion.live_config import LiveSnapshot
+from daarion.models import ServiceToken
+from daarion.services import TOKEN_CONFIG, hash_token, service_token_touch
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller: a service token with its scopes and agent binding."""
+
+    token_id: int
+    name: str
+    prefix: str
+    scopes: frozenset[str]
+    agents: frozenset[str] | None  # None: may act for any agent
+    enabled: bool
+    expires_at: datetime | None
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    def may_act_for(self, agent_id: str) -> bool:
+        return self.agents is None or agent_id in self.agents
+
+    def ensure_can_act_for(self, agent_id: str) -> None:
+        """Raises 403 when this token is bound to agents and `agent_id` is not one of them."""
+        if not self.may_act_for(agent_id):
+            raise Forbidden(
+                f"token {self.name!r} may not act for agent {agent_id!r}",
+                type="agent_not_allowed",
+                details={"agent_id": agent_id, "allowed_agents": sorted(self.agents or [])},
+            )
+
+
+def _load_tokens() -> dict[str, Principal]:
+    return {
+        row.secret_hash: Principal(
+            token_id=row.pk,
+            name=row.name,
+            prefix=row.prefix,
+            scopes=frozenset(row.scopes or []),
+            agents=None if row.agents is None else frozenset(row.agents),
+            enabled=row.enabled,
+            expires_at=row.expires_at,
+        )
+        for row in ServiceToken.objects.all()
+    }
+
+
+_tokens = LiveSnapshot(TOKEN_CONFIG, _load_tokens, max_age=30.0)
+_last_touch: dict[int, float] = {}
+_TOUCH_EVERY = 60.0
+
+
+def _touch_later(principal: Principal) -> None:
+    now = time.monotonic()
+    if now - _last_touch.get(principal.token_id, -_TOUCH_EVERY) < _TOUCH_EVERY:
+        return
+    _last_touch[principal.token_id] = now
+    when = timezone.now()
+
+    def _write() -> None:
+        try:
+            service_token_touch(token_id=principal.token_id, when=when)
+        except Exception:  # noqa: BLE001 - bookkeeping must never fail a request
+            logger.warning("could not record token use", exc_info=True)
+        finally:
+            from django.db import connection
+
+            connection.close()
+
+    threading.Thread(target=_write, daemon=True, name="token-touch").start()
+
+
+def _bearer(request: HttpRequest) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if not header:
+        raise Unauthorized("missing Authorization header; send 'Authorization: Bearer <service token>'")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthorized("Authorization must be 'Bearer <service token>'")
+    return value.strip()
+
+
+def ensure_scope(principal: Principal, scope: str) -> None:
+    """Raises 403 unless the token has `scope`."""
+    if not principal.has_scope(scope):
+        raise Forbidden(
+            f"token {principal.name!r} lacks the {scope!r} scope",
+            type="scope_not_allowed",
+            details={"required_scope": scope, "token_scopes": sorted(principal.scopes)},
+        )
+
+
+def _check(principal: Principal | None, scope: str | None) -> Principal:
+    if principal is None:
+        raise Unauthorized("unknown service token")
+    if not principal.enabled:
+        raise Unauthorized("service token is disabled", type="token_disabled")
+    if principal.expires_at is not None and principal.expires_at <= timezone.now():
+        raise Unauthorized("service token has expired", type="token_expired")
+    if scope is not None:
+        ensure_scope(principal, scope)
+    _touch_later(principal)
+    return principal
+
+
+def authenticate_request(request: HttpRequest, scope: str | None) -> Principal:
+    """Sync authentication, for code outside Ninja (DRF, plain views)."""
+    digest = hash_token(_bearer(request))
+    principal = _tokens.get().get(digest) or _tokens.get(recheck=True).get(digest)
+    return _check(principal, scope)
+
+
+class ServiceTokenAuth(AuthBase):
+    """Ninja auth callable: `auth=ServiceTokenAuth("llm")`. Raises 401/403 envelopes.
+
+    An async callable, so async endpoints authenticate without a thread hop.
+    """
+
+    openapi_type = "http"
+    openapi_scheme = "bearer"
+
+    def __init__(self, scope: str | None) -> None:
+        super().__init__()
+        self.scope = scope
+        self.is_async = True
+
+    async def __call__(self, request: HttpRequest) -> Principal:
+        digest = hash_token(_bearer(request))
+        # A miss re-checks the version at once: a token created a moment ago works at once.
+        principal = (await _tokens.aget()).get(digest) or (await _tokens.aget(recheck=True)).get(digest)
+        principal = _check(principal, self.scope)
+        request.principal = principal  # type: ignore[attr-defined]
+        return principal
+
+
+def principal_of(request: HttpRequest) -> Principal:
+    """The principal that ServiceTokenAuth attached to the request."""
+    return request.auth  # type: ignore[attr-defined, return-value]

@@ -1,0 +1,77 @@
+"""manage.py seed_demo: an idempotent demo: admin user, a demo service token, and each app's
+demo objects (each app that has one contributes an `apps.<app>.demo.seed()` function).
+
+The admin password and the token are kept in DATA_DIR/demo.json so that every `make run`
+can print them again; this is a development convenience and refuses to run in production.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+
+from daarion.choices import Scope
+from daarion.models import ServiceToken
+from daarion.services import hash_token, service_token_create
+
+# Apps seed in dependency order (llm before memory and agents, tools before agents).
+DEMO_MODULES = ["apps.llm.demo", "apps.tools.demo", "apps.memory.demo", "apps.agents.demo"]
+DEMO_TOKEN_NAME = "demo"
+ADMIN_USER = "admin"
+
+
+class Command(BaseCommand):
+    help = "Creates (or refreshes) the demo data, admin user and demo service token."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--quiet", action="store_true", help="do not print the credentials")
+
+    def handle(self, *args, quiet: bool, **opts) -> None:
+        if settings.PRODUCTION:
+            raise CommandError("seed_demo is for development; it refuses to run with DAARION_ENV=production")
+        state_path = Path(settings.DATA_DIR) / "demo.json"
+        state = json.loads(state_path.read_text()) if state_path.exists() else {}
+        with transaction.atomic():
+            state["admin_user"] = ADMIN_USER
+            state["admin_password"] = self._ensure_admin(state.get("admin_password"))
+            state["service_token"] = self._ensure_token(state.get("service_token"))
+        for module_name in DEMO_MODULES:
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name != module_name:
+                    raise
+                continue
+            for line in module.seed():
+                self.stderr.write(f"seed_demo: {line}")
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        state_path.write_text(json.dumps(state, indent=2))
+        state_path.chmod(0o600)
+        if not quiet:
+            self.stdout.write(json.dumps(state, indent=2))
+
+    def _ensure_admin(self, password: str | None) -> str:
+        user_model = get_user_model()
+        user = user_model.objects.filter(username=ADMIN_USER).first()
+        if user is not None and password and user.check_password(password):
+            return password
+        password = password or secrets.token_urlsafe(12)
+        if user is None:
+            user_model.objects.create_superuser(ADMIN_USER, "admin@localhost", password)
+        else:
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        return password
+
+    def _ensure_token(self, raw: str | None) -> str:
+        if raw and ServiceToken.objects.filter(secret_hash=hash_token(raw), enabled=True).exists():
+            return raw
+        ServiceToken.objects.filter(name=DEMO_TOKEN_NAME).delete()
+        return service_token_create(name=DEMO_TOKEN_NAME, scopes=list(Scope.values)).raw

@@ -1,0 +1,154 @@
+"""Request-level middleware: request ids, body size limits, and the error envelope for APIs.
+
+All three are async-capable so the ASGI server never hops to a thread just to run them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase
+
+from daarion.errors import STATUS_TYPES, error_response
+from daarion.log import request_id_var
+
+logger = logging.getLogger(__name__)
+
+# Caller-supplied ids are echoed back, so keep them short and boring.
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith(settings.API_PATH_PREFIXES)
+
+
+class _HybridMiddleware:
+    """Runs `process` on the sync or async path, whichever the handler chain uses."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self.is_async:
+            return self._acall(request)
+        early = self.before(request)
+        if early is not None:
+            return early
+        return self.after(request, self.get_response(request))
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        early = self.before(request)
+        if early is not None:
+            return early
+        return self.after(request, await self.get_response(request))
+
+    def before(self, request: HttpRequest) -> HttpResponseBase | None:
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        return response
+
+
+class RequestIdMiddleware(_HybridMiddleware):
+    """Takes `x-request-id` from the caller (or makes one), logs with it, and echoes it back."""
+
+    def before(self, request: HttpRequest) -> None:
+        incoming = request.headers.get("x-request-id", "")
+        request_id = incoming if _REQUEST_ID_RE.match(incoming) else f"req-{uuid.uuid4().hex}"
+        request.request_id = request_id  # type: ignore[attr-defined]
+        request._request_id_token = request_id_var.set(request_id)  # type: ignore[attr-defined]
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        response["x-request-id"] = request.request_id  # type: ignore[attr-defined]
+        token = getattr(request, "_request_id_token", None)
+        if token is not None and not getattr(response, "streaming", False):
+            # A streaming body is produced after this returns and still logs with the id.
+            try:
+                request_id_var.reset(token)
+            except ValueError:  # reset from another context (sync/async hop): harmless
+                pass
+        return response
+
+
+class BodySizeLimitMiddleware(_HybridMiddleware):
+    """Refuses API bodies over MAX_BODY_BYTES with 413 before anything reads them.
+
+    Bodies without a Content-Length are bounded by DATA_UPLOAD_MAX_MEMORY_SIZE when read;
+    the API's exception handler turns that into the same 413.
+    """
+
+    def before(self, request: HttpRequest) -> HttpResponseBase | None:
+        if not is_api_path(request.path):
+            return None
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            size = int(length)
+        except ValueError:
+            return error_response(400, "bad_request", "Content-Length is not a number")
+        if size > settings.MAX_BODY_BYTES:
+            return error_response(
+                413,
+                "payload_too_large",
+                f"request body is {size} bytes; the limit is {settings.MAX_BODY_BYTES}",
+                {"limit_bytes": settings.MAX_BODY_BYTES, "size_bytes": size},
+            )
+        return None
+
+
+class ApiErrorShapeMiddleware(_HybridMiddleware):
+    """Re-renders any non-JSON error on an API path (Django's 404/405/500 pages) as the envelope.
+
+    Endpoints already answer in the envelope; this catches what happens before or around
+    them: unknown routes, wrong methods, crashes in other middleware.
+    """
+
+    def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        if response.status_code < 400 or not is_api_path(request.path):
+            return response
+        if response.get("Content-Type", "").startswith("application/json"):
+            return response
+        status = response.status_code
+        if status == 404:
+            message = f"no API route {request.method} {request.path}"
+        elif status == 405:
+            allowed = response.get("Allow", "")
+            message = f"method {request.method} is not allowed on {request.path}"
+            if allowed:
+                message += f"; allowed: {allowed}"
+        else:
+            message = _short_text(response) or f"request failed with status {status}"
+            if status >= 500:
+                message = "internal error; the request id in x-request-id finds it in the logs"
+        shaped = error_response(status, STATUS_TYPES.get(status, "error"), message)
+        if "Allow" in response:
+            shaped["Allow"] = response["Allow"]
+        return shaped
+
+
+def _short_text(response: HttpResponseBase) -> str:
+    if getattr(response, "streaming", False):
+        return ""
+    body = getattr(response, "content", b"")[:300]
+    try:
+        text = body.decode("utf-8", "replace")
+    except Exception:  # noqa: BLE001 - a message is a nicety, never a reason to fail
+        return ""
+    if text.lstrip().startswith("<"):
+        return ""
+    try:
+        return str(json.loads(text))
+    except ValueError:
+        return text.strip()

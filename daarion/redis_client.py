@@ -1,0 +1,42 @@
+"""Shared Redis clients: one sync client per process, one async client per event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+_sync_client: redis.Redis | None = None
+_sync_lock = threading.Lock()
+_async_clients: dict[int, aioredis.Redis] = {}
+
+# Short timeouts: Redis is on the hot path, and a stalled Redis must fail fast, not hang
+# every request behind it.
+_CLIENT_OPTIONS = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0, "health_check_interval": 30}
+
+
+def key(*parts: str) -> str:
+    """A key under this deployment's prefix: key("llm", "version") -> "daarion:llm:version"."""
+    return settings.REDIS_KEY_PREFIX + ":".join(parts)
+
+
+def get_redis() -> redis.Redis:
+    global _sync_client
+    if _sync_client is None:
+        with _sync_lock:
+            if _sync_client is None:
+                _sync_client = redis.Redis.from_url(settings.REDIS_URL, **_CLIENT_OPTIONS)
+    return _sync_client
+
+
+def get_async_redis() -> aioredis.Redis:
+    """The async client bound to the running loop (redis.asyncio clients cannot cross loops)."""
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(id(loop))
+    if client is None:
+        client = aioredis.Redis.from_url(settings.REDIS_URL, **_CLIENT_OPTIONS)
+        _async_clients[id(loop)] = client
+    return client

@@ -1,0 +1,106 @@
+"""Real servers for tests and benchmarks: the ASGI app and a Celery worker as subprocesses.
+
+Used by the pytest fixtures in conftest.py and by the bench/ scripts, so both measure the
+same thing: our code running as it runs in production, reached over real sockets.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url_for(settings_db: Mapping[str, object]) -> str:
+    """A DATABASE_URL for Django's current default database (e.g. the test database)."""
+    host = str(settings_db.get("HOST") or "")
+    user = urllib.parse.quote(str(settings_db.get("USER") or ""), safe="")
+    password = urllib.parse.quote(str(settings_db.get("PASSWORD") or ""), safe="")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    netloc_host = urllib.parse.quote(host, safe="") if host.startswith("/") else host
+    port = f":{settings_db['PORT']}" if settings_db.get("PORT") else ""
+    return f"postgres://{auth}{netloc_host}{port}/{settings_db['NAME']}"
+
+
+@dataclass
+class ServerProcess:
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+    url: str = ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_asgi_server(env: Mapping[str, str], log_dir: Path, *, port: int | None = None, name: str = "web") -> ServerProcess:
+    port = port or free_port()
+    log_path = log_dir / f"{name}-{port}.log"
+    log = open(log_path, "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "daarion.asgi:application", "--host", "127.0.0.1",
+         "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "5"],
+        cwd=BASE_DIR, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
+    )
+    server = ServerProcess(name, process, log_path, f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} server exited early:\n{server.log_tail()}")
+        try:
+            httpx.get(f"{server.url}/health", timeout=2)
+            return server
+        except httpx.TransportError:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"{name} server did not start in 60 s:\n{server.log_tail()}")
+
+
+def start_celery_worker(env: Mapping[str, str], log_dir: Path, *, queues: str = "default,embeddings,summaries") -> ServerProcess:
+    log_path = log_dir / f"worker-{os.getpid()}.log"
+    log = open(log_path, "wb")
+    hostname = f"test-{os.getpid()}@%h"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "daarion", "worker", "--pool", "solo", "--loglevel", "INFO",
+         "-Q", queues, "--hostname", hostname, "--without-gossip", "--without-mingle"],
+        cwd=BASE_DIR, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
+    )
+    server = ServerProcess("worker", process, log_path)
+    from daarion.celery import app
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"celery worker exited early:\n{server.log_tail()}")
+        if app.control.ping(timeout=0.5):
+            return server
+    server.stop()
+    raise RuntimeError(f"celery worker did not answer a ping in 60 s:\n{server.log_tail()}")

@@ -1,0 +1,14 @@
+"""URL map: admin, the internal API, the OpenAI-compatible API, health."""
+
+from django.contrib import admin
+from django.urls import path
+
+from daarion.api import internal_api, openai_api
+from daarion.health import health
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("internal/", internal_api.urls),
+    path("v1/", openai_api.urls),
+    path("health", health, name="health"),
+]
