@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -19,6 +20,7 @@ from daarion.errors import STATUS_TYPES, error_response
 from daarion.log import request_id_var
 
 logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("daarion.access")
 
 # Caller-supplied ids are echoed back, so keep them short and boring.
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -62,17 +64,37 @@ class _HybridMiddleware:
 
 
 class RequestIdMiddleware(_HybridMiddleware):
-    """Takes `x-request-id` from the caller (or makes one), logs with it, and echoes it back."""
+    """Takes `x-request-id` from the caller (or makes one), logs with it, and echoes it back.
+
+    Also writes the access log: one structured line per API request.
+    """
 
     def before(self, request: HttpRequest) -> None:
         incoming = request.headers.get("x-request-id", "")
         request_id = incoming if _REQUEST_ID_RE.match(incoming) else f"req-{uuid.uuid4().hex}"
         request.request_id = request_id  # type: ignore[attr-defined]
         request._request_id_token = request_id_var.set(request_id)  # type: ignore[attr-defined]
+        request._started_at = time.perf_counter()  # type: ignore[attr-defined]
         return None
 
     def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         response["x-request-id"] = request.request_id  # type: ignore[attr-defined]
+        if is_api_path(request.path):
+            principal = getattr(request, "principal", None)
+            access_logger.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - request._started_at) * 1000, 2),  # type: ignore[attr-defined]
+                    "token": getattr(principal, "name", None),
+                    "streaming": getattr(response, "streaming", False),
+                },
+            )
         token = getattr(request, "_request_id_token", None)
         if token is not None and not getattr(response, "streaming", False):
             # A streaming body is produced after this returns and still logs with the id.

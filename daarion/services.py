@@ -1,16 +1,21 @@
-"""Writes of the project wiring: service tokens."""
+"""Writes of the project wiring: service tokens and encryption-key rotation."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.apps import apps
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
+from django.db.models import F, TextField
+from django.db.models.functions import Cast
 
 from daarion.choices import Scope
+from daarion.crypto import EncryptedTextField, key_id_of, key_ring
 from daarion.live_config import bump_version
 from daarion.models import ServiceToken
 
@@ -102,3 +107,42 @@ def service_token_delete(*, token: ServiceToken) -> None:
 def service_token_touch(*, token_id: int, when: datetime) -> None:
     """Records use; called at most once a minute per token, off the request path."""
     ServiceToken.objects.filter(pk=token_id).update(last_used_at=when)
+
+
+def encrypted_fields(model_list: Iterable[type[models.Model]] | None = None) -> list[tuple[type[models.Model], str]]:
+    """Every (model, field name) stored with EncryptedTextField."""
+    model_list = apps.get_models() if model_list is None else model_list
+    return [
+        (model, fld.name)
+        for model in model_list
+        for fld in model._meta.get_fields()
+        if isinstance(fld, EncryptedTextField)
+    ]
+
+
+def encryption_rotate(
+    *, model_list: Iterable[type[models.Model]] | None = None, dry_run: bool = False
+) -> dict[str, int]:
+    """Re-seals every encrypted value not under the primary key; returns counts per field.
+
+    Put the new key first in DAARION_ENCRYPTION_KEYS, keep the old ones after it, run this,
+    then drop the old keys.
+    """
+    primary = key_ring().primary_kid
+    counts: dict[str, int] = {}
+    for model, field_name in encrypted_fields(model_list):
+        # Cast to a plain text column reads the stored ciphertext without decrypting it.
+        raw = (
+            model._default_manager.annotate(_raw=Cast(F(field_name), TextField()))
+            .exclude(_raw="")
+            .exclude(_raw__isnull=True)
+        )
+        stale = [pk for pk, value in raw.values_list("pk", "_raw") if key_id_of(value) != primary]
+        if stale and not dry_run:
+            with transaction.atomic():
+                for row in model._default_manager.select_for_update().filter(pk__in=stale):
+                    # Reading opened it with the old key; the update seals it with the primary.
+                    model._default_manager.filter(pk=row.pk).update(**{field_name: getattr(row, field_name)})
+        if stale:
+            counts[f"{model._meta.label}.{field_name}"] = len(stale)
+    return counts
