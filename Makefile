@@ -5,7 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA_DIR ?= .data
 
-.PHONY: run test venv install clean-data bench-proxy bench-memory bench-tools
+.PHONY: run test venv install node clean-data
+
+# The Node test of the AI SDK stream reader needs node_modules when package.json exists.
+NODE_STAMP := $(if $(wildcard package.json),node_modules/.installed,)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +21,18 @@ $(STAMP): $(PY) requirements.txt requirements-dev.txt
 
 venv install: $(STAMP)
 
+node_modules/.installed: package.json $(wildcard package-lock.json)
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node: $(NODE_STAMP)
+
 run: $(STAMP)
 	$(PY) -m daarion.devstack run --data-dir $(DATA_DIR)
 
 # The test suite gets its own embedded servers under .data/test, so it never touches the
 # data of a running `make run`.
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m daarion.devstack exec --data-dir $(DATA_DIR)/test -- $(PY) -m pytest $(PYTEST_ARGS)
 
 clean-data:
