@@ -1,1 +1,125 @@
-"""Django admin for apps.agents."""
+"""Django admin for agents: blueprints edited through the same services as the API and the
+import command; secrets write-only and shown masked.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+
+from apps.agents.models import Agent, AgentSecret
+from apps.agents.services import (
+    EDITABLE_FIELDS,
+    agent_create,
+    agent_delete,
+    agent_secret_delete,
+    agent_secret_set,
+    agent_update,
+    agent_validate,
+)
+from daarion.crypto import mask
+from daarion.errors import ValidationFailed
+
+
+class AgentForm(forms.ModelForm):
+    class Meta:
+        model = Agent
+        fields = ["id", *EDITABLE_FIELDS]
+
+    def _post_clean(self) -> None:
+        super()._post_clean()  # copies the cleaned values onto self.instance
+        if self.errors:
+            return
+        # The service's rules, shown on the form instead of failing on save.
+        try:
+            agent_validate(self.instance)
+        except ValidationFailed as exc:
+            for item in exc.details or []:
+                field = item["path"].split(".")[0]
+                self.add_error(field if field in self.fields else None, item["message"])
+
+
+class AgentSecretForm(forms.ModelForm):
+    # Write-only: the stored value is never rendered back into the page.
+    value = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Leave empty to keep the current value.",
+    )
+
+    class Meta:
+        model = AgentSecret
+        fields = ["name", "value"]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if not self.instance.pk and not data.get("value") and not data.get("DELETE"):
+            self.add_error("value", "a new secret needs a value")
+        return data
+
+
+class AgentSecretInline(admin.TabularInline):
+    model = AgentSecret
+    form = AgentSecretForm
+    extra = 0
+    fields = ["name", "value", "masked", "updated_at"]
+    readonly_fields = ["masked", "updated_at"]
+
+    @admin.display(description="current value")
+    def masked(self, obj: AgentSecret) -> str:
+        return mask(obj.value) if obj.pk else "-"
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin):
+    form = AgentForm
+    list_display = ["id", "name", "microdao_id", "model", "enabled", "version", "updated_at"]
+    list_filter = ["enabled", "model"]
+    search_fields = ["id", "name", "microdao_id"]
+    readonly_fields = ["version", "created_at", "updated_at"]
+    inlines = [AgentSecretInline]
+    fieldsets = [
+        (None, {"fields": ["id", "name", "microdao_id", "enabled", "model", "version"]}),
+        ("Character", {"fields": ["system_prompt", "character"]}),
+        ("Behaviour", {"fields": ["memory_recall_limit", "memory_kinds", "max_tool_steps"]}),
+        ("Timestamps", {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Agent | None = None) -> list[str]:
+        # The id is what tokens, memories and tool permissions refer to: fixed once created.
+        return [*self.readonly_fields, "id"] if obj is not None else list(self.readonly_fields)
+
+    def save_model(self, request: HttpRequest, obj: Agent, form: forms.ModelForm, change: bool) -> None:
+        values = {name: form.cleaned_data[name] for name in EDITABLE_FIELDS if name in form.cleaned_data}
+        if change:
+            saved = agent_update(agent=Agent.objects.get(pk=obj.pk), **values)
+        else:
+            saved = agent_create(agent_id=form.cleaned_data["id"], **values)
+        obj.version = saved.version
+
+    def save_formset(self, request: HttpRequest, form: forms.ModelForm, formset, change: bool) -> None:
+        agent = form.instance
+        for inline in formset.forms:
+            if not hasattr(inline, "cleaned_data") or not inline.cleaned_data:
+                continue
+            data = inline.cleaned_data
+            if data.get("DELETE"):
+                if inline.instance.pk:
+                    agent_secret_delete(agent=agent, name=inline.instance.name)
+                continue
+            name, value = data.get("name"), data.get("value")
+            if inline.instance.pk and name != inline.instance.name:
+                # A rename: the value moves with it unless a new one was typed.
+                old = inline.instance
+                agent_secret_set(agent=agent, name=name, value=value or old.value)
+                agent_secret_delete(agent=agent, name=old.name)
+            elif value:
+                agent_secret_set(agent=agent, name=name, value=value)
+
+    def delete_model(self, request: HttpRequest, obj: Agent) -> None:
+        agent_delete(agent=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        for agent in queryset:
+            agent_delete(agent=agent)

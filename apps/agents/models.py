@@ -1,1 +1,79 @@
-"""Models of apps.agents."""
+"""Agent blueprints ("characters") and their encrypted secrets."""
+
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from daarion.crypto import EncryptedTextField
+
+AGENT_ID_RE = r"^agent:[a-z0-9][a-z0-9._-]{0,62}$"
+SECRET_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$"
+MAX_TOOL_STEPS_LIMIT = 16
+
+
+class Agent(models.Model):
+    """One agent: who it is (character), what it thinks with (model), how it remembers."""
+
+    id = models.CharField(
+        primary_key=True,
+        max_length=70,
+        validators=[RegexValidator(AGENT_ID_RE, "agent ids look like 'agent:sofia' (lowercase, digits, . _ -)")],
+    )
+    name = models.CharField(max_length=200)
+    microdao_id = models.CharField(max_length=100, help_text="The microDAO this agent belongs to, e.g. microdao:7")
+    enabled = models.BooleanField(default=True)
+    model = models.CharField(max_length=100, help_text="Logical model name routed by the LLM proxy")
+    system_prompt = models.TextField(blank=True)
+    character = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="elizaOS-shaped character: bio, lore, style, topics, adjectives, messageExamples ...",
+    )
+    memory_recall_limit = models.PositiveSmallIntegerField(
+        default=5, validators=[MaxValueValidator(50)], help_text="Memories recalled per turn; 0 turns recall off"
+    )
+    memory_kinds = models.JSONField(
+        default=list, blank=True, help_text="Memory kinds to recall (empty: every kind)"
+    )
+    max_tool_steps = models.PositiveSmallIntegerField(
+        default=4,
+        validators=[MaxValueValidator(MAX_TOOL_STEPS_LIMIT)],
+        help_text="Model calls that may end in tool calls before the agent must answer",
+    )
+    # Changes on every edit (agent or secrets), so runtimes can tell which blueprint they hold.
+    version = models.PositiveIntegerField(default=1, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(max_tool_steps__lte=MAX_TOOL_STEPS_LIMIT), name="agent_max_tool_steps_bounded"
+            ),
+            models.CheckConstraint(condition=~models.Q(model=""), name="agent_model_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"
+
+
+class AgentSecret(models.Model):
+    """A named secret of an agent (an API key for its provider, a token for a tool)."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="secrets")
+    name = models.CharField(
+        max_length=100,
+        validators=[RegexValidator(SECRET_NAME_RE, "secret names are letters, digits, _ . - (e.g. OPENAI_API_KEY)")],
+    )
+    value = EncryptedTextField()
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["agent_id", "name"]
+        constraints = [models.UniqueConstraint(fields=["agent", "name"], name="agent_secret_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id}:{self.name}"

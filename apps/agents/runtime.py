@@ -1,0 +1,129 @@
+"""Which agents are loaded, shared by every web process through one Redis hash.
+
+An agent's state is `loaded:<unix time>` or `unloaded:<unix time>`. Each process, on its
+first use of the runtime (server start, in effect), marks every enabled agent that has no
+state yet as loaded; an operator's explicit unload is a state too, so a process that starts
+later does not undo it. Blueprints themselves come from the live snapshot in selectors, so
+an edited agent is used in its new version by every process within a second, with no
+reload step.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from apps.agents.selectors import Blueprint, ablueprint_get, ablueprints_all
+from apps.agents.services import RUNTIME_STATE_KEY
+from daarion.errors import Conflict
+from daarion.redis_client import get_async_redis, key
+
+LOADED = "loaded"
+UNLOADED = "unloaded"
+
+# Set the state only when the agent is not loaded already: one atomic step, so two
+# processes loading the same agent at once give one 200 and one 409.
+_LOAD_SCRIPT = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current and string.sub(current, 1, 7) == 'loaded:' then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+_UNLOAD_SCRIPT = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current or string.sub(current, 1, 7) ~= 'loaded:' then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+_booted = False
+
+
+@dataclass(frozen=True)
+class RuntimeState:
+    loaded: bool
+    since: float | None  # unix time of the last load/unload
+
+
+def _state_key() -> str:
+    return key(*RUNTIME_STATE_KEY)
+
+
+def _parse(raw: bytes | str | None) -> RuntimeState:
+    if raw is None:
+        return RuntimeState(loaded=False, since=None)
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    state, _, when = text.partition(":")
+    try:
+        since = float(when)
+    except ValueError:
+        since = None
+    return RuntimeState(loaded=state == LOADED, since=since)
+
+
+async def runtime_boot(*, force: bool = False) -> list[str]:
+    """Marks every enabled agent without a state as loaded; once per process unless `force`.
+
+    Returns the ids it loaded.
+    """
+    global _booted
+    if _booted and not force:
+        return []
+    # No lock: HSETNX makes a boot idempotent, so two racing first requests are harmless.
+    redis = get_async_redis()
+    now = f"{LOADED}:{time.time():.3f}"
+    loaded = []
+    for blueprint in (await ablueprints_all()).values():
+        if blueprint.enabled and await redis.hsetnx(_state_key(), blueprint.id, now):
+            loaded.append(blueprint.id)
+    _booted = True
+    return loaded
+
+
+async def runtime_states() -> dict[str, RuntimeState]:
+    await runtime_boot()
+    raw = await get_async_redis().hgetall(_state_key())
+    return {(k.decode() if isinstance(k, bytes) else k): _parse(v) for k, v in raw.items()}
+
+
+async def runtime_state(agent_id: str) -> RuntimeState:
+    await runtime_boot()
+    return _parse(await get_async_redis().hget(_state_key(), agent_id))
+
+
+async def agent_load(*, agent_id: str) -> Blueprint:
+    """200-path: the agent is now loaded. 404 unknown, 409 already loaded or disabled."""
+    await runtime_boot()
+    blueprint = await ablueprint_get(agent_id)
+    if not blueprint.enabled:
+        raise Conflict(
+            f"agent {agent_id!r} is disabled; enable it before loading", type="agent_disabled",
+            details={"agent_id": agent_id},
+        )
+    redis = get_async_redis()
+    if not await redis.eval(_LOAD_SCRIPT, 1, _state_key(), agent_id, f"{LOADED}:{time.time():.3f}"):
+        raise Conflict(f"agent {agent_id!r} is already loaded", type="agent_already_loaded", details={"agent_id": agent_id})
+    return blueprint
+
+
+async def agent_unload(*, agent_id: str) -> Blueprint:
+    await runtime_boot()
+    blueprint = await ablueprint_get(agent_id)
+    redis = get_async_redis()
+    if not await redis.eval(_UNLOAD_SCRIPT, 1, _state_key(), agent_id, f"{UNLOADED}:{time.time():.3f}"):
+        raise Conflict(f"agent {agent_id!r} is not loaded", type="agent_not_loaded", details={"agent_id": agent_id})
+    return blueprint
+
+
+async def loaded_blueprint(agent_id: str) -> Blueprint:
+    """The blueprint of an agent that may take a turn now: 404 unknown, 409 not loaded/disabled."""
+    blueprint = await ablueprint_get(agent_id)
+    if not blueprint.enabled:
+        raise Conflict(f"agent {agent_id!r} is disabled", type="agent_disabled", details={"agent_id": agent_id})
+    if not (await runtime_state(agent_id)).loaded:
+        raise Conflict(
+            f"agent {agent_id!r} is not loaded; POST /internal/agents/{agent_id}/load first",
+            type="agent_not_loaded",
+            details={"agent_id": agent_id},
+        )
+    return blueprint

@@ -1,0 +1,92 @@
+"""Reads of the agent registry: the process-local blueprint snapshot and admin-side queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from apps.agents.models import Agent
+from apps.agents.services import AGENTS_CONFIG
+from daarion.errors import NotFound
+from daarion.live_config import LiveSnapshot
+
+
+@dataclass(frozen=True)
+class Blueprint:
+    """What the runtime needs of an agent, detached from the ORM."""
+
+    id: str
+    name: str
+    microdao_id: str
+    enabled: bool
+    model: str
+    system_prompt: str
+    character: dict[str, Any]
+    memory_recall_limit: int
+    memory_kinds: tuple[str, ...]
+    max_tool_steps: int
+    version: int
+    # Decrypted; never rendered by an API except to a token with the agents:secrets scope.
+    secrets: MappingProxyType = field(repr=False, default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def secret_names(self) -> list[str]:
+        return sorted(self.secrets)
+
+
+def _blueprint(agent: Agent, secrets: dict[str, str]) -> Blueprint:
+    return Blueprint(
+        id=agent.id,
+        name=agent.name,
+        microdao_id=agent.microdao_id,
+        enabled=agent.enabled,
+        model=agent.model,
+        system_prompt=agent.system_prompt,
+        character=agent.character or {},
+        memory_recall_limit=agent.memory_recall_limit,
+        memory_kinds=tuple(agent.memory_kinds or ()),
+        max_tool_steps=agent.max_tool_steps,
+        version=agent.version,
+        secrets=MappingProxyType(secrets),
+    )
+
+
+def _load_blueprints() -> dict[str, Blueprint]:
+    agents = list(Agent.objects.prefetch_related("secrets"))
+    return {agent.id: _blueprint(agent, {s.name: s.value for s in agent.secrets.all()}) for agent in agents}
+
+
+# Agents are few and edited rarely: every process holds all blueprints, reloaded when an
+# edit bumps the `agents` version (see live_config).
+_blueprints: LiveSnapshot[dict[str, Blueprint]] = LiveSnapshot(AGENTS_CONFIG, _load_blueprints)
+
+
+def blueprints_all() -> dict[str, Blueprint]:
+    return _blueprints.get()
+
+
+async def ablueprints_all() -> dict[str, Blueprint]:
+    return await _blueprints.aget()
+
+
+async def ablueprint_get(agent_id: str) -> Blueprint:
+    """The agent's current blueprint; 404 if there is no such agent."""
+    blueprint = (await _blueprints.aget()).get(agent_id) or (await _blueprints.aget(recheck=True)).get(agent_id)
+    if blueprint is None:
+        raise NotFound(f"agent {agent_id!r} does not exist", type="agent_not_found", details={"agent_id": agent_id})
+    return blueprint
+
+
+def blueprint_get(agent_id: str) -> Blueprint:
+    blueprint = _blueprints.get().get(agent_id) or _blueprints.get(recheck=True).get(agent_id)
+    if blueprint is None:
+        raise NotFound(f"agent {agent_id!r} does not exist", type="agent_not_found", details={"agent_id": agent_id})
+    return blueprint
+
+
+def agent_get(agent_id: str) -> Agent:
+    agent = Agent.objects.filter(pk=agent_id).first()
+    if agent is None:
+        raise NotFound(f"agent {agent_id!r} does not exist", type="agent_not_found", details={"agent_id": agent_id})
+    return agent
