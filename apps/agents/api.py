@@ -1,7 +1,85 @@
-"""Ninja router of the agents: /internal/agents."""
+"""Ninja router of the agents: /internal/agents (runtime state, blueprints, secrets, chat)."""
 
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
 from ninja import Router
 
-from daarion.auth import ServiceTokenAuth
+from apps.agents import runtime
+from apps.agents.schemas import AgentListOut, AgentStateOut, BlueprintOut, SecretsOut
+from apps.agents.selectors import Blueprint, ablueprint_get, ablueprints_all
+from daarion.auth import ServiceTokenAuth, ensure_scope, principal_of
+from daarion.choices import Scope
 
-router = Router(tags=["agents"], auth=ServiceTokenAuth("agents"))
+router = Router(tags=["agents"], auth=ServiceTokenAuth(Scope.AGENTS.value))
+
+
+def _state(blueprint: Blueprint, state: runtime.RuntimeState) -> dict[str, Any]:
+    return {
+        "id": blueprint.id,
+        "name": blueprint.name,
+        "microdao_id": blueprint.microdao_id,
+        "enabled": blueprint.enabled,
+        "model": blueprint.model,
+        "version": blueprint.version,
+        "loaded": state.loaded and blueprint.enabled,
+        "loaded_since": state.since,
+    }
+
+
+def _blueprint(blueprint: Blueprint, state: runtime.RuntimeState) -> dict[str, Any]:
+    return {
+        **_state(blueprint, state),
+        "system_prompt": blueprint.system_prompt,
+        "character": blueprint.character,
+        "memory": {"recall_limit": blueprint.memory_recall_limit, "kinds": list(blueprint.memory_kinds)},
+        "max_tool_steps": blueprint.max_tool_steps,
+        "secret_names": blueprint.secret_names,
+    }
+
+
+@router.get("", response=AgentListOut)
+async def agents_list(request: HttpRequest) -> dict[str, Any]:
+    """Every agent with its loaded state and the blueprint version this process holds."""
+    states = await runtime.runtime_states()
+    blueprints = await ablueprints_all()
+    return {
+        "items": [
+            _state(bp, states.get(bp.id, runtime.RuntimeState(False, None))) for bp in sorted(blueprints.values(), key=lambda b: b.id)
+        ]
+    }
+
+
+@router.get("/{agent_id}", response=BlueprintOut)
+async def agent_detail(request: HttpRequest, agent_id: str) -> dict[str, Any]:
+    """The agent's blueprint (character, prompt, settings) with secret names but no values."""
+    blueprint = await ablueprint_get(agent_id)
+    return _blueprint(blueprint, await runtime.runtime_state(agent_id))
+
+
+@router.post("/{agent_id}/load", response=AgentStateOut)
+async def agent_load(request: HttpRequest, agent_id: str) -> dict[str, Any]:
+    """200 loaded; 404 unknown agent; 409 already loaded (or disabled)."""
+    principal_of(request).ensure_can_act_for(agent_id)
+    blueprint = await runtime.agent_load(agent_id=agent_id)
+    return _state(blueprint, await runtime.runtime_state(agent_id))
+
+
+@router.post("/{agent_id}/unload", response=AgentStateOut)
+async def agent_unload(request: HttpRequest, agent_id: str) -> dict[str, Any]:
+    """200 unloaded; 404 unknown agent; 409 not loaded."""
+    principal_of(request).ensure_can_act_for(agent_id)
+    blueprint = await runtime.agent_unload(agent_id=agent_id)
+    return _state(blueprint, await runtime.runtime_state(agent_id))
+
+
+@router.get("/{agent_id}/secrets", response=SecretsOut)
+async def agent_secrets(request: HttpRequest, agent_id: str) -> dict[str, Any]:
+    """The agent's decrypted secrets: only for a token with the `agents:secrets` scope."""
+    principal = principal_of(request)
+    ensure_scope(principal, Scope.AGENTS_SECRETS.value)
+    principal.ensure_can_act_for(agent_id)
+    blueprint = await ablueprint_get(agent_id)
+    return {"agent_id": blueprint.id, "version": blueprint.version, "secrets": dict(blueprint.secrets)}
