@@ -213,3 +213,50 @@ LOGGING = {
         "pgserver": {"level": "WARNING"},
     },
 }
+
+# --- tools ---
+from urllib.parse import urlsplit as _urlsplit  # noqa: E402
+
+# Where this deployment is reachable; the demo HTTP tool targets its own /demo/ service here.
+DAARION_PUBLIC_URL = os.environ.get("DAARION_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# Hosts HTTP tools may reach: `host`, `host:port`, `*.suffix`, `*` (public addresses only).
+# Internal addresses (loopback, private, link-local) need the host listed exactly.
+TOOLS_HTTP_ALLOWED_HOSTS = _env_list("TOOLS_HTTP_ALLOWED_HOSTS", _urlsplit(DAARION_PUBLIC_URL).netloc)
+TOOLS_HTTP_MAX_RESPONSE_BYTES = int(os.environ.get("TOOLS_HTTP_MAX_RESPONSE_BYTES", str(1024 * 1024)))
+TOOLS_HTTP_MAX_REDIRECTS = int(os.environ.get("TOOLS_HTTP_MAX_REDIRECTS", "3"))
+# Audit rows are queued in Redis and flushed by a thread in each web process.
+TOOLS_AUDIT_BACKGROUND = _env_bool("TOOLS_AUDIT_BACKGROUND", True)
+TOOLS_AUDIT_FLUSH_INTERVAL = float(os.environ.get("TOOLS_AUDIT_FLUSH_INTERVAL", "0.5"))
+
+# --- memory ---
+MEMORY_QUERY_MAX_LIMIT = int(os.environ.get("MEMORY_QUERY_MAX_LIMIT", "50"))
+MEMORY_EMBED_BATCH = int(os.environ.get("MEMORY_EMBED_BATCH", "64"))
+MEMORY_EMBED_MAX_RETRIES = int(os.environ.get("MEMORY_EMBED_MAX_RETRIES", "5"))
+MEMORY_RETRY_BASE_SECONDS = float(os.environ.get("MEMORY_RETRY_BASE_SECONDS", "5"))
+MEMORY_EXACT_SEARCH_MAX = int(os.environ.get("MEMORY_EXACT_SEARCH_MAX", "20000"))
+MEMORY_SUMMARY_MODEL = os.environ.get("MEMORY_SUMMARY_MODEL", "gpt-4.1-mini")
+# Merged, not assigned: other apps add their own periodic jobs to the same schedule.
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "memory-requeue-pending": {"task": "memory.requeue_pending", "schedule": 60.0},
+}
+
+# --- llm ---
+# The in-process usage flusher's period (seconds; 0: leave it to Celery beat alone).
+LLM_USAGE_FLUSH_INTERVAL = float(os.environ.get("DAARION_LLM_USAGE_FLUSH_INTERVAL", "1.0"))
+# Heartbeat comments on /internal/llm/stream while no token has arrived yet (seconds).
+LLM_STREAM_HEARTBEAT_SECONDS = float(os.environ.get("DAARION_LLM_HEARTBEAT_SECONDS", "5"))
+# A deployment failing this many times within a minute is skipped for LLM_COOLDOWN_SECONDS.
+LLM_COOLDOWN_FAILURES = int(os.environ.get("DAARION_LLM_COOLDOWN_FAILURES", "3"))
+LLM_COOLDOWN_SECONDS = float(os.environ.get("DAARION_LLM_COOLDOWN_SECONDS", "30"))
+# Retry backoff base (seconds) and the longest upstream Retry-After we wait for before moving
+# on to the next deployment instead.
+LLM_RETRY_BACKOFF = float(os.environ.get("DAARION_LLM_RETRY_BACKOFF", "0.2"))
+LLM_MAX_RETRY_AFTER = float(os.environ.get("DAARION_LLM_MAX_RETRY_AFTER", "5"))
+# /internal/llm/batch: at most this many items per call, run this many at a time.
+LLM_BATCH_MAX_ITEMS = int(os.environ.get("DAARION_LLM_BATCH_MAX_ITEMS", "100"))
+LLM_BATCH_CONCURRENCY = int(os.environ.get("DAARION_LLM_BATCH_CONCURRENCY", "8"))
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "llm-drain-usage": {"task": "llm.drain_usage", "schedule": 5.0, "options": {"queue": "default", "expires": 30}},
+}

@@ -1,1 +1,159 @@
-"""Django admin for apps.tools."""
+"""Django admin for toolcore. Saves go through apps.tools.services, like import and the API."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+
+from apps.tools.models import Followup, Tool, ToolCall
+from apps.tools.services import (
+    TOOL_FIELDS,
+    clean_secret_headers,
+    tool_create,
+    tool_delete,
+    tool_update,
+    tool_validate,
+)
+from daarion.crypto import mask
+
+
+def _lines(text: str) -> list[str]:
+    return [item.strip() for item in (text or "").replace(",", "\n").splitlines() if item.strip()]
+
+
+class ToolForm(forms.ModelForm):
+    every_agent = forms.BooleanField(
+        required=False, initial=True, help_text="Any agent may use the tool (the list below is ignored)."
+    )
+    agents = forms.CharField(
+        label="Allowed agents",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="One agent id per line. Empty with 'every agent' off: no agent may use it.",
+    )
+    set_secret_headers = forms.CharField(
+        label="Set secret headers",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
+        help_text="Write-only. One 'Header: value' per line sets a header; 'Header:' alone removes it. "
+        "Empty: keep the current ones.",
+    )
+
+    class Meta:
+        model = Tool
+        fields = [
+            "tool_id", "name", "description", "executor", "target", "input_schema", "output_schema",
+            "timeout", "enabled", "read_only", "destructive", "idempotent", "rate_limit_per_minute",
+        ]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["tool_id"].disabled = True  # agents and audit rows refer to it
+            self.initial["every_agent"] = self.instance.allowed_agents is None
+            self.initial["agents"] = "\n".join(self.instance.allowed_agents or [])
+
+    def clean(self) -> dict:
+        data = super().clean()
+        data["allowed_agents"] = None if data.get("every_agent") else _lines(data.get("agents", ""))
+        secrets: dict[str, str | None] = {}
+        for line in (data.get("set_secret_headers") or "").splitlines():
+            if not line.strip():
+                continue
+            name, sep, value = line.partition(":")
+            if not sep:
+                self.add_error("set_secret_headers", f"line {line.strip()[:20]!r}…: expected 'Header: value'")
+                continue
+            secrets[name.strip()] = value.strip() or None
+        try:
+            clean_secret_headers({k: v for k, v in secrets.items() if v})
+        except ValidationError as exc:
+            self.add_error("set_secret_headers", exc.messages)
+        data["secret_changes"] = secrets or None
+        if self.errors:
+            return data
+        # The same rules the service applies, on a scratch copy, so errors land on the form.
+        probe = Tool(**{f.attname: getattr(self.instance, f.attname) for f in Tool._meta.concrete_fields})
+        for name in TOOL_FIELDS:
+            if name in data:
+                setattr(probe, name, data[name])
+        probe._state.adding = self.instance._state.adding  # so the unique check skips this row
+        if not self.instance.pk:
+            probe.tool_id = data.get("tool_id", "")
+        try:
+            tool_validate(probe)
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                target = field if field in self.fields else ("agents" if field == "allowed_agents" else None)
+                self.add_error(target, messages)
+        return data
+
+
+@admin.register(Tool)
+class ToolAdmin(admin.ModelAdmin):
+    form = ToolForm
+    list_display = ["tool_id", "name", "executor", "enabled", "agents_display", "timeout", "version", "updated_at"]
+    list_filter = ["executor", "enabled"]
+    search_fields = ["tool_id", "name", "target"]
+    readonly_fields = ["version", "secrets_display", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["tool_id", "name", "description", "enabled", "version"]}),
+        ("Execution", {"fields": ["executor", "target", "timeout", "rate_limit_per_minute"]}),
+        ("Contract", {"fields": ["input_schema", "output_schema", "read_only", "destructive", "idempotent"]}),
+        ("Agents", {"fields": ["every_agent", "agents"]}),
+        ("Secrets", {"fields": ["secrets_display", "set_secret_headers"]}),
+        ("Times", {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    @admin.display(description="agents")
+    def agents_display(self, obj: Tool) -> str:
+        return "every agent" if obj.allowed_agents is None else (", ".join(obj.allowed_agents) or "none")
+
+    @admin.display(description="secret headers")
+    def secrets_display(self, obj: Tool) -> str:
+        headers = json.loads(obj.secret_headers) if obj.secret_headers else {}
+        return "; ".join(f"{name}: {mask(value)}" for name, value in sorted(headers.items())) or "none"
+
+    def save_model(self, request: HttpRequest, obj: Tool, form: ToolForm, change: bool) -> None:
+        data = form.cleaned_data
+        fields = {name: data[name] for name in TOOL_FIELDS if name in data}
+        if change:
+            # `obj` already holds the form's values; reload so the service sees what changed.
+            current = Tool.objects.get(pk=obj.pk)
+            saved = tool_update(tool=current, secret_headers=data.get("secret_changes"), **fields)
+        else:
+            secrets = {k: v for k, v in (data.get("secret_changes") or {}).items() if v}
+            saved = tool_create(tool_id=data["tool_id"], secret_headers=secrets or None, **fields)
+        obj.pk = saved.pk
+        obj.version = saved.version
+
+    def delete_model(self, request: HttpRequest, obj: Tool) -> None:
+        tool_delete(tool=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        for tool in queryset:
+            tool_delete(tool=tool)
+
+
+@admin.register(ToolCall)
+class ToolCallAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "tool_id", "agent_id", "microdao_id", "status", "error_type", "latency_ms", "request_id"]
+    list_filter = ["status", "tool_id"]
+    search_fields = ["tool_id", "agent_id", "request_id", "microdao_id"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ToolCall | None = None) -> bool:
+        return False  # an audit trail is read-only
+
+
+@admin.register(Followup)
+class FollowupAdmin(admin.ModelAdmin):
+    list_display = ["title", "microdao_id", "agent_id", "assignee", "due_date", "created_at"]
+    search_fields = ["title", "microdao_id", "agent_id"]

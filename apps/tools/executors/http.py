@@ -1,0 +1,272 @@
+"""The http executor: POSTs {"args", "context"} to the tool's URL, safely.
+
+SSRF guard, applied to the first URL and to every redirect hop:
+- the host must match TOOLS_HTTP_ALLOWED_HOSTS (`host`, `host:port`, `*.suffix`, `*`);
+- the host is resolved here and every address checked: loopback, private, link-local and
+  other non-global addresses pass only for a host listed exactly (not through a wildcard);
+  cloud metadata addresses pass only when that IP itself is listed;
+- the request goes to the checked IP (Host header and TLS SNI keep the name), so a second
+  DNS answer cannot swap in another address (DNS rebinding).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import socket
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+from django.conf import settings
+
+from apps.tools.choices import CallStatus, Executor
+from apps.tools.executors import ExecutionResult, ToolContext, executor
+
+_METADATA_IPS = {
+    ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack
+    ipaddress.ip_address("169.254.170.2"),  # AWS ECS task metadata
+    ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+    ipaddress.ip_address("fd00:ec2::254"),  # AWS IPv6
+}
+_REDIRECT_CODES = {301, 302, 303, 307, 308}
+_SHORT_BODY = 300
+
+
+class TargetRefused(Exception):
+    """The SSRF guard refused a URL; the message says which rule."""
+
+
+@dataclass(frozen=True)
+class AllowRule:
+    host: str  # lower-case; "*" or "*.suffix" for wildcards
+    port: int | None
+
+    @property
+    def wildcard(self) -> bool:
+        return self.host.startswith("*")
+
+    def matches(self, host: str, port: int) -> bool:
+        if self.port is not None and self.port != port:
+            return False
+        if self.host == "*":
+            return True
+        if self.host.startswith("*."):
+            return host.endswith(self.host[1:])
+        return host == self.host
+
+
+def parse_rule(entry: str) -> AllowRule:
+    entry = entry.strip().lower()
+    if entry.startswith("["):  # [::1]:8000
+        host, _, rest = entry[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+    else:
+        host, port = entry, ""
+    return AllowRule(host=host, port=int(port) if port else None)
+
+
+def allow_rules() -> list[AllowRule]:
+    return [parse_rule(e) for e in settings.TOOLS_HTTP_ALLOWED_HOSTS if e.strip()]
+
+
+def _rule_for(host: str, port: int) -> AllowRule | None:
+    rules = [r for r in allow_rules() if r.matches(host, port)]
+    # An exact entry is the stronger grant (it may reach internal addresses); prefer it.
+    rules.sort(key=lambda r: r.wildcard)
+    return rules[0] if rules else None
+
+
+def _is_internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def _metadata(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip in _METADATA_IPS
+
+
+@dataclass(frozen=True)
+class CheckedTarget:
+    url: httpx.URL  # the URL as given
+    ip: str  # the address we connect to
+    host: str
+    port: int
+
+
+async def check_target(url: str) -> CheckedTarget:
+    """Resolves and checks `url`; raises TargetRefused with the reason."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise TargetRefused(f"scheme {parts.scheme!r} is not allowed (http or https only)")
+    host = (parts.hostname or "").rstrip(".").lower()
+    if not host:
+        raise TargetRefused("the URL has no host")
+    if parts.username or parts.password:
+        raise TargetRefused("URLs with credentials are not allowed; use the tool's secret headers")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise TargetRefused(f"invalid port: {exc}") from exc
+    rule = _rule_for(host, port)
+    if rule is None:
+        raise TargetRefused(f"host {host}:{port} is not in TOOLS_HTTP_ALLOWED_HOSTS")
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise TargetRefused(f"could not resolve host {host!r}: {exc.strerror or exc}") from exc
+        addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
+    if not addresses:
+        raise TargetRefused(f"host {host!r} resolved to no address")
+    for ip in addresses:
+        # A host with several addresses must be safe at all of them: the connection could use any.
+        if _metadata(ip) and not (rule.host == str(ip) and not rule.wildcard):
+            raise TargetRefused(f"host {host} resolves to metadata address {ip}, which is never allowed unless listed by IP")
+        if _is_internal(ip) and rule.wildcard:
+            raise TargetRefused(
+                f"host {host} resolves to internal address {ip}; internal addresses need the host listed "
+                "exactly in TOOLS_HTTP_ALLOWED_HOSTS"
+            )
+    ip = str(addresses[0])
+    return CheckedTarget(url=httpx.URL(url), ip=ip, host=host, port=port)
+
+
+_clients: dict[int, httpx.AsyncClient] = {}
+
+
+def _client() -> httpx.AsyncClient:
+    """One pooled client per event loop (an AsyncClient cannot cross loops)."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(id(loop))
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(
+            follow_redirects=False,  # every hop goes through check_target
+            trust_env=False,  # an environment proxy would connect by name, past the IP check
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30),
+        )
+        _clients[id(loop)] = client
+    return client
+
+
+def _short(body: bytes) -> str:
+    text = body[:_SHORT_BODY].decode("utf-8", "replace").strip()
+    return text + ("…" if len(body) > _SHORT_BODY else "")
+
+
+async def _read_capped(response: httpx.Response, cap: int) -> bytes | None:
+    """The body, or None once it passes `cap` bytes (the rest is never read)."""
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > cap:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _send(
+    tool: Any, body: bytes, headers: dict[str, str], timeout: httpx.Timeout
+) -> tuple[httpx.Response, bytes | None, CheckedTarget]:
+    url, method, content = tool.target, "POST", body
+    for _ in range(settings.TOOLS_HTTP_MAX_REDIRECTS + 1):
+        target = await check_target(url)
+        pinned = target.url.copy_with(host=target.ip)
+        request_headers = {**headers, "Host": target.url.netloc.decode("ascii")}
+        if method == "GET":
+            request_headers.pop("Content-Type", None)
+        request = _client().build_request(
+            method,
+            pinned,
+            content=content if method == "POST" else None,
+            headers=request_headers,
+            timeout=timeout,
+            extensions={"sni_hostname": target.host} if target.url.scheme == "https" else {},
+        )
+        response = await _client().send(request, stream=True)
+        try:
+            if response.status_code in _REDIRECT_CODES and "location" in response.headers:
+                url = urljoin(url, response.headers["location"])
+                if response.status_code in (301, 302, 303):
+                    method, content = "GET", None
+                continue
+            return response, await _read_capped(response, settings.TOOLS_HTTP_MAX_RESPONSE_BYTES), target
+        finally:
+            await response.aclose()
+    raise TargetRefused(f"more than {settings.TOOLS_HTTP_MAX_REDIRECTS} redirects")
+
+
+@executor(Executor.HTTP)
+async def run_http(tool: Any, args: dict, context: ToolContext) -> ExecutionResult:
+    body = json.dumps({"args": args, "context": context.as_dict()}, separators=(",", ":")).encode()
+    headers = {
+        **tool.secret_headers,
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "X-Request-Id": context.request_id,
+        "User-Agent": "daarion-toolcore/1",
+    }
+    # The connect phase gets a share of the budget so "cannot connect" is told apart from
+    # "connected but too slow" even when both would hit the deadline.
+    timeout = httpx.Timeout(tool.timeout, connect=max(min(tool.timeout * 0.8, 5.0), 0.05))
+    where = urlsplit(tool.target).netloc
+    try:
+        async with asyncio.timeout(tool.timeout):
+            response, raw, target = await _send(tool, body, headers, timeout)
+    except TargetRefused as exc:
+        return ExecutionResult.failure(f"target refused by the SSRF guard: {exc}", "target_not_allowed")
+    except httpx.ConnectTimeout:
+        return ExecutionResult.failure(
+            f"could not connect to {where}: no answer to the connection within {timeout.connect:g} s",
+            "connect_timeout",
+            status=CallStatus.TIMEOUT,
+        )
+    except httpx.ConnectError as exc:
+        return ExecutionResult.failure(f"could not connect to {where}: {exc or 'connection failed'}", "connect_error")
+    except (TimeoutError, httpx.TimeoutException):
+        return ExecutionResult.failure(
+            f"{where} accepted the connection but did not answer within {tool.timeout:g} s",
+            "timeout",
+            status=CallStatus.TIMEOUT,
+        )
+    except httpx.HTTPError as exc:
+        return ExecutionResult.failure(
+            f"HTTP exchange with {where} failed: {type(exc).__name__}: {exc or 'no detail'}", "connect_error"
+        )
+    status = response.status_code
+    if raw is None:
+        limit = settings.TOOLS_HTTP_MAX_RESPONSE_BYTES
+        return ExecutionResult.failure(
+            f"{where} answered more than {limit} bytes (TOOLS_HTTP_MAX_RESPONSE_BYTES)",
+            "response_too_large",
+            details={"status": status, "limit_bytes": limit},
+        )
+    if not 200 <= status < 300:
+        return ExecutionResult.failure(
+            f"{where} answered HTTP {status}: {_short(raw) or '(empty body)'}",
+            "upstream_status",
+            details={"status": status, "body": _short(raw)},
+        )
+    if not raw.strip():
+        return ExecutionResult.success(None)
+    try:
+        return ExecutionResult.success(json.loads(raw))
+    except ValueError:
+        return ExecutionResult.failure(
+            f"{where} answered HTTP {status} with a body that is not JSON: {_short(raw)}",
+            "invalid_response",
+            details={"status": status, "body": _short(raw)},
+        )

@@ -1,0 +1,158 @@
+"""The tool registry as the hot path sees it: an in-process snapshot of every tool, reloaded
+when a write bumps its version (no database read per call; a change is live within a second).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from apps.tools.contracts import compile_validator, secret_paths
+from daarion.live_config import LiveSnapshot
+
+logger = logging.getLogger(__name__)
+
+TOOLS_CONFIG = "tools"
+_FUNCTION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class ToolDefinition:
+    """A tool as callers see it (the seed's ToolDefinition), plus what the call path needs."""
+
+    id: str
+    name: str
+    description: str
+    input_schema: dict
+    output_schema: dict | None
+    executor: str
+    target: str
+    allowed_agents: tuple[str, ...] | None
+    timeout: float
+    enabled: bool
+    version: int
+    read_only: bool = False
+    destructive: bool = False
+    idempotent: bool = False
+    rate_limit_per_minute: int | None = None
+    # Private to the call path: never rendered by public().
+    secret_headers: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    input_validator: Draft202012Validator | None = field(default=None, repr=False, compare=False)
+    output_validator: Draft202012Validator | None = field(default=None, repr=False, compare=False)
+    secret_arg_paths: tuple[tuple[str, ...], ...] = field(default=(), repr=False, compare=False)
+
+    def allows(self, agent_id: str) -> bool:
+        return self.allowed_agents is None or agent_id in self.allowed_agents
+
+    @property
+    def annotations(self) -> dict[str, bool]:
+        return {"read_only": self.read_only, "destructive": self.destructive, "idempotent": self.idempotent}
+
+    def public(self) -> dict[str, Any]:
+        """The API shape: the seed's ToolDefinition plus version, limits and annotations."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "input_schema": self.input_schema,
+            "output_schema": self.output_schema,
+            "executor": self.executor,
+            "target": self.target,
+            "allowed_agents": None if self.allowed_agents is None else list(self.allowed_agents),
+            "timeout": self.timeout,
+            "enabled": self.enabled,
+            "version": self.version,
+            "annotations": self.annotations,
+            "rate_limit_per_minute": self.rate_limit_per_minute,
+        }
+
+
+@dataclass(frozen=True)
+class Registry:
+    tools: dict[str, ToolDefinition]
+    # OpenAI function names, computed over the whole registry so a name never changes with
+    # the agent asking, and reversible through `tool_for_function`.
+    function_names: dict[str, str]
+    tool_for_function: dict[str, str]
+
+
+def _simple_function_name(tool_id: str) -> str:
+    # "." is the only id character OpenAI refuses; "__" reads well (projects__list).
+    return tool_id.replace(".", "__")
+
+
+def function_names_for(tool_ids: list[str]) -> dict[str, str]:
+    """tool id -> OpenAI function name, unique and valid ([A-Za-z0-9_-]{1,64}).
+
+    A name that would collide with another tool's or be too long gets a hash of the id, so
+    `projects.list` and `projects__list` both exist without either capturing the other.
+    """
+    simple = {tool_id: _simple_function_name(tool_id) for tool_id in tool_ids}
+    counts: dict[str, int] = {}
+    for name in simple.values():
+        counts[name] = counts.get(name, 0) + 1
+    names: dict[str, str] = {}
+    for tool_id, name in simple.items():
+        if counts[name] > 1 or not _FUNCTION_NAME_RE.match(name):
+            digest = hashlib.sha256(tool_id.encode()).hexdigest()[:10]
+            name = f"{name[:53]}_{digest}"
+        names[tool_id] = name
+    return names
+
+
+def _decode_secrets(raw: str, tool_id: str) -> dict[str, str]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        logger.error("secret headers of tool %s are not JSON; ignored", tool_id)
+        return {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def definition_of(row: Any) -> ToolDefinition:
+    """A ToolDefinition from a Tool row (schemas compiled once, here)."""
+    return ToolDefinition(
+        id=row.tool_id,
+        name=row.name,
+        description=row.description,
+        input_schema=row.input_schema,
+        output_schema=row.output_schema,
+        executor=row.executor,
+        target=row.target,
+        allowed_agents=None if row.allowed_agents is None else tuple(row.allowed_agents),
+        timeout=row.timeout,
+        enabled=row.enabled,
+        version=row.version,
+        read_only=row.read_only,
+        destructive=row.destructive,
+        idempotent=row.idempotent,
+        rate_limit_per_minute=row.rate_limit_per_minute,
+        secret_headers=_decode_secrets(row.secret_headers, row.tool_id),
+        input_validator=compile_validator(row.input_schema),
+        output_validator=compile_validator(row.output_schema),
+        secret_arg_paths=tuple(secret_paths(row.input_schema)),
+    )
+
+
+def _load() -> Registry:
+    from apps.tools.models import Tool
+
+    tools = {}
+    for row in Tool.objects.all():
+        try:
+            tools[row.tool_id] = definition_of(row)
+        except Exception:  # noqa: BLE001 - one broken row must not take every tool down
+            logger.exception("tool %s could not be loaded; it is left out of the registry", row.tool_id)
+    names = function_names_for(sorted(tools))
+    return Registry(tools=tools, function_names=names, tool_for_function={v: k for k, v in names.items()})
+
+
+registry_snapshot: LiveSnapshot[Registry] = LiveSnapshot(TOOLS_CONFIG, _load)

@@ -1,0 +1,438 @@
+"""Writes and rules of toolcore: saving tools (one validation path for admin, import and API),
+the tool call itself, and the demo follow-ups.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from apps.tools.audit import audit_enqueue, audit_entry
+from apps.tools.choices import CallStatus, Executor
+from apps.tools.contracts import redact, schema_problems, validation_errors
+from apps.tools.executors import ExecutionResult, ToolContext, get_executor
+from apps.tools.executors.python import registered_functions
+from apps.tools.models import Followup, Tool
+from apps.tools.registry import TOOLS_CONFIG, ToolDefinition, registry_snapshot
+from daarion.live_config import bump_version
+from daarion.redis_client import get_async_redis, key
+
+logger = logging.getLogger(__name__)
+
+_HEADER_RE = re.compile(r"^[A-Za-z0-9-]{1,100}$")
+# Headers the executor sets itself; a secret may not replace them.
+_RESERVED_HEADERS = {"host", "content-type", "content-length", "accept", "x-request-id", "transfer-encoding", "connection"}
+
+# Fields a caller may set on a tool (secret headers are handled apart: write-only).
+TOOL_FIELDS = (
+    "name", "description", "input_schema", "output_schema", "executor", "target", "allowed_agents",
+    "timeout", "enabled", "read_only", "destructive", "idempotent", "rate_limit_per_minute",
+)
+
+
+# --- saving tools ------------------------------------------------------------------------
+
+
+def clean_allowed_agents(value: Any) -> list[str] | None:
+    """None (every agent) or a sorted list of distinct agent ids ([] = no agent)."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise ValidationError({"allowed_agents": "must be null (every agent) or a list of agent ids"})
+    return sorted({a.strip() for a in value if a.strip()})
+
+
+def clean_secret_headers(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValidationError({"secret_headers": "must be an object {header: value}"})
+    cleaned: dict[str, str] = {}
+    for name, secret in value.items():
+        if not isinstance(name, str) or not _HEADER_RE.match(name):
+            raise ValidationError({"secret_headers": f"header name {name!r} is not a valid HTTP header name"})
+        if name.lower() in _RESERVED_HEADERS:
+            raise ValidationError({"secret_headers": f"header {name!r} is set by toolcore and cannot be a secret"})
+        if not isinstance(secret, str) or not secret or "\n" in secret or "\r" in secret:
+            raise ValidationError({"secret_headers": f"value of header {name!r} must be a non-empty single-line string"})
+        cleaned[name] = secret
+    return cleaned
+
+
+def tool_validate(tool: Tool) -> None:
+    """Every rule a tool must meet; raises ValidationError keyed by field. Used by all doors."""
+    errors: dict[str, list[str]] = {}
+    try:
+        tool.full_clean(exclude=["secret_headers"], validate_unique=True)
+    except ValidationError as exc:
+        for name, messages in exc.message_dict.items():
+            errors.setdefault(name, []).extend(messages)
+    for problem in schema_problems(tool.input_schema, must_be_object=True):
+        errors.setdefault("input_schema", []).append(problem)
+    if tool.output_schema is not None:
+        for problem in schema_problems(tool.output_schema, must_be_object=False):
+            errors.setdefault("output_schema", []).append(problem)
+    if tool.executor == Executor.HTTP:
+        parts = urlsplit(tool.target or "")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            errors.setdefault("target", []).append("an http tool's target must be an http(s):// URL with a host")
+        elif parts.username or parts.password:
+            errors.setdefault("target", []).append("no credentials in the URL; use secret headers")
+    elif tool.executor == Executor.PYTHON:
+        if tool.target not in registered_functions():
+            errors.setdefault("target", []).append(
+                f"no @tool_function is registered as {tool.target!r}; registered: {registered_functions()}"
+            )
+        if tool.secret_headers:
+            errors.setdefault("secret_headers", []).append("secret headers are for http tools only")
+    try:
+        clean_allowed_agents(tool.allowed_agents)
+    except ValidationError as exc:
+        errors.setdefault("allowed_agents", []).extend(exc.messages)
+    if errors:
+        raise ValidationError(errors)
+
+
+def _secrets_of(tool: Tool) -> dict[str, str]:
+    return json.loads(tool.secret_headers) if tool.secret_headers else {}
+
+
+def _apply(tool: Tool, data: dict[str, Any], secret_headers: dict[str, str | None] | None) -> bool:
+    """Sets fields on `tool`; returns whether anything changed."""
+    changed = False
+    for name, value in data.items():
+        if name not in TOOL_FIELDS:
+            raise ValidationError({name: "unknown tool field"})
+        if name == "allowed_agents":
+            value = clean_allowed_agents(value)
+        if getattr(tool, name) != value:
+            setattr(tool, name, value)
+            changed = True
+    if secret_headers is not None:
+        current = _secrets_of(tool)
+        merged = {**current, **{k: v for k, v in secret_headers.items() if v}}
+        for name, value in secret_headers.items():
+            if not value:
+                merged.pop(name, None)
+        merged = clean_secret_headers(merged)
+        if merged != current:
+            tool.secret_headers = json.dumps(merged, sort_keys=True) if merged else ""
+            changed = True
+    return changed
+
+
+@transaction.atomic
+def tool_create(*, tool_id: str, secret_headers: dict[str, str] | None = None, **fields: Any) -> Tool:
+    tool = Tool(tool_id=tool_id)
+    _apply(tool, fields, secret_headers)
+    tool_validate(tool)
+    tool.save()
+    bump_version(TOOLS_CONFIG)
+    return tool
+
+
+@transaction.atomic
+def tool_update(*, tool: Tool, secret_headers: dict[str, str | None] | None = None, **fields: Any) -> Tool:
+    """Changes fields; `secret_headers` merges (a None/empty value removes that header).
+
+    The version goes up by one on every change; a save that changes nothing keeps it.
+    """
+    if not _apply(tool, fields, secret_headers):
+        return tool
+    tool_validate(tool)
+    # The row's version, not this object's, so two admins saving at once both count.
+    tool.version = (Tool.objects.select_for_update().values_list("version", flat=True).get(pk=tool.pk)) + 1
+    tool.updated_at = timezone.now()
+    tool.save()
+    bump_version(TOOLS_CONFIG)
+    return tool
+
+
+@transaction.atomic
+def tool_delete(*, tool: Tool) -> None:
+    tool.delete()
+    bump_version(TOOLS_CONFIG)
+
+
+# --- import / export (the seed's config.yaml `tools:` shape) ------------------------------
+
+_IMPORT_KEYS = {"id", *TOOL_FIELDS, "secrets", "annotations"}
+
+
+@dataclass
+class ImportReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+
+def _import_fields(item: dict[str, Any], environ: dict[str, str]) -> tuple[dict[str, Any], dict[str, str] | None]:
+    fields = {k: v for k, v in item.items() if k in TOOL_FIELDS}
+    annotations = item.get("annotations") or {}
+    if not isinstance(annotations, dict):
+        raise ValidationError({"annotations": "must be a mapping of read_only / destructive / idempotent"})
+    for name in ("read_only", "destructive", "idempotent"):
+        if name in annotations:
+            if not isinstance(annotations[name], bool):
+                raise ValidationError({f"annotations.{name}": "must be true or false"})
+            fields[name] = annotations[name]
+    unknown_annotations = set(annotations) - {"read_only", "destructive", "idempotent"}
+    if unknown_annotations:
+        raise ValidationError({"annotations": f"unknown annotation(s) {sorted(unknown_annotations)}"})
+    fields.setdefault("description", "")
+    fields.setdefault("output_schema", None)
+    fields.setdefault("allowed_agents", None)
+    secrets = None
+    if "secrets" in item:
+        # Secrets never sit in the file: each header names the environment variable holding it.
+        raw = item["secrets"]
+        if not isinstance(raw, dict):
+            raise ValidationError({"secrets": "must map header -> {env: VARIABLE}"})
+        secrets = {}
+        for header, spec in raw.items():
+            if not isinstance(spec, dict) or not isinstance(spec.get("env"), str):
+                raise ValidationError({f"secrets.{header}": "must be {env: VARIABLE}"})
+            if not environ.get(spec["env"]):
+                raise ValidationError({f"secrets.{header}": f"environment variable {spec['env']} is not set"})
+            secrets[header] = environ[spec["env"]]
+    return fields, secrets
+
+
+def tools_import(*, document: Any, dry_run: bool = False, environ: dict[str, str] | None = None) -> ImportReport:
+    """Creates or updates every tool of a `{tools: [...]}` document, all or nothing.
+
+    Errors name the item, the tool id and the field: `tools[1] (projects.list): target: ...`.
+    """
+    import os
+
+    environ = dict(os.environ) if environ is None else environ
+    if not isinstance(document, dict) or not isinstance(document.get("tools"), list):
+        raise ValidationError({"tools": "the document must have a top-level `tools:` list"})
+    report = ImportReport(dry_run=dry_run)
+    problems: list[str] = []
+    seen: set[str] = set()
+    with transaction.atomic():
+        for index, item in enumerate(document["tools"]):
+            where = f"tools[{index}]"
+            if not isinstance(item, dict):
+                problems.append(f"{where}: must be a mapping")
+                continue
+            tool_id = item.get("id")
+            if not isinstance(tool_id, str) or not tool_id:
+                problems.append(f"{where}: id: required (a string like projects.list)")
+                continue
+            where = f"{where} ({tool_id})"
+            if tool_id in seen:
+                problems.append(f"{where}: id: appears twice in the file")
+                continue
+            seen.add(tool_id)
+            unknown = sorted(set(item) - _IMPORT_KEYS)
+            if unknown:
+                problems.append(f"{where}: unknown key(s) {unknown}")
+                continue
+            try:
+                fields, secrets = _import_fields(item, environ)
+                existing = Tool.objects.filter(tool_id=tool_id).first()
+                with transaction.atomic():
+                    if existing is None:
+                        tool_create(tool_id=tool_id, secret_headers=secrets, **fields)
+                        report.created.append(tool_id)
+                    else:
+                        before = existing.version
+                        tool_update(tool=existing, secret_headers=secrets, **fields)
+                        (report.updated if existing.version != before else report.unchanged).append(tool_id)
+            except ValidationError as exc:
+                items = exc.message_dict.items() if hasattr(exc, "error_dict") else [("", exc.messages)]
+                for name, messages in items:
+                    for message in messages:
+                        problems.append(f"{where}: {name + ': ' if name else ''}{message}")
+        if problems:
+            raise ValidationError(problems)
+        if dry_run:
+            transaction.set_rollback(True)
+    return report
+
+
+def tools_export() -> dict[str, Any]:
+    """The registry as a `{tools: [...]}` document (secrets as header names only)."""
+    out = []
+    for tool in Tool.objects.order_by("tool_id"):
+        item: dict[str, Any] = {
+            "id": tool.tool_id,
+            "name": tool.name,
+            "description": tool.description,
+            "input_schema": tool.input_schema,
+            "output_schema": tool.output_schema,
+            "executor": tool.executor,
+            "target": tool.target,
+            "allowed_agents": tool.allowed_agents,
+            "timeout": tool.timeout,
+            "enabled": tool.enabled,
+            "annotations": {"read_only": tool.read_only, "destructive": tool.destructive, "idempotent": tool.idempotent},
+            "rate_limit_per_minute": tool.rate_limit_per_minute,
+        }
+        secrets = _secrets_of(tool)
+        if secrets:
+            env_base = "TOOL_SECRET_" + re.sub(r"[^A-Z0-9]", "_", tool.tool_id.upper())
+            item["secrets"] = {h: {"env": f"{env_base}_{re.sub(r'[^A-Z0-9]', '_', h.upper())}"} for h in sorted(secrets)}
+        out.append(item)
+    return {"tools": out}
+
+
+# --- calling a tool ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolCallOutcome:
+    """The answer to one call. Refusals are outcomes too (with error_type), never raised."""
+
+    ok: bool
+    result: Any = None
+    error: str | None = None
+    error_type: str | None = None
+    latency_ms: float = 0.0
+    request_id: str = ""
+    status: str = CallStatus.OK
+    details: Any = None
+
+
+async def _over_rate_limit(tool: ToolDefinition, agent_id: str) -> bool:
+    """One atomic Redis round trip: a per-minute window counter per tool and agent."""
+    if not tool.rate_limit_per_minute:
+        return False
+    window = int(time.time() // 60)
+    counter = key("tools", "rl", tool.id, agent_id, str(window))
+    try:
+        async with get_async_redis().pipeline(transaction=True) as pipe:
+            count, _ = await pipe.incr(counter).expire(counter, 120).execute()
+    except Exception:  # noqa: BLE001 - a limit protects the target; Redis down must not stop every tool
+        logger.warning("tool rate limit check failed; allowing the call", exc_info=True)
+        return False
+    return count > tool.rate_limit_per_minute
+
+
+async def tool_call(
+    *,
+    tool_id: str,
+    agent_id: str,
+    microdao_id: str,
+    args: dict,
+    context: dict | None = None,
+    request_id: str | None = None,
+) -> ToolCallOutcome:
+    """Checks and runs one call; every call, allowed or not, leaves an audit row."""
+    started = time.perf_counter()
+    request_id = request_id or f"tc-{uuid.uuid4().hex}"
+    registry = await registry_snapshot.aget()
+    tool = registry.tools.get(tool_id)
+    if tool is None:
+        # A miss re-checks at once: a tool created a moment ago must be callable.
+        tool = (await registry_snapshot.aget(recheck=True)).tools.get(tool_id)
+    outcome = await _run_checked(tool, tool_id, agent_id, microdao_id, args, context, request_id)
+    latency_ms = (time.perf_counter() - started) * 1000
+    outcome = ToolCallOutcome(
+        ok=outcome.ok,
+        result=outcome.result,
+        error=outcome.error,
+        error_type=outcome.error_type,
+        latency_ms=round(latency_ms, 3),
+        request_id=request_id,
+        status=outcome.status,
+        details=outcome.details,
+    )
+    await audit_enqueue(
+        audit_entry(
+            tool_id=tool_id,
+            tool_version=tool.version if tool else None,
+            agent_id=agent_id,
+            microdao_id=microdao_id,
+            args=redact(args, list(tool.secret_arg_paths)) if tool else None,
+            status=outcome.status,
+            error_type=outcome.error_type,
+            error=outcome.error,
+            latency_ms=latency_ms,
+            request_id=request_id,
+        )
+    )
+    return outcome
+
+
+def _refusal(status: str, error_type: str, error: str, details: Any = None) -> ExecutionResult:
+    return ExecutionResult.failure(error, error_type, status=status, details=details)
+
+
+async def _run_checked(
+    tool: ToolDefinition | None,
+    tool_id: str,
+    agent_id: str,
+    microdao_id: str,
+    args: Any,
+    context: dict | None,
+    request_id: str,
+) -> ExecutionResult:
+    if tool is None:
+        return _refusal(CallStatus.NOT_FOUND, "tool_not_found", f"no tool {tool_id!r}")
+    if not tool.enabled:
+        return _refusal(CallStatus.NOT_FOUND, "tool_disabled", f"tool {tool_id!r} is disabled")
+    if not tool.allows(agent_id):
+        return _refusal(CallStatus.DENIED, "tool_not_allowed", f"agent {agent_id!r} may not use tool {tool_id!r}")
+    if not isinstance(args, dict):
+        return _refusal(CallStatus.INVALID_ARGS, "invalid_args", "args must be a JSON object",
+                        [{"path": "$", "message": "args must be a JSON object"}])
+    if await _over_rate_limit(tool, agent_id):
+        return _refusal(
+            CallStatus.RATE_LIMITED,
+            "rate_limited",
+            f"agent {agent_id!r} is over {tool.rate_limit_per_minute} calls/min for tool {tool_id!r}",
+            {"limit_per_minute": tool.rate_limit_per_minute, "retry_after_s": 60 - int(time.time()) % 60},
+        )
+    if tool.input_validator is not None:
+        errors = validation_errors(tool.input_validator, args)
+        if errors:
+            return _refusal(
+                CallStatus.INVALID_ARGS,
+                "invalid_args",
+                f"args do not match the input schema of {tool_id!r}: {errors[0]['path']}: {errors[0]['message']}",
+                errors,
+            )
+    run = get_executor(tool.executor)
+    if run is None:
+        return _refusal(CallStatus.ERROR, "unknown_executor", f"no executor {tool.executor!r}")
+    ctx = ToolContext(tool_id=tool_id, agent_id=agent_id, microdao_id=microdao_id, request_id=request_id,
+                      extra=dict(context or {}))
+    result = await run(tool, args, ctx)
+    # A failed result is returned as it is: an output-schema error must not hide the real one.
+    if result.ok and tool.output_validator is not None:
+        errors = validation_errors(tool.output_validator, result.result)
+        if errors:
+            return _refusal(
+                CallStatus.INVALID_OUTPUT,
+                "invalid_output",
+                f"the result of {tool_id!r} does not match its output schema: {errors[0]['path']}: {errors[0]['message']}",
+                errors,
+            )
+    return result
+
+
+# --- demo follow-ups ---------------------------------------------------------------------
+
+
+def followup_create(
+    *, agent_id: str, microdao_id: str, title: str, assignee: str = "", due_date: Any = None, request_id: str = ""
+) -> Followup:
+    followup = Followup(
+        agent_id=agent_id, microdao_id=microdao_id, title=title, assignee=assignee, due_date=due_date,
+        request_id=request_id,
+    )
+    followup.full_clean()
+    followup.save()
+    return followup

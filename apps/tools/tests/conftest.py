@@ -1,0 +1,139 @@
+"""Fixtures of the toolcore tests: real HTTP targets on 127.0.0.1 and tool factories."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _audit_in_foreground(settings) -> None:
+    # The test process flushes the audit queue explicitly (audit_flush), never from a thread
+    # that would write outside the test's transaction.
+    settings.TOOLS_AUDIT_BACKGROUND = False
+
+
+class _TargetHandler(BaseHTTPRequestHandler):
+    """Routes of the fake tool target; each path is one behaviour under test."""
+
+    protocol_version = "HTTP/1.1"
+    received: list[dict[str, Any]] = []
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json", headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._route(None)
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        payload = json.loads(raw) if raw else None
+        self.received.append({"path": self.path, "headers": dict(self.headers), "body": payload})
+        self._route(payload)
+
+    def _route(self, payload: Any) -> None:
+        path = self.path
+        if path == "/echo":
+            self._send(200, json.dumps({"echo": payload}).encode())
+        elif path == "/projects":
+            self._send(200, json.dumps([{"id": "p1", "name": "One"}]).encode())
+        elif path.startswith("/slow"):
+            time.sleep(float(path.split("/")[-1]) if path.count("/") > 1 else 3)
+            self._send(200, b"{}")
+        elif path == "/huge":
+            self._send(200, b"[" + b"1," * 600_000 + b"1]")
+        elif path == "/huge-chunked":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b"[" + b"1," * 50_000
+            for _ in range(30):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.wfile.write(b"0\r\n\r\n")
+        elif path == "/wrong-shape":
+            self._send(200, json.dumps({"not": "a list"}).encode())
+        elif path == "/not-json":
+            self._send(200, b"<html>hello</html>", "text/html")
+        elif path == "/empty":
+            self._send(204, b"")
+        elif path == "/fail":
+            self._send(503, b"database is down for maintenance", "text/plain")
+        elif path == "/fail-json":
+            self._send(400, json.dumps({"error": "bad microdao"}).encode())
+        elif path.startswith("/redirect?to="):
+            self._send(307, b"", headers={"Location": path.split("=", 1)[1]})
+        elif path.startswith("/redirect303?to="):
+            self._send(303, b"", headers={"Location": path.split("=", 1)[1]})
+        elif path == "/loop":
+            self._send(307, b"", headers={"Location": "/loop"})
+        else:
+            self._send(404, b"no such route", "text/plain")
+
+
+@pytest.fixture(scope="session")
+def http_target() -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 (threads), base URL without a trailing slash."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _TargetHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture
+def target_requests() -> list[dict[str, Any]]:
+    _TargetHandler.received.clear()
+    return _TargetHandler.received
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def allow_local(settings) -> None:
+    settings.TOOLS_HTTP_ALLOWED_HOSTS = ["127.0.0.1"]
+
+
+OBJECT_SCHEMA = {
+    "type": "object",
+    "properties": {"microdao_id": {"type": "string"}},
+    "required": ["microdao_id"],
+}
+
+
+@pytest.fixture
+def make_tool(db) -> Callable[..., Any]:
+    from apps.tools.services import tool_create
+
+    def _make(tool_id: str = "demo.echo", **fields: Any) -> Any:
+        fields.setdefault("name", tool_id)
+        fields.setdefault("input_schema", OBJECT_SCHEMA)
+        fields.setdefault("executor", "http")
+        fields.setdefault("target", "http://127.0.0.1:9/echo")
+        fields.setdefault("timeout", 2.0)
+        return tool_create(tool_id=tool_id, **fields)
+
+    return _make

@@ -1,0 +1,109 @@
+"""manage.py import_tools / export_tools: idempotent, dry-run, precise errors, round trip."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from django.core.management import CommandError, call_command
+
+from apps.tools.models import Tool
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SEED_YAML = """
+tools:
+  - id: "projects.list"
+    name: "List projects"
+    description: "Повертає список проєктів microDAO."
+    input_schema:
+      type: "object"
+      properties:
+        microdao_id: { type: "string" }
+      required: ["microdao_id"]
+    output_schema:
+      type: "array"
+      items: { type: "object" }
+    executor: "http"
+    target: "http://projects-service:8000/internal/tools/projects.list"
+    allowed_agents: ["agent:sofia", "agent:pm", "agent:cto"]
+"""
+
+
+def _run(*args: str) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def _write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_seed_config_imports_and_is_idempotent(tmp_path):
+    path = _write(tmp_path, SEED_YAML)
+    assert "created 1" in _run("import_tools", path)
+    tool = Tool.objects.get(tool_id="projects.list")
+    assert tool.allowed_agents == ["agent:cto", "agent:pm", "agent:sofia"]
+    assert tool.output_schema == {"type": "array", "items": {"type": "object"}}
+    assert "unchanged 1" in _run("import_tools", path)
+    assert Tool.objects.get(tool_id="projects.list").version == 1
+    changed = SEED_YAML.replace('name: "List projects"', 'name: "List all projects"')
+    assert "updated 1" in _run("import_tools", _write(tmp_path, changed))
+    assert Tool.objects.get(tool_id="projects.list").version == 2
+
+
+def test_dry_run_changes_nothing(tmp_path):
+    out = _run("import_tools", _write(tmp_path, SEED_YAML), "--dry-run")
+    assert "would have created 1" in out
+    assert not Tool.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: d["tools"][0].update(input_schema={"type": "objekt"}), "tools[0] (projects.list): input_schema: not a valid JSON Schema"),
+        (lambda d: d["tools"][0].update(executor="shell"), "tools[0] (projects.list): executor:"),
+        (lambda d: d["tools"][0].update(colour="red"), "tools[0] (projects.list): unknown key(s) ['colour']"),
+        (lambda d: d["tools"][0].pop("id"), "tools[0]: id: required"),
+        (lambda d: d["tools"].append(dict(d["tools"][0])), "tools[2] (projects.list): id: appears twice"),
+        (lambda d: d["tools"][0].update(allowed_agents="agent:pm"), "tools[0] (projects.list): allowed_agents:"),
+        (lambda d: d["tools"][0].update(secrets={"X-Key": {"env": "NOPE_NOT_SET_VAR"}}), "NOPE_NOT_SET_VAR is not set"),
+        (lambda d: d.update(tools="nope"), "top-level `tools:` list"),
+    ],
+)
+def test_errors_name_the_tool_and_field_and_nothing_is_written(tmp_path, mutate, expected):
+    document = yaml.safe_load(SEED_YAML)
+    document["tools"].append({**document["tools"][0], "id": "projects.ok"})
+    mutate(document)
+    with pytest.raises(CommandError) as exc:
+        _run("import_tools", _write(tmp_path, yaml.safe_dump(document)))
+    assert expected in str(exc.value)
+    assert not Tool.objects.exists()  # all or nothing: the valid item was not kept either
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    with pytest.raises(CommandError, match="not valid YAML"):
+        _run("import_tools", _write(tmp_path, "tools: [unclosed"))
+    with pytest.raises(CommandError, match="No such file"):
+        _run("import_tools", str(tmp_path / "missing.yaml"))
+
+
+def test_secrets_come_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROJECTS_KEY", "k-123456789")
+    document = yaml.safe_load(SEED_YAML)
+    document["tools"][0]["secrets"] = {"X-Api-Key": {"env": "PROJECTS_KEY"}}
+    _run("import_tools", _write(tmp_path, yaml.safe_dump(document)))
+    assert json.loads(Tool.objects.get().secret_headers) == {"X-Api-Key": "k-123456789"}
+
+
+def test_export_round_trips(tmp_path):
+    _run("import_tools", _write(tmp_path, SEED_YAML))
+    exported = _run("export_tools")
+    assert "projects.list" in exported
+    assert "unchanged 1" in _run("import_tools", _write(tmp_path, exported))
