@@ -1,7 +1,242 @@
-"""Ninja router of the memory orchestrator: /internal/agent-memory."""
+"""Ninja router of the memory orchestrator: /internal/agent-memory.
 
+Thin: parse, check the caller may act for the agent, call a service or selector, shape the
+answer. A token bound to agents never reads or writes another agent's memory; an entry,
+job or transcript of another agent answers 404, so its existence does not leak either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse
 from ninja import Router
 
-from daarion.auth import ServiceTokenAuth
+from apps.memory import schemas, search, selectors, services
+from apps.memory.choices import JobStatus
+from apps.memory.services import _closing
+from daarion.auth import ServiceTokenAuth, principal_of
+from daarion.errors import BadRequest, NotFound, ValidationFailed
 
 router = Router(tags=["memory"], auth=ServiceTokenAuth("memory"))
+
+
+def _run(fn):
+    return sync_to_async(_closing(fn), thread_sensitive=False)
+
+
+def _hidden(kind: str, ident: str) -> NotFound:
+    return NotFound(f"{kind} {ident!r} not found", type=f"{kind.replace(' ', '_')}_not_found")
+
+
+def _entry_out(entry) -> dict[str, Any]:
+    return {
+        "id": entry.id, "agent_id": entry.agent_id, "microdao_id": entry.microdao_id, "channel_id": entry.channel_id,
+        "kind": entry.kind, "content": entry.content, "text": entry.text, "meta": entry.meta,
+        "occurred_at": entry.occurred_at, "created_at": entry.created_at, "embedding_model": entry.embedding_model,
+        "embedding_status": entry.embedding_status, "embedding_error": entry.embedding_error,
+        "idempotency_key": entry.idempotency_key,
+    }
+
+
+@router.post("/store", response={200: schemas.StoreOut, 201: schemas.StoreOut})
+async def store(request: HttpRequest, payload: schemas.StoreIn):
+    principal_of(request).ensure_can_act_for(payload.agent_id)
+    data = payload.dict()
+    data["kind"] = str(payload.kind.value)
+    data["idempotency_key"] = payload.idempotency_key or request.headers.get("Idempotency-Key") or None
+    entry, created = await services.amemory_store(**data)
+    return (201 if created else 200), {"ok": True, "id": entry.id, "created": created}
+
+
+@router.post("/store/bulk", response={200: schemas.BulkStoreOut, 201: schemas.BulkStoreOut})
+async def store_bulk(request: HttpRequest, payload: schemas.BulkStoreIn):
+    principal = principal_of(request)
+    for item in payload.items:
+        principal.ensure_can_act_for(item.agent_id)
+    items = [{**item.dict(), "kind": str(item.kind.value)} for item in payload.items]
+    results = await services.amemory_store_bulk(items=items)
+    created = sum(1 for _, was_created in results if was_created)
+    return (201 if created else 200), {"ok": True, "ids": [entry.id for entry, _ in results], "created": created}
+
+
+@router.post("/query", response=schemas.QueryOut)
+async def query(request: HttpRequest, payload: schemas.QueryIn):
+    principal_of(request).ensure_can_act_for(payload.agent_id)
+    hits = await search.amemory_query(
+        agent_id=payload.agent_id, microdao_id=payload.microdao_id, channel_id=payload.channel_id,
+        query=payload.query, limit=payload.limit, kinds=[str(k.value) for k in payload.kinds] if payload.kinds else None,
+        since=payload.since, until=payload.until,
+    )
+    return {"items": [{"id": h.id, "kind": h.kind, "score": h.score, "content": h.content, "meta": h.meta} for h in hits]}
+
+
+@router.post("/forget", response=schemas.ForgetOut)
+async def forget(request: HttpRequest, payload: schemas.ForgetIn):
+    """Deletes every memory of an agent, or of one channel / microDAO / kinds of it."""
+    principal_of(request).ensure_can_act_for(payload.agent_id)
+    deleted = await _run(services.memory_forget)(
+        agent_id=payload.agent_id, channel_id=payload.channel_id, microdao_id=payload.microdao_id,
+        kinds=[str(k.value) for k in payload.kinds] if payload.kinds else None,
+    )
+    return {"ok": True, "deleted": deleted}
+
+
+@router.post("/summarize", response={200: schemas.JobOut, 202: schemas.JobOut})
+async def summarize(request: HttpRequest, payload: schemas.SummarizeIn):
+    from apps.memory.summaries import summary_enqueue
+
+    principal_of(request).ensure_can_act_for(payload.agent_id)
+    job = await _run(summary_enqueue)(
+        agent_id=payload.agent_id, microdao_id=payload.microdao_id, channel_id=payload.channel_id,
+        since=payload.since, until=payload.until, model=payload.model, max_entries=payload.max_entries,
+    )
+    if payload.wait:
+        deadline = time.monotonic() + payload.timeout
+        while job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            job = await _run(selectors.memory_job_get)(job_id=job.id)
+    done = job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+    return (200 if done else 202), _job_out(job)
+
+
+def _job_out(job) -> dict[str, Any]:
+    return {
+        "id": job.id, "kind": job.kind, "status": job.status, "agent_id": job.agent_id, "result": job.result,
+        "error": job.error, "created_at": job.created_at, "finished_at": job.finished_at,
+    }
+
+
+@router.get("/jobs/{job_id}", response=schemas.JobOut)
+async def job_get(request: HttpRequest, job_id: str):
+    try:
+        job = await _run(selectors.memory_job_get)(job_id=job_id)
+    except NotFound:
+        raise _hidden("job", job_id) from None
+    if job.agent_id and not principal_of(request).may_act_for(job.agent_id):
+        raise _hidden("job", job_id)
+    return _job_out(job)
+
+
+# --- transcripts ---------------------------------------------------------------------------
+
+_IF_MATCH = re.compile(r'^(?:W/)?"?(\d{1,9})"?$')
+
+
+def _if_match(request: HttpRequest) -> int | None:
+    raw = request.headers.get("If-Match")
+    if raw is None:
+        return None
+    match = _IF_MATCH.match(raw.strip())
+    if not match:
+        raise BadRequest("If-Match must be the transcript version, e.g. \"3\"", type="bad_if_match")
+    return int(match.group(1))
+
+
+def _transcript_out(transcript, *, stripped: int | None = None, with_entries: bool = False) -> dict[str, Any]:
+    return {
+        "session_id": transcript.session_id, "agent_id": transcript.agent_id, "version": transcript.version,
+        "entry_count": transcript.entry_count, "size_bytes": transcript.size_bytes, "stripped": stripped,
+        "entries": transcript.entries if with_entries else None, "updated_at": transcript.updated_at,
+    }
+
+
+def _parse_transcript_body(request: HttpRequest) -> tuple[str | None, list]:
+    content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        try:
+            body = json.loads(request.body or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"body is not valid JSON: {exc}", type="bad_json") from exc
+        if not isinstance(body, dict) or not isinstance(body.get("entries"), list):
+            raise ValidationFailed("body must be {\"agent_id\": ..., \"entries\": [...]}", details=[{"path": "body.entries", "message": "must be a list"}])
+        agent_id = body.get("agent_id")
+        return (agent_id if isinstance(agent_id, str) else None), body["entries"]
+    if content_type in ("application/x-ndjson", "application/jsonl", "application/x-jsonlines", "text/plain", ""):
+        try:
+            return request.GET.get("agent_id"), services.transcript_parse_jsonl(request.body)
+        except UnicodeDecodeError as exc:
+            raise BadRequest("body is not UTF-8", type="bad_encoding") from exc
+    raise BadRequest(f"unsupported Content-Type {content_type!r}; send application/x-ndjson or application/json", type="unsupported_media_type", status=415)
+
+
+@router.put("/transcripts/{session_id}", response={200: schemas.TranscriptOut, 201: schemas.TranscriptOut})
+async def transcript_put(request: HttpRequest, session_id: str):
+    """Body: JSONL (`?agent_id=` names the agent) or JSON `{"agent_id", "entries"}`.
+    `If-Match: "<version>"` replaces that version only (412 otherwise); without it a shorter
+    transcript than the stored one is refused (409).
+    """
+    services.session_id_clean(session_id)
+    if_match = _if_match(request)
+    agent_id, entries = _parse_transcript_body(request)
+    if not agent_id:
+        raise ValidationFailed("agent_id is required", details=[{"path": "agent_id", "message": "required (query parameter for JSONL, body field for JSON)"}])
+    principal_of(request).ensure_can_act_for(agent_id)
+    transcript, created, stripped = await _run(services.transcript_put)(session_id=session_id, agent_id=agent_id, entries=entries, if_match=if_match)
+    return (201 if created else 200), _transcript_out(transcript, stripped=stripped)
+
+
+async def _own_transcript(request: HttpRequest, session_id: str):
+    services.session_id_clean(session_id)
+    try:
+        transcript = await _run(selectors.transcript_get)(session_id=session_id)
+    except NotFound:
+        raise _hidden("transcript", session_id) from None
+    if not principal_of(request).may_act_for(transcript.agent_id):
+        raise _hidden("transcript", session_id)
+    return transcript
+
+
+@router.get("/transcripts/{session_id}", response=schemas.TranscriptOut)
+async def transcript_get(request: HttpRequest, session_id: str, format: str = "json"):
+    """`?format=jsonl` answers the transcript as JSONL; the ETag is its version."""
+    transcript = await _own_transcript(request, session_id)
+    if format == "jsonl":
+        body = "\n".join(json.dumps(entry, ensure_ascii=False) for entry in transcript.entries) + "\n"
+        response = HttpResponse(body, content_type="application/x-ndjson")
+    elif format == "json":
+        response = HttpResponse(
+            schemas.TranscriptOut(**_transcript_out(transcript, with_entries=True)).model_dump_json(),
+            content_type="application/json",
+        )
+    else:
+        raise ValidationFailed("format must be json or jsonl", details=[{"path": "format", "message": "json or jsonl"}])
+    response["ETag"] = f'"{transcript.version}"'
+    return response
+
+
+@router.delete("/transcripts/{session_id}", response=schemas.DeletedOut)
+async def transcript_delete(request: HttpRequest, session_id: str):
+    transcript = await _own_transcript(request, session_id)
+    await _run(services.transcript_delete)(session_id=transcript.session_id)
+    return {"ok": True, "id": transcript.session_id}
+
+
+# --- single entries (last: `/{entry_id}` would shadow the fixed paths above) -------------
+
+
+async def _own_entry(request: HttpRequest, entry_id: str):
+    try:
+        entry = await _run(selectors.memory_entry_get)(entry_id=entry_id)
+    except NotFound:
+        raise _hidden("memory", entry_id) from None
+    if not principal_of(request).may_act_for(entry.agent_id):
+        raise _hidden("memory", entry_id)
+    return entry
+
+
+@router.get("/{entry_id}", response=schemas.EntryOut)
+async def entry_get(request: HttpRequest, entry_id: str):
+    return _entry_out(await _own_entry(request, entry_id))
+
+
+@router.delete("/{entry_id}", response=schemas.DeletedOut)
+async def entry_delete(request: HttpRequest, entry_id: str):
+    entry = await _own_entry(request, entry_id)
+    await _run(services.memory_delete)(entry=entry)
+    return {"ok": True, "id": entry.id}

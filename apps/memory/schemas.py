@@ -1,0 +1,135 @@
+"""Request and response models of /internal/agent-memory (the seed's shapes, plus extras)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ninja import Field, Schema
+
+from apps.memory.choices import MemoryKind
+
+Kind = MemoryKind  # the kinds a caller may name
+
+
+class StoreIn(Schema):
+    agent_id: str = Field(..., min_length=1, max_length=128)
+    microdao_id: str = Field(..., min_length=1, max_length=128)
+    channel_id: str | None = Field(None, max_length=256)
+    kind: MemoryKind
+    content: dict[str, Any]
+    meta: dict[str, Any] | None = None
+    occurred_at: datetime | None = None
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+
+
+class StoreOut(Schema):
+    ok: bool = True
+    id: str
+    created: bool
+
+
+class BulkStoreIn(Schema):
+    items: list[StoreIn] = Field(..., min_length=1)
+
+
+class BulkStoreOut(Schema):
+    ok: bool = True
+    ids: list[str]
+    created: int
+
+
+class QueryIn(Schema):
+    agent_id: str = Field(..., min_length=1, max_length=128)
+    microdao_id: str | None = Field(None, max_length=128)
+    channel_id: str | None = Field(None, max_length=256)
+    query: str = Field(..., min_length=1, max_length=2000)
+    limit: int = Field(5, ge=1, description="capped at MEMORY_QUERY_MAX_LIMIT (50)")
+    kinds: list[MemoryKind] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class HitOut(Schema):
+    id: str
+    kind: str
+    score: float
+    content: str
+    meta: dict[str, Any]
+
+
+class QueryOut(Schema):
+    items: list[HitOut]
+
+
+class EntryOut(Schema):
+    id: str
+    agent_id: str
+    microdao_id: str
+    channel_id: str | None
+    kind: str
+    content: dict[str, Any]
+    text: str
+    meta: dict[str, Any]
+    occurred_at: datetime
+    created_at: datetime
+    embedding_model: str
+    embedding_status: str
+    embedding_error: str
+    idempotency_key: str | None
+
+
+class ForgetIn(Schema):
+    agent_id: str = Field(..., min_length=1, max_length=128)
+    microdao_id: str | None = Field(None, max_length=128)
+    channel_id: str | None = Field(None, max_length=256)
+    kinds: list[MemoryKind] | None = None
+
+
+class ForgetOut(Schema):
+    ok: bool = True
+    deleted: int
+
+
+class DeletedOut(Schema):
+    ok: bool = True
+    id: str
+
+
+class SummarizeIn(Schema):
+    agent_id: str = Field(..., min_length=1, max_length=128)
+    microdao_id: str = Field(..., min_length=1, max_length=128)
+    channel_id: str | None = Field(None, max_length=256)
+    since: datetime | None = None
+    until: datetime | None = None
+    model: str | None = Field(None, max_length=120)
+    max_entries: int = Field(100, ge=1, le=500)
+    wait: bool = False
+    timeout: float = Field(30.0, gt=0, le=120)
+
+
+class JobOut(Schema):
+    id: str
+    kind: str
+    status: str
+    agent_id: str
+    result: dict[str, Any] | None
+    error: str
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class TranscriptIn(Schema):
+    agent_id: str = Field(..., min_length=1, max_length=128)
+    entries: list[dict[str, Any]]
+
+
+class TranscriptOut(Schema):
+    session_id: str
+    agent_id: str
+    version: int
+    entry_count: int
+    size_bytes: int
+    stripped: int | None = None
+    entries: list[dict[str, Any]] | None = None
+    updated_at: datetime

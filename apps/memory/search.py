@@ -1,0 +1,271 @@
+"""Hybrid memory retrieval: pgvector similarity and Postgres full-text, fused by reciprocal
+rank, within one agent's scope.
+
+Why both: the vector finds paraphrases, the text finds names, numbers and rare words, and it
+finds entries whose embedding is still pending. The lexical side weighs each query term by
+its rarity in the scope (a BM25-style IDF computed in the same SQL), so common words do not
+drown the rare ones. Scores are fused ranks scaled to 0..1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connection, transaction
+
+from apps.memory import selectors
+from apps.memory.embeddings import EmbeddingError, get_embedder
+from apps.memory.embeddings.hashing import _STOP
+from apps.memory.models import FTS_CONFIG
+from apps.memory.vector_index import TABLE, supports_iterative_scan
+from daarion.errors import ValidationFailed
+
+logger = logging.getLogger(__name__)
+
+MAX_LIMIT = getattr(settings, "MEMORY_QUERY_MAX_LIMIT", 50)
+MAX_QUERY_CHARS = 2000
+MAX_TERMS = 24
+RRF_K = 60
+# Scopes up to this many entries are searched exactly: cheaper than the index for a few
+# thousand rows, and a filtered HNSW scan could return too few of them.
+EXACT_SEARCH_MAX = getattr(settings, "MEMORY_EXACT_SEARCH_MAX", 20_000)
+# How much a hit lends its neighbouring turns (same agent and channel, adjacent in time):
+# an answer often sits in the turn after the one that matches the question's words.
+NEIGHBOUR_WEIGHT = getattr(settings, "MEMORY_NEIGHBOUR_WEIGHT", 0.3)
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass
+class MemoryHit:
+    id: str
+    kind: str
+    score: float
+    content: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    occurred_at: datetime | None = None
+    channel_id: str | None = None
+
+
+@dataclass
+class _Scope:
+    template: str  # column references as {a}col, so the filter can be applied to any alias
+    params: list[Any]
+
+    @property
+    def where(self) -> str:
+        return self.template.format(a="")
+
+    def on(self, alias: str) -> str:
+        return self.template.format(a=f"{alias}.")
+
+
+def _scope(agent_id: str, microdao_id: str | None, channel_id: str | None, kinds: list[str] | None,
+           since: datetime | None, until: datetime | None) -> _Scope:
+    p = "{a}"
+    clauses = [f"{p}agent_id = %s"]
+    params: list[Any] = [agent_id]
+    if microdao_id is not None:
+        clauses.append(f"{p}microdao_id = %s")
+        params.append(microdao_id)
+    if channel_id is not None:
+        clauses.append(f"{p}channel_id = %s")
+        params.append(channel_id)
+    if kinds:
+        clauses.append(f"{p}kind = ANY(%s)")
+        params.append(list(kinds))
+    if since is not None:
+        clauses.append(f"{p}occurred_at >= %s")
+        params.append(since)
+    if until is not None:
+        clauses.append(f"{p}occurred_at < %s")
+        params.append(until)
+    return _Scope(" AND ".join(clauses), params)
+
+
+def query_terms(query: str) -> list[str]:
+    seen: dict[str, None] = {}
+    for match in _WORD.finditer(query.lower()):
+        word = match.group(0)
+        if word in _STOP or len(word) > 64:
+            continue
+        seen.setdefault(word, None)
+    return list(seen)[:MAX_TERMS]
+
+
+def _lexical(cursor, scope: _Scope, terms: list[str], depth: int) -> tuple[list[str], int]:
+    """Ranked ids by IDF-weighted term matches; also returns the scope's size."""
+    if not terms:
+        cursor.execute(f"SELECT count(*) FROM {TABLE} WHERE {scope.where}", scope.params)
+        return [], cursor.fetchone()[0]
+    cfg = f"'{FTS_CONFIG}'::regconfig"
+    q = [f"to_tsquery({cfg}, %s)" for _ in terms]
+    dfs = ", ".join(f"count(*) FILTER (WHERE search @@ {qi}) AS d{i}" for i, qi in enumerate(q))
+    weights = " + ".join(
+        f"(CASE WHEN search @@ {qi} THEN ln(1 + (st.n - st.d{i} + 0.5) / (st.d{i} + 0.5)) ELSE 0 END)"
+        for i, qi in enumerate(q)
+    )
+    any_q = f"to_tsquery({cfg}, %s)"
+    sql = (
+        f"WITH scope AS MATERIALIZED (SELECT id, search FROM {TABLE} WHERE {scope.where}), "
+        f"st AS (SELECT count(*) AS n, {dfs} FROM scope) "
+        f"SELECT s.id, ({weights}) + 0.1 * ts_rank(search, {any_q}, 1) AS score, st.n "
+        f"FROM scope s CROSS JOIN st WHERE search @@ {any_q} ORDER BY score DESC, s.id LIMIT %s"
+    )
+    quoted = [f"'{t}'" for t in terms]  # quoted lexemes: to_tsquery never parses operators in them
+    any_terms = " | ".join(quoted)
+    params = [*scope.params, *quoted, *quoted, any_terms, any_terms, depth]
+    cursor.execute(sql, params)
+    rows = cursor.fetchall()
+    if rows:
+        return [r[0] for r in rows], rows[0][2]
+    cursor.execute(f"SELECT count(*) FROM {TABLE} WHERE {scope.where}", scope.params)
+    return [], cursor.fetchone()[0]
+
+
+def _vector_literal(vector: list[float]) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
+
+
+def _dense(cursor, scope: _Scope, model: str, dims: int, vector: list[float], depth: int, scope_size: int) -> list[str]:
+    cast = f"embedding::vector({int(dims)})"
+    literal = _vector_literal(vector)
+    if scope_size <= EXACT_SEARCH_MAX:
+        # The `+ 0` hides the ordering from the HNSW index: an exact scan of the scope.
+        cursor.execute(
+            f"SELECT id FROM {TABLE} WHERE embedding_model = %s AND {scope.where} "
+            f"ORDER BY ({cast} <=> %s::vector({int(dims)})) + 0 LIMIT %s",
+            [model, *scope.params, literal, depth],
+        )
+        return [r[0] for r in cursor.fetchall()]
+    # Large scope: the HNSW index, with a wider candidate list because the scope filter is
+    # applied after the scan (and pgvector >= 0.8 keeps scanning until enough rows pass).
+    cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(40, min(1000, depth * 4))])
+    if supports_iterative_scan():
+        cursor.execute("SET LOCAL hnsw.iterative_scan = 'relaxed_order'")
+    cursor.execute(
+        f"SELECT id FROM {TABLE} WHERE embedding_model = %s AND {scope.where} "
+        f"ORDER BY {cast} <=> %s::vector({int(dims)}) LIMIT %s",
+        [model, *scope.params, literal, depth],
+    )
+    return [r[0] for r in cursor.fetchall()]
+
+
+def _neighbours(cursor, ids: list[str], scope: _Scope) -> dict[str, list[str]]:
+    """For each id, the entries just before and after it in the same agent and channel,
+    within the query's scope (a neighbour outside the filters is not lent anything).
+    """
+    if not ids:
+        return {}
+    cursor.execute(
+        f"""
+        SELECT c.id, n.id FROM {TABLE} c
+        CROSS JOIN LATERAL (
+            (SELECT p.id FROM {TABLE} p WHERE {scope.on("p")} AND p.channel_id IS NOT DISTINCT FROM c.channel_id
+               AND (p.occurred_at, p.id) < (c.occurred_at, c.id) ORDER BY p.occurred_at DESC, p.id DESC LIMIT 1)
+            UNION ALL
+            (SELECT f.id FROM {TABLE} f WHERE {scope.on("f")} AND f.channel_id IS NOT DISTINCT FROM c.channel_id
+               AND (f.occurred_at, f.id) > (c.occurred_at, c.id) ORDER BY f.occurred_at, f.id LIMIT 1)
+        ) n
+        WHERE c.id = ANY(%s)
+        """,
+        [*scope.params, *scope.params, ids],
+    )
+    result: dict[str, list[str]] = {}
+    for cid, nid in cursor.fetchall():
+        result.setdefault(cid, []).append(nid)
+    return result
+
+
+def fuse(rankings: list[list[str]], k: int = RRF_K) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, entry_id in enumerate(ranking, start=1):
+            scores[entry_id] = scores.get(entry_id, 0.0) + 1.0 / (k + rank)
+    return scores
+
+
+def memory_query(
+    *,
+    agent_id: str,
+    microdao_id: str | None = None,
+    channel_id: str | None = None,
+    query: str,
+    limit: int = 5,
+    kinds: list[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    model: str | None = None,
+    neighbour_weight: float | None = None,
+) -> list[MemoryHit]:
+    """The top `limit` memories of one agent's scope for `query`, best first, score 0..1."""
+    if not isinstance(agent_id, str) or not agent_id.strip():
+        raise ValidationFailed("agent_id is required", details=[{"path": "agent_id", "message": "must be a non-empty string"}])
+    if not isinstance(query, str) or not query.strip():
+        raise ValidationFailed("query must not be empty", details=[{"path": "query", "message": "must be a non-empty string"}])
+    if len(query) > MAX_QUERY_CHARS:
+        raise ValidationFailed(f"query is over {MAX_QUERY_CHARS} characters", details=[{"path": "query", "message": f"at most {MAX_QUERY_CHARS} characters"}])
+    if since is not None and until is not None and since >= until:
+        raise ValidationFailed("since must be before until", details=[{"path": "since", "message": "must be before until"}])
+    limit = max(1, min(int(limit), MAX_LIMIT))
+    depth = max(50, limit * 4)
+    weight = NEIGHBOUR_WEIGHT if neighbour_weight is None else neighbour_weight
+    scope = _scope(agent_id, microdao_id, channel_id, kinds, since, until)
+    spec = selectors.model_spec(model) if model else selectors.active_model_spec()
+    vector: list[float] | None = None
+    try:
+        vector = get_embedder(spec).embed([query], purpose="query")[0]
+    except EmbeddingError:
+        # The text side still answers; a query must not fail because the embedder is down.
+        logger.warning("query embedding failed; answering by text only", exc_info=True)
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        lexical, scope_size = _lexical(cursor, scope, query_terms(query), depth)
+        dense = _dense(cursor, scope, spec.name, spec.dimensions, vector, depth, scope_size) if vector is not None and scope_size else []
+        rankings = [lexical, dense]
+        scores = fuse(rankings)
+        max_score = 2.0 / (RRF_K + 1)
+        if weight > 0 and scores:
+            top = sorted(scores, key=scores.get, reverse=True)[: max(limit * 3, 20)]
+            lent: dict[str, float] = {}
+            for cid, nids in _neighbours(cursor, top, scope).items():
+                for nid in nids:
+                    lent[nid] = max(lent.get(nid, 0.0), weight * scores[cid])
+            for nid, value in lent.items():
+                scores[nid] = scores.get(nid, 0.0) + value
+            max_score *= 1 + weight
+        best = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
+        rows = {
+            r[0]: r for r in _fetch(cursor, [entry_id for entry_id, _ in best])
+        }
+    hits = []
+    for entry_id, score in best:
+        row = rows.get(entry_id)
+        if row is None:
+            continue
+        _, kind, text, meta, occurred_at, row_channel, row_microdao = row
+        hit_meta = dict((json.loads(meta) if isinstance(meta, str) else meta) or {})
+        hit_meta.setdefault("source", f"channel:{row_channel}" if row_channel else row_microdao)
+        hit_meta.setdefault("timestamp", occurred_at.isoformat())
+        hits.append(MemoryHit(entry_id, kind, round(min(1.0, score / max_score), 4), text, hit_meta, occurred_at, row_channel))
+    return hits
+
+
+def _fetch(cursor, ids: list[str]) -> list[tuple]:
+    if not ids:
+        return []
+    cursor.execute(f"SELECT id, kind, text, meta, occurred_at, channel_id, microdao_id FROM {TABLE} WHERE id = ANY(%s)", [ids])
+    # Django registers no jsonb loader on raw cursors: meta arrives as text.
+    return cursor.fetchall()
+
+
+async def amemory_query(**kwargs: Any) -> list[MemoryHit]:
+    from apps.memory.services import _closing
+
+    return await sync_to_async(_closing(memory_query), thread_sensitive=False)(**kwargs)
