@@ -98,13 +98,20 @@ def _write(entries: list[dict[str, Any]]) -> None:
     ToolCall.objects.bulk_create(_rows(entries), ignore_conflicts=True)
 
 
+def _write_from_thread(entries: list[dict[str, Any]]) -> None:
+    try:
+        _write(entries)
+    finally:
+        close_old_connections()  # a pool thread outlives this write
+
+
 async def audit_enqueue(entry: dict[str, Any]) -> None:
     payload = json.dumps(entry, default=str)
     try:
         await get_async_redis().rpush(_list_key(), payload)
     except Exception:  # noqa: BLE001 - Redis down: slower, but the row is kept
         logger.warning("audit queue unavailable; writing the tool call row directly", exc_info=True)
-        await sync_to_async(_write, thread_sensitive=False)([entry])
+        await sync_to_async(_write_from_thread, thread_sensitive=False)([entry])
         return
     _ensure_flusher()
 

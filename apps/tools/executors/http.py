@@ -15,6 +15,7 @@ import asyncio
 import ipaddress
 import json
 import socket
+import weakref
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -141,20 +142,21 @@ async def check_target(url: str) -> CheckedTarget:
     return CheckedTarget(url=httpx.URL(url), ip=ip, host=host, port=port)
 
 
-_clients: dict[int, httpx.AsyncClient] = {}
+# Keyed by the loop object itself (weakly): an id() of a closed loop can be reused by a new one.
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]" = weakref.WeakKeyDictionary()
 
 
 def _client() -> httpx.AsyncClient:
     """One pooled client per event loop (an AsyncClient cannot cross loops)."""
     loop = asyncio.get_running_loop()
-    client = _clients.get(id(loop))
+    client = _clients.get(loop)
     if client is None or client.is_closed:
         client = httpx.AsyncClient(
             follow_redirects=False,  # every hop goes through check_target
             trust_env=False,  # an environment proxy would connect by name, past the IP check
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30),
         )
-        _clients[id(loop)] = client
+        _clients[loop] = client
     return client
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.db import close_old_connections
 
 from apps.tools.choices import CallStatus, Executor
 from apps.tools.executors import ExecutionResult, ToolContext, executor
@@ -49,6 +50,14 @@ def registered_functions() -> list[str]:
     return sorted(_FUNCTIONS)
 
 
+def _in_worker_thread(fn: ToolFunction, args: dict, context: ToolContext) -> Any:
+    try:
+        return fn(args, context)
+    finally:
+        # Pool threads outlive the call; like a request's end, give back the DB connection.
+        close_old_connections()
+
+
 @executor(Executor.PYTHON)
 async def run_python(tool: Any, args: dict, context: ToolContext) -> ExecutionResult:
     fn = _FUNCTIONS.get(tool.target)
@@ -61,7 +70,7 @@ async def run_python(tool: Any, args: dict, context: ToolContext) -> ExecutionRe
     else:
         # A sync function (ORM work) runs in a worker thread; on timeout the caller gets its
         # answer at once, and the thread finishes on its own (threads cannot be killed).
-        call = sync_to_async(fn, thread_sensitive=False)(args, context)
+        call = sync_to_async(_in_worker_thread, thread_sensitive=False)(fn, args, context)
     try:
         async with asyncio.timeout(tool.timeout):
             result = await call

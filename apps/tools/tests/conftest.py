@@ -137,3 +137,38 @@ def make_tool(db) -> Callable[..., Any]:
         return tool_create(tool_id=tool_id, **fields)
 
     return _make
+
+
+_LOOP = None
+
+
+def run(coro: Any) -> Any:
+    """Runs a coroutine on one long-lived loop (per-loop clients stay valid across tests)."""
+    import asyncio
+
+    global _LOOP
+    if _LOOP is None:
+        _LOOP = asyncio.new_event_loop()
+    return _LOOP.run_until_complete(coro)
+
+
+def call(tool_id: str, agent_id: str = "agent:sofia", args: dict | None = None, **kwargs: Any) -> Any:
+    from apps.tools.services import tool_call
+
+    return run(
+        tool_call(
+            tool_id=tool_id,
+            agent_id=agent_id,
+            microdao_id=kwargs.pop("microdao_id", "microdao:7"),
+            args={"microdao_id": "microdao:7"} if args is None else args,
+            **kwargs,
+        )
+    )
+
+
+def flushed_calls() -> list[Any]:
+    from apps.tools.audit import audit_flush
+    from apps.tools.models import ToolCall
+
+    audit_flush()
+    return list(ToolCall.objects.order_by("id"))
