@@ -358,6 +358,21 @@ def embedding_model_save(*, name: str, backend: str, dimensions: int, options: d
     return model
 
 
+BUILTIN_MODELS = (("hash", "hash", 256), ("local", "local", 384))
+
+
+def embedding_models_ensure_builtin() -> None:
+    """The built-in models exist (the migration makes them; a flushed test database or an
+    operator's delete may not have them), with `hash` active when no model is.
+    """
+    for name, backend, dims in BUILTIN_MODELS:
+        EmbeddingModel.objects.get_or_create(name=name, defaults={"backend": backend, "dimensions": dims})
+        ensure_index(name, dims)
+    if not EmbeddingModel.objects.filter(is_active=True).exists():
+        EmbeddingModel.objects.filter(name="hash").update(is_active=True)
+    bump_version(selectors.EMBEDDING_MODELS_CONFIG)
+
+
 def embedding_model_activate(*, name: str) -> EmbeddingModel:
     """Makes `name` the model for new writes and queries. Existing entries keep their old
     vectors (still found by text) until `reembed` moves them over.
@@ -381,12 +396,17 @@ def memory_ids_needing_model(*, model_name: str, limit: int, after_id: str = "")
     )
 
 
-def reembed_start(*, model_name: str) -> MemoryJob:
-    """Activates `model_name` and starts a background job that moves every entry onto it."""
+def reembed_start(*, model_name: str, enqueue: bool = True) -> MemoryJob:
+    """Activates `model_name` and creates a job that moves every entry onto it, run by the
+    worker (`enqueue`) or by the caller through `reembed_run`.
+    """
     embedding_model_activate(name=model_name)
     with transaction.atomic():
-        job = MemoryJob.objects.create(kind=JobKind.REEMBED, params={"model": model_name})
+        total = MemoryEntry.objects.exclude(embedding_model=model_name, embedding_status=EmbeddingStatus.READY).count()
+        job = MemoryJob.objects.create(kind=JobKind.REEMBED, params={"model": model_name}, result={"done": 0, "failed": 0, "total": total})
         job_id = job.id
+        if not enqueue:
+            return job
 
         def _send() -> None:
             from apps.memory.tasks import reembed
@@ -404,7 +424,7 @@ def reembed_run(*, job_id: str, budget_batches: int | None = None) -> MemoryJob:
     job = selectors.memory_job_get(job_id=job_id)
     model_name = job.params["model"]
     spec = selectors.model_spec(model_name)
-    total = MemoryEntry.objects.count()
+    total = int((job.result or {}).get("total", 0))
     MemoryJob.objects.filter(id=job_id).update(status=JobStatus.RUNNING, updated_at=timezone.now())
     done = int((job.result or {}).get("done", 0))
     failed = int((job.result or {}).get("failed", 0))
