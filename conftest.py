@@ -96,3 +96,15 @@ def bearer() -> Callable[[str], dict[str, str]]:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[str]:
+    """Base URL of a fake OpenAI-compatible upstream (testsupport/fake_llm.py) in its own
+    process; its behaviour is picked by the model name (see that module)."""
+    from testsupport.fake_llm import start_subprocess
+
+    process, url = start_subprocess()
+    yield url
+    process.terminate()
+    process.wait(10)

@@ -1,1 +1,270 @@
-"""Django admin for apps.llm."""
+"""Django admin for the LLM registry and usage. Saves go through apps.llm.services, so the
+admin obeys the same rules as the import command and the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import Avg, Count, Q, Sum
+from django.http import HttpRequest
+
+from apps.llm import services
+from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy, UsageRecord
+from apps.llm.selectors import usage_daily_totals
+from daarion.crypto import mask
+from daarion.errors import DaarionError
+
+
+class ProviderForm(forms.ModelForm):
+    # Write-only: the stored key is never sent to the browser; empty keeps it.
+    api_key = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only. Leave empty to keep the stored key.",
+    )
+    clear_api_key = forms.BooleanField(required=False, help_text="Remove the stored key.")
+
+    class Meta:
+        model = Provider
+        fields = ["name", "kind", "base_url", "api_key", "api_key_env", "timeout_seconds", "max_retries", "extra_headers", "enabled"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial["api_key"] = ""
+        if self.instance.pk:
+            self.fields["name"].disabled = True
+
+
+class DeploymentInline(admin.TabularInline):
+    model = Deployment
+    extra = 0
+    fields = ["provider", "upstream_model", "weight", "rpm_limit", "tpm_limit", "enabled"]
+
+
+class LogicalModelForm(forms.ModelForm):
+    fallbacks = forms.CharField(
+        required=False,
+        widget=forms.TextInput(attrs={"size": 60}),
+        help_text="Logical model names, comma-separated, tried in order when every deployment fails.",
+    )
+
+    class Meta:
+        model = LogicalModel
+        fields = ["name", "description", "fallbacks", "context_window", "input_price_per_mtok", "output_price_per_mtok", "can_embed", "enabled"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["fallbacks"] = ", ".join(self.instance.fallbacks or [])
+            self.fields["name"].disabled = True
+
+    def clean_fallbacks(self) -> list[str]:
+        text = self.cleaned_data.get("fallbacks") or ""
+        return [item.strip() for item in text.split(",") if item.strip()]
+
+
+class _ServiceAdmin(admin.ModelAdmin):
+    """Turns service errors into form errors or messages instead of 500 pages."""
+
+    def _report(self, request: HttpRequest, exc: Exception) -> None:
+        text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else getattr(exc, "message", str(exc))
+        self.message_user(request, text, level=messages.ERROR)
+
+
+@admin.register(Provider)
+class ProviderAdmin(_ServiceAdmin):
+    form = ProviderForm
+    list_display = ["name", "kind", "base_url", "key_source", "timeout_seconds", "max_retries", "enabled"]
+    list_filter = ["kind", "enabled"]
+    search_fields = ["name", "base_url"]
+
+    @admin.display(description="API key")
+    def key_source(self, obj: Provider) -> str:
+        if obj.api_key:
+            return f"stored {mask(obj.api_key)}"
+        return f"env {obj.api_key_env}" if obj.api_key_env else "none"
+
+    def save_model(self, request: HttpRequest, obj: Provider, form: ProviderForm, change: bool) -> None:
+        data = form.cleaned_data
+        key = "" if data.get("clear_api_key") else (data.get("api_key") or None)
+        fields = {k: data[k] for k in ["kind", "base_url", "api_key_env", "timeout_seconds", "max_retries", "extra_headers", "enabled"]}
+        if change:
+            services.provider_update(provider=obj, api_key=key, **fields)
+        else:
+            created = services.provider_create(name=data["name"], api_key=key or "", **fields)
+            obj.pk = created.pk
+
+    def delete_model(self, request: HttpRequest, obj: Provider) -> None:
+        try:
+            services.provider_delete(provider=obj)
+        except DaarionError as exc:
+            self._report(request, exc)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+    def get_form(self, request, obj=None, **kwargs):  # noqa: ANN001, ANN201 - Django's signature
+        form = super().get_form(request, obj, **kwargs)
+        return _validating(form, lambda f: _provider_check(f, obj))
+
+
+def _provider_check(form: forms.ModelForm, obj: Provider | None) -> None:
+    # Runs the service's rules on an unsaved copy, so errors land on the form's fields.
+    data = form.cleaned_data
+    probe = Provider(
+        pk=obj.pk if obj else None,
+        name=data.get("name") or (obj.name if obj else ""),
+        kind=data.get("kind", ""),
+        base_url=data.get("base_url", ""),
+        api_key_env=data.get("api_key_env", ""),
+        timeout_seconds=data.get("timeout_seconds") or 60,
+        max_retries=data.get("max_retries") or 0,
+        extra_headers=data.get("extra_headers") or {},
+    )
+    services._clean_provider(probe)  # noqa: SLF001 - the same rules, run before the save
+
+
+def _validating(form_class: type[forms.ModelForm], check) -> type[forms.ModelForm]:  # noqa: ANN001
+    class Checked(form_class):  # type: ignore[misc, valid-type]
+        def clean(self) -> dict[str, Any]:
+            cleaned = super().clean()
+            if not self.errors:
+                try:
+                    check(self)
+                except ValidationError as exc:
+                    if hasattr(exc, "error_dict"):
+                        for field_name, errs in exc.error_dict.items():
+                            target = field_name if field_name in self.fields else None
+                            for err in errs:
+                                self.add_error(target, err)
+                    else:
+                        raise
+            return cleaned
+
+    return Checked
+
+
+@admin.register(LogicalModel)
+class LogicalModelAdmin(_ServiceAdmin):
+    form = LogicalModelForm
+    inlines = [DeploymentInline]
+    list_display = ["name", "deployment_list", "fallback_list", "context_window", "input_price_per_mtok", "output_price_per_mtok", "can_embed", "enabled"]
+    list_filter = ["enabled", "can_embed"]
+    search_fields = ["name", "description"]
+
+    @admin.display(description="deployments")
+    def deployment_list(self, obj: LogicalModel) -> str:
+        return ", ".join(f"{d.provider.name}/{d.upstream_model}×{d.weight}" for d in obj.deployments.all())
+
+    @admin.display(description="fallbacks")
+    def fallback_list(self, obj: LogicalModel) -> str:
+        return " → ".join(obj.fallbacks or []) or "—"
+
+    def get_queryset(self, request: HttpRequest):  # noqa: ANN201
+        return super().get_queryset(request).prefetch_related("deployments__provider")
+
+    def get_form(self, request, obj=None, **kwargs):  # noqa: ANN001, ANN201
+        form = super().get_form(request, obj, **kwargs)
+
+        def check(f: forms.ModelForm) -> None:
+            name = f.cleaned_data.get("name") or (obj.name if obj else "")
+            services._clean_fallbacks(name, f.cleaned_data.get("fallbacks") or [])  # noqa: SLF001
+
+        return _validating(form, check)
+
+    def save_model(self, request: HttpRequest, obj: LogicalModel, form: LogicalModelForm, change: bool) -> None:
+        data = form.cleaned_data
+        fields = {k: data[k] for k in ["fallbacks", "context_window", "input_price_per_mtok", "output_price_per_mtok", "can_embed", "enabled", "description"]}
+        if change:
+            services.logical_model_update(model=obj, **fields)
+        else:
+            created = services.logical_model_create(name=data["name"], **fields)
+            obj.pk = created.pk
+
+    def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:  # noqa: ANN001
+        instances = formset.save(commit=False)
+        for deleted in formset.deleted_objects:
+            if deleted.pk:
+                services.deployment_delete(deployment=deleted)
+        for deployment in instances:
+            values = {k: getattr(deployment, k) for k in ["upstream_model", "weight", "rpm_limit", "tpm_limit", "enabled"]}
+            if deployment.pk:
+                services.deployment_update(deployment=deployment, provider=deployment.provider, **values)
+            else:
+                services.deployment_create(logical_model=form.instance, provider=deployment.provider, **values)
+
+    def delete_model(self, request: HttpRequest, obj: LogicalModel) -> None:
+        try:
+            services.logical_model_delete(model=obj)
+        except DaarionError as exc:
+            self._report(request, exc)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+@admin.register(RateLimitPolicy)
+class RateLimitPolicyAdmin(_ServiceAdmin):
+    list_display = ["scope", "subject", "rpm", "tpm", "max_concurrent", "enabled"]
+    list_filter = ["scope", "enabled"]
+    search_fields = ["subject"]
+    fields = ["scope", "subject", "rpm", "tpm", "max_concurrent", "enabled"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: RateLimitPolicy | None = None) -> list[str]:
+        return ["scope", "subject"] if obj else []
+
+    def save_model(self, request: HttpRequest, obj: RateLimitPolicy, form, change: bool) -> None:  # noqa: ANN001
+        limits = {k: getattr(obj, k) for k in ["rpm", "tpm", "max_concurrent", "enabled"]}
+        if change:
+            services.rate_limit_policy_update(policy=obj, **limits)
+        else:
+            created = services.rate_limit_policy_create(scope=obj.scope, subject=obj.subject, **limits)
+            obj.pk = created.pk
+
+    def delete_model(self, request: HttpRequest, obj: RateLimitPolicy) -> None:
+        services.rate_limit_policy_delete(policy=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        for obj in queryset:
+            services.rate_limit_policy_delete(policy=obj)
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(admin.ModelAdmin):
+    """Read-only: usage is written by the proxy. The changelist shows per-day totals of the
+    filtered rows, per agent and per model."""
+
+    list_display = ["created_at", "agent_id", "microdao_id", "logical_model", "provider", "status", "error_type",
+                    "total_tokens", "cost", "latency_ms", "ttft_ms", "stream", "attempts"]
+    list_filter = ["status", "stream", "endpoint", "logical_model", "provider", "created_at"]
+    search_fields = ["request_id", "agent_id", "microdao_id", "channel_id"]
+    date_hierarchy = "created_at"
+    change_list_template = "admin/llm/usagerecord/change_list.html"
+    list_per_page = 100
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: UsageRecord | None = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):  # noqa: ANN201
+        response = super().changelist_view(request, extra_context=extra_context)
+        try:
+            queryset = response.context_data["cl"].queryset
+        except (AttributeError, KeyError):
+            return response
+        totals = queryset.aggregate(
+            calls=Count("id"), errors=Count("id", filter=~Q(status="ok")), tokens=Sum("total_tokens"),
+            cost=Sum("cost"), avg_latency_ms=Avg("latency_ms"),
+        )
+        response.context_data["usage_totals"] = totals
+        response.context_data["per_agent"] = usage_daily_totals(queryset=queryset, group_by="agent_id")[:60]
+        response.context_data["per_model"] = usage_daily_totals(queryset=queryset, group_by="logical_model")[:60]
+        return response
+

@@ -1,0 +1,34 @@
+"""Fixed vocabularies of the LLM proxy: provider kinds, rate-limit scopes, call outcomes."""
+
+from django.db import models
+
+
+class ProviderKind(models.TextChoices):
+    OPENAI = "openai", "OpenAI"
+    DEEPSEEK = "deepseek", "DeepSeek"
+    ANTHROPIC = "anthropic", "Anthropic"
+    OLLAMA = "ollama", "Ollama (OpenAI-compatible /v1)"
+    VLLM = "vllm", "vLLM"
+    OPENAI_COMPATIBLE = "openai_compatible", "Any OpenAI-compatible server"
+    STUB = "stub", "Offline stub (deterministic, no network)"
+
+
+class RateLimitScope(models.TextChoices):
+    DEFAULT = "default", "Default (per agent, when the agent has no policy of its own)"
+    AGENT = "agent", "One agent"
+    MICRODAO = "microdao", "One microDAO (all its agents together)"
+
+
+class UsageStatus(models.TextChoices):
+    OK = "ok", "ok"
+    ERROR = "error", "error"
+    CANCELLED = "cancelled", "cancelled by the client"
+
+
+class Endpoint(models.TextChoices):
+    PROXY = "proxy", "/internal/llm/proxy"
+    STREAM = "stream", "/internal/llm/stream"
+    BATCH = "batch", "/internal/llm/batch"
+    CHAT = "chat", "/v1/chat/completions"
+    EMBEDDINGS = "embeddings", "embeddings"
+    GATEWAY = "gateway", "in-process gateway"

@@ -1,0 +1,166 @@
+"""The in-process gateway other apps (memory, agents) call instead of HTTP: the same
+routing, rate limits and usage records as the API, without a network hop.
+
+    result = await chat_completion(model="dagi-stub", messages=[...], agent_id="agent:sofia")
+    result.content, result.tool_calls, result.usage
+
+Errors are the project's `daarion.errors` (NotFound for an unknown model, RateLimited,
+UpstreamError / GatewayTimeout / ServiceUnavailable when every deployment failed, ...).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import async_to_sync
+
+from apps.llm import router
+from apps.llm.choices import Endpoint
+from apps.llm.providers import ToolCall
+
+__all__ = [
+    "ChatResult", "EmbeddingResult", "StreamEvent", "ToolCall", "chat_completion", "chat_completion_sync",
+    "create_embeddings", "create_embeddings_sync", "stream_chat_completion",
+]
+
+
+@dataclass
+class ChatResult:
+    content: str
+    tool_calls: list[ToolCall]
+    usage: dict[str, int]
+    provider: str
+    model_resolved: str
+    finish_reason: str
+    upstream_model: str = ""
+    request_id: str = ""
+
+
+@dataclass
+class StreamEvent:
+    """type "text": `text` is a delta. type "tool_call": a delta of call `index` (`id` and
+    `name` on its first event, `arguments` a piece of the JSON string). type "finish": the
+    last event, with `usage`, `finish_reason`, `provider` and `model_resolved`."""
+
+    type: str
+    text: str = ""
+    index: int = 0
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+    finish_reason: str = ""
+    usage: dict[str, int] = field(default_factory=dict)
+    provider: str = ""
+    model_resolved: str = ""
+
+
+@dataclass
+class EmbeddingResult:
+    vectors: list[list[float]]
+    model_resolved: str
+    usage: dict[str, int]
+    provider: str = ""
+
+
+def _context(agent_id: str | None, microdao_id: str | None, channel_id: str | None, request_id: str | None,
+             endpoint: str = Endpoint.GATEWAY) -> router.CallContext:
+    return router.CallContext(
+        agent_id=agent_id,
+        microdao_id=microdao_id,
+        channel_id=channel_id,
+        request_id=request_id or f"gw-{uuid.uuid4().hex}",
+        endpoint=endpoint,
+    )
+
+
+async def chat_completion(
+    *,
+    model: str,
+    messages: list[dict],
+    agent_id: str | None = None,
+    microdao_id: str | None = None,
+    channel_id: str | None = None,
+    tools: list[dict] | None = None,
+    tool_choice: Any = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    request_id: str | None = None,
+) -> ChatResult:
+    ctx = _context(agent_id, microdao_id, channel_id, request_id)
+    call = router.ChatCall(model=model, messages=messages, temperature=temperature, max_tokens=max_tokens,
+                           tools=tools, tool_choice=tool_choice)
+    response, outcome = await router.chat(call, ctx)
+    return ChatResult(
+        content=response.content,
+        tool_calls=list(response.tool_calls),
+        usage=response.usage.as_dict(),
+        provider=outcome.provider,
+        model_resolved=outcome.model_resolved,
+        finish_reason=response.finish_reason,
+        upstream_model=outcome.upstream_model,
+        request_id=ctx.request_id,
+    )
+
+
+def chat_completion_sync(**kwargs: Any) -> ChatResult:
+    """chat_completion for sync code (Celery tasks, management commands)."""
+    return async_to_sync(chat_completion)(**kwargs)
+
+
+async def stream_chat_completion(
+    *,
+    model: str,
+    messages: list[dict],
+    agent_id: str | None = None,
+    microdao_id: str | None = None,
+    channel_id: str | None = None,
+    tools: list[dict] | None = None,
+    tool_choice: Any = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    request_id: str | None = None,
+) -> AsyncIterator[StreamEvent]:
+    """Yields text and tool-call deltas, then one "finish" event with usage.
+
+    Closing the iterator early (or cancelling its task) closes the upstream stream and
+    records the partial usage.
+    """
+    ctx = _context(agent_id, microdao_id, channel_id, request_id)
+    call = router.ChatCall(model=model, messages=messages, temperature=temperature, max_tokens=max_tokens,
+                           tools=tools, tool_choice=tool_choice)
+    stream = router.Stream(call, ctx)
+    await stream.admit()
+    await stream.open()
+    outcome = stream.outcome
+    async for event in stream.events():
+        if event.kind == "text":
+            yield StreamEvent("text", text=event.text)
+        elif event.kind == "tool_call":
+            yield StreamEvent("tool_call", index=event.index, id=event.id, name=event.name, arguments=event.arguments)
+        elif event.kind == "finish":
+            yield StreamEvent(
+                "finish",
+                finish_reason=event.finish_reason,
+                usage=(event.usage or outcome.usage).as_dict(),
+                provider=outcome.provider,
+                model_resolved=outcome.model_resolved,
+            )
+
+
+async def create_embeddings(*, model: str, inputs: list[str], agent_id: str | None = None) -> EmbeddingResult:
+    ctx = _context(agent_id, None, None, None, Endpoint.EMBEDDINGS)
+    result, outcome = await router.embed(model_name=model, inputs=inputs, ctx=ctx)
+    used = result.usage
+    return EmbeddingResult(
+        vectors=result.vectors,
+        model_resolved=outcome.model_resolved,
+        usage={"prompt_tokens": used.prompt_tokens, "total_tokens": used.total_tokens},
+        provider=outcome.provider,
+    )
+
+
+def create_embeddings_sync(**kwargs: Any) -> EmbeddingResult:
+    return async_to_sync(create_embeddings)(**kwargs)

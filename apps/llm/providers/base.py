@@ -1,0 +1,213 @@
+"""What every provider client speaks: normalized requests, responses, stream events and
+errors, plus the registry that maps a provider kind to its client class."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import httpx
+
+from apps.llm.selectors import ProviderSpec
+
+
+@dataclass
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # a JSON string, as OpenAI sends it
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass
+class ChatRequest:
+    """A chat call in OpenAI's vocabulary; adapters translate it for other providers."""
+
+    messages: list[dict[str, Any]]
+    model: str = ""  # the upstream model name, filled in per deployment
+    temperature: float | None = None
+    max_tokens: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    response_format: dict[str, Any] | None = None
+
+
+@dataclass
+class ChatResponse:
+    content: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str = "stop"
+
+
+@dataclass
+class StreamEvent:
+    """One piece of a streamed answer.
+
+    kind "text": `text` is a delta. kind "tool_call": `index` identifies the call, `id` and
+    `name` come with its first event, `arguments` is a delta of the JSON string. kind
+    "finish": `finish_reason` and `usage` (the provider's, or estimated when it sent none).
+    """
+
+    kind: str
+    text: str = ""
+    index: int = 0
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+    finish_reason: str = ""
+    usage: Usage | None = None
+
+
+@dataclass
+class EmbeddingResponse:
+    vectors: list[list[float]]
+    usage: Usage = field(default_factory=Usage)
+
+
+class ProviderError(Exception):
+    """An upstream failure, classified so the router knows whether to retry or move on.
+
+    kind: timeout, connection, rate_limited, server, bad_request, auth, malformed.
+    """
+
+    RETRYABLE: ClassVar[frozenset[str]] = frozenset({"timeout", "connection", "rate_limited", "server", "malformed"})
+
+    def __init__(self, kind: str, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in self.RETRYABLE
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: rare from LLM APIs; the router's own backoff applies
+
+
+def error_from_status(status: int, message: str, headers: httpx.Headers | None = None) -> ProviderError:
+    retry_after = parse_retry_after(headers.get("retry-after") if headers else None)
+    if status == 429:
+        return ProviderError("rate_limited", message, status=status, retry_after=retry_after)
+    if status in (401, 403):
+        return ProviderError("auth", message, status=status)
+    if status == 408 or status >= 500:
+        return ProviderError("server", message, status=status, retry_after=retry_after)
+    return ProviderError("bad_request", message, status=status)
+
+
+def upstream_message(response: httpx.Response) -> str:
+    """The upstream's own error message, when it sent one in a known shape."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or f"HTTP {response.status_code}"
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])[:500]
+        if isinstance(error, str):
+            return error[:500]
+        if body.get("message"):
+            return str(body["message"])[:500]
+    return str(body)[:500]
+
+
+class BaseProvider:
+    """A client for one provider row. One instance (and one pooled HTTP client) per
+    provider configuration and event loop."""
+
+    def __init__(self, spec: ProviderSpec) -> None:
+        self.spec = spec
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                base_url=self.spec.base_url,
+                headers=self.default_headers(),
+                timeout=httpx.Timeout(self.spec.timeout, connect=min(self.spec.timeout, 10.0)),
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30),
+            )
+        return self._http
+
+    def default_headers(self) -> dict[str, str]:
+        return dict(self.spec.extra_headers)
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        raise NotImplementedError
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        raise NotImplementedError
+
+    async def embed(self, *, model: str, inputs: list[str]) -> EmbeddingResponse:
+        raise ProviderError("bad_request", f"provider kind {self.spec.kind!r} does not serve embeddings", status=400)
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+
+PROVIDER_CLASSES: dict[str, type[BaseProvider]] = {}
+
+
+def register_provider(*kinds: str) -> Callable[[type[BaseProvider]], type[BaseProvider]]:
+    """Class decorator: `@register_provider("openai", "vllm")` makes the class serve those kinds."""
+
+    def decorate(cls: type[BaseProvider]) -> type[BaseProvider]:
+        for kind in kinds:
+            if kind in PROVIDER_CLASSES and PROVIDER_CLASSES[kind] is not cls:
+                raise RuntimeError(f"provider kind {kind!r} is registered twice")
+            PROVIDER_CLASSES[kind] = cls
+        return cls
+
+    return decorate
+
+
+_clients: dict[tuple[int, int], tuple[tuple, BaseProvider]] = {}
+
+
+def client_for(spec: ProviderSpec) -> BaseProvider:
+    """The pooled client for `spec` in the running event loop (httpx pools cannot cross loops)."""
+    loop_id = id(asyncio.get_running_loop())
+    cache_key = (loop_id, spec.id)
+    cached = _clients.get(cache_key)
+    if cached is not None and cached[0] == spec.fingerprint:
+        return cached[1]
+    cls = PROVIDER_CLASSES.get(spec.kind)
+    if cls is None:
+        raise ProviderError("bad_request", f"no client for provider kind {spec.kind!r}", status=400)
+    client = cls(spec)
+    if cached is not None:
+        # The configuration changed: the old pool is closed once its requests finish.
+        asyncio.get_running_loop().create_task(cached[1].aclose())
+    _clients[cache_key] = (spec.fingerprint, client)
+    return client

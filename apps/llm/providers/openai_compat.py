@@ -1,0 +1,152 @@
+"""The OpenAI-compatible client: OpenAI, DeepSeek, vLLM, Ollama's /v1 and any server that
+speaks /chat/completions and /embeddings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from apps.llm.choices import ProviderKind
+from apps.llm.providers.base import (
+    BaseProvider,
+    ChatRequest,
+    ChatResponse,
+    EmbeddingResponse,
+    ProviderError,
+    StreamEvent,
+    ToolCall,
+    Usage,
+    error_from_status,
+    register_provider,
+    upstream_message,
+)
+
+
+def _usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
+
+
+def chat_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": request.model, "messages": request.messages}
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.max_tokens is not None:
+        body["max_tokens"] = request.max_tokens
+    if request.tools:
+        body["tools"] = request.tools
+        if request.tool_choice is not None:
+            body["tool_choice"] = request.tool_choice
+    if request.response_format is not None:
+        body["response_format"] = request.response_format
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def transport_error(exc: httpx.HTTPError, timeout: float) -> ProviderError:
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderError("timeout", f"no answer within {timeout:g} s ({type(exc).__name__})")
+    return ProviderError("connection", f"{type(exc).__name__}: {exc}"[:300] or type(exc).__name__)
+
+
+@register_provider(
+    ProviderKind.OPENAI, ProviderKind.DEEPSEEK, ProviderKind.VLLM, ProviderKind.OLLAMA, ProviderKind.OPENAI_COMPATIBLE
+)
+class OpenAICompatibleProvider(BaseProvider):
+    def default_headers(self) -> dict[str, str]:
+        headers = super().default_headers()
+        if self.spec.api_key:
+            headers["Authorization"] = f"Bearer {self.spec.api_key}"
+        return headers
+
+    async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = await self.http.post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, self.spec.timeout) from exc
+        if response.status_code >= 400:
+            raise error_from_status(response.status_code, upstream_message(response), response.headers)
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise ProviderError("malformed", "upstream answered with invalid JSON", status=response.status_code) from exc
+        if not isinstance(data, dict):
+            raise ProviderError("malformed", "upstream answered with JSON that is not an object")
+        return data
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        data = await self._post_json("/chat/completions", chat_body(request, stream=False))
+        try:
+            choice = data["choices"][0]
+            message = choice.get("message") or {}
+            calls = [
+                ToolCall(
+                    id=str(call.get("id") or f"call_{index}"),
+                    name=str(call["function"]["name"]),
+                    arguments=call["function"].get("arguments") or "{}",
+                )
+                for index, call in enumerate(message.get("tool_calls") or [])
+            ]
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise ProviderError("malformed", f"upstream answer lacks {exc}") from exc
+        return ChatResponse(
+            content=message.get("content") or "",
+            tool_calls=calls,
+            usage=_usage(data.get("usage")) or Usage(),
+            finish_reason=choice.get("finish_reason") or ("tool_calls" if calls else "stop"),
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        body = chat_body(request, stream=True)
+        try:
+            async with self.http.stream("POST", "/chat/completions", json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise error_from_status(response.status_code, upstream_message(response), response.headers)
+                finish_reason, usage = "", None
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        break
+                    try:
+                        chunk = json.loads(payload)
+                    except ValueError as exc:
+                        raise ProviderError("malformed", "upstream sent an invalid stream chunk") from exc
+                    usage = _usage(chunk.get("usage")) or usage
+                    for choice in chunk.get("choices") or []:
+                        delta = choice.get("delta") or {}
+                        if delta.get("content"):
+                            yield StreamEvent("text", text=delta["content"])
+                        for call in delta.get("tool_calls") or []:
+                            function = call.get("function") or {}
+                            yield StreamEvent(
+                                "tool_call",
+                                index=int(call.get("index") or 0),
+                                id=call.get("id") or "",
+                                name=function.get("name") or "",
+                                arguments=function.get("arguments") or "",
+                            )
+                        finish_reason = choice.get("finish_reason") or finish_reason
+                yield StreamEvent("finish", finish_reason=finish_reason or "stop", usage=usage)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, self.spec.timeout) from exc
+
+    async def embed(self, *, model: str, inputs: list[str]) -> EmbeddingResponse:
+        data = await self._post_json("/embeddings", {"model": model, "input": inputs})
+        try:
+            items = sorted(data["data"], key=lambda item: item.get("index", 0))
+            vectors = [[float(x) for x in item["embedding"]] for item in items]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProviderError("malformed", f"upstream embeddings answer is malformed: {exc}") from exc
+        if len(vectors) != len(inputs):
+            raise ProviderError("malformed", f"asked for {len(inputs)} embeddings, got {len(vectors)}")
+        usage = _usage(data.get("usage")) or Usage()
+        return EmbeddingResponse(vectors=vectors, usage=Usage(usage.prompt_tokens or usage.total_tokens, 0))

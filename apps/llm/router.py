@@ -1,0 +1,662 @@
+"""The LLM router: logical model -> deployments -> provider calls, with retries, fallbacks,
+cooldowns, rate limits and usage. The API endpoints and the in-process gateway both call
+`chat`, `stream` and `embed` here, so they behave the same."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from apps.llm import ratelimit, usage
+from apps.llm.choices import Endpoint, UsageStatus
+from apps.llm.providers import ChatRequest, ChatResponse, EmbeddingResponse, ProviderError, StreamEvent, ToolCall, Usage, client_for
+from apps.llm.providers.stub import count_words
+from apps.llm.selectors import DeploymentSpec, ModelSpec, Registry, registry_snapshot
+from daarion.errors import BadRequest, DaarionError, GatewayTimeout, NotFound, ServiceUnavailable, UpstreamError
+from daarion.redis_client import get_async_redis, key
+
+logger = logging.getLogger(__name__)
+
+
+def _setting(name: str, default: float) -> float:
+    return float(getattr(settings, name, default))
+
+
+# --- call context and outcome ------------------------------------------------------------
+
+
+@dataclass
+class CallContext:
+    agent_id: str | None = None
+    microdao_id: str | None = None
+    channel_id: str | None = None
+    request_id: str = ""
+    endpoint: str = Endpoint.PROXY
+
+
+@dataclass
+class Attempt:
+    model: str
+    provider: str
+    upstream_model: str
+    error_type: str
+    message: str
+    status: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "provider": self.provider,
+            "upstream_model": self.upstream_model,
+            "error_type": self.error_type,
+            "status": self.status,
+            "message": self.message,
+        }
+
+
+@dataclass
+class Outcome:
+    """What the caller learns besides the answer: who served it and at what cost in time."""
+
+    logical_model: str
+    model_resolved: str = ""
+    provider: str = ""
+    provider_kind: str = ""
+    upstream_model: str = ""
+    attempts: list[Attempt] = field(default_factory=list)
+    calls: int = 0
+    upstream_ms: float = 0.0
+    ttft_ms: float | None = None
+    started: float = field(default_factory=time.perf_counter)
+    rate_headers: dict[str, str] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str = "stop"
+
+    def overhead_ms(self) -> float:
+        return max(0.0, (time.perf_counter() - self.started) * 1000 - self.upstream_ms)
+
+
+# --- tool names --------------------------------------------------------------------------
+
+_VALID_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class ToolNames:
+    """Maps tool ids such as `projects.list` to valid function names and back."""
+
+    def __init__(self, tools: list[dict[str, Any]] | None) -> None:
+        self.to_upstream: dict[str, str] = {}
+        self.to_caller: dict[str, str] = {}
+        for tool in tools or []:
+            name = str((tool.get("function") or {}).get("name", ""))
+            if not name or name in self.to_upstream:
+                continue
+            mapped = name if _VALID_TOOL_NAME.match(name) else re.sub(r"[^A-Za-z0-9_-]", "_", name)[:64] or "tool"
+            base, n = mapped, 2
+            while mapped in self.to_caller and self.to_caller[mapped] != name:
+                suffix = f"_{n}"
+                mapped, n = base[: 64 - len(suffix)] + suffix, n + 1
+            self.to_upstream[name], self.to_caller[mapped] = mapped, name
+
+    @property
+    def identity(self) -> bool:
+        return all(k == v for k, v in self.to_upstream.items())
+
+    def tools(self, tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        if not tools or self.identity:
+            return tools
+        out = []
+        for tool in tools:
+            function = dict(tool.get("function") or {})
+            function["name"] = self.to_upstream.get(function.get("name", ""), function.get("name", ""))
+            out.append({**tool, "function": function})
+        return out
+
+    def tool_choice(self, choice: Any) -> Any:
+        if isinstance(choice, dict) and isinstance(choice.get("function"), dict) and not self.identity:
+            name = choice["function"].get("name", "")
+            return {**choice, "function": {**choice["function"], "name": self.to_upstream.get(name, name)}}
+        return choice
+
+    def messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.identity:
+            return messages
+        out = []
+        for message in messages:
+            if message.get("tool_calls"):
+                calls = []
+                for call in message["tool_calls"]:
+                    function = dict(call.get("function") or {})
+                    function["name"] = self.to_upstream.get(function.get("name", ""), function.get("name", ""))
+                    calls.append({**call, "function": function})
+                message = {**message, "tool_calls": calls}
+            out.append(message)
+        return out
+
+    def back(self, name: str) -> str:
+        return self.to_caller.get(name, name)
+
+
+# --- deployment health, shared through Redis ----------------------------------------------
+
+
+class Health:
+    """Cooldown of failing deployments. A deployment that failed `LLM_COOLDOWN_FAILURES`
+    times within a minute is skipped for `LLM_COOLDOWN_SECONDS`, in every process: the
+    cooldown lives in Redis, and each process re-reads it at most twice a second."""
+
+    REFRESH = 0.5
+
+    def __init__(self) -> None:
+        self._until: dict[int, float] = {}  # deployment id -> epoch seconds
+        self._checked: dict[int, float] = {}
+        self._failed_recently: set[int] = set()
+
+    @staticmethod
+    def _cool_key(deployment_id: int) -> str:
+        return key("llm", "cool", str(deployment_id))
+
+    @staticmethod
+    def _fail_key(deployment_id: int) -> str:
+        return key("llm", "fail", str(deployment_id))
+
+    async def cooled(self, ids: list[int]) -> set[int]:
+        now = time.monotonic()
+        stale = [i for i in ids if now - self._checked.get(i, -1e9) > self.REFRESH]
+        if stale:
+            try:
+                values = await get_async_redis().mget([self._cool_key(i) for i in stale])
+            except Exception:  # noqa: BLE001 - without Redis, the local view stands
+                values = [None] * len(stale)
+                logger.warning("cannot read deployment cooldowns", exc_info=True)
+            for i, value in zip(stale, values):
+                self._checked[i] = now
+                self._until[i] = float(value) if value else 0.0
+        wall = time.time()
+        return {i for i in ids if self._until.get(i, 0.0) > wall}
+
+    async def failed(self, deployment_id: int) -> None:
+        self._failed_recently.add(deployment_id)
+        threshold = int(_setting("LLM_COOLDOWN_FAILURES", 3))
+        seconds = _setting("LLM_COOLDOWN_SECONDS", 30)
+        try:
+            client = get_async_redis()
+            pipe = client.pipeline(transaction=False)
+            pipe.incr(self._fail_key(deployment_id))
+            pipe.expire(self._fail_key(deployment_id), 60)
+            count, _ = await pipe.execute()
+            if int(count) >= threshold:
+                until = time.time() + seconds
+                await client.set(self._cool_key(deployment_id), str(until), ex=max(1, int(seconds)))
+                await client.delete(self._fail_key(deployment_id))
+                self._until[deployment_id] = until
+                self._checked[deployment_id] = time.monotonic()
+                logger.warning("deployment %s cools down for %ss", deployment_id, seconds)
+        except Exception:  # noqa: BLE001
+            logger.warning("cannot record a deployment failure", exc_info=True)
+
+    async def succeeded(self, deployment_id: int) -> None:
+        if deployment_id not in self._failed_recently:
+            return
+        self._failed_recently.discard(deployment_id)
+        try:
+            await get_async_redis().delete(self._fail_key(deployment_id))
+        except Exception:  # noqa: BLE001
+            logger.warning("cannot reset a deployment failure count", exc_info=True)
+
+    async def state(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        """For the models listing: failures in the current minute and cooldown end."""
+        if not ids:
+            return {}
+        client = get_async_redis()
+        cools = await client.mget([self._cool_key(i) for i in ids])
+        fails = await client.mget([self._fail_key(i) for i in ids])
+        wall = time.time()
+        return {
+            i: {
+                "cooling_down": bool(c) and float(c) > wall,
+                "cooldown_remaining_s": round(max(0.0, float(c) - wall), 1) if c else 0.0,
+                "recent_failures": int(f or 0),
+            }
+            for i, c, f in zip(ids, cools, fails)
+        }
+
+
+health = Health()
+
+
+# --- candidate order ---------------------------------------------------------------------
+
+
+def resolve_model(registry: Registry, name: str, *, for_embeddings: bool = False) -> ModelSpec:
+    model = registry.models.get(name)
+    if model is None:
+        raise NotFound(
+            f"unknown model {name!r}",
+            type="model_not_found",
+            details={"model": name, "available": sorted(m for m, spec in registry.models.items() if spec.enabled)},
+        )
+    if not model.enabled:
+        raise NotFound(f"model {name!r} is disabled", type="model_disabled", details={"model": name})
+    if for_embeddings and not model.can_embed:
+        raise BadRequest(f"model {name!r} does not serve embeddings", type="model_cannot_embed", details={"model": name})
+    return model
+
+
+def model_chain(registry: Registry, model: ModelSpec) -> list[ModelSpec]:
+    """The model, then its fallbacks depth-first in order, each once, disabled ones skipped."""
+    chain: list[ModelSpec] = []
+    seen: set[str] = set()
+
+    def walk(spec: ModelSpec) -> None:
+        if spec.name in seen:
+            return
+        seen.add(spec.name)
+        chain.append(spec)
+        for name in spec.fallbacks:
+            nxt = registry.models.get(name)
+            if nxt is not None and nxt.enabled:
+                walk(nxt)
+
+    walk(model)
+    return chain
+
+
+def weighted_order(deployments: tuple[DeploymentSpec, ...]) -> list[DeploymentSpec]:
+    """A weighted random order without replacement: the first is picked by weight, the rest
+    follow as further choices for retries."""
+    pool = list(deployments)
+    order: list[DeploymentSpec] = []
+    while pool:
+        pick = random.choices(range(len(pool)), weights=[d.weight for d in pool])[0]
+        order.append(pool.pop(pick))
+    return order
+
+
+async def candidates(registry: Registry, model: ModelSpec) -> tuple[list[tuple[ModelSpec, DeploymentSpec]], list[Attempt]]:
+    chain = model_chain(registry, model)
+    all_ids = [d.id for spec in chain for d in spec.deployments]
+    cooled = await health.cooled(all_ids)
+    skipped: list[Attempt] = []
+    out: list[tuple[ModelSpec, DeploymentSpec]] = []
+    for spec in chain:
+        for deployment in weighted_order(spec.deployments):
+            if deployment.id in cooled:
+                skipped.append(Attempt(spec.name, deployment.provider.name, deployment.upstream_model, "cooling_down",
+                                       "skipped: the deployment is cooling down after repeated failures"))
+            else:
+                out.append((spec, deployment))
+    return out, skipped
+
+
+def backoff_delay(attempt: int, retry_after: float | None) -> float | None:
+    """Seconds to wait before retrying the same deployment; None: move on instead."""
+    if retry_after is not None:
+        return retry_after if retry_after <= _setting("LLM_MAX_RETRY_AFTER", 5.0) else None
+    base = _setting("LLM_RETRY_BACKOFF", 0.2)
+    return min(base * (2**attempt), 2.0) * (0.5 + random.random() / 2)
+
+
+def all_failed(model: str, attempts: list[Attempt]) -> DaarionError:
+    details = {"model": model, "attempts": [a.as_dict() for a in attempts]}
+    tried = [a for a in attempts if a.error_type != "cooling_down"]
+    if not tried:
+        message = f"no healthy deployment for model {model!r}"
+        if not attempts:
+            message = f"model {model!r} has no enabled deployment"
+        return ServiceUnavailable(message, type="no_deployment", details=details, headers={"Retry-After": "5"})
+    if all(a.error_type == "timeout" for a in tried):
+        return GatewayTimeout(f"every deployment of {model!r} timed out", details=details)
+    last = tried[-1]
+    return UpstreamError(f"every deployment of {model!r} failed; last: {last.message}", details=details)
+
+
+def _attempt(spec: ModelSpec, deployment: DeploymentSpec, exc: ProviderError) -> Attempt:
+    return Attempt(spec.name, deployment.provider.name, deployment.upstream_model, exc.kind, exc.message, exc.status)
+
+
+def _bad_request(model: str, attempt: Attempt, attempts: list[Attempt]) -> BadRequest:
+    return BadRequest(
+        f"upstream rejected the request: {attempt.message}",
+        type="upstream_bad_request",
+        details={"model": model, "attempts": [a.as_dict() for a in attempts]},
+    )
+
+
+async def _deployment_cap(deployment: DeploymentSpec, estimate: int) -> ratelimit.Lease | None | bool:
+    """The deployment's own rpm/tpm cap: a lease, None (no cap), or False (cap reached)."""
+    if not (deployment.rpm_limit or deployment.tpm_limit):
+        return None
+    bucket = ratelimit.Bucket(f"deployment:{deployment.id}", deployment.rpm_limit, deployment.tpm_limit, None)
+    try:
+        return await ratelimit.acquire([bucket], estimate=estimate)
+    except DaarionError:
+        return False
+
+
+# --- the calls ---------------------------------------------------------------------------
+
+
+@dataclass
+class ChatCall:
+    model: str
+    messages: list[dict[str, Any]]
+    temperature: float | None = None
+    max_tokens: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    response_format: dict[str, Any] | None = None
+
+
+def _usage_record(ctx: CallContext, outcome: Outcome, model: ModelSpec | None, *, status: str, error_type: str = "",
+                  stream: bool = False, endpoint: str | None = None) -> dict[str, Any]:
+    cost = model.cost(outcome.usage.prompt_tokens, outcome.usage.completion_tokens) if model else 0
+    return usage.new_record(
+        request_id=ctx.request_id,
+        agent_id=ctx.agent_id or "",
+        microdao_id=ctx.microdao_id or "",
+        channel_id=ctx.channel_id or "",
+        endpoint=endpoint or ctx.endpoint,
+        logical_model=outcome.model_resolved or outcome.logical_model,
+        provider=outcome.provider,
+        upstream_model=outcome.upstream_model,
+        status=status,
+        error_type=error_type,
+        latency_ms=round((time.perf_counter() - outcome.started) * 1000, 3),
+        ttft_ms=None if outcome.ttft_ms is None else round(outcome.ttft_ms, 3),
+        prompt_tokens=outcome.usage.prompt_tokens,
+        completion_tokens=outcome.usage.completion_tokens,
+        total_tokens=outcome.usage.total_tokens,
+        cost=cost,
+        stream=stream,
+        attempts=max(1, outcome.calls),
+    )
+
+
+async def _admit(registry: Registry, ctx: CallContext, estimate: int, outcome: Outcome) -> ratelimit.Lease | None:
+    buckets = ratelimit.buckets_for(registry, agent_id=ctx.agent_id, microdao_id=ctx.microdao_id)
+    lease = await ratelimit.acquire(buckets, estimate=estimate)
+    if lease is not None:
+        outcome.rate_headers = dict(lease.headers)
+    return lease
+
+
+async def chat(call: ChatCall, ctx: CallContext, outcome: Outcome | None = None) -> tuple[ChatResponse, Outcome]:
+    """One non-streamed chat completion, routed. Raises DaarionError subclasses."""
+    outcome = outcome or Outcome(logical_model=call.model)
+    registry = await registry_snapshot.aget()
+    model = resolve_model(registry, call.model)
+    estimate = ratelimit.estimate_tokens(call.messages, call.max_tokens)
+    lease = await _admit(registry, ctx, estimate, outcome)
+    status, error_type = UsageStatus.ERROR, "internal_error"
+    served_model: ModelSpec | None = model
+    try:
+        response, served_model = await _route_chat(registry, model, call, outcome, estimate)
+        status, error_type = UsageStatus.OK, ""
+        return response, outcome
+    except DaarionError as exc:
+        error_type = exc.type
+        raise
+    except asyncio.CancelledError:
+        status, error_type = UsageStatus.CANCELLED, "client_disconnected"
+        raise
+    finally:
+        await ratelimit.settle(lease, actual_tokens=outcome.usage.total_tokens)
+        usage.emit(_usage_record(ctx, outcome, served_model, status=status, error_type=error_type))
+
+
+async def _route_chat(
+    registry: Registry, model: ModelSpec, call: ChatCall, outcome: Outcome, estimate: int
+) -> tuple[ChatResponse, ModelSpec]:
+    names = ToolNames(call.tools)
+    request = ChatRequest(
+        messages=names.messages(call.messages),
+        temperature=call.temperature,
+        max_tokens=call.max_tokens,
+        tools=names.tools(call.tools),
+        tool_choice=names.tool_choice(call.tool_choice),
+        response_format=call.response_format,
+    )
+    order, skipped = await candidates(registry, model)
+    outcome.attempts.extend(skipped)
+    for spec, deployment in order:
+        cap = await _deployment_cap(deployment, estimate)
+        if cap is False:
+            outcome.attempts.append(Attempt(spec.name, deployment.provider.name, deployment.upstream_model,
+                                            "deployment_rate_limited", "skipped: the deployment's own rpm/tpm cap is reached"))
+            continue
+        client = client_for(deployment.provider)
+        request.model = deployment.upstream_model
+        try:
+            for attempt in range(deployment.provider.max_retries + 1):
+                started = time.perf_counter()
+                outcome.calls += 1
+                try:
+                    response = await client.chat(request)
+                except ProviderError as exc:
+                    outcome.upstream_ms += (time.perf_counter() - started) * 1000
+                    failure = _attempt(spec, deployment, exc)
+                    outcome.attempts.append(failure)
+                    if exc.kind == "bad_request":
+                        raise _bad_request(model.name, failure, outcome.attempts) from exc
+                    delay = backoff_delay(attempt, exc.retry_after) if exc.retryable else None
+                    if delay is None or attempt == deployment.provider.max_retries:
+                        break
+                    await asyncio.sleep(delay)
+                    continue
+                outcome.upstream_ms += (time.perf_counter() - started) * 1000
+                response.tool_calls = [ToolCall(c.id, names.back(c.name), c.arguments) for c in response.tool_calls]
+                _served(outcome, spec, deployment, response.usage, response.finish_reason)
+                await health.succeeded(deployment.id)
+                return response, spec
+            await health.failed(deployment.id)
+        finally:
+            if cap:
+                await ratelimit.settle(cap, actual_tokens=outcome.usage.total_tokens or estimate)
+    raise all_failed(model.name, outcome.attempts)
+
+
+def _served(outcome: Outcome, spec: ModelSpec, deployment: DeploymentSpec, used: Usage | None, finish: str) -> None:
+    outcome.model_resolved = spec.name
+    outcome.provider = deployment.provider.name
+    outcome.provider_kind = deployment.provider.kind
+    outcome.upstream_model = deployment.upstream_model
+    if used is not None:
+        outcome.usage = used
+    outcome.finish_reason = finish
+
+
+class Stream:
+    """A routed streamed chat. `open()` picks a deployment and waits for its first event
+    (retrying and falling back until one answers); `events()` yields the answer. Usage is
+    recorded when the stream ends, fails or is cancelled, with the partial count then."""
+
+    def __init__(self, call: ChatCall, ctx: CallContext) -> None:
+        self.call = call
+        self.ctx = ctx
+        self.outcome = Outcome(logical_model=call.model)
+        self._registry: Registry | None = None
+        self._model: ModelSpec | None = None
+        self._served: ModelSpec | None = None
+        self._lease: ratelimit.Lease | None = None
+        self._iterator: AsyncIterator[StreamEvent] | None = None
+        self._first: StreamEvent | None = None
+        self._names = ToolNames(call.tools)
+        self._prompt_estimate = 0
+        self._completion_text: list[str] = []
+        self._finished = False
+        self._recorded = False
+
+    async def admit(self) -> None:
+        """Model lookup and rate limits: errors here are plain HTTP errors, before any byte."""
+        self._registry = await registry_snapshot.aget()
+        self._model = resolve_model(self._registry, self.call.model)
+        estimate = ratelimit.estimate_tokens(self.call.messages, self.call.max_tokens)
+        self._prompt_estimate = max(1, estimate - (self.call.max_tokens or 256))
+        self._lease = await _admit(self._registry, self.ctx, estimate, self.outcome)
+
+    async def open(self) -> None:
+        assert self._registry is not None and self._model is not None, "admit() first"
+        names = self._names
+        request = ChatRequest(
+            messages=names.messages(self.call.messages),
+            temperature=self.call.temperature,
+            max_tokens=self.call.max_tokens,
+            tools=names.tools(self.call.tools),
+            tool_choice=names.tool_choice(self.call.tool_choice),
+            response_format=self.call.response_format,
+        )
+        order, skipped = await candidates(self._registry, self._model)
+        self.outcome.attempts.extend(skipped)
+        try:
+            for spec, deployment in order:
+                client = client_for(deployment.provider)
+                request.model = deployment.upstream_model
+                for attempt in range(deployment.provider.max_retries + 1):
+                    started = time.perf_counter()
+                    self.outcome.calls += 1
+                    iterator = client.stream(request).__aiter__()
+                    try:
+                        first = await iterator.__anext__()
+                    except ProviderError as exc:
+                        self.outcome.upstream_ms += (time.perf_counter() - started) * 1000
+                        failure = _attempt(spec, deployment, exc)
+                        self.outcome.attempts.append(failure)
+                        if exc.kind == "bad_request":
+                            raise _bad_request(self._model.name, failure, self.outcome.attempts) from exc
+                        delay = backoff_delay(attempt, exc.retry_after) if exc.retryable else None
+                        if delay is None or attempt == deployment.provider.max_retries:
+                            break
+                        await asyncio.sleep(delay)
+                        continue
+                    except StopAsyncIteration:
+                        first = StreamEvent("finish", finish_reason="stop")
+                    waited = (time.perf_counter() - started) * 1000
+                    self.outcome.upstream_ms += waited
+                    self.outcome.ttft_ms = (time.perf_counter() - self.outcome.started) * 1000
+                    self._iterator, self._first = iterator, first
+                    _served(self.outcome, spec, deployment, None, "stop")
+                    self._served = spec
+                    await health.succeeded(deployment.id)
+                    return
+                await health.failed(deployment.id)
+            raise all_failed(self._model.name, self.outcome.attempts)
+        except DaarionError as exc:
+            await self.finish(UsageStatus.ERROR, exc.type)
+            raise
+        except asyncio.CancelledError:
+            await self.finish(UsageStatus.CANCELLED, "client_disconnected")
+            raise
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        """The answer's events, tool names mapped back. Mid-stream upstream failures raise
+        UpstreamError (no fallback once the caller has seen part of an answer)."""
+        assert self._iterator is not None and self._first is not None, "open() first"
+        status, error_type = UsageStatus.CANCELLED, "client_disconnected"
+        try:
+            event: StreamEvent | None = self._first
+            while event is not None:
+                if event.kind == "text":
+                    self._completion_text.append(event.text)
+                elif event.kind == "tool_call" and event.name:
+                    event.name = self._names.back(event.name)
+                    self._completion_text.append(event.arguments)
+                elif event.kind == "tool_call":
+                    self._completion_text.append(event.arguments)
+                elif event.kind == "finish":
+                    self.outcome.usage = event.usage or self._estimated_usage()
+                    event.usage = self.outcome.usage
+                    self.outcome.finish_reason = event.finish_reason or "stop"
+                    self._finished = True
+                yield event
+                if self._finished:
+                    break
+                try:
+                    event = await self._iterator.__anext__()
+                except StopAsyncIteration:
+                    event = None if self._finished else StreamEvent("finish", finish_reason="stop")
+            status, error_type = UsageStatus.OK, ""
+        except ProviderError as exc:
+            status, error_type = UsageStatus.ERROR, f"upstream_{exc.kind}"
+            raise UpstreamError(f"upstream stream failed: {exc.message}", details={"error_type": exc.kind}) from exc
+        finally:
+            closer = getattr(self._iterator, "aclose", None)
+            if closer is not None and not self._finished:
+                try:
+                    await closer()  # closes the upstream connection, so the upstream stops
+                except Exception:  # noqa: BLE001
+                    pass
+            await self.finish(status, error_type)
+
+    def _estimated_usage(self) -> Usage:
+        return Usage(self._prompt_estimate, count_words("".join(self._completion_text)))
+
+    async def finish(self, status: str, error_type: str = "") -> None:
+        if self._recorded:
+            return
+        self._recorded = True
+        if not self._finished and status != UsageStatus.OK:
+            # Partial usage: what the caller received before the stream stopped.
+            self.outcome.usage = self._estimated_usage() if self._completion_text else Usage()
+        record = _usage_record(self.ctx, self.outcome, self._served or self._model, status=status,
+                               error_type=error_type, stream=True)
+        usage.emit(record)
+        await asyncio.shield(ratelimit.settle(self._lease, actual_tokens=self.outcome.usage.total_tokens))
+
+
+async def embed(*, model_name: str, inputs: list[str], ctx: CallContext) -> tuple[EmbeddingResponse, Outcome]:
+    outcome = Outcome(logical_model=model_name)
+    registry = await registry_snapshot.aget()
+    model = resolve_model(registry, model_name, for_embeddings=True)
+    estimate = max(1, sum(len(text) for text in inputs) // 4)
+    lease = await _admit(registry, ctx, estimate, outcome)
+    status, error_type = UsageStatus.ERROR, "internal_error"
+    served: ModelSpec | None = model
+    try:
+        order, skipped = await candidates(registry, model)
+        outcome.attempts.extend(skipped)
+        for spec, deployment in order:
+            if not spec.can_embed:
+                continue
+            client = client_for(deployment.provider)
+            for attempt in range(deployment.provider.max_retries + 1):
+                started = time.perf_counter()
+                outcome.calls += 1
+                try:
+                    result = await client.embed(model=deployment.upstream_model, inputs=inputs)
+                except ProviderError as exc:
+                    outcome.upstream_ms += (time.perf_counter() - started) * 1000
+                    failure = _attempt(spec, deployment, exc)
+                    outcome.attempts.append(failure)
+                    if exc.kind == "bad_request":
+                        raise _bad_request(model.name, failure, outcome.attempts) from exc
+                    delay = backoff_delay(attempt, exc.retry_after) if exc.retryable else None
+                    if delay is None or attempt == deployment.provider.max_retries:
+                        break
+                    await asyncio.sleep(delay)
+                    continue
+                outcome.upstream_ms += (time.perf_counter() - started) * 1000
+                _served(outcome, spec, deployment, result.usage, "stop")
+                served = spec
+                await health.succeeded(deployment.id)
+                status, error_type = UsageStatus.OK, ""
+                return result, outcome
+            await health.failed(deployment.id)
+        raise all_failed(model.name, outcome.attempts)
+    except DaarionError as exc:
+        error_type = exc.type
+        raise
+    except asyncio.CancelledError:
+        status, error_type = UsageStatus.CANCELLED, "client_disconnected"
+        raise
+    finally:
+        await ratelimit.settle(lease, actual_tokens=outcome.usage.total_tokens)
+        usage.emit(_usage_record(ctx, outcome, served, status=status, error_type=error_type, endpoint=Endpoint.EMBEDDINGS))

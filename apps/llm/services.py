@@ -1,0 +1,585 @@
+"""Writes of the LLM registry. Admin, the import command and the API all come through here,
+so every rule (URLs, key sources, fallbacks without loops) holds whichever door was used."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlparse
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
+
+from apps.llm.choices import ProviderKind, RateLimitScope
+from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy
+from daarion.errors import Conflict, ValidationFailed
+from daarion.live_config import bump_version
+
+REGISTRY_CONFIG = "llm-registry"
+
+# Where a provider of a well-known kind answers when no base URL is given.
+DEFAULT_BASE_URLS = {
+    ProviderKind.OPENAI: "https://api.openai.com/v1",
+    ProviderKind.DEEPSEEK: "https://api.deepseek.com/v1",
+    ProviderKind.ANTHROPIC: "https://api.anthropic.com",
+}
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,100}$")
+_UNSET: Any = object()
+
+
+# --- providers ---------------------------------------------------------------------------
+
+
+def _clean_provider(provider: Provider) -> None:
+    errors: dict[str, str] = {}
+    if provider.kind not in ProviderKind.values:
+        errors["kind"] = f"unknown kind {provider.kind!r}; known: {', '.join(ProviderKind.values)}"
+    if not provider.base_url and provider.kind in DEFAULT_BASE_URLS:
+        provider.base_url = DEFAULT_BASE_URLS[provider.kind]
+    if provider.base_url:
+        parsed = urlparse(provider.base_url)
+        if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+            errors["base_url"] = f"{provider.base_url!r} is not an http(s) URL"
+        provider.base_url = provider.base_url.rstrip("/")
+    elif provider.kind != ProviderKind.STUB:
+        errors["base_url"] = f"a {provider.kind} provider needs a base URL"
+    if provider.api_key_env and not _ENV_NAME.match(provider.api_key_env):
+        errors["api_key_env"] = f"{provider.api_key_env!r} is not an environment variable name"
+    headers = provider.extra_headers
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and _HEADER_NAME.match(k) and isinstance(v, str) for k, v in headers.items()
+    ):
+        errors["extra_headers"] = "must be an object of header name -> string value"
+    if errors:
+        raise ValidationError(errors)
+    provider.full_clean()
+
+
+@transaction.atomic
+def provider_create(
+    *,
+    name: str,
+    kind: str,
+    base_url: str = "",
+    api_key: str = "",
+    api_key_env: str = "",
+    timeout_seconds: float = 60.0,
+    max_retries: int = 2,
+    extra_headers: dict[str, str] | None = None,
+    enabled: bool = True,
+) -> Provider:
+    provider = Provider(
+        name=name,
+        kind=kind,
+        base_url=base_url or "",
+        api_key=api_key or "",
+        api_key_env=api_key_env or "",
+        timeout_seconds=timeout_seconds,
+        max_retries=max_retries,
+        extra_headers=extra_headers or {},
+        enabled=enabled,
+    )
+    _clean_provider(provider)
+    provider.save()
+    bump_version(REGISTRY_CONFIG)
+    return provider
+
+
+@transaction.atomic
+def provider_update(
+    *,
+    provider: Provider,
+    kind: str = _UNSET,
+    base_url: str = _UNSET,
+    api_key: str | None = None,
+    api_key_env: str = _UNSET,
+    timeout_seconds: float = _UNSET,
+    max_retries: int = _UNSET,
+    extra_headers: dict[str, str] = _UNSET,
+    enabled: bool = _UNSET,
+) -> Provider:
+    """`api_key=None` keeps the stored key (admin never shows it); `""` clears it."""
+    changes = {
+        "kind": kind,
+        "base_url": base_url,
+        "api_key_env": api_key_env,
+        "timeout_seconds": timeout_seconds,
+        "max_retries": max_retries,
+        "extra_headers": extra_headers,
+        "enabled": enabled,
+    }
+    for attr, value in changes.items():
+        if value is not _UNSET:
+            setattr(provider, attr, value if value is not None else "")
+    if api_key is not None:
+        provider.api_key = api_key
+    _clean_provider(provider)
+    provider.save()
+    bump_version(REGISTRY_CONFIG)
+    return provider
+
+
+@transaction.atomic
+def provider_delete(*, provider: Provider) -> None:
+    try:
+        provider.delete()
+    except ProtectedError as exc:
+        users = sorted({str(d.logical_model) for d in exc.protected_objects})
+        raise Conflict(
+            f"provider {provider.name!r} still serves model(s) {', '.join(users)}; remove those deployments first",
+            details={"models": users},
+        ) from exc
+    bump_version(REGISTRY_CONFIG)
+
+
+# --- logical models ----------------------------------------------------------------------
+
+
+def _fallback_graph(overrides: dict[str, list[str]]) -> dict[str, list[str]]:
+    graph = {name: list(fallbacks or []) for name, fallbacks in LogicalModel.objects.values_list("name", "fallbacks")}
+    graph.update(overrides)
+    return graph
+
+
+def _find_cycle(graph: dict[str, list[str]], start: str) -> list[str] | None:
+    path: list[str] = []
+    on_path: set[str] = set()
+    done: set[str] = set()
+
+    def visit(node: str) -> list[str] | None:
+        if node in on_path:
+            return path[path.index(node) :] + [node]
+        if node in done:
+            return None
+        on_path.add(node)
+        path.append(node)
+        for nxt in graph.get(node, []):
+            cycle = visit(nxt)
+            if cycle:
+                return cycle
+        path.pop()
+        on_path.discard(node)
+        done.add(node)
+        return None
+
+    return visit(start)
+
+
+def _clean_fallbacks(name: str, fallbacks: Any, graph_overrides: dict[str, list[str]] | None = None) -> list[str]:
+    if not isinstance(fallbacks, list) or not all(isinstance(item, str) and item for item in fallbacks):
+        raise ValidationError({"fallbacks": "must be a list of logical model names"})
+    if len(set(fallbacks)) != len(fallbacks):
+        raise ValidationError({"fallbacks": "lists a model twice"})
+    if name in fallbacks:
+        raise ValidationError({"fallbacks": f"{name!r} cannot fall back to itself"})
+    graph = _fallback_graph({**(graph_overrides or {}), name: fallbacks})
+    unknown = [item for item in fallbacks if item not in graph]
+    if unknown:
+        raise ValidationError({"fallbacks": f"unknown logical model(s): {', '.join(unknown)}"})
+    cycle = _find_cycle(graph, name)
+    if cycle:
+        raise ValidationError({"fallbacks": "fallbacks would loop: " + " → ".join(cycle)})
+    return fallbacks
+
+
+def _to_decimal(value: Any, field_name: str) -> Decimal:
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError) as exc:
+        raise ValidationError({field_name: f"{value!r} is not a number"}) from exc
+    if not number.is_finite() or number < 0:
+        raise ValidationError({field_name: "must be a number ≥ 0"})
+    return number
+
+
+@transaction.atomic
+def logical_model_create(
+    *,
+    name: str,
+    fallbacks: list[str] | None = None,
+    context_window: int = 8192,
+    input_price_per_mtok: Decimal | float | str = 0,
+    output_price_per_mtok: Decimal | float | str = 0,
+    can_embed: bool = False,
+    enabled: bool = True,
+    description: str = "",
+) -> LogicalModel:
+    model = LogicalModel(
+        name=name,
+        context_window=context_window,
+        input_price_per_mtok=_to_decimal(input_price_per_mtok, "input_price_per_mtok"),
+        output_price_per_mtok=_to_decimal(output_price_per_mtok, "output_price_per_mtok"),
+        can_embed=can_embed,
+        enabled=enabled,
+        description=description,
+    )
+    model.full_clean(exclude=["fallbacks"])
+    model.fallbacks = _clean_fallbacks(name, fallbacks or [])
+    model.save()
+    bump_version(REGISTRY_CONFIG)
+    return model
+
+
+@transaction.atomic
+def logical_model_update(
+    *,
+    model: LogicalModel,
+    fallbacks: list[str] = _UNSET,
+    context_window: int = _UNSET,
+    input_price_per_mtok: Any = _UNSET,
+    output_price_per_mtok: Any = _UNSET,
+    can_embed: bool = _UNSET,
+    enabled: bool = _UNSET,
+    description: str = _UNSET,
+) -> LogicalModel:
+    if fallbacks is not _UNSET:
+        model.fallbacks = _clean_fallbacks(model.name, fallbacks)
+    if input_price_per_mtok is not _UNSET:
+        model.input_price_per_mtok = _to_decimal(input_price_per_mtok, "input_price_per_mtok")
+    if output_price_per_mtok is not _UNSET:
+        model.output_price_per_mtok = _to_decimal(output_price_per_mtok, "output_price_per_mtok")
+    for attr, value in {"context_window": context_window, "can_embed": can_embed, "enabled": enabled, "description": description}.items():
+        if value is not _UNSET:
+            setattr(model, attr, value)
+    model.full_clean()
+    model.save()
+    bump_version(REGISTRY_CONFIG)
+    return model
+
+
+@transaction.atomic
+def logical_model_delete(*, model: LogicalModel) -> None:
+    users = sorted(
+        name for name, fallbacks in LogicalModel.objects.exclude(pk=model.pk).values_list("name", "fallbacks")
+        if model.name in (fallbacks or [])
+    )
+    if users:
+        raise Conflict(
+            f"model {model.name!r} is a fallback of {', '.join(users)}; remove it there first",
+            details={"models": users},
+        )
+    model.delete()
+    bump_version(REGISTRY_CONFIG)
+
+
+# --- deployments -------------------------------------------------------------------------
+
+
+def _clean_deployment(deployment: Deployment) -> None:
+    try:
+        deployment.full_clean()
+    except ValidationError as exc:
+        raise ValidationError(exc.message_dict) from exc
+
+
+@transaction.atomic
+def deployment_create(
+    *,
+    logical_model: LogicalModel,
+    provider: Provider,
+    upstream_model: str,
+    weight: int = 1,
+    rpm_limit: int | None = None,
+    tpm_limit: int | None = None,
+    enabled: bool = True,
+) -> Deployment:
+    deployment = Deployment(
+        logical_model=logical_model,
+        provider=provider,
+        upstream_model=upstream_model,
+        weight=weight,
+        rpm_limit=rpm_limit,
+        tpm_limit=tpm_limit,
+        enabled=enabled,
+    )
+    _clean_deployment(deployment)
+    deployment.save()
+    bump_version(REGISTRY_CONFIG)
+    return deployment
+
+
+@transaction.atomic
+def deployment_update(*, deployment: Deployment, **changes: Any) -> Deployment:
+    allowed = {"provider", "upstream_model", "weight", "rpm_limit", "tpm_limit", "enabled"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValidationError({"__all__": f"cannot change {sorted(unknown)}"})
+    for attr, value in changes.items():
+        setattr(deployment, attr, value)
+    _clean_deployment(deployment)
+    deployment.save()
+    bump_version(REGISTRY_CONFIG)
+    return deployment
+
+
+@transaction.atomic
+def deployment_delete(*, deployment: Deployment) -> None:
+    deployment.delete()
+    bump_version(REGISTRY_CONFIG)
+
+
+# --- rate-limit policies -----------------------------------------------------------------
+
+
+def _clean_policy(policy: RateLimitPolicy) -> None:
+    policy.subject = (policy.subject or "").strip()
+    if policy.scope == RateLimitScope.DEFAULT and policy.subject:
+        raise ValidationError({"subject": "the default policy has no subject"})
+    if policy.scope != RateLimitScope.DEFAULT and not policy.subject:
+        raise ValidationError({"subject": f"a {policy.scope} policy needs the {policy.scope} id"})
+    for attr in ("rpm", "tpm", "max_concurrent"):
+        if getattr(policy, attr) == 0:
+            raise ValidationError({attr: "0 would refuse every call; leave it empty for no limit"})
+    policy.full_clean()
+
+
+@transaction.atomic
+def rate_limit_policy_create(
+    *,
+    scope: str,
+    subject: str = "",
+    rpm: int | None = None,
+    tpm: int | None = None,
+    max_concurrent: int | None = None,
+    enabled: bool = True,
+) -> RateLimitPolicy:
+    policy = RateLimitPolicy(scope=scope, subject=subject, rpm=rpm, tpm=tpm, max_concurrent=max_concurrent, enabled=enabled)
+    _clean_policy(policy)
+    policy.save()
+    bump_version(REGISTRY_CONFIG)
+    return policy
+
+
+@transaction.atomic
+def rate_limit_policy_update(*, policy: RateLimitPolicy, **changes: Any) -> RateLimitPolicy:
+    allowed = {"rpm", "tpm", "max_concurrent", "enabled"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValidationError({"__all__": f"cannot change {sorted(unknown)}"})
+    for attr, value in changes.items():
+        setattr(policy, attr, value)
+    _clean_policy(policy)
+    policy.save()
+    bump_version(REGISTRY_CONFIG)
+    return policy
+
+
+@transaction.atomic
+def rate_limit_policy_delete(*, policy: RateLimitPolicy) -> None:
+    policy.delete()
+    bump_version(REGISTRY_CONFIG)
+
+
+# --- import of the seed's config.yaml shape -----------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+
+class _ImportError(Exception):
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path, self.message = path, message
+
+
+def _kind_for(name: str, spec: dict[str, Any]) -> str:
+    kind = spec.get("kind")
+    if kind is None:
+        # The seed's file has no kind: a provider named after a kind is that kind.
+        kind = name if name in ProviderKind.values else ProviderKind.OPENAI_COMPATIBLE
+    return kind
+
+
+def _expect(cond: bool, path: str, message: str) -> None:
+    if not cond:
+        raise _ImportError(path, message)
+
+
+def _as_mapping(value: Any, path: str) -> dict[str, Any]:
+    _expect(isinstance(value, dict), path, f"expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _only_keys(spec: dict[str, Any], path: str, allowed: set[str]) -> None:
+    unknown = sorted(set(spec) - allowed)
+    _expect(not unknown, path, f"unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def _apply(path: str, fn, **kwargs):  # noqa: ANN001, ANN202 - a local adapter for error paths
+    try:
+        return fn(**kwargs)
+    except ValidationError as exc:
+        items = exc.message_dict.items() if hasattr(exc, "error_dict") else [("", exc.messages)]
+        field_name, messages = next(iter(items))
+        raise _ImportError(f"{path}.{field_name}" if field_name and field_name != "__all__" else path, "; ".join(messages)) from exc
+
+
+_PROVIDER_KEYS = {"kind", "base_url", "api_key", "api_key_env", "timeout", "timeout_seconds", "max_retries", "extra_headers", "enabled"}
+_MODEL_KEYS = {
+    "provider", "name", "deployments", "fallbacks", "context_window", "price", "input_price_per_mtok",
+    "output_price_per_mtok", "can_embed", "enabled", "description", "weight", "rpm", "tpm",
+}
+_DEPLOYMENT_KEYS = {"provider", "name", "weight", "rpm", "tpm", "enabled"}
+_POLICY_KEYS = {"scope", "subject", "rpm", "tpm", "max_concurrent", "enabled"}
+
+
+def _import_providers(data: dict[str, Any], report: ImportReport) -> None:
+    for name, raw in _as_mapping(data.get("providers") or {}, "providers").items():
+        path = f"providers.{name}"
+        spec = _as_mapping(raw or {}, path)
+        _only_keys(spec, path, _PROVIDER_KEYS)
+        values = {
+            "kind": _kind_for(name, spec),
+            "base_url": spec.get("base_url", "") or "",
+            "api_key_env": spec.get("api_key_env", "") or "",
+            "timeout_seconds": float(spec.get("timeout_seconds", spec.get("timeout", 60.0))),
+            "max_retries": int(spec.get("max_retries", 2)),
+            "extra_headers": spec.get("extra_headers") or {},
+            "enabled": bool(spec.get("enabled", True)),
+        }
+        existing = Provider.objects.filter(name=name).first()
+        if existing is None:
+            _apply(path, provider_create, name=str(name), api_key=spec.get("api_key", "") or "", **values)
+            report.created.append(path)
+            continue
+        before = {k: getattr(existing, k) for k in values}
+        _apply(path, provider_update, provider=existing, api_key=spec.get("api_key"), **values)
+        after = {k: getattr(existing, k) for k in values}
+        (report.updated if before != after or spec.get("api_key") is not None else report.unchanged).append(path)
+
+
+def _deployment_specs(name: str, spec: dict[str, Any], path: str) -> list[tuple[str, dict[str, Any]]]:
+    if "deployments" in spec:
+        _expect("provider" not in spec, path, "give either provider/name or deployments, not both")
+        items = spec["deployments"]
+        _expect(isinstance(items, list) and items, f"{path}.deployments", "expected a non-empty list")
+        out = []
+        for index, item in enumerate(items):
+            dpath = f"{path}.deployments[{index}]"
+            item = _as_mapping(item, dpath)
+            _only_keys(item, dpath, _DEPLOYMENT_KEYS)
+            out.append((dpath, item))
+        return out
+    _expect("provider" in spec, path, "needs a provider (or a deployments list)")
+    return [(path, {k: spec[k] for k in ("provider", "name", "weight", "rpm", "tpm") if k in spec})]
+
+
+def _import_models(data: dict[str, Any], report: ImportReport) -> None:
+    models_spec = _as_mapping(data.get("models") or {}, "models")
+    # Two passes: every model exists before any fallback names it.
+    for name, raw in models_spec.items():
+        path = f"models.{name}"
+        spec = _as_mapping(raw or {}, path)
+        _only_keys(spec, path, _MODEL_KEYS)
+        price = _as_mapping(spec.get("price") or {}, f"{path}.price")
+        values = {
+            "context_window": int(spec.get("context_window", 8192)),
+            "input_price_per_mtok": spec.get("input_price_per_mtok", price.get("input", 0)),
+            "output_price_per_mtok": spec.get("output_price_per_mtok", price.get("output", 0)),
+            "can_embed": bool(spec.get("can_embed", False)),
+            "enabled": bool(spec.get("enabled", True)),
+            "description": spec.get("description", "") or "",
+        }
+        model = LogicalModel.objects.filter(name=name).first()
+        changed = False
+        if model is None:
+            model = _apply(path, logical_model_create, name=str(name), **values)
+            report.created.append(path)
+        else:
+            before = (model.context_window, model.input_price_per_mtok, model.output_price_per_mtok, model.can_embed, model.enabled, model.description)
+            _apply(path, logical_model_update, model=model, **values)
+            changed = before != (model.context_window, model.input_price_per_mtok, model.output_price_per_mtok, model.can_embed, model.enabled, model.description)
+        keep: set[int] = set()
+        for dpath, dspec in _deployment_specs(name, spec, path):
+            provider_name = dspec.get("provider")
+            provider = Provider.objects.filter(name=provider_name).first()
+            _expect(provider is not None, f"{dpath}.provider", f"unknown provider {provider_name!r}")
+            upstream = str(dspec.get("name") or name)
+            dvalues = {
+                "weight": int(dspec.get("weight", 1)),
+                "rpm_limit": dspec.get("rpm"),
+                "tpm_limit": dspec.get("tpm"),
+                "enabled": bool(dspec.get("enabled", True)),
+            }
+            deployment = Deployment.objects.filter(logical_model=model, provider=provider, upstream_model=upstream).first()
+            if deployment is None:
+                deployment = _apply(dpath, deployment_create, logical_model=model, provider=provider, upstream_model=upstream, **dvalues)
+                changed = True
+            elif any(getattr(deployment, k) != v for k, v in dvalues.items()):
+                _apply(dpath, deployment_update, deployment=deployment, **dvalues)
+                changed = True
+            keep.add(deployment.pk)
+        stale = list(model.deployments.exclude(pk__in=keep))
+        for deployment in stale:
+            report.deleted.append(f"{path}: deployment {deployment.provider.name}/{deployment.upstream_model}")
+            deployment_delete(deployment=deployment)
+            changed = True
+        if path not in report.created:
+            (report.updated if changed else report.unchanged).append(path)
+    for name, raw in models_spec.items():
+        path = f"models.{name}"
+        fallbacks = (raw or {}).get("fallbacks")
+        if fallbacks is None:
+            continue
+        model = LogicalModel.objects.get(name=name)
+        if model.fallbacks != fallbacks:
+            _apply(path, logical_model_update, model=model, fallbacks=fallbacks)
+            if path in report.unchanged:
+                report.unchanged.remove(path)
+                report.updated.append(path)
+
+
+def _import_policies(data: dict[str, Any], report: ImportReport) -> None:
+    items = data.get("rate_limits") or []
+    _expect(isinstance(items, list), "rate_limits", "expected a list")
+    for index, raw in enumerate(items):
+        path = f"rate_limits[{index}]"
+        spec = _as_mapping(raw, path)
+        _only_keys(spec, path, _POLICY_KEYS)
+        scope, subject = spec.get("scope", RateLimitScope.DEFAULT), spec.get("subject", "") or ""
+        values = {k: spec.get(k) for k in ("rpm", "tpm", "max_concurrent")}
+        values["enabled"] = bool(spec.get("enabled", True))
+        policy = RateLimitPolicy.objects.filter(scope=scope, subject=subject).first()
+        if policy is None:
+            _apply(path, rate_limit_policy_create, scope=scope, subject=subject, **values)
+            report.created.append(path)
+        elif any(getattr(policy, k) != v for k, v in values.items()):
+            _apply(path, rate_limit_policy_update, policy=policy, **values)
+            report.updated.append(path)
+        else:
+            report.unchanged.append(path)
+
+
+def registry_import(*, data: Any, dry_run: bool = False) -> ImportReport:
+    """Upserts providers, models (with deployments and fallbacks) and rate limits.
+
+    Idempotent: importing the same file twice changes nothing the second time. A model's
+    deployments become exactly those the file lists. Errors name the key and the problem.
+    """
+    report = ImportReport(dry_run=dry_run)
+    try:
+        with transaction.atomic():
+            root = _as_mapping(data, "(root)")
+            _only_keys(root, "(root)", {"providers", "models", "rate_limits"})
+            _import_providers(root, report)
+            _import_models(root, report)
+            _import_policies(root, report)
+            if dry_run:
+                transaction.set_rollback(True)
+    except _ImportError as exc:
+        raise ValidationFailed(str(exc), details=[{"path": exc.path, "message": exc.message}]) from exc
+    except (TypeError, ValueError) as exc:
+        raise ValidationFailed(f"invalid value: {exc}", details=[{"path": "", "message": str(exc)}]) from exc
+    except IntegrityError as exc:
+        raise ValidationFailed(f"conflicting registry entries: {exc}") from exc
+    return report
