@@ -1,7 +1,93 @@
-"""Ninja router of toolcore: /internal/tools."""
+"""Ninja router of toolcore: /internal/tools (scope `tools`). Thin: parse, call, shape."""
 
-from ninja import Router
+from __future__ import annotations
 
-from daarion.auth import ServiceTokenAuth
+from typing import Any, Literal
+
+from django.http import HttpRequest
+from ninja import Query, Router, Schema
+
+from apps.tools.schemas import MCPToolListOut, OpenAIToolListOut, ToolCallIn, ToolCallOut, ToolDefinitionOut, ToolListOut
+from apps.tools.selectors import amcp_tools_for_agent, aopenai_tools_for_agent, atool_get, atools_for_agent
+from apps.tools.services import ToolCallOutcome, tool_call, tool_call_refused
+from daarion.auth import ServiceTokenAuth, principal_of
+from daarion.errors import DaarionError, Forbidden, NotFound, RateLimited, ValidationFailed
 
 router = Router(tags=["tools"], auth=ServiceTokenAuth("tools"))
+
+
+class ListParams(Schema):
+    agent_id: str | None = None
+    format: Literal["native", "openai", "mcp"] = "native"
+
+
+@router.get("", response={200: ToolListOut | OpenAIToolListOut | MCPToolListOut})
+async def tools_list(request: HttpRequest, params: Query[ListParams]) -> dict[str, Any]:
+    """Enabled tools (only those `agent_id` may call, when given); `format=openai|mcp` reshapes."""
+    if params.agent_id is not None:
+        principal_of(request).ensure_can_act_for(params.agent_id)
+    if params.format == "openai":
+        tools, mapping = await aopenai_tools_for_agent(params.agent_id)
+        return {"tools": tools, "function_map": mapping}
+    if params.format == "mcp":
+        return await amcp_tools_for_agent(params.agent_id)
+    return {"tools": [t.public() for t in await atools_for_agent(params.agent_id)]}
+
+
+def _raise_refusal(outcome: ToolCallOutcome) -> None:
+    """Refusals answer with their HTTP status (the audit row is already written)."""
+    details = {"request_id": outcome.request_id}
+    error: DaarionError | None = None
+    if outcome.error_type in ("tool_not_found", "tool_disabled"):
+        error = NotFound(outcome.error or "", type=outcome.error_type, details=details)
+    elif outcome.error_type == "tool_not_allowed":
+        error = Forbidden(outcome.error or "", type=outcome.error_type, details=details)
+    elif outcome.status == "invalid_args":
+        error = ValidationFailed(outcome.error or "", type="invalid_args", details=outcome.details)
+    elif outcome.status == "rate_limited":
+        retry = str((outcome.details or {}).get("retry_after_s", 60))
+        error = RateLimited(outcome.error or "", details=outcome.details, headers={"Retry-After": retry})
+    if error is not None:
+        error.headers.setdefault("x-request-id", outcome.request_id)
+        raise error
+
+
+@router.post("/call", response={200: ToolCallOut})
+async def tools_call(request: HttpRequest, payload: ToolCallIn) -> dict[str, Any]:
+    """Checks and runs one call: 403/404/422/429 for refusals, 200 with ok=false for failures."""
+    request_id = getattr(request, "request_id", None)
+    principal = principal_of(request)
+    if not principal.may_act_for(payload.agent_id):
+        await tool_call_refused(
+            tool_id=payload.tool_id, agent_id=payload.agent_id, microdao_id=payload.microdao_id,
+            error_type="agent_not_allowed", error=f"token {principal.name!r} may not act for {payload.agent_id!r}",
+            request_id=request_id,
+        )
+        principal.ensure_can_act_for(payload.agent_id)
+    outcome = await tool_call(
+        tool_id=payload.tool_id,
+        agent_id=payload.agent_id,
+        microdao_id=payload.microdao_id,
+        args=payload.args,
+        context=payload.context,
+        request_id=request_id,
+    )
+    _raise_refusal(outcome)
+    return {
+        "ok": outcome.ok,
+        "result": outcome.result,
+        "error": outcome.error,
+        "error_type": outcome.error_type,
+        "details": outcome.details,
+        "latency_ms": outcome.latency_ms,
+        "request_id": outcome.request_id,
+    }
+
+
+# After /call, so the path `call` is never taken for a tool id.
+@router.get("/{tool_id}", response={200: ToolDefinitionOut})
+async def tools_get(request: HttpRequest, tool_id: str) -> dict[str, Any]:
+    tool = await atool_get(tool_id)
+    if tool is None:
+        raise NotFound(f"no tool {tool_id!r}", type="tool_not_found")
+    return tool.public()

@@ -436,3 +436,16 @@ def followup_create(
     followup.full_clean()
     followup.save()
     return followup
+
+
+async def tool_call_refused(
+    *, tool_id: str, agent_id: str, microdao_id: str, error_type: str, error: str, request_id: str | None = None
+) -> None:
+    """Audits a call refused before toolcore looked at it (a token acting for another agent)."""
+    await audit_enqueue(
+        audit_entry(
+            tool_id=tool_id, tool_version=None, agent_id=agent_id, microdao_id=microdao_id, args=None,
+            status=CallStatus.DENIED, error_type=error_type, error=error, latency_ms=0.0,
+            request_id=request_id or f"tc-{uuid.uuid4().hex}",
+        )
+    )

@@ -172,3 +172,33 @@ def flushed_calls() -> list[Any]:
 
     audit_flush()
     return list(ToolCall.objects.order_by("id"))
+
+
+@pytest.fixture(scope="session")
+def tools_server(server_env, tmp_path_factory) -> Iterator[Any]:
+    """The app under uvicorn with HTTP tools allowed to reach 127.0.0.1 (the test targets)."""
+    from daarion.testing import start_asgi_server
+
+    env = {**server_env, "DATABASE_POOL": "1", "TOOLS_HTTP_ALLOWED_HOSTS": "127.0.0.1",
+           "TOOLS_AUDIT_FLUSH_INTERVAL": "0.1"}
+    server = start_asgi_server(env, tmp_path_factory.mktemp("tools-asgi"), name="tools-web")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def tools_api(tools_server, transactional_db) -> Iterator[Any]:
+    import httpx
+
+    with httpx.Client(base_url=tools_server.url, timeout=30) as client:
+        yield client
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, message: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {message}")
