@@ -3,6 +3,8 @@
 from django.contrib import admin
 from django.urls import path
 
+from apps.tools.demo_service import projects_list as demo_projects_list
+from apps.tools.mcp import mcp_endpoint
 from daarion.api import internal_api, openai_api
 from daarion.health import health
 
@@ -11,4 +13,6 @@ urlpatterns = [
     path("internal/", internal_api.urls),
     path("v1/", openai_api.urls),
     path("health", health, name="health"),
+    path("demo/projects.list", demo_projects_list, name="demo-projects-list"),
+    path("mcp", mcp_endpoint, name="mcp"),
 ]
