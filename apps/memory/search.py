@@ -66,11 +66,14 @@ class _Scope:
         return self.template.format(a=f"{alias}.")
 
 
-def _scope(agent_id: str, microdao_id: str | None, channel_id: str | None, kinds: list[str] | None,
+def _scope(agent_id: str | None, microdao_id: str | None, channel_id: str | None, kinds: list[str] | None,
            since: datetime | None, until: datetime | None) -> _Scope:
     p = "{a}"
-    clauses = [f"{p}agent_id = %s"]
-    params: list[Any] = [agent_id]
+    clauses: list[str] = ["TRUE"]
+    params: list[Any] = []
+    if agent_id is not None:
+        clauses.append(f"{p}agent_id = %s")
+        params.append(agent_id)
     if microdao_id is not None:
         clauses.append(f"{p}microdao_id = %s")
         params.append(microdao_id)
@@ -139,22 +142,27 @@ def _dense(cursor, scope: _Scope, model: str, dims: int, vector: list[float], de
     if scope_size <= EXACT_SEARCH_MAX:
         # The `+ 0` hides the ordering from the HNSW index: an exact scan of the scope.
         cursor.execute(
-            f"SELECT id FROM {TABLE} WHERE embedding_model = %s AND {scope.where} "
-            f"ORDER BY ({cast} <=> %s::vector({int(dims)})) + 0 LIMIT %s",
-            [model, *scope.params, literal, depth],
+            f"SELECT id, d FROM (SELECT id, ({cast} <=> %s::vector({int(dims)})) + 0 AS d FROM {TABLE} "
+            f"WHERE embedding_model = %s AND {scope.where}) x ORDER BY d LIMIT %s",
+            [literal, model, *scope.params, depth],
         )
-        return [r[0] for r in cursor.fetchall()]
+        return _related(cursor.fetchall())
     # Large scope: the HNSW index, with a wider candidate list because the scope filter is
     # applied after the scan (and pgvector >= 0.8 keeps scanning until enough rows pass).
     cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(40, min(1000, depth * 4))])
     if supports_iterative_scan():
         cursor.execute("SET LOCAL hnsw.iterative_scan = 'relaxed_order'")
     cursor.execute(
-        f"SELECT id FROM {TABLE} WHERE embedding_model = %s AND {scope.where} "
+        f"SELECT id, {cast} <=> %s::vector({int(dims)}) FROM {TABLE} WHERE embedding_model = %s AND {scope.where} "
         f"ORDER BY {cast} <=> %s::vector({int(dims)}) LIMIT %s",
-        [model, *scope.params, literal, depth],
+        [literal, model, *scope.params, literal, depth],
     )
-    return [r[0] for r in cursor.fetchall()]
+    return _related(cursor.fetchall())
+
+
+def _related(rows: list[tuple]) -> list[str]:
+    # A vector no closer than orthogonal (cosine distance >= 1) says nothing about relevance.
+    return [r[0] for r in rows if r[1] < 1.0]
 
 
 def _neighbours(cursor, ids: list[str], scope: _Scope) -> dict[str, list[str]]:
@@ -207,13 +215,25 @@ def memory_query(
     """The top `limit` memories of one agent's scope for `query`, best first, score 0..1."""
     if not isinstance(agent_id, str) or not agent_id.strip():
         raise ValidationFailed("agent_id is required", details=[{"path": "agent_id", "message": "must be a non-empty string"}])
+    return _hybrid(agent_id=agent_id, microdao_id=microdao_id, channel_id=channel_id, query=query, limit=limit,
+                   kinds=kinds, since=since, until=until, model=model, neighbour_weight=neighbour_weight)
+
+
+def memory_search_staff(*, query: str, agent_id: str | None = None, limit: int = 100) -> list[MemoryHit]:
+    """The same hybrid query for operators (admin): across every agent unless one is given."""
+    return _hybrid(agent_id=agent_id or None, microdao_id=None, channel_id=None, query=query, limit=limit,
+                   kinds=None, since=None, until=None, model=None, neighbour_weight=0.0, max_limit=200)
+
+
+def _hybrid(*, agent_id, microdao_id, channel_id, query, limit, kinds, since, until, model, neighbour_weight,
+            max_limit: int = MAX_LIMIT) -> list[MemoryHit]:
     if not isinstance(query, str) or not query.strip():
         raise ValidationFailed("query must not be empty", details=[{"path": "query", "message": "must be a non-empty string"}])
     if len(query) > MAX_QUERY_CHARS:
         raise ValidationFailed(f"query is over {MAX_QUERY_CHARS} characters", details=[{"path": "query", "message": f"at most {MAX_QUERY_CHARS} characters"}])
     if since is not None and until is not None and since >= until:
         raise ValidationFailed("since must be before until", details=[{"path": "since", "message": "must be before until"}])
-    limit = max(1, min(int(limit), MAX_LIMIT))
+    limit = max(1, min(int(limit), max_limit))
     depth = max(50, limit * 4)
     weight = NEIGHBOUR_WEIGHT if neighbour_weight is None else neighbour_weight
     scope = _scope(agent_id, microdao_id, channel_id, kinds, since, until)

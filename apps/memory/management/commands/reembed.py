@@ -54,8 +54,12 @@ class Command(BaseCommand):
                 time.sleep(0.5)
                 job = selectors.memory_job_get(job_id=job.id)
             result = job.result or {}
+            if job.status == JobStatus.SUCCEEDED:
+                # Entries embedded meanwhile by the normal pipeline count as done too.
+                self._draw(result.get("total", 0), result.get("total", 0))
+                break
             self._draw(result.get("done", 0), result.get("total", 0))
-            if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+            if job.status == JobStatus.FAILED:
                 break
             if time.monotonic() > deadline:
                 sys.stderr.write("\n")
