@@ -1,8 +1,427 @@
-"""Ninja routers of the LLM proxy: /internal/llm and the OpenAI-compatible /v1."""
+"""Ninja routers of the LLM proxy: /internal/llm and the OpenAI-compatible /v1.
 
+Thin: parse, decide who the call is for, call the router, shape the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import struct
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Router
 
-from daarion.auth import ServiceTokenAuth
+from apps.llm import router as llm_router
+from apps.llm.choices import Endpoint
+from apps.llm.schemas import (
+    BatchIn,
+    BatchOut,
+    ChatCompletionIn,
+    EmbeddingsIn,
+    ModelsOut,
+    ProxyIn,
+    ProxyOut,
+)
+from apps.llm.selectors import registry_snapshot
+from daarion.auth import Principal, ServiceTokenAuth, principal_of
+from daarion.errors import BadRequest, DaarionError, ValidationFailed
 
 router = Router(tags=["llm"], auth=ServiceTokenAuth("llm"))
 openai_router = Router(tags=["openai"], auth=ServiceTokenAuth("llm"))
+
+HEARTBEAT = b": heartbeat\n\n"
+_DONE = b"data: [DONE]\n\n"
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _agent_for(principal: Principal, requested: str | None, *, source: str) -> str | None:
+    """The agent a call is made for: the one asked for (if the token may act for it), else
+    the token's only agent. A token bound to several agents must say which."""
+    if requested:
+        principal.ensure_can_act_for(requested)
+        return requested
+    if principal.agents is not None and len(principal.agents) == 1:
+        return next(iter(principal.agents))
+    if principal.agents is not None:
+        raise ValidationFailed(
+            f"this token acts for several agents; name one in {source}",
+            details=[{"path": source, "message": "required for a token bound to several agents"}],
+        )
+    return None
+
+
+def _started(request: HttpRequest) -> float:
+    return getattr(request, "_started_at", time.perf_counter())
+
+
+def _set_headers(response: HttpResponse, outcome: llm_router.Outcome) -> None:
+    response["x-daarion-overhead-ms"] = f"{outcome.overhead_ms():.2f}"
+    for name, value in outcome.rate_headers.items():
+        response[name] = value
+    if outcome.provider:
+        response["x-daarion-provider"] = outcome.provider
+        response["x-daarion-model-resolved"] = outcome.model_resolved
+
+
+def _messages(items: list[Any]) -> list[dict[str, Any]]:
+    return [item.model_dump(exclude_none=True) for item in items]
+
+
+def _tools(items: list[Any] | None) -> list[dict[str, Any]] | None:
+    return [item.model_dump(exclude_none=True) for item in items] if items else None
+
+
+def _call(payload: ProxyIn | ChatCompletionIn, max_tokens: int | None) -> llm_router.ChatCall:
+    return llm_router.ChatCall(
+        model=payload.model,
+        messages=_messages(payload.messages),
+        temperature=payload.temperature,
+        max_tokens=max_tokens,
+        tools=_tools(payload.tools),
+        tool_choice=payload.tool_choice,
+        response_format=payload.response_format,
+    )
+
+
+def _proxy_context(request: HttpRequest, payload: ProxyIn, endpoint: str) -> llm_router.CallContext:
+    principal = principal_of(request)
+    return llm_router.CallContext(
+        agent_id=_agent_for(principal, payload.metadata.agent_id, source="metadata.agent_id"),
+        microdao_id=payload.metadata.microdao_id,
+        channel_id=payload.metadata.channel_id,
+        request_id=payload.request_id or request.request_id,  # type: ignore[attr-defined]
+        endpoint=endpoint,
+    )
+
+
+def _proxy_out(response: Any, outcome: llm_router.Outcome, request_id: str) -> dict[str, Any]:
+    return {
+        "content": response.content,
+        "usage": response.usage.as_dict(),
+        "provider": outcome.provider,
+        "model_resolved": outcome.model_resolved,
+        "upstream_model": outcome.upstream_model,
+        "finish_reason": response.finish_reason,
+        "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls],
+        "request_id": request_id,
+    }
+
+
+async def _with_heartbeat(source: AsyncIterator[bytes], interval: float) -> AsyncIterator[bytes]:
+    """Passes `source` through, adding an SSE comment whenever it is silent for `interval`.
+
+    The source runs in its own task feeding a queue, so a slow upstream never blocks the
+    heartbeat; closing this iterator (client gone) cancels that task, and with it the
+    upstream request.
+    """
+    queue: asyncio.Queue[bytes | None | BaseException] = asyncio.Queue(maxsize=64)
+
+    async def pump() -> None:
+        try:
+            async for item in source:
+                await queue.put(item)
+            await queue.put(None)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            await queue.put(exc)
+
+    task = asyncio.create_task(pump())
+    try:
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=interval)
+            except TimeoutError:
+                yield HEARTBEAT
+                continue
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        if not task.done():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+
+
+def _sse(data: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+
+
+# --- /internal/llm ------------------------------------------------------------------------
+
+
+@router.post("/proxy", response={200: ProxyOut})
+async def proxy(request: HttpRequest, payload: ProxyIn, response: HttpResponse) -> dict[str, Any]:
+    """One chat completion through the router (the seed's request and response)."""
+    ctx = _proxy_context(request, payload, Endpoint.PROXY)
+    outcome = llm_router.Outcome(logical_model=payload.model, started=_started(request))
+    answer, outcome = await llm_router.chat(_call(payload, payload.max_tokens), ctx, outcome)
+    _set_headers(response, outcome)
+    return _proxy_out(answer, outcome, ctx.request_id)
+
+
+@router.post("/stream")
+async def stream(request: HttpRequest, payload: ProxyIn) -> StreamingHttpResponse:
+    """The same request, answered as a Vercel AI SDK UI message stream.
+
+    Unknown model, bad input and rate limits answer with an HTTP error before the stream;
+    failures after it started arrive as an `error` chunk.
+    """
+    ctx = _proxy_context(request, payload, Endpoint.STREAM)
+    routed = llm_router.Stream(_call(payload, payload.max_tokens), ctx)
+    routed.outcome.started = _started(request)
+    await routed.admit()
+    interval = float(settings.LLM_STREAM_HEARTBEAT_SECONDS)
+    body = _with_heartbeat(_ui_message_stream(routed, ctx.request_id), interval)
+    response = StreamingHttpResponse(body, content_type="text/event-stream")
+    response["x-vercel-ai-ui-message-stream"] = "v1"
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    _set_headers(response, routed.outcome)
+    return response
+
+
+async def _ui_message_stream(routed: llm_router.Stream, message_id: str) -> AsyncIterator[bytes]:
+    yield _sse({"type": "start", "messageId": message_id})
+    yield _sse({"type": "start-step"})
+    text_open = False
+    calls: dict[int, dict[str, str]] = {}
+    try:
+        await routed.open()
+        async for event in routed.events():
+            if event.kind == "text":
+                if not text_open:
+                    text_open = True
+                    yield _sse({"type": "text-start", "id": "text-1"})
+                yield _sse({"type": "text-delta", "id": "text-1", "delta": event.text})
+            elif event.kind == "tool_call":
+                call = calls.get(event.index)
+                if call is None:
+                    call = calls[event.index] = {"id": event.id or f"call_{uuid.uuid4().hex[:12]}", "name": event.name, "arguments": ""}
+                    yield _sse({"type": "tool-input-start", "toolCallId": call["id"], "toolName": call["name"]})
+                if event.arguments:
+                    call["arguments"] += event.arguments
+                    yield _sse({"type": "tool-input-delta", "toolCallId": call["id"], "inputTextDelta": event.arguments})
+            elif event.kind == "finish":
+                if text_open:
+                    yield _sse({"type": "text-end", "id": "text-1"})
+                    text_open = False
+                for call in calls.values():
+                    try:
+                        arguments = json.loads(call["arguments"] or "{}")
+                    except ValueError:
+                        arguments = call["arguments"]
+                    yield _sse({"type": "tool-input-available", "toolCallId": call["id"], "toolName": call["name"], "input": arguments})
+                outcome = routed.outcome
+                yield _sse({"type": "finish-step"})
+                yield _sse({
+                    "type": "finish",
+                    "messageMetadata": {
+                        "usage": outcome.usage.as_dict(),
+                        "provider": outcome.provider,
+                        "model_resolved": outcome.model_resolved,
+                        "finish_reason": outcome.finish_reason,
+                        "request_id": message_id,
+                    },
+                })
+    except DaarionError as exc:
+        if text_open:
+            yield _sse({"type": "text-end", "id": "text-1"})
+        yield _sse({"type": "error", "errorText": f"{exc.type}: {exc.message}"})
+    yield _DONE
+
+
+@router.post("/batch", response={200: BatchOut})
+async def batch(request: HttpRequest, payload: BatchIn) -> dict[str, Any]:
+    """Many proxy requests at once, at most `concurrency` in flight; answers in order."""
+    if len(payload.requests) > settings.LLM_BATCH_MAX_ITEMS:
+        raise ValidationFailed(
+            f"at most {settings.LLM_BATCH_MAX_ITEMS} requests per batch, got {len(payload.requests)}",
+            details=[{"path": "body.requests", "message": f"at most {settings.LLM_BATCH_MAX_ITEMS} items"}],
+        )
+    # Resolve every item's agent first: a token that may not act for one agent fails the batch.
+    contexts = [_proxy_context(request, item, Endpoint.BATCH) for item in payload.requests]
+    for index, ctx in enumerate(contexts):
+        if not payload.requests[index].request_id:
+            ctx.request_id = f"{request.request_id}-{index}"  # type: ignore[attr-defined]
+    limit = asyncio.Semaphore(min(payload.concurrency or settings.LLM_BATCH_CONCURRENCY, settings.LLM_BATCH_CONCURRENCY))
+
+    async def run(index: int) -> dict[str, Any]:
+        item, ctx = payload.requests[index], contexts[index]
+        async with limit:
+            try:
+                answer, outcome = await llm_router.chat(_call(item, item.max_tokens), ctx)
+            except DaarionError as exc:
+                return {"index": index, "ok": False, "status": exc.status,
+                        "error": {"type": exc.type, "message": exc.message, "details": exc.details}}
+        return {"index": index, "ok": True, "status": 200, "response": _proxy_out(answer, outcome, ctx.request_id)}
+
+    results = await asyncio.gather(*(run(i) for i in range(len(payload.requests))))
+    return {"results": list(results)}
+
+
+@router.get("/models", response={200: ModelsOut})
+async def models(request: HttpRequest) -> dict[str, Any]:
+    """Logical models with their deployments and each deployment's health."""
+    registry = await registry_snapshot.aget()
+    ids = [d.id for spec in registry.models.values() for d in spec.deployments]
+    state = await llm_router.health.state(ids)
+    out = []
+    for spec in sorted(registry.models.values(), key=lambda s: s.name):
+        deployments = []
+        for d in spec.deployments:
+            s = state.get(d.id, {"cooling_down": False, "cooldown_remaining_s": 0.0, "recent_failures": 0})
+            deployments.append({
+                "id": d.id, "provider": d.provider.name, "provider_kind": d.provider.kind,
+                "upstream_model": d.upstream_model, "weight": d.weight, "rpm_limit": d.rpm_limit,
+                "tpm_limit": d.tpm_limit, "healthy": not s["cooling_down"], **s,
+            })
+        out.append({
+            "name": spec.name, "enabled": spec.enabled, "can_embed": spec.can_embed,
+            "context_window": spec.context_window, "input_price_per_mtok": float(spec.input_price_per_mtok),
+            "output_price_per_mtok": float(spec.output_price_per_mtok), "fallbacks": list(spec.fallbacks),
+            "healthy": spec.enabled and any(d["healthy"] for d in deployments), "deployments": deployments,
+        })
+    return {"models": out}
+
+
+# --- /v1 (OpenAI-compatible) --------------------------------------------------------------
+
+
+def _v1_context(request: HttpRequest, endpoint: str) -> llm_router.CallContext:
+    principal = principal_of(request)
+    return llm_router.CallContext(
+        agent_id=_agent_for(principal, request.headers.get("X-Agent-Id") or None, source="X-Agent-Id header"),
+        microdao_id=request.headers.get("X-Microdao-Id") or None,
+        channel_id=request.headers.get("X-Channel-Id") or None,
+        request_id=request.request_id,  # type: ignore[attr-defined]
+        endpoint=endpoint,
+    )
+
+
+def _completion_id(request_id: str) -> str:
+    return "chatcmpl-" + request_id.removeprefix("req-")
+
+
+def _openai_tool_calls(calls: list[Any]) -> list[dict[str, Any]] | None:
+    if not calls:
+        return None
+    return [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
+
+
+@openai_router.post("/chat/completions")
+async def chat_completions(request: HttpRequest, payload: ChatCompletionIn, response: HttpResponse) -> Any:
+    """OpenAI's chat completions, streamed (`stream: true`) or not."""
+    ctx = _v1_context(request, Endpoint.CHAT)
+    call = _call(payload, payload.max_completion_tokens or payload.max_tokens)
+    created = int(time.time())
+    if not payload.stream:
+        outcome = llm_router.Outcome(logical_model=payload.model, started=_started(request))
+        answer, outcome = await llm_router.chat(call, ctx, outcome)
+        _set_headers(response, outcome)
+        return {
+            "id": _completion_id(ctx.request_id),
+            "object": "chat.completion",
+            "created": created,
+            "model": payload.model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": answer.content if not answer.tool_calls else (answer.content or None),
+                            **({"tool_calls": _openai_tool_calls(answer.tool_calls)} if answer.tool_calls else {})},
+                "finish_reason": answer.finish_reason,
+            }],
+            "usage": answer.usage.as_dict(),
+            "system_fingerprint": None,
+        }
+    routed = llm_router.Stream(call, ctx)
+    routed.outcome.started = _started(request)
+    await routed.admit()
+    # Open before answering: an SDK expects failures as HTTP statuses, not inside a stream.
+    await routed.open()
+    include_usage = bool(payload.stream_options and payload.stream_options.include_usage)
+    body = _with_heartbeat(_openai_stream(routed, ctx.request_id, payload.model, created, include_usage),
+                           float(settings.LLM_STREAM_HEARTBEAT_SECONDS))
+    streaming = StreamingHttpResponse(body, content_type="text/event-stream")
+    streaming["Cache-Control"] = "no-cache"
+    streaming["X-Accel-Buffering"] = "no"
+    _set_headers(streaming, routed.outcome)
+    return streaming
+
+
+async def _openai_stream(routed: llm_router.Stream, request_id: str, model: str, created: int, include_usage: bool) -> AsyncIterator[bytes]:
+    base = {"id": _completion_id(request_id), "object": "chat.completion.chunk", "created": created, "model": model}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+    yield chunk({"role": "assistant", "content": ""})
+    ids: dict[int, str] = {}
+    try:
+        async for event in routed.events():
+            if event.kind == "text":
+                yield chunk({"content": event.text})
+            elif event.kind == "tool_call":
+                piece: dict[str, Any] = {"index": event.index}
+                if event.index not in ids:
+                    ids[event.index] = event.id or f"call_{uuid.uuid4().hex[:12]}"
+                    piece.update({"id": ids[event.index], "type": "function", "function": {"name": event.name, "arguments": event.arguments}})
+                else:
+                    piece["function"] = {"arguments": event.arguments}
+                yield chunk({"tool_calls": [piece]})
+            elif event.kind == "finish":
+                yield chunk({}, event.finish_reason or "stop")
+                if include_usage:
+                    yield _sse({**base, "choices": [], "usage": routed.outcome.usage.as_dict()})
+    except DaarionError as exc:
+        yield _sse({"error": {"type": exc.type, "message": exc.message, "details": exc.details}})
+    yield _DONE
+
+
+@openai_router.get("/models")
+async def list_models(request: HttpRequest) -> dict[str, Any]:
+    registry = await registry_snapshot.aget()
+    return {
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "created": 0, "owned_by": "daarion"}
+            for name, spec in sorted(registry.models.items())
+            if spec.enabled
+        ],
+    }
+
+
+@openai_router.post("/embeddings")
+async def embeddings(request: HttpRequest, payload: EmbeddingsIn, response: HttpResponse) -> dict[str, Any]:
+    ctx = _v1_context(request, Endpoint.EMBEDDINGS)
+    inputs = [payload.input] if isinstance(payload.input, str) else list(payload.input)
+    if any(len(text) > 100_000 for text in inputs):
+        raise BadRequest("an input is over 100000 characters", type="input_too_long")
+    result, outcome = await llm_router.embed(model_name=payload.model, inputs=inputs, ctx=ctx)
+    outcome.started = _started(request)
+    _set_headers(response, outcome)
+
+    def encode(vector: list[float]) -> list[float] | str:
+        if payload.encoding_format == "base64":
+            return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        return vector
+
+    return {
+        "object": "list",
+        "model": payload.model,
+        "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(result.vectors)],
+        "usage": {"prompt_tokens": result.usage.prompt_tokens, "total_tokens": result.usage.prompt_tokens},
+    }

@@ -236,6 +236,15 @@ health = Health()
 # --- candidate order ---------------------------------------------------------------------
 
 
+async def fresh_registry(name: str) -> Registry:
+    """The snapshot; on a miss for `name`, re-checked at once (a model added a moment ago works)."""
+    registry = await registry_snapshot.aget()
+    spec = registry.models.get(name)
+    if spec is None or not spec.enabled or not spec.deployments:
+        registry = await registry_snapshot.aget(recheck=True)
+    return registry
+
+
 def resolve_model(registry: Registry, name: str, *, for_embeddings: bool = False) -> ModelSpec:
     model = registry.models.get(name)
     if model is None:
@@ -392,7 +401,7 @@ async def _admit(registry: Registry, ctx: CallContext, estimate: int, outcome: O
 async def chat(call: ChatCall, ctx: CallContext, outcome: Outcome | None = None) -> tuple[ChatResponse, Outcome]:
     """One non-streamed chat completion, routed. Raises DaarionError subclasses."""
     outcome = outcome or Outcome(logical_model=call.model)
-    registry = await registry_snapshot.aget()
+    registry = await fresh_registry(call.model)
     model = resolve_model(registry, call.model)
     estimate = ratelimit.estimate_tokens(call.messages, call.max_tokens)
     lease = await _admit(registry, ctx, estimate, outcome)
@@ -497,7 +506,7 @@ class Stream:
 
     async def admit(self) -> None:
         """Model lookup and rate limits: errors here are plain HTTP errors, before any byte."""
-        self._registry = await registry_snapshot.aget()
+        self._registry = await fresh_registry(self.call.model)
         self._model = resolve_model(self._registry, self.call.model)
         estimate = ratelimit.estimate_tokens(self.call.messages, self.call.max_tokens)
         self._prompt_estimate = max(1, estimate - (self.call.max_tokens or 256))
@@ -614,7 +623,7 @@ class Stream:
 
 async def embed(*, model_name: str, inputs: list[str], ctx: CallContext) -> tuple[EmbeddingResponse, Outcome]:
     outcome = Outcome(logical_model=model_name)
-    registry = await registry_snapshot.aget()
+    registry = await fresh_registry(model_name)
     model = resolve_model(registry, model_name, for_embeddings=True)
     estimate = max(1, sum(len(text) for text in inputs) // 4)
     lease = await _admit(registry, ctx, estimate, outcome)

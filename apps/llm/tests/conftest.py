@@ -64,3 +64,27 @@ def usage_rows(**filters) -> list[UsageRecord]:
     usage.push_pending()
     usage.drain_to_database()
     return list(UsageRecord.objects.filter(**filters).order_by("created_at"))
+
+
+@pytest.fixture
+def llm_headers(make_token, bearer) -> dict[str, str]:
+    return bearer(make_token(scopes=["llm"]))
+
+
+@pytest.fixture
+def live(api, llm_headers) -> Callable[[], None]:
+    """live(): waits until the server's registry snapshot matches the database (a server
+    re-checks the registry version twice a second)."""
+    from apps.llm.selectors import load_registry
+
+    def _sync() -> None:
+        registry = load_registry()
+        expected = {(name, spec.enabled, tuple(d.id for d in spec.deployments)) for name, spec in registry.models.items()}
+
+        def seen() -> bool:
+            body = api.get("/internal/llm/models", headers=llm_headers).json()
+            return {(m["name"], m["enabled"], tuple(d["id"] for d in m["deployments"])) for m in body["models"]} == expected
+
+        assert wait_for(seen), "the server did not pick up the registry change"
+
+    return _sync

@@ -1,0 +1,186 @@
+"""Request and response models of /internal/llm and the OpenAI-compatible /v1."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from ninja import Field, Schema
+from pydantic import ConfigDict, field_validator
+
+_ID = r"^[A-Za-z0-9._:@/-]{1,200}$"
+_REQUEST_ID = r"^[A-Za-z0-9._:-]{1,128}$"
+
+
+class MessageIn(Schema):
+    # Extra keys (e.g. `name`, provider-specific fields) pass through to the upstream.
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = Field(None, max_length=200)
+
+    @field_validator("tool_calls")
+    @classmethod
+    def _calls_have_functions(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        for call in value or []:
+            function = call.get("function")
+            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                raise ValueError("each tool call needs function.name")
+            if not isinstance(function.get("arguments", ""), str):
+                raise ValueError("function.arguments must be a JSON string")
+        return value
+
+
+class FunctionIn(Schema):
+    name: str = Field(..., min_length=1, max_length=128)
+    description: str | None = Field(None, max_length=4000)
+    parameters: dict[str, Any] | None = None
+
+
+class ToolIn(Schema):
+    type: Literal["function"] = "function"
+    function: FunctionIn
+
+
+class MetadataIn(Schema):
+    agent_id: str | None = Field(None, pattern=_ID)
+    microdao_id: str | None = Field(None, pattern=_ID)
+    channel_id: str | None = Field(None, pattern=_ID)
+
+
+class ProxyIn(Schema):
+    model: str = Field(..., min_length=1, max_length=100)
+    messages: list[MessageIn] = Field(..., min_length=1, max_length=1000)
+    metadata: MetadataIn = Field(default_factory=MetadataIn)
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    tools: list[ToolIn] | None = Field(None, max_length=128)
+    tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    request_id: str | None = Field(None, pattern=_REQUEST_ID)
+
+    @field_validator("response_format")
+    @classmethod
+    def _known_format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and value.get("type") not in {"text", "json_object", "json_schema"}:
+            raise ValueError("type must be text, json_object or json_schema")
+        return value
+
+
+class UsageOut(Schema):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ToolCallOut(Schema):
+    id: str
+    name: str
+    arguments: str
+
+
+class ProxyOut(Schema):
+    content: str
+    usage: UsageOut
+    provider: str
+    model_resolved: str
+    upstream_model: str
+    finish_reason: str
+    tool_calls: list[ToolCallOut]
+    request_id: str
+
+
+class BatchIn(Schema):
+    requests: list[ProxyIn] = Field(..., min_length=1)
+    concurrency: int | None = Field(None, ge=1, le=32)
+
+
+class ErrorBody(Schema):
+    type: str
+    message: str
+    details: Any = None
+
+
+class BatchItemOut(Schema):
+    index: int
+    ok: bool
+    status: int
+    response: ProxyOut | None = None
+    error: ErrorBody | None = None
+
+
+class BatchOut(Schema):
+    results: list[BatchItemOut]
+
+
+class DeploymentOut(Schema):
+    id: int
+    provider: str
+    provider_kind: str
+    upstream_model: str
+    weight: int
+    rpm_limit: int | None
+    tpm_limit: int | None
+    healthy: bool
+    cooling_down: bool
+    cooldown_remaining_s: float
+    recent_failures: int
+
+
+class ModelOut(Schema):
+    name: str
+    enabled: bool
+    can_embed: bool
+    context_window: int
+    input_price_per_mtok: float
+    output_price_per_mtok: float
+    fallbacks: list[str]
+    healthy: bool
+    deployments: list[DeploymentOut]
+
+
+class ModelsOut(Schema):
+    models: list[ModelOut]
+
+
+# --- /v1 (OpenAI-compatible) --------------------------------------------------------------
+
+
+class StreamOptionsIn(Schema):
+    include_usage: bool = False
+
+
+class ChatCompletionIn(Schema):
+    # Unknown OpenAI parameters (top_p, seed, user, ...) are accepted and ignored.
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(..., min_length=1, max_length=100)
+    messages: list[MessageIn] = Field(..., min_length=1, max_length=1000)
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    tools: list[ToolIn] | None = Field(None, max_length=128)
+    tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    stream: bool = False
+    stream_options: StreamOptionsIn | None = None
+    n: int | None = Field(None, ge=1, le=1)
+
+
+class EmbeddingsIn(Schema):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(..., min_length=1, max_length=100)
+    input: str | list[str] = Field(...)
+    encoding_format: Literal["float", "base64"] = "float"
+
+    @field_validator("input")
+    @classmethod
+    def _bounded(cls, value: str | list[str]) -> str | list[str]:
+        items = [value] if isinstance(value, str) else value
+        if not items:
+            raise ValueError("give at least one input")
+        if len(items) > 2048:
+            raise ValueError("at most 2048 inputs per call")
+        return value
