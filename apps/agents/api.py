@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest
+from django.conf import settings
+from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Router
 
 from apps.agents import runtime
-from apps.agents.schemas import AgentListOut, AgentStateOut, BlueprintOut, SecretsOut
+from apps.agents.pipeline import TurnInput, turn_collect, turn_prepare
+from apps.agents.schemas import AgentListOut, AgentStateOut, BlueprintOut, ChatIn, ChatOut, SecretsOut
+from apps.agents.stream import HEADERS, ui_message_stream
 from apps.agents.selectors import Blueprint, ablueprint_get, ablueprints_all
 from daarion.auth import ServiceTokenAuth, ensure_scope, principal_of
 from daarion.choices import Scope
@@ -36,6 +39,8 @@ def _blueprint(blueprint: Blueprint, state: runtime.RuntimeState) -> dict[str, A
         "character": blueprint.character,
         "memory": {"recall_limit": blueprint.memory_recall_limit, "kinds": list(blueprint.memory_kinds)},
         "max_tool_steps": blueprint.max_tool_steps,
+        "tool_mode": blueprint.tool_mode,
+        "temperature": blueprint.temperature,
         "secret_names": blueprint.secret_names,
     }
 
@@ -83,3 +88,24 @@ async def agent_secrets(request: HttpRequest, agent_id: str) -> dict[str, Any]:
     principal.ensure_can_act_for(agent_id)
     blueprint = await ablueprint_get(agent_id)
     return {"agent_id": blueprint.id, "version": blueprint.version, "secrets": dict(blueprint.secrets)}
+
+
+@router.post("/{agent_id}/chat", response=ChatOut)
+async def agent_chat(request: HttpRequest, agent_id: str, payload: ChatIn):
+    """One agent turn. `stream: true` answers the AI SDK UI message stream (SSE)."""
+    principal_of(request).ensure_can_act_for(agent_id)
+    turn = TurnInput(
+        agent_id=agent_id,
+        message=payload.message,
+        microdao_id=payload.microdao_id,
+        channel_id=payload.channel_id,
+        session_id=payload.session_id,
+        user_id=payload.user_id,
+        context=[item.dict() for item in payload.context],
+        request_id=getattr(request, "request_id", None),
+    )
+    prepared = await turn_prepare(turn)
+    if payload.stream:
+        stream = ui_message_stream(prepared, heartbeat_seconds=settings.AGENTS_STREAM_HEARTBEAT_SECONDS)
+        return StreamingHttpResponse(stream, content_type="text/event-stream", headers=HEADERS)
+    return await turn_collect(prepared)

@@ -59,6 +59,8 @@ CHARACTER_SCHEMA: dict[str, Any] = {
                 "microdao_id": {"type": "string", "minLength": 1},
                 "enabled": {"type": "boolean"},
                 "max_tool_steps": {"type": "integer", "minimum": 0},
+                "tool_mode": {"enum": ["native", "text"]},
+                "temperature": {"type": "number", "minimum": 0, "maximum": 2},
                 "memory": {
                     "type": "object",
                     "properties": {

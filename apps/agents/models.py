@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from django.core.validators import MaxValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from apps.agents.choices import ToolMode
 from daarion.crypto import EncryptedTextField
 
 AGENT_ID_RE = r"^agent:[a-z0-9][a-z0-9._-]{0,62}$"
@@ -42,6 +43,13 @@ class Agent(models.Model):
         validators=[MaxValueValidator(MAX_TOOL_STEPS_LIMIT)],
         help_text="Model calls that may end in tool calls before the agent must answer",
     )
+    tool_mode = models.CharField(max_length=16, choices=ToolMode.choices, default=ToolMode.NATIVE)
+    temperature = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0), MaxValueValidator(2.0)],
+        help_text="Sampling temperature; empty: the model's default",
+    )
     # Changes on every edit (agent or secrets), so runtimes can tell which blueprint they hold.
     version = models.PositiveIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -54,6 +62,10 @@ class Agent(models.Model):
                 condition=models.Q(max_tool_steps__lte=MAX_TOOL_STEPS_LIMIT), name="agent_max_tool_steps_bounded"
             ),
             models.CheckConstraint(condition=~models.Q(model=""), name="agent_model_not_empty"),
+            models.CheckConstraint(
+                condition=models.Q(temperature__isnull=True) | models.Q(temperature__gte=0, temperature__lte=2),
+                name="agent_temperature_range",
+            ),
         ]
 
     def __str__(self) -> str:

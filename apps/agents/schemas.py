@@ -32,6 +32,8 @@ class BlueprintOut(AgentStateOut):
     character: dict[str, Any]
     memory: MemorySettingsOut
     max_tool_steps: int
+    tool_mode: str
+    temperature: float | None
     secret_names: list[str] = Field(description="Names only; values need the agents:secrets scope")
 
 

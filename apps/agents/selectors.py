@@ -26,6 +26,8 @@ class Blueprint:
     memory_recall_limit: int
     memory_kinds: tuple[str, ...]
     max_tool_steps: int
+    tool_mode: str
+    temperature: float | None
     version: int
     # Decrypted; never rendered by an API except to a token with the agents:secrets scope.
     secrets: MappingProxyType = field(repr=False, default_factory=lambda: MappingProxyType({}))
@@ -47,6 +49,8 @@ def _blueprint(agent: Agent, secrets: dict[str, str]) -> Blueprint:
         memory_recall_limit=agent.memory_recall_limit,
         memory_kinds=tuple(agent.memory_kinds or ()),
         max_tool_steps=agent.max_tool_steps,
+        tool_mode=agent.tool_mode,
+        temperature=agent.temperature,
         version=agent.version,
         secrets=MappingProxyType(secrets),
     )

@@ -37,6 +37,8 @@ EDITABLE_FIELDS = (
     "memory_recall_limit",
     "memory_kinds",
     "max_tool_steps",
+    "tool_mode",
+    "temperature",
 )
 
 
@@ -90,8 +92,12 @@ def agent_create(
     memory_recall_limit: int = 5,
     memory_kinds: list[str] | None = None,
     max_tool_steps: int = 4,
+    tool_mode: str = "native",
+    temperature: float | None = None,
 ) -> Agent:
     agent = Agent(
+        tool_mode=tool_mode,
+        temperature=temperature,
         id=agent_id,
         name=name,
         microdao_id=microdao_id,
@@ -227,8 +233,9 @@ def agent_import_character(
         fields["memory_recall_limit"] = memory["recall_limit"]
     if "kinds" in memory:
         fields["memory_kinds"] = memory["kinds"]
-    if "max_tool_steps" in settings:
-        fields["max_tool_steps"] = settings["max_tool_steps"]
+    for name in ("max_tool_steps", "tool_mode", "temperature"):
+        if name in settings:
+            fields[name] = settings[name]
     existing = Agent.objects.filter(pk=agent_id).first()
     missing = [name for name in ("microdao_id", "model") if not fields[name]]
     if existing is not None:

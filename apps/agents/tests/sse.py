@@ -1,0 +1,50 @@
+"""Reading an AI SDK UI message stream in tests, and the fields each chunk type may carry."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# The protocol's chunk types and the fields we may send in each (the AI SDK's schemas allow
+# a few more optional ones; we send nothing outside these).
+ALLOWED_FIELDS: dict[str, set[str]] = {
+    "start": {"type", "messageId", "messageMetadata"},
+    "message-metadata": {"type", "messageMetadata"},
+    "start-step": {"type"},
+    "finish-step": {"type"},
+    "text-start": {"type", "id"},
+    "text-delta": {"type", "id", "delta"},
+    "text-end": {"type", "id"},
+    "tool-input-start": {"type", "toolCallId", "toolName"},
+    "tool-input-available": {"type", "toolCallId", "toolName", "input"},
+    "tool-output-available": {"type", "toolCallId", "output"},
+    "tool-output-error": {"type", "toolCallId", "errorText"},
+    "finish": {"type", "messageMetadata"},
+    "error": {"type", "errorText"},
+}
+
+
+def parse_sse(body: str) -> tuple[list[dict[str, Any]], int, bool]:
+    """(chunks, heartbeat comments seen, whether it ended with [DONE])."""
+    chunks, heartbeats, done = [], 0, False
+    for event in body.split("\n\n"):
+        if not event.strip():
+            continue
+        assert not done, f"data after [DONE]: {event!r}"
+        if event.startswith(":"):
+            heartbeats += 1
+            continue
+        assert event.startswith("data: "), event
+        data = event[len("data: "):]
+        if data == "[DONE]":
+            done = True
+            continue
+        chunks.append(json.loads(data))
+    return chunks, heartbeats, done
+
+
+def assert_protocol(chunks: list[dict[str, Any]]) -> None:
+    for chunk in chunks:
+        allowed = ALLOWED_FIELDS.get(chunk.get("type"))
+        assert allowed is not None, f"unknown chunk type: {chunk}"
+        assert set(chunk) <= allowed, f"fields outside the protocol: {chunk}"
