@@ -10,12 +10,12 @@ UpstreamError / GatewayTimeout / ServiceUnavailable when every deployment failed
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
-
-from asgiref.sync import async_to_sync
 
 from apps.llm import router
 from apps.llm.choices import Endpoint
@@ -65,6 +65,21 @@ class EmbeddingResult:
     provider: str = ""
 
 
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def _run_sync(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Runs `coroutine` on one long-lived event loop of this process, so sync callers (Celery
+    tasks, commands) reuse pooled upstream connections instead of a new loop per call."""
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="llm-gateway-loop", daemon=True).start()
+    return asyncio.run_coroutine_threadsafe(coroutine, _loop).result()
+
+
 def _context(agent_id: str | None, microdao_id: str | None, channel_id: str | None, request_id: str | None,
              endpoint: str = Endpoint.GATEWAY) -> router.CallContext:
     return router.CallContext(
@@ -107,7 +122,7 @@ async def chat_completion(
 
 def chat_completion_sync(**kwargs: Any) -> ChatResult:
     """chat_completion for sync code (Celery tasks, management commands)."""
-    return async_to_sync(chat_completion)(**kwargs)
+    return _run_sync(chat_completion(**kwargs))
 
 
 async def stream_chat_completion(
@@ -163,4 +178,4 @@ async def create_embeddings(*, model: str, inputs: list[str], agent_id: str | No
 
 
 def create_embeddings_sync(**kwargs: Any) -> EmbeddingResult:
-    return async_to_sync(create_embeddings)(**kwargs)
+    return _run_sync(create_embeddings(**kwargs))

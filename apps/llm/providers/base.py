@@ -4,6 +4,7 @@ errors, plus the registry that maps a provider kind to its client class."""
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -192,14 +193,19 @@ def register_provider(*kinds: str) -> Callable[[type[BaseProvider]], type[BasePr
     return decorate
 
 
-_clients: dict[tuple[int, int], tuple[tuple, BaseProvider]] = {}
+# Per event loop (weakly: a finished loop takes its clients with it), per provider row.
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, tuple[tuple, BaseProvider]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def client_for(spec: ProviderSpec) -> BaseProvider:
     """The pooled client for `spec` in the running event loop (httpx pools cannot cross loops)."""
-    loop_id = id(asyncio.get_running_loop())
-    cache_key = (loop_id, spec.id)
-    cached = _clients.get(cache_key)
+    loop = asyncio.get_running_loop()
+    per_loop = _clients.get(loop)
+    if per_loop is None:
+        per_loop = _clients[loop] = {}
+    cached = per_loop.get(spec.id)
     if cached is not None and cached[0] == spec.fingerprint:
         return cached[1]
     cls = PROVIDER_CLASSES.get(spec.kind)
@@ -208,6 +214,6 @@ def client_for(spec: ProviderSpec) -> BaseProvider:
     client = cls(spec)
     if cached is not None:
         # The configuration changed: the old pool is closed once its requests finish.
-        asyncio.get_running_loop().create_task(cached[1].aclose())
-    _clients[cache_key] = (spec.fingerprint, client)
+        loop.create_task(cached[1].aclose())
+    per_loop[spec.id] = (spec.fingerprint, client)
     return client
