@@ -7,7 +7,7 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from daarion.choices import Scope
-from daarion.models import ServiceToken
+from daarion.models import ChangeRecord, ServiceToken
 from daarion.services import service_token_create, service_token_delete, service_token_update
 
 
@@ -77,3 +77,23 @@ class ServiceTokenAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset) -> None:
         for token in queryset:
             service_token_delete(token=token)
+
+
+@admin.register(ChangeRecord)
+class ChangeRecordAdmin(admin.ModelAdmin):
+    """The change log: read-only, searchable by object and actor."""
+
+    list_display = ["created_at", "action", "object_type", "object_id", "object_repr", "actor", "source"]
+    list_filter = ["action", "source", "object_type"]
+    search_fields = ["object_id", "object_repr", "actor"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in ChangeRecord._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

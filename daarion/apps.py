@@ -7,3 +7,8 @@ class DaarionConfig(AppConfig):
     name = "daarion"
     verbose_name = "Service access"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from daarion.audit import track_configured_models
+
+        track_configured_models()

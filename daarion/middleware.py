@@ -16,6 +16,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 
+from daarion.audit import acting_as
 from daarion.errors import STATUS_TYPES, error_response
 from daarion.log import request_id_var
 
@@ -174,3 +175,26 @@ def _short_text(response: HttpResponseBase) -> str:
         return str(json.loads(text))
     except ValueError:
         return text.strip()
+
+
+class AdminActorMiddleware(_HybridMiddleware):
+    """Names the staff user as the actor of registry changes made through the admin."""
+
+    def __call__(self, request: HttpRequest):  # type: ignore[override]
+        if not request.path.startswith("/admin/"):
+            return self.get_response(request)
+        if self.is_async:
+            return self._admin_acall(request)
+        user = request.user  # type: ignore[attr-defined]
+        if not user.is_authenticated:
+            return self.get_response(request)
+        with acting_as(f"user:{user.get_username()}", "admin"):
+            return self.get_response(request)
+
+    async def _admin_acall(self, request: HttpRequest) -> HttpResponseBase:
+        user = await request.auser()  # type: ignore[attr-defined]
+        if not user.is_authenticated:
+            return await self.get_response(request)
+        # The context travels into the thread that runs the (sync) admin view.
+        with acting_as(f"user:{user.get_username()}", "admin"):
+            return await self.get_response(request)

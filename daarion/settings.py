@@ -70,6 +70,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "daarion.middleware.AdminActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -172,6 +173,20 @@ API_PATH_PREFIXES = ("/internal/", "/v1/", "/api/", "/health")
 # How often a process checks the Redis version keys of its cached registries (seconds).
 LIVE_CONFIG_CHECK_INTERVAL = float(os.environ.get("DAARION_LIVE_CONFIG_CHECK_INTERVAL", "0.5"))
 
+# Registry models whose every change (admin, API, import) is written to the change log
+# (daarion.audit). Labels of models an app does not define are skipped.
+DAARION_AUDITED_MODELS = [
+    "daarion.ServiceToken",
+    "llm.Provider",
+    "llm.LogicalModel",
+    "llm.Deployment",
+    "llm.RateLimitPolicy",
+    "tools.Tool",
+    "agents.Agent",
+    "agents.AgentSecret",
+    "memory.EmbeddingModel",
+]
+
 # --- Auth, i18n, static -----------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -262,3 +277,7 @@ CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
     "llm-drain-usage": {"task": "llm.drain_usage", "schedule": 5.0, "options": {"queue": "default", "expires": 30}},
 }
+
+# --- agents ---
+# Seconds without a chunk after which an agent stream sends an SSE heartbeat comment.
+AGENTS_STREAM_HEARTBEAT_SECONDS = float(os.environ.get("DAARION_AGENTS_HEARTBEAT_SECONDS", "10"))
