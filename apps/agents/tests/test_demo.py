@@ -1,0 +1,60 @@
+"""The demo agent and `manage.py agent_chat`, run in-process on the offline stub model."""
+
+from __future__ import annotations
+
+import asyncio
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from apps.agents import demo
+from apps.agents.models import Agent
+from apps.agents.runtime import runtime_boot
+from apps.memory.models import MemoryEntry
+
+
+@pytest.fixture
+def demo_world(transactional_db):
+    """The demo registries: stub models, demo tools, Sofia-Prime — loaded in this process."""
+    from apps.llm import demo as llm_demo
+    from apps.tools import demo as tools_demo
+
+    llm_demo.seed()
+    tools_demo.seed()
+    demo.seed()
+    asyncio.run(runtime_boot(force=True))
+
+
+def _chat(*args: str) -> tuple[str, str, CommandError | None]:
+    out, err = StringIO(), StringIO()
+    try:
+        call_command("agent_chat", *args, stdout=out, stderr=err)
+    except CommandError as exc:
+        return out.getvalue(), err.getvalue(), exc
+    return out.getvalue(), err.getvalue(), None
+
+
+def test_seed_is_idempotent(db):
+    first = demo.seed()
+    assert "created" in first[0]
+    assert "unchanged" in demo.seed()[0]
+    agent = Agent.objects.get(pk="agent:sofia")
+    assert (agent.name, agent.model, agent.microdao_id, agent.enabled) == ("Sofia-Prime", "dagi-stub", "microdao:7", True)
+    assert agent.character["topics"][0] == "projects"
+
+
+def test_agent_chat_streams_the_reply_and_shows_tool_calls(demo_world):
+    out, err, failed = _chat("agent:sofia", "-m", "Hello Sofia", "-m", "Which projects do we have?")
+    assert failed is None, err
+    assert "Sofia-Prime> [stub] You said: Hello Sofia" in out
+    # The stub calls projects.list when asked about projects; whatever the tool answers
+    # (the demo HTTP target may not be served in this test), the turn completes.
+    assert "-> tool projects.list" in out and "<- projects.list" in out
+    assert out.count("tokens; memory mem-") == 2
+    assert MemoryEntry.objects.filter(agent_id="agent:sofia", kind="conversation").count() == 2
+
+
+def test_agent_chat_reports_refusals(demo_world):
+    out, err, failed = _chat("agent:nobody", "-m", "hi")
+    assert failed is not None and "agent_not_found" in err
