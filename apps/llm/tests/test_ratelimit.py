@@ -1,0 +1,158 @@
+"""Rate limits: atomic in Redis, exact across two server processes, 429 with headers,
+token reservations settled to real usage, concurrency slots released."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import httpx
+import pytest
+from asgiref.sync import async_to_sync
+
+from apps.llm import ratelimit, services
+from apps.llm.selectors import load_registry
+from apps.llm.tests.conftest import wait_for
+from daarion.errors import RateLimited
+from daarion.testing import start_asgi_server
+
+
+def acquire(buckets, estimate=10):
+    return async_to_sync(ratelimit.acquire)(buckets, estimate=estimate)
+
+
+def settle(lease, tokens):
+    async_to_sync(ratelimit.settle)(lease, actual_tokens=tokens)
+
+
+def test_requests_per_minute_are_counted_and_refused_with_headers():
+    bucket = ratelimit.Bucket("agent:test-rpm", rpm=3, tpm=None, max_concurrent=None)
+    leases = [acquire([bucket]) for _ in range(3)]
+    assert [lease.headers["x-ratelimit-remaining-requests"] for lease in leases] == ["2", "1", "0"]
+    with pytest.raises(RateLimited) as info:
+        acquire([bucket])
+    error = info.value
+    assert error.status == 429
+    assert 1 <= int(error.headers["Retry-After"]) <= 60
+    assert error.headers["x-ratelimit-limit-requests"] == "3"
+    assert error.headers["x-ratelimit-remaining-requests"] == "0"
+    assert error.details["limit"] == "requests"
+
+
+def test_token_reservation_is_settled_to_real_usage():
+    bucket = ratelimit.Bucket("agent:test-tpm", rpm=None, tpm=100, max_concurrent=None)
+    lease = acquire([bucket], estimate=80)
+    assert lease.headers["x-ratelimit-remaining-tokens"] == "20"
+    with pytest.raises(RateLimited) as info:
+        acquire([bucket], estimate=30)
+    assert info.value.details["limit"] == "tokens"
+    settle(lease, 10)  # the call used far less than reserved
+    assert acquire([bucket], estimate=30).headers["x-ratelimit-remaining-tokens"] == "60"
+
+
+def test_a_request_bigger_than_the_budget_runs_alone_in_an_empty_window():
+    bucket = ratelimit.Bucket("agent:test-big", rpm=None, tpm=50, max_concurrent=None)
+    acquire([bucket], estimate=500)
+    with pytest.raises(RateLimited):
+        acquire([bucket], estimate=1)
+
+
+def test_concurrency_slots_are_released_on_settle():
+    bucket = ratelimit.Bucket("agent:test-conc", rpm=None, tpm=None, max_concurrent=2)
+    first, second = acquire([bucket]), acquire([bucket])
+    with pytest.raises(RateLimited) as info:
+        acquire([bucket])
+    assert info.value.details["limit"] == "concurrency"
+    settle(first, 5)
+    third = acquire([bucket])
+    settle(second, 5)
+    settle(third, 5)
+
+
+def test_a_refusal_in_one_bucket_takes_nothing_from_the_others():
+    roomy = ratelimit.Bucket("agent:roomy", rpm=10, tpm=None, max_concurrent=None)
+    full = ratelimit.Bucket("microdao:full", rpm=1, tpm=None, max_concurrent=None)
+    acquire([full])
+    with pytest.raises(RateLimited):
+        acquire([roomy, full])
+    assert acquire([roomy]).headers["x-ratelimit-remaining-requests"] == "9", "the refused call took no slot"
+
+
+@pytest.mark.django_db
+def test_buckets_follow_the_policies():
+    services.rate_limit_policy_create(scope="default", rpm=5)
+    services.rate_limit_policy_create(scope="agent", subject="agent:vip", rpm=50)
+    services.rate_limit_policy_create(scope="microdao", subject="microdao:7", tpm=1000)
+    registry = load_registry()
+    assert [b.name for b in ratelimit.buckets_for(registry, agent_id="agent:a", microdao_id="microdao:7")] == ["agent:agent:a", "microdao:microdao:7"]
+    vip = ratelimit.buckets_for(registry, agent_id="agent:vip", microdao_id=None)
+    assert [(b.name, b.rpm) for b in vip] == [("agent:agent:vip", 50)]
+    assert ratelimit.buckets_for(registry, agent_id=None, microdao_id="microdao:8")[0].name == "agent:anonymous"
+
+
+@pytest.fixture(scope="module")
+def second_server(server_env, tmp_path_factory):
+    """Another web process on the same database and Redis (and quick heartbeats)."""
+    server = start_asgi_server(
+        {**server_env, "DATABASE_POOL": "1", "DAARION_LLM_HEARTBEAT_SECONDS": "0.2"},
+        tmp_path_factory.mktemp("llm-second"),
+        name="web-llm-2",
+    )
+    yield server
+    server.stop()
+
+
+def _proxy(base_url: str, headers: dict, agent: str, model: str = "dagi-stub") -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "metadata": {"agent_id": agent}}
+    return httpx.post(f"{base_url}/internal/llm/proxy", json=body, headers=headers, timeout=30)
+
+
+def test_limits_are_exact_across_two_server_processes(api, second_server, stub_model, llm_headers, live):
+    services.rate_limit_policy_create(scope="agent", subject="agent:limited", rpm=7)
+    live()
+    urls = [str(api.base_url).rstrip("/"), second_server.url]
+    # The second server must also see the policy before we count.
+    assert wait_for(lambda: _proxy(second_server.url, llm_headers, "agent:probe").status_code == 200)
+
+    def probe() -> bool:
+        return "x-ratelimit-limit-requests" in _proxy(second_server.url, llm_headers, "agent:policy-probe").headers
+
+    services.rate_limit_policy_create(scope="agent", subject="agent:policy-probe", rpm=1000)
+    assert wait_for(probe), "the second server picked up the policies"
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(pool.map(lambda i: _proxy(urls[i % 2], llm_headers, "agent:limited"), range(20)))
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == 7, statuses
+    assert statuses.count(429) == 13
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.json()["error"]["type"] == "rate_limited"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["x-ratelimit-limit-requests"] == "7"
+    served = next(r for r in responses if r.status_code == 200)
+    assert served.headers["x-ratelimit-limit-requests"] == "7"
+
+
+def test_concurrency_is_exact_across_two_processes(api, second_server, stub_model, fake_provider, make_model, llm_headers, live):
+    make_model("slowpoke", fake_provider, "slow:1.5")
+    services.rate_limit_policy_create(scope="agent", subject="agent:single", max_concurrent=1)
+    services.rate_limit_policy_create(scope="agent", subject="agent:policy-probe", rpm=1000)
+    live()
+    assert wait_for(lambda: "x-ratelimit-limit-requests" in _proxy(second_server.url, llm_headers, "agent:policy-probe").headers)
+    urls = [str(api.base_url).rstrip("/"), second_server.url]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        responses = list(pool.map(lambda i: _proxy(urls[i % 2], llm_headers, "agent:single", "slowpoke"), range(4)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 429, 429, 429], statuses
+    # The slot is free again once the call finished.
+    assert _proxy(urls[1], llm_headers, "agent:single", "slowpoke").status_code == 200
+
+
+def test_stream_heartbeats_while_waiting_for_the_first_token(api, second_server, fake_provider, make_model, llm_headers, live):
+    make_model("slowpoke", fake_provider, "slow:1")
+    live()
+    body = {"model": "slowpoke", "messages": [{"role": "user", "content": "hi"}]}
+
+    def heartbeat_then_text() -> bool:
+        text = httpx.post(f"{second_server.url}/internal/llm/stream", json=body, headers=llm_headers, timeout=30).text
+        return ": heartbeat" in text and text.index(": heartbeat") < text.index('"text-delta"')
+
+    assert wait_for(heartbeat_then_text, timeout=15)
