@@ -1,0 +1,310 @@
+"""Sync and async clients of the DAARION control plane (`/internal/...`), over httpx.
+
+    with DaarionClient("http://localhost:8000", token="dst_...") as client:
+        client.agent_chat("agent:sofia", message="Which projects do we have?")
+        for chunk in client.agent_chat_stream("agent:sofia", message="hi"):
+            ...
+
+Every error answer raises DaarionAPIError with the service's envelope. Both clients build
+their requests from the same `_ops` functions, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from daarion_client import types as t
+from daarion_client.errors import DaarionAPIError
+from daarion_client.sse import aiter_chunks, iter_chunks
+
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+
+
+@dataclass(frozen=True)
+class _Op:
+    method: str
+    path: str
+    json: Any = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _agent(agent_id: str) -> str:
+    return "/internal/agents/" + quote(agent_id, safe=":")
+
+
+class _ops:
+    """Request builders, one per operation."""
+
+    @staticmethod
+    def llm_proxy(model: str, messages: list[dict[str, Any]], *, agent_id: str | None = None,
+                  microdao_id: str | None = None, channel_id: str | None = None, **options: Any) -> _Op:
+        metadata = _drop_none({"agent_id": agent_id, "microdao_id": microdao_id, "channel_id": channel_id})
+        return _Op("POST", "/internal/llm/proxy",
+                   json={"model": model, "messages": messages, "metadata": metadata, **_drop_none(options)})
+
+    @staticmethod
+    def llm_stream(*args: Any, **kwargs: Any) -> _Op:
+        op = _ops.llm_proxy(*args, **kwargs)
+        return _Op("POST", "/internal/llm/stream", json=op.json)
+
+    @staticmethod
+    def memory_store(*, agent_id: str, microdao_id: str, kind: str, content: dict[str, Any],
+                     channel_id: str | None = None, meta: dict[str, Any] | None = None,
+                     idempotency_key: str | None = None) -> _Op:
+        return _Op("POST", "/internal/agent-memory/store", json=_drop_none({
+            "agent_id": agent_id, "microdao_id": microdao_id, "channel_id": channel_id, "kind": kind,
+            "content": content, "meta": meta, "idempotency_key": idempotency_key,
+        }))
+
+    @staticmethod
+    def memory_query(*, agent_id: str, query: str, microdao_id: str | None = None, channel_id: str | None = None,
+                     limit: int = 5, kinds: list[str] | None = None) -> _Op:
+        return _Op("POST", "/internal/agent-memory/query", json=_drop_none({
+            "agent_id": agent_id, "microdao_id": microdao_id, "channel_id": channel_id, "query": query,
+            "limit": limit, "kinds": kinds,
+        }))
+
+    @staticmethod
+    def memory_summarize(*, agent_id: str, microdao_id: str, channel_id: str | None = None, model: str | None = None,
+                         wait: bool = False, timeout: float | None = None) -> _Op:
+        return _Op("POST", "/internal/agent-memory/summarize", json=_drop_none({
+            "agent_id": agent_id, "microdao_id": microdao_id, "channel_id": channel_id, "model": model,
+            "wait": wait, "timeout": timeout,
+        }))
+
+    @staticmethod
+    def memory_job(job_id: str) -> _Op:
+        return _Op("GET", f"/internal/agent-memory/jobs/{quote(job_id, safe='')}")
+
+    @staticmethod
+    def tools_list(*, agent_id: str | None = None, format: str | None = None) -> _Op:
+        return _Op("GET", "/internal/tools", params=_drop_none({"agent_id": agent_id, "format": format}))
+
+    @staticmethod
+    def tool_call(*, tool_id: str, agent_id: str, microdao_id: str, args: dict[str, Any],
+                  context: dict[str, Any] | None = None) -> _Op:
+        return _Op("POST", "/internal/tools/call", json=_drop_none({
+            "tool_id": tool_id, "agent_id": agent_id, "microdao_id": microdao_id, "args": args, "context": context,
+        }))
+
+    @staticmethod
+    def agents_list() -> _Op:
+        return _Op("GET", "/internal/agents")
+
+    @staticmethod
+    def agent_get(agent_id: str) -> _Op:
+        return _Op("GET", _agent(agent_id))
+
+    @staticmethod
+    def agent_load(agent_id: str) -> _Op:
+        return _Op("POST", _agent(agent_id) + "/load")
+
+    @staticmethod
+    def agent_unload(agent_id: str) -> _Op:
+        return _Op("POST", _agent(agent_id) + "/unload")
+
+    @staticmethod
+    def agent_secrets(agent_id: str) -> _Op:
+        return _Op("GET", _agent(agent_id) + "/secrets")
+
+    @staticmethod
+    def agent_chat(agent_id: str, *, message: str, microdao_id: str | None = None, channel_id: str | None = None,
+                   session_id: str | None = None, user_id: str | None = None,
+                   context: list[t.ContextMessage] | None = None, stream: bool = False) -> _Op:
+        return _Op("POST", _agent(agent_id) + "/chat", json=_drop_none({
+            "message": message, "microdao_id": microdao_id, "channel_id": channel_id, "session_id": session_id,
+            "user_id": user_id, "context": context, "stream": stream or None,
+        }))
+
+
+def _headers(token: str, extra: dict[str, str] | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Accept": "application/json", **(extra or {})}
+
+
+def _json_or_raise(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        raise DaarionAPIError.from_response(response.status_code, response.content, response.headers.get("x-request-id"))
+    return response.json()
+
+
+class DaarionClient:
+    """Blocking client. Use as a context manager, or call close()."""
+
+    def __init__(self, base_url: str, token: str, *, timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+                 headers: dict[str, str] | None = None, transport: httpx.BaseTransport | None = None) -> None:
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=_headers(token, headers), timeout=timeout,
+                                  transport=transport)
+
+    def __enter__(self) -> "DaarionClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _run(self, op: _Op) -> Any:
+        try:
+            response = self._http.request(op.method, op.path, json=op.json, params=op.params or None)
+        except httpx.HTTPError as exc:
+            raise DaarionAPIError(0, "transport_error", f"{type(exc).__name__}: {exc}") from exc
+        return _json_or_raise(response)
+
+    def _stream(self, op: _Op, raise_on_error: bool) -> Iterator[dict[str, Any]]:
+        try:
+            with self._http.stream(op.method, op.path, json=op.json, headers={"Accept": "text/event-stream"}) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise DaarionAPIError.from_response(
+                        response.status_code, response.content, response.headers.get("x-request-id"))
+                yield from iter_chunks(response.iter_lines(), raise_on_error=raise_on_error)
+        except httpx.HTTPError as exc:
+            raise DaarionAPIError(0, "transport_error", f"{type(exc).__name__}: {exc}") from exc
+
+    # LLM proxy
+    def llm_proxy(self, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> t.ProxyResult:
+        return self._run(_ops.llm_proxy(model, messages, **kwargs))
+
+    def llm_stream(self, model: str, messages: list[dict[str, Any]], *, raise_on_error: bool = True,
+                   **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """The UI message stream chunks of /internal/llm/stream (an `error` chunk raises)."""
+        return self._stream(_ops.llm_stream(model, messages, **kwargs), raise_on_error)
+
+    # memory
+    def memory_store(self, **kwargs: Any) -> t.StoreResult:
+        return self._run(_ops.memory_store(**kwargs))
+
+    def memory_query(self, **kwargs: Any) -> t.QueryResult:
+        return self._run(_ops.memory_query(**kwargs))
+
+    def memory_summarize(self, **kwargs: Any) -> t.Job:
+        return self._run(_ops.memory_summarize(**kwargs))
+
+    def memory_job(self, job_id: str) -> t.Job:
+        return self._run(_ops.memory_job(job_id))
+
+    # tools
+    def tools_list(self, **kwargs: Any) -> dict[str, Any]:
+        return self._run(_ops.tools_list(**kwargs))
+
+    def tool_call(self, **kwargs: Any) -> t.ToolCallResult:
+        return self._run(_ops.tool_call(**kwargs))
+
+    # agents
+    def agents_list(self) -> t.AgentList:
+        return self._run(_ops.agents_list())
+
+    def agent_get(self, agent_id: str) -> t.Blueprint:
+        return self._run(_ops.agent_get(agent_id))
+
+    def agent_load(self, agent_id: str) -> t.AgentState:
+        return self._run(_ops.agent_load(agent_id))
+
+    def agent_unload(self, agent_id: str) -> t.AgentState:
+        return self._run(_ops.agent_unload(agent_id))
+
+    def agent_secrets(self, agent_id: str) -> dict[str, Any]:
+        return self._run(_ops.agent_secrets(agent_id))
+
+    def agent_chat(self, agent_id: str, *, message: str, **kwargs: Any) -> t.ChatResult:
+        return self._run(_ops.agent_chat(agent_id, message=message, **kwargs))
+
+    def agent_chat_stream(self, agent_id: str, *, message: str, raise_on_error: bool = True,
+                          **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """The turn's UI message stream chunks (`start` ... `finish`); an `error` chunk raises."""
+        return self._stream(_ops.agent_chat(agent_id, message=message, stream=True, **kwargs), raise_on_error)
+
+
+class AsyncDaarionClient:
+    """The same operations for asyncio code."""
+
+    def __init__(self, base_url: str, token: str, *, timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+                 headers: dict[str, str] | None = None, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=_headers(token, headers),
+                                       timeout=timeout, transport=transport)
+
+    async def __aenter__(self) -> "AsyncDaarionClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _run(self, op: _Op) -> Any:
+        try:
+            response = await self._http.request(op.method, op.path, json=op.json, params=op.params or None)
+        except httpx.HTTPError as exc:
+            raise DaarionAPIError(0, "transport_error", f"{type(exc).__name__}: {exc}") from exc
+        return _json_or_raise(response)
+
+    async def _stream(self, op: _Op, raise_on_error: bool) -> AsyncIterator[dict[str, Any]]:
+        try:
+            async with self._http.stream(op.method, op.path, json=op.json,
+                                         headers={"Accept": "text/event-stream"}) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise DaarionAPIError.from_response(
+                        response.status_code, response.content, response.headers.get("x-request-id"))
+                async for chunk in aiter_chunks(response.aiter_lines(), raise_on_error=raise_on_error):
+                    yield chunk
+        except httpx.HTTPError as exc:
+            raise DaarionAPIError(0, "transport_error", f"{type(exc).__name__}: {exc}") from exc
+
+    async def llm_proxy(self, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> t.ProxyResult:
+        return await self._run(_ops.llm_proxy(model, messages, **kwargs))
+
+    def llm_stream(self, model: str, messages: list[dict[str, Any]], *, raise_on_error: bool = True,
+                   **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+        return self._stream(_ops.llm_stream(model, messages, **kwargs), raise_on_error)
+
+    async def memory_store(self, **kwargs: Any) -> t.StoreResult:
+        return await self._run(_ops.memory_store(**kwargs))
+
+    async def memory_query(self, **kwargs: Any) -> t.QueryResult:
+        return await self._run(_ops.memory_query(**kwargs))
+
+    async def memory_summarize(self, **kwargs: Any) -> t.Job:
+        return await self._run(_ops.memory_summarize(**kwargs))
+
+    async def memory_job(self, job_id: str) -> t.Job:
+        return await self._run(_ops.memory_job(job_id))
+
+    async def tools_list(self, **kwargs: Any) -> dict[str, Any]:
+        return await self._run(_ops.tools_list(**kwargs))
+
+    async def tool_call(self, **kwargs: Any) -> t.ToolCallResult:
+        return await self._run(_ops.tool_call(**kwargs))
+
+    async def agents_list(self) -> t.AgentList:
+        return await self._run(_ops.agents_list())
+
+    async def agent_get(self, agent_id: str) -> t.Blueprint:
+        return await self._run(_ops.agent_get(agent_id))
+
+    async def agent_load(self, agent_id: str) -> t.AgentState:
+        return await self._run(_ops.agent_load(agent_id))
+
+    async def agent_unload(self, agent_id: str) -> t.AgentState:
+        return await self._run(_ops.agent_unload(agent_id))
+
+    async def agent_secrets(self, agent_id: str) -> dict[str, Any]:
+        return await self._run(_ops.agent_secrets(agent_id))
+
+    async def agent_chat(self, agent_id: str, *, message: str, **kwargs: Any) -> t.ChatResult:
+        return await self._run(_ops.agent_chat(agent_id, message=message, **kwargs))
+
+    def agent_chat_stream(self, agent_id: str, *, message: str, raise_on_error: bool = True,
+                          **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+        return self._stream(_ops.agent_chat(agent_id, message=message, stream=True, **kwargs), raise_on_error)
