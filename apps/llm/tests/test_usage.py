@@ -1,0 +1,104 @@
+"""Usage records: written in batches off the request path, kept in Redis while Postgres is
+down, idempotent, drained by the Celery task, and recorded for cancelled streams."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from django.db import connection
+
+from apps.llm import usage
+from apps.llm.models import UsageRecord
+from apps.llm.tasks import drain_usage
+from apps.llm.tests.conftest import wait_for
+
+
+def _record(request_id: str, **fields) -> dict:
+    return usage.new_record(request_id=request_id, logical_model="m", status="ok", total_tokens=3, **fields)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_records_wait_in_redis_while_postgres_is_down():
+    for i in range(3):
+        usage.emit(_record(f"req-down-{i}"))
+    usage.push_pending()
+    assert usage.pending_in_redis() == 3
+    saved = dict(connection.settings_dict)
+    connection.close()
+    connection.settings_dict.update({"HOST": "/nonexistent-socket-dir", "PORT": "1"})
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - psycopg's OperationalError, whatever its wrapper
+            usage.drain_to_database()
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
+    assert usage.pending_in_redis() == 3, "nothing was lost"
+    assert usage.drain_to_database() == 3
+    assert usage.pending_in_redis() == 0
+    assert UsageRecord.objects.filter(request_id__startswith="req-down-").count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_written_twice_inserts_once():
+    record = _record("req-twice")
+    from daarion.redis_client import get_redis
+
+    get_redis().rpush(usage.buffer_key(), json.dumps(record), json.dumps(record))
+    usage.drain_to_database()
+    assert UsageRecord.objects.filter(request_id="req-twice").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_unreadable_records_are_skipped_not_blocking():
+    from daarion.redis_client import get_redis
+
+    get_redis().rpush(usage.buffer_key(), b"{broken", json.dumps(_record("req-after-broken")))
+    assert usage.drain_to_database() == 1
+    assert usage.pending_in_redis() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_celery_task_drains_the_buffer(celery_worker):
+    usage.emit(_record("req-celery"))
+    usage.push_pending()
+    assert drain_usage.delay().get(timeout=30) >= 1
+    assert UsageRecord.objects.filter(request_id="req-celery").exists()
+
+
+def _stream_lines(base_url: str, headers: dict, body: dict, stop_after_deltas: int) -> list[str]:
+    lines = []
+    with httpx.Client(timeout=30) as client, client.stream("POST", f"{base_url}/internal/llm/stream", json=body, headers=headers) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            lines.append(line)
+            if sum('"text-delta"' in item for item in lines) >= stop_after_deltas:
+                break  # leaving the block closes the connection mid-stream
+    return lines
+
+
+def test_a_cancelled_stream_cancels_upstream_and_records_partial_usage(api, fake_provider, make_model, llm_headers, live, fake_stats):
+    make_model("staller", fake_provider, "stall:3")
+    live()
+    body = {"model": "staller", "messages": [{"role": "user", "content": "tell me a long story"}],
+            "metadata": {"agent_id": "agent:sofia"}, "request_id": "req-cancel-stream"}
+    _stream_lines(str(api.base_url).rstrip("/"), llm_headers, body, stop_after_deltas=3)
+    assert wait_for(lambda: fake_stats()["disconnects"] >= 1), "the upstream request was cancelled"
+    rows = wait_for(lambda: list(UsageRecord.objects.filter(request_id="req-cancel-stream")))
+    assert rows, "a cancelled stream still yields a usage record"
+    row = rows[0]
+    assert (row.status, row.error_type, row.stream) == ("cancelled", "client_disconnected", True)
+    assert row.completion_tokens >= 3 and row.prompt_tokens > 0
+
+
+def test_a_client_giving_up_cancels_a_non_streamed_call(api, fake_provider, make_model, llm_headers, live, fake_stats):
+    make_model("sleepy", fake_provider, "hang")
+    live()
+    body = {"model": "sleepy", "messages": [{"role": "user", "content": "hi"}], "request_id": "req-cancel-proxy"}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(str(api.base_url).rstrip("/") + "/internal/llm/proxy", json=body, headers=llm_headers, timeout=0.5)
+    assert wait_for(lambda: fake_stats()["disconnects"] >= 1)
+    rows = wait_for(lambda: list(UsageRecord.objects.filter(request_id="req-cancel-proxy")))
+    assert rows and rows[0].status == "cancelled"
