@@ -242,6 +242,8 @@ TOOLS_HTTP_MAX_REDIRECTS = int(os.environ.get("TOOLS_HTTP_MAX_REDIRECTS", "3"))
 # Audit rows are queued in Redis and flushed by a thread in each web process.
 TOOLS_AUDIT_BACKGROUND = _env_bool("TOOLS_AUDIT_BACKGROUND", True)
 TOOLS_AUDIT_FLUSH_INTERVAL = float(os.environ.get("TOOLS_AUDIT_FLUSH_INTERVAL", "0.5"))
+# Name of the Redis list the audit entries wait in (processes sharing it flush each other's).
+TOOLS_AUDIT_QUEUE = os.environ.get("TOOLS_AUDIT_QUEUE", "audit")
 # httpx logs every request at INFO; tool calls are audited already, so only its warnings.
 LOGGING["loggers"].setdefault("httpx", {"level": "WARNING"})
 

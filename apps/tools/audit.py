@@ -32,11 +32,11 @@ _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del
 
 
 def _list_key() -> str:
-    return key("tools", "audit")
+    return key("tools", settings.TOOLS_AUDIT_QUEUE)
 
 
 def _lock_key() -> str:
-    return key("tools", "audit-lock")
+    return key("tools", settings.TOOLS_AUDIT_QUEUE + "-lock")
 
 
 def audit_entry(
@@ -151,6 +151,8 @@ _flusher_lock = threading.Lock()
 def _flush_forever() -> None:
     while True:
         time.sleep(settings.TOOLS_AUDIT_FLUSH_INTERVAL)
+        if not settings.TOOLS_AUDIT_BACKGROUND:
+            continue  # switched off at run time (the test suite flushes by hand)
         try:
             audit_flush()
         except Exception:  # noqa: BLE001 - entries stay queued; try again next tick

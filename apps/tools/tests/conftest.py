@@ -13,11 +13,16 @@ from typing import Any
 import pytest
 
 
+_TEST_STARTED = [0.0]
+
+
 @pytest.fixture(autouse=True)
 def _audit_in_foreground(settings) -> None:
-    # The test process flushes the audit queue explicitly (audit_flush), never from a thread
-    # that would write outside the test's transaction.
+    # This process flushes its audit queue by hand (audit_flush), on a queue of its own that
+    # no server subprocess drains, so no row lands after the test's tables are emptied.
     settings.TOOLS_AUDIT_BACKGROUND = False
+    settings.TOOLS_AUDIT_QUEUE = "audit-inprocess-tests"
+    _TEST_STARTED[0] = time.time()
 
 
 class _TargetHandler(BaseHTTPRequestHandler):
@@ -170,8 +175,12 @@ def flushed_calls() -> list[Any]:
     from apps.tools.audit import audit_flush
     from apps.tools.models import ToolCall
 
+    from datetime import UTC, datetime
+
     audit_flush()
-    return list(ToolCall.objects.order_by("id"))
+    # Rows of earlier tests that another process flushed late are older than this test.
+    since = datetime.fromtimestamp(_TEST_STARTED[0], tz=UTC)
+    return list(ToolCall.objects.filter(created_at__gte=since).order_by("id"))
 
 
 @pytest.fixture(scope="session")
@@ -180,7 +189,7 @@ def tools_server(server_env, tmp_path_factory) -> Iterator[Any]:
     from daarion.testing import start_asgi_server
 
     env = {**server_env, "DATABASE_POOL": "1", "TOOLS_HTTP_ALLOWED_HOSTS": "127.0.0.1",
-           "TOOLS_AUDIT_FLUSH_INTERVAL": "0.1"}
+           "TOOLS_AUDIT_FLUSH_INTERVAL": "0.1", "TOOLS_AUDIT_QUEUE": "audit-tools-server"}
     server = start_asgi_server(env, tmp_path_factory.mktemp("tools-asgi"), name="tools-web")
     yield server
     server.stop()
@@ -192,6 +201,13 @@ def tools_api(tools_server, transactional_db) -> Iterator[Any]:
 
     with httpx.Client(base_url=tools_server.url, timeout=30) as client:
         yield client
+    # The server's audit flusher must finish before the tables are truncated, or its rows
+    # would land in the next test.
+    from daarion.redis_client import get_redis, key
+
+    redis = get_redis()
+    queue, lock = key("tools", "audit-tools-server"), key("tools", "audit-tools-server-lock")
+    wait_for(lambda: redis.llen(queue) == 0 and not redis.exists(lock), message="audit queue drained")
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, message: str = "condition") -> Any:

@@ -115,7 +115,7 @@ def test_audit_row_fields_and_replay_is_idempotent(make_tool, http_target, allow
              "status": "error", "created_at": 0}
     get_redis().rpush(_list_key(), json.dumps(entry))
     assert audit_flush() == 1
-    assert ToolCall.objects.count() == 1
+    assert ToolCall.objects.filter(call_id=row.call_id).count() == 1
     assert get_redis().llen(_list_key()) == 0
     assert _rows([entry])[0].call_id == row.call_id
 
@@ -128,4 +128,4 @@ def test_audit_falls_back_to_direct_write_when_redis_is_unreachable(make_tool, s
 
     monkeypatch.setattr(audit, "get_async_redis", broken)
     call("no.such.tool")
-    assert ToolCall.objects.get().status == "not_found"
+    assert ToolCall.objects.get(tool_id="no.such.tool").status == "not_found"
