@@ -410,8 +410,8 @@ async def embeddings(request: HttpRequest, payload: EmbeddingsIn, response: Http
     inputs = [payload.input] if isinstance(payload.input, str) else list(payload.input)
     if any(len(text) > 100_000 for text in inputs):
         raise BadRequest("an input is over 100000 characters", type="input_too_long")
-    result, outcome = await llm_router.embed(model_name=payload.model, inputs=inputs, ctx=ctx)
-    outcome.started = _started(request)
+    outcome = llm_router.Outcome(logical_model=payload.model, started=_started(request))
+    result, outcome = await llm_router.embed(model_name=payload.model, inputs=inputs, ctx=ctx, outcome=outcome)
     _set_headers(response, outcome)
 
     def encode(vector: list[float]) -> list[float] | str:

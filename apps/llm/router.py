@@ -314,9 +314,13 @@ def backoff_delay(attempt: int, retry_after: float | None) -> float | None:
     return min(base * (2**attempt), 2.0) * (0.5 + random.random() / 2)
 
 
+# Attempts that never reached the upstream: capacity, not failure (503, not 502).
+_SKIPPED = {"cooling_down", "deployment_rate_limited"}
+
+
 def all_failed(model: str, attempts: list[Attempt]) -> DaarionError:
     details = {"model": model, "attempts": [a.as_dict() for a in attempts]}
-    tried = [a for a in attempts if a.error_type != "cooling_down"]
+    tried = [a for a in attempts if a.error_type not in _SKIPPED]
     if not tried:
         message = f"no healthy deployment for model {model!r}"
         if not attempts:
@@ -621,8 +625,10 @@ class Stream:
         await asyncio.shield(ratelimit.settle(self._lease, actual_tokens=self.outcome.usage.total_tokens))
 
 
-async def embed(*, model_name: str, inputs: list[str], ctx: CallContext) -> tuple[EmbeddingResponse, Outcome]:
-    outcome = Outcome(logical_model=model_name)
+async def embed(
+    *, model_name: str, inputs: list[str], ctx: CallContext, outcome: Outcome | None = None
+) -> tuple[EmbeddingResponse, Outcome]:
+    outcome = outcome or Outcome(logical_model=model_name)
     registry = await fresh_registry(model_name)
     model = resolve_model(registry, model_name, for_embeddings=True)
     estimate = max(1, sum(len(text) for text in inputs) // 4)

@@ -211,3 +211,53 @@ def test_stream_errors_before_the_stream_are_http_errors(api, stub_model, llm_he
     assert response.status_code == 404 and response.json()["error"]["type"] == "model_not_found"
     response = api.post("/internal/llm/stream", json=_proxy_body(messages=[]), headers=llm_headers)
     assert response.status_code == 422
+
+
+def test_upstream_failures_map_to_502_504_and_400(api, fake_provider, make_model, llm_headers, live):
+    from apps.llm import services as llm_services
+
+    llm_services.provider_update(provider=fake_provider, timeout_seconds=0.3)
+    make_model("broken", fake_provider, "error:500")
+    make_model("sleepy", fake_provider, "hang")
+    make_model("strict", fake_provider, "bad-request")
+    live()
+    response = api.post("/internal/llm/proxy", json=_proxy_body(model="broken"), headers=llm_headers)
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["type"] == "upstream_error"
+    assert error["details"]["attempts"][0] | {"message": None} == {
+        "model": "broken", "provider": "fake", "upstream_model": "error:500", "error_type": "server", "status": 500, "message": None,
+    }
+    response = api.post("/internal/llm/proxy", json=_proxy_body(model="sleepy"), headers=llm_headers)
+    assert response.status_code == 504 and response.json()["error"]["type"] == "upstream_timeout"
+    response = api.post("/internal/llm/proxy", json=_proxy_body(model="strict"), headers=llm_headers)
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "upstream_bad_request"
+    assert "too long" in response.json()["error"]["message"]
+
+
+def test_v1_bad_input(api, stub_model, llm_headers, live):
+    live()
+    cases = [
+        ("/v1/chat/completions", {"model": "dagi-stub", "messages": [{"role": "user", "content": "x"}], "n": 2}, "body.n"),
+        ("/v1/chat/completions", {"model": "dagi-stub"}, "body.messages"),
+        ("/v1/chat/completions", {"model": "dagi-stub", "messages": [{"role": "user", "content": "x"}], "stream": "yes please"}, "body.stream"),
+        ("/v1/embeddings", {"model": "dagi-stub", "input": []}, "body.input"),
+        ("/v1/embeddings", {"model": "dagi-stub", "input": [1, 2, 3]}, "body.input"),
+        ("/v1/embeddings", {"model": "dagi-stub", "input": "x", "encoding_format": "int8"}, "body.encoding_format"),
+    ]
+    for path, body, where in cases:
+        response = api.post(path, json=body, headers=llm_headers)
+        assert response.status_code == 422, (path, body, response.text)
+        assert any(d["path"].startswith(where) for d in response.json()["error"]["details"]), (where, response.text)
+
+
+def test_v1_responses_carry_the_overhead_header(api, stub_model, llm_headers, live):
+    live()
+    body = {"model": "dagi-stub", "messages": [{"role": "user", "content": "x"}]}
+    response = api.post("/v1/chat/completions", json=body, headers=llm_headers)
+    assert response.status_code == 200
+    assert float(response.headers["x-daarion-overhead-ms"]) >= 0
+    streamed = api.post("/v1/chat/completions", json={**body, "stream": True}, headers=llm_headers)
+    assert "x-daarion-overhead-ms" in streamed.headers
+    assert streamed.text.rstrip().endswith("data: [DONE]")

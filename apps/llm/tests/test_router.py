@@ -262,3 +262,15 @@ def test_anthropic_stream_events(anthropic_model):
     events = stream(model="claude-x", messages=HELLO)
     assert "".join(e.text for e in events if e.type == "text") == "echo: hello upstream"
     assert events[-1].usage == {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+
+
+def test_a_deployment_over_its_own_rpm_cap_is_skipped(fake_provider, make_model, fake_stats):
+    model = make_model("capped", fake_provider, "echo")
+    services.deployment_update(deployment=model.deployments.get(), rpm_limit=1)
+    make_model("capped", fake_provider, "echo-second", weight=1)
+    services.deployment_update(deployment=model.deployments.get(upstream_model="echo-second"), rpm_limit=1)
+    served = {chat("capped").upstream_model, chat("capped").upstream_model}
+    assert served == {"echo", "echo-second"}, "the second call goes to the deployment with room"
+    with pytest.raises(ServiceUnavailable) as info:
+        chat("capped")
+    assert {a["error_type"] for a in info.value.details["attempts"]} == {"deployment_rate_limited"}
