@@ -100,6 +100,8 @@ class AgentAdmin(admin.ModelAdmin):
 
     def save_formset(self, request: HttpRequest, form: forms.ModelForm, formset, change: bool) -> None:
         agent = form.instance
+        # Admin's change message reads these; the services did the saving.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         for inline in formset.forms:
             if not hasattr(inline, "cleaned_data") or not inline.cleaned_data:
                 continue

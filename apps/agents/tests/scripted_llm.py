@@ -6,13 +6,14 @@ makes at each step and then read what the pipeline sent it back.
 
 The step is the number of assistant messages already in the request, so step 0 answers the
 user's message, step 1 answers after the first tool results, and so on (the last entry
-repeats). Answers are streamed as OpenAI chunks when `stream` is set, with usage at the end.
+repeats); `"delay": seconds` makes a step slow. Answers are streamed as OpenAI chunks when `stream` is set, with usage at the end.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -61,6 +62,8 @@ class ScriptedLLM:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 answer = outer._answer(body)
+                if answer.get("delay"):
+                    time.sleep(float(answer["delay"]))  # a slow model: the stream must keep alive
                 calls = [
                     {"id": f"call_{i}_{name}", "type": "function",
                      "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)}}

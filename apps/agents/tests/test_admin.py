@@ -1,0 +1,73 @@
+"""Agents in Django admin: saves go through the services (versions, validation messages on
+the form) and secrets are write-only and shown masked."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from apps.agents.models import Agent, AgentSecret
+from apps.agents.services import agent_secret_set
+from apps.agents.tests.factories import make_agent
+
+pytestmark = pytest.mark.django_db
+
+
+def _form(**overrides):
+    data = {
+        "id": "agent:pm",
+        "name": "PM",
+        "microdao_id": "microdao:7",
+        "enabled": "on",
+        "model": "dagi-stub",
+        "system_prompt": "You plan.",
+        "character": json.dumps({"bio": ["Plans things."], "topics": ["planning"]}),
+        "memory_recall_limit": "5",
+        "memory_kinds": "[]",
+        "max_tool_steps": "3",
+        "tool_mode": "native",
+        "temperature": "",
+        "secrets-TOTAL_FORMS": "1",
+        "secrets-INITIAL_FORMS": "0",
+        "secrets-MIN_NUM_FORMS": "0",
+        "secrets-MAX_NUM_FORMS": "1000",
+        "secrets-0-name": "PM_TOKEN",
+        "secrets-0-value": "pm-secret-value-123",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_add_saves_agent_and_encrypted_secret(admin_client):
+    response = admin_client.post("/admin/agents/agent/add/", _form())
+    assert response.status_code == 302, response.content.decode()[:2000]
+    agent = Agent.objects.get(pk="agent:pm")
+    assert agent.character["topics"] == ["planning"] and agent.max_tool_steps == 3
+    assert AgentSecret.objects.get(agent=agent).value == "pm-secret-value-123"
+    assert agent.version == 2  # created, then its secret set
+
+
+def test_bad_character_is_a_form_error(admin_client):
+    response = admin_client.post("/admin/agents/agent/add/", _form(character=json.dumps({"topics": "planning"})))
+    assert response.status_code == 200
+    assert "is not of type" in response.content.decode()
+    assert not Agent.objects.exists()
+
+
+def test_change_page_masks_secrets_and_keeps_them_when_left_empty(admin_client):
+    agent = make_agent()
+    secret = agent_secret_set(agent=agent, name="OPENAI_API_KEY", value="sk-live-abcdefgh12345678")
+    page = admin_client.get(f"/admin/agents/agent/{agent.pk}/change/").content.decode()
+    assert "sk-live-abcdefgh12345678" not in page and "••••5678" in page
+
+    data = _form(id=agent.pk, name="Sofia-Prime", **{
+        "secrets-TOTAL_FORMS": "1", "secrets-INITIAL_FORMS": "1",
+        "secrets-0-id": str(secret.pk), "secrets-0-agent": agent.pk,
+        "secrets-0-name": "OPENAI_API_KEY", "secrets-0-value": "",
+    })
+    data.pop("id")
+    response = admin_client.post(f"/admin/agents/agent/{agent.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert AgentSecret.objects.get(pk=secret.pk).value == "sk-live-abcdefgh12345678"
+    assert Agent.objects.get(pk=agent.pk).system_prompt == "You plan."
