@@ -244,8 +244,17 @@ class UsageRecordAdmin(admin.ModelAdmin):
     list_filter = ["status", "stream", "endpoint", "logical_model", "provider", "created_at"]
     search_fields = ["request_id", "agent_id", "microdao_id", "channel_id"]
     date_hierarchy = "created_at"
-    change_list_template = "admin/llm/usagerecord/change_list.html"
+    # The app's changelist (per-day totals) plus a link to the usage dashboard.
+    change_list_template = "admin/llm/usagerecord/change_list_dashboard.html"
     list_per_page = 100
+
+    def get_urls(self):  # noqa: ANN201 - Django's signature
+        from django.urls import path
+
+        from apps.llm.dashboard import usage_dashboard
+
+        dashboard = path("dashboard/", self.admin_site.admin_view(usage_dashboard), name="llm_usagerecord_dashboard")
+        return [dashboard, *super().get_urls()]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
