@@ -283,3 +283,46 @@ CELERY_BEAT_SCHEDULE = {
 # --- agents ---
 # Seconds without a chunk after which an agent stream sends an SSE heartbeat comment.
 AGENTS_STREAM_HEARTBEAT_SECONDS = float(os.environ.get("DAARION_AGENTS_HEARTBEAT_SECONDS", "10"))
+
+# --- registry ---
+# The management API (/api/registry/) is served by Django REST framework; the runtime APIs
+# stay on django-ninja. Errors are rendered in the project's envelope by the app's handler.
+INSTALLED_APPS += ["apps.registry", "drf_spectacular", "drf_spectacular_sidecar"]
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first: its `WWW-Authenticate: Bearer` keeps an anonymous call a 401.
+        "apps.registry.authentication.ServiceTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["apps.registry.permissions.RegistryAccess"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_FILTER_BACKENDS": [
+        "apps.registry.filters.FieldFilter",
+        "rest_framework.filters.SearchFilter",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "apps.registry.pagination.RegistryPagination",
+    "PAGE_SIZE": int(os.environ.get("REGISTRY_API_PAGE_SIZE", "50")),
+    "EXCEPTION_HANDLER": "apps.registry.exceptions.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "DAARION registry management API",
+    "DESCRIPTION": "Providers, logical models, rate limits, tools, agents and embedding models: "
+    "the same services as the admin and the import commands. See docs/REGISTRY_API.md.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}

@@ -1,7 +1,7 @@
 """URL map: admin, the internal API, the OpenAI-compatible API, health."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from apps.tools.demo_service import projects_list as demo_projects_list
 from apps.tools.mcp import mcp_endpoint
@@ -12,6 +12,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("internal/", internal_api.urls),
     path("v1/", openai_api.urls),
+    path("api/registry/", include("apps.registry.urls")),
     path("health", health, name="health"),
     path("demo/projects.list", demo_projects_list, name="demo-projects-list"),
     path("mcp", mcp_endpoint, name="mcp"),

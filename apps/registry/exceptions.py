@@ -1,0 +1,104 @@
+"""The DRF exception handler: every error of the management API in the project's envelope.
+
+Shape and rule errors are 422 with one `{"path", "message"}` per problem (as Ninja's body
+errors are); unparsable bodies are 400; the rest keep their status with its envelope type.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
+from django.db.models import ProtectedError
+from django.http import Http404
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+
+from daarion.errors import STATUS_TYPES, DaarionError, ValidationFailed, envelope
+
+
+def django_error_details(exc: DjangoValidationError, *, prefix: str = "", aliases: dict[str, str] | None = None) -> list[dict[str, str]]:
+    """One `{"path", "message"}` per message of a Django ValidationError, paths as the API names them."""
+    aliases = aliases or {}
+    if hasattr(exc, "error_dict"):
+        items = exc.message_dict.items()
+    else:
+        items = [("", exc.messages)]
+    details = []
+    for name, messages in items:
+        name = "" if name in ("__all__", None) else aliases.get(name, name)
+        path = ".".join(part for part in (prefix, name) if part)
+        details.extend({"path": path, "message": message} for message in messages)
+    return details
+
+
+def validation_failed(exc: DjangoValidationError, *, prefix: str = "", aliases: dict[str, str] | None = None) -> ValidationFailed:
+    details = django_error_details(exc, prefix=prefix, aliases=aliases)
+    message = "; ".join(f"{d['path']}: {d['message']}" if d["path"] else d["message"] for d in details)
+    return ValidationFailed(message or "invalid input", details=details)
+
+
+def _flatten(detail: Any, path: str = "") -> list[dict[str, str]]:
+    if isinstance(detail, dict):
+        out: list[dict[str, str]] = []
+        for name, value in detail.items():
+            name = "" if name == "non_field_errors" else str(name)
+            out += _flatten(value, f"{path}.{name}" if path and name else (name or path))
+        return out
+    if isinstance(detail, list):
+        if all(not isinstance(item, (dict, list)) for item in detail):
+            return [{"path": path, "message": str(item)} for item in detail]
+        out = []
+        for index, value in enumerate(detail):
+            if value:  # DRF reports list items without errors as {}
+                out += _flatten(value, f"{path}[{index}]")
+        return out
+    return [{"path": path, "message": str(detail)}]
+
+
+def _response(status: int, type_: str, message: str, details: Any = None, headers: dict[str, str] | None = None) -> Response:
+    return Response(envelope(type_, message, details), status=status, headers=headers)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DaarionError):
+        headers = dict(exc.headers)
+        if exc.status == 401:
+            headers.setdefault("WWW-Authenticate", 'Bearer realm="registry"')
+        return _response(exc.status, exc.type, exc.message, exc.details, headers)
+    if isinstance(exc, DjangoValidationError):
+        failed = validation_failed(exc)
+        return _response(failed.status, failed.type, failed.message, failed.details)
+    if isinstance(exc, drf.ValidationError):
+        details = _flatten(exc.detail)
+        message = "; ".join(f"{d['path']}: {d['message']}" if d["path"] else d["message"] for d in details)
+        return _response(422, "validation_error", message or "invalid input", details)
+    if isinstance(exc, drf.ParseError):
+        return _response(400, "bad_request", f"the body could not be parsed: {exc.detail}")
+    if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
+        return _response(
+            401, "unauthorized",
+            "send 'Authorization: Bearer <service token>' (scope registry or registry:read) or log in as staff",
+            headers={"WWW-Authenticate": 'Bearer realm="registry"'},
+        )
+    if isinstance(exc, (drf.PermissionDenied, DjangoPermissionDenied)):
+        return _response(403, "forbidden", str(getattr(exc, "detail", "")) or "forbidden")
+    if isinstance(exc, (Http404, drf.NotFound)):
+        return _response(404, "not_found", "no such object")
+    if isinstance(exc, RequestDataTooBig):
+        return _response(413, "payload_too_large", "request body too large")
+    if isinstance(exc, (IntegrityError, ProtectedError)):
+        return _response(409, "conflict", f"conflicts with stored data: {exc}")
+    if isinstance(exc, drf.APIException):
+        status = exc.status_code
+        headers = {}
+        if isinstance(exc, drf.Throttled) and exc.wait is not None:
+            headers["Retry-After"] = str(int(exc.wait))
+        if isinstance(exc, drf.MethodNotAllowed):
+            allowed = context.get("view").allowed_methods if context.get("view") else []
+            headers["Allow"] = ", ".join(allowed)
+        return _response(status, STATUS_TYPES.get(status, "error"), str(exc.detail), headers=headers)
+    return None  # a crash: Django's 500, re-shaped by ApiErrorShapeMiddleware

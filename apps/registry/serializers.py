@@ -1,0 +1,249 @@
+"""Request and response shapes of the management API (`XIn` / `XOut`, explicit fields).
+
+Input serializers only check shapes and types; every rule of the registries lives in the
+owning app's services, which the views call. Secrets are write-only fields on the way in
+and `{"set": ..., "updated_at": ...}` on the way out.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from apps.agents.choices import ToolMode
+from apps.agents.models import Agent
+from apps.llm.choices import ProviderKind, RateLimitScope
+from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy
+from apps.memory.choices import EmbeddingBackend
+from apps.memory.models import EmbeddingModel
+from apps.registry.selectors import secret_changed_at
+from apps.tools.choices import Executor
+from apps.tools.models import Tool
+
+
+class SecretStateOut(serializers.Serializer):
+    set = serializers.BooleanField()
+    updated_at = serializers.DateTimeField(allow_null=True)
+
+
+def _state(is_set: bool, updated_at: Any) -> dict[str, Any]:
+    return {"set": bool(is_set), "updated_at": updated_at if is_set else None}
+
+
+# --- providers ---------------------------------------------------------------------------
+
+
+class ProviderKeyOut(SecretStateOut):
+    source = serializers.ChoiceField(choices=["stored", "env", "none"], help_text="where the key comes from")
+
+
+class ProviderOut(serializers.ModelSerializer):
+    api_key = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Provider
+        fields = ["name", "kind", "base_url", "api_key", "api_key_env", "timeout_seconds", "max_retries",
+                  "extra_headers", "enabled", "created_at", "updated_at"]
+
+    @extend_schema_field(ProviderKeyOut)
+    def get_api_key(self, obj: Provider) -> dict[str, Any]:
+        stored = bool(obj.api_key)
+        state = _state(stored, secret_changed_at(instance=obj, field="api_key") if stored else None)
+        state["source"] = "stored" if stored else ("env" if obj.api_key_env else "none")
+        return state
+
+
+class ProviderIn(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    kind = serializers.ChoiceField(choices=ProviderKind.choices)
+    base_url = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
+    api_key = serializers.CharField(
+        write_only=True, allow_blank=True, allow_null=True, required=False, trim_whitespace=True,
+        help_text="write-only; omitted or null keeps the stored key, \"\" clears it",
+    )
+    api_key_env = serializers.CharField(max_length=128, allow_blank=True, required=False, default="")
+    timeout_seconds = serializers.FloatField(required=False, default=60.0)
+    max_retries = serializers.IntegerField(min_value=0, required=False, default=2)
+    extra_headers = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False, default=dict)
+    enabled = serializers.BooleanField(required=False, default=True)
+
+
+# --- logical models ----------------------------------------------------------------------
+
+
+class DeploymentOut(serializers.ModelSerializer):
+    provider = serializers.CharField(source="provider.name")
+
+    class Meta:
+        model = Deployment
+        fields = ["id", "provider", "upstream_model", "weight", "rpm_limit", "tpm_limit", "enabled"]
+
+
+class DeploymentIn(serializers.Serializer):
+    provider = serializers.CharField(max_length=100, help_text="provider name")
+    upstream_model = serializers.CharField(max_length=200)
+    weight = serializers.IntegerField(min_value=0, required=False, default=1)
+    rpm_limit = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
+    tpm_limit = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
+    enabled = serializers.BooleanField(required=False, default=True)
+
+
+class LogicalModelOut(serializers.ModelSerializer):
+    deployments = DeploymentOut(many=True, read_only=True)
+    input_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, coerce_to_string=False)
+    output_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, coerce_to_string=False)
+
+    class Meta:
+        model = LogicalModel
+        fields = ["name", "description", "deployments", "fallbacks", "context_window", "input_price_per_mtok",
+                  "output_price_per_mtok", "can_embed", "enabled", "created_at", "updated_at"]
+
+
+class LogicalModelIn(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(max_length=300, allow_blank=True, required=False, default="")
+    deployments = DeploymentIn(many=True, required=False, help_text="replaces the model's deployments when given")
+    fallbacks = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    context_window = serializers.IntegerField(min_value=1, required=False, default=8192)
+    input_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, required=False, default=0)
+    output_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, required=False, default=0)
+    can_embed = serializers.BooleanField(required=False, default=False)
+    enabled = serializers.BooleanField(required=False, default=True)
+
+
+# --- rate-limit policies -----------------------------------------------------------------
+
+
+class RateLimitPolicyOut(serializers.ModelSerializer):
+    class Meta:
+        model = RateLimitPolicy
+        fields = ["id", "scope", "subject", "rpm", "tpm", "max_concurrent", "enabled"]
+
+
+class RateLimitPolicyIn(serializers.Serializer):
+    scope = serializers.ChoiceField(choices=RateLimitScope.choices)
+    subject = serializers.CharField(max_length=200, allow_blank=True, required=False, default="")
+    rpm = serializers.IntegerField(min_value=0, allow_null=True, required=False, default=None)
+    tpm = serializers.IntegerField(min_value=0, allow_null=True, required=False, default=None)
+    max_concurrent = serializers.IntegerField(min_value=0, allow_null=True, required=False, default=None)
+    enabled = serializers.BooleanField(required=False, default=True)
+
+
+# --- tools -------------------------------------------------------------------------------
+
+
+def secret_header_names(tool: Tool) -> list[str]:
+    """The header names of a tool's sealed `{header: value}` object; the values are dropped here."""
+    try:
+        value = json.loads(tool.secret_headers) if tool.secret_headers else {}
+    except ValueError:
+        return []
+    return sorted(value) if isinstance(value, dict) else []
+
+
+class ToolOut(serializers.ModelSerializer):
+    id = serializers.CharField(source="tool_id")
+    secret_headers = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Tool
+        fields = ["id", "name", "description", "input_schema", "output_schema", "executor", "target",
+                  "allowed_agents", "timeout", "enabled", "read_only", "destructive", "idempotent",
+                  "rate_limit_per_minute", "secret_headers", "version", "created_at", "updated_at"]
+
+    @extend_schema_field({"type": "object", "additionalProperties": {"$ref": "#/components/schemas/SecretStateOut"}})
+    def get_secret_headers(self, obj: Tool) -> dict[str, Any]:
+        names = secret_header_names(obj)
+        changed = secret_changed_at(instance=obj, field="secret_headers") if names else None
+        return {name: _state(True, changed) for name in names}
+
+
+class ToolIn(serializers.Serializer):
+    id = serializers.CharField(max_length=128)
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(allow_blank=True, required=False, default="")
+    input_schema = serializers.JSONField()
+    output_schema = serializers.JSONField(required=False, allow_null=True, default=None)
+    executor = serializers.ChoiceField(choices=Executor.choices)
+    target = serializers.CharField(max_length=2000)
+    allowed_agents = serializers.ListField(
+        child=serializers.CharField(), allow_null=True, required=False, default=None,
+        help_text="null: every agent; []: none; a list: only those agents",
+    )
+    timeout = serializers.FloatField(required=False, default=10.0)
+    enabled = serializers.BooleanField(required=False, default=True)
+    read_only = serializers.BooleanField(required=False, default=False)
+    destructive = serializers.BooleanField(required=False, default=False)
+    idempotent = serializers.BooleanField(required=False, default=False)
+    rate_limit_per_minute = serializers.IntegerField(min_value=0, allow_null=True, required=False, default=None)
+    secret_headers = serializers.DictField(
+        child=serializers.CharField(allow_null=True, allow_blank=True), write_only=True, required=False,
+        help_text="write-only; merged into the stored headers, a null or empty value removes that header",
+    )
+
+
+# --- agents ------------------------------------------------------------------------------
+
+
+class AgentOut(serializers.ModelSerializer):
+    secrets = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Agent
+        fields = ["id", "name", "microdao_id", "enabled", "model", "system_prompt", "character",
+                  "memory_recall_limit", "memory_kinds", "max_tool_steps", "tool_mode", "temperature",
+                  "secrets", "version", "created_at", "updated_at"]
+
+    @extend_schema_field({"type": "object", "additionalProperties": {"$ref": "#/components/schemas/SecretStateOut"}})
+    def get_secrets(self, obj: Agent) -> dict[str, Any]:
+        # Only names and dates: the value column is never read into the response.
+        rows = obj.secrets.values_list("name", "updated_at").order_by("name")
+        return {name: _state(True, updated_at) for name, updated_at in rows}
+
+
+class AgentIn(serializers.Serializer):
+    id = serializers.CharField(max_length=70)
+    name = serializers.CharField(max_length=200)
+    microdao_id = serializers.CharField(max_length=100)
+    model = serializers.CharField(max_length=100)
+    enabled = serializers.BooleanField(required=False, default=True)
+    system_prompt = serializers.CharField(allow_blank=True, required=False, default="")
+    character = serializers.JSONField(required=False, default=dict)
+    memory_recall_limit = serializers.IntegerField(min_value=0, required=False, default=5)
+    memory_kinds = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    max_tool_steps = serializers.IntegerField(min_value=0, required=False, default=4)
+    tool_mode = serializers.ChoiceField(choices=ToolMode.choices, required=False, default=ToolMode.NATIVE)
+    temperature = serializers.FloatField(allow_null=True, required=False, default=None)
+    secrets = serializers.DictField(
+        child=serializers.CharField(allow_null=True, allow_blank=True, trim_whitespace=False), write_only=True,
+        required=False, help_text="write-only; {NAME: value} sets, {NAME: null} deletes; others are kept",
+    )
+
+
+# --- embedding models --------------------------------------------------------------------
+
+
+class EmbeddingModelOut(serializers.ModelSerializer):
+    class Meta:
+        model = EmbeddingModel
+        fields = ["name", "backend", "dimensions", "is_active", "options", "created_at", "updated_at"]
+
+
+class EmbeddingModelIn(serializers.Serializer):
+    name = serializers.CharField(max_length=120)
+    backend = serializers.ChoiceField(choices=EmbeddingBackend.choices)
+    dimensions = serializers.IntegerField()
+    options = serializers.JSONField(required=False, default=dict)
+    is_active = serializers.BooleanField(required=False, default=False, help_text="true activates this model")
+
+
+# --- documents ---------------------------------------------------------------------------
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class DocumentField(serializers.JSONField):
+    """A whole registry document (providers, models, rate_limits, tools, agents)."""

@@ -1,0 +1,21 @@
+"""Routes of /api/registry/: one viewset per registry, apply/export, the OpenAPI schema."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
+from rest_framework.routers import DefaultRouter
+
+from apps.registry import views
+
+router = DefaultRouter()
+router.register("providers", views.ProviderViewSet, basename="provider")
+router.register("models", views.LogicalModelViewSet, basename="logical-model")
+router.register("rate-limits", views.RateLimitPolicyViewSet, basename="rate-limit")
+router.register("tools", views.ToolViewSet, basename="tool")
+router.register("agents", views.AgentViewSet, basename="agent")
+router.register("embedding-models", views.EmbeddingModelViewSet, basename="embedding-model")
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="registry-schema"),
+    path("docs/", SpectacularRedocView.as_view(url_name="registry-schema"), name="registry-docs"),
+    *router.urls,
+]

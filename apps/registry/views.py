@@ -1,0 +1,260 @@
+"""The management API's viewsets: thin edges that parse with a serializer, call the owning
+app's services under the caller's name in the change log, and shape the answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Model, QuerySet
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.agents import services as agent_services
+from apps.agents.models import Agent
+from apps.llm import services as llm_services
+from apps.llm.models import LogicalModel, Provider, RateLimitPolicy
+from apps.memory import services as memory_services
+from apps.memory.models import EmbeddingModel
+from apps.registry import serializers as s
+from apps.registry.authentication import actor_of
+from apps.registry.exceptions import validation_failed
+from apps.registry.services import agent_secrets_apply, model_deployments_sync
+from apps.tools import services as tool_services
+from apps.tools.models import Tool
+from daarion.audit import acting_as
+from daarion.errors import Conflict, ValidationFailed
+
+
+def _refuse_rename(current: str, data: dict[str, Any], field: str) -> None:
+    if field in data and data.pop(field) != current:
+        raise ValidationFailed(
+            f"{field}: cannot be changed (it names the object); create a new one instead",
+            details=[{"path": field, "message": "cannot be changed; create a new object instead"}],
+        )
+
+
+_LIST_DOC = "Filter with the listed query parameters, `search=` across names, `ordering=`, `page=` / `page_size=`."
+
+
+class RegistryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """List / retrieve / create / update / partial update / delete, every write through
+    `write()` / `remove()` (the owning app's services) inside one transaction."""
+
+    lookup_value_regex = "[^/]+"  # ids contain dots and colons: projects.list, agent:sofia
+    input_serializer: type[s.serializers.Serializer]
+    output_serializer: type[s.serializers.Serializer]
+    # Model field -> API field, for error paths (a tool's `tool_id` is `id` here).
+    error_aliases: dict[str, str] = {}
+    filter_fields: dict[str, tuple[str, type]] = {}
+
+    def get_serializer_class(self):  # noqa: ANN201
+        if self.action in ("create", "update", "partial_update"):
+            return self.input_serializer
+        return self.output_serializer
+
+    @contextmanager
+    def writing(self, request: Request) -> Iterator[None]:
+        with acting_as(actor_of(request), "api"), transaction.atomic():
+            try:
+                yield
+            except ValidationError as exc:
+                raise validation_failed(exc, aliases=self.error_aliases) from exc
+
+    def _validated(self, request: Request, *, partial: bool) -> dict[str, Any]:
+        serializer = self.input_serializer(data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+
+    def _out(self, obj: Model, status_code: int = status.HTTP_200_OK) -> Response:
+        fresh = self.get_queryset().get(pk=obj.pk)  # what the services stored, relations included
+        return Response(self.output_serializer(fresh, context=self.get_serializer_context()).data, status=status_code)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = self._validated(request, partial=False)
+        with self.writing(request):
+            obj = self.write(None, data)
+        return self._out(obj, status.HTTP_201_CREATED)
+
+    def update(self, request: Request, *args: Any, partial: bool = False, **kwargs: Any) -> Response:
+        obj = self.get_object()
+        data = self._validated(request, partial=partial)
+        with self.writing(request):
+            obj = self.write(obj, data)
+        return self._out(obj)
+
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.update(request, *args, partial=True, **kwargs)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        obj = self.get_object()
+        with self.writing(request):
+            self.remove(obj)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def write(self, obj: Model | None, data: dict[str, Any]) -> Model:
+        raise NotImplementedError
+
+    def remove(self, obj: Model) -> None:
+        raise NotImplementedError
+
+
+@extend_schema_view(list=extend_schema(description=_LIST_DOC))
+class ProviderViewSet(RegistryViewSet):
+    """LLM providers. `api_key` is write-only; reads show whether one is set and when."""
+
+    queryset = Provider.objects.all()
+    lookup_field = "name"
+    input_serializer, output_serializer = s.ProviderIn, s.ProviderOut
+    filter_fields = {"kind": ("kind", str), "enabled": ("enabled", bool)}
+    search_fields = ["name", "base_url"]
+    ordering_fields = ["name", "kind", "updated_at"]
+
+    def write(self, obj: Provider | None, data: dict[str, Any]) -> Provider:
+        if obj is None:
+            return llm_services.provider_create(**{**data, "api_key": data.get("api_key") or ""})
+        _refuse_rename(obj.name, data, "name")
+        return llm_services.provider_update(provider=obj, **data)
+
+    def remove(self, obj: Provider) -> None:
+        llm_services.provider_delete(provider=obj)
+
+
+@extend_schema_view(list=extend_schema(description=_LIST_DOC))
+class LogicalModelViewSet(RegistryViewSet):
+    """Logical models with their deployments (a list that replaces the stored one when given)
+    and fallbacks (checked for unknown names and loops)."""
+
+    queryset = LogicalModel.objects.prefetch_related("deployments__provider")
+    lookup_field = "name"
+    input_serializer, output_serializer = s.LogicalModelIn, s.LogicalModelOut
+    filter_fields = {"enabled": ("enabled", bool), "can_embed": ("can_embed", bool), "provider": ("deployments__provider__name", str)}
+    search_fields = ["name", "description"]
+    ordering_fields = ["name", "updated_at", "context_window"]
+
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        return super().filter_queryset(queryset).distinct()
+
+    def write(self, obj: LogicalModel | None, data: dict[str, Any]) -> LogicalModel:
+        deployments = data.pop("deployments", None)
+        if obj is None:
+            model = llm_services.logical_model_create(**data)
+        else:
+            _refuse_rename(obj.name, data, "name")
+            model = llm_services.logical_model_update(model=obj, **data)
+        if deployments is not None:
+            model_deployments_sync(model=model, deployments=[dict(d) for d in deployments])
+        return model
+
+    def remove(self, obj: LogicalModel) -> None:
+        llm_services.logical_model_delete(model=obj)
+
+
+@extend_schema_view(list=extend_schema(description=_LIST_DOC))
+class RateLimitPolicyViewSet(RegistryViewSet):
+    """Rate-limit policies (default, per agent, per microDAO); scope and subject are fixed."""
+
+    queryset = RateLimitPolicy.objects.all()
+    input_serializer, output_serializer = s.RateLimitPolicyIn, s.RateLimitPolicyOut
+    filter_fields = {"scope": ("scope", str), "subject": ("subject", str), "enabled": ("enabled", bool)}
+    search_fields = ["subject"]
+    ordering_fields = ["scope", "subject"]
+
+    def write(self, obj: RateLimitPolicy | None, data: dict[str, Any]) -> RateLimitPolicy:
+        if obj is None:
+            return llm_services.rate_limit_policy_create(**data)
+        # Unchanged keys are not changes; a different scope/subject is refused by the service.
+        for name in ("scope", "subject"):
+            if name in data and data[name] == getattr(obj, name):
+                data.pop(name)
+        return llm_services.rate_limit_policy_update(policy=obj, **data)
+
+    def remove(self, obj: RateLimitPolicy) -> None:
+        llm_services.rate_limit_policy_delete(policy=obj)
+
+
+@extend_schema_view(list=extend_schema(description=_LIST_DOC))
+class ToolViewSet(RegistryViewSet):
+    """Tools with JSON Schema contracts; `secret_headers` is write-only and merges."""
+
+    queryset = Tool.objects.all()
+    lookup_field = "tool_id"
+    lookup_url_kwarg = "id"
+    input_serializer, output_serializer = s.ToolIn, s.ToolOut
+    error_aliases = {"tool_id": "id"}
+    filter_fields = {"executor": ("executor", str), "enabled": ("enabled", bool)}
+    search_fields = ["tool_id", "name", "description"]
+    ordering_fields = ["tool_id", "name", "updated_at"]
+
+    def write(self, obj: Tool | None, data: dict[str, Any]) -> Tool:
+        secret_headers = data.pop("secret_headers", None)
+        if obj is None:
+            return tool_services.tool_create(tool_id=data.pop("id"), secret_headers=secret_headers, **data)
+        _refuse_rename(obj.tool_id, data, "id")
+        return tool_services.tool_update(tool=obj, secret_headers=secret_headers, **data)
+
+    def remove(self, obj: Tool) -> None:
+        tool_services.tool_delete(tool=obj)
+
+
+@extend_schema_view(list=extend_schema(description=_LIST_DOC))
+class AgentViewSet(RegistryViewSet):
+    """Agent blueprints; `secrets` is write-only (`{NAME: value}` sets, `{NAME: null}` deletes)."""
+
+    queryset = Agent.objects.all()
+    lookup_field = "id"
+    input_serializer, output_serializer = s.AgentIn, s.AgentOut
+    filter_fields = {"microdao_id": ("microdao_id", str), "model": ("model", str), "enabled": ("enabled", bool)}
+    search_fields = ["id", "name"]
+    ordering_fields = ["id", "name", "updated_at"]
+
+    def write(self, obj: Agent | None, data: dict[str, Any]) -> Agent:
+        secrets = data.pop("secrets", None)
+        if obj is None:
+            agent = agent_services.agent_create(agent_id=data.pop("id"), **data)
+        else:
+            _refuse_rename(obj.id, data, "id")
+            agent = agent_services.agent_update(agent=obj, **data)
+        if secrets:
+            agent_secrets_apply(agent=agent, secrets=secrets)
+        return agent
+
+    def remove(self, obj: Agent) -> None:
+        agent_services.agent_delete(agent=obj)
+
+
+@extend_schema_view(list=extend_schema(description=_LIST_DOC))
+class EmbeddingModelViewSet(RegistryViewSet):
+    """Embedding models of the memory orchestrator; `is_active: true` activates one."""
+
+    queryset = EmbeddingModel.objects.all()
+    lookup_field = "name"
+    http_method_names = ["get", "post", "put", "patch", "head", "options"]
+    input_serializer, output_serializer = s.EmbeddingModelIn, s.EmbeddingModelOut
+    filter_fields = {"backend": ("backend", str), "is_active": ("is_active", bool)}
+    search_fields = ["name"]
+    ordering_fields = ["name", "dimensions"]
+
+    def write(self, obj: EmbeddingModel | None, data: dict[str, Any]) -> EmbeddingModel:
+        if obj is None:
+            if EmbeddingModel.objects.filter(name=data["name"]).exists():
+                raise Conflict(f"embedding model {data['name']!r} already exists", details={"name": data["name"]})
+            return memory_services.embedding_model_save(**data)
+        _refuse_rename(obj.name, data, "name")
+        if data.get("is_active") is False and obj.is_active:
+            raise ValidationFailed(
+                "is_active: the active model cannot be deactivated; activate another model instead",
+                details=[{"path": "is_active", "message": "activate another model instead"}],
+            )
+        return memory_services.embedding_model_save(
+            name=obj.name,
+            backend=data.get("backend", obj.backend),
+            dimensions=data.get("dimensions", obj.dimensions),
+            options=data.get("options", obj.options),
+            is_active=data.get("is_active") or None,
+        )
