@@ -20,7 +20,9 @@ from daarion.errors import DaarionError
 
 class ProviderForm(forms.ModelForm):
     # Write-only: the stored key is never sent to the browser; empty keeps it.
-    api_key = forms.CharField(
+    # Not named api_key: a form field named like the model field would be copied onto the row.
+    new_api_key = forms.CharField(
+        label="API key",
         required=False,
         widget=forms.PasswordInput(render_value=False),
         help_text="Write-only. Leave empty to keep the stored key.",
@@ -29,13 +31,14 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        fields = ["name", "kind", "base_url", "api_key", "api_key_env", "timeout_seconds", "max_retries", "extra_headers", "enabled"]
+        fields = ["name", "kind", "base_url", "new_api_key", "api_key_env", "timeout_seconds", "max_retries", "extra_headers", "enabled"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.initial["api_key"] = ""
         if self.instance.pk:
             self.fields["name"].disabled = True
+            if self.instance.api_key:
+                self.fields["new_api_key"].help_text = f"Stored: {mask(self.instance.api_key)}. Leave empty to keep it."
 
 
 class DeploymentInline(admin.TabularInline):
@@ -89,7 +92,7 @@ class ProviderAdmin(_ServiceAdmin):
 
     def save_model(self, request: HttpRequest, obj: Provider, form: ProviderForm, change: bool) -> None:
         data = form.cleaned_data
-        key = "" if data.get("clear_api_key") else (data.get("api_key") or None)
+        key = "" if data.get("clear_api_key") else (data.get("new_api_key") or None)
         fields = {k: data[k] for k in ["kind", "base_url", "api_key_env", "timeout_seconds", "max_retries", "extra_headers", "enabled"]}
         if change:
             services.provider_update(provider=obj, api_key=key, **fields)
@@ -125,6 +128,7 @@ def _provider_check(form: forms.ModelForm, obj: Provider | None) -> None:
         max_retries=data.get("max_retries") or 0,
         extra_headers=data.get("extra_headers") or {},
     )
+    probe._state.adding = obj is None  # uniqueness against itself is not a conflict
     services._clean_provider(probe)  # noqa: SLF001 - the same rules, run before the save
 
 
