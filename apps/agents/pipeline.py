@@ -366,10 +366,10 @@ async def _recall(prepared: PreparedTurn) -> tuple[list[Any], str | None]:
             limit=blueprint.memory_recall_limit,
             kinds=list(blueprint.memory_kinds) or None,
         )
-    except DaarionError as exc:
-        # Memory helps a turn; its outage must not stop the agent from answering.
-        logger.warning("memory recall failed", extra={"agent_id": blueprint.id, "error": exc.message})
-        return [], exc.message
+    except Exception as exc:  # noqa: BLE001 - memory helps a turn; its outage must not stop the answer
+        message = exc.message if isinstance(exc, DaarionError) else f"{type(exc).__name__}: {exc}"
+        logger.warning("memory recall failed", extra={"agent_id": blueprint.id, "error": message}, exc_info=True)
+        return [], message
     return hits, None
 
 
@@ -585,12 +585,12 @@ async def _remember(
             idempotency_key=prepared.turn_id,
         )
         memory_id = str(entry.id)
-    except DaarionError as exc:
-        logger.warning("could not store the turn's memory", extra={"agent_id": blueprint.id, "error": exc.message})
+    except Exception:  # noqa: BLE001 - the user has the answer already; log, do not fail the turn
+        logger.warning("could not store the turn's memory", extra={"agent_id": blueprint.id}, exc_info=True)
     try:
         await sync_to_async(_closing(_append_transcript), thread_sensitive=False)(prepared, transcript)
-    except DaarionError as exc:
-        logger.warning("could not append the transcript", extra={"agent_id": blueprint.id, "error": exc.message})
+    except Exception:  # noqa: BLE001 - as above
+        logger.warning("could not append the transcript", extra={"agent_id": blueprint.id}, exc_info=True)
     return memory_id
 
 
