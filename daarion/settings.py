@@ -244,6 +244,11 @@ TOOLS_AUDIT_BACKGROUND = _env_bool("TOOLS_AUDIT_BACKGROUND", True)
 TOOLS_AUDIT_FLUSH_INTERVAL = float(os.environ.get("TOOLS_AUDIT_FLUSH_INTERVAL", "0.5"))
 # Name of the Redis list the audit entries wait in (processes sharing it flush each other's).
 TOOLS_AUDIT_QUEUE = os.environ.get("TOOLS_AUDIT_QUEUE", "audit")
+# Backstop for the flusher threads: beat drains a queue a stopped web process left behind.
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "tools-flush-audit": {"task": "tools.flush_audit", "schedule": 10.0, "options": {"queue": "default", "expires": 30}},
+}
 # httpx logs every request at INFO; tool calls are audited already, so only its warnings.
 LOGGING["loggers"].setdefault("httpx", {"level": "WARNING"})
 

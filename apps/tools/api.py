@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from django.http import HttpRequest
-from ninja import Query, Router, Schema
+from ninja import Query, Router
 
-from apps.tools.schemas import MCPToolListOut, OpenAIToolListOut, ToolCallIn, ToolCallOut, ToolDefinitionOut, ToolListOut
+from apps.tools.schemas import (
+    MCPToolListOut,
+    OpenAIToolListOut,
+    ToolCallIn,
+    ToolCallOut,
+    ToolDefinitionOut,
+    ToolListOut,
+    ToolListParams,
+)
 from apps.tools.selectors import amcp_tools_for_agent, aopenai_tools_for_agent, atool_get, atools_for_agent
 from apps.tools.services import ToolCallOutcome, tool_call, tool_call_refused
 from daarion.auth import ServiceTokenAuth, principal_of
@@ -16,13 +24,8 @@ from daarion.errors import DaarionError, Forbidden, NotFound, RateLimited, Valid
 router = Router(tags=["tools"], auth=ServiceTokenAuth("tools"))
 
 
-class ListParams(Schema):
-    agent_id: str | None = None
-    format: Literal["native", "openai", "mcp"] = "native"
-
-
 @router.get("", response={200: ToolListOut | OpenAIToolListOut | MCPToolListOut})
-async def tools_list(request: HttpRequest, params: Query[ListParams]) -> dict[str, Any]:
+async def tools_list(request: HttpRequest, params: Query[ToolListParams]) -> dict[str, Any]:
     """Enabled tools (only those `agent_id` may call, when given); `format=openai|mcp` reshapes."""
     if params.agent_id is not None:
         principal_of(request).ensure_can_act_for(params.agent_id)

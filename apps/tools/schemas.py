@@ -3,7 +3,7 @@ ToolCallResult, with error_type, latency and request id added)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from ninja import Field, Schema
 
@@ -28,6 +28,11 @@ class ToolDefinitionOut(Schema):
     version: int
     annotations: AnnotationsOut
     rate_limit_per_minute: int | None
+
+
+class ToolListParams(Schema):
+    agent_id: str | None = Field(None, description="only the tools this agent may call")
+    format: Literal["native", "openai", "mcp"] = "native"
 
 
 class ToolListOut(Schema):

@@ -93,10 +93,15 @@ class _TargetHandler(BaseHTTPRequestHandler):
             self._send(404, b"no such route", "text/plain")
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # the executor hangs up on slow and huge answers by design
+
+
 @pytest.fixture(scope="session")
 def http_target() -> Iterator[str]:
     """A real HTTP server on 127.0.0.1 (threads), base URL without a trailing slash."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _TargetHandler)
+    server = _QuietServer(("127.0.0.1", 0), _TargetHandler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

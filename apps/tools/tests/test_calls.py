@@ -129,3 +129,13 @@ def test_audit_falls_back_to_direct_write_when_redis_is_unreachable(make_tool, s
     monkeypatch.setattr(audit, "get_async_redis", broken)
     call("no.such.tool")
     assert ToolCall.objects.get(tool_id="no.such.tool").status == "not_found"
+
+
+def test_celery_task_flushes_the_queue(make_tool, celery_worker):
+    """The beat backstop: a real worker knows the task; its body drains the queue."""
+    from apps.tools.tasks import flush_audit
+
+    assert isinstance(flush_audit.delay().get(timeout=30), int)
+    call("no.such.tool.for.celery")
+    assert flush_audit() == 1
+    assert ToolCall.objects.filter(tool_id="no.such.tool.for.celery").exists()
