@@ -255,12 +255,14 @@ def build_messages(
 ) -> list[dict[str, Any]]:
     turn, blueprint = prepared.turn, prepared.blueprint
     system = [part for part in (blueprint.system_prompt.strip(), character_prompt(blueprint)) if part]
-    where = [f"microDAO: {prepared.microdao_id}"]
+    # One id per line with nothing after it: a model (or the stub) copying an id into tool
+    # arguments must not pick up punctuation with it.
+    where = [f"- microDAO: {prepared.microdao_id}"]
     if turn.channel_id:
-        where.append(f"channel: {turn.channel_id}")
+        where.append(f"- channel: {turn.channel_id}")
     if turn.user_id:
-        where.append(f"user: {turn.user_id}")
-    system.append("Context: " + "; ".join(where) + ".")
+        where.append(f"- user: {turn.user_id}")
+    system.append("Context:\n" + "\n".join(where))
     if memories:
         system.append(
             "What you remember (most relevant first):\n"

@@ -63,7 +63,7 @@ def test_sofia_answers_about_projects_through_the_whole_chain(demo_server, trans
               .startswith(demo_server.url), "the demo tool's target")
         _load(client, headers)
         response = client.post("/internal/agents/agent:sofia/chat", headers=headers,
-                               json={"message": "Which projects do we have?", "channel_id": "channel:general"})
+                               json={"message": "Which projects do we have?"})
     assert response.status_code == 200, response.text
     body = response.json()
     [call] = body["tool_calls"]
