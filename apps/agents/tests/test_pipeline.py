@@ -271,3 +271,33 @@ def test_chat_refusals(api, agents_headers, sofia, llm_routes, make_token, beare
     ])
     mismatch = _chat(api, agents_headers, message="hi", session_id="sess-of-other")
     assert mismatch.status_code == 409 and mismatch.json()["error"]["type"] == "session_agent_mismatch"
+
+
+def test_a_client_going_away_closes_the_upstream_and_remembers_nothing(
+    api, asgi_server, agents_headers, sofia, fake_llm, transactional_db
+):
+    import time
+
+    import httpx
+
+    from apps.llm import services
+
+    provider = services.provider_create(name="fake", kind="openai_compatible", base_url=fake_llm,
+                                        api_key="sk-fake-key-123456", timeout_seconds=30.0, max_retries=0)
+    services.deployment_create(logical_model=services.logical_model_create(name="stalling"), provider=provider,
+                               upstream_model="stall:2")
+    sofia("stalling")
+    httpx.post(f"{fake_llm}/_reset")
+    with httpx.Client(base_url=asgi_server.url, timeout=30) as client:
+        with client.stream("POST", CHAT, headers=agents_headers, json={"message": "hello", "stream": True}) as response:
+            seen = []
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    seen.append(json.loads(line[6:])["type"])
+                if seen.count("text-delta") >= 1:
+                    break  # the upstream now stalls; we hang up
+    deadline = time.monotonic() + 15
+    while httpx.get(f"{fake_llm}/_stats").json()["disconnects"] < 1:
+        assert time.monotonic() < deadline, "the upstream stream was not closed"
+        time.sleep(0.1)
+    assert not MemoryEntry.objects.filter(agent_id="agent:sofia").exists()
