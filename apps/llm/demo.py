@@ -9,7 +9,7 @@ DEMO_REGISTRY = {
     "providers": {
         "openai": {"base_url": "https://api.openai.com/v1", "api_key_env": "OPENAI_API_KEY"},
         "deepseek": {"base_url": "https://api.deepseek.com/v1", "api_key_env": "DEEPSEEK_API_KEY"},
-        "local": {"kind": "vllm", "base_url": "http://local-llm:8000/v1"},
+        "local": {"kind": "vllm", "base_url": "http://local-llm:8000/v1", "timeout_seconds": 30, "max_retries": 1},
         "stub": {"kind": "stub"},
     },
     "models": {

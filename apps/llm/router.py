@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 
 from apps.llm import ratelimit, usage
-from apps.llm.choices import Endpoint, UsageStatus
+from apps.llm.choices import Endpoint, ProviderKind, UsageStatus
 from apps.llm.providers import ChatRequest, ChatResponse, EmbeddingResponse, ProviderError, StreamEvent, ToolCall, Usage, client_for
 from apps.llm.providers.stub import count_words
 from apps.llm.selectors import DeploymentSpec, ModelSpec, Registry, registry_snapshot
@@ -315,7 +315,18 @@ def backoff_delay(attempt: int, retry_after: float | None) -> float | None:
 
 
 # Attempts that never reached the upstream: capacity, not failure (503, not 502).
-_SKIPPED = {"cooling_down", "deployment_rate_limited"}
+_SKIPPED = {"cooling_down", "deployment_rate_limited", "no_api_key"}
+# Hosted APIs refuse every call without a key: skip such a deployment without a round trip.
+_KEY_REQUIRED = {ProviderKind.OPENAI, ProviderKind.DEEPSEEK, ProviderKind.ANTHROPIC}
+
+
+def _unusable(spec: ModelSpec, deployment: DeploymentSpec) -> Attempt | None:
+    provider = deployment.provider
+    if provider.kind in _KEY_REQUIRED and not provider.api_key:
+        where = f"the environment variable {provider.api_key_env}" if provider.api_key_env else "a key in admin"
+        return Attempt(spec.name, provider.name, deployment.upstream_model, "no_api_key",
+                       f"skipped: provider {provider.name!r} has no API key (set {where})")
+    return None
 
 
 def all_failed(model: str, attempts: list[Attempt]) -> DaarionError:
@@ -441,6 +452,10 @@ async def _route_chat(
     order, skipped = await candidates(registry, model)
     outcome.attempts.extend(skipped)
     for spec, deployment in order:
+        unusable = _unusable(spec, deployment)
+        if unusable is not None:
+            outcome.attempts.append(unusable)
+            continue
         cap = await _deployment_cap(deployment, estimate)
         if cap is False:
             outcome.attempts.append(Attempt(spec.name, deployment.provider.name, deployment.upstream_model,
@@ -531,6 +546,10 @@ class Stream:
         self.outcome.attempts.extend(skipped)
         try:
             for spec, deployment in order:
+                unusable = _unusable(spec, deployment)
+                if unusable is not None:
+                    self.outcome.attempts.append(unusable)
+                    continue
                 client = client_for(deployment.provider)
                 request.model = deployment.upstream_model
                 for attempt in range(deployment.provider.max_retries + 1):
@@ -640,6 +659,10 @@ async def embed(
         outcome.attempts.extend(skipped)
         for spec, deployment in order:
             if not spec.can_embed:
+                continue
+            unusable = _unusable(spec, deployment)
+            if unusable is not None:
+                outcome.attempts.append(unusable)
                 continue
             client = client_for(deployment.provider)
             for attempt in range(deployment.provider.max_retries + 1):

@@ -25,6 +25,7 @@ class ProviderSpec:
     kind: str
     base_url: str
     api_key: str  # resolved: the stored key, else the named environment variable
+    api_key_env: str
     timeout: float
     max_retries: int
     extra_headers: tuple[tuple[str, str], ...]
@@ -93,6 +94,7 @@ def _provider_spec(row: Provider) -> ProviderSpec:
         kind=row.kind,
         base_url=row.base_url,
         api_key=api_key,
+        api_key_env=row.api_key_env,
         timeout=float(row.timeout_seconds),
         max_retries=int(row.max_retries),
         extra_headers=tuple(sorted((row.extra_headers or {}).items())),

@@ -274,3 +274,16 @@ def test_a_deployment_over_its_own_rpm_cap_is_skipped(fake_provider, make_model,
     with pytest.raises(ServiceUnavailable) as info:
         chat("capped")
     assert {a["error_type"] for a in info.value.details["attempts"]} == {"deployment_rate_limited"}
+
+
+def test_a_hosted_provider_without_a_key_is_skipped_without_a_call(stub_model, make_model, monkeypatch):
+    monkeypatch.delenv("TEST_ABSENT_KEY", raising=False)
+    keyless = services.provider_create(name="oa", kind="openai", base_url="http://127.0.0.1:9", api_key_env="TEST_ABSENT_KEY")
+    make_model("gpt-x", keyless, "gpt-x", fallbacks=["dagi-stub"])
+    result = chat("gpt-x")
+    assert result.model_resolved == "dagi-stub"
+    services.logical_model_update(model=services.LogicalModel.objects.get(name="gpt-x"), fallbacks=[])
+    with pytest.raises(ServiceUnavailable) as info:
+        chat("gpt-x")
+    attempt = info.value.details["attempts"][0]
+    assert attempt["error_type"] == "no_api_key" and "TEST_ABSENT_KEY" in attempt["message"]
