@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from apps.agents.models import Agent, AgentSecret
+from apps.agents.selectors import agent_get
 from apps.agents.services import (
     EDITABLE_FIELDS,
     agent_create,
@@ -93,7 +94,7 @@ class AgentAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Agent, form: forms.ModelForm, change: bool) -> None:
         values = {name: form.cleaned_data[name] for name in EDITABLE_FIELDS if name in form.cleaned_data}
         if change:
-            saved = agent_update(agent=Agent.objects.get(pk=obj.pk), **values)
+            saved = agent_update(agent=agent_get(obj.pk), **values)
         else:
             saved = agent_create(agent_id=form.cleaned_data["id"], **values)
         obj.version = saved.version

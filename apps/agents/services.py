@@ -227,8 +227,10 @@ def agent_import_character(
         "model": settings.get("model") or model,
         "system_prompt": document.get("system", ""),
         "character": stored_character(document),
-        "enabled": settings.get("enabled", True),
     }
+    # Whether an agent runs is an operator's call: a re-import only changes it when the file says so.
+    if "enabled" in settings:
+        fields["enabled"] = settings["enabled"]
     if "recall_limit" in memory:
         fields["memory_recall_limit"] = memory["recall_limit"]
     if "kinds" in memory:

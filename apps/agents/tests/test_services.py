@@ -147,6 +147,10 @@ def test_import_creates_then_updates_with_secrets():
     again = agent_import_character(document=document)
     assert again.created is False and again.changed is False
 
+    agent_update(agent=agent, enabled=False)
+    agent_import_character(document=document)
+    assert Agent.objects.get(pk="agent:sofia-prime").enabled is False  # the file did not say
+
     document["settings"]["secrets"]["TOKEN"] = "secret-2"
     third = agent_import_character(document=document)
     assert third.changed is True
