@@ -5,13 +5,16 @@ SSRF guard, applied to the first URL and to every redirect hop:
 - the host is resolved here and every address checked: loopback, private, link-local and
   other non-global addresses pass only for a host listed exactly (not through a wildcard);
   cloud metadata addresses pass only when that IP itself is listed;
-- the request goes to the checked IP (Host header and TLS SNI keep the name), so a second
-  DNS answer cannot swap in another address (DNS rebinding).
+- the connection goes to the checked IP: the client's network backend connects only to the
+  address approved for that host in this request, so a second DNS answer cannot swap in
+  another address (DNS rebinding). The URL keeps the name, so the Host header, TLS SNI,
+  certificate checks and connection pooling stay per host name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ipaddress
 import json
 import socket
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 from django.conf import settings
 
@@ -104,18 +108,19 @@ class CheckedTarget:
 
 async def check_target(url: str) -> CheckedTarget:
     """Resolves and checks `url`; raises TargetRefused with the reason."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise TargetRefused(f"scheme {parts.scheme!r} is not allowed (http or https only)")
-    host = (parts.hostname or "").rstrip(".").lower()
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise TargetRefused(f"invalid URL: {exc}") from exc
+    if parsed.scheme not in ("http", "https"):
+        raise TargetRefused(f"scheme {parsed.scheme!r} is not allowed (http or https only)")
+    # The IDNA (ASCII) form: what the client will connect to and what the pin is keyed by.
+    host = parsed.raw_host.decode("ascii").rstrip(".").lower()
     if not host:
         raise TargetRefused("the URL has no host")
-    if parts.username or parts.password:
+    if parsed.userinfo:
         raise TargetRefused("URLs with credentials are not allowed; use the tool's secret headers")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError as exc:
-        raise TargetRefused(f"invalid port: {exc}") from exc
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
     rule = _rule_for(host, port)
     if rule is None:
         raise TargetRefused(f"host {host}:{port} is not in TOOLS_HTTP_ALLOWED_HOSTS")
@@ -139,7 +144,47 @@ async def check_target(url: str) -> CheckedTarget:
                 "exactly in TOOLS_HTTP_ALLOWED_HOSTS"
             )
     ip = str(addresses[0])
-    return CheckedTarget(url=httpx.URL(url), ip=ip, host=host, port=port)
+    return CheckedTarget(url=parsed, ip=ip, host=host, port=port)
+
+
+# (host, port) -> the checked IP, for the request being sent in this task.
+_pins: contextvars.ContextVar[dict[tuple[str, int], str]] = contextvars.ContextVar("tools_http_pins", default={})
+
+
+class PinnedBackend(httpcore.AsyncNetworkBackend):
+    """Opens TCP connections only to the address check_target approved for the host."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                          socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+        ip = _pins.get().get((host.strip("[]").rstrip(".").lower(), port))
+        if ip is None:
+            raise httpcore.ConnectError(f"no checked address for {host}:{port}; refusing to connect")
+        return await self._inner.connect_tcp(ip, port, timeout=timeout, local_address=local_address,
+                                             socket_options=socket_options)
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("unix sockets are not tool targets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _transport() -> httpx.AsyncHTTPTransport:
+    transport = httpx.AsyncHTTPTransport(trust_env=False)
+    # httpx (pinned in requirements.txt) has no public hook for the network backend; its pool
+    # is rebuilt here with the same settings and ours.
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(),
+        max_connections=200,
+        max_keepalive_connections=50,
+        keepalive_expiry=30,
+        network_backend=PinnedBackend(),
+    )
+    return transport
 
 
 # Keyed by the loop object itself (weakly): an id() of a closed loop can be reused by a new one.
@@ -154,7 +199,7 @@ def _client() -> httpx.AsyncClient:
         client = httpx.AsyncClient(
             follow_redirects=False,  # every hop goes through check_target
             trust_env=False,  # an environment proxy would connect by name, past the IP check
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30),
+            transport=_transport(),
         )
         _clients[loop] = client
     return client
@@ -186,19 +231,17 @@ async def _send(
     url, method, content = tool.target, "POST", body
     for _ in range(settings.TOOLS_HTTP_MAX_REDIRECTS + 1):
         target = await check_target(url)
-        pinned = target.url.copy_with(host=target.ip)
-        request_headers = {**headers, "Host": target.url.netloc.decode("ascii")}
+        request_headers = dict(headers)
         if method == "GET":
             request_headers.pop("Content-Type", None)
         request = _client().build_request(
-            method,
-            pinned,
-            content=content if method == "POST" else None,
-            headers=request_headers,
-            timeout=timeout,
-            extensions={"sni_hostname": target.host} if target.url.scheme == "https" else {},
+            method, target.url, content=content if method == "POST" else None, headers=request_headers, timeout=timeout
         )
-        response = await _client().send(request, stream=True)
+        pin = _pins.set({**_pins.get(), (target.host, target.port): target.ip})
+        try:
+            response = await _client().send(request, stream=True)
+        finally:
+            _pins.reset(pin)
         try:
             if response.status_code in _REDIRECT_CODES and "location" in response.headers:
                 url = urljoin(url, response.headers["location"])

@@ -223,3 +223,12 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, message: str =
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {message}")
+
+
+def wait_until_served(api: Any, token: str, tool_ids: set[str]) -> None:
+    """Waits until the server's registry snapshot lists exactly `tool_ids` (enabled ones)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    wait_for(
+        lambda: {t["id"] for t in api.get("/internal/tools", headers=headers).json()["tools"]} == tool_ids,
+        message=f"the server to serve {sorted(tool_ids)}",
+    )

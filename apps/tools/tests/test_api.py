@@ -6,7 +6,7 @@ import pytest
 
 from apps.tools.models import ToolCall
 from apps.tools.services import tool_update
-from apps.tools.tests.conftest import wait_for
+from apps.tools.tests.conftest import wait_for, wait_until_served
 
 
 @pytest.fixture
@@ -15,8 +15,8 @@ def token(make_token):
 
 
 @pytest.fixture
-def tools(make_tool, http_target):
-    return {
+def tools(make_tool, http_target, tools_api, token):
+    created = {
         "projects.list": make_tool(
             "projects.list", target=f"{http_target}/projects", allowed_agents=["agent:sofia", "agent:pm"],
             output_schema={"type": "array", "items": {"type": "object"}}, read_only=True,
@@ -25,6 +25,8 @@ def tools(make_tool, http_target):
         "projects__list": make_tool("projects__list", target=f"{http_target}/echo"),
         "off.tool": make_tool("off.tool", enabled=False),
     }
+    wait_until_served(tools_api, token, {"projects.list", "echo.any", "projects__list"})
+    return created
 
 
 def _call(api, token, bearer, **body):

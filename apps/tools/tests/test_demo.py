@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from apps.tools.demo import DEMO_AGENTS, seed
 from apps.tools.models import Followup, Tool
+from apps.tools.tests.conftest import wait_until_served
 
 
 def test_seed_is_idempotent_and_the_demo_tools_work_end_to_end(tools_server, tools_api, settings, make_token, bearer):
@@ -13,6 +14,7 @@ def test_seed_is_idempotent_and_the_demo_tools_work_end_to_end(tools_server, too
     assert Tool.objects.get(tool_id="projects.list").allowed_agents == sorted(DEMO_AGENTS)
 
     token = make_token(scopes=["tools"])
+    wait_until_served(tools_api, token, {"projects.list", "followups.create"})
     projects = tools_api.post(
         "/internal/tools/call",
         json={"tool_id": "projects.list", "agent_id": "agent:sofia", "microdao_id": "microdao:7",

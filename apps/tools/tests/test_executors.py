@@ -187,3 +187,25 @@ def test_python_tool_failures_keep_their_message(make_tool):
     sleepy_out = call("t.sleepy")
     assert sleepy_out.status == "timeout" and "did not finish within 0.2 s" in sleepy_out.error
     assert [c.status for c in flushed_calls()] == ["error", "timeout"]
+
+
+def test_a_host_name_target_connects_to_the_checked_address(make_tool, http_target, settings, target_requests):
+    port = http_target.rsplit(":", 1)[1]
+    settings.TOOLS_HTTP_ALLOWED_HOSTS = [f"localhost:{port}"]
+    make_tool("t.byname", target=f"http://localhost:{port}/echo")
+    outcome = call("t.byname")
+    assert outcome.ok, outcome
+    assert {k.lower(): v for k, v in target_requests[-1]["headers"].items()}["host"] == f"localhost:{port}"
+
+
+def test_the_client_never_connects_to_an_unchecked_host(http_target):
+    """Even a request that skipped check_target cannot open a connection."""
+    import httpx
+
+    from apps.tools.executors.http import _client
+
+    async def direct():
+        return await _client().post(f"{http_target}/echo", json={})
+
+    with pytest.raises(httpx.ConnectError, match="no checked address"):
+        run(direct())

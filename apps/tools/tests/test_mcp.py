@@ -11,7 +11,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from apps.tools.models import Followup
-from apps.tools.tests.conftest import run
+from apps.tools.tests.conftest import run, wait_until_served
 
 FOLLOWUP_INPUT = {
     "type": "object",
@@ -26,12 +26,13 @@ FOLLOWUP_OUTPUT = {
 
 
 @pytest.fixture
-def mcp_tools(make_tool, http_target):
+def mcp_tools(make_tool, http_target, tools_api, make_token):
     make_tool("projects.list", target=f"{http_target}/projects", allowed_agents=["agent:sofia"], read_only=True)
     make_tool("followups.create", executor="python", target="followups.create", allowed_agents=["agent:sofia"],
               input_schema=FOLLOWUP_INPUT, output_schema=FOLLOWUP_OUTPUT)
     make_tool("cto.only", target=f"{http_target}/echo", allowed_agents=["agent:cto"])
     make_tool("broken.target", target=f"{http_target}/fail")
+    wait_until_served(tools_api, make_token(scopes=["tools"]), {"projects.list", "followups.create", "cto.only", "broken.target"})
 
 
 def _session(url: str, token: str, **headers: str):
