@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -244,6 +243,23 @@ class EmbeddingModelIn(serializers.Serializer):
 # --- documents ---------------------------------------------------------------------------
 
 
-@extend_schema_field(OpenApiTypes.OBJECT)
-class DocumentField(serializers.JSONField):
-    """A whole registry document (providers, models, rate_limits, tools, agents)."""
+class PlanItemOut(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["provider", "model", "rate_limit", "tool", "agent"])
+    id = serializers.CharField()
+    path = serializers.CharField(help_text="where the object sits in the document")
+    action = serializers.ChoiceField(choices=["create", "update", "delete", "unchanged"])
+    changes = serializers.DictField(child=serializers.ListField(), help_text="field -> [before, after]; secrets as (changed)")
+
+
+class PlanSummaryOut(serializers.Serializer):
+    create = serializers.IntegerField()
+    update = serializers.IntegerField()
+    delete = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+
+
+class PlanOut(serializers.Serializer):
+    dry_run = serializers.BooleanField()
+    applied = serializers.BooleanField()
+    summary = PlanSummaryOut()
+    changes = PlanItemOut(many=True)

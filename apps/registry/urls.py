@@ -16,6 +16,8 @@ router.register("embedding-models", views.EmbeddingModelViewSet, basename="embed
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="registry-schema"),
+    path("apply", views.ApplyView.as_view(), name="registry-apply"),
+    path("export", views.ExportView.as_view(), name="registry-export"),
     path("docs/", SpectacularRedocView.as_view(url_name="registry-schema"), name="registry-docs"),
     *router.urls,
 ]

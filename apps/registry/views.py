@@ -10,10 +10,14 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Model, QuerySet
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from apps.agents import services as agent_services
 from apps.agents.models import Agent
@@ -23,7 +27,9 @@ from apps.memory import services as memory_services
 from apps.memory.models import EmbeddingModel
 from apps.registry import serializers as s
 from apps.registry.authentication import actor_of
+from apps.registry.documents import registry_apply, registry_export
 from apps.registry.exceptions import validation_failed
+from apps.registry.formats import YAMLParser, YAMLRenderer
 from apps.registry.services import agent_secrets_apply, model_deployments_sync
 from apps.tools import services as tool_services
 from apps.tools.models import Tool
@@ -258,3 +264,51 @@ class EmbeddingModelViewSet(RegistryViewSet):
             options=data.get("options", obj.options),
             is_active=data.get("is_active") or None,
         )
+
+
+class ApplyView(APIView):
+    """POST a whole registry document (JSON or YAML); `?dry_run=1` returns the plan only."""
+
+    parser_classes = [JSONParser, YAMLParser]
+
+    def is_read_request(self, request: Request) -> bool:
+        # A dry run changes nothing, so a read-only token may ask for the plan.
+        return _flag(request, "dry_run", False)
+
+    @extend_schema(
+        request={"application/json": OpenApiTypes.OBJECT, "application/yaml": OpenApiTypes.OBJECT},
+        responses={200: s.PlanOut},
+        parameters=[
+            OpenApiParameter("dry_run", bool, description="check everything, change nothing, return the plan"),
+            OpenApiParameter("prune", bool, description="delete objects a present section does not name (default true)"),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        dry_run = _flag(request, "dry_run", False)
+        prune = _flag(request, "prune", True)
+        with acting_as(actor_of(request), "api"):
+            plan = registry_apply(document=request.data, dry_run=dry_run, prune=prune)
+        return Response(plan.as_dict())
+
+
+class ExportView(APIView):
+    """GET the whole registry as a document (`Accept: application/yaml` or `?format=yaml`)."""
+
+    renderer_classes = [JSONRenderer, YAMLRenderer, BrowsableAPIRenderer]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request) -> Response:
+        return Response(registry_export())
+
+
+def _flag(request: Request, name: str, default: bool) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on", ""}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValidationFailed(f"query parameter {name}: must be true or false",
+                           details=[{"path": f"query.{name}", "message": "must be true or false"}])

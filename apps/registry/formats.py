@@ -1,0 +1,31 @@
+"""YAML in and out of the management API, for registry documents kept in git."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import BaseParser
+from rest_framework.renderers import BaseRenderer
+
+
+class YAMLParser(BaseParser):
+    media_type = "application/yaml"
+
+    def parse(self, stream, media_type=None, parser_context=None) -> Any:  # noqa: ANN001
+        try:
+            return yaml.safe_load(stream.read().decode("utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ParseError(f"not valid YAML: {exc}") from exc
+
+
+class YAMLRenderer(BaseRenderer):
+    media_type = "application/yaml"
+    format = "yaml"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:  # noqa: ANN001
+        if data is None:
+            return b""
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode("utf-8")

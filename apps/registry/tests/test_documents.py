@@ -1,0 +1,178 @@
+"""Whole-registry documents: export, apply, dry-run plans, all-or-nothing, secrets kept out."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from apps.agents.models import Agent, AgentSecret
+from apps.agents.services import agent_create, agent_secret_set
+from apps.llm import services as llm
+from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy
+from apps.registry.documents import registry_apply, registry_export
+from apps.registry.tests.conftest import OBJECT_SCHEMA
+from apps.tools.models import Tool
+from apps.tools.services import tool_create
+from daarion.errors import ValidationFailed
+from daarion.models import ChangeRecord
+
+SECRET_VALUES = ("sk-stub-STORED", "hdr-STORED", "agent-STORED", "sk-NEW-IN-DOC")
+
+
+@pytest.fixture
+def registry(transactional_db):
+    stub = llm.provider_create(name="stub", kind="stub", api_key=SECRET_VALUES[0])
+    llm.provider_create(name="openai", kind="openai", api_key_env="OPENAI_API_KEY", extra_headers={"OpenAI-Beta": "x"})
+    small = llm.logical_model_create(name="small", input_price_per_mtok="0.15", output_price_per_mtok="0.6")
+    llm.deployment_create(logical_model=small, provider=stub, upstream_model="small-v1")
+    big = llm.logical_model_create(name="big", fallbacks=["small"], description="the big one", context_window=128000)
+    llm.deployment_create(logical_model=big, provider=stub, upstream_model="big-a", weight=3, rpm_limit=100)
+    llm.deployment_create(logical_model=big, provider=Provider.objects.get(name="openai"), upstream_model="gpt-4.1", enabled=False)
+    llm.logical_model_create(name="empty")
+    llm.rate_limit_policy_create(scope="default", rpm=60)
+    llm.rate_limit_policy_create(scope="agent", subject="agent:sofia", tpm=5000, max_concurrent=2)
+    tool_create(tool_id="projects.list", name="Projects", input_schema=OBJECT_SCHEMA, executor="http",
+                target="http://svc:8000/projects", allowed_agents=["agent:sofia", "agent:pm"], read_only=True,
+                secret_headers={"X-Key": SECRET_VALUES[1]}, output_schema={"type": "array"})
+    tool_create(tool_id="followups.create", name="Follow-up", input_schema={"type": "object"}, executor="python",
+                target="followups.create", rate_limit_per_minute=5)
+    sofia = agent_create(agent_id="agent:sofia", name="Sofia", microdao_id="microdao:7", model="big",
+                         character={"bio": ["Product lead"], "topics": ["roadmaps"]}, temperature=0.2, memory_kinds=["kb"])
+    agent_secret_set(agent=sofia, name="OPENAI_API_KEY", value=SECRET_VALUES[2])
+    agent_create(agent_id="agent:pm", name="PM", microdao_id="microdao:7", model="small", tool_mode="text")
+
+
+def _no_secrets(text: str) -> None:
+    for value in SECRET_VALUES:
+        assert value not in text
+
+
+def test_export_then_apply_is_a_no_op(token_client, registry):
+    exported = token_client.get("/export")
+    assert exported.status_code == 200
+    _no_secrets(exported.text)
+    document = exported.json()
+    assert set(document) == {"providers", "models", "rate_limits", "tools", "agents"}
+    assert document["agents"][1]["secrets"] == {"OPENAI_API_KEY": {"env": "AGENT_SECRET_SOFIA_OPENAI_API_KEY"}}
+    records = ChangeRecord.objects.count()
+    for query in ("?dry_run=1", ""):
+        plan = token_client.post(f"/apply{query}", json=document)
+        assert plan.status_code == 200, plan.text
+        body = plan.json()
+        assert body["summary"] == {"create": 0, "update": 0, "delete": 0, "unchanged": 11}, body
+        _no_secrets(plan.text)
+    assert ChangeRecord.objects.count() == records  # nothing written at all
+    # The same through YAML, both ways.
+    as_yaml = token_client.get("/export?format=yaml")
+    assert as_yaml.headers["content-type"].startswith("application/yaml")
+    assert yaml.safe_load(as_yaml.text) == document
+    plan = token_client.post("/apply", content=as_yaml.content, headers={"Content-Type": "application/yaml"})
+    assert plan.json()["summary"]["unchanged"] == 11
+    # Secrets are still what they were.
+    assert Provider.objects.get(name="stub").api_key == SECRET_VALUES[0]
+    assert AgentSecret.objects.get().value == SECRET_VALUES[2]
+    assert SECRET_VALUES[1] in Tool.objects.get(tool_id="projects.list").secret_headers
+
+
+def _changed_document(document: dict) -> dict:
+    document["providers"]["stub"]["api_key"] = SECRET_VALUES[3]            # rotate a key
+    del document["providers"]["openai"]                                    # delete (its deployment goes with big's change)
+    document["models"]["big"]["deployments"] = [document["models"]["big"]["deployments"][0]]
+    document["models"]["small"]["fallbacks"] = ["fresh"]                   # new model as a fallback
+    document["models"]["fresh"] = {"provider": "stub", "name": "fresh-1", "price": {"input": 1, "output": 2}}
+    document["models"]["big"]["fallbacks"] = []
+    del document["models"]["empty"]
+    document["rate_limits"] = [{"scope": "default", "rpm": 120}]
+    document["tools"][1]["enabled"] = False                                # projects.list (sorted by id)
+    document["tools"].append({"id": "new.tool", "name": "New", "input_schema": OBJECT_SCHEMA, "executor": "http",
+                              "target": "http://svc:8000/new", "secrets": {"Authorization": {"value": "Bearer sk-NEW-IN-DOC"}}})
+    document["agents"] = [a for a in document["agents"] if a["id"] != "agent:pm"]
+    document["agents"][0]["system_prompt"] = "Be brief."
+    return document
+
+
+def test_dry_run_plans_every_action_and_changes_nothing(token_client, registry):
+    document = _changed_document(token_client.get("/export").json())
+    before = (token_client.get("/export").json(), ChangeRecord.objects.count())
+    dry = token_client.post("/apply?dry_run=true", json=document)
+    assert dry.status_code == 200, dry.text
+    plan = dry.json()
+    assert plan["dry_run"] is True and plan["applied"] is False
+    actions = {(c["type"], c["id"]): c["action"] for c in plan["changes"]}
+    assert actions == {
+        ("provider", "stub"): "update", ("provider", "openai"): "delete",
+        ("model", "small"): "update", ("model", "big"): "update", ("model", "fresh"): "create", ("model", "empty"): "delete",
+        ("rate_limit", "default"): "update", ("rate_limit", "agent:agent:sofia"): "delete",
+        ("tool", "followups.create"): "unchanged", ("tool", "projects.list"): "update", ("tool", "new.tool"): "create",
+        ("agent", "agent:sofia"): "update", ("agent", "agent:pm"): "delete",
+    }
+    changes = {(c["type"], c["id"]): c["changes"] for c in plan["changes"]}
+    assert changes[("provider", "stub")] == {"api_key": ["(changed)", "(changed)"]}
+    assert changes[("model", "big")]["fallbacks"] == [["small"], []]
+    assert changes[("tool", "projects.list")] == {"enabled": [True, False]}
+    _no_secrets(dry.text)
+    assert (token_client.get("/export").json(), ChangeRecord.objects.count()) == before
+
+    applied = token_client.post("/apply", json=document)
+    assert applied.status_code == 200 and applied.json()["applied"] is True
+    assert applied.json()["changes"] == plan["changes"]  # the plan is what was done
+    assert not Provider.objects.filter(name="openai").exists() and not LogicalModel.objects.filter(name="empty").exists()
+    assert LogicalModel.objects.get(name="small").fallbacks == ["fresh"]
+    assert Provider.objects.get(name="stub").api_key == SECRET_VALUES[3]
+    assert list(RateLimitPolicy.objects.values_list("scope", "rpm")) == [("default", 120)]
+    assert Tool.objects.get(tool_id="new.tool").secret_headers and not Tool.objects.get(tool_id="projects.list").enabled
+    assert list(Agent.objects.values_list("id", flat=True)) == ["agent:sofia"]
+    assert set(ChangeRecord.objects.filter(source="api").values_list("actor", flat=True)) == {"token:ci-deployer"}
+    # And now it is a no-op.
+    again = token_client.post("/apply", json=token_client.get("/export").json()).json()
+    assert again["summary"]["create"] == again["summary"]["update"] == again["summary"]["delete"] == 0
+
+
+@pytest.mark.parametrize(
+    "mutate, status, path",
+    [
+        (lambda d: d["models"]["small"].update(fallbacks=["big"]), 422, "models.small.fallbacks"),
+        (lambda d: d["models"]["small"].update(provider="ghost"), 422, "models.small.provider"),
+        (lambda d: d["tools"][0].update(input_schema={"type": "object", "properties": {"a": {"type": 1}}}), 422, "tools[0].input_schema"),
+        (lambda d: d["tools"].append(dict(d["tools"][0])), 422, "tools[2].id"),
+        (lambda d: d["agents"][0].update(character={"bio": 5}), 422, "agents[0].character.bio"),
+        (lambda d: d["rate_limits"].append({"scope": "agent", "rpm": 1}), 422, "rate_limits[2].subject"),
+        (lambda d: d["providers"]["stub"].update(colour="red"), 422, "providers.stub"),
+        (lambda d: d.update(stuff=1), 422, "(root)"),
+        (lambda d: d["tools"].append({"id": "t.x", "name": "X", "input_schema": OBJECT_SCHEMA, "executor": "http",
+                                      "target": "http://svc/x", "secrets": {"X-Key": {"env": "DATABASE_URL"}}}), 422, "tools[2].secrets.X-Key"),
+    ],
+)
+def test_a_bad_document_changes_nothing(token_client, registry, mutate, status, path):
+    document = token_client.get("/export").json()
+    document["providers"]["added"] = {"kind": "stub"}  # valid, and must be rolled back with the rest
+    mutate(document)
+    records = ChangeRecord.objects.count()
+    for query in ("?dry_run=1", ""):
+        response = token_client.post(f"/apply{query}", json=document)
+        assert response.status_code == status, response.text
+        error = response.json()["error"]
+        assert any(d["path"].startswith(path) for d in error["details"]), error
+    assert not Provider.objects.filter(name="added").exists() and ChangeRecord.objects.count() == records
+
+
+def test_bodies_the_apply_endpoint_refuses(token_client):
+    assert token_client.post("/apply", content=b"providers: [", headers={"Content-Type": "application/yaml"}).status_code == 400
+    assert token_client.post("/apply", json=[1]).json()["error"]["details"][0]["path"] == "(root)"
+    assert token_client.post("/apply?dry_run=perhaps", json={}).json()["error"]["type"] == "validation_error"
+
+
+def test_the_engine_resolves_env_references_only_when_asked(registry):
+    document = registry_export()
+    document["tools"].append({"id": "env.tool", "name": "E", "input_schema": OBJECT_SCHEMA, "executor": "http",
+                              "target": "http://svc/e", "secrets": {"X-Key": {"env": "MY_TOOL_KEY"}}})
+    with pytest.raises(ValidationFailed):
+        registry_apply(document=document, environ={"MY_TOOL_KEY": "from-env"})
+    plan = registry_apply(document=document, resolve_env=True, environ={"MY_TOOL_KEY": "from-env"})
+    assert [i.action for i in plan.items if i.id == "env.tool"] == ["create"]
+    assert "from-env" in Tool.objects.get(tool_id="env.tool").secret_headers
+    # Without prune, objects a section leaves out stay.
+    partial = {"models": {"small": registry_export()["models"]["small"]}}
+    plan = registry_apply(document=partial, prune=False)
+    assert plan.summary() == {"create": 0, "update": 0, "delete": 0, "unchanged": 1}
+    assert Deployment.objects.filter(logical_model__name="big").count() == 2
