@@ -92,7 +92,8 @@ class MemoryEntry(models.Model):
         ]
         indexes = [
             models.Index(fields=["agent_id", "occurred_at"], name="memory_entry_agent_time"),
-            models.Index(fields=["agent_id", "channel_id", "occurred_at"], name="memory_entry_agent_channel"),
+            # With id last, "the turn just before/after" is a single index step (see search.py).
+            models.Index(fields=["agent_id", "channel_id", "occurred_at", "id"], name="memory_entry_agent_channel_t"),
             models.Index(fields=["embedding_status", "created_at"], name="memory_entry_status"),
             GinIndex(fields=["search"], name="memory_entry_fts"),
         ]

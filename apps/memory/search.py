@@ -1,10 +1,10 @@
-"""Hybrid memory retrieval: pgvector similarity and Postgres full-text, fused by reciprocal
-rank, within one agent's scope.
+"""Hybrid memory retrieval: pgvector similarity and Postgres full-text within one agent's
+scope, combined by normalized score, with neighbouring turns lifted.
 
 Why both: the vector finds paraphrases, the text finds names, numbers and rare words, and it
 finds entries whose embedding is still pending. The lexical side weighs each query term by
 its rarity in the scope (a BM25-style IDF computed in the same SQL), so common words do not
-drown the rare ones. Scores are fused ranks scaled to 0..1.
+drown the rare ones. Scores are 0..1: 1 is the best match of both sides.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ logger = logging.getLogger(__name__)
 MAX_LIMIT = getattr(settings, "MEMORY_QUERY_MAX_LIMIT", 50)
 MAX_QUERY_CHARS = 2000
 MAX_TERMS = 24
-RRF_K = 60
 # Scopes up to this many entries are searched exactly: cheaper than the index for a few
 # thousand rows, and a filtered HNSW scan could return too few of them.
 EXACT_SEARCH_MAX = getattr(settings, "MEMORY_EXACT_SEARCH_MAX", 20_000)
@@ -102,8 +101,8 @@ def query_terms(query: str) -> list[str]:
     return list(seen)[:MAX_TERMS]
 
 
-def _lexical(cursor, scope: _Scope, terms: list[str], depth: int) -> tuple[list[str], int]:
-    """Ranked ids by IDF-weighted term matches; also returns the scope's size."""
+def _lexical(cursor, scope: _Scope, terms: list[str], depth: int) -> tuple[list[tuple[str, float]], int]:
+    """(id, score) by IDF-weighted term matches, best first; also returns the scope's size."""
     if not terms:
         cursor.execute(f"SELECT count(*) FROM {TABLE} WHERE {scope.where}", scope.params)
         return [], cursor.fetchone()[0]
@@ -127,7 +126,7 @@ def _lexical(cursor, scope: _Scope, terms: list[str], depth: int) -> tuple[list[
     cursor.execute(sql, params)
     rows = cursor.fetchall()
     if rows:
-        return [r[0] for r in rows], rows[0][2]
+        return [(r[0], float(r[1])) for r in rows], rows[0][2]
     cursor.execute(f"SELECT count(*) FROM {TABLE} WHERE {scope.where}", scope.params)
     return [], cursor.fetchone()[0]
 
@@ -136,7 +135,7 @@ def _vector_literal(vector: list[float]) -> str:
     return "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
 
 
-def _dense(cursor, scope: _Scope, model: str, dims: int, vector: list[float], depth: int, scope_size: int) -> list[str]:
+def _dense(cursor, scope: _Scope, model: str, dims: int, vector: list[float], depth: int, scope_size: int) -> list[tuple[str, float]]:
     cast = f"embedding::vector({int(dims)})"
     literal = _vector_literal(vector)
     if scope_size <= EXACT_SEARCH_MAX:
@@ -149,7 +148,12 @@ def _dense(cursor, scope: _Scope, model: str, dims: int, vector: list[float], de
         return _related(cursor.fetchall())
     # Large scope: the HNSW index, with a wider candidate list because the scope filter is
     # applied after the scan (and pgvector >= 0.8 keeps scanning until enough rows pass).
-    cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(40, min(1000, depth * 4))])
+    # Without iterative scans (pgvector < 0.8) the filter is applied to ef_search candidates
+    # only: widen the list by the scope's share of the table, up to pgvector's maximum.
+    cursor.execute(f"SELECT GREATEST(reltuples, 1) FROM pg_class WHERE relname = '{TABLE}'")
+    total = float(cursor.fetchone()[0])
+    share = max(min(1.0, scope_size / total), 1e-6)
+    cursor.execute("SET LOCAL hnsw.ef_search = %s", [int(max(40, min(1000, depth / share)))])
     if supports_iterative_scan():
         cursor.execute("SET LOCAL hnsw.iterative_scan = 'relaxed_order'")
     cursor.execute(
@@ -160,14 +164,16 @@ def _dense(cursor, scope: _Scope, model: str, dims: int, vector: list[float], de
     return _related(cursor.fetchall())
 
 
-def _related(rows: list[tuple]) -> list[str]:
-    # A vector no closer than orthogonal (cosine distance >= 1) says nothing about relevance.
-    return [r[0] for r in rows if r[1] < 1.0]
+def _related(rows: list[tuple]) -> list[tuple[str, float]]:
+    # (id, cosine similarity). A vector no closer than orthogonal says nothing about relevance.
+    return [(r[0], 1.0 - float(r[1])) for r in rows if r[1] < 1.0]
 
 
 def _neighbours(cursor, ids: list[str], scope: _Scope) -> dict[str, list[str]]:
     """For each id, the entries just before and after it in the same agent and channel,
     within the query's scope (a neighbour outside the filters is not lent anything).
+    Entries without a channel have no turn order to speak of. Each lookup is one step on
+    the (agent_id, channel_id, occurred_at, id) index.
     """
     if not ids:
         return {}
@@ -175,13 +181,13 @@ def _neighbours(cursor, ids: list[str], scope: _Scope) -> dict[str, list[str]]:
         f"""
         SELECT c.id, n.id FROM {TABLE} c
         CROSS JOIN LATERAL (
-            (SELECT p.id FROM {TABLE} p WHERE {scope.on("p")} AND p.channel_id IS NOT DISTINCT FROM c.channel_id
+            (SELECT p.id FROM {TABLE} p WHERE {scope.on("p")} AND p.agent_id = c.agent_id AND p.channel_id = c.channel_id
                AND (p.occurred_at, p.id) < (c.occurred_at, c.id) ORDER BY p.occurred_at DESC, p.id DESC LIMIT 1)
             UNION ALL
-            (SELECT f.id FROM {TABLE} f WHERE {scope.on("f")} AND f.channel_id IS NOT DISTINCT FROM c.channel_id
+            (SELECT f.id FROM {TABLE} f WHERE {scope.on("f")} AND f.agent_id = c.agent_id AND f.channel_id = c.channel_id
                AND (f.occurred_at, f.id) > (c.occurred_at, c.id) ORDER BY f.occurred_at, f.id LIMIT 1)
         ) n
-        WHERE c.id = ANY(%s)
+        WHERE c.id = ANY(%s) AND c.channel_id IS NOT NULL
         """,
         [*scope.params, *scope.params, ids],
     )
@@ -191,11 +197,23 @@ def _neighbours(cursor, ids: list[str], scope: _Scope) -> dict[str, list[str]]:
     return result
 
 
-def fuse(rankings: list[list[str]], k: int = RRF_K) -> dict[str, float]:
+def combine(lexical: list[tuple[str, float]], dense: list[tuple[str, float]], alpha: float = 0.5) -> dict[str, float]:
+    """A convex combination of the two sides' normalized scores: the lexical score over its
+    best, the cosine similarity min-max scaled over the candidates. Unlike rank fusion it
+    keeps how far apart candidates are, so a strong match on one side is not pulled level
+    with a weak one on the other. Equal weights: neither side is tuned to a data set.
+    """
     scores: dict[str, float] = {}
-    for ranking in rankings:
-        for rank, entry_id in enumerate(ranking, start=1):
-            scores[entry_id] = scores.get(entry_id, 0.0) + 1.0 / (k + rank)
+    if lexical:
+        best = max(score for _, score in lexical) or 1.0
+        for entry_id, score in lexical:
+            scores[entry_id] = alpha * score / best
+    if dense:
+        sims = [sim for _, sim in dense]
+        low, high = min(sims), max(sims)
+        for entry_id, sim in dense:
+            scaled = (sim - low) / (high - low) if high - low > 1e-9 else 1.0
+            scores[entry_id] = scores.get(entry_id, 0.0) + (1 - alpha) * scaled
     return scores
 
 
@@ -226,7 +244,8 @@ def memory_search_staff(*, query: str, agent_id: str | None = None, limit: int =
 
 
 def _hybrid(*, agent_id, microdao_id, channel_id, query, limit, kinds, since, until, model, neighbour_weight,
-            max_limit: int = MAX_LIMIT) -> list[MemoryHit]:
+            max_limit: int = MAX_LIMIT, sides: tuple[str, ...] = ("lexical", "dense")) -> list[MemoryHit]:
+    # `sides` lets the benchmark measure each ranking alone; callers always use both.
     if not isinstance(query, str) or not query.strip():
         raise ValidationFailed("query must not be empty", details=[{"path": "query", "message": "must be a non-empty string"}])
     if len(query) > MAX_QUERY_CHARS:
@@ -248,9 +267,12 @@ def _hybrid(*, agent_id, microdao_id, channel_id, query, limit, kinds, since, un
     with transaction.atomic(), connection.cursor() as cursor:
         lexical, scope_size = _lexical(cursor, scope, query_terms(query), depth)
         dense = _dense(cursor, scope, spec.name, spec.dimensions, vector, depth, scope_size) if vector is not None and scope_size else []
-        rankings = [lexical, dense]
-        scores = fuse(rankings)
-        max_score = 2.0 / (RRF_K + 1)
+        if sides == ("lexical",):
+            scores, max_score = combine(lexical, [], alpha=1.0), 1.0
+        elif sides == ("dense",):
+            scores, max_score = combine([], dense, alpha=0.0), 1.0
+        else:
+            scores, max_score = combine(lexical, dense), 1.0
         if weight > 0 and scores:
             top = sorted(scores, key=scores.get, reverse=True)[: max(limit * 3, 20)]
             lent: dict[str, float] = {}

@@ -67,6 +67,13 @@ def active_model_spec() -> ModelSpec:
     return fallback
 
 
+def active_model_name_now() -> str | None:
+    """The active model as the database says this instant (for long jobs, which must not
+    act on a snapshot a moment old).
+    """
+    return EmbeddingModel.objects.filter(is_active=True).values_list("name", flat=True).first()
+
+
 def model_spec(name: str) -> ModelSpec:
     spec = _models.get().by_name.get(name)
     if spec is None:

@@ -431,7 +431,7 @@ def reembed_run(*, job_id: str, budget_batches: int | None = None) -> MemoryJob:
     after = str((job.result or {}).get("cursor", ""))
     batches = 0
     while budget_batches is None or batches < budget_batches:
-        if selectors.active_model_spec().name != model_name:
+        if selectors.active_model_name_now() != model_name:
             return _job_finish(job_id, JobStatus.FAILED, {"done": done, "failed": failed, "total": total}, f"{model_name} is no longer the active model")
         ids = memory_ids_needing_model(model_name=model_name, limit=EMBED_BATCH, after_id=after)
         if not ids:

@@ -240,3 +240,12 @@ def test_transcript_size_caps(monkeypatch):
     monkeypatch.setattr(services, "TRANSCRIPT_MAX_ENTRIES", 3)
     with pytest.raises(PayloadTooLarge):
         services.transcript_put(session_id="s", agent_id=AGENT, entries=[*_turns()])
+
+
+def test_demo_seed_is_idempotent():
+    from apps.memory import demo
+
+    demo.seed()
+    demo.seed()
+    assert MemoryEntry.objects.filter(agent_id=AGENT).count() == len(demo.MEMORIES)
+    assert Transcript.objects.filter(session_id="demo-session").exists()
