@@ -4,6 +4,7 @@ token reservations settled to real usage, concurrency slots released."""
 from __future__ import annotations
 
 import concurrent.futures
+import time
 
 import httpx
 import pytest
@@ -14,6 +15,19 @@ from apps.llm.selectors import load_registry
 from apps.llm.tests.conftest import wait_for
 from daarion.errors import RateLimited
 from daarion.testing import start_asgi_server
+
+
+def inside_one_window(needed: float = 10.0) -> None:
+    """Windows are calendar minutes: make sure the next `needed` seconds are inside one, so
+    a test's counts are not split by a rollover."""
+    into_minute = time.time() % 60
+    if into_minute > 60 - needed:
+        time.sleep(60.5 - into_minute)
+
+
+@pytest.fixture(autouse=True)
+def _whole_window():
+    inside_one_window()
 
 
 def acquire(buckets, estimate=10):
@@ -118,6 +132,7 @@ def test_limits_are_exact_across_two_server_processes(api, second_server, stub_m
 
     services.rate_limit_policy_create(scope="agent", subject="agent:policy-probe", rpm=1000)
     assert wait_for(probe), "the second server picked up the policies"
+    inside_one_window()
     with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
         responses = list(pool.map(lambda i: _proxy(urls[i % 2], llm_headers, "agent:limited"), range(20)))
     statuses = [r.status_code for r in responses]
@@ -132,7 +147,8 @@ def test_limits_are_exact_across_two_server_processes(api, second_server, stub_m
 
 
 def test_concurrency_is_exact_across_two_processes(api, second_server, stub_model, fake_provider, make_model, llm_headers, live):
-    make_model("slowpoke", fake_provider, "slow:1.5")
+    services.provider_update(provider=fake_provider, timeout_seconds=10)
+    make_model("slowpoke", fake_provider, "slow:3")  # long enough that all four overlap
     services.rate_limit_policy_create(scope="agent", subject="agent:single", max_concurrent=1)
     services.rate_limit_policy_create(scope="agent", subject="agent:policy-probe", rpm=1000)
     live()
