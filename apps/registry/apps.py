@@ -7,3 +7,7 @@ class RegistryConfig(AppConfig):
     name = "apps.registry"
     label = "registry"
     verbose_name = "Registry management API"
+
+    def ready(self) -> None:
+        # Registers the OpenAPI description of the token authentication.
+        from apps.registry import schema  # noqa: F401

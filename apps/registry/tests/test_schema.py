@@ -1,0 +1,34 @@
+"""The OpenAPI document of the management API and its docs page."""
+
+from __future__ import annotations
+
+from django.core.management import call_command
+
+
+def test_schema_lists_every_route_with_auth_and_errors(api):
+    response = api.get("/api/registry/schema/", params={"format": "json"})
+    assert response.status_code == 200
+    schema = response.json()
+    assert schema["openapi"].startswith("3.")
+    paths = set(schema["paths"])
+    for collection, key in (("providers", "name"), ("models", "name"), ("rate-limits", "id"), ("tools", "id"),
+                            ("agents", "id"), ("embedding-models", "name")):
+        assert f"/api/registry/{collection}/" in paths and f"/api/registry/{collection}/{{{key}}}/" in paths
+    assert {"/api/registry/apply", "/api/registry/export"} <= paths
+    assert not any(p.startswith(("/internal", "/v1")) for p in paths)  # Ninja documents those
+    assert schema["components"]["securitySchemes"]["serviceToken"]["scheme"] == "bearer"
+    create = schema["paths"]["/api/registry/tools/"]["post"]
+    assert create["responses"]["422"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Error"
+    # Secrets are write-only in the contract too.
+    assert "api_key" in schema["components"]["schemas"]["ProviderInRequest"]["properties"]
+    assert schema["components"]["schemas"]["ProviderOut"]["properties"]["api_key"]["allOf"][0]["$ref"].endswith("ProviderKeyOut")
+
+
+def test_schema_validates_without_warnings(tmp_path, db):
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
+    assert (tmp_path / "schema.yaml").read_text().startswith("openapi:")
+
+
+def test_docs_page(api):
+    page = api.get("/api/registry/docs/")
+    assert page.status_code == 200 and "redoc" in page.text.lower()
