@@ -18,6 +18,7 @@ import contextvars
 import ipaddress
 import json
 import socket
+import ssl
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -173,12 +174,18 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+def _ssl_context() -> ssl.SSLContext:
+    if settings.TOOLS_HTTP_CA_BUNDLE:
+        return ssl.create_default_context(cafile=settings.TOOLS_HTTP_CA_BUNDLE)
+    return httpx.create_ssl_context()
+
+
 def _transport() -> httpx.AsyncHTTPTransport:
     transport = httpx.AsyncHTTPTransport(trust_env=False)
     # httpx (pinned in requirements.txt) has no public hook for the network backend; its pool
     # is rebuilt here with the same settings and ours.
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
+        ssl_context=_ssl_context(),
         max_connections=200,
         max_keepalive_connections=50,
         keepalive_expiry=30,

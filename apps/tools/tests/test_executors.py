@@ -209,3 +209,67 @@ def test_the_client_never_connects_to_an_unchecked_host(http_target):
 
     with pytest.raises(httpx.ConnectError, match="no checked address"):
         run(direct())
+
+
+@pytest.fixture
+def https_target(tmp_path):
+    """An HTTPS server on 127.0.0.1 with a self-signed certificate for `localhost`."""
+    import datetime
+    import ssl
+    import threading
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from apps.tools.tests.conftest import _QuietServer, _TargetHandler
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    server = _QuietServer(("127.0.0.1", 0), _TargetHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], str(cert_path)
+    server.shutdown()
+
+
+@pytest.fixture
+def fresh_http_client():
+    """Drops the pooled client so one built with the test's TLS settings is used."""
+    from apps.tools.executors import http
+
+    http._clients.clear()
+    yield
+    http._clients.clear()
+
+
+def test_https_target_by_name_verifies_the_certificate(make_tool, https_target, settings, fresh_http_client):
+    port, ca = https_target
+    settings.TOOLS_HTTP_ALLOWED_HOSTS = [f"localhost:{port}"]
+    make_tool("t.tls", target=f"https://localhost:{port}/echo")
+    untrusted = call("t.tls")
+    assert untrusted.error_type == "connect_error" and "CERTIFICATE_VERIFY_FAILED" in untrusted.error
+
+    from apps.tools.executors import http
+
+    http._clients.clear()
+    settings.TOOLS_HTTP_CA_BUNDLE = ca
+    outcome = call("t.tls")
+    assert outcome.ok, outcome
+    assert outcome.result["echo"]["args"] == {"microdao_id": "microdao:7"}
