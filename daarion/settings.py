@@ -239,6 +239,8 @@ DAARION_PUBLIC_URL = os.environ.get("DAARION_PUBLIC_URL", "http://127.0.0.1:8000
 TOOLS_HTTP_ALLOWED_HOSTS = _env_list("TOOLS_HTTP_ALLOWED_HOSTS", _urlsplit(DAARION_PUBLIC_URL).netloc)
 TOOLS_HTTP_MAX_RESPONSE_BYTES = int(os.environ.get("TOOLS_HTTP_MAX_RESPONSE_BYTES", str(1024 * 1024)))
 TOOLS_HTTP_MAX_REDIRECTS = int(os.environ.get("TOOLS_HTTP_MAX_REDIRECTS", "3"))
+# A CA bundle (PEM path) for HTTPS tool targets behind an internal CA; empty: the public CAs.
+TOOLS_HTTP_CA_BUNDLE = os.environ.get("TOOLS_HTTP_CA_BUNDLE", "")
 # Audit rows are queued in Redis and flushed by a thread in each web process.
 TOOLS_AUDIT_BACKGROUND = _env_bool("TOOLS_AUDIT_BACKGROUND", True)
 TOOLS_AUDIT_FLUSH_INTERVAL = float(os.environ.get("TOOLS_AUDIT_FLUSH_INTERVAL", "0.5"))
