@@ -184,6 +184,7 @@ async def stream(request: HttpRequest, payload: ProxyIn) -> StreamingHttpRespons
     ctx = _proxy_context(request, payload, Endpoint.STREAM)
     routed = llm_router.Stream(_call(payload, payload.max_tokens), ctx)
     routed.outcome.started = _started(request)
+    routed.finish_with(asyncio.current_task())
     await routed.admit()
     interval = float(settings.LLM_STREAM_HEARTBEAT_SECONDS)
     body = _with_heartbeat(_ui_message_stream(routed, ctx.request_id), interval)
@@ -349,6 +350,7 @@ async def chat_completions(request: HttpRequest, payload: ChatCompletionIn, resp
         }
     routed = llm_router.Stream(call, ctx)
     routed.outcome.started = _started(request)
+    routed.finish_with(asyncio.current_task())
     await routed.admit()
     # Open before answering: an SDK expects failures as HTTP statuses, not inside a stream.
     await routed.open()

@@ -522,6 +522,7 @@ class Stream:
         self._completion_text: list[str] = []
         self._finished = False
         self._recorded = False
+        self._admitted = False  # refused calls (unknown model, rate limit) record no usage
 
     async def admit(self) -> None:
         """Model lookup and rate limits: errors here are plain HTTP errors, before any byte."""
@@ -530,6 +531,7 @@ class Stream:
         estimate = ratelimit.estimate_tokens(self.call.messages, self.call.max_tokens)
         self._prompt_estimate = max(1, estimate - (self.call.max_tokens or 256))
         self._lease = await _admit(self._registry, self.ctx, estimate, self.outcome)
+        self._admitted = True
 
     async def open(self) -> None:
         assert self._registry is not None and self._model is not None, "admit() first"
@@ -627,6 +629,28 @@ class Stream:
                 except Exception:  # noqa: BLE001
                     pass
             await self.finish(status, error_type)
+
+    def finish_with(self, task: asyncio.Task | None) -> None:
+        """Makes sure usage is recorded and the rate-limit lease released when `task` ends,
+        even if the response body never started (a client gone right after the headers)."""
+        if task is None:
+            return
+
+        def done(_: asyncio.Task) -> None:
+            if self._admitted and not self._recorded:
+                task.get_loop().create_task(self.abandon())
+
+        task.add_done_callback(done)
+
+    async def abandon(self) -> None:
+        if self._iterator is not None and not self._finished:
+            closer = getattr(self._iterator, "aclose", None)
+            if closer is not None:
+                try:
+                    await closer()
+                except Exception:  # noqa: BLE001 - the upstream is going away either way
+                    pass
+        await self.finish(UsageStatus.CANCELLED, "client_disconnected")
 
     def _estimated_usage(self) -> Usage:
         return Usage(self._prompt_estimate, count_words("".join(self._completion_text)))

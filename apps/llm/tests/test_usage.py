@@ -102,3 +102,39 @@ def test_a_client_giving_up_cancels_a_non_streamed_call(api, fake_provider, make
     assert wait_for(lambda: fake_stats()["disconnects"] >= 1)
     rows = wait_for(lambda: list(UsageRecord.objects.filter(request_id="req-cancel-proxy")))
     assert rows and rows[0].status == "cancelled"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stream_abandoned_before_its_body_started_still_settles(stub_model):
+    """The client went away between the headers and the first chunk: the task ends without
+    ever iterating the body; usage is still recorded and the concurrency slot released."""
+    import asyncio
+
+    from asgiref.sync import async_to_sync
+
+    from apps.llm import router, services
+    from apps.llm.tests.conftest import usage_rows
+
+    services.rate_limit_policy_create(scope="agent", subject="agent:solo", max_concurrent=1)
+    call = router.ChatCall(model="dagi-stub", messages=[{"role": "user", "content": "hi there"}])
+
+    async def scenario() -> None:
+        routed = router.Stream(call, router.CallContext(agent_id="agent:solo", request_id="req-abandoned"))
+
+        async def view() -> None:
+            routed.finish_with(asyncio.current_task())
+            await routed.admit()
+            await routed.open()
+
+        await asyncio.create_task(view())
+        for _ in range(100):  # the done-callback's cleanup runs as its own task
+            if routed._recorded:  # noqa: SLF001
+                break
+            await asyncio.sleep(0.01)
+        again = router.Stream(call, router.CallContext(agent_id="agent:solo"))
+        await again.admit()  # would be 429 if the first slot had leaked
+        await again.abandon()
+
+    async_to_sync(scenario)()
+    row = usage_rows(request_id="req-abandoned")[0]
+    assert (row.status, row.error_type, row.stream) == ("cancelled", "client_disconnected", True)
