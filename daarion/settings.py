@@ -241,6 +241,8 @@ TOOLS_HTTP_MAX_RESPONSE_BYTES = int(os.environ.get("TOOLS_HTTP_MAX_RESPONSE_BYTE
 TOOLS_HTTP_MAX_REDIRECTS = int(os.environ.get("TOOLS_HTTP_MAX_REDIRECTS", "3"))
 # A CA bundle (PEM path) for HTTPS tool targets behind an internal CA; empty: the public CAs.
 TOOLS_HTTP_CA_BUNDLE = os.environ.get("TOOLS_HTTP_CA_BUNDLE", "")
+# Browser origins (besides our own host) allowed to call /mcp; e.g. "https://studio.example.com".
+TOOLS_MCP_ALLOWED_ORIGINS = _env_list("TOOLS_MCP_ALLOWED_ORIGINS")
 # Audit rows are queued in Redis and flushed by a thread in each web process.
 TOOLS_AUDIT_BACKGROUND = _env_bool("TOOLS_AUDIT_BACKGROUND", True)
 TOOLS_AUDIT_FLUSH_INTERVAL = float(os.environ.get("TOOLS_AUDIT_FLUSH_INTERVAL", "0.5"))

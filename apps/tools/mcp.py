@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -129,12 +131,33 @@ async def _method(method: str, params: dict, *, agent_id: str, microdao_id: str,
     raise RpcError(METHOD_NOT_FOUND, f"method {method!r} is not supported")
 
 
+def _refuse_origin_or_version(request: HttpRequest) -> HttpResponse | None:
+    """The transport's two header rules: a browser Origin must be ours or listed (no DNS
+    rebinding from a web page), and a protocol version header must name a version we speak."""
+    origin = request.headers.get("Origin")
+    if origin:
+        netloc = urlsplit(origin).netloc.lower()
+        allowed = {o.lower() for o in settings.TOOLS_MCP_ALLOWED_ORIGINS}
+        if netloc != request.get_host().lower() and origin.lower() not in allowed and netloc not in allowed:
+            return render_error(Forbidden(f"origin {origin!r} may not use this MCP server", type="origin_not_allowed"))
+    version = request.headers.get("MCP-Protocol-Version")
+    if version and version not in SUPPORTED_VERSIONS:
+        return render_error(
+            BadRequest(f"unsupported MCP-Protocol-Version {version!r}", type="unsupported_protocol_version",
+                       details={"supported": list(SUPPORTED_VERSIONS)})
+        )
+    return None
+
+
 @csrf_exempt
 async def mcp_endpoint(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         response = HttpResponse(status=405)
         response["Allow"] = "POST"
         return response
+    refused = _refuse_origin_or_version(request)
+    if refused is not None:
+        return refused
     try:
         principal = await _auth(request)
         agent_id = _agent_of(request, principal)

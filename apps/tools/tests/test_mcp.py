@@ -123,3 +123,13 @@ def test_refusals_over_raw_http(tools_api, make_token, mcp_tools):
     assert init.json()["result"]["protocolVersion"] == "2025-11-25"
     batch = _rpc(tools_api, bound, [{"jsonrpc": "2.0", "id": 6, "method": "ping"}, {"jsonrpc": "2.0", "method": "notifications/x"}])
     assert batch.json() == [{"jsonrpc": "2.0", "id": 6, "result": {}}]
+
+
+def test_origin_and_protocol_version_headers(tools_api, tools_server, make_token, mcp_tools):
+    bound = make_token(scopes=["tools"], agents=["agent:sofia"])
+    evil = _rpc(tools_api, bound, Origin="http://evil.example")
+    assert evil.status_code == 403 and evil.json()["error"]["type"] == "origin_not_allowed"
+    assert _rpc(tools_api, bound, Origin=tools_server.url).status_code == 200  # same origin
+    old = _rpc(tools_api, bound, **{"MCP-Protocol-Version": "2023-01-01"})
+    assert old.status_code == 400 and old.json()["error"]["details"]["supported"][0] == "2025-11-25"
+    assert _rpc(tools_api, bound, **{"MCP-Protocol-Version": "2025-06-18"}).status_code == 200
