@@ -433,8 +433,9 @@ async def chat(call: ChatCall, ctx: CallContext, outcome: Outcome | None = None)
         status, error_type = UsageStatus.CANCELLED, "client_disconnected"
         raise
     finally:
-        await ratelimit.settle(lease, actual_tokens=outcome.usage.total_tokens)
         usage.emit(_usage_record(ctx, outcome, served_model, status=status, error_type=error_type))
+        # Shielded: a second cancellation must not leave the slot taken.
+        await asyncio.shield(ratelimit.settle(lease, actual_tokens=outcome.usage.total_tokens))
 
 
 async def _route_chat(
@@ -720,5 +721,6 @@ async def embed(
         status, error_type = UsageStatus.CANCELLED, "client_disconnected"
         raise
     finally:
-        await ratelimit.settle(lease, actual_tokens=outcome.usage.total_tokens)
         usage.emit(_usage_record(ctx, outcome, served, status=status, error_type=error_type, endpoint=Endpoint.EMBEDDINGS))
+        # Shielded: a second cancellation must not leave the slot taken.
+        await asyncio.shield(ratelimit.settle(lease, actual_tokens=outcome.usage.total_tokens))
