@@ -4,6 +4,8 @@ so every rule (URLs, key sources, fallbacks without loops) holds whichever door 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -405,6 +407,15 @@ def _expect(cond: bool, path: str, message: str) -> None:
         raise _ImportError(path, message)
 
 
+@contextmanager
+def _values_at(path: str) -> Iterator[None]:
+    """Turns a failed number conversion into an error that names the key."""
+    try:
+        yield
+    except (TypeError, ValueError) as exc:
+        raise _ImportError(path, f"invalid value: {exc}") from exc
+
+
 def _as_mapping(value: Any, path: str) -> dict[str, Any]:
     _expect(isinstance(value, dict), path, f"expected a mapping, got {type(value).__name__}")
     return value
@@ -438,15 +449,16 @@ def _import_providers(data: dict[str, Any], report: ImportReport) -> None:
         path = f"providers.{name}"
         spec = _as_mapping(raw or {}, path)
         _only_keys(spec, path, _PROVIDER_KEYS)
-        values = {
-            "kind": _kind_for(name, spec),
-            "base_url": spec.get("base_url", "") or "",
-            "api_key_env": spec.get("api_key_env", "") or "",
-            "timeout_seconds": float(spec.get("timeout_seconds", spec.get("timeout", 60.0))),
-            "max_retries": int(spec.get("max_retries", 2)),
-            "extra_headers": spec.get("extra_headers") or {},
-            "enabled": bool(spec.get("enabled", True)),
-        }
+        with _values_at(path):
+            values = {
+                "kind": _kind_for(name, spec),
+                "base_url": spec.get("base_url", "") or "",
+                "api_key_env": spec.get("api_key_env", "") or "",
+                "timeout_seconds": float(spec.get("timeout_seconds", spec.get("timeout", 60.0))),
+                "max_retries": int(spec.get("max_retries", 2)),
+                "extra_headers": spec.get("extra_headers") or {},
+                "enabled": bool(spec.get("enabled", True)),
+            }
         existing = Provider.objects.filter(name=name).first()
         if existing is None:
             _apply(path, provider_create, name=str(name), api_key=spec.get("api_key", "") or "", **values)
@@ -482,8 +494,10 @@ def _import_models(data: dict[str, Any], report: ImportReport) -> None:
         spec = _as_mapping(raw or {}, path)
         _only_keys(spec, path, _MODEL_KEYS)
         price = _as_mapping(spec.get("price") or {}, f"{path}.price")
+        with _values_at(path):
+            context_window = int(spec.get("context_window", 8192))
         values = {
-            "context_window": int(spec.get("context_window", 8192)),
+            "context_window": context_window,
             "input_price_per_mtok": spec.get("input_price_per_mtok", price.get("input", 0)),
             "output_price_per_mtok": spec.get("output_price_per_mtok", price.get("output", 0)),
             "can_embed": bool(spec.get("can_embed", False)),
@@ -505,12 +519,13 @@ def _import_models(data: dict[str, Any], report: ImportReport) -> None:
             provider = Provider.objects.filter(name=provider_name).first()
             _expect(provider is not None, f"{dpath}.provider", f"unknown provider {provider_name!r}")
             upstream = str(dspec.get("name") or name)
-            dvalues = {
-                "weight": int(dspec.get("weight", 1)),
-                "rpm_limit": dspec.get("rpm"),
-                "tpm_limit": dspec.get("tpm"),
-                "enabled": bool(dspec.get("enabled", True)),
-            }
+            with _values_at(dpath):
+                dvalues = {
+                    "weight": int(dspec.get("weight", 1)),
+                    "rpm_limit": None if dspec.get("rpm") is None else int(dspec["rpm"]),
+                    "tpm_limit": None if dspec.get("tpm") is None else int(dspec["tpm"]),
+                    "enabled": bool(dspec.get("enabled", True)),
+                }
             deployment = Deployment.objects.filter(logical_model=model, provider=provider, upstream_model=upstream).first()
             if deployment is None:
                 deployment = _apply(dpath, deployment_create, logical_model=model, provider=provider, upstream_model=upstream, **dvalues)
