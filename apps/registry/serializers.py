@@ -90,6 +90,12 @@ class DeploymentIn(serializers.Serializer):
     tpm_limit = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
     enabled = serializers.BooleanField(required=False, default=True)
 
+    def to_representation(self, instance: Any) -> Any:
+        # The browsable API fills its edit form from the stored deployment: name the provider.
+        if isinstance(instance, Deployment):
+            return DeploymentOut(instance).data
+        return super().to_representation(instance)
+
 
 class LogicalModelOut(serializers.ModelSerializer):
     deployments = DeploymentOut(many=True, read_only=True)
@@ -162,7 +168,7 @@ class ToolOut(serializers.ModelSerializer):
 
 
 class ToolIn(serializers.Serializer):
-    id = serializers.CharField(max_length=128)
+    id = serializers.CharField(max_length=128, source="tool_id")
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(allow_blank=True, required=False, default="")
     input_schema = serializers.JSONField()
@@ -199,9 +205,8 @@ class AgentOut(serializers.ModelSerializer):
 
     @extend_schema_field({"type": "object", "additionalProperties": {"$ref": "#/components/schemas/SecretStateOut"}})
     def get_secrets(self, obj: Agent) -> dict[str, Any]:
-        # Only names and dates: the value column is never read into the response.
-        rows = obj.secrets.values_list("name", "updated_at").order_by("name")
-        return {name: _state(True, updated_at) for name, updated_at in rows}
+        # Only names and dates: the views prefetch the secrets without their value column.
+        return {secret.name: _state(True, secret.updated_at) for secret in sorted(obj.secrets.all(), key=lambda x: x.name)}
 
 
 class AgentIn(serializers.Serializer):

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Prefetch, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.agents import services as agent_services
-from apps.agents.models import Agent
+from apps.agents.models import Agent, AgentSecret
 from apps.llm import services as llm_services
 from apps.llm.models import LogicalModel, Provider, RateLimitPolicy
 from apps.memory import services as memory_services
@@ -37,11 +37,12 @@ from daarion.audit import acting_as
 from daarion.errors import Conflict, ValidationFailed
 
 
-def _refuse_rename(current: str, data: dict[str, Any], field: str) -> None:
+def _refuse_rename(current: str, data: dict[str, Any], field: str, path: str | None = None) -> None:
+    path = path or field
     if field in data and data.pop(field) != current:
         raise ValidationFailed(
-            f"{field}: cannot be changed (it names the object); create a new one instead",
-            details=[{"path": field, "message": "cannot be changed; create a new object instead"}],
+            f"{path}: cannot be changed (it names the object); create a new one instead",
+            details=[{"path": path, "message": "cannot be changed; create a new object instead"}],
         )
 
 
@@ -200,8 +201,8 @@ class ToolViewSet(RegistryViewSet):
     def write(self, obj: Tool | None, data: dict[str, Any]) -> Tool:
         secret_headers = data.pop("secret_headers", None)
         if obj is None:
-            return tool_services.tool_create(tool_id=data.pop("id"), secret_headers=secret_headers, **data)
-        _refuse_rename(obj.tool_id, data, "id")
+            return tool_services.tool_create(tool_id=data.pop("tool_id"), secret_headers=secret_headers, **data)
+        _refuse_rename(obj.tool_id, data, "tool_id", path="id")
         return tool_services.tool_update(tool=obj, secret_headers=secret_headers, **data)
 
     def remove(self, obj: Tool) -> None:
@@ -212,7 +213,10 @@ class ToolViewSet(RegistryViewSet):
 class AgentViewSet(RegistryViewSet):
     """Agent blueprints; `secrets` is write-only (`{NAME: value}` sets, `{NAME: null}` deletes)."""
 
-    queryset = Agent.objects.all()
+    # Secrets without their value column: a response never even decrypts one.
+    queryset = Agent.objects.prefetch_related(
+        Prefetch("secrets", queryset=AgentSecret.objects.only("id", "agent_id", "name", "updated_at"))
+    )
     lookup_field = "id"
     input_serializer, output_serializer = s.AgentIn, s.AgentOut
     filter_fields = {"microdao_id": ("microdao_id", str), "model": ("model", str), "enabled": ("enabled", bool)}

@@ -131,5 +131,14 @@ def test_model_deployments_are_replaced_and_pages_work(token_client, stub_provid
 def test_browsable_api_for_staff(session_client, stub_provider):
     page = session_client.get("/providers/", headers={"Accept": "text/html"})
     assert page.status_code == 200 and "text/html" in page.headers["content-type"] and "stub" in page.text
+    for collection, case in CASES.items():
+        created = session_client.post(f"/{collection}/", json=case["create"]).json()
+        html = session_client.get(_path(collection, created, case["key"]), headers={"Accept": "text/html"})
+        assert html.status_code == 200, (collection, html.text[:300])
+    # The edit forms are filled from the stored object, under the API's names.
+    tool_page = session_client.get("/tools/projects.list/", headers={"Accept": "text/html"}).text
+    assert "&quot;id&quot;: &quot;projects.list&quot;" in tool_page
+    model_page = session_client.get("/models/gpt-x/", headers={"Accept": "text/html"}).text
+    assert "&quot;provider&quot;: &quot;stub&quot;" in model_page
     root = session_client.get("/", headers={"Accept": "application/json"})
     assert root.status_code == 200 and "providers" in root.json()

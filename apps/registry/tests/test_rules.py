@@ -111,3 +111,16 @@ def test_the_same_rule_refuses_the_import_and_the_api(token_client):
     api_message = next(d["message"] for d in api_error["details"] if d["path"] == "input_schema")
     assert any(api_message in message for message in raised.value.messages)
     assert not Tool.objects.exists() and not Provider.objects.filter(name="p").exists()
+
+
+def test_a_fallback_loop_is_refused_alike_by_the_api_and_the_import(token_client, stub_provider):
+    from apps.llm.services import registry_import
+    from daarion.errors import ValidationFailed
+
+    for name, fallbacks in (("a", []), ("b", ["a"])):
+        body = {"name": name, "fallbacks": fallbacks, "deployments": [{"provider": "stub", "upstream_model": name}]}
+        assert token_client.post("/models/", json=body).status_code == 201
+    api_error = _refused(token_client.patch("/models/a/", json={"fallbacks": ["b"]}), 422, "validation_error", "fallbacks")
+    with pytest.raises(ValidationFailed) as raised:
+        registry_import(data={"models": {"a": {"provider": "stub", "name": "a", "fallbacks": ["b"]}}})
+    assert api_error["details"][0]["message"] == raised.value.details[0]["message"] == "fallbacks would loop: a → b → a"
