@@ -139,3 +139,15 @@ def test_celery_task_flushes_the_queue(make_tool, celery_worker):
     call("no.such.tool.for.celery")
     assert flush_audit() == 1
     assert ToolCall.objects.filter(tool_id="no.such.tool.for.celery").exists()
+
+
+def test_flush_tool_audit_command():
+    import io
+
+    from django.core.management import call_command
+
+    call("no.such.tool.for.command")
+    out = io.StringIO()
+    call_command("flush_tool_audit", stdout=out)
+    assert out.getvalue().strip() == "flushed 1 audit entries"
+    assert ToolCall.objects.filter(tool_id="no.such.tool.for.command").exists()

@@ -107,3 +107,16 @@ def test_export_round_trips(tmp_path):
     exported = _run("export_tools")
     assert "projects.list" in exported
     assert "unchanged 1" in _run("import_tools", _write(tmp_path, exported))
+
+
+def test_export_to_a_file_names_secret_variables_not_values(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROJECTS_KEY", "k-123456789")
+    document = yaml.safe_load(SEED_YAML)
+    document["tools"][0]["secrets"] = {"X-Api-Key": {"env": "PROJECTS_KEY"}}
+    _run("import_tools", _write(tmp_path, yaml.safe_dump(document)))
+    target = tmp_path / "out.yaml"
+    call_command("export_tools", "-o", str(target), stdout=io.StringIO(), stderr=io.StringIO())
+    text = target.read_text()
+    assert "k-123456789" not in text
+    exported = yaml.safe_load(text)["tools"][0]
+    assert exported["secrets"] == {"X-Api-Key": {"env": "TOOL_SECRET_PROJECTS_LIST_X_API_KEY"}}
