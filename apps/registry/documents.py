@@ -83,7 +83,7 @@ class Plan:
         counts = self.summary()
         out.append(
             f"{'dry run: ' if self.dry_run else ''}{counts['create']} {prefix}created, {counts['update']} {prefix}updated, "
-            f"{counts['delete']} {prefix}deleted, {counts['unchanged']} unchanged"
+            f"{counts['unchanged']} unchanged, {counts['delete']} {prefix}deleted"
         )
         return out
 

@@ -176,3 +176,17 @@ def test_the_engine_resolves_env_references_only_when_asked(registry):
     plan = registry_apply(document=partial, prune=False)
     assert plan.summary() == {"create": 0, "update": 0, "delete": 0, "unchanged": 1}
     assert Deployment.objects.filter(logical_model__name="big").count() == 2
+
+
+def test_the_plan_prints_as_the_import_command_prints_it(registry):
+    document = registry_export()
+    document["models"]["fresh"] = {"provider": "stub", "name": "fresh-1"}
+    del document["models"]["empty"]
+    plan = registry_apply(document=document, dry_run=True)
+    assert plan.lines() == [
+        "would be created: models.fresh",
+        "would be deleted: models.empty",
+        "dry run: 1 would be created, 0 would be updated, 10 unchanged, 1 would be deleted",
+    ]
+    assert LogicalModel.objects.filter(name="empty").exists() and not LogicalModel.objects.filter(name="fresh").exists()
+    assert registry_apply(document=document).lines()[-1] == "1 created, 0 updated, 10 unchanged, 1 deleted"
