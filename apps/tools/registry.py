@@ -119,7 +119,14 @@ def _decode_secrets(raw: str, tool_id: str) -> dict[str, str]:
 
 
 def definition_of(row: Any) -> ToolDefinition:
-    """A ToolDefinition from a Tool row (schemas compiled once, here)."""
+    """A ToolDefinition from a Tool row (schemas compiled once, here).
+
+    Raises on a schema that is not valid 2020-12 (only a write past the services could store
+    one): the loader then leaves the tool out rather than fail every call to it.
+    """
+    Draft202012Validator.check_schema(row.input_schema)
+    if row.output_schema is not None:
+        Draft202012Validator.check_schema(row.output_schema)
     return ToolDefinition(
         id=row.tool_id,
         name=row.name,

@@ -409,7 +409,11 @@ async def _run_checked(
         return _refusal(CallStatus.ERROR, "unknown_executor", f"no executor {tool.executor!r}")
     ctx = ToolContext(tool_id=tool_id, agent_id=agent_id, microdao_id=microdao_id, request_id=request_id,
                       extra=dict(context or {}))
-    result = await run(tool, args, ctx)
+    try:
+        result = await run(tool, args, ctx)
+    except Exception as exc:  # noqa: BLE001 - an executor bug is a failed call with a reason, never a 500
+        logger.exception("executor %s failed on tool %s", tool.executor, tool_id)
+        return _refusal(CallStatus.ERROR, "execution_error", f"{type(exc).__name__}: {exc or 'no detail'}"[:500])
     # A failed result is returned as it is: an output-schema error must not hide the real one.
     if result.ok and tool.output_validator is not None:
         errors = validation_errors(tool.output_validator, result.result)

@@ -151,3 +151,19 @@ def test_flush_tool_audit_command():
     call_command("flush_tool_audit", stdout=out)
     assert out.getvalue().strip() == "flushed 1 audit entries"
     assert ToolCall.objects.filter(tool_id="no.such.tool.for.command").exists()
+
+
+def test_a_row_written_past_the_services_cannot_break_calls(make_tool, http_target, allow_local):
+    """A schema stored by raw SQL leaves that tool out (404), and non-JSON args fail cleanly."""
+    from apps.tools.models import Tool
+    from apps.tools.services import tool_update
+
+    tool = make_tool("t.raw", target=f"{http_target}/echo")
+    Tool.objects.filter(pk=tool.pk).update(input_schema={"type": 12})
+    make_tool("t.other", target=f"{http_target}/echo")  # bumps the registry version
+    assert call("t.raw").error_type == "tool_not_found"
+    assert call("t.other").ok
+    odd = call("t.other", args={"microdao_id": "m", "when": object()})
+    assert odd.error_type == "execution_error" and "not JSON serializable" in odd.error
+    tool_update(tool=Tool.objects.get(pk=tool.pk), input_schema={"type": "object"})
+    assert call("t.raw").ok
