@@ -43,10 +43,28 @@ def _path_of(error: ValidationError) -> str:
     return path
 
 
-def validation_errors(validator: Draft202012Validator, instance: Any) -> list[dict[str, str]]:
-    """Every error as {"path": JSON path ($ = the instance), "message"}; stable order."""
+def _is_secret(error: ValidationError, secrets: list[tuple[str, ...]]) -> bool:
+    where = tuple("*" if isinstance(p, int) else str(p) for p in error.absolute_path)
+    return any(where[: len(path)] == path for path in secrets)
+
+
+def validation_errors(
+    validator: Draft202012Validator, instance: Any, secrets: list[tuple[str, ...]] | None = None
+) -> list[dict[str, str]]:
+    """Every error as {"path": JSON path ($ = the instance), "message"}; stable order.
+
+    jsonschema quotes the offending value in its message; for a secret field the message
+    names only the rule broken, so the value reaches neither the audit row nor the logs.
+    """
     errors = sorted(validator.iter_errors(instance), key=lambda e: (list(map(str, e.absolute_path)), e.message))
-    return [{"path": _path_of(err), "message": err.message} for err in errors[:_MAX_ERRORS]]
+    return [
+        {
+            "path": _path_of(err),
+            "message": f"the value breaks the {err.validator!r} rule" if secrets and _is_secret(err, secrets)
+            else err.message,
+        }
+        for err in errors[:_MAX_ERRORS]
+    ]
 
 
 def secret_paths(schema: Any) -> list[tuple[str, ...]]:

@@ -396,7 +396,7 @@ async def _run_checked(
             {"limit_per_minute": tool.rate_limit_per_minute, "retry_after_s": 60 - int(time.time()) % 60},
         )
     if tool.input_validator is not None:
-        errors = validation_errors(tool.input_validator, args)
+        errors = validation_errors(tool.input_validator, args, list(tool.secret_arg_paths))
         if errors:
             return _refusal(
                 CallStatus.INVALID_ARGS,

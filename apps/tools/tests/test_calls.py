@@ -167,3 +167,16 @@ def test_a_row_written_past_the_services_cannot_break_calls(make_tool, http_targ
     assert odd.error_type == "execution_error" and "not JSON serializable" in odd.error
     tool_update(tool=Tool.objects.get(pk=tool.pk), input_schema={"type": "object"})
     assert call("t.raw").ok
+
+
+def test_invalid_secret_values_are_not_quoted(make_tool):
+    schema = {**SECRET_SCHEMA, "properties": {**SECRET_SCHEMA["properties"],
+                                              "password": {"type": "string", "writeOnly": True, "minLength": 10}}}
+    make_tool("t.secretcheck", input_schema=schema)
+    outcome = call("t.secretcheck", args={"microdao_id": "m", "password": "hunter2", "keys": [{"k": 5}]})
+    assert outcome.error_type == "invalid_args"
+    assert "hunter2" not in outcome.error and "hunter2" not in str(outcome.details)
+    assert {"path": "$.password", "message": "the value breaks the 'minLength' rule"} in outcome.details
+    assert {"path": "$.keys[0].k", "message": "the value breaks the 'type' rule"} in outcome.details
+    row = flushed_calls()[-1]
+    assert "hunter2" not in row.error and row.args["password"] == "[redacted]"
