@@ -92,10 +92,12 @@ _VALID_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 class ToolNames:
     """Maps tool ids such as `projects.list` to valid function names and back."""
 
-    def __init__(self, tools: list[dict[str, Any]] | None) -> None:
+    def __init__(self, tools: list[dict[str, Any]] | None, messages: list[dict[str, Any]] | None = None) -> None:
         self.to_upstream: dict[str, str] = {}
         self.to_caller: dict[str, str] = {}
-        for tool in tools or []:
+        # Names in the history's tool calls count too: a follow-up turn may offer no tools.
+        history = [call for m in messages or [] for call in (m.get("tool_calls") or [])]
+        for tool in [*(tools or []), *history]:
             name = str((tool.get("function") or {}).get("name", ""))
             if not name or name in self.to_upstream:
                 continue
@@ -441,7 +443,7 @@ async def chat(call: ChatCall, ctx: CallContext, outcome: Outcome | None = None)
 async def _route_chat(
     registry: Registry, model: ModelSpec, call: ChatCall, outcome: Outcome, estimate: int
 ) -> tuple[ChatResponse, ModelSpec]:
-    names = ToolNames(call.tools)
+    names = ToolNames(call.tools, call.messages)
     request = ChatRequest(
         messages=names.messages(call.messages),
         temperature=call.temperature,
@@ -518,7 +520,7 @@ class Stream:
         self._lease: ratelimit.Lease | None = None
         self._iterator: AsyncIterator[StreamEvent] | None = None
         self._first: StreamEvent | None = None
-        self._names = ToolNames(call.tools)
+        self._names = ToolNames(call.tools, call.messages)
         self._prompt_estimate = 0
         self._completion_text: list[str] = []
         self._finished = False

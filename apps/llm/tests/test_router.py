@@ -287,3 +287,16 @@ def test_a_hosted_provider_without_a_key_is_skipped_without_a_call(stub_model, m
         chat("gpt-x")
     attempt = info.value.details["attempts"][0]
     assert attempt["error_type"] == "no_api_key" and "TEST_ABSENT_KEY" in attempt["message"]
+
+
+def test_history_tool_names_are_mapped_even_without_tools(fake_provider, make_model, fake_stats):
+    make_model("remote", fake_provider, "echo")
+    history = [
+        {"role": "user", "content": "projects?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "projects.list", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "Roadmap"},
+        {"role": "user", "content": "thanks"},
+    ]
+    chat("remote", messages=history)
+    assert fake_stats()["last"]["body"]["messages"][1]["tool_calls"][0]["function"]["name"] == "projects_list"
