@@ -138,3 +138,31 @@ def test_a_stream_abandoned_before_its_body_started_still_settles(stub_model):
     async_to_sync(scenario)()
     row = usage_rows(request_id="req-abandoned")[0]
     assert (row.status, row.error_type, row.stream) == ("cancelled", "client_disconnected", True)
+
+
+def test_records_stay_in_the_process_while_redis_is_down():
+    import time
+
+    import redis as redis_lib
+
+    from daarion import redis_client
+
+    working = redis_client.get_redis()
+    redis_client._sync_client = redis_lib.Redis(host="127.0.0.1", port=9, socket_connect_timeout=0.2)  # noqa: SLF001
+    try:
+        usage.emit(_record("req-redis-down"))
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:  # the pusher keeps failing meanwhile (it runs every 0.25 s)
+            try:
+                usage.push_pending()
+            except redis_lib.ConnectionError:
+                pass
+            time.sleep(0.05)
+    finally:
+        redis_client._sync_client = working  # noqa: SLF001
+
+    def landed() -> bool:
+        usage.push_pending()
+        return any(b"req-redis-down" in item for item in working.lrange(usage.buffer_key(), 0, -1))
+
+    assert wait_for(landed), "the record waited in memory and reached Redis once it was back"
