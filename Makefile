@@ -21,8 +21,9 @@ $(STAMP): $(PY) requirements.txt requirements-dev.txt
 
 venv install: $(STAMP)
 
+# flock: parallel `make test` runs in one checkout must not run two `npm ci` at once.
 node_modules/.installed: package.json $(wildcard package-lock.json)
-	npm ci --no-audit --no-fund --loglevel=error
+	flock .npm-install.lock sh -c 'test node_modules/.installed -nt package-lock.json || npm ci --no-audit --no-fund --loglevel=error'
 	touch $@
 
 node: $(NODE_STAMP)
