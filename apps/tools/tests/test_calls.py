@@ -180,3 +180,21 @@ def test_invalid_secret_values_are_not_quoted(make_tool):
     assert {"path": "$.keys[0].k", "message": "the value breaks the 'type' rule"} in outcome.details
     row = flushed_calls()[-1]
     assert "hunter2" not in row.error and row.args["password"] == "[redacted]"
+
+
+def test_rate_limit_holds_under_concurrent_calls(make_tool, http_target, allow_local):
+    import asyncio
+
+    from apps.tools.services import tool_call
+    from apps.tools.tests.conftest import run
+
+    make_tool("t.burst", target=f"{http_target}/echo", rate_limit_per_minute=5)
+
+    async def burst():
+        return await asyncio.gather(*[
+            tool_call(tool_id="t.burst", agent_id="agent:pm", microdao_id="m", args={"microdao_id": "m"})
+            for _ in range(12)
+        ])
+
+    outcomes = run(burst())
+    assert sorted(o.error_type or "ok" for o in outcomes) == ["ok"] * 5 + ["rate_limited"] * 7
