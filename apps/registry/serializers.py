@@ -22,6 +22,7 @@ from apps.memory.models import EmbeddingModel
 from apps.registry.selectors import secret_changed_at
 from apps.tools.choices import Executor
 from apps.tools.models import Tool
+from daarion.models import ChangeRecord
 
 
 class SecretStateOut(serializers.Serializer):
@@ -228,6 +229,10 @@ class AgentIn(serializers.Serializer):
     )
 
 
+class SecretValueIn(serializers.Serializer):
+    value = serializers.CharField(write_only=True, trim_whitespace=False, help_text="write-only; never returned")
+
+
 # --- embedding models --------------------------------------------------------------------
 
 
@@ -268,3 +273,12 @@ class PlanOut(serializers.Serializer):
     applied = serializers.BooleanField()
     summary = PlanSummaryOut()
     changes = PlanItemOut(many=True)
+
+
+# --- the change log ----------------------------------------------------------------------
+
+
+class ChangeRecordOut(serializers.ModelSerializer):
+    class Meta:
+        model = ChangeRecord
+        fields = ["id", "created_at", "actor", "source", "object_type", "object_id", "object_repr", "action", "changes"]

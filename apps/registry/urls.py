@@ -13,6 +13,7 @@ router.register("rate-limits", views.RateLimitPolicyViewSet, basename="rate-limi
 router.register("tools", views.ToolViewSet, basename="tool")
 router.register("agents", views.AgentViewSet, basename="agent")
 router.register("embedding-models", views.EmbeddingModelViewSet, basename="embedding-model")
+router.register("changes", views.ChangeRecordViewSet, basename="change")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="registry-schema"),

@@ -13,6 +13,7 @@ from django.db.models import Model, Prefetch, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
@@ -34,7 +35,8 @@ from apps.registry.services import agent_secrets_apply, model_deployments_sync
 from apps.tools import services as tool_services
 from apps.tools.models import Tool
 from daarion.audit import acting_as
-from daarion.errors import Conflict, ValidationFailed
+from daarion.errors import Conflict, NotFound, ValidationFailed
+from daarion.models import ChangeRecord
 
 
 def _refuse_rename(current: str, data: dict[str, Any], field: str, path: str | None = None) -> None:
@@ -61,6 +63,8 @@ class RegistryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     filter_fields: dict[str, tuple[str, type]] = {}
 
     def get_serializer_class(self):  # noqa: ANN201
+        if self.action == "secret":
+            return s.SecretValueIn
         if self.action in ("create", "update", "partial_update"):
             return self.input_serializer
         return self.output_serializer
@@ -237,6 +241,24 @@ class AgentViewSet(RegistryViewSet):
     def remove(self, obj: Agent) -> None:
         agent_services.agent_delete(agent=obj)
 
+    @extend_schema(request=s.SecretValueIn, responses={200: s.AgentOut}, methods=["PUT"],
+                   description="Sets (creates or rotates) one secret of the agent; the value is never returned.")
+    @extend_schema(request=None, responses={200: s.AgentOut}, methods=["DELETE"], description="Deletes one secret.")
+    @action(detail=True, methods=["put", "delete"], url_path=r"secrets/(?P<secret_name>[^/]+)")
+    def secret(self, request: Request, secret_name: str, *args: Any, **kwargs: Any) -> Response:
+        """`PUT agents/{id}/secrets/{name}` `{"value": "..."}` rotates one secret; `DELETE` removes it."""
+        agent = self.get_object()
+        if request.method == "DELETE":
+            with self.writing(request):
+                if not agent_services.agent_secret_delete(agent=agent, name=secret_name):
+                    raise NotFound(f"agent {agent.id!r} has no secret {secret_name!r}", type="secret_not_found")
+            return self._out(agent)
+        serializer = s.SecretValueIn(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        with self.writing(request):
+            agent_services.agent_secret_set(agent=agent, name=secret_name, value=serializer.validated_data["value"])
+        return self._out(agent)
+
 
 @extend_schema_view(list=extend_schema(description=_LIST_DOC))
 class EmbeddingModelViewSet(RegistryViewSet):
@@ -268,6 +290,21 @@ class EmbeddingModelViewSet(RegistryViewSet):
             options=data.get("options", obj.options),
             is_active=data.get("is_active") or None,
         )
+
+
+@extend_schema_view(list=extend_schema(description=_LIST_DOC))
+class ChangeRecordViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The change log of the registries (read only): who changed which object, through which
+    door, what changed. Secrets appear only as "(changed)"."""
+
+    queryset = ChangeRecord.objects.all()
+    serializer_class = s.ChangeRecordOut
+    filter_fields = {
+        "object_type": ("object_type", str), "object_id": ("object_id", str), "actor": ("actor", str),
+        "source": ("source", str), "action": ("action", str),
+    }
+    search_fields = ["object_repr", "object_id", "actor"]
+    ordering_fields = ["created_at", "id"]
 
 
 class ApplyView(APIView):

@@ -65,3 +65,38 @@ def test_secrets_can_be_cleared(token_client):
     assert token_client.patch("/tools/echo.any/", json={"secret_headers": {"X-Key": None}}).json()["secret_headers"] == {}
     assert token_client.patch("/agents/agent:sofia/", json={"secrets": {"OPENAI_API_KEY": None}}).json()["secrets"] == {}
     assert not AgentSecret.objects.exists() and Tool.objects.get(tool_id="echo.any").secret_headers == ""
+
+
+def test_one_agent_secret_rotated_and_removed_on_its_own(token_client, read_client):
+    _writes(token_client)
+    rotated = token_client.put("/agents/agent:sofia/secrets/OPENAI_API_KEY/", json={"value": SECRETS[3]})
+    assert rotated.status_code == 200 and rotated.json()["secrets"]["OPENAI_API_KEY"]["set"] is True
+    added = token_client.put("/agents/agent:sofia/secrets/GITHUB_TOKEN/", json={"value": SECRETS[4]})
+    assert set(added.json()["secrets"]) == {"OPENAI_API_KEY", "GITHUB_TOKEN"}
+    assert AgentSecret.objects.get(name="OPENAI_API_KEY").value == SECRETS[3]
+    for response in (rotated, added):
+        assert not any(secret in response.text for secret in SECRETS)
+    assert token_client.put("/agents/agent:sofia/secrets/GITHUB_TOKEN/", json={}).status_code == 422
+    assert token_client.put("/agents/agent:sofia/secrets/bad name!/", json={"value": "x"}).status_code == 422
+    assert read_client.put("/agents/agent:sofia/secrets/GITHUB_TOKEN/", json={"value": "x"}).status_code == 403
+    assert token_client.put("/agents/agent:nobody/secrets/X/", json={"value": "x"}).status_code == 404
+    removed = token_client.delete("/agents/agent:sofia/secrets/GITHUB_TOKEN/")
+    assert removed.status_code == 200 and set(removed.json()["secrets"]) == {"OPENAI_API_KEY"}
+    again = token_client.delete("/agents/agent:sofia/secrets/GITHUB_TOKEN/")
+    assert again.status_code == 404 and again.json()["error"]["type"] == "secret_not_found"
+
+
+def test_the_change_log_shows_who_changed_a_secret_but_not_the_value(token_client, read_client):
+    _writes(token_client)
+    token_client.patch("/providers/openai/", json={"api_key": SECRETS[3]})
+    provider_id = Provider.objects.get(name="openai").pk
+    log = read_client.get(f"/changes/?object_type=llm.Provider&object_id={provider_id}&ordering=created_at")
+    assert log.status_code == 200
+    records = log.json()["results"]
+    assert [(r["action"], r["actor"], r["source"]) for r in records] == [
+        ("create", "token:ci-deployer", "api"), ("update", "token:ci-deployer", "api")]
+    assert records[1]["changes"] == {"api_key": ["(changed)", "(changed)"]}
+    everything = read_client.get("/changes/?page_size=500")
+    assert everything.json()["count"] >= 4
+    assert not any(secret in everything.text for secret in SECRETS)
+    assert token_client.delete(f"/changes/{records[0]['id']}/").status_code == 405
