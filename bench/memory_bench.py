@@ -233,7 +233,7 @@ def _index_recall(rng: random.Random, texts: list[str], embedder, agents: int, q
                 with transaction.atomic(), connection.cursor() as cursor:
                     size = len(texts) // agents
                     t0 = time.perf_counter()
-                    found.append(search._dense(cursor, scope, "hash", 256, vector, 10, size))
+                    found.append([i for i, _ in search._dense(cursor, scope, "hash", 256, vector, 10, size)])
                     times.append((time.perf_counter() - t0) * 1000)
         finally:
             search.EXACT_SEARCH_MAX = saved

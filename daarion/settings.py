@@ -262,6 +262,7 @@ MEMORY_EMBED_BATCH = int(os.environ.get("MEMORY_EMBED_BATCH", "64"))
 MEMORY_EMBED_MAX_RETRIES = int(os.environ.get("MEMORY_EMBED_MAX_RETRIES", "5"))
 MEMORY_RETRY_BASE_SECONDS = float(os.environ.get("MEMORY_RETRY_BASE_SECONDS", "5"))
 MEMORY_EXACT_SEARCH_MAX = int(os.environ.get("MEMORY_EXACT_SEARCH_MAX", "20000"))
+MEMORY_HNSW_EF_SEARCH = int(os.environ.get("MEMORY_HNSW_EF_SEARCH", "200"))
 MEMORY_SUMMARY_MODEL = os.environ.get("MEMORY_SUMMARY_MODEL", "gpt-4.1-mini")
 # Merged, not assigned: other apps add their own periodic jobs to the same schedule.
 CELERY_BEAT_SCHEDULE = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apps.memory.services import embedding_models_ensure_builtin, memory_store, transcript_put
+from apps.memory.services import embedding_models_ensure_builtin, memory_store, reembed_start, transcript_put
 from daarion.errors import Conflict
 
 AGENT = "agent:sofia"
@@ -16,8 +16,25 @@ MEMORIES = [
 ]
 
 
+def _prefer_local_model() -> str | None:
+    """`make run` gives semantic memory when requirements-local.txt is installed: switch the
+    default `hash` model to `local` once, re-embedding in the background.
+    """
+    from apps.memory.embeddings.local import is_available
+    from apps.memory.models import MemoryJob
+    from apps.memory.selectors import active_model_name_now
+
+    if not is_available() or active_model_name_now() != "hash":
+        return None
+    if MemoryJob.objects.filter(kind="reembed", params__model="local").exists():
+        return None  # done before; an operator who went back to hash meant it
+    job = reembed_start(model_name="local")
+    return f"memory: activated the local embedding model (re-embed job {job.id})"
+
+
 def seed() -> list[str]:
     embedding_models_ensure_builtin()
+    lines = [line for line in [_prefer_local_model()] if line]
     created = 0
     for i, (kind, channel, content) in enumerate(MEMORIES):
         _, was_created = memory_store(agent_id=AGENT, microdao_id=DAO, channel_id=channel, kind=kind, content=content,
@@ -33,4 +50,4 @@ def seed() -> list[str]:
         transcript_note = "kept the longer demo transcript"
     else:
         transcript_note = "demo transcript written"
-    return [f"memory: {created} demo memories stored for {AGENT} ({len(MEMORIES) - created} already there); {transcript_note}"]
+    return lines + [f"memory: {created} demo memories stored for {AGENT} ({len(MEMORIES) - created} already there); {transcript_note}"]

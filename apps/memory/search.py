@@ -35,6 +35,9 @@ MAX_TERMS = 24
 # Scopes up to this many entries are searched exactly: cheaper than the index for a few
 # thousand rows, and a filtered HNSW scan could return too few of them.
 EXACT_SEARCH_MAX = getattr(settings, "MEMORY_EXACT_SEARCH_MAX", 20_000)
+# The HNSW candidate list: pgvector's default (40) gives recall@10 of about 0.88 on our
+# 100k benchmark; 200 gives 0.95+ for a few milliseconds more (docs/BENCHMARKS.md).
+HNSW_EF_SEARCH = getattr(settings, "MEMORY_HNSW_EF_SEARCH", 200)
 # How much a hit lends its neighbouring turns (same agent and channel, adjacent in time):
 # an answer often sits in the turn after the one that matches the question's words.
 NEIGHBOUR_WEIGHT = getattr(settings, "MEMORY_NEIGHBOUR_WEIGHT", 0.3)
@@ -153,7 +156,7 @@ def _dense(cursor, scope: _Scope, model: str, dims: int, vector: list[float], de
     cursor.execute(f"SELECT GREATEST(reltuples, 1) FROM pg_class WHERE relname = '{TABLE}'")
     total = float(cursor.fetchone()[0])
     share = max(min(1.0, scope_size / total), 1e-6)
-    cursor.execute("SET LOCAL hnsw.ef_search = %s", [int(max(40, min(1000, depth / share)))])
+    cursor.execute("SET LOCAL hnsw.ef_search = %s", [int(max(HNSW_EF_SEARCH, min(1000, depth / share)))])
     if supports_iterative_scan():
         cursor.execute("SET LOCAL hnsw.iterative_scan = 'relaxed_order'")
     cursor.execute(
