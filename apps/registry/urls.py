@@ -1,6 +1,6 @@
 """Routes of /api/registry/: one viewset per registry, apply/export, the OpenAPI schema."""
 
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 from rest_framework.routers import DefaultRouter
 
@@ -19,6 +19,8 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="registry-schema"),
     path("apply", views.ApplyView.as_view(), name="registry-apply"),
     path("export", views.ExportView.as_view(), name="registry-export"),
+    # Log in / out links of the browsable API (staff; the admin login works as well).
+    path("auth/", include("rest_framework.urls")),
     path("docs/", SpectacularRedocView.as_view(url_name="registry-schema"), name="registry-docs"),
     *router.urls,
 ]

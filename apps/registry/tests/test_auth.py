@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from apps.registry.tests.conftest import PREFIX, RegistryClient, admin_login
@@ -86,3 +88,17 @@ def test_unknown_routes_and_methods_are_enveloped(token_client):
     response = token_client.request("DELETE", "/providers/")
     _error(response, 405, "method_not_allowed")
     assert "GET" in response.headers["Allow"]
+
+
+def test_staff_log_in_from_the_browsable_api(api, asgi_server, staff_user):
+    import httpx
+
+    with httpx.Client(base_url=asgi_server.url, timeout=30) as browser:
+        form = browser.get(f"{PREFIX}/auth/login/?next={PREFIX}/tools/")
+        assert form.status_code == 200 and "csrfmiddlewaretoken" in form.text
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
+        done = browser.post(f"{PREFIX}/auth/login/", data={
+            "username": "ops", "password": "ops-Passw0rd!", "csrfmiddlewaretoken": token, "next": f"{PREFIX}/tools/"})
+        assert done.status_code == 302 and done.headers["location"] == f"{PREFIX}/tools/"
+        page = browser.get(f"{PREFIX}/tools/", headers={"Accept": "text/html"})
+        assert page.status_code == 200 and "Log out" in page.text
