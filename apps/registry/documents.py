@@ -11,6 +11,7 @@ secrets left out, so `apply(export())` plans nothing but "unchanged".
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -507,8 +508,6 @@ def _secret_changes(stored: dict[str, str], secrets: dict[str, _Secret] | None, 
 
 
 def _apply_tools(desired: _Desired, plan: Plan, opts: dict[str, Any]) -> None:
-    import json
-
     current = {t.tool_id: t for t in Tool.objects.all()}
     for tool_id, (path, values, secrets) in desired.tools.items():
         existing = current.get(tool_id)

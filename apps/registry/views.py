@@ -4,7 +4,7 @@ app's services under the caller's name in the change log, and shape the answer."
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -69,9 +69,12 @@ class RegistryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             return self.input_serializer
         return self.output_serializer
 
+    # Several service calls of one request (a model and its deployments) commit together.
+    atomic_writes = True
+
     @contextmanager
     def writing(self, request: Request) -> Iterator[None]:
-        with acting_as(actor_of(request), "api"), transaction.atomic():
+        with acting_as(actor_of(request), "api"), transaction.atomic() if self.atomic_writes else nullcontext():
             try:
                 yield
             except ValidationError as exc:
@@ -267,6 +270,9 @@ class EmbeddingModelViewSet(RegistryViewSet):
     queryset = EmbeddingModel.objects.all()
     lookup_field = "name"
     http_method_names = ["get", "post", "put", "patch", "head", "options"]
+    # One service call per write; outside a transaction it builds a new model's vector index
+    # CONCURRENTLY, so memory writes are not blocked while it builds.
+    atomic_writes = False
     input_serializer, output_serializer = s.EmbeddingModelIn, s.EmbeddingModelOut
     filter_fields = {"backend": ("backend", str), "is_active": ("is_active", bool)}
     search_fields = ["name"]
