@@ -1,0 +1,44 @@
+"""The proxy's hot path under the real ASGI server: /internal and /v1 run without the browser
+middleware (daarion/asgi.py), the admin keeps it, and errors keep their envelope."""
+
+from __future__ import annotations
+
+from apps.llm.tests.conftest import wait_for
+
+
+def test_llm_paths_skip_browser_middleware(api, stub_model, llm_headers) -> None:
+    body = {"model": "dagi-stub", "messages": [{"role": "user", "content": "hi there"}],
+            "metadata": {"agent_id": "agent:sofia"}}
+    assert wait_for(lambda: api.post("/internal/llm/proxy", json=body, headers=llm_headers).status_code == 200)
+    answer = api.post("/internal/llm/proxy", json=body, headers=llm_headers)
+    assert answer.status_code == 200 and answer.json()["content"]
+    assert answer.headers["x-request-id"]  # our own async middleware still runs
+    assert "x-daarion-overhead-ms" in answer.headers
+    for browser_header in ("x-frame-options", "set-cookie", "vary", "cross-origin-opener-policy"):
+        assert browser_header not in answer.headers, browser_header
+    v1 = api.post("/v1/chat/completions", json={"model": "dagi-stub", "messages": body["messages"]},
+                  headers={**llm_headers, "X-Agent-Id": "agent:sofia"})
+    assert v1.status_code == 200 and v1.json()["choices"][0]["message"]["content"]
+    assert "x-frame-options" not in v1.headers
+
+
+def test_other_service_apis_skip_it_too(api, make_token, bearer) -> None:
+    answer = api.get("/internal/whoami", headers=bearer(make_token(scopes=["memory"])))
+    assert answer.status_code == 200 and "x-frame-options" not in answer.headers
+
+
+def test_errors_keep_the_envelope_on_the_lean_paths(api, llm_headers) -> None:
+    missing = api.post("/internal/llm/proxy", json={"model": "x", "messages": []})
+    assert missing.status_code == 401 and missing.json()["error"]["type"] == "unauthorized"
+    unknown = api.get("/v1/no-such-route", headers=llm_headers)
+    assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "not_found"
+    bad = api.post("/v1/chat/completions", content=b"{not json", headers={**llm_headers, "Content-Type": "application/json"})
+    assert bad.status_code in (400, 422) and "error" in bad.json()
+
+
+def test_admin_keeps_the_browser_middleware(api) -> None:
+    login = api.get("/admin/login/")
+    assert login.status_code == 200
+    assert login.headers["x-frame-options"] == "DENY"
+    assert "csrftoken" in login.headers.get("set-cookie", "")
+    assert api.get("/admin/llm/usagerecord/dashboard/", follow_redirects=False).status_code == 302
