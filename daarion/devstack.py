@@ -243,6 +243,8 @@ def run_service(data_dir: Path) -> int:
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
     stack = Stack(data_dir).start()
+    # The demo HTTP tool calls this service's own /demo/ routes: point it at where we listen.
+    stack.env.setdefault("DAARION_PUBLIC_URL", f"http://{host}:{port}")
     children: dict[str, subprocess.Popen] = {}
     stopping = False
 
