@@ -14,6 +14,10 @@ from functools import lru_cache
 from django.db import connection
 
 TABLE = "memory_memoryentry"
+# A wider construction list than pgvector's default (64) buys recall on lexical (hash)
+# vectors, whose neighbours are many near-ties, for a slower build (docs/BENCHMARKS.md).
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 128
 
 
 def index_name_for(model_name: str) -> str:
@@ -29,6 +33,7 @@ def create_index_sql(model_name: str, dimensions: int, *, concurrently: bool = F
     sql = (
         f"CREATE INDEX {how}IF NOT EXISTS {name} ON {TABLE} "
         f"USING hnsw ((embedding::vector({int(dimensions)})) vector_cosine_ops) "
+        f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}) "
         f"WHERE embedding_model = %s"
     )
     return sql, [model_name]

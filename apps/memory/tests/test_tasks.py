@@ -90,3 +90,17 @@ def test_reembed_inline_without_a_worker(capsys):
     # A worker left running by an earlier test may have embedded it first: 0 or 1.
     assert "memories with hash (0 failed)" in captured.out
     assert "100.0% 1/1" in captured.err
+
+
+def test_the_requeue_job_is_on_the_beat_schedule():
+    from django.conf import settings
+
+    entry = settings.CELERY_BEAT_SCHEDULE["memory-requeue-pending"]
+    assert entry["task"] == "memory.requeue_pending"
+
+
+def test_reembed_unknown_model_is_a_command_error():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="does not exist"):
+        call_command("reembed", "--model", "no-such-model", "--inline")
