@@ -104,3 +104,13 @@ def test_reembed_unknown_model_is_a_command_error():
 
     with pytest.raises(CommandError, match="does not exist"):
         call_command("reembed", "--model", "no-such-model", "--inline")
+
+
+def test_a_store_over_http_is_embedded_after_its_commit(api, make_token, bearer, celery_worker):
+    headers = bearer(make_token(scopes=["memory"]))
+    response = api.post("/internal/agent-memory/store", headers=headers, json={
+        "agent_id": AGENT, "microdao_id": DAO, "kind": "kb", "content": {"text": "embedded via the API"}})
+    assert response.status_code == 201
+    entry_id = response.json()["id"]
+    _wait(lambda: _statuses([entry_id]) == {EmbeddingStatus.READY}, what="embedding of an API store")
+    assert api.get(f"/internal/agent-memory/{entry_id}", headers=headers).json()["embedding_status"] == "ready"
