@@ -19,7 +19,7 @@ from ninja import Router
 
 from apps.memory import schemas, search, selectors, services
 from apps.memory.choices import JobStatus
-from apps.memory.services import _closing
+from apps.memory.services import closing_connection
 from daarion.auth import ServiceTokenAuth, principal_of
 from daarion.errors import BadRequest, NotFound, ValidationFailed
 
@@ -27,7 +27,7 @@ router = Router(tags=["memory"], auth=ServiceTokenAuth("memory"))
 
 
 def _run(fn):
-    return sync_to_async(_closing(fn), thread_sensitive=False)
+    return sync_to_async(closing_connection(fn), thread_sensitive=False)
 
 
 def _hidden(kind: str, ident: str) -> NotFound:

@@ -311,6 +311,6 @@ def _fetch(cursor, ids: list[str]) -> list[tuple]:
 
 
 async def amemory_query(**kwargs: Any) -> list[MemoryHit]:
-    from apps.memory.services import _closing
+    from apps.memory.services import closing_connection
 
-    return await sync_to_async(_closing(memory_query), thread_sensitive=False)(**kwargs)
+    return await sync_to_async(closing_connection(memory_query), thread_sensitive=False)(**kwargs)

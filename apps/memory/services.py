@@ -198,14 +198,14 @@ def memory_store_bulk(*, items: Sequence[dict[str, Any]]) -> list[tuple[MemoryEn
 
 
 async def amemory_store(**kwargs: Any) -> tuple[MemoryEntry, bool]:
-    return await sync_to_async(_closing(memory_store), thread_sensitive=False)(**kwargs)
+    return await sync_to_async(closing_connection(memory_store), thread_sensitive=False)(**kwargs)
 
 
 async def amemory_store_bulk(**kwargs: Any) -> list[tuple[MemoryEntry, bool]]:
-    return await sync_to_async(_closing(memory_store_bulk), thread_sensitive=False)(**kwargs)
+    return await sync_to_async(closing_connection(memory_store_bulk), thread_sensitive=False)(**kwargs)
 
 
-def _closing(fn):
+def closing_connection(fn):
     """Runs `fn` in a worker thread and gives its connection back (to the pool) afterwards;
     Django only closes connections of the request thread on its own.
     """
