@@ -107,15 +107,20 @@ class RequestIdMiddleware(_HybridMiddleware):
 
 
 class BodySizeLimitMiddleware(_HybridMiddleware):
-    """Refuses API bodies over MAX_BODY_BYTES with 413 before anything reads them.
+    """Refuses API requests no view can take: bodies over MAX_BODY_BYTES (413) before anything
+    reads them, and URLs carrying a NUL byte (400).
 
     Bodies without a Content-Length are bounded by DATA_UPLOAD_MAX_MEMORY_SIZE when read;
-    the API's exception handler turns that into the same 413.
+    the API's exception handler turns that into the same 413. A NUL (`%00`) is never part of
+    an id, and PostgreSQL refuses it in text, so a path or query parameter holding one would
+    otherwise reach a query and fail there as a 500.
     """
 
     def before(self, request: HttpRequest) -> HttpResponseBase | None:
         if not is_api_path(request.path):
             return None
+        if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
+            return error_response(400, "bad_request", "the URL contains a NUL character (%00)")
         length = request.META.get("CONTENT_LENGTH") or "0"
         try:
             size = int(length)

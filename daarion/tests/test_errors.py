@@ -42,6 +42,22 @@ def test_body_over_the_limit_is_413(api, make_token, bearer, settings):
     assert "limit" in error["message"]
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/internal/agent-memory/mem-%00",  # a path id reaching a database lookup
+        "/internal/agent-memory/jobs/%00",
+        "/api/registry/agents/agent:a%00b/",
+        "/api/registry/changes/?object_id=%00",  # a query parameter reaching a filter
+    ],
+)
+def test_nul_in_the_url_is_400_not_500(api, make_token, bearer, path):
+    token = make_token(scopes=["memory", "registry:read"])
+    response = api.get(path, headers=bearer(token))
+    error = _assert_envelope(response, 400, "bad_request")
+    assert "NUL" in error["message"]
+
+
 def test_pages_outside_the_apis_keep_django_behaviour(api):
     response = api.get("/admin/", follow_redirects=False)
     assert response.status_code == 302  # to the login page, not an API envelope
