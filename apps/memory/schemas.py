@@ -8,19 +8,20 @@ from typing import Any
 from ninja import Field, Schema
 
 from apps.memory.choices import MemoryKind
+from apps.memory.storable import StorableObject, StorableText, UtcDatetime
 
 Kind = MemoryKind  # the kinds a caller may name
 
 
 class StoreIn(Schema):
-    agent_id: str = Field(..., min_length=1, max_length=128)
-    microdao_id: str = Field(..., min_length=1, max_length=128)
-    channel_id: str | None = Field(None, max_length=256)
+    agent_id: StorableText = Field(..., min_length=1, max_length=128)
+    microdao_id: StorableText = Field(..., min_length=1, max_length=128)
+    channel_id: StorableText | None = Field(None, max_length=256)
     kind: MemoryKind
-    content: dict[str, Any]
-    meta: dict[str, Any] | None = None
-    occurred_at: datetime | None = None
-    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+    content: StorableObject
+    meta: StorableObject | None = None
+    occurred_at: UtcDatetime | None = None
+    idempotency_key: StorableText | None = Field(None, min_length=1, max_length=200)
 
 
 class StoreOut(Schema):
@@ -40,14 +41,14 @@ class BulkStoreOut(Schema):
 
 
 class QueryIn(Schema):
-    agent_id: str = Field(..., min_length=1, max_length=128)
-    microdao_id: str | None = Field(None, max_length=128)
-    channel_id: str | None = Field(None, max_length=256)
+    agent_id: StorableText = Field(..., min_length=1, max_length=128)
+    microdao_id: StorableText | None = Field(None, max_length=128)
+    channel_id: StorableText | None = Field(None, max_length=256)
     query: str = Field(..., min_length=1, max_length=2000)
     limit: int = Field(5, ge=1, description="capped at MEMORY_QUERY_MAX_LIMIT (50)")
     kinds: list[MemoryKind] | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: UtcDatetime | None = None
+    until: UtcDatetime | None = None
 
 
 class HitOut(Schema):
@@ -80,9 +81,9 @@ class EntryOut(Schema):
 
 
 class ForgetIn(Schema):
-    agent_id: str = Field(..., min_length=1, max_length=128)
-    microdao_id: str | None = Field(None, max_length=128)
-    channel_id: str | None = Field(None, max_length=256)
+    agent_id: StorableText = Field(..., min_length=1, max_length=128)
+    microdao_id: StorableText | None = Field(None, max_length=128)
+    channel_id: StorableText | None = Field(None, max_length=256)
     kinds: list[MemoryKind] | None = None
 
 
@@ -97,12 +98,12 @@ class DeletedOut(Schema):
 
 
 class SummarizeIn(Schema):
-    agent_id: str = Field(..., min_length=1, max_length=128)
-    microdao_id: str = Field(..., min_length=1, max_length=128)
-    channel_id: str | None = Field(None, max_length=256)
-    since: datetime | None = None
-    until: datetime | None = None
-    model: str | None = Field(None, max_length=120)
+    agent_id: StorableText = Field(..., min_length=1, max_length=128)
+    microdao_id: StorableText = Field(..., min_length=1, max_length=128)
+    channel_id: StorableText | None = Field(None, max_length=256)
+    since: UtcDatetime | None = None
+    until: UtcDatetime | None = None
+    model: StorableText | None = Field(None, max_length=120)
     max_entries: int = Field(100, ge=1, le=500)
     wait: bool = False
     timeout: float = Field(30.0, gt=0, le=120)
@@ -120,8 +121,8 @@ class JobOut(Schema):
 
 
 class TranscriptIn(Schema):
-    agent_id: str = Field(..., min_length=1, max_length=128)
-    entries: list[dict[str, Any]]
+    agent_id: StorableText = Field(..., min_length=1, max_length=128)
+    entries: list[StorableObject]
 
 
 class TranscriptOut(Schema):

@@ -20,6 +20,7 @@ from apps.memory import selectors
 from apps.memory.choices import EmbeddingStatus, JobKind, JobStatus, MemoryKind
 from apps.memory.embeddings import EmbeddingError, ModelSpec, TransientEmbeddingError, get_embedder
 from apps.memory.models import EmbeddingModel, MemoryEntry, MemoryJob, Transcript
+from apps.memory.storable import json_problem, text_problem, to_utc
 from apps.memory.text import derive_text
 from apps.memory.vector_index import ensure_index
 from daarion.errors import Conflict, NotFound, PayloadTooLarge, PreconditionFailed, ValidationFailed
@@ -53,6 +54,15 @@ def _clean_item(item: dict[str, Any], prefix: str = "") -> dict[str, Any]:
             raise _invalid(prefix + field, "must be a non-empty string")
         if len(value) > _ID_FIELD_MAX:
             raise _invalid(prefix + field, f"must be at most {_ID_FIELD_MAX} characters")
+    for field in ("agent_id", "microdao_id", "channel_id", "idempotency_key"):
+        value = item.get(field)
+        problem = text_problem(value) if isinstance(value, str) else None
+        if problem:
+            raise _invalid(prefix + field, problem)
+    for field in ("content", "meta"):
+        found = json_problem(item.get(field), prefix + field)
+        if found:
+            raise _invalid(*found)
     channel_id = item.get("channel_id")
     if channel_id is not None and (not isinstance(channel_id, str) or len(channel_id) > 256):
         raise _invalid(prefix + "channel_id", "must be a string of at most 256 characters")
@@ -84,8 +94,10 @@ def _clean_item(item: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     occurred_at = item.get("occurred_at") or timezone.now()
     if not isinstance(occurred_at, datetime):
         raise _invalid(prefix + "occurred_at", "must be a datetime")
-    if timezone.is_naive(occurred_at):
-        occurred_at = timezone.make_aware(occurred_at, timezone.utc)
+    try:
+        occurred_at = to_utc(occurred_at)
+    except ValueError as exc:
+        raise _invalid(prefix + "occurred_at", str(exc)) from None
     return {
         "agent_id": item["agent_id"].strip(),
         "microdao_id": item["microdao_id"].strip(),
@@ -514,6 +526,9 @@ def transcript_clean(entries: Sequence[dict]) -> tuple[list[dict], int]:
             parents[uid] = parent
             if kind in BOOKKEEPING_TYPES:
                 stripped_ids.add(uid)
+        found = json_problem(entry, f"entries.{i}")
+        if found:
+            raise _invalid(*found)
         if _json_size(entry) > TRANSCRIPT_MAX_ENTRY_BYTES:
             raise PayloadTooLarge(f"entries.{i} is over {TRANSCRIPT_MAX_ENTRY_BYTES} bytes")
 
@@ -551,6 +566,8 @@ def transcript_put(*, session_id: str, agent_id: str, entries: Sequence[dict], i
     session_id = session_id_clean(session_id)
     if not isinstance(agent_id, str) or not agent_id.strip():
         raise _invalid("agent_id", "must be a non-empty string")
+    if text_problem(agent_id):
+        raise _invalid("agent_id", text_problem(agent_id))
     kept, stripped = transcript_clean(entries)
     with transaction.atomic():
         current = Transcript.objects.select_for_update().filter(session_id=session_id).first()

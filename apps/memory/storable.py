@@ -1,0 +1,85 @@
+"""What PostgreSQL can store, checked before a write so bad input is a 422 and never a 500.
+
+Text may not hold NUL (PostgreSQL refuses `\\u0000` in text and jsonb), strings may not hold a
+lone UTF-16 surrogate (JSON allows `"\\ud800"`, UTF-8 cannot encode it), numbers must be
+finite (Python's JSON reader takes `NaN`, `Infinity` and `1e400`; jsonb does not), and an
+instant must stay inside Python's datetime range once in UTC: PostgreSQL stores year 0 or
+10000 happily, and every later read of that row would then fail.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
+
+_MAX_DEPTH = 64
+
+
+def text_problem(value: str) -> str | None:
+    """Why `value` cannot be stored as text, or None."""
+    if "\x00" in value:
+        return "must not contain NUL (\\u0000) characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must not contain lone UTF-16 surrogates"
+    return None
+
+
+def json_problem(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None:
+    """(path, message) of the first part of a JSON value that jsonb cannot store, or None."""
+    if depth > _MAX_DEPTH:
+        return path, f"is nested deeper than {_MAX_DEPTH} levels"
+    if isinstance(value, str):
+        problem = text_problem(value)
+        return (path, problem) if problem else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, "must be a finite number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = text_problem(key) if isinstance(key, str) else None
+            if problem:
+                return f"{path}.{key!r}", f"key {problem}"
+            found = json_problem(item, f"{path}.{key}", depth + 1)
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = json_problem(item, f"{path}.{i}", depth + 1)
+            if found:
+                return found
+    return None
+
+
+def to_utc(value: datetime) -> datetime:
+    """`value` in UTC (a naive one is taken as UTC); ValueError when UTC leaves years 1-9999."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is outside the supported range once converted to UTC (years 1-9999)") from None
+
+
+def _storable_text(value: str) -> str:
+    problem = text_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _storable_json(value: Any) -> Any:
+    found = json_problem(value, "")
+    if found:
+        path, message = found
+        raise ValueError(f"{path.lstrip('.') or 'value'} {message}")
+    return value
+
+
+# Field types for request schemas: the same rules, reported by Ninja as 422 with the field path.
+StorableText = Annotated[str, AfterValidator(_storable_text)]
+StorableObject = Annotated[dict[str, Any], AfterValidator(_storable_json)]
+UtcDatetime = Annotated[datetime, AfterValidator(to_utc)]
