@@ -124,6 +124,17 @@ def _run() -> None:
                 close_old_connections()
 
 
+def _storable(value: Any) -> Any:
+    """A string PostgreSQL accepts: without NUL and with lone surrogates replaced.
+
+    Ids reach a record from callers (an agent turn's channel, say); one that Postgres refused
+    would fail its whole batch on every drain, and every later record would wait behind it.
+    """
+    if not isinstance(value, str):
+        return value
+    return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
 def _to_row(item: bytes | str) -> Any:
     from apps.llm.models import UsageRecord
 
@@ -136,7 +147,7 @@ def _to_row(item: bytes | str) -> Any:
     else:
         created_at = parse_datetime(str(created))
     allowed = {f.name for f in UsageRecord._meta.get_fields()} - {"id", "created_at", "record_id"}
-    values = {k: v for k, v in data.items() if k in allowed and v is not None}
+    values = {k: _storable(v) for k, v in data.items() if k in allowed and v is not None}
     for text_field in ("agent_id", "microdao_id", "channel_id", "provider", "upstream_model", "error_type", "request_id"):
         if text_field in values:
             values[text_field] = str(values[text_field])[: UsageRecord._meta.get_field(text_field).max_length]

@@ -61,6 +61,19 @@ def test_unreadable_records_are_skipped_not_blocking():
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_record_with_text_postgres_refuses_is_stored_cleaned_and_does_not_block_the_rest():
+    from daarion.redis_client import get_redis
+
+    bad = _record("req-nul\x00", channel_id="c\x00h", microdao_id="m \ud800", agent_id="agent:\x00x")
+    get_redis().rpush(usage.buffer_key(), json.dumps(bad), json.dumps(_record("req-after-nul")))
+    assert usage.drain_to_database() == 2
+    assert usage.pending_in_redis() == 0
+    row = UsageRecord.objects.get(request_id="req-nul")
+    assert (row.channel_id, row.microdao_id, row.agent_id) == ("ch", "m ?", "agent:x")
+    assert UsageRecord.objects.filter(request_id="req-after-nul").exists()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_the_celery_task_drains_the_buffer(celery_worker):
     usage.emit(_record("req-celery"))
     usage.push_pending()
