@@ -16,8 +16,9 @@ The behaviour is chosen per request by the model name (`behaviour[:arg[:arg]]`):
     bad-request              answers 400 with an OpenAI-style error message
 
 `POST /embeddings` answers deterministic 8-dimensional vectors. `GET /_stats` reports
-counts of requests per model, disconnects seen, and the last request's headers and body;
-`POST /_reset` clears them. Usage counts words, like the stub provider.
+counts of requests per model, disconnects seen, the last request's headers and body, and
+`auth`: per request (the last 200) its path, model and credential headers (`authorization`,
+`x-api-key`), to tell which key each call carried; `POST /_reset` clears them. Usage counts words, like the stub provider.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ import time
 from collections import Counter
 from typing import Any
 
-STATS: dict[str, Any] = {"requests": Counter(), "disconnects": 0, "last": None, "flaky": Counter(), "active": 0}
+STATS: dict[str, Any] = {"requests": Counter(), "disconnects": 0, "last": None, "flaky": Counter(), "active": 0,
+                         "auth": []}
 
 
 def _words(text: str) -> int:
@@ -239,7 +241,8 @@ async def app(scope, receive, send) -> None:
         await _send_json(send, 200, {**STATS, "requests": dict(STATS["requests"]), "flaky": dict(STATS["flaky"])})
         return
     if path == "/_reset":
-        STATS.update({"requests": Counter(), "disconnects": 0, "last": None, "flaky": Counter(), "active": 0})
+        STATS.update({"requests": Counter(), "disconnects": 0, "last": None, "flaky": Counter(), "active": 0,
+                      "auth": []})
         await _send_json(send, 200, {"ok": True})
         return
     if path == "/health":
@@ -251,7 +254,12 @@ async def app(scope, receive, send) -> None:
     except ValueError:
         await _send_json(send, 400, {"error": {"message": "fake: body is not JSON"}})
         return
-    STATS["last"] = {"path": path, "headers": {k.decode(): v.decode() for k, v in scope["headers"]}, "body": body}
+    headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+    STATS["last"] = {"path": path, "headers": headers, "body": body}
+    STATS["auth"] = [*STATS["auth"][-199:], {
+        "path": path, "model": str(body.get("model", "")) if isinstance(body, dict) else "",
+        "authorization": headers.get("authorization"), "x-api-key": headers.get("x-api-key"),
+    }]
     STATS["active"] += 1
     try:
         if method == "POST" and path.endswith("/chat/completions"):

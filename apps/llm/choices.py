@@ -23,6 +23,7 @@ class UsageStatus(models.TextChoices):
     OK = "ok", "ok"
     ERROR = "error", "error"
     CANCELLED = "cancelled", "cancelled by the client"
+    REFUSED = "refused", "refused before routing (unknown/disabled model, rate limit)"
 
 
 class Endpoint(models.TextChoices):

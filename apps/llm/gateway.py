@@ -4,6 +4,10 @@ routing, rate limits and usage records as the API, without a network hop.
     result = await chat_completion(model="dagi-stub", messages=[...], agent_id="agent:sofia")
     result.content, result.tool_calls, result.usage
 
+`credentials={"openai": "sk-..."}` (provider name -> API key) replaces those providers'
+keys for this one call; `credentials_from_secrets(agent secrets)` builds it from an agent's
+secrets named `<PROVIDER>_API_KEY` (`provider_secret_name`).
+
 Errors are the project's `daarion.errors` (NotFound for an unknown model, RateLimited,
 UpstreamError / GatewayTimeout / ServiceUnavailable when every deployment failed, ...).
 """
@@ -11,19 +15,22 @@ UpstreamError / GatewayTimeout / ServiceUnavailable when every deployment failed
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from apps.llm import router
 from apps.llm.choices import Endpoint
 from apps.llm.providers import ToolCall
+from apps.llm.selectors import registry_snapshot
 
 __all__ = [
     "ChatResult", "EmbeddingResult", "StreamEvent", "ToolCall", "chat_completion", "chat_completion_sync",
-    "create_embeddings", "create_embeddings_sync", "stream_chat_completion",
+    "create_embeddings", "create_embeddings_sync", "credentials_from_secrets", "provider_secret_name",
+    "stream_chat_completion",
 ]
 
 
@@ -80,14 +87,35 @@ def _run_sync(coroutine: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run_coroutine_threadsafe(coroutine, _loop).result()
 
 
+def provider_secret_name(provider_name: str) -> str:
+    """The agent secret that overrides provider `provider_name`'s key: `openai` ->
+    `OPENAI_API_KEY`, `openai-eu` -> `OPENAI_EU_API_KEY` (the elizaOS character convention)."""
+    return re.sub(r"[^A-Za-z0-9]", "_", provider_name).upper() + "_API_KEY"
+
+
+async def credentials_from_secrets(secrets: Mapping[str, str]) -> dict[str, str]:
+    """provider name -> key, for every provider of the registry an agent secret names."""
+    if not any(name.endswith("_API_KEY") for name in secrets):
+        return {}
+    registry = await registry_snapshot.aget()
+    found: dict[str, str] = {}
+    for model in registry.models.values():
+        for deployment in model.deployments:
+            value = secrets.get(provider_secret_name(deployment.provider.name))
+            if value:
+                found[deployment.provider.name] = value
+    return found
+
+
 def _context(agent_id: str | None, microdao_id: str | None, channel_id: str | None, request_id: str | None,
-             endpoint: str = Endpoint.GATEWAY) -> router.CallContext:
+             endpoint: str = Endpoint.GATEWAY, credentials: Mapping[str, str] | None = None) -> router.CallContext:
     return router.CallContext(
         agent_id=agent_id,
         microdao_id=microdao_id,
         channel_id=channel_id,
         request_id=request_id or f"gw-{uuid.uuid4().hex}",
         endpoint=endpoint,
+        credentials=dict(credentials) if credentials else None,
     )
 
 
@@ -103,8 +131,9 @@ async def chat_completion(
     temperature: float | None = None,
     max_tokens: int | None = None,
     request_id: str | None = None,
+    credentials: Mapping[str, str] | None = None,
 ) -> ChatResult:
-    ctx = _context(agent_id, microdao_id, channel_id, request_id)
+    ctx = _context(agent_id, microdao_id, channel_id, request_id, credentials=credentials)
     call = router.ChatCall(model=model, messages=messages, temperature=temperature, max_tokens=max_tokens,
                            tools=tools, tool_choice=tool_choice)
     response, outcome = await router.chat(call, ctx)
@@ -137,13 +166,14 @@ async def stream_chat_completion(
     temperature: float | None = None,
     max_tokens: int | None = None,
     request_id: str | None = None,
+    credentials: Mapping[str, str] | None = None,
 ) -> AsyncIterator[StreamEvent]:
     """Yields text and tool-call deltas, then one "finish" event with usage.
 
     Closing the iterator early (or cancelling its task) closes the upstream stream and
     records the partial usage.
     """
-    ctx = _context(agent_id, microdao_id, channel_id, request_id)
+    ctx = _context(agent_id, microdao_id, channel_id, request_id, credentials=credentials)
     call = router.ChatCall(model=model, messages=messages, temperature=temperature, max_tokens=max_tokens,
                            tools=tools, tool_choice=tool_choice)
     stream = router.Stream(call, ctx)
@@ -165,8 +195,9 @@ async def stream_chat_completion(
             )
 
 
-async def create_embeddings(*, model: str, inputs: list[str], agent_id: str | None = None) -> EmbeddingResult:
-    ctx = _context(agent_id, None, None, None, Endpoint.EMBEDDINGS)
+async def create_embeddings(*, model: str, inputs: list[str], agent_id: str | None = None,
+                            credentials: Mapping[str, str] | None = None) -> EmbeddingResult:
+    ctx = _context(agent_id, None, None, None, Endpoint.EMBEDDINGS, credentials)
     result, outcome = await router.embed(model_name=model, inputs=inputs, ctx=ctx)
     used = result.usage
     return EmbeddingResult(

@@ -5,11 +5,12 @@ cooldowns, rate limits and usage. The API endpoints and the in-process gateway b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,12 @@ class CallContext:
     channel_id: str | None = None
     request_id: str = ""
     endpoint: str = Endpoint.PROXY
+    # Per-call provider keys, provider name -> API key (an agent's own keys): used instead of
+    # the provider's key for this call only; never cached, logged or repr'd.
+    credentials: Mapping[str, str] | None = field(default=None, repr=False)
+
+    def api_key_for(self, provider_name: str) -> str | None:
+        return (self.credentials or {}).get(provider_name) or None
 
 
 @dataclass
@@ -322,9 +329,10 @@ _SKIPPED = {"cooling_down", "deployment_rate_limited", "no_api_key"}
 _KEY_REQUIRED = {ProviderKind.OPENAI, ProviderKind.DEEPSEEK, ProviderKind.ANTHROPIC}
 
 
-def _unusable(spec: ModelSpec, deployment: DeploymentSpec) -> Attempt | None:
+def _unusable(spec: ModelSpec, deployment: DeploymentSpec, api_key: str | None = None) -> Attempt | None:
+    """`api_key`: the call's own key for this provider, which makes a keyless provider usable."""
     provider = deployment.provider
-    if provider.kind in _KEY_REQUIRED and not provider.api_key:
+    if provider.kind in _KEY_REQUIRED and not (api_key or provider.api_key):
         where = f"the environment variable {provider.api_key_env}" if provider.api_key_env else "a key in admin"
         return Attempt(spec.name, provider.name, deployment.upstream_model, "no_api_key",
                        f"skipped: provider {provider.name!r} has no API key (set {where})")
@@ -403,7 +411,7 @@ def _usage_record(ctx: CallContext, outcome: Outcome, model: ModelSpec | None, *
         total_tokens=outcome.usage.total_tokens,
         cost=cost,
         stream=stream,
-        attempts=max(1, outcome.calls),
+        attempts=0 if status == UsageStatus.REFUSED else max(1, outcome.calls),
     )
 
 
@@ -415,17 +423,31 @@ async def _admit(registry: Registry, ctx: CallContext, estimate: int, outcome: O
     return lease
 
 
+@contextlib.asynccontextmanager
+async def _refusals_recorded(ctx: CallContext, outcome: Outcome, *, stream: bool = False,
+                             endpoint: str | None = None) -> AsyncIterator[None]:
+    """A call refused before routing (unknown or disabled model, a rate limit) still leaves a
+    usage record, status `refused` with the error's type, so per-agent accounting shows it."""
+    try:
+        yield
+    except DaarionError as exc:
+        usage.emit(_usage_record(ctx, outcome, None, status=UsageStatus.REFUSED, error_type=exc.type,
+                                 stream=stream, endpoint=endpoint))
+        raise
+
+
 async def chat(call: ChatCall, ctx: CallContext, outcome: Outcome | None = None) -> tuple[ChatResponse, Outcome]:
     """One non-streamed chat completion, routed. Raises DaarionError subclasses."""
     outcome = outcome or Outcome(logical_model=call.model)
-    registry = await fresh_registry(call.model)
-    model = resolve_model(registry, call.model)
     estimate = ratelimit.estimate_tokens(call.messages, call.max_tokens)
-    lease = await _admit(registry, ctx, estimate, outcome)
+    async with _refusals_recorded(ctx, outcome):
+        registry = await fresh_registry(call.model)
+        model = resolve_model(registry, call.model)
+        lease = await _admit(registry, ctx, estimate, outcome)
     status, error_type = UsageStatus.ERROR, "internal_error"
     served_model: ModelSpec | None = model
     try:
-        response, served_model = await _route_chat(registry, model, call, outcome, estimate)
+        response, served_model = await _route_chat(registry, model, call, outcome, estimate, ctx)
         status, error_type = UsageStatus.OK, ""
         return response, outcome
     except DaarionError as exc:
@@ -441,7 +463,7 @@ async def chat(call: ChatCall, ctx: CallContext, outcome: Outcome | None = None)
 
 
 async def _route_chat(
-    registry: Registry, model: ModelSpec, call: ChatCall, outcome: Outcome, estimate: int
+    registry: Registry, model: ModelSpec, call: ChatCall, outcome: Outcome, estimate: int, ctx: CallContext
 ) -> tuple[ChatResponse, ModelSpec]:
     names = ToolNames(call.tools, call.messages)
     request = ChatRequest(
@@ -455,7 +477,8 @@ async def _route_chat(
     order, skipped = await candidates(registry, model)
     outcome.attempts.extend(skipped)
     for spec, deployment in order:
-        unusable = _unusable(spec, deployment)
+        api_key = ctx.api_key_for(deployment.provider.name)
+        unusable = _unusable(spec, deployment, api_key)
         if unusable is not None:
             outcome.attempts.append(unusable)
             continue
@@ -466,6 +489,7 @@ async def _route_chat(
             continue
         client = client_for(deployment.provider)
         request.model = deployment.upstream_model
+        request.api_key = api_key
         try:
             for attempt in range(deployment.provider.max_retries + 1):
                 started = time.perf_counter()
@@ -529,11 +553,12 @@ class Stream:
 
     async def admit(self) -> None:
         """Model lookup and rate limits: errors here are plain HTTP errors, before any byte."""
-        self._registry = await fresh_registry(self.call.model)
-        self._model = resolve_model(self._registry, self.call.model)
         estimate = ratelimit.estimate_tokens(self.call.messages, self.call.max_tokens)
         self._prompt_estimate = max(1, estimate - (self.call.max_tokens or 256))
-        self._lease = await _admit(self._registry, self.ctx, estimate, self.outcome)
+        async with _refusals_recorded(self.ctx, self.outcome, stream=True):
+            self._registry = await fresh_registry(self.call.model)
+            self._model = resolve_model(self._registry, self.call.model)
+            self._lease = await _admit(self._registry, self.ctx, estimate, self.outcome)
         self._admitted = True
 
     async def open(self) -> None:
@@ -551,12 +576,14 @@ class Stream:
         self.outcome.attempts.extend(skipped)
         try:
             for spec, deployment in order:
-                unusable = _unusable(spec, deployment)
+                api_key = self.ctx.api_key_for(deployment.provider.name)
+                unusable = _unusable(spec, deployment, api_key)
                 if unusable is not None:
                     self.outcome.attempts.append(unusable)
                     continue
                 client = client_for(deployment.provider)
                 request.model = deployment.upstream_model
+                request.api_key = api_key
                 for attempt in range(deployment.provider.max_retries + 1):
                     started = time.perf_counter()
                     self.outcome.calls += 1
@@ -675,10 +702,11 @@ async def embed(
     *, model_name: str, inputs: list[str], ctx: CallContext, outcome: Outcome | None = None
 ) -> tuple[EmbeddingResponse, Outcome]:
     outcome = outcome or Outcome(logical_model=model_name)
-    registry = await fresh_registry(model_name)
-    model = resolve_model(registry, model_name, for_embeddings=True)
     estimate = max(1, sum(len(text) for text in inputs) // 4)
-    lease = await _admit(registry, ctx, estimate, outcome)
+    async with _refusals_recorded(ctx, outcome, endpoint=Endpoint.EMBEDDINGS):
+        registry = await fresh_registry(model_name)
+        model = resolve_model(registry, model_name, for_embeddings=True)
+        lease = await _admit(registry, ctx, estimate, outcome)
     status, error_type = UsageStatus.ERROR, "internal_error"
     served: ModelSpec | None = model
     try:
@@ -687,7 +715,8 @@ async def embed(
         for spec, deployment in order:
             if not spec.can_embed:
                 continue
-            unusable = _unusable(spec, deployment)
+            api_key = ctx.api_key_for(deployment.provider.name)
+            unusable = _unusable(spec, deployment, api_key)
             if unusable is not None:
                 outcome.attempts.append(unusable)
                 continue
@@ -696,7 +725,7 @@ async def embed(
                 started = time.perf_counter()
                 outcome.calls += 1
                 try:
-                    result = await client.embed(model=deployment.upstream_model, inputs=inputs)
+                    result = await client.embed(model=deployment.upstream_model, inputs=inputs, api_key=api_key)
                 except ProviderError as exc:
                     outcome.upstream_ms += (time.perf_counter() - started) * 1000
                     failure = _attempt(spec, deployment, exc)

@@ -123,8 +123,11 @@ class AnthropicProvider(BaseProvider):
     def default_headers(self) -> dict[str, str]:
         headers = {"anthropic-version": API_VERSION, **super().default_headers()}
         if self.spec.api_key:
-            headers["x-api-key"] = self.spec.api_key
+            headers.update(self.auth_headers(self.spec.api_key))
         return headers
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"x-api-key": api_key}
 
     @property
     def _path(self) -> str:
@@ -132,7 +135,8 @@ class AnthropicProvider(BaseProvider):
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         try:
-            response = await self.http.post(self._path, json=to_anthropic(request))
+            response = await self.http.post(self._path, json=to_anthropic(request),
+                                             headers=self.call_headers(request.api_key))
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.spec.timeout) from exc
         if response.status_code >= 400:
@@ -148,7 +152,7 @@ class AnthropicProvider(BaseProvider):
         finish_reason = "stop"
         tool_index: dict[int, int] = {}  # Anthropic block index -> our tool call index
         try:
-            async with self.http.stream("POST", self._path, json=body) as response:
+            async with self.http.stream("POST", self._path, json=body, headers=self.call_headers(request.api_key)) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise error_from_status(response.status_code, upstream_message(response), response.headers)

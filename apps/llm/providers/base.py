@@ -49,6 +49,9 @@ class ChatRequest:
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
     response_format: dict[str, Any] | None = None
+    # A per-call key (an agent's own, for this call only) replacing the provider's; sent as a
+    # per-request header, so the pooled client never holds it. Never repr'd or logged.
+    api_key: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -163,13 +166,21 @@ class BaseProvider:
     def default_headers(self) -> dict[str, str]:
         return dict(self.spec.extra_headers)
 
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        """The headers that carry `api_key` for this provider (none for keyless kinds)."""
+        return {}
+
+    def call_headers(self, api_key: str | None) -> dict[str, str] | None:
+        """Per-request headers for a per-call key; they override the client's default ones."""
+        return self.auth_headers(api_key) if api_key else None
+
     async def chat(self, request: ChatRequest) -> ChatResponse:
         raise NotImplementedError
 
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         raise NotImplementedError
 
-    async def embed(self, *, model: str, inputs: list[str]) -> EmbeddingResponse:
+    async def embed(self, *, model: str, inputs: list[str], api_key: str | None = None) -> EmbeddingResponse:
         raise ProviderError("bad_request", f"provider kind {self.spec.kind!r} does not serve embeddings", status=400)
 
     async def aclose(self) -> None:

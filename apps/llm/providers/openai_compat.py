@@ -62,12 +62,15 @@ class OpenAICompatibleProvider(BaseProvider):
     def default_headers(self) -> dict[str, str]:
         headers = super().default_headers()
         if self.spec.api_key:
-            headers["Authorization"] = f"Bearer {self.spec.api_key}"
+            headers.update(self.auth_headers(self.spec.api_key))
         return headers
 
-    async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key}"}
+
+    async def _post_json(self, path: str, body: dict[str, Any], api_key: str | None = None) -> dict[str, Any]:
         try:
-            response = await self.http.post(path, json=body)
+            response = await self.http.post(path, json=body, headers=self.call_headers(api_key))
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.spec.timeout) from exc
         if response.status_code >= 400:
@@ -81,7 +84,7 @@ class OpenAICompatibleProvider(BaseProvider):
         return data
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        data = await self._post_json("/chat/completions", chat_body(request, stream=False))
+        data = await self._post_json("/chat/completions", chat_body(request, stream=False), request.api_key)
         try:
             choice = data["choices"][0]
             message = choice.get("message") or {}
@@ -105,7 +108,8 @@ class OpenAICompatibleProvider(BaseProvider):
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         body = chat_body(request, stream=True)
         try:
-            async with self.http.stream("POST", "/chat/completions", json=body) as response:
+            async with self.http.stream("POST", "/chat/completions", json=body,
+                                        headers=self.call_headers(request.api_key)) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise error_from_status(response.status_code, upstream_message(response), response.headers)
@@ -139,8 +143,8 @@ class OpenAICompatibleProvider(BaseProvider):
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.spec.timeout) from exc
 
-    async def embed(self, *, model: str, inputs: list[str]) -> EmbeddingResponse:
-        data = await self._post_json("/embeddings", {"model": model, "input": inputs})
+    async def embed(self, *, model: str, inputs: list[str], api_key: str | None = None) -> EmbeddingResponse:
+        data = await self._post_json("/embeddings", {"model": model, "input": inputs}, api_key)
         try:
             items = sorted(data["data"], key=lambda item: item.get("index", 0))
             vectors = [[float(x) for x in item["embedding"]] for item in items]

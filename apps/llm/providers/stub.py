@@ -137,7 +137,7 @@ class StubProvider(BaseProvider):
             yield StreamEvent("text", text=piece)
         yield StreamEvent("finish", finish_reason=response.finish_reason, usage=response.usage)
 
-    async def embed(self, *, model: str, inputs: list[str]) -> EmbeddingResponse:
+    async def embed(self, *, model: str, inputs: list[str], api_key: str | None = None) -> EmbeddingResponse:
         dimensions = dimensions_of(model)
         vectors = [embed_text(text, dimensions) for text in inputs]
         return EmbeddingResponse(vectors=vectors, usage=Usage(sum(count_words(t) for t in inputs), 0))
