@@ -47,12 +47,19 @@ def _blueprint(blueprint: Blueprint, state: runtime.RuntimeState) -> dict[str, A
 
 @router.get("", response=AgentListOut)
 async def agents_list(request: HttpRequest) -> dict[str, Any]:
-    """Every agent with its loaded state and the blueprint version this process holds."""
+    """Every agent with its loaded state and the blueprint version this process holds.
+
+    A token bound to agents sees only those: another agent's name, model and state are not
+    its business.
+    """
+    principal = principal_of(request)
     states = await runtime.runtime_states()
     blueprints = await ablueprints_all()
     return {
         "items": [
-            _state(bp, states.get(bp.id, runtime.RuntimeState(False, None))) for bp in sorted(blueprints.values(), key=lambda b: b.id)
+            _state(bp, states.get(bp.id, runtime.RuntimeState(False, None)))
+            for bp in sorted(blueprints.values(), key=lambda b: b.id)
+            if principal.may_act_for(bp.id)
         ]
     }
 
@@ -60,6 +67,8 @@ async def agents_list(request: HttpRequest) -> dict[str, Any]:
 @router.get("/{agent_id}", response=BlueprintOut)
 async def agent_detail(request: HttpRequest, agent_id: str) -> dict[str, Any]:
     """The agent's blueprint (character, prompt, settings) with secret names but no values."""
+    # Checked before the lookup, so a bound token cannot probe which other agents exist.
+    principal_of(request).ensure_can_act_for(agent_id)
     blueprint = await ablueprint_get(agent_id)
     return _blueprint(blueprint, await runtime.runtime_state(agent_id))
 

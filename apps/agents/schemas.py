@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from ninja import Field, Schema
 
+from apps.memory.storable import StorableText
+
 
 class AgentStateOut(Schema):
     id: str
@@ -45,18 +47,20 @@ class SecretsOut(Schema):
 
 class ContextMessageIn(Schema):
     role: Literal["user", "assistant", "system"] = "user"
-    author: str | None = Field(None, max_length=200, description="Display name or user id of the author")
-    content: str = Field(max_length=20_000)
+    author: StorableText | None = Field(None, max_length=200, description="Display name or user id of the author")
+    content: StorableText = Field(max_length=20_000)
 
 
 class ChatIn(Schema):
-    microdao_id: str | None = Field(None, min_length=1, max_length=100, description="Defaults to the agent's microDAO")
-    channel_id: str | None = Field(None, min_length=1, max_length=200)
+    # Text the turn stores (memory, transcript, usage): PostgreSQL refuses NUL, so it is a 422
+    # here rather than a turn whose memory silently fails to save.
+    microdao_id: StorableText | None = Field(None, min_length=1, max_length=100, description="Defaults to the agent's microDAO")
+    channel_id: StorableText | None = Field(None, min_length=1, max_length=200)
     session_id: str | None = Field(
         None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$", description="Transcript to append to; one is made if absent"
     )
-    message: str = Field(min_length=1, max_length=20_000)
-    user_id: str | None = Field(None, max_length=200)
+    message: StorableText = Field(min_length=1, max_length=20_000)
+    user_id: StorableText | None = Field(None, max_length=200)
     context: list[ContextMessageIn] = Field(default_factory=list, max_length=100)
     stream: bool = False
 

@@ -151,3 +151,40 @@ def test_enabled_agents_are_loaded_when_a_server_starts(transactional_db, make_t
         assert items == {"agent:sofia": True, "agent:off": False}
     finally:
         server.stop()
+
+
+def test_a_bound_token_sees_and_reads_only_its_own_agents(api, make_token, bearer, headers):
+    make_agent()
+    make_agent("agent:other", name="Other")
+    bound = bearer(make_token(scopes=["agents"], agents=["agent:other"]))
+    listed = _poll(lambda: api.get("/internal/agents", headers=bound), lambda r: len(r.json()["items"]) == 1)
+    assert [item["id"] for item in listed.json()["items"]] == ["agent:other"]
+    assert api.get("/internal/agents/agent:other", headers=bound).status_code == 200
+    for agent_id in ("agent:sofia", "agent:does-not-exist"):  # the same answer: existence does not leak
+        refused = api.get(f"/internal/agents/{agent_id}", headers=bound)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["type"] == "agent_not_allowed"
+        assert "system_prompt" not in refused.text
+    everyone = api.get("/internal/agents", headers=headers).json()["items"]
+    assert {item["id"] for item in everyone} == {"agent:sofia", "agent:other"}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"message": "hi\u0000there"},
+        {"microdao_id": "microdao:\u0000"},
+        {"channel_id": "c\u0000"},
+        {"user_id": "u\u0000"},
+        {"context": [{"role": "user", "author": "a\u0000", "content": "hi"}]},
+    ],
+)
+def test_chat_text_postgres_cannot_store_is_422(api, headers, fields):
+    # The turn stores these (memory, transcript, usage); a NUL made that fail silently after
+    # the reply, or a 500.
+    make_agent()
+    body = {"message": "hi", "microdao_id": "microdao:7", **fields}
+    response = api.post("/internal/agents/agent:sofia/chat", json=body, headers=headers)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["type"] == "validation_error" and "NUL" in error["message"]
