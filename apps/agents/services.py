@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from apps.agents.character import agent_id_for_name, character_errors, stored_character
 from apps.agents.models import AGENT_ID_RE, Agent, AgentSecret
+from apps.memory.storable import json_problem
 from daarion.errors import Conflict, NotFound, ValidationFailed
 from daarion.live_config import bump_version
 from daarion.redis_client import get_redis, key
@@ -59,6 +60,9 @@ def agent_validate(agent: Agent) -> None:
     details: list[dict[str, str]] = []
     if not isinstance(agent.character, dict):
         details.append({"path": "character", "message": "must be a JSON object"})
+    elif (found := json_problem(agent.character, "character")) is not None:
+        # jsonb refuses NUL and lone surrogates: a 422 here, not a 500 from the INSERT.
+        details.append({"path": found[0], "message": found[1]})
     elif agent.character:
         # The stored character need not repeat the name (the agent has one), so check it as
         # if it had the agent's name.

@@ -43,8 +43,11 @@ def _clean_provider(provider: Provider) -> None:
     if not provider.base_url and provider.kind in DEFAULT_BASE_URLS:
         provider.base_url = DEFAULT_BASE_URLS[provider.kind]
     if provider.base_url:
-        parsed = urlparse(provider.base_url)
-        if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+        try:
+            parsed = urlparse(provider.base_url)
+        except ValueError:  # "http://[::1" and the like: not a URL at all
+            parsed = None
+        if parsed is None or parsed.scheme not in {"http", "https"} or not parsed.netloc:
             errors["base_url"] = f"{provider.base_url!r} is not an http(s) URL"
         provider.base_url = provider.base_url.rstrip("/")
     elif provider.kind != ProviderKind.STUB:

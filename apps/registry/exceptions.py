@@ -78,6 +78,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return _response(422, "validation_error", message or "invalid input", details)
     if isinstance(exc, drf.ParseError):
         return _response(400, "bad_request", f"the body could not be parsed: {exc.detail}")
+    if isinstance(exc, RecursionError):
+        # The JSON and YAML parsers recurse per nesting level and catch only their own errors.
+        return _response(400, "bad_request", "the body could not be parsed: it is nested too deeply")
     if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
         return _response(
             401, "unauthorized",

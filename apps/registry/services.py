@@ -34,6 +34,10 @@ def model_deployments_sync(*, model: LogicalModel, deployments: list[dict[str, A
     changed = False
     for index, spec in enumerate(deployments):
         where = f"{path}[{index}]"
+        # A PATCH validates its nested deployments partially (DRF), so a field may be missing.
+        for field in ("provider", "upstream_model"):
+            if not spec.get(field):
+                raise _fail(f"{where}.{field}", "this field is required")
         provider: Provider | None = providers.get(spec["provider"])
         if provider is None:
             raise _fail(f"{where}.provider", f"unknown provider {spec['provider']!r}")

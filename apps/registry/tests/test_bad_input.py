@@ -1,0 +1,64 @@
+"""Bad input to the management API found by fuzzing: each answers its error in the envelope
+(400/422), never a 500, and stores nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.agents.models import Agent
+from apps.llm.models import LogicalModel, Provider
+
+AGENT = {"id": "agent:fuzz", "name": "Fuzz", "microdao_id": "microdao:7", "model": "gpt-x"}
+
+
+def _error(response, status: int, type_: str, in_message: str = "") -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["type"] == type_
+    assert in_message in error["message"], error
+    return error
+
+
+@pytest.fixture
+def gpt_x(token_client, stub_provider):
+    created = token_client.post("/models/", json={"name": "gpt-x", "deployments": [{"provider": "stub", "upstream_model": "gpt-x-1"}]})
+    assert created.status_code == 201, created.text
+
+
+@pytest.mark.parametrize("raw", ['{"a": "x\\u0000y"}', '{"k": "\\ud800"}', '{"a": [{"\\u0000": 1}]}'])
+def test_an_agent_character_jsonb_cannot_store_is_422(token_client, gpt_x, raw):
+    body = ('{"id": "agent:fuzz", "name": "Fuzz", "microdao_id": "microdao:7", "model": "gpt-x", "character": %s}' % raw).encode()
+    response = token_client.post("/agents/", content=body, headers={"content-type": "application/json"})
+    error = _error(response, 422, "validation_error")
+    assert error["details"][0]["path"].startswith("character")
+    assert not Agent.objects.filter(pk="agent:fuzz").exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [("/agents/", "application/json"), ("/apply", "application/json"), ("/apply", "application/yaml")],
+)
+def test_a_body_nested_too_deeply_is_400(token_client, path, content_type):
+    body = b'{"agents": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    if content_type == "application/yaml":
+        body = b"agents: " + b"[" * 50_000 + b"]" * 50_000
+    response = token_client.post(path, content=body, headers={"content-type": content_type})
+    _error(response, 400, "bad_request", "nested too deeply")
+
+
+def test_a_provider_url_that_does_not_parse_is_422(token_client):
+    response = token_client.post("/providers/", json={"name": "p1", "kind": "openai_compatible", "base_url": "http://[::1"})
+    error = _error(response, 422, "validation_error", "base_url")
+    assert error["details"][0]["path"] == "base_url"
+    assert not Provider.objects.filter(name="p1").exists()
+
+
+@pytest.mark.parametrize("deployment", [{"provider": "stub"}, {"upstream_model": "gpt-x-2"}])
+def test_a_patched_deployment_missing_a_field_is_422(token_client, gpt_x, deployment):
+    # DRF validates nested items of a PATCH partially, so the required fields reach the service.
+    response = token_client.patch("/models/gpt-x/", json={"deployments": [deployment]})
+    field = "upstream_model" if "provider" in deployment else "provider"
+    error = _error(response, 422, "validation_error", field)
+    assert error["details"][0]["path"] == f"deployments[0].{field}"
+    model = LogicalModel.objects.get(name="gpt-x")
+    assert [d.upstream_model for d in model.deployments.all()] == ["gpt-x-1"]
