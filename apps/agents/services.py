@@ -16,7 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.agents.character import agent_id_for_name, character_errors, stored_character
-from apps.agents.models import AGENT_ID_RE, Agent, AgentSecret
+from apps.agents.models import AGENT_ID_RE, SECRET_NAME_RE, Agent, AgentSecret
 from apps.memory.storable import json_problem
 from daarion.errors import Conflict, NotFound, ValidationFailed
 from daarion.live_config import bump_version
@@ -155,9 +155,19 @@ def agent_delete(*, agent: Agent) -> None:
     transaction.on_commit(lambda: get_redis().hdel(key(*RUNTIME_STATE_KEY), agent_id))
 
 
+def _check_secret_name(name: str) -> None:
+    # Before the name reaches a query: PostgreSQL refuses a NUL in it with a 500.
+    if not isinstance(name, str) or not re.fullmatch(SECRET_NAME_RE, name):
+        raise ValidationFailed(
+            f"secret {name!r}: secret names are letters, digits, _ . - (e.g. OPENAI_API_KEY)",
+            details=[{"path": f"secrets.{name}", "message": "secret names are letters, digits, _ . - (e.g. OPENAI_API_KEY)"}],
+        )
+
+
 @transaction.atomic
 def agent_secret_set(*, agent: Agent, name: str, value: str) -> AgentSecret:
     """Creates or replaces the secret `name`; the value is sealed with AES-256-GCM on save."""
+    _check_secret_name(name)
     if not isinstance(value, str) or not value:
         raise ValidationFailed(
             f"secret {name!r}: the value must be a non-empty string",
@@ -177,6 +187,8 @@ def agent_secret_set(*, agent: Agent, name: str, value: str) -> AgentSecret:
 
 @transaction.atomic
 def agent_secret_delete(*, agent: Agent, name: str) -> bool:
+    if not isinstance(name, str) or not re.fullmatch(SECRET_NAME_RE, name):
+        return False  # no stored secret has such a name (and a NUL in it would fail the query)
     deleted, _ = AgentSecret.objects.filter(agent=agent, name=name).delete()
     if deleted:
         _touch(agent.pk)

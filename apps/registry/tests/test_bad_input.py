@@ -62,3 +62,14 @@ def test_a_patched_deployment_missing_a_field_is_422(token_client, gpt_x, deploy
     assert error["details"][0]["path"] == f"deployments[0].{field}"
     model = LogicalModel.objects.get(name="gpt-x")
     assert [d.upstream_model for d in model.deployments.all()] == ["gpt-x-1"]
+
+
+def test_an_agent_secret_name_with_nul_is_422_and_deleting_one_is_a_no_op(token_client, gpt_x):
+    response = token_client.post("/agents/", json={**AGENT, "secrets": {"KEY\u0000": "v"}})
+    error = _error(response, 422, "validation_error", "secret names")
+    assert error["details"][0]["path"].startswith("secrets.")
+    assert not Agent.objects.filter(pk="agent:fuzz").exists()
+    assert token_client.post("/agents/", json={**AGENT, "secrets": {"KEY": "v"}}).status_code == 201
+    patched = token_client.patch("/agents/agent:fuzz/", json={"secrets": {"KEY\u0000": None}})
+    assert patched.status_code == 200, patched.text
+    assert Agent.objects.get(pk="agent:fuzz").secrets.count() == 1
