@@ -30,6 +30,7 @@ DEFAULT_BASE_URLS = {
 }
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,100}$")
+_BAD_HEADER_VALUE = re.compile(r"[\r\n\x00]")
 _UNSET: Any = object()
 
 
@@ -56,9 +57,11 @@ def _clean_provider(provider: Provider) -> None:
         errors["api_key_env"] = f"{provider.api_key_env!r} is not an environment variable name"
     headers = provider.extra_headers
     if not isinstance(headers, dict) or not all(
-        isinstance(k, str) and _HEADER_NAME.match(k) and isinstance(v, str) for k, v in headers.items()
+        isinstance(k, str) and _HEADER_NAME.match(k) and isinstance(v, str) and not _BAD_HEADER_VALUE.search(v)
+        for k, v in headers.items()
     ):
-        errors["extra_headers"] = "must be an object of header name -> string value"
+        # CR/LF would split the header (and httpx refuses to send it, failing every call).
+        errors["extra_headers"] = "must be an object of header name -> string value without CR, LF or NUL"
     if errors:
         raise ValidationError(errors)
     provider.full_clean()

@@ -73,3 +73,11 @@ def test_an_agent_secret_name_with_nul_is_422_and_deleting_one_is_a_no_op(token_
     patched = token_client.patch("/agents/agent:fuzz/", json={"secrets": {"KEY\u0000": None}})
     assert patched.status_code == 200, patched.text
     assert Agent.objects.get(pk="agent:fuzz").secrets.count() == 1
+
+
+def test_a_provider_header_value_with_crlf_is_422(token_client):
+    body = {"name": "p-crlf", "kind": "openai_compatible", "base_url": "http://llm.internal/v1",
+            "extra_headers": {"X-Team": "a\r\nX-Injected: 1"}}
+    error = _error(token_client.post("/providers/", json=body), 422, "validation_error", "extra_headers")
+    assert "CR" in error["message"]
+    assert not Provider.objects.filter(name="p-crlf").exists()
