@@ -26,7 +26,7 @@ from django.db import connection
 from apps.agents.choices import ToolMode
 from apps.agents.runtime import loaded_blueprint
 from apps.agents.selectors import Blueprint
-from apps.llm.gateway import stream_chat_completion
+from apps.llm.gateway import credentials_from_secrets, stream_chat_completion
 from apps.memory.search import amemory_query
 from apps.memory.services import amemory_store, transcript_append
 from apps.tools.registry import registry_snapshot
@@ -342,6 +342,8 @@ async def _run_tool(prepared: PreparedTurn, call: _Call, step: int) -> ToolOutpu
             "turn_id": prepared.turn_id,
         },
         request_id=prepared.turn.request_id,
+        # toolcore injects only the secrets a tool declares (agent_secret_headers).
+        agent_secrets=prepared.blueprint.secrets,
     )
     return ToolOutput(
         step, call.id, call.tool_id, outcome.ok, result=outcome.result, error=outcome.error, error_type=outcome.error_type
@@ -389,6 +391,8 @@ async def turn_events(prepared: PreparedTurn) -> AsyncIterator[Event]:
         if blueprint.max_tool_steps == 0:
             offered, text_tools = [], None
         messages = build_messages(prepared, memories, text_tools)
+        # The agent's own provider keys (secrets named <PROVIDER>_API_KEY) for its model calls.
+        credentials = await credentials_from_secrets(blueprint.secrets)
         all_names: dict[str, str] | None = None
         usage_total: dict[str, int] = {}
         reply_parts: list[str] = []
@@ -413,6 +417,7 @@ async def turn_events(prepared: PreparedTurn) -> AsyncIterator[Event]:
                 tools=None if (text_mode or last_step or not offered) else offered,
                 temperature=blueprint.temperature,
                 request_id=turn.request_id,
+                credentials=credentials,
             ):
                 if event.type == "text":
                     step_text.append(event.text)

@@ -48,6 +48,7 @@ class ToolForm(forms.ModelForm):
         fields = [
             "tool_id", "name", "description", "executor", "target", "input_schema", "output_schema",
             "timeout", "enabled", "read_only", "destructive", "idempotent", "rate_limit_per_minute",
+            "agent_secret_headers",
         ]
 
     def __init__(self, *args, **kwargs) -> None:
@@ -60,6 +61,8 @@ class ToolForm(forms.ModelForm):
     def clean(self) -> dict:
         data = super().clean()
         data["allowed_agents"] = None if data.get("every_agent") else _lines(data.get("agents", ""))
+        if "agent_secret_headers" in data:
+            data["agent_secret_headers"] = data["agent_secret_headers"] or {}
         secrets: dict[str, str | None] = {}
         for line in (data.get("set_secret_headers") or "").splitlines():
             if not line.strip():
@@ -105,7 +108,7 @@ class ToolAdmin(admin.ModelAdmin):
         ("Execution", {"fields": ["executor", "target", "timeout", "rate_limit_per_minute"]}),
         ("Contract", {"fields": ["input_schema", "output_schema", "read_only", "destructive", "idempotent"]}),
         ("Agents", {"fields": ["every_agent", "agents"]}),
-        ("Secrets", {"fields": ["secrets_display", "set_secret_headers"]}),
+        ("Secrets", {"fields": ["secrets_display", "set_secret_headers", "agent_secret_headers"]}),
         ("Times", {"fields": ["created_at", "updated_at"]}),
     ]
 

@@ -49,6 +49,11 @@ class Tool(models.Model):
     )
     # JSON object {header: value}, sealed at rest; sent to HTTP targets, never returned by an API.
     secret_headers = EncryptedTextField(blank=True, default="")
+    # {header: agent secret name}: the calling agent's secret sent as that header (names only;
+    # the values live encrypted on the agent). A call by an agent without it fails.
+    agent_secret_headers = models.JSONField(
+        default=dict, blank=True, help_text='{"X-Api-Key": "SECRET_NAME"}: agent secrets sent as headers (http tools)'
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now, editable=False)
 

@@ -44,6 +44,8 @@ class ToolDefinition:
     rate_limit_per_minute: int | None = None
     # Private to the call path: never rendered by public().
     secret_headers: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # header -> name of the calling agent's secret (names, not values: safe to show).
+    agent_secret_headers: dict[str, str] = field(default_factory=dict)
     input_validator: Draft202012Validator | None = field(default=None, repr=False, compare=False)
     output_validator: Draft202012Validator | None = field(default=None, repr=False, compare=False)
     secret_arg_paths: tuple[tuple[str, ...], ...] = field(default=(), repr=False, compare=False)
@@ -71,6 +73,7 @@ class ToolDefinition:
             "version": self.version,
             "annotations": self.annotations,
             "rate_limit_per_minute": self.rate_limit_per_minute,
+            "agent_secret_headers": dict(self.agent_secret_headers),
         }
 
 
@@ -144,6 +147,7 @@ def definition_of(row: Any) -> ToolDefinition:
         idempotent=row.idempotent,
         rate_limit_per_minute=row.rate_limit_per_minute,
         secret_headers=_decode_secrets(row.secret_headers, row.tool_id),
+        agent_secret_headers=dict(row.agent_secret_headers or {}),
         input_validator=compile_validator(row.input_schema),
         output_validator=compile_validator(row.output_schema),
         secret_arg_paths=tuple(secret_paths(row.input_schema)),

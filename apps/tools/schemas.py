@@ -28,6 +28,9 @@ class ToolDefinitionOut(Schema):
     version: int
     annotations: AnnotationsOut
     rate_limit_per_minute: int | None
+    agent_secret_headers: dict[str, str] = Field(
+        default_factory=dict, description="header -> name of the calling agent's secret sent as that header"
+    )
 
 
 class ToolListParams(Schema):

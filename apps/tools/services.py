@@ -10,6 +10,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,12 +32,15 @@ logger = logging.getLogger(__name__)
 
 _HEADER_RE = re.compile(r"^[A-Za-z0-9-]{1,100}$")
 # Headers the executor sets itself; a secret may not replace them.
+# An agent secret's name, as apps.agents.models.SECRET_NAME_RE allows it.
+_AGENT_SECRET_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 _RESERVED_HEADERS = {"host", "content-type", "content-length", "accept", "x-request-id", "transfer-encoding", "connection"}
 
 # Fields a caller may set on a tool (secret headers are handled apart: write-only).
 TOOL_FIELDS = (
     "name", "description", "input_schema", "output_schema", "executor", "target", "allowed_agents",
     "timeout", "enabled", "read_only", "destructive", "idempotent", "rate_limit_per_minute",
+    "agent_secret_headers",
 )
 
 
@@ -67,6 +71,29 @@ def clean_secret_headers(value: Any) -> dict[str, str]:
     return cleaned
 
 
+def clean_agent_secret_headers(value: Any) -> dict[str, str]:
+    """{header: agent secret name}, each header valid and not one toolcore sets itself."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValidationError({"agent_secret_headers": "must be an object {header: agent secret name}"})
+    cleaned: dict[str, str] = {}
+    seen: set[str] = set()
+    for name, secret in value.items():
+        if not isinstance(name, str) or not _HEADER_RE.match(name):
+            raise ValidationError({"agent_secret_headers": f"header name {name!r} is not a valid HTTP header name"})
+        if name.lower() in _RESERVED_HEADERS:
+            raise ValidationError({"agent_secret_headers": f"header {name!r} is set by toolcore and cannot be a secret"})
+        if name.lower() in seen:
+            raise ValidationError({"agent_secret_headers": f"header {name!r} appears twice"})
+        seen.add(name.lower())
+        if not isinstance(secret, str) or not _AGENT_SECRET_NAME_RE.match(secret):
+            raise ValidationError({"agent_secret_headers": (
+                f"header {name!r}: {secret!r} is not an agent secret name (letters, digits, _ . -)")})
+        cleaned[name] = secret
+    return cleaned
+
+
 def tool_validate(tool: Tool) -> None:
     """Every rule a tool must meet; raises ValidationError keyed by field. Used by all doors."""
     errors: dict[str, list[str]] = {}
@@ -93,6 +120,18 @@ def tool_validate(tool: Tool) -> None:
             )
         if tool.secret_headers:
             errors.setdefault("secret_headers", []).append("secret headers are for http tools only")
+        if tool.agent_secret_headers:
+            errors.setdefault("agent_secret_headers", []).append("agent secret headers are for http tools only")
+    try:
+        agent_headers = clean_agent_secret_headers(tool.agent_secret_headers)
+    except ValidationError as exc:
+        errors.setdefault("agent_secret_headers", []).extend(exc.messages)
+    else:
+        # One header, one source: the tool's own secret or the agent's, never a silent override.
+        own = {h.lower() for h in _secrets_of(tool)}
+        both = sorted(h for h in agent_headers if h.lower() in own)
+        if both:
+            errors.setdefault("agent_secret_headers", []).append(f"header(s) {both} are already tool secret headers")
     try:
         clean_allowed_agents(tool.allowed_agents)
     except ValidationError as exc:
@@ -113,6 +152,8 @@ def _apply(tool: Tool, data: dict[str, Any], secret_headers: dict[str, str | Non
             raise ValidationError({name: "unknown tool field"})
         if name == "allowed_agents":
             value = clean_allowed_agents(value)
+        if name == "agent_secret_headers" and value is None:
+            value = {}
         if getattr(tool, name) != value:
             setattr(tool, name, value)
             changed = True
@@ -191,6 +232,7 @@ def _import_fields(item: dict[str, Any], environ: dict[str, str]) -> tuple[dict[
     fields.setdefault("description", "")
     fields.setdefault("output_schema", None)
     fields.setdefault("allowed_agents", None)
+    fields.setdefault("agent_secret_headers", {})
     secrets = None
     if "secrets" in item:
         # Secrets never sit in the file: each header names the environment variable holding it.
@@ -280,6 +322,8 @@ def tools_export() -> dict[str, Any]:
             "annotations": {"read_only": tool.read_only, "destructive": tool.destructive, "idempotent": tool.idempotent},
             "rate_limit_per_minute": tool.rate_limit_per_minute,
         }
+        if tool.agent_secret_headers:
+            item["agent_secret_headers"] = dict(tool.agent_secret_headers)
         secrets = _secrets_of(tool)
         if secrets:
             env_base = "TOOL_SECRET_" + re.sub(r"[^A-Z0-9]", "_", tool.tool_id.upper())
@@ -328,8 +372,13 @@ async def tool_call(
     args: dict,
     context: dict | None = None,
     request_id: str | None = None,
+    agent_secrets: Mapping[str, str] | None = None,
 ) -> ToolCallOutcome:
-    """Checks and runs one call; every call, allowed or not, leaves an audit row."""
+    """Checks and runs one call; every call, allowed or not, leaves an audit row.
+
+    `agent_secrets`: the calling agent's decrypted secrets; only those the tool declares in
+    `agent_secret_headers` leave this function (as headers to an http target).
+    """
     started = time.perf_counter()
     request_id = request_id or f"tc-{uuid.uuid4().hex}"
     registry = await registry_snapshot.aget()
@@ -337,7 +386,7 @@ async def tool_call(
     if tool is None:
         # A miss re-checks at once: a tool created a moment ago must be callable.
         tool = (await registry_snapshot.aget(recheck=True)).tools.get(tool_id)
-    outcome = await _run_checked(tool, tool_id, agent_id, microdao_id, args, context, request_id)
+    outcome = await _run_checked(tool, tool_id, agent_id, microdao_id, args, context, request_id, agent_secrets)
     latency_ms = (time.perf_counter() - started) * 1000
     outcome = ToolCallOutcome(
         ok=outcome.ok,
@@ -378,6 +427,7 @@ async def _run_checked(
     args: Any,
     context: dict | None,
     request_id: str,
+    agent_secrets: Mapping[str, str] | None = None,
 ) -> ExecutionResult:
     if tool is None:
         return _refusal(CallStatus.NOT_FOUND, "tool_not_found", f"no tool {tool_id!r}")
@@ -407,8 +457,23 @@ async def _run_checked(
     run = get_executor(tool.executor)
     if run is None:
         return _refusal(CallStatus.ERROR, "unknown_executor", f"no executor {tool.executor!r}")
+    injected: dict[str, str] = {}
+    missing: list[str] = []
+    for header, secret_name in tool.agent_secret_headers.items():
+        value = (agent_secrets or {}).get(secret_name)
+        if value:
+            injected[header] = value
+        else:
+            missing.append(secret_name)
+    if missing:
+        # Names only: the values never appear in errors, audit rows or logs.
+        return _refusal(
+            CallStatus.ERROR, "missing_secret",
+            f"tool {tool_id!r} needs the agent secret(s) {sorted(missing)}, which agent {agent_id!r} does not have",
+            {"missing_secrets": sorted(missing)},
+        )
     ctx = ToolContext(tool_id=tool_id, agent_id=agent_id, microdao_id=microdao_id, request_id=request_id,
-                      extra=dict(context or {}))
+                      extra=dict(context or {}), secret_headers=injected)
     try:
         result = await run(tool, args, ctx)
     except Exception as exc:  # noqa: BLE001 - an executor bug is a failed call with a reason, never a 500

@@ -24,6 +24,9 @@ class ToolContext:
     microdao_id: str
     request_id: str
     extra: dict[str, Any] = field(default_factory=dict)
+    # The calling agent's secrets the tool declared (agent_secret_headers), header -> value.
+    # Never in as_dict(): they go to the target as headers only.
+    secret_headers: dict[str, str] = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         # The caller's extra context first, so it can never override who is calling.

@@ -266,6 +266,7 @@ async def run_http(tool: Any, args: dict, context: ToolContext) -> ExecutionResu
     body = json.dumps({"args": args, "context": context.as_dict()}, separators=(",", ":")).encode()
     headers = {
         **tool.secret_headers,
+        **context.secret_headers,
         "Content-Type": "application/json",
         "Accept": "application/json",
         "X-Request-Id": context.request_id,
