@@ -33,6 +33,12 @@ PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR =
 _auth = ServiceTokenAuth("tools")
 
 
+def _refuse_constant(name: str) -> Any:
+    # Python's reader takes NaN and Infinity; JSON has neither, and an id of NaN echoed back
+    # would make the answer invalid JSON.
+    raise ValueError(f"{name} is not JSON")
+
+
 class RpcError(Exception):
     def __init__(self, code: int, message: str, data: Any = None) -> None:
         super().__init__(message)
@@ -167,10 +173,10 @@ async def mcp_endpoint(request: HttpRequest) -> HttpResponse:
             response["WWW-Authenticate"] = 'Bearer realm="daarion"'
         return response
     try:
-        body = json.loads(request.body or b"")
+        body = json.loads(request.body or b"", parse_constant=_refuse_constant)
     except RequestDataTooBig:
         return JsonResponse(_error(None, INVALID_REQUEST, "request body is over the size limit"), status=413)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         return JsonResponse(_error(None, PARSE_ERROR, "body is not valid JSON"), status=400)
     request_id = getattr(request, "request_id", "")
     microdao_id = request.headers.get("X-Microdao-Id", "").strip()

@@ -125,6 +125,22 @@ def test_refusals_over_raw_http(tools_api, make_token, mcp_tools):
     assert batch.json() == [{"jsonrpc": "2.0", "id": 6, "result": {}}]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "projects.list", "arguments": '
+        + b"[" * 50_000 + b"]" * 50_000 + b"}}",  # deeper than the parser recurses: was a 500 page
+        b'{"jsonrpc": "2.0", "id": NaN, "method": "ping"}',  # was echoed back as invalid JSON
+        b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"x": Infinity}}',
+    ],
+)
+def test_bodies_that_are_not_json_are_a_parse_error(tools_api, make_token, mcp_tools, body):
+    bound = make_token(scopes=["tools"], agents=["agent:sofia"])
+    response = _rpc(tools_api, bound, body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == -32700
+
+
 def test_origin_and_protocol_version_headers(tools_api, tools_server, make_token, mcp_tools):
     bound = make_token(scopes=["tools"], agents=["agent:sofia"])
     evil = _rpc(tools_api, bound, Origin="http://evil.example")
