@@ -159,7 +159,8 @@ class ToolOut(serializers.ModelSerializer):
         model = Tool
         fields = ["id", "name", "description", "input_schema", "output_schema", "executor", "target",
                   "allowed_agents", "timeout", "enabled", "read_only", "destructive", "idempotent",
-                  "rate_limit_per_minute", "secret_headers", "version", "created_at", "updated_at"]
+                  "rate_limit_per_minute", "secret_headers", "agent_secret_headers", "version", "created_at",
+                  "updated_at"]
 
     @extend_schema_field({"type": "object", "additionalProperties": {"$ref": "#/components/schemas/SecretStateOut"}})
     def get_secret_headers(self, obj: Tool) -> dict[str, Any]:
@@ -189,6 +190,10 @@ class ToolIn(serializers.Serializer):
     secret_headers = serializers.DictField(
         child=serializers.CharField(allow_null=True, allow_blank=True), write_only=True, required=False,
         help_text="write-only; merged into the stored headers, a null or empty value removes that header",
+    )
+    agent_secret_headers = serializers.DictField(
+        child=serializers.CharField(), required=False, default=dict,
+        help_text="{header: agent secret name}: the calling agent's secret sent as that header (names, not values)",
     )
 
 

@@ -103,3 +103,16 @@ def test_admin_edits_the_declaration_with_the_service_rules(admin_client):
     response = admin_client.post(ADD_URL, _form(agent_secret_headers=json.dumps({"X-Vendor-Token": "VENDOR_TOKEN"})))
     assert response.status_code == 302, response.content.decode()[:2000]
     assert Tool.objects.get(tool_id="projects.list").agent_secret_headers == {"X-Vendor-Token": "VENDOR_TOKEN"}
+
+
+def test_the_registry_api_reads_and_writes_the_declaration(api, make_token, bearer):
+    headers = bearer(make_token(scopes=["registry"]))
+    body = {"id": "vendor.lookup", "name": "Vendor", "input_schema": {"type": "object"}, "executor": "http",
+            "target": "https://vendor.example/lookup", "agent_secret_headers": {"X-Vendor-Token": "VENDOR_TOKEN"}}
+    response = api.post("/api/registry/tools/", headers=headers, json=body)
+    assert response.status_code == 201, response.text
+    assert response.json()["agent_secret_headers"] == {"X-Vendor-Token": "VENDOR_TOKEN"}
+    response = api.patch("/api/registry/tools/vendor.lookup/", headers=headers,
+                         json={"agent_secret_headers": {"Host": "VENDOR_TOKEN"}})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"][0]["path"] == "agent_secret_headers"
