@@ -4,6 +4,7 @@ error envelope. Apps contribute routers; this module only wires them and renders
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -13,6 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Router, Schema
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
+from ninja.parser import Parser
 
 from daarion.auth import ServiceTokenAuth, ensure_scope, principal_of
 from daarion.errors import STATUS_TYPES, DaarionError, error_response, render_error
@@ -92,11 +94,25 @@ def install_error_handlers(api: NinjaAPI) -> None:
         )
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+class StrictJSONParser(Parser):
+    """JSON bodies as JSON defines them: Python's reader also takes NaN, Infinity and -Infinity,
+    which no JSON peer (an upstream LLM, a tool's HTTP target, jsonb) accepts back. Ninja
+    answers a body this refuses with 400 bad_request."""
+
+    def parse_body(self, request: HttpRequest) -> Any:
+        return json.loads(request.body, parse_constant=_refuse_constant)
+
+
 internal_api = NinjaAPI(
     title="DAARION control plane — internal API",
     version="1.0.0",
     description="Service APIs for the agent runtime: LLM proxy, agent memory, toolcore, agents.",
     urls_namespace="internal",
+    parser=StrictJSONParser(),
     docs_url="/docs",
     openapi_url="/openapi.json",
 )
@@ -106,6 +122,7 @@ openai_api = NinjaAPI(
     title="DAARION control plane — OpenAI-compatible API",
     version="1.0.0",
     urls_namespace="v1",
+    parser=StrictJSONParser(),
     docs_url="/docs",
     openapi_url="/openapi.json",
 )

@@ -58,6 +58,21 @@ def test_nul_in_the_url_is_400_not_500(api, make_token, bearer, path):
     assert "NUL" in error["message"]
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/internal/tools/call", b'{"tool_id": "t", "agent_id": "agent:a", "microdao_id": "m", "args": {"x": NaN}}'),
+        ("/internal/agent-memory/store", b'{"agent_id": "agent:a", "microdao_id": "m", "kind": "kb", "content": {"x": Infinity}}'),
+        ("/v1/chat/completions", b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": -Infinity}'),
+    ],
+)
+def test_nan_and_infinity_are_not_json(api, make_token, bearer, path, body):
+    # Python's JSON reader takes them; a tool's HTTP target, an upstream or jsonb would not.
+    token = make_token(scopes=["tools", "memory", "llm"])
+    response = api.post(path, content=body, headers={**bearer(token), "content-type": "application/json"})
+    _assert_envelope(response, 400, "bad_request")
+
+
 def test_pages_outside_the_apis_keep_django_behaviour(api):
     response = api.get("/admin/", follow_redirects=False)
     assert response.status_code == 302  # to the login page, not an API envelope
