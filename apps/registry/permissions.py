@@ -1,5 +1,6 @@
 """Who may do what: `registry:read` tokens read, `registry` tokens read and write, staff
-sessions do both; everybody else gets 401 (no credentials) or 403 (wrong ones)."""
+sessions do both; everybody else gets 401 (no credentials) or 403 (wrong ones, or a token
+bound to agents)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,14 @@ class RegistryAccess(BasePermission):
     def has_permission(self, request: Request, view) -> bool:  # noqa: ANN001
         principal = request.auth
         if isinstance(principal, Principal):
+            if principal.agents is not None:
+                # The registry is configuration shared by every agent (other agents' prompts,
+                # providers, tools): a token bound to agents would act for all of them here.
+                raise Forbidden(
+                    f"token {principal.name!r} is bound to agents; the registry API takes only tokens not bound to agents",
+                    type="agent_bound_token",
+                    details={"allowed_agents": sorted(principal.agents)},
+                )
             if is_read(request, view):
                 if not (principal.has_scope(Scope.REGISTRY) or principal.has_scope(Scope.REGISTRY_READ)):
                     raise Forbidden(

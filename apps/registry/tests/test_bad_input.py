@@ -81,3 +81,22 @@ def test_a_provider_header_value_with_crlf_is_422(token_client):
     error = _error(token_client.post("/providers/", json=body), 422, "validation_error", "extra_headers")
     assert "CR" in error["message"]
     assert not Provider.objects.filter(name="p-crlf").exists()
+
+
+@pytest.mark.parametrize("scope", ["registry", "registry:read"])
+def test_a_token_bound_to_agents_cannot_use_the_registry(api, make_token, bearer, token_client, gpt_x, scope):
+    # It could edit, delete or read every other agent (found: a token bound to agent:sofia
+    # PATCHed agent:other's system prompt and deleted it).
+    assert token_client.post("/agents/", json=AGENT).status_code == 201
+    bound = bearer(make_token(scopes=[scope], agents=["agent:sofia"]))
+    for method, path, body in [
+        ("GET", "/api/registry/agents/", None),
+        ("GET", "/api/registry/agents/agent:fuzz/", None),
+        ("PATCH", "/api/registry/agents/agent:fuzz/", {"system_prompt": "taken over"}),
+        ("DELETE", "/api/registry/agents/agent:fuzz/", None),
+        ("GET", "/api/registry/export", None),
+    ]:
+        response = api.request(method, path, json=body, headers=bound)
+        _error(response, 403, "agent_bound_token")
+    agent = Agent.objects.get(pk="agent:fuzz")
+    assert agent.system_prompt == ""
