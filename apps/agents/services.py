@@ -160,7 +160,7 @@ def _check_secret_name(name: str) -> None:
     if not isinstance(name, str) or not re.fullmatch(SECRET_NAME_RE, name):
         raise ValidationFailed(
             f"secret {name!r}: secret names are letters, digits, _ . - (e.g. OPENAI_API_KEY)",
-            details=[{"path": f"secrets.{name}", "message": "secret names are letters, digits, _ . - (e.g. OPENAI_API_KEY)"}],
+            details=[{"path": f"secrets.{name}.name", "message": "secret names are letters, digits, _ . - (e.g. OPENAI_API_KEY)"}],
         )
 
 
