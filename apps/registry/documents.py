@@ -301,6 +301,8 @@ def _tools(raw: Any) -> dict[str, tuple[str, dict[str, Any], dict[str, _Secret] 
             "timeout": item.get("timeout", 10.0),
             "enabled": item.get("enabled", True),
             "rate_limit_per_minute": item.get("rate_limit_per_minute"),
+            # {header: agent secret name}: names only, so it travels in documents as it is.
+            "agent_secret_headers": item.get("agent_secret_headers") or {},
             **{name: annotations.get(name, item.get(name, False)) for name in _ANNOTATIONS},
         }
         secrets = _secrets_map(item["secrets"], f"{path}.secrets") if item.get("secrets") is not None else None

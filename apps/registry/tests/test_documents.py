@@ -190,3 +190,19 @@ def test_the_plan_prints_as_the_import_command_prints_it(registry):
     ]
     assert LogicalModel.objects.filter(name="empty").exists() and not LogicalModel.objects.filter(name="fresh").exists()
     assert registry_apply(document=document).lines()[-1] == "1 created, 0 updated, 10 unchanged, 1 deleted"
+
+
+def test_agent_secret_headers_travel_in_documents(registry):
+    document = registry_export()
+    document["tools"][1]["agent_secret_headers"] = {"X-Github-Token": "GITHUB_TOKEN"}  # projects.list
+    plan = registry_apply(document=document)
+    assert [i.changes for i in plan.items if i.id == "projects.list"] == [
+        {"agent_secret_headers": [{}, {"X-Github-Token": "GITHUB_TOKEN"}]}]
+    exported = registry_export()
+    assert exported["tools"][1]["agent_secret_headers"] == {"X-Github-Token": "GITHUB_TOKEN"}
+    assert registry_apply(document=exported).summary()["update"] == 0
+    bad = registry_export()
+    bad["tools"][0]["agent_secret_headers"] = {"X-Key": "K"}  # followups.create is a python tool
+    with pytest.raises(ValidationFailed) as raised:
+        registry_apply(document=bad)
+    assert raised.value.details[0]["path"] == "tools[0].agent_secret_headers"
