@@ -232,13 +232,22 @@ async def _read_capped(response: httpx.Response, cap: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
 async def _send(
-    tool: Any, body: bytes, headers: dict[str, str], timeout: httpx.Timeout
+    tool: Any, body: bytes, headers: dict[str, str], secret_headers: dict[str, str], timeout: httpx.Timeout
 ) -> tuple[httpx.Response, bytes | None, CheckedTarget]:
     url, method, content = tool.target, "POST", body
+    origin = _origin(url)
     for _ in range(settings.TOOLS_HTTP_MAX_REDIRECTS + 1):
         target = await check_target(url)
-        request_headers = dict(headers)
+        # Secrets go only to the origin the tool names: a redirect elsewhere (even to an
+        # allowed host) gets the request without them, as browsers and curl do.
+        request_headers = {**(secret_headers if _origin(url) == origin else {}), **headers}
         if method == "GET":
             request_headers.pop("Content-Type", None)
         request = _client().build_request(
@@ -264,9 +273,8 @@ async def _send(
 @executor(Executor.HTTP)
 async def run_http(tool: Any, args: dict, context: ToolContext) -> ExecutionResult:
     body = json.dumps({"args": args, "context": context.as_dict()}, separators=(",", ":")).encode()
+    secret_headers = {**tool.secret_headers, **context.secret_headers}
     headers = {
-        **tool.secret_headers,
-        **context.secret_headers,
         "Content-Type": "application/json",
         "Accept": "application/json",
         "X-Request-Id": context.request_id,
@@ -278,7 +286,7 @@ async def run_http(tool: Any, args: dict, context: ToolContext) -> ExecutionResu
     where = urlsplit(tool.target).netloc
     try:
         async with asyncio.timeout(tool.timeout):
-            response, raw, target = await _send(tool, body, headers, timeout)
+            response, raw, target = await _send(tool, body, headers, secret_headers, timeout)
     except TargetRefused as exc:
         return ExecutionResult.failure(f"target refused by the SSRF guard: {exc}", "target_not_allowed")
     except httpx.ConnectTimeout:

@@ -273,3 +273,26 @@ def test_https_target_by_name_verifies_the_certificate(make_tool, https_target, 
     outcome = call("t.tls")
     assert outcome.ok, outcome
     assert outcome.result["echo"]["args"] == {"microdao_id": "microdao:7"}
+
+
+def test_secrets_stay_with_the_tools_own_origin_on_redirects(make_tool, http_target, settings, target_requests):
+    # localhost and 127.0.0.1 are the same server but different origins.
+    settings.TOOLS_HTTP_ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+    port = http_target.rsplit(":", 1)[1]
+    make_tool("t.same-origin", target=f"{http_target}/redirect?to=/echo", secret_headers={"X-Api-Key": "sk-same-1234567"})
+    assert call("t.same-origin").ok
+    same = {k.lower(): v for k, v in target_requests[-1]["headers"].items()}
+    assert same["x-api-key"] == "sk-same-1234567"
+
+    make_tool(
+        "t.cross-origin",
+        target=f"{http_target}/redirect?to=http://localhost:{port}/echo",
+        secret_headers={"X-Api-Key": "sk-cross-1234567"},
+    )
+    outcome = call("t.cross-origin")
+    assert outcome.ok, outcome
+    last = {k.lower(): v for k, v in target_requests[-1]["headers"].items()}
+    assert last["host"] == f"localhost:{port}"
+    assert "x-api-key" not in last
+    first = {k.lower(): v for k, v in target_requests[-2]["headers"].items()}
+    assert first["x-api-key"] == "sk-cross-1234567"
