@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import struct
 import time
 import uuid
@@ -303,12 +304,25 @@ async def models(request: HttpRequest) -> dict[str, Any]:
 # --- /v1 (OpenAI-compatible) --------------------------------------------------------------
 
 
+_HEADER_ID = re.compile(r"[A-Za-z0-9._:@/-]{1,200}")  # the body's metadata ids follow the same rule
+
+
+def _header_id(request: HttpRequest, name: str) -> str | None:
+    value = request.headers.get(name) or None
+    if value is not None and not _HEADER_ID.fullmatch(value):
+        raise ValidationFailed(
+            f"{name} header: 1-200 letters, digits or . _ : @ / -",
+            details=[{"path": f"{name} header", "message": "1-200 letters, digits or . _ : @ / -"}],
+        )
+    return value
+
+
 def _v1_context(request: HttpRequest, endpoint: str) -> llm_router.CallContext:
     principal = principal_of(request)
     return llm_router.CallContext(
-        agent_id=_agent_for(principal, request.headers.get("X-Agent-Id") or None, source="X-Agent-Id header"),
-        microdao_id=request.headers.get("X-Microdao-Id") or None,
-        channel_id=request.headers.get("X-Channel-Id") or None,
+        agent_id=_agent_for(principal, _header_id(request, "X-Agent-Id"), source="X-Agent-Id header"),
+        microdao_id=_header_id(request, "X-Microdao-Id"),
+        channel_id=_header_id(request, "X-Channel-Id"),
         request_id=request.request_id,  # type: ignore[attr-defined]
         endpoint=endpoint,
     )

@@ -112,3 +112,18 @@ def test_x_agent_id_header_for_an_unbound_token(asgi_server, make_token, stub_mo
                                 extra_headers={"X-Agent-Id": "agent:cto", "X-Microdao-Id": "microdao:9", "x-request-id": "req-hdr-1"})
     rows = wait_for(lambda: list(UsageRecord.objects.filter(request_id="req-hdr-1")))
     assert rows and (rows[0].agent_id, rows[0].microdao_id) == ("agent:cto", "microdao:9")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-Agent-Id": b"agent:\xc3\xa9"}, {"X-Agent-Id": b"\xff\xfe"}, {"X-Microdao-Id": b"microdao 9"}, {"X-Channel-Id": b"c" * 201}],
+)
+def test_id_headers_follow_the_body_ids_rule(api, make_token, bearer, stub_model, live, headers):
+    # They were taken as they came (latin-1 decoded) into routing, rate limits and usage rows.
+    live()
+    body = {"model": "dagi-stub", "messages": [{"role": "user", "content": "x"}]}
+    response = api.post("/v1/chat/completions", json=body, headers={**bearer(make_token(scopes=["llm"])), **headers})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    name = next(iter(headers))
+    assert error["type"] == "validation_error" and error["details"][0]["path"] == f"{name} header"
