@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from apps.memory.storable import json_problem
 from apps.tools.audit import audit_enqueue, audit_entry
 from apps.tools.choices import CallStatus, Executor
 from apps.tools.contracts import redact, schema_problems, validation_errors
@@ -107,8 +108,17 @@ def tool_validate(tool: Tool) -> None:
     if tool.output_schema is not None:
         for problem in schema_problems(tool.output_schema, must_be_object=False):
             errors.setdefault("output_schema", []).append(problem)
+    for name in ("input_schema", "output_schema"):
+        # jsonb refuses NUL and lone surrogates: a 422 here, not a 500 from the INSERT.
+        found = json_problem(getattr(tool, name), name)
+        if found:
+            errors.setdefault(name, []).append(f"{found[0]}: {found[1]}")
     if tool.executor == Executor.HTTP:
-        parts = urlsplit(tool.target or "")
+        try:
+            parts = urlsplit(tool.target or "")
+            parts.hostname  # noqa: B018 - parses the netloc: "http://[::1" raises here or above
+        except ValueError:
+            parts = urlsplit("")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             errors.setdefault("target", []).append("an http tool's target must be an http(s):// URL with a host")
         elif parts.username or parts.password:

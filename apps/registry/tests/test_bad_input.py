@@ -100,3 +100,23 @@ def test_a_token_bound_to_agents_cannot_use_the_registry(api, make_token, bearer
         _error(response, 403, "agent_bound_token")
     agent = Agent.objects.get(pk="agent:fuzz")
     assert agent.system_prompt == ""
+
+
+@pytest.mark.parametrize(
+    ("fields", "where"),
+    [
+        ('"input_schema": {"type": "object", "description": "a\\u0000b"}', "input_schema"),
+        ('"input_schema": {"type": "object", "description": "\\ud800"}', "input_schema"),
+        ('"input_schema": {"type": "object"}, "output_schema": {"title": "\\u0000"}', "output_schema"),
+        ('"input_schema": {"type": "object"}, "target": "http://[::1"', "target"),
+    ],
+)
+def test_a_tool_jsonb_or_urlsplit_cannot_take_is_422(token_client, fields, where):
+    from apps.tools.models import Tool
+
+    body = '{"id": "t.fuzz", "name": "Fuzz", "executor": "http", "target": "http://svc.internal/x", %s}' % fields
+    # A later "target" key overrides the first one.
+    response = token_client.post("/tools/", content=body.encode(), headers={"content-type": "application/json"})
+    error = _error(response, 422, "validation_error", where)
+    assert error["details"][0]["path"] == where
+    assert not Tool.objects.filter(tool_id="t.fuzz").exists()
