@@ -194,7 +194,9 @@ def _providers(raw: Any) -> dict[str, tuple[str, dict[str, Any], _Secret | None]
             "kind": _str(kind, f"{path}.kind"),
             "base_url": base_url.rstrip("/"),
             "api_key_env": _str(spec.get("api_key_env") or "", f"{path}.api_key_env"),
-            "timeout_seconds": _float(spec.get("timeout_seconds", spec.get("timeout", 60.0)), f"{path}.timeout_seconds"),
+            "timeout_seconds": _float(
+                spec.get("timeout_seconds", spec.get("timeout", 60.0)), f"{path}.{'timeout' if 'timeout' in spec else 'timeout_seconds'}"
+            ),
             "max_retries": _int(spec.get("max_retries", 2), f"{path}.max_retries"),
             "extra_headers": _mapping(spec.get("extra_headers") or {}, f"{path}.extra_headers"),
             "enabled": _bool(spec.get("enabled", True), f"{path}.enabled"),

@@ -68,9 +68,9 @@ def test_dry_run_writes_nothing():
         ("providers:\n  p:\n    colour: red\n", "providers.p: unknown key(s) ['colour']"),
         ("models:\n  m: {}\n", "models.m: needs a provider"),
         ("models: [1, 2]\n", "models: expected a mapping"),
-        ("providers:\n  p: {kind: stub, timeout: soon}\n", "providers.p: invalid value"),
-        ("providers: {s: {kind: stub}}\nmodels:\n  m: {provider: s, context_window: big}\n", "models.m: invalid value"),
-        ("providers: {s: {kind: stub}}\nmodels:\n  m: {provider: s, weight: heavy}\n", "models.m: invalid value"),
+        ("providers:\n  p: {kind: stub, timeout: soon}\n", "providers.p.timeout: must be a number"),
+        ("providers: {s: {kind: stub}}\nmodels:\n  m: {provider: s, context_window: big}\n", "models.m.context_window: must be an integer"),
+        ("providers: {s: {kind: stub}}\nmodels:\n  m: {provider: s, weight: heavy}\n", "models.m.weight: must be an integer"),
         ("stuff: 1\n", "(root): unknown key(s) ['stuff']"),
         (
             "providers:\n  s: {kind: stub}\nmodels:\n  a: {provider: s, fallbacks: [b]}\n  b: {provider: s, fallbacks: [a]}\n",

@@ -1,27 +1,35 @@
-"""manage.py import_registry FILE.yaml [--dry-run]: upserts providers, models and rate limits
-from a file in the seed's config.yaml shape (see docs/LLM_PROXY_SPEC.md)."""
+"""manage.py import_registry FILE.yaml [--dry-run] [--prune]: applies a registry document
+(providers, models, rate_limits, and tools / agents too) through the registry engine
+(apps/registry/documents.py, the one POST /api/registry/apply uses) and prints its plan.
+See docs/LLM_PROXY_SPEC.md and docs/REGISTRY_API.md."""
 
 from __future__ import annotations
 
+import getpass
 import sys
 from pathlib import Path
 
 import yaml
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.llm.services import registry_import
+from apps.registry.documents import registry_apply
+from daarion.audit import acting_as
 from daarion.errors import DaarionError
 
 
 class Command(BaseCommand):
-    help = "Imports the LLM registry (providers, models, rate_limits) from a YAML file; idempotent."
+    help = "Imports a registry document (providers, models, rate_limits, tools, agents) from YAML; idempotent."
     stealth_options = ("stdin",)
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", help="path to a config.yaml ('-' reads standard input)")
-        parser.add_argument("--dry-run", action="store_true", help="check and report, write nothing")
+        parser.add_argument("--dry-run", action="store_true", help="check and print the plan, write nothing")
+        parser.add_argument(
+            "--prune", action="store_true",
+            help="also delete objects that a section of the file does not name (as POST /api/registry/apply does)",
+        )
 
-    def handle(self, *args, file: str, dry_run: bool, **opts) -> None:
+    def handle(self, *args, file: str, dry_run: bool, prune: bool, **opts) -> None:
         try:
             text = opts.get("stdin", sys.stdin).read() if file == "-" else Path(file).read_text(encoding="utf-8")
         except OSError as exc:
@@ -31,14 +39,10 @@ class Command(BaseCommand):
         except yaml.YAMLError as exc:
             raise CommandError(f"{file} is not valid YAML: {exc}") from exc
         try:
-            report = registry_import(data=data, dry_run=dry_run)
+            with acting_as(f"cli:{getpass.getuser()}", "import"):
+                # The file is the operator's: `{env: VAR}` secrets are read from this environment.
+                plan = registry_apply(document=data, dry_run=dry_run, prune=prune, resolve_env=True)
         except DaarionError as exc:
             raise CommandError(exc.message) from exc
-        prefix = "would be " if dry_run else ""
-        for label, items in (("created", report.created), ("updated", report.updated), ("deleted", report.deleted)):
-            for item in items:
-                self.stdout.write(f"{prefix}{label}: {item}")
-        self.stdout.write(
-            f"{'dry run: ' if dry_run else ''}{len(report.created)} {prefix}created, {len(report.updated)} {prefix}updated, "
-            f"{len(report.unchanged)} unchanged"
-        )
+        for line in plan.lines():
+            self.stdout.write(line)
