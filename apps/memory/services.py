@@ -401,6 +401,19 @@ def embedding_model_activate(*, name: str) -> EmbeddingModel:
     return model
 
 
+def embedding_model_delete(*, name: str) -> None:
+    """Deletes a model that is not active (the admin's rule, for the registry API too).
+    Entries embedded with it keep their vectors (found by text) until re-embedded."""
+    with transaction.atomic():
+        model = EmbeddingModel.objects.select_for_update().filter(name=name).first()
+        if model is None:
+            raise NotFound(f"embedding model {name!r} does not exist", type="embedding_model_not_found")
+        if model.is_active:
+            raise Conflict(f"{name} is the active embedding model; activate another first", details={"name": name})
+        model.delete()
+        bump_version(selectors.EMBEDDING_MODELS_CONFIG)
+
+
 def memory_ids_needing_model(*, model_name: str, limit: int, after_id: str = "") -> list[str]:
     return list(
         MemoryEntry.objects.filter(id__gt=after_id).exclude(embedding_model=model_name, embedding_status=EmbeddingStatus.READY)

@@ -269,7 +269,6 @@ class EmbeddingModelViewSet(RegistryViewSet):
 
     queryset = EmbeddingModel.objects.all()
     lookup_field = "name"
-    http_method_names = ["get", "post", "put", "patch", "head", "options"]
     # One service call per write; outside a transaction it builds a new model's vector index
     # CONCURRENTLY, so memory writes are not blocked while it builds.
     atomic_writes = False
@@ -296,6 +295,9 @@ class EmbeddingModelViewSet(RegistryViewSet):
             options=data.get("options", obj.options),
             is_active=data.get("is_active") or None,
         )
+
+    def remove(self, obj: EmbeddingModel) -> None:
+        memory_services.embedding_model_delete(name=obj.name)
 
 
 @extend_schema_view(list=extend_schema(description=_LIST_DOC))

@@ -93,10 +93,6 @@ def test_crud(client, stub_provider, collection):
         if name != "deployments":
             assert put.json()[name] == value, name
 
-    if collection == "embedding-models":
-        # No delete through the API for embedding models (see docs/REGISTRY_API.md).
-        assert client.delete(path).status_code == 405
-        return
     deleted = client.delete(path)
     assert deleted.status_code == 204, deleted.text
     missing = client.get(path)

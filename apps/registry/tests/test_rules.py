@@ -90,6 +90,7 @@ def test_unique_ids_and_conflicts(token_client, stub_provider):
     policy = token_client.post("/rate-limits/", json={"scope": "agent", "subject": "agent:x", "rpm": 1}).json()
     _refused(token_client.patch(f"/rate-limits/{policy['id']}/", json={"subject": "agent:y"}), 422, "validation_error")
     _refused(token_client.patch("/embedding-models/hash-x/", json={"is_active": False}), 422, "validation_error", "is_active")
+    _refused(token_client.delete("/embedding-models/hash-x/"), 409, "conflict")
 
 
 def test_bodies_that_are_not_json_objects(token_client):
