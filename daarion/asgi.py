@@ -11,11 +11,12 @@ one hops to a thread twice per request, which cost the LLM proxy about a third o
 per call (bench/proxy_overhead.py), while token-authenticated JSON APIs use none of them.
 Everything else (admin, /api/registry with its session auth, /mcp, /health) keeps the full chain.
 
-The LLM proxy's paths (`/internal/llm/`, `/v1/`) also skip Django's per-request
+The hot paths — the LLM proxy (`/internal/llm/`, `/v1/`) and toolcore (`/internal/tools/`) —
+also skip Django's per-request
 `ThreadSensitiveContext`: with it, the first thread-sensitive `sync_to_async` of a request
 (Django's own request_started / request_finished signal receivers) starts a fresh thread and
 joins it at the end, on every request. Without it those few microseconds of sync work run on
-asgiref's shared thread. The proxy's views are async and read no database on the hot path; a
+asgiref's shared thread. Their views are async and read no database on the hot path; a
 sync database call added there would be serialised across requests, so use
 `sync_to_async(thread_sensitive=False)` for it (as LiveSnapshot.aget does).
 """
@@ -43,7 +44,7 @@ BROWSER_ONLY_MIDDLEWARE = frozenset({
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 })
 SERVICE_API_PREFIXES = ("/internal/", "/v1/")
-LLM_PROXY_PREFIXES = ("/internal/llm/", "/v1/")
+HOT_PATH_PREFIXES = ("/internal/llm/", "/v1/", "/internal/tools/")
 
 
 class ServiceApiHandler(ASGIHandler):
@@ -60,7 +61,7 @@ class ServiceApiHandler(ASGIHandler):
             settings.MIDDLEWARE = full
 
 
-class LlmProxyHandler(ServiceApiHandler):
+class HotPathHandler(ServiceApiHandler):
     """ServiceApiHandler without the per-request ThreadSensitiveContext (see above)."""
 
     async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 - the ASGI signature
@@ -70,14 +71,14 @@ class LlmProxyHandler(ServiceApiHandler):
 
 
 service_api_application = ServiceApiHandler()
-llm_proxy_application = LlmProxyHandler()
+hot_path_application = HotPathHandler()
 
 
 async def django_router(scope, receive, send) -> None:  # noqa: ANN001 - the ASGI signature
     if scope["type"] == "http":
         path = scope["path"]
-        if path.startswith(LLM_PROXY_PREFIXES):
-            return await llm_proxy_application(scope, receive, send)
+        if path.startswith(HOT_PATH_PREFIXES):
+            return await hot_path_application(scope, receive, send)
         if path.startswith(SERVICE_API_PREFIXES):
             return await service_api_application(scope, receive, send)
     return await django_application(scope, receive, send)
