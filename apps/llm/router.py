@@ -10,9 +10,9 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 
@@ -25,6 +25,8 @@ from daarion.errors import BadRequest, DaarionError, GatewayTimeout, NotFound, S
 from daarion.redis_client import get_async_redis, key
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def _setting(name: str, default: float) -> float:
@@ -491,23 +493,10 @@ async def _route_chat(
         request.model = deployment.upstream_model
         request.api_key = api_key
         try:
-            for attempt in range(deployment.provider.max_retries + 1):
-                started = time.perf_counter()
-                outcome.calls += 1
-                try:
-                    response = await client.chat(request)
-                except ProviderError as exc:
-                    outcome.upstream_ms += (time.perf_counter() - started) * 1000
-                    failure = _attempt(spec, deployment, exc)
-                    outcome.attempts.append(failure)
-                    if exc.kind == "bad_request":
-                        raise _bad_request(model.name, failure, outcome.attempts) from exc
-                    delay = backoff_delay(attempt, exc.retry_after) if exc.retryable else None
-                    if delay is None or attempt == deployment.provider.max_retries:
-                        break
-                    await asyncio.sleep(delay)
-                    continue
-                outcome.upstream_ms += (time.perf_counter() - started) * 1000
+            response = await _with_retries(
+                lambda: client.chat(request), model=model, spec=spec, deployment=deployment, outcome=outcome
+            )
+            if response is not None:
                 response.tool_calls = [ToolCall(c.id, names.back(c.name), c.arguments) for c in response.tool_calls]
                 _served(outcome, spec, deployment, response.usage, response.finish_reason)
                 await health.succeeded(deployment.id)
@@ -517,6 +506,40 @@ async def _route_chat(
             if cap:
                 await ratelimit.settle(cap, actual_tokens=outcome.usage.total_tokens or estimate)
     raise all_failed(model.name, outcome.attempts)
+
+
+async def _with_retries(
+    call: Callable[[], Awaitable[T]],
+    *,
+    model: ModelSpec,
+    spec: ModelSpec,
+    deployment: DeploymentSpec,
+    outcome: Outcome,
+) -> T | None:
+    """Calls one deployment up to 1 + max_retries times with backoff (honouring Retry-After).
+
+    Every failure is recorded in `outcome.attempts`; an upstream 400 is raised at once (no
+    other deployment would answer it differently); None means this deployment gave up.
+    """
+    for attempt in range(deployment.provider.max_retries + 1):
+        started = time.perf_counter()
+        outcome.calls += 1
+        try:
+            result = await call()
+        except ProviderError as exc:
+            outcome.upstream_ms += (time.perf_counter() - started) * 1000
+            failure = _attempt(spec, deployment, exc)
+            outcome.attempts.append(failure)
+            if exc.kind == "bad_request":
+                raise _bad_request(model.name, failure, outcome.attempts) from exc
+            delay = backoff_delay(attempt, exc.retry_after) if exc.retryable else None
+            if delay is None or attempt == deployment.provider.max_retries:
+                return None
+            await asyncio.sleep(delay)
+            continue
+        outcome.upstream_ms += (time.perf_counter() - started) * 1000
+        return result
+    return None
 
 
 def _served(outcome: Outcome, spec: ModelSpec, deployment: DeploymentSpec, used: Usage | None, finish: str) -> None:
@@ -721,23 +744,11 @@ async def embed(
                 outcome.attempts.append(unusable)
                 continue
             client = client_for(deployment.provider)
-            for attempt in range(deployment.provider.max_retries + 1):
-                started = time.perf_counter()
-                outcome.calls += 1
-                try:
-                    result = await client.embed(model=deployment.upstream_model, inputs=inputs, api_key=api_key)
-                except ProviderError as exc:
-                    outcome.upstream_ms += (time.perf_counter() - started) * 1000
-                    failure = _attempt(spec, deployment, exc)
-                    outcome.attempts.append(failure)
-                    if exc.kind == "bad_request":
-                        raise _bad_request(model.name, failure, outcome.attempts) from exc
-                    delay = backoff_delay(attempt, exc.retry_after) if exc.retryable else None
-                    if delay is None or attempt == deployment.provider.max_retries:
-                        break
-                    await asyncio.sleep(delay)
-                    continue
-                outcome.upstream_ms += (time.perf_counter() - started) * 1000
+            result = await _with_retries(
+                lambda: client.embed(model=deployment.upstream_model, inputs=inputs, api_key=api_key),
+                model=model, spec=spec, deployment=deployment, outcome=outcome,
+            )
+            if result is not None:
                 _served(outcome, spec, deployment, result.usage, "stop")
                 served = spec
                 await health.succeeded(deployment.id)
