@@ -100,12 +100,23 @@ def sofia(api, agents_headers, llm_routes, tools, make_token, bearer) -> Callabl
         models = api.get("/internal/llm/models", headers=headers).json()["models"]
         return any(m["name"] == model and m["deployments"] for m in models)
 
+    def _serves(wanted: dict[str, Any]) -> bool:
+        response = api.get("/internal/agents/agent:sofia", headers=agents_headers)
+        if response.status_code != 200:
+            return False
+        served = response.json()
+        return all(served[k] == v for k, v in wanted.items() if k in served)
+
     def _visible_tools() -> bool:
         listed = api.get("/internal/tools", headers=headers).json()["tools"]
         return {t["id"] for t in listed} >= set(tools)
 
     def _make(model: str, *, load: bool = True, **fields: Any) -> str:
         make_agent(model=model, **fields)
+        # A blueprint of the same id from an earlier test may still be in the server's
+        # snapshot for up to a check interval: wait until it serves this test's agent.
+        wanted = {"model": model, **fields}
+        wait_until(lambda: _serves(wanted), f"this test's agent:sofia in the server's snapshot")
         wait_until(lambda: _visible_model(model), f"model {model} in the server's registry")
         wait_until(_visible_tools, "the test's tools in the server's registry")
         if load:
