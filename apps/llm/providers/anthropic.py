@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import orjson
 
 from apps.llm.choices import ProviderKind
 from apps.llm.providers.base import (
@@ -20,9 +20,8 @@ from apps.llm.providers.base import (
     Usage,
     error_from_status,
     register_provider,
-    upstream_message,
 )
-from apps.llm.providers.openai_compat import transport_error
+from apps.llm.providers.transport import upstream_message
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024  # Anthropic requires max_tokens; OpenAI callers often omit it
@@ -134,13 +133,9 @@ class AnthropicProvider(BaseProvider):
         return "/messages" if self.spec.base_url.rstrip("/").endswith("/v1") else "/v1/messages"
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        try:
-            response = await self.http.post(self._path, json=to_anthropic(request),
-                                             headers=self.call_headers(request.api_key))
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.spec.timeout) from exc
-        if response.status_code >= 400:
-            raise error_from_status(response.status_code, upstream_message(response), response.headers)
+        response = await self.http.post_json(self._path, to_anthropic(request), self.call_headers(request.api_key))
+        if response.status >= 400:
+            raise error_from_status(response.status, upstream_message(response), response.headers)
         try:
             return from_anthropic(response.json())
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -151,45 +146,44 @@ class AnthropicProvider(BaseProvider):
         prompt_tokens = completion_tokens = 0
         finish_reason = "stop"
         tool_index: dict[int, int] = {}  # Anthropic block index -> our tool call index
-        try:
-            async with self.http.stream("POST", self._path, json=body, headers=self.call_headers(request.api_key)) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise error_from_status(response.status_code, upstream_message(response), response.headers)
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    try:
-                        event = json.loads(line[5:].strip())
-                    except ValueError as exc:
-                        raise ProviderError("malformed", "upstream sent an invalid stream event") from exc
-                    kind = event.get("type")
-                    if kind == "message_start":
-                        usage = (event.get("message") or {}).get("usage") or {}
-                        prompt_tokens = int(usage.get("input_tokens") or 0)
-                        completion_tokens = int(usage.get("output_tokens") or 0)
-                    elif kind == "content_block_start":
-                        block = event.get("content_block") or {}
-                        if block.get("type") == "tool_use":
-                            index = tool_index.setdefault(event.get("index", 0), len(tool_index))
-                            yield StreamEvent("tool_call", index=index, id=block.get("id", ""), name=block.get("name", ""))
-                    elif kind == "content_block_delta":
-                        delta = event.get("delta") or {}
-                        if delta.get("type") == "text_delta" and delta.get("text"):
-                            yield StreamEvent("text", text=delta["text"])
-                        elif delta.get("type") == "input_json_delta":
-                            index = tool_index.get(event.get("index", 0), 0)
-                            yield StreamEvent("tool_call", index=index, arguments=delta.get("partial_json", ""))
-                    elif kind == "message_delta":
-                        stop = (event.get("delta") or {}).get("stop_reason")
-                        finish_reason = _STOP_REASONS.get(stop or "", finish_reason)
-                        usage = event.get("usage") or {}
-                        completion_tokens = int(usage.get("output_tokens") or completion_tokens)
-                    elif kind == "error":
-                        error = event.get("error") or {}
-                        raise ProviderError("server", str(error.get("message") or "upstream stream error"))
-                    elif kind == "message_stop":
-                        break
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.spec.timeout) from exc
+        async with self.http.stream(self._path, body, self.call_headers(request.api_key)) as response:
+            if response.status >= 400:
+                raw = await response.read()
+                raise error_from_status(response.status, upstream_message(raw), response.headers)
+            async for line in response.lines():
+                if not line.startswith("data:"):
+                    continue
+                try:
+                    event = orjson.loads(line[5:].strip())
+                except ValueError as exc:
+                    raise ProviderError("malformed", "upstream sent an invalid stream event") from exc
+                if not isinstance(event, dict):
+                    raise ProviderError("malformed", "upstream sent a stream event that is not an object")
+                kind = event.get("type")
+                if kind == "message_start":
+                    usage = (event.get("message") or {}).get("usage") or {}
+                    prompt_tokens = int(usage.get("input_tokens") or 0)
+                    completion_tokens = int(usage.get("output_tokens") or 0)
+                elif kind == "content_block_start":
+                    block = event.get("content_block") or {}
+                    if block.get("type") == "tool_use":
+                        index = tool_index.setdefault(event.get("index", 0), len(tool_index))
+                        yield StreamEvent("tool_call", index=index, id=block.get("id", ""), name=block.get("name", ""))
+                elif kind == "content_block_delta":
+                    delta = event.get("delta") or {}
+                    if delta.get("type") == "text_delta" and delta.get("text"):
+                        yield StreamEvent("text", text=delta["text"])
+                    elif delta.get("type") == "input_json_delta":
+                        index = tool_index.get(event.get("index", 0), 0)
+                        yield StreamEvent("tool_call", index=index, arguments=delta.get("partial_json", ""))
+                elif kind == "message_delta":
+                    stop = (event.get("delta") or {}).get("stop_reason")
+                    finish_reason = _STOP_REASONS.get(stop or "", finish_reason)
+                    usage = event.get("usage") or {}
+                    completion_tokens = int(usage.get("output_tokens") or completion_tokens)
+                elif kind == "error":
+                    error = event.get("error") or {}
+                    raise ProviderError("server", str(error.get("message") or "upstream stream error"))
+                elif kind == "message_stop":
+                    break
         yield StreamEvent("finish", finish_reason=finish_reason, usage=Usage(prompt_tokens, completion_tokens))

@@ -7,11 +7,16 @@ import asyncio
 import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
-import httpx
-
+from apps.llm.providers.errors import ProviderError, error_from_status, parse_retry_after
+from apps.llm.providers.transport import Transport
 from apps.llm.selectors import ProviderSpec
+
+__all__ = [
+    "PROVIDER_CLASSES", "BaseProvider", "ChatRequest", "ChatResponse", "EmbeddingResponse", "ProviderError",
+    "StreamEvent", "ToolCall", "Usage", "client_for", "error_from_status", "parse_retry_after", "register_provider",
+]
 
 
 @dataclass
@@ -87,80 +92,19 @@ class EmbeddingResponse:
     usage: Usage = field(default_factory=Usage)
 
 
-class ProviderError(Exception):
-    """An upstream failure, classified so the router knows whether to retry or move on.
-
-    kind: timeout, connection, rate_limited, server, bad_request, auth, malformed.
-    """
-
-    RETRYABLE: ClassVar[frozenset[str]] = frozenset({"timeout", "connection", "rate_limited", "server", "malformed"})
-
-    def __init__(self, kind: str, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.status = status
-        self.retry_after = retry_after
-
-    @property
-    def retryable(self) -> bool:
-        return self.kind in self.RETRYABLE
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: rare from LLM APIs; the router's own backoff applies
-
-
-def error_from_status(status: int, message: str, headers: httpx.Headers | None = None) -> ProviderError:
-    retry_after = parse_retry_after(headers.get("retry-after") if headers else None)
-    if status == 429:
-        return ProviderError("rate_limited", message, status=status, retry_after=retry_after)
-    if status in (401, 403):
-        return ProviderError("auth", message, status=status)
-    if status == 408 or status >= 500:
-        return ProviderError("server", message, status=status, retry_after=retry_after)
-    return ProviderError("bad_request", message, status=status)
-
-
-def upstream_message(response: httpx.Response) -> str:
-    """The upstream's own error message, when it sent one in a known shape."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500] or f"HTTP {response.status_code}"
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])[:500]
-        if isinstance(error, str):
-            return error[:500]
-        if body.get("message"):
-            return str(body["message"])[:500]
-    return str(body)[:500]
-
-
 class BaseProvider:
     """A client for one provider row. One instance (and one pooled HTTP client) per
     provider configuration and event loop."""
 
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
-        self._http: httpx.AsyncClient | None = None
+        self._http: Transport | None = None
 
     @property
-    def http(self) -> httpx.AsyncClient:
+    def http(self) -> Transport:
+        """The pooled transport to this provider (made on first use, in the running loop)."""
         if self._http is None:
-            self._http = httpx.AsyncClient(
-                base_url=self.spec.base_url,
-                headers=self.default_headers(),
-                timeout=httpx.Timeout(self.spec.timeout, connect=min(self.spec.timeout, 10.0)),
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30),
-            )
+            self._http = Transport(base_url=self.spec.base_url, headers=self.default_headers(), timeout=self.spec.timeout)
         return self._http
 
     def default_headers(self) -> dict[str, str]:
@@ -211,7 +155,7 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, tuple[t
 
 
 def client_for(spec: ProviderSpec) -> BaseProvider:
-    """The pooled client for `spec` in the running event loop (httpx pools cannot cross loops)."""
+    """The pooled client for `spec` in the running event loop (connection pools cannot cross loops)."""
     loop = asyncio.get_running_loop()
     per_loop = _clients.get(loop)
     if per_loop is None:

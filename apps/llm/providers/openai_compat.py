@@ -3,11 +3,10 @@ speaks /chat/completions and /embeddings."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import orjson
 
 from apps.llm.choices import ProviderKind
 from apps.llm.providers.base import (
@@ -21,8 +20,8 @@ from apps.llm.providers.base import (
     Usage,
     error_from_status,
     register_provider,
-    upstream_message,
 )
+from apps.llm.providers.transport import upstream_message
 
 
 def _usage(raw: Any) -> Usage | None:
@@ -49,12 +48,6 @@ def chat_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     return body
 
 
-def transport_error(exc: httpx.HTTPError, timeout: float) -> ProviderError:
-    if isinstance(exc, httpx.TimeoutException):
-        return ProviderError("timeout", f"no answer within {timeout:g} s ({type(exc).__name__})")
-    return ProviderError("connection", f"{type(exc).__name__}: {exc}"[:300] or type(exc).__name__)
-
-
 @register_provider(
     ProviderKind.OPENAI, ProviderKind.DEEPSEEK, ProviderKind.VLLM, ProviderKind.OLLAMA, ProviderKind.OPENAI_COMPATIBLE
 )
@@ -69,16 +62,13 @@ class OpenAICompatibleProvider(BaseProvider):
         return {"Authorization": f"Bearer {api_key}"}
 
     async def _post_json(self, path: str, body: dict[str, Any], api_key: str | None = None) -> dict[str, Any]:
-        try:
-            response = await self.http.post(path, json=body, headers=self.call_headers(api_key))
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.spec.timeout) from exc
-        if response.status_code >= 400:
-            raise error_from_status(response.status_code, upstream_message(response), response.headers)
+        response = await self.http.post_json(path, body, self.call_headers(api_key))
+        if response.status >= 400:
+            raise error_from_status(response.status, upstream_message(response), response.headers)
         try:
             data = response.json()
         except ValueError as exc:
-            raise ProviderError("malformed", "upstream answered with invalid JSON", status=response.status_code) from exc
+            raise ProviderError("malformed", "upstream answered with invalid JSON", status=response.status) from exc
         if not isinstance(data, dict):
             raise ProviderError("malformed", "upstream answered with JSON that is not an object")
         return data
@@ -107,41 +97,39 @@ class OpenAICompatibleProvider(BaseProvider):
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         body = chat_body(request, stream=True)
-        try:
-            async with self.http.stream("POST", "/chat/completions", json=body,
-                                        headers=self.call_headers(request.api_key)) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise error_from_status(response.status_code, upstream_message(response), response.headers)
-                finish_reason, usage = "", None
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
-                        break
-                    try:
-                        chunk = json.loads(payload)
-                    except ValueError as exc:
-                        raise ProviderError("malformed", "upstream sent an invalid stream chunk") from exc
-                    usage = _usage(chunk.get("usage")) or usage
-                    for choice in chunk.get("choices") or []:
-                        delta = choice.get("delta") or {}
-                        if delta.get("content"):
-                            yield StreamEvent("text", text=delta["content"])
-                        for call in delta.get("tool_calls") or []:
-                            function = call.get("function") or {}
-                            yield StreamEvent(
-                                "tool_call",
-                                index=int(call.get("index") or 0),
-                                id=call.get("id") or "",
-                                name=function.get("name") or "",
-                                arguments=function.get("arguments") or "",
-                            )
-                        finish_reason = choice.get("finish_reason") or finish_reason
-                yield StreamEvent("finish", finish_reason=finish_reason or "stop", usage=usage)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.spec.timeout) from exc
+        async with self.http.stream("/chat/completions", body, self.call_headers(request.api_key)) as response:
+            if response.status >= 400:
+                raw = await response.read()
+                raise error_from_status(response.status, upstream_message(raw), response.headers)
+            finish_reason, usage = "", None
+            async for line in response.lines():
+                if not line.startswith("data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    break
+                try:
+                    chunk = orjson.loads(payload)
+                except ValueError as exc:
+                    raise ProviderError("malformed", "upstream sent an invalid stream chunk") from exc
+                if not isinstance(chunk, dict):
+                    raise ProviderError("malformed", "upstream sent a stream chunk that is not an object")
+                usage = _usage(chunk.get("usage")) or usage
+                for choice in chunk.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    if delta.get("content"):
+                        yield StreamEvent("text", text=delta["content"])
+                    for call in delta.get("tool_calls") or []:
+                        function = call.get("function") or {}
+                        yield StreamEvent(
+                            "tool_call",
+                            index=int(call.get("index") or 0),
+                            id=call.get("id") or "",
+                            name=function.get("name") or "",
+                            arguments=function.get("arguments") or "",
+                        )
+                    finish_reason = choice.get("finish_reason") or finish_reason
+            yield StreamEvent("finish", finish_reason=finish_reason or "stop", usage=usage)
 
     async def embed(self, *, model: str, inputs: list[str], api_key: str | None = None) -> EmbeddingResponse:
         data = await self._post_json("/embeddings", {"model": model, "input": inputs}, api_key)
