@@ -12,15 +12,22 @@ per call (bench/proxy_overhead.py), while token-authenticated JSON APIs use none
 Everything else (admin, /api/registry with its session auth, /mcp, /health) keeps the full chain.
 
 The hot paths — the LLM proxy (`/internal/llm/`, `/v1/`) and toolcore (`/internal/tools/`) —
-also skip Django's per-request
-`ThreadSensitiveContext`: with it, the first thread-sensitive `sync_to_async` of a request
-(Django's own request_started / request_finished signal receivers) starts a fresh thread and
-joins it at the end, on every request. Without it those few microseconds of sync work run on
-asgiref's shared thread. Their views are async and read no database on the hot path; a
-sync database call added there would be serialised across requests, so use
-`sync_to_async(thread_sensitive=False)` for it (as LiveSnapshot.aget does).
+go through HotPathHandler, which also leaves out Django's per-request thread work. Django's
+ASGIHandler wraps every request in a `ThreadSensitiveContext` and sends `request_started` /
+`request_finished` through `sync_to_async`: the first of those starts a fresh thread and joins
+it at the end, and each is a hop to a thread and back (together a third of the LLM proxy's CPU
+per call after the browser middleware was gone). HotPathHandler sends neither signal: their
+only receivers are Django's `reset_queries`, `close_old_connections`, `close_caches` and
+`reset_urlconf`, which look after the calling thread's database and cache connections and a
+per-request urlconf, and the hot path opens no connection there and sets no urlconf
+(`apps/llm/tests/test_asgi_paths.py` checks that no other receiver is connected). It also
+keeps the request body in memory: API bodies are capped at MAX_BODY_BYTES anyway.
+Their views are async and read no database on the hot path; a sync database call added there
+must use `sync_to_async(thread_sensitive=False)` (as LiveSnapshot.aget does).
 """
 
+import asyncio
+import io
 import os
 
 from django.core.asgi import get_asgi_application
@@ -30,7 +37,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "daarion.settings")
 django_application = get_asgi_application()
 
 from django.conf import settings  # noqa: E402 - after setup
-from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+from django.core.exceptions import RequestAborted  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
+from django.urls import set_script_prefix  # noqa: E402
+
+from daarion.errors import error_response  # noqa: E402
 
 # Left out of the service APIs' chain; anything not listed here runs for them too.
 BROWSER_ONLY_MIDDLEWARE = frozenset({
@@ -61,13 +72,83 @@ class ServiceApiHandler(ASGIHandler):
             settings.MIDDLEWARE = full
 
 
+class _BodyTooLarge(Exception):
+    pass
+
+
 class HotPathHandler(ServiceApiHandler):
-    """ServiceApiHandler without the per-request ThreadSensitiveContext (see above)."""
+    """ServiceApiHandler without Django's per-request thread work (see above)."""
 
     async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 - the ASGI signature
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         await self.handle(scope, receive, send)
+
+    async def read_body(self, receive) -> io.BytesIO:  # noqa: ANN001
+        body, size = io.BytesIO(), 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestAborted()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > settings.MAX_BODY_BYTES:
+                # A chunked body has no Content-Length for BodySizeLimitMiddleware to refuse.
+                raise _BodyTooLarge()
+            body.write(chunk)
+            if not message.get("more_body", False):
+                body.seek(0)
+                return body
+
+    async def handle(self, scope, receive, send) -> None:  # noqa: ANN001
+        """ASGIHandler.handle (Django 5.2) without the request signals, the body in memory."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        except _BodyTooLarge:
+            limit = settings.MAX_BODY_BYTES
+            too_large = error_response(413, "payload_too_large", f"request body is over the limit of {limit} bytes",
+                                       {"limit_bytes": limit})
+            await self.send_response(too_large, send)
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request, early = self.create_request(scope, body_file)
+        if request is None:
+            await self.send_response(early, send)
+            early.close()
+            return
+
+        async def respond() -> object:
+            response = await self.run_get_response(request)
+            try:
+                await self.send_response(response, send)
+            except asyncio.CancelledError:
+                pass  # the client went away while we were sending
+            return response
+
+        # As Django does: a disconnect while the view runs cancels it (and with it the
+        # upstream call it waits on).
+        disconnect = asyncio.create_task(self.listen_for_disconnect(receive))
+        responding = asyncio.create_task(respond())
+        await asyncio.wait((disconnect, responding), return_when=asyncio.FIRST_COMPLETED)
+        for task in (disconnect, responding):
+            if task.done():
+                try:
+                    task.result()
+                except RequestAborted:
+                    pass
+            else:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        if not responding.cancelled():
+            # HttpResponse.close() without its request_finished signal (see above).
+            for closer in responding.result()._resource_closers:
+                closer()
+        body_file.close()
 
 
 service_api_application = ServiceApiHandler()

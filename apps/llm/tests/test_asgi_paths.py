@@ -42,3 +42,36 @@ def test_admin_keeps_the_browser_middleware(api) -> None:
     assert login.headers["x-frame-options"] == "DENY"
     assert "csrftoken" in login.headers.get("set-cookie", "")
     assert api.get("/admin/llm/usagerecord/dashboard/", follow_redirects=False).status_code == 302
+
+
+def test_a_chunked_body_over_the_limit_is_refused_on_the_hot_path(api, llm_headers) -> None:
+    from django.conf import settings
+
+    def body():  # no Content-Length: sent chunked, so only the handler's own count can stop it
+        chunk = b" " * 65536
+        for _ in range(settings.MAX_BODY_BYTES // len(chunk) + 2):
+            yield chunk
+
+    answer = api.post("/v1/chat/completions", content=body(), headers={**llm_headers, "Content-Type": "application/json"})
+    assert answer.status_code == 413
+    assert answer.json()["error"]["type"] == "payload_too_large"
+
+
+def test_the_request_signals_the_hot_path_skips_have_only_djangos_receivers() -> None:
+    # HotPathHandler sends neither signal (daarion/asgi.py): that is safe only while their
+    # receivers are Django's housekeeping of the calling thread's database and cache
+    # connections, which the hot path never opens, and of a per-request urlconf, which it never
+    # sets. A new receiver must be run there too.
+    from django.core import signals
+    from django.core.cache import close_caches
+    from django.core.handlers.base import reset_urlconf
+    from django.db import close_old_connections, reset_queries
+
+    import weakref
+
+    def receivers(signal) -> set:
+        found = (entry[1] for entry in signal.receivers)
+        return {r() if isinstance(r, weakref.ReferenceType) else r for r in found}
+
+    assert receivers(signals.request_started) <= {reset_queries, close_old_connections}
+    assert receivers(signals.request_finished) <= {close_old_connections, close_caches, reset_urlconf}
