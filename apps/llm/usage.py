@@ -12,15 +12,19 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import math
 import sys
 import threading
 import time
 import uuid
-from decimal import Decimal
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from functools import cache
 from typing import Any
 
+import orjson
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection, models
 from django.utils.dateparse import parse_datetime
 
 from daarion.redis_client import get_redis, key
@@ -32,7 +36,7 @@ BATCH_SIZE = 500
 # (and logged), so a long Redis outage cannot exhaust the web process's memory.
 MAX_LOCAL_BACKLOG = 100_000
 
-_queue: collections.deque[str] = collections.deque()
+_queue: collections.deque[bytes | str] = collections.deque()
 _thread: threading.Thread | None = None
 _thread_lock = threading.Lock()
 _wake = threading.Event()
@@ -60,10 +64,24 @@ def new_record(**fields: Any) -> dict[str, Any]:
     return record
 
 
+def _dumps(record: dict[str, Any]) -> bytes | str:
+    try:
+        return orjson.dumps(record, default=str)
+    except TypeError:  # orjson refuses lone surrogates, which the standard encoder escapes
+        return json.dumps(record, default=str)
+
+
+def _loads(item: bytes | str) -> Any:
+    try:
+        return orjson.loads(item)
+    except orjson.JSONDecodeError:  # a lone surrogate's escape (see _dumps), else truly broken
+        return json.loads(item)
+
+
 def emit(record: dict[str, Any]) -> None:
     """Queues a record; never blocks and never raises."""
     try:
-        _queue.append(json.dumps(record, default=str))
+        _queue.append(_dumps(record))
     except (TypeError, ValueError):
         logger.exception("unserializable usage record dropped: %r", record)
         return
@@ -83,7 +101,7 @@ def _ensure_thread() -> None:
 
 def push_pending() -> int:
     """Moves the in-process queue to the Redis list. Returns how many records moved."""
-    items: list[str] = []
+    items: list[bytes | str] = []
     while _queue and len(items) < 5000:
         items.append(_queue.popleft())
     if not items:
@@ -135,23 +153,82 @@ def _storable(value: Any) -> Any:
     return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
-def _to_row(item: bytes | str) -> Any:
+@cache
+def _columns() -> tuple[tuple[models.Field, str], ...]:
+    """UsageRecord's columns with the SQL array type each is sent as (the model decides)."""
     from apps.llm.models import UsageRecord
 
-    data = json.loads(item)
-    created = data.get("created_at")
-    if isinstance(created, (int, float)):
-        from datetime import datetime, timezone
+    out = []
+    for field in UsageRecord._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        out.append((field, field.db_type(connection) + "[]"))
+    return tuple(out)
 
-        created_at = datetime.fromtimestamp(created, tz=timezone.utc)
+
+_MAX_BY_TYPE = {"smallint": 32_767, "integer": 2_147_483_647, "bigint": 9_223_372_036_854_775_807}
+
+
+def _column_value(field: models.Field, array_type: str, value: Any) -> Any:
+    """`value` coerced to what the column accepts, or the field's default: a record that the
+    database would refuse would fail its whole batch on every drain (see _storable)."""
+    if value is None:
+        return None if field.null else field.get_default()
+    if isinstance(field, models.CharField):
+        return _storable(str(value))[: field.max_length]
+    if isinstance(field, models.BooleanField):
+        return bool(value)
+    if isinstance(field, (models.IntegerField, models.PositiveSmallIntegerField)):
+        try:
+            number = int(value)
+        except (TypeError, ValueError, OverflowError):
+            return field.get_default()
+        return max(0, min(number, _MAX_BY_TYPE.get(array_type[:-2], 2_147_483_647)))
+    if isinstance(field, models.FloatField):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return field.get_default()
+        return number if math.isfinite(number) else field.get_default()
+    if isinstance(field, models.DecimalField):
+        try:
+            number = Decimal(str(value))
+        except InvalidOperation:
+            return field.get_default()
+        limit = Decimal(10) ** (field.max_digits - field.decimal_places)
+        return number if number.is_finite() and abs(number) < limit else field.get_default()
+    return value
+
+
+def _row(item: bytes | str) -> list[Any]:
+    """One buffered record as the column values of its row."""
+    data = _loads(item)
+    if not isinstance(data, dict):
+        raise TypeError("a usage record is a JSON object")
+    created = data.get("created_at")
+    if isinstance(created, (int, float)) and math.isfinite(created):
+        data["created_at"] = datetime.fromtimestamp(created, tz=timezone.utc)
     else:
-        created_at = parse_datetime(str(created))
-    allowed = {f.name for f in UsageRecord._meta.get_fields()} - {"id", "created_at", "record_id"}
-    values = {k: _storable(v) for k, v in data.items() if k in allowed and v is not None}
-    for text_field in ("agent_id", "microdao_id", "channel_id", "provider", "upstream_model", "error_type", "request_id"):
-        if text_field in values:
-            values[text_field] = str(values[text_field])[: UsageRecord._meta.get_field(text_field).max_length]
-    return UsageRecord(record_id=uuid.UUID(data["record_id"]), created_at=created_at, **values)
+        data["created_at"] = parse_datetime(str(created)) or datetime.now(tz=timezone.utc)
+    data["record_id"] = uuid.UUID(str(data["record_id"]))
+    return [_column_value(field, array_type, data.get(field.name)) for field, array_type in _columns()]
+
+
+def _insert(rows: list[list[Any]]) -> None:
+    """One INSERT ... SELECT FROM unnest(...) per batch: a few hundred rows cost one statement
+    and no model instances; a record id already stored (a batch written twice) is skipped."""
+    from apps.llm.models import UsageRecord
+
+    columns = _columns()
+    names = ", ".join(connection.ops.quote_name(field.column) for field, _ in columns)
+    arrays = ", ".join(f"%s::{array_type}" for _, array_type in columns)
+    table = connection.ops.quote_name(UsageRecord._meta.db_table)
+    record_id = connection.ops.quote_name(UsageRecord._meta.get_field("record_id").column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) ON CONFLICT ({record_id}) DO NOTHING",
+            [list(values) for values in zip(*rows)],
+        )
 
 
 def drain_to_database(*, max_batches: int = 100) -> int:
@@ -159,8 +236,6 @@ def drain_to_database(*, max_batches: int = 100) -> int:
 
     One drainer at a time (a Redis lock), so the list is trimmed only by whoever read it.
     """
-    from apps.llm.models import UsageRecord
-
     client = get_redis()
     token = uuid.uuid4().hex
     if not client.set(_lock_key(), token, nx=True, px=60_000):
@@ -174,10 +249,11 @@ def drain_to_database(*, max_batches: int = 100) -> int:
             rows = []
             for item in items:
                 try:
-                    rows.append(_to_row(item))
-                except (ValueError, KeyError, TypeError):
+                    rows.append(_row(item))
+                except (ValueError, KeyError, TypeError, AttributeError):
                     logger.error("unreadable usage record skipped: %r", item[:300])
-            UsageRecord.objects.bulk_create(rows, ignore_conflicts=True)
+            if rows:
+                _insert(rows)
             client.ltrim(buffer_key(), len(items), -1)
             written += len(rows)
     finally:

@@ -74,6 +74,22 @@ def test_a_record_with_text_postgres_refuses_is_stored_cleaned_and_does_not_bloc
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_record_with_numbers_the_columns_cannot_hold_is_stored_clamped_and_does_not_block_the_rest():
+    from daarion.redis_client import get_redis
+
+    # An upstream that reports absurd usage, a NaN latency, a cost beyond numeric(16, 8).
+    bad = _record("req-huge", prompt_tokens=10**12, completion_tokens=-5, attempts=10**6, cost="1e30",
+                  latency_ms=float("nan"), ttft_ms="soon")
+    get_redis().rpush(usage.buffer_key(), json.dumps(bad), json.dumps(_record("req-after-huge")))
+    assert usage.drain_to_database() == 2
+    assert usage.pending_in_redis() == 0
+    row = UsageRecord.objects.get(request_id="req-huge")
+    assert (row.prompt_tokens, row.completion_tokens, row.attempts) == (2_147_483_647, 0, 32_767)
+    assert (row.cost, row.latency_ms, row.ttft_ms) == (0, 0, None)
+    assert UsageRecord.objects.filter(request_id="req-after-huge").exists()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_the_celery_task_drains_the_buffer(celery_worker):
     usage.emit(_record("req-celery"))
     usage.push_pending()
