@@ -1,17 +1,21 @@
-"""Request and response models of /internal/llm and the OpenAI-compatible /v1."""
+"""Request and response models of /internal/llm and the OpenAI-compatible /v1.
+
+Plain pydantic models rather than ninja.Schema: Schema wraps every model instance (each
+message of a request too) in a validator that can read Django ORM objects, a per-message cost
+on the proxy's hot path that models built from JSON never need. Ninja takes them as they are.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from ninja import Field, Schema
-from pydantic import ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _ID = r"^[A-Za-z0-9._:@/-]{1,200}$"
 _REQUEST_ID = r"^[A-Za-z0-9._:-]{1,128}$"
 
 
-class MessageIn(Schema):
+class MessageIn(BaseModel):
     # Extra keys (e.g. `name`, provider-specific fields) pass through to the upstream.
     model_config = ConfigDict(extra="allow")
 
@@ -32,24 +36,24 @@ class MessageIn(Schema):
         return value
 
 
-class FunctionIn(Schema):
+class FunctionIn(BaseModel):
     name: str = Field(..., min_length=1, max_length=128)
     description: str | None = Field(None, max_length=4000)
     parameters: dict[str, Any] | None = None
 
 
-class ToolIn(Schema):
+class ToolIn(BaseModel):
     type: Literal["function"] = "function"
     function: FunctionIn
 
 
-class MetadataIn(Schema):
+class MetadataIn(BaseModel):
     agent_id: str | None = Field(None, pattern=_ID)
     microdao_id: str | None = Field(None, pattern=_ID)
     channel_id: str | None = Field(None, pattern=_ID)
 
 
-class ProxyIn(Schema):
+class ProxyIn(BaseModel):
     model: str = Field(..., min_length=1, max_length=100)
     messages: list[MessageIn] = Field(..., min_length=1, max_length=1000)
     metadata: MetadataIn = Field(default_factory=MetadataIn)
@@ -68,19 +72,19 @@ class ProxyIn(Schema):
         return value
 
 
-class UsageOut(Schema):
+class UsageOut(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
 
 
-class ToolCallOut(Schema):
+class ToolCallOut(BaseModel):
     id: str
     name: str
     arguments: str
 
 
-class ProxyOut(Schema):
+class ProxyOut(BaseModel):
     content: str
     usage: UsageOut
     provider: str
@@ -91,18 +95,18 @@ class ProxyOut(Schema):
     request_id: str
 
 
-class BatchIn(Schema):
+class BatchIn(BaseModel):
     requests: list[ProxyIn] = Field(..., min_length=1)
     concurrency: int | None = Field(None, ge=1, le=32)
 
 
-class ErrorBody(Schema):
+class ErrorBody(BaseModel):
     type: str
     message: str
     details: Any = None
 
 
-class BatchItemOut(Schema):
+class BatchItemOut(BaseModel):
     index: int
     ok: bool
     status: int
@@ -110,11 +114,11 @@ class BatchItemOut(Schema):
     error: ErrorBody | None = None
 
 
-class BatchOut(Schema):
+class BatchOut(BaseModel):
     results: list[BatchItemOut]
 
 
-class DeploymentOut(Schema):
+class DeploymentOut(BaseModel):
     id: int
     provider: str
     provider_kind: str
@@ -128,7 +132,7 @@ class DeploymentOut(Schema):
     recent_failures: int
 
 
-class ModelOut(Schema):
+class ModelOut(BaseModel):
     name: str
     enabled: bool
     can_embed: bool
@@ -140,18 +144,18 @@ class ModelOut(Schema):
     deployments: list[DeploymentOut]
 
 
-class ModelsOut(Schema):
+class ModelsOut(BaseModel):
     models: list[ModelOut]
 
 
 # --- /v1 (OpenAI-compatible) --------------------------------------------------------------
 
 
-class StreamOptionsIn(Schema):
+class StreamOptionsIn(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionIn(Schema):
+class ChatCompletionIn(BaseModel):
     # Unknown OpenAI parameters (top_p, seed, user, ...) are accepted and ignored.
     model_config = ConfigDict(extra="allow")
 
@@ -168,7 +172,7 @@ class ChatCompletionIn(Schema):
     n: int | None = Field(None, ge=1, le=1)
 
 
-class EmbeddingsIn(Schema):
+class EmbeddingsIn(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(..., min_length=1, max_length=100)
