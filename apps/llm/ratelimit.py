@@ -5,11 +5,14 @@ settled to the real usage and the slot is released."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
 import uuid
 from dataclasses import dataclass, field
+
+from redis.exceptions import NoScriptError
 
 from apps.llm.choices import RateLimitScope
 from apps.llm.selectors import PolicySpec, Registry
@@ -70,7 +73,8 @@ end
 return {1, remaining[1][1], remaining[1][2], reset_ms}
 """
 
-_script_sha: dict[int, object] = {}
+# Sent by its SHA1 (EVALSHA): the script's 2 KB travel once per Redis server, not per call.
+_ACQUIRE_SHA = hashlib.sha1(_ACQUIRE.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,10 @@ async def acquire(buckets: list[Bucket], *, estimate: int) -> Lease | None:
         args += [bucket.rpm or 0, bucket.tpm or 0, bucket.max_concurrent or 0]
     client = get_async_redis()
     try:
-        result = await client.eval(_ACQUIRE, len(keys), *keys, *args)
+        try:
+            result = await client.evalsha(_ACQUIRE_SHA, len(keys), *keys, *args)
+        except NoScriptError:  # a new or restarted Redis: EVAL loads the script for next time
+            result = await client.eval(_ACQUIRE, len(keys), *keys, *args)
     except Exception:  # noqa: BLE001 - a Redis outage must not take every LLM call down with it
         logger.warning("rate limiter unavailable; letting the call through", exc_info=True)
         return None
