@@ -63,6 +63,18 @@ def test_token_reservation_is_settled_to_real_usage():
     assert acquire([bucket], estimate=30).headers["x-ratelimit-remaining-tokens"] == "60"
 
 
+def test_limits_still_hold_after_redis_forgot_the_script():
+    # A restarted (or flushed) Redis has no cached script: the EVALSHA miss falls back to EVAL.
+    from daarion.redis_client import get_redis
+
+    bucket = ratelimit.Bucket("agent:test-flushed", rpm=2, tpm=None, max_concurrent=None)
+    acquire([bucket])
+    get_redis().script_flush()
+    assert acquire([bucket]).headers["x-ratelimit-remaining-requests"] == "0"
+    with pytest.raises(RateLimited):
+        acquire([bucket])
+
+
 def test_a_request_bigger_than_the_budget_runs_alone_in_an_empty_window():
     bucket = ratelimit.Bucket("agent:test-big", rpm=None, tpm=50, max_concurrent=None)
     acquire([bucket], estimate=500)
