@@ -71,7 +71,7 @@ class RequestIdMiddleware(_HybridMiddleware):
     """
 
     def before(self, request: HttpRequest) -> None:
-        incoming = request.headers.get("x-request-id", "")
+        incoming = request.META.get("HTTP_X_REQUEST_ID", "")  # not request.headers: see daarion.auth._bearer
         request_id = incoming if _REQUEST_ID_RE.match(incoming) else f"req-{uuid.uuid4().hex}"
         request.request_id = request_id  # type: ignore[attr-defined]
         request._request_id_token = request_id_var.set(request_id)  # type: ignore[attr-defined]

@@ -308,7 +308,8 @@ _HEADER_ID = re.compile(r"[A-Za-z0-9._:@/-]{1,200}")  # the body's metadata ids 
 
 
 def _header_id(request: HttpRequest, name: str) -> str | None:
-    value = request.headers.get(name) or None
+    # META, not request.headers (see daarion.auth._bearer): X-Agent-Id -> HTTP_X_AGENT_ID.
+    value = request.META.get("HTTP_" + name.upper().replace("-", "_")) or None
     if value is not None and not _HEADER_ID.fullmatch(value):
         raise ValidationFailed(
             f"{name} header: 1-200 letters, digits or . _ : @ / -",
