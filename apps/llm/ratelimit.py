@@ -1,13 +1,24 @@
 """Rate limits in Redis: one atomic Lua call per request checks and takes requests/min,
 reserves an estimate of tokens/min and a concurrency slot in every applicable bucket, so the
 limits hold exactly across processes and replicas. After the call the token reservation is
-settled to the real usage and the slot is released."""
+settled to the real usage and the slot is released.
+
+A settle that frees a concurrency slot goes to Redis before the caller gets its answer (the
+next call, on any replica, must find the slot free). A settle of tokens alone is one number
+to add to a counter: it waits in this process and rides along with the next acquire's script,
+which applies it before its own checks (so this process's next call always sees it), or goes
+out on its own within SETTLE_DELAY_S when no call follows. That saves a Redis round trip on
+most calls; other replicas see the real token count at most SETTLE_DELAY_S late, and until
+then they see the estimate, which is the larger number (a conservative error).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -25,20 +36,38 @@ WINDOW_MS = 60_000
 # A concurrency slot whose holder died (killed process) is forgotten after this long.
 STALE_SLOT_MS = 15 * 60_000
 
-# KEYS: per bucket (rpm key, tpm key, concurrency key). ARGV: now_ms, lease id, token
-# estimate, stale ms, window reset ms, then per bucket (rpm, tpm, concurrency; 0 = no limit).
-# Checks every bucket before taking anything, so a refusal leaves no trace.
-_ACQUIRE = """
+SETTLE_DELAY_S = 0.01
+
+# Token settles: a window's counter gets the difference between the real count and the
+# estimate. Only a counter that still exists: a window that already expired is gone for good,
+# and INCRBY would recreate its key without an expiry.
+_SETTLE_TOKENS = """
+local function settle_tokens(first_key, first_arg, count)
+  for j = 0, count - 1 do
+    local k = KEYS[first_key + j]
+    if redis.call('EXISTS', k) == 1 then redis.call('INCRBY', k, ARGV[first_arg + j]) end
+  end
+end
+"""
+
+# KEYS: per bucket (rpm key, tpm key, concurrency key), then the token keys to settle. ARGV:
+# now_ms, lease id, token estimate, stale ms, window reset ms, bucket count, settle count, then
+# per bucket (rpm, tpm, concurrency; 0 = no limit), then the settle deltas. Settles first
+# (they are earlier calls' corrections), then checks every bucket before taking anything, so
+# a refusal leaves no trace of its own.
+_ACQUIRE = _SETTLE_TOKENS + """
 local now = tonumber(ARGV[1])
 local lease = ARGV[2]
 local est = tonumber(ARGV[3])
 local stale = tonumber(ARGV[4])
 local reset_ms = tonumber(ARGV[5])
-local n = #KEYS / 3
+local n = tonumber(ARGV[6])
+local settles = tonumber(ARGV[7])
+settle_tokens(n * 3 + 1, 8 + n * 3, settles)
 local remaining = {}
 for i = 0, n - 1 do
   local rk, tk, ck = KEYS[i*3+1], KEYS[i*3+2], KEYS[i*3+3]
-  local rpm, tpm, conc = tonumber(ARGV[6+i*3]), tonumber(ARGV[7+i*3]), tonumber(ARGV[8+i*3])
+  local rpm, tpm, conc = tonumber(ARGV[8+i*3]), tonumber(ARGV[9+i*3]), tonumber(ARGV[10+i*3])
   local r_used, t_used = 0, 0
   if rpm > 0 then
     r_used = tonumber(redis.call('GET', rk) or '0')
@@ -57,7 +86,7 @@ for i = 0, n - 1 do
 end
 for i = 0, n - 1 do
   local rk, tk, ck = KEYS[i*3+1], KEYS[i*3+2], KEYS[i*3+3]
-  local rpm, tpm, conc = tonumber(ARGV[6+i*3]), tonumber(ARGV[7+i*3]), tonumber(ARGV[8+i*3])
+  local rpm, tpm, conc = tonumber(ARGV[8+i*3]), tonumber(ARGV[9+i*3]), tonumber(ARGV[10+i*3])
   if rpm > 0 then
     if redis.call('INCR', rk) == 1 then redis.call('PEXPIRE', rk, reset_ms + 5000) end
   end
@@ -73,8 +102,80 @@ end
 return {1, remaining[1][1], remaining[1][2], reset_ms}
 """
 
-# Sent by its SHA1 (EVALSHA): the script's 2 KB travel once per Redis server, not per call.
-_ACQUIRE_SHA = hashlib.sha1(_ACQUIRE.encode()).hexdigest()
+# KEYS: token keys to settle, then concurrency keys. ARGV: settle count, slot count, lease
+# id, then the settle deltas.
+_SETTLE = _SETTLE_TOKENS + """
+local settles = tonumber(ARGV[1])
+settle_tokens(1, 4, settles)
+for j = settles + 1, settles + tonumber(ARGV[2]) do redis.call('ZREM', KEYS[j], ARGV[3]) end
+return 1
+"""
+
+
+class _Script:
+    """A Lua script sent by its SHA1 (EVALSHA): its text travels once per Redis server, not
+    per call; a Redis that does not know it (new, restarted, flushed) gets EVAL once."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, keys: list[str], args: list[object]) -> object:
+        client = get_async_redis()
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await client.eval(self.source, len(keys), *keys, *args)
+
+
+_acquire_script = _Script(_ACQUIRE)
+_settle_script = _Script(_SETTLE)
+
+
+class _PendingSettles:
+    """Token corrections of finished calls not yet in Redis: counter key -> delta. Shared by
+    every event loop of the process (the web loop, the in-process gateway's), hence the lock."""
+
+    def __init__(self) -> None:
+        self._deltas: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._flush_loop: asyncio.AbstractEventLoop | None = None  # where a flush is scheduled
+
+    def add(self, deltas: dict[str, int]) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            for token_key, delta in deltas.items():
+                self._deltas[token_key] = self._deltas.get(token_key, 0) + delta
+            # A flush scheduled on a loop that has stopped since (asyncio.run ended) never runs.
+            if self._flush_loop is not None and self._flush_loop.is_running():
+                return
+            self._flush_loop = loop
+        loop.call_later(SETTLE_DELAY_S, lambda: asyncio.ensure_future(self.flush()))
+
+    def take(self) -> dict[str, int]:
+        with self._lock:
+            taken, self._deltas = self._deltas, {}
+            return {k: v for k, v in taken.items() if v}
+
+    def put_back(self, deltas: dict[str, int]) -> None:
+        with self._lock:
+            for token_key, delta in deltas.items():
+                self._deltas[token_key] = self._deltas.get(token_key, 0) + delta
+
+    async def flush(self) -> None:
+        with self._lock:
+            self._flush_loop = None
+        deltas = self.take()
+        if not deltas:
+            return
+        try:
+            await _settle_script(list(deltas), [len(deltas), 0, "", *deltas.values()])
+        except Exception:  # noqa: BLE001 - the next acquire or flush tries again
+            self.put_back(deltas)
+            logger.warning("could not settle token reservations; will retry", exc_info=True)
+
+
+_pending = _PendingSettles()
 
 
 @dataclass(frozen=True)
@@ -134,21 +235,22 @@ async def acquire(buckets: list[Bucket], *, estimate: int) -> Lease | None:
     window = now_ms // WINDOW_MS
     reset_ms = (window + 1) * WINDOW_MS - now_ms
     keys: list[str] = []
-    args: list[object] = [now_ms, uuid.uuid4().hex, estimate, STALE_SLOT_MS, reset_ms]
+    lease_id = uuid.uuid4().hex
+    limits: list[object] = []
     for bucket in buckets:
         keys += [
             key("llm", "rl", bucket.name, "rpm", str(window)),
             key("llm", "rl", bucket.name, "tpm", str(window)),
             key("llm", "rl", bucket.name, "conc"),
         ]
-        args += [bucket.rpm or 0, bucket.tpm or 0, bucket.max_concurrent or 0]
-    client = get_async_redis()
+        limits += [bucket.rpm or 0, bucket.tpm or 0, bucket.max_concurrent or 0]
+    settles = _pending.take()
+    args: list[object] = [now_ms, lease_id, estimate, STALE_SLOT_MS, reset_ms, len(buckets), len(settles),
+                          *limits, *settles.values()]
     try:
-        try:
-            result = await client.evalsha(_ACQUIRE_SHA, len(keys), *keys, *args)
-        except NoScriptError:  # a new or restarted Redis: EVAL loads the script for next time
-            result = await client.eval(_ACQUIRE, len(keys), *keys, *args)
+        result = await _acquire_script([*keys, *settles], args)
     except Exception:  # noqa: BLE001 - a Redis outage must not take every LLM call down with it
+        _pending.put_back(settles)
         logger.warning("rate limiter unavailable; letting the call through", exc_info=True)
         return None
     allowed = int(result[0])
@@ -162,7 +264,7 @@ async def acquire(buckets: list[Bucket], *, estimate: int) -> Lease | None:
             details={"bucket": bucket.name, "limit": limit_name, "value": limit, "retry_after_seconds": retry_after},
             headers=headers,
         )
-    lease = Lease(lease_id=str(args[1]), estimate=estimate)
+    lease = Lease(lease_id=lease_id, estimate=estimate)
     for index, bucket in enumerate(buckets):
         if bucket.tpm:
             lease.token_keys.append(keys[index * 3 + 1])
@@ -205,20 +307,23 @@ def _limit_headers(bucket: Bucket, limit_name: str, retry_ms: int) -> dict[str, 
 
 
 async def settle(lease: Lease | None, *, actual_tokens: int) -> None:
-    """Replaces the token estimate with the real count and frees the concurrency slots."""
+    """Replaces the token estimate with the real count and frees the concurrency slots (see
+    the module's docstring for when each reaches Redis)."""
     if lease is None or lease.settled:
         return
     lease.settled = True
-    if not lease.token_keys and not lease.slot_keys:
+    delta = actual_tokens - lease.estimate
+    deltas = {token_key: delta for token_key in lease.token_keys} if delta else {}
+    if not lease.slot_keys:
+        if deltas:
+            _pending.add(deltas)
         return
     try:
-        pipe = get_async_redis().pipeline(transaction=False)
-        delta = actual_tokens - lease.estimate
-        for token_key in lease.token_keys:
-            if delta:
-                pipe.incrby(token_key, delta)
-        for slot_key in lease.slot_keys:
-            pipe.zrem(slot_key, lease.lease_id)
-        await pipe.execute()
+        await _settle_script([*deltas, *lease.slot_keys], [len(deltas), len(lease.slot_keys), lease.lease_id, *deltas.values()])
     except Exception:  # noqa: BLE001 - a stale slot expires after STALE_SLOT_MS
         logger.warning("could not settle a rate-limit lease", exc_info=True)
+
+
+async def flush_settles() -> None:
+    """Sends the token settles waiting in this process now (tests, shutdown)."""
+    await _pending.flush()

@@ -75,6 +75,46 @@ def test_limits_still_hold_after_redis_forgot_the_script():
         acquire([bucket])
 
 
+def _tpm_used(lease) -> int:
+    from daarion.redis_client import get_redis
+
+    return int(get_redis().get(lease.token_keys[0]) or 0)
+
+
+def test_a_token_settle_reaches_redis_soon_without_a_following_call():
+    # Other replicas read the counter in Redis: the correction must not wait for this
+    # process's next call.
+    import asyncio
+
+    bucket = ratelimit.Bucket("agent:test-tpm-late", rpm=None, tpm=1000, max_concurrent=None)
+    lease = acquire([bucket], estimate=300)
+    assert _tpm_used(lease) == 300
+
+    async def settle_and_wait() -> None:
+        await ratelimit.settle(lease, actual_tokens=40)
+        await asyncio.sleep(ratelimit.SETTLE_DELAY_S * 10)
+
+    asyncio.run(settle_and_wait())
+    assert _tpm_used(lease) == 40
+
+
+def test_a_settle_after_its_window_expired_does_not_recreate_the_counter():
+    # A call that outlives its window (a long stream across a minute boundary) settles into a
+    # counter Redis already dropped; INCRBY would bring it back without an expiry, forever.
+    from daarion.redis_client import get_redis
+
+    bucket = ratelimit.Bucket("agent:test-tpm-expired", rpm=None, tpm=1000, max_concurrent=2)
+    lease = acquire([bucket], estimate=300)
+    get_redis().delete(lease.token_keys[0])  # what the window's expiry does
+    settle(lease, 10)
+    assert not get_redis().exists(lease.token_keys[0])
+    lone = acquire([ratelimit.Bucket("agent:test-tpm-expired-2", rpm=None, tpm=1000, max_concurrent=None)], estimate=50)
+    get_redis().delete(lone.token_keys[0])
+    settle(lone, 5)
+    async_to_sync(ratelimit.flush_settles)()
+    assert not get_redis().exists(lone.token_keys[0])
+
+
 def test_a_request_bigger_than_the_budget_runs_alone_in_an_empty_window():
     bucket = ratelimit.Bucket("agent:test-big", rpm=None, tpm=50, max_concurrent=None)
     acquire([bucket], estimate=500)
