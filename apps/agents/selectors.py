@@ -94,3 +94,13 @@ def agent_get(agent_id: str) -> Agent:
     if agent is None:
         raise NotFound(f"agent {agent_id!r} does not exist", type="agent_not_found", details={"agent_id": agent_id})
     return agent
+
+
+def unknown_agent_ids(ids: list[str]) -> list[str]:
+    """The ids among `ids` that name no agent: the resolver behind daarion.agent_directory.
+
+    One query on the table, not the snapshot: a registry document creates agents and the
+    tools that allow them in one transaction, so uncommitted rows must count.
+    """
+    known = set(Agent.objects.filter(id__in=ids).values_list("id", flat=True))
+    return [agent_id for agent_id in ids if agent_id not in known]
