@@ -1,8 +1,10 @@
-"""Demo agent for `manage.py seed_demo`: Sofia-Prime (agent:sofia) on the offline stub model,
-allowed the demo tools, so `make run` shows memory -> LLM -> tool -> LLM -> memory with no key.
+"""Demo agents for `manage.py seed_demo`, on the offline stub model: Sofia-Prime (agent:sofia),
+who shows memory -> LLM -> tool -> LLM -> memory with no key, and the microDAO's project
+manager (agent:pm) and CTO (agent:cto). They are the agents the demo tools allow (a tool may
+name only real agents), so seed_demo seeds them before the tools.
 
-It is imported from characters/sofia-prime.json through the same service as
-`import_characters`; with a real provider configured, point its model at it in admin.
+Each is imported from characters/*.json through the same service as `import_characters`;
+with a real provider configured, point an agent's model at it in admin.
 """
 
 from __future__ import annotations
@@ -12,14 +14,19 @@ from pathlib import Path
 
 from apps.agents.services import agent_import_character
 
-CHARACTER_FILE = Path(__file__).resolve().parent / "characters" / "sofia-prime.json"
+CHARACTERS = Path(__file__).resolve().parent / "characters"
+CHARACTER_FILES = [CHARACTERS / name for name in ("sofia-prime.json", "pm.json", "cto.json")]
 
 
 def seed() -> list[str]:
-    result = agent_import_character(document=json.loads(CHARACTER_FILE.read_text(encoding="utf-8")))
-    state = "created" if result.created else "updated" if result.changed else "unchanged"
-    return [
-        f"agents: {result.agent_id} (Sofia-Prime) {state}, model dagi-stub",
+    lines = []
+    for path in CHARACTER_FILES:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        result = agent_import_character(document=document)
+        state = "created" if result.created else "updated" if result.changed else "unchanged"
+        lines.append(f"agents: {result.agent_id} ({document['name']}) {state}, model {document['settings']['model']}")
+    lines.append(
         "agents: try `manage.py agent_chat agent:sofia` or POST /internal/agents/agent:sofia/chat "
-        '{"message": "Which projects do we have?"}',
-    ]
+        '{"message": "Which projects do we have?"}'
+    )
+    return lines

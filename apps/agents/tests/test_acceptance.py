@@ -54,8 +54,8 @@ def test_sofia_answers_about_projects_through_the_whole_chain(demo_server, trans
     from apps.tools.services import tool_update
 
     llm_demo.seed()
+    demo.seed()  # the agents before the tools that allow them, as seed_demo runs them
     tools_demo.seed()
-    demo.seed()
     tool_update(tool=Tool.objects.get(tool_id="projects.list"), target=f"{demo_server.url}/demo/projects.list")
     headers = bearer(make_token(scopes=["agents", "tools"]))
     with httpx.Client(base_url=demo_server.url, timeout=60) as client:

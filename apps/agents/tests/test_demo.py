@@ -21,8 +21,8 @@ def demo_world(transactional_db):
     from apps.tools import demo as tools_demo
 
     llm_demo.seed()
-    tools_demo.seed()
     demo.seed()
+    tools_demo.seed()
     asyncio.run(runtime_boot(force=True))
 
 
@@ -42,6 +42,26 @@ def test_seed_is_idempotent(db):
     agent = Agent.objects.get(pk="agent:sofia")
     assert (agent.name, agent.model, agent.microdao_id, agent.enabled) == ("Sofia-Prime", "dagi-stub", "microdao:7", True)
     assert agent.character["topics"][0] == "projects"
+    # The project manager and the CTO the demo tools allow, on the same offline model.
+    assert sorted(Agent.objects.values_list("id", "name", "model", "microdao_id")) == [
+        ("agent:cto", "DAARION CTO", "dagi-stub", "microdao:7"),
+        ("agent:pm", "DAARION PM", "dagi-stub", "microdao:7"),
+        ("agent:sofia", "Sofia-Prime", "dagi-stub", "microdao:7"),
+    ]
+
+
+def test_seed_demo_seeds_every_agent_its_tools_allow(transactional_db, settings, tmp_path):
+    from apps.tools.models import Tool
+
+    settings.DATA_DIR = tmp_path  # demo.json goes here, not into the test stack's data
+    for _ in range(2):  # and a second run changes nothing
+        err = StringIO()
+        call_command("seed_demo", "--quiet", stdout=StringIO(), stderr=err)
+    assert "tool projects.list unchanged" in err.getvalue() and "agents: agent:pm (DAARION PM) unchanged" in err.getvalue()
+    allowed = {agent_id for tool in Tool.objects.all() for agent_id in tool.allowed_agents or []}
+    assert allowed == {"agent:sofia", "agent:pm", "agent:cto"}
+    assert set(Agent.objects.values_list("id", flat=True)) >= allowed
+    assert set(Tool.objects.values_list("version", flat=True)) == {1}
 
 
 def test_agent_chat_streams_the_reply_and_shows_tool_calls(demo_world):
