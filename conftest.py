@@ -84,6 +84,22 @@ def make_token(db) -> Callable[..., str]:
     return _make
 
 
+@pytest.fixture
+def make_agents(db) -> Callable[..., None]:
+    """make_agents(*ids): a small blueprint for each id not stored yet, so that tools may
+    allow them (a tool's allowed_agents must name real agents)."""
+    from apps.agents.models import Agent
+    from apps.agents.services import agent_create
+
+    def _make(*agent_ids: str) -> None:
+        for agent_id in agent_ids:
+            if not Agent.objects.filter(pk=agent_id).exists():
+                agent_create(agent_id=agent_id, name=agent_id.split(":", 1)[-1].title(),
+                             microdao_id="microdao:7", model="test-model")
+
+    return _make
+
+
 def auth_header(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

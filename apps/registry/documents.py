@@ -615,8 +615,10 @@ def registry_apply(
         _apply_providers(desired, plan, opts)
         _apply_models(desired, plan)
         _apply_policies(desired, plan)
-        _apply_tools(desired, plan, opts)
+        # Agents before tools: a tool's allowed_agents must name agents that exist, and the
+        # document's own agents count. Nothing of an agent refers to a tool.
         _apply_agents(desired, plan, opts)
+        _apply_tools(desired, plan, opts)
         if prune:
             _prune(desired, plan)
         if dry_run:

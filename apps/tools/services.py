@@ -26,6 +26,7 @@ from apps.tools.executors import ExecutionResult, ToolContext, get_executor
 from apps.tools.executors.python import registered_functions
 from apps.tools.models import Followup, Tool
 from apps.tools.registry import TOOLS_CONFIG, ToolDefinition, registry_snapshot
+from daarion.agent_directory import unknown_agent_ids
 from daarion.live_config import bump_version
 from daarion.redis_client import get_async_redis, key
 
@@ -143,9 +144,17 @@ def tool_validate(tool: Tool) -> None:
         if both:
             errors.setdefault("agent_secret_headers", []).append(f"header(s) {both} are already tool secret headers")
     try:
-        clean_allowed_agents(tool.allowed_agents)
+        allowed = clean_allowed_agents(tool.allowed_agents)
     except ValidationError as exc:
         errors.setdefault("allowed_agents", []).extend(exc.messages)
+    else:
+        # Only real agents: a typo would otherwise be a permission nobody holds. Without the
+        # agents app no resolver is registered and every id is accepted (agent_directory).
+        for agent_id in unknown_agent_ids(allowed or []):
+            errors.setdefault("allowed_agents", []).append(
+                f"no agent {agent_id!r} in the registry (create the agent first, "
+                "or list it under agents: in the same registry document)"
+            )
     if errors:
         raise ValidationError(errors)
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from apps.agents.models import Agent
+from apps.agents.services import agent_update
 from apps.agents.tests.factories import make_agent
 from apps.agents.tests.scripted_llm import ScriptedLLM
 
@@ -56,10 +58,15 @@ def llm_routes(transactional_db, scripted) -> Callable[[str], str]:
 
 
 @pytest.fixture
-def tools(transactional_db) -> dict[str, Any]:
-    """followups.create (allowed to Sofia), vault.read (someone else's), broken.fetch (fails)."""
+def tools(transactional_db, make_agents) -> dict[str, Any]:
+    """followups.create (allowed to Sofia), vault.read (someone else's), broken.fetch (fails).
+
+    A tool may allow only real agents, so Sofia and agent:cfo exist first (`sofia(...)`
+    then gives Sofia the model and fields of the test)."""
     from apps.tools.services import tool_create
 
+    make_agent()
+    make_agents("agent:cfo")
     common = {"input_schema": FOLLOWUP_SCHEMA, "executor": "python", "target": "followups.create", "timeout": 5.0}
     return {
         "followups.create": tool_create(tool_id="followups.create", name="Create a follow-up",
@@ -92,7 +99,7 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> N
 
 @pytest.fixture
 def sofia(api, agents_headers, llm_routes, tools, make_token, bearer) -> Callable[..., str]:
-    """sofia(model, **agent fields) creates and loads agent:sofia on `model`, once the
+    """sofia(model, **agent fields) sets up and loads agent:sofia on `model`, once the
     server's registry snapshots (models, tools) show what this test created."""
     headers = bearer(make_token(scopes=["llm", "tools"]))
 
@@ -112,7 +119,7 @@ def sofia(api, agents_headers, llm_routes, tools, make_token, bearer) -> Callabl
         return {t["id"] for t in listed} >= set(tools)
 
     def _make(model: str, *, load: bool = True, **fields: Any) -> str:
-        make_agent(model=model, **fields)
+        agent_update(agent=Agent.objects.get(pk="agent:sofia"), model=model, **fields)
         # A blueprint of the same id from an earlier test may still be in the server's
         # snapshot for up to a check interval: wait until it serves this test's agent.
         wanted = {"model": model, **fields}

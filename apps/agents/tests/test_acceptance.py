@@ -75,11 +75,12 @@ def test_sofia_answers_about_projects_through_the_whole_chain(demo_server, trans
 
 
 def test_a_slow_turn_streams_heartbeats(demo_server, make_token, bearer, llm_routes, tools, scripted):
-    from apps.agents.tests.factories import make_agent
+    from apps.agents.models import Agent
+    from apps.agents.services import agent_update
 
     model = llm_routes("slow-model")
     scripted.script(model, [{"delay": 0.5, "text": "Finally."}])
-    make_agent(model=model)
+    agent_update(agent=Agent.objects.get(pk="agent:sofia"), model=model)  # `tools` made Sofia
     headers = bearer(make_token(scopes=["agents", "llm"]))
     with httpx.Client(base_url=demo_server.url, timeout=60) as client:
         _wait(lambda: any(m["name"] == model for m in client.get("/internal/llm/models", headers=headers).json()["models"]),

@@ -120,9 +120,9 @@ def _vendor_tool(target: str) -> None:
 
 def test_an_agents_provider_key_replaces_the_providers_for_its_calls_only(client, setup, fake_stats, header_target):
     headers = setup["headers"]
-    _vendor_tool(header_target)
     _agent(client, headers, "agent:sofia", {"FAKE_API_KEY": AGENT_KEY, "VENDOR_TOKEN": VENDOR_TOKEN})
     _agent(client, headers, "agent:nokey", {})
+    _vendor_tool(header_target)  # after the agents: a tool may allow only real agents
     wait_until(lambda: any(t["id"] == "vendor.lookup"
                            for t in client.get("/internal/tools", headers=headers).json()["tools"]),
                "the tool in the server's registry")
@@ -143,9 +143,9 @@ def test_a_declared_agent_secret_reaches_the_http_tool_and_a_missing_one_fails_c
     client, setup, fake_stats, header_target
 ):
     headers = setup["headers"]
-    _vendor_tool(header_target)
     _agent(client, headers, "agent:sofia", {"VENDOR_TOKEN": VENDOR_TOKEN, "UNRELATED": "not-for-tools-0004"})
     _agent(client, headers, "agent:nokey", {})
+    _vendor_tool(header_target)
     wait_until(lambda: any(t["id"] == "vendor.lookup" and t["agent_secret_headers"] == {"X-Vendor-Token": "VENDOR_TOKEN"}
                            for t in client.get("/internal/tools", headers=headers).json()["tools"]),
                "the tool in the server's registry")

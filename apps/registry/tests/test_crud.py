@@ -11,6 +11,7 @@ from apps.registry.tests.conftest import OBJECT_SCHEMA
 from daarion.models import ChangeRecord
 
 # collection, create body, lookup key, PATCH body, PUT body (full), filter query matching it
+# (agents before tools: a tool may allow only agents that exist)
 CASES: dict[str, dict[str, Any]] = {
     "providers": {
         "create": {"name": "openai-main", "kind": "openai", "api_key": "sk-crud-1", "timeout_seconds": 30},
@@ -34,6 +35,14 @@ CASES: dict[str, dict[str, Any]] = {
         "put": {"scope": "agent", "subject": "agent:sofia", "rpm": 30, "enabled": False},
         "filter": "scope=agent",
     },
+    "agents": {
+        "create": {"id": "agent:sofia", "name": "Sofia", "microdao_id": "microdao:7", "model": "gpt-x",
+                   "character": {"bio": ["Product lead"]}},
+        "key": "agent:sofia",
+        "patch": {"temperature": 0.3},
+        "put": {"id": "agent:sofia", "name": "Sofia Prime", "microdao_id": "microdao:7", "model": "gpt-y"},
+        "filter": "microdao_id=microdao:7",
+    },
     "tools": {
         "create": {"id": "projects.list", "name": "List projects", "input_schema": OBJECT_SCHEMA,
                    "executor": "http", "target": "http://projects:8000/list", "allowed_agents": ["agent:sofia"]},
@@ -42,14 +51,6 @@ CASES: dict[str, dict[str, Any]] = {
         "put": {"id": "projects.list", "name": "Projects", "input_schema": OBJECT_SCHEMA, "executor": "python",
                 "target": "followups.create"},
         "filter": "executor=http",
-    },
-    "agents": {
-        "create": {"id": "agent:sofia", "name": "Sofia", "microdao_id": "microdao:7", "model": "gpt-x",
-                   "character": {"bio": ["Product lead"]}},
-        "key": "agent:sofia",
-        "patch": {"temperature": 0.3},
-        "put": {"id": "agent:sofia", "name": "Sofia Prime", "microdao_id": "microdao:7", "model": "gpt-y"},
-        "filter": "microdao_id=microdao:7",
     },
     "embedding-models": {
         "create": {"name": "hash-512", "backend": "hash", "dimensions": 512},
@@ -66,8 +67,10 @@ def _path(collection: str, created: dict[str, Any], key: str | None) -> str:
 
 
 @pytest.mark.parametrize("collection", list(CASES))
-def test_crud(client, stub_provider, collection):
+def test_crud(client, stub_provider, make_agents, collection):
     case = CASES[collection]
+    if collection == "tools":
+        make_agents("agent:sofia")  # the agent the tool allows
     created = client.post(f"/{collection}/", json=case["create"])
     assert created.status_code == 201, created.text
     body = created.json()

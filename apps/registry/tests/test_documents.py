@@ -31,15 +31,15 @@ def registry(transactional_db):
     llm.logical_model_create(name="empty")
     llm.rate_limit_policy_create(scope="default", rpm=60)
     llm.rate_limit_policy_create(scope="agent", subject="agent:sofia", tpm=5000, max_concurrent=2)
+    sofia = agent_create(agent_id="agent:sofia", name="Sofia", microdao_id="microdao:7", model="big",
+                         character={"bio": ["Product lead"], "topics": ["roadmaps"]}, temperature=0.2, memory_kinds=["kb"])
+    agent_secret_set(agent=sofia, name="OPENAI_API_KEY", value=SECRET_VALUES[2])
+    agent_create(agent_id="agent:pm", name="PM", microdao_id="microdao:7", model="small", tool_mode="text")
     tool_create(tool_id="projects.list", name="Projects", input_schema=OBJECT_SCHEMA, executor="http",
                 target="http://svc:8000/projects", allowed_agents=["agent:sofia", "agent:pm"], read_only=True,
                 secret_headers={"X-Key": SECRET_VALUES[1]}, output_schema={"type": "array"})
     tool_create(tool_id="followups.create", name="Follow-up", input_schema={"type": "object"}, executor="python",
                 target="followups.create", rate_limit_per_minute=5)
-    sofia = agent_create(agent_id="agent:sofia", name="Sofia", microdao_id="microdao:7", model="big",
-                         character={"bio": ["Product lead"], "topics": ["roadmaps"]}, temperature=0.2, memory_kinds=["kb"])
-    agent_secret_set(agent=sofia, name="OPENAI_API_KEY", value=SECRET_VALUES[2])
-    agent_create(agent_id="agent:pm", name="PM", microdao_id="microdao:7", model="small", tool_mode="text")
 
 
 def _no_secrets(text: str) -> None:
@@ -206,3 +206,45 @@ def test_agent_secret_headers_travel_in_documents(registry):
     with pytest.raises(ValidationFailed) as raised:
         registry_apply(document=bad)
     assert raised.value.details[0]["path"] == "tools[0].agent_secret_headers"
+
+
+# --- allowed_agents name real agents -----------------------------------------------------
+
+UNKNOWN_AGENT = "no agent 'agent:ctoo' in the registry (create the agent first, or list it under agents: in the same registry document)"
+
+
+def test_a_document_may_create_an_agent_and_a_tool_that_allows_it(token_client, registry):
+    # The tool comes first in the document: agents are applied before tools all the same.
+    document = {
+        "tools": [{"id": "plans.list", "name": "Plans", "input_schema": OBJECT_SCHEMA, "executor": "http",
+                   "target": "http://svc:8000/plans", "allowed_agents": ["agent:sofia", "agent:cto"]}],
+        "agents": [{"id": "agent:cto", "name": "CTO", "microdao_id": "microdao:7", "model": "small"}],
+    }
+    for query in ("?dry_run=1&prune=0", "?prune=0"):
+        response = token_client.post(f"/apply{query}", json=document)
+        assert response.status_code == 200, response.text
+        assert [(c["type"], c["id"], c["action"]) for c in response.json()["changes"]] == [
+            ("agent", "agent:cto", "create"), ("tool", "plans.list", "create")]
+    assert Tool.objects.get(tool_id="plans.list").allowed_agents == ["agent:cto", "agent:sofia"]
+
+
+def _refused_alike(token_client, document: dict) -> dict:
+    """The dry run and the apply refuse `document` with the same 422, and nothing changes."""
+    before = (token_client.get("/export").json(), ChangeRecord.objects.count())
+    dry = token_client.post("/apply?dry_run=1", json=document)
+    applied = token_client.post("/apply", json=document)
+    assert dry.status_code == applied.status_code == 422, applied.text
+    assert dry.json() == applied.json()  # the plan refuses exactly what the apply refuses
+    assert (token_client.get("/export").json(), ChangeRecord.objects.count()) == before
+    return applied.json()["error"]
+
+
+def test_an_unknown_agent_in_a_document_is_refused_at_its_path(token_client, registry):
+    document = token_client.get("/export").json()
+    document["agents"].append({"id": "agent:cto", "name": "CTO", "microdao_id": "microdao:7", "model": "small"})
+    document["tools"][1]["allowed_agents"] = ["agent:cto", "agent:ctoo", "agent:sofia"]  # projects.list
+    error = _refused_alike(token_client, document)
+    assert error["details"] == [{"path": "tools[1].allowed_agents", "message": UNKNOWN_AGENT}]
+    assert error["message"] == f"tools[1].allowed_agents: {UNKNOWN_AGENT}"
+    assert not Agent.objects.filter(id="agent:cto").exists()  # all or nothing: the new agent too
+

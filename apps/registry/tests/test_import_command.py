@@ -66,6 +66,23 @@ def test_prune_only_when_asked(secrets_env):
 
 def test_errors_name_the_path_and_nothing_is_written(monkeypatch):
     monkeypatch.delenv("PROJECTS_KEY", raising=False)
+    monkeypatch.setenv("SOFIA_OPENAI_KEY", "sofia-key-from-env")  # the agents, applied first, pass
     with pytest.raises(CommandError, match=r"tools\[0\]\.secrets\.X-Key: environment variable PROJECTS_KEY is not set"):
         _import(DOCUMENT)
     assert not Provider.objects.exists()
+
+
+def test_a_tool_may_allow_an_agent_of_the_same_file_and_a_typo_is_refused(secrets_env):
+    document = {**DOCUMENT, "tools": [{**DOCUMENT["tools"][0], "allowed_agents": ["agent:sofia"]}]}
+    assert _import(document)[-1] == "5 created, 0 updated, 0 unchanged, 0 deleted"
+    assert Tool.objects.get().allowed_agents == ["agent:sofia"]
+
+    typo = {**DOCUMENT, "tools": [{**DOCUMENT["tools"][0], "allowed_agents": ["agent:sofia", "agent:sofiaa"]}]}
+    expected = ("tools[0].allowed_agents: no agent 'agent:sofiaa' in the registry (create the agent first, "
+                "or list it under agents: in the same registry document)")
+    records = ChangeRecord.objects.count()
+    for args in (("--dry-run",), ()):
+        with pytest.raises(CommandError) as raised:
+            _import(typo, *args)
+        assert expected in str(raised.value)
+    assert Tool.objects.get().allowed_agents == ["agent:sofia"] and ChangeRecord.objects.count() == records

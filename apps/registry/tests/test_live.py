@@ -8,8 +8,9 @@ from apps.registry.tests.conftest import wait_for
 FOLLOWUP_SCHEMA = {"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}
 
 
-def test_disabling_a_tool_is_live_in_toolcore(api, token_client, make_token, bearer):
+def test_disabling_a_tool_is_live_in_toolcore(api, token_client, make_token, bearer, make_agents):
     tools = bearer(make_token(scopes=["tools"]))
+    make_agents("agent:sofia")
     created = token_client.post("/tools/", json={
         "id": "followups.create", "name": "Create a follow-up", "input_schema": FOLLOWUP_SCHEMA,
         "executor": "python", "target": "followups.create", "allowed_agents": ["agent:sofia"],

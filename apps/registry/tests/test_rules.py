@@ -49,6 +49,7 @@ def _refused(response, status: int, type_: str, path: str | None = None) -> dict
         ("tools", {**TOOL, "executor": "python", "target": "no.such.function"}, "target"),
         ("tools", {**TOOL, "id": "bad id with spaces"}, "id"),
         ("tools", {**TOOL, "allowed_agents": "agent:sofia"}, "allowed_agents"),
+        ("tools", {**TOOL, "allowed_agents": ["agent:ghost"]}, "allowed_agents"),
         ("tools", {**TOOL, "timeout": 1000}, "timeout"),
         ("tools", {**TOOL, "secret_headers": {"Content-Type": "x"}}, "secret_headers"),
         ("agents", {**AGENT, "id": "sofia"}, "id"),
@@ -125,3 +126,36 @@ def test_a_fallback_loop_is_refused_alike_by_the_api_and_the_import(token_client
     with pytest.raises(ValidationFailed) as raised:
         registry_import(data={"models": {"a": {"provider": "stub", "name": "a", "fallbacks": ["b"]}}})
     assert api_error["details"][0]["message"] == raised.value.details[0]["message"] == "fallbacks would loop: a → b → a"
+
+
+UNKNOWN_PMM = "no agent 'agent:pmm' in the registry (create the agent first, or list it under agents: in the same registry document)"
+
+
+def test_allowed_agents_must_name_real_agents(client, make_agents):
+    make_agents("agent:sofia", "agent:pm")
+    unknown = {"path": "allowed_agents", "message": UNKNOWN_PMM}
+    error = _refused(client.post("/tools/", json={**TOOL, "allowed_agents": ["agent:pm", "agent:pmm"]}), 422, "validation_error")
+    assert error["details"] == [unknown] and error["message"] == f"allowed_agents: {UNKNOWN_PMM}"
+    assert not Tool.objects.exists()
+
+    assert client.post("/tools/", json={**TOOL, "allowed_agents": ["agent:sofia"]}).status_code == 201
+    for method, body in (("put", {**TOOL, "allowed_agents": ["agent:pmm"]}), ("patch", {"allowed_agents": ["agent:sofia", "agent:pmm"]}),
+                         ("patch", {"description": "also changed", "allowed_agents": ["agent:pmm"]})):
+        error = _refused(client.request(method.upper(), "/tools/t.ok/", json=body), 422, "validation_error")
+        assert error["details"] == [unknown], method
+    stored = Tool.objects.get()
+    assert (stored.allowed_agents, stored.description, stored.version) == (["agent:sofia"], "", 1)
+    # Once the agent exists (created through this API), the same PATCH passes.
+    assert client.post("/agents/", json={**AGENT, "id": "agent:pmm"}).status_code == 201
+    patched = client.patch("/tools/t.ok/", json={"allowed_agents": ["agent:sofia", "agent:pmm"]})
+    assert patched.status_code == 200 and patched.json()["allowed_agents"] == ["agent:pmm", "agent:sofia"]
+
+
+def test_the_unknown_agent_message_is_the_imports(token_client):
+    from apps.tools.services import tools_import
+
+    api_error = _refused(token_client.post("/tools/", json={**TOOL, "allowed_agents": ["agent:pmm"]}), 422, "validation_error")
+    with pytest.raises(ValidationError) as raised:
+        tools_import(document={"tools": [{**TOOL, "allowed_agents": ["agent:pmm"]}]})
+    assert raised.value.messages == [f"tools[0] (t.ok): allowed_agents: {api_error['details'][0]['message']}"]
+

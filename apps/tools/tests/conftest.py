@@ -135,10 +135,14 @@ OBJECT_SCHEMA = {
 
 
 @pytest.fixture
-def make_tool(db) -> Callable[..., Any]:
+def make_tool(db, make_agents) -> Callable[..., Any]:
+    """make_tool(tool_id, **fields) creates a tool (and blueprints of the agents it allows)."""
     from apps.tools.services import tool_create
 
     def _make(tool_id: str = "demo.echo", **fields: Any) -> Any:
+        allowed = fields.get("allowed_agents")
+        if isinstance(allowed, list):
+            make_agents(*{a.strip() for a in allowed if isinstance(a, str) and a.strip()})
         fields.setdefault("name", tool_id)
         fields.setdefault("input_schema", OBJECT_SCHEMA)
         fields.setdefault("executor", "http")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 
 import pytest
 
@@ -33,7 +35,8 @@ def _form(**overrides):
     return {k: v for k, v in data.items() if v is not None}
 
 
-def test_add_edit_and_mask_secrets(admin_client):
+def test_add_edit_and_mask_secrets(admin_client, make_agents):
+    make_agents("agent:sofia", "agent:pm")
     response = admin_client.post(ADD_URL, _form())
     assert response.status_code == 302, response.content.decode()[:2000]
     tool = Tool.objects.get(tool_id="projects.list")
@@ -55,6 +58,33 @@ def test_add_edit_and_mask_secrets(admin_client):
 def test_empty_list_means_no_agent(admin_client):
     admin_client.post(ADD_URL, _form(agents="", set_secret_headers=""))
     assert Tool.objects.get().allowed_agents == []
+
+
+def _agents_field_errors(response) -> str:
+    page = response.content.decode()
+    found = re.search(r'<ul class="errorlist"[^>]*id="id_agents_error"[^>]*>(.*?)</ul>', page, re.S)
+    assert found, "no errors on the agents field"
+    return html.unescape(found.group(1))
+
+
+def test_an_unknown_agent_is_refused_on_the_agents_field(admin_client, make_agents):
+    make_agents("agent:sofia", "agent:pm")
+    response = admin_client.post(ADD_URL, _form(agents="agent:sofia\nagent:pmm\nagent:ghost"))
+    assert response.status_code == 200
+    errors = _agents_field_errors(response)
+    assert "no agent 'agent:pmm' in the registry (create the agent first" in errors
+    assert "no agent 'agent:ghost'" in errors and "agent:sofia'" not in errors
+    assert not Tool.objects.exists()
+
+    # Editing a stored tool: the same refusal, and the stored list stays as it was.
+    assert admin_client.post(ADD_URL, _form(set_secret_headers="")).status_code == 302
+    tool = Tool.objects.get()
+    response = admin_client.post(f"/admin/tools/tool/{tool.pk}/change/",
+                                 _form(tool_id=None, agents="agent:pm\nagent:pmm", set_secret_headers=""))
+    assert response.status_code == 200
+    assert "no agent 'agent:pmm'" in _agents_field_errors(response)
+    tool.refresh_from_db()
+    assert tool.allowed_agents == ["agent:pm", "agent:sofia"] and tool.version == 1
 
 
 @pytest.mark.parametrize(

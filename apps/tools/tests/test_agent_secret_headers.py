@@ -94,9 +94,11 @@ def test_the_api_shows_the_declared_names(api, make_tool, make_token, bearer):
     assert response.json()["agent_secret_headers"] == {"X-Vendor-Token": "VENDOR_TOKEN"}
 
 
-def test_admin_edits_the_declaration_with_the_service_rules(admin_client):
+def test_admin_edits_the_declaration_with_the_service_rules(admin_client, make_agents):
     from apps.tools.models import Tool
     from apps.tools.tests.test_admin import ADD_URL, _form
+
+    make_agents("agent:sofia", "agent:pm")
 
     response = admin_client.post(ADD_URL, _form(agent_secret_headers=json.dumps({"Host": "VENDOR_TOKEN"})))
     assert response.status_code == 200 and "set by toolcore" in response.content.decode()

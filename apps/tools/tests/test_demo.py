@@ -7,8 +7,10 @@ from apps.tools.models import Followup, Tool
 from apps.tools.tests.conftest import wait_until_served
 
 
-def test_seed_is_idempotent_and_the_demo_tools_work_end_to_end(tools_server, tools_api, settings, make_token, bearer):
+def test_seed_is_idempotent_and_the_demo_tools_work_end_to_end(tools_server, tools_api, settings, make_token, bearer,
+                                                              make_agents):
     settings.DAARION_PUBLIC_URL = tools_server.url  # the demo HTTP tool targets this very server
+    make_agents(*DEMO_AGENTS)  # seed_demo seeds the demo agents before the tools
     assert seed() == ["tool projects.list created", "tool followups.create created"]
     assert seed() == ["tool projects.list unchanged", "tool followups.create unchanged"]
     assert Tool.objects.get(tool_id="projects.list").allowed_agents == sorted(DEMO_AGENTS)

@@ -33,6 +33,11 @@ tools:
 """
 
 
+@pytest.fixture(autouse=True)
+def _seed_agents(make_agents) -> None:
+    make_agents("agent:sofia", "agent:pm", "agent:cto")  # the agents the seed's file allows
+
+
 def _run(*args: str) -> str:
     out = io.StringIO()
     call_command(*args, stdout=out, stderr=io.StringIO())
@@ -73,6 +78,8 @@ def test_dry_run_changes_nothing(tmp_path):
         (lambda d: d["tools"][0].pop("id"), "tools[0]: id: required"),
         (lambda d: d["tools"].append(dict(d["tools"][0])), "tools[2] (projects.list): id: appears twice"),
         (lambda d: d["tools"][0].update(allowed_agents="agent:pm"), "tools[0] (projects.list): allowed_agents:"),
+        (lambda d: d["tools"][1].update(allowed_agents=["agent:pm", "agent:pmm"]),
+         "tools[1] (projects.ok): allowed_agents: no agent 'agent:pmm' in the registry (create the agent first"),
         (lambda d: d["tools"][0].update(secrets={"X-Key": {"env": "NOPE_NOT_SET_VAR"}}), "NOPE_NOT_SET_VAR is not set"),
         (lambda d: d.update(tools="nope"), "top-level `tools:` list"),
     ],
@@ -85,6 +92,16 @@ def test_errors_name_the_tool_and_field_and_nothing_is_written(tmp_path, mutate,
         _run("import_tools", _write(tmp_path, yaml.safe_dump(document)))
     assert expected in str(exc.value)
     assert not Tool.objects.exists()  # all or nothing: the valid item was not kept either
+
+
+def test_an_unknown_agent_fails_the_dry_run_too(tmp_path):
+    path = _write(tmp_path, SEED_YAML.replace('"agent:cto"', '"agent:ctoo"'))
+    for args in (("--dry-run",), ()):
+        with pytest.raises(CommandError) as exc:
+            _run("import_tools", path, *args)
+        assert "tools[0] (projects.list): allowed_agents: no agent 'agent:ctoo' in the registry" in str(exc.value)
+        assert "'agent:cto'" not in str(exc.value)
+    assert not Tool.objects.exists()
 
 
 def test_bad_yaml_and_missing_file(tmp_path):

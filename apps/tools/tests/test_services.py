@@ -12,6 +12,7 @@ from apps.tools.models import Tool
 from apps.tools.registry import function_names_for, registry_snapshot
 from apps.tools.services import tool_create, tool_delete, tool_update
 from apps.tools.tests.conftest import OBJECT_SCHEMA
+from daarion import agent_directory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -85,6 +86,46 @@ def test_allowed_agents_null_list_and_empty(make_tool):
     assert tools["t.some"].allows("agent:pm") and not tools["t.some"].allows("agent:x")
     assert not tools["t.none"].allows("agent:pm")
     assert everyone.allowed_agents is None and nobody.allowed_agents == []
+
+
+def _create(tool_id: str, **fields):
+    return tool_create(tool_id=tool_id, name=tool_id, input_schema=OBJECT_SCHEMA, executor="http",
+                       target="http://127.0.0.1:9/echo", **fields)
+
+
+def test_allowed_agents_must_name_real_agents(make_agents):
+    make_agents("agent:sofia", "agent:pm")
+    with pytest.raises(ValidationError) as exc:
+        _create("t.typo", allowed_agents=["agent:sofia", "agent:pmm", "agent:ctoo", "agent:pmm"])
+    assert exc.value.message_dict == {"allowed_agents": [
+        "no agent 'agent:ctoo' in the registry (create the agent first, or list it under agents: in the same registry document)",
+        "no agent 'agent:pmm' in the registry (create the agent first, or list it under agents: in the same registry document)",
+    ]}
+    assert not Tool.objects.exists()
+
+    tool = _create("t.ok", allowed_agents=["agent:sofia"])
+    with pytest.raises(ValidationError) as exc:
+        tool_update(tool=tool, allowed_agents=["agent:sofia", "agent:ghost"])
+    assert list(exc.value.message_dict) == ["allowed_agents"] and "'agent:ghost'" in exc.value.messages[0]
+    stored = Tool.objects.get(pk=tool.pk)
+    assert (stored.allowed_agents, stored.version) == (["agent:sofia"], 1)
+    # null (every agent) and [] (none) name nobody, so they need no agent at all.
+    assert _create("t.all", allowed_agents=None).allowed_agents is None
+    assert _create("t.none", allowed_agents=[]).allowed_agents == []
+
+
+def test_without_an_agent_directory_every_id_is_accepted(monkeypatch):
+    # Toolcore without the agents app: no resolver is registered, so nothing can be checked.
+    monkeypatch.setattr(agent_directory, "_resolver", None)
+    assert _create("t.free", allowed_agents=["agent:anyone"]).allowed_agents == ["agent:anyone"]
+
+
+def test_the_agent_directory_takes_one_resolver():
+    registered = agent_directory._resolver
+    assert registered is not None  # apps.agents registered it at start-up
+    agent_directory.register_agent_resolver(registered)  # the same one again: a no-op
+    with pytest.raises(RuntimeError, match="registered already"):
+        agent_directory.register_agent_resolver(lambda ids: [])
 
 
 def test_secret_headers_are_encrypted_merged_and_never_public(make_tool):
