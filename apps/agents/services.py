@@ -18,6 +18,7 @@ from django.utils import timezone
 from apps.agents.character import agent_id_for_name, character_errors, stored_character
 from apps.agents.models import AGENT_ID_RE, SECRET_NAME_RE, Agent, AgentSecret
 from apps.memory.storable import json_problem
+from apps.tools.services import tools_forget_agent
 from daarion.errors import Conflict, NotFound, ValidationFailed
 from daarion.live_config import bump_version
 from daarion.redis_client import get_redis, key
@@ -147,12 +148,17 @@ def agent_update(*, agent: Agent, **changes: Any) -> Agent:
 
 
 @transaction.atomic
-def agent_delete(*, agent: Agent) -> None:
+def agent_delete(*, agent: Agent) -> list[str]:
+    """Deletes the agent and takes its id out of every tool's allowed_agents, in the same
+    transaction (each tool changed, versioned and logged like any tool edit), so no tool is
+    left naming an agent that is gone. Returns the ids of those tools."""
     agent_id = agent.pk
+    forgotten = tools_forget_agent(agent_id=agent_id)
     agent.delete()
     bump_version(AGENTS_CONFIG)
     # A new agent under the same id must start unloaded, not inherit this one's state.
     transaction.on_commit(lambda: get_redis().hdel(key(*RUNTIME_STATE_KEY), agent_id))
+    return [tool.tool_id for tool in forgotten]
 
 
 def _check_secret_name(name: str) -> None:

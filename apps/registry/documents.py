@@ -557,18 +557,34 @@ def _apply_agents(desired: _Desired, plan: Plan, opts: dict[str, Any]) -> None:
 
 
 def _prune(desired: _Desired, plan: Plan) -> None:
-    """Deletes what a present section does not name: dependants before what they depend on."""
-    if "agents" in desired.sections:
-        for agent in Agent.objects.exclude(id__in=list(desired.agents)):
-            agent_id = agent.id  # a deleted row's pk becomes None
-            with _at(f"agents.{agent_id}"):
-                agent_services.agent_delete(agent=agent)
-            plan.add(PlanItem("agent", agent_id, f"agents.{agent_id}", "delete"))
+    """Deletes what a present section does not name: dependants before what they depend on
+    (tools name agents, agents name models, models name providers)."""
     if "tools" in desired.sections:
         for tool in Tool.objects.exclude(tool_id__in=list(desired.tools)):
             with _at(f"tools.{tool.tool_id}"):
                 tool_services.tool_delete(tool=tool)
             plan.add(PlanItem("tool", tool.tool_id, f"tools.{tool.tool_id}", "delete"))
+    if "agents" in desired.sections:
+        narrowed: dict[str, PlanItem] = {}
+        for agent in Agent.objects.exclude(id__in=list(desired.agents)):
+            agent_id = agent.id  # a deleted row's pk becomes None
+            # Deleting an agent takes it out of every tool's list; a tool of this document
+            # that still names it would then not be what the document says.
+            for path, values, _secrets in desired.tools.values():
+                _expect(agent_id not in (values["allowed_agents"] or []), f"{path}.allowed_agents",
+                        f"agent {agent_id!r} is deleted by this document (it is not under agents:); "
+                        "take it out of this list or keep the agent")
+            with _at(f"agents.{agent_id}"):
+                forgotten = agent_services.agent_delete(agent=agent)
+            plan.add(PlanItem("agent", agent_id, f"agents.{agent_id}", "delete"))
+            # Tools the document leaves alone lose the agent too: one plan item per tool.
+            for tool in Tool.objects.filter(tool_id__in=forgotten).order_by("tool_id"):
+                item = narrowed.get(tool.tool_id)
+                if item is None:
+                    before = sorted([*tool.allowed_agents, agent_id])
+                    item = narrowed[tool.tool_id] = plan.add(
+                        PlanItem("tool", tool.tool_id, f"tools.{tool.tool_id}", "update", {"allowed_agents": [before, None]}))
+                item.changes["allowed_agents"][1] = tool.allowed_agents
     if "rate_limits" in desired.sections:
         for policy in RateLimitPolicy.objects.all():
             if (policy.scope, policy.subject) not in desired.rate_limits:

@@ -208,12 +208,33 @@ def tool_update(*, tool: Tool, secret_headers: dict[str, str | None] | None = No
     if not _apply(tool, fields, secret_headers):
         return tool
     tool_validate(tool)
+    _save_change(tool)
+    return tool
+
+
+def _save_change(tool: Tool) -> None:
     # The row's version, not this object's, so two admins saving at once both count.
     tool.version = (Tool.objects.select_for_update().values_list("version", flat=True).get(pk=tool.pk)) + 1
     tool.updated_at = timezone.now()
     tool.save()
     bump_version(TOOLS_CONFIG)
-    return tool
+
+
+@transaction.atomic
+def tools_forget_agent(*, agent_id: str) -> list[Tool]:
+    """Takes `agent_id` out of every tool's allowed_agents (the agent is being deleted), so
+    no tool names an agent that is gone; returns the tools it changed.
+
+    A list that becomes empty stays [] (no agent), never None (every agent). Only the list
+    narrows, so the tool's other rules are not checked again here: a tool that a newer rule
+    would refuse (say, a python target no longer registered) must not block deleting an agent.
+    """
+    changed = []
+    for tool in Tool.objects.select_for_update().filter(allowed_agents__contains=[agent_id]).order_by("tool_id"):
+        tool.allowed_agents = [a for a in tool.allowed_agents if a != agent_id]
+        _save_change(tool)
+        changed.append(tool)
+    return changed
 
 
 @transaction.atomic

@@ -71,3 +71,20 @@ def test_change_page_masks_secrets_and_keeps_them_when_left_empty(admin_client):
     assert response.status_code == 302, response.content.decode()[:2000]
     assert AgentSecret.objects.get(pk=secret.pk).value == "sk-live-abcdefgh12345678"
     assert Agent.objects.get(pk=agent.pk).system_prompt == "You plan."
+
+
+def test_deleting_an_agent_in_admin_takes_it_out_of_the_tools(admin_client):
+    from apps.tools.models import Tool
+    from apps.tools.services import tool_create
+    from daarion.models import ChangeRecord
+
+    agent = make_agent("agent:pm", name="PM")
+    tool_create(tool_id="t.pm", name="PM only", input_schema={"type": "object"}, executor="python",
+                target="followups.create", allowed_agents=["agent:pm"])
+    response = admin_client.post(f"/admin/agents/agent/{agent.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert not Agent.objects.exists()
+    tool = Tool.objects.get(tool_id="t.pm")
+    assert (tool.allowed_agents, tool.version) == ([], 2)
+    record = ChangeRecord.objects.get(object_type="tools.Tool", action="update")
+    assert (record.actor, record.source, record.changes["allowed_agents"]) == ("user:admin", "admin", [["agent:pm"], []])

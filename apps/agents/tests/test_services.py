@@ -122,6 +122,55 @@ def test_delete_removes_secrets():
     assert not Agent.objects.exists() and not AgentSecret.objects.exists()
 
 
+def _tool(tool_id: str, allowed_agents):
+    from apps.tools.services import tool_create
+
+    return tool_create(tool_id=tool_id, name=tool_id, input_schema={"type": "object"}, executor="python",
+                       target="followups.create", allowed_agents=allowed_agents)
+
+
+def test_delete_takes_the_agent_out_of_every_tool_and_logs_it():
+    from apps.tools.models import Tool
+    from daarion.audit import acting_as
+    from daarion.models import ChangeRecord
+
+    make_agent()
+    pm = make_agent("agent:pm", name="PM")
+    _tool("t.both", ["agent:pm", "agent:sofia"])
+    _tool("t.pm", ["agent:pm"])
+    _tool("t.every", None)
+    with acting_as("token:ci-deployer", "api"):
+        assert agent_delete(agent=pm) == ["t.both", "t.pm"]
+    # t.pm allows no agent now ([]), never every agent (None).
+    assert sorted(Tool.objects.values_list("tool_id", "allowed_agents", "version")) == [
+        ("t.both", ["agent:sofia"], 2), ("t.every", None, 1), ("t.pm", [], 2)]
+    # Each changed tool is in the change log, by whoever deleted the agent, beside the agent's record.
+    records = ChangeRecord.objects.filter(actor="token:ci-deployer").order_by("id")
+    assert [(r.object_type, r.object_repr, r.action, r.source) for r in records] == [
+        ("tools.Tool", "t.both", "update", "api"), ("tools.Tool", "t.pm", "update", "api"),
+        ("agents.Agent", "PM (agent:pm)", "delete", "api"),
+    ]
+    assert records[1].changes["allowed_agents"] == [["agent:pm"], []]
+    # The tools stay valid: their next unrelated edit passes the rule.
+    from apps.tools.services import tool_update
+
+    assert tool_update(tool=Tool.objects.get(tool_id="t.both"), description="still fine").version == 3
+
+
+def test_a_delete_that_rolls_back_keeps_the_tools_as_they_were():
+    from django.db import transaction
+
+    from apps.tools.models import Tool
+
+    pm = make_agent("agent:pm", name="PM")
+    _tool("t.pm", ["agent:pm"])
+    with pytest.raises(RuntimeError), transaction.atomic():
+        agent_delete(agent=pm)
+        raise RuntimeError("the caller's transaction fails after the delete")
+    assert Agent.objects.filter(pk="agent:pm").exists()
+    assert Tool.objects.get(tool_id="t.pm").allowed_agents == ["agent:pm"]
+
+
 def test_agent_id_from_name_is_stable_and_valid():
     assert agent_id_for_name("Sofia-Prime") == "agent:sofia-prime"
     assert agent_id_for_name("  Žofia  Prime!! ") == "agent:zofia-prime"

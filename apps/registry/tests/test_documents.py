@@ -84,6 +84,7 @@ def _changed_document(document: dict) -> dict:
     del document["models"]["empty"]
     document["rate_limits"] = [{"scope": "default", "rpm": 120}]
     document["tools"][1]["enabled"] = False                                # projects.list (sorted by id)
+    document["tools"][1]["allowed_agents"] = ["agent:sofia"]               # agent:pm goes below
     document["tools"].append({"id": "new.tool", "name": "New", "input_schema": OBJECT_SCHEMA, "executor": "http",
                               "target": "http://svc:8000/new", "secrets": {"Authorization": {"value": "Bearer sk-NEW-IN-DOC"}}})
     document["agents"] = [a for a in document["agents"] if a["id"] != "agent:pm"]
@@ -109,7 +110,8 @@ def test_dry_run_plans_every_action_and_changes_nothing(token_client, registry):
     changes = {(c["type"], c["id"]): c["changes"] for c in plan["changes"]}
     assert changes[("provider", "stub")] == {"api_key": ["(changed)", "(changed)"]}
     assert changes[("model", "big")]["fallbacks"] == [["small"], []]
-    assert changes[("tool", "projects.list")] == {"enabled": [True, False]}
+    assert changes[("tool", "projects.list")] == {"enabled": [True, False],
+                                                  "allowed_agents": [["agent:pm", "agent:sofia"], ["agent:sofia"]]}
     _no_secrets(dry.text)
     assert (token_client.get("/export").json(), ChangeRecord.objects.count()) == before
 
@@ -248,3 +250,44 @@ def test_an_unknown_agent_in_a_document_is_refused_at_its_path(token_client, reg
     assert error["message"] == f"tools[1].allowed_agents: {UNKNOWN_AGENT}"
     assert not Agent.objects.filter(id="agent:cto").exists()  # all or nothing: the new agent too
 
+
+def test_pruning_an_agent_that_a_tool_of_the_document_allows_is_refused(token_client, registry):
+    document = token_client.get("/export").json()
+    document["agents"] = [a for a in document["agents"] if a["id"] != "agent:pm"]  # projects.list still allows it
+    assert _refused_alike(token_client, document)["details"] == [{
+        "path": "tools[1].allowed_agents",
+        "message": "agent 'agent:pm' is deleted by this document (it is not under agents:); "
+                   "take it out of this list or keep the agent",
+    }]
+    # Without pruning the agent stays, and the document is fine.
+    assert token_client.post("/apply?prune=0", json=document).status_code == 200
+    assert Agent.objects.filter(id="agent:pm").exists()
+
+
+def test_pruned_agents_leave_the_tools_the_document_does_not_cover(token_client, registry):
+    from apps.tools.services import tool_update
+
+    agent_create(agent_id="agent:cto", name="CTO", microdao_id="microdao:7", model="small")
+    tool_update(tool=Tool.objects.get(tool_id="projects.list"), allowed_agents=["agent:cto", "agent:pm", "agent:sofia"])
+    document = {"agents": [a for a in token_client.get("/export").json()["agents"] if a["id"] == "agent:sofia"]}
+    dry = token_client.post("/apply?dry_run=1", json=document)
+    assert dry.status_code == 200, dry.text
+    plan = dry.json()
+    assert [(c["type"], c["id"], c["action"], c["changes"]) for c in plan["changes"]] == [
+        ("agent", "agent:sofia", "unchanged", {}),
+        ("agent", "agent:cto", "delete", {}),
+        ("tool", "projects.list", "update", {"allowed_agents": [["agent:cto", "agent:pm", "agent:sofia"], ["agent:sofia"]]}),
+        ("agent", "agent:pm", "delete", {}),
+    ]
+    assert plan["summary"] == {"create": 0, "update": 1, "delete": 2, "unchanged": 1}
+    assert Tool.objects.get(tool_id="projects.list").allowed_agents == ["agent:cto", "agent:pm", "agent:sofia"]
+
+    applied = token_client.post("/apply", json=document).json()
+    assert applied["changes"] == plan["changes"]
+    tool = Tool.objects.get(tool_id="projects.list")
+    assert (tool.allowed_agents, tool.version) == (["agent:sofia"], 4)
+    records = ChangeRecord.objects.filter(object_type="tools.Tool", source="api").order_by("id")
+    assert [(r.actor, r.changes["allowed_agents"]) for r in records] == [
+        ("token:ci-deployer", [["agent:cto", "agent:pm", "agent:sofia"], ["agent:pm", "agent:sofia"]]),
+        ("token:ci-deployer", [["agent:pm", "agent:sofia"], ["agent:sofia"]]),
+    ]

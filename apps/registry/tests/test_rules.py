@@ -159,3 +159,17 @@ def test_the_unknown_agent_message_is_the_imports(token_client):
         tools_import(document={"tools": [{**TOOL, "allowed_agents": ["agent:pmm"]}]})
     assert raised.value.messages == [f"tools[0] (t.ok): allowed_agents: {api_error['details'][0]['message']}"]
 
+
+def test_deleting_an_agent_takes_it_out_of_the_tools(token_client, make_agents):
+    make_agents("agent:sofia", "agent:pm")
+    assert token_client.post("/tools/", json={**TOOL, "allowed_agents": ["agent:pm", "agent:sofia"]}).status_code == 201
+    assert token_client.post("/tools/", json={**TOOL, "id": "t.pm", "allowed_agents": ["agent:pm"]}).status_code == 201
+    assert token_client.delete("/agents/agent:pm/").status_code == 204
+    assert token_client.get("/tools/t.ok/").json()["allowed_agents"] == ["agent:sofia"]
+    narrowed = token_client.get("/tools/t.pm/").json()
+    assert (narrowed["allowed_agents"], narrowed["version"]) == ([], 2)  # no agent, not every agent
+    changes = token_client.get("/changes/?object_type=tools.Tool&action=update").json()["results"]
+    assert sorted((c["object_repr"], c["actor"], c["source"]) for c in changes) == [
+        ("t.ok", "token:ci-deployer", "api"), ("t.pm", "token:ci-deployer", "api")]
+    # The narrowed tool still saves: nothing left in it names a missing agent.
+    assert token_client.patch("/tools/t.pm/", json={"description": "kept"}).status_code == 200

@@ -10,9 +10,11 @@ from django.db import connection
 
 from apps.tools.models import Tool
 from apps.tools.registry import function_names_for, registry_snapshot
-from apps.tools.services import tool_create, tool_delete, tool_update
+from apps.tools.services import tool_create, tool_delete, tool_update, tools_forget_agent
 from apps.tools.tests.conftest import OBJECT_SCHEMA
 from daarion import agent_directory
+from daarion.audit import acting_as
+from daarion.models import ChangeRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -126,6 +128,31 @@ def test_the_agent_directory_takes_one_resolver():
     agent_directory.register_agent_resolver(registered)  # the same one again: a no-op
     with pytest.raises(RuntimeError, match="registered already"):
         agent_directory.register_agent_resolver(lambda ids: [])
+
+
+def test_forgetting_an_agent_narrows_every_list_and_logs_each_tool(make_tool):
+    both = make_tool("t.both", allowed_agents=["agent:pm", "agent:sofia"])
+    only = make_tool("t.only", allowed_agents=["agent:pm"])
+    everyone = make_tool("t.every", allowed_agents=None)
+    other = make_tool("t.other", allowed_agents=["agent:sofia"])
+    registry_snapshot.get(recheck=True)
+    with acting_as("user:ops", "admin"):
+        changed = tools_forget_agent(agent_id="agent:pm")
+    assert [t.tool_id for t in changed] == ["t.both", "t.only"]
+    stored = {t.tool_id: t for t in Tool.objects.all()}
+    assert (stored["t.both"].allowed_agents, stored["t.both"].version) == (["agent:sofia"], 2)
+    assert (stored["t.only"].allowed_agents, stored["t.only"].version) == ([], 2)  # no agent, not every agent
+    assert (stored["t.every"].allowed_agents, stored["t.every"].version) == (None, 1)
+    assert (stored["t.other"].allowed_agents, stored["t.other"].version) == (["agent:sofia"], 1)
+    records = ChangeRecord.objects.filter(object_type="tools.Tool", action="update").order_by("id")
+    assert [(r.object_id, r.actor, r.source, r.changes["allowed_agents"]) for r in records] == [
+        (str(both.pk), "user:ops", "admin", [["agent:pm", "agent:sofia"], ["agent:sofia"]]),
+        (str(only.pk), "user:ops", "admin", [["agent:pm"], []]),
+    ]
+    # The bump reached the live registry: a call as agent:pm is no longer allowed.
+    tools = registry_snapshot.get().tools
+    assert not tools["t.both"].allows("agent:pm") and not tools["t.only"].allows("agent:pm")
+    assert tools_forget_agent(agent_id="agent:pm") == [] and everyone.version == other.version == 1
 
 
 def test_secret_headers_are_encrypted_merged_and_never_public(make_tool):
