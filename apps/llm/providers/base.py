@@ -154,6 +154,9 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, tuple[t
 )
 
 
+_retiring: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
+
+
 def client_for(spec: ProviderSpec) -> BaseProvider:
     """The pooled client for `spec` in the running event loop (connection pools cannot cross loops)."""
     loop = asyncio.get_running_loop()
@@ -168,7 +171,8 @@ def client_for(spec: ProviderSpec) -> BaseProvider:
         raise ProviderError("bad_request", f"no client for provider kind {spec.kind!r}", status=400)
     client = cls(spec)
     if cached is not None:
-        # The configuration changed: the old pool is closed once its requests finish.
-        loop.create_task(cached[1].aclose())
+        # The configuration changed: the old pool is retired (closed once its calls finish).
+        _retiring.add(task := loop.create_task(cached[1].aclose()))
+        task.add_done_callback(_retiring.discard)
     per_loop[spec.id] = (spec.fingerprint, client)
     return client

@@ -18,6 +18,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import asyncio
+
 import aiohttp
 import orjson
 from yarl import URL
@@ -29,6 +31,9 @@ from apps.llm.providers.errors import ProviderError
 MAX_LINE_BYTES = 4 * 1024 * 1024
 # Non-streamed answers (and error bodies) larger than this are refused.
 MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+_closing: set[asyncio.Task] = set()
 
 
 @dataclass
@@ -59,6 +64,8 @@ class Transport:
         self._headers = dict(headers)
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, URL] = {}
+        self._in_flight = 0
+        self._retired = False
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -83,17 +90,21 @@ class Transport:
 
     async def post_json(self, path: str, body: Any, headers: Mapping[str, str] | None = None) -> RawResponse:
         """POSTs `body` as JSON and reads the whole answer, whatever its status."""
+        self._in_flight += 1
         try:
             async with self.session.post(self.url(path), data=orjson.dumps(body), headers=_json_headers(headers)) as response:
                 return RawResponse(response.status, response.headers, await _read_capped(response))
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise transport_error(exc, self.timeout) from exc
+        finally:
+            self._call_ended()
 
     @asynccontextmanager
     async def stream(self, path: str, body: Any, headers: Mapping[str, str] | None = None) -> AsyncIterator[StreamedResponse]:
         """POSTs `body` and yields the response for line-by-line reading. Leaving the block
         before the answer ended (the caller went away) closes the connection, so the
         upstream sees the disconnect and stops generating."""
+        self._in_flight += 1
         try:
             async with self.session.post(self.url(path), data=orjson.dumps(body), headers=_json_headers(headers)) as response:
                 streamed = StreamedResponse(response, self.timeout)
@@ -104,9 +115,25 @@ class Transport:
                         response.close()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise transport_error(exc, self.timeout) from exc
+        finally:
+            self._call_ended()
+
+    def _call_ended(self) -> None:
+        self._in_flight -= 1
+        if self._retired and not self._in_flight:
+            task = asyncio.get_running_loop().create_task(self._close_session())
+            _closing.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(_closing.discard)
 
     async def aclose(self) -> None:
-        if self._session is not None and not self._session.closed:
+        """Retires the pool: it closes once the calls in flight on it have finished, so a
+        provider row edited under load (a new pool for the new settings) drops no call."""
+        self._retired = True
+        if not self._in_flight:
+            await self._close_session()
+
+    async def _close_session(self) -> None:
+        if self._session is not None and not self._session.closed and not self._in_flight:
             await self._session.close()
 
 

@@ -261,3 +261,28 @@ def test_v1_responses_carry_the_overhead_header(api, stub_model, llm_headers, li
     streamed = api.post("/v1/chat/completions", json={**body, "stream": True}, headers=llm_headers)
     assert "x-daarion-overhead-ms" in streamed.headers
     assert streamed.text.rstrip().endswith("data: [DONE]")
+
+
+def test_a_provider_edited_while_a_call_is_in_flight_drops_no_call(api, fake_provider, make_model, llm_headers, fake_stats, live):
+    # The edit gives the provider a new connection pool in the server; the old one must wait
+    # for the call still running on it instead of cutting that call's connection.
+    import concurrent.futures
+
+    from apps.llm import services as llm_services
+
+    make_model("slowpoke", fake_provider, "slow:1.5")
+    make_model("quick", fake_provider, "echo")
+    live()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(api.post, "/internal/llm/proxy", json=_proxy_body(model="slowpoke"), headers=llm_headers, timeout=30)
+        assert wait_for(lambda: fake_stats()["active"] >= 1), "the slow call reached the upstream"
+        llm_services.provider_update(provider=fake_provider, extra_headers={"X-Test": "edited"})
+
+        def new_pool_in_use() -> bool:
+            answer = api.post("/internal/llm/proxy", json=_proxy_body(model="quick"), headers=llm_headers)
+            return answer.status_code == 200 and fake_stats()["last"]["headers"].get("x-test") == "edited"
+
+        assert wait_for(new_pool_in_use), "the server did not pick up the provider edit"
+        response = slow.result(timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["content"].startswith("echo")
