@@ -271,8 +271,12 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- llm ---
-# The in-process usage flusher's period (seconds; 0: leave it to Celery beat alone).
-LLM_USAGE_FLUSH_INTERVAL = float(os.environ.get("DAARION_LLM_USAGE_FLUSH_INTERVAL", "1.0"))
+# Usage records move from Redis to Postgres in the Celery worker (beat's llm.drain_usage,
+# every LLM_USAGE_DRAIN_SECONDS). A web process writes them itself only when this is above 0
+# (a deployment without a worker): parsing and inserting a second's records in the web process
+# holds the GIL long enough to show in the proxy's p99 latency (docs/BENCHMARKS.md).
+LLM_USAGE_FLUSH_INTERVAL = float(os.environ.get("DAARION_LLM_USAGE_FLUSH_INTERVAL", "0"))
+LLM_USAGE_DRAIN_SECONDS = float(os.environ.get("DAARION_LLM_USAGE_DRAIN_SECONDS", "1.0"))
 # Heartbeat comments on /internal/llm/stream while no token has arrived yet (seconds).
 LLM_STREAM_HEARTBEAT_SECONDS = float(os.environ.get("DAARION_LLM_HEARTBEAT_SECONDS", "5"))
 # A deployment failing this many times within a minute is skipped for LLM_COOLDOWN_SECONDS.
@@ -287,7 +291,8 @@ LLM_BATCH_MAX_ITEMS = int(os.environ.get("DAARION_LLM_BATCH_MAX_ITEMS", "100"))
 LLM_BATCH_CONCURRENCY = int(os.environ.get("DAARION_LLM_BATCH_CONCURRENCY", "8"))
 CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
-    "llm-drain-usage": {"task": "llm.drain_usage", "schedule": 5.0, "options": {"queue": "default", "expires": 30}},
+    "llm-drain-usage": {"task": "llm.drain_usage", "schedule": LLM_USAGE_DRAIN_SECONDS,
+                        "options": {"queue": "default", "expires": 30}},
 }
 
 # --- agents ---

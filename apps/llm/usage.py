@@ -2,8 +2,9 @@
 
 A call appends its record to a process-local queue (no I/O). A background thread moves the
 queue to a Redis list every few milliseconds, and the records go from there to Postgres in
-batches (`drain_to_database`: the in-process flusher and the Celery beat task `llm.drain_usage`
-both call it). A batch leaves Redis only after Postgres committed it, so records wait in
+batches (`drain_to_database`), called by the Celery beat task `llm.drain_usage` every
+LLM_USAGE_DRAIN_SECONDS, and by that thread too when LLM_USAGE_FLUSH_INTERVAL is set (a
+deployment without a worker; off by default, see the setting). A batch leaves Redis only after Postgres committed it, so records wait in
 Redis while Postgres is down; a unique record id makes a batch written twice insert once.
 """
 
@@ -129,7 +130,7 @@ def _run() -> None:
         except Exception:  # noqa: BLE001
             logger.warning("could not push usage records to Redis; will retry", exc_info=True)
             time.sleep(1.0)
-        interval = float(getattr(settings, "LLM_USAGE_FLUSH_INTERVAL", 1.0))
+        interval = float(getattr(settings, "LLM_USAGE_FLUSH_INTERVAL", 0.0))
         # A pytest process leaves the database to the servers it starts and to explicit
         # drains: a thread writing outside the test's transaction would break isolation.
         if interval > 0 and "pytest" not in sys.modules and time.monotonic() - last_drain >= interval:

@@ -59,11 +59,21 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: f
         time.sleep(interval)
 
 
-def usage_rows(**filters) -> list[UsageRecord]:
-    """Flushes this process's usage queue and drains Redis into the database."""
-    usage.push_pending()
-    usage.drain_to_database()
-    return list(UsageRecord.objects.filter(**filters).order_by("created_at"))
+def usage_rows(*, count: int = 1, **filters) -> list[UsageRecord]:
+    """The usage records matching `filters`, once at least `count` of them are in the database.
+
+    Drains Redis into the database as beat's `llm.drain_usage` does in production (web
+    processes only push their records to Redis, within milliseconds), and this process's own
+    queue first (for calls made in process through the gateway).
+    """
+
+    def drained() -> list[UsageRecord]:
+        usage.push_pending()
+        usage.drain_to_database()
+        rows = list(UsageRecord.objects.filter(**filters).order_by("created_at"))
+        return rows if len(rows) >= count else []
+
+    return wait_for(drained) or list(UsageRecord.objects.filter(**filters).order_by("created_at"))
 
 
 @pytest.fixture

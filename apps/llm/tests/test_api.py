@@ -7,8 +7,7 @@ import json
 import pytest
 
 from apps.llm import services
-from apps.llm.tests.conftest import wait_for
-from apps.llm.models import UsageRecord
+from apps.llm.tests.conftest import usage_rows, wait_for
 
 PROJECT_TOOL = {
     "type": "function",
@@ -36,8 +35,8 @@ def test_proxy_answers_the_seed_shape(api, stub_model, llm_headers, live):
     assert (body["provider"], body["model_resolved"], body["request_id"]) == ("stub", "dagi-stub", "req-api-1")
     assert body["tool_calls"] == []
     assert float(response.headers["x-daarion-overhead-ms"]) >= 0
-    rows = wait_for(lambda: list(UsageRecord.objects.filter(request_id="req-api-1")))
-    assert rows, "the server's flusher writes the usage record"
+    rows = usage_rows(request_id="req-api-1")
+    assert rows, "the server's usage record reaches the database through the Redis buffer"
     assert (rows[0].agent_id, rows[0].channel_id, rows[0].endpoint, rows[0].status) == ("agent:sofia", "chan-1", "proxy", "ok")
 
 
@@ -107,14 +106,10 @@ def test_auth_scope_and_agent_binding(api, stub_model, make_token, bearer, live)
     # A token bound to one agent acts for it when the request names none.
     body = _proxy_body(metadata={}, request_id="req-bound-1")
     assert api.post("/internal/llm/proxy", json=body, headers=bound).status_code == 200
-    assert usage_rows_after_server(request_id="req-bound-1")[0].agent_id == "agent:pm"
+    assert usage_rows(request_id="req-bound-1")[0].agent_id == "agent:pm"
     several = bearer(make_token(scopes=["llm"], agents=["agent:pm", "agent:cto"]))
     response = api.post("/internal/llm/proxy", json=_proxy_body(metadata={}), headers=several)
     assert response.status_code == 422 and response.json()["error"]["details"][0]["path"] == "metadata.agent_id"
-
-
-def usage_rows_after_server(**filters) -> list[UsageRecord]:
-    return wait_for(lambda: list(UsageRecord.objects.filter(**filters))) or []
 
 
 def test_batch_answers_in_order_with_per_item_errors(api, stub_model, llm_headers, live):
@@ -189,7 +184,7 @@ def test_stream_speaks_the_ui_message_stream_protocol(api, stub_model, llm_heade
     }
     for event in events[:-1]:
         assert set(event) <= allowed[event["type"]], event
-    rows = usage_rows_after_server(request_id="req-stream-1")
+    rows = usage_rows(request_id="req-stream-1")
     assert rows and rows[0].stream and rows[0].status == "ok" and rows[0].ttft_ms is not None
 
 

@@ -9,8 +9,7 @@ import openai
 import pytest
 
 from apps.llm import services
-from apps.llm.models import UsageRecord
-from apps.llm.tests.conftest import wait_for
+from apps.llm.tests.conftest import usage_rows, wait_for
 
 TOOL = {"type": "function", "function": {"name": "projects.list", "description": "List projects", "parameters": {"type": "object", "properties": {}}}}
 
@@ -36,7 +35,7 @@ def test_chat_completion(client):
     assert completion.choices[0].finish_reason == "stop"
     assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
     assert completion.model == "dagi-stub"
-    rows = wait_for(lambda: list(UsageRecord.objects.filter(request_id="req-sdk-1")))
+    rows = usage_rows(request_id="req-sdk-1")
     assert rows and rows[0].agent_id == "agent:sofia", "the token's only agent is the caller"
     assert rows[0].endpoint == "chat"
 
@@ -110,7 +109,7 @@ def test_x_agent_id_header_for_an_unbound_token(asgi_server, make_token, stub_mo
     sdk = openai.OpenAI(base_url=f"{asgi_server.url}/v1", api_key=make_token(scopes=["llm"]), max_retries=0)
     sdk.chat.completions.create(model="dagi-stub", messages=[{"role": "user", "content": "x"}],
                                 extra_headers={"X-Agent-Id": "agent:cto", "X-Microdao-Id": "microdao:9", "x-request-id": "req-hdr-1"})
-    rows = wait_for(lambda: list(UsageRecord.objects.filter(request_id="req-hdr-1")))
+    rows = usage_rows(request_id="req-hdr-1")
     assert rows and (rows[0].agent_id, rows[0].microdao_id) == ("agent:cto", "microdao:9")
 
 

@@ -11,7 +11,7 @@ from asgiref.sync import async_to_sync
 
 from apps.llm import gateway, services
 from apps.llm.models import UsageRecord
-from apps.llm.tests.conftest import usage_rows, wait_for
+from apps.llm.tests.conftest import usage_rows
 from daarion.errors import BadRequest, NotFound, RateLimited
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,7 +60,7 @@ def test_a_rate_limited_call_is_recorded_per_agent(stub_model):
     gateway.chat_completion_sync(model="dagi-stub", messages=HELLO, agent_id=agent, request_id=f"{agent}-1")
     with pytest.raises(RateLimited):
         gateway.chat_completion_sync(model="dagi-stub", messages=HELLO, agent_id=agent, request_id=f"{agent}-2")
-    rows = usage_rows(agent_id=agent)
+    rows = usage_rows(agent_id=agent, count=2)
     assert sorted((r.request_id, r.status, r.error_type) for r in rows) == [
         (f"{agent}-1", "ok", ""), (f"{agent}-2", "refused", "rate_limited"),
     ]
@@ -74,7 +74,7 @@ def test_refusals_over_the_api_are_recorded(api, stub_model, llm_headers, live):
     response = api.post("/v1/chat/completions", headers={**llm_headers, "x-request-id": "req-refused-v1"},
                         json={"model": "nope", "messages": HELLO, "stream": True})
     assert response.status_code == 404
-    rows = wait_for(lambda: list(UsageRecord.objects.filter(request_id__in=["req-refused-api", "req-refused-v1"])))
+    rows = usage_rows(request_id__in=["req-refused-api", "req-refused-v1"], count=2)
     assert sorted((r.request_id, r.status, r.error_type, r.stream) for r in rows) == [
         ("req-refused-api", "refused", "model_not_found", False),
         ("req-refused-v1", "refused", "model_not_found", True),

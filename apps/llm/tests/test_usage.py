@@ -12,7 +12,7 @@ from django.db import connection
 from apps.llm import usage
 from apps.llm.models import UsageRecord
 from apps.llm.tasks import drain_usage
-from apps.llm.tests.conftest import wait_for
+from apps.llm.tests.conftest import usage_rows, wait_for
 
 
 def _record(request_id: str, **fields) -> dict:
@@ -115,7 +115,7 @@ def test_a_cancelled_stream_cancels_upstream_and_records_partial_usage(api, fake
             "metadata": {"agent_id": "agent:sofia"}, "request_id": "req-cancel-stream"}
     _stream_lines(str(api.base_url).rstrip("/"), llm_headers, body, stop_after_deltas=3)
     assert wait_for(lambda: fake_stats()["disconnects"] >= 1), "the upstream request was cancelled"
-    rows = wait_for(lambda: list(UsageRecord.objects.filter(request_id="req-cancel-stream")))
+    rows = usage_rows(request_id="req-cancel-stream")
     assert rows, "a cancelled stream still yields a usage record"
     row = rows[0]
     assert (row.status, row.error_type, row.stream) == ("cancelled", "client_disconnected", True)
@@ -129,7 +129,7 @@ def test_a_client_giving_up_cancels_a_non_streamed_call(api, fake_provider, make
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(str(api.base_url).rstrip("/") + "/internal/llm/proxy", json=body, headers=llm_headers, timeout=0.5)
     assert wait_for(lambda: fake_stats()["disconnects"] >= 1)
-    rows = wait_for(lambda: list(UsageRecord.objects.filter(request_id="req-cancel-proxy")))
+    rows = usage_rows(request_id="req-cancel-proxy")
     assert rows and rows[0].status == "cancelled"
 
 
@@ -195,3 +195,25 @@ def test_records_stay_in_the_process_while_redis_is_down():
         return any(b"req-redis-down" in item for item in working.lrange(usage.buffer_key(), 0, -1))
 
     assert wait_for(landed), "the record waited in memory and reached Redis once it was back"
+
+
+@pytest.fixture
+def draining_server(server_env, tmp_path):
+    """A web process that writes usage records itself (a deployment without a worker)."""
+    from daarion.testing import start_asgi_server
+
+    server = start_asgi_server({**server_env, "DAARION_LLM_USAGE_FLUSH_INTERVAL": "0.2"}, tmp_path, name="web-draining")
+    yield server
+    server.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_web_process_told_to_drain_writes_usage_rows_without_a_worker(draining_server, stub_model, llm_headers):
+    body = {"model": "dagi-stub", "messages": [{"role": "user", "content": "hi"}], "request_id": "req-self-drained"}
+
+    def answered() -> bool:
+        return httpx.post(f"{draining_server.url}/internal/llm/proxy", json=body, headers=llm_headers, timeout=30).status_code == 200
+
+    assert wait_for(answered), "the server answers once it has the model"
+    # Nothing drains in this process: the row must come from the server's own flusher.
+    assert wait_for(lambda: UsageRecord.objects.filter(request_id="req-self-drained").exists())
