@@ -415,9 +415,27 @@ async def measure_rates(all_targets: dict[str, Target], rates: list[float], seco
     return results
 
 
+# Every server of the run (upstream, ours, LiteLLM): a measurement starts only when all are idle.
+SERVER_PIDS: list[int] = []
+
+
+async def servers_idle(*, limit_s: float = 60.0, busy_share: float = 0.05, window_s: float = 0.5) -> None:
+    """Waits until no server process uses more than `busy_share` of a core: a server still
+    working through the backlog of an earlier step (LiteLLM far behind at 100/s, say) would
+    otherwise take CPU from whichever target is measured next."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = {pid: cpu_seconds(pid) for pid in SERVER_PIDS}
+        await asyncio.sleep(window_s)
+        if all(cpu_seconds(pid) - used <= busy_share * window_s for pid, used in before.items()):
+            return
+    print(f"  (a server was still busy after {limit_s:.0f} s; measuring anyway)", file=sys.stderr)
+
+
 async def quiesce(target: Target, *, limit_s: float = 20.0) -> None:
-    """Waits until the target answers one request quickly: the queue of a saturated step
-    must drain before the next measurement starts."""
+    """Waits until every server is idle and the target answers one request quickly: the queue
+    of a saturated step must drain before the next measurement starts."""
+    await servers_idle()
     pool = Pool(target)
     deadline = time.monotonic() + limit_s
     try:
@@ -615,6 +633,7 @@ def main() -> int:
             process, _ = start_litellm(upstream_url, litellm_port, workdir, opts.workers)
             processes.append(process)
         all_targets = targets(upstream_port, int(server.url.rsplit(":", 1)[1]), token, litellm_port)
+        SERVER_PIDS[:] = [process.pid for process in processes] + [server.process.pid]
 
         if opts.profile:
             return _profile(all_targets["ours_v1"], server.process.pid, opts)

@@ -40,7 +40,7 @@ django_application = get_asgi_application()
 from django.conf import settings  # noqa: E402 - after setup
 from django.core.exceptions import RequestAborted  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
-from django.urls import set_script_prefix  # noqa: E402
+from django.urls import get_resolver, set_script_prefix  # noqa: E402
 
 from daarion.errors import error_response  # noqa: E402
 
@@ -173,9 +173,11 @@ if os.environ.get("DAARION_SERVE_STATIC", "1") not in {"0", "false", "no"}:
 else:
     application = django_router
 
-# Everything loaded so far (Django, the apps, URL confs, schemas) lives as long as the process.
-# Frozen out of the collector's reach, it is no longer walked by every full collection: those
-# took 80-140 ms on the LLM proxy under load (a p99 stall) and take 10-15 ms frozen
-# (docs/BENCHMARKS.md). The collect first keeps start-up garbage from being frozen too.
+# Everything loaded at start-up (Django, the apps, the URL conf with every API module and what
+# they import, which Django would otherwise load on the first request) lives as long as the
+# process. Frozen out of the collector's reach, it is no longer walked by every full
+# collection: those took 80-140 ms on the LLM proxy under load (a p99 stall), and a few ms
+# frozen (docs/BENCHMARKS.md). The collect first keeps start-up garbage from being frozen too.
+get_resolver().url_patterns  # noqa: B018 - imports the URL conf now
 gc.collect()
 gc.freeze()
