@@ -172,6 +172,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
 API_PATH_PREFIXES = ("/internal/", "/v1/", "/api/", "/health")
 # How often a process checks the Redis version keys of its cached registries (seconds).
 LIVE_CONFIG_CHECK_INTERVAL = float(os.environ.get("DAARION_LIVE_CONFIG_CHECK_INTERVAL", "0.5"))
+# The LLM proxy's two hottest routes skip Django's middleware chain and Ninja's operation wrapper
+# (daarion/fastlane.py, same views and rules); 0 sends them the usual way.
+FAST_LANE = os.environ.get("DAARION_FAST_LANE", "1") not in {"0", "false", "no"}
 
 # Registry models whose every change (admin, API, import) is written to the change log
 # (daarion.audit). Labels of models an app does not define are skipped.
