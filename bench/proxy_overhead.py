@@ -348,11 +348,33 @@ def setup_ours() -> tuple[str, str]:
     from daarion.services import service_token_create
 
     call_command("migrate", verbosity=0)
+    # Records an earlier run left in the Redis buffer (runs without a drainer): a big buffer
+    # makes the embedded Redis's periodic snapshot (fork and dump) take CPU mid-measurement.
+    from apps.llm import usage
+    from daarion.redis_client import get_redis
+
+    get_redis().delete(usage.buffer_key())
     LogicalModel.objects.filter(name=MODEL).delete()
     Provider.objects.filter(name="bench-fake").delete()
     RateLimitPolicy.objects.filter(scope=RateLimitScope.AGENT, subject=AGENT).delete()
     token = service_token_create(name=f"bench-llm-{time.time_ns()}", scopes=["llm"], agents=[AGENT]).raw
     return token, "bench-fake"
+
+
+# What beat's llm.drain_usage does every second in production, in a process of its own, so the
+# usage records of the measured calls reach Postgres as they would and Redis stays small.
+_DRAINER = """
+import time, django
+django.setup()
+from apps.llm.usage import drain_to_database
+while True:
+    drain_to_database()
+    time.sleep(1.0)
+"""
+
+
+def start_usage_drainer(env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _DRAINER], cwd=BASE_DIR, env=env)
 
 
 def register_upstream(upstream: str) -> None:
@@ -623,6 +645,7 @@ def main() -> int:
         _wait_http(f"{upstream_url}/health", upstream, "fake upstream")
         register_upstream(upstream_url)
         env = {**os.environ, "DAARION_LOG_LEVEL": "WARNING"}
+        processes.append(start_usage_drainer(env))
         if opts.ours_app or opts.workers > 1:
             server = _start_app(opts.ours_app or "daarion.asgi:application", env, workdir, opts.workers)
         else:
