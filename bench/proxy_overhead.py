@@ -515,6 +515,21 @@ def _code_state() -> dict[str, object]:
     return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_in_measured_path": changed}
 
 
+def host_speed_ms(seconds: float = 2.0) -> float:
+    """The median time of a fixed pure-Python loop. This VM's CPU speed moves with its host's
+    load (seen: a loop like this one taking twice as long an hour later, with nothing else
+    running here), and every figure of a run moves with it; recorded before and after each run."""
+    times = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        started = time.perf_counter()
+        total = 0
+        for i in range(200_000):
+            total += i
+        times.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(times), 2)
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -684,9 +699,10 @@ def main() -> int:
                     print(f"  cpu {name:<14} {cpu[name]}", file=sys.stderr)
             return rates, found, cpu
 
-        load_before = os.getloadavg()
+        load_before, speed_before = os.getloadavg(), host_speed_ms()
         rates, found, cpu = asyncio.run(everything())
-        load_after = os.getloadavg()
+        load_after, speed_after = os.getloadavg(), host_speed_ms()
+        print(f"\nhost speed (a fixed loop's median, lower is faster): {speed_before} ms before, {speed_after} ms after")
         rows = overhead_table(rates)
         print_table(rates, rows, found)
         if cpu:
@@ -695,7 +711,8 @@ def main() -> int:
                 print(f"  {name:<14} {figures['cpu_ms_per_request']:6.3f} ms   ({figures['closed_loop_rps']:.0f} req/s)")
         result = {
             "machine": {"cpus": os.cpu_count(), "cpu_model": _cpu_model(), "platform": platform.platform(), "python": platform.python_version(),
-                        "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after]},
+                        "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after],
+                        "host_speed_ms_before": speed_before, "host_speed_ms_after": speed_after},
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "code": _code_state(),
             "litellm_version": None if opts.no_litellm else LITELLM_VERSION,
