@@ -127,9 +127,10 @@ class BaseProvider:
     async def embed(self, *, model: str, inputs: list[str], api_key: str | None = None) -> EmbeddingResponse:
         raise ProviderError("bad_request", f"provider kind {self.spec.kind!r} does not serve embeddings", status=400)
 
-    async def aclose(self) -> None:
+    def retire(self) -> None:
+        """This client's configuration changed: its pool closes once its calls finish."""
         if self._http is not None:
-            await self._http.aclose()
+            self._http.retire()
 
 
 PROVIDER_CLASSES: dict[str, type[BaseProvider]] = {}
@@ -154,9 +155,6 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, tuple[t
 )
 
 
-_retiring: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
-
-
 def client_for(spec: ProviderSpec) -> BaseProvider:
     """The pooled client for `spec` in the running event loop (connection pools cannot cross loops)."""
     loop = asyncio.get_running_loop()
@@ -171,8 +169,6 @@ def client_for(spec: ProviderSpec) -> BaseProvider:
         raise ProviderError("bad_request", f"no client for provider kind {spec.kind!r}", status=400)
     client = cls(spec)
     if cached is not None:
-        # The configuration changed: the old pool is retired (closed once its calls finish).
-        _retiring.add(task := loop.create_task(cached[1].aclose()))
-        task.add_done_callback(_retiring.discard)
+        cached[1].retire()
     per_loop[spec.id] = (spec.fingerprint, client)
     return client

@@ -13,12 +13,11 @@ the whole answer (a long stream that keeps sending is fine).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
-
-import asyncio
 
 import aiohttp
 import orjson
@@ -33,7 +32,14 @@ MAX_LINE_BYTES = 4 * 1024 * 1024
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
+# Closing retired pools in the background; the loop keeps only weak references to tasks.
 _closing: set[asyncio.Task] = set()
+
+
+def _in_background(coroutine: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(coroutine)
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
 
 
 @dataclass
@@ -49,7 +55,7 @@ class RawResponse:
 
 def transport_error(exc: BaseException, timeout: float) -> ProviderError:
     """A failure below HTTP (no status): a timeout or a connection problem, both retryable."""
-    if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
+    if isinstance(exc, TimeoutError):  # aiohttp.ServerTimeoutError is one too
         return ProviderError("timeout", f"no answer within {timeout:g} s")
     detail = str(exc) or type(exc).__name__
     return ProviderError("connection", f"{type(exc).__name__}: {detail}"[:300])
@@ -77,7 +83,6 @@ class Transport:
                 trust_env=False,  # no proxy from the environment between us and a local model
                 read_bufsize=256 * 1024,
                 max_line_size=MAX_LINE_BYTES,
-                json_serialize=lambda value: orjson.dumps(value).decode(),
             )
         return self._session
 
@@ -107,9 +112,8 @@ class Transport:
         self._in_flight += 1
         try:
             async with self.session.post(self.url(path), data=orjson.dumps(body), headers=_json_headers(headers)) as response:
-                streamed = StreamedResponse(response, self.timeout)
                 try:
-                    yield streamed
+                    yield StreamedResponse(response)
                 finally:
                     if not response.content.at_eof():
                         response.close()
@@ -121,16 +125,14 @@ class Transport:
     def _call_ended(self) -> None:
         self._in_flight -= 1
         if self._retired and not self._in_flight:
-            task = asyncio.get_running_loop().create_task(self._close_session())
-            _closing.add(task)  # the loop keeps only a weak reference to a task
-            task.add_done_callback(_closing.discard)
+            _in_background(self._close_session())
 
-    async def aclose(self) -> None:
-        """Retires the pool: it closes once the calls in flight on it have finished, so a
-        provider row edited under load (a new pool for the new settings) drops no call."""
+    def retire(self) -> None:
+        """The pool closes once the calls in flight on it have finished, so a provider row
+        edited under load (a new pool for the new settings) drops no call."""
         self._retired = True
         if not self._in_flight:
-            await self._close_session()
+            _in_background(self._close_session())
 
     async def _close_session(self) -> None:
         if self._session is not None and not self._session.closed and not self._in_flight:
@@ -138,11 +140,10 @@ class Transport:
 
 
 class StreamedResponse:
-    def __init__(self, response: aiohttp.ClientResponse, timeout: float) -> None:
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
         self.status = response.status
         self.headers = response.headers
         self._response = response
-        self._timeout = timeout
 
     async def read(self) -> RawResponse:
         """The rest of the body at once (for an error answer)."""
