@@ -15,8 +15,8 @@ The hot paths — the LLM proxy (`/internal/llm/`, `/v1/`) and toolcore (`/inter
 go through HotPathHandler, which also leaves out Django's per-request thread work. Django's
 ASGIHandler wraps every request in a `ThreadSensitiveContext` and sends `request_started` /
 `request_finished` through `sync_to_async`: the first of those starts a fresh thread and joins
-it at the end, and each is a hop to a thread and back (together a third of the LLM proxy's CPU
-per call after the browser middleware was gone). HotPathHandler sends neither signal: their
+it at the end, and each is a hop to a thread and back (together about a quarter of the LLM
+proxy's CPU per call after the browser middleware was gone). HotPathHandler sends neither signal: their
 only receivers are Django's `reset_queries`, `close_old_connections`, `close_caches` and
 `reset_urlconf`, which look after the calling thread's database and cache connections and a
 per-request urlconf, and the hot path opens no connection there and sets no urlconf
@@ -45,10 +45,9 @@ django_application = get_asgi_application()
 from django.conf import settings  # noqa: E402 - after setup
 from django.core.exceptions import RequestAborted  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
-from django.urls import get_resolver, set_script_prefix  # noqa: E402
-
 from django.http import HttpRequest  # noqa: E402
 from django.http.response import HttpResponseBase  # noqa: E402
+from django.urls import get_resolver, set_script_prefix  # noqa: E402
 
 from daarion import fastlane  # noqa: E402
 from daarion.errors import error_response  # noqa: E402

@@ -141,11 +141,14 @@ class _PendingSettles:
         self._lock = threading.Lock()
         self._flush_loop: asyncio.AbstractEventLoop | None = None  # where a flush is scheduled
 
+    def _merge(self, deltas: dict[str, int]) -> None:  # with the lock held
+        for token_key, delta in deltas.items():
+            self._deltas[token_key] = self._deltas.get(token_key, 0) + delta
+
     def add(self, deltas: dict[str, int]) -> None:
         loop = asyncio.get_running_loop()
         with self._lock:
-            for token_key, delta in deltas.items():
-                self._deltas[token_key] = self._deltas.get(token_key, 0) + delta
+            self._merge(deltas)
             # A flush scheduled on a loop that has stopped since (asyncio.run ended) never runs.
             if self._flush_loop is not None and self._flush_loop.is_running():
                 return
@@ -159,8 +162,7 @@ class _PendingSettles:
 
     def put_back(self, deltas: dict[str, int]) -> None:
         with self._lock:
-            for token_key, delta in deltas.items():
-                self._deltas[token_key] = self._deltas.get(token_key, 0) + delta
+            self._merge(deltas)
 
     async def flush(self) -> None:
         with self._lock:
@@ -319,7 +321,8 @@ async def settle(lease: Lease | None, *, actual_tokens: int) -> None:
             _pending.add(deltas)
         return
     try:
-        await _settle_script([*deltas, *lease.slot_keys], [len(deltas), len(lease.slot_keys), lease.lease_id, *deltas.values()])
+        await _settle_script([*deltas, *lease.slot_keys],
+                             [len(deltas), len(lease.slot_keys), lease.lease_id, *deltas.values()])
     except Exception:  # noqa: BLE001 - a stale slot expires after STALE_SLOT_MS
         logger.warning("could not settle a rate-limit lease", exc_info=True)
 

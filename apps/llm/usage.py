@@ -4,8 +4,9 @@ A call appends its record to a process-local queue (no I/O). A background thread
 queue to a Redis list every few milliseconds, and the records go from there to Postgres in
 batches (`drain_to_database`), called by the Celery beat task `llm.drain_usage` every
 LLM_USAGE_DRAIN_SECONDS, and by that thread too when LLM_USAGE_FLUSH_INTERVAL is set (a
-deployment without a worker; off by default, see the setting). A batch leaves Redis only after Postgres committed it, so records wait in
-Redis while Postgres is down; a unique record id makes a batch written twice insert once.
+deployment without a worker; off by default, see the setting). A batch leaves Redis only
+after Postgres committed it, so records wait in Redis while Postgres is down; a unique
+record id makes a batch written twice insert once.
 """
 
 from __future__ import annotations
@@ -156,21 +157,21 @@ def _storable(value: Any) -> Any:
 
 @cache
 def _columns() -> tuple[tuple[models.Field, str], ...]:
-    """UsageRecord's columns with the SQL array type each is sent as (the model decides)."""
+    """UsageRecord's columns with their SQL types (the model decides)."""
     from apps.llm.models import UsageRecord
 
     out = []
     for field in UsageRecord._meta.concrete_fields:
         if field.primary_key:
             continue
-        out.append((field, field.db_type(connection) + "[]"))
+        out.append((field, field.db_type(connection)))
     return tuple(out)
 
 
 _MAX_BY_TYPE = {"smallint": 32_767, "integer": 2_147_483_647, "bigint": 9_223_372_036_854_775_807}
 
 
-def _column_value(field: models.Field, array_type: str, value: Any) -> Any:
+def _column_value(field: models.Field, db_type: str, value: Any) -> Any:
     """`value` coerced to what the column accepts, or the field's default: a record that the
     database would refuse would fail its whole batch on every drain (see _storable)."""
     if value is None:
@@ -179,12 +180,12 @@ def _column_value(field: models.Field, array_type: str, value: Any) -> Any:
         return _storable(str(value))[: field.max_length]
     if isinstance(field, models.BooleanField):
         return bool(value)
-    if isinstance(field, (models.IntegerField, models.PositiveSmallIntegerField)):
+    if isinstance(field, models.IntegerField):  # the positive and small ones too
         try:
             number = int(value)
         except (TypeError, ValueError, OverflowError):
             return field.get_default()
-        return max(0, min(number, _MAX_BY_TYPE.get(array_type[:-2], 2_147_483_647)))
+        return max(0, min(number, _MAX_BY_TYPE.get(db_type, 2_147_483_647)))
     if isinstance(field, models.FloatField):
         try:
             number = float(value)
@@ -212,7 +213,7 @@ def _row(item: bytes | str) -> list[Any]:
     else:
         data["created_at"] = parse_datetime(str(created)) or datetime.now(tz=timezone.utc)
     data["record_id"] = uuid.UUID(str(data["record_id"]))
-    return [_column_value(field, array_type, data.get(field.name)) for field, array_type in _columns()]
+    return [_column_value(field, db_type, data.get(field.name)) for field, db_type in _columns()]
 
 
 def _insert(rows: list[list[Any]]) -> None:
@@ -222,7 +223,7 @@ def _insert(rows: list[list[Any]]) -> None:
 
     columns = _columns()
     names = ", ".join(connection.ops.quote_name(field.column) for field, _ in columns)
-    arrays = ", ".join(f"%s::{array_type}" for _, array_type in columns)
+    arrays = ", ".join(f"%s::{db_type}[]" for _, db_type in columns)
     table = connection.ops.quote_name(UsageRecord._meta.db_table)
     record_id = connection.ops.quote_name(UsageRecord._meta.get_field("record_id").column)
     with connection.cursor() as cursor:
