@@ -4,7 +4,7 @@ URL resolution and Ninja's per-operation machinery, by the same views and with t
 `POST /internal/llm/proxy` and `POST /v1/chat/completions` are Ninja operations like every
 other route (their OpenAPI docs, the same views). Served through the whole stack they cost
 about 0.5 ms of CPU a call more than the same work done from a plain ASGI function
-(bench/proxy_overhead.py: 1.2 vs 0.7 ms); this lane takes back about half of that. Each
+(bench/proxy_overhead.py: 1.2 vs 0.7 ms); this lane takes back 0.1-0.2 ms of it. Each
 request runs the same pieces in the same order, taken from where the full stack takes them:
 
 - the request-id, error-shape and body-size middleware (their `before` / `after` methods);
