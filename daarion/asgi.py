@@ -52,6 +52,7 @@ from django.urls import get_resolver, set_script_prefix  # noqa: E402
 
 from daarion import fastlane  # noqa: E402
 from daarion.errors import error_response  # noqa: E402
+from daarion.middleware import RequestIdMiddleware  # noqa: E402
 
 # Left out of the service APIs' chain; anything not listed here runs for them too.
 BROWSER_ONLY_MIDDLEWARE = frozenset({
@@ -86,6 +87,10 @@ class _BodyTooLarge(Exception):
     pass
 
 
+# Used for its before/after only, on answers given before the middleware chain runs.
+_request_id = RequestIdMiddleware(lambda request: None)
+
+
 class HotPathHandler(ServiceApiHandler):
     """ServiceApiHandler without Django's per-request thread work (see above)."""
 
@@ -110,6 +115,18 @@ class HotPathHandler(ServiceApiHandler):
                 body.seek(0)
                 return body
 
+    def too_large(self, scope) -> HttpResponseBase:  # noqa: ANN001
+        """The 413 for a chunked body over the limit, with its request id and access-log line
+        as every other answer (the body is not read any further)."""
+        limit = settings.MAX_BODY_BYTES
+        response = error_response(413, "payload_too_large", f"request body is over the limit of {limit} bytes",
+                                  {"limit_bytes": limit})
+        request, _ = self.create_request(scope, io.BytesIO())
+        if request is None:  # a scope Django refuses outright: no request to take an id from
+            return response
+        _request_id.before(request)
+        return _request_id.after(request, response)
+
     async def handle(self, scope, receive, send) -> None:  # noqa: ANN001
         """ASGIHandler.handle (Django 5.2) without the request signals, the body in memory."""
         try:
@@ -117,10 +134,7 @@ class HotPathHandler(ServiceApiHandler):
         except RequestAborted:
             return
         except _BodyTooLarge:
-            limit = settings.MAX_BODY_BYTES
-            too_large = error_response(413, "payload_too_large", f"request body is over the limit of {limit} bytes",
-                                       {"limit_bytes": limit})
-            await self.send_response(too_large, send)
+            await self.send_response(self.too_large(scope), send)
             return
         set_script_prefix(get_script_prefix(scope))
         request, early = self.create_request(scope, body_file)

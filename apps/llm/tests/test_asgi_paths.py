@@ -52,9 +52,15 @@ def test_a_chunked_body_over_the_limit_is_refused_on_the_hot_path(api, llm_heade
         for _ in range(settings.MAX_BODY_BYTES // len(chunk) + 2):
             yield chunk
 
-    answer = api.post("/v1/chat/completions", content=body(), headers={**llm_headers, "Content-Type": "application/json"})
+    headers = {**llm_headers, "Content-Type": "application/json", "x-request-id": "req-chunked-413"}
+    answer = api.post("/v1/chat/completions", content=body(), headers=headers)
     assert answer.status_code == 413
     assert answer.json()["error"]["type"] == "payload_too_large"
+    assert answer.headers["x-request-id"] == "req-chunked-413"  # the caller's id, as on every answer
+
+    generated = api.post("/internal/tools/call", content=body(), headers={**llm_headers, "Content-Type": "application/json"})
+    assert generated.status_code == 413
+    assert generated.headers["x-request-id"].startswith("req-")
 
 
 def test_the_request_signals_the_hot_path_skips_have_only_djangos_receivers() -> None:
