@@ -280,6 +280,12 @@ CELERY_BEAT_SCHEDULE = {
 # holds the GIL long enough to show in the proxy's p99 latency (docs/BENCHMARKS.md).
 LLM_USAGE_FLUSH_INTERVAL = float(os.environ.get("DAARION_LLM_USAGE_FLUSH_INTERVAL", "0"))
 LLM_USAGE_DRAIN_SECONDS = float(os.environ.get("DAARION_LLM_USAGE_DRAIN_SECONDS", "1.0"))
+# When Redis cannot be reached, rate-limited calls are let through ("allow", logged) or refused
+# with 503 rate_limiter_unavailable ("refuse": for limits that guard spend).
+LLM_RATE_LIMIT_WHEN_REDIS_DOWN = os.environ.get("DAARION_LLM_RATE_LIMIT_WHEN_REDIS_DOWN", "allow")
+if LLM_RATE_LIMIT_WHEN_REDIS_DOWN not in {"allow", "refuse"}:
+    raise ImproperlyConfigured(
+        f"DAARION_LLM_RATE_LIMIT_WHEN_REDIS_DOWN must be allow or refuse, not {LLM_RATE_LIMIT_WHEN_REDIS_DOWN!r}")
 # Heartbeat comments on /internal/llm/stream while no token has arrived yet (seconds).
 LLM_STREAM_HEARTBEAT_SECONDS = float(os.environ.get("DAARION_LLM_HEARTBEAT_SECONDS", "5"))
 # A deployment failing this many times within a minute is skipped for LLM_COOLDOWN_SECONDS.

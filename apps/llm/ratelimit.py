@@ -23,11 +23,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from redis.exceptions import NoScriptError
 
 from apps.llm.choices import RateLimitScope
 from apps.llm.selectors import PolicySpec, Registry
-from daarion.errors import RateLimited
+from daarion.errors import RateLimited, ServiceUnavailable
 from daarion.redis_client import get_async_redis, key
 
 logger = logging.getLogger(__name__)
@@ -251,8 +252,16 @@ async def acquire(buckets: list[Bucket], *, estimate: int) -> Lease | None:
                           *limits, *settles.values()]
     try:
         result = await _acquire_script([*keys, *settles], args)
-    except Exception:  # noqa: BLE001 - a Redis outage must not take every LLM call down with it
+    except Exception:  # noqa: BLE001 - what an outage does is the operator's choice (below)
         _pending.put_back(settles)
+        if settings.LLM_RATE_LIMIT_WHEN_REDIS_DOWN == "refuse":
+            # Limits that guard spend must not lapse with Redis: refuse rather than count nothing.
+            logger.warning("rate limiter unavailable; refusing the call", exc_info=True)
+            raise ServiceUnavailable(
+                "the rate limiter cannot be reached, and calls are refused until it can; retry shortly",
+                type="rate_limiter_unavailable", headers={"Retry-After": "1"},
+            ) from None
+        # The default: a Redis outage must not take every LLM call down with it.
         logger.warning("rate limiter unavailable; letting the call through", exc_info=True)
         return None
     allowed = int(result[0])

@@ -13,7 +13,7 @@ from asgiref.sync import async_to_sync
 from apps.llm import ratelimit, services
 from apps.llm.selectors import load_registry
 from apps.llm.tests.conftest import wait_for
-from daarion.errors import RateLimited
+from daarion.errors import RateLimited, ServiceUnavailable
 from daarion.testing import start_asgi_server
 
 
@@ -224,3 +224,64 @@ def test_stream_heartbeats_while_waiting_for_the_first_token(api, second_server,
         return ": heartbeat" in text and text.index(": heartbeat") < text.index('"text-delta"')
 
     assert wait_for(heartbeat_then_text, timeout=15)
+
+
+
+@pytest.fixture
+def unreachable_redis():
+    """A factory of real Redis clients for a port nothing listens on (a real refused connection)."""
+    import socket
+
+    import redis.asyncio as aioredis
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return lambda: aioredis.Redis(port=port, socket_connect_timeout=1, socket_timeout=1)
+
+
+def test_without_redis_calls_are_let_through_by_default(unreachable_redis, settings, monkeypatch):
+    assert settings.LLM_RATE_LIMIT_WHEN_REDIS_DOWN == "allow"
+    monkeypatch.setattr(ratelimit, "get_async_redis", unreachable_redis)
+    bucket = ratelimit.Bucket("agent:test-no-redis", rpm=1, tpm=None, max_concurrent=None)
+    assert acquire([bucket]) is None
+    assert acquire([bucket]) is None  # nothing counted, nothing refused
+
+
+def test_without_redis_calls_are_refused_when_the_operator_says_so(unreachable_redis, settings, monkeypatch):
+    settings.LLM_RATE_LIMIT_WHEN_REDIS_DOWN = "refuse"
+    monkeypatch.setattr(ratelimit, "get_async_redis", unreachable_redis)
+    bucket = ratelimit.Bucket("agent:test-no-redis", rpm=1, tpm=None, max_concurrent=None)
+    with pytest.raises(ServiceUnavailable) as info:
+        acquire([bucket])
+    assert info.value.status == 503
+    assert info.value.type == "rate_limiter_unavailable"
+    assert info.value.headers["Retry-After"] == "1"
+
+
+def test_a_pending_settle_survives_a_refused_acquire(unreachable_redis, settings, monkeypatch):
+    """The token correction an acquire carried when it could not reach Redis is put back, and
+    the next acquire that reaches Redis applies it before its own check."""
+    bucket = ratelimit.Bucket("agent:test-settle-outage", rpm=None, tpm=100, max_concurrent=None)
+    lease = acquire([bucket], estimate=80)
+    monkeypatch.setattr(ratelimit, "SETTLE_DELAY_S", 60.0)  # the settle waits for the next acquire
+    settle(lease, 10)
+    settings.LLM_RATE_LIMIT_WHEN_REDIS_DOWN = "refuse"
+    with monkeypatch.context() as outage:
+        outage.setattr(ratelimit, "get_async_redis", unreachable_redis)
+        with pytest.raises(ServiceUnavailable):
+            acquire([bucket], estimate=30)
+    # 100 - 80 reserved + 70 given back by the settle - 30 reserved now.
+    assert acquire([bucket], estimate=30).headers["x-ratelimit-remaining-tokens"] == "60"
+
+
+def test_an_unknown_outage_policy_stops_the_process_at_start():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DAARION_LLM_RATE_LIMIT_WHEN_REDIS_DOWN": "maybe"}
+    result = subprocess.run([sys.executable, "-c", "import django; django.setup()"], env=env,
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "DAARION_LLM_RATE_LIMIT_WHEN_REDIS_DOWN must be allow or refuse, not 'maybe'" in result.stderr
