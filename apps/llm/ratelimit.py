@@ -1,6 +1,7 @@
 """Rate limits in Redis: one atomic Lua call per request checks and takes requests/min,
 reserves an estimate of tokens/min and a concurrency slot in every applicable bucket, so the
-limits hold exactly across processes and replicas. After the call the token reservation is
+limits hold exactly across processes and replicas. Per-minute counts are checked as a sliding
+window (the previous minute's count weighed by its share of the last 60 s; see _ACQUIRE). After the call the token reservation is
 settled to the real usage and the slot is released.
 
 A settle that frees a concurrency slot goes to Redis before the caller gets its answer (the
@@ -51,56 +52,79 @@ local function settle_tokens(first_key, first_arg, count)
 end
 """
 
-# KEYS: per bucket (rpm key, tpm key, concurrency key), then the token keys to settle. ARGV:
-# now_ms, lease id, token estimate, stale ms, window reset ms, bucket count, settle count, then
-# per bucket (rpm, tpm, concurrency; 0 = no limit), then the settle deltas. Settles first
-# (they are earlier calls' corrections), then checks every bucket before taking anything, so
-# a refusal leaves no trace of its own.
+# Requests and tokens are counted per calendar minute, and a check weighs the previous
+# minute's count by the share of it still inside the last 60 s (the sliding-window counter):
+# used = this minute's count + previous minute's count * (ms left of this minute / 60 000).
+# A fixed window would let a full budget through at 12:00:59 and another at 12:01:00; here
+# any 60 s hold about one budget, at the cost of one more GET per limit.
+#
+# KEYS: per bucket (rpm key, tpm key, concurrency key, previous minute's rpm key, previous
+# minute's tpm key), then the token keys to settle. ARGV: now_ms, lease id, token estimate,
+# stale ms, ms left of this minute, window ms, bucket count, settle count, then per bucket
+# (rpm, tpm, concurrency; 0 = no limit), then the settle deltas. Settles first (they are
+# earlier calls' corrections), then checks every bucket before taking anything, so a refusal
+# leaves no trace of its own.
 _ACQUIRE = _SETTLE_TOKENS + """
 local now = tonumber(ARGV[1])
 local lease = ARGV[2]
 local est = tonumber(ARGV[3])
 local stale = tonumber(ARGV[4])
 local reset_ms = tonumber(ARGV[5])
-local n = tonumber(ARGV[6])
-local settles = tonumber(ARGV[7])
-settle_tokens(n * 3 + 1, 8 + n * 3, settles)
+local w = tonumber(ARGV[6])
+local n = tonumber(ARGV[7])
+local settles = tonumber(ARGV[8])
+settle_tokens(n * 5 + 1, 9 + n * 3, settles)
+local weight = reset_ms / w
+-- ms until cur + prev * weight has fallen by `need`, with nothing new counted: the previous
+-- minute's share runs out over the rest of this one, then this minute's over the next.
+local function wait_ms(cur, prev, need)
+  local prev_part = prev * weight
+  if need <= prev_part then return math.ceil(need * w / prev) end
+  if cur <= 0 then return reset_ms end
+  return reset_ms + math.ceil(math.min(need - prev_part, cur) * w / cur)
+end
 local remaining = {}
 for i = 0, n - 1 do
-  local rk, tk, ck = KEYS[i*3+1], KEYS[i*3+2], KEYS[i*3+3]
-  local rpm, tpm, conc = tonumber(ARGV[8+i*3]), tonumber(ARGV[9+i*3]), tonumber(ARGV[10+i*3])
+  local rk, tk, ck, prk, ptk = KEYS[i*5+1], KEYS[i*5+2], KEYS[i*5+3], KEYS[i*5+4], KEYS[i*5+5]
+  local rpm, tpm, conc = tonumber(ARGV[9+i*3]), tonumber(ARGV[10+i*3]), tonumber(ARGV[11+i*3])
   local r_used, t_used = 0, 0
   if rpm > 0 then
-    r_used = tonumber(redis.call('GET', rk) or '0')
-    if r_used + 1 > rpm then return {0, i, 'requests', rpm, reset_ms} end
+    local cur, prev = tonumber(redis.call('GET', rk) or '0'), tonumber(redis.call('GET', prk) or '0')
+    r_used = cur + prev * weight
+    if r_used + 1 > rpm then return {0, i, 'requests', rpm, wait_ms(cur, prev, r_used + 1 - rpm)} end
   end
   if tpm > 0 then
-    t_used = tonumber(redis.call('GET', tk) or '0')
-    -- A request bigger than the whole budget may still run alone in an empty window.
-    if t_used > 0 and t_used + est > tpm then return {0, i, 'tokens', tpm, reset_ms} end
+    local cur, prev = tonumber(redis.call('GET', tk) or '0'), tonumber(redis.call('GET', ptk) or '0')
+    t_used = cur + prev * weight
+    if t_used > 0 and t_used + est > tpm then
+      -- A request bigger than the whole budget may still run alone, once nothing is counted.
+      local need = est > tpm and t_used or t_used + est - tpm
+      return {0, i, 'tokens', tpm, wait_ms(cur, prev, need)}
+    end
   end
   if conc > 0 then
     redis.call('ZREMRANGEBYSCORE', ck, '-inf', now - stale)
     if redis.call('ZCARD', ck) + 1 > conc then return {0, i, 'concurrency', conc, 1000} end
   end
-  remaining[i+1] = {rpm - r_used - 1, tpm - t_used - est}
+  remaining[i+1] = {math.floor(rpm - r_used - 1), math.floor(tpm - t_used - est)}
 end
+-- A minute's counters outlive it by one more: they are the next minute's previous count.
 for i = 0, n - 1 do
-  local rk, tk, ck = KEYS[i*3+1], KEYS[i*3+2], KEYS[i*3+3]
-  local rpm, tpm, conc = tonumber(ARGV[8+i*3]), tonumber(ARGV[9+i*3]), tonumber(ARGV[10+i*3])
+  local rk, tk, ck = KEYS[i*5+1], KEYS[i*5+2], KEYS[i*5+3]
+  local rpm, tpm, conc = tonumber(ARGV[9+i*3]), tonumber(ARGV[10+i*3]), tonumber(ARGV[11+i*3])
   if rpm > 0 then
-    if redis.call('INCR', rk) == 1 then redis.call('PEXPIRE', rk, reset_ms + 5000) end
+    if redis.call('INCR', rk) == 1 then redis.call('PEXPIRE', rk, reset_ms + w + 5000) end
   end
   if tpm > 0 then
     redis.call('INCRBY', tk, est)
-    redis.call('PEXPIRE', tk, reset_ms + 5000)
+    redis.call('PEXPIRE', tk, reset_ms + w + 5000)
   end
   if conc > 0 then
     redis.call('ZADD', ck, now, lease)
     redis.call('PEXPIRE', ck, stale)
   end
 end
-return {1, remaining[1][1], remaining[1][2], reset_ms}
+return {1, remaining[1][1], remaining[1][2]}
 """
 
 # KEYS: token keys to settle, then concurrency keys. ARGV: settle count, slot count, lease
@@ -236,7 +260,7 @@ async def acquire(buckets: list[Bucket], *, estimate: int) -> Lease | None:
         return None
     now_ms = int(time.time() * 1000)
     window = now_ms // WINDOW_MS
-    reset_ms = (window + 1) * WINDOW_MS - now_ms
+    reset_ms = (window + 1) * WINDOW_MS - now_ms  # left of this window
     keys: list[str] = []
     lease_id = uuid.uuid4().hex
     limits: list[object] = []
@@ -245,10 +269,12 @@ async def acquire(buckets: list[Bucket], *, estimate: int) -> Lease | None:
             key("llm", "rl", bucket.name, "rpm", str(window)),
             key("llm", "rl", bucket.name, "tpm", str(window)),
             key("llm", "rl", bucket.name, "conc"),
+            key("llm", "rl", bucket.name, "rpm", str(window - 1)),
+            key("llm", "rl", bucket.name, "tpm", str(window - 1)),
         ]
         limits += [bucket.rpm or 0, bucket.tpm or 0, bucket.max_concurrent or 0]
     settles = _pending.take()
-    args: list[object] = [now_ms, lease_id, estimate, STALE_SLOT_MS, reset_ms, len(buckets), len(settles),
+    args: list[object] = [now_ms, lease_id, estimate, STALE_SLOT_MS, reset_ms, WINDOW_MS, len(buckets), len(settles),
                           *limits, *settles.values()]
     try:
         result = await _acquire_script([*keys, *settles], args)
@@ -278,11 +304,12 @@ async def acquire(buckets: list[Bucket], *, estimate: int) -> Lease | None:
     lease = Lease(lease_id=lease_id, estimate=estimate)
     for index, bucket in enumerate(buckets):
         if bucket.tpm:
-            lease.token_keys.append(keys[index * 3 + 1])
+            lease.token_keys.append(keys[index * 5 + 1])
         if bucket.max_concurrent:
-            lease.slot_keys.append(keys[index * 3 + 2])
+            lease.slot_keys.append(keys[index * 5 + 2])
     first = buckets[0]
-    reset = f"{max(reset_ms, 0) / 1000:.3f}s"
+    # Until the counts are back to none (OpenAI's meaning): this minute's runs out over the next.
+    reset = f"{(max(reset_ms, 0) + WINDOW_MS) / 1000:.3f}s"
     if first.rpm:
         lease.headers["x-ratelimit-limit-requests"] = str(first.rpm)
         lease.headers["x-ratelimit-remaining-requests"] = str(max(int(result[1]), 0))

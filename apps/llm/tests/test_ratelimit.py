@@ -42,14 +42,75 @@ def test_requests_per_minute_are_counted_and_refused_with_headers():
     bucket = ratelimit.Bucket("agent:test-rpm", rpm=3, tpm=None, max_concurrent=None)
     leases = [acquire([bucket]) for _ in range(3)]
     assert [lease.headers["x-ratelimit-remaining-requests"] for lease in leases] == ["2", "1", "0"]
+    left_of_minute = 60 - time.time() % 60
     with pytest.raises(RateLimited) as info:
         acquire([bucket])
     error = info.value
     assert error.status == 429
-    assert 1 <= int(error.headers["Retry-After"]) <= 60
+    # Sliding window: the 3 calls weigh 3 * (1 - s/60) s into the next minute, room for a 4th
+    # from s = 20.
+    assert abs(int(error.headers["Retry-After"]) - (left_of_minute + 20)) <= 1.5
     assert error.headers["x-ratelimit-limit-requests"] == "3"
     assert error.headers["x-ratelimit-remaining-requests"] == "0"
     assert error.details["limit"] == "requests"
+
+
+def _seed_previous_minute(bucket, limit: str, count: int) -> None:
+    """What the previous minute's calls left in Redis for `bucket`."""
+    from daarion.redis_client import get_redis, key
+
+    window = int(time.time() * 1000) // ratelimit.WINDOW_MS
+    get_redis().set(key("llm", "rl", bucket.name, limit, str(window - 1)), count, px=ratelimit.WINDOW_MS)
+
+
+def test_the_previous_minute_counts_by_its_share_of_the_last_60_seconds():
+    bucket = ratelimit.Bucket("agent:test-sliding", rpm=100, tpm=None, max_concurrent=None)
+    _seed_previous_minute(bucket, "rpm", 60)  # one a second: `left` of them still inside the last 60 s
+    left_before = 60 - time.time() % 60
+    remaining = int(acquire([bucket]).headers["x-ratelimit-remaining-requests"])
+    left_after = 60 - time.time() % 60
+    assert int(99 - left_before) <= remaining <= int(99 - left_after) + 1
+
+
+def test_a_refusal_waits_for_the_previous_minute_to_slide_out():
+    bucket = ratelimit.Bucket("agent:test-sliding-full", rpm=100, tpm=None, max_concurrent=None)
+    _seed_previous_minute(bucket, "rpm", 1000)
+    left = 60 - time.time() % 60
+    with pytest.raises(RateLimited) as info:
+        acquire([bucket])
+    # 1000 * (left - s) / 60 + 1 <= 100 from s = left - 5.94.
+    assert abs(int(info.value.headers["Retry-After"]) - (left - 5.94)) <= 1.5
+    assert info.value.details["limit"] == "requests"
+
+
+def _sleep_until_phase(window_s: float, phase: float) -> None:
+    """Sleeps until `phase` (0..1) of a window of `window_s` seconds, at least 50 ms ahead."""
+    now = time.time()
+    target = (now // window_s) * window_s + phase * window_s
+    while target < now + 0.05:
+        target += window_s
+    time.sleep(target - now)
+
+
+def test_no_second_budget_right_after_a_window_boundary(monkeypatch):
+    """A fixed window would take a full budget at the end of one window and another at the
+    start of the next; the sliding count keeps any window-long span near one budget."""
+    monkeypatch.setattr(ratelimit, "WINDOW_MS", 4000)  # 4 s windows, so the test takes seconds
+    bucket = ratelimit.Bucket("agent:test-boundary", rpm=10, tpm=None, max_concurrent=None)
+    _sleep_until_phase(4.0, 0.5)
+    for _ in range(10):
+        acquire([bucket])
+    _sleep_until_phase(4.0, 0.0)
+    with pytest.raises(RateLimited):
+        acquire([bucket])  # 10 * (1 - ~0) + 1 > 10
+    # 55 % into the new window the old 10 weigh 4.5: five more fit (4.5 + 5 <= 10), not six.
+    _sleep_until_phase(4.0, 0.55)
+    taken = 0
+    with pytest.raises(RateLimited):
+        for _ in range(10):
+            acquire([bucket])
+            taken += 1
+    assert taken == 5
 
 
 def test_token_reservation_is_settled_to_real_usage():
