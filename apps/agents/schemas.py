@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from ninja import Field, Schema
 
-from apps.memory.storable import StorableText
+from daarion.storable import StorableText
 
 
 class AgentStateOut(Schema):

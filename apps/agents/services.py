@@ -17,11 +17,11 @@ from django.utils import timezone
 
 from apps.agents.character import agent_id_for_name, character_errors, stored_character
 from apps.agents.models import AGENT_ID_RE, SECRET_NAME_RE, Agent, AgentSecret
-from apps.memory.storable import json_problem
 from apps.tools.services import tools_forget_agent
 from daarion.errors import Conflict, NotFound, ValidationFailed
 from daarion.live_config import bump_version
 from daarion.redis_client import get_redis, key
+from daarion.storable import json_problem
 
 AGENTS_CONFIG = "agents"
 # Redis hash (under the deployment prefix) of each agent's runtime state; see runtime.py.

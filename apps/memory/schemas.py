@@ -8,7 +8,7 @@ from typing import Any
 from ninja import Field, Schema
 
 from apps.memory.choices import MemoryKind
-from apps.memory.storable import StorableObject, StorableText, UtcDatetime
+from daarion.storable import StorableObject, StorableText, UtcDatetime
 
 Kind = MemoryKind  # the kinds a caller may name
 

@@ -20,11 +20,11 @@ from apps.memory import selectors
 from apps.memory.choices import EmbeddingStatus, JobKind, JobStatus, MemoryKind
 from apps.memory.embeddings import EmbeddingError, ModelSpec, TransientEmbeddingError, get_embedder
 from apps.memory.models import EmbeddingModel, MemoryEntry, MemoryJob, Transcript
-from apps.memory.storable import json_problem, text_problem, to_utc
 from apps.memory.text import derive_text
 from apps.memory.vector_index import ensure_index
 from daarion.errors import Conflict, NotFound, PayloadTooLarge, PreconditionFailed, ValidationFailed
 from daarion.live_config import bump_version
+from daarion.storable import json_problem, text_problem, to_utc
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from apps.memory.storable import json_problem
 from apps.tools.audit import audit_enqueue, audit_entry
 from apps.tools.choices import CallStatus, Executor
 from apps.tools.contracts import redact, schema_problems, validation_errors
@@ -29,6 +28,7 @@ from apps.tools.registry import TOOLS_CONFIG, ToolDefinition, registry_snapshot
 from daarion.agent_directory import unknown_agent_ids
 from daarion.live_config import bump_version
 from daarion.redis_client import get_async_redis, key
+from daarion.storable import json_problem
 
 logger = logging.getLogger(__name__)
 

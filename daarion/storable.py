@@ -5,6 +5,9 @@ lone UTF-16 surrogate (JSON allows `"\\ud800"`, UTF-8 cannot encode it), numbers
 finite (Python's JSON reader takes `NaN`, `Infinity` and `1e400`; jsonb does not), and an
 instant must stay inside Python's datetime range once in UTC: PostgreSQL stores year 0 or
 10000 happily, and every later read of that row would then fail.
+
+It lives in `daarion` because every app that writes input to PostgreSQL uses it (memory,
+agents, toolcore), and apps depend on `daarion`, not on each other.
 """
 
 from __future__ import annotations
