@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from django.http import HttpRequest
@@ -16,25 +17,33 @@ from apps.tools.schemas import (
     ToolListOut,
     ToolListParams,
 )
-from apps.tools.selectors import amcp_tools_for_agent, aopenai_tools_for_agent, atool_get, atools_for_agent
+from apps.tools.selectors import amcp_tools_for_agents, aopenai_tools_for_agents, atool_get, atools_for_agents
 from apps.tools.services import ToolCallOutcome, tool_call, tool_call_refused
-from daarion.auth import ServiceTokenAuth, principal_of
+from daarion.auth import Principal, ServiceTokenAuth, principal_of
 from daarion.errors import DaarionError, Forbidden, NotFound, RateLimited, ValidationFailed
 
 router = Router(tags=["tools"], auth=ServiceTokenAuth("tools"))
 
 
+def _listed_for(principal: Principal, agent_id: str | None) -> Collection[str] | None:
+    """Whose tools a listing shows: the agent asked for (if the token may act for it), else
+    the token's agents (their union), else every agent's (an unbound token)."""
+    if agent_id is not None:
+        principal.ensure_can_act_for(agent_id)
+        return (agent_id,)
+    return principal.agents
+
+
 @router.get("", response={200: ToolListOut | OpenAIToolListOut | MCPToolListOut})
 async def tools_list(request: HttpRequest, params: Query[ToolListParams]) -> dict[str, Any]:
-    """Enabled tools (only those `agent_id` may call, when given); `format=openai|mcp` reshapes."""
-    if params.agent_id is not None:
-        principal_of(request).ensure_can_act_for(params.agent_id)
+    """Enabled tools (those `agent_id`, or else the token's agents, may call); `format=openai|mcp` reshapes."""
+    agent_ids = _listed_for(principal_of(request), params.agent_id)
     if params.format == "openai":
-        tools, mapping = await aopenai_tools_for_agent(params.agent_id)
+        tools, mapping = await aopenai_tools_for_agents(agent_ids)
         return {"tools": tools, "function_map": mapping}
     if params.format == "mcp":
-        return await amcp_tools_for_agent(params.agent_id)
-    return {"tools": [t.public() for t in await atools_for_agent(params.agent_id)]}
+        return await amcp_tools_for_agents(agent_ids)
+    return {"tools": [t.public() for t in await atools_for_agents(agent_ids)]}
 
 
 def _raise_refusal(outcome: ToolCallOutcome) -> None:
@@ -74,6 +83,7 @@ async def tools_call(request: HttpRequest, payload: ToolCallIn) -> dict[str, Any
         args=payload.args,
         context=payload.context,
         request_id=request_id,
+        caller_agents=principal.agents,
     )
     _raise_refusal(outcome)
     return {
@@ -90,7 +100,8 @@ async def tools_call(request: HttpRequest, payload: ToolCallIn) -> dict[str, Any
 # After /call, so the path `call` is never taken for a tool id.
 @router.get("/{tool_id}", response={200: ToolDefinitionOut})
 async def tools_get(request: HttpRequest, tool_id: str) -> dict[str, Any]:
-    tool = await atool_get(tool_id)
+    """One definition (disabled ones too); 404 as well for a tool the token's agents may not call."""
+    tool = await atool_get(tool_id, agent_ids=principal_of(request).agents)
     if tool is None:
         raise NotFound(f"no tool {tool_id!r}", type="tool_not_found")
     return tool.public()

@@ -4,12 +4,14 @@ JSON-RPC methods: initialize, ping, tools/list, tools/call (plus notifications, 
 The agent is the service token's binding when the token is bound to exactly one agent;
 otherwise the `X-Agent-Id` header names it and the token must be allowed to act for it.
 `X-Microdao-Id` sets the microDAO passed to tools. No server-initiated stream (GET is 405).
+A tool none of the token's agents may call is an unknown tool here, as on the REST API.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -88,7 +90,9 @@ def _tool_result(outcome: Any) -> dict[str, Any]:
     }
 
 
-async def _dispatch(message: Any, *, agent_id: str, microdao_id: str, request_id: str) -> dict[str, Any] | None:
+async def _dispatch(
+    message: Any, *, agent_id: str, caller_agents: Collection[str] | None, microdao_id: str, request_id: str
+) -> dict[str, Any] | None:
     if not isinstance(message, dict) or message.get("jsonrpc") != "2.0" or not isinstance(message.get("method"), str):
         return _error(message.get("id") if isinstance(message, dict) else None, INVALID_REQUEST,
                       "expected a JSON-RPC 2.0 request with a method")
@@ -100,7 +104,8 @@ async def _dispatch(message: Any, *, agent_id: str, microdao_id: str, request_id
     try:
         if not isinstance(params, dict):
             raise RpcError(INVALID_PARAMS, "params must be an object")
-        result = await _method(method, params, agent_id=agent_id, microdao_id=microdao_id, request_id=request_id)
+        result = await _method(method, params, agent_id=agent_id, caller_agents=caller_agents,
+                               microdao_id=microdao_id, request_id=request_id)
     except RpcError as exc:
         return _error(msg_id, exc.code, exc.message, exc.data)
     except Exception:  # noqa: BLE001 - the client gets a JSON-RPC error, the log gets the trace
@@ -109,7 +114,9 @@ async def _dispatch(message: Any, *, agent_id: str, microdao_id: str, request_id
     return {"jsonrpc": "2.0", "id": msg_id, "result": result}
 
 
-async def _method(method: str, params: dict, *, agent_id: str, microdao_id: str, request_id: str) -> dict[str, Any]:
+async def _method(
+    method: str, params: dict, *, agent_id: str, caller_agents: Collection[str] | None, microdao_id: str, request_id: str
+) -> dict[str, Any]:
     if method == "initialize":
         asked = params.get("protocolVersion")
         return {
@@ -129,7 +136,9 @@ async def _method(method: str, params: dict, *, agent_id: str, microdao_id: str,
         if not isinstance(arguments, dict):
             raise RpcError(INVALID_PARAMS, "params.arguments must be an object")
         outcome = await tool_call(
-            tool_id=name, agent_id=agent_id, microdao_id=microdao_id, args=arguments, request_id=request_id
+            tool_id=name, agent_id=agent_id, microdao_id=microdao_id, args=arguments, request_id=request_id,
+            # A tool none of the token's agents may call comes back as tool_not_found.
+            caller_agents=caller_agents,
         )
         if outcome.error_type in ("tool_not_found", "tool_disabled"):
             raise RpcError(INVALID_PARAMS, f"Unknown tool: {name}", {"error_type": outcome.error_type})
@@ -180,15 +189,17 @@ async def mcp_endpoint(request: HttpRequest) -> HttpResponse:
         return JsonResponse(_error(None, PARSE_ERROR, "body is not valid JSON"), status=400)
     request_id = getattr(request, "request_id", "")
     microdao_id = request.headers.get("X-Microdao-Id", "").strip()
+
+    async def dispatch(message: Any) -> dict[str, Any] | None:
+        return await _dispatch(message, agent_id=agent_id, caller_agents=principal.agents,
+                               microdao_id=microdao_id, request_id=request_id)
+
     if isinstance(body, list):  # a batch (protocol 2025-03-26)
         if not body:
             return JsonResponse(_error(None, INVALID_REQUEST, "empty batch"), status=400)
-        answers = [
-            a for a in [await _dispatch(m, agent_id=agent_id, microdao_id=microdao_id, request_id=request_id) for m in body]
-            if a is not None
-        ]
+        answers = [a for a in [await dispatch(m) for m in body] if a is not None]
         return JsonResponse(answers, safe=False) if answers else HttpResponse(status=202)
-    answer = await _dispatch(body, agent_id=agent_id, microdao_id=microdao_id, request_id=request_id)
+    answer = await dispatch(body)
     if answer is None:
         return HttpResponse(status=202)
     return JsonResponse(answer)

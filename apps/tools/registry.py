@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,15 @@ class ToolDefinition:
 
     def allows(self, agent_id: str) -> bool:
         return self.allowed_agents is None or agent_id in self.allowed_agents
+
+    def visible_to(self, agent_ids: Collection[str] | None) -> bool:
+        """Whether a caller acting for `agent_ids` may see this tool: one of them may call it.
+
+        None is a caller that may act for any agent (an unbound token): it sees every tool. A
+        token bound to agents sees only their tools, so no listing, definition or refusal tells
+        it that another agent's tool exists; a token bound to no agent (`[]`) sees none.
+        """
+        return agent_ids is None or any(self.allows(agent_id) for agent_id in agent_ids)
 
     @property
     def annotations(self) -> dict[str, bool]:

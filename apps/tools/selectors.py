@@ -1,4 +1,5 @@
-"""Reads of toolcore: which tools an agent may use, in our, OpenAI and MCP shapes.
+"""Reads of toolcore: which tools an agent may use (or a caller acting for some agents may
+see: ToolDefinition.visible_to), in our, OpenAI and MCP shapes.
 
 All from the in-process registry snapshot (no database read). The sync functions are for sync
 callers; async code uses the `a`-prefixed twins so a reload never blocks the event loop.
@@ -6,33 +7,41 @@ callers; async code uses the `a`-prefixed twins so a reload never blocks the eve
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from apps.tools.models import Tool, ToolCall
 from apps.tools.registry import Registry, ToolDefinition, registry_snapshot
 
 
-def _visible(registry: Registry, agent_id: str | None) -> list[ToolDefinition]:
+def _visible(registry: Registry, agent_ids: Collection[str] | None) -> list[ToolDefinition]:
     return [
         tool
         for tool_id, tool in sorted(registry.tools.items())
-        if tool.enabled and (agent_id is None or tool.allows(agent_id))
+        if tool.enabled and tool.visible_to(agent_ids)
     ]
 
 
 def tools_for_agent(agent_id: str) -> list[ToolDefinition]:
     """Enabled tools `agent_id` may call."""
-    return _visible(registry_snapshot.get(), agent_id)
+    return _visible(registry_snapshot.get(), (agent_id,))
 
 
-async def atools_for_agent(agent_id: str | None) -> list[ToolDefinition]:
-    """Enabled tools `agent_id` may call (every enabled tool when agent_id is None)."""
-    return _visible(await registry_snapshot.aget(), agent_id)
+async def atools_for_agent(agent_id: str) -> list[ToolDefinition]:
+    """Enabled tools `agent_id` may call."""
+    return _visible(await registry_snapshot.aget(), (agent_id,))
 
 
-async def atool_get(tool_id: str) -> ToolDefinition | None:
+async def atools_for_agents(agent_ids: Collection[str] | None) -> list[ToolDefinition]:
+    """Enabled tools one of `agent_ids` may call (their union; every enabled tool for None)."""
+    return _visible(await registry_snapshot.aget(), agent_ids)
+
+
+async def atool_get(tool_id: str, *, agent_ids: Collection[str] | None = None) -> ToolDefinition | None:
+    """The tool (disabled ones too), or None when there is none or `agent_ids` may not see it."""
     registry = await registry_snapshot.aget()
-    return registry.tools.get(tool_id) or (await registry_snapshot.aget(recheck=True)).tools.get(tool_id)
+    tool = registry.tools.get(tool_id) or (await registry_snapshot.aget(recheck=True)).tools.get(tool_id)
+    return tool if tool is not None and tool.visible_to(agent_ids) else None
 
 
 def _openai(registry: Registry, tools: list[ToolDefinition]) -> tuple[list[dict], dict[str, str]]:
@@ -57,12 +66,16 @@ def _openai(registry: Registry, tools: list[ToolDefinition]) -> tuple[list[dict]
 def openai_tools_for_agent(agent_id: str) -> tuple[list[dict], dict[str, str]]:
     """The OpenAI `tools` array for `agent_id` and the function-name -> tool-id map."""
     registry = registry_snapshot.get()
-    return _openai(registry, _visible(registry, agent_id))
+    return _openai(registry, _visible(registry, (agent_id,)))
 
 
-async def aopenai_tools_for_agent(agent_id: str | None) -> tuple[list[dict], dict[str, str]]:
+async def aopenai_tools_for_agent(agent_id: str) -> tuple[list[dict], dict[str, str]]:
+    return await aopenai_tools_for_agents((agent_id,))
+
+
+async def aopenai_tools_for_agents(agent_ids: Collection[str] | None) -> tuple[list[dict], dict[str, str]]:
     registry = await registry_snapshot.aget()
-    return _openai(registry, _visible(registry, agent_id))
+    return _openai(registry, _visible(registry, agent_ids))
 
 
 def tool_id_for_function(function_name: str) -> str | None:
@@ -91,8 +104,12 @@ def mcp_tool(tool: ToolDefinition) -> dict[str, Any]:
     return spec
 
 
-async def amcp_tools_for_agent(agent_id: str | None) -> dict[str, Any]:
-    return {"tools": [mcp_tool(t) for t in await atools_for_agent(agent_id)]}
+async def amcp_tools_for_agent(agent_id: str) -> dict[str, Any]:
+    return await amcp_tools_for_agents((agent_id,))
+
+
+async def amcp_tools_for_agents(agent_ids: Collection[str] | None) -> dict[str, Any]:
+    return {"tools": [mcp_tool(t) for t in await atools_for_agents(agent_ids)]}
 
 
 def tool_calls_recent(*, agent_id: str | None = None, limit: int = 50) -> list[ToolCall]:

@@ -9,8 +9,8 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -413,11 +413,16 @@ async def tool_call(
     context: dict | None = None,
     request_id: str | None = None,
     agent_secrets: Mapping[str, str] | None = None,
+    caller_agents: Collection[str] | None = None,
 ) -> ToolCallOutcome:
     """Checks and runs one call; every call, allowed or not, leaves an audit row.
 
     `agent_secrets`: the calling agent's decrypted secrets; only those the tool declares in
     `agent_secret_headers` leave this function (as headers to an http target).
+
+    `caller_agents`: the agents the caller may act for (a bound token's; None: any agent). A
+    tool none of them may call is refused and answered `tool_not_found`, as if it did not
+    exist (ToolDefinition.visible_to); its audit row keeps the real reason.
     """
     started = time.perf_counter()
     request_id = request_id or f"tc-{uuid.uuid4().hex}"
@@ -426,7 +431,15 @@ async def tool_call(
     if tool is None:
         # A miss re-checks at once: a tool created a moment ago must be callable.
         tool = (await registry_snapshot.aget(recheck=True)).tools.get(tool_id)
-    outcome = await _run_checked(tool, tool_id, agent_id, microdao_id, args, context, request_id, agent_secrets)
+    hidden = tool is not None and not tool.visible_to(caller_agents)
+    if hidden:
+        # Never run, whatever agent_id says: the caller may not even know the tool exists.
+        outcome = (
+            _refusal(CallStatus.NOT_FOUND, "tool_disabled", f"tool {tool_id!r} is disabled") if not tool.enabled
+            else _refusal(CallStatus.DENIED, "tool_not_allowed", f"agent {agent_id!r} may not use tool {tool_id!r}")
+        )
+    else:
+        outcome = await _run_checked(tool, tool_id, agent_id, microdao_id, args, context, request_id, agent_secrets)
     latency_ms = (time.perf_counter() - started) * 1000
     outcome = ToolCallOutcome(
         ok=outcome.ok,
@@ -452,6 +465,9 @@ async def tool_call(
             request_id=request_id,
         )
     )
+    if hidden:
+        return ToolCallOutcome(ok=False, error=f"no tool {tool_id!r}", error_type="tool_not_found",
+                               latency_ms=outcome.latency_ms, request_id=request_id, status=CallStatus.NOT_FOUND)
     return outcome
 
 

@@ -128,3 +128,95 @@ def test_admin_change_is_live_within_a_second(tools_api, token, bearer, tools):
     assert _call(tools_api, token, bearer).status_code == 200
     tool_update(tool=tools["projects.list"], allowed_agents=["agent:pm"])
     wait_for(lambda: _call(tools_api, token, bearer).status_code == 403, timeout=2.0, message="the change to be live")
+
+
+# --- a token bound to agents sees only its agents' tools ----------------------------------
+
+
+@pytest.fixture
+def hidden_tools(tools, make_tool, http_target, tools_api, token):
+    """Besides `tools`: one tool only the CTO may call, and a disabled one only the CTO may."""
+    make_tool("cto.only", target=f"{http_target}/echo", allowed_agents=["agent:cto"])
+    make_tool("cto.off", target=f"{http_target}/echo", allowed_agents=["agent:cto"], enabled=False)
+    wait_until_served(tools_api, token, {"projects.list", "echo.any", "projects__list", "cto.only"})
+
+
+def _listed(api, token, bearer, **params) -> dict[str, list[str]]:
+    """Tool ids of the listing in each of the three shapes."""
+    shapes = {}
+    for fmt in ("native", "openai", "mcp"):
+        response = api.get("/internal/tools", params={**params, "format": fmt}, headers=bearer(token))
+        assert response.status_code == 200, response.text
+        body = response.json()
+        shapes[fmt] = (
+            [t["id"] for t in body["tools"]] if fmt == "native"
+            else sorted(body["function_map"][t["function"]["name"]] for t in body["tools"]) if fmt == "openai"
+            else [t["name"] for t in body["tools"]]
+        )
+    return shapes
+
+
+def test_a_bound_token_lists_only_its_agents_tools_in_every_shape(tools_api, token, make_token, bearer, hidden_tools):
+    every = ["cto.only", "echo.any", "projects.list", "projects__list"]
+    assert set(map(tuple, _listed(tools_api, token, bearer).values())) == {tuple(every)}  # unbound: as before
+
+    pm = make_token(scopes=["tools"], agents=["agent:pm"])
+    for_pm = ["echo.any", "projects.list", "projects__list"]
+    assert _listed(tools_api, pm, bearer) == {"native": for_pm, "openai": for_pm, "mcp": for_pm}
+    # Naming its agent gives the same; naming another is still refused.
+    assert _listed(tools_api, pm, bearer, agent_id="agent:pm")["native"] == for_pm
+    refused = tools_api.get("/internal/tools", params={"agent_id": "agent:cto"}, headers=bearer(pm))
+    assert refused.status_code == 403 and refused.json()["error"]["type"] == "agent_not_allowed"
+
+    # Bound to several agents: the union of what each may call; naming one narrows to it.
+    pm_and_cto = make_token(scopes=["tools"], agents=["agent:pm", "agent:cto"])
+    assert _listed(tools_api, pm_and_cto, bearer)["native"] == every
+    assert _listed(tools_api, pm_and_cto, bearer, agent_id="agent:cto")["mcp"] == ["cto.only", "echo.any", "projects__list"]
+
+    # Bound to no agent: it may act for none, so it sees no tool (not even those open to every agent).
+    nobody = make_token(scopes=["tools"], agents=[])
+    assert _listed(tools_api, nobody, bearer) == {"native": [], "openai": [], "mcp": []}
+
+
+def test_a_tool_its_agents_may_not_call_is_not_found_for_a_bound_token(tools_api, token, make_token, bearer, hidden_tools):
+    pm = make_token(scopes=["tools"], agents=["agent:pm"])
+    missing = tools_api.get("/internal/tools/no.such.tool", headers=bearer(pm))
+    assert missing.status_code == 404
+    for tool_id in ("cto.only", "cto.off"):  # enabled or not: nothing tells it the tool exists
+        response = tools_api.get(f"/internal/tools/{tool_id}", headers=bearer(pm))
+        assert response.status_code == 404, response.text
+        assert response.json() == {"error": {**missing.json()["error"], "message": f"no tool {tool_id!r}"}}
+        # The unbound token, and a token of an agent that may call it, still get the definition.
+        assert tools_api.get(f"/internal/tools/{tool_id}", headers=bearer(token)).status_code == 200
+        cto = make_token(scopes=["tools"], agents=["agent:cto"])
+        assert tools_api.get(f"/internal/tools/{tool_id}", headers=bearer(cto)).json()["id"] == tool_id
+    visible = tools_api.get("/internal/tools/projects.list", headers=bearer(pm))
+    assert visible.status_code == 200 and "sk-never-shown" not in visible.text
+
+
+def test_calling_a_tool_its_agents_may_not_call_answers_as_if_it_did_not_exist(
+    tools_api, token, make_token, bearer, hidden_tools
+):
+    pm = make_token(scopes=["tools"], agents=["agent:pm"])
+    unknown = _call(tools_api, pm, bearer, tool_id="no.such.tool", agent_id="agent:pm")
+    assert unknown.status_code == 404
+    shape = unknown.json()["error"]
+    for tool_id in ("cto.only", "cto.off"):  # not tool_not_allowed, nor tool_disabled
+        response = _call(tools_api, pm, bearer, tool_id=tool_id, agent_id="agent:pm")
+        assert response.status_code == 404, response.text
+        error = response.json()["error"]
+        assert (error["type"], error["message"], set(error["details"])) == (
+            "tool_not_found", f"no tool {tool_id!r}", set(shape["details"]))
+    # A token whose other agent may call it knows the tool: that refusal is the real one.
+    pm_and_cto = make_token(scopes=["tools"], agents=["agent:pm", "agent:cto"])
+    denied = _call(tools_api, pm_and_cto, bearer, tool_id="cto.only", agent_id="agent:pm")
+    assert denied.status_code == 403 and denied.json()["error"]["type"] == "tool_not_allowed"
+    # The unbound token's answers are as before.
+    assert _call(tools_api, token, bearer, tool_id="cto.only", agent_id="agent:pm").json()["error"]["type"] == "tool_not_allowed"
+    assert _call(tools_api, token, bearer, tool_id="cto.off", agent_id="agent:pm").json()["error"]["type"] == "tool_disabled"
+    # The audit trail keeps the real reason of the hidden refusals.
+    rows = wait_for(
+        lambda: (r := list(ToolCall.objects.filter(tool_id__in=["cto.only", "cto.off"]).order_by("id"))) and len(r) >= 5 and r,
+        message="audit rows",
+    )
+    assert [(r.tool_id, r.error_type) for r in rows[:2]] == [("cto.only", "tool_not_allowed"), ("cto.off", "tool_disabled")]

@@ -50,15 +50,15 @@ def test_sdk_client_lists_and_calls(tools_server, tools_api, make_token, mcp_too
             followup = await client.call_tool("followups.create", {"microdao_id": "microdao:7", "title": "Ship it"})
             invalid = await client.call_tool("followups.create", {"microdao_id": "microdao:7"})
             failing = await client.call_tool("broken.target", {"microdao_id": "m"})
-            denied = await client.call_tool("cto.only", {"microdao_id": "m"})
-            try:
-                await client.call_tool("no.such.tool", {})
-                unknown = None
-            except MCPError as exc:
-                unknown = exc
-            return listed, projects, followup, invalid, failing, denied, unknown
+            unknown = {}
+            for name in ("no.such.tool", "cto.only"):
+                try:
+                    await client.call_tool(name, {"microdao_id": "m"})
+                except MCPError as exc:
+                    unknown[name] = exc
+            return listed, projects, followup, invalid, failing, unknown
 
-    listed, projects, followup, invalid, failing, denied, unknown = run(scenario())
+    listed, projects, followup, invalid, failing, unknown = run(scenario())
     names = [t.name for t in listed.tools]
     assert names == ["broken.target", "followups.create", "projects.list"]  # cto.only is not offered
     by_name = {t.name: t for t in listed.tools}
@@ -75,8 +75,10 @@ def test_sdk_client_lists_and_calls(tools_server, tools_api, make_token, mcp_too
     assert invalid.is_error is True and invalid.content[0].text.startswith("invalid_args:")
     assert "$.title" in invalid.content[0].text
     assert failing.is_error is True and "HTTP 503" in failing.content[0].text
-    assert denied.is_error is True and denied.content[0].text.startswith("tool_not_allowed:")
-    assert unknown is not None and "Unknown tool: no.such.tool" in str(unknown)
+    assert "Unknown tool: no.such.tool" in str(unknown["no.such.tool"])
+    # A tool none of the token's agents may call is unknown too: the token is not told it exists.
+    assert "Unknown tool: cto.only" in str(unknown["cto.only"])
+    assert unknown["cto.only"].error.data == unknown["no.such.tool"].error.data == {"error_type": "tool_not_found"}
 
 
 def test_sdk_client_with_agent_header_for_an_unbound_token(tools_server, tools_api, make_token, mcp_tools):
@@ -87,6 +89,20 @@ def test_sdk_client_with_agent_header_for_an_unbound_token(tools_server, tools_a
             return [t.name for t in (await client.list_tools()).tools]
 
     assert run(scenario()) == ["broken.target", "cto.only"]
+
+
+def test_a_denied_tool_is_a_refusal_when_the_token_may_know_it(tools_server, tools_api, make_token, mcp_tools):
+    # cto.only is the CTO's: a token that may act for the CTO (or for any agent) knows it, so
+    # Sofia's session gets the real refusal as a tool result, not "unknown tool".
+    tokens = [make_token(scopes=["tools"], agents=["agent:sofia", "agent:cto"]), make_token(scopes=["tools"])]
+
+    async def scenario(token):
+        async with _session(tools_server.url, token, **{"X-Agent-Id": "agent:sofia"}) as client:
+            return await client.call_tool("cto.only", {"microdao_id": "m"})
+
+    for token in tokens:
+        denied = run(scenario(token))
+        assert denied.is_error is True and denied.content[0].text.startswith("tool_not_allowed:")
 
 
 def _rpc(api, token=None, body=None, **headers):
