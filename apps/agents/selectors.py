@@ -104,3 +104,25 @@ def unknown_agent_ids(ids: list[str]) -> list[str]:
     """
     known = set(Agent.objects.filter(id__in=ids).values_list("id", flat=True))
     return [agent_id for agent_id in ids if agent_id not in known]
+
+
+async def aagent_secrets(agent_id: str, names: tuple[str, ...]) -> dict[str, str]:
+    """The agent's secrets among `names` that it has (non-empty ones), from the blueprint
+    snapshot: the resolver behind daarion.agent_secrets, which toolcore's REST and MCP doors
+    ask for the secrets a tool declares. No other secret of the agent leaves this function.
+
+    A name the snapshot lacks re-checks it at once (as a token or tool miss does), so a secret
+    set a moment ago reaches the next call; a changed value is live within
+    LIVE_CONFIG_CHECK_INTERVAL, as it is for the agent's turns.
+    """
+
+    def pick(blueprints: dict[str, Blueprint]) -> dict[str, str]:
+        blueprint = blueprints.get(agent_id)
+        if blueprint is None:
+            return {}
+        return {name: blueprint.secrets[name] for name in names if blueprint.secrets.get(name)}
+
+    found = pick(await _blueprints.aget())
+    if len(found) < len(names):
+        found = pick(await _blueprints.aget(recheck=True))
+    return found

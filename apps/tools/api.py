@@ -19,6 +19,7 @@ from apps.tools.schemas import (
 )
 from apps.tools.selectors import amcp_tools_for_agents, aopenai_tools_for_agents, atool_get, atools_for_agents
 from apps.tools.services import ToolCallOutcome, tool_call, tool_call_refused
+from daarion.agent_secrets import agent_secrets_for
 from daarion.auth import Principal, ServiceTokenAuth, principal_of
 from daarion.errors import DaarionError, Forbidden, NotFound, RateLimited, ValidationFailed
 
@@ -83,6 +84,8 @@ async def tools_call(request: HttpRequest, payload: ToolCallIn) -> dict[str, Any
         args=payload.args,
         context=payload.context,
         request_id=request_id,
+        # Looked up only for a tool that declares agent_secret_headers.
+        agent_secrets=agent_secrets_for,
         caller_agents=principal.agents,
     )
     _raise_refusal(outcome)

@@ -22,6 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from apps.tools.selectors import amcp_tools_for_agent
 from apps.tools.services import tool_call
+from daarion.agent_secrets import agent_secrets_for
 from daarion.auth import Principal, ServiceTokenAuth
 from daarion.errors import BadRequest, DaarionError, Forbidden, render_error
 
@@ -137,8 +138,9 @@ async def _method(
             raise RpcError(INVALID_PARAMS, "params.arguments must be an object")
         outcome = await tool_call(
             tool_id=name, agent_id=agent_id, microdao_id=microdao_id, args=arguments, request_id=request_id,
-            # A tool none of the token's agents may call comes back as tool_not_found.
-            caller_agents=caller_agents,
+            # Secrets are looked up only for a tool that declares agent_secret_headers; a tool
+            # none of the token's agents may call comes back as tool_not_found.
+            agent_secrets=agent_secrets_for, caller_agents=caller_agents,
         )
         if outcome.error_type in ("tool_not_found", "tool_disabled"):
             raise RpcError(INVALID_PARAMS, f"Unknown tool: {name}", {"error_type": outcome.error_type})

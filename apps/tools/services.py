@@ -9,7 +9,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -375,6 +375,12 @@ def tools_export() -> dict[str, Any]:
 # --- calling a tool ----------------------------------------------------------------------
 
 
+# A door that has no secrets at hand passes a lookup instead (daarion.agent_secrets.agent_secrets_for):
+# called with the agent id and the secret names the tool declares, and only for a tool that
+# declares some, so every other call does no extra work.
+AgentSecretsLookup = Callable[[str, tuple[str, ...]], Awaitable[Mapping[str, str]]]
+
+
 @dataclass(frozen=True)
 class ToolCallOutcome:
     """The answer to one call. Refusals are outcomes too (with error_type), never raised."""
@@ -412,13 +418,14 @@ async def tool_call(
     args: dict,
     context: dict | None = None,
     request_id: str | None = None,
-    agent_secrets: Mapping[str, str] | None = None,
+    agent_secrets: Mapping[str, str] | AgentSecretsLookup | None = None,
     caller_agents: Collection[str] | None = None,
 ) -> ToolCallOutcome:
     """Checks and runs one call; every call, allowed or not, leaves an audit row.
 
-    `agent_secrets`: the calling agent's decrypted secrets; only those the tool declares in
-    `agent_secret_headers` leave this function (as headers to an http target).
+    `agent_secrets`: the calling agent's decrypted secrets (the agents pipeline passes its
+    blueprint's), or a lookup for them (the REST and MCP doors). Only those the tool declares
+    in `agent_secret_headers` leave this function, as headers to an http target.
 
     `caller_agents`: the agents the caller may act for (a bound token's; None: any agent). A
     tool none of them may call is refused and answered `tool_not_found`, as if it did not
@@ -483,7 +490,7 @@ async def _run_checked(
     args: Any,
     context: dict | None,
     request_id: str,
-    agent_secrets: Mapping[str, str] | None = None,
+    agent_secrets: Mapping[str, str] | AgentSecretsLookup | None = None,
 ) -> ExecutionResult:
     if tool is None:
         return _refusal(CallStatus.NOT_FOUND, "tool_not_found", f"no tool {tool_id!r}")
@@ -515,8 +522,21 @@ async def _run_checked(
         return _refusal(CallStatus.ERROR, "unknown_executor", f"no executor {tool.executor!r}")
     injected: dict[str, str] = {}
     missing: list[str] = []
+    secrets: Mapping[str, str] = {}
+    if tool.agent_secret_headers:
+        if callable(agent_secrets):
+            try:
+                secrets = await agent_secrets(agent_id, tuple(dict.fromkeys(tool.agent_secret_headers.values())))
+            except Exception:  # noqa: BLE001 - a failed read is a failed call with a reason, never a 500
+                # The trace holds no value: the lookup reads rows and decrypts, and neither
+                # puts a plaintext in its messages.
+                logger.exception("could not read the agent secrets of %s for tool %s", agent_id, tool_id)
+                return _refusal(CallStatus.ERROR, "secrets_unavailable",
+                                f"the secrets of agent {agent_id!r} could not be read; request id {request_id}")
+        elif agent_secrets is not None:
+            secrets = agent_secrets
     for header, secret_name in tool.agent_secret_headers.items():
-        value = (agent_secrets or {}).get(secret_name)
+        value = secrets.get(secret_name)
         if value:
             injected[header] = value
         else:

@@ -118,3 +118,164 @@ def test_the_registry_api_reads_and_writes_the_declaration(api, make_token, bear
                          json={"agent_secret_headers": {"Host": "VENDOR_TOKEN"}})
     assert response.status_code == 422, response.text
     assert response.json()["error"]["details"][0]["path"] == "agent_secret_headers"
+
+
+# --- over HTTP: POST /internal/tools/call and /mcp look the agent's secrets up ---------------
+
+
+@pytest.fixture
+def vendor_tool(make_tool, make_agents, http_target, tools_api, make_token):
+    """agent:sofia holds VENDOR_TOKEN (and secrets no tool asks for); agent:pm holds none."""
+    from apps.agents.models import Agent
+    from apps.agents.services import agent_secret_set
+    from apps.tools.tests.conftest import wait_until_served
+
+    make_agents("agent:sofia", "agent:pm")
+    sofia = Agent.objects.get(pk="agent:sofia")
+    for name, value in SECRETS.items():
+        agent_secret_set(agent=sofia, name=name, value=value)
+    make_tool("vendor.echo", target=f"{http_target}/echo", allowed_agents=["agent:sofia", "agent:pm"],
+              agent_secret_headers={"X-Vendor-Token": "VENDOR_TOKEN"})
+    make_tool("plain.echo", target=f"{http_target}/echo")
+    wait_until_served(tools_api, make_token(scopes=["tools"]), {"vendor.echo", "plain.echo"})
+
+
+def _rest_call(api, headers, agent_id="agent:sofia", tool_id="vendor.echo"):
+    return api.post("/internal/tools/call", headers=headers, json={
+        "tool_id": tool_id, "agent_id": agent_id, "microdao_id": "microdao:7", "args": {"microdao_id": "microdao:7"}})
+
+
+def _sent_headers(seen: dict) -> dict[str, str]:
+    return {k.lower(): v for k, v in seen["headers"].items()}
+
+
+def _audit_rows(request_ids: list[str]) -> list:
+    from apps.tools.models import ToolCall
+    from apps.tools.tests.conftest import wait_for
+
+    return wait_for(lambda: (rows := list(ToolCall.objects.filter(request_id__in=request_ids)))
+                    and len(rows) == len(request_ids) and rows, message="audit rows")
+
+
+def test_the_rest_call_sends_the_agents_declared_secret_and_shows_it_nowhere(
+    tools_api, tools_server, make_token, bearer, vendor_tool, target_requests
+):
+    headers = bearer(make_token(scopes=["tools"], agents=["agent:sofia"]))
+    response = _rest_call(tools_api, headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["ok"] is True, body
+    [seen] = target_requests
+    sent = _sent_headers(seen)
+    assert sent["x-vendor-token"] == TOKEN
+    # Only the declared secret leaves, only as its header.
+    assert "other-value-55e0" not in json.dumps(seen) and "sk-not-for-tools" not in json.dumps(seen)
+    assert TOKEN not in json.dumps(seen["body"])
+    assert TOKEN not in response.text  # the result echoes the body, not the headers
+    [row] = _audit_rows([body["request_id"]])
+    assert row.status == "ok" and TOKEN not in json.dumps([row.args, row.error, row.error_type])
+    # A tool that declares none is called as before, with no agent secret.
+    plain = _rest_call(tools_api, headers, tool_id="plain.echo")
+    assert plain.json()["ok"] is True and "x-vendor-token" not in _sent_headers(target_requests[-1])
+    assert not any(value in tools_server.log_path.read_text(errors="replace") for value in SECRETS.values())
+
+
+def test_an_agent_without_the_secret_gets_missing_secret_over_rest_and_mcp(
+    tools_api, tools_server, make_token, bearer, vendor_tool, target_requests
+):
+    token = make_token(scopes=["tools"], agents=["agent:pm"])
+    response = _rest_call(tools_api, bearer(token), agent_id="agent:pm")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["ok"], body["error_type"]) == (False, "missing_secret")
+    assert body["details"] == {"missing_secrets": ["VENDOR_TOKEN"]}
+    assert "VENDOR_TOKEN" in body["error"] and "agent:pm" in body["error"]
+    mcp = tools_api.post("/mcp", headers={**bearer(token), "Accept": "application/json, text/event-stream"}, json={
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "vendor.echo", "arguments": {"microdao_id": "microdao:7"}}})
+    result = mcp.json()["result"]
+    assert result["isError"] is True and result["content"][0]["text"].startswith("missing_secret:")
+    assert "VENDOR_TOKEN" in result["content"][0]["text"]
+    assert target_requests == []  # the target was never called
+    rows = _audit_rows([body["request_id"], result["_meta"]["daarion/request_id"]])
+    assert [r.error_type for r in rows] == ["missing_secret"] * 2
+    assert not any(value in json.dumps([[r.args, r.error] for r in rows]) for value in SECRETS.values())
+
+
+def test_the_mcp_call_sends_the_secret_too(tools_api, make_token, bearer, vendor_tool, target_requests):
+    token = make_token(scopes=["tools"], agents=["agent:sofia"])
+    mcp = tools_api.post("/mcp", headers={**bearer(token), "Accept": "application/json, text/event-stream"}, json={
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "vendor.echo", "arguments": {"microdao_id": "microdao:7"}}})
+    assert mcp.json()["result"]["isError"] is False, mcp.text
+    [seen] = target_requests
+    assert _sent_headers(seen)["x-vendor-token"] == TOKEN and TOKEN not in mcp.text
+
+
+def test_a_secret_changed_in_the_agents_app_reaches_the_next_calls(
+    tools_api, make_token, bearer, vendor_tool, target_requests
+):
+    from apps.agents.models import Agent
+    from apps.agents.services import agent_secret_delete, agent_secret_set
+    from apps.tools.tests.conftest import wait_for
+
+    headers = bearer(make_token(scopes=["tools"]))
+    assert _rest_call(tools_api, headers).json()["ok"] is True
+    assert _sent_headers(target_requests[-1])["x-vendor-token"] == TOKEN
+
+    # A new value: the server's blueprint snapshot follows the agents version bump (within
+    # LIVE_CONFIG_CHECK_INTERVAL), with no restart and no reload step.
+    agent_secret_set(agent=Agent.objects.get(pk="agent:sofia"), name="VENDOR_TOKEN", value="rotated-9f3a")
+    wait_for(lambda: _rest_call(tools_api, headers).json()["ok"]
+             and _sent_headers(target_requests[-1])["x-vendor-token"] == "rotated-9f3a",
+             timeout=3.0, message="the rotated secret to be sent")
+
+    # A secret the snapshot lacks re-checks it at once: set a moment ago, it is there at once.
+    assert _rest_call(tools_api, headers, agent_id="agent:pm").json()["error_type"] == "missing_secret"
+    agent_secret_set(agent=Agent.objects.get(pk="agent:pm"), name="VENDOR_TOKEN", value="pm-token-41b2")
+    body = _rest_call(tools_api, headers, agent_id="agent:pm").json()
+    assert body["ok"] is True, body
+    assert _sent_headers(target_requests[-1])["x-vendor-token"] == "pm-token-41b2"
+
+    # And a deleted one is missing again.
+    agent_secret_delete(agent=Agent.objects.get(pk="agent:pm"), name="VENDOR_TOKEN")
+    wait_for(lambda: _rest_call(tools_api, headers, agent_id="agent:pm").json()["error_type"] == "missing_secret",
+             timeout=3.0, message="the deleted secret to be missing")
+
+
+def test_the_registered_lookup_gives_only_the_names_asked(make_agents):
+    from apps.agents.models import Agent
+    from apps.agents.services import agent_secret_set
+    from apps.tools.tests.conftest import run
+    from daarion.agent_secrets import agent_secrets_for
+
+    make_agents("agent:sofia")
+    for name, value in SECRETS.items():
+        agent_secret_set(agent=Agent.objects.get(pk="agent:sofia"), name=name, value=value)
+    assert run(agent_secrets_for("agent:sofia", ["VENDOR_TOKEN", "REGION"])) == {"VENDOR_TOKEN": TOKEN}
+    assert run(agent_secrets_for("agent:nobody", ["VENDOR_TOKEN"])) == {}
+
+
+def test_a_lookup_that_fails_is_a_failed_call_that_names_no_value(make_tool, http_target, allow_local, target_requests):
+    make_tool("vendor.echo", target=f"{http_target}/echo", agent_secret_headers={"X-Vendor-Token": "VENDOR_TOKEN"})
+
+    async def broken(agent_id: str, names: tuple[str, ...]) -> dict[str, str]:
+        raise ConnectionError("database is gone")
+
+    outcome = call("vendor.echo", agent_secrets=broken)
+    assert (outcome.ok, outcome.error_type, outcome.status) == (False, "secrets_unavailable", "error")
+    assert "agent:sofia" in outcome.error and target_requests == []
+    [row] = flushed_calls()
+    assert row.error_type == "secrets_unavailable"
+
+
+def test_a_lookup_is_not_asked_for_a_tool_that_declares_no_secret(make_tool, http_target, allow_local, target_requests):
+    make_tool("plain.echo", target=f"{http_target}/echo")
+    asked = []
+
+    async def lookup(agent_id: str, names: tuple[str, ...]) -> dict[str, str]:
+        asked.append(agent_id)
+        return {}
+
+    assert call("plain.echo", agent_secrets=lookup).ok
+    assert asked == [] and len(target_requests) == 1
