@@ -246,15 +246,21 @@ TOOLS_HTTP_MAX_REDIRECTS = int(os.environ.get("TOOLS_HTTP_MAX_REDIRECTS", "3"))
 TOOLS_HTTP_CA_BUNDLE = os.environ.get("TOOLS_HTTP_CA_BUNDLE", "")
 # Browser origins (besides our own host) allowed to call /mcp; e.g. "https://studio.example.com".
 TOOLS_MCP_ALLOWED_ORIGINS = _env_list("TOOLS_MCP_ALLOWED_ORIGINS")
-# Audit rows are queued in Redis and flushed by a thread in each web process.
-TOOLS_AUDIT_BACKGROUND = _env_bool("TOOLS_AUDIT_BACKGROUND", True)
-TOOLS_AUDIT_FLUSH_INTERVAL = float(os.environ.get("TOOLS_AUDIT_FLUSH_INTERVAL", "0.5"))
-# Name of the Redis list the audit entries wait in (processes sharing it flush each other's).
+# Tool-call audit entries wait in a Redis list and become ToolCall rows in the Celery worker
+# (beat's tools.flush_audit, every TOOLS_AUDIT_DRAIN_SECONDS). A web process writes them itself
+# only when TOOLS_AUDIT_FLUSH_INTERVAL is above 0 (a deployment without a worker): parsing and
+# inserting in the web process holds the GIL, as the LLM usage records showed (docs/BENCHMARKS.md).
+TOOLS_AUDIT_FLUSH_INTERVAL = float(os.environ.get("TOOLS_AUDIT_FLUSH_INTERVAL", "0"))
+TOOLS_AUDIT_DRAIN_SECONDS = float(os.environ.get("TOOLS_AUDIT_DRAIN_SECONDS", "1.0"))
+# Name of the Redis list the audit entries wait in (processes sharing it drain each other's).
 TOOLS_AUDIT_QUEUE = os.environ.get("TOOLS_AUDIT_QUEUE", "audit")
-# Backstop for the flusher threads: beat drains a queue a stopped web process left behind.
+# A drain not started within a few ticks is dropped (a worker back from a stall runs a few,
+# not one per tick it missed), and its result is not kept: one a second would fill the backend.
 CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
-    "tools-flush-audit": {"task": "tools.flush_audit", "schedule": 10.0, "options": {"queue": "default", "expires": 30}},
+    "tools-flush-audit": {"task": "tools.flush_audit", "schedule": TOOLS_AUDIT_DRAIN_SECONDS,
+                          "options": {"queue": "default", "expires": max(5.0, 3 * TOOLS_AUDIT_DRAIN_SECONDS),
+                                      "ignore_result": True}},
 }
 # httpx logs every request at INFO; tool calls are audited already, so only its warnings.
 LOGGING["loggers"].setdefault("httpx", {"level": "WARNING"})

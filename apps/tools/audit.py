@@ -1,26 +1,34 @@
 """The tool-call audit trail, kept off the call's latency and never lost.
 
-A call appends its audit entry to a Redis list (one RPUSH); a flusher moves entries into
-ToolCall rows in batches. Flushing reads a batch, inserts it with `ignore_conflicts` on the
-entry's unique call_id, and only then trims the list, so a flusher that dies half-way leaves
-the batch for the next one and a replay never doubles a row. One flusher at a time holds a
-Redis lock. Every web process runs a flusher thread; `manage.py flush_tool_audit` drains by hand.
-If Redis cannot be reached the entry is written to the database directly.
+A call appends its audit entry to a Redis list (one RPUSH) and does nothing more. The entries
+become ToolCall rows in the Celery worker: beat runs `tools.flush_audit` every
+TOOLS_AUDIT_DRAIN_SECONDS, which calls `audit_flush`. A web process drains the list itself only
+when TOOLS_AUDIT_FLUSH_INTERVAL is above 0 (a deployment without a worker; off by default):
+parsing and inserting in the web process holds the GIL, which shows in its tail latency, as it
+did for the LLM usage records (docs/BENCHMARKS.md). `manage.py flush_tool_audit` drains by hand.
+
+A drain reads a batch, inserts it with `ignore_conflicts` on the entry's unique call_id, and
+only then trims the list, so a drainer that dies half-way leaves the batch for the next one and
+a replay never doubles a row. One drainer at a time holds a Redis lock, and it trims only while
+it still holds it. An entry that is not readable is logged and dropped; values a column cannot
+hold are cleaned or clamped, and a row the database still refuses is logged and dropped alone,
+so no entry can hold the queue up. If Redis cannot be reached the row is written directly.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DataError, IntegrityError, close_old_connections, transaction
 
 from daarion.redis_client import get_async_redis, get_redis, key
 
@@ -28,7 +36,15 @@ logger = logging.getLogger(__name__)
 
 _BATCH = 500
 _LOCK_MS = 30_000
+_MAX_INT = 2_147_483_647  # the integer column of tool_version
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+# A drainer whose lock expired (a batch slower than _LOCK_MS) must not trim: another drainer
+# may have read the same entries and trimmed them already, and a second trim would drop
+# entries nobody wrote. Its batch is in the table; the next drainer replays it harmlessly.
+_TRIM_IF_HELD = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('ltrim', KEYS[2], ARGV[2], -1) return 1 "
+    "else return 0 end"
+)
 
 
 def _list_key() -> str:
@@ -68,39 +84,118 @@ def audit_entry(
     }
 
 
-def _rows(entries: list[dict[str, Any]]) -> list[Any]:
-    from django.utils import timezone
+def _text(value: Any, max_length: int | None = None) -> str:
+    """`value` as text PostgreSQL stores: without NUL, lone surrogates replaced, cut to the column.
 
+    Tool ids, arguments and upstream error text come from callers and targets; a value the
+    database refused would fail its batch on every drain.
+    """
+    text = "" if value is None else str(value)
+    text = text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return text[:max_length] if max_length else text
+
+
+def _json(value: Any) -> Any:
+    """`value` as jsonb stores it: strings and keys through _text, non-finite numbers as null
+    (Python's JSON reader takes NaN and 1e400, jsonb does not)."""
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {_text(k): _json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json(v) for v in value]
+    return value
+
+
+def _row(data: Any) -> Any:
+    """One entry as a ToolCall, every value one its column holds. Raises (ValueError, TypeError,
+    KeyError) for an entry that is not an object with a call_id: nothing to store it under."""
     from apps.tools.models import ToolCall
 
-    return [
-        ToolCall(
-            call_id=uuid.UUID(e["call_id"]),
-            tool_id=e["tool_id"],
-            tool_version=e.get("tool_version"),
-            agent_id=e["agent_id"],
-            microdao_id=e.get("microdao_id", ""),
-            args=e.get("args"),
-            status=e["status"],
-            error_type=e.get("error_type", ""),
-            error=e.get("error", ""),
-            latency_ms=e.get("latency_ms", 0.0),
-            request_id=e.get("request_id", ""),
-            created_at=datetime.fromtimestamp(e["created_at"], tz=timezone.get_current_timezone()),
-        )
-        for e in entries
-    ]
-
-
-def _write(entries: list[dict[str, Any]]) -> None:
-    from apps.tools.models import ToolCall
-
-    ToolCall.objects.bulk_create(_rows(entries), ignore_conflicts=True)
-
-
-def _write_from_thread(entries: list[dict[str, Any]]) -> None:
+    if not isinstance(data, dict):
+        raise TypeError("an audit entry is a JSON object")
+    call_id = uuid.UUID(str(data["call_id"]))
+    version = data.get("tool_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        version = None
+    latency = data.get("latency_ms")
+    if not isinstance(latency, (int, float)) or not math.isfinite(latency):
+        latency = 0.0
     try:
-        _write(entries)
+        created = datetime.fromtimestamp(data["created_at"], tz=UTC)
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):
+        created = datetime.now(tz=UTC)
+
+    def text(name: str) -> str:
+        return _text(data.get(name), ToolCall._meta.get_field(name).max_length)
+
+    return ToolCall(
+        call_id=call_id,
+        tool_id=text("tool_id"),
+        tool_version=None if version is None else max(0, min(version, _MAX_INT)),
+        agent_id=text("agent_id"),
+        microdao_id=text("microdao_id"),
+        args=_json(data.get("args")),
+        status=text("status"),
+        error_type=text("error_type"),
+        error=text("error"),
+        latency_ms=float(latency),
+        request_id=text("request_id"),
+        created_at=created,
+    )
+
+
+def _rows(entries: list[Any]) -> list[Any]:
+    """The ToolCalls of decoded entries; one that is not an audit entry is logged and left out."""
+    rows = []
+    for entry in entries:
+        try:
+            rows.append(_row(entry))
+        except (ValueError, TypeError, KeyError, RecursionError):
+            logger.error("dropping an unreadable tool audit entry: %r", str(entry)[:200])
+    return rows
+
+
+# What the database says of a value it will not store; ValueError: one psycopg cannot encode.
+_REFUSED = (DataError, IntegrityError, ValueError)
+
+
+def _bulk_insert(rows: list[Any]) -> None:
+    from apps.tools.models import ToolCall
+
+    with transaction.atomic():  # a savepoint inside a caller's transaction: a refusal leaves it usable
+        ToolCall.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def _insert(rows: list[Any]) -> int:
+    """Inserts rows, skipping a call_id already stored (a replayed batch); returns how many
+    rows are stored now.
+
+    bulk_create is kept rather than the usage drain's INSERT ... SELECT FROM unnest: a batch is
+    500 rows of 12 columns (6,000 parameters, far below PostgreSQL's 65,535), it runs in the
+    worker and not on a request, and _row already makes every value one its column holds. Should
+    the database refuse a row all the same, the rows go one by one and only that row is lost.
+    """
+    try:
+        _bulk_insert(rows)
+        return len(rows)
+    except _REFUSED:
+        logger.warning("the database refused a batch of tool audit rows; writing them one by one", exc_info=True)
+    stored = 0
+    for row in rows:
+        try:
+            _bulk_insert([row])
+            stored += 1
+        except _REFUSED:
+            logger.exception("dropping a tool audit entry the database refuses: call_id %s", row.call_id)
+    return stored
+
+
+def _write_from_thread(payload: str) -> None:
+    try:
+        _insert(_rows([json.loads(payload)]))
     finally:
         close_old_connections()  # a pool thread outlives this write
 
@@ -111,14 +206,17 @@ async def audit_enqueue(entry: dict[str, Any]) -> None:
         await get_async_redis().rpush(_list_key(), payload)
     except Exception:  # noqa: BLE001 - Redis down: slower, but the row is kept
         logger.warning("audit queue unavailable; writing the tool call row directly", exc_info=True)
-        await sync_to_async(_write_from_thread, thread_sensitive=False)([entry])
+        await sync_to_async(_write_from_thread, thread_sensitive=False)(payload)
         return
-    _ensure_flusher()
+    if settings.TOOLS_AUDIT_FLUSH_INTERVAL > 0:
+        _ensure_flusher()
 
 
 def audit_flush(*, max_batches: int | None = None) -> int:
-    """Moves queued entries into ToolCall rows; returns how many were written."""
+    """Moves queued entries into ToolCall rows; returns how many are stored (a replayed one
+    counts: its row is there). 0 while another drainer holds the lock."""
     client = get_redis()
+    trim = client.register_script(_TRIM_IF_HELD)
     token = uuid.uuid4().hex
     if not client.set(_lock_key(), token, nx=True, px=_LOCK_MS):
         return 0
@@ -133,11 +231,13 @@ def audit_flush(*, max_batches: int | None = None) -> int:
             for item in raw:
                 try:
                     entries.append(json.loads(item))
-                except ValueError:
-                    logger.error("dropping an unreadable audit entry: %r", item[:200])
-            _write(entries)
-            client.ltrim(_list_key(), len(raw), -1)
-            written += len(entries)
+                except (ValueError, RecursionError):
+                    logger.error("dropping an unreadable tool audit entry: %r", item[:200])
+            rows = _rows(entries)
+            written += _insert(rows) if rows else 0
+            if not trim(keys=[_lock_key(), _list_key()], args=[token, len(raw)]):
+                logger.warning("tool audit drain outlived its lock; the next drain replays the batch")
+                break
             batches += 1
     finally:
         client.eval(_RELEASE, 1, _lock_key(), token)
@@ -150,9 +250,11 @@ _flusher_lock = threading.Lock()
 
 def _flush_forever() -> None:
     while True:
-        time.sleep(settings.TOOLS_AUDIT_FLUSH_INTERVAL)
-        if not settings.TOOLS_AUDIT_BACKGROUND:
-            continue  # switched off at run time (the test suite flushes by hand)
+        interval = settings.TOOLS_AUDIT_FLUSH_INTERVAL
+        if interval <= 0:  # switched off at run time (the test suite drains by hand)
+            time.sleep(1.0)
+            continue
+        time.sleep(interval)
         try:
             audit_flush()
         except Exception:  # noqa: BLE001 - entries stay queued; try again next tick
@@ -162,8 +264,9 @@ def _flush_forever() -> None:
 
 
 def _ensure_flusher() -> None:
+    """Starts this process's flusher thread (only where TOOLS_AUDIT_FLUSH_INTERVAL > 0)."""
     global _flusher
-    if _flusher is not None or not settings.TOOLS_AUDIT_BACKGROUND:
+    if _flusher is not None:
         return
     with _flusher_lock:
         if _flusher is None:

@@ -20,7 +20,7 @@ _TEST_STARTED = [0.0]
 def _audit_in_foreground(settings) -> None:
     # This process flushes its audit queue by hand (audit_flush), on a queue of its own that
     # no server subprocess drains, so no row lands after the test's tables are emptied.
-    settings.TOOLS_AUDIT_BACKGROUND = False
+    settings.TOOLS_AUDIT_FLUSH_INTERVAL = 0
     settings.TOOLS_AUDIT_QUEUE = "audit-inprocess-tests"
     _TEST_STARTED[0] = time.time()
 
