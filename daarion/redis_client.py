@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.exceptions import NoScriptError
 
 _sync_client: redis.Redis | None = None
 _sync_lock = threading.Lock()
@@ -40,3 +42,18 @@ def get_async_redis() -> aioredis.Redis:
         client = aioredis.Redis.from_url(settings.REDIS_URL, **_CLIENT_OPTIONS)
         _async_clients[id(loop)] = client
     return client
+
+
+class LuaScript:
+    """A Lua script sent by its SHA1 (EVALSHA): its text travels once per Redis server, not
+    per call; a Redis that does not know it (new, restarted, flushed) gets EVAL once."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, client: aioredis.Redis, keys: list[str], args: list[object]) -> object:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await client.eval(self.source, len(keys), *keys, *args)

@@ -21,6 +21,14 @@ import httpx
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+def inside_one_minute(needed: float = 10.0) -> None:
+    """Rate-limit windows are calendar minutes: sleeps, if need be, so that the next `needed`
+    seconds are inside one and a test's counts are not split by a rollover."""
+    into_minute = time.time() % 60
+    if into_minute > 60 - needed:
+        time.sleep(60.5 - into_minute)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -1,8 +1,8 @@
 """Rate limits in Redis: one atomic Lua call per request checks and takes requests/min,
 reserves an estimate of tokens/min and a concurrency slot in every applicable bucket, so the
-limits hold exactly across processes and replicas. Per-minute counts are checked as a sliding
-window (the previous minute's count weighed by its share of the last 60 s; see _ACQUIRE). After the call the token reservation is
-settled to the real usage and the slot is released.
+limits hold exactly across processes and replicas. Per-minute counts are sliding windows (the
+previous minute's count weighed by its share of the last 60 s; daarion/sliding_window.py).
+After the call the token reservation is settled to the real usage and the slot is released.
 
 A settle that frees a concurrency slot goes to Redis before the caller gets its answer (the
 next call, on any replica, must find the slot free). A settle of tokens alone is one number
@@ -16,7 +16,6 @@ then they see the estimate, which is the larger number (a conservative error).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import math
 import threading
@@ -25,12 +24,12 @@ import uuid
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from redis.exceptions import NoScriptError
 
 from apps.llm.choices import RateLimitScope
 from apps.llm.selectors import PolicySpec, Registry
 from daarion.errors import RateLimited, ServiceUnavailable
-from daarion.redis_client import get_async_redis, key
+from daarion.redis_client import LuaScript, get_async_redis, key
+from daarion.sliding_window import WAIT_MS_LUA, Window
 
 logger = logging.getLogger(__name__)
 
@@ -52,72 +51,65 @@ local function settle_tokens(first_key, first_arg, count)
 end
 """
 
-# Requests and tokens are counted per calendar minute, and a check weighs the previous
-# minute's count by the share of it still inside the last 60 s (the sliding-window counter):
-# used = this minute's count + previous minute's count * (ms left of this minute / 60 000).
-# A fixed window would let a full budget through at 12:00:59 and another at 12:01:00; here
-# any 60 s hold about one budget, at the cost of one more GET per limit.
+# Requests and tokens per minute are sliding-window counts (daarion/sliding_window.py): this
+# minute's count plus the previous minute's, weighted by its share of the last 60 s.
 #
 # KEYS: per bucket (rpm key, tpm key, concurrency key, previous minute's rpm key, previous
 # minute's tpm key), then the token keys to settle. ARGV: now_ms, lease id, token estimate,
-# stale ms, ms left of this minute, window ms, bucket count, settle count, then per bucket
-# (rpm, tpm, concurrency; 0 = no limit), then the settle deltas. Settles first (they are
+# stale ms, ms left of this minute, window ms, a new counter's expiry ms, bucket count, settle
+# count, then per bucket (rpm, tpm, concurrency; 0 = no limit), then the settle deltas. Settles first (they are
 # earlier calls' corrections), then checks every bucket before taking anything, so a refusal
 # leaves no trace of its own.
-_ACQUIRE = _SETTLE_TOKENS + """
+_ACQUIRE = _SETTLE_TOKENS + WAIT_MS_LUA + """
 local now = tonumber(ARGV[1])
 local lease = ARGV[2]
 local est = tonumber(ARGV[3])
 local stale = tonumber(ARGV[4])
 local reset_ms = tonumber(ARGV[5])
 local w = tonumber(ARGV[6])
-local n = tonumber(ARGV[7])
-local settles = tonumber(ARGV[8])
-settle_tokens(n * 5 + 1, 9 + n * 3, settles)
+local expire_ms = tonumber(ARGV[7])
+local n = tonumber(ARGV[8])
+local settles = tonumber(ARGV[9])
+settle_tokens(n * 5 + 1, 10 + n * 3, settles)
 local weight = reset_ms / w
--- ms until cur + prev * weight has fallen by `need`, with nothing new counted: the previous
--- minute's share runs out over the rest of this one, then this minute's over the next.
-local function wait_ms(cur, prev, need)
-  local prev_part = prev * weight
-  if need <= prev_part then return math.ceil(need * w / prev) end
-  if cur <= 0 then return reset_ms end
-  return reset_ms + math.ceil(math.min(need - prev_part, cur) * w / cur)
-end
 local remaining = {}
 for i = 0, n - 1 do
   local rk, tk, ck, prk, ptk = KEYS[i*5+1], KEYS[i*5+2], KEYS[i*5+3], KEYS[i*5+4], KEYS[i*5+5]
-  local rpm, tpm, conc = tonumber(ARGV[9+i*3]), tonumber(ARGV[10+i*3]), tonumber(ARGV[11+i*3])
+  local rpm, tpm, conc = tonumber(ARGV[10+i*3]), tonumber(ARGV[11+i*3]), tonumber(ARGV[12+i*3])
   local r_used, t_used = 0, 0
   if rpm > 0 then
     local cur, prev = tonumber(redis.call('GET', rk) or '0'), tonumber(redis.call('GET', prk) or '0')
-    r_used = cur + prev * weight
-    if r_used + 1 > rpm then return {0, i, 'requests', rpm, wait_ms(cur, prev, r_used + 1 - rpm)} end
+    local used = cur + prev * weight
+    r_used = math.floor(used)
+    if r_used + 1 > rpm then
+      return {0, i, 'requests', rpm, sliding_wait_ms(cur, prev, used - rpm, weight, reset_ms, w)}
+    end
   end
   if tpm > 0 then
     local cur, prev = tonumber(redis.call('GET', tk) or '0'), tonumber(redis.call('GET', ptk) or '0')
-    t_used = cur + prev * weight
+    local used = cur + prev * weight
+    t_used = math.floor(used)
     if t_used > 0 and t_used + est > tpm then
       -- A request bigger than the whole budget may still run alone, once nothing is counted.
-      local need = est > tpm and t_used or t_used + est - tpm
-      return {0, i, 'tokens', tpm, wait_ms(cur, prev, need)}
+      local need = est > tpm and used - 1 or used - (tpm - est + 1)
+      return {0, i, 'tokens', tpm, sliding_wait_ms(cur, prev, need, weight, reset_ms, w)}
     end
   end
   if conc > 0 then
     redis.call('ZREMRANGEBYSCORE', ck, '-inf', now - stale)
     if redis.call('ZCARD', ck) + 1 > conc then return {0, i, 'concurrency', conc, 1000} end
   end
-  remaining[i+1] = {math.floor(rpm - r_used - 1), math.floor(tpm - t_used - est)}
+  remaining[i+1] = {rpm - r_used - 1, tpm - t_used - est}
 end
--- A minute's counters outlive it by one more: they are the next minute's previous count.
 for i = 0, n - 1 do
   local rk, tk, ck = KEYS[i*5+1], KEYS[i*5+2], KEYS[i*5+3]
-  local rpm, tpm, conc = tonumber(ARGV[9+i*3]), tonumber(ARGV[10+i*3]), tonumber(ARGV[11+i*3])
+  local rpm, tpm, conc = tonumber(ARGV[10+i*3]), tonumber(ARGV[11+i*3]), tonumber(ARGV[12+i*3])
   if rpm > 0 then
-    if redis.call('INCR', rk) == 1 then redis.call('PEXPIRE', rk, reset_ms + w + 5000) end
+    if redis.call('INCR', rk) == 1 then redis.call('PEXPIRE', rk, expire_ms) end
   end
   if tpm > 0 then
     redis.call('INCRBY', tk, est)
-    redis.call('PEXPIRE', tk, reset_ms + w + 5000)
+    redis.call('PEXPIRE', tk, expire_ms)
   end
   if conc > 0 then
     redis.call('ZADD', ck, now, lease)
@@ -137,24 +129,8 @@ return 1
 """
 
 
-class _Script:
-    """A Lua script sent by its SHA1 (EVALSHA): its text travels once per Redis server, not
-    per call; a Redis that does not know it (new, restarted, flushed) gets EVAL once."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-    async def __call__(self, keys: list[str], args: list[object]) -> object:
-        client = get_async_redis()
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return await client.eval(self.source, len(keys), *keys, *args)
-
-
-_acquire_script = _Script(_ACQUIRE)
-_settle_script = _Script(_SETTLE)
+_acquire_script = LuaScript(_ACQUIRE)
+_settle_script = LuaScript(_SETTLE)
 
 
 class _PendingSettles:
@@ -196,7 +172,7 @@ class _PendingSettles:
         if not deltas:
             return
         try:
-            await _settle_script(list(deltas), [len(deltas), 0, "", *deltas.values()])
+            await _settle_script(get_async_redis(), list(deltas), [len(deltas), 0, "", *deltas.values()])
         except Exception:  # noqa: BLE001 - the next acquire or flush tries again
             self.put_back(deltas)
             logger.warning("could not settle token reservations; will retry", exc_info=True)
@@ -259,25 +235,24 @@ async def acquire(buckets: list[Bucket], *, estimate: int) -> Lease | None:
     if not buckets:
         return None
     now_ms = int(time.time() * 1000)
-    window = now_ms // WINDOW_MS
-    reset_ms = (window + 1) * WINDOW_MS - now_ms  # left of this window
+    window = Window.at(now_ms, WINDOW_MS)
     keys: list[str] = []
     lease_id = uuid.uuid4().hex
     limits: list[object] = []
     for bucket in buckets:
         keys += [
-            key("llm", "rl", bucket.name, "rpm", str(window)),
-            key("llm", "rl", bucket.name, "tpm", str(window)),
+            key("llm", "rl", bucket.name, "rpm", str(window.index)),
+            key("llm", "rl", bucket.name, "tpm", str(window.index)),
             key("llm", "rl", bucket.name, "conc"),
-            key("llm", "rl", bucket.name, "rpm", str(window - 1)),
-            key("llm", "rl", bucket.name, "tpm", str(window - 1)),
+            key("llm", "rl", bucket.name, "rpm", str(window.index - 1)),
+            key("llm", "rl", bucket.name, "tpm", str(window.index - 1)),
         ]
         limits += [bucket.rpm or 0, bucket.tpm or 0, bucket.max_concurrent or 0]
     settles = _pending.take()
-    args: list[object] = [now_ms, lease_id, estimate, STALE_SLOT_MS, reset_ms, WINDOW_MS, len(buckets), len(settles),
-                          *limits, *settles.values()]
+    args: list[object] = [now_ms, lease_id, estimate, STALE_SLOT_MS, window.reset_ms, WINDOW_MS, window.expire_ms,
+                          len(buckets), len(settles), *limits, *settles.values()]
     try:
-        result = await _acquire_script([*keys, *settles], args)
+        result = await _acquire_script(get_async_redis(), [*keys, *settles], args)
     except Exception:  # noqa: BLE001 - what an outage does is the operator's choice (below)
         _pending.put_back(settles)
         if settings.LLM_RATE_LIMIT_WHEN_REDIS_DOWN == "refuse":
@@ -308,8 +283,7 @@ async def acquire(buckets: list[Bucket], *, estimate: int) -> Lease | None:
         if bucket.max_concurrent:
             lease.slot_keys.append(keys[index * 5 + 2])
     first = buckets[0]
-    # Until the counts are back to none (OpenAI's meaning): this minute's runs out over the next.
-    reset = f"{(max(reset_ms, 0) + WINDOW_MS) / 1000:.3f}s"
+    reset = f"{window.drained_ms / 1000:.3f}s"  # until the counts are back to none (OpenAI's meaning)
     if first.rpm:
         lease.headers["x-ratelimit-limit-requests"] = str(first.rpm)
         lease.headers["x-ratelimit-remaining-requests"] = str(max(int(result[1]), 0))
@@ -357,7 +331,7 @@ async def settle(lease: Lease | None, *, actual_tokens: int) -> None:
             _pending.add(deltas)
         return
     try:
-        await _settle_script([*deltas, *lease.slot_keys],
+        await _settle_script(get_async_redis(), [*deltas, *lease.slot_keys],
                              [len(deltas), len(lease.slot_keys), lease.lease_id, *deltas.values()])
     except Exception:  # noqa: BLE001 - a stale slot expires after STALE_SLOT_MS
         logger.warning("could not settle a rate-limit lease", exc_info=True)

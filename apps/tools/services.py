@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 import uuid
@@ -27,7 +28,8 @@ from apps.tools.models import Followup, Tool
 from apps.tools.registry import TOOLS_CONFIG, ToolDefinition, registry_snapshot
 from daarion.agent_directory import unknown_agent_ids
 from daarion.live_config import bump_version
-from daarion.redis_client import get_async_redis, key
+from daarion.redis_client import LuaScript, get_async_redis, key
+from daarion.sliding_window import WAIT_MS_LUA, Window
 from daarion.storable import json_problem
 
 logger = logging.getLogger(__name__)
@@ -395,19 +397,37 @@ class ToolCallOutcome:
     details: Any = None
 
 
-async def _over_rate_limit(tool: ToolDefinition, agent_id: str) -> bool:
-    """One atomic Redis round trip: a per-minute window counter per tool and agent."""
+# A tool's calls per minute and agent, as a sliding-window count (daarion/sliding_window.py).
+# Only calls let through are counted: an agent retrying against its limit does not push the
+# window ahead of itself. KEYS: this minute's counter, the previous minute's. ARGV: the limit,
+# ms left of this minute, window ms, a new counter's expiry ms. Returns 0 (counted) or the ms
+# to wait.
+_TOOL_LIMIT = LuaScript(WAIT_MS_LUA + """
+local limit, reset_ms, w = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local weight = reset_ms / w
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local prev = tonumber(redis.call('GET', KEYS[2]) or '0')
+local used = cur + prev * weight
+if math.floor(used) + 1 > limit then return math.max(1, sliding_wait_ms(cur, prev, used - limit, weight, reset_ms, w)) end
+if redis.call('INCR', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4])) end
+return 0
+""")
+TOOL_LIMIT_WINDOW_MS = 60_000
+
+
+async def _rate_limit_wait_ms(tool: ToolDefinition, agent_id: str) -> int:
+    """One atomic Redis round trip: 0 when the call may go (and is counted), else ms to wait."""
     if not tool.rate_limit_per_minute:
-        return False
-    window = int(time.time() // 60)
-    counter = key("tools", "rl", tool.id, agent_id, str(window))
+        return 0
+    window = Window.at(int(time.time() * 1000), TOOL_LIMIT_WINDOW_MS)
+    counters = [key("tools", "rl", tool.id, agent_id, str(window.index)),
+                key("tools", "rl", tool.id, agent_id, str(window.index - 1))]
     try:
-        async with get_async_redis().pipeline(transaction=True) as pipe:
-            count, _ = await pipe.incr(counter).expire(counter, 120).execute()
+        return int(await _TOOL_LIMIT(get_async_redis(), counters,
+                                     [tool.rate_limit_per_minute, window.reset_ms, window.length_ms, window.expire_ms]))
     except Exception:  # noqa: BLE001 - a limit protects the target; Redis down must not stop every tool
         logger.warning("tool rate limit check failed; allowing the call", exc_info=True)
-        return False
-    return count > tool.rate_limit_per_minute
+        return 0
 
 
 async def tool_call(
@@ -501,12 +521,13 @@ async def _run_checked(
     if not isinstance(args, dict):
         return _refusal(CallStatus.INVALID_ARGS, "invalid_args", "args must be a JSON object",
                         [{"path": "$", "message": "args must be a JSON object"}])
-    if await _over_rate_limit(tool, agent_id):
+    wait_ms = await _rate_limit_wait_ms(tool, agent_id)
+    if wait_ms:
         return _refusal(
             CallStatus.RATE_LIMITED,
             "rate_limited",
             f"agent {agent_id!r} is over {tool.rate_limit_per_minute} calls/min for tool {tool_id!r}",
-            {"limit_per_minute": tool.rate_limit_per_minute, "retry_after_s": 60 - int(time.time()) % 60},
+            {"limit_per_minute": tool.rate_limit_per_minute, "retry_after_s": math.ceil(wait_ms / 1000)},
         )
     if tool.input_validator is not None:
         errors = validation_errors(tool.input_validator, args, list(tool.secret_arg_paths))

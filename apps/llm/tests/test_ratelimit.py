@@ -14,20 +14,12 @@ from apps.llm import ratelimit, services
 from apps.llm.selectors import load_registry
 from apps.llm.tests.conftest import wait_for
 from daarion.errors import RateLimited, ServiceUnavailable
-from daarion.testing import start_asgi_server
-
-
-def inside_one_window(needed: float = 10.0) -> None:
-    """Windows are calendar minutes: make sure the next `needed` seconds are inside one, so
-    a test's counts are not split by a rollover."""
-    into_minute = time.time() % 60
-    if into_minute > 60 - needed:
-        time.sleep(60.5 - into_minute)
+from daarion.testing import inside_one_minute, start_asgi_server
 
 
 @pytest.fixture(autouse=True)
 def _whole_window():
-    inside_one_window()
+    inside_one_minute()
 
 
 def acquire(buckets, estimate=10):
@@ -47,9 +39,8 @@ def test_requests_per_minute_are_counted_and_refused_with_headers():
         acquire([bucket])
     error = info.value
     assert error.status == 429
-    # Sliding window: the 3 calls weigh 3 * (1 - s/60) s into the next minute, room for a 4th
-    # from s = 20.
-    assert abs(int(error.headers["Retry-After"]) - (left_of_minute + 20)) <= 1.5
+    # The 3 calls weigh 3 * (1 - s/60) s into the next minute: under 3 (room for one) as it starts.
+    assert abs(int(error.headers["Retry-After"]) - left_of_minute) <= 1.5
     assert error.headers["x-ratelimit-limit-requests"] == "3"
     assert error.headers["x-ratelimit-remaining-requests"] == "0"
     assert error.details["limit"] == "requests"
@@ -78,8 +69,8 @@ def test_a_refusal_waits_for_the_previous_minute_to_slide_out():
     left = 60 - time.time() % 60
     with pytest.raises(RateLimited) as info:
         acquire([bucket])
-    # 1000 * (left - s) / 60 + 1 <= 100 from s = left - 5.94.
-    assert abs(int(info.value.headers["Retry-After"]) - (left - 5.94)) <= 1.5
+    # 1000 * (left - s) / 60 falls under 100 (room for one) at s = left - 6.
+    assert abs(int(info.value.headers["Retry-After"]) - (left - 6)) <= 1.5
     assert info.value.details["limit"] == "requests"
 
 
@@ -100,10 +91,12 @@ def test_no_second_budget_right_after_a_window_boundary(monkeypatch):
     _sleep_until_phase(4.0, 0.5)
     for _ in range(10):
         acquire([bucket])
-    _sleep_until_phase(4.0, 0.0)
+    _sleep_until_phase(4.0, 0.02)
+    acquire([bucket])  # the old 10 weigh 9.8 as the window starts: room for one ...
     with pytest.raises(RateLimited):
-        acquire([bucket])  # 10 * (1 - ~0) + 1 > 10
-    # 55 % into the new window the old 10 weigh 4.5: five more fit (4.5 + 5 <= 10), not six.
+        acquire([bucket])  # ... and not two, where a fixed window would take ten
+    # 55 % into the new window the old 10 weigh 4.5: with 1 taken, 5.5; five more fit (a call
+    # fits while floor(4.5 + taken) + 1 <= 10), where a fixed window would take nine.
     _sleep_until_phase(4.0, 0.55)
     taken = 0
     with pytest.raises(RateLimited):
@@ -245,7 +238,7 @@ def test_limits_are_exact_across_two_server_processes(api, second_server, stub_m
 
     services.rate_limit_policy_create(scope="agent", subject="agent:policy-probe", rpm=1000)
     assert wait_for(probe), "the second server picked up the policies"
-    inside_one_window()
+    inside_one_minute()
     with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
         responses = list(pool.map(lambda i: _proxy(urls[i % 2], llm_headers, "agent:limited"), range(20)))
     statuses = [r.status_code for r in responses]

@@ -97,6 +97,27 @@ def test_rate_limit_per_agent(make_tool, http_target, allow_local):
     assert limited.status == "rate_limited" and limited.details["limit_per_minute"] == 2
 
 
+def test_rate_limit_slides_the_previous_minute_out(make_tool, http_target, allow_local):
+    """The previous minute's calls count by their share of the last 60 s, and a refused call
+    is not counted (an agent retrying against its limit does not push the window ahead)."""
+    import time
+
+    from daarion.redis_client import get_redis, key
+    from daarion.testing import inside_one_minute
+
+    make_tool("t.sliding", target=f"{http_target}/echo", rate_limit_per_minute=6)
+    inside_one_minute(12.0)
+    minute = int(time.time()) // 60
+    get_redis().set(key("tools", "rl", "t.sliding", "agent:pm", str(minute - 1)), 60, ex=120)
+    left = 60 - time.time() % 60  # the 60 still weigh `left` of 60: more than 6
+    refused = [call("t.sliding", agent_id="agent:pm") for _ in range(3)]
+    assert [o.error_type for o in refused] == ["rate_limited"] * 3
+    # Room for one once they weigh under 6, i.e. left - 6 s from now.
+    assert abs(refused[0].details["retry_after_s"] - (left - 6)) <= 1.5
+    assert get_redis().get(key("tools", "rl", "t.sliding", "agent:pm", str(minute))) is None
+    assert call("t.sliding", agent_id="agent:cto").ok  # another agent's budget
+
+
 def test_audit_row_fields_and_replay_is_idempotent(make_tool, http_target, allow_local):
     make_tool("t.audit", target=f"{http_target}/fail")
     outcome = call("t.audit", request_id="req-audit-1", microdao_id="microdao:9")
