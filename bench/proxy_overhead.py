@@ -357,6 +357,12 @@ def setup_ours() -> tuple[str, str]:
     LogicalModel.objects.filter(name=MODEL).delete()
     Provider.objects.filter(name="bench-fake").delete()
     RateLimitPolicy.objects.filter(scope=RateLimitScope.AGENT, subject=AGENT).delete()
+    # The token and the policy name the bench agent: it must exist first.
+    from apps.agents.models import Agent
+    from apps.agents.services import agent_create
+
+    if not Agent.objects.filter(pk=AGENT).exists():
+        agent_create(agent_id=AGENT, name="Bench", microdao_id="microdao:bench", model=MODEL)
     token = service_token_create(name=f"bench-llm-{time.time_ns()}", scopes=["llm"], agents=[AGENT]).raw
     return token, "bench-fake"
 

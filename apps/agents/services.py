@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from apps.agents.character import agent_id_for_name, character_errors, stored_character
 from apps.agents.models import AGENT_ID_RE, SECRET_NAME_RE, Agent, AgentSecret
+from apps.llm.services import rate_limit_policies_forget_agent
 from apps.tools.services import tools_forget_agent
 from daarion.errors import Conflict, NotFound, ValidationFailed
 from daarion.live_config import bump_version
@@ -149,11 +150,14 @@ def agent_update(*, agent: Agent, **changes: Any) -> Agent:
 
 @transaction.atomic
 def agent_delete(*, agent: Agent) -> list[str]:
-    """Deletes the agent and takes its id out of every tool's allowed_agents, in the same
-    transaction (each tool changed, versioned and logged like any tool edit), so no tool is
-    left naming an agent that is gone. Returns the ids of those tools."""
+    """Deletes the agent and everything that names it, in the same transaction, so nothing
+    in the registry is left naming an agent that is gone: its id leaves every tool's
+    allowed_agents (an emptied list stays [], no agent), and its agent-scope rate-limit
+    policies are deleted. Each of those is changed, versioned and logged like any edit of
+    its kind. Returns the ids of the tools it narrowed."""
     agent_id = agent.pk
     forgotten = tools_forget_agent(agent_id=agent_id)
+    rate_limit_policies_forget_agent(agent_id=agent_id)
     agent.delete()
     bump_version(AGENTS_CONFIG)
     # A new agent under the same id must start unloaded, not inherit this one's state.

@@ -222,6 +222,26 @@ class RateLimitPolicyAdmin(_ServiceAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: RateLimitPolicy | None = None) -> list[str]:
         return ["scope", "subject"] if obj else []
 
+    def get_form(self, request, obj=None, **kwargs):  # noqa: ANN001, ANN201 - Django's signature
+        form = super().get_form(request, obj, **kwargs)
+
+        def check(f: forms.ModelForm) -> None:
+            # The service's rules (an agent policy names an existing agent, no 0 limits) on
+            # an unsaved copy, so a refusal lands on its field instead of a 500 page. Scope
+            # and subject are read-only on a stored policy: take them from it.
+            data = f.cleaned_data
+            probe = RateLimitPolicy(
+                pk=obj.pk if obj else None,
+                scope=obj.scope if obj else data.get("scope", ""),
+                subject=obj.subject if obj else data.get("subject", ""),
+                **{k: data.get(k) for k in ("rpm", "tpm", "max_concurrent")},
+                enabled=data.get("enabled", True),
+            )
+            probe._state.adding = obj is None  # uniqueness against itself is not a conflict
+            services._clean_policy(probe)  # noqa: SLF001 - the same rules, run before the save
+
+        return _validating(form, check)
+
     def save_model(self, request: HttpRequest, obj: RateLimitPolicy, form, change: bool) -> None:  # noqa: ANN001
         limits = {k: getattr(obj, k) for k in ["rpm", "tpm", "max_concurrent", "enabled"]}
         if change:

@@ -17,6 +17,7 @@ from django.db.models import ProtectedError
 
 from apps.llm.choices import ProviderKind, RateLimitScope
 from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy
+from daarion.agent_directory import unknown_agent_ids
 from daarion.errors import Conflict, ValidationFailed
 from daarion.live_config import bump_version
 
@@ -335,13 +336,23 @@ def deployment_delete(*, deployment: Deployment) -> None:
 
 def _clean_policy(policy: RateLimitPolicy) -> None:
     policy.subject = (policy.subject or "").strip()
+    errors: dict[str, str] = {}
     if policy.scope == RateLimitScope.DEFAULT and policy.subject:
-        raise ValidationError({"subject": "the default policy has no subject"})
-    if policy.scope != RateLimitScope.DEFAULT and not policy.subject:
-        raise ValidationError({"subject": f"a {policy.scope} policy needs the {policy.scope} id"})
+        errors["subject"] = "the default policy has no subject"
+    elif policy.scope != RateLimitScope.DEFAULT and not policy.subject:
+        errors["subject"] = f"a {policy.scope} policy needs the {policy.scope} id"
+    elif policy.scope == RateLimitScope.AGENT and unknown_agent_ids([policy.subject]):
+        # A limit on a typo limits nobody and looks like it limits somebody. Without the
+        # agents app no resolver is registered and every id is accepted (agent_directory).
+        errors["subject"] = (
+            f"no agent {policy.subject!r} in the registry (create the agent first, "
+            "or list it under agents: in the same registry document)"
+        )
     for attr in ("rpm", "tpm", "max_concurrent"):
         if getattr(policy, attr) == 0:
-            raise ValidationError({attr: "0 would refuse every call; leave it empty for no limit"})
+            errors[attr] = "0 would refuse every call; leave it empty for no limit"
+    if errors:
+        raise ValidationError(errors)
     policy.full_clean()
 
 
@@ -380,6 +391,20 @@ def rate_limit_policy_update(*, policy: RateLimitPolicy, **changes: Any) -> Rate
 def rate_limit_policy_delete(*, policy: RateLimitPolicy) -> None:
     policy.delete()
     bump_version(REGISTRY_CONFIG)
+
+
+@transaction.atomic
+def rate_limit_policies_forget_agent(*, agent_id: str) -> list[RateLimitPolicy]:
+    """Deletes the agent-scope policies of `agent_id` (the agent is being deleted), in the
+    caller's transaction; returns them (unsaved copies, their pk gone). Each delete is in the
+    change log like any policy delete, and the registry bump makes every process drop them.
+    Microdao-scope and default policies are left alone."""
+    doomed = list(RateLimitPolicy.objects.select_for_update().filter(scope=RateLimitScope.AGENT, subject=agent_id))
+    for policy in doomed:
+        policy.delete()
+    if doomed:
+        bump_version(REGISTRY_CONFIG)
+    return doomed
 
 
 # --- import of the seed's config.yaml shape -----------------------------------------------

@@ -558,12 +558,19 @@ def _apply_agents(desired: _Desired, plan: Plan, opts: dict[str, Any]) -> None:
 
 def _prune(desired: _Desired, plan: Plan) -> None:
     """Deletes what a present section does not name: dependants before what they depend on
-    (tools name agents, agents name models, models name providers)."""
+    (tools and agent policies name agents, agents name models, models name providers)."""
     if "tools" in desired.sections:
         for tool in Tool.objects.exclude(tool_id__in=list(desired.tools)):
             with _at(f"tools.{tool.tool_id}"):
                 tool_services.tool_delete(tool=tool)
             plan.add(PlanItem("tool", tool.tool_id, f"tools.{tool.tool_id}", "delete"))
+    if "rate_limits" in desired.sections:
+        for policy in RateLimitPolicy.objects.all():
+            if (policy.scope, policy.subject) not in desired.rate_limits:
+                policy_id = _policy_id(policy.scope, policy.subject)
+                with _at(f"rate_limits.{policy_id}"):
+                    llm_services.rate_limit_policy_delete(policy=policy)
+                plan.add(PlanItem("rate_limit", policy_id, f"rate_limits.{policy_id}", "delete"))
     if "agents" in desired.sections:
         narrowed: dict[str, PlanItem] = {}
         for agent in Agent.objects.exclude(id__in=list(desired.agents)):
@@ -574,9 +581,20 @@ def _prune(desired: _Desired, plan: Plan) -> None:
                 _expect(agent_id not in (values["allowed_agents"] or []), f"{path}.allowed_agents",
                         f"agent {agent_id!r} is deleted by this document (it is not under agents:); "
                         "take it out of this list or keep the agent")
+            # Likewise its policies go with it: a policy of this document for it cannot stay.
+            policy_path = desired.rate_limits.get((RateLimitScope.AGENT.value, agent_id), (None,))[0]
+            _expect(policy_path is None, f"{policy_path}.subject",
+                    f"agent {agent_id!r} is deleted by this document (it is not under agents:); "
+                    "take this policy out or keep the agent")
+            policies = [_policy_id(p.scope, p.subject) for p in
+                        RateLimitPolicy.objects.filter(scope=RateLimitScope.AGENT, subject=agent_id)]
             with _at(f"agents.{agent_id}"):
                 forgotten = agent_services.agent_delete(agent=agent)
             plan.add(PlanItem("agent", agent_id, f"agents.{agent_id}", "delete"))
+            # Its agent policies are deleted with it (left alone by the rate_limits section,
+            # or the section is not in the document): one plan item each.
+            for policy_id in policies:
+                plan.add(PlanItem("rate_limit", policy_id, f"rate_limits.{policy_id}", "delete"))
             # Tools the document leaves alone lose the agent too: one plan item per tool.
             for tool in Tool.objects.filter(tool_id__in=forgotten).order_by("tool_id"):
                 item = narrowed.get(tool.tool_id)
@@ -585,13 +603,6 @@ def _prune(desired: _Desired, plan: Plan) -> None:
                     item = narrowed[tool.tool_id] = plan.add(
                         PlanItem("tool", tool.tool_id, f"tools.{tool.tool_id}", "update", {"allowed_agents": [before, None]}))
                 item.changes["allowed_agents"][1] = tool.allowed_agents
-    if "rate_limits" in desired.sections:
-        for policy in RateLimitPolicy.objects.all():
-            if (policy.scope, policy.subject) not in desired.rate_limits:
-                policy_id = _policy_id(policy.scope, policy.subject)
-                with _at(f"rate_limits.{policy_id}"):
-                    llm_services.rate_limit_policy_delete(policy=policy)
-                plan.add(PlanItem("rate_limit", policy_id, f"rate_limits.{policy_id}", "delete"))
     if "models" in desired.sections:
         doomed = list(LogicalModel.objects.exclude(name__in=list(desired.models)))
         # A doomed model may be another doomed model's fallback: drop those links first.
@@ -630,10 +641,11 @@ def registry_apply(
     with transaction.atomic():
         _apply_providers(desired, plan, opts)
         _apply_models(desired, plan)
-        _apply_policies(desired, plan)
-        # Agents before tools: a tool's allowed_agents must name agents that exist, and the
-        # document's own agents count. Nothing of an agent refers to a tool.
+        # Agents before policies and tools: an agent policy's subject and a tool's
+        # allowed_agents must name agents that exist, and the document's own agents count.
+        # Nothing of an agent refers to a policy or a tool.
         _apply_agents(desired, plan, opts)
+        _apply_policies(desired, plan)
         _apply_tools(desired, plan, opts)
         if prune:
             _prune(desired, plan)

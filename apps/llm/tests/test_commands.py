@@ -93,7 +93,8 @@ def test_invalid_yaml_and_missing_file():
         call_command("import_registry", "/nonexistent/config.yaml")
 
 
-def test_export_round_trips_through_import():
+def test_export_round_trips_through_import(make_agents):
+    make_agents("agent:sofia")  # the agent policy below limits it; the export carries it under agents:
     rich = SEED_CONFIG + """
   mixed:
     deployments:

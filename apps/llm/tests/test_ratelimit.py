@@ -198,7 +198,8 @@ def test_a_refusal_in_one_bucket_takes_nothing_from_the_others():
 
 
 @pytest.mark.django_db
-def test_buckets_follow_the_policies():
+def test_buckets_follow_the_policies(make_agents):
+    make_agents("agent:vip")
     services.rate_limit_policy_create(scope="default", rpm=5)
     services.rate_limit_policy_create(scope="agent", subject="agent:vip", rpm=50)
     services.rate_limit_policy_create(scope="microdao", subject="microdao:7", tpm=1000)
@@ -226,7 +227,8 @@ def _proxy(base_url: str, headers: dict, agent: str, model: str = "dagi-stub") -
     return httpx.post(f"{base_url}/internal/llm/proxy", json=body, headers=headers, timeout=30)
 
 
-def test_limits_are_exact_across_two_server_processes(api, second_server, stub_model, llm_headers, live):
+def test_limits_are_exact_across_two_server_processes(api, second_server, stub_model, llm_headers, live, make_agents):
+    make_agents("agent:limited", "agent:policy-probe")
     services.rate_limit_policy_create(scope="agent", subject="agent:limited", rpm=7)
     live()
     urls = [str(api.base_url).rstrip("/"), second_server.url]
@@ -252,7 +254,9 @@ def test_limits_are_exact_across_two_server_processes(api, second_server, stub_m
     assert served.headers["x-ratelimit-limit-requests"] == "7"
 
 
-def test_concurrency_is_exact_across_two_processes(api, second_server, stub_model, fake_provider, make_model, llm_headers, live):
+def test_concurrency_is_exact_across_two_processes(api, second_server, stub_model, fake_provider, make_model, llm_headers, live,
+                                                  make_agents):
+    make_agents("agent:single", "agent:policy-probe")
     services.provider_update(provider=fake_provider, timeout_seconds=10)
     make_model("slowpoke", fake_provider, "slow:3")  # long enough that all four overlap
     services.rate_limit_policy_create(scope="agent", subject="agent:single", max_concurrent=1)

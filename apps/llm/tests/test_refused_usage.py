@@ -54,8 +54,9 @@ def test_a_disabled_model_stream_and_an_embedding_refusal_are_recorded(stub_mode
     assert (row.status, row.error_type, row.endpoint) == ("refused", "model_cannot_embed", "embeddings")
 
 
-def test_a_rate_limited_call_is_recorded_per_agent(stub_model):
+def test_a_rate_limited_call_is_recorded_per_agent(stub_model, make_agents):
     agent = f"agent:limited-{uuid.uuid4().hex[:8]}"
+    make_agents(agent)
     services.rate_limit_policy_create(scope="agent", subject=agent, rpm=1)
     gateway.chat_completion_sync(model="dagi-stub", messages=HELLO, agent_id=agent, request_id=f"{agent}-1")
     with pytest.raises(RateLimited):

@@ -134,7 +134,7 @@ def test_a_client_giving_up_cancels_a_non_streamed_call(api, fake_provider, make
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_stream_abandoned_before_its_body_started_still_settles(stub_model):
+def test_a_stream_abandoned_before_its_body_started_still_settles(stub_model, make_agents):
     """The client went away between the headers and the first chunk: the task ends without
     ever iterating the body; usage is still recorded and the concurrency slot released."""
     import asyncio
@@ -144,6 +144,7 @@ def test_a_stream_abandoned_before_its_body_started_still_settles(stub_model):
     from apps.llm import router, services
     from apps.llm.tests.conftest import usage_rows
 
+    make_agents("agent:solo")
     services.rate_limit_policy_create(scope="agent", subject="agent:solo", max_concurrent=1)
     call = router.ChatCall(model="dagi-stub", messages=[{"role": "user", "content": "hi there"}])
 

@@ -28,13 +28,7 @@ CASES: dict[str, dict[str, Any]] = {
         "put": {"name": "gpt-x", "deployments": [{"provider": "stub", "upstream_model": "gpt-x-2026", "weight": 3}]},
         "filter": "provider=stub",
     },
-    "rate-limits": {
-        "create": {"scope": "agent", "subject": "agent:sofia", "rpm": 60},
-        "key": None,  # by id
-        "patch": {"tpm": 10000},
-        "put": {"scope": "agent", "subject": "agent:sofia", "rpm": 30, "enabled": False},
-        "filter": "scope=agent",
-    },
+    # Agents before what names them (an agent policy, a tool's allowed_agents).
     "agents": {
         "create": {"id": "agent:sofia", "name": "Sofia", "microdao_id": "microdao:7", "model": "gpt-x",
                    "character": {"bio": ["Product lead"]}},
@@ -42,6 +36,13 @@ CASES: dict[str, dict[str, Any]] = {
         "patch": {"temperature": 0.3},
         "put": {"id": "agent:sofia", "name": "Sofia Prime", "microdao_id": "microdao:7", "model": "gpt-y"},
         "filter": "microdao_id=microdao:7",
+    },
+    "rate-limits": {
+        "create": {"scope": "agent", "subject": "agent:sofia", "rpm": 60},
+        "key": None,  # by id
+        "patch": {"tpm": 10000},
+        "put": {"scope": "agent", "subject": "agent:sofia", "rpm": 30, "enabled": False},
+        "filter": "scope=agent",
     },
     "tools": {
         "create": {"id": "projects.list", "name": "List projects", "input_schema": OBJECT_SCHEMA,
@@ -69,8 +70,8 @@ def _path(collection: str, created: dict[str, Any], key: str | None) -> str:
 @pytest.mark.parametrize("collection", list(CASES))
 def test_crud(client, stub_provider, make_agents, collection):
     case = CASES[collection]
-    if collection == "tools":
-        make_agents("agent:sofia")  # the agent the tool allows
+    if collection in ("tools", "rate-limits"):
+        make_agents("agent:sofia")  # the agent the tool allows, the agent policy limits
     created = client.post(f"/{collection}/", json=case["create"])
     assert created.status_code == 201, created.text
     body = created.json()

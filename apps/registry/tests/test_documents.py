@@ -29,12 +29,13 @@ def registry(transactional_db):
     llm.deployment_create(logical_model=big, provider=stub, upstream_model="big-a", weight=3, rpm_limit=100)
     llm.deployment_create(logical_model=big, provider=Provider.objects.get(name="openai"), upstream_model="gpt-4.1", enabled=False)
     llm.logical_model_create(name="empty")
-    llm.rate_limit_policy_create(scope="default", rpm=60)
-    llm.rate_limit_policy_create(scope="agent", subject="agent:sofia", tpm=5000, max_concurrent=2)
     sofia = agent_create(agent_id="agent:sofia", name="Sofia", microdao_id="microdao:7", model="big",
                          character={"bio": ["Product lead"], "topics": ["roadmaps"]}, temperature=0.2, memory_kinds=["kb"])
     agent_secret_set(agent=sofia, name="OPENAI_API_KEY", value=SECRET_VALUES[2])
     agent_create(agent_id="agent:pm", name="PM", microdao_id="microdao:7", model="small", tool_mode="text")
+    # Policies after the agents: an agent policy must name an agent that exists.
+    llm.rate_limit_policy_create(scope="default", rpm=60)
+    llm.rate_limit_policy_create(scope="agent", subject="agent:sofia", tpm=5000, max_concurrent=2)
     tool_create(tool_id="projects.list", name="Projects", input_schema=OBJECT_SCHEMA, executor="http",
                 target="http://svc:8000/projects", allowed_agents=["agent:sofia", "agent:pm"], read_only=True,
                 secret_headers={"X-Key": SECRET_VALUES[1]}, output_schema={"type": "array"})
@@ -291,3 +292,65 @@ def test_pruned_agents_leave_the_tools_the_document_does_not_cover(token_client,
         ("token:ci-deployer", [["agent:cto", "agent:pm", "agent:sofia"], ["agent:pm", "agent:sofia"]]),
         ("token:ci-deployer", [["agent:pm", "agent:sofia"], ["agent:sofia"]]),
     ]
+
+
+def test_a_document_may_create_an_agent_and_its_policy(token_client, registry):
+    # The policy comes first in the document: agents are applied before policies all the same.
+    document = {
+        "rate_limits": [{"scope": "agent", "subject": "agent:cto", "rpm": 3}],
+        "agents": [{"id": "agent:cto", "name": "CTO", "microdao_id": "microdao:7", "model": "small"}],
+    }
+    for query in ("?dry_run=1&prune=0", "?prune=0"):
+        response = token_client.post(f"/apply{query}", json=document)
+        assert response.status_code == 200, response.text
+        assert [(c["type"], c["id"], c["action"]) for c in response.json()["changes"]] == [
+            ("agent", "agent:cto", "create"), ("rate_limit", "agent:agent:cto", "create")]
+    assert RateLimitPolicy.objects.get(subject="agent:cto").rpm == 3
+
+
+def test_an_unknown_agent_policy_in_a_document_is_refused_at_its_path(token_client, registry):
+    document = token_client.get("/export").json()
+    document["agents"].append({"id": "agent:cto", "name": "CTO", "microdao_id": "microdao:7", "model": "small"})
+    document["rate_limits"].append({"scope": "agent", "subject": "agent:ctoo", "rpm": 1})
+    error = _refused_alike(token_client, document)
+    assert error["details"] == [{"path": "rate_limits[2].subject", "message": UNKNOWN_AGENT}]
+    assert error["message"] == f"rate_limits[2].subject: {UNKNOWN_AGENT}"
+    assert not Agent.objects.filter(id="agent:cto").exists()  # all or nothing: the new agent too
+
+
+def test_pruning_an_agent_whose_policy_the_document_keeps_is_refused(token_client, registry):
+    from apps.tools.services import tool_update
+
+    llm.rate_limit_policy_create(scope="agent", subject="agent:pm", rpm=4)
+    tool_update(tool=Tool.objects.get(tool_id="projects.list"), allowed_agents=["agent:sofia"])
+    document = token_client.get("/export").json()
+    document["agents"] = [a for a in document["agents"] if a["id"] != "agent:pm"]  # its policy stays listed
+    assert document["rate_limits"][0]["subject"] == "agent:pm"
+    assert _refused_alike(token_client, document)["details"] == [{
+        "path": "rate_limits[0].subject",
+        "message": "agent 'agent:pm' is deleted by this document (it is not under agents:); "
+                   "take this policy out or keep the agent",
+    }]
+    # Taking the policy out too: both go, the policy once in the plan.
+    document["rate_limits"] = document["rate_limits"][1:]
+    plan = token_client.post("/apply", json=document).json()
+    assert [(c["type"], c["id"], c["action"]) for c in plan["changes"] if c["action"] != "unchanged"] == [
+        ("rate_limit", "agent:agent:pm", "delete"), ("agent", "agent:pm", "delete")]
+    assert not RateLimitPolicy.objects.filter(subject="agent:pm").exists()
+
+
+def test_pruned_agents_take_their_policies_when_the_document_has_no_rate_limits(token_client, registry):
+    llm.rate_limit_policy_create(scope="agent", subject="agent:pm", rpm=4)
+    llm.rate_limit_policy_create(scope="microdao", subject="microdao:7", rpm=40)
+    document = {"agents": [a for a in token_client.get("/export").json()["agents"] if a["id"] == "agent:sofia"]}
+    dry = token_client.post("/apply?dry_run=1", json=document).json()
+    assert [(c["type"], c["id"], c["action"]) for c in dry["changes"]] == [
+        ("agent", "agent:sofia", "unchanged"), ("agent", "agent:pm", "delete"),
+        ("rate_limit", "agent:agent:pm", "delete"), ("tool", "projects.list", "update")]
+    assert RateLimitPolicy.objects.filter(subject="agent:pm").exists()  # a dry run
+    applied = token_client.post("/apply", json=document).json()
+    assert applied["changes"] == dry["changes"]
+    assert sorted(RateLimitPolicy.objects.values_list("scope", "subject")) == [
+        ("agent", "agent:sofia"), ("default", ""), ("microdao", "microdao:7")]
+    record = ChangeRecord.objects.get(object_type="llm.RateLimitPolicy", action="delete")
+    assert (record.object_repr, record.actor, record.source) == ("agent:agent:pm", "token:ci-deployer", "api")

@@ -88,7 +88,7 @@ def test_unique_ids_and_conflicts(token_client, stub_provider):
     assert LogicalModel.objects.get(name="a").fallbacks == []
     # Names are fixed; scope and subject of a policy too.
     _refused(token_client.patch("/tools/t.ok/", json={"id": "t.other"}), 422, "validation_error", "id")
-    policy = token_client.post("/rate-limits/", json={"scope": "agent", "subject": "agent:x", "rpm": 1}).json()
+    policy = token_client.post("/rate-limits/", json={"scope": "agent", "subject": "agent:ok", "rpm": 1}).json()
     _refused(token_client.patch(f"/rate-limits/{policy['id']}/", json={"subject": "agent:y"}), 422, "validation_error")
     _refused(token_client.patch("/embedding-models/hash-x/", json={"is_active": False}), 422, "validation_error", "is_active")
     _refused(token_client.delete("/embedding-models/hash-x/"), 409, "conflict")
@@ -173,3 +173,24 @@ def test_deleting_an_agent_takes_it_out_of_the_tools(token_client, make_agents):
         ("t.ok", "token:ci-deployer", "api"), ("t.pm", "token:ci-deployer", "api")]
     # The narrowed tool still saves: nothing left in it names a missing agent.
     assert token_client.patch("/tools/t.pm/", json={"description": "kept"}).status_code == 200
+
+
+def test_an_agent_policy_must_name_a_real_agent(token_client, make_agents):
+    from apps.llm.models import RateLimitPolicy
+    from apps.llm.services import registry_import
+    from daarion.errors import ValidationFailed
+
+    ghost = UNKNOWN_PMM
+    error = _refused(token_client.post("/rate-limits/", json={"scope": "agent", "subject": "agent:pmm", "rpm": 1}), 422,
+                     "validation_error")
+    assert error["details"] == [{"path": "subject", "message": ghost}] and error["message"] == f"subject: {ghost}"
+    assert not RateLimitPolicy.objects.exists()
+    # The seed-shaped import says the same at its path.
+    with pytest.raises(ValidationFailed) as raised:
+        registry_import(data={"rate_limits": [{"scope": "agent", "subject": "agent:pmm", "rpm": 1}]})
+    assert raised.value.details == [{"path": "rate_limits[0].subject", "message": ghost}]
+    # microDAO policies name no agent; once the agent exists, the same body passes.
+    assert token_client.post("/rate-limits/", json={"scope": "microdao", "subject": "microdao:any", "rpm": 1}).status_code == 201
+    make_agents("agent:pmm")
+    assert token_client.post("/rate-limits/", json={"scope": "agent", "subject": "agent:pmm", "rpm": 1}).status_code == 201
+
