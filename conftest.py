@@ -71,23 +71,9 @@ def api(asgi_server, transactional_db) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def make_token(db) -> Callable[..., str]:
-    """make_token(scopes=[...], agents=None, **kw) -> the raw bearer token."""
-    from daarion.services import service_token_create
-
-    counter = iter(range(1, 10_000))
-
-    def _make(scopes: list[str] | None = None, agents: list[str] | None = None, **kwargs) -> str:
-        name = kwargs.pop("name", f"test-token-{next(counter)}")
-        return service_token_create(name=name, scopes=scopes or ["llm"], agents=agents, **kwargs).raw
-
-    return _make
-
-
-@pytest.fixture
 def make_agents(db) -> Callable[..., None]:
-    """make_agents(*ids): a small blueprint for each id not stored yet, so that tools may
-    allow them (a tool's allowed_agents must name real agents)."""
+    """make_agents(*ids): a small blueprint for each id not stored yet, so that tools,
+    agent rate-limit policies and service tokens may name them (each must name real agents)."""
     from apps.agents.models import Agent
     from apps.agents.services import agent_create
 
@@ -96,6 +82,23 @@ def make_agents(db) -> Callable[..., None]:
             if not Agent.objects.filter(pk=agent_id).exists():
                 agent_create(agent_id=agent_id, name=agent_id.split(":", 1)[-1].title(),
                              microdao_id="microdao:7", model="test-model")
+
+    return _make
+
+
+@pytest.fixture
+def make_token(db, make_agents) -> Callable[..., str]:
+    """make_token(scopes=[...], agents=None, **kw) -> the raw bearer token. The agents it is
+    bound to are created first (make_agents) when they are not stored yet: a token's agents
+    must name real agents."""
+    from daarion.services import service_token_create
+
+    counter = iter(range(1, 10_000))
+
+    def _make(scopes: list[str] | None = None, agents: list[str] | None = None, **kwargs) -> str:
+        name = kwargs.pop("name", f"test-token-{next(counter)}")
+        make_agents(*(agents or []))
+        return service_token_create(name=name, scopes=scopes or ["llm"], agents=agents, **kwargs).raw
 
     return _make
 

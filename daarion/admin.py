@@ -4,34 +4,61 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
 from daarion.choices import Scope
 from daarion.models import ChangeRecord, ServiceToken
-from daarion.services import service_token_create, service_token_delete, service_token_update
+from daarion.services import clean_token_agents, service_token_create, service_token_delete, service_token_update
+
+
+_ANY_AGENT, _LISTED_AGENTS = "any", "listed"
 
 
 class ServiceTokenForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(choices=Scope.choices, widget=forms.CheckboxSelectMultiple)
+    # Explicit, because "no agent" ([]: every agent it was bound to was deleted) and "any
+    # agent" (null) must not look alike: an empty box saved as "any" would widen the token.
+    acts_for = forms.ChoiceField(
+        label="Acts for",
+        required=False,
+        choices=[(_ANY_AGENT, "any agent"), (_LISTED_AGENTS, "only the agents listed below (none listed: no agent)")],
+        widget=forms.RadioSelect,
+    )
     agents = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="One agent id per line (or comma-separated). Empty: the token may act for any agent.",
+        help_text="One agent id per line (or comma-separated); each must name an existing agent.",
     )
 
     class Meta:
         model = ServiceToken
-        fields = ["name", "scopes", "agents", "enabled", "expires_at"]
+        fields = ["name", "scopes", "acts_for", "agents", "enabled", "expires_at"]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if self.instance.pk and self.instance.agents is not None:
+        bound = self.instance.pk is not None and self.instance.agents is not None
+        self.initial["acts_for"] = _LISTED_AGENTS if bound else _ANY_AGENT
+        if bound:
             self.initial["agents"] = "\n".join(self.instance.agents)
 
     def clean_agents(self) -> list[str] | None:
         text = self.cleaned_data.get("agents") or ""
         items = [item.strip() for item in text.replace(",", "\n").splitlines() if item.strip()]
-        return items or None
+        acts_for = self.cleaned_data.get("acts_for")
+        if acts_for == _ANY_AGENT:
+            if items:
+                raise ValidationError("clear the list, or choose 'only the agents listed below'")
+            return None
+        if not acts_for and not items:
+            # A post without the choice (not the rendered form): an empty box keeps the kind
+            # of binding the token has, so it can never turn a bound token into an unbound one.
+            bound = self.instance.pk is not None and self.instance.agents is not None
+            return [] if bound else None
+        try:
+            return clean_token_agents(items)
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict["agents"]) from exc
 
 
 @admin.register(ServiceToken)

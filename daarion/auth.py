@@ -33,7 +33,9 @@ class Principal:
     name: str
     prefix: str
     scopes: frozenset[str]
-    agents: frozenset[str] | None  # None: may act for any agent
+    # None: may act for any agent; empty: for none (every agent it named has been deleted;
+    # agent_delete narrows the list and bumps the snapshot, so the id stops working at once).
+    agents: frozenset[str] | None
     enabled: bool
     expires_at: datetime | None
 

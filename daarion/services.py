@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.apps import apps
 from django.core.exceptions import ValidationError
@@ -14,6 +15,7 @@ from django.db import models, transaction
 from django.db.models import F, TextField
 from django.db.models.functions import Cast
 
+from daarion.agent_directory import unknown_agent_ids
 from daarion.choices import Scope
 from daarion.crypto import EncryptedTextField, key_id_of, key_ring
 from daarion.live_config import bump_version
@@ -36,10 +38,24 @@ def _clean_scopes(scopes: list[str]) -> list[str]:
     return sorted(set(scopes))
 
 
-def _clean_agents(agents: list[str] | None) -> list[str] | None:
+def clean_token_agents(agents: Any) -> list[str] | None:
+    """None (any agent) or a sorted list of distinct agent ids, each naming an agent that
+    exists ([] = no agent). Raises ValidationError on `agents` naming every unknown id.
+
+    Admin, the create_service_token command and the services all come through here: a typo
+    would otherwise be a binding to nobody that looks like one to somebody.
+    """
     if agents is None:
         return None
+    if not isinstance(agents, (list, tuple)) or not all(isinstance(a, str) for a in agents):
+        raise ValidationError({"agents": "must be null (any agent) or a list of agent ids"})
     cleaned = sorted({a.strip() for a in agents if a and a.strip()})
+    # Without the agents app no resolver is registered and every id is accepted (agent_directory).
+    unknown = unknown_agent_ids(cleaned)
+    if unknown:
+        raise ValidationError({"agents": [
+            f"no agent {agent_id!r} in the registry (create the agent first)" for agent_id in unknown
+        ]})
     return cleaned
 
 
@@ -65,7 +81,7 @@ def service_token_create(
         prefix=raw[: len(_TOKEN_PREFIX) + 8],
         secret_hash=hash_token(raw),
         scopes=_clean_scopes(scopes),
-        agents=_clean_agents(agents),
+        agents=clean_token_agents(agents),
         expires_at=expires_at,
         enabled=enabled,
     )
@@ -87,7 +103,7 @@ def service_token_update(
     if scopes is not None:
         token.scopes = _clean_scopes(scopes)
     if agents is not ...:
-        token.agents = _clean_agents(agents)  # type: ignore[arg-type]
+        token.agents = clean_token_agents(agents)
     if enabled is not None:
         token.enabled = enabled
     if expires_at is not ...:
@@ -96,6 +112,26 @@ def service_token_update(
     token.save()
     bump_version(TOKEN_CONFIG)
     return token
+
+
+@transaction.atomic
+def service_tokens_forget_agent(*, agent_id: str) -> list[ServiceToken]:
+    """Takes `agent_id` out of every token's `agents` (the agent is being deleted); returns
+    the tokens it changed. Each is saved like any token edit (change log, snapshot bump), so
+    every process stops honouring the id once the transaction commits.
+
+    A list that becomes empty stays [] (acts for no agent), never None (any agent): deleting
+    an agent must never widen what a token may do. Only the list narrows, so nothing else
+    of the token is checked again here.
+    """
+    changed = []
+    for token in ServiceToken.objects.select_for_update().filter(agents__contains=[agent_id]).order_by("pk"):
+        token.agents = [a for a in token.agents if a != agent_id]
+        token.save(update_fields=["agents"])
+        changed.append(token)
+    if changed:
+        bump_version(TOKEN_CONFIG)
+    return changed
 
 
 @transaction.atomic

@@ -22,6 +22,7 @@ from apps.tools.services import tools_forget_agent
 from daarion.errors import Conflict, NotFound, ValidationFailed
 from daarion.live_config import bump_version
 from daarion.redis_client import get_redis, key
+from daarion.services import service_tokens_forget_agent
 from daarion.storable import json_problem
 
 AGENTS_CONFIG = "agents"
@@ -152,12 +153,13 @@ def agent_update(*, agent: Agent, **changes: Any) -> Agent:
 def agent_delete(*, agent: Agent) -> list[str]:
     """Deletes the agent and everything that names it, in the same transaction, so nothing
     in the registry is left naming an agent that is gone: its id leaves every tool's
-    allowed_agents (an emptied list stays [], no agent), and its agent-scope rate-limit
-    policies are deleted. Each of those is changed, versioned and logged like any edit of
-    its kind. Returns the ids of the tools it narrowed."""
+    allowed_agents and every service token's agents (an emptied list stays [], no agent),
+    and its agent-scope rate-limit policies are deleted. Each of those is changed, versioned
+    and logged like any edit of its kind. Returns the ids of the tools it narrowed."""
     agent_id = agent.pk
     forgotten = tools_forget_agent(agent_id=agent_id)
     rate_limit_policies_forget_agent(agent_id=agent_id)
+    service_tokens_forget_agent(agent_id=agent_id)
     agent.delete()
     bump_version(AGENTS_CONFIG)
     # A new agent under the same id must start unloaded, not inherit this one's state.

@@ -32,7 +32,7 @@ from apps.llm.schemas import (
 )
 from apps.llm.selectors import registry_snapshot
 from daarion.auth import Principal, ServiceTokenAuth, principal_of
-from daarion.errors import BadRequest, DaarionError, ValidationFailed
+from daarion.errors import BadRequest, DaarionError, Forbidden, ValidationFailed
 
 router = Router(tags=["llm"], auth=ServiceTokenAuth("llm"))
 openai_router = Router(tags=["openai"], auth=ServiceTokenAuth("llm"))
@@ -52,6 +52,10 @@ def _agent_for(principal: Principal, requested: str | None, *, source: str) -> s
         return requested
     if principal.agents is not None and len(principal.agents) == 1:
         return next(iter(principal.agents))
+    if principal.agents is not None and not principal.agents:
+        # Bound to agents that were all deleted since: it acts for none, never for any.
+        raise Forbidden(f"token {principal.name!r} may act for no agent", type="agent_not_allowed",
+                        details={"allowed_agents": []})
     if principal.agents is not None:
         raise ValidationFailed(
             f"this token acts for several agents; name one in {source}",

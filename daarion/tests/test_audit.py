@@ -54,7 +54,8 @@ def test_a_save_that_changes_nothing_writes_no_record(db):
 
 
 @pytest.mark.django_db
-def test_admin_changes_name_the_staff_user():
+def test_admin_changes_name_the_staff_user(make_agents):
+    make_agents("agent:sofia")
     user = get_user_model().objects.create_superuser("ops", "ops@example.org", "pw-123456789")
     client = Client()
     client.force_login(user)

@@ -125,7 +125,8 @@ def test_token_is_stored_hashed_never_in_clear(make_token):
     assert raw not in {str(v) for v in ServiceToken.objects.filter(name="hashed").values_list().get()}
 
 
-def test_create_service_token_command_prints_a_working_token(api, bearer, capsys):
+def test_create_service_token_command_prints_a_working_token(api, bearer, capsys, make_agents):
+    make_agents("agent:pm")
     call_command("create_service_token", "cli-made", "--scopes", "tools", "--agents", "agent:pm")
     raw = capsys.readouterr().out.strip()
     response = api.get("/internal/whoami", headers=bearer(raw))

@@ -194,3 +194,22 @@ def test_an_agent_policy_must_name_a_real_agent(token_client, make_agents):
     make_agents("agent:pmm")
     assert token_client.post("/rate-limits/", json={"scope": "agent", "subject": "agent:pmm", "rpm": 1}).status_code == 201
 
+
+def test_deleting_an_agent_deletes_its_policies_and_narrows_its_tokens(token_client, make_agents, make_token):
+    from daarion.models import ServiceToken
+
+    make_agents("agent:sofia", "agent:pm")
+    for subject in ("agent:pm", "agent:sofia"):
+        assert token_client.post("/rate-limits/", json={"scope": "agent", "subject": subject, "rpm": 5}).status_code == 201
+    make_token(scopes=["llm"], agents=["agent:pm"], name="pm-runtime")
+    assert token_client.delete("/agents/agent:pm/").status_code == 204
+    listed = token_client.get("/rate-limits/?scope=agent").json()["results"]
+    assert [p["subject"] for p in listed] == ["agent:sofia"]
+    assert ServiceToken.objects.get(name="pm-runtime").agents == []
+    changes = token_client.get("/changes/?action=delete").json()["results"]
+    assert sorted((c["object_type"], c["object_repr"], c["actor"], c["source"]) for c in changes) == [
+        ("agents.Agent", "Pm (agent:pm)", "token:ci-deployer", "api"),
+        ("llm.RateLimitPolicy", "agent:agent:pm", "token:ci-deployer", "api"),
+    ]
+    token_change = token_client.get("/changes/?object_type=daarion.ServiceToken&action=update").json()["results"]
+    assert [(c["actor"], c["changes"]) for c in token_change] == [("token:ci-deployer", {"agents": [["agent:pm"], []]})]
