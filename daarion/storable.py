@@ -1,4 +1,5 @@
-"""What PostgreSQL can store, checked before a write so bad input is a 422 and never a 500.
+"""What PostgreSQL can store: checked before a write so bad input is a 422 and never a 500, or
+cleaned where there is nobody to refuse it to.
 
 Text may not hold NUL (PostgreSQL refuses `\\u0000` in text and jsonb), strings may not hold a
 lone UTF-16 surrogate (JSON allows `"\\ud800"`, UTF-8 cannot encode it), numbers must be
@@ -6,7 +7,11 @@ finite (Python's JSON reader takes `NaN`, `Infinity` and `1e400`; jsonb does not
 instant must stay inside Python's datetime range once in UTC: PostgreSQL stores year 0 or
 10000 happily, and every later read of that row would then fail.
 
-It lives in `daarion` because every app that writes input to PostgreSQL uses it (memory,
+`text_problem` and `json_problem` check (input a caller sent: refused with a 422);
+`clean_text` and `clean_json` clean (what a background drain writes: one value the database
+refused would fail the drain's whole batch on every run, and every later record would wait).
+
+It lives in `daarion` because every app that writes input to PostgreSQL uses it (memory, llm,
 agents, toolcore), and apps depend on `daarion`, not on each other.
 """
 
@@ -65,6 +70,28 @@ def to_utc(value: datetime) -> datetime:
         return value.astimezone(UTC)
     except OverflowError:
         raise ValueError("is outside the supported range once converted to UTC (years 1-9999)") from None
+
+
+def clean_text(value: Any, max_length: int | None = None) -> str:
+    """`value` as text PostgreSQL stores: None as "", NUL removed, lone surrogates as "?", cut
+    to `max_length` (a column's) when given."""
+    text = "" if value is None else str(value)
+    text = text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return text[:max_length] if max_length else text
+
+
+def clean_json(value: Any) -> Any:
+    """`value` as jsonb stores it: strings and keys through clean_text, non-finite numbers as
+    null. Nesting is not bounded here: a value too deep raises RecursionError."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {clean_text(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_json(v) for v in value]
+    return value
 
 
 def _storable_text(value: str) -> str:

@@ -30,6 +30,7 @@ from django.db import close_old_connections, connection, models
 from django.utils.dateparse import parse_datetime
 
 from daarion.redis_client import get_redis, key
+from daarion.storable import clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -144,17 +145,6 @@ def _run() -> None:
                 close_old_connections()
 
 
-def _storable(value: Any) -> Any:
-    """A string PostgreSQL accepts: without NUL and with lone surrogates replaced.
-
-    Ids reach a record from callers (an agent turn's channel, say); one that Postgres refused
-    would fail its whole batch on every drain, and every later record would wait behind it.
-    """
-    if not isinstance(value, str):
-        return value
-    return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
-
-
 @cache
 def _columns() -> tuple[tuple[models.Field, str], ...]:
     """UsageRecord's columns with their SQL types (the model decides)."""
@@ -173,11 +163,12 @@ _MAX_BY_TYPE = {"smallint": 32_767, "integer": 2_147_483_647, "bigint": 9_223_37
 
 def _column_value(field: models.Field, db_type: str, value: Any) -> Any:
     """`value` coerced to what the column accepts, or the field's default: a record that the
-    database would refuse would fail its whole batch on every drain (see _storable)."""
+    database would refuse would fail its whole batch on every drain, and every later record
+    would wait behind it. Ids reach a record from callers (an agent turn's channel, say)."""
     if value is None:
         return None if field.null else field.get_default()
     if isinstance(field, models.CharField):
-        return _storable(str(value))[: field.max_length]
+        return clean_text(value, field.max_length)
     if isinstance(field, models.BooleanField):
         return bool(value)
     if isinstance(field, models.IntegerField):  # the positive and small ones too

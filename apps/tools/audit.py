@@ -31,6 +31,7 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, close_old_connections, transaction
 
 from daarion.redis_client import get_async_redis, get_redis, key
+from daarion.storable import clean_json, clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -84,31 +85,6 @@ def audit_entry(
     }
 
 
-def _text(value: Any, max_length: int | None = None) -> str:
-    """`value` as text PostgreSQL stores: without NUL, lone surrogates replaced, cut to the column.
-
-    Tool ids, arguments and upstream error text come from callers and targets; a value the
-    database refused would fail its batch on every drain.
-    """
-    text = "" if value is None else str(value)
-    text = text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
-    return text[:max_length] if max_length else text
-
-
-def _json(value: Any) -> Any:
-    """`value` as jsonb stores it: strings and keys through _text, non-finite numbers as null
-    (Python's JSON reader takes NaN and 1e400, jsonb does not)."""
-    if isinstance(value, str):
-        return _text(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {_text(k): _json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json(v) for v in value]
-    return value
-
-
 def _row(data: Any) -> Any:
     """One entry as a ToolCall, every value one its column holds. Raises (ValueError, TypeError,
     KeyError) for an entry that is not an object with a call_id: nothing to store it under."""
@@ -128,8 +104,9 @@ def _row(data: Any) -> Any:
     except (KeyError, TypeError, ValueError, OverflowError, OSError):
         created = datetime.now(tz=UTC)
 
+    # Tool ids, arguments and upstream error text come from callers and targets.
     def text(name: str) -> str:
-        return _text(data.get(name), ToolCall._meta.get_field(name).max_length)
+        return clean_text(data.get(name), ToolCall._meta.get_field(name).max_length)
 
     return ToolCall(
         call_id=call_id,
@@ -137,7 +114,7 @@ def _row(data: Any) -> Any:
         tool_version=None if version is None else max(0, min(version, _MAX_INT)),
         agent_id=text("agent_id"),
         microdao_id=text("microdao_id"),
-        args=_json(data.get("args")),
+        args=clean_json(data.get("args")),
         status=text("status"),
         error_type=text("error_type"),
         error=text("error"),

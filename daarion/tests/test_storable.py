@@ -10,7 +10,16 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 from pydantic import TypeAdapter, ValidationError
 
-from daarion.storable import StorableObject, StorableText, UtcDatetime, json_problem, text_problem, to_utc
+from daarion.storable import (
+    StorableObject,
+    StorableText,
+    UtcDatetime,
+    clean_json,
+    clean_text,
+    json_problem,
+    text_problem,
+    to_utc,
+)
 
 
 def _jsonb_round_trip(value: object) -> object:
@@ -80,3 +89,25 @@ def test_the_schema_types_report_the_rule():
         TypeAdapter(StorableObject).validate_python({"a": {"b": float("inf")}})
     with pytest.raises(ValidationError, match="years 1-9999"):
         TypeAdapter(UtcDatetime).validate_python("0001-01-01T00:00:00+05:00")
+
+
+def _text_round_trip(value: str) -> str:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT %s::text", [value])
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db
+def test_what_the_cleaners_make_of_what_postgres_refuses_it_stores():
+    text = clean_text("a\x00b \ud800 c", 6)
+    assert text == "ab ? c" and text_problem(text) is None
+    assert _text_round_trip(text) == text
+    assert (clean_text(None), clean_text(42), clean_text("long", 2), clean_text("fine")) == ("", "42", "lo", "fine")
+
+    value = {"t\x00": ["x\x00", "\udc80", float("nan"), float("inf"), {"n": -float("inf")}], "ok": 1.5, "big": 10**30}
+    cleaned = clean_json(value)
+    assert cleaned == {"t": ["x", "?", None, None, {"n": None}], "ok": 1.5, "big": 10**30}
+    assert json_problem(cleaned, "content") is None
+    assert _jsonb_round_trip(cleaned) == cleaned
+    fine = {"text": "ünïcode ✓ 🚀", "list": [1, None, True, {"deep": "x"}]}
+    assert clean_json(fine) == fine
