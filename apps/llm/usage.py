@@ -4,9 +4,12 @@ A call appends its record to a process-local queue (no I/O). A background thread
 queue to a Redis list every few milliseconds, and the records go from there to Postgres in
 batches (`drain_to_database`), called by the Celery beat task `llm.drain_usage` every
 LLM_USAGE_DRAIN_SECONDS, and by that thread too when LLM_USAGE_FLUSH_INTERVAL is set (a
-deployment without a worker; off by default, see the setting). A batch leaves Redis only
-after Postgres committed it, so records wait in Redis while Postgres is down; a unique
-record id makes a batch written twice insert once.
+deployment without a worker; off by default, see the setting).
+
+A drain reads a batch, inserts it (ON CONFLICT on the record's unique record_id does nothing,
+so a batch written twice inserts once) and only then trims it from the list: records wait in
+Redis while Postgres is down, and a drainer that dies half-way leaves its batch to the next.
+One drainer at a time holds a Redis lock, and it trims only while it still holds it.
 """
 
 from __future__ import annotations
@@ -44,7 +47,16 @@ _thread: threading.Thread | None = None
 _thread_lock = threading.Lock()
 _wake = threading.Event()
 
+_LOCK_MS = 60_000
 _RELEASE_LOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+# A drainer whose lock expired (a batch slower than _LOCK_MS: Postgres stalled, the worker
+# paused) must not trim: another drainer may have read the same records and trimmed them
+# already, and a second trim would drop records nobody wrote. Its batch is in the table; the
+# next drainer replays it and the unique record_id keeps every row single.
+_TRIM_IF_HELD = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('LTRIM', KEYS[2], ARGV[2], -1) return 1 "
+    "else return 0 end"
+)
 
 
 def buffer_key() -> str:
@@ -225,13 +237,17 @@ def _insert(rows: list[list[Any]]) -> None:
 
 
 def drain_to_database(*, max_batches: int = 100) -> int:
-    """Writes buffered records to Postgres in batches; returns how many were written.
+    """Writes buffered records to Postgres, at most `max_batches` batches; returns how many
+    records were written (a replayed one counts: its row is there). 0 while another drainer
+    holds the lock.
 
-    One drainer at a time (a Redis lock), so the list is trimmed only by whoever read it.
+    One drainer at a time (a Redis lock), and a batch is trimmed only by a drainer that still
+    holds it, so no record is trimmed twice (see _TRIM_IF_HELD).
     """
     client = get_redis()
+    trim = client.register_script(_TRIM_IF_HELD)
     token = uuid.uuid4().hex
-    if not client.set(_lock_key(), token, nx=True, px=60_000):
+    if not client.set(_lock_key(), token, nx=True, px=_LOCK_MS):
         return 0
     written = 0
     try:
@@ -247,8 +263,10 @@ def drain_to_database(*, max_batches: int = 100) -> int:
                     logger.error("unreadable usage record skipped: %r", item[:300])
             if rows:
                 _insert(rows)
-            client.ltrim(buffer_key(), len(items), -1)
             written += len(rows)
+            if not trim(keys=[_lock_key(), buffer_key()], args=[token, len(items)]):
+                logger.warning("usage drain outlived its lock; the next drain replays the batch")
+                break
     finally:
         client.eval(_RELEASE_LOCK, 1, _lock_key(), token)
     return written

@@ -4,15 +4,18 @@ down, idempotent, drained by the Celery task, and recorded for cancelled streams
 from __future__ import annotations
 
 import json
+import threading
+from typing import Any
 
 import httpx
 import pytest
-from django.db import connection
+from django.db import connection, connections
 
 from apps.llm import usage
 from apps.llm.models import UsageRecord
 from apps.llm.tasks import drain_usage
 from apps.llm.tests.conftest import usage_rows, wait_for
+from daarion.redis_client import get_redis
 
 
 def _record(request_id: str, **fields) -> dict:
@@ -95,6 +98,49 @@ def test_the_celery_task_drains_the_buffer(celery_worker):
     usage.push_pending()
     assert drain_usage.delay().get(timeout=30) >= 1
     assert UsageRecord.objects.filter(request_id="req-celery").exists()
+
+
+def _lock_usage_table() -> Any:
+    """A connection holding the usage table in EXCLUSIVE mode: a drain's INSERT waits for it
+    (a Postgres or worker stall, for real). Roll it back and close it to let the drain go on."""
+    blocker = connections.create_connection("default")
+    blocker.connect()
+    blocker.set_autocommit(False)
+    blocker.cursor().execute(f"LOCK TABLE {UsageRecord._meta.db_table} IN EXCLUSIVE MODE")
+    return blocker
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_drain_that_outlived_its_lock_does_not_trim_and_the_next_replays_its_batch(caplog):
+    """A batch slower than the lock: another drainer may have taken the records meanwhile, so
+    this one leaves the list alone, and the next drain writes the batch again (no row twice)."""
+    get_redis().rpush(usage.buffer_key(), json.dumps(_record("req-slow-1")), json.dumps(_record("req-slow-2")))
+    blocker = _lock_usage_table()
+    result: list[int] = []
+
+    def drain() -> None:
+        try:
+            result.append(usage.drain_to_database(max_batches=1))
+        finally:
+            connections.close_all()
+
+    drainer = threading.Thread(target=drain)
+    drainer.start()
+    try:
+        assert wait_for(lambda: get_redis().exists(usage._lock_key())), "the drain took its lock"  # noqa: SLF001
+        get_redis().set(usage._lock_key(), "another-drainer", px=30_000)  # noqa: SLF001 - as if it expired and was retaken
+    finally:
+        blocker.rollback()
+        blocker.close()
+    drainer.join(30)
+    assert result == [2], "the batch was inserted"
+    assert usage.pending_in_redis() == 2, "not trimmed by a drainer that no longer held the lock"
+    assert get_redis().get(usage._lock_key()) == b"another-drainer", "nor was the other drainer's lock released"  # noqa: SLF001
+    assert any("outlived its lock" in r.message for r in caplog.records)
+    get_redis().delete(usage._lock_key())  # noqa: SLF001 - the other drainer is done
+    assert usage.drain_to_database() == 2
+    assert usage.pending_in_redis() == 0
+    assert UsageRecord.objects.filter(request_id__startswith="req-slow-").count() == 2
 
 
 def _stream_lines(base_url: str, headers: dict, body: dict, stop_after_deltas: int) -> list[str]:
