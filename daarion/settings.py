@@ -304,10 +304,13 @@ LLM_MAX_RETRY_AFTER = float(os.environ.get("DAARION_LLM_MAX_RETRY_AFTER", "5"))
 # /internal/llm/batch: at most this many items per call, run this many at a time.
 LLM_BATCH_MAX_ITEMS = int(os.environ.get("DAARION_LLM_BATCH_MAX_ITEMS", "100"))
 LLM_BATCH_CONCURRENCY = int(os.environ.get("DAARION_LLM_BATCH_CONCURRENCY", "8"))
+# A drain not started within a few ticks is dropped (a worker back from a stall runs a few, not
+# one per tick it missed), and its result is not kept: one a second would fill the backend.
 CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
     "llm-drain-usage": {"task": "llm.drain_usage", "schedule": LLM_USAGE_DRAIN_SECONDS,
-                        "options": {"queue": "default", "expires": 30}},
+                        "options": {"queue": "default", "expires": max(5.0, 3 * LLM_USAGE_DRAIN_SECONDS),
+                                    "ignore_result": True}},
 }
 
 # --- agents ---

@@ -1,12 +1,16 @@
-"""Celery tasks of the LLM proxy: moving buffered usage records from Redis to Postgres."""
+"""Celery tasks of the LLM proxy: moving buffered usage records from Redis to Postgres (beat
+runs it every LLM_USAGE_DRAIN_SECONDS; see apps/llm/usage.py)."""
 
 from __future__ import annotations
 
 from celery import shared_task
-from django.db import DatabaseError
 
 from apps.llm.usage import drain_to_database
 from daarion.celery import Queue
+
+# A run stops after this many batches of 500 and the next tick carries on, so one run never
+# holds a worker (or the drain lock) for long however long the buffer has grown.
+_BATCHES_PER_RUN = 100
 
 
 @shared_task(
@@ -14,11 +18,12 @@ from daarion.celery import Queue
     queue=Queue.DEFAULT,
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=(DatabaseError,),
-    retry_backoff=True,
-    max_retries=3,
     expires=30,
 )
 def drain_usage() -> int:
-    """Beat runs this every few seconds; records stay in Redis while Postgres is down."""
-    return drain_to_database()
+    """Records stay in Redis while Postgres is down; a replay never doubles a row.
+
+    No retries: beat runs the task again within a second or so, and a retry beside the next
+    tick would only queue the same work twice (and pile up while the worker is stalled).
+    """
+    return drain_to_database(max_batches=_BATCHES_PER_RUN)

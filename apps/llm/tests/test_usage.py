@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import httpx
 import pytest
+from django.conf import settings
 from django.db import connection, connections
 
 from apps.llm import usage
@@ -141,6 +143,66 @@ def test_a_drain_that_outlived_its_lock_does_not_trim_and_the_next_replays_its_b
     assert usage.drain_to_database() == 2
     assert usage.pending_in_redis() == 0
     assert UsageRecord.objects.filter(request_id__startswith="req-slow-").count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_drain_is_not_retried_and_its_records_wait_for_the_next_tick(celery_worker):
+    """Postgres refuses the batch (a trigger that also counts the attempts, in a sequence that no
+    rollback undoes): the task fails once, and the next drain writes the records."""
+    table = UsageRecord._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE SEQUENCE usage_test_attempts")
+        cursor.execute("""CREATE FUNCTION usage_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM nextval('usage_test_attempts'); RAISE EXCEPTION 'refused by the test'; END $$""")
+        cursor.execute(f"CREATE TRIGGER usage_test_refuse BEFORE INSERT ON {table} "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION usage_test_refuse()")
+    try:
+        get_redis().rpush(usage.buffer_key(), json.dumps(_record("req-refused")))
+        result = drain_usage.delay()
+        with pytest.raises(Exception, match="refused by the test"):  # noqa: B017 - rebuilt from the result backend
+            result.get(timeout=60)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT last_value FROM usage_test_attempts")
+            assert cursor.fetchone()[0] == 1, "one attempt, no retries"
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TRIGGER usage_test_refuse ON {table}")
+            cursor.execute("DROP FUNCTION usage_test_refuse()")
+            cursor.execute("DROP SEQUENCE usage_test_attempts")
+    assert usage.pending_in_redis() == 1, "the records waited in Redis"
+    assert drain_usage.delay().get(timeout=30) == 1
+    assert UsageRecord.objects.filter(request_id="req-refused").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_beat_drains_keep_no_result_and_those_a_stalled_worker_did_not_start_in_time_are_dropped(celery_worker):
+    entry = settings.CELERY_BEAT_SCHEDULE["llm-drain-usage"]
+    options = entry["options"]
+    assert (entry["task"], entry["schedule"], options["queue"]) == ("llm.drain_usage", settings.LLM_USAGE_DRAIN_SECONDS, "default")
+    stall = 6 * max(1.0, entry["schedule"])  # six ticks (of a second at least)
+
+    usage.emit(_record("req-stalled"))
+    usage.push_pending()
+    blocker = _lock_usage_table()
+    try:
+        stalled = drain_usage.delay()
+        assert wait_for(lambda: get_redis().exists(usage._lock_key()), timeout=30), "the worker's drain started"  # noqa: SLF001
+        # A tick queued behind the stalled drain; its result is kept here only to see what became of it.
+        missed = drain_usage.apply_async(**{**options, "ignore_result": False})
+        time.sleep(stall)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert stalled.get(timeout=30) == 1
+    tick = drain_usage.apply_async(**options)
+    direct = drain_usage.delay()
+    assert direct.get(timeout=30) == 0, "a direct caller still gets its result"
+    # One worker runs these in order: by now the missed tick and the tick are settled.
+    assert missed.state == "REVOKED", "a drain not started within a few ticks was dropped, not run"
+    assert tick.state == "PENDING", "beat's drain ran and kept no result"
+    result_key = f"{settings.REDIS_KEY_PREFIX}celery:celery-task-meta-{{}}".format
+    assert get_redis().exists(result_key(direct.id)) and not get_redis().exists(result_key(tick.id))
+    assert UsageRecord.objects.filter(request_id="req-stalled").count() == 1
 
 
 def _stream_lines(base_url: str, headers: dict, body: dict, stop_after_deltas: int) -> list[str]:
