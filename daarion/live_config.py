@@ -18,7 +18,7 @@ from typing import Generic, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from daarion.redis_client import get_redis, key
 
@@ -112,4 +112,14 @@ class LiveSnapshot(Generic[T]):
         """Async access: the common case returns at once; a check or reload runs in a thread."""
         if not recheck and self._is_fresh(time.monotonic()):
             return self._value  # type: ignore[return-value]
-        return await sync_to_async(self.get, thread_sensitive=False)(recheck=recheck)
+        return await sync_to_async(self._get_in_pool_thread, thread_sensitive=False)(recheck)
+
+    def _get_in_pool_thread(self, recheck: bool) -> T:
+        """get() from an executor thread, which outlives the call: a reload's database
+        connection goes back (to the pool with DATABASE_POOL) as the end of a request would give
+        it back, instead of staying open, idle, in a thread that may not read again for hours."""
+        try:
+            return self.get(recheck=recheck)
+        finally:
+            if not connection.in_atomic_block:
+                connection.close()

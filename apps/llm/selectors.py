@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
 from django.db.models import Avg, Count, Q, Sum
 from django.db.models.functions import TruncDate
 
@@ -104,15 +102,6 @@ def _provider_spec(row: Provider) -> ProviderSpec:
 
 def load_registry() -> Registry:
     """Three queries; runs only when the registry version in Redis moved."""
-    try:
-        return _load_registry()
-    finally:
-        # Async callers load in a pool thread; its connection would otherwise stay open idle.
-        if threading.current_thread() is not threading.main_thread() and not connection.in_atomic_block:
-            connection.close()
-
-
-def _load_registry() -> Registry:
     providers = {row.pk: _provider_spec(row) for row in Provider.objects.all()}
     by_model: dict[int, list[DeploymentSpec]] = {}
     for row in Deployment.objects.filter(enabled=True, weight__gt=0).order_by("id"):

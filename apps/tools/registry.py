@@ -8,7 +8,6 @@ import hashlib
 import json
 import logging
 import re
-import threading
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,19 +164,10 @@ def definition_of(row: Any) -> ToolDefinition:
 
 
 def _load() -> Registry:
-    from django.db import close_old_connections, connection
-
     from apps.tools.models import Tool
 
-    try:
-        rows = list(Tool.objects.all())
-    finally:
-        # Async callers reload in a pool thread that outlives the read: give its connection
-        # back, as the end of a request would (never inside a transaction).
-        if threading.current_thread() is not threading.main_thread() and not connection.in_atomic_block:
-            close_old_connections()
     tools = {}
-    for row in rows:
+    for row in Tool.objects.all():
         try:
             tools[row.tool_id] = definition_of(row)
         except Exception:  # noqa: BLE001 - one broken row must not take every tool down
