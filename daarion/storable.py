@@ -17,11 +17,16 @@ agents, toolcore), and apps depend on `daarion`, not on each other.
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+from django.db import DataError, IntegrityError, transaction
 from pydantic import AfterValidator
+
+logger = logging.getLogger(__name__)
 
 _MAX_DEPTH = 64
 
@@ -113,3 +118,36 @@ def _storable_json(value: Any) -> Any:
 StorableText = Annotated[str, AfterValidator(_storable_text)]
 StorableObject = Annotated[dict[str, Any], AfterValidator(_storable_json)]
 UtcDatetime = Annotated[datetime, AfterValidator(to_utc)]
+
+
+# What the database raises for a batch it refuses for what it holds (a value, a constraint);
+# an outage raises OperationalError instead, and the batch must then wait for the next drain.
+REFUSED_BY_DATABASE = (DataError, IntegrityError, ValueError)
+
+R = TypeVar("R")
+
+
+def insert_batch(rows: Sequence[R], insert: Callable[[Sequence[R]], object], *, what: str,
+                 describe: Callable[[R], str]) -> int:
+    """Stores `rows` with `insert` in one go; returns how many are stored.
+
+    For background drains: should the database refuse the batch for what it holds (a constraint
+    the cleaning above does not know), the rows go one by one and only a refused row is dropped,
+    logged with `describe(row)`, so one bad record cannot hold up every record behind it. Each
+    try runs in a savepoint: a caller's transaction stays usable.
+    """
+    try:
+        with transaction.atomic():
+            insert(rows)
+        return len(rows)
+    except REFUSED_BY_DATABASE:
+        logger.warning("the database refused a batch of %s; writing them one by one", what, exc_info=True)
+    stored = 0
+    for row in rows:
+        try:
+            with transaction.atomic():
+                insert([row])
+            stored += 1
+        except REFUSED_BY_DATABASE:
+            logger.exception("dropping one of the %s that the database refuses: %s", what, describe(row))
+    return stored

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from functools import cache
@@ -33,7 +34,7 @@ from django.db import close_old_connections, connection, models
 from django.utils.dateparse import parse_datetime
 
 from daarion.redis_client import get_redis, key
-from daarion.storable import clean_text
+from daarion.storable import clean_text, insert_batch
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +220,12 @@ def _row(item: bytes | str) -> list[Any]:
     return [_column_value(field, db_type, data.get(field.name)) for field, db_type in _columns()]
 
 
-def _insert(rows: list[list[Any]]) -> None:
+def _record_id_of(row: list[Any]) -> str:
+    index = next(i for i, (field, _) in enumerate(_columns()) if field.name == "record_id")
+    return f"record_id {row[index]}"
+
+
+def _insert(rows: Sequence[list[Any]]) -> None:
     """One INSERT ... SELECT FROM unnest(...) per batch: a few hundred rows cost one statement
     and no model instances; a record id already stored (a batch written twice) is skipped."""
     from apps.llm.models import UsageRecord
@@ -262,8 +268,7 @@ def drain_to_database(*, max_batches: int = 100) -> int:
                 except (ValueError, KeyError, TypeError, AttributeError):
                     logger.error("unreadable usage record skipped: %r", item[:300])
             if rows:
-                _insert(rows)
-            written += len(rows)
+                written += insert_batch(rows, _insert, what="usage records", describe=_record_id_of)
             if not trim(keys=[_lock_key(), buffer_key()], args=[token, len(items)]):
                 logger.warning("usage drain outlived its lock; the next drain replays the batch")
                 break

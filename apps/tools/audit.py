@@ -23,15 +23,16 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DataError, IntegrityError, close_old_connections, transaction
+from django.db import close_old_connections
 
 from daarion.redis_client import get_async_redis, get_redis, key
-from daarion.storable import clean_json, clean_text
+from daarion.storable import clean_json, clean_text, insert_batch
 
 logger = logging.getLogger(__name__)
 
@@ -136,14 +137,10 @@ def _rows(entries: list[Any]) -> list[Any]:
 
 
 # What the database says of a value it will not store; ValueError: one psycopg cannot encode.
-_REFUSED = (DataError, IntegrityError, ValueError)
-
-
-def _bulk_insert(rows: list[Any]) -> None:
+def _bulk_insert(rows: Sequence[Any]) -> None:
     from apps.tools.models import ToolCall
 
-    with transaction.atomic():  # a savepoint inside a caller's transaction: a refusal leaves it usable
-        ToolCall.objects.bulk_create(rows, ignore_conflicts=True)
+    ToolCall.objects.bulk_create(rows, ignore_conflicts=True)
 
 
 def _insert(rows: list[Any]) -> int:
@@ -153,21 +150,9 @@ def _insert(rows: list[Any]) -> int:
     bulk_create is kept rather than the usage drain's INSERT ... SELECT FROM unnest: a batch is
     500 rows of 12 columns (6,000 parameters, far below PostgreSQL's 65,535), it runs in the
     worker and not on a request, and _row already makes every value one its column holds. Should
-    the database refuse a row all the same, the rows go one by one and only that row is lost.
+    the database refuse a row all the same, only that row is lost (insert_batch).
     """
-    try:
-        _bulk_insert(rows)
-        return len(rows)
-    except _REFUSED:
-        logger.warning("the database refused a batch of tool audit rows; writing them one by one", exc_info=True)
-    stored = 0
-    for row in rows:
-        try:
-            _bulk_insert([row])
-            stored += 1
-        except _REFUSED:
-            logger.exception("dropping a tool audit entry the database refuses: call_id %s", row.call_id)
-    return stored
+    return insert_batch(rows, _bulk_insert, what="tool audit entries", describe=lambda row: f"call_id {row.call_id}")
 
 
 def _write_from_thread(payload: str) -> None:

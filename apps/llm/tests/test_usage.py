@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -92,6 +93,22 @@ def test_a_record_with_numbers_the_columns_cannot_hold_is_stored_clamped_and_doe
     assert (row.prompt_tokens, row.completion_tokens, row.attempts) == (2_147_483_647, 0, 32_767)
     assert (row.cost, row.latency_ms, row.ttft_ms) == (0, 0, None)
     assert UsageRecord.objects.filter(request_id="req-after-huge").exists()
+
+
+def test_a_record_the_database_refuses_is_dropped_alone(db, caplog):
+    # A rule the drain's cleaning knows nothing about, enforced by the database (rolled back
+    # with the test): before, it failed the whole batch on every drain, and every later
+    # record waited behind it.
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE llm_usagerecord ADD CONSTRAINT usage_test_refuse CHECK (channel_id <> 'refused')")
+    refused = _record("req-refused", channel_id="refused")
+    records = [_record("req-before-refused"), refused, _record("req-after-refused")]
+    get_redis().rpush(usage.buffer_key(), *[json.dumps(r) for r in records])
+    assert usage.drain_to_database() == 2
+    assert usage.pending_in_redis() == 0
+    assert sorted(UsageRecord.objects.values_list("request_id", flat=True)) == ["req-after-refused", "req-before-refused"]
+    dropped = f"record_id {uuid.UUID(refused['record_id'])}"
+    assert any(dropped in r.getMessage() for r in caplog.records), "the dropped record is named in the log"
 
 
 @pytest.mark.django_db(transaction=True)
