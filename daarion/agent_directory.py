@@ -9,18 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from daarion.hooks import Hook
+
 # Given distinct ids, returns those of them that name no agent, in the order given.
 AgentResolver = Callable[[list[str]], list[str]]
 
-_resolver: AgentResolver | None = None
-
-
-def register_agent_resolver(resolver: AgentResolver) -> None:
-    """Sets the resolver, once per process (registering the same one again is a no-op)."""
-    global _resolver
-    if _resolver is not None and _resolver is not resolver:
-        raise RuntimeError(f"an agent resolver is registered already: {_resolver!r}")
-    _resolver = resolver
+resolver: Hook[AgentResolver] = Hook("an agent resolver")
+register_agent_resolver = resolver.register
 
 
 def unknown_agent_ids(ids: Iterable[str]) -> list[str]:
@@ -30,6 +25,6 @@ def unknown_agent_ids(ids: Iterable[str]) -> list[str]:
     to check against, so every id is accepted.
     """
     wanted = list(dict.fromkeys(ids))
-    if _resolver is None or not wanted:
+    if resolver.function is None or not wanted:
         return []
-    return _resolver(wanted)
+    return resolver.function(wanted)

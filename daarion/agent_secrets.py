@@ -11,20 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
+from daarion.hooks import Hook
+
 # Given an agent id and distinct secret names, returns {name: value} for those of the names
 # the agent has (an unknown agent has none). Async: it reads an in-process snapshot that may
 # need a reload off the event loop.
 AgentSecretsResolver = Callable[[str, tuple[str, ...]], Awaitable[Mapping[str, str]]]
 
-_resolver: AgentSecretsResolver | None = None
-
-
-def register_agent_secrets_resolver(resolver: AgentSecretsResolver) -> None:
-    """Sets the resolver, once per process (registering the same one again is a no-op)."""
-    global _resolver
-    if _resolver is not None and _resolver is not resolver:
-        raise RuntimeError(f"an agent secrets resolver is registered already: {_resolver!r}")
-    _resolver = resolver
+resolver: Hook[AgentSecretsResolver] = Hook("an agent secrets resolver")
+register_agent_secrets_resolver = resolver.register
 
 
 async def agent_secrets_for(agent_id: str, names: Iterable[str]) -> dict[str, str]:
@@ -33,7 +28,7 @@ async def agent_secrets_for(agent_id: str, names: Iterable[str]) -> dict[str, st
     With no resolver registered (toolcore used without the agents app) no agent has secrets.
     """
     wanted = tuple(dict.fromkeys(names))
-    if _resolver is None or not wanted:
+    if resolver.function is None or not wanted:
         return {}
-    found = await _resolver(agent_id, wanted)
+    found = await resolver.function(agent_id, wanted)
     return {name: found[name] for name in wanted if name in found}

@@ -11,7 +11,7 @@ from daarion import agent_secrets
 
 
 def test_apps_agents_registers_the_one_resolver():
-    registered = agent_secrets._resolver
+    registered = agent_secrets.resolver.function
     assert registered is not None  # apps.agents registered it at start-up
     agent_secrets.register_agent_secrets_resolver(registered)  # the same one again: a no-op
     with pytest.raises(RuntimeError, match="registered already"):
@@ -19,7 +19,7 @@ def test_apps_agents_registers_the_one_resolver():
 
 
 def test_without_a_resolver_no_agent_has_secrets(monkeypatch):
-    monkeypatch.setattr(agent_secrets, "_resolver", None)
+    monkeypatch.setattr(agent_secrets.resolver, "function", None)
     assert asyncio.run(agent_secrets.agent_secrets_for("agent:sofia", ["VENDOR_TOKEN"])) == {}
 
 
@@ -30,7 +30,7 @@ def test_the_resolver_is_asked_for_each_name_once_and_only_those_come_back(monke
         asked.append((agent_id, names))
         return {"A": "a-value", "B": "b-value", "NOT_ASKED": "x"}
 
-    monkeypatch.setattr(agent_secrets, "_resolver", resolver)
+    monkeypatch.setattr(agent_secrets.resolver, "function", resolver)
     found = asyncio.run(agent_secrets.agent_secrets_for("agent:sofia", ["A", "MISSING", "A"]))
     assert found == {"A": "a-value"}
     assert asked == [("agent:sofia", ("A", "MISSING"))]

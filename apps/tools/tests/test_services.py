@@ -118,12 +118,12 @@ def test_allowed_agents_must_name_real_agents(make_agents):
 
 def test_without_an_agent_directory_every_id_is_accepted(monkeypatch):
     # Toolcore without the agents app: no resolver is registered, so nothing can be checked.
-    monkeypatch.setattr(agent_directory, "_resolver", None)
+    monkeypatch.setattr(agent_directory.resolver, "function", None)
     assert _create("t.free", allowed_agents=["agent:anyone"]).allowed_agents == ["agent:anyone"]
 
 
 def test_the_agent_directory_takes_one_resolver():
-    registered = agent_directory._resolver
+    registered = agent_directory.resolver.function
     assert registered is not None  # apps.agents registered it at start-up
     agent_directory.register_agent_resolver(registered)  # the same one again: a no-op
     with pytest.raises(RuntimeError, match="registered already"):
