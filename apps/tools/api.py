@@ -38,13 +38,16 @@ def _listed_for(principal: Principal, agent_id: str | None) -> Collection[str] |
 @router.get("", response={200: ToolListOut | OpenAIToolListOut | MCPToolListOut})
 async def tools_list(request: HttpRequest, params: Query[ToolListParams]) -> dict[str, Any]:
     """Enabled tools (those `agent_id`, or else the token's agents, may call); `format=openai|mcp` reshapes."""
-    agent_ids = _listed_for(principal_of(request), params.agent_id)
+    principal = principal_of(request)
+    agent_ids = _listed_for(principal, params.agent_id)
     if params.format == "openai":
         tools, mapping = await aopenai_tools_for_agents(agent_ids)
         return {"tools": tools, "function_map": mapping}
     if params.format == "mcp":
         return await amcp_tools_for_agents(agent_ids)
-    return {"tools": [t.public() for t in await atools_for_agents(agent_ids)]}
+    # allowed_agents narrowed to the token's agents (not just `agent_id`'s): what the token may
+    # know, whichever of its agents it lists for.
+    return {"tools": [t.public(seen_by=principal.agents) for t in await atools_for_agents(agent_ids)]}
 
 
 def _raise_refusal(outcome: ToolCallOutcome) -> None:
@@ -104,7 +107,8 @@ async def tools_call(request: HttpRequest, payload: ToolCallIn) -> dict[str, Any
 @router.get("/{tool_id}", response={200: ToolDefinitionOut})
 async def tools_get(request: HttpRequest, tool_id: str) -> dict[str, Any]:
     """One definition (disabled ones too); 404 as well for a tool the token's agents may not call."""
-    tool = await atool_get(tool_id, agent_ids=principal_of(request).agents)
+    agents = principal_of(request).agents
+    tool = await atool_get(tool_id, agent_ids=agents)
     if tool is None:
         raise NotFound(f"no tool {tool_id!r}", type="tool_not_found")
-    return tool.public()
+    return tool.public(seen_by=agents)

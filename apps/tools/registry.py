@@ -66,8 +66,25 @@ class ToolDefinition:
     def annotations(self) -> dict[str, bool]:
         return {"read_only": self.read_only, "destructive": self.destructive, "idempotent": self.idempotent}
 
-    def public(self) -> dict[str, Any]:
-        """The API shape: the seed's ToolDefinition plus version, limits and annotations."""
+    def allowed_agents_seen_by(self, agent_ids: Collection[str] | None) -> list[str] | None:
+        """`allowed_agents` as a caller acting for `agent_ids` may see it.
+
+        An unbound caller (None) sees the whole list. A bound one sees only its own agents in
+        it, so a definition never names another agent; None (every agent) stays None, since
+        it says nothing about which other agents exist.
+        """
+        if self.allowed_agents is None:
+            return None
+        if agent_ids is None:
+            return list(self.allowed_agents)
+        return [agent_id for agent_id in self.allowed_agents if agent_id in agent_ids]
+
+    def public(self, *, seen_by: Collection[str] | None = None) -> dict[str, Any]:
+        """The API shape: the seed's ToolDefinition plus version, limits and annotations.
+
+        `seen_by` is the agents of the caller (None: an unbound caller, which sees everything);
+        see allowed_agents_seen_by.
+        """
         return {
             "id": self.id,
             "name": self.name,
@@ -76,7 +93,7 @@ class ToolDefinition:
             "output_schema": self.output_schema,
             "executor": self.executor,
             "target": self.target,
-            "allowed_agents": None if self.allowed_agents is None else list(self.allowed_agents),
+            "allowed_agents": self.allowed_agents_seen_by(seen_by),
             "timeout": self.timeout,
             "enabled": self.enabled,
             "version": self.version,

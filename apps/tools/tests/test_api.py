@@ -220,3 +220,49 @@ def test_calling_a_tool_its_agents_may_not_call_answers_as_if_it_did_not_exist(
         message="audit rows",
     )
     assert [(r.tool_id, r.error_type) for r in rows[:2]] == [("cto.only", "tool_not_allowed"), ("cto.off", "tool_disabled")]
+
+
+def test_a_bound_token_sees_only_its_own_agents_in_allowed_agents(tools_api, token, make_token, make_tool, bearer, http_target):
+    make_tool("team.tool", target=f"{http_target}/echo", allowed_agents=["agent:cto", "agent:pm", "agent:sofia"])
+    make_tool("team.off", target=f"{http_target}/echo", allowed_agents=["agent:cto", "agent:pm"], enabled=False)
+    make_tool("open.tool", target=f"{http_target}/echo")  # null: every agent
+    wait_until_served(tools_api, token, {"team.tool", "open.tool"})
+
+    def seen(raw_token: str, **params: str) -> dict[str, object]:
+        """allowed_agents per tool id, from the native listing and from each definition."""
+        listing = tools_api.get("/internal/tools", params=params, headers=bearer(raw_token))
+        assert listing.status_code == 200, listing.text
+        listed = {t["id"]: t["allowed_agents"] for t in listing.json()["tools"]}
+        for tool_id, allowed in listed.items():
+            one = tools_api.get(f"/internal/tools/{tool_id}", headers=bearer(raw_token))
+            assert one.status_code == 200 and one.json()["allowed_agents"] == allowed, one.text
+        return listed
+
+    # Unbound: the whole lists, as before.
+    assert seen(token) == {"open.tool": None, "team.tool": ["agent:cto", "agent:pm", "agent:sofia"]}
+    assert tools_api.get("/internal/tools/team.off", headers=bearer(token)).json()["allowed_agents"] == [
+        "agent:cto", "agent:pm"]
+
+    # Bound to one agent: only that agent is named; null stays null (it names nobody).
+    pm = make_token(scopes=["tools"], agents=["agent:pm"])
+    assert seen(pm) == {"open.tool": None, "team.tool": ["agent:pm"]}
+    assert seen(pm, agent_id="agent:pm") == {"open.tool": None, "team.tool": ["agent:pm"]}
+    off = tools_api.get("/internal/tools/team.off", headers=bearer(pm))  # disabled, still visible
+    assert off.status_code == 200 and off.json()["allowed_agents"] == ["agent:pm"]
+    for path in ("/internal/tools", "/internal/tools/team.tool", "/internal/tools/team.off"):
+        body = tools_api.get(path, headers=bearer(pm)).text
+        assert "agent:cto" not in body and "agent:sofia" not in body
+
+    # Bound to several: the token's own agents among them, however the listing is narrowed
+    # (naming one of its agents does not hide the other one it may act for anyway).
+    cto_and_sofia = make_token(scopes=["tools"], agents=["agent:sofia", "agent:cto"])
+    expected = {"open.tool": None, "team.tool": ["agent:cto", "agent:sofia"]}
+    assert seen(cto_and_sofia) == expected
+    assert seen(cto_and_sofia, agent_id="agent:sofia") == expected
+    assert tools_api.get("/internal/tools/team.off", headers=bearer(cto_and_sofia)).json()["allowed_agents"] == [
+        "agent:cto"]
+
+    # Bound to an agent the tool does not allow: the tool is not there at all (as before).
+    other = make_token(scopes=["tools"], agents=["agent:other"])
+    assert seen(other) == {"open.tool": None}
+    assert tools_api.get("/internal/tools/team.tool", headers=bearer(other)).status_code == 404
