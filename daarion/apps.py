@@ -9,6 +9,11 @@ class DaarionConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.core.checks import Tags, register
+
         from daarion.audit import track_configured_models
+        from daarion.checks import check_service_token_agents
 
         track_configured_models()
+        # Tagged database: runs with `check --database` (and migrate), never at plain start-up.
+        register(check_service_token_agents, Tags.database)

@@ -5,3 +5,11 @@ class LlmConfig(AppConfig):
     name = "apps.llm"
     label = "llm"
     verbose_name = "LLM proxy"
+
+    def ready(self) -> None:
+        from django.core.checks import Tags, register
+
+        from apps.llm.checks import check_rate_limit_policy_agents
+
+        # Tagged database: runs with `check --database` (and migrate), never at plain start-up.
+        register(check_rate_limit_policy_agents, Tags.database)
