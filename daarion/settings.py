@@ -212,7 +212,13 @@ LOG_LEVEL = os.environ.get("DAARION_LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "daarion.log.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "daarion.log.RequestIdFilter"},
+        # Beat queues these every second (their settings below): a worker at INFO would log
+        # "received" and "succeeded" for each, ~350k lines a day. Their failures still log.
+        "quiet_periodic_tasks": {"()": "daarion.celery.QuietTaskLines",
+                                 "tasks": ["llm.drain_usage", "tools.flush_audit"]},
+    },
     "formatters": {
         "json": {"()": "daarion.log.JsonFormatter"},
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
@@ -229,6 +235,10 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "WARNING"},
         "pgserver": {"level": "WARNING"},
+        # The loggers of the worker's per-task "received" and "succeeded" lines (no level of
+        # their own: --loglevel and DAARION_LOG_LEVEL still decide).
+        "celery.worker.strategy": {"filters": ["quiet_periodic_tasks"]},
+        "celery.app.trace": {"filters": ["quiet_periodic_tasks"]},
     },
 }
 
