@@ -214,8 +214,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {
         "request_id": {"()": "daarion.log.RequestIdFilter"},
-        # Beat queues these every second (their settings below): a worker at INFO would log
-        # "received" and "succeeded" for each, ~350k lines a day. Their failures still log.
+        # Beat queues these every second (their settings below): beat and a worker at INFO
+        # would log "sending", "received" and "succeeded" for each, ~500k lines a day. Their
+        # failures still log.
         "quiet_periodic_tasks": {"()": "daarion.celery.QuietTaskLines",
                                  "tasks": ["llm.drain_usage", "tools.flush_audit"]},
     },
@@ -235,8 +236,9 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "WARNING"},
         "pgserver": {"level": "WARNING"},
-        # The loggers of the worker's per-task "received" and "succeeded" lines (no level of
-        # their own: --loglevel and DAARION_LOG_LEVEL still decide).
+        # The loggers of beat's per-task "sending" and the worker's "received" and "succeeded"
+        # lines (no level of their own: --loglevel and DAARION_LOG_LEVEL still decide).
+        "celery.beat": {"filters": ["quiet_periodic_tasks"]},
         "celery.worker.strategy": {"filters": ["quiet_periodic_tasks"]},
         "celery.app.trace": {"filters": ["quiet_periodic_tasks"]},
     },

@@ -92,6 +92,18 @@ def start_asgi_server(env: Mapping[str, str], log_dir: Path, *, port: int | None
     raise RuntimeError(f"{name} server did not start in 60 s:\n{server.log_tail()}")
 
 
+def start_celery_beat(env: Mapping[str, str], log_dir: Path) -> ServerProcess:
+    """Celery beat with the project's schedule (settings.CELERY_BEAT_SCHEDULE), its log in
+    `log_dir`; the caller stops it."""
+    log_path = log_dir / "beat.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "daarion", "beat", "--loglevel", "INFO",
+         "--schedule", str(log_dir / "celerybeat-schedule")],
+        cwd=BASE_DIR, env=dict(env), stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
+    )
+    return ServerProcess("beat", process, log_path)
+
+
 def start_celery_worker(env: Mapping[str, str], log_dir: Path, *, queues: str = "default,embeddings,summaries") -> ServerProcess:
     log_path = log_dir / f"worker-{os.getpid()}.log"
     log = open(log_path, "wb")

@@ -4,8 +4,6 @@ drains only when told to, Redis down writes directly, and no entry can hold the 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -19,7 +17,7 @@ from apps.tools.audit import _list_key, _lock_key, audit_entry, audit_flush
 from apps.tools.models import ToolCall
 from apps.tools.tests.conftest import call, wait_for, wait_until_served
 from daarion.redis_client import get_redis, key
-from daarion.testing import BASE_DIR, ServerProcess, start_asgi_server
+from daarion.testing import ServerProcess, start_asgi_server, start_celery_beat
 
 _WORKER_QUEUE = "audit"  # the list the session's Celery worker drains (its default TOOLS_AUDIT_QUEUE)
 
@@ -51,16 +49,6 @@ def quiet_web(server_env, tmp_path_factory) -> Iterator[ServerProcess]:
     server = start_asgi_server(env, tmp_path_factory.mktemp("quiet-web"), name="tools-quiet-web")
     yield server
     server.stop()
-
-
-def _start_beat(env: dict[str, str], log_dir: Any) -> ServerProcess:
-    log_path = log_dir / "beat.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "daarion", "beat", "--loglevel", "INFO",
-         "--schedule", str(log_dir / "celerybeat-schedule")],
-        cwd=BASE_DIR, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
-    )
-    return ServerProcess("beat", process, log_path)
 
 
 @pytest.fixture
@@ -101,7 +89,7 @@ def test_a_call_over_http_is_written_by_beat_and_the_worker_not_by_the_web_proce
     time.sleep(1.5)  # nothing in the web process drains: the entries wait for a worker
     assert redis.llen(queue) == 3 and not rows.exists()
 
-    beat = _start_beat({**server_env, "TOOLS_AUDIT_DRAIN_SECONDS": "0.5"}, tmp_path)
+    beat = start_celery_beat({**server_env, "TOOLS_AUDIT_DRAIN_SECONDS": "0.5"}, tmp_path)
     try:
         wait_for(lambda: rows.count() == 3 and redis.llen(queue) == 0, timeout=30,
                  message="beat's drain in the worker")
