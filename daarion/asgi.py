@@ -10,6 +10,8 @@ security and common headers). Those are sync `MiddlewareMixin` classes: under AS
 one hops to a thread twice per request, which cost the LLM proxy about a third of its CPU
 per call (bench/proxy_overhead.py), while token-authenticated JSON APIs use none of them.
 Everything else (admin, /api/registry with its session auth, /mcp, /health) keeps the full chain.
+What an API answer still wants of the left-out middleware (a Content-Length, `nosniff`, and
+`no-store`) the handler adds itself (api_headers).
 
 The hot paths — the LLM proxy (`/internal/llm/`, `/v1/`) and toolcore (`/internal/tools/`) —
 go through HotPathHandler, which also leaves out Django's per-request thread work. Django's
@@ -69,8 +71,24 @@ SERVICE_API_PREFIXES = ("/internal/", "/v1/")
 HOT_PATH_PREFIXES = ("/internal/llm/", "/v1/", "/internal/tools/")
 
 
+def api_headers(response: HttpResponseBase) -> None:
+    """What the left-out browser middleware would otherwise have added and an API still wants:
+    a Content-Length for a body sent whole (CommonMiddleware's job; without it every answer
+    went out chunked), `nosniff`, and `no-store` unless a view chose its own caching (answers
+    carry tokens' scopes, usage and, for agents:secrets, secrets)."""
+    if not response.streaming and "Content-Length" not in response:
+        response["Content-Length"] = str(len(response.content))
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Cache-Control", "no-store")
+
+
 class ServiceApiHandler(ASGIHandler):
-    """Django's ASGI handler with MIDDLEWARE minus BROWSER_ONLY_MIDDLEWARE."""
+    """Django's ASGI handler with MIDDLEWARE minus BROWSER_ONLY_MIDDLEWARE, and the headers
+    every service API answer carries (api_headers)."""
+
+    async def send_response(self, response: HttpResponseBase, send) -> None:  # noqa: ANN001
+        api_headers(response)
+        await super().send_response(response, send)
 
     def load_middleware(self, is_async: bool = False) -> None:
         # BaseHandler.load_middleware reads settings.MIDDLEWARE; it runs once, here at import,

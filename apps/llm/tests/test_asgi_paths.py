@@ -36,6 +36,35 @@ def test_errors_keep_the_envelope_on_the_lean_paths(api, llm_headers) -> None:
     assert bad.status_code in (400, 422) and "error" in bad.json()
 
 
+def _assert_api_headers(answer, *, streamed: bool = False) -> None:
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    if streamed:
+        assert answer.headers["cache-control"] == "no-cache"  # the stream's own choice is kept
+        assert "content-length" not in answer.headers
+    else:
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers["content-length"] == str(len(answer.content))
+        assert "transfer-encoding" not in answer.headers
+
+
+def test_api_answers_carry_a_length_nosniff_and_no_store(api, stub_model, llm_headers, make_token, bearer) -> None:
+    messages = [{"role": "user", "content": "hi there"}]
+    v1 = {"model": "dagi-stub", "messages": messages}
+    headers = {**llm_headers, "X-Agent-Id": "agent:sofia"}
+    assert wait_for(lambda: api.post("/v1/chat/completions", json=v1, headers=headers).status_code == 200)
+    _assert_api_headers(api.post("/v1/chat/completions", json=v1, headers=headers))  # the fast lane
+    _assert_api_headers(api.get("/v1/models", headers=llm_headers))  # the hot path
+    _assert_api_headers(api.get("/internal/whoami", headers=bearer(make_token(scopes=["memory"]))))  # the lean chain
+    _assert_api_headers(api.post("/v1/chat/completions", json={**v1, "model": "no-such"}, headers=headers))  # an error
+    with api.stream("POST", "/internal/llm/stream", json={**v1, "metadata": {"agent_id": "agent:sofia"}},
+                    headers=llm_headers) as stream:
+        assert stream.status_code == 200
+        _assert_api_headers(stream, streamed=True)
+        stream.read()
+    login = api.get("/admin/login/")  # the browser chain keeps Django's own caching headers
+    assert "no-cache" in login.headers["cache-control"]
+
+
 def test_admin_keeps_the_browser_middleware(api) -> None:
     login = api.get("/admin/login/")
     assert login.status_code == 200
