@@ -1,4 +1,5 @@
-"""Fixed vocabularies of the LLM proxy: provider kinds, rate-limit scopes, call outcomes."""
+"""Fixed vocabularies of the LLM proxy: provider kinds, rate-limit scopes and budget periods,
+call outcomes."""
 
 from django.db import models
 
@@ -17,6 +18,13 @@ class RateLimitScope(models.TextChoices):
     DEFAULT = "default", "Default (per agent, when the agent has no policy of its own)"
     AGENT = "agent", "One agent"
     MICRODAO = "microdao", "One microDAO (all its agents together)"
+
+
+class BudgetPeriod(models.TextChoices):
+    """The calendar period (UTC) a rate-limit policy's spend budget covers."""
+
+    DAY = "day", "per day (UTC)"
+    MONTH = "month", "per calendar month (UTC)"
 
 
 class UsageStatus(models.TextChoices):

@@ -9,7 +9,7 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
-from apps.llm.choices import Endpoint, ProviderKind, RateLimitScope, UsageStatus
+from apps.llm.choices import BudgetPeriod, Endpoint, ProviderKind, RateLimitScope, UsageStatus
 from daarion.crypto import EncryptedTextField
 
 # Names appear in URLs, YAML keys and Redis keys: keep them boring.
@@ -100,6 +100,11 @@ class RateLimitPolicy(models.Model):
     rpm = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute; empty: unlimited.")
     tpm = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute; empty: unlimited.")
     max_concurrent = models.PositiveIntegerField(null=True, blank=True, help_text="Requests in flight; empty: unlimited.")
+    budget_usd = models.DecimalField(
+        max_digits=12, decimal_places=4, null=True, blank=True,
+        help_text="Spend allowed per budget period in USD, at the models' prices; empty: no budget.",
+    )
+    budget_period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
     enabled = models.BooleanField(default=True)
 
     class Meta:

@@ -73,6 +73,8 @@ class PolicySpec:
     rpm: int | None
     tpm: int | None
     max_concurrent: int | None
+    budget_usd: Decimal | None = None  # spend per budget_period; None: no budget
+    budget_period: str = "month"
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,8 @@ def load_registry() -> Registry:
         for row in LogicalModel.objects.all()
     }
     policies = {
-        (row.scope, row.subject): PolicySpec(row.scope, row.subject, row.rpm, row.tpm, row.max_concurrent)
+        (row.scope, row.subject): PolicySpec(row.scope, row.subject, row.rpm, row.tpm, row.max_concurrent,
+                                             row.budget_usd, row.budget_period)
         for row in RateLimitPolicy.objects.filter(enabled=True)
     }
     return Registry(models=models, policies=policies)
