@@ -22,10 +22,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 
-from apps.llm.choices import RateLimitScope
+from apps.llm.choices import BudgetPeriod, RateLimitScope
 from apps.llm.selectors import PolicySpec, Registry
 from daarion.errors import RateLimited, ServiceUnavailable
 from daarion.redis_client import LuaScript, get_async_redis, key
@@ -39,9 +41,10 @@ STALE_SLOT_MS = 15 * 60_000
 
 SETTLE_DELAY_S = 0.01
 
-# Token settles: a window's counter gets the difference between the real count and the
-# estimate. Only a counter that still exists: a window that already expired is gone for good,
-# and INCRBY would recreate its key without an expiry.
+# Settles: a window's token counter gets the difference between the real count and the
+# estimate, a budget period's spend counter the call's cost. Only a counter that still exists:
+# one that already expired is gone for good, and INCRBY would recreate its key without an
+# expiry.
 _SETTLE_TOKENS = """
 local function settle_tokens(first_key, first_arg, count)
   for j = 0, count - 1 do
@@ -54,10 +57,16 @@ end
 # Requests and tokens per minute are sliding-window counts (daarion/sliding_window.py): this
 # minute's count plus the previous minute's, weighted by its share of the last 60 s.
 #
+# A spend budget is a counter of micro-USD per budget period (a UTC day or month): checked
+# before the call (a call may start while the spend is under the budget; the calls in flight
+# can take it past, by their cost), and added to when the call settles with its real cost. The
+# acquire creates the period's counter, so the settle, which never creates a counter, finds it.
+#
 # KEYS: per bucket (rpm key, tpm key, concurrency key, previous minute's rpm key, previous
-# minute's tpm key), then the token keys to settle. ARGV: now_ms, lease id, token estimate,
-# stale ms, ms left of this minute, window ms, a new counter's expiry ms, bucket count, settle
-# count, then per bucket (rpm, tpm, concurrency; 0 = no limit), then the settle deltas. Settles first (they are
+# minute's tpm key, spend key), then the keys to settle. ARGV: now_ms, lease id, token
+# estimate, stale ms, ms left of this minute, window ms, a new counter's expiry ms, bucket
+# count, settle count, then per bucket (rpm, tpm, concurrency, budget in micro-USD; 0 = no
+# limit; ms left of the budget period), then the settle deltas. Settles first (they are
 # earlier calls' corrections), then checks every bucket before taking anything, so a refusal
 # leaves no trace of its own.
 _ACQUIRE = _SETTLE_TOKENS + WAIT_MS_LUA + """
@@ -70,13 +79,14 @@ local w = tonumber(ARGV[6])
 local expire_ms = tonumber(ARGV[7])
 local n = tonumber(ARGV[8])
 local settles = tonumber(ARGV[9])
-settle_tokens(n * 5 + 1, 10 + n * 3, settles)
+settle_tokens(n * 6 + 1, 10 + n * 5, settles)
 local weight = reset_ms / w
 local remaining = {}
 for i = 0, n - 1 do
-  local rk, tk, ck, prk, ptk = KEYS[i*5+1], KEYS[i*5+2], KEYS[i*5+3], KEYS[i*5+4], KEYS[i*5+5]
-  local rpm, tpm, conc = tonumber(ARGV[10+i*3]), tonumber(ARGV[11+i*3]), tonumber(ARGV[12+i*3])
-  local r_used, t_used = 0, 0
+  local rk, tk, ck, prk, ptk, sk = KEYS[i*6+1], KEYS[i*6+2], KEYS[i*6+3], KEYS[i*6+4], KEYS[i*6+5], KEYS[i*6+6]
+  local rpm, tpm, conc = tonumber(ARGV[10+i*5]), tonumber(ARGV[11+i*5]), tonumber(ARGV[12+i*5])
+  local budget, period_ms = tonumber(ARGV[13+i*5]), tonumber(ARGV[14+i*5])
+  local r_used, t_used, spent = 0, 0, 0
   if rpm > 0 then
     local cur, prev = tonumber(redis.call('GET', rk) or '0'), tonumber(redis.call('GET', prk) or '0')
     local used = cur + prev * weight
@@ -95,15 +105,20 @@ for i = 0, n - 1 do
       return {0, i, 'tokens', tpm, sliding_wait_ms(cur, prev, need, weight, reset_ms, w)}
     end
   end
+  if budget > 0 then
+    spent = tonumber(redis.call('GET', sk) or '0')
+    if spent >= budget then return {0, i, 'budget', budget, period_ms} end
+  end
   if conc > 0 then
     redis.call('ZREMRANGEBYSCORE', ck, '-inf', now - stale)
     if redis.call('ZCARD', ck) + 1 > conc then return {0, i, 'concurrency', conc, 1000} end
   end
-  remaining[i+1] = {rpm - r_used - 1, tpm - t_used - est}
+  remaining[i+1] = {rpm - r_used - 1, tpm - t_used - est, budget - spent}
 end
 for i = 0, n - 1 do
-  local rk, tk, ck = KEYS[i*5+1], KEYS[i*5+2], KEYS[i*5+3]
-  local rpm, tpm, conc = tonumber(ARGV[10+i*3]), tonumber(ARGV[11+i*3]), tonumber(ARGV[12+i*3])
+  local rk, tk, ck, sk = KEYS[i*6+1], KEYS[i*6+2], KEYS[i*6+3], KEYS[i*6+6]
+  local rpm, tpm, conc = tonumber(ARGV[10+i*5]), tonumber(ARGV[11+i*5]), tonumber(ARGV[12+i*5])
+  local budget, period_ms = tonumber(ARGV[13+i*5]), tonumber(ARGV[14+i*5])
   if rpm > 0 then
     if redis.call('INCR', rk) == 1 then redis.call('PEXPIRE', rk, expire_ms) end
   end
@@ -115,8 +130,10 @@ for i = 0, n - 1 do
     redis.call('ZADD', ck, now, lease)
     redis.call('PEXPIRE', ck, stale)
   end
+  -- Kept a day past the period: a call that started in it settles into it.
+  if budget > 0 then redis.call('SET', sk, 0, 'NX', 'PX', period_ms + 86400000) end
 end
-return {1, remaining[1][1], remaining[1][2]}
+return {1, remaining[1][1], remaining[1][2], remaining[1][3]}
 """
 
 # KEYS: token keys to settle, then concurrency keys. ARGV: settle count, slot count, lease
@@ -187,6 +204,26 @@ class Bucket:
     rpm: int | None
     tpm: int | None
     max_concurrent: int | None
+    budget_micro_usd: int = 0  # spend per budget_period in millionths of a USD; 0: no budget
+    budget_period: str = BudgetPeriod.MONTH
+
+
+def budget_period_at(period: str, now: datetime) -> tuple[str, int]:
+    """(the budget period's id, for its counter's key; ms until it ends) at `now` (UTC)."""
+    if period == BudgetPeriod.DAY:
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        end, period_id = start + timedelta(days=1), start.strftime("%Y-%m-%d")
+    else:
+        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        end, period_id = (start + timedelta(days=32)).replace(day=1), start.strftime("%Y-%m")
+    return period_id, max(1, math.ceil((end - now).total_seconds() * 1000))
+
+
+def micro_usd(amount: Decimal | float | int | str | None) -> int:
+    """An amount in USD as whole millionths (what the spend counters count), rounded down."""
+    if not amount:
+        return 0
+    return int(Decimal(str(amount)) * 1_000_000)
 
 
 @dataclass
@@ -197,6 +234,7 @@ class Lease:
     estimate: int
     token_keys: list[str] = field(default_factory=list)
     slot_keys: list[str] = field(default_factory=list)
+    spend_keys: list[str] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     settled: bool = False
 
@@ -209,12 +247,16 @@ def buckets_for(registry: Registry, *, agent_id: str | None, microdao_id: str | 
     if policy is None:
         policy = registry.policy_for(RateLimitScope.DEFAULT, "")
     if policy is not None:
-        buckets.append(Bucket(f"agent:{subject}", policy.rpm, policy.tpm, policy.max_concurrent))
+        buckets.append(_bucket(f"agent:{subject}", policy))
     if microdao_id:
         dao_policy = registry.policy_for(RateLimitScope.MICRODAO, microdao_id)
         if dao_policy is not None:
-            buckets.append(Bucket(f"microdao:{microdao_id}", dao_policy.rpm, dao_policy.tpm, dao_policy.max_concurrent))
-    return [b for b in buckets if b.rpm or b.tpm or b.max_concurrent]
+            buckets.append(_bucket(f"microdao:{microdao_id}", dao_policy))
+    return [b for b in buckets if b.rpm or b.tpm or b.max_concurrent or b.budget_micro_usd]
+
+
+def _bucket(name: str, policy: PolicySpec) -> Bucket:
+    return Bucket(name, policy.rpm, policy.tpm, policy.max_concurrent, micro_usd(policy.budget_usd), policy.budget_period)
 
 
 def estimate_tokens(messages: list[dict], max_tokens: int | None) -> int:
@@ -240,14 +282,18 @@ async def acquire(buckets: list[Bucket], *, estimate: int) -> Lease | None:
     lease_id = uuid.uuid4().hex
     limits: list[object] = []
     for bucket in buckets:
+        period_id, period_ms = "none", 0  # a key never read: the bucket has no budget
+        if bucket.budget_micro_usd:
+            period_id, period_ms = budget_period_at(bucket.budget_period, datetime.now(UTC))
         keys += [
             key("llm", "rl", bucket.name, "rpm", str(window.index)),
             key("llm", "rl", bucket.name, "tpm", str(window.index)),
             key("llm", "rl", bucket.name, "conc"),
             key("llm", "rl", bucket.name, "rpm", str(window.index - 1)),
             key("llm", "rl", bucket.name, "tpm", str(window.index - 1)),
+            key("llm", "rl", bucket.name, "spend", period_id),
         ]
-        limits += [bucket.rpm or 0, bucket.tpm or 0, bucket.max_concurrent or 0]
+        limits += [bucket.rpm or 0, bucket.tpm or 0, bucket.max_concurrent or 0, bucket.budget_micro_usd, period_ms]
     settles = _pending.take()
     args: list[object] = [now_ms, lease_id, estimate, STALE_SLOT_MS, window.reset_ms, WINDOW_MS, window.expire_ms,
                           len(buckets), len(settles), *limits, *settles.values()]
@@ -271,6 +317,8 @@ async def acquire(buckets: list[Bucket], *, estimate: int) -> Lease | None:
         bucket = buckets[index]
         retry_after = max(1, math.ceil(retry_ms / 1000))
         headers = {"Retry-After": str(retry_after), **_limit_headers(bucket, limit_name, retry_ms)}
+        if limit_name == "budget":
+            raise _budget_exceeded(bucket, retry_after, headers)
         raise RateLimited(
             f"rate limit of {bucket.name} reached: {limit} {_UNITS[limit_name]}; retry in {retry_after} s",
             details={"bucket": bucket.name, "limit": limit_name, "value": limit, "retry_after_seconds": retry_after},
@@ -279,9 +327,11 @@ async def acquire(buckets: list[Bucket], *, estimate: int) -> Lease | None:
     lease = Lease(lease_id=lease_id, estimate=estimate)
     for index, bucket in enumerate(buckets):
         if bucket.tpm:
-            lease.token_keys.append(keys[index * 5 + 1])
+            lease.token_keys.append(keys[index * 6 + 1])
         if bucket.max_concurrent:
-            lease.slot_keys.append(keys[index * 5 + 2])
+            lease.slot_keys.append(keys[index * 6 + 2])
+        if bucket.budget_micro_usd:
+            lease.spend_keys.append(keys[index * 6 + 5])
     first = buckets[0]
     reset = f"{window.drained_ms / 1000:.3f}s"  # until the counts are back to none (OpenAI's meaning)
     if first.rpm:
@@ -292,7 +342,21 @@ async def acquire(buckets: list[Bucket], *, estimate: int) -> Lease | None:
         lease.headers["x-ratelimit-limit-tokens"] = str(first.tpm)
         lease.headers["x-ratelimit-remaining-tokens"] = str(max(int(result[2]), 0))
         lease.headers["x-ratelimit-reset-tokens"] = reset
+    if first.budget_micro_usd:
+        lease.headers["x-daarion-budget-remaining-usd"] = f"{max(int(result[3]), 0) / 1_000_000:.6f}"
     return lease
+
+
+def _budget_exceeded(bucket: Bucket, retry_after: int, headers: dict[str, str]) -> RateLimited:
+    budget = bucket.budget_micro_usd / 1_000_000
+    return RateLimited(
+        f"spend budget of {bucket.name} reached: {budget:.4f} USD per {bucket.budget_period}; "
+        f"it renews in {retry_after} s",
+        type="budget_exceeded",
+        details={"bucket": bucket.name, "limit": "budget", "value": budget, "period": bucket.budget_period,
+                 "retry_after_seconds": retry_after},
+        headers=headers,
+    )
 
 
 _UNITS = {"requests": "requests/min", "tokens": "tokens/min", "concurrency": "concurrent requests"}
@@ -318,14 +382,18 @@ def _limit_headers(bucket: Bucket, limit_name: str, retry_ms: int) -> dict[str, 
     return {k: v for k, v in headers.items() if v != ""}
 
 
-async def settle(lease: Lease | None, *, actual_tokens: int) -> None:
-    """Replaces the token estimate with the real count and frees the concurrency slots (see
-    the module's docstring for when each reaches Redis)."""
+async def settle(lease: Lease | None, *, actual_tokens: int, cost_usd: Decimal | float | str = 0) -> None:
+    """Replaces the token estimate with the real count, adds the call's cost to the budgets'
+    spend and frees the concurrency slots (see the module's docstring for when each reaches
+    Redis)."""
     if lease is None or lease.settled:
         return
     lease.settled = True
     delta = actual_tokens - lease.estimate
     deltas = {token_key: delta for token_key in lease.token_keys} if delta else {}
+    spent = micro_usd(cost_usd)
+    if spent > 0:
+        deltas.update(dict.fromkeys(lease.spend_keys, spent))
     if not lease.slot_keys:
         if deltas:
             _pending.add(deltas)
@@ -334,6 +402,7 @@ async def settle(lease: Lease | None, *, actual_tokens: int) -> None:
         await _settle_script(get_async_redis(), [*deltas, *lease.slot_keys],
                              [len(deltas), len(lease.slot_keys), lease.lease_id, *deltas.values()])
     except Exception:  # noqa: BLE001 - a stale slot expires after STALE_SLOT_MS
+        _pending.put_back(deltas)  # the counts go with the next acquire
         logger.warning("could not settle a rate-limit lease", exc_info=True)
 
 

@@ -459,9 +459,10 @@ async def chat(call: ChatCall, ctx: CallContext, outcome: Outcome | None = None)
         status, error_type = UsageStatus.CANCELLED, "client_disconnected"
         raise
     finally:
-        usage.emit(_usage_record(ctx, outcome, served_model, status=status, error_type=error_type))
+        record = _usage_record(ctx, outcome, served_model, status=status, error_type=error_type)
+        usage.emit(record)
         # Shielded: a second cancellation must not leave the slot taken.
-        await asyncio.shield(ratelimit.settle(lease, actual_tokens=outcome.usage.total_tokens))
+        await asyncio.shield(ratelimit.settle(lease, actual_tokens=outcome.usage.total_tokens, cost_usd=record["cost"]))
 
 
 async def _route_chat(
@@ -718,7 +719,8 @@ class Stream:
         record = _usage_record(self.ctx, self.outcome, self._served or self._model, status=status,
                                error_type=error_type, stream=True)
         usage.emit(record)
-        await asyncio.shield(ratelimit.settle(self._lease, actual_tokens=self.outcome.usage.total_tokens))
+        await asyncio.shield(ratelimit.settle(self._lease, actual_tokens=self.outcome.usage.total_tokens,
+                                              cost_usd=record["cost"]))
 
 
 async def embed(
@@ -763,6 +765,7 @@ async def embed(
         status, error_type = UsageStatus.CANCELLED, "client_disconnected"
         raise
     finally:
-        usage.emit(_usage_record(ctx, outcome, served, status=status, error_type=error_type, endpoint=Endpoint.EMBEDDINGS))
+        record = _usage_record(ctx, outcome, served, status=status, error_type=error_type, endpoint=Endpoint.EMBEDDINGS)
+        usage.emit(record)
         # Shielded: a second cancellation must not leave the slot taken.
-        await asyncio.shield(ratelimit.settle(lease, actual_tokens=outcome.usage.total_tokens))
+        await asyncio.shield(ratelimit.settle(lease, actual_tokens=outcome.usage.total_tokens, cost_usd=record["cost"]))

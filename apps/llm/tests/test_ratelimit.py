@@ -343,3 +343,52 @@ def test_an_unknown_outage_policy_stops_the_process_at_start():
                             capture_output=True, text=True)
     assert result.returncode != 0
     assert "DAARION_LLM_RATE_LIMIT_WHEN_REDIS_DOWN must be allow or refuse, not 'maybe'" in result.stderr
+
+
+def test_budget_periods_are_utc_days_and_calendar_months():
+    from datetime import UTC, datetime
+
+    late = datetime(2026, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC)
+    assert ratelimit.budget_period_at("day", late) == ("2026-12-31", 500)
+    assert ratelimit.budget_period_at("month", late) == ("2026-12", 500)
+    leap = datetime(2028, 2, 29, 12, 0, tzinfo=UTC)
+    assert ratelimit.budget_period_at("month", leap) == ("2028-02", 12 * 3_600_000)
+    assert ratelimit.budget_period_at("day", leap) == ("2028-02-29", 12 * 3_600_000)
+    assert ratelimit.micro_usd("0.0123456") == 12_345 and ratelimit.micro_usd(None) == 0
+
+
+def test_a_budget_refuses_calls_once_the_periods_spend_reaches_it():
+    from datetime import UTC, datetime
+
+    bucket = ratelimit.Bucket("agent:test-budget", rpm=None, tpm=None, max_concurrent=None,
+                              budget_micro_usd=10_000, budget_period="day")  # 0.01 USD a day
+    first = acquire([bucket])
+    assert first.headers["x-daarion-budget-remaining-usd"] == "0.010000"
+    async_to_sync(ratelimit.settle)(first, actual_tokens=10, cost_usd="0.006")
+    second = acquire([bucket])  # under the budget: it may start (the first's cost rode along)
+    assert second.headers["x-daarion-budget-remaining-usd"] == "0.004000"
+    async_to_sync(ratelimit.settle)(second, actual_tokens=10, cost_usd="0.006")
+    with pytest.raises(RateLimited) as info:
+        acquire([bucket])
+    error = info.value
+    assert (error.status, error.type, error.details["limit"], error.details["period"]) == (429, "budget_exceeded", "budget", "day")
+    _, left_ms = ratelimit.budget_period_at("day", datetime.now(UTC))
+    assert abs(int(error.headers["Retry-After"]) - left_ms / 1000) <= 2  # when the day (UTC) ends
+    other = ratelimit.Bucket("agent:test-budget-other", rpm=None, tpm=None, max_concurrent=None,
+                             budget_micro_usd=10_000, budget_period="day")
+    assert acquire([other]) is not None  # a budget per bucket
+
+
+def test_only_the_current_periods_spend_counts():
+    from datetime import UTC, datetime
+
+    from daarion.redis_client import get_redis, key
+
+    bucket = ratelimit.Bucket("agent:test-budget-month", rpm=None, tpm=None, max_concurrent=None,
+                              budget_micro_usd=1_000, budget_period="month")
+    get_redis().set(key("llm", "rl", bucket.name, "spend", "2020-01"), 10**9)  # an old month, spent out
+    period, left_ms = ratelimit.budget_period_at("month", datetime.now(UTC))  # before: it only shrinks
+    lease = acquire([bucket])
+    assert lease.headers["x-daarion-budget-remaining-usd"] == "0.001000"
+    counter = key("llm", "rl", bucket.name, "spend", period)
+    assert 0 < get_redis().pttl(counter) <= left_ms + 86_400_000  # gone a day after the month
