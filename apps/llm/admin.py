@@ -214,10 +214,21 @@ class LogicalModelAdmin(_ServiceAdmin):
 
 @admin.register(RateLimitPolicy)
 class RateLimitPolicyAdmin(_ServiceAdmin):
-    list_display = ["scope", "subject", "rpm", "tpm", "max_concurrent", "enabled"]
-    list_filter = ["scope", "enabled"]
+    list_display = ["scope", "subject", "rpm", "tpm", "max_concurrent", "budget", "enabled"]
+    list_filter = ["scope", "enabled", "budget_period"]
     search_fields = ["subject"]
-    fields = ["scope", "subject", "rpm", "tpm", "max_concurrent", "enabled"]
+    fields = ["scope", "subject", "rpm", "tpm", "max_concurrent", "budget_usd", "budget_period", "enabled"]
+
+    @admin.display(description="budget (USD)", ordering="budget_usd")
+    def budget(self, obj: RateLimitPolicy) -> str:
+        return f"{obj.budget_usd.normalize():f} per {obj.budget_period}" if obj.budget_usd is not None else "-"
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):  # noqa: ANN001, ANN201 - Django's signature
+        if db_field.name == "budget_usd":
+            # Without the column's digit limits: the service's check words a budget with too
+            # many places or digits the way every other door does, instead of Django's text.
+            return forms.DecimalField(required=False, label="Budget (USD)", help_text=db_field.help_text)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_readonly_fields(self, request: HttpRequest, obj: RateLimitPolicy | None = None) -> list[str]:
         return ["scope", "subject"] if obj else []
@@ -234,7 +245,8 @@ class RateLimitPolicyAdmin(_ServiceAdmin):
                 pk=obj.pk if obj else None,
                 scope=obj.scope if obj else data.get("scope", ""),
                 subject=obj.subject if obj else data.get("subject", ""),
-                **{k: data.get(k) for k in ("rpm", "tpm", "max_concurrent")},
+                **{k: data.get(k) for k in ("rpm", "tpm", "max_concurrent", "budget_usd")},
+                budget_period=data.get("budget_period") or "",
                 enabled=data.get("enabled", True),
             )
             probe._state.adding = obj is None  # uniqueness against itself is not a conflict
@@ -243,7 +255,7 @@ class RateLimitPolicyAdmin(_ServiceAdmin):
         return _validating(form, check)
 
     def save_model(self, request: HttpRequest, obj: RateLimitPolicy, form, change: bool) -> None:  # noqa: ANN001
-        limits = {k: getattr(obj, k) for k in ["rpm", "tpm", "max_concurrent", "enabled"]}
+        limits = {k: getattr(obj, k) for k in ["rpm", "tpm", "max_concurrent", "budget_usd", "budget_period", "enabled"]}
         if change:
             services.rate_limit_policy_update(policy=obj, **limits)
         else:

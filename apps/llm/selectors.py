@@ -137,6 +137,12 @@ def load_registry() -> Registry:
 registry_snapshot: LiveSnapshot[Registry] = LiveSnapshot(REGISTRY_CONFIG, load_registry, max_age=60.0)
 
 
+def _budget_number(value: Decimal) -> int | float:
+    """A budget as a YAML/JSON number: 50 rather than 50.0000. At most 12 significant digits,
+    so the float is exact enough to come back as the same Decimal."""
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
 def registry_export() -> dict[str, Any]:
     """The registry in the import file's shape. Stored API keys are never written out."""
     providers: dict[str, Any] = {}
@@ -192,6 +198,10 @@ def registry_export() -> dict[str, Any]:
             "scope": p.scope,
             **({"subject": p.subject} if p.subject else {}),
             **{k: getattr(p, k) for k in ("rpm", "tpm", "max_concurrent") if getattr(p, k) is not None},
+            # The period only beside a budget (without one it means nothing); an import that
+            # finds no budget leaves the stored period alone, so the round trip holds.
+            **({"budget_usd": _budget_number(p.budget_usd), "budget_period": p.budget_period}
+               if p.budget_usd is not None else {}),
             **({} if p.enabled else {"enabled": False}),
         }
         for p in RateLimitPolicy.objects.order_by("scope", "subject")

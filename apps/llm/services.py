@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
-from apps.llm.choices import ProviderKind, RateLimitScope
+from apps.llm.choices import BudgetPeriod, ProviderKind, RateLimitScope
 from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy
 from daarion.agent_directory import unknown_agent_ids
 from daarion.errors import Conflict, ValidationFailed
@@ -334,7 +334,41 @@ def deployment_delete(*, deployment: Deployment) -> None:
 # --- rate-limit policies -----------------------------------------------------------------
 
 
+# The column's shape (max_digits=12, decimal_places=4): at most 8 digits before the point.
+BUDGET_PLACES = 4
+BUDGET_DIGITS = 12
+_BUDGET_QUANTUM = Decimal(1).scaleb(-BUDGET_PLACES)
+_BUDGET_LIMIT = Decimal(10) ** (BUDGET_DIGITS - BUDGET_PLACES)
+
+
+def budget_error(value: Any) -> str | None:
+    """Why `value` cannot be a policy's `budget_usd` (None: it can). Every door words a bad
+    budget with these messages: the API and documents call the services, the admin runs
+    `_clean_policy` on its form."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "must be a number of USD, or empty for no budget"
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return "must be a number of USD, or empty for no budget"
+    if not number.is_finite():
+        return "must be a number of USD, or empty for no budget"
+    if number <= 0:
+        return "must be above 0; leave it empty for no budget"
+    if number >= _BUDGET_LIMIT:  # before quantize(), which cannot take numbers this large
+        return f"at most {BUDGET_DIGITS} digits, {BUDGET_PLACES} of them after the point (below {_BUDGET_LIMIT:,.0f})"
+    if number != number.quantize(_BUDGET_QUANTUM, rounding="ROUND_DOWN"):
+        # Rounding would store a budget other than the one asked for: refuse instead.
+        return f"at most {BUDGET_PLACES} decimal places"
+    return None
+
+
 def _clean_policy(policy: RateLimitPolicy) -> None:
+    """The rules of a rate-limit policy. Every limit is optional: a policy that limits nothing
+    is valid on purpose (an agent's empty policy exempts it from the default one), and so is one
+    with only a spend budget."""
     policy.subject = (policy.subject or "").strip()
     errors: dict[str, str] = {}
     if policy.scope == RateLimitScope.DEFAULT and policy.subject:
@@ -351,6 +385,13 @@ def _clean_policy(policy: RateLimitPolicy) -> None:
     for attr in ("rpm", "tpm", "max_concurrent"):
         if getattr(policy, attr) == 0:
             errors[attr] = "0 would refuse every call; leave it empty for no limit"
+    budget_problem = budget_error(policy.budget_usd)
+    if budget_problem:
+        errors["budget_usd"] = budget_problem
+    elif policy.budget_usd is not None:
+        policy.budget_usd = Decimal(str(policy.budget_usd)).quantize(_BUDGET_QUANTUM)  # exact: checked above
+    if policy.budget_period not in BudgetPeriod.values:
+        errors["budget_period"] = f"unknown period {policy.budget_period!r}; allowed: {', '.join(BudgetPeriod.values)}"
     if errors:
         raise ValidationError(errors)
     policy.full_clean()
@@ -364,9 +405,14 @@ def rate_limit_policy_create(
     rpm: int | None = None,
     tpm: int | None = None,
     max_concurrent: int | None = None,
+    budget_usd: Decimal | int | float | str | None = None,
+    budget_period: str = BudgetPeriod.MONTH,
     enabled: bool = True,
 ) -> RateLimitPolicy:
-    policy = RateLimitPolicy(scope=scope, subject=subject, rpm=rpm, tpm=tpm, max_concurrent=max_concurrent, enabled=enabled)
+    policy = RateLimitPolicy(
+        scope=scope, subject=subject, rpm=rpm, tpm=tpm, max_concurrent=max_concurrent,
+        budget_usd=budget_usd, budget_period=budget_period, enabled=enabled,
+    )
     _clean_policy(policy)
     policy.save()
     bump_version(REGISTRY_CONFIG)
@@ -375,7 +421,7 @@ def rate_limit_policy_create(
 
 @transaction.atomic
 def rate_limit_policy_update(*, policy: RateLimitPolicy, **changes: Any) -> RateLimitPolicy:
-    allowed = {"rpm", "tpm", "max_concurrent", "enabled"}
+    allowed = {"rpm", "tpm", "max_concurrent", "budget_usd", "budget_period", "enabled"}
     unknown = set(changes) - allowed
     if unknown:
         raise ValidationError({"__all__": f"cannot change {sorted(unknown)}"})
@@ -472,7 +518,19 @@ _MODEL_KEYS = {
     "output_price_per_mtok", "can_embed", "enabled", "description", "weight", "rpm", "tpm",
 }
 _DEPLOYMENT_KEYS = {"provider", "name", "weight", "rpm", "tpm", "enabled"}
-_POLICY_KEYS = {"scope", "subject", "rpm", "tpm", "max_concurrent", "enabled"}
+POLICY_KEYS = {"scope", "subject", "rpm", "tpm", "max_concurrent", "budget_usd", "budget_period", "enabled"}
+
+
+def budget_values(spec: dict[str, Any]) -> dict[str, Any]:
+    """A document policy's budget fields. The export writes `budget_period` only beside a
+    budget, so a policy without one leaves the stored period alone (apply(export()) changes
+    nothing); a budget without a period is per month, the default."""
+    values: dict[str, Any] = {"budget_usd": spec.get("budget_usd")}
+    if "budget_period" in spec:
+        values["budget_period"] = spec["budget_period"]
+    elif values["budget_usd"] is not None:
+        values["budget_period"] = BudgetPeriod.MONTH.value
+    return values
 
 
 def _import_providers(data: dict[str, Any], report: ImportReport) -> None:
@@ -585,21 +643,32 @@ def _import_models(data: dict[str, Any], report: ImportReport) -> None:
                 report.updated.append(path)
 
 
+def _differs(stored: Any, given: Any) -> bool:
+    """Stored value against a document's: a budget of 50.0 in YAML is the stored Decimal 50."""
+    if isinstance(stored, Decimal) and given is not None and not isinstance(given, bool):
+        try:
+            return stored != Decimal(str(given))
+        except (InvalidOperation, ValueError):
+            return True
+    return stored != given
+
+
 def _import_policies(data: dict[str, Any], report: ImportReport) -> None:
     items = data.get("rate_limits") or []
     _expect(isinstance(items, list), "rate_limits", "expected a list")
     for index, raw in enumerate(items):
         path = f"rate_limits[{index}]"
         spec = _as_mapping(raw, path)
-        _only_keys(spec, path, _POLICY_KEYS)
+        _only_keys(spec, path, POLICY_KEYS)
         scope, subject = spec.get("scope", RateLimitScope.DEFAULT), spec.get("subject", "") or ""
         values = {k: spec.get(k) for k in ("rpm", "tpm", "max_concurrent")}
+        values.update(budget_values(spec))
         values["enabled"] = bool(spec.get("enabled", True))
         policy = RateLimitPolicy.objects.filter(scope=scope, subject=subject).first()
         if policy is None:
             _apply(path, rate_limit_policy_create, scope=scope, subject=subject, **values)
             report.created.append(path)
-        elif any(getattr(policy, k) != v for k, v in values.items()):
+        elif any(_differs(getattr(policy, k), v) for k, v in values.items()):
             _apply(path, rate_limit_policy_update, policy=policy, **values)
             report.updated.append(path)
         else:
