@@ -12,6 +12,7 @@ from django.db.models import Avg, Count, Q, Sum
 from django.http import HttpRequest
 
 from apps.llm import services
+from apps.llm.choices import BudgetPeriod
 from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy, UsageRecord
 from apps.llm.selectors import usage_daily_totals
 from daarion.crypto import mask
@@ -228,7 +229,12 @@ class RateLimitPolicyAdmin(_ServiceAdmin):
             # Without the column's digit limits: the service's check words a budget with too
             # many places or digits the way every other door does, instead of Django's text.
             return forms.DecimalField(required=False, label="Budget (USD)", help_text=db_field.help_text)
-        return super().formfield_for_dbfield(db_field, request, **kwargs)
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "budget_period":
+            # A post without it (a script, a form from before budgets) keeps the stored or
+            # default period, as the API's PATCH and a document without a budget do.
+            field.required = False
+        return field
 
     def get_readonly_fields(self, request: HttpRequest, obj: RateLimitPolicy | None = None) -> list[str]:
         return ["scope", "subject"] if obj else []
@@ -246,7 +252,7 @@ class RateLimitPolicyAdmin(_ServiceAdmin):
                 scope=obj.scope if obj else data.get("scope", ""),
                 subject=obj.subject if obj else data.get("subject", ""),
                 **{k: data.get(k) for k in ("rpm", "tpm", "max_concurrent", "budget_usd")},
-                budget_period=data.get("budget_period") or "",
+                budget_period=data.get("budget_period") or (obj.budget_period if obj else BudgetPeriod.MONTH),
                 enabled=data.get("enabled", True),
             )
             probe._state.adding = obj is None  # uniqueness against itself is not a conflict

@@ -190,3 +190,17 @@ def test_admin_saves_a_budget_only_policy_and_lists_it(admin_client):
     assert admin_client.post(f"/admin/llm/ratelimitpolicy/{policy.pk}/change/", data).status_code == 302
     policy.refresh_from_db()
     assert policy.budget_usd is None
+
+
+def test_an_admin_post_without_a_period_keeps_the_stored_one(admin_client):
+    data = _form(budget_usd="5")
+    del data["budget_period"]
+    assert admin_client.post("/admin/llm/ratelimitpolicy/add/", data).status_code == 302
+    policy = RateLimitPolicy.objects.get()
+    assert policy.budget_period == "month"
+    services.rate_limit_policy_update(policy=policy, budget_period="day")
+    del data["scope"], data["subject"]
+    data["budget_usd"] = "6"
+    assert admin_client.post(f"/admin/llm/ratelimitpolicy/{policy.pk}/change/", data).status_code == 302
+    policy.refresh_from_db()
+    assert (policy.budget_usd, policy.budget_period) == (Decimal("6"), "day")
