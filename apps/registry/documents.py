@@ -171,7 +171,7 @@ _PROVIDER_KEYS = {"kind", "base_url", "api_key", "api_key_env", "timeout", "time
 _MODEL_KEYS = {"provider", "name", "deployments", "fallbacks", "context_window", "price", "input_price_per_mtok",
                "output_price_per_mtok", "can_embed", "enabled", "description", "weight", "rpm", "tpm"}
 _DEPLOYMENT_KEYS = {"provider", "name", "weight", "rpm", "tpm", "enabled"}
-_POLICY_KEYS = {"scope", "subject", "rpm", "tpm", "max_concurrent", "enabled"}
+_POLICY_KEYS = llm_services.POLICY_KEYS  # one key set for both importers
 _TOOL_KEYS = {"id", *tool_services.TOOL_FIELDS, "secrets", "annotations"}
 _AGENT_KEYS = {"id", *agent_services.EDITABLE_FIELDS, "secrets"}
 _ANNOTATIONS = ("read_only", "destructive", "idempotent")
@@ -267,8 +267,17 @@ def _policies(raw: Any) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
         scope = _str(spec.get("scope", RateLimitScope.DEFAULT), f"{path}.scope")
         subject = _str(spec.get("subject") or "", f"{path}.subject").strip()
         _expect((scope, subject) not in out, path, f"policy {_policy_id(scope, subject)} appears twice")
+        budget = llm_services.budget_values(spec)
+        if budget["budget_usd"] is not None:
+            # The service's rule and words, here so the plan compares a Decimal with the row.
+            problem = llm_services.budget_error(budget["budget_usd"])
+            _expect(problem is None, f"{path}.budget_usd", problem or "")
+            budget["budget_usd"] = _decimal(budget["budget_usd"], f"{path}.budget_usd")
+        if "budget_period" in budget:
+            budget["budget_period"] = _str(budget["budget_period"], f"{path}.budget_period")
         out[(scope, subject)] = (path, {
             **{k: _int(spec.get(k), f"{path}.{k}", null=True) for k in ("rpm", "tpm", "max_concurrent")},
+            **budget,
             "enabled": _bool(spec.get("enabled", True), f"{path}.enabled"),
         })
     return out

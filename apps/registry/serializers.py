@@ -15,7 +15,7 @@ from rest_framework import serializers
 
 from apps.agents.choices import ToolMode
 from apps.agents.models import Agent
-from apps.llm.choices import ProviderKind, RateLimitScope
+from apps.llm.choices import BudgetPeriod, ProviderKind, RateLimitScope
 from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy
 from apps.memory.choices import EmbeddingBackend
 from apps.memory.models import EmbeddingModel
@@ -125,9 +125,11 @@ class LogicalModelIn(serializers.Serializer):
 
 
 class RateLimitPolicyOut(serializers.ModelSerializer):
+    budget_usd = serializers.DecimalField(max_digits=12, decimal_places=4, coerce_to_string=False, allow_null=True)
+
     class Meta:
         model = RateLimitPolicy
-        fields = ["id", "scope", "subject", "rpm", "tpm", "max_concurrent", "enabled"]
+        fields = ["id", "scope", "subject", "rpm", "tpm", "max_concurrent", "budget_usd", "budget_period", "enabled"]
 
 
 class RateLimitPolicyIn(serializers.Serializer):
@@ -136,6 +138,17 @@ class RateLimitPolicyIn(serializers.Serializer):
     rpm = serializers.IntegerField(min_value=0, allow_null=True, required=False, default=None)
     tpm = serializers.IntegerField(min_value=0, allow_null=True, required=False, default=None)
     max_concurrent = serializers.IntegerField(min_value=0, allow_null=True, required=False, default=None)
+    # No digit limits here: the service refuses 0, too many places or digits in its own words
+    # (rounding would store another budget than the one sent).
+    budget_usd = serializers.DecimalField(
+        max_digits=None, decimal_places=None, allow_null=True, required=False, default=None,
+        help_text="USD per budget_period, above 0, at most 4 decimal places; null: no budget",
+    )
+    budget_period = serializers.ChoiceField(
+        choices=BudgetPeriod.choices, required=False, default=BudgetPeriod.MONTH,
+        error_messages={"invalid_choice": f"unknown period '{{input}}'; allowed: {', '.join(BudgetPeriod.values)}"},
+        help_text="the calendar period (UTC) of budget_usd",
+    )
     enabled = serializers.BooleanField(required=False, default=True)
 
 
