@@ -392,3 +392,35 @@ def test_only_the_current_periods_spend_counts():
     assert lease.headers["x-daarion-budget-remaining-usd"] == "0.001000"
     counter = key("llm", "rl", bucket.name, "spend", period)
     assert 0 < get_redis().pttl(counter) <= left_ms + 86_400_000  # gone a day after the month
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_spend_budget_over_http_refuses_once_spent_and_records_the_refusal(
+    api, stub_provider, make_model, llm_headers, live, make_agents
+):
+    from decimal import Decimal
+
+    from apps.llm.tests.conftest import usage_rows
+
+    make_agents("agent:budgeted", "agent:budget-probe")
+    make_model("dagi-pricey", stub_provider, "dagi-stub", input_price_per_mtok=100_000, output_price_per_mtok=100_000)
+    live()
+    base = str(api.base_url).rstrip("/")
+    probe = _proxy(base, llm_headers, "agent:budget-probe", model="dagi-pricey")
+    assert probe.status_code == 200, probe.text
+    cost = Decimal(probe.json()["usage"]["total_tokens"]) / 10  # 100,000 USD per 1M tokens
+    # Room for two calls made one after another, not three: each may start under the budget.
+    services.rate_limit_policy_create(scope="agent", subject="agent:budgeted", budget_usd=cost * 3 / 2,
+                                      budget_period="day")
+    services.rate_limit_policy_create(scope="agent", subject="agent:budget-probe", budget_usd=10**6)
+    assert wait_for(lambda: "x-daarion-budget-remaining-usd" in
+                    _proxy(base, llm_headers, "agent:budget-probe", model="dagi-pricey").headers), "the policies are live"
+    answers = [_proxy(base, llm_headers, "agent:budgeted", model="dagi-pricey") for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429], answers[-1].text
+    assert [Decimal(a.headers["x-daarion-budget-remaining-usd"]) for a in answers[:2]] == [cost * 3 / 2, cost / 2]
+    error = answers[2].json()["error"]
+    assert (error["type"], error["details"]["period"]) == ("budget_exceeded", "day")
+    assert 1 <= int(answers[2].headers["retry-after"]) <= 86_400
+    rows = usage_rows(count=3, agent_id="agent:budgeted")
+    assert [(r.status, r.error_type) for r in rows] == [("ok", ""), ("ok", ""), ("refused", "budget_exceeded")]
+    assert [r.cost for r in rows[:2]] == [cost, cost]
