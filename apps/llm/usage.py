@@ -6,10 +6,11 @@ batches (`drain_to_database`), called by the Celery beat task `llm.drain_usage` 
 LLM_USAGE_DRAIN_SECONDS, and by that thread too when LLM_USAGE_FLUSH_INTERVAL is set (a
 deployment without a worker; off by default, see the setting).
 
-A drain reads a batch, inserts it (ON CONFLICT on the record's unique record_id does nothing,
-so a batch written twice inserts once) and only then trims it from the list: records wait in
-Redis while Postgres is down, and a drainer that dies half-way leaves its batch to the next.
-One drainer at a time holds a Redis lock, and it trims only while it still holds it.
+A drain (daarion.list_drain) reads a batch, inserts it (ON CONFLICT on the record's unique
+record_id does nothing, so a batch written twice inserts once) and only then trims it from the
+list: records wait in Redis while Postgres is down, and a drainer that dies half-way leaves its
+batch to the next. One drainer at a time holds a Redis lock, and it trims only while it still
+holds it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection, models
 from django.utils.dateparse import parse_datetime
 
+from daarion.list_drain import drain_list
 from daarion.redis_client import get_redis, key
 from daarion.storable import clean_text, insert_batch
 
@@ -49,15 +51,6 @@ _thread_lock = threading.Lock()
 _wake = threading.Event()
 
 _LOCK_MS = 60_000
-_RELEASE_LOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-# A drainer whose lock expired (a batch slower than _LOCK_MS: Postgres stalled, the worker
-# paused) must not trim: another drainer may have read the same records and trimmed them
-# already, and a second trim would drop records nobody wrote. Its batch is in the table; the
-# next drainer replays it and the unique record_id keeps every row single.
-_TRIM_IF_HELD = (
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('LTRIM', KEYS[2], ARGV[2], -1) return 1 "
-    "else return 0 end"
-)
 
 
 def buffer_key() -> str:
@@ -245,36 +238,20 @@ def _insert(rows: Sequence[list[Any]]) -> None:
 def drain_to_database(*, max_batches: int = 100) -> int:
     """Writes buffered records to Postgres, at most `max_batches` batches; returns how many
     records were written (a replayed one counts: its row is there). 0 while another drainer
-    holds the lock.
+    holds the lock (daarion.list_drain: one drainer at a time, and a batch is trimmed only by a
+    drainer that still holds the lock, so no record is trimmed twice)."""
+    return drain_list(list_key=buffer_key(), lock_key=_lock_key(), lock_ms=_LOCK_MS, batch_size=BATCH_SIZE,
+                      max_batches=max_batches, store=_store, what="usage")
 
-    One drainer at a time (a Redis lock), and a batch is trimmed only by a drainer that still
-    holds it, so no record is trimmed twice (see _TRIM_IF_HELD).
-    """
-    client = get_redis()
-    trim = client.register_script(_TRIM_IF_HELD)
-    token = uuid.uuid4().hex
-    if not client.set(_lock_key(), token, nx=True, px=_LOCK_MS):
-        return 0
-    written = 0
-    try:
-        for _ in range(max_batches):
-            items = client.lrange(buffer_key(), 0, BATCH_SIZE - 1)
-            if not items:
-                break
-            rows = []
-            for item in items:
-                try:
-                    rows.append(_row(item))
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    logger.error("unreadable usage record skipped: %r", item[:300])
-            if rows:
-                written += insert_batch(rows, _insert, what="usage records", describe=_record_id_of)
-            if not trim(keys=[_lock_key(), buffer_key()], args=[token, len(items)]):
-                logger.warning("usage drain outlived its lock; the next drain replays the batch")
-                break
-    finally:
-        client.eval(_RELEASE_LOCK, 1, _lock_key(), token)
-    return written
+
+def _store(items: list[bytes]) -> int:
+    rows = []
+    for item in items:
+        try:
+            rows.append(_row(item))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            logger.error("unreadable usage record skipped: %r", item[:300])
+    return insert_batch(rows, _insert, what="usage records", describe=_record_id_of) if rows else 0
 
 
 def pending_in_redis() -> int:

@@ -7,10 +7,10 @@ when TOOLS_AUDIT_FLUSH_INTERVAL is above 0 (a deployment without a worker; off b
 parsing and inserting in the web process holds the GIL, which shows in its tail latency, as it
 did for the LLM usage records (docs/BENCHMARKS.md). `manage.py flush_tool_audit` drains by hand.
 
-A drain reads a batch, inserts it with `ignore_conflicts` on the entry's unique call_id, and
-only then trims the list, so a drainer that dies half-way leaves the batch for the next one and
-a replay never doubles a row. One drainer at a time holds a Redis lock, and it trims only while
-it still holds it. An entry that is not readable is logged and dropped; values a column cannot
+A drain (daarion.list_drain) reads a batch, inserts it with `ignore_conflicts` on the entry's
+unique call_id, and only then trims the list, so a drainer that dies half-way leaves the batch
+for the next one and a replay never doubles a row. One drainer at a time holds a Redis lock,
+and it trims only while it still holds it. An entry that is not readable is logged and dropped; values a column cannot
 hold are cleaned or clamped, and a row the database still refuses is logged and dropped alone,
 so no entry can hold the queue up. If Redis cannot be reached the row is written directly.
 """
@@ -31,7 +31,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from daarion.redis_client import get_async_redis, get_redis, key
+from daarion.list_drain import drain_list
+from daarion.redis_client import get_async_redis, key
 from daarion.storable import clean_json, clean_text, insert_batch
 
 logger = logging.getLogger(__name__)
@@ -39,14 +40,6 @@ logger = logging.getLogger(__name__)
 _BATCH = 500
 _LOCK_MS = 30_000
 _MAX_INT = 2_147_483_647  # the integer column of tool_version
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
-# A drainer whose lock expired (a batch slower than _LOCK_MS) must not trim: another drainer
-# may have read the same entries and trimmed them already, and a second trim would drop
-# entries nobody wrote. Its batch is in the table; the next drainer replays it harmlessly.
-_TRIM_IF_HELD = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('ltrim', KEYS[2], ARGV[2], -1) return 1 "
-    "else return 0 end"
-)
 
 
 def _list_key() -> str:
@@ -136,7 +129,6 @@ def _rows(entries: list[Any]) -> list[Any]:
     return rows
 
 
-# What the database says of a value it will not store; ValueError: one psycopg cannot encode.
 def _bulk_insert(rows: Sequence[Any]) -> None:
     from apps.tools.models import ToolCall
 
@@ -176,34 +168,20 @@ async def audit_enqueue(entry: dict[str, Any]) -> None:
 
 def audit_flush(*, max_batches: int | None = None) -> int:
     """Moves queued entries into ToolCall rows; returns how many are stored (a replayed one
-    counts: its row is there). 0 while another drainer holds the lock."""
-    client = get_redis()
-    trim = client.register_script(_TRIM_IF_HELD)
-    token = uuid.uuid4().hex
-    if not client.set(_lock_key(), token, nx=True, px=_LOCK_MS):
-        return 0
-    written = 0
-    batches = 0
-    try:
-        while max_batches is None or batches < max_batches:
-            raw = client.lrange(_list_key(), 0, _BATCH - 1)
-            if not raw:
-                break
-            entries = []
-            for item in raw:
-                try:
-                    entries.append(json.loads(item))
-                except (ValueError, RecursionError):
-                    logger.error("dropping an unreadable tool audit entry: %r", item[:200])
-            rows = _rows(entries)
-            written += _insert(rows) if rows else 0
-            if not trim(keys=[_lock_key(), _list_key()], args=[token, len(raw)]):
-                logger.warning("tool audit drain outlived its lock; the next drain replays the batch")
-                break
-            batches += 1
-    finally:
-        client.eval(_RELEASE, 1, _lock_key(), token)
-    return written
+    counts: its row is there). 0 while another drainer holds the lock (daarion.list_drain)."""
+    return drain_list(list_key=_list_key(), lock_key=_lock_key(), lock_ms=_LOCK_MS, batch_size=_BATCH,
+                      max_batches=max_batches, store=_store, what="tool audit")
+
+
+def _store(items: list[bytes]) -> int:
+    entries = []
+    for item in items:
+        try:
+            entries.append(json.loads(item))
+        except (ValueError, RecursionError):
+            logger.error("dropping an unreadable tool audit entry: %r", item[:200])
+    rows = _rows(entries)
+    return _insert(rows) if rows else 0
 
 
 _flusher: threading.Thread | None = None
