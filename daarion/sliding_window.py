@@ -21,10 +21,17 @@ from dataclasses import dataclass
 # window's share is let go, so a small limit is never stricter than a fixed window would be
 # (a 1/min limit still takes its next call as the minute turns), while a large one is smoothed.
 #
-# Lua, for scripts that check a sliding count: ms until `cur + prev * weight` has fallen by
-# more than `need`, with nothing new counted. The previous window's share runs out over the
-# rest of this one (`reset_ms`), then this window's own count over the next (`w` ms).
-WAIT_MS_LUA = """
+# Lua, for scripts that check a sliding count. `sliding_count`: a counter's current window,
+# its previous one, and their sliding sum `used` (the previous weighted by `weight`, its share
+# still inside the last window-length). `sliding_wait_ms`: ms until `cur + prev * weight` has
+# fallen by more than `need`, with nothing new counted; the previous window's share runs out
+# over the rest of this one (`reset_ms`), then this window's own count over the next (`w` ms).
+SLIDING_LUA = """
+local function sliding_count(cur_key, prev_key, weight)
+  local cur = tonumber(redis.call('GET', cur_key) or '0')
+  local prev = tonumber(redis.call('GET', prev_key) or '0')
+  return cur, prev, cur + prev * weight
+end
 local function sliding_wait_ms(cur, prev, need, weight, reset_ms, w)
   if need < 0 then need = 0 end
   local prev_part = prev * weight

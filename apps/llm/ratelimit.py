@@ -31,7 +31,7 @@ from apps.llm.choices import BudgetPeriod, RateLimitScope
 from apps.llm.selectors import PolicySpec, Registry
 from daarion.errors import RateLimited, ServiceUnavailable
 from daarion.redis_client import LuaScript, get_async_redis, key
-from daarion.sliding_window import WAIT_MS_LUA, Window
+from daarion.sliding_window import SLIDING_LUA, Window
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ end
 # limit; ms left of the budget period), then the settle deltas. Settles first (they are
 # earlier calls' corrections), then checks every bucket before taking anything, so a refusal
 # leaves no trace of its own.
-_ACQUIRE = _SETTLE_TOKENS + WAIT_MS_LUA + """
+_ACQUIRE = _SETTLE_TOKENS + SLIDING_LUA + """
 local now = tonumber(ARGV[1])
 local lease = ARGV[2]
 local est = tonumber(ARGV[3])
@@ -88,16 +88,14 @@ for i = 0, n - 1 do
   local budget, period_ms = tonumber(ARGV[13+i*5]), tonumber(ARGV[14+i*5])
   local r_used, t_used, spent = 0, 0, 0
   if rpm > 0 then
-    local cur, prev = tonumber(redis.call('GET', rk) or '0'), tonumber(redis.call('GET', prk) or '0')
-    local used = cur + prev * weight
+    local cur, prev, used = sliding_count(rk, prk, weight)
     r_used = math.floor(used)
     if r_used + 1 > rpm then
       return {0, i, 'requests', rpm, sliding_wait_ms(cur, prev, used - rpm, weight, reset_ms, w)}
     end
   end
   if tpm > 0 then
-    local cur, prev = tonumber(redis.call('GET', tk) or '0'), tonumber(redis.call('GET', ptk) or '0')
-    local used = cur + prev * weight
+    local cur, prev, used = sliding_count(tk, ptk, weight)
     t_used = math.floor(used)
     if t_used > 0 and t_used + est > tpm then
       -- A request bigger than the whole budget may still run alone, once nothing is counted.
@@ -284,7 +282,7 @@ async def acquire(buckets: list[Bucket], *, estimate: int) -> Lease | None:
     for bucket in buckets:
         period_id, period_ms = "none", 0  # a key never read: the bucket has no budget
         if bucket.budget_micro_usd:
-            period_id, period_ms = budget_period_at(bucket.budget_period, datetime.now(UTC))
+            period_id, period_ms = budget_period_at(bucket.budget_period, datetime.fromtimestamp(now_ms / 1000, UTC))
         keys += [
             key("llm", "rl", bucket.name, "rpm", str(window.index)),
             key("llm", "rl", bucket.name, "tpm", str(window.index)),

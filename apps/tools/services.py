@@ -29,7 +29,7 @@ from apps.tools.registry import TOOLS_CONFIG, ToolDefinition, registry_snapshot
 from daarion.agent_directory import unknown_agent_ids
 from daarion.live_config import bump_version
 from daarion.redis_client import LuaScript, get_async_redis, key
-from daarion.sliding_window import WAIT_MS_LUA, Window
+from daarion.sliding_window import SLIDING_LUA, Window
 from daarion.storable import json_problem
 
 logger = logging.getLogger(__name__)
@@ -402,12 +402,10 @@ class ToolCallOutcome:
 # window ahead of itself. KEYS: this minute's counter, the previous minute's. ARGV: the limit,
 # ms left of this minute, window ms, a new counter's expiry ms. Returns 0 (counted) or the ms
 # to wait.
-_TOOL_LIMIT = LuaScript(WAIT_MS_LUA + """
+_TOOL_LIMIT = LuaScript(SLIDING_LUA + """
 local limit, reset_ms, w = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local weight = reset_ms / w
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-local prev = tonumber(redis.call('GET', KEYS[2]) or '0')
-local used = cur + prev * weight
+local cur, prev, used = sliding_count(KEYS[1], KEYS[2], weight)
 if math.floor(used) + 1 > limit then return math.max(1, sliding_wait_ms(cur, prev, used - limit, weight, reset_ms, w)) end
 if redis.call('INCR', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4])) end
 return 0
