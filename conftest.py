@@ -64,6 +64,15 @@ def celery_worker(server_env, tmp_path_factory) -> Iterator[ServerProcess]:
     worker.stop()
 
 
+@pytest.fixture(scope="session")
+def agents_worker(server_env, tmp_path_factory) -> Iterator[ServerProcess]:
+    """A real Celery worker of the `agents` queue (agent runs), with a thread pool as in production."""
+    worker = start_celery_worker(server_env, tmp_path_factory.mktemp("agents-worker"), queues="agents",
+                                 pool="threads", concurrency=16, name="agents")
+    yield worker
+    worker.stop()
+
+
 @pytest.fixture
 def api(asgi_server, transactional_db) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=asgi_server.url, timeout=30) as client:

@@ -1,4 +1,5 @@
-"""The Celery app. Workers: `celery -A daarion worker -Q default,embeddings,summaries`."""
+"""The Celery app. Workers: `celery -A daarion worker -Q default,embeddings,summaries`, and
+for agent runs `celery -A daarion worker -Q agents -P threads -c 64`."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ class Queue(StrEnum):
     DEFAULT = "default"
     EMBEDDINGS = "embeddings"
     SUMMARIES = "summaries"
+    # Agent runs: long, mostly waiting on models and tools; served by workers of their own
+    # with a thread pool (`-P threads`), each thread handing its run to the process's loop.
+    AGENTS = "agents"
 
 
 app = Celery("daarion")

@@ -239,7 +239,7 @@ def _manage(*args: str) -> list[str]:
 
 
 def run_service(data_dir: Path) -> int:
-    """`make run`: migrate, seed, then web + worker + beat until Ctrl-C."""
+    """`make run`: migrate, seed, then web + workers (default queues, agent runs) + beat until Ctrl-C."""
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
     stack = Stack(data_dir).start()
@@ -269,6 +269,14 @@ def run_service(data_dir: Path) -> int:
             "worker": (
                 [sys.executable, "-m", "celery", "-A", "daarion", "worker", "--loglevel", "INFO",
                  "-Q", "default,embeddings,summaries", "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2")],
+                stack.env,
+            ),
+            # Agent runs: a worker of their own with a thread pool (each thread hands its run
+            # to one event loop), so a slow model or tool holds a thread, not a process.
+            "agents-worker": (
+                [sys.executable, "-m", "celery", "-A", "daarion", "worker", "--loglevel", "INFO",
+                 "-Q", "agents", "-P", "threads", "--concurrency", os.environ.get("AGENTS_WORKER_CONCURRENCY", "64"),
+                 "--hostname", "agents@%h"],
                 stack.env,
             ),
             "beat": (
@@ -306,7 +314,7 @@ def run_service(data_dir: Path) -> int:
             time.sleep(0.2)
         return 0
     finally:
-        for name in ("web", "beat", "worker"):
+        for name in ("web", "beat", "worker", "agents-worker"):
             child = children.get(name)
             if child is not None and child.poll() is None:
                 child.send_signal(signal.SIGTERM)

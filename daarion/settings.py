@@ -218,7 +218,7 @@ LOGGING = {
         # would log "sending", "received" and "succeeded" for each, ~500k lines a day. Their
         # failures still log.
         "quiet_periodic_tasks": {"()": "daarion.celery.QuietTaskLines",
-                                 "tasks": ["llm.drain_usage", "tools.flush_audit"]},
+                                 "tasks": ["llm.drain_usage", "tools.flush_audit", "agents.sweep_runs"]},
     },
     "formatters": {
         "json": {"()": "daarion.log.JsonFormatter"},
@@ -328,6 +328,29 @@ CELERY_BEAT_SCHEDULE = {
 # --- agents ---
 # Seconds without a chunk after which an agent stream sends an SSE heartbeat comment.
 AGENTS_STREAM_HEARTBEAT_SECONDS = float(os.environ.get("DAARION_AGENTS_HEARTBEAT_SECONDS", "10"))
+# Runs (apps/agents/runs): executed by workers of the `agents` queue under a Redis lease of
+# this many seconds, renewed every third of it; a run whose lease ran out is `interrupted` by
+# the sweep (beat, every AGENTS_RUN_SWEEP_SECONDS).
+# The queue runs are sent to (and beat's sweep): its workers are the executors. A deployment
+# may give a set of web processes a queue (and workers) of its own.
+AGENTS_RUN_QUEUE = os.environ.get("DAARION_AGENTS_RUN_QUEUE", "agents")
+AGENTS_RUN_LEASE_SECONDS = float(os.environ.get("DAARION_AGENTS_RUN_LEASE_SECONDS", "15"))
+AGENTS_RUN_SWEEP_SECONDS = float(os.environ.get("DAARION_AGENTS_RUN_SWEEP_SECONDS", "5"))
+# A run longer than this is stopped and `interrupted` (the executor's own limit).
+AGENTS_RUN_TIME_LIMIT_SECONDS = float(os.environ.get("DAARION_AGENTS_RUN_TIME_LIMIT_SECONDS", "600"))
+# A queued run whose task has not started within this many seconds is sent again (a lost
+# enqueue); a duplicate is harmless, since only a queued run can start.
+AGENTS_RUN_REDISPATCH_SECONDS = float(os.environ.get("DAARION_AGENTS_RUN_REDISPATCH_SECONDS", "60"))
+# A run's chunk stream is kept this long after the run ends (for resume), then expires; the
+# final message stays on the run row. At most this many chunks per run (XADD MAXLEN ~).
+AGENTS_RUN_RETENTION_SECONDS = int(os.environ.get("DAARION_AGENTS_RUN_RETENTION_SECONDS", "3600"))
+AGENTS_RUN_STREAM_MAX_CHUNKS = int(os.environ.get("DAARION_AGENTS_RUN_STREAM_MAX_CHUNKS", "20000"))
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "agents-sweep-runs": {"task": "agents.sweep_runs", "schedule": AGENTS_RUN_SWEEP_SECONDS,
+                          "options": {"queue": AGENTS_RUN_QUEUE, "expires": max(5.0, 3 * AGENTS_RUN_SWEEP_SECONDS),
+                                      "ignore_result": True}},
+}
 
 # --- registry ---
 # The management API (/api/registry/) is served by Django REST framework; the runtime APIs

@@ -104,23 +104,30 @@ def start_celery_beat(env: Mapping[str, str], log_dir: Path) -> ServerProcess:
     return ServerProcess("beat", process, log_path)
 
 
-def start_celery_worker(env: Mapping[str, str], log_dir: Path, *, queues: str = "default,embeddings,summaries") -> ServerProcess:
-    log_path = log_dir / f"worker-{os.getpid()}.log"
+def start_celery_worker(
+    env: Mapping[str, str], log_dir: Path, *, queues: str = "default,embeddings,summaries", pool: str = "solo",
+    concurrency: int | None = None, name: str = "worker",
+) -> ServerProcess:
+    """A Celery worker; `pool="threads"` with a `concurrency` for the agents queue's runs."""
+    log_path = log_dir / f"{name}-{os.getpid()}.log"
     log = open(log_path, "wb")
-    hostname = f"test-{os.getpid()}@%h"
+    hostname = f"{name}-{os.getpid()}@%h"
+    extra = ["--concurrency", str(concurrency)] if concurrency else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "daarion", "worker", "--pool", "solo", "--loglevel", "INFO",
-         "-Q", queues, "--hostname", hostname, "--without-gossip", "--without-mingle"],
+        [sys.executable, "-m", "celery", "-A", "daarion", "worker", "--pool", pool, "--loglevel", "INFO",
+         "-Q", queues, "--hostname", hostname, "--without-gossip", "--without-mingle", *extra],
         cwd=BASE_DIR, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
     )
-    server = ServerProcess("worker", process, log_path)
+    server = ServerProcess(name, process, log_path)
     from daarion.celery import app
 
     deadline = time.monotonic() + 60
+    wanted = hostname.replace("%h", socket.gethostname())
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"celery worker exited early:\n{server.log_tail()}")
-        if app.control.ping(timeout=0.5):
+        # This worker's own answer: another worker of the session may be up already.
+        if any(wanted in reply for reply in app.control.ping(timeout=0.5) or []):
             return server
     server.stop()
     raise RuntimeError(f"celery worker did not answer a ping in 60 s:\n{server.log_tail()}")

@@ -83,7 +83,8 @@ class AgentAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["id", "name", "microdao_id", "enabled", "model", "version"]}),
         ("Character", {"fields": ["system_prompt", "character"]}),
-        ("Behaviour", {"fields": ["memory_recall_limit", "memory_kinds", "max_tool_steps", "tool_mode", "temperature"]}),
+        ("Behaviour", {"fields": ["memory_recall_limit", "memory_kinds", "max_tool_steps", "tool_mode", "temperature",
+                                  "history_turns", "history_tokens"]}),
         ("Timestamps", {"fields": ["created_at", "updated_at"]}),
     ]
 

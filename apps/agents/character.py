@@ -61,6 +61,8 @@ CHARACTER_SCHEMA: dict[str, Any] = {
                 "max_tool_steps": {"type": "integer", "minimum": 0},
                 "tool_mode": {"enum": ["native", "text"]},
                 "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+                "history_turns": {"type": "integer", "minimum": 0},
+                "history_tokens": {"type": "integer", "minimum": 0},
                 "memory": {
                     "type": "object",
                     "properties": {

@@ -6,7 +6,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.utils import timezone
 
-from apps.agents.choices import ToolMode
+from apps.agents.choices import RunStatus, RunStrategy, ToolMode
 from daarion.crypto import EncryptedTextField
 
 AGENT_ID_RE = r"^agent:[a-z0-9][a-z0-9._-]{0,62}$"
@@ -50,6 +50,14 @@ class Agent(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(2.0)],
         help_text="Sampling temperature; empty: the model's default",
     )
+    history_turns = models.PositiveSmallIntegerField(
+        default=10, validators=[MaxValueValidator(100)],
+        help_text="Earlier turns of the session put into the prompt, newest kept first; 0 turns history off",
+    )
+    history_tokens = models.PositiveIntegerField(
+        default=4000, validators=[MaxValueValidator(200_000)],
+        help_text="Token budget (estimated) for those earlier turns; what does not fit is left to memory recall",
+    )
     # Changes on every edit (agent or secrets), so runtimes can tell which blueprint they hold.
     version = models.PositiveIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -89,3 +97,56 @@ class AgentSecret(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent_id}:{self.name}"
+
+
+class Run(models.Model):
+    """One agent turn as a durable run: queued by a web process, executed by a worker on the
+    `agents` queue, its UI message chunks streamed through Redis (see apps/agents/runs/)."""
+
+    id = models.CharField(primary_key=True, max_length=40, editable=False)
+    # Not a foreign key: a run is a record of what happened and outlives its agent.
+    agent_id = models.CharField(max_length=70, db_index=True)
+    session_id = models.CharField(max_length=128)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    strategy = models.CharField(max_length=16, choices=RunStrategy.choices, default=RunStrategy.REJECT)
+    # The turn's input (message, microdao_id, channel_id, user_id, context): what the executor runs.
+    request = models.JSONField(default=dict)
+    # The final assistant message as the AI SDK builds it (UIMessage: id, role, parts, metadata).
+    message = models.JSONField(null=True, blank=True)
+    # The JSON answer of POST /chat (reply, tool_calls, steps, memory ids).
+    result = models.JSONField(null=True, blank=True)
+    usage = models.JSONField(default=dict, blank=True)
+    step_count = models.PositiveSmallIntegerField(default=0)
+    # {type, message, status, details} when the run failed, was cancelled or interrupted.
+    error = models.JSONField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    request_id = models.CharField(max_length=100, blank=True)
+    # The service token that started it (id only), so a run can be traced back to a caller.
+    token_name = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Which worker ran it (hostname:pid), for operators reading an interrupted run.
+    executor = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent_id", "idempotency_key"], condition=models.Q(idempotency_key__isnull=False),
+                name="run_idempotency_key_unique",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["session_id", "created_at"], name="run_session_created"),
+            models.Index(fields=["status", "created_at"], name="run_status_created"),
+            models.Index(fields=["agent_id", "created_at"], name="run_agent_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.agent_id}, {self.status})"
+
+    @property
+    def ended(self) -> bool:
+        return self.status not in RunStatus.active()

@@ -66,6 +66,12 @@ class PreparedTurn:
     turn_id: str
     session_id: str
     microdao_id: str
+    # The session's earlier turns as prompt messages (runs/history.py), oldest first.
+    history: list[dict[str, Any]] = field(default_factory=list)
+    # Filled as the turn goes: the transcript entries of the steps done so far and the text
+    # of the step in progress, so a cancelled run can keep its partial answer.
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+    step_text: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -173,7 +179,7 @@ def _session_owner(session_id: str) -> str | None:
         return None
 
 
-async def turn_prepare(turn: TurnInput) -> PreparedTurn:
+async def turn_prepare(turn: TurnInput, *, turn_id: str | None = None) -> PreparedTurn:
     """Checks that may refuse the turn outright: 404 unknown agent, 409 not loaded, disabled,
     or a session that belongs to another agent."""
     blueprint = await loaded_blueprint(turn.agent_id)
@@ -188,7 +194,7 @@ async def turn_prepare(turn: TurnInput) -> PreparedTurn:
     return PreparedTurn(
         turn=turn,
         blueprint=blueprint,
-        turn_id=f"turn-{uuid.uuid4().hex}",
+        turn_id=turn_id or f"turn-{uuid.uuid4().hex}",
         session_id=turn.session_id or f"sess-{uuid.uuid4().hex}",
         microdao_id=turn.microdao_id or blueprint.microdao_id,
     )
@@ -276,7 +282,11 @@ def build_messages(
         )
     if text_tools:
         system.append(_text_tools_prompt(text_tools))
-    return [{"role": "system", "content": "\n\n".join(system)}, {"role": "user", "content": turn.message}]
+    return [
+        {"role": "system", "content": "\n\n".join(system)},
+        *prepared.history,
+        {"role": "user", "content": turn.message},
+    ]
 
 
 # --- tool calls --------------------------------------------------------------------------
@@ -397,7 +407,8 @@ async def turn_events(prepared: PreparedTurn) -> AsyncIterator[Event]:
         usage_total: dict[str, int] = {}
         reply_parts: list[str] = []
         tool_log: list[ToolOutput] = []
-        transcript: list[dict[str, Any]] = [_entry("user", prepared, {"role": "user", "content": turn.message})]
+        transcript = prepared.transcript
+        transcript[:] = [_entry("user", prepared, {"role": "user", "content": turn.message})]
         finish_reason = "stop"
         seen_call_ids: set[str] = set()
 
@@ -406,6 +417,7 @@ async def turn_events(prepared: PreparedTurn) -> AsyncIterator[Event]:
             last_step = step == blueprint.max_tool_steps
             yield StepStarted(step)
             step_text: list[str] = []
+            prepared.step_text = step_text
             pending: dict[int, _Call] = {}
             finish: Any = None
             async for event in stream_chat_completion(
@@ -483,6 +495,7 @@ async def turn_events(prepared: PreparedTurn) -> AsyncIterator[Event]:
             yield StepFinished(step, step_usage, finish_reason, getattr(finish, "provider", ""),
                                getattr(finish, "model_resolved", ""))
             transcript.append(_assistant_entry(prepared, text, calls))
+            prepared.step_text = []
             if not calls or last_step:
                 break
             if text_mode:
@@ -601,39 +614,68 @@ async def _remember(
     return memory_id
 
 
+# --- partial turns ----------------------------------------------------------------------
+
+
+async def remember_partial(prepared: PreparedTurn) -> None:
+    """A turn stopped before its end (a cancelled run): the steps done so far and the text of
+    the step in progress go to the transcript, so the session's next turn sees them. No
+    memory is written: a cut answer is not something the agent should recall as said."""
+    entries = list(prepared.transcript)
+    partial = "".join(prepared.step_text).strip()
+    if partial:
+        entries.append(_assistant_entry(prepared, partial, []))
+    if not entries:
+        return
+    await sync_to_async(_closing(_append_transcript), thread_sensitive=False)(prepared, entries)
+
+
 # --- the JSON answer ---------------------------------------------------------------------
 
 
-async def turn_collect(prepared: PreparedTurn) -> dict[str, Any]:
-    """Runs the turn to the end and returns the JSON answer; a failed turn raises its error."""
-    calls: dict[str, dict[str, Any]] = {}
-    steps: list[dict[str, Any]] = []
-    memory_ids: list[str] = []
-    out: dict[str, Any] = {}
-    async for event in turn_events(prepared):
+class TurnCollector:
+    """Folds a turn's events into the JSON answer of POST /chat."""
+
+    def __init__(self, prepared: PreparedTurn) -> None:
+        self.prepared = prepared
+        self.calls: dict[str, dict[str, Any]] = {}
+        self.steps: list[dict[str, Any]] = []
+        self.memory_ids: list[str] = []
+        self.out: dict[str, Any] = {}
+        self.error: DaarionError | None = None
+
+    def add(self, event: Event) -> None:
         if isinstance(event, MemoriesRecalled):
-            memory_ids = event.memory_ids
+            self.memory_ids = event.memory_ids
         elif isinstance(event, ToolInputAvailable):
-            calls[event.call_id] = {
+            self.calls[event.call_id] = {
                 "id": event.call_id, "tool_id": event.tool_id, "function_name": event.function_name,
                 "arguments": event.arguments, "step": event.step, "ok": False,
             }
         elif isinstance(event, ToolOutput):
-            calls[event.call_id].update(ok=event.ok, result=event.result, error=event.error, error_type=event.error_type)
+            self.calls[event.call_id].update(ok=event.ok, result=event.result, error=event.error, error_type=event.error_type)
         elif isinstance(event, StepFinished):
-            steps.append({"step": event.step, "model": event.model, "provider": event.provider,
-                          "finish_reason": event.finish_reason, "usage": event.usage})
+            self.steps.append({"step": event.step, "model": event.model, "provider": event.provider,
+                               "finish_reason": event.finish_reason, "usage": event.usage})
         elif isinstance(event, TurnFinished):
-            out = {"reply": event.reply, "usage": event.usage, "stored_memory_id": event.stored_memory_id}
+            self.out = {"reply": event.reply, "usage": event.usage, "stored_memory_id": event.stored_memory_id}
         elif isinstance(event, TurnFailed):
-            raise event.error
-    return {
-        "agent_id": prepared.blueprint.id,
-        "agent_version": prepared.blueprint.version,
-        "session_id": prepared.session_id,
-        "tool_calls": list(calls.values()),
-        "memory_ids": memory_ids,
-        "steps": steps,
-        "request_id": prepared.turn.request_id,
-        **out,
-    }
+            self.error = event.error
+
+    def result(self, *, reply: str = "") -> dict[str, Any]:
+        usage: dict[str, int] = {}
+        for step in self.steps:
+            _add_usage(usage, step["usage"])
+        return {
+            "agent_id": self.prepared.blueprint.id,
+            "agent_version": self.prepared.blueprint.version,
+            "session_id": self.prepared.session_id,
+            "tool_calls": list(self.calls.values()),
+            "memory_ids": self.memory_ids,
+            "steps": self.steps,
+            "request_id": self.prepared.turn.request_id,
+            "reply": reply,
+            "usage": usage,
+            "stored_memory_id": None,
+            **self.out,
+        }

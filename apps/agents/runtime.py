@@ -1,11 +1,10 @@
 """Which agents are loaded, shared by every web process through one Redis hash.
 
-An agent's state is `loaded:<unix time>` or `unloaded:<unix time>`. Each process, on its
-first use of the runtime (server start, in effect), marks every enabled agent that has no
-state yet as loaded; an operator's explicit unload is a state too, so a process that starts
-later does not undo it. Blueprints themselves come from the live snapshot in selectors, so
-an edited agent is used in its new version by every process within a second, with no
-reload step.
+An agent's state is `loaded:<unix time>` or `unloaded:<unix time>`; an agent with no state
+(created since, through any door) counts as loaded, so it can chat at once in every process,
+while an operator's explicit unload is a state and is honoured everywhere. Blueprints
+themselves come from the live snapshot in selectors, so an edited agent is used in its new
+version by every process within a second, with no reload step.
 """
 
 from __future__ import annotations
@@ -36,9 +35,6 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
-_booted = False
-
-
 @dataclass(frozen=True)
 class RuntimeState:
     loaded: bool
@@ -51,7 +47,9 @@ def _state_key() -> str:
 
 def _parse(raw: bytes | str | None) -> RuntimeState:
     if raw is None:
-        return RuntimeState(loaded=False, since=None)
+        # Never loaded or unloaded by hand: an enabled agent can chat as soon as it exists,
+        # whichever door created it.
+        return RuntimeState(loaded=True, since=None)
     text = raw.decode() if isinstance(raw, bytes) else raw
     state, _, when = text.partition(":")
     try:
@@ -61,39 +59,17 @@ def _parse(raw: bytes | str | None) -> RuntimeState:
     return RuntimeState(loaded=state == LOADED, since=since)
 
 
-async def runtime_boot(*, force: bool = False) -> list[str]:
-    """Marks every enabled agent without a state as loaded; once per process unless `force`.
-
-    Returns the ids it loaded.
-    """
-    global _booted
-    if _booted and not force:
-        return []
-    # No lock: HSETNX makes a boot idempotent, so two racing first requests are harmless.
-    redis = get_async_redis()
-    now = f"{LOADED}:{time.time():.3f}"
-    loaded = []
-    for blueprint in (await ablueprints_all()).values():
-        if blueprint.enabled and await redis.hsetnx(_state_key(), blueprint.id, now):
-            loaded.append(blueprint.id)
-    _booted = True
-    return loaded
-
-
 async def runtime_states() -> dict[str, RuntimeState]:
-    await runtime_boot()
     raw = await get_async_redis().hgetall(_state_key())
     return {(k.decode() if isinstance(k, bytes) else k): _parse(v) for k, v in raw.items()}
 
 
 async def runtime_state(agent_id: str) -> RuntimeState:
-    await runtime_boot()
     return _parse(await get_async_redis().hget(_state_key(), agent_id))
 
 
 async def agent_load(*, agent_id: str) -> Blueprint:
     """200-path: the agent is now loaded. 404 unknown, 409 already loaded or disabled."""
-    await runtime_boot()
     blueprint = await ablueprint_get(agent_id)
     if not blueprint.enabled:
         raise Conflict(
@@ -107,7 +83,6 @@ async def agent_load(*, agent_id: str) -> Blueprint:
 
 
 async def agent_unload(*, agent_id: str) -> Blueprint:
-    await runtime_boot()
     blueprint = await ablueprint_get(agent_id)
     redis = get_async_redis()
     if not await redis.eval(_UNLOAD_SCRIPT, 1, _state_key(), agent_id, f"{UNLOADED}:{time.time():.3f}"):

@@ -29,6 +29,8 @@ class Blueprint:
     tool_mode: str
     temperature: float | None
     version: int
+    history_turns: int = 10
+    history_tokens: int = 4000
     # Decrypted; never rendered by an API except to a token with the agents:secrets scope.
     secrets: MappingProxyType = field(repr=False, default_factory=lambda: MappingProxyType({}))
 
@@ -52,6 +54,8 @@ def _blueprint(agent: Agent, secrets: dict[str, str]) -> Blueprint:
         tool_mode=agent.tool_mode,
         temperature=agent.temperature,
         version=agent.version,
+        history_turns=agent.history_turns,
+        history_tokens=agent.history_tokens,
         secrets=MappingProxyType(secrets),
     )
 
@@ -72,6 +76,11 @@ def blueprints_all() -> dict[str, Blueprint]:
 
 async def ablueprints_all() -> dict[str, Blueprint]:
     return await _blueprints.aget()
+
+
+async def ablueprints_recheck() -> None:
+    """Brings this process's blueprints up to date now (one Redis read when nothing changed)."""
+    await _blueprints.aget(recheck=True)
 
 
 async def ablueprint_get(agent_id: str) -> Blueprint:

@@ -43,6 +43,8 @@ EDITABLE_FIELDS = (
     "max_tool_steps",
     "tool_mode",
     "temperature",
+    "history_turns",
+    "history_tokens",
 )
 
 
@@ -101,8 +103,12 @@ def agent_create(
     max_tool_steps: int = 4,
     tool_mode: str = "native",
     temperature: float | None = None,
+    history_turns: int = 10,
+    history_tokens: int = 4000,
 ) -> Agent:
     agent = Agent(
+        history_turns=history_turns,
+        history_tokens=history_tokens,
         tool_mode=tool_mode,
         temperature=temperature,
         id=agent_id,
@@ -263,7 +269,7 @@ def agent_import_character(
         fields["memory_recall_limit"] = memory["recall_limit"]
     if "kinds" in memory:
         fields["memory_kinds"] = memory["kinds"]
-    for name in ("max_tool_steps", "tool_mode", "temperature"):
+    for name in ("max_tool_steps", "tool_mode", "temperature", "history_turns", "history_tokens"):
         if name in settings:
             fields[name] = settings[name]
     existing = Agent.objects.filter(pk=agent_id).first()

@@ -1,22 +1,19 @@
-"""The turn as a Vercel AI SDK UI message stream (protocol v1) over Server-Sent Events.
+"""A turn's events as Vercel AI SDK UI message stream chunks (protocol v1), and their SSE framing.
 
 Each chunk is `data: {json}\\n\\n`; the stream ends with `data: [DONE]`. Only chunk types and
 fields the protocol defines are sent (some AI SDK versions validate chunks strictly): usage
 and our ids travel in `messageMetadata` of `start` and `finish`. While nothing happens (a
 slow tool, a slow model) an SSE comment `: heartbeat` keeps proxies from closing the stream.
+The executor of a run encodes; web processes frame what they read from the run's stream.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any
 
 from apps.agents.pipeline import (
     MemoriesRecalled,
-    PreparedTurn,
     StepFinished,
     StepStarted,
     TextDelta,
@@ -26,12 +23,7 @@ from apps.agents.pipeline import (
     TurnFailed,
     TurnFinished,
     TurnStarted,
-    turn_events,
 )
-
-logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 HEADERS = {
     "x-vercel-ai-ui-message-stream": "v1",
@@ -42,40 +34,10 @@ HEARTBEAT = ": heartbeat\n\n"
 DONE = "data: [DONE]\n\n"
 
 
-def sse(chunk: dict[str, Any]) -> str:
-    return f"data: {json.dumps(chunk, ensure_ascii=False, separators=(',', ':'), default=str)}\n\n"
-
-
-async def with_heartbeats(source: AsyncIterator[T], interval: float) -> AsyncIterator[T | None]:
-    """Yields `source`'s items, and None whenever `interval` seconds pass without one.
-
-    The pending `__anext__` is never cancelled by a heartbeat, only awaited again, so a
-    slow tool call runs undisturbed.
-    """
-    iterator = aiter(source)
-    pending: asyncio.Future = asyncio.ensure_future(anext(iterator))
-    try:
-        while True:
-            done, _ = await asyncio.wait({pending}, timeout=interval)
-            if not done:
-                yield None
-                continue
-            try:
-                item = pending.result()
-            except StopAsyncIteration:
-                return
-            yield item
-            pending = asyncio.ensure_future(anext(iterator))
-    finally:
-        if not pending.done():
-            pending.cancel()
-        # Closing the source runs its `finally` blocks (closes the upstream model stream).
-        closer = getattr(source, "aclose", None)
-        if closer is not None:
-            try:
-                await closer()
-            except RuntimeError:  # already running in the cancelled task: it ends there
-                pass
+def sse(chunk: dict[str, Any], *, event_id: str | None = None) -> str:
+    """One SSE event; `event_id` (a run's stream entry id) lets a client resume after it."""
+    data = json.dumps(chunk, ensure_ascii=False, separators=(',', ':'), default=str)
+    return f"id: {event_id}\ndata: {data}\n\n" if event_id else f"data: {data}\n\n"
 
 
 class UIChunks:
@@ -133,19 +95,3 @@ class UIChunks:
         if isinstance(event, TurnFailed):
             return [*self._close_text(), {"type": "error", "errorText": f"{event.error.type}: {event.error.message}"}]
         return []
-
-
-async def ui_message_stream(prepared: PreparedTurn, *, heartbeat_seconds: float) -> AsyncIterator[str]:
-    """The SSE body of a streamed turn."""
-    encoder = UIChunks()
-    try:
-        async for event in with_heartbeats(turn_events(prepared), heartbeat_seconds):
-            if event is None:
-                yield HEARTBEAT
-                continue
-            for chunk in encoder.chunks(event):
-                yield sse(chunk)
-    except Exception:  # noqa: BLE001 - the status line is sent; only an in-band error is left
-        logger.exception("agent turn crashed", extra={"agent_id": prepared.blueprint.id})
-        yield sse({"type": "error", "errorText": "internal_error: the agent turn failed; see the server log"})
-    yield DONE

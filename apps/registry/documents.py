@@ -323,7 +323,7 @@ def _tools(raw: Any) -> dict[str, tuple[str, dict[str, Any], dict[str, _Secret] 
 
 _AGENT_DEFAULTS = {
     "system_prompt": "", "character": {}, "enabled": True, "memory_recall_limit": 5, "memory_kinds": [],
-    "max_tool_steps": 4, "tool_mode": "native", "temperature": None,
+    "max_tool_steps": 4, "tool_mode": "native", "temperature": None, "history_turns": 10, "history_tokens": 4000,
 }
 
 

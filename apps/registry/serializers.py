@@ -220,6 +220,7 @@ class AgentOut(serializers.ModelSerializer):
         model = Agent
         fields = ["id", "name", "microdao_id", "enabled", "model", "system_prompt", "character",
                   "memory_recall_limit", "memory_kinds", "max_tool_steps", "tool_mode", "temperature",
+                  "history_turns", "history_tokens",
                   "secrets", "version", "created_at", "updated_at"]
 
     @extend_schema_field({"type": "object", "additionalProperties": {"$ref": "#/components/schemas/SecretStateOut"}})
@@ -241,6 +242,8 @@ class AgentIn(serializers.Serializer):
     max_tool_steps = serializers.IntegerField(min_value=0, required=False, default=4)
     tool_mode = serializers.ChoiceField(choices=ToolMode.choices, required=False, default=ToolMode.NATIVE)
     temperature = serializers.FloatField(allow_null=True, required=False, default=None)
+    history_turns = serializers.IntegerField(min_value=0, required=False, default=10)
+    history_tokens = serializers.IntegerField(min_value=0, required=False, default=4000)
     secrets = serializers.DictField(
         child=serializers.CharField(allow_null=True, allow_blank=True, trim_whitespace=False), write_only=True,
         required=False, help_text="write-only; {NAME: value} sets, {NAME: null} deletes; others are kept",

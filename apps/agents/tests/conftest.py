@@ -98,7 +98,7 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> N
 
 
 @pytest.fixture
-def sofia(api, agents_headers, llm_routes, tools, make_token, bearer) -> Callable[..., str]:
+def sofia(api, agents_headers, llm_routes, tools, make_token, bearer, agents_worker) -> Callable[..., str]:
     """sofia(model, **agent fields) sets up and loads agent:sofia on `model`, once the
     server's registry snapshots (models, tools) show what this test created."""
     headers = bearer(make_token(scopes=["llm", "tools"]))

@@ -4,9 +4,10 @@ makes at each step and then read what the pipeline sent it back.
 
     scripted.script("script-a", [{"calls": [("followups_create", {...})]}, {"text": "done"}])
 
-The step is the number of assistant messages already in the request, so step 0 answers the
-user's message, step 1 answers after the first tool results, and so on (the last entry
-repeats); `"delay": seconds` makes a step slow. Answers are streamed as OpenAI chunks when `stream` is set, with usage at the end.
+The step is the number of assistant messages after the turn's user message (earlier turns of
+the session may come before it), so step 0 answers the user's message, step 1 answers after
+the first tool results, and so on (the last entry repeats); `"delay": seconds` makes a step
+slow, `"word_delay": seconds` streams its words that far apart. Answers are streamed as OpenAI chunks when `stream` is set, with usage at the end.
 """
 
 from __future__ import annotations
@@ -48,7 +49,13 @@ class ScriptedLLM:
         with self._lock:
             self.requests.setdefault(model, []).append(body)
             steps = self.scripts.get(model) or [{"text": f"unscripted model {model}"}]
-        step = sum(1 for m in body.get("messages") or [] if m.get("role") == "assistant")
+        step = 0
+        for m in body.get("messages") or []:
+            content = m.get("content")
+            if m.get("role") == "assistant":
+                step += 1
+            elif m.get("role") == "user" and isinstance(content, str) and not content.startswith(("TOOL RESULT", "TOOL ERROR")):
+                step = 0  # a new turn (earlier turns of the session come before it as history)
         return steps[min(step, len(steps) - 1)]
 
     def _handler(self):
@@ -90,7 +97,9 @@ class ScriptedLLM:
                                                 "finish_reason": None}]})
                 chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
                 chunks.append({"choices": [], "usage": usage})
-                for chunk in chunks:
+                for n, chunk in enumerate(chunks):
+                    if n and answer.get("word_delay"):
+                        time.sleep(float(answer["word_delay"]))  # a model that streams slowly
                     payload = {"id": "cmpl-1", "object": "chat.completion.chunk", "model": body.get("model"), **chunk}
                     self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
                 self.wfile.write(b"data: [DONE]\n\n")

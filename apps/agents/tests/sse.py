@@ -24,9 +24,9 @@ ALLOWED_FIELDS: dict[str, set[str]] = {
 }
 
 
-def parse_sse(body: str) -> tuple[list[dict[str, Any]], int, bool]:
-    """(chunks, heartbeat comments seen, whether it ended with [DONE])."""
-    chunks, heartbeats, done = [], 0, False
+def parse_events(body: str) -> tuple[list[tuple[str | None, dict[str, Any]]], int, bool]:
+    """([(event id, chunk)], heartbeat comments seen, whether it ended with [DONE])."""
+    events, heartbeats, done = [], 0, False
     for event in body.split("\n\n"):
         if not event.strip():
             continue
@@ -34,13 +34,24 @@ def parse_sse(body: str) -> tuple[list[dict[str, Any]], int, bool]:
         if event.startswith(":"):
             heartbeats += 1
             continue
+        event_id = None
+        if event.startswith("id: "):
+            id_line, _, event = event.partition("\n")
+            event_id = id_line[len("id: "):]
         assert event.startswith("data: "), event
         data = event[len("data: "):]
         if data == "[DONE]":
+            assert event_id is None, "[DONE] carries no id: a resume after it would replay nothing"
             done = True
             continue
-        chunks.append(json.loads(data))
-    return chunks, heartbeats, done
+        events.append((event_id, json.loads(data)))
+    return events, heartbeats, done
+
+
+def parse_sse(body: str) -> tuple[list[dict[str, Any]], int, bool]:
+    """(chunks, heartbeat comments seen, whether it ended with [DONE])."""
+    events, heartbeats, done = parse_events(body)
+    return [chunk for _, chunk in events], heartbeats, done
 
 
 def assert_protocol(chunks: list[dict[str, Any]]) -> None:

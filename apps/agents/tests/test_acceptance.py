@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from apps.agents.tests.sse import assert_protocol, parse_sse
-from daarion.testing import ServerProcess, free_port, start_asgi_server
+from daarion.testing import ServerProcess, free_port, start_asgi_server, start_celery_worker
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +24,15 @@ def demo_server(server_env, tmp_path_factory) -> Iterator[ServerProcess]:
         # The demo tool's target is this server; toolcore allows exactly its host.
         "DAARION_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "DAARION_AGENTS_HEARTBEAT_SECONDS": "0.05",
+        # Its runs go to a worker with this environment (the demo tool's host allowed).
+        "DAARION_AGENTS_RUN_QUEUE": "agents-demo",
     }
-    server = start_asgi_server(env, tmp_path_factory.mktemp("demo-server"), port=port, name="demo")
+    logs = tmp_path_factory.mktemp("demo-server")
+    worker = start_celery_worker(env, logs, queues="agents-demo", pool="threads", concurrency=8, name="agents-demo")
+    server = start_asgi_server(env, logs, port=port, name="demo")
     yield server
     server.stop()
+    worker.stop()
 
 
 def _wait(check, what: str, timeout: float = 10.0) -> None:

@@ -26,6 +26,8 @@ def _form(**overrides):
         "memory_recall_limit": "5",
         "memory_kinds": "[]",
         "max_tool_steps": "3",
+        "history_turns": "10",
+        "history_tokens": "4000",
         "tool_mode": "native",
         "temperature": "",
         "secrets-TOTAL_FORMS": "1",

@@ -21,7 +21,7 @@ from apps.agents.tests.conftest import wait_until
 from apps.agents.tests.factories import make_agent
 from apps.tools.audit import audit_flush
 from apps.tools.models import ToolCall
-from daarion.testing import start_asgi_server
+from daarion.testing import start_asgi_server, start_celery_worker
 
 PROVIDER_KEY = "sk-provider-key-0001"
 AGENT_KEY = "sk-agent-own-key-0002"
@@ -58,10 +58,16 @@ def header_target() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def secrets_server(server_env, tmp_path_factory, header_target) -> Iterator[Any]:
-    env = {**server_env, "DATABASE_POOL": "1", "TOOLS_HTTP_ALLOWED_HOSTS": urlsplit(header_target).netloc}
-    server = start_asgi_server(env, tmp_path_factory.mktemp("asgi-secrets"))
+    env = {**server_env, "DATABASE_POOL": "1", "TOOLS_HTTP_ALLOWED_HOSTS": urlsplit(header_target).netloc,
+           "DAARION_AGENTS_RUN_QUEUE": "agents-secrets"}
+    logs = tmp_path_factory.mktemp("asgi-secrets")
+    # The runs' tool calls happen on the worker: it gets the same allowed host.
+    worker = start_celery_worker(env, logs, queues="agents-secrets", pool="threads", concurrency=8,
+                                 name="agents-secrets")
+    server = start_asgi_server(env, logs)
     yield server
     server.stop()
+    worker.stop()
 
 
 @pytest.fixture

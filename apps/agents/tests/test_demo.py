@@ -1,8 +1,7 @@
-"""The demo agent and `manage.py agent_chat`, run in-process on the offline stub model."""
+"""The demo agent and `manage.py agent_chat` (runs on a real worker) on the offline stub model."""
 
 from __future__ import annotations
 
-import asyncio
 from io import StringIO
 
 import pytest
@@ -10,20 +9,19 @@ from django.core.management import CommandError, call_command
 
 from apps.agents import demo
 from apps.agents.models import Agent
-from apps.agents.runtime import runtime_boot
 from apps.memory.models import MemoryEntry
 
 
 @pytest.fixture
-def demo_world(transactional_db):
-    """The demo registries: stub models, demo tools, Sofia-Prime — loaded in this process."""
+def demo_world(transactional_db, agents_worker):
+    """The demo registries: stub models, demo tools, Sofia-Prime; a worker of the `agents`
+    queue runs the command's runs."""
     from apps.llm import demo as llm_demo
     from apps.tools import demo as tools_demo
 
     llm_demo.seed()
     demo.seed()
     tools_demo.seed()
-    asyncio.run(runtime_boot(force=True))
 
 
 def _chat(*args: str) -> tuple[str, str, CommandError | None]:

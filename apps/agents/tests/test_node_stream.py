@@ -46,7 +46,7 @@ def test_ai_sdk_reads_text_and_tool_parts(node, asgi_server, agents_headers, mak
     assert out["status"] == 200 and out["errors"] == []
     assert out["headers"]["x-vercel-ai-ui-message-stream"] == "v1"
     message = out["message"]
-    assert message["role"] == "assistant" and message["id"].startswith("turn-")
+    assert message["role"] == "assistant" and message["id"].startswith("run-")
     parts = message["parts"]
     assert [p["type"] for p in parts] == [
         "step-start", "text", "tool-followups.create", "tool-vault.read", "step-start", "text",

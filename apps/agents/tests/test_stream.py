@@ -1,9 +1,7 @@
-"""The stream helpers on their own: heartbeats while the source is quiet, text parsing of
+"""The stream helpers on their own: text parsing of
 the TOOL convention, and the chunk encoder's protocol fields."""
 
 from __future__ import annotations
-
-import asyncio
 
 from apps.agents.pipeline import (
     StepFinished,
@@ -16,49 +14,8 @@ from apps.agents.pipeline import (
     TurnStarted,
     parse_text_tool_calls,
 )
-from apps.agents.stream import UIChunks, with_heartbeats
+from apps.agents.stream import UIChunks
 from apps.agents.tests.sse import assert_protocol
-
-
-def test_heartbeats_fill_the_silence_without_disturbing_the_source():
-    released = asyncio.Event()
-
-    async def slow_source():
-        yield "first"
-        await released.wait()  # a tool that takes its time
-        yield "second"
-
-    async def run() -> list:
-        seen = []
-        async for item in with_heartbeats(slow_source(), 0.01):
-            seen.append(item)
-            if seen.count(None) == 3:
-                released.set()
-        return seen
-
-    seen = asyncio.run(run())
-    assert seen[0] == "first" and seen[-1] == "second"
-    assert seen.count(None) >= 3
-
-
-def test_closing_the_stream_early_closes_the_source():
-    closed = []
-
-    async def source():
-        try:
-            yield 1
-            await asyncio.sleep(10)
-            yield 2
-        finally:
-            closed.append(True)
-
-    async def run() -> None:
-        stream = with_heartbeats(source(), 5)
-        assert await anext(stream) == 1
-        await stream.aclose()
-
-    asyncio.run(run())
-    assert closed == [True]
 
 
 def test_text_convention_lines_are_split_from_the_text():

@@ -1,0 +1,226 @@
+"""Executes one run on a worker: the turn pipeline's events become UI message chunks in the
+run's Redis stream, and the final message, answer, usage and status go on the run row.
+
+One executor per run: it takes the run's lease before anything else, and only a queued run
+can begin (`run_begin`), so a duplicated or redelivered task does nothing, and a run whose
+worker died is never run again (its tool calls never repeat): the sweep marks it
+`interrupted` once the lease runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from apps.agents.choices import RunStatus, ToolMode
+from apps.agents.models import Run
+from apps.agents.pipeline import (
+    PreparedTurn,
+    TurnCollector,
+    TurnFailed,
+    TurnFinished,
+    TurnInput,
+    remember_partial,
+    turn_events,
+)
+from apps.agents.runs.chunks import chunks_append, chunks_close
+from apps.agents.runs.history import history_messages
+from apps.agents.runs.lease import Lease
+from apps.agents.runs.message import MessageBuilder
+from apps.agents.runs.services import cancel_key, run_begin, run_finish
+from apps.agents.selectors import Blueprint, ablueprint_get, ablueprints_recheck
+from apps.llm.selectors import registry_snapshot as llm_registry_snapshot
+from apps.agents.stream import UIChunks
+from apps.tools.registry import registry_snapshot
+from daarion.errors import Conflict, DaarionError
+from daarion.redis_client import get_async_redis
+
+logger = logging.getLogger(__name__)
+
+# How often the executor looks for a cancel request (seconds); a cancel takes effect at the
+# next chunk boundary after it is seen.
+CANCEL_POLL_SECONDS = 0.2
+
+
+def _session_entries(session_id: str) -> list[dict[str, Any]]:
+    from apps.memory.selectors import transcript_get
+    from daarion.errors import NotFound
+
+    try:
+        return list(transcript_get(session_id=session_id).entries)
+    except NotFound:
+        return []
+
+
+async def _prepare(run: Run, blueprint: Blueprint) -> PreparedTurn:
+    request = run.request
+    turn = TurnInput(
+        agent_id=run.agent_id, message=request["message"], microdao_id=request.get("microdao_id"),
+        channel_id=request.get("channel_id"), session_id=run.session_id, user_id=request.get("user_id"),
+        context=request.get("context") or [], request_id=run.request_id or None,
+    )
+    history: list[dict[str, Any]] = []
+    if blueprint.history_turns > 0 and blueprint.history_tokens > 0:
+        from apps.agents.pipeline import _closing
+
+        entries = await sync_to_async(_closing(_session_entries), thread_sensitive=False)(run.session_id)
+        names = (await registry_snapshot.aget()).function_names
+        history = history_messages(entries, max_turns=blueprint.history_turns, max_tokens=blueprint.history_tokens,
+                                   text_mode=blueprint.tool_mode == ToolMode.TEXT, function_names=names)
+    return PreparedTurn(turn=turn, blueprint=blueprint, turn_id=run.pk, session_id=run.session_id,
+                        microdao_id=turn.microdao_id or blueprint.microdao_id, history=history)
+
+
+async def _recheck_registries() -> None:
+    """A run sees every edit made before it started: the worker's snapshots (agents, tools,
+    models) would otherwise lag the web process that accepted the run by up to a check
+    interval. One Redis read each when nothing changed."""
+    await asyncio.gather(ablueprints_recheck(), registry_snapshot.aget(recheck=True),
+                         llm_registry_snapshot.aget(recheck=True))
+
+
+class _Watch:
+    """Renews the lease and looks for a cancel request while the run goes on."""
+
+    def __init__(self, run_id: str, lease: Lease) -> None:
+        self.run_id = run_id
+        self.lease = lease
+        self.cancelled = False
+        self.lost = False
+        self._task: asyncio.Task | None = None
+
+    async def _loop(self) -> None:
+        redis = get_async_redis()
+        renew_every = self.lease.ttl_ms / 3000
+        since_renew = 0.0
+        while True:
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            since_renew += CANCEL_POLL_SECONDS
+            try:
+                if not self.cancelled and await redis.exists(cancel_key(self.run_id)):
+                    self.cancelled = True
+                if since_renew >= renew_every:
+                    since_renew = 0.0
+                    if not await self.lease.renew():
+                        # The sweep has (or will) end the run: stop writing to it.
+                        self.lost = True
+                        return
+            except Exception:  # noqa: BLE001 - Redis blips: the next tick tries again
+                logger.warning("run watch failed", extra={"run_id": self.run_id}, exc_info=True)
+
+    def __enter__(self) -> _Watch:
+        self._task = asyncio.ensure_future(self._loop())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    @property
+    def stop(self) -> bool:
+        return self.cancelled or self.lost
+
+
+def _error_dict(error: DaarionError) -> dict[str, Any]:
+    return {"type": error.type, "message": error.message, "status": error.status, "details": error.details}
+
+
+async def execute_run(run_id: str, *, holder: str) -> str:
+    """Runs the run if it is queued and its turn has come; returns what happened."""
+    lease = Lease(run_id, seconds=settings.AGENTS_RUN_LEASE_SECONDS, holder=holder)
+    if not await lease.acquire():
+        return "leased-elsewhere"
+    try:
+        run = await sync_to_async(run_begin, thread_sensitive=False)(run_id=run_id, executor=holder)
+        if run is None:
+            return "not-queued"
+        return await _execute(run, lease)
+    finally:
+        with contextlib.suppress(Exception):
+            await lease.release()
+
+
+async def _execute(run: Run, lease: Lease) -> str:
+    encoder, builder = UIChunks(), MessageBuilder()
+    collector: TurnCollector | None = None
+    status, error = RunStatus.FAILED, None
+    final: list[dict[str, Any]] = []
+    prepared: PreparedTurn | None = None
+
+    async def emit(chunks: list[dict[str, Any]]) -> None:
+        for chunk in chunks:
+            builder.add(chunk)
+        await chunks_append(run.pk, chunks)
+
+    with _Watch(run.pk, lease) as watch:
+        try:
+            await _recheck_registries()
+            blueprint = await ablueprint_get(run.agent_id)
+            if not blueprint.enabled:
+                raise Conflict(f"agent {run.agent_id!r} is disabled", type="agent_disabled")
+            prepared = await _prepare(run, blueprint)
+            collector = TurnCollector(prepared)
+            events = turn_events(prepared)
+            try:
+                async with asyncio.timeout(settings.AGENTS_RUN_TIME_LIMIT_SECONDS):
+                    async for event in events:
+                        collector.add(event)
+                        await emit(encoder.chunks(event))
+                        if isinstance(event, TurnFinished):
+                            status = RunStatus.SUCCEEDED
+                        elif isinstance(event, TurnFailed):
+                            status, error = RunStatus.FAILED, _error_dict(event.error)
+                        elif watch.stop:
+                            break
+            finally:
+                await events.aclose()
+        except TimeoutError:
+            status = RunStatus.INTERRUPTED
+            error = {"type": "run_time_limit", "message": "the run outlived its time limit", "status": 504}
+        except DaarionError as exc:
+            # Refused before the turn began (the agent was deleted or disabled since).
+            status, error = RunStatus.FAILED, _error_dict(exc)
+            if not builder.message["id"]:
+                await emit([{"type": "start", "messageId": run.pk,
+                             "messageMetadata": {"agent_id": run.agent_id, "session_id": run.session_id}}])
+            final.append({"type": "error", "errorText": f"{exc.type}: {exc.message}"})
+        except Exception:  # noqa: BLE001 - the run must end, whatever broke; the log has the trace
+            logger.exception("agent run crashed", extra={"run_id": run.pk, "agent_id": run.agent_id})
+            status = RunStatus.FAILED
+            error = {"type": "internal_error", "message": "the agent run failed; see the server log", "status": 500}
+            final.append({"type": "error", "errorText": "internal_error: the agent run failed; see the server log"})
+
+        if watch.lost:
+            return "lease-lost"
+        if watch.cancelled and status not in (RunStatus.SUCCEEDED,):
+            status = RunStatus.CANCELLED
+            error = {"type": "run_cancelled", "message": "the run was cancelled", "status": 409}
+            final = [{"type": "text-end", "id": text_id} for text_id in builder.open_text_ids]
+            final.append({"type": "finish", "messageMetadata": {"finish_reason": "cancelled"}})
+            if prepared is not None:
+                try:
+                    await remember_partial(prepared)
+                except Exception:  # noqa: BLE001 - the run's row keeps the partial answer anyway
+                    logger.warning("could not keep the cancelled turn's transcript", extra={"run_id": run.pk},
+                                   exc_info=True)
+        if status == RunStatus.INTERRUPTED:
+            final = [{"type": "text-end", "id": text_id} for text_id in builder.open_text_ids]
+            final += [{"type": "error", "errorText": f"{error['type']}: {error['message']}"},
+                      {"type": "finish", "messageMetadata": {"finish_reason": "interrupted"}}]
+        for chunk in final:
+            builder.add(chunk)
+        result = collector.result(reply=builder.text) if collector is not None else None
+        if result is not None:
+            result.update(run_id=run.pk, status=status)
+        ended = await sync_to_async(run_finish, thread_sensitive=False)(
+            run_id=run.pk, status=status, message=builder.message, result=result,
+            usage=result["usage"] if result else {}, step_count=len(collector.steps) if collector else 0, error=error,
+        )
+        if ended:
+            await chunks_close(run.pk, final)
+        return status
