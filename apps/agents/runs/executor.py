@@ -223,4 +223,4 @@ async def _execute(run: Run, lease: Lease) -> str:
         )
         if ended:
             await chunks_close(run.pk, final)
-        return status
+        return str(status)
