@@ -1,6 +1,7 @@
-"""The real AI SDK client reads our agent stream: a Node script (apps/agents/tests/node)
-uses the `ai` package pinned in package.json to validate every chunk and build the final
-UIMessage, whose text and tool parts we check."""
+"""The real AI SDK client reads our agent stream: Node scripts (apps/agents/tests/node) use
+the `ai` package pinned in package.json to validate every chunk and build the final
+UIMessage, whose text and tool parts we check; one drives DefaultChatTransport through a
+hang-up and `reconnectToStream`, as `useChat({resume: true})` does."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parent / "node" / "read_stream.mjs"
+RESUME_SCRIPT = SCRIPT.parent / "resume_chat.mjs"
 FOLLOWUP_ARGS = {"microdao_id": "microdao:7", "title": "Node follow-up"}
 
 
@@ -72,3 +74,39 @@ def test_ai_sdk_sees_an_error_chunk(node, asgi_server, agents_headers, make_toke
     out = _read(node, asgi_server, make_token(scopes=["agents"]), {"message": "hi"})
     assert out["status"] == 200
     assert out["errors"] and "upstream" in out["errors"][0]
+
+
+def test_default_chat_transport_resumes_a_run_after_a_hang_up(
+    node, asgi_server, agents_headers, make_token, sofia, llm_routes, scripted
+):
+    from apps.agents.models import Run
+    from apps.agents.tests.conftest import wait_until
+    from apps.memory.models import MemoryEntry, Transcript
+    from apps.tools.models import Followup
+
+    slow = "Your follow-up is in, with the notes attached for everyone"
+    model = llm_routes("node-resume")
+    scripted.script(model, [{"calls": [("followups__create", FOLLOWUP_ARGS)]}, {"text": slow, "word_delay": 0.2}])
+    sofia(model)
+    done = subprocess.run(
+        [node, str(RESUME_SCRIPT), asgi_server.url, make_token(scopes=["agents"]), "agent:sofia", "chat-node-1",
+         "Create a follow-up"],
+        capture_output=True, text=True, timeout=120, cwd=SCRIPT.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["errors"] == []
+    assert out["before"][-1] == "text-delta" and "finish" not in out["before"]  # it hung up mid-answer
+    message = out["message"]
+    assert [p["type"] for p in message["parts"]] == ["step-start", "tool-followups.create", "step-start", "text"]
+    tool, text = message["parts"][1], message["parts"][3]
+    assert tool["state"] == "output-available" and tool["output"]["title"] == "Node follow-up"
+    assert text["text"].strip() == slow
+    run_id = message["id"]
+    wait_until(lambda: Run.objects.get(pk=run_id).status != "running", "the run to end")
+    run = Run.objects.get(pk=run_id)
+    assert run.status == "succeeded" and run.session_id == "chat-node-1"
+    assert MemoryEntry.objects.filter(meta__turn_id=run_id).count() == 1
+    assert [e["type"] for e in Transcript.objects.get(session_id="chat-node-1").entries] == [
+        "user", "assistant", "user", "assistant"]
+    assert Followup.objects.count() == 1
