@@ -20,7 +20,7 @@ import httpx
 
 from daarion_client import types as t
 from daarion_client.errors import DaarionAPIError
-from daarion_client.sse import aiter_chunks, iter_chunks
+from daarion_client.sse import aiter_events, iter_events
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 
@@ -31,6 +31,7 @@ class _Op:
     path: str
     json: Any = None
     params: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
@@ -119,11 +120,35 @@ class _ops:
     @staticmethod
     def agent_chat(agent_id: str, *, message: str, microdao_id: str | None = None, channel_id: str | None = None,
                    session_id: str | None = None, user_id: str | None = None,
-                   context: list[t.ContextMessage] | None = None, stream: bool = False) -> _Op:
-        return _Op("POST", _agent(agent_id) + "/chat", json=_drop_none({
+                   context: list[t.ContextMessage] | None = None, stream: bool = False,
+                   strategy: str | None = None, idempotency_key: str | None = None, path: str = "/chat") -> _Op:
+        return _Op("POST", _agent(agent_id) + path, json=_drop_none({
             "message": message, "microdao_id": microdao_id, "channel_id": channel_id, "session_id": session_id,
-            "user_id": user_id, "context": context, "stream": stream or None,
-        }))
+            "user_id": user_id, "context": context, "stream": stream or None, "strategy": strategy,
+        }), headers=_drop_none({"Idempotency-Key": idempotency_key}))
+
+    @staticmethod
+    def run_start(agent_id: str, *, message: str, **kwargs: Any) -> _Op:
+        return _ops.agent_chat(agent_id, message=message, path="/runs", **kwargs)
+
+    @staticmethod
+    def run_get(run_id: str) -> _Op:
+        return _Op("GET", f"/internal/agents/runs/{quote(run_id, safe='')}")
+
+    @staticmethod
+    def run_stream(run_id: str, *, after: str | None = None) -> _Op:
+        return _Op("GET", f"/internal/agents/runs/{quote(run_id, safe='')}/stream",
+                   headers=_drop_none({"Last-Event-ID": after}))
+
+    @staticmethod
+    def run_cancel(run_id: str) -> _Op:
+        return _Op("POST", f"/internal/agents/runs/{quote(run_id, safe='')}/cancel")
+
+    @staticmethod
+    def runs_list(agent_id: str, *, session_id: str | None = None, status: str | None = None, limit: int | None = None,
+                  cursor: str | None = None) -> _Op:
+        return _Op("GET", _agent(agent_id) + "/runs",
+                   params=_drop_none({"session_id": session_id, "status": status, "limit": limit, "cursor": cursor}))
 
 
 def _headers(token: str, extra: dict[str, str] | None) -> dict[str, str]:
@@ -155,21 +180,26 @@ class DaarionClient:
 
     def _run(self, op: _Op) -> Any:
         try:
-            response = self._http.request(op.method, op.path, json=op.json, params=op.params or None)
+            response = self._http.request(op.method, op.path, json=op.json, params=op.params or None,
+                                          headers=op.headers or None)
         except httpx.HTTPError as exc:
             raise DaarionAPIError(0, "transport_error", f"{type(exc).__name__}: {exc}") from exc
         return _json_or_raise(response)
 
-    def _stream(self, op: _Op, raise_on_error: bool) -> Iterator[dict[str, Any]]:
+    def _events(self, op: _Op, raise_on_error: bool) -> Iterator[tuple[str | None, dict[str, Any]]]:
         try:
-            with self._http.stream(op.method, op.path, json=op.json, headers={"Accept": "text/event-stream"}) as response:
+            with self._http.stream(op.method, op.path, json=op.json,
+                                   headers={**op.headers, "Accept": "text/event-stream"}) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise DaarionAPIError.from_response(
                         response.status_code, response.content, response.headers.get("x-request-id"))
-                yield from iter_chunks(response.iter_lines(), raise_on_error=raise_on_error)
+                yield from iter_events(response.iter_lines(), raise_on_error=raise_on_error)
         except httpx.HTTPError as exc:
             raise DaarionAPIError(0, "transport_error", f"{type(exc).__name__}: {exc}") from exc
+
+    def _stream(self, op: _Op, raise_on_error: bool) -> Iterator[dict[str, Any]]:
+        return (chunk for _, chunk in self._events(op, raise_on_error))
 
     # LLM proxy
     def llm_proxy(self, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> t.ProxyResult:
@@ -224,6 +254,25 @@ class DaarionClient:
         """The turn's UI message stream chunks (`start` ... `finish`); an `error` chunk raises."""
         return self._stream(_ops.agent_chat(agent_id, message=message, stream=True, **kwargs), raise_on_error)
 
+    # runs
+    def run_start(self, agent_id: str, *, message: str, **kwargs: Any) -> t.Run:
+        """Starts a background run (202) and returns it; the same Idempotency-Key returns the same run."""
+        return self._run(_ops.run_start(agent_id, message=message, **kwargs))
+
+    def run_get(self, run_id: str) -> t.Run:
+        return self._run(_ops.run_get(run_id))
+
+    def run_stream(self, run_id: str, *, after: str | None = None,
+                   raise_on_error: bool = True) -> Iterator[tuple[str | None, dict[str, Any]]]:
+        """(event id, chunk) pairs of the run from its start, or after the event id `after`."""
+        return self._events(_ops.run_stream(run_id, after=after), raise_on_error)
+
+    def run_cancel(self, run_id: str) -> t.Run:
+        return self._run(_ops.run_cancel(run_id))
+
+    def runs_list(self, agent_id: str, **kwargs: Any) -> t.RunList:
+        return self._run(_ops.runs_list(agent_id, **kwargs))
+
 
 class AsyncDaarionClient:
     """The same operations for asyncio code."""
@@ -244,23 +293,28 @@ class AsyncDaarionClient:
 
     async def _run(self, op: _Op) -> Any:
         try:
-            response = await self._http.request(op.method, op.path, json=op.json, params=op.params or None)
+            response = await self._http.request(op.method, op.path, json=op.json, params=op.params or None,
+                                                headers=op.headers or None)
         except httpx.HTTPError as exc:
             raise DaarionAPIError(0, "transport_error", f"{type(exc).__name__}: {exc}") from exc
         return _json_or_raise(response)
 
-    async def _stream(self, op: _Op, raise_on_error: bool) -> AsyncIterator[dict[str, Any]]:
+    async def _events(self, op: _Op, raise_on_error: bool) -> AsyncIterator[tuple[str | None, dict[str, Any]]]:
         try:
             async with self._http.stream(op.method, op.path, json=op.json,
-                                         headers={"Accept": "text/event-stream"}) as response:
+                                         headers={**op.headers, "Accept": "text/event-stream"}) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise DaarionAPIError.from_response(
                         response.status_code, response.content, response.headers.get("x-request-id"))
-                async for chunk in aiter_chunks(response.aiter_lines(), raise_on_error=raise_on_error):
-                    yield chunk
+                async for event in aiter_events(response.aiter_lines(), raise_on_error=raise_on_error):
+                    yield event
         except httpx.HTTPError as exc:
             raise DaarionAPIError(0, "transport_error", f"{type(exc).__name__}: {exc}") from exc
+
+    async def _stream(self, op: _Op, raise_on_error: bool) -> AsyncIterator[dict[str, Any]]:
+        async for _, chunk in self._events(op, raise_on_error):
+            yield chunk
 
     async def llm_proxy(self, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> t.ProxyResult:
         return await self._run(_ops.llm_proxy(model, messages, **kwargs))
@@ -308,3 +362,19 @@ class AsyncDaarionClient:
     def agent_chat_stream(self, agent_id: str, *, message: str, raise_on_error: bool = True,
                           **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
         return self._stream(_ops.agent_chat(agent_id, message=message, stream=True, **kwargs), raise_on_error)
+
+    async def run_start(self, agent_id: str, *, message: str, **kwargs: Any) -> t.Run:
+        return await self._run(_ops.run_start(agent_id, message=message, **kwargs))
+
+    async def run_get(self, run_id: str) -> t.Run:
+        return await self._run(_ops.run_get(run_id))
+
+    def run_stream(self, run_id: str, *, after: str | None = None,
+                   raise_on_error: bool = True) -> AsyncIterator[tuple[str | None, dict[str, Any]]]:
+        return self._events(_ops.run_stream(run_id, after=after), raise_on_error)
+
+    async def run_cancel(self, run_id: str) -> t.Run:
+        return await self._run(_ops.run_cancel(run_id))
+
+    async def runs_list(self, agent_id: str, **kwargs: Any) -> t.RunList:
+        return await self._run(_ops.runs_list(agent_id, **kwargs))

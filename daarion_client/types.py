@@ -116,6 +116,32 @@ class ChatResult(TypedDict):
     usage: dict[str, int]
     steps: list[dict[str, Any]]
     request_id: str | None
+    run_id: str
+    status: str
+
+
+class Run(TypedDict):
+    id: str
+    agent_id: str
+    session_id: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
+    strategy: Literal["reject", "enqueue"]
+    message: dict[str, Any] | None
+    reply: str | None
+    usage: dict[str, Any]
+    step_count: int
+    error: dict[str, Any] | None
+    idempotency_key: str | None
+    request_id: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    duration_seconds: float | None
+
+
+class RunList(TypedDict):
+    items: list[Run]
+    next_cursor: str | None
 
 
 class ContextMessage(TypedDict, total=False):

@@ -123,3 +123,52 @@ def test_the_async_client(asgi_server, token, sofia, llm_routes, scripted):
     assert result["reply"] == "Async hello."
     assert chunks[-1]["type"] == "finish"
     assert error.status == 404
+
+
+def test_runs_through_the_client(client, sofia, llm_routes, scripted):
+    model = llm_routes("client-runs")
+    scripted.script(model, [{"text": "one two three four five six", "word_delay": 0.1}])
+    sofia(model)
+    run = client.run_start("agent:sofia", message="count", session_id="s-client", idempotency_key="client-k")
+    assert run["status"] in ("queued", "running")
+    assert client.run_start("agent:sofia", message="count", session_id="s-client",
+                            idempotency_key="client-k")["id"] == run["id"]
+    events = []
+    for event_id, chunk in client.run_stream(run["id"]):
+        events.append((event_id, chunk))
+        if chunk["type"] == "text-delta":
+            break  # stop reading mid-answer, then pick up after the last event seen
+    rest = list(client.run_stream(run["id"], after=events[-1][0]))
+    chunks = [c for _, c in events + rest]
+    assert chunks[0]["type"] == "start" and chunks[-1]["type"] == "finish"
+    assert "".join(c["delta"] for c in chunks if c["type"] == "text-delta").strip() == "one two three four five six"
+    done = client.run_get(run["id"])
+    assert done["status"] == "succeeded" and done["reply"] == "one two three four five six"
+    assert [r["id"] for r in client.runs_list("agent:sofia", session_id="s-client")["items"]] == [run["id"]]
+    with pytest.raises(DaarionAPIError) as info:
+        client.run_cancel(run["id"])
+    assert (info.value.status, info.value.type) == (409, "run_not_active")
+    with pytest.raises(DaarionAPIError) as info:
+        client.run_get("run-missing")
+    assert (info.value.status, info.value.type) == (404, "run_not_found")
+
+
+def test_the_async_client_cancels_a_run(asgi_server, token, sofia, llm_routes, scripted):
+    model = llm_routes("client-async-cancel")
+    scripted.script(model, [{"text": "one two three four five six seven eight", "word_delay": 0.3}])
+    sofia(model)
+
+    async def run() -> tuple[dict, list[dict]]:
+        async with AsyncDaarionClient(asgi_server.url, token) as c:
+            started = await c.run_start("agent:sofia", message="count")
+            seen = []
+            async for _, chunk in c.run_stream(started["id"]):
+                seen.append(chunk)
+                if chunk["type"] == "text-delta" and not any(c.get("cancelled") for c in seen):
+                    seen.append({"cancelled": (await c.run_cancel(started["id"]))["status"]})
+            return await c.run_get(started["id"]), seen
+
+    final, seen = asyncio.run(run())
+    assert final["status"] == "cancelled" and final["reply"]
+    assert seen[-1] == {"type": "finish", "messageMetadata": {"finish_reason": "cancelled"}}
+    assert [c["cancelled"] for c in seen if "cancelled" in c] == ["running"]
