@@ -1,14 +1,21 @@
 """Django admin for agents: blueprints edited through the same services as the API and the
-import command; secrets write-only and shown masked.
+import command; secrets write-only and shown masked; runs shown with their chunks.
 """
 
 from __future__ import annotations
 
+import json
+
+from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
-from apps.agents.models import Agent, AgentSecret
+from apps.agents.models import Agent, AgentSecret, Run
+from apps.agents.runs.chunks import stream_key
+from apps.agents.runs.services import arun_cancel
 from apps.agents.selectors import agent_get
 from apps.agents.services import (
     EDITABLE_FIELDS,
@@ -21,6 +28,7 @@ from apps.agents.services import (
 )
 from daarion.crypto import mask
 from daarion.errors import ValidationFailed
+from daarion.redis_client import get_redis
 
 
 class AgentForm(forms.ModelForm):
@@ -127,3 +135,75 @@ class AgentAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset) -> None:
         for agent in queryset:
             agent_delete(agent=agent)
+
+
+def _pretty(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2, default=str) if value is not None else "—"
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    """Runs are records: read-only, never deleted here; a running one can be cancelled."""
+
+    list_display = ["id", "agent_id", "session_id", "status", "step_count", "created_at", "duration"]
+    list_filter = ["status", "agent_id"]
+    search_fields = ["id", "session_id", "=agent_id", "=idempotency_key", "=request_id"]
+    date_hierarchy = "created_at"
+    actions = ["cancel_runs"]
+    fields = ["id", "agent_id", "session_id", "status", "strategy", "executor", "created_at", "dispatched_at",
+              "started_at", "finished_at", "step_count", "idempotency_key", "request_id", "token_name",
+              "request_json", "reply", "usage_json", "error_json", "message_json", "chunks"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Run | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Run | None = None) -> bool:
+        return False
+
+    @admin.display(description="duration")
+    def duration(self, run: Run) -> str:
+        if run.started_at and run.finished_at:
+            return f"{(run.finished_at - run.started_at).total_seconds():.2f} s"
+        return "—"
+
+    @admin.display(description="request")
+    def request_json(self, run: Run) -> str:
+        return format_html("<pre>{}</pre>", _pretty(run.request))
+
+    @admin.display(description="reply")
+    def reply(self, run: Run) -> str:
+        return (run.result or {}).get("reply") or "—"
+
+    @admin.display(description="usage")
+    def usage_json(self, run: Run) -> str:
+        return format_html("<pre>{}</pre>", _pretty(run.usage))
+
+    @admin.display(description="error")
+    def error_json(self, run: Run) -> str:
+        return format_html("<pre>{}</pre>", _pretty(run.error))
+
+    @admin.display(description="message (UIMessage)")
+    def message_json(self, run: Run) -> str:
+        return format_html("<pre>{}</pre>", _pretty(run.message))
+
+    @admin.display(description="chunks (Redis stream)")
+    def chunks(self, run: Run) -> str:
+        entries = get_redis().xrange(stream_key(run.pk), count=500)
+        if not entries:
+            return "expired or not written yet (the message above is the record)"
+        lines = [f"{entry_id.decode()}  {fields.get(b'c', b'(end)').decode()}" for entry_id, fields in entries]
+        return format_html("<pre style='max-height: 30em; overflow: auto'>{}</pre>", "\n".join(lines))
+
+    @admin.action(description="Cancel the selected runs (queued or running)")
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        done = 0
+        for run in queryset:
+            if run.ended:
+                continue
+            async_to_sync(arun_cancel)(run=run)
+            done += 1
+        self.message_user(request, f"cancelled {done} run(s); ended runs were left as they are")

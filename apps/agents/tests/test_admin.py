@@ -90,3 +90,34 @@ def test_deleting_an_agent_in_admin_takes_it_out_of_the_tools(admin_client):
     assert (tool.allowed_agents, tool.version) == ([], 2)
     record = ChangeRecord.objects.get(object_type="tools.Tool", action="update")
     assert (record.actor, record.source, record.changes["allowed_agents"]) == ("user:admin", "admin", [["agent:pm"], []])
+
+
+def test_runs_are_listed_shown_with_their_chunks_cancelled_and_never_deleted(
+    admin_client, api, agents_headers, sofia, llm_routes, scripted
+):
+    from apps.agents.models import Run
+    from apps.agents.runs.chunks import stream_key
+    from daarion.redis_client import get_redis
+
+    model = llm_routes("admin-runs")
+    scripted.script(model, [{"text": "Shown in admin."}])
+    sofia(model)
+    run_id = api.post("/internal/agents/agent:sofia/chat", headers=agents_headers,
+                      json={"message": "hi", "session_id": "s-admin"}).json()["run_id"]
+    # A run waiting behind nothing a worker could take: a row as run_start would leave it.
+    waiting = Run.objects.create(id="run-waiting", agent_id="agent:sofia", session_id="s-admin-2",
+                                 request={"message": "later"})
+
+    listed = admin_client.get("/admin/agents/run/?status__exact=succeeded").content.decode()
+    assert run_id in listed and "run-waiting" not in listed
+    assert "run-waiting" in admin_client.get("/admin/agents/run/?session_id=s-admin-2&q=s-admin-2").content.decode()
+    page = admin_client.get(f"/admin/agents/run/{run_id}/change/").content.decode()
+    assert "Shown in admin." in page and "text-delta" in page  # the reply, and the stream's chunks
+    assert admin_client.get(f"/admin/agents/run/{run_id}/delete/").status_code == 403
+    assert "delete_selected" not in admin_client.get("/admin/agents/run/").content.decode()
+
+    response = admin_client.post("/admin/agents/run/", {"action": "cancel_runs", "_selected_action": [waiting.pk, run_id]})
+    assert response.status_code == 302
+    assert Run.objects.get(pk="run-waiting").status == "cancelled"
+    assert Run.objects.get(pk=run_id).status == "succeeded"
+    assert get_redis().xlen(stream_key("run-waiting")) == 3  # start, finish, end marker
