@@ -21,16 +21,16 @@ LOADED = "loaded"
 UNLOADED = "unloaded"
 
 # Set the state only when the agent is not loaded already: one atomic step, so two
-# processes loading the same agent at once give one 200 and one 409.
+# processes loading the same agent at once give one 200 and one 409. No state is loaded.
 _LOAD_SCRIPT = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current and string.sub(current, 1, 7) == 'loaded:' then return 0 end
+if not current or string.sub(current, 1, 7) == 'loaded:' then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 _UNLOAD_SCRIPT = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
-if not current or string.sub(current, 1, 7) ~= 'loaded:' then return 0 end
+if current and string.sub(current, 1, 9) == 'unloaded:' then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """

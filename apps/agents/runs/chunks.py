@@ -19,6 +19,8 @@ from django.conf import settings
 
 from daarion.redis_client import get_async_redis, key
 
+# The longest single XREAD BLOCK: below the Redis clients' socket timeout (redis_client.py).
+MAX_BLOCK_SECONDS = 1.5
 CHUNK = b"c"
 END = b"end"
 # A Redis stream entry id; replayed chunks of an expired stream get ids `0-<n>`.
@@ -86,12 +88,19 @@ async def chunks_follow(run_id: str, *, after: str = "0-0", idle_seconds: float)
     redis = get_async_redis()
     name = stream_key(run_id)
     last = after
-    block_ms = max(1, int(idle_seconds * 1000))
+    # One blocking read stays under the shared client's socket timeout (2 s): the quiet
+    # time is added up over several reads.
+    step = min(idle_seconds, MAX_BLOCK_SECONDS)
+    quiet = 0.0
     while True:
-        answer = await redis.xread({name: last}, count=200, block=block_ms)
+        answer = await redis.xread({name: last}, count=200, block=max(1, int(step * 1000)))
         if not answer:
-            yield Entry(idle=True)
+            quiet += step
+            if quiet >= idle_seconds:
+                quiet = 0.0
+                yield Entry(idle=True)
             continue
+        quiet = 0.0
         for entry_id, fields in answer[0][1]:
             last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
             if END in fields:

@@ -46,6 +46,10 @@ def test_list_shows_state_and_version(api, headers):
 
 def test_load_then_load_again_then_unload(api, headers):
     make_agent()
+    # A new agent is loaded; an unload is an operator's state, and a load undoes it.
+    new = api.post("/internal/agents/agent:sofia/load", headers=headers)
+    assert new.status_code == 409 and new.json()["error"]["type"] == "agent_already_loaded"
+    assert api.post("/internal/agents/agent:sofia/unload", headers=headers).status_code == 200
     first = api.post("/internal/agents/agent:sofia/load", headers=headers)
     assert first.status_code == 200, first.text
     assert first.json()["loaded"] is True and first.json()["loaded_since"]
@@ -122,6 +126,7 @@ def test_state_and_edits_are_shared_across_processes(api, headers, server_env, t
         import httpx
 
         with httpx.Client(base_url=other.url, timeout=30) as second:
+            assert api.post("/internal/agents/agent:sofia/unload", headers=headers).status_code == 200
             assert api.post("/internal/agents/agent:sofia/load", headers=headers).status_code == 200
             seen = second.get("/internal/agents/agent:sofia", headers=headers).json()
             assert seen["loaded"] is True and seen["version"] == 1
@@ -140,14 +145,19 @@ def test_state_and_edits_are_shared_across_processes(api, headers, server_env, t
         other.stop()
 
 
-def test_enabled_agents_are_loaded_when_a_server_starts(transactional_db, make_token, bearer, server_env, tmp_path):
-    make_agent()
-    make_agent("agent:off", name="Off", enabled=False)
+def test_enabled_agents_are_loaded_in_a_server_started_before_them(
+    transactional_db, make_token, bearer, server_env, tmp_path
+):
     server = start_asgi_server(server_env, tmp_path, name="fresh")
     try:
         import httpx
 
-        response = httpx.get(f"{server.url}/internal/agents", headers=bearer(make_token(scopes=["agents"])))
+        headers = bearer(make_token(scopes=["agents"]))
+        assert httpx.get(f"{server.url}/internal/agents", headers=headers).status_code == 200
+        make_agent()
+        make_agent("agent:off", name="Off", enabled=False)
+        response = _poll(lambda: httpx.get(f"{server.url}/internal/agents", headers=headers),
+                         lambda r: len(r.json()["items"]) == 2)
         items = {item["id"]: item["loaded"] for item in response.json()["items"]}
         assert items == {"agent:sofia": True, "agent:off": False}
     finally:

@@ -27,6 +27,7 @@ def test_agents_chat_and_stream_through_the_client(client, sofia, llm_routes, sc
     model = llm_routes("client-chain")
     scripted.script(model, [{"calls": [("followups__create", FOLLOWUP_ARGS)]}, {"text": "Created it."}])
     sofia(model, load=False)
+    assert client.agent_unload("agent:sofia")["loaded"] is False
     assert client.agent_load("agent:sofia")["loaded"] is True
     with pytest.raises(DaarionAPIError) as info:
         client.agent_load("agent:sofia")

@@ -76,3 +76,41 @@ def test_agent_chat_streams_the_reply_and_shows_tool_calls(demo_world):
 def test_agent_chat_reports_refusals(demo_world):
     out, err, failed = _chat("agent:nobody", "-m", "hi")
     assert failed is not None and "agent_not_found" in err
+
+
+def test_agent_chat_survives_ctrl_c_and_resumes_the_run(server_env, agents_worker, sofia, llm_routes, scripted):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from apps.agents.models import Run
+    from apps.agents.tests.conftest import wait_until
+
+    words = "one two three four five six seven eight nine ten"
+    model = llm_routes("cli-resume")
+    scripted.script(model, [{"text": words, "word_delay": 0.25}])
+    sofia(model)
+    manage = [sys.executable, "manage.py", "agent_chat", "agent:sofia"]
+    env = {**server_env, "PYTHONUNBUFFERED": "1"}
+    # As from a terminal: SIGINT at its default (a test runner may ignore it, and children
+    # would inherit that), so Python turns Ctrl-C into KeyboardInterrupt.
+    chat = subprocess.Popen([*manage, "-m", "count to ten"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=os.getcwd(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert chat.stdout is not None
+    seen = ""
+    while "Sofia-Prime> one" not in seen:
+        line = chat.stdout.read(1)
+        assert line, seen
+        seen += line
+    chat.send_signal(signal.SIGINT)
+    rest, _ = chat.communicate(timeout=30)
+    out = seen + rest
+    assert chat.returncode != 0, out
+    assert "goes on; see it with: manage.py agent_chat agent:sofia --resume run-" in out
+    run_id = out.split("--resume ")[1].split(")")[0].strip()
+    resumed = subprocess.run([*manage, "--resume", run_id], env=env, capture_output=True, text=True, timeout=60,
+                             stdin=subprocess.DEVNULL)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"Sofia-Prime> {words}" in resumed.stdout
+    wait_until(lambda: Run.objects.get(pk=run_id).status == "succeeded", "the run to succeed")

@@ -258,6 +258,7 @@ def test_chat_refusals(api, agents_headers, sofia, llm_routes, make_token, beare
     not_loaded = _chat(api, agents_headers, message="hi")
     assert not_loaded.status_code == 409 and not_loaded.json()["error"]["type"] == "agent_not_loaded"
     assert api.post("/internal/agents/agent:sofia/load", headers=agents_headers).status_code == 200
+    assert _chat(api, agents_headers, message="hi").status_code == 200
 
     bound = bearer(make_token(scopes=["agents"], agents=["agent:other"]))
     refused = _chat(api, bound, message="hi")

@@ -313,3 +313,18 @@ def test_bad_input_and_other_agents_runs(api, agents_headers, sofia, llm_routes,
     too_long = api.post(f"{AGENT}/chat", headers={**agents_headers, "Idempotency-Key": "k" * 201}, json={"message": "x"})
     assert too_long.status_code == 422
     assert Run.objects.count() == 1
+
+
+def test_an_agent_created_since_the_server_started_chats_at_once(api, agents_headers, llm_routes, scripted, agents_worker):
+    from apps.agents.services import agent_create
+
+    model = llm_routes("runs-new-agent")
+    scripted.script(model, [{"text": "Hello from a new agent."}])
+    agent_create(agent_id="agent:newbie", name="Newbie", microdao_id="microdao:7", model=model)
+    first = api.post("/internal/agents/agent:newbie/chat", headers=agents_headers, json={"message": "hi"})
+    assert first.status_code == 200, first.text
+    assert first.json()["reply"].strip() == "Hello from a new agent."
+    # An operator's unload is still honoured, in every process.
+    assert api.post("/internal/agents/agent:newbie/unload", headers=agents_headers).status_code == 200
+    refused = api.post("/internal/agents/agent:newbie/chat", headers=agents_headers, json={"message": "hi"})
+    assert refused.status_code == 409 and refused.json()["error"]["type"] == "agent_not_loaded"

@@ -9,11 +9,14 @@ the run: `--resume RUN_ID` prints it from the start and carries on in its sessio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import sys
 import uuid
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.agents.models import Run
@@ -25,8 +28,10 @@ from apps.agents.runs.services import run_start
 from apps.agents.selectors import blueprints_all
 from daarion.errors import DaarionError
 
-# Seconds without a chunk after which the command says the run waits for a worker.
+# Seconds without a chunk after which the command looks at the run's row (and says when it
+# waits for a worker); how often it checks for Ctrl-C while the run is quiet.
 WAITING_HINT_SECONDS = 5.0
+POLL_SECONDS = 0.25
 
 
 def _short(value: Any, limit: int = 200) -> str:
@@ -112,25 +117,31 @@ class Command(BaseCommand):
             raise CommandError("interrupted") from None
 
     async def _print_run(self, run: Run) -> bool:
+        # Ctrl-C is ours to handle: it stops following (the run goes on), whatever await it
+        # lands in; a Redis read that swallowed a cancel would otherwise finish the run first.
+        interrupted = asyncio.Event()
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on the main thread
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupted.set)
         self.name = getattr(self, "agent_name", None) or run.agent_id
         self.at_line_start = True
         self.tool_names: dict[str, str] = {}
         ok = True
         waited = 0.0
-        async for entry in chunks_follow(run.pk, idle_seconds=1.0):
+        async for entry in chunks_follow(run.pk, idle_seconds=POLL_SECONDS):
+            if interrupted.is_set():
+                raise KeyboardInterrupt
             if entry.idle:
-                waited += 1.0
-                if waited == WAITING_HINT_SECONDS:
-                    self.stderr.write(f"  (run {run.pk} waits for a worker of the 'agents' queue)")
-                if waited % WAITING_HINT_SECONDS == 0:
-                    # The stream may have expired (an old run): its row has the message.
-                    from asgiref.sync import sync_to_async
-
+                waited += POLL_SECONDS
+                if waited >= WAITING_HINT_SECONDS:
+                    waited = 0.0
+                    # No worker yet, or a stream that expired (an old run): its row says which.
                     fresh = await sync_to_async(run_get)(run_id=run.pk)
                     if fresh.ended and fresh.message is not None:
                         for chunk in replay_chunks(fresh.message):
                             ok = self._print_chunk(chunk) and ok
                         return ok and fresh.status == "succeeded"
+                    if fresh.status == "queued":
+                        self.stderr.write(f"  (run {run.pk} waits for a worker of the 'agents' queue)")
                 continue
             if entry.end:
                 break
