@@ -277,7 +277,8 @@ def run_service(data_dir: Path) -> int:
                 [sys.executable, "-m", "celery", "-A", "daarion", "worker", "--loglevel", "INFO",
                  "-Q", "agents", "-P", "threads", "--concurrency", os.environ.get("AGENTS_WORKER_CONCURRENCY", "64"),
                  "--hostname", "agents@%h"],
-                stack.env,
+                # Threads, not forked children: a warm connection pool serves its runs.
+                {**stack.env, "DATABASE_POOL": stack.env.get("DATABASE_POOL", "1")},
             ),
             "beat": (
                 [sys.executable, "-m", "celery", "-A", "daarion", "beat", "--loglevel", "INFO",

@@ -115,8 +115,9 @@ DATABASES = {
 DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
 DATABASES["default"].setdefault("OPTIONS", {})
 if _env_bool("DATABASE_POOL", False):
-    # psycopg's pool keeps connections warm for the web server's threads (on for `web`, off for
-    # Celery's forked workers, where a pool made before the fork would be shared); it replaces
+    # psycopg's pool keeps connections warm for the web server's threads (on for `web` and the
+    # agents worker's thread pool, off for Celery's forked workers, where a pool made before the
+    # fork would be shared); it replaces
     # persistent connections (CONN_MAX_AGE must be 0 with it).
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"]["pool"] = {

@@ -108,7 +108,10 @@ def start_celery_worker(
     env: Mapping[str, str], log_dir: Path, *, queues: str = "default,embeddings,summaries", pool: str = "solo",
     concurrency: int | None = None, name: str = "worker",
 ) -> ServerProcess:
-    """A Celery worker; `pool="threads"` with a `concurrency` for the agents queue's runs."""
+    """A Celery worker; `pool="threads"` with a `concurrency` for the agents queue's runs (with
+    a database connection pool, as in production)."""
+    if pool == "threads":
+        env = {"DATABASE_POOL": "1", **env}
     log_path = log_dir / f"{name}-{os.getpid()}.log"
     log = open(log_path, "wb")
     hostname = f"{name}-{os.getpid()}@%h"

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Query, Router
 
 from apps.agents import runtime
 from apps.agents.choices import RunStatus
 from apps.agents.models import Run
-from apps.agents.pipeline import TurnInput, turn_prepare
+from apps.agents.pipeline import TurnInput, in_db_thread, turn_prepare
 from apps.agents.runs.selectors import (
     arun_get,
     parse_last_event_id,
@@ -178,7 +177,7 @@ async def _start(request: HttpRequest, agent_id: str, payload: ChatIn) -> tuple[
     )
     # Refusals before a run exists: unknown agent, not loaded or disabled, another agent's session.
     prepared = await turn_prepare(turn)
-    return await sync_to_async(run_start, thread_sensitive=False)(
+    return await in_db_thread(run_start)(
         agent_id=agent_id, session_id=prepared.session_id, strategy=payload.strategy, idempotency_key=key,
         request={"message": turn.message, "microdao_id": prepared.microdao_id, "channel_id": turn.channel_id,
                  "user_id": turn.user_id, "context": turn.context},
@@ -215,7 +214,7 @@ async def agent_chat(request: HttpRequest, response: HttpResponse, agent_id: str
 async def agent_chat_resume(request: HttpRequest, agent_id: str, chat_id: str):
     """The AI SDK's resume route: the chat's active run from its first chunk, or 204."""
     principal_of(request).ensure_can_act_for(agent_id)
-    run = await sync_to_async(session_active_run, thread_sensitive=False)(agent_id=agent_id, session_id=chat_id)
+    run = await in_db_thread(session_active_run)(agent_id=agent_id, session_id=chat_id)
     if run is None:
         return HttpResponse(status=204)
     return _sse_response(run_sse(run.pk), run.pk)
@@ -236,6 +235,6 @@ async def agent_runs(
 ) -> dict[str, Any]:
     """The agent's runs, newest first; `next_cursor` pages on."""
     principal_of(request).ensure_can_act_for(agent_id)
-    runs, next_cursor = await sync_to_async(runs_list, thread_sensitive=False)(
+    runs, next_cursor = await in_db_thread(runs_list)(
         agent_id=agent_id, session_id=session_id, status=status, limit=limit, cursor=cursor)
     return {"items": [run_out(run) for run in runs], "next_cursor": next_cursor}

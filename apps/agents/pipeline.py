@@ -15,10 +15,10 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import connection
@@ -35,6 +35,8 @@ from apps.tools.services import tool_call
 from daarion.errors import Conflict, DaarionError, NotFound
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # A tool result is fed back to the model (and stored) at most this long, so one chatty tool
 # cannot blow the context window.
@@ -157,17 +159,19 @@ Event = (
 # --- preparing ---------------------------------------------------------------------------
 
 
-def _closing(fn):
-    """Runs a sync ORM call in a worker thread and gives its connection back afterwards."""
+def in_db_thread(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """`fn` (sync ORM code) as a coroutine function run in an executor thread that gives its
+    database connection back afterwards (to the pool with DATABASE_POOL): executor threads
+    outlive the call and would otherwise each hold a connection, idle, for hours."""
 
-    def _run(*args: Any, **kwargs: Any) -> Any:
+    def _run(*args: Any, **kwargs: Any) -> T:
         try:
             return fn(*args, **kwargs)
         finally:
             if not connection.in_atomic_block:
                 connection.close()
 
-    return _run
+    return sync_to_async(_run, thread_sensitive=False)
 
 
 def _session_owner(session_id: str) -> str | None:
@@ -184,7 +188,7 @@ async def turn_prepare(turn: TurnInput, *, turn_id: str | None = None) -> Prepar
     or a session that belongs to another agent."""
     blueprint = await loaded_blueprint(turn.agent_id)
     if turn.session_id:
-        owner = await sync_to_async(_closing(_session_owner), thread_sensitive=False)(turn.session_id)
+        owner = await in_db_thread(_session_owner)(turn.session_id)
         if owner is not None and owner != blueprint.id:
             raise Conflict(
                 f"session {turn.session_id!r} belongs to another agent",
@@ -608,7 +612,7 @@ async def _remember(
     except Exception:  # noqa: BLE001 - the user has the answer already; log, do not fail the turn
         logger.warning("could not store the turn's memory", extra={"agent_id": blueprint.id}, exc_info=True)
     try:
-        await sync_to_async(_closing(_append_transcript), thread_sensitive=False)(prepared, transcript)
+        await in_db_thread(_append_transcript)(prepared, transcript)
     except Exception:  # noqa: BLE001 - as above
         logger.warning("could not append the transcript", extra={"agent_id": blueprint.id}, exc_info=True)
     return memory_id
@@ -627,7 +631,7 @@ async def remember_partial(prepared: PreparedTurn) -> None:
         entries.append(_assistant_entry(prepared, partial, []))
     if not entries:
         return
-    await sync_to_async(_closing(_append_transcript), thread_sensitive=False)(prepared, entries)
+    await in_db_thread(_append_transcript)(prepared, entries)
 
 
 # --- the JSON answer ---------------------------------------------------------------------

@@ -14,7 +14,6 @@ import contextlib
 import logging
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from apps.agents.choices import RunStatus, ToolMode
@@ -25,6 +24,7 @@ from apps.agents.pipeline import (
     TurnFailed,
     TurnFinished,
     TurnInput,
+    in_db_thread,
     remember_partial,
     turn_events,
 )
@@ -66,9 +66,7 @@ async def _prepare(run: Run, blueprint: Blueprint) -> PreparedTurn:
     )
     history: list[dict[str, Any]] = []
     if blueprint.history_turns > 0 and blueprint.history_tokens > 0:
-        from apps.agents.pipeline import _closing
-
-        entries = await sync_to_async(_closing(_session_entries), thread_sensitive=False)(run.session_id)
+        entries = await in_db_thread(_session_entries)(run.session_id)
         names = (await registry_snapshot.aget()).function_names
         history = history_messages(entries, max_turns=blueprint.history_turns, max_tokens=blueprint.history_tokens,
                                    text_mode=blueprint.tool_mode == ToolMode.TEXT, function_names=names)
@@ -136,7 +134,7 @@ async def execute_run(run_id: str, *, holder: str) -> str:
     if not await lease.acquire():
         return "leased-elsewhere"
     try:
-        run = await sync_to_async(run_begin, thread_sensitive=False)(run_id=run_id, executor=holder)
+        run = await in_db_thread(run_begin)(run_id=run_id, executor=holder)
         if run is None:
             return "not-queued"
         return await _execute(run, lease)
@@ -217,7 +215,7 @@ async def _execute(run: Run, lease: Lease) -> str:
         result = collector.result(reply=builder.text) if collector is not None else None
         if result is not None:
             result.update(run_id=run.pk, status=status)
-        ended = await sync_to_async(run_finish, thread_sensitive=False)(
+        ended = await in_db_thread(run_finish)(
             run_id=run.pk, status=status, message=builder.message, result=result,
             usage=result["usage"] if result else {}, step_count=len(collector.steps) if collector else 0, error=error,
         )

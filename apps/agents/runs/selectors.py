@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from apps.agents.choices import RunStatus
 from apps.agents.models import Run
+from apps.agents.pipeline import in_db_thread
 from apps.agents.runs.chunks import ENTRY_ID_RE, chunks_exist, chunks_follow
 from apps.agents.runs.message import replay_chunks
 from apps.agents.stream import DONE, HEARTBEAT, sse
@@ -28,7 +28,7 @@ def run_get(*, run_id: str) -> Run:
 
 
 async def arun_get(*, run_id: str) -> Run:
-    return await sync_to_async(run_get, thread_sensitive=False)(run_id=run_id)
+    return await in_db_thread(run_get)(run_id=run_id)
 
 
 def session_active_run(*, agent_id: str, session_id: str) -> Run | None:

@@ -14,17 +14,18 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apps.agents.choices import RunStatus, RunStrategy
 from apps.agents.models import Run
+from apps.agents.pipeline import in_db_thread
 from apps.agents.runs.chunks import chunks_all, chunks_close
 from apps.agents.runs.lease import lease_held
 from apps.agents.runs.message import MessageBuilder
-from daarion.errors import Conflict, NotFound, ValidationFailed
+from apps.agents.runs.selectors import run_get
+from daarion.errors import Conflict, ValidationFailed
 from daarion.redis_client import get_async_redis, key
 
 logger = logging.getLogger(__name__)
@@ -185,13 +186,6 @@ def run_finish(
         return True
 
 
-def _run_or_404(run_id: str) -> Run:
-    run = Run.objects.filter(pk=run_id).first()
-    if run is None:
-        raise NotFound(f"run {run_id!r} not found", type="run_not_found", details={"run_id": run_id})
-    return run
-
-
 def _cancelled_chunks(run: Run) -> list[dict[str, Any]]:
     meta = {"agent_id": run.agent_id, "session_id": run.session_id, "run_id": run.pk}
     return [{"type": "start", "messageId": run.pk, "messageMetadata": meta},
@@ -205,7 +199,7 @@ async def arun_cancel(*, run: Run) -> Run:
         raise Conflict(f"run {run.pk} has ended ({run.status})", type="run_not_active",
                        details={"run_id": run.pk, "status": run.status})
     error = {"type": "run_cancelled", "message": "the run was cancelled", "status": 409}
-    cancelled = await sync_to_async(run_finish, thread_sensitive=False)(
+    cancelled = await in_db_thread(run_finish)(
         run_id=run.pk, status=RunStatus.CANCELLED, error=error, from_statuses=(RunStatus.QUEUED,),
         message={"id": run.pk, "role": "assistant", "parts": [], "metadata": {"finish_reason": "cancelled"}},
     )
@@ -213,7 +207,7 @@ async def arun_cancel(*, run: Run) -> Run:
         await chunks_close(run.pk, _cancelled_chunks(run))
     else:
         await get_async_redis().set(cancel_key(run.pk), b"1", ex=max(60, int(settings.AGENTS_RUN_TIME_LIMIT_SECONDS)))
-    return await sync_to_async(_run_or_404, thread_sensitive=False)(run.pk)
+    return await in_db_thread(run_get)(run_id=run.pk)
 
 
 async def arun_interrupt(*, run_id: str, type: str, message: str) -> bool:
@@ -224,7 +218,7 @@ async def arun_interrupt(*, run_id: str, type: str, message: str) -> bool:
         builder.add(chunk)
     partial = builder.message if builder.message["id"] else None
     error = {"type": type, "message": message, "status": 503}
-    done = await sync_to_async(run_finish, thread_sensitive=False)(
+    done = await in_db_thread(run_finish)(
         run_id=run_id, status=RunStatus.INTERRUPTED, message=partial, error=error,
     )
     if done:
@@ -254,7 +248,7 @@ def _mark_redispatched(run_ids: list[str]) -> None:
 async def aruns_sweep() -> dict[str, int]:
     """Interrupts running runs whose lease ran out (their worker died) or that outlived the
     time limit, and re-sends queued runs whose task never started. Beat runs it."""
-    running, heads = await sync_to_async(_sweep_candidates, thread_sensitive=False)()
+    running, heads = await in_db_thread(_sweep_candidates)()
     now = timezone.now()
     grace = timedelta(seconds=settings.AGENTS_RUN_LEASE_SECONDS)
     limit = timedelta(seconds=settings.AGENTS_RUN_TIME_LIMIT_SECONDS) + grace
@@ -268,7 +262,7 @@ async def aruns_sweep() -> dict[str, int]:
             interrupted += await arun_interrupt(run_id=run_id, type="run_interrupted",
                                                 message="the worker running this turn stopped; the run did not finish")
     if heads:
-        await sync_to_async(_mark_redispatched, thread_sensitive=False)(heads)
+        await in_db_thread(_mark_redispatched)(heads)
         for run_id in heads:
             run_dispatch(run_id)
     return {"interrupted": interrupted, "redispatched": len(heads)}
