@@ -65,6 +65,14 @@ async def chunks_exist(run_id: str) -> bool:
     return bool(await get_async_redis().exists(stream_key(run_id)))
 
 
+async def chunks_state(run_id: str) -> str:
+    """`missing` (never written, or expired), `ended` (its end marker is written) or `open`."""
+    last = await get_async_redis().xrevrange(stream_key(run_id), count=1)
+    if not last:
+        return "missing"
+    return "ended" if END in last[0][1] else "open"
+
+
 async def chunks_all(run_id: str) -> list[dict[str, Any]]:
     """Every chunk written so far (for folding a dead executor's partial answer)."""
     entries = await get_async_redis().xrange(stream_key(run_id))

@@ -14,7 +14,7 @@ from django.conf import settings
 from apps.agents.choices import RunStatus
 from apps.agents.models import Run
 from apps.agents.pipeline import in_db_thread
-from apps.agents.runs.chunks import ENTRY_ID_RE, chunks_exist, chunks_follow
+from apps.agents.runs.chunks import ENTRY_ID_RE, chunks_exist, chunks_follow, chunks_state
 from apps.agents.runs.message import replay_chunks
 from apps.agents.stream import DONE, HEARTBEAT, sse
 from daarion.errors import NotFound, ValidationFailed
@@ -107,7 +107,10 @@ async def run_sse(run_id: str, *, after: str = "0-0") -> AsyncIterator[str]:
     async for entry in chunks_follow(run_id, after=after, idle_seconds=settings.AGENTS_STREAM_HEARTBEAT_SECONDS):
         if entry.idle:
             yield HEARTBEAT
-            if not await chunks_exist(run_id):
+            state = await chunks_state(run_id)
+            if state == "ended":
+                break  # a reader that started after the end marker's id (another run's id)
+            if state == "missing":
                 # Expired, or lost with Redis: the row is the record.
                 run = await arun_get(run_id=run_id)
                 if run.ended:
@@ -127,7 +130,7 @@ async def run_wait(run_id: str) -> Run:
     async for entry in chunks_follow(run_id, idle_seconds=settings.AGENTS_STREAM_HEARTBEAT_SECONDS):
         if entry.end:
             break
-        if entry.idle and not await chunks_exist(run_id) and (await arun_get(run_id=run_id)).ended:
+        if entry.idle and await chunks_state(run_id) == "missing" and (await arun_get(run_id=run_id)).ended:
             break
     return await arun_get(run_id=run_id)
 

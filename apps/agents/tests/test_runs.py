@@ -328,3 +328,27 @@ def test_an_agent_created_since_the_server_started_chats_at_once(api, agents_hea
     assert api.post("/internal/agents/agent:newbie/unload", headers=agents_headers).status_code == 200
     refused = api.post("/internal/agents/agent:newbie/chat", headers=agents_headers, json={"message": "hi"})
     assert refused.status_code == 409 and refused.json()["error"]["type"] == "agent_not_loaded"
+
+
+def test_a_reader_past_the_end_and_a_reader_of_an_expired_stream_both_end(api, agents_headers, sofia, llm_routes,
+                                                                          scripted):
+    from apps.agents.runs.chunks import stream_key
+    from daarion.redis_client import get_redis
+
+    model = llm_routes("runs-expired")
+    scripted.script(model, [{"text": "Kept on the row."}])
+    sofia(model)
+    run_id = api.post(f"{AGENT}/chat", headers=agents_headers, json={"message": "hi"}).json()["run_id"]
+    # An id beyond this run's last entry (from another run, say): the reader ends, not waits.
+    beyond = api.get(f"/internal/agents/runs/{run_id}/stream",
+                     headers={**agents_headers, "Last-Event-ID": "99999999999999-0"}, timeout=30)
+    assert parse_sse(beyond.text)[2] is True
+    get_redis().delete(stream_key(run_id))  # as retention would
+    chunks, _, done = parse_sse(api.get(f"/internal/agents/runs/{run_id}/stream", headers=agents_headers).text)
+    assert done and chunks[0] == {"type": "start", "messageId": run_id, "messageMetadata": chunks[0]["messageMetadata"]}
+    assert "".join(c.get("delta", "") for c in chunks).strip() == "Kept on the row."
+    assert chunks[-1]["type"] == "finish" and chunks[-1]["messageMetadata"]["stored_memory_id"]
+    late = api.get(f"/internal/agents/runs/{run_id}/stream", headers={**agents_headers, "Last-Event-ID": "0-2"})
+    assert parse_sse(late.text)[0] == chunks[2:]  # ids 0-1, 0-2 were read
+    gone = api.get(f"/internal/agents/runs/{run_id}/stream", headers={**agents_headers, "Last-Event-ID": "17-0"})
+    assert "run_stream_expired" in parse_sse(gone.text)[0][0]["errorText"]
