@@ -211,7 +211,8 @@ def _dense(cursor, scope: _Scope, model: str, dims: int, vector: list[float], de
 
 def _related(rows: list[tuple]) -> list[tuple[str, float]]:
     # (id, cosine similarity). A vector no closer than orthogonal says nothing about relevance.
-    return [(r[0], 1.0 - float(r[1])) for r in rows if r[1] < 1.0]
+    # A row without a vector (its text just changed) has no distance.
+    return [(r[0], 1.0 - float(r[1])) for r in rows if r[1] is not None and r[1] < 1.0]
 
 
 def _neighbours(cursor, ids: list[str], scope: _Scope) -> dict[str, list[str]]:

@@ -329,8 +329,9 @@ def memory_update(
         if text_changed:
             # The old vector describes the old text: pending until the worker embeds the new one
             # (the entry is found by text meanwhile).
-            entry.embedding, entry.embedding_status, entry.embedding_error = None, EmbeddingStatus.PENDING, ""
-            update_fields += ["embedding", "embedding_status", "embedding_error"]
+            entry.embedding, entry.embedding_model = None, ""
+            entry.embedding_status, entry.embedding_error = EmbeddingStatus.PENDING, ""
+            update_fields += ["embedding", "embedding_model", "embedding_status", "embedding_error"]
             _enqueue_embedding([entry.id])
         entry.save(update_fields=update_fields)
     return entry
