@@ -185,6 +185,19 @@ def test_transcript_strips_bookkeeping_and_reparents_children():
     assert transcript.version == 1
 
 
+def test_transcript_strips_summary_and_pr_link_entries():
+    entries = [
+        {"type": "summary", "summary": "Fixing the budget page", "leafUuid": "a1"},
+        {"type": "user", "uuid": "u1", "parentUuid": None, "message": "hi"},
+        {"type": "pr-link", "uuid": "l1", "parentUuid": "u1", "url": "https://example.org/pull/1"},
+        {"type": "assistant", "uuid": "a1", "parentUuid": "l1", "message": "hello"},
+    ]
+    transcript, _, stripped = services.transcript_put(session_id="sess-2", agent_id=AGENT, entries=entries)
+    assert stripped == 2
+    assert [e["type"] for e in transcript.entries] == ["user", "assistant"]
+    assert transcript.entries[1]["parentUuid"] == "u1"
+
+
 def test_transcript_needs_a_user_and_an_assistant_entry():
     with pytest.raises(ValidationFailed) as info:
         services.transcript_put(session_id="s", agent_id=AGENT, entries=[{"type": "user", "uuid": "u"}])

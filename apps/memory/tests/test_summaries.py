@@ -30,6 +30,8 @@ def llm_registry(transactional_db, fake_llm):
                                       ("emb", "echo-embed", True), ("emb-down", "error-embed", True)):
         model = llm_services.logical_model_create(name=name, can_embed=can_embed)
         llm_services.deployment_create(logical_model=model, provider=provider, upstream_model=upstream, weight=1)
+    flaky = llm_services.logical_model_create(name="flaky", fallbacks=["summarizer"])
+    llm_services.deployment_create(logical_model=flaky, provider=provider, upstream_model="error:500", weight=1)
     return provider
 
 
@@ -62,6 +64,19 @@ def test_summarize_writes_a_summary_entry_linking_its_sources(api, headers, cele
     assert "question 2" in summary.text
     polled = api.get(f"/internal/agent-memory/jobs/{job['id']}", headers=headers)
     assert polled.status_code == 200 and polled.json()["result"]["summary_id"] == summary.id
+
+
+def test_a_summary_records_the_model_that_answered(api, headers, celery_worker, llm_registry):
+    _conversation(2)
+    job = api.post("/internal/agent-memory/summarize", headers=headers, json={
+        "agent_id": AGENT, "microdao_id": DAO, "model": "flaky", "wait": True, "timeout": 60,
+    }).json()
+    assert job["status"] == "succeeded", job
+    summary = MemoryEntry.objects.get(id=job["result"]["summary_id"])
+    # `flaky` failed upstream and its fallback answered: the summary says which.
+    assert summary.meta["model"] == "summarizer"
+    assert summary.meta["requested_model"] == "flaky"
+    assert summary.meta["upstream_model"] == "echo"
 
 
 def test_summarize_without_waiting_returns_a_job_to_poll(api, headers, celery_worker, llm_registry):
