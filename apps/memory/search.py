@@ -69,14 +69,35 @@ class MemoryHit:
 @dataclass(frozen=True)
 class _Term:
     """One query word as the text search forms it may take in an entry: parsed with the
-    query language's configuration, as written (`simple`), and its dictionary form."""
+    query language's configuration, as written (`simple`), and its dictionary form; and,
+    in a language Postgres cannot stem, its stem as a prefix (the fuzzy form)."""
 
     word: str
     forms: tuple[tuple[str, str], ...]  # (configuration, lexeme)
+    prefix: str | None = None
 
     def sql(self) -> tuple[str, list[str]]:
         # The lexemes are quoted, so to_tsquery never parses an operator in them.
         return "(" + " || ".join(f"to_tsquery('{cfg}'::regconfig, %s)" for cfg, _ in self.forms) + ")", [f"'{lex}'" for _, lex in self.forms]
+
+    def prefix_sql(self) -> tuple[str, list[str]]:
+        return "to_tsquery('simple'::regconfig, %s)", [f"'{self.prefix}':*"]
+
+
+# The fuzzy form: a word of a language without a Postgres stemmer, cut to its first
+# letters, matches its other inflected forms as a prefix (хакатоні -> хакат:* finds
+# хакатон, хакатону), words the dictionary does not know included. Cut by the length of a
+# long Ukrainian ending, never below PREFIX_MIN letters; it weighs PREFIX_WEIGHT of an exact
+# match because a prefix also finds unrelated words that start alike.
+PREFIX_MIN = 4
+PREFIX_CUT = 3
+PREFIX_WEIGHT = getattr(settings, "MEMORY_PREFIX_WEIGHT", 0.5)
+
+
+def fuzzy_prefix(word: str) -> str | None:
+    if len(word) < PREFIX_MIN + 1 or word.isdigit() or not word.isalpha():
+        return None
+    return word[: max(PREFIX_MIN, len(word) - PREFIX_CUT)]
 
 
 @dataclass
@@ -129,6 +150,8 @@ def query_terms(query: str, lang: str | None = None) -> list[_Term]:
     lang = language.detect(query) if lang is None else lang
     config = fts_config(lang)
     lemmatize = language.needs_lemmas(lang)
+    # Languages Postgres stems (english, russian, ...) get no fuzzy form: their stemmer does it.
+    fuzzy = PREFIX_WEIGHT > 0 and fts_config(lang) == "simple"
     seen: dict[str, None] = {}
     for match in _WORD.finditer(query.lower()):
         word = match.group(0)
@@ -140,7 +163,7 @@ def query_terms(query: str, lang: str | None = None) -> list[_Term]:
         forms = {(config, word): None, ("simple", word): None}
         if lemmatize and not word.isdigit():
             forms[(FTS_LEMMAS, language.lemma(word, lang))] = None
-        terms.append(_Term(word, tuple(forms)))
+        terms.append(_Term(word, tuple(forms), fuzzy_prefix(word) if fuzzy else None))
     return terms
 
 
@@ -149,23 +172,30 @@ def _lexical(cursor, scope: _Scope, terms: list[_Term], depth: int) -> tuple[lis
     if not terms:
         cursor.execute(f"SELECT count(*) FROM {TABLE} WHERE {scope.where}", scope.params)
         return [], cursor.fetchone()[0]
-    term_sql, term_params = [], []
-    for term in terms:
+    columns, term_params, dfs, weights, any_parts = [], [], [], [], []
+    for i, term in enumerate(terms):
         sql, params = term.sql()
-        term_sql.append(sql)
+        columns.append(f"{sql} AS q{i}")
         term_params.extend(params)
-    queries = ", ".join(f"{sql} AS q{i}" for i, sql in enumerate(term_sql))
-    any_q = "(" + " || ".join(f"tq.q{i}" for i in range(len(terms))) + ")"
-    dfs = ", ".join(f"count(*) FILTER (WHERE search @@ tq.q{i}) AS d{i}" for i in range(len(terms)))
-    weights = " + ".join(
-        f"(CASE WHEN search @@ tq.q{i} THEN ln(1 + (st.n - st.d{i} + 0.5) / (st.d{i} + 0.5)) ELSE 0 END)"
-        for i in range(len(terms))
-    )
+        dfs.append(f"count(*) FILTER (WHERE search @@ tq.q{i}) AS d{i}")
+        any_parts.append(f"tq.q{i}")
+        exact = f"WHEN search @@ tq.q{i} THEN ln(1 + (st.n - st.d{i} + 0.5) / (st.d{i} + 0.5))"
+        if term.prefix:
+            sql, params = term.prefix_sql()
+            columns.append(f"{sql} AS p{i}")
+            term_params.extend(params)
+            dfs.append(f"count(*) FILTER (WHERE search @@ (tq.q{i} || tq.p{i})) AS e{i}")
+            any_parts.append(f"tq.p{i}")
+            fuzzy = f"WHEN search @@ tq.p{i} THEN {float(PREFIX_WEIGHT)} * ln(1 + (st.n - st.e{i} + 0.5) / (st.e{i} + 0.5))"
+            weights.append(f"(CASE {exact} {fuzzy} ELSE 0 END)")
+        else:
+            weights.append(f"(CASE {exact} ELSE 0 END)")
+    any_q = "(" + " || ".join(any_parts) + ")"
     sql = (
-        f"WITH tq AS MATERIALIZED (SELECT {queries}), "
+        f"WITH tq AS MATERIALIZED (SELECT {', '.join(columns)}), "
         f"scope AS MATERIALIZED (SELECT id, search FROM {TABLE} WHERE {scope.where}), "
-        f"st AS (SELECT count(*) AS n, {dfs} FROM scope CROSS JOIN tq) "
-        f"SELECT s.id, ({weights}) + 0.1 * ts_rank(search, {any_q}, 1) AS score, st.n "
+        f"st AS (SELECT count(*) AS n, {', '.join(dfs)} FROM scope CROSS JOIN tq) "
+        f"SELECT s.id, ({' + '.join(weights)}) + 0.1 * ts_rank(search, {any_q}, 1) AS score, st.n "
         f"FROM scope s CROSS JOIN st CROSS JOIN tq WHERE search @@ {any_q} ORDER BY score DESC, s.id LIMIT %s"
     )
     cursor.execute(sql, [*term_params, *scope.params, depth])
