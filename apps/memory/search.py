@@ -91,7 +91,7 @@ class _Term:
 # match because a prefix also finds unrelated words that start alike.
 PREFIX_MIN = 4
 PREFIX_CUT = 3
-PREFIX_WEIGHT = getattr(settings, "MEMORY_PREFIX_WEIGHT", 0.5)
+PREFIX_WEIGHT = 0.5
 
 
 def fuzzy_prefix(word: str) -> str | None:

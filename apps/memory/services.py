@@ -344,18 +344,27 @@ async def amemory_update(**kwargs: Any) -> MemoryEntry:
 # --- embedding -----------------------------------------------------------------------------
 
 
-def _embed_and_save(spec: ModelSpec, entries: list[MemoryEntry]) -> None:
+def _embed_and_save(spec: ModelSpec, entries: list[MemoryEntry]) -> int:
     vectors = get_embedder(spec).embed([e.text for e in entries], purpose="document")
     if len(vectors) != len(entries) or any(len(v) != spec.dimensions for v in vectors):
         raise EmbeddingError(f"{spec.name} returned vectors of the wrong shape (expected {spec.dimensions} dimensions)")
     now = timezone.now()
-    for entry, vector in zip(entries, vectors):
-        entry.embedding = vector
-        entry.embedding_model = spec.name
-        entry.embedding_status = EmbeddingStatus.READY
-        entry.embedding_error = ""
-        entry.embedded_at = now
-    MemoryEntry.objects.bulk_update(entries, ["embedding", "embedding_model", "embedding_status", "embedding_error", "embedded_at"])
+    with transaction.atomic():
+        # An update may have changed a text while the model ran: its vector would describe
+        # the old text. Such entries are skipped; the update queued their embedding again.
+        current = dict(MemoryEntry.objects.select_for_update().filter(id__in=[e.id for e in entries]).values_list("id", "text"))
+        kept = []
+        for entry, vector in zip(entries, vectors):
+            if current.get(entry.id) != entry.text:
+                continue
+            entry.embedding = vector
+            entry.embedding_model = spec.name
+            entry.embedding_status = EmbeddingStatus.READY
+            entry.embedding_error = ""
+            entry.embedded_at = now
+            kept.append(entry)
+        MemoryEntry.objects.bulk_update(kept, ["embedding", "embedding_model", "embedding_status", "embedding_error", "embedded_at"])
+    return len(kept)
 
 
 def memory_embed_entries(*, entry_ids: Sequence[str], spec: ModelSpec | None = None) -> dict[str, int]:
@@ -371,8 +380,7 @@ def memory_embed_entries(*, entry_ids: Sequence[str], spec: ModelSpec | None = N
     if not entries:
         return {"embedded": 0, "failed": 0}
     try:
-        _embed_and_save(spec, entries)
-        return {"embedded": len(entries), "failed": 0}
+        return {"embedded": _embed_and_save(spec, entries), "failed": 0}
     except TransientEmbeddingError:
         raise
     except EmbeddingError as exc:
@@ -383,8 +391,7 @@ def memory_embed_entries(*, entry_ids: Sequence[str], spec: ModelSpec | None = N
     done = failed = 0
     for entry in entries:
         try:
-            _embed_and_save(spec, [entry])
-            done += 1
+            done += _embed_and_save(spec, [entry])
         except TransientEmbeddingError:
             raise
         except EmbeddingError as exc:
