@@ -96,3 +96,20 @@ def test_ukrainian_questions_find_their_memory_first(api, make_token, bearer):
             misses.append(question["q"])
     first = 1 - len(misses) / len(questions)
     assert first >= 0.9, f"right memory first for {first:.0%}; missed: {misses}"
+
+
+@pytest.mark.django_db
+def test_the_migration_detects_existing_entries(remember):
+    import importlib
+
+    from django.apps import apps as django_apps
+
+    from apps.memory.models import MemoryEntry
+
+    migration = importlib.import_module("apps.memory.migrations.0004_languages_and_versions")
+    old = remember("Зустрічі переносимо на четвер")
+    MemoryEntry.objects.filter(id=old.id).update(lang="", lemmas="")  # as stored before languages
+    migration.detect_languages(django_apps, None)
+    old.refresh_from_db()
+    assert old.lang == "uk" and "зустріч" in old.lemmas.split()
+    assert memory_query(agent_id=AGENT, query="зустріч")[0].id == old.id
