@@ -225,3 +225,14 @@ def test_meta_source_is_not_doubled(api, headers):
                           "content": {"text": "the general channel fact"}}])
     hit = api.post("/internal/agent-memory/query", json={"agent_id": AGENT, "query": "general channel fact"}, headers=headers).json()["items"][0]
     assert hit["meta"]["source"] == "channel:general"
+
+
+def test_store_takes_the_callers_language(api, headers):
+    url = "/internal/agent-memory/store"
+    body = {"agent_id": AGENT, "microdao_id": DAO, "kind": "kb", "content": {"text": "Spotkanie jest w czwartek"}}
+    entry_id = api.post(url, json={**body, "lang": "pl"}, headers=headers).json()["id"]
+    assert api.get(f"{URL}{entry_id}", headers=headers).json()["lang"] == "pl"
+    detected = api.post(url, json={**body, "content": {"text": "Зустріч у четвер"}}, headers=headers).json()["id"]
+    assert api.get(f"{URL}{detected}", headers=headers).json()["lang"] == "uk"
+    error = _error(api.post(url, json={**body, "lang": "polish"}, headers=headers), 422, "validation_error")
+    assert "body.lang" in [d["path"] for d in error["details"]]
