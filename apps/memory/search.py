@@ -162,7 +162,9 @@ def query_terms(query: str, lang: str | None = None) -> list[_Term]:
     for word in list(seen)[:MAX_TERMS]:
         forms = {(config, word): None, ("simple", word): None}
         if lemmatize and not word.isdigit():
-            forms[(FTS_LEMMAS, language.lemma(word, lang))] = None
+            base = language.lemma(word, lang)
+            if _WORD.fullmatch(base):  # a dictionary form with an apostrophe or a space is not one lexeme
+                forms[(FTS_LEMMAS, base)] = None
         terms.append(_Term(word, tuple(forms), fuzzy_prefix(word) if fuzzy else None))
     return terms
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from apps.memory import services
 from apps.memory.models import MemoryEntry, MemoryEntryVersion
 
 AGENT = "agent:sofia"
@@ -37,7 +38,11 @@ def _error(response, status, type_=None):
 def _bulk(api, headers, items):
     response = api.post("/internal/agent-memory/store/bulk", json={"items": items}, headers=headers)
     assert response.status_code == 201, response.text
-    return response.json()["ids"]
+    ids = response.json()["ids"]
+    # Embedded here, so a ranking never depends on how far a worker left running by another
+    # test has got (the task skips what is done).
+    services.memory_embed_entries(entry_ids=ids)
+    return ids
 
 
 @pytest.fixture
@@ -109,9 +114,6 @@ def test_list_bad_input_is_422_in_the_envelope(api, headers, sofia_headers, stor
 
 def test_update_replaces_content_keeps_history_and_reembeds(api, headers, stored):
     entry_id = stored[0]
-    from apps.memory.services import memory_embed_entries
-
-    memory_embed_entries(entry_ids=[entry_id])
     response = api.patch(f"{URL}{entry_id}", json={"content": {"text": "the sync moved to Friday"}}, headers=headers)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -126,6 +128,7 @@ def test_update_replaces_content_keeps_history_and_reembeds(api, headers, stored
     ]
     assert history["items"][1]["meta"] == {"source": "matrix", "priority": 0}
     # The new text is what a query finds.
+    services.memory_embed_entries(entry_ids=[entry_id])
     hits = api.post("/internal/agent-memory/query", json={"agent_id": AGENT, "query": "when is the sync on Friday"}, headers=headers).json()["items"]
     assert hits[0]["id"] == entry_id
     # Forgetting the entry forgets its history too.

@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from apps.memory import services
 from daarion_client import AsyncDaarionClient, DaarionAPIError, DaarionClient
 
 AGENT = "agent:sofia"
@@ -32,6 +33,8 @@ def test_memory_calls_through_the_sync_client(asgi_server, token):
             client.memory_update(ids[0], meta={}, expected_version=1)
         assert (info.value.status, info.value.type) == (409, "version_conflict")
         assert [v["version"] for v in client.memory_history(ids[0])["items"]] == [1, 2]
+        # Embedded here, so the ranking does not depend on a worker left running by another test.
+        services.memory_embed_entries(entry_ids=ids)
         hits = client.memory_query(agent_id=AGENT, query="how much DAAR does the treasury hold", meta={"source": "matrix"}, min_score=0.2)
         assert hits["items"][0]["id"] == ids[0] and all(h["score"] >= 0.2 for h in hits["items"])
         assert client.memory_delete(ids[0]) == {"ok": True, "id": ids[0]}
@@ -50,6 +53,7 @@ def test_memory_calls_through_the_async_client(asgi_server, token):
             assert listed == [stored["id"]]
             await client.memory_update(stored["id"], meta={"checked": True})
             assert (await client.memory_history(stored["id"]))["version"] == 2
+            await asyncio.to_thread(services.closing_connection(services.memory_embed_entries), entry_ids=[stored["id"]])
             hits = await client.memory_query(agent_id=AGENT, query="коли зустріч?")
             assert hits["items"][0]["id"] == stored["id"]
 
