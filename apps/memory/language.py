@@ -3,7 +3,7 @@ where Postgres has no stemmer for that language.
 
 Detection and lemmas come from simplemma (dictionary lookup, no model download). Only the
 languages of `MEMORY_LANGUAGES` are told apart: each costs its dictionary in memory (about
-25 MB for en+uk+ru together) and a wider set confuses short texts more.
+65 MB for en+uk+ru together) and a wider set confuses short texts more.
 """
 
 from __future__ import annotations
