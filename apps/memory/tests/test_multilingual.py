@@ -57,6 +57,9 @@ def test_inflected_forms_match_in_ukrainian_and_english_is_unchanged(remember):
     for query in ("Кого обрали координатором?", "координаторка Олена", "хто з Львова"):
         assert memory_query(agent_id=AGENT, query=query)[0].id == uk.id, query
     assert memory_query(agent_id=AGENT, query="when is the meeting planned")[0].id == en.id
+    ru = remember("Встречу сообщества перенесли на четверг")
+    assert ru.lang == "ru" and ru.lemmas == ""  # Postgres's russian configuration stems it
+    assert memory_query(agent_id=AGENT, query="Когда встреча сообщества?")[0].id == ru.id
 
 
 @pytest.mark.django_db
