@@ -6,6 +6,8 @@ on LoCoMo. Figures go to bench/results/memory_*.json (and into docs/BENCHMARKS.m
         .venv/bin/python bench/memory_bench.py scale [--n 100000 --agents 100]
     .venv/bin/python -m daarion.devstack exec --data-dir .data/memory-bench -- \\
         .venv/bin/python bench/memory_bench.py locomo [--models hash,local]
+    .venv/bin/python -m daarion.devstack exec --data-dir .data/memory-bench -- \\
+        .venv/bin/python bench/memory_bench.py multilingual [--models hash,local]
 
 scale:  N synthetic entries over A agents (hash-model vectors), bulk-loaded with COPY and
         indexed after; p50/p95 of `memory_query` for one agent's scope (the hash query
@@ -15,6 +17,11 @@ locomo: every turn of the five development conversations stored as one agent's m
         (one agent per conversation), each question of categories 1-4 asked as a memory
         query; a hit when an evidence dia_id is in the top k (recall@k), overall and per
         category, for each embedding model and for each side of the fusion alone.
+multilingual: the Ukrainian retrieval set (apps/memory/tests/data/ukrainian_retrieval.json)
+        stored as one agent's memories; for each question, whether its memory ranks first
+        (top-1), in the top 3, and the mean reciprocal rank; for the shipped hybrid, each side
+        alone, and `english_only`: the entries and queries indexed as before languages were
+        told apart (english configuration, no lemmas).
 """
 
 from __future__ import annotations
@@ -43,12 +50,14 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
-from apps.memory import search, selectors, services  # noqa: E402
+from apps.memory import language, search, selectors, services  # noqa: E402
+from apps.memory.models import MemoryEntry  # noqa: E402
 from apps.memory.embeddings import ModelSpec, get_embedder  # noqa: E402
 from apps.memory.embeddings.local import is_available as local_available  # noqa: E402
 from apps.memory.vector_index import create_index_sql, index_name_for, pgvector_version  # noqa: E402
 
 RESULTS = BASE_DIR / "bench" / "results"
+UK_SET = BASE_DIR / "apps" / "memory" / "tests" / "data" / "ukrainian_retrieval.json"
 LOCOMO_DIR = Path(os.environ.get("LOCOMO_DIR", BASE_DIR.parent / "shared" / "data" / "locomo"))
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 
@@ -95,7 +104,7 @@ def _sentence(rng: random.Random, vocab: list[str], weights: list[float]) -> str
 
 def _copy_rows(rows: list[tuple]) -> None:
     columns = ("id, agent_id, microdao_id, channel_id, kind, content, text, meta, occurred_at, embedding, "
-               "embedding_model, embedding_status, embedding_error, created_at")
+               "embedding_model, embedding_status, embedding_error, created_at, lang, lemmas, version")
     with connection.cursor() as cursor:
         with cursor.cursor.copy(f"COPY memory_memoryentry ({columns}) FROM STDIN") as copy:
             for row in rows:
@@ -126,9 +135,10 @@ def scale(n: int, agents: int, queries: int, seed: int = 7) -> dict:
     for i, (text, vector) in enumerate(zip(texts, vectors)):
         agent = f"agent:bench-{i % agents}"
         when = base + timedelta(seconds=i)
+        lang = language.detect(text)
         rows.append((f"mem-b{i:09d}", agent, "microdao:bench", f"ch-{i % agents}-{(i // agents) % 10}", "conversation",
                      json.dumps({"text": text}), text, "{}", when, "[" + ",".join(f"{x:.6g}" for x in vector) + "]",
-                     "hash", "ready", "", when))
+                     "hash", "ready", "", when, lang, language.lemmas(text, lang), 1))
     with transaction.atomic():
         _copy_rows(rows)
     result["copy_load_s"] = round(time.perf_counter() - t0, 2)
@@ -338,9 +348,68 @@ def locomo(models: list[str], ks: tuple[int, ...] = (5, 10)) -> dict:
     return out
 
 
+# --- multilingual --------------------------------------------------------------------------
+
+
+def _rank_of(results: list, wanted: str) -> int | None:
+    for rank, hit in enumerate(results, start=1):
+        if hit.id == wanted:
+            return rank
+    return None
+
+
+def multilingual(models: list[str]) -> dict:
+    data = json.loads(UK_SET.read_text())
+    specs = {"hash": ModelSpec("hash", "hash", 256), "local": ModelSpec("local", "local", 384)}
+    out: dict = {"memories": len(data["memories"]), "questions": len(data["questions"]),
+                 "definition": "top-1: the question's memory ranks first; recall@3: it is in the top 3; mrr over the top 10"}
+    configs = {**CONFIGS, "english_only": {"sides": ("lexical", "dense"), "neighbour_weight": None}}
+    for name in models:
+        if name == "local" and not local_available():
+            out[name] = {"skipped": "requirements-local.txt is not installed"}
+            continue
+        spec = specs[name]
+        agent = f"multilingual-{name}"
+        services.memory_forget(agent_id=agent)
+        items = [{"agent_id": agent, "microdao_id": "microdao:uk", "channel_id": m["channel"], "kind": m["kind"],
+                  "content": {"text": m["text"]}, "occurred_at": datetime.fromisoformat(m["occurred_at"].replace("Z", "+00:00"))}
+                 for m in data["memories"]]
+        ids = [e.id for e, _ in services.memory_store_bulk(items=items)]
+        services.memory_embed_entries(entry_ids=ids, spec=spec)
+        by_key = {m["key"]: entry_id for m, entry_id in zip(data["memories"], ids)}
+        per_config: dict = {}
+        for label, cfg in configs.items():
+            if label == "english_only":
+                # As every entry was indexed before: the english configuration, no lemmas.
+                MemoryEntry.objects.filter(agent_id=agent).update(lang="", lemmas="")
+            ranks, times, misses = [], [], []
+            for question in data["questions"]:
+                t0 = time.perf_counter()
+                results = search._hybrid(agent_id=agent, microdao_id=None, channel_id=None, query=question["q"], limit=10,
+                                         kinds=None, since=None, until=None, model=spec.name, neighbour_weight=cfg["neighbour_weight"],
+                                         sides=cfg["sides"], lang="en" if label == "english_only" else None)
+                times.append((time.perf_counter() - t0) * 1000)
+                rank = _rank_of(results, by_key[question["answer"]])
+                ranks.append(rank)
+                if rank != 1:
+                    misses.append({"q": question["q"], "rank": rank})
+            per_config[label] = {
+                "top1": round(sum(1 for r in ranks if r == 1) / len(ranks), 4),
+                "recall@3": round(sum(1 for r in ranks if r and r <= 3) / len(ranks), 4),
+                "mrr": round(statistics.fmean(1 / r if r else 0.0 for r in ranks), 4),
+                "query_ms_p50": round(_pct(times, 0.5), 2), "query_ms_p95": round(_pct(times, 0.95), 2),
+                "misses": misses,
+            }
+            print(f"{name} {label}: top1={per_config[label]['top1']} R@3={per_config[label]['recall@3']} "
+                  f"mrr={per_config[label]['mrr']}", file=sys.stderr)
+        services.memory_forget(agent_id=agent)
+        out[name] = {"configs": per_config}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["scale", "locomo", "all"])
+    parser.add_argument("what", choices=["scale", "locomo", "multilingual", "all"])
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--agents", type=int, default=100)
     parser.add_argument("--queries", type=int, default=300)
@@ -350,6 +419,8 @@ def main() -> None:
     meta = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count()}
     if args.what in ("locomo", "all"):
         _write("locomo", {**meta, **locomo([m.strip() for m in args.models.split(",") if m.strip()])})
+    if args.what in ("multilingual", "all"):
+        _write("multilingual", {**meta, **multilingual([m.strip() for m in args.models.split(",") if m.strip()])})
     if args.what in ("scale", "all"):
         _write("scale", {**meta, **scale(args.n, args.agents, args.queries)})
 

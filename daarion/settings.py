@@ -286,6 +286,9 @@ MEMORY_RETRY_BASE_SECONDS = float(os.environ.get("MEMORY_RETRY_BASE_SECONDS", "5
 MEMORY_EXACT_SEARCH_MAX = int(os.environ.get("MEMORY_EXACT_SEARCH_MAX", "20000"))
 MEMORY_HNSW_EF_SEARCH = int(os.environ.get("MEMORY_HNSW_EF_SEARCH", "200"))
 MEMORY_SUMMARY_MODEL = os.environ.get("MEMORY_SUMMARY_MODEL", "gpt-4.1-mini")
+# The languages memory tells apart (ISO 639-1, any that simplemma knows): detected on store and
+# query, to pick the text search configuration and the lemmas (docs/MEMORY_ORCHESTRATOR_SPEC.md).
+MEMORY_LANGUAGES = _env_list("MEMORY_LANGUAGES", "en,uk,ru")
 # Merged, not assigned: other apps add their own periodic jobs to the same schedule.
 CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),

@@ -11,6 +11,7 @@ their requests from the same `_ops` functions, so they cannot drift apart.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,11 +69,44 @@ class _ops:
 
     @staticmethod
     def memory_query(*, agent_id: str, query: str, microdao_id: str | None = None, channel_id: str | None = None,
-                     limit: int = 5, kinds: list[str] | None = None) -> _Op:
+                     limit: int = 5, kinds: list[str] | None = None, since: str | None = None, until: str | None = None,
+                     meta: dict[str, Any] | None = None, min_score: float | None = None, lang: str | None = None) -> _Op:
         return _Op("POST", "/internal/agent-memory/query", json=_drop_none({
             "agent_id": agent_id, "microdao_id": microdao_id, "channel_id": channel_id, "query": query,
-            "limit": limit, "kinds": kinds,
+            "limit": limit, "kinds": kinds, "since": since, "until": until, "meta": meta, "min_score": min_score,
+            "lang": lang,
         }))
+
+    @staticmethod
+    def memory_list(*, agent_id: str, kinds: list[str] | None = None, channel_id: str | None = None,
+                    microdao_id: str | None = None, since: str | None = None, until: str | None = None,
+                    meta: dict[str, Any] | None = None, limit: int | None = None, cursor: str | None = None) -> _Op:
+        params: dict[str, Any] = _drop_none({
+            "agent_id": agent_id, "channel_id": channel_id, "microdao_id": microdao_id, "since": since,
+            "until": until, "limit": limit, "cursor": cursor, "kind": ",".join(kinds) if kinds else None,
+        })
+        for key, value in (meta or {}).items():
+            params[f"meta.{key}"] = value if isinstance(value, str) else json.dumps(value)
+        return _Op("GET", "/internal/agent-memory/", params=params)
+
+    @staticmethod
+    def memory_get(memory_id: str) -> _Op:
+        return _Op("GET", f"/internal/agent-memory/{quote(memory_id, safe='')}")
+
+    @staticmethod
+    def memory_update(memory_id: str, *, content: dict[str, Any] | None = None, meta: dict[str, Any] | None = None,
+                      lang: str | None = None, expected_version: int | None = None) -> _Op:
+        return _Op("PATCH", f"/internal/agent-memory/{quote(memory_id, safe='')}", json=_drop_none({
+            "content": content, "meta": meta, "lang": lang, "expected_version": expected_version,
+        }))
+
+    @staticmethod
+    def memory_history(memory_id: str) -> _Op:
+        return _Op("GET", f"/internal/agent-memory/{quote(memory_id, safe='')}/history")
+
+    @staticmethod
+    def memory_delete(memory_id: str) -> _Op:
+        return _Op("DELETE", f"/internal/agent-memory/{quote(memory_id, safe='')}")
 
     @staticmethod
     def memory_summarize(*, agent_id: str, microdao_id: str, channel_id: str | None = None, model: str | None = None,
@@ -217,6 +251,32 @@ class DaarionClient:
     def memory_query(self, **kwargs: Any) -> t.QueryResult:
         return self._run(_ops.memory_query(**kwargs))
 
+    def memory_list(self, **kwargs: Any) -> t.MemoryList:
+        """One page of an agent's memories (`next_cursor` fetches the next)."""
+        return self._run(_ops.memory_list(**kwargs))
+
+    def memory_iter(self, **kwargs: Any) -> Iterator[t.MemoryEntry]:
+        """Every memory matching the filters, page by page."""
+        cursor = None
+        while True:
+            page = self._run(_ops.memory_list(**kwargs, cursor=cursor))
+            yield from page["items"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return
+
+    def memory_get(self, memory_id: str) -> t.MemoryEntry:
+        return self._run(_ops.memory_get(memory_id))
+
+    def memory_update(self, memory_id: str, **kwargs: Any) -> t.MemoryEntry:
+        return self._run(_ops.memory_update(memory_id, **kwargs))
+
+    def memory_history(self, memory_id: str) -> t.MemoryHistory:
+        return self._run(_ops.memory_history(memory_id))
+
+    def memory_delete(self, memory_id: str) -> dict[str, Any]:
+        return self._run(_ops.memory_delete(memory_id))
+
     def memory_summarize(self, **kwargs: Any) -> t.Job:
         return self._run(_ops.memory_summarize(**kwargs))
 
@@ -328,6 +388,31 @@ class AsyncDaarionClient:
 
     async def memory_query(self, **kwargs: Any) -> t.QueryResult:
         return await self._run(_ops.memory_query(**kwargs))
+
+    async def memory_list(self, **kwargs: Any) -> t.MemoryList:
+        return await self._run(_ops.memory_list(**kwargs))
+
+    async def memory_iter(self, **kwargs: Any) -> AsyncIterator[t.MemoryEntry]:
+        cursor = None
+        while True:
+            page = await self._run(_ops.memory_list(**kwargs, cursor=cursor))
+            for item in page["items"]:
+                yield item
+            cursor = page["next_cursor"]
+            if not cursor:
+                return
+
+    async def memory_get(self, memory_id: str) -> t.MemoryEntry:
+        return await self._run(_ops.memory_get(memory_id))
+
+    async def memory_update(self, memory_id: str, **kwargs: Any) -> t.MemoryEntry:
+        return await self._run(_ops.memory_update(memory_id, **kwargs))
+
+    async def memory_history(self, memory_id: str) -> t.MemoryHistory:
+        return await self._run(_ops.memory_history(memory_id))
+
+    async def memory_delete(self, memory_id: str) -> dict[str, Any]:
+        return await self._run(_ops.memory_delete(memory_id))
 
     async def memory_summarize(self, **kwargs: Any) -> t.Job:
         return await self._run(_ops.memory_summarize(**kwargs))

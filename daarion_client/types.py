@@ -48,6 +48,48 @@ class QueryResult(TypedDict):
     items: list[MemoryHit]
 
 
+class MemoryEntry(TypedDict):
+    id: str
+    agent_id: str
+    microdao_id: str
+    channel_id: str | None
+    kind: str
+    content: dict[str, Any]
+    text: str
+    meta: dict[str, Any]
+    occurred_at: str
+    created_at: str
+    embedding_model: str
+    embedding_status: str
+    embedding_error: str
+    idempotency_key: str | None
+    lang: str
+    version: int
+    updated_at: str | None
+
+
+class MemoryList(TypedDict):
+    items: list[MemoryEntry]
+    next_cursor: str | None
+
+
+class MemoryVersion(TypedDict):
+    version: int
+    content: dict[str, Any]
+    text: str
+    meta: dict[str, Any]
+    lang: str
+    valid_from: str
+    replaced_at: str | None
+    current: bool
+
+
+class MemoryHistory(TypedDict):
+    id: str
+    version: int
+    items: list[MemoryVersion]
+
+
 class Job(TypedDict):
     id: str
     kind: str

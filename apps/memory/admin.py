@@ -22,8 +22,8 @@ from daarion.errors import DaarionError
 
 @admin.register(MemoryEntry)
 class MemoryEntryAdmin(admin.ModelAdmin):
-    list_display = ("id", "agent_id", "microdao_id", "channel_id", "kind", "excerpt", "search_score", "embedding_status", "embedding_model", "occurred_at")
-    list_filter = ("kind", "embedding_status", "embedding_model", "agent_id")
+    list_display = ("id", "agent_id", "microdao_id", "channel_id", "kind", "lang", "excerpt", "search_score", "embedding_status", "embedding_model", "version", "occurred_at")
+    list_filter = ("kind", "lang", "embedding_status", "embedding_model", "agent_id")
     search_fields = ("text",)  # replaced by the hybrid query in get_search_results
     search_help_text = "Hybrid search (vector + full text), as agents query; filter by agent to search one scope."
     date_hierarchy = "occurred_at"

@@ -11,6 +11,7 @@ import asyncio
 import json
 import re
 import time
+from datetime import datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -18,10 +19,11 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Router
 
 from apps.memory import schemas, search, selectors, services
-from apps.memory.choices import JobStatus
+from apps.memory.choices import JobStatus, MemoryKind
 from apps.memory.services import closing_connection
 from daarion.auth import ServiceTokenAuth, principal_of
 from daarion.errors import BadRequest, NotFound, ValidationFailed
+from daarion.storable import text_problem, to_utc
 
 router = Router(tags=["memory"], auth=ServiceTokenAuth("memory"))
 
@@ -40,7 +42,8 @@ def _entry_out(entry) -> dict[str, Any]:
         "kind": entry.kind, "content": entry.content, "text": entry.text, "meta": entry.meta,
         "occurred_at": entry.occurred_at, "created_at": entry.created_at, "embedding_model": entry.embedding_model,
         "embedding_status": entry.embedding_status, "embedding_error": entry.embedding_error,
-        "idempotency_key": entry.idempotency_key,
+        "idempotency_key": entry.idempotency_key, "lang": entry.lang, "version": entry.version,
+        "updated_at": entry.updated_at,
     }
 
 
@@ -71,7 +74,7 @@ async def query(request: HttpRequest, payload: schemas.QueryIn):
     hits = await search.amemory_query(
         agent_id=payload.agent_id, microdao_id=payload.microdao_id, channel_id=payload.channel_id,
         query=payload.query, limit=payload.limit, kinds=[str(k.value) for k in payload.kinds] if payload.kinds else None,
-        since=payload.since, until=payload.until,
+        since=payload.since, until=payload.until, meta=payload.meta, min_score=payload.min_score, lang=payload.lang,
     )
     return {"items": [{"id": h.id, "kind": h.kind, "score": h.score, "content": h.content, "meta": h.meta} for h in hits]}
 
@@ -134,7 +137,7 @@ def _if_match(request: HttpRequest) -> int | None:
         return None
     match = _IF_MATCH.match(raw.strip())
     if not match:
-        raise BadRequest("If-Match must be the transcript version, e.g. \"3\"", type="bad_if_match")
+        raise BadRequest("If-Match must be the version, e.g. \"3\"", type="bad_if_match")
     return int(match.group(1))
 
 
@@ -217,6 +220,82 @@ async def transcript_delete(request: HttpRequest, session_id: str):
     return {"ok": True, "id": transcript.session_id}
 
 
+# --- listing (mem0's get_all) --------------------------------------------------------------
+
+_LIST_KEYS = frozenset({"agent_id", "microdao_id", "channel_id", "kind", "since", "until", "limit", "cursor"})
+
+
+def _invalid(path: str, message: str) -> ValidationFailed:
+    return ValidationFailed(f"{path}: {message}", details=[{"path": path, "message": message}])
+
+
+def _one(request: HttpRequest, key: str) -> str | None:
+    values = request.GET.getlist(key)
+    if len(values) > 1:
+        raise _invalid(f"query.{key}", "give it once")
+    if values and text_problem(values[0]):
+        raise _invalid(f"query.{key}", text_problem(values[0]))
+    return values[0] if values else None
+
+
+def _when(request: HttpRequest, key: str) -> datetime | None:
+    raw = _one(request, key)
+    if raw is None:
+        return None
+    try:
+        return to_utc(datetime.fromisoformat(raw.replace(" ", "+")))
+    except ValueError:
+        raise _invalid(f"query.{key}", "must be an ISO 8601 datetime, e.g. 2026-01-31T12:00:00Z") from None
+
+
+def _list_params(request: HttpRequest) -> dict[str, Any]:
+    """The list's query string, strictly: an unknown key is a 422, not a filter ignored."""
+    meta: dict[str, str] = {}
+    for key in request.GET:
+        if key.startswith("meta.") and len(key) > 5:
+            meta[key[5:]] = _one(request, key) or ""
+        elif key not in _LIST_KEYS:
+            known = ", ".join(sorted(_LIST_KEYS | {"meta.<key>"}))
+            raise _invalid(f"query.{key}", f"is not a filter of this list; use {known}")
+    agent_id = _one(request, "agent_id")
+    if not agent_id:
+        raise _invalid("query.agent_id", "is required")
+    kinds: list[str] = []
+    for value in request.GET.getlist("kind"):
+        for kind in filter(None, (part.strip() for part in value.split(","))):
+            if kind not in MemoryKind.values:
+                raise _invalid("query.kind", f"must be one of {', '.join(MemoryKind.values)}")
+            kinds.append(kind)
+    raw_limit = _one(request, "limit")
+    try:
+        limit = int(raw_limit) if raw_limit is not None else 50
+    except ValueError:
+        raise _invalid("query.limit", "must be an integer") from None
+    return {
+        "agent_id": agent_id, "microdao_id": _one(request, "microdao_id"), "channel_id": _one(request, "channel_id"),
+        "kinds": kinds or None, "since": _when(request, "since"), "until": _when(request, "until"),
+        "meta": search.meta_filter_clean(meta, "query.meta") if meta else None, "limit": limit,
+        "cursor": _one(request, "cursor") or None,
+    }
+
+
+@router.get("/", response=schemas.ListOut)
+async def entry_list(request: HttpRequest):
+    """An agent's memories, newest first: `?agent_id=` (required), `kind` (repeat or comma
+    list), `channel_id`, `microdao_id`, `since`, `until`, `meta.<key>=<value>`, `limit`
+    (1-200, default 50) and `cursor` (the previous page's `next_cursor`)."""
+    params = _list_params(request)
+    principal_of(request).ensure_can_act_for(params["agent_id"])
+    try:
+        entries, next_cursor = await _run(selectors.memory_list)(**params)
+    except ValidationFailed as exc:
+        # The selector names its arguments; the caller wrote them in the query string.
+        for detail in exc.details or []:
+            detail["path"] = "query." + detail["path"]
+        raise
+    return {"items": [_entry_out(entry) for entry in entries], "next_cursor": next_cursor}
+
+
 # --- single entries (last: `/{entry_id}` would shadow the fixed paths above) -------------
 
 
@@ -233,6 +312,38 @@ async def _own_entry(request: HttpRequest, entry_id: str):
 @router.get("/{entry_id}", response=schemas.EntryOut)
 async def entry_get(request: HttpRequest, entry_id: str):
     return _entry_out(await _own_entry(request, entry_id))
+
+
+@router.patch("/{entry_id}", response=schemas.EntryOut)
+async def entry_update(request: HttpRequest, entry_id: str, payload: schemas.UpdateIn):
+    """Replaces content and/or meta; the previous version goes to the history and the entry
+    is embedded again. `expected_version` (409) or `If-Match: "<version>"` (412) refuse an
+    update made against an older version; without them updates are applied one at a time."""
+    if_match = _if_match(request)
+    entry = await _own_entry(request, entry_id)
+    try:
+        updated = await services.amemory_update(
+            entry_id=entry.id, content=payload.content, meta=payload.meta, lang=payload.lang,
+            expected_version=payload.expected_version, if_match=if_match,
+        )
+    except NotFound:
+        raise _hidden("memory", entry_id) from None
+    return _entry_out(updated)
+
+
+@router.get("/{entry_id}/history", response=schemas.HistoryOut)
+async def entry_history(request: HttpRequest, entry_id: str):
+    """Every version of the entry, oldest first; the last is the current one."""
+    entry = await _own_entry(request, entry_id)
+    versions = await _run(selectors.memory_history)(entry=entry)
+    items = [
+        {"version": v.version, "content": v.content, "text": v.text, "meta": v.meta, "lang": v.lang,
+         "valid_from": v.valid_from, "replaced_at": v.replaced_at, "current": False}
+        for v in versions
+    ]
+    items.append({"version": entry.version, "content": entry.content, "text": entry.text, "meta": entry.meta,
+                  "lang": entry.lang, "valid_from": entry.updated_at or entry.created_at, "replaced_at": None, "current": True})
+    return {"id": entry.id, "version": entry.version, "items": items}
 
 
 @router.delete("/{entry_id}", response=schemas.DeletedOut)

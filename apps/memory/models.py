@@ -9,13 +9,43 @@ import secrets
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, Q, When
+from django.db.models.expressions import CombinedExpression
 from pgvector.django import VectorField
 
 from apps.memory.choices import EmbeddingBackend, EmbeddingStatus, JobKind, JobStatus, MemoryKind
 
-# The text search configuration of the full-text index; queries must use the same one.
-FTS_CONFIG = "english"
+# The text search configuration of each language Postgres (16, core) has a stemmer for; an
+# entry of another language is indexed with `simple` plus its lemmas (apps/memory/language.py),
+# one of unknown language with `english`, as every entry was before languages were told apart.
+FTS_CONFIGS = {
+    "en": "english", "ru": "russian", "de": "german", "fr": "french", "es": "spanish", "it": "italian",
+    "pt": "portuguese", "nl": "dutch", "sv": "swedish", "da": "danish", "fi": "finnish", "hu": "hungarian",
+    "nb": "norwegian", "ro": "romanian", "tr": "turkish", "el": "greek", "lt": "lithuanian", "id": "indonesian",
+    "ga": "irish", "ca": "catalan", "eu": "basque", "hy": "armenian", "hi": "hindi", "ne": "nepali",
+    "sr": "serbian", "ta": "tamil", "ar": "arabic", "yi": "yiddish",
+}
+FTS_DEFAULT = "english"
+FTS_LEMMAS = "simple"
+
+
+def fts_config(lang: str) -> str:
+    """The configuration an entry of `lang` is indexed with (and its query words parsed with)."""
+    if not lang:
+        return FTS_DEFAULT
+    return FTS_CONFIGS.get(lang, "simple")
+
+
+def _search_expression():
+    # Constant configurations only: a generated column must be immutable, and a
+    # `lang::regconfig` cast is not.
+    by_lang = Case(
+        *[When(lang=code, then=SearchVector("text", config=config)) for code, config in FTS_CONFIGS.items()],
+        When(lang="", then=SearchVector("text", config=FTS_DEFAULT)),
+        default=SearchVector("text", config="simple"),
+        output_field=SearchVectorField(),
+    )
+    return CombinedExpression(by_lang, "||", SearchVector("lemmas", config=FTS_LEMMAS), output_field=SearchVectorField())
 
 
 def new_memory_id() -> str:
@@ -64,9 +94,13 @@ class MemoryEntry(models.Model):
     text = models.TextField(help_text="searchable text derived from the content")
     meta = models.JSONField(default=dict, blank=True)
     occurred_at = models.DateTimeField()
-    # Generated, so the full-text index can never drift from `text`.
+    lang = models.CharField(max_length=8, blank=True, default="", help_text="ISO 639-1 code, detected or given; empty when unknown")
+    lemmas = models.TextField(blank=True, default="", help_text="dictionary forms of words whose language Postgres cannot stem")
+    version = models.PositiveIntegerField(default=1)
+    updated_at = models.DateTimeField(null=True, blank=True)
+    # Generated, so the full-text index can never drift from `text`, `lang` and `lemmas`.
     search = models.GeneratedField(
-        expression=SearchVector("text", config=FTS_CONFIG),
+        expression=_search_expression(),
         output_field=SearchVectorField(),
         db_persist=True,
     )
@@ -100,6 +134,32 @@ class MemoryEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} ({self.agent_id}, {self.kind})"
+
+
+class MemoryEntryVersion(models.Model):
+    """A memory entry as it was before an update: `GET /{id}/history`.
+
+    `entry_id` is a plain column, not a foreign key: forgetting thousands of entries stays one
+    DELETE each for the entries and their versions (a foreign key would make Django fetch
+    every entry to cascade).
+    """
+
+    entry_id = models.CharField(max_length=40)
+    agent_id = models.CharField(max_length=128)
+    version = models.PositiveIntegerField()
+    content = models.JSONField()
+    text = models.TextField()
+    meta = models.JSONField(default=dict, blank=True)
+    lang = models.CharField(max_length=8, blank=True, default="")
+    valid_from = models.DateTimeField(help_text="when this version was stored")
+    replaced_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["entry_id", "version"]
+        constraints = [models.UniqueConstraint(fields=["entry_id", "version"], name="memory_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.entry_id} v{self.version}"
 
 
 class MemoryJob(models.Model):

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from ninja import Field, Schema
+from pydantic import ConfigDict
 
 from apps.memory.choices import MemoryKind
 from daarion.storable import StorableObject, StorableText, UtcDatetime
@@ -22,6 +23,7 @@ class StoreIn(Schema):
     meta: StorableObject | None = None
     occurred_at: UtcDatetime | None = None
     idempotency_key: StorableText | None = Field(None, min_length=1, max_length=200)
+    lang: str | None = Field(None, min_length=2, max_length=3, pattern=r"^[A-Za-z]{2,3}$", description="ISO 639-1; detected when absent")
 
 
 class StoreOut(Schema):
@@ -49,6 +51,12 @@ class QueryIn(Schema):
     kinds: list[MemoryKind] | None = None
     since: UtcDatetime | None = None
     until: UtcDatetime | None = None
+    meta: dict[str, Any] | None = Field(None, description="keep entries whose meta holds each key/value pair")
+    min_score: float | None = Field(None, ge=0, le=1, description="drop hits scoring below this")
+    lang: str | None = Field(None, min_length=2, max_length=3, pattern=r"^[A-Za-z]{2,3}$", description="the query's language; detected when absent")
+
+    # A misspelt filter must not be ignored silently: it would widen the answer.
+    model_config = ConfigDict(extra="forbid")
 
 
 class HitOut(Schema):
@@ -78,6 +86,40 @@ class EntryOut(Schema):
     embedding_status: str
     embedding_error: str
     idempotency_key: str | None
+    lang: str
+    version: int
+    updated_at: datetime | None
+
+
+class ListOut(Schema):
+    items: list[EntryOut]
+    next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page; null on the last")
+
+
+class UpdateIn(Schema):
+    content: StorableObject | None = None
+    meta: StorableObject | None = None
+    lang: str | None = Field(None, min_length=2, max_length=3, pattern=r"^[A-Za-z]{2,3}$")
+    expected_version: int | None = Field(None, ge=1, description="409 version_conflict unless the entry is at this version")
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class VersionOut(Schema):
+    version: int
+    content: dict[str, Any]
+    text: str
+    meta: dict[str, Any]
+    lang: str
+    valid_from: datetime
+    replaced_at: datetime | None
+    current: bool
+
+
+class HistoryOut(Schema):
+    id: str
+    version: int
+    items: list[VersionOut]
 
 
 class ForgetIn(Schema):

@@ -20,10 +20,10 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 
-from apps.memory import selectors
+from apps.memory import language, selectors
 from apps.memory.embeddings import EmbeddingError, get_embedder
 from apps.memory.embeddings.hashing import _STOP
-from apps.memory.models import FTS_CONFIG
+from apps.memory.models import FTS_LEMMAS, fts_config
 from apps.memory.vector_index import TABLE, supports_iterative_scan
 from daarion.errors import ValidationFailed
 
@@ -42,6 +42,17 @@ HNSW_EF_SEARCH = getattr(settings, "MEMORY_HNSW_EF_SEARCH", 200)
 # an answer often sits in the turn after the one that matches the question's words.
 NEIGHBOUR_WEIGHT = getattr(settings, "MEMORY_NEIGHBOUR_WEIGHT", 0.3)
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Ukrainian and Russian words that carry no topic (Postgres's `simple` configuration keeps
+# them, and in a small scope their IDF is not low enough to silence them).
+_STOP_UK_RU = frozenset(
+    "і й та а але або чи що як які який яка яке якого коли де хто чому це ці цей ця той та те ті так не ні "
+    "в у на з із зі до від для про по за під над між через при без є був була було були буде будуть "
+    "я ти він вона воно ми ви вони мене мені нас нам вас вам його її їх їм свій своя свої наш наша наші "
+    "ваш ваша ваші мій моя мої ж же би б вже ще лише тільки також теж щось хтось скажи розкажи коротко "
+    "и в во не что он на я с со как а то все она так его но да ты к у же вы за бы по только ее мне было "
+    "вот от меня еще нет о из ему теперь когда даже ну вдруг ли если уже или ни быть был него до вас "
+    "какие какой какая каких где кто это эти этот эта".split()
+)
 
 
 @dataclass
@@ -53,6 +64,40 @@ class MemoryHit:
     meta: dict[str, Any] = field(default_factory=dict)
     occurred_at: datetime | None = None
     channel_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Term:
+    """One query word as the text search forms it may take in an entry: parsed with the
+    query language's configuration, as written (`simple`), and its dictionary form; and,
+    in a language Postgres cannot stem, its stem as a prefix (the fuzzy form)."""
+
+    word: str
+    forms: tuple[tuple[str, str], ...]  # (configuration, lexeme)
+    prefix: str | None = None
+
+    def sql(self) -> tuple[str, list[str]]:
+        # The lexemes are quoted, so to_tsquery never parses an operator in them.
+        return "(" + " || ".join(f"to_tsquery('{cfg}'::regconfig, %s)" for cfg, _ in self.forms) + ")", [f"'{lex}'" for _, lex in self.forms]
+
+    def prefix_sql(self) -> tuple[str, list[str]]:
+        return "to_tsquery('simple'::regconfig, %s)", [f"'{self.prefix}':*"]
+
+
+# The fuzzy form: a word of a language without a Postgres stemmer, cut to its first
+# letters, matches its other inflected forms as a prefix (хакатоні -> хакат:* finds
+# хакатон, хакатону), words the dictionary does not know included. Cut by the length of a
+# long Ukrainian ending, never below PREFIX_MIN letters; it weighs PREFIX_WEIGHT of an exact
+# match because a prefix also finds unrelated words that start alike.
+PREFIX_MIN = 4
+PREFIX_CUT = 3
+PREFIX_WEIGHT = 0.5
+
+
+def fuzzy_prefix(word: str) -> str | None:
+    if len(word) < PREFIX_MIN + 1 or word.isdigit() or not word.isalpha():
+        return None
+    return word[: max(PREFIX_MIN, len(word) - PREFIX_CUT)]
 
 
 @dataclass
@@ -69,7 +114,7 @@ class _Scope:
 
 
 def _scope(agent_id: str | None, microdao_id: str | None, channel_id: str | None, kinds: list[str] | None,
-           since: datetime | None, until: datetime | None) -> _Scope:
+           since: datetime | None, until: datetime | None, meta: dict[str, Any] | None = None) -> _Scope:
     p = "{a}"
     clauses: list[str] = ["TRUE"]
     params: list[Any] = []
@@ -91,42 +136,71 @@ def _scope(agent_id: str | None, microdao_id: str | None, channel_id: str | None
     if until is not None:
         clauses.append(f"{p}occurred_at < %s")
         params.append(until)
+    if meta:
+        clauses.append(f"{p}meta @> %s::jsonb")
+        params.append(json.dumps(meta))
     return _Scope(" AND ".join(clauses), params)
 
 
-def query_terms(query: str) -> list[str]:
+def query_terms(query: str, lang: str | None = None) -> list[_Term]:
+    """The query's content words, each with the forms it is looked up in. The query's own
+    language (`lang`, or detected) chooses the configuration and the lemmas; the `simple`
+    form finds the word in entries of any other language (names, codes, borrowed words).
+    """
+    lang = language.detect(query) if lang is None else lang
+    config = fts_config(lang)
+    lemmatize = language.needs_lemmas(lang)
+    # Languages Postgres stems (english, russian, ...) get no fuzzy form: their stemmer does it.
+    fuzzy = PREFIX_WEIGHT > 0 and fts_config(lang) == "simple"
     seen: dict[str, None] = {}
     for match in _WORD.finditer(query.lower()):
         word = match.group(0)
-        if word in _STOP or len(word) > 64:
+        if word in _STOP or word in _STOP_UK_RU or len(word) > 64:
             continue
         seen.setdefault(word, None)
-    return list(seen)[:MAX_TERMS]
+    terms = []
+    for word in list(seen)[:MAX_TERMS]:
+        forms = {(config, word): None, ("simple", word): None}
+        if lemmatize and not word.isdigit():
+            base = language.lemma(word, lang)
+            if _WORD.fullmatch(base):  # a dictionary form with an apostrophe or a space is not one lexeme
+                forms[(FTS_LEMMAS, base)] = None
+        terms.append(_Term(word, tuple(forms), fuzzy_prefix(word) if fuzzy else None))
+    return terms
 
 
-def _lexical(cursor, scope: _Scope, terms: list[str], depth: int) -> tuple[list[tuple[str, float]], int]:
+def _lexical(cursor, scope: _Scope, terms: list[_Term], depth: int) -> tuple[list[tuple[str, float]], int]:
     """(id, score) by IDF-weighted term matches, best first; also returns the scope's size."""
     if not terms:
         cursor.execute(f"SELECT count(*) FROM {TABLE} WHERE {scope.where}", scope.params)
         return [], cursor.fetchone()[0]
-    cfg = f"'{FTS_CONFIG}'::regconfig"
-    q = [f"to_tsquery({cfg}, %s)" for _ in terms]
-    dfs = ", ".join(f"count(*) FILTER (WHERE search @@ {qi}) AS d{i}" for i, qi in enumerate(q))
-    weights = " + ".join(
-        f"(CASE WHEN search @@ {qi} THEN ln(1 + (st.n - st.d{i} + 0.5) / (st.d{i} + 0.5)) ELSE 0 END)"
-        for i, qi in enumerate(q)
-    )
-    any_q = f"to_tsquery({cfg}, %s)"
+    columns, term_params, dfs, weights, any_parts = [], [], [], [], []
+    for i, term in enumerate(terms):
+        sql, params = term.sql()
+        columns.append(f"{sql} AS q{i}")
+        term_params.extend(params)
+        dfs.append(f"count(*) FILTER (WHERE search @@ tq.q{i}) AS d{i}")
+        any_parts.append(f"tq.q{i}")
+        exact = f"WHEN search @@ tq.q{i} THEN ln(1 + (st.n - st.d{i} + 0.5) / (st.d{i} + 0.5))"
+        if term.prefix:
+            sql, params = term.prefix_sql()
+            columns.append(f"{sql} AS p{i}")
+            term_params.extend(params)
+            dfs.append(f"count(*) FILTER (WHERE search @@ (tq.q{i} || tq.p{i})) AS e{i}")
+            any_parts.append(f"tq.p{i}")
+            fuzzy = f"WHEN search @@ tq.p{i} THEN {float(PREFIX_WEIGHT)} * ln(1 + (st.n - st.e{i} + 0.5) / (st.e{i} + 0.5))"
+            weights.append(f"(CASE {exact} {fuzzy} ELSE 0 END)")
+        else:
+            weights.append(f"(CASE {exact} ELSE 0 END)")
+    any_q = "(" + " || ".join(any_parts) + ")"
     sql = (
-        f"WITH scope AS MATERIALIZED (SELECT id, search FROM {TABLE} WHERE {scope.where}), "
-        f"st AS (SELECT count(*) AS n, {dfs} FROM scope) "
-        f"SELECT s.id, ({weights}) + 0.1 * ts_rank(search, {any_q}, 1) AS score, st.n "
-        f"FROM scope s CROSS JOIN st WHERE search @@ {any_q} ORDER BY score DESC, s.id LIMIT %s"
+        f"WITH tq AS MATERIALIZED (SELECT {', '.join(columns)}), "
+        f"scope AS MATERIALIZED (SELECT id, search FROM {TABLE} WHERE {scope.where}), "
+        f"st AS (SELECT count(*) AS n, {', '.join(dfs)} FROM scope CROSS JOIN tq) "
+        f"SELECT s.id, ({' + '.join(weights)}) + 0.1 * ts_rank(search, {any_q}, 1) AS score, st.n "
+        f"FROM scope s CROSS JOIN st CROSS JOIN tq WHERE search @@ {any_q} ORDER BY score DESC, s.id LIMIT %s"
     )
-    quoted = [f"'{t}'" for t in terms]  # quoted lexemes: to_tsquery never parses operators in them
-    any_terms = " | ".join(quoted)
-    params = [*scope.params, *quoted, *quoted, any_terms, any_terms, depth]
-    cursor.execute(sql, params)
+    cursor.execute(sql, [*term_params, *scope.params, depth])
     rows = cursor.fetchall()
     if rows:
         return [(r[0], float(r[1])) for r in rows], rows[0][2]
@@ -169,7 +243,8 @@ def _dense(cursor, scope: _Scope, model: str, dims: int, vector: list[float], de
 
 def _related(rows: list[tuple]) -> list[tuple[str, float]]:
     # (id, cosine similarity). A vector no closer than orthogonal says nothing about relevance.
-    return [(r[0], 1.0 - float(r[1])) for r in rows if r[1] < 1.0]
+    # A row without a vector (its text just changed) has no distance.
+    return [(r[0], 1.0 - float(r[1])) for r in rows if r[1] is not None and r[1] < 1.0]
 
 
 def _neighbours(cursor, ids: list[str], scope: _Scope) -> dict[str, list[str]]:
@@ -232,12 +307,41 @@ def memory_query(
     until: datetime | None = None,
     model: str | None = None,
     neighbour_weight: float | None = None,
+    meta: dict[str, Any] | None = None,
+    min_score: float | None = None,
+    lang: str | None = None,
 ) -> list[MemoryHit]:
-    """The top `limit` memories of one agent's scope for `query`, best first, score 0..1."""
+    """The top `limit` memories of one agent's scope for `query`, best first, score 0..1.
+    `meta` keeps entries whose meta contains those key/value pairs; `min_score` drops hits
+    scoring below it; `lang` is the query's language (detected when not given).
+    """
     if not isinstance(agent_id, str) or not agent_id.strip():
         raise ValidationFailed("agent_id is required", details=[{"path": "agent_id", "message": "must be a non-empty string"}])
-    return _hybrid(agent_id=agent_id, microdao_id=microdao_id, channel_id=channel_id, query=query, limit=limit,
-                   kinds=kinds, since=since, until=until, model=model, neighbour_weight=neighbour_weight)
+    meta = meta_filter_clean(meta, "meta")
+    if min_score is not None and not 0 <= float(min_score) <= 1:
+        raise ValidationFailed("min_score must be between 0 and 1", details=[{"path": "min_score", "message": "must be between 0 and 1"}])
+    hits = _hybrid(agent_id=agent_id, microdao_id=microdao_id, channel_id=channel_id, query=query, limit=limit,
+                   kinds=kinds, since=since, until=until, model=model, neighbour_weight=neighbour_weight, meta=meta, lang=lang)
+    if min_score is not None:
+        hits = [hit for hit in hits if hit.score >= min_score]
+    return hits
+
+
+def meta_filter_clean(meta: Any, path: str) -> dict[str, Any] | None:
+    """A meta filter is an object of key -> scalar (string, number, boolean or null): an
+    entry matches when its meta holds each pair (JSON containment)."""
+    if meta is None:
+        return None
+    if not isinstance(meta, dict):
+        raise ValidationFailed(f"{path} must be an object", details=[{"path": path, "message": "must be an object of key -> value"}])
+    for key, value in meta.items():
+        if not isinstance(key, str) or not key or len(key) > 128 or "\x00" in key:
+            raise ValidationFailed(f"{path} has a bad key", details=[{"path": f"{path}.{key}", "message": "keys are 1-128 characters"}])
+        if value is not None and not isinstance(value, (str, int, float, bool)):
+            raise ValidationFailed(f"{path}.{key} must be a scalar", details=[{"path": f"{path}.{key}", "message": "must be a string, number, boolean or null"}])
+        if isinstance(value, str) and "\x00" in value:
+            raise ValidationFailed(f"{path}.{key} holds NUL", details=[{"path": f"{path}.{key}", "message": "must not hold NUL"}])
+    return meta or None
 
 
 def memory_search_staff(*, query: str, agent_id: str | None = None, limit: int = 100) -> list[MemoryHit]:
@@ -246,8 +350,17 @@ def memory_search_staff(*, query: str, agent_id: str | None = None, limit: int =
                    kinds=None, since=None, until=None, model=None, neighbour_weight=0.0, max_limit=200)
 
 
+def source_of(channel_id: str | None, microdao_id: str) -> str:
+    """`channel:<id>` for an entry of a channel (once: ids that already say `channel:` are
+    kept as they are), else its microDAO."""
+    if not channel_id:
+        return microdao_id
+    return channel_id if channel_id.startswith("channel:") else f"channel:{channel_id}"
+
+
 def _hybrid(*, agent_id, microdao_id, channel_id, query, limit, kinds, since, until, model, neighbour_weight,
-            max_limit: int = MAX_LIMIT, sides: tuple[str, ...] = ("lexical", "dense")) -> list[MemoryHit]:
+            max_limit: int = MAX_LIMIT, sides: tuple[str, ...] = ("lexical", "dense"), meta: dict | None = None,
+            lang: str | None = None) -> list[MemoryHit]:
     # `sides` lets the benchmark measure each ranking alone; callers always use both.
     if not isinstance(query, str) or not query.strip():
         raise ValidationFailed("query must not be empty", details=[{"path": "query", "message": "must be a non-empty string"}])
@@ -255,10 +368,12 @@ def _hybrid(*, agent_id, microdao_id, channel_id, query, limit, kinds, since, un
         raise ValidationFailed(f"query is over {MAX_QUERY_CHARS} characters", details=[{"path": "query", "message": f"at most {MAX_QUERY_CHARS} characters"}])
     if since is not None and until is not None and since >= until:
         raise ValidationFailed("since must be before until", details=[{"path": "since", "message": "must be before until"}])
+    if lang is not None and language.clean_lang(lang) is None:
+        raise ValidationFailed("lang must be a language code", details=[{"path": "lang", "message": "an ISO 639-1 code such as en or uk"}])
     limit = max(1, min(int(limit), max_limit))
     depth = max(50, limit * 4)
     weight = NEIGHBOUR_WEIGHT if neighbour_weight is None else neighbour_weight
-    scope = _scope(agent_id, microdao_id, channel_id, kinds, since, until)
+    scope = _scope(agent_id, microdao_id, channel_id, kinds, since, until, meta)
     spec = selectors.model_spec(model) if model else selectors.active_model_spec()
     vector: list[float] | None = None
     try:
@@ -266,9 +381,10 @@ def _hybrid(*, agent_id, microdao_id, channel_id, query, limit, kinds, since, un
     except EmbeddingError:
         # The text side still answers; a query must not fail because the embedder is down.
         logger.warning("query embedding failed; answering by text only", exc_info=True)
+    terms = query_terms(query, language.clean_lang(lang) if lang is not None else None)
 
     with transaction.atomic(), connection.cursor() as cursor:
-        lexical, scope_size = _lexical(cursor, scope, query_terms(query), depth)
+        lexical, scope_size = _lexical(cursor, scope, terms, depth)
         dense = _dense(cursor, scope, spec.name, spec.dimensions, vector, depth, scope_size) if vector is not None and scope_size else []
         if sides == ("lexical",):
             scores, max_score = combine(lexical, [], alpha=1.0), 1.0
@@ -296,7 +412,7 @@ def _hybrid(*, agent_id, microdao_id, channel_id, query, limit, kinds, since, un
             continue
         _, kind, text, meta, occurred_at, row_channel, row_microdao = row
         hit_meta = dict((json.loads(meta) if isinstance(meta, str) else meta) or {})
-        hit_meta.setdefault("source", f"channel:{row_channel}" if row_channel else row_microdao)
+        hit_meta.setdefault("source", source_of(row_channel, row_microdao))
         hit_meta.setdefault("timestamp", occurred_at.isoformat())
         hits.append(MemoryHit(entry_id, kind, round(min(1.0, score / max_score), 4), text, hit_meta, occurred_at, row_channel))
     return hits

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from apps.memory.embeddings import ModelSpec
-from apps.memory.models import EmbeddingModel, MemoryEntry, MemoryJob, Transcript
-from daarion.errors import NotFound
+from apps.memory.models import EmbeddingModel, MemoryEntry, MemoryEntryVersion, MemoryJob, Transcript
+from daarion.errors import NotFound, ValidationFailed
+from daarion.storable import to_utc
 from daarion.live_config import LiveSnapshot
 
 logger = logging.getLogger(__name__)
@@ -99,6 +105,91 @@ def memory_entries(*, agent_id: str | None = None, channel_id: str | None = None
     if channel_id is not None:
         qs = qs.filter(channel_id=channel_id)
     return qs
+
+
+LIST_MAX_LIMIT = 200
+
+
+def _bad(path: str, message: str) -> ValidationFailed:
+    return ValidationFailed(f"{path}: {message}", details=[{"path": path, "message": message}])
+
+
+def cursor_encode(entry: MemoryEntry) -> str:
+    raw = json.dumps([entry.occurred_at.isoformat(), entry.id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def cursor_decode(cursor: str) -> tuple[datetime, str]:
+    """The (occurred_at, id) a page ended at; anything else is a 422 on `cursor`."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        when, entry_id = json.loads(raw)
+        if not isinstance(entry_id, str) or not isinstance(when, str):
+            raise ValueError("not a cursor")
+        return to_utc(datetime.fromisoformat(when)), entry_id
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise _bad("cursor", "is not a cursor this API returned") from None
+
+
+def _meta_value_q(key: str, value: Any) -> Q:
+    q = Q(meta__contains={key: value})
+    if isinstance(value, str):
+        # From a query string every value is text: also match the JSON number, boolean or null.
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+        if parsed is None or isinstance(parsed, (bool, int, float)):
+            q |= Q(meta__contains={key: parsed})
+    return q
+
+
+def memory_list(
+    *,
+    agent_id: str,
+    microdao_id: str | None = None,
+    channel_id: str | None = None,
+    kinds: list[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    meta: dict[str, Any] | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[MemoryEntry], str | None]:
+    """One page of an agent's memories, newest first, and the cursor of the next page.
+
+    Keyset pagination on (occurred_at, id): a page never repeats or skips an entry when
+    entries are added meanwhile, and each page is one step on the (agent_id, occurred_at)
+    index however deep it is.
+    """
+    if not isinstance(limit, int) or not 1 <= limit <= LIST_MAX_LIMIT:
+        raise _bad("limit", f"must be between 1 and {LIST_MAX_LIMIT}")
+    if since is not None and until is not None and since >= until:
+        raise _bad("since", "must be before until")
+    qs = MemoryEntry.objects.defer("embedding", "search", "lemmas").filter(agent_id=agent_id)
+    if microdao_id is not None:
+        qs = qs.filter(microdao_id=microdao_id)
+    if channel_id is not None:
+        qs = qs.filter(channel_id=channel_id)
+    if kinds:
+        qs = qs.filter(kind__in=list(kinds))
+    if since is not None:
+        qs = qs.filter(occurred_at__gte=since)
+    if until is not None:
+        qs = qs.filter(occurred_at__lt=until)
+    for key, value in (meta or {}).items():
+        qs = qs.filter(_meta_value_q(key, value))
+    if cursor:
+        when, entry_id = cursor_decode(cursor)
+        qs = qs.filter(Q(occurred_at__lt=when) | Q(occurred_at=when, id__lt=entry_id))
+    rows = list(qs.order_by("-occurred_at", "-id")[: limit + 1])
+    next_cursor = cursor_encode(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def memory_history(*, entry: MemoryEntry) -> list[MemoryEntryVersion]:
+    """The entry's earlier versions, oldest first (the current one is the entry itself)."""
+    return list(MemoryEntryVersion.objects.filter(entry_id=entry.id).order_by("version"))
 
 
 def embedding_status_counts() -> list[dict]:

@@ -16,10 +16,10 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from apps.memory import selectors
+from apps.memory import language, selectors
 from apps.memory.choices import EmbeddingStatus, JobKind, JobStatus, MemoryKind
 from apps.memory.embeddings import EmbeddingError, ModelSpec, TransientEmbeddingError, get_embedder
-from apps.memory.models import EmbeddingModel, MemoryEntry, MemoryJob, Transcript
+from apps.memory.models import EmbeddingModel, MemoryEntry, MemoryEntryVersion, MemoryJob, Transcript
 from apps.memory.text import derive_text
 from apps.memory.vector_index import ensure_index
 from daarion.errors import Conflict, NotFound, PayloadTooLarge, PreconditionFailed, ValidationFailed
@@ -91,6 +91,7 @@ def _clean_item(item: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     key = item.get("idempotency_key")
     if key is not None and (not isinstance(key, str) or not key.strip() or len(key) > 200):
         raise _invalid(prefix + "idempotency_key", "must be a non-empty string of at most 200 characters")
+    lang = _clean_lang(item.get("lang"), prefix)
     occurred_at = item.get("occurred_at") or timezone.now()
     if not isinstance(occurred_at, datetime):
         raise _invalid(prefix + "occurred_at", "must be a datetime")
@@ -108,7 +109,23 @@ def _clean_item(item: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         "meta": meta,
         "occurred_at": occurred_at,
         "idempotency_key": key,
+        **_language_fields(text, lang),
     }
+
+
+def _clean_lang(value: Any, prefix: str = "") -> str | None:
+    if value is None or value == "":
+        return None
+    cleaned = language.clean_lang(value) if isinstance(value, str) else None
+    if cleaned is None:
+        raise _invalid(prefix + "lang", "must be an ISO 639-1 language code such as en or uk")
+    return cleaned
+
+
+def _language_fields(text: str, lang: str | None) -> dict[str, str]:
+    """The entry's language (the caller's, or detected) and the lemmas indexed with it."""
+    lang = lang if lang is not None else language.detect(text)
+    return {"lang": lang, "lemmas": language.lemmas(text, lang)}
 
 
 def _enqueue_embedding(entry_ids: list[str]) -> None:
@@ -141,14 +158,17 @@ def memory_store(
     meta: dict | None = None,
     idempotency_key: str | None = None,
     occurred_at: datetime | None = None,
+    lang: str | None = None,
 ) -> tuple[MemoryEntry, bool]:
     """Stores one memory at once (no model call on the write path) and enqueues its
     embedding. A repeated idempotency key returns the first entry and `created=False`.
+    `lang` (ISO 639-1) overrides the detected language.
     """
     fields = _clean_item(
         {
             "agent_id": agent_id, "microdao_id": microdao_id, "channel_id": channel_id, "kind": kind,
             "content": content, "meta": meta, "idempotency_key": idempotency_key, "occurred_at": occurred_at,
+            "lang": lang,
         }
     )
     if fields["idempotency_key"] is not None:
@@ -236,7 +256,9 @@ def closing_connection(fn):
 
 
 def memory_delete(*, entry: MemoryEntry) -> None:
-    MemoryEntry.objects.filter(id=entry.id).delete()
+    with transaction.atomic():
+        MemoryEntryVersion.objects.filter(entry_id=entry.id).delete()
+        MemoryEntry.objects.filter(id=entry.id).delete()
 
 
 def memory_forget(*, agent_id: str, channel_id: str | None = None, microdao_id: str | None = None, kinds: Iterable[str] | None = None) -> int:
@@ -250,25 +272,99 @@ def memory_forget(*, agent_id: str, channel_id: str | None = None, microdao_id: 
         qs = qs.filter(microdao_id=microdao_id)
     if kinds:
         qs = qs.filter(kind__in=list(kinds))
-    deleted, _ = qs.delete()
+    with transaction.atomic():
+        # Forgetting includes what an entry used to say.
+        MemoryEntryVersion.objects.filter(agent_id=agent_id, entry_id__in=qs.values("id")).delete()
+        deleted, _ = qs.delete()
     return deleted
+
+
+# --- updating ------------------------------------------------------------------------------
+
+
+def memory_update(
+    *,
+    entry_id: str,
+    content: dict | None = None,
+    meta: dict | None = None,
+    lang: str | None = None,
+    expected_version: int | None = None,
+    if_match: int | None = None,
+) -> MemoryEntry:
+    """Replaces an entry's content and/or meta, keeping the previous version in its history,
+    and re-embeds it. Updates of one entry are serialized by a row lock, so none is lost;
+    `expected_version` (409 `version_conflict`) or `if_match` (412) refuse an update made
+    against a version that is no longer current.
+    """
+    if content is None and meta is None and lang is None:
+        raise _invalid("body", "give content, meta or lang to change")
+    with transaction.atomic():
+        entry = MemoryEntry.objects.select_for_update().defer("embedding").filter(id=entry_id).first()
+        if entry is None:
+            raise NotFound(f"memory entry {entry_id!r} not found", type="memory_not_found")
+        if expected_version is not None and expected_version != entry.version:
+            raise Conflict(
+                f"memory {entry_id!r} is at version {entry.version}, not {expected_version}",
+                type="version_conflict", details={"version": entry.version},
+            )
+        if if_match is not None and if_match != entry.version:
+            raise PreconditionFailed(f"memory {entry_id!r} is at version {entry.version}, not {if_match}", details={"version": entry.version})
+        fields = _clean_item({
+            "agent_id": entry.agent_id, "microdao_id": entry.microdao_id, "channel_id": entry.channel_id,
+            "kind": entry.kind, "content": entry.content if content is None else content,
+            "meta": entry.meta if meta is None else meta, "occurred_at": entry.occurred_at,
+            # A new text is detected again unless a language is given; meta alone keeps it.
+            "lang": lang if lang is not None else (entry.lang if content is None else None),
+        })
+        MemoryEntryVersion.objects.create(
+            entry_id=entry.id, agent_id=entry.agent_id, version=entry.version, content=entry.content, text=entry.text,
+            meta=entry.meta, lang=entry.lang, valid_from=entry.updated_at or entry.created_at,
+        )
+        text_changed = fields["text"] != entry.text
+        entry.content, entry.text, entry.meta = fields["content"], fields["text"], fields["meta"]
+        entry.lang, entry.lemmas = fields["lang"], fields["lemmas"]
+        entry.version += 1
+        entry.updated_at = timezone.now()
+        update_fields = ["content", "text", "meta", "lang", "lemmas", "version", "updated_at"]
+        if text_changed:
+            # The old vector describes the old text: pending until the worker embeds the new one
+            # (the entry is found by text meanwhile).
+            entry.embedding, entry.embedding_model = None, ""
+            entry.embedding_status, entry.embedding_error = EmbeddingStatus.PENDING, ""
+            update_fields += ["embedding", "embedding_model", "embedding_status", "embedding_error"]
+            _enqueue_embedding([entry.id])
+        entry.save(update_fields=update_fields)
+    return entry
+
+
+async def amemory_update(**kwargs: Any) -> MemoryEntry:
+    return await sync_to_async(closing_connection(memory_update), thread_sensitive=False)(**kwargs)
 
 
 # --- embedding -----------------------------------------------------------------------------
 
 
-def _embed_and_save(spec: ModelSpec, entries: list[MemoryEntry]) -> None:
+def _embed_and_save(spec: ModelSpec, entries: list[MemoryEntry]) -> int:
     vectors = get_embedder(spec).embed([e.text for e in entries], purpose="document")
     if len(vectors) != len(entries) or any(len(v) != spec.dimensions for v in vectors):
         raise EmbeddingError(f"{spec.name} returned vectors of the wrong shape (expected {spec.dimensions} dimensions)")
     now = timezone.now()
-    for entry, vector in zip(entries, vectors):
-        entry.embedding = vector
-        entry.embedding_model = spec.name
-        entry.embedding_status = EmbeddingStatus.READY
-        entry.embedding_error = ""
-        entry.embedded_at = now
-    MemoryEntry.objects.bulk_update(entries, ["embedding", "embedding_model", "embedding_status", "embedding_error", "embedded_at"])
+    with transaction.atomic():
+        # An update may have changed a text while the model ran: its vector would describe
+        # the old text. Such entries are skipped; the update queued their embedding again.
+        current = dict(MemoryEntry.objects.select_for_update().filter(id__in=[e.id for e in entries]).values_list("id", "text"))
+        kept = []
+        for entry, vector in zip(entries, vectors):
+            if current.get(entry.id) != entry.text:
+                continue
+            entry.embedding = vector
+            entry.embedding_model = spec.name
+            entry.embedding_status = EmbeddingStatus.READY
+            entry.embedding_error = ""
+            entry.embedded_at = now
+            kept.append(entry)
+        MemoryEntry.objects.bulk_update(kept, ["embedding", "embedding_model", "embedding_status", "embedding_error", "embedded_at"])
+    return len(kept)
 
 
 def memory_embed_entries(*, entry_ids: Sequence[str], spec: ModelSpec | None = None) -> dict[str, int]:
@@ -284,8 +380,7 @@ def memory_embed_entries(*, entry_ids: Sequence[str], spec: ModelSpec | None = N
     if not entries:
         return {"embedded": 0, "failed": 0}
     try:
-        _embed_and_save(spec, entries)
-        return {"embedded": len(entries), "failed": 0}
+        return {"embedded": _embed_and_save(spec, entries), "failed": 0}
     except TransientEmbeddingError:
         raise
     except EmbeddingError as exc:
@@ -296,8 +391,7 @@ def memory_embed_entries(*, entry_ids: Sequence[str], spec: ModelSpec | None = N
     done = failed = 0
     for entry in entries:
         try:
-            _embed_and_save(spec, [entry])
-            done += 1
+            done += _embed_and_save(spec, [entry])
         except TransientEmbeddingError:
             raise
         except EmbeddingError as exc:
@@ -484,7 +578,7 @@ def memory_job_fail(*, job_id: str, error: str) -> MemoryJob:
 
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 # Entries that record the tool's own bookkeeping, not the conversation.
-BOOKKEEPING_TYPES = frozenset({"progress", "file-history-snapshot", "snapshot", "queue-operation"})
+BOOKKEEPING_TYPES = frozenset({"progress", "file-history-snapshot", "snapshot", "queue-operation", "summary", "pr-link"})
 TRANSCRIPT_MAX_ENTRIES = getattr(settings, "MEMORY_TRANSCRIPT_MAX_ENTRIES", 20_000)
 TRANSCRIPT_MAX_BYTES = getattr(settings, "MEMORY_TRANSCRIPT_MAX_BYTES", 8 * 1024 * 1024)
 TRANSCRIPT_MAX_ENTRY_BYTES = getattr(settings, "MEMORY_TRANSCRIPT_MAX_ENTRY_BYTES", 512 * 1024)

@@ -98,11 +98,17 @@ def summary_run(*, job_id: str) -> MemoryJob:
     if not text:
         return services._job_finish(job_id, JobStatus.FAILED, None, "the model returned an empty summary")
     ids = [e.id for e in sources]
+    # The model that answered: after a fallback it is not the one asked for.
+    answered = getattr(result, "model_resolved", "") or job.params["model"]
+    meta = {"sources": ids, "model": answered, "job_id": job_id,
+            "from": sources[0].occurred_at.isoformat(), "to": sources[-1].occurred_at.isoformat()}
+    if answered != job.params["model"]:
+        meta["requested_model"] = job.params["model"]
+    if getattr(result, "upstream_model", ""):
+        meta["upstream_model"] = result.upstream_model
     entry, _ = services.memory_store(
         agent_id=job.agent_id, microdao_id=job.params["microdao_id"], channel_id=job.params.get("channel_id"),
-        kind=MemoryKind.SUMMARY, content={"text": text},
-        meta={"sources": ids, "model": job.params["model"], "job_id": job_id,
-              "from": sources[0].occurred_at.isoformat(), "to": sources[-1].occurred_at.isoformat()},
+        kind=MemoryKind.SUMMARY, content={"text": text}, meta=meta,
         idempotency_key=f"summary:{job_id}", occurred_at=sources[-1].occurred_at,
     )
     usage = getattr(result, "usage", None)

@@ -1,5 +1,10 @@
 """The `llm:<logical model>` embedding: any embedding-capable model of the LLM proxy,
 called in-process through its gateway (routing, fallbacks, rate limits and usage included).
+
+This is the way to a multilingual dense side: serve multilingual-e5 or BGE-M3 behind any
+OpenAI-compatible `/embeddings` upstream (TEI, vLLM, Ollama, a hosted API) and register it
+here. Models trained with instructions read them from the options: `query_prefix` and
+`document_prefix` (multilingual-e5: `"query: "` and `"passage: "`) are put before each text.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ class LlmEmbedder:
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self.logical_model = spec.options.get("model") or spec.name.removeprefix("llm:")
+        self.prefixes = {"query": str(spec.options.get("query_prefix") or ""), "document": str(spec.options.get("document_prefix") or "")}
 
     def embed(self, texts: Sequence[str], *, purpose: str = "document") -> list[list[float]]:
         try:
@@ -22,7 +28,8 @@ class LlmEmbedder:
         from daarion.errors import DaarionError
 
         try:
-            result = create_embeddings_sync(model=self.logical_model, inputs=list(texts), agent_id=None)
+            prefix = self.prefixes.get(purpose, "")
+            result = create_embeddings_sync(model=self.logical_model, inputs=[prefix + text for text in texts], agent_id=None)
         except DaarionError as exc:
             # 429 and 5xx are the upstream's bad moment; 4xx are our request or config.
             if exc.status == 429 or exc.status >= 500:

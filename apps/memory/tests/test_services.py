@@ -164,6 +164,23 @@ def test_local_model_falls_back_to_hash_when_absent(monkeypatch, django_capture_
     assert selectors.active_model_spec().name == "hash"
 
 
+def test_update_keeps_versions_and_a_stale_vector_is_not_saved(remember):
+    from apps.memory.models import MemoryEntry, MemoryEntryVersion
+
+    entry = remember("the sync is on Thursday", meta={"source": "matrix"})
+    stale = MemoryEntry.objects.get(id=entry.id)  # what an embedding task read before the update
+    updated = services.memory_update(entry_id=entry.id, content={"text": "the sync is on Friday"})
+    assert (updated.version, updated.text, updated.meta) == (2, "the sync is on Friday", {"source": "matrix"})
+    assert services._embed_and_save(selectors.active_model_spec(), [stale]) == 0
+    assert MemoryEntry.objects.get(id=entry.id).embedding_status == "pending"
+    assert services.memory_embed_entries(entry_ids=[entry.id]) == {"embedded": 1, "failed": 0}
+    assert list(MemoryEntryVersion.objects.filter(entry_id=entry.id).values_list("version", "text")) == [(1, "the sync is on Thursday")]
+    with pytest.raises(ValidationFailed):
+        services.memory_update(entry_id=entry.id)
+    assert services.memory_forget(agent_id=AGENT) == 1
+    assert not MemoryEntryVersion.objects.exists()
+
+
 # --- transcripts ---------------------------------------------------------------------------
 
 
@@ -183,6 +200,19 @@ def test_transcript_strips_bookkeeping_and_reparents_children():
     assert [e["uuid"] for e in transcript.entries] == ["u1", "a1"]
     assert transcript.entries[1]["parentUuid"] == "u1"
     assert transcript.version == 1
+
+
+def test_transcript_strips_summary_and_pr_link_entries():
+    entries = [
+        {"type": "summary", "summary": "Fixing the budget page", "leafUuid": "a1"},
+        {"type": "user", "uuid": "u1", "parentUuid": None, "message": "hi"},
+        {"type": "pr-link", "uuid": "l1", "parentUuid": "u1", "url": "https://example.org/pull/1"},
+        {"type": "assistant", "uuid": "a1", "parentUuid": "l1", "message": "hello"},
+    ]
+    transcript, _, stripped = services.transcript_put(session_id="sess-2", agent_id=AGENT, entries=entries)
+    assert stripped == 2
+    assert [e["type"] for e in transcript.entries] == ["user", "assistant"]
+    assert transcript.entries[1]["parentUuid"] == "u1"
 
 
 def test_transcript_needs_a_user_and_an_assistant_entry():

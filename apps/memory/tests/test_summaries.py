@@ -30,6 +30,10 @@ def llm_registry(transactional_db, fake_llm):
                                       ("emb", "echo-embed", True), ("emb-down", "error-embed", True)):
         model = llm_services.logical_model_create(name=name, can_embed=can_embed)
         llm_services.deployment_create(logical_model=model, provider=provider, upstream_model=upstream, weight=1)
+    multilingual = llm_services.logical_model_create(name="multilingual-e5", can_embed=True)
+    llm_services.deployment_create(logical_model=multilingual, provider=provider, upstream_model="intfloat/multilingual-e5-small", weight=1)
+    flaky = llm_services.logical_model_create(name="flaky", fallbacks=["summarizer"])
+    llm_services.deployment_create(logical_model=flaky, provider=provider, upstream_model="error:500", weight=1)
     return provider
 
 
@@ -62,6 +66,19 @@ def test_summarize_writes_a_summary_entry_linking_its_sources(api, headers, cele
     assert "question 2" in summary.text
     polled = api.get(f"/internal/agent-memory/jobs/{job['id']}", headers=headers)
     assert polled.status_code == 200 and polled.json()["result"]["summary_id"] == summary.id
+
+
+def test_a_summary_records_the_model_that_answered(api, headers, celery_worker, llm_registry):
+    _conversation(2)
+    job = api.post("/internal/agent-memory/summarize", headers=headers, json={
+        "agent_id": AGENT, "microdao_id": DAO, "model": "flaky", "wait": True, "timeout": 60,
+    }).json()
+    assert job["status"] == "succeeded", job
+    summary = MemoryEntry.objects.get(id=job["result"]["summary_id"])
+    # `flaky` failed upstream and its fallback answered: the summary says which.
+    assert summary.meta["model"] == "summarizer"
+    assert summary.meta["requested_model"] == "flaky"
+    assert summary.meta["upstream_model"] == "echo"
 
 
 def test_summarize_without_waiting_returns_a_job_to_poll(api, headers, celery_worker, llm_registry):
@@ -143,5 +160,30 @@ def test_the_embedding_task_gives_up_after_its_retries(llm_registry):
         assert result == {"embedded": 0, "failed": 1}
         entry.refresh_from_db()
         assert entry.embedding_status == EmbeddingStatus.FAILED and "gave up" in entry.embedding_error
+    finally:
+        services.embedding_model_activate(name="hash")
+
+
+def test_a_multilingual_model_served_through_the_proxy(api, headers, llm_registry, fake_llm):
+    """The dense side in any language: an OpenAI-compatible /embeddings upstream behind the
+    LLM proxy, with multilingual-e5's instructions put before documents and queries."""
+    import httpx
+
+    services.embedding_model_save(name="llm:multilingual-e5", backend="llm", dimensions=8, is_active=True,
+                                  options={"query_prefix": "query: ", "document_prefix": "passage: "})
+    try:
+        text = "Зустріч спільноти в Києві 18 квітня"
+        # Written directly, so no worker left running by another test embeds it meanwhile.
+        entry_id = MemoryEntry.objects.create(agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": text}, text=text,
+                                              occurred_at=timezone.now(), **services._language_fields(text, None)).id
+        assert services.memory_embed_entries(entry_ids=[entry_id]) == {"embedded": 1, "failed": 0}
+        last = httpx.get(f"{fake_llm}/_stats").json()["last"]
+        assert last["body"]["model"] == "intfloat/multilingual-e5-small"
+        assert last["body"]["input"] == ["passage: Зустріч спільноти в Києві 18 квітня"]
+        entry = MemoryEntry.objects.get(id=entry_id)
+        assert entry.embedding_model == "llm:multilingual-e5" and len(entry.embedding) == 8 and entry.lang == "uk"
+        hits = api.post("/internal/agent-memory/query", headers=headers, json={"agent_id": AGENT, "query": "коли зустріч у Києві?"}).json()["items"]
+        assert hits[0]["id"] == entry_id
+        assert httpx.get(f"{fake_llm}/_stats").json()["last"]["body"]["input"] == ["query: коли зустріч у Києві?"]
     finally:
         services.embedding_model_activate(name="hash")
