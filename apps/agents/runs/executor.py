@@ -124,6 +124,11 @@ class _Watch:
         return self.cancelled or self.lost
 
 
+def _crashed(run: Run, exc: BaseException) -> dict[str, Any]:
+    logger.error("agent run crashed", extra={"run_id": run.pk, "agent_id": run.agent_id}, exc_info=exc)
+    return {"type": "internal_error", "message": "the agent run failed; see the server log", "status": 500}
+
+
 def _error_dict(error: DaarionError) -> dict[str, Any]:
     return {"type": error.type, "message": error.message, "status": error.status, "details": error.details}
 
@@ -155,6 +160,7 @@ async def _execute(run: Run, lease: Lease) -> str:
             builder.add(chunk)
         await chunks_append(run.pk, chunks)
 
+    limit = asyncio.timeout(settings.AGENTS_RUN_TIME_LIMIT_SECONDS)
     with _Watch(run.pk, lease) as watch:
         try:
             await _recheck_registries()
@@ -165,7 +171,7 @@ async def _execute(run: Run, lease: Lease) -> str:
             collector = TurnCollector(prepared)
             events = turn_events(prepared)
             try:
-                async with asyncio.timeout(settings.AGENTS_RUN_TIME_LIMIT_SECONDS):
+                async with limit:
                     async for event in events:
                         collector.add(event)
                         await emit(encoder.chunks(event))
@@ -177,9 +183,13 @@ async def _execute(run: Run, lease: Lease) -> str:
                             break
             finally:
                 await events.aclose()
-        except TimeoutError:
-            status = RunStatus.INTERRUPTED
-            error = {"type": "run_time_limit", "message": "the run outlived its time limit", "status": 504}
+        except TimeoutError as exc:
+            if limit.expired():
+                status = RunStatus.INTERRUPTED
+                error = {"type": "run_time_limit", "message": "the run outlived its time limit", "status": 504}
+            else:  # a timeout of something else inside the run
+                status, error = RunStatus.FAILED, _crashed(run, exc)
+                final.append({"type": "error", "errorText": f"{error['type']}: {error['message']}"})
         except DaarionError as exc:
             # Refused before the turn began (the agent was deleted or disabled since).
             status, error = RunStatus.FAILED, _error_dict(exc)
@@ -187,11 +197,13 @@ async def _execute(run: Run, lease: Lease) -> str:
                 await emit([{"type": "start", "messageId": run.pk,
                              "messageMetadata": {"agent_id": run.agent_id, "session_id": run.session_id}}])
             final.append({"type": "error", "errorText": f"{exc.type}: {exc.message}"})
-        except Exception:  # noqa: BLE001 - the run must end, whatever broke; the log has the trace
-            logger.exception("agent run crashed", extra={"run_id": run.pk, "agent_id": run.agent_id})
-            status = RunStatus.FAILED
-            error = {"type": "internal_error", "message": "the agent run failed; see the server log", "status": 500}
-            final.append({"type": "error", "errorText": "internal_error: the agent run failed; see the server log"})
+        except Exception as exc:  # noqa: BLE001 - the run must end, whatever broke; the log has the trace
+            status, error = RunStatus.FAILED, _crashed(run, exc)
+            final.append({"type": "error", "errorText": f"{error['type']}: {error['message']}"})
+        if status == RunStatus.FAILED and error is None:
+            # The pipeline ended without its last event: nothing says why, so say that.
+            error = {"type": "internal_error", "message": "the turn ended without an answer", "status": 500}
+            final.append({"type": "error", "errorText": f"{error['type']}: {error['message']}"})
 
         if watch.lost:
             return "lease-lost"

@@ -136,3 +136,20 @@ def test_two_workers_never_run_the_same_run(client, faults_env, tmp_path, agents
     finally:
         first.stop()
         second.stop()
+
+
+def test_a_run_past_its_time_limit_is_stopped_and_interrupted(client, faults_env, tmp_path, agents_headers, sofia,
+                                                               llm_routes, scripted):
+    model = llm_routes("faults-slow")
+    scripted.script(model, [{"text": SLOW, "word_delay": 0.5}])
+    sofia(model)
+    worker = _worker({**faults_env, "DAARION_AGENTS_RUN_TIME_LIMIT_SECONDS": "1.5"}, tmp_path, "limited")
+    try:
+        response = client.post(f"{AGENT}/chat", headers=agents_headers, json={"message": "go"})
+        assert response.status_code == 504 and response.json()["error"]["type"] == "run_time_limit"
+        run = Run.objects.get(pk=response.headers["x-daarion-run-id"])
+        assert run.status == "interrupted" and SLOW.startswith(run.result["reply"]) and run.result["reply"]
+        chunks, _, done = parse_sse(client.get(f"/internal/agents/runs/{run.pk}/stream", headers=agents_headers).text)
+        assert done and [c["type"] for c in chunks[-3:]] == ["text-end", "error", "finish"]
+    finally:
+        worker.stop()
