@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from apps.agents.selectors import Blueprint, ablueprint_get, ablueprints_all
+from apps.agents.selectors import Blueprint, ablueprint_get
 from apps.agents.services import RUNTIME_STATE_KEY
 from daarion.errors import Conflict
 from daarion.redis_client import get_async_redis, key

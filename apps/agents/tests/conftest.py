@@ -123,7 +123,7 @@ def sofia(api, agents_headers, llm_routes, tools, make_token, bearer, agents_wor
         # A blueprint of the same id from an earlier test may still be in the server's
         # snapshot for up to a check interval: wait until it serves this test's agent.
         wanted = {"model": model, **fields}
-        wait_until(lambda: _serves(wanted), f"this test's agent:sofia in the server's snapshot")
+        wait_until(lambda: _serves(wanted), "this test's agent:sofia in the server's snapshot")
         wait_until(lambda: _visible_model(model), f"model {model} in the server's registry")
         wait_until(_visible_tools, "the test's tools in the server's registry")
         if load:

@@ -1,0 +1,41 @@
+"""The checks that refuse a turn before it exists: unknown agent, not loaded or disabled, a
+session of another agent."""
+
+from __future__ import annotations
+
+import uuid
+
+from apps.agents.pipeline.events import PreparedTurn, TurnInput
+from apps.agents.pipeline.orm import in_db_thread
+from apps.agents.runtime import loaded_blueprint
+from daarion.errors import Conflict, NotFound
+
+
+def _session_owner(session_id: str) -> str | None:
+    from apps.memory.selectors import transcript_get
+
+    try:
+        return transcript_get(session_id=session_id).agent_id
+    except NotFound:
+        return None
+
+
+async def turn_prepare(turn: TurnInput, *, turn_id: str | None = None) -> PreparedTurn:
+    """Checks that may refuse the turn outright: 404 unknown agent, 409 not loaded, disabled,
+    or a session that belongs to another agent."""
+    blueprint = await loaded_blueprint(turn.agent_id)
+    if turn.session_id:
+        owner = await in_db_thread(_session_owner)(turn.session_id)
+        if owner is not None and owner != blueprint.id:
+            raise Conflict(
+                f"session {turn.session_id!r} belongs to another agent",
+                type="session_agent_mismatch",
+                details={"session_id": turn.session_id},
+            )
+    return PreparedTurn(
+        turn=turn,
+        blueprint=blueprint,
+        turn_id=turn_id or f"turn-{uuid.uuid4().hex}",
+        session_id=turn.session_id or f"sess-{uuid.uuid4().hex}",
+        microdao_id=turn.microdao_id or blueprint.microdao_id,
+    )
