@@ -258,6 +258,8 @@ TOOLS_HTTP_MAX_REDIRECTS = int(os.environ.get("TOOLS_HTTP_MAX_REDIRECTS", "3"))
 TOOLS_HTTP_CA_BUNDLE = os.environ.get("TOOLS_HTTP_CA_BUNDLE", "")
 # Browser origins (besides our own host) allowed to call /mcp; e.g. "https://studio.example.com".
 TOOLS_MCP_ALLOWED_ORIGINS = _env_list("TOOLS_MCP_ALLOWED_ORIGINS")
+# Items per page of /mcp tools/list and prompts/list (the client follows nextCursor).
+TOOLS_MCP_PAGE_SIZE = int(os.environ.get("TOOLS_MCP_PAGE_SIZE", "100"))
 # Tool-call audit entries wait in a Redis list and become ToolCall rows in the Celery worker
 # (beat's tools.flush_audit, every TOOLS_AUDIT_DRAIN_SECONDS). A web process writes them itself
 # only when TOOLS_AUDIT_FLUSH_INTERVAL is above 0 (a deployment without a worker): parsing and
