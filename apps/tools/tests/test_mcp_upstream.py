@@ -1,0 +1,239 @@
+"""Upstream MCP servers as tool sources: a reference server built with the SDK (MCPServer) runs
+as a real process on 127.0.0.1; its tools are synced, called through POST /internal/tools/call,
+through /mcp, and in an agent turn, under the egress rules of http tools."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from apps.tools.models import McpServer, Tool, ToolCall
+from apps.tools.services import mcp_server_create, mcp_server_delete, mcp_server_sync, mcp_server_update
+from apps.tools.tests.conftest import run, wait_for, wait_until_served
+from daarion.testing import BASE_DIR, free_port
+
+REFERENCE_TOOLS = ["ref.add", "ref.fail", "ref.forecast", "ref.whoami"]
+
+
+class Upstream:
+    """The reference server in its own process; restart() brings it back with other tools."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, *without: str) -> None:
+        args = [sys.executable, "-m", "apps.tools.tests.mcp_upstream", "--port", str(self.port)]
+        for name in without:
+            args += ["--without", name]
+        self.process = subprocess.Popen(args, cwd=BASE_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("the reference MCP server exited early")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("the reference MCP server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def restart(self, *without: str) -> None:
+        self.stop()
+        self.start(*without)
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    server = Upstream()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def reference(upstream, allow_local, make_agents, transactional_db) -> McpServer:
+    """The reference server registered as `ref` for agent:sofia, its tools synced."""
+    make_agents("agent:sofia", "agent:cto")
+    server = mcp_server_create(name="ref", url=upstream.url, prefix="ref", allowed_agents=["agent:sofia"],
+                               secret_headers={"X-Api-Key": "upstream-key-1"}, sync=False)
+    report = mcp_server_sync(server=server)
+    assert report.ok, report.error
+    return McpServer.objects.get(pk=server.pk)
+
+
+def test_the_sync_upserts_the_upstream_tools(reference):
+    tools = {t.tool_id: t for t in Tool.objects.filter(mcp_server=reference)}
+    assert sorted(tools) == REFERENCE_TOOLS
+    forecast = tools["ref.forecast"]
+    assert (forecast.executor, forecast.target, forecast.name) == ("mcp", "forecast", "Weather forecast")
+    assert forecast.input_schema["required"] == ["city"]
+    assert set(forecast.output_schema["properties"]) == {"city", "temp_c", "summary"}
+    assert forecast.read_only and forecast.idempotent and not forecast.destructive
+    # The server's permissions are the tools' own until a tool is changed on its own.
+    assert all(t.allowed_agents == ["agent:sofia"] and t.enabled for t in tools.values())
+    assert reference.protocol_version == "2026-07-28" and reference.last_synced_at is not None
+
+    again = mcp_server_sync(server=reference)
+    assert sorted(again.unchanged) == REFERENCE_TOOLS and not again.created and not again.disabled
+
+
+def test_a_call_through_the_rest_door_reaches_the_upstream(reference, tools_server, tools_api, make_token, bearer):
+    token = make_token(scopes=["tools"], agents=["agent:sofia"])
+    wait_until_served(tools_api, token, set(REFERENCE_TOOLS))
+
+    def call(tool_id, args, status=200):
+        response = tools_api.post("/internal/tools/call", headers=bearer(token),
+                                  json={"tool_id": tool_id, "agent_id": "agent:sofia", "microdao_id": "microdao:7",
+                                        "args": args})
+        assert response.status_code == status, response.text
+        return response.json()
+
+    forecast = call("ref.forecast", {"city": "Kyiv"})
+    assert forecast["ok"] is True, forecast
+    assert forecast["result"] == {"city": "Kyiv", "temp_c": 21.5, "summary": "sunny in Kyiv"}
+    assert call("ref.add", {"a": 2, "b": 40})["result"] == {"result": 42}
+    # The server's secret header reached the upstream (and only it: the value is nowhere else).
+    assert call("ref.whoami", {})["result"] == {"api_key": "upstream-key-1"}
+    failed = call("ref.fail", {"reason": "disk on fire"})
+    assert (failed["ok"], failed["error_type"]) == (False, "upstream_tool_error") and "disk on fire" in failed["error"]
+    invalid = call("ref.add", {"a": "two"}, status=422)  # checked here, against the synced schema
+    assert invalid["error"]["type"] == "invalid_args" and "$.b" in invalid["error"]["message"]
+
+    row = wait_for(lambda: ToolCall.objects.filter(request_id=forecast["request_id"]).first(), message="audit row")
+    assert (row.tool_id, row.agent_id, row.status, row.args) == ("ref.forecast", "agent:sofia", "ok", {"city": "Kyiv"})
+    assert "upstream-key-1" not in json.dumps(list(ToolCall.objects.values_list("args", "error")))
+
+
+def test_an_upstream_tool_through_our_own_mcp_door(reference, tools_server, tools_api, make_token):
+    token = make_token(scopes=["tools"], agents=["agent:sofia"])
+    wait_until_served(tools_api, token, set(REFERENCE_TOOLS))
+
+    async def scenario():
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        async with Client(streamable_http_client(f"{tools_server.url}/mcp", http_client=http)) as client:
+            listed = []
+            cursor = None
+            while True:
+                page = await client.list_tools(cursor=cursor)
+                listed += page.tools
+                if not (cursor := page.next_cursor):
+                    break
+            return listed, await client.call_tool("ref.forecast", {"city": "Lviv"})
+
+    listed, result = run(scenario())
+    forecast = next(t for t in listed if t.name == "ref.forecast")
+    assert forecast.annotations.read_only_hint is True and forecast.output_schema["required"]
+    assert result.is_error is False and result.structured_content["summary"] == "sunny in Lviv"
+
+
+def test_a_tool_removed_upstream_is_disabled_after_the_next_sync(reference, upstream):
+    try:
+        upstream.restart("forecast")
+        report = mcp_server_sync(server=reference)
+        assert report.disabled == ["ref.forecast"] and sorted(report.unchanged) == ["ref.add", "ref.fail", "ref.whoami"]
+        gone = Tool.objects.get(tool_id="ref.forecast")
+        assert gone.enabled is False and gone.mcp_server_id == reference.pk  # disabled, never deleted
+
+        # Back upstream, it stays disabled until someone enables it.
+        upstream.restart()
+        report = mcp_server_sync(server=reference)
+        assert "ref.forecast" in report.updated + report.unchanged and not Tool.objects.get(tool_id="ref.forecast").enabled
+    finally:
+        upstream.restart()
+
+
+def test_an_upstream_at_a_refused_address_is_refused_before_any_connection(settings, make_agents, transactional_db):
+    # A listener that counts connections: the guard must refuse before one is opened.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    try:
+        # A wildcard grant never reaches internal addresses; a host not listed is refused too.
+        settings.TOOLS_HTTP_ALLOWED_HOSTS = ["*"]
+        server = mcp_server_create(name="inside", url=f"http://127.0.0.1:{port}/mcp", sync=False)
+        report = mcp_server_sync(server=server)
+        assert "TargetRefused" in report.error and "internal address 127.0.0.1" in report.error
+        assert McpServer.objects.get(pk=server.pk).last_sync_error == report.error
+        settings.TOOLS_HTTP_ALLOWED_HOSTS = ["tools.example.com"]
+        assert "not in TOOLS_HTTP_ALLOWED_HOSTS" in mcp_server_sync(server=server).error
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    finally:
+        listener.close()
+
+
+def test_a_call_to_an_upstream_moved_to_a_refused_address_is_refused(reference, settings, upstream):
+    from apps.tools.tests.conftest import call
+
+    assert call("ref.add", args={"a": 1, "b": 2}).ok
+    mcp_server_update(server=reference, url="http://10.1.2.3:9/mcp")
+    refused = call("ref.add", args={"a": 1, "b": 2})
+    assert (refused.ok, refused.error_type) == (False, "target_not_allowed")
+    assert "host 10.1.2.3:9 is not in TOOLS_HTTP_ALLOWED_HOSTS" in refused.error
+    # Metadata addresses are refused even for a host listed by name.
+    settings.TOOLS_HTTP_ALLOWED_HOSTS = ["127.0.0.1", "metadata.test"]
+    mcp_server_update(server=McpServer.objects.get(pk=reference.pk), url="http://169.254.169.254/mcp")
+    settings.TOOLS_HTTP_ALLOWED_HOSTS = ["127.0.0.1", "*"]
+    refused = call("ref.add", args={"a": 1, "b": 2})
+    assert refused.error_type == "target_not_allowed" and "metadata address" in refused.error
+
+
+def test_server_changes_reach_its_tools(reference, make_agents):
+    make_agents("agent:pm")
+    own = Tool.objects.get(tool_id="ref.add")
+    from apps.tools.services import tool_update
+
+    tool_update(tool=own, allowed_agents=["agent:cto"])  # changed on its own: keeps its list
+    mcp_server_update(server=reference, allowed_agents=["agent:sofia", "agent:pm"], timeout=12.0)
+    lists = dict(Tool.objects.filter(mcp_server=reference).values_list("tool_id", "allowed_agents"))
+    assert lists == {"ref.add": ["agent:cto"], "ref.fail": ["agent:pm", "agent:sofia"],
+                     "ref.forecast": ["agent:pm", "agent:sofia"], "ref.whoami": ["agent:pm", "agent:sofia"]}
+    assert set(Tool.objects.filter(mcp_server=reference).values_list("timeout", flat=True)) == {12.0}
+
+    # A disabled server's tools are disabled with it in the registry the calls read.
+    from apps.tools.tests.conftest import call
+
+    mcp_server_update(server=reference, enabled=False)
+    assert call("ref.forecast", args={"city": "Rome"}).error_type == "tool_disabled"
+
+    kept = mcp_server_delete(server=McpServer.objects.get(pk=reference.pk))
+    assert kept == REFERENCE_TOOLS
+    assert not Tool.objects.filter(tool_id__in=REFERENCE_TOOLS, enabled=True).exists()
+    assert Tool.objects.filter(tool_id__in=REFERENCE_TOOLS).count() == 4
+
+
+def test_the_command_syncs_by_name(reference, upstream):
+    from django.core.management import CommandError, call_command
+    from io import StringIO
+
+    out = StringIO()
+    call_command("sync_mcp_servers", "ref", stdout=out)
+    assert "ref: 0 created, 0 updated, 0 disabled, 4 unchanged, protocol 2026-07-28" in out.getvalue()
+    with pytest.raises(CommandError, match="no MCP server named nope"):
+        call_command("sync_mcp_servers", "nope")
+
+
+def test_mcp_tools_are_made_only_by_a_sync(make_tool, db):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="register the server"):
+        make_tool("hand.made", executor="mcp", target="add")
+
