@@ -246,6 +246,11 @@ def tools_forget_agent(*, agent_id: str) -> list[Tool]:
         tool.allowed_agents = [a for a in tool.allowed_agents if a != agent_id]
         _save_change(tool)
         changed.append(tool)
+    # Upstream MCP servers name agents too (the list their new tools start with).
+    for server in McpServer.objects.select_for_update().filter(allowed_agents__contains=[agent_id]).order_by("name"):
+        server.allowed_agents = [a for a in server.allowed_agents if a != agent_id]
+        server.updated_at = timezone.now()
+        server.save()
     return changed
 
 
@@ -357,9 +362,11 @@ def tools_import(*, document: Any, dry_run: bool = False, environ: dict[str, str
 
 
 def tools_export() -> dict[str, Any]:
-    """The registry as a `{tools: [...]}` document (secrets as header names only)."""
+    """The registry as a `{tools: [...]}` document (secrets as header names only), without the
+    tools synced from MCP servers."""
     out = []
-    for tool in Tool.objects.order_by("tool_id"):
+    # Tools of an MCP server are the server's sync's to write: they travel as the server.
+    for tool in Tool.objects.filter(mcp_server__isnull=True).order_by("tool_id"):
         item: dict[str, Any] = {
             "id": tool.tool_id,
             "name": tool.name,
@@ -876,3 +883,24 @@ def mcp_server_sync(*, server: McpServer) -> McpSyncReport:
         )
         bump_version(TOOLS_CONFIG)
     return report
+
+
+def mcp_servers_export() -> list[dict[str, Any]]:
+    """The MCP servers as registry-document items (secret headers as `{env: VAR}` names only)."""
+    out = []
+    for server in McpServer.objects.order_by("name"):
+        item: dict[str, Any] = {
+            "name": server.name, "url": server.url, "transport": server.transport, "prefix": server.prefix,
+            "description": server.description, "allowed_agents": server.allowed_agents, "timeout": server.timeout,
+            "enabled": server.enabled, "agent_secret_headers": dict(server.agent_secret_headers),
+        }
+        secrets = _server_secrets(server)
+        if secrets:
+            base = "MCP_SERVER_" + re.sub(r"[^A-Z0-9]", "_", server.name.upper())
+            item["headers"] = {h: {"env": f"{base}_{re.sub(r'[^A-Z0-9]', '_', h.upper())}"} for h in sorted(secrets)}
+        out.append(item)
+    return out
+
+
+def mcp_server_secret_header_names(server: McpServer) -> list[str]:
+    return sorted(_server_secrets(server))
