@@ -263,6 +263,9 @@ TOOLS_MCP_ALLOWED_ORIGINS = _env_list("TOOLS_MCP_ALLOWED_ORIGINS")
 TOOLS_MCP_PAGE_SIZE = int(os.environ.get("TOOLS_MCP_PAGE_SIZE", "100"))
 # How often beat re-lists the tools of every enabled upstream MCP server (tools.sync_mcp_servers).
 TOOLS_MCP_SYNC_SECONDS = float(os.environ.get("TOOLS_MCP_SYNC_SECONDS", "300"))
+# The queue of the sync a new (or re-pointed) MCP server queues; a slow upstream can be kept off
+# the default queue by giving it a worker of its own.
+TOOLS_MCP_SYNC_QUEUE = os.environ.get("TOOLS_MCP_SYNC_QUEUE", "default")
 # Tool-call audit entries wait in a Redis list and become ToolCall rows in the Celery worker
 # (beat's tools.flush_audit, every TOOLS_AUDIT_DRAIN_SECONDS). A web process writes them itself
 # only when TOOLS_AUDIT_FLUSH_INTERVAL is above 0 (a deployment without a worker): parsing and

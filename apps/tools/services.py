@@ -711,10 +711,12 @@ def _apply_server(server: McpServer, data: dict[str, Any], secret_headers: dict[
 
 
 def _enqueue_sync(server: McpServer) -> None:
+    from django.conf import settings
+
     from apps.tools.tasks import sync_mcp_server
 
-    server_id = server.pk
-    transaction.on_commit(lambda: sync_mcp_server.delay(server_id))
+    server_id, queue = server.pk, settings.TOOLS_MCP_SYNC_QUEUE
+    transaction.on_commit(lambda: sync_mcp_server.apply_async(args=[server_id], queue=queue))
 
 
 @transaction.atomic

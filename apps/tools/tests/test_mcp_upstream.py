@@ -5,6 +5,7 @@ through /mcp, and in an agent turn, under the egress rules of http tools."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -237,3 +238,82 @@ def test_mcp_tools_are_made_only_by_a_sync(make_tool, db):
     with pytest.raises(ValidationError, match="register the server"):
         make_tool("hand.made", executor="mcp", target="add")
 
+
+
+@pytest.fixture(scope="module")
+def sync_worker(server_env, tmp_path_factory) -> Iterator[subprocess.Popen]:
+    """A real Celery worker on the queue tools_server sends its MCP syncs to, allowed to reach
+    127.0.0.1 (the shared test worker is not, and does not consume this queue)."""
+    log = tmp_path_factory.mktemp("mcp-sync-worker") / "worker.log"
+    env = {**server_env, "TOOLS_HTTP_ALLOWED_HOSTS": "127.0.0.1", "TOOLS_MCP_SYNC_QUEUE": "mcp-sync-tests"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "daarion", "worker", "--pool", "solo", "--loglevel", "INFO",
+         "-Q", "mcp-sync-tests", "--hostname", f"mcp-sync-{os.getpid()}@%h", "--without-gossip",
+         "--without-mingle"],
+        cwd=BASE_DIR, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+    )
+    yield process
+    process.terminate()
+    process.wait(15)
+
+
+def test_registering_a_server_over_the_registry_api_syncs_its_tools(
+    upstream, sync_worker, tools_server, tools_api, make_token, make_agents, bearer
+):
+    make_agents("agent:sofia")
+    registry = bearer(make_token(scopes=["registry"]))
+    created = tools_api.post("/api/registry/mcp-servers/", headers=registry, json={
+        "name": "ref", "url": upstream.url, "allowed_agents": ["agent:sofia"]})
+    assert created.status_code == 201, created.text
+    # Queued on commit, run by the worker: the tools appear without anyone asking for a sync.
+    server = wait_for(lambda: McpServer.objects.filter(name="ref", last_synced_at__isnull=False).first(),
+                      timeout=60, message="the worker's sync")
+    assert server.last_sync_error == "" and server.protocol_version == "2026-07-28"
+    assert sorted(Tool.objects.filter(mcp_server=server).values_list("tool_id", flat=True)) == REFERENCE_TOOLS
+    listed = tools_api.get("/api/registry/mcp-servers/ref/", headers=registry).json()
+    assert listed["tools"] == REFERENCE_TOOLS
+
+
+@pytest.fixture
+def scripted() -> Iterator[object]:
+    from apps.agents.tests.scripted_llm import ScriptedLLM
+
+    server = ScriptedLLM()
+    yield server
+    server.stop()
+
+
+def test_agent_sofia_calls_an_upstream_tool_in_a_turn(reference, tools_server, tools_api, make_token, bearer,
+                                                      scripted):
+    from apps.agents.models import Agent
+    from apps.agents.services import agent_update
+    from apps.llm import services as llm
+
+    provider = llm.provider_create(name="scripted", kind="openai_compatible", base_url=scripted.url,
+                                   api_key="sk-scripted-000000", timeout_seconds=10.0, max_retries=0)
+    llm.deployment_create(logical_model=llm.logical_model_create(name="script-mcp"), provider=provider,
+                          upstream_model="script-mcp")
+    agent_update(agent=Agent.objects.get(pk="agent:sofia"), model="script-mcp")
+    # The model calls the upstream tool by its OpenAI function name, then answers.
+    scripted.script("script-mcp", [{"calls": [("ref__forecast", {"city": "Odesa"})]}, {"text": "Sunny in Odesa."}])
+    agents = bearer(make_token(scopes=["agents"]))
+    wait_for(lambda: tools_api.get("/internal/agents/agent:sofia", headers=agents).json().get("model") == "script-mcp",
+             message="the server to serve Sofia on script-mcp")
+    wait_until_served(tools_api, make_token(scopes=["tools"], agents=["agent:sofia"]), set(REFERENCE_TOOLS))
+    loaded = tools_api.post("/internal/agents/agent:sofia/load", headers=agents)
+    assert loaded.status_code in (200, 409), loaded.text  # 409: loaded already (the server loads agents at start)
+
+    response = tools_api.post("/internal/agents/agent:sofia/chat", headers=agents, timeout=60, json={
+        "message": "Weather in Odesa tomorrow?", "microdao_id": "microdao:7", "channel_id": "channel:general"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["reply"] == "Sunny in Odesa."
+    [call] = body["tool_calls"]
+    assert (call["tool_id"], call["function_name"], call["ok"]) == ("ref.forecast", "ref__forecast", True)
+    assert call["result"] == {"city": "Odesa", "temp_c": 21.5, "summary": "sunny in Odesa"}
+    offered = [t["function"]["name"] for t in scripted.seen("script-mcp")[0]["tools"]]
+    assert "ref__forecast" in offered
+    [told] = [m for m in scripted.seen("script-mcp")[1]["messages"] if m.get("role") == "tool"]
+    assert json.loads(told["content"])["summary"] == "sunny in Odesa"
+    row = wait_for(lambda: ToolCall.objects.filter(tool_id="ref.forecast").first(), message="the audit row")
+    assert (row.agent_id, row.status, row.args) == ("agent:sofia", "ok", {"city": "Odesa"})
