@@ -8,7 +8,7 @@ this module. Without such an app nothing is registered and /mcp serves toolcore'
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,8 +25,10 @@ class McpToolError(Exception):
         self.error_type = error_type
 
 
-# Called with the acting agent and the validated arguments; returns a JSON object (the result's
-# structuredContent). Scoped by construction: it gets the agent id, never another agent's.
+# Called with keyword arguments agent_id (the acting agent), microdao_id (the caller's
+# X-Microdao-Id, may be "") and arguments (validated against input_schema); returns a JSON
+# object (the result's structuredContent). Scoped by construction: it is given the acting
+# agent, never another. A DaarionError it raises is the caller's refusal, with its message.
 McpToolHandler = Callable[..., Awaitable[dict[str, Any]]]
 
 
@@ -80,10 +82,11 @@ def tools() -> list[McpTool]:
     return sorted(_tools.values(), key=lambda t: t.name)
 
 
-# Prompts: given an agent id, its prompts in the MCP prompts/list shape; given an agent id, a
-# prompt name and its arguments, the prompts/get result (None: no such prompt for that agent).
-PromptLister = Callable[[str], Awaitable[list[dict[str, Any]]]]
-PromptGetter = Callable[[str, str, dict[str, str]], Awaitable[dict[str, Any] | None]]
+# Prompts: given the agents a caller may act for (None: any agent), their prompts in the MCP
+# prompts/list shape; given those agents, a prompt name and its arguments, the prompts/get
+# result (None: no such prompt for them).
+PromptLister = Callable[[Collection[str] | None], Awaitable[list[dict[str, Any]]]]
+PromptGetter = Callable[[Collection[str] | None, str, dict[str, str]], Awaitable[dict[str, Any] | None]]
 
 prompt_lister: Hook[PromptLister] = Hook("an MCP prompt lister")
 prompt_getter: Hook[PromptGetter] = Hook("an MCP prompt getter")
@@ -94,9 +97,9 @@ def register_prompts(lister: PromptLister, getter: PromptGetter) -> None:
     prompt_getter.register(getter)
 
 
-async def prompts_for(agent_id: str) -> list[dict[str, Any]]:
-    return [] if prompt_lister.function is None else await prompt_lister.function(agent_id)
+async def prompts_for(agent_ids: Collection[str] | None) -> list[dict[str, Any]]:
+    return [] if prompt_lister.function is None else await prompt_lister.function(agent_ids)
 
 
-async def prompt_get(agent_id: str, name: str, arguments: dict[str, str]) -> dict[str, Any] | None:
-    return None if prompt_getter.function is None else await prompt_getter.function(agent_id, name, arguments)
+async def prompt_get(agent_ids: Collection[str] | None, name: str, arguments: dict[str, str]) -> dict[str, Any] | None:
+    return None if prompt_getter.function is None else await prompt_getter.function(agent_ids, name, arguments)

@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import logging
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -23,11 +24,14 @@ from django.conf import settings
 from mcp.server.lowlevel.server import Server
 from mcp.shared.exceptions import MCPError
 
+from apps.tools.audit import audit_enqueue, audit_entry
+from apps.tools.choices import CallStatus
 from apps.tools.selectors import atools_for_agents, mcp_tool
 from apps.tools.services import ToolCallOutcome, tool_call
 from daarion import mcp_extensions
 from daarion.agent_secrets import agent_secrets_for
 from daarion.auth import Principal
+from daarion.errors import DaarionError
 
 logger = logging.getLogger(__name__)
 
@@ -148,22 +152,43 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Call
     return types.CallToolResult.model_validate(tool_result(outcome))
 
 
+def _error_result(error_type: str, message: str, request_id: str) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": f"{error_type}: {message}"}], "isError": True,
+            "_meta": {"daarion/error_type": error_type, "daarion/request_id": request_id}}
+
+
 async def _call_extension(tool: mcp_extensions.McpTool, caller: Caller, arguments: dict[str, Any]) -> dict[str, Any]:
+    """A tool another app serves (agent memory): checked against its schema, run for the
+    acting agent only, and audited like a toolcore call (its arguments are not stored: they
+    may hold what the agent remembers)."""
+    started = time.perf_counter()
+    status, error_type, error = CallStatus.OK, "", ""
     problems = tool.argument_problems(arguments)
     if problems:
-        return {"content": [{"type": "text", "text": f"invalid_args: {problems[0]}"}], "isError": True,
-                "_meta": {"daarion/error_type": "invalid_args"}}
-    try:
-        result = await tool.handler(agent_id=caller.agent_id, arguments=arguments)
-    except mcp_extensions.McpToolError as exc:
-        return {"content": [{"type": "text", "text": f"{exc.error_type}: {exc}"}], "isError": True,
-                "_meta": {"daarion/error_type": exc.error_type}}
-    except Exception:  # noqa: BLE001 - a failed call with a reason, never a crashed request
-        logger.exception("MCP tool %s failed for %s", tool.name, caller.agent_id)
-        return {"content": [{"type": "text", "text": f"execution_error: {tool.name} failed; request id "
-                             f"{caller.request_id}"}], "isError": True, "_meta": {"daarion/error_type": "execution_error"}}
-    return {"content": [{"type": "text", "text": json.dumps(result, ensure_ascii=False)}], "isError": False,
-            "structuredContent": result}
+        status, error_type, error = CallStatus.INVALID_ARGS, "invalid_args", problems[0]
+        answer = _error_result(error_type, error, caller.request_id)
+    else:
+        try:
+            result = await tool.handler(agent_id=caller.agent_id, microdao_id=caller.microdao_id, arguments=arguments)
+        except mcp_extensions.McpToolError as exc:
+            status, error_type, error = CallStatus.ERROR, exc.error_type, str(exc)
+        except DaarionError as exc:  # a refusal of the owning app's services (bad input, not found)
+            status = CallStatus.INVALID_ARGS if exc.status in (400, 422) else CallStatus.ERROR
+            error_type, error = exc.type, exc.message
+        except Exception:  # noqa: BLE001 - a failed call with a reason, never a crashed request
+            logger.exception("MCP tool %s failed for %s", tool.name, caller.agent_id)
+            status, error_type, error = CallStatus.ERROR, "execution_error", f"{tool.name} failed; request id {caller.request_id}"
+        if error_type:
+            answer = _error_result(error_type, error, caller.request_id)
+        else:
+            answer = {"content": [{"type": "text", "text": json.dumps(result, ensure_ascii=False, default=str)}],
+                      "isError": False, "structuredContent": result}
+    await audit_enqueue(audit_entry(
+        tool_id=tool.name, tool_version=None, agent_id=caller.agent_id, microdao_id=caller.microdao_id, args=None,
+        status=status, error_type=error_type or None, error=error or None,
+        latency_ms=(time.perf_counter() - started) * 1000, request_id=caller.request_id,
+    ))
+    return answer
 
 
 # --- prompts -----------------------------------------------------------------------------
@@ -171,14 +196,14 @@ async def _call_extension(tool: mcp_extensions.McpTool, caller: Caller, argument
 
 async def list_prompts(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
     caller = caller_of(ctx)
-    prompts = await mcp_extensions.prompts_for(caller.agent_id)
+    prompts = await mcp_extensions.prompts_for(caller.caller_agents)
     page, next_cursor = _page(sorted(prompts, key=lambda p: p["name"]), params.cursor if params else None)
     return types.ListPromptsResult.model_validate({"prompts": page, "nextCursor": next_cursor})
 
 
 async def get_prompt(ctx: Any, params: types.GetPromptRequestParams) -> types.GetPromptResult:
     caller = caller_of(ctx)
-    prompt = await mcp_extensions.prompt_get(caller.agent_id, params.name, dict(params.arguments or {}))
+    prompt = await mcp_extensions.prompt_get(caller.caller_agents, params.name, dict(params.arguments or {}))
     if prompt is None:
         raise MCPError(types.INVALID_PARAMS, f"Unknown prompt: {params.name}")
     return types.GetPromptResult.model_validate(prompt)

@@ -261,3 +261,93 @@ def test_origin_header(tools_api, tools_server, make_token, mcp_tools):
     assert evil.status_code == 403 and evil.json()["error"]["data"]["type"] == "origin_not_allowed"
     assert "origin 'http://evil.example' may not use this MCP server" in evil.json()["error"]["message"]
     assert _rpc(tools_api, bound, Origin=tools_server.url).status_code == 200  # same origin
+
+
+# --- memory tools and agent prompts (served by apps.memory and apps.agents through
+# daarion.mcp_extensions) ------------------------------------------------------------------
+
+
+def test_memory_tools_need_the_memory_scope_and_stay_with_the_acting_agent(tools_server, tools_api, make_token,
+                                                                          mcp_tools):
+    from apps.memory.services import memory_store
+
+    memory_store(agent_id="agent:cto", microdao_id="microdao:7", kind="kb", content={"text": "zebra budget is secret"})
+    tools_only = make_token(scopes=["tools"], agents=["agent:sofia"])
+    with_memory = make_token(scopes=["tools", "memory"], agents=["agent:sofia"])
+
+    async def names(token):
+        async with _session(tools_server.url, token) as client:
+            return [t.name for t in (await _all_tools(client))[0]]
+
+    assert not [n for n in run(names(tools_only)) if n.startswith("memory.")]
+    assert [n for n in run(names(with_memory)) if n.startswith("memory.")] == ["memory.forget", "memory.search", "memory.store"]
+
+    async def scenario():
+        async with _session(tools_server.url, with_memory, **{"X-Microdao-Id": "microdao:7"}) as client:
+            stored = await client.call_tool("memory.store", {"text": "The zebra budget was approved on Monday"})
+            found = await client.call_tool("memory.search", {"query": "zebra budget"})
+            invalid = await client.call_tool("memory.search", {"limit": 3})
+            forgotten = await client.call_tool("memory.forget", {"id": stored.structured_content["id"]})
+            after = await client.call_tool("memory.search", {"query": "zebra budget"})
+            return stored, found, invalid, forgotten, after
+
+    stored, found, invalid, forgotten, after = run(scenario())
+    assert stored.is_error is False and stored.structured_content["created"] is True
+    texts = [r["text"] for r in found.structured_content["results"]]
+    assert texts == ["The zebra budget was approved on Monday"]  # the CTO's memory is not Sofia's
+    assert invalid.is_error is True and "invalid_args" in invalid.content[0].text and "query" in invalid.content[0].text
+    assert forgotten.structured_content == {"deleted": 1}
+    assert after.structured_content["results"] == []
+    # Memory calls are audited with the tool calls (without their arguments).
+    rows = wait_for(lambda: (r := list(ToolCall.objects.filter(tool_id__startswith="memory.").order_by("id")))
+                    and len(r) >= 5 and r, message="memory audit rows")
+    assert [(r.tool_id, r.status) for r in rows][:3] == [("memory.store", "ok"), ("memory.search", "ok"),
+                                                         ("memory.search", "invalid_args")]
+    assert all(r.agent_id == "agent:sofia" and r.args is None for r in rows)
+
+    # Without the memory scope the tool is unknown.
+    async def refused():
+        async with _session(tools_server.url, tools_only) as client:
+            try:
+                await client.call_tool("memory.search", {"query": "zebra"})
+            except MCPError as exc:
+                return exc
+
+    assert "Unknown tool: memory.search" in run(refused()).message
+
+
+def test_each_agent_character_is_a_prompt(tools_server, tools_api, make_token, mcp_tools):
+    from apps.agents.models import Agent
+    from apps.agents.services import agent_update
+
+    agent_update(agent=Agent.objects.get(pk="agent:sofia"), system_prompt="Answer briefly.",
+                 character={"bio": ["Product lead of microDAO 7"], "adjectives": ["precise", "warm"]})
+    bound = make_token(scopes=["tools"], agents=["agent:sofia"])
+    both = make_token(scopes=["tools"], agents=["agent:sofia", "agent:cto"])
+
+    async def scenario(token, **headers):
+        async with _session(tools_server.url, token, **headers) as client:
+            listed = await client.list_prompts()
+            try:
+                await client.get_prompt("agent:nobody")
+            except MCPError as exc:
+                unknown = exc
+            return listed, unknown, client
+
+    def wait_prompt():
+        async def get():
+            async with _session(tools_server.url, bound) as client:
+                return await client.get_prompt("agent:sofia")
+        return wait_for(lambda: "Product lead" in (p := run(get())).messages[0].content.text and p,
+                        message="the server to serve Sofia's new character")
+
+    prompt = wait_prompt()
+    text = prompt.messages[0].content.text
+    assert prompt.messages[0].role == "user"
+    assert text.startswith("Answer briefly.") and "You are Sofia." in text and "precise, warm" in text
+
+    listed, unknown, _ = run(scenario(bound))
+    assert [p.name for p in listed.prompts] == ["agent:sofia"]
+    assert "Unknown prompt: agent:nobody" in unknown.message
+    listed, _, _ = run(scenario(both, **{"X-Agent-Id": "agent:cto"}))
+    assert [p.name for p in listed.prompts] == ["agent:cto", "agent:sofia"]
