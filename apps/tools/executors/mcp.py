@@ -21,6 +21,7 @@ from apps.tools.executors import ExecutionResult, ToolContext, executor
 from apps.tools.executors.http import TargetRefused
 
 _SHORT = 500
+TRANSPORT_ERROR = "daarion/transport_error"  # apps.tools.mcp.upstream.TRANSPORT_ERROR_KEY
 
 
 def _text_of(content: list[Any]) -> str:
@@ -55,6 +56,11 @@ def _failure(exc: BaseException, where: str, timeout: float) -> ExecutionResult 
                                        status=CallStatus.TIMEOUT)
     if isinstance(exc, httpx2.ConnectError):
         return ExecutionResult.failure(f"could not connect to {where}: {exc or 'connection failed'}", "connect_error")
+    if isinstance(exc, MCPError) and isinstance(exc.data, dict) and TRANSPORT_ERROR in exc.data:
+        # A failed exchange the upstream transport answered for (apps/tools/mcp/upstream.py).
+        if exc.data[TRANSPORT_ERROR] == "timeout":
+            return ExecutionResult.failure(f"{where}: {exc.message}"[:_SHORT], "timeout", status=CallStatus.TIMEOUT)
+        return ExecutionResult.failure(exc.message[:_SHORT], "connect_error")
     if isinstance(exc, MCPError):
         return ExecutionResult.failure(f"{where} answered error {exc.code}: {exc.message}"[:_SHORT], "upstream_error",
                                        details={"code": exc.code})

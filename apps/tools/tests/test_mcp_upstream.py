@@ -197,6 +197,20 @@ def test_a_call_to_an_upstream_moved_to_a_refused_address_is_refused(reference, 
     assert refused.error_type == "target_not_allowed" and "metadata address" in refused.error
 
 
+def test_an_upstream_that_is_down_is_a_connect_error_and_its_return_is_used(reference, upstream):
+    from apps.tools.tests.conftest import call
+
+    assert call("ref.add", args={"a": 1, "b": 2}).result == {"result": 3}
+    try:
+        upstream.stop()
+        down = call("ref.add", args={"a": 1, "b": 2})
+        assert (down.ok, down.error_type) == (False, "connect_error"), down
+        assert f"127.0.0.1:{upstream.port}" in down.error
+    finally:
+        upstream.start()
+    assert call("ref.add", args={"a": 2, "b": 2}).result == {"result": 4}
+
+
 def test_server_changes_reach_its_tools(reference, make_agents):
     make_agents("agent:pm")
     own = Tool.objects.get(tool_id="ref.add")
