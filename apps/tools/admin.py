@@ -239,9 +239,9 @@ class McpServerAdmin(admin.ModelAdmin):
         for server in queryset.order_by("name"):
             report = mcp_server_sync(server=server)
             if report.error:
-                self.message_user(request, f"{server.name}: sync failed: {report.error}", messages.ERROR)
+                self.message_user(request, f"MCP server {server.name}: sync failed: {report.error}", messages.ERROR)
             else:
-                self.message_user(request, f"{server.name}: {len(report.created)} created, {len(report.updated)} "
+                self.message_user(request, f"MCP server {server.name}: {len(report.created)} created, {len(report.updated)} "
                                            f"updated, {len(report.disabled)} disabled, {len(report.unchanged)} unchanged")
 
     def save_model(self, request: HttpRequest, obj: McpServer, form: McpServerForm, change: bool) -> None:

@@ -331,3 +331,25 @@ def test_agent_sofia_calls_an_upstream_tool_in_a_turn(reference, tools_server, t
     assert json.loads(told["content"])["summary"] == "sunny in Odesa"
     row = wait_for(lambda: ToolCall.objects.filter(tool_id="ref.forecast").first(), message="the audit row")
     assert (row.agent_id, row.status, row.args) == ("agent:sofia", "ok", {"city": "Odesa"})
+
+
+def test_the_admin_adds_a_server_and_its_action_syncs_it(admin_client, upstream, allow_local, make_agents, settings,
+                                                        transactional_db):
+    settings.TOOLS_MCP_SYNC_QUEUE = "mcp-sync-nobody"  # the queued sync is not what this test looks at
+    make_agents("agent:sofia")
+    form = {"name": "ref", "url": upstream.url, "transport": "streamable_http", "prefix": "ref", "description": "",
+            "timeout": "30", "enabled": "on", "agent_secret_headers": "{}", "every_agent": "",
+            "agents": "agent:sofia", "set_secret_headers": "X-Api-Key: adm-key-4242"}
+    bad = admin_client.post("/admin/tools/mcpserver/add/", {**form, "url": "ftp://nope"})
+    assert bad.status_code == 200 and "must be an http(s):// URL" in bad.content.decode()
+    added = admin_client.post("/admin/tools/mcpserver/add/", form)
+    assert added.status_code == 302, added.content.decode()[:2000]
+    server = McpServer.objects.get()
+    assert server.allowed_agents == ["agent:sofia"] and json.loads(server.secret_headers) == {"X-Api-Key": "adm-key-4242"}
+    page = admin_client.get(f"/admin/tools/mcpserver/{server.pk}/change/").content.decode()
+    assert "adm-key-4242" not in page and "4242" in page  # masked
+
+    synced = admin_client.post("/admin/tools/mcpserver/", {"action": "sync_now", "_selected_action": [server.pk]},
+                               follow=True)
+    assert "MCP server ref: 4 created, 0 updated, 0 disabled, 0 unchanged" in synced.content.decode()
+    assert sorted(Tool.objects.filter(mcp_server=server).values_list("tool_id", flat=True)) == REFERENCE_TOOLS
