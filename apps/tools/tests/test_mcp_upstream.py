@@ -121,6 +121,31 @@ def test_a_call_through_the_rest_door_reaches_the_upstream(reference, tools_serv
     assert "upstream-key-1" not in json.dumps(list(ToolCall.objects.values_list("args", "error")))
 
 
+def test_the_calling_agent_s_secret_reaches_the_upstream_as_a_header(reference, tools_server, tools_api, make_token,
+                                                                      bearer):
+    from apps.agents.models import Agent
+    from apps.agents.services import agent_secret_set
+
+    # The server's own X-Api-Key gives way to a per-agent one: each agent calls with its key.
+    server = mcp_server_update(server=reference, secret_headers={"X-Api-Key": None},
+                               agent_secret_headers={"X-Api-Key": "WEATHER_KEY"})
+    assert Tool.objects.get(tool_id="ref.whoami").agent_secret_headers == {"X-Api-Key": "WEATHER_KEY"}
+    agent_secret_set(agent=Agent.objects.get(pk="agent:sofia"), name="WEATHER_KEY", value="sofia-key-77")
+    token = make_token(scopes=["tools"], agents=["agent:sofia", "agent:cto"])
+    wait_until_served(tools_api, token, set(REFERENCE_TOOLS))
+
+    def whoami(agent_id):
+        return tools_api.post("/internal/tools/call", headers=bearer(token), json={
+            "tool_id": "ref.whoami", "agent_id": agent_id, "microdao_id": "microdao:7", "args": {}}).json()
+
+    assert wait_for(lambda: whoami("agent:sofia").get("result") == {"api_key": "sofia-key-77"},
+                    message="the agent's key at the upstream")
+    mcp_server_update(server=McpServer.objects.get(pk=server.pk), allowed_agents=["agent:sofia", "agent:cto"])
+    missing = wait_for(lambda: (r := whoami("agent:cto")).get("error_type") == "missing_secret" and r,
+                       message="the CTO's call refused for want of the secret")
+    assert "WEATHER_KEY" in missing["error"] and "sofia-key-77" not in json.dumps(missing)
+
+
 def test_an_upstream_tool_through_our_own_mcp_door(reference, tools_server, tools_api, make_token):
     token = make_token(scopes=["tools"], agents=["agent:sofia"])
     wait_until_served(tools_api, token, set(REFERENCE_TOOLS))
