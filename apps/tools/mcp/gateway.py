@@ -22,6 +22,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -34,10 +36,13 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from apps.tools.mcp.server import SCOPE_KEY, Caller, build_server
 from daarion.auth import Principal, authenticate_authorization
 from daarion.errors import BadRequest, DaarionError, Forbidden
+from daarion.log import request_id_var
 
 logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("daarion.access")  # the same access log as the APIs' lines
 
 TOOLS_SCOPE = "tools"
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def _headers(scope: dict[str, Any]) -> dict[str, str]:
@@ -129,14 +134,34 @@ class McpGateway:
         await started.wait()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        started = time.perf_counter()
         headers = _headers(scope)
-        request_id = headers.get("x-request-id", "").strip()[:128] or f"mcp-{uuid.uuid4().hex}"
+        incoming = headers.get("x-request-id", "")
+        # A caller's id is echoed back, so only a short, boring one is taken (as for the APIs).
+        request_id = incoming if _REQUEST_ID_RE.match(incoming) else f"mcp-{uuid.uuid4().hex}"
+        log_token = request_id_var.set(request_id)
+        outcome = {"status": 0, "token": None, "agent": None}
+        try:
+            await self._serve(scope, receive, send, headers, request_id, outcome)
+        finally:
+            access_logger.info("%s %s %s", scope.get("method"), scope.get("path"), outcome["status"], extra={
+                "method": scope.get("method"), "path": scope.get("path"), "status": outcome["status"],
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2), "token": outcome["token"],
+                "agent_id": outcome["agent"], "streaming": False,
+            })
+            request_id_var.reset(log_token)
+
+    async def _serve(self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[str, str], request_id: str,
+                     outcome: dict[str, Any]) -> None:
         try:
             _check_origin(headers)
             principal = await authenticate_authorization(headers.get("authorization", ""), TOOLS_SCOPE)
+            outcome["token"] = principal.name
             agent_id = _agent_of(headers, principal)
+            outcome["agent"] = agent_id
         except DaarionError as exc:
             status, response_headers, body = _refusal(exc, request_id)
+            outcome["status"] = status
             await send({"type": "http.response.start", "status": status, "headers": response_headers})
             await send({"type": "http.response.body", "body": body})
             return
@@ -147,6 +172,7 @@ class McpGateway:
 
         async def send_with_headers(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
+                outcome["status"] = message["status"]
                 message = {**message, "headers": [
                     *message.get("headers", []), (b"x-request-id", request_id.encode("latin-1", "replace")),
                     (b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store")]}

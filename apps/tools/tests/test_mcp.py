@@ -217,9 +217,12 @@ def test_refusals_over_raw_http(tools_api, make_token, mcp_tools):
     assert missing.status_code == 400 and missing.json()["error"]["data"]["type"] == "agent_required"
     other = _rpc(tools_api, bound, **{"X-Agent-Id": "agent:cto"})
     assert other.status_code == 403 and other.json()["error"]["data"]["type"] == "agent_not_allowed"
-    ok = _rpc(tools_api, any_agent, **{"X-Agent-Id": "agent:pm"})
+    ok = _rpc(tools_api, any_agent, **{"X-Agent-Id": "agent:pm", "X-Request-Id": "ci-run-7"})
     assert ok.status_code == 200 and ok.json()["result"]["protocolVersion"] == HANDSHAKE
-    assert ok.headers["x-request-id"] and ok.headers["cache-control"] == "no-store"
+    assert ok.headers["x-request-id"] == "ci-run-7" and ok.headers["cache-control"] == "no-store"
+    # A caller's id that could not be echoed safely is replaced by one of ours.
+    odd = _rpc(tools_api, any_agent, **{"X-Agent-Id": "agent:pm", "X-Request-Id": "a b;c"})
+    assert odd.headers["x-request-id"].startswith("mcp-")
 
     parse = _rpc(tools_api, bound, b"{nope")
     assert parse.status_code == 400 and parse.json()["error"]["code"] == -32700
