@@ -78,7 +78,8 @@ def _decode_cursor(cursor: str | None) -> str | None:
     try:
         return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise MCPError(types.INVALID_PARAMS, f"invalid cursor {cursor[:100]!r}: pass a nextCursor this server returned")
+        raise MCPError(types.INVALID_PARAMS,
+                       f"invalid cursor {cursor[:100]!r}: pass a nextCursor this server returned") from None
 
 
 def _page(items: list[dict[str, Any]], cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
@@ -100,8 +101,12 @@ async def _extension_tools(caller: Caller) -> list[mcp_extensions.McpTool]:
 
 async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
     caller = caller_of(ctx)
-    specs = [mcp_tool(tool) for tool in await atools_for_agents((caller.agent_id,))]
-    specs += [tool.spec() for tool in await _extension_tools(caller)]
+    extensions = [tool.spec() for tool in await _extension_tools(caller)]
+    # An extension tool's name wins on /mcp (call_tool asks them first): a registry tool of the
+    # same id is not offered here, so the list never names one tool twice.
+    taken = {spec["name"] for spec in extensions}
+    specs = [mcp_tool(tool) for tool in await atools_for_agents((caller.agent_id,)) if tool.id not in taken]
+    specs += extensions
     specs.sort(key=lambda spec: spec["name"])
     page, next_cursor = _page(specs, params.cursor if params else None)
     # Typed results: the 2026-07-28 wire wants resultType, ttlMs and cacheScope, which the
