@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from apps.agents.pipeline import character_prompt
 from apps.agents.selectors import ablueprints_all
 from daarion.mcp_extensions import register_prompts
 
@@ -24,6 +23,10 @@ async def list_prompts(agent_ids: Collection[str] | None) -> list[dict[str, Any]
 
 
 async def get_prompt(agent_ids: Collection[str] | None, name: str, arguments: dict[str, str]) -> dict[str, Any] | None:
+    # Imported here: this module is imported by ready(), and a change of the pipeline must
+    # break this prompt (and its test), not the start-up.
+    from apps.agents.pipeline import character_prompt
+
     blueprint = next((b for b in _visible(await ablueprints_all(), agent_ids) if b.id == name), None)
     if blueprint is None:
         return None

@@ -10,8 +10,6 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from apps.memory.choices import MemoryKind
-from apps.memory.search import amemory_query
-from apps.memory.services import amemory_store, closing_connection, memory_forget
 from daarion.errors import BadRequest
 from daarion.mcp_extensions import McpTool, register_tool
 
@@ -19,7 +17,13 @@ SCOPE = "memory"
 _KINDS = {"type": "array", "items": {"enum": list(MemoryKind.values)}}
 
 
+# The services are imported where they are used: this module is imported by ready(), and a
+# change of the memory API must break these tools (and their tests), not the start-up.
+
+
 async def search(*, agent_id: str, microdao_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    from apps.memory.search import amemory_query
+
     hits = await amemory_query(agent_id=agent_id, query=arguments["query"], limit=arguments.get("limit", 5),
                                microdao_id=arguments.get("microdao_id"), channel_id=arguments.get("channel_id"),
                                kinds=arguments.get("kinds"))
@@ -31,6 +35,8 @@ async def search(*, agent_id: str, microdao_id: str, arguments: dict[str, Any]) 
 
 
 async def store(*, agent_id: str, microdao_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    from apps.memory.services import amemory_store
+
     microdao = arguments.get("microdao_id") or microdao_id
     if not microdao:
         raise BadRequest("microdao_id is required (an argument, or the X-Microdao-Id header)", type="invalid_args")
@@ -44,6 +50,7 @@ async def store(*, agent_id: str, microdao_id: str, arguments: dict[str, Any]) -
 
 def _forget(agent_id: str, arguments: dict[str, Any]) -> int:
     from apps.memory.models import MemoryEntry
+    from apps.memory.services import memory_forget
 
     if arguments.get("id"):
         deleted, _ = MemoryEntry.objects.filter(agent_id=agent_id, id=arguments["id"]).delete()
@@ -52,6 +59,8 @@ def _forget(agent_id: str, arguments: dict[str, Any]) -> int:
 
 
 async def forget(*, agent_id: str, microdao_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    from apps.memory.services import closing_connection
+
     return {"deleted": await sync_to_async(closing_connection(_forget), thread_sensitive=False)(agent_id, arguments)}
 
 
