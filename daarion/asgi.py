@@ -9,7 +9,8 @@ chain leaves out the browser middleware (sessions, CSRF, user auth, messages, cl
 security and common headers). Those are sync `MiddlewareMixin` classes: under ASGI each
 one hops to a thread twice per request, which cost the LLM proxy about a third of its CPU
 per call (bench/proxy_overhead.py), while token-authenticated JSON APIs use none of them.
-Everything else (admin, /api/registry with its session auth, /mcp, /health) keeps the full chain.
+Everything else (admin, /api/registry with its session auth, /health) keeps the full chain;
+/mcp is not Django at all but the MCP SDK's ASGI app behind toolcore's gateway (apps/tools/mcp/).
 What an API answer still wants of the left-out middleware (a Content-Length, `nosniff`, and
 `no-store`) the handler adds itself (api_headers).
 
@@ -55,6 +56,9 @@ from django.urls import get_resolver, set_script_prefix  # noqa: E402
 from daarion import fastlane  # noqa: E402
 from daarion.errors import error_response  # noqa: E402
 from daarion.middleware import RequestIdMiddleware  # noqa: E402
+from apps.tools.mcp.gateway import gateway as mcp_gateway  # noqa: E402
+
+MCP_PATH = "/mcp"
 
 # Left out of the service APIs' chain; anything not listed here runs for them too.
 BROWSER_ONLY_MIDDLEWARE = frozenset({
@@ -208,9 +212,29 @@ fast_lane_application = FastLaneHandler()
 FAST_ROUTES = fastlane.routes() if settings.FAST_LANE else {}
 
 
+async def lifespan(scope, receive, send) -> None:  # noqa: ANN001 - the ASGI signature
+    """Starts and stops what lives as long as the process: the MCP gateway's session manager."""
+    gateway = mcp_gateway()
+    await receive()  # lifespan.startup
+    try:
+        async with gateway.lifespan():
+            await send({"type": "lifespan.startup.complete"})
+            await receive()  # lifespan.shutdown
+    except Exception as exc:  # noqa: BLE001 - reported to the server, which refuses to start
+        await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
+        return
+    await send({"type": "lifespan.shutdown.complete"})
+
+
 async def django_router(scope, receive, send) -> None:  # noqa: ANN001 - the ASGI signature
+    if scope["type"] == "lifespan":
+        return await lifespan(scope, receive, send)
     if scope["type"] == "http":
         path = scope["path"]
+        if path == MCP_PATH:
+            # The MCP gateway is the SDK's ASGI app behind our auth (apps/tools/mcp/gateway.py),
+            # not a Django view.
+            return await mcp_gateway()(scope, receive, send)
         route = FAST_ROUTES.get(path)
         if route is not None and scope["method"] == route.method:
             return await fast_lane_application(scope, receive, send)

@@ -163,3 +163,16 @@ class ServiceTokenAuth(AuthBase):
 def principal_of(request: HttpRequest) -> Principal:
     """The principal that ServiceTokenAuth attached to the request."""
     return request.auth  # type: ignore[attr-defined, return-value]
+
+
+async def authenticate_authorization(authorization: str, scope: str | None) -> Principal:
+    """Async authentication from a raw Authorization header, for doors outside Django (the MCP
+    gateway is plain ASGI); the same checks and errors as ServiceTokenAuth."""
+    scheme, _, value = authorization.partition(" ")
+    if not authorization:
+        raise Unauthorized("missing Authorization header; send 'Authorization: Bearer <service token>'")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthorized("Authorization must be 'Bearer <service token>'")
+    digest = hash_token(value.strip())
+    principal = (await _tokens.aget()).get(digest) or (await _tokens.aget(recheck=True)).get(digest)
+    return _check(principal, scope)

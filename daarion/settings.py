@@ -189,6 +189,7 @@ DAARION_AUDITED_MODELS = [
     "agents.Agent",
     "agents.AgentSecret",
     "memory.EmbeddingModel",
+    "tools.McpServer",
 ]
 
 # --- Auth, i18n, static -----------------------------------------------------------------
@@ -259,6 +260,13 @@ TOOLS_HTTP_MAX_REDIRECTS = int(os.environ.get("TOOLS_HTTP_MAX_REDIRECTS", "3"))
 TOOLS_HTTP_CA_BUNDLE = os.environ.get("TOOLS_HTTP_CA_BUNDLE", "")
 # Browser origins (besides our own host) allowed to call /mcp; e.g. "https://studio.example.com".
 TOOLS_MCP_ALLOWED_ORIGINS = _env_list("TOOLS_MCP_ALLOWED_ORIGINS")
+# Items per page of /mcp tools/list and prompts/list (the client follows nextCursor).
+TOOLS_MCP_PAGE_SIZE = int(os.environ.get("TOOLS_MCP_PAGE_SIZE", "100"))
+# How often beat re-lists the tools of every enabled upstream MCP server (tools.sync_mcp_servers).
+TOOLS_MCP_SYNC_SECONDS = float(os.environ.get("TOOLS_MCP_SYNC_SECONDS", "300"))
+# The queue of the sync a new (or re-pointed) MCP server queues; a slow upstream can be kept off
+# the default queue by giving it a worker of its own.
+TOOLS_MCP_SYNC_QUEUE = os.environ.get("TOOLS_MCP_SYNC_QUEUE", "default")
 # Tool-call audit entries wait in a Redis list and become ToolCall rows in the Celery worker
 # (beat's tools.flush_audit, every TOOLS_AUDIT_DRAIN_SECONDS). A web process writes them itself
 # only when TOOLS_AUDIT_FLUSH_INTERVAL is above 0 (a deployment without a worker): parsing and
@@ -274,9 +282,13 @@ CELERY_BEAT_SCHEDULE = {
     "tools-flush-audit": {"task": "tools.flush_audit", "schedule": TOOLS_AUDIT_DRAIN_SECONDS,
                           "options": {"queue": "default", "expires": max(5.0, 3 * TOOLS_AUDIT_DRAIN_SECONDS),
                                       "ignore_result": True}},
+    "tools-sync-mcp-servers": {"task": "tools.sync_mcp_servers", "schedule": TOOLS_MCP_SYNC_SECONDS,
+                               "options": {"queue": "default", "expires": TOOLS_MCP_SYNC_SECONDS,
+                                           "ignore_result": True}},
 }
 # httpx logs every request at INFO; tool calls are audited already, so only its warnings.
 LOGGING["loggers"].setdefault("httpx", {"level": "WARNING"})
+LOGGING["loggers"].setdefault("httpx2", {"level": "WARNING"})  # the MCP SDK's client
 
 # --- memory ---
 MEMORY_QUERY_MAX_LIMIT = int(os.environ.get("MEMORY_QUERY_MAX_LIMIT", "50"))

@@ -1,10 +1,9 @@
-"""URL map: admin, the internal API, the OpenAI-compatible API, health."""
+"""URL map: admin, the internal API, the OpenAI-compatible API, health (/mcp is plain ASGI: daarion/asgi.py)."""
 
 from django.contrib import admin
 from django.urls import include, path
 
 from apps.tools.demo_service import projects_list as demo_projects_list
-from apps.tools.mcp import mcp_endpoint
 from daarion.api import internal_api, openai_api
 from daarion.health import health
 
@@ -15,5 +14,4 @@ urlpatterns = [
     path("api/registry/", include("apps.registry.urls")),
     path("health", health, name="health"),
     path("demo/projects.list", demo_projects_list, name="demo-projects-list"),
-    path("mcp", mcp_endpoint, name="mcp"),
 ]

@@ -16,3 +16,6 @@ class AgentsConfig(AppConfig):
 
         register_agent_resolver(unknown_agent_ids)
         register_agent_secrets_resolver(aagent_secrets)
+        from apps.agents import mcp
+
+        mcp.register()  # agents' characters as prompts on toolcore's /mcp (daarion.mcp_extensions)

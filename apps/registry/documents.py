@@ -1,7 +1,8 @@
 """Whole-registry documents: export the registry, plan a document against it, apply it.
 
 The document is the YAML/JSON shape `import_registry` reads (`providers:`, `models:`,
-`rate_limits:`), extended with `tools:` (the `import_tools` items) and `agents:`. Applying
+`rate_limits:`), extended with `tools:` (the `import_tools` items), `agents:` and
+`mcp_servers:` (upstream MCP servers; their synced tools are theirs, not the `tools:` section's). Applying
 one is a single transaction composed of the owning apps' services, so every rule, version
 bump and change-log record holds exactly as through the admin. A section present in the
 document is the whole truth about its objects: objects it does not name are deleted
@@ -32,11 +33,11 @@ from apps.llm.selectors import registry_export as llm_registry_export
 from apps.registry.exceptions import validation_failed
 from apps.registry.services import agent_secrets_apply, model_deployments_sync
 from apps.tools import services as tool_services
-from apps.tools.models import Tool
+from apps.tools.models import McpServer, Tool
 from daarion.audit import SECRET_MARK
 from daarion.errors import DaarionError, ValidationFailed
 
-SECTIONS = ("providers", "models", "rate_limits", "tools", "agents")
+SECTIONS = ("providers", "models", "rate_limits", "tools", "agents", "mcp_servers")
 Action = str  # create | update | delete | unchanged
 
 
@@ -45,7 +46,7 @@ Action = str  # create | update | delete | unchanged
 
 @dataclass
 class PlanItem:
-    type: str  # provider | model | rate_limit | tool | agent
+    type: str  # provider | model | rate_limit | tool | agent | mcp_server
     id: str
     path: str  # where the object sits in the document, e.g. models.gpt-4.1-mini
     action: Action
@@ -175,6 +176,7 @@ _POLICY_KEYS = llm_services.POLICY_KEYS  # one key set for both importers
 _TOOL_KEYS = {"id", *tool_services.TOOL_FIELDS, "secrets", "annotations"}
 _AGENT_KEYS = {"id", *agent_services.EDITABLE_FIELDS, "secrets"}
 _ANNOTATIONS = ("read_only", "destructive", "idempotent")
+_MCP_SERVER_KEYS = {"name", *tool_services.MCP_SERVER_FIELDS, "headers"}
 
 
 def _providers(raw: Any) -> dict[str, tuple[str, dict[str, Any], _Secret | None]]:
@@ -321,6 +323,33 @@ def _tools(raw: Any) -> dict[str, tuple[str, dict[str, Any], dict[str, _Secret] 
     return out
 
 
+def _mcp_servers(raw: Any) -> dict[str, tuple[str, dict[str, Any], dict[str, _Secret] | None]]:
+    out: dict[str, tuple[str, dict[str, Any], dict[str, _Secret] | None]] = {}
+    for index, item in enumerate(_list(raw, "mcp_servers")):
+        path = f"mcp_servers[{index}]"
+        item = _mapping(item, path)
+        name = item.get("name")
+        _expect(isinstance(name, str) and bool(name), f"{path}.name", "required (a name like weather)")
+        _only(item, path, _MCP_SERVER_KEYS)
+        _expect(name not in out, f"{path}.name", f"{name!r} appears twice in the document")
+        _expect("url" in item, f"{path}.url", "required")
+        allowed = item.get("allowed_agents")
+        values = {
+            "url": item["url"],
+            "transport": item.get("transport", "streamable_http"),
+            "prefix": item.get("prefix", name),
+            "description": item.get("description", ""),
+            "allowed_agents": sorted({a.strip() for a in allowed if isinstance(a, str) and a.strip()})
+            if isinstance(allowed, list) and all(isinstance(a, str) for a in allowed) else allowed,
+            "timeout": item.get("timeout", 30.0),
+            "enabled": item.get("enabled", True),
+            "agent_secret_headers": item.get("agent_secret_headers") or {},
+        }
+        secrets = _secrets_map(item["headers"], f"{path}.headers") if item.get("headers") is not None else None
+        out[name] = (path, values, secrets)
+    return out
+
+
 _AGENT_DEFAULTS = {
     "system_prompt": "", "character": {}, "enabled": True, "memory_recall_limit": 5, "memory_kinds": [],
     "max_tool_steps": 4, "tool_mode": "native", "temperature": None, "history_turns": 10, "history_tokens": 4000,
@@ -352,6 +381,7 @@ class _Desired:
     rate_limits: dict = field(default_factory=dict)
     tools: dict = field(default_factory=dict)
     agents: dict = field(default_factory=dict)
+    mcp_servers: dict = field(default_factory=dict)
 
 
 def parse(document: Any) -> _Desired:
@@ -363,6 +393,7 @@ def parse(document: Any) -> _Desired:
     desired.rate_limits = _policies(root.get("rate_limits") or [])
     desired.tools = _tools(root.get("tools") or [])
     desired.agents = _agents(root.get("agents") or [])
+    desired.mcp_servers = _mcp_servers(root.get("mcp_servers") or [])
     return desired
 
 
@@ -510,11 +541,12 @@ def _apply_policies(desired: _Desired, plan: Plan) -> None:
             plan.add(PlanItem("rate_limit", _policy_id(scope, subject), path, "update" if changes else "unchanged", changes))
 
 
-def _secret_changes(stored: dict[str, str], secrets: dict[str, _Secret] | None, path: str, opts: dict[str, Any]) -> dict[str, str]:
+def _secret_changes(stored: dict[str, str], secrets: dict[str, _Secret] | None, path: str, opts: dict[str, Any],
+                    key: str = "secrets") -> dict[str, str]:
     """The named secrets whose value must be written (unchanged and kept ones left out)."""
     writes: dict[str, str] = {}
     for name, secret in (secrets or {}).items():
-        value = _secret_value(secret, f"{path}.secrets.{name}", stored=name in stored, **opts)
+        value = _secret_value(secret, f"{path}.{key}.{name}", stored=name in stored, **opts)
         if value is not None and stored.get(name) != value:
             writes[name] = value
     return writes
@@ -539,6 +571,27 @@ def _apply_tools(desired: _Desired, plan: Plan, opts: dict[str, Any]) -> None:
                 tool_services.tool_update(tool=existing, secret_headers=writes or None,
                                           **{k: values[k] for k in changes if k in values})
             plan.add(PlanItem("tool", tool_id, path, "update" if changes else "unchanged", changes))
+
+
+def _apply_mcp_servers(desired: _Desired, plan: Plan, opts: dict[str, Any]) -> None:
+    current = {m.name: m for m in McpServer.objects.all()}
+    for name, (path, values, secrets) in desired.mcp_servers.items():
+        existing = current.get(name)
+        stored = json.loads(existing.secret_headers) if existing is not None and existing.secret_headers else {}
+        writes = _secret_changes(stored, secrets, path, opts, key="headers")
+        with _at(path, aliases={"secret_headers": "headers"}):
+            if existing is None:
+                tool_services.mcp_server_create(name=name, secret_headers=writes or None, **values)
+                changes = {k: [None, v] for k, v in values.items()}
+                changes.update({f"headers.{n}": [None, SECRET_MARK] for n in writes})
+                plan.add(PlanItem("mcp_server", name, path, "create", changes))
+                continue
+            changes = _diff(existing, values)
+            changes.update({f"headers.{n}": [SECRET_MARK if n in stored else None, SECRET_MARK] for n in writes})
+            if changes:
+                tool_services.mcp_server_update(server=existing, secret_headers=writes or None,
+                                                **{k: values[k] for k in changes if k in values})
+            plan.add(PlanItem("mcp_server", name, path, "update" if changes else "unchanged", changes))
 
 
 def _apply_agents(desired: _Desired, plan: Plan, opts: dict[str, Any]) -> None:
@@ -569,10 +622,17 @@ def _prune(desired: _Desired, plan: Plan) -> None:
     """Deletes what a present section does not name: dependants before what they depend on
     (tools and agent policies name agents, agents name models, models name providers)."""
     if "tools" in desired.sections:
-        for tool in Tool.objects.exclude(tool_id__in=list(desired.tools)):
+        # Tools of an MCP server belong to its sync (and to the mcp_servers section).
+        for tool in Tool.objects.filter(mcp_server__isnull=True).exclude(tool_id__in=list(desired.tools)):
             with _at(f"tools.{tool.tool_id}"):
                 tool_services.tool_delete(tool=tool)
             plan.add(PlanItem("tool", tool.tool_id, f"tools.{tool.tool_id}", "delete"))
+    if "mcp_servers" in desired.sections:
+        for server in McpServer.objects.exclude(name__in=list(desired.mcp_servers)):
+            name = server.name
+            with _at(f"mcp_servers.{name}"):
+                kept = tool_services.mcp_server_delete(server=server)
+            plan.add(PlanItem("mcp_server", name, f"mcp_servers.{name}", "delete", {"tools_disabled": [None, kept]}))
     if "rate_limits" in desired.sections:
         for policy in RateLimitPolicy.objects.all():
             if (policy.scope, policy.subject) not in desired.rate_limits:
@@ -656,6 +716,7 @@ def registry_apply(
         _apply_agents(desired, plan, opts)
         _apply_policies(desired, plan)
         _apply_tools(desired, plan, opts)
+        _apply_mcp_servers(desired, plan, opts)
         if prune:
             _prune(desired, plan)
         if dry_run:
@@ -691,4 +752,5 @@ def registry_export() -> dict[str, Any]:
     data.setdefault("rate_limits", [])
     data["tools"] = tool_services.tools_export()["tools"]
     data["agents"] = _agents_export()
+    data["mcp_servers"] = tool_services.mcp_servers_export()
     return {name: data[name] for name in SECTIONS}

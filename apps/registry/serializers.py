@@ -20,8 +20,9 @@ from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy
 from apps.memory.choices import EmbeddingBackend
 from apps.memory.models import EmbeddingModel
 from apps.registry.selectors import secret_changed_at
-from apps.tools.choices import Executor
-from apps.tools.models import Tool
+from apps.tools.choices import Executor, McpTransport
+from apps.tools.models import McpServer, Tool
+from apps.tools.services import mcp_server_secret_header_names
 from daarion.models import ChangeRecord
 
 
@@ -207,6 +208,53 @@ class ToolIn(serializers.Serializer):
     agent_secret_headers = serializers.DictField(
         child=serializers.CharField(), required=False, default=dict,
         help_text="{header: agent secret name}: the calling agent's secret sent as that header (names, not values)",
+    )
+
+
+# --- MCP servers -------------------------------------------------------------------------
+
+
+class McpServerOut(serializers.ModelSerializer):
+    headers = serializers.SerializerMethodField()
+    tools = serializers.SerializerMethodField()
+
+    class Meta:
+        model = McpServer
+        fields = ["name", "url", "transport", "prefix", "description", "allowed_agents", "timeout", "enabled",
+                  "headers", "agent_secret_headers", "protocol_version", "last_synced_at", "last_sync_error",
+                  "tools", "created_at", "updated_at"]
+
+    @extend_schema_field({"type": "object", "additionalProperties": {"$ref": "#/components/schemas/SecretStateOut"}})
+    def get_headers(self, obj: McpServer) -> dict[str, Any]:
+        names = mcp_server_secret_header_names(obj)
+        changed = secret_changed_at(instance=obj, field="secret_headers") if names else None
+        return {name: _state(True, changed) for name in names}
+
+    @extend_schema_field({"type": "array", "items": {"type": "string"}})
+    def get_tools(self, obj: McpServer) -> list[str]:
+        return sorted(obj.tools.values_list("tool_id", flat=True))
+
+
+class McpServerIn(serializers.Serializer):
+    name = serializers.CharField(max_length=64)
+    url = serializers.CharField(max_length=2000)
+    transport = serializers.ChoiceField(choices=McpTransport.choices, required=False,
+                                        default=McpTransport.STREAMABLE_HTTP)
+    prefix = serializers.CharField(max_length=48, required=False, help_text="default: the name")
+    description = serializers.CharField(allow_blank=True, required=False, default="")
+    allowed_agents = serializers.ListField(
+        child=serializers.CharField(), allow_null=True, required=False, default=None,
+        help_text="null: every agent; []: none; a list: only those agents (its tools start with this list)",
+    )
+    timeout = serializers.FloatField(required=False, default=30.0)
+    enabled = serializers.BooleanField(required=False, default=True)
+    headers = serializers.DictField(
+        child=serializers.CharField(allow_null=True, allow_blank=True), write_only=True, required=False,
+        help_text="write-only secret headers sent to the upstream; merged, a null or empty value removes one",
+    )
+    agent_secret_headers = serializers.DictField(
+        child=serializers.CharField(), required=False, default=dict,
+        help_text="{header: agent secret name}: the calling agent's secret sent as that header",
     )
 
 

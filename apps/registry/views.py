@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import asdict
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -33,9 +34,9 @@ from apps.registry.exceptions import validation_failed
 from apps.registry.formats import YAMLParser, YAMLRenderer
 from apps.registry.services import agent_secrets_apply, model_deployments_sync
 from apps.tools import services as tool_services
-from apps.tools.models import Tool
+from apps.tools.models import McpServer, Tool
 from daarion.audit import acting_as
-from daarion.errors import Conflict, NotFound, ValidationFailed
+from daarion.errors import Conflict, NotFound, UpstreamError, ValidationFailed
 from daarion.models import ChangeRecord
 
 
@@ -214,6 +215,43 @@ class ToolViewSet(RegistryViewSet):
 
     def remove(self, obj: Tool) -> None:
         tool_services.tool_delete(tool=obj)
+
+
+@extend_schema_view(list=extend_schema(description=_LIST_DOC))
+class McpServerViewSet(RegistryViewSet):
+    """Upstream MCP servers whose tools toolcore offers (`<prefix>.<tool>`, executor mcp).
+    `headers` is write-only and merges. Creating one queues the sync of its tools;
+    `POST mcp-servers/{name}/sync` syncs now and answers the report. Deleting one keeps its
+    tools, disabled."""
+
+    queryset = McpServer.objects.all()
+    lookup_field = "name"
+    input_serializer, output_serializer = s.McpServerIn, s.McpServerOut
+    error_aliases = {"secret_headers": "headers"}
+    filter_fields = {"enabled": ("enabled", bool)}
+    search_fields = ["name", "url", "description"]
+    ordering_fields = ["name", "updated_at"]
+
+    def write(self, obj: McpServer | None, data: dict[str, Any]) -> McpServer:
+        headers = data.pop("headers", None)
+        if obj is None:
+            return tool_services.mcp_server_create(name=data.pop("name"), secret_headers=headers, **data)
+        _refuse_rename(obj.name, data, "name")
+        return tool_services.mcp_server_update(server=obj, secret_headers=headers, **data)
+
+    def remove(self, obj: McpServer) -> None:
+        tool_services.mcp_server_delete(server=obj)
+
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["post"])
+    def sync(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        server = self.get_object()
+        with acting_as(actor_of(request), "api"):
+            report = tool_services.mcp_server_sync(server=server)
+        if not report.ok:
+            raise UpstreamError(f"sync of MCP server {server.name!r} failed: {report.error}", type="mcp_sync_failed",
+                                details=asdict(report))
+        return Response(asdict(report))
 
 
 @extend_schema_view(list=extend_schema(description=_LIST_DOC))

@@ -5,14 +5,20 @@ from __future__ import annotations
 import json
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
-from apps.tools.models import Followup, Tool, ToolCall
+from apps.tools.models import Followup, McpServer, Tool, ToolCall
 from apps.tools.services import (
+    MCP_SERVER_FIELDS,
     TOOL_FIELDS,
     clean_secret_headers,
+    mcp_server_create,
+    mcp_server_delete,
+    mcp_server_sync,
+    mcp_server_update,
+    mcp_server_validate,
     tool_create,
     tool_delete,
     tool_update,
@@ -140,6 +146,121 @@ class ToolAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset) -> None:
         for tool in queryset:
             tool_delete(tool=tool)
+
+
+class McpServerForm(forms.ModelForm):
+    every_agent = forms.BooleanField(
+        required=False, initial=True, help_text="Any agent may use its tools (the list below is ignored)."
+    )
+    agents = forms.CharField(
+        label="Allowed agents", required=False, widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="One agent id per line; its tools start with this list and follow its changes.",
+    )
+    set_secret_headers = forms.CharField(
+        label="Set secret headers", required=False, widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
+        help_text="Write-only. One 'Header: value' per line sets a header; 'Header:' alone removes it.",
+    )
+
+    class Meta:
+        model = McpServer
+        fields = ["name", "url", "transport", "prefix", "description", "timeout", "enabled", "agent_secret_headers"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["name"].disabled = True
+            self.initial["every_agent"] = self.instance.allowed_agents is None
+            self.initial["agents"] = "\n".join(self.instance.allowed_agents or [])
+
+    def clean(self) -> dict:
+        data = super().clean()
+        data["allowed_agents"] = None if data.get("every_agent") else _lines(data.get("agents", ""))
+        data["agent_secret_headers"] = data.get("agent_secret_headers") or {}
+        secrets: dict[str, str | None] = {}
+        for line in (data.get("set_secret_headers") or "").splitlines():
+            if line.strip():
+                name, sep, value = line.partition(":")
+                if not sep:
+                    self.add_error("set_secret_headers", f"line {line.strip()[:20]!r}…: expected 'Header: value'")
+                secrets[name.strip()] = value.strip() or None
+        data["secret_changes"] = secrets or None
+        if self.errors:
+            return data
+        probe = McpServer(**{f.attname: getattr(self.instance, f.attname) for f in McpServer._meta.concrete_fields})
+        for name in MCP_SERVER_FIELDS:
+            if name in data:
+                setattr(probe, name, data[name])
+        probe._state.adding = self.instance._state.adding
+        if not self.instance.pk:
+            probe.name = data.get("name", "")
+        try:
+            clean_secret_headers({k: v for k, v in secrets.items() if v})
+            mcp_server_validate(probe)
+        except ValidationError as exc:
+            for field, messages in (exc.message_dict.items() if hasattr(exc, "error_dict") else [(None, exc.messages)]):
+                target = field if field in self.fields else ("agents" if field == "allowed_agents" else None)
+                self.add_error(target, messages)
+        return data
+
+
+@admin.register(McpServer)
+class McpServerAdmin(admin.ModelAdmin):
+    form = McpServerForm
+    list_display = ["name", "url", "prefix", "enabled", "protocol_version", "last_synced_at", "tool_count"]
+    list_filter = ["enabled"]
+    search_fields = ["name", "url", "prefix"]
+    readonly_fields = ["protocol_version", "last_synced_at", "last_sync_error", "secrets_display", "tools_display",
+                       "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "url", "transport", "prefix", "description", "enabled", "timeout"]}),
+        ("Agents", {"fields": ["every_agent", "agents"]}),
+        ("Secrets", {"fields": ["secrets_display", "set_secret_headers", "agent_secret_headers"]}),
+        ("Sync", {"fields": ["protocol_version", "last_synced_at", "last_sync_error", "tools_display"]}),
+        ("Times", {"fields": ["created_at", "updated_at"]}),
+    ]
+    actions = ["sync_now"]
+
+    @admin.display(description="tools")
+    def tool_count(self, obj: McpServer) -> int:
+        return obj.tools.count()
+
+    @admin.display(description="tools")
+    def tools_display(self, obj: McpServer) -> str:
+        return ", ".join(f"{t}{'' if on else ' (disabled)'}"
+                         for t, on in obj.tools.order_by("tool_id").values_list("tool_id", "enabled")) or "none"
+
+    @admin.display(description="secret headers")
+    def secrets_display(self, obj: McpServer) -> str:
+        headers = json.loads(obj.secret_headers) if obj.secret_headers else {}
+        return "; ".join(f"{name}: {mask(value)}" for name, value in sorted(headers.items())) or "none"
+
+    @admin.action(description="Sync tools now")
+    def sync_now(self, request: HttpRequest, queryset) -> None:
+        for server in queryset.order_by("name"):
+            report = mcp_server_sync(server=server)
+            if report.error:
+                self.message_user(request, f"MCP server {server.name}: sync failed: {report.error}", messages.ERROR)
+            else:
+                self.message_user(request, f"MCP server {server.name}: {len(report.created)} created, {len(report.updated)} "
+                                           f"updated, {len(report.disabled)} disabled, {len(report.unchanged)} unchanged")
+
+    def save_model(self, request: HttpRequest, obj: McpServer, form: McpServerForm, change: bool) -> None:
+        data = form.cleaned_data
+        fields = {name: data[name] for name in MCP_SERVER_FIELDS if name in data}
+        if change:
+            saved = mcp_server_update(server=McpServer.objects.get(pk=obj.pk), secret_headers=data.get("secret_changes"),
+                                      **fields)
+        else:
+            secrets = {k: v for k, v in (data.get("secret_changes") or {}).items() if v}
+            saved = mcp_server_create(name=data["name"], secret_headers=secrets or None, **fields)
+        obj.pk = saved.pk
+
+    def delete_model(self, request: HttpRequest, obj: McpServer) -> None:
+        mcp_server_delete(server=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        for server in queryset:
+            mcp_server_delete(server=server)
 
 
 @admin.register(ToolCall)

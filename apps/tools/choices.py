@@ -1,4 +1,4 @@
-"""Fixed vocabularies of toolcore: executor kinds and call statuses."""
+"""Fixed vocabularies of toolcore: executor kinds, MCP transports and call statuses."""
 
 from django.db import models
 
@@ -6,6 +6,11 @@ from django.db import models
 class Executor(models.TextChoices):
     HTTP = "http", "HTTP endpoint"
     PYTHON = "python", "Registered Python function"
+    MCP = "mcp", "Tool of an upstream MCP server"
+
+
+class McpTransport(models.TextChoices):
+    STREAMABLE_HTTP = "streamable_http", "Streamable HTTP"
 
 
 class CallStatus(models.TextChoices):

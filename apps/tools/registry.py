@@ -24,6 +24,18 @@ _FUNCTION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @dataclass(frozen=True)
+class McpServerDefinition:
+    """What the `mcp` executor needs of a tool's upstream server."""
+
+    name: str
+    url: str
+    timeout: float
+    enabled: bool
+    protocol_version: str
+    secret_headers: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
 class ToolDefinition:
     """A tool as callers see it (the seed's ToolDefinition), plus what the call path needs."""
 
@@ -49,6 +61,7 @@ class ToolDefinition:
     input_validator: Draft202012Validator | None = field(default=None, repr=False, compare=False)
     output_validator: Draft202012Validator | None = field(default=None, repr=False, compare=False)
     secret_arg_paths: tuple[tuple[str, ...], ...] = field(default=(), repr=False, compare=False)
+    mcp_server: McpServerDefinition | None = field(default=None, compare=False)
 
     def allows(self, agent_id: str) -> bool:
         return self.allowed_agents is None or agent_id in self.allowed_agents
@@ -166,7 +179,8 @@ def definition_of(row: Any) -> ToolDefinition:
         target=row.target,
         allowed_agents=None if row.allowed_agents is None else tuple(row.allowed_agents),
         timeout=row.timeout,
-        enabled=row.enabled,
+        # A tool of a disabled MCP server is disabled with it (listed nowhere, refused as disabled).
+        enabled=row.enabled and (row.mcp_server_id is None or row.mcp_server.enabled),
         version=row.version,
         read_only=row.read_only,
         destructive=row.destructive,
@@ -177,6 +191,15 @@ def definition_of(row: Any) -> ToolDefinition:
         input_validator=compile_validator(row.input_schema),
         output_validator=compile_validator(row.output_schema),
         secret_arg_paths=tuple(secret_paths(row.input_schema)),
+        mcp_server=_server_definition(row.mcp_server) if row.mcp_server_id else None,
+    )
+
+
+def _server_definition(server: Any) -> McpServerDefinition:
+    return McpServerDefinition(
+        name=server.name, url=server.url, timeout=server.timeout, enabled=server.enabled,
+        protocol_version=server.protocol_version,
+        secret_headers=_decode_secrets(server.secret_headers, f"mcp server {server.name}"),
     )
 
 
@@ -184,7 +207,7 @@ def _load() -> Registry:
     from apps.tools.models import Tool
 
     tools = {}
-    for row in Tool.objects.all():
+    for row in Tool.objects.select_related("mcp_server"):
         try:
             tools[row.tool_id] = definition_of(row)
         except Exception:  # noqa: BLE001 - one broken row must not take every tool down

@@ -1,5 +1,5 @@
 """Writes and rules of toolcore: saving tools (one validation path for admin, import and API),
-the tool call itself, and the demo follow-ups.
+the tool call itself, the demo follow-ups, and upstream MCP servers with the sync of their tools.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from apps.tools.choices import CallStatus, Executor
 from apps.tools.contracts import redact, schema_problems, validation_errors
 from apps.tools.executors import ExecutionResult, ToolContext, get_executor
 from apps.tools.executors.python import registered_functions
-from apps.tools.models import Followup, Tool
+from apps.tools.models import Followup, McpServer, Tool
 from apps.tools.registry import TOOLS_CONFIG, ToolDefinition, registry_snapshot
 from daarion.agent_directory import unknown_agent_ids
 from daarion.live_config import bump_version
@@ -135,6 +135,16 @@ def tool_validate(tool: Tool) -> None:
             errors.setdefault("secret_headers", []).append("secret headers are for http tools only")
         if tool.agent_secret_headers:
             errors.setdefault("agent_secret_headers", []).append("agent secret headers are for http tools only")
+    elif tool.executor == Executor.MCP:
+        if tool.mcp_server_id is None:
+            errors.setdefault("executor", []).append(
+                "mcp tools come from an MCP server: register the server (mcp-servers/) and its sync adds them")
+        if not tool.target:
+            errors.setdefault("target", []).append("an mcp tool's target is its name on the upstream server")
+        if tool.secret_headers:
+            errors.setdefault("secret_headers", []).append("an mcp tool sends its server's secret headers")
+    if tool.mcp_server_id is not None and tool.executor != Executor.MCP:
+        errors.setdefault("executor", []).append("a tool synced from an MCP server keeps executor mcp")
     try:
         agent_headers = clean_agent_secret_headers(tool.agent_secret_headers)
     except ValidationError as exc:
@@ -236,6 +246,11 @@ def tools_forget_agent(*, agent_id: str) -> list[Tool]:
         tool.allowed_agents = [a for a in tool.allowed_agents if a != agent_id]
         _save_change(tool)
         changed.append(tool)
+    # Upstream MCP servers name agents too (the list their new tools start with).
+    for server in McpServer.objects.select_for_update().filter(allowed_agents__contains=[agent_id]).order_by("name"):
+        server.allowed_agents = [a for a in server.allowed_agents if a != agent_id]
+        server.updated_at = timezone.now()
+        server.save()
     return changed
 
 
@@ -347,9 +362,11 @@ def tools_import(*, document: Any, dry_run: bool = False, environ: dict[str, str
 
 
 def tools_export() -> dict[str, Any]:
-    """The registry as a `{tools: [...]}` document (secrets as header names only)."""
+    """The registry as a `{tools: [...]}` document (secrets as header names only), without the
+    tools synced from MCP servers."""
     out = []
-    for tool in Tool.objects.order_by("tool_id"):
+    # Tools of an MCP server are the server's sync's to write: they travel as the server.
+    for tool in Tool.objects.filter(mcp_server__isnull=True).order_by("tool_id"):
         item: dict[str, Any] = {
             "id": tool.tool_id,
             "name": tool.name,
@@ -613,3 +630,279 @@ async def tool_call_refused(
             request_id=request_id or f"tc-{uuid.uuid4().hex}",
         )
     )
+
+
+# --- upstream MCP servers ----------------------------------------------------------------
+# An McpServer is saved through these services like any registry object (one validation path
+# for admin, registry API and documents); its tools are written by the sync only.
+
+MCP_SERVER_FIELDS = (
+    "url", "transport", "prefix", "description", "allowed_agents", "timeout", "enabled", "agent_secret_headers",
+)
+# Upstream tool names the MCP spec allows but tool ids do not (anything outside A-Z a-z 0-9 _ . -).
+_TOOL_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def mcp_server_validate(server: McpServer) -> None:
+    """Every rule an MCP server must meet; raises ValidationError keyed by field."""
+    errors: dict[str, list[str]] = {}
+    try:
+        server.full_clean(exclude=["secret_headers"])
+    except ValidationError as exc:
+        for name, messages in exc.message_dict.items():
+            errors.setdefault(name, []).extend(messages)
+    try:
+        parts = urlsplit(server.url or "")
+        parts.hostname  # noqa: B018 - parses the netloc
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        errors.setdefault("url", []).append("an MCP server's url must be an http(s):// URL with a host")
+    elif parts.username or parts.password:
+        errors.setdefault("url", []).append("no credentials in the URL; use secret headers")
+    try:
+        agent_headers = clean_agent_secret_headers(server.agent_secret_headers)
+    except ValidationError as exc:
+        errors.setdefault("agent_secret_headers", []).extend(exc.messages)
+    else:
+        own = {h.lower() for h in _server_secrets(server)}
+        both = sorted(h for h in agent_headers if h.lower() in own)
+        if both:
+            errors.setdefault("agent_secret_headers", []).append(f"header(s) {both} are already secret headers")
+    try:
+        allowed = clean_allowed_agents(server.allowed_agents)
+    except ValidationError as exc:
+        errors.setdefault("allowed_agents", []).extend(exc.messages)
+    else:
+        for agent_id in unknown_agent_ids(allowed or []):
+            errors.setdefault("allowed_agents", []).append(f"no agent {agent_id!r} in the registry")
+    if errors:
+        raise ValidationError(errors)
+
+
+def _server_secrets(server: McpServer) -> dict[str, str]:
+    return json.loads(server.secret_headers) if server.secret_headers else {}
+
+
+def _apply_server(server: McpServer, data: dict[str, Any], secret_headers: dict[str, str | None] | None) -> dict[str, Any]:
+    """Sets fields on `server`; returns {field: old value} of what changed."""
+    changed: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in MCP_SERVER_FIELDS:
+            raise ValidationError({name: "unknown MCP server field"})
+        if name == "allowed_agents":
+            value = clean_allowed_agents(value)
+        if name == "agent_secret_headers" and value is None:
+            value = {}
+        if getattr(server, name) != value:
+            changed[name] = getattr(server, name)
+            setattr(server, name, value)
+    if secret_headers is not None:
+        current = _server_secrets(server)
+        merged = {**current, **{k: v for k, v in secret_headers.items() if v}}
+        for name, value in secret_headers.items():
+            if not value:
+                merged.pop(name, None)
+        merged = clean_secret_headers(merged)
+        if merged != current:
+            server.secret_headers = json.dumps(merged, sort_keys=True) if merged else ""
+            changed["secret_headers"] = None
+    return changed
+
+
+def _enqueue_sync(server: McpServer) -> None:
+    from django.conf import settings
+
+    from apps.tools.tasks import sync_mcp_server
+
+    server_id, queue = server.pk, settings.TOOLS_MCP_SYNC_QUEUE
+    transaction.on_commit(lambda: sync_mcp_server.apply_async(args=[server_id], queue=queue))
+
+
+@transaction.atomic
+def mcp_server_create(*, name: str, secret_headers: dict[str, str] | None = None, sync: bool = True,
+                      **fields: Any) -> McpServer:
+    """Saves a new server and, once committed, queues the sync of its tools (`sync=False`: not)."""
+    fields.setdefault("prefix", name)
+    server = McpServer(name=name)
+    _apply_server(server, fields, secret_headers)
+    mcp_server_validate(server)
+    server.save()
+    bump_version(TOOLS_CONFIG)
+    if sync:
+        _enqueue_sync(server)
+    return server
+
+
+@transaction.atomic
+def mcp_server_update(*, server: McpServer, secret_headers: dict[str, str | None] | None = None,
+                      **fields: Any) -> McpServer:
+    """Changes fields (`secret_headers` merges; a None/empty value removes that header).
+
+    Its tools follow: a new allowed_agents or timeout replaces theirs where they still had the
+    server's old value (a tool changed on its own keeps its own), agent_secret_headers replaces
+    theirs. A new url or prefix queues a sync.
+    """
+    if "prefix" in fields and fields["prefix"] != server.prefix and server.tools.exists():
+        raise ValidationError({"prefix": "the prefix of a server with tools cannot change (tool ids would change); "
+                                         "register a new server instead"})
+    changed = _apply_server(server, fields, secret_headers)
+    if not changed:
+        return server
+    mcp_server_validate(server)
+    server.updated_at = timezone.now()
+    server.save()
+    for tool in Tool.objects.select_for_update().filter(mcp_server=server).order_by("tool_id"):
+        updates: dict[str, Any] = {}
+        if "allowed_agents" in changed and tool.allowed_agents == changed["allowed_agents"]:
+            updates["allowed_agents"] = server.allowed_agents
+        if "timeout" in changed and tool.timeout == changed["timeout"]:
+            updates["timeout"] = server.timeout
+        if "agent_secret_headers" in changed:
+            updates["agent_secret_headers"] = dict(server.agent_secret_headers)
+        if updates and _apply(tool, updates, None):
+            tool_validate(tool)
+            _save_change(tool)
+    bump_version(TOOLS_CONFIG)
+    if "url" in changed or ("enabled" in changed and server.enabled):
+        _enqueue_sync(server)
+    return server
+
+
+@transaction.atomic
+def mcp_server_delete(*, server: McpServer) -> list[str]:
+    """Deletes the server; its tools are kept, disabled and detached (never silently deleted:
+    their audit history names them). Returns their ids."""
+    kept = []
+    for tool in Tool.objects.select_for_update().filter(mcp_server=server).order_by("tool_id"):
+        tool.enabled = False
+        tool.mcp_server = None
+        _save_change(tool)
+        kept.append(tool.tool_id)
+    server.delete()
+    bump_version(TOOLS_CONFIG)
+    return kept
+
+
+@dataclass
+class McpSyncReport:
+    server: str
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # upstream tool name -> why
+    error: str = ""
+    protocol_version: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+def _synced_fields(server: McpServer, upstream: Any) -> dict[str, Any]:
+    annotations = upstream.annotations
+    output = upstream.output_schema
+    return {
+        "name": (upstream.title or (annotations.title if annotations else None) or upstream.name)[:200],
+        "description": upstream.description or "",
+        "input_schema": dict(upstream.input_schema),
+        "output_schema": dict(output) if output is not None else None,
+        "executor": Executor.MCP,
+        "target": upstream.name,
+        "read_only": bool(annotations and annotations.read_only_hint),
+        "destructive": bool(annotations and annotations.destructive_hint),
+        "idempotent": bool(annotations and annotations.idempotent_hint),
+    }
+
+
+def mcp_tool_id(prefix: str, upstream_name: str) -> str:
+    return f"{prefix}.{_TOOL_ID_UNSAFE.sub('_', upstream_name)}"
+
+
+def mcp_server_sync(*, server: McpServer) -> McpSyncReport:
+    """Lists the upstream's tools and upserts them as tools of executor `mcp`.
+
+    New upstream tools are created with the server's allowed_agents, timeout and agent secret
+    headers; known ones get the upstream's current name, description, schemas and annotations
+    (their permissions stay as they are); a tool gone upstream is disabled, never deleted, and
+    one that comes back stays disabled until someone enables it. A failed listing changes no
+    tool and is kept in `last_sync_error`.
+    """
+    from asgiref.sync import async_to_sync
+
+    from apps.tools.mcp.upstream import upstream_list_tools
+
+    report = McpSyncReport(server=server.name)
+    try:
+        listing = async_to_sync(upstream_list_tools)(url=server.url, headers=_server_secrets(server),
+                                                     timeout=server.timeout)
+    except Exception as exc:  # noqa: BLE001 - a failed sync is reported and recorded, never a crash
+        while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+            exc = exc.exceptions[0]
+        report.error = f"{type(exc).__name__}: {exc or 'no detail'}"[:1000]
+        logger.warning("sync of MCP server %s failed: %s", server.name, report.error)
+        McpServer.objects.filter(pk=server.pk).update(last_sync_error=report.error, last_synced_at=timezone.now())
+        return report
+    report.protocol_version = listing.protocol_version
+    with transaction.atomic():
+        server = McpServer.objects.select_for_update().get(pk=server.pk)
+        known = {tool.target: tool for tool in Tool.objects.select_for_update().filter(mcp_server=server)}
+        seen: set[str] = set()
+        for upstream in listing.tools:
+            seen.add(upstream.name)
+            fields = _synced_fields(server, upstream)
+            try:
+                with transaction.atomic():
+                    tool = known.get(upstream.name)
+                    if tool is None:
+                        tool_id = mcp_tool_id(server.prefix, upstream.name)
+                        if Tool.objects.filter(tool_id=tool_id).exists():
+                            raise ValidationError({"tool_id": f"{tool_id!r} is taken by another tool"})
+                        tool = Tool(tool_id=tool_id, mcp_server=server, allowed_agents=server.allowed_agents,
+                                    timeout=server.timeout, agent_secret_headers=dict(server.agent_secret_headers))
+                        _apply(tool, fields, None)
+                        tool_validate(tool)
+                        tool.save()
+                        report.created.append(tool.tool_id)
+                    elif _apply(tool, fields, None):
+                        tool_validate(tool)
+                        _save_change(tool)
+                        report.updated.append(tool.tool_id)
+                    else:
+                        report.unchanged.append(tool.tool_id)
+            except ValidationError as exc:
+                items = exc.message_dict.items() if hasattr(exc, "error_dict") else [("", exc.messages)]
+                report.skipped[upstream.name] = "; ".join(f"{k}: {'; '.join(v)}" if k else "; ".join(v) for k, v in items)
+        for name, tool in sorted(known.items()):
+            if name not in seen and tool.enabled:
+                tool.enabled = False
+                _save_change(tool)
+                report.disabled.append(tool.tool_id)
+        McpServer.objects.filter(pk=server.pk).update(
+            protocol_version=listing.protocol_version, last_synced_at=timezone.now(),
+            last_sync_error="; ".join(f"{k}: {v}" for k, v in sorted(report.skipped.items()))[:2000],
+        )
+        bump_version(TOOLS_CONFIG)
+    return report
+
+
+def mcp_servers_export() -> list[dict[str, Any]]:
+    """The MCP servers as registry-document items (secret headers as `{env: VAR}` names only)."""
+    out = []
+    for server in McpServer.objects.order_by("name"):
+        item: dict[str, Any] = {
+            "name": server.name, "url": server.url, "transport": server.transport, "prefix": server.prefix,
+            "description": server.description, "allowed_agents": server.allowed_agents, "timeout": server.timeout,
+            "enabled": server.enabled, "agent_secret_headers": dict(server.agent_secret_headers),
+        }
+        secrets = _server_secrets(server)
+        if secrets:
+            base = "MCP_SERVER_" + re.sub(r"[^A-Z0-9]", "_", server.name.upper())
+            item["headers"] = {h: {"env": f"{base}_{re.sub(r'[^A-Z0-9]', '_', h.upper())}"} for h in sorted(secrets)}
+        out.append(item)
+    return out
+
+
+def mcp_server_secret_header_names(server: McpServer) -> list[str]:
+    return sorted(_server_secrets(server))

@@ -1,7 +1,9 @@
 """Celery tasks of toolcore: draining the tool-call audit queue into ToolCall rows (beat runs
-it every TOOLS_AUDIT_DRAIN_SECONDS; see apps/tools/audit.py)."""
+it every TOOLS_AUDIT_DRAIN_SECONDS; see apps/tools/audit.py), and syncing upstream MCP servers."""
 
 from __future__ import annotations
+
+from dataclasses import asdict
 
 from celery import shared_task
 
@@ -27,3 +29,37 @@ def flush_audit() -> int:
     tick would only queue the same work twice.
     """
     return audit_flush(max_batches=_BATCHES_PER_RUN)
+
+
+@shared_task(
+    name="tools.sync_mcp_server",
+    queue=Queue.DEFAULT,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    expires=600,
+)
+def sync_mcp_server(server_id: int) -> dict:
+    """Syncs one upstream MCP server's tools (queued when a server is created or its url
+    changes). A server deleted meanwhile is nothing to do. No retries: a failed listing is
+    recorded on the server, and the periodic sync tries again."""
+    from apps.tools.models import McpServer
+    from apps.tools.services import mcp_server_sync
+
+    server = McpServer.objects.filter(pk=server_id, enabled=True).first()
+    if server is None:
+        return {"skipped": "no such enabled server"}
+    return asdict(mcp_server_sync(server=server))
+
+
+@shared_task(
+    name="tools.sync_mcp_servers",
+    queue=Queue.DEFAULT,
+    acks_late=True,
+    reject_on_worker_lost=True,
+)
+def sync_mcp_servers() -> list[dict]:
+    """Beat's periodic sync of every enabled upstream MCP server, one after another."""
+    from apps.tools.models import McpServer
+    from apps.tools.services import mcp_server_sync
+
+    return [asdict(mcp_server_sync(server=server)) for server in McpServer.objects.filter(enabled=True)]

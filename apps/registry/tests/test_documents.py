@@ -53,7 +53,7 @@ def test_export_then_apply_is_a_no_op(token_client, registry):
     assert exported.status_code == 200
     _no_secrets(exported.text)
     document = exported.json()
-    assert set(document) == {"providers", "models", "rate_limits", "tools", "agents"}
+    assert set(document) == {"providers", "models", "rate_limits", "tools", "agents", "mcp_servers"}
     assert document["agents"][1]["secrets"] == {"OPENAI_API_KEY": {"env": "AGENT_SECRET_SOFIA_OPENAI_API_KEY"}}
     records = ChangeRecord.objects.count()
     for query in ("?dry_run=1", ""):

@@ -1,4 +1,4 @@
-"""Executors of toolcore: a registry of kinds (http, python) filled by `@executor(kind)`.
+"""Executors of toolcore: a registry of kinds (http, python, mcp) filled by `@executor(kind)`.
 
 Adding a kind is one module with one decorated coroutine, imported at the bottom here.
 """
@@ -82,3 +82,4 @@ def executor_kinds() -> list[str]:
 # Importing the modules fills the registry.
 from apps.tools.executors import http as _http  # noqa: E402,F401
 from apps.tools.executors import python as _python  # noqa: E402,F401
+from apps.tools.executors import mcp as _mcp  # noqa: E402,F401

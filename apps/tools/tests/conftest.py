@@ -198,7 +198,11 @@ def tools_server(server_env, tmp_path_factory) -> Iterator[Any]:
     from daarion.testing import start_asgi_server
 
     env = {**server_env, "DATABASE_POOL": "1", "TOOLS_HTTP_ALLOWED_HOSTS": "127.0.0.1",
-           "TOOLS_AUDIT_FLUSH_INTERVAL": "0.1", "TOOLS_AUDIT_QUEUE": "audit-tools-server"}
+           "TOOLS_AUDIT_FLUSH_INTERVAL": "0.1", "TOOLS_AUDIT_QUEUE": "audit-tools-server",
+           # Small pages, so the MCP tests page through tools/list.
+           "TOOLS_MCP_PAGE_SIZE": "2",
+           # The syncs it queues go to the worker of test_mcp_upstream.py, which may reach 127.0.0.1.
+           "TOOLS_MCP_SYNC_QUEUE": "mcp-sync-tests"}
     server = start_asgi_server(env, tmp_path_factory.mktemp("tools-asgi"), name="tools-web")
     yield server
     server.stop()

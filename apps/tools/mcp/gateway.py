@@ -1,0 +1,192 @@
+"""The ASGI app at /mcp: our checks in front of the SDK's streamable HTTP session manager.
+
+Before the SDK reads a byte of the body, a request must pass, in this order:
+- the Origin rule (a browser page may call only from our own host or a listed origin: no DNS
+  rebinding from a web page);
+- a service token with the `tools` scope (`Authorization: Bearer ...`);
+- an acting agent: the token's when it is bound to exactly one agent, else `X-Agent-Id`, which
+  the token must be allowed to act for.
+A refusal is a JSON-RPC error body at its HTTP status (400, 401 with `WWW-Authenticate`, 403),
+so the SDK client raises it with our message instead of a generic "server returned an error";
+`error.data` has the house error's `type` and `details`.
+
+The manager is stateless (a fresh transport per request, no session ids), so any web process
+can answer any request; with JSON responses (no SSE) a request is one JSON answer. It speaks
+every revision the SDK speaks: the 2026-07-28 per-request envelope and the initialize handshake
+of 2024-11-05 .. 2025-11-25.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import mcp_types as types
+from django.conf import settings
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+from apps.tools.mcp.server import SCOPE_KEY, Caller, build_server
+from daarion.auth import Principal, authenticate_authorization
+from daarion.errors import BadRequest, DaarionError, Forbidden
+from daarion.log import request_id_var
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("daarion.access")  # the same access log as the APIs' lines
+
+TOOLS_SCOPE = "tools"
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def _headers(scope: dict[str, Any]) -> dict[str, str]:
+    # Lower-case names; a repeated header keeps its first value (none of ours may repeat).
+    found: dict[str, str] = {}
+    for name, value in scope.get("headers", ()):
+        found.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+    return found
+
+
+def _agent_of(headers: dict[str, str], principal: Principal) -> str:
+    header = headers.get("x-agent-id", "").strip()
+    if principal.agents is not None and len(principal.agents) == 1:
+        (bound,) = principal.agents
+        if header and header != bound:
+            raise Forbidden(f"token {principal.name!r} is bound to {bound!r}, not {header!r}", type="agent_not_allowed")
+        return bound
+    if not header:
+        raise BadRequest(
+            "this token is not bound to exactly one agent: name the agent in the X-Agent-Id header",
+            type="agent_required",
+        )
+    principal.ensure_can_act_for(header)
+    return header
+
+
+def _check_origin(headers: dict[str, str]) -> None:
+    origin = headers.get("origin")
+    if not origin:
+        return
+    netloc = urlsplit(origin).netloc.lower()
+    allowed = {o.lower() for o in settings.TOOLS_MCP_ALLOWED_ORIGINS}
+    if netloc != headers.get("host", "").lower() and origin.lower() not in allowed and netloc not in allowed:
+        raise Forbidden(f"origin {origin!r} may not use this MCP server", type="origin_not_allowed")
+
+
+def _refusal(exc: DaarionError, request_id: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    data: dict[str, Any] = {"type": exc.type}
+    if exc.details is not None:
+        data["details"] = exc.details
+    body = json.dumps({"jsonrpc": "2.0", "id": None,
+                       "error": {"code": types.INVALID_REQUEST, "message": exc.message, "data": data}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"x-request-id", request_id.encode("latin-1", "replace"))]
+    if exc.status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="daarion"'))
+    return exc.status, headers, body
+
+
+class McpGateway:
+    """ASGI callable for /mcp. One per process; the session manager's task group is started by
+    the ASGI lifespan (`lifespan()`), or on the first request when the server sends no lifespan."""
+
+    def __init__(self) -> None:
+        self.server = build_server()
+        self.manager = StreamableHTTPSessionManager(
+            app=self.server,
+            stateless=True,
+            json_response=True,
+            max_request_body_size=settings.MAX_BODY_BYTES,
+            # Host and Origin are checked by us (_check_origin); the SDK's own check would refuse
+            # every host but localhost unless configured twice.
+            security_settings=None,
+        )
+        self._started: asyncio.Event | None = None
+        self._runner: asyncio.Task | None = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        async with self.manager.run():
+            self._started = asyncio.Event()
+            self._started.set()
+            yield
+
+    async def _ensure_started(self) -> None:
+        if self._started is not None:
+            await self._started.wait()
+            return
+        # No lifespan (e.g. `uvicorn --lifespan off`): run the manager in a task of its own
+        # for the life of the loop.
+        started = self._started = asyncio.Event()
+
+        async def run() -> None:
+            async with self.manager.run():
+                started.set()
+                await asyncio.Event().wait()
+
+        self._runner = asyncio.get_running_loop().create_task(run())
+        await started.wait()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        started = time.perf_counter()
+        headers = _headers(scope)
+        incoming = headers.get("x-request-id", "")
+        # A caller's id is echoed back, so only a short, boring one is taken (as for the APIs).
+        request_id = incoming if _REQUEST_ID_RE.match(incoming) else f"mcp-{uuid.uuid4().hex}"
+        log_token = request_id_var.set(request_id)
+        outcome = {"status": 0, "token": None, "agent": None}
+        try:
+            await self._serve(scope, receive, send, headers, request_id, outcome)
+        finally:
+            access_logger.info("%s %s %s", scope.get("method"), scope.get("path"), outcome["status"], extra={
+                "method": scope.get("method"), "path": scope.get("path"), "status": outcome["status"],
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2), "token": outcome["token"],
+                "agent_id": outcome["agent"], "streaming": False,
+            })
+            request_id_var.reset(log_token)
+
+    async def _serve(self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[str, str], request_id: str,
+                     outcome: dict[str, Any]) -> None:
+        try:
+            _check_origin(headers)
+            principal = await authenticate_authorization(headers.get("authorization", ""), TOOLS_SCOPE)
+            outcome["token"] = principal.name
+            agent_id = _agent_of(headers, principal)
+            outcome["agent"] = agent_id
+        except DaarionError as exc:
+            status, response_headers, body = _refusal(exc, request_id)
+            outcome["status"] = status
+            await send({"type": "http.response.start", "status": status, "headers": response_headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        scope = dict(scope)
+        scope[SCOPE_KEY] = Caller(principal=principal, agent_id=agent_id,
+                                  microdao_id=headers.get("x-microdao-id", "").strip(), request_id=request_id)
+        await self._ensure_started()
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                outcome["status"] = message["status"]
+                message = {**message, "headers": [
+                    *message.get("headers", []), (b"x-request-id", request_id.encode("latin-1", "replace")),
+                    (b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store")]}
+            await send(message)
+
+        await self.manager.handle_request(scope, receive, send_with_headers)
+
+
+_gateway: McpGateway | None = None
+
+
+def gateway() -> McpGateway:
+    """The process's gateway (built on first use, after Django is set up)."""
+    global _gateway
+    if _gateway is None:
+        _gateway = McpGateway()
+    return _gateway
