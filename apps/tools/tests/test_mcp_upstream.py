@@ -340,7 +340,7 @@ def test_agent_sofia_calls_an_upstream_tool_in_a_turn(reference, tools_server, t
              message="the server to serve Sofia on script-mcp")
     wait_until_served(tools_api, make_token(scopes=["tools"], agents=["agent:sofia"]), set(REFERENCE_TOOLS))
     loaded = tools_api.post("/internal/agents/agent:sofia/load", headers=agents)
-    assert loaded.status_code in (200, 409), loaded.text  # 409: loaded already (the server loads agents at start)
+    assert loaded.status_code in (200, 409), loaded.text  # 409: loaded already (an agent with no state is)
 
     response = tools_api.post("/internal/agents/agent:sofia/chat", headers=agents, timeout=60, json={
         "message": "Weather in Odesa tomorrow?", "microdao_id": "microdao:7", "channel_id": "channel:general"})
