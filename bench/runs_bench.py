@@ -643,6 +643,7 @@ def main() -> int:
     parser.add_argument("--quiet", type=float, default=3.0, help="seconds the quiet model says nothing (part 4)")
     parser.add_argument("--worker-pool", type=int, default=0,
                         help="experiment: run the agents workers with DATABASE_POOL=1 and this DATABASE_POOL_MAX")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--memory-runs", type=int, default=100, help="runs per answer size for part 3")
     parser.add_argument("--skip", default="", help="parts to skip: ttfc,concurrency,memory,quiet")
@@ -785,11 +786,12 @@ def main() -> int:
     }
     report["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     report["code"] = _code_state()
-    report["options"] = vars(opts)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    report["options"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()}
+    out = opts.out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"\nhost speed {speed_before} ms before, {speed_after} ms after; load {load_after}")
-    print(f"wrote {RESULTS.relative_to(BASE_DIR)}")
+    print(f"wrote {out}")
     return 0
 
 
