@@ -176,7 +176,7 @@ async def _start(request: HttpRequest, agent_id: str, payload: ChatIn) -> tuple[
         context=[item.dict() for item in payload.context], request_id=getattr(request, "request_id", None),
     )
     # Refusals before a run exists: unknown agent, not loaded or disabled, another agent's session.
-    prepared = await turn_prepare(turn)
+    prepared = await turn_prepare(turn, check_session=False)  # run_start checks it, under its lock
     return await in_db_thread(run_start)(
         agent_id=agent_id, session_id=prepared.session_id, strategy=payload.strategy, idempotency_key=key,
         request={"message": turn.message, "microdao_id": prepared.microdao_id, "channel_id": turn.channel_id,

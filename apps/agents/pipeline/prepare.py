@@ -11,7 +11,7 @@ from apps.agents.runtime import loaded_blueprint
 from daarion.errors import Conflict, NotFound
 
 
-def _session_owner(session_id: str) -> str | None:
+def session_owner(session_id: str) -> str | None:
     from apps.memory.selectors import transcript_get
 
     try:
@@ -20,12 +20,13 @@ def _session_owner(session_id: str) -> str | None:
         return None
 
 
-async def turn_prepare(turn: TurnInput, *, turn_id: str | None = None) -> PreparedTurn:
+async def turn_prepare(turn: TurnInput, *, turn_id: str | None = None, check_session: bool = True) -> PreparedTurn:
     """Checks that may refuse the turn outright: 404 unknown agent, 409 not loaded, disabled,
-    or a session that belongs to another agent."""
+    or (unless the caller checks it itself, as `run_start` does) a session that belongs to
+    another agent."""
     blueprint = await loaded_blueprint(turn.agent_id)
-    if turn.session_id:
-        owner = await in_db_thread(_session_owner)(turn.session_id)
+    if turn.session_id and check_session:
+        owner = await in_db_thread(session_owner)(turn.session_id)
         if owner is not None and owner != blueprint.id:
             raise Conflict(
                 f"session {turn.session_id!r} belongs to another agent",

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
@@ -24,6 +26,7 @@ from apps.agents.pipeline import (
     TurnFailed,
     TurnFinished,
     TurnInput,
+    TurnStarted,
     in_db_thread,
     remember_partial,
     turn_events,
@@ -83,45 +86,75 @@ async def _recheck_registries() -> None:
 
 
 class _Watch:
-    """Renews the lease and looks for a cancel request while the run goes on."""
+    """A run's flags, set by its process's watcher: a cancel was asked, the lease was lost."""
 
     def __init__(self, run_id: str, lease: Lease) -> None:
         self.run_id = run_id
         self.lease = lease
         self.cancelled = False
         self.lost = False
-        self._task: asyncio.Task | None = None
-
-    async def _loop(self) -> None:
-        redis = get_async_redis()
-        renew_every = self.lease.ttl_ms / 3000
-        since_renew = 0.0
-        while True:
-            await asyncio.sleep(CANCEL_POLL_SECONDS)
-            since_renew += CANCEL_POLL_SECONDS
-            try:
-                if not self.cancelled and await redis.exists(cancel_key(self.run_id)):
-                    self.cancelled = True
-                if since_renew >= renew_every:
-                    since_renew = 0.0
-                    if not await self.lease.renew():
-                        # The sweep has (or will) end the run: stop writing to it.
-                        self.lost = True
-                        return
-            except Exception:  # noqa: BLE001 - Redis blips: the next tick tries again
-                logger.warning("run watch failed", extra={"run_id": self.run_id}, exc_info=True)
-
-    def __enter__(self) -> _Watch:
-        self._task = asyncio.ensure_future(self._loop())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        self.renewed_at = time.monotonic()
 
     @property
     def stop(self) -> bool:
         return self.cancelled or self.lost
+
+
+class _Watcher:
+    """One per event loop (a worker process has one): every CANCEL_POLL_SECONDS one MGET of
+    the cancel keys of all the runs it executes, and the lease renewals that are due by the
+    clock. So 200 runs in flight cost one Redis read a tick, not 200, and a busy loop that
+    wakes late still renews on time rather than counting ticks it missed."""
+
+    def __init__(self) -> None:
+        self.watches: dict[str, _Watch] = {}
+        self.task: asyncio.Task | None = None
+
+    @contextlib.contextmanager
+    def watching(self, run_id: str, lease: Lease) -> Iterator[_Watch]:
+        watch = self.watches[run_id] = _Watch(run_id, lease)
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self._loop())
+        try:
+            yield watch
+        finally:
+            self.watches.pop(run_id, None)
+
+    async def _loop(self) -> None:
+        redis = get_async_redis()
+        while self.watches:
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            watches = list(self.watches.values())
+            if not watches:
+                break
+            try:
+                flags = await redis.mget([cancel_key(w.run_id) for w in watches])
+                for watch, flag in zip(watches, flags, strict=True):
+                    watch.cancelled = watch.cancelled or flag is not None
+            except Exception:  # noqa: BLE001 - a Redis blip: the next tick looks again
+                logger.warning("run cancel check failed", exc_info=True)
+            now = time.monotonic()
+            due = [w for w in watches if now - w.renewed_at >= w.lease.ttl_ms / 3000]
+            renewed = await asyncio.gather(*(w.lease.renew() for w in due), return_exceptions=True)
+            for watch, ok in zip(due, renewed, strict=True):
+                if ok is True:
+                    watch.renewed_at = now
+                elif ok is False:
+                    # Someone else's lease now, or none: the sweep has ended (or will end) the
+                    # run, so its executor stops writing to it.
+                    watch.lost = True
+                else:  # an exception: tried again next tick, well inside the lease
+                    logger.warning("run lease renewal failed", extra={"run_id": watch.run_id}, exc_info=ok)
+
+
+_watchers: dict[int, _Watcher] = {}
+
+
+def _watcher() -> _Watcher:
+    loop_id = id(asyncio.get_running_loop())
+    if loop_id not in _watchers:
+        _watchers[loop_id] = _Watcher()
+    return _watchers[loop_id]
 
 
 def _crashed(run: Run, exc: BaseException) -> dict[str, Any]:
@@ -139,7 +172,8 @@ async def execute_run(run_id: str, *, holder: str) -> str:
     if not await lease.acquire():
         return "leased-elsewhere"
     try:
-        run = await in_db_thread(run_begin)(run_id=run_id, executor=holder)
+        # The registries' recheck (Redis reads) overlaps the begin (a database write).
+        run, _ = await asyncio.gather(in_db_thread(run_begin)(run_id=run_id, executor=holder), _recheck_registries())
         if run is None:
             return "not-queued"
         return await _execute(run, lease)
@@ -161,18 +195,21 @@ async def _execute(run: Run, lease: Lease) -> str:
         await chunks_append(run.pk, chunks)
 
     limit = asyncio.timeout(settings.AGENTS_RUN_TIME_LIMIT_SECONDS)
-    with _Watch(run.pk, lease) as watch:
+    with _watcher().watching(run.pk, lease) as watch:
         try:
-            await _recheck_registries()
             blueprint = await ablueprint_get(run.agent_id)
             if not blueprint.enabled:
                 raise Conflict(f"agent {run.agent_id!r} is disabled", type="agent_disabled")
+            # The first chunk goes out before the history is read: readers see the run start.
+            await emit(encoder.chunks(TurnStarted(run.pk, blueprint.id, blueprint.version, run.session_id)))
             prepared = await _prepare(run, blueprint)
             collector = TurnCollector(prepared)
             events = turn_events(prepared)
             try:
                 async with limit:
                     async for event in events:
+                        if isinstance(event, TurnStarted):
+                            continue  # sent already
                         collector.add(event)
                         await emit(encoder.chunks(event))
                         if isinstance(event, TurnFinished):

@@ -21,6 +21,7 @@ from django.utils import timezone
 from apps.agents.choices import RunStatus, RunStrategy
 from apps.agents.models import Run
 from apps.agents.pipeline import in_db_thread
+from apps.agents.pipeline.prepare import session_owner
 from apps.agents.runs.chunks import chunks_all, chunks_close
 from apps.agents.runs.lease import lease_held
 from apps.agents.runs.message import MessageBuilder
@@ -83,7 +84,8 @@ def run_start(
     """Creates the run and dispatches it (or queues it behind the session's active run).
 
     Returns (run, created). An idempotency key already used by this agent returns that run
-    (created False) when the request is the same, else 422 `idempotency_key_reused`. While
+    (created False) when the request is the same, else 422 `idempotency_key_reused`. A
+    session of another agent (by its transcript or its runs) is 409 `session_agent_mismatch`. While
     another run of the session is active, `reject` is 409 `run_in_progress` and `enqueue`
     queues the run behind it.
     """
@@ -97,7 +99,10 @@ def run_start(
                 existing = Run.objects.filter(agent_id=agent_id, idempotency_key=idempotency_key).first()
                 if existing is not None:
                     return _replayed(existing, session_id=session_id, request=request), False
-            if Run.objects.filter(session_id=session_id).exclude(agent_id=agent_id).exists():
+            owner = session_owner(session_id)
+            if (owner is not None and owner != agent_id) or Run.objects.filter(
+                session_id=session_id
+            ).exclude(agent_id=agent_id).exists():
                 raise Conflict(f"session {session_id!r} belongs to another agent", type="session_agent_mismatch",
                                details={"session_id": session_id})
             active = Run.objects.filter(session_id=session_id, status__in=RunStatus.active()).order_by("created_at").first()

@@ -96,7 +96,7 @@ class Command(BaseCommand):
             request_id=f"cli-{uuid.uuid4().hex[:12]}",
         )
         try:
-            prepared = asyncio.run(turn_prepare(turn))
+            prepared = asyncio.run(turn_prepare(turn, check_session=False))  # run_start checks it
             run, _ = run_start(
                 agent_id=self.agent_id, session_id=prepared.session_id, strategy="enqueue",
                 request={"message": text, "microdao_id": prepared.microdao_id, "channel_id": turn.channel_id,
