@@ -674,13 +674,12 @@ def main() -> int:
     token = service_token_create(name=f"bench-runs-{time.time_ns()}", scopes=["agents"]).raw
     stamp = uuid.uuid4().hex[:8]
     # As production runs them (docker-compose.yml, devstack run): the psycopg pool in the web
-    # processes only; workers keep a connection per thread.
+    # processes and in the agents workers (start_celery_worker turns it on for a thread pool).
     env = {**os.environ, "DAARION_LOG_LEVEL": "WARNING"}
     env.pop("DATABASE_POOL", None)
     web_env = {**env, "DATABASE_POOL": "1"}
     if opts.worker_pool:
-        # An experiment, not the shipped configuration: the workers on a psycopg pool too, larger
-        # than their 32 ORM threads (run_begin/run_finish keep a connection per thread).
+        # An experiment: the workers' pool at another size than the default (10).
         env.update(DATABASE_POOL="1", DATABASE_POOL_MAX=str(opts.worker_pool))
     processes = []
     report: dict[str, Any] = {}

@@ -172,17 +172,21 @@ async def execute_run(run_id: str, *, holder: str) -> str:
     if not await lease.acquire():
         return "leased-elsewhere"
     try:
-        # The registries' recheck (Redis reads) overlaps the begin (a database write).
-        run, _ = await asyncio.gather(in_db_thread(run_begin)(run_id=run_id, executor=holder), _recheck_registries())
-        if run is None:
-            return "not-queued"
-        return await _execute(run, lease)
+        # Watched (the lease renewed) from the moment it is held: a begin that waits for a
+        # database connection under load must not outlive the lease.
+        with _watcher().watching(run_id, lease) as watch:
+            # The registries' recheck (Redis reads) overlaps the begin (a database write).
+            run, _ = await asyncio.gather(in_db_thread(run_begin)(run_id=run_id, executor=holder),
+                                          _recheck_registries())
+            if run is None:
+                return "not-queued"
+            return await _execute(run, watch)
     finally:
         with contextlib.suppress(Exception):
             await lease.release()
 
 
-async def _execute(run: Run, lease: Lease) -> str:
+async def _execute(run: Run, watch: _Watch) -> str:
     encoder, builder = UIChunks(), MessageBuilder()
     collector: TurnCollector | None = None
     status, error = RunStatus.FAILED, None
@@ -195,79 +199,78 @@ async def _execute(run: Run, lease: Lease) -> str:
         await chunks_append(run.pk, chunks)
 
     limit = asyncio.timeout(settings.AGENTS_RUN_TIME_LIMIT_SECONDS)
-    with _watcher().watching(run.pk, lease) as watch:
+    try:
+        blueprint = await ablueprint_get(run.agent_id)
+        if not blueprint.enabled:
+            raise Conflict(f"agent {run.agent_id!r} is disabled", type="agent_disabled")
+        # The first chunk goes out before the history is read: readers see the run start.
+        await emit(encoder.chunks(TurnStarted(run.pk, blueprint.id, blueprint.version, run.session_id)))
+        prepared = await _prepare(run, blueprint)
+        collector = TurnCollector(prepared)
+        events = turn_events(prepared)
         try:
-            blueprint = await ablueprint_get(run.agent_id)
-            if not blueprint.enabled:
-                raise Conflict(f"agent {run.agent_id!r} is disabled", type="agent_disabled")
-            # The first chunk goes out before the history is read: readers see the run start.
-            await emit(encoder.chunks(TurnStarted(run.pk, blueprint.id, blueprint.version, run.session_id)))
-            prepared = await _prepare(run, blueprint)
-            collector = TurnCollector(prepared)
-            events = turn_events(prepared)
-            try:
-                async with limit:
-                    async for event in events:
-                        if isinstance(event, TurnStarted):
-                            continue  # sent already
-                        collector.add(event)
-                        await emit(encoder.chunks(event))
-                        if isinstance(event, TurnFinished):
-                            status = RunStatus.SUCCEEDED
-                        elif isinstance(event, TurnFailed):
-                            status, error = RunStatus.FAILED, _error_dict(event.error)
-                        elif watch.stop:
-                            break
-            finally:
-                await events.aclose()
-        except TimeoutError as exc:
-            if limit.expired():
-                status = RunStatus.INTERRUPTED
-                error = {"type": "run_time_limit", "message": "the run outlived its time limit", "status": 504}
-            else:  # a timeout of something else inside the run
-                status, error = RunStatus.FAILED, _crashed(run, exc)
-                final.append({"type": "error", "errorText": f"{error['type']}: {error['message']}"})
-        except DaarionError as exc:
-            # Refused before the turn began (the agent was deleted or disabled since).
-            status, error = RunStatus.FAILED, _error_dict(exc)
-            if not builder.message["id"]:
-                await emit([{"type": "start", "messageId": run.pk,
-                             "messageMetadata": {"agent_id": run.agent_id, "session_id": run.session_id}}])
-            final.append({"type": "error", "errorText": f"{exc.type}: {exc.message}"})
-        except Exception as exc:  # noqa: BLE001 - the run must end, whatever broke; the log has the trace
+            async with limit:
+                async for event in events:
+                    if isinstance(event, TurnStarted):
+                        continue  # sent already
+                    collector.add(event)
+                    await emit(encoder.chunks(event))
+                    if isinstance(event, TurnFinished):
+                        status = RunStatus.SUCCEEDED
+                    elif isinstance(event, TurnFailed):
+                        status, error = RunStatus.FAILED, _error_dict(event.error)
+                    elif watch.stop:
+                        break
+        finally:
+            await events.aclose()
+    except TimeoutError as exc:
+        if limit.expired():
+            status = RunStatus.INTERRUPTED
+            error = {"type": "run_time_limit", "message": "the run outlived its time limit", "status": 504}
+        else:  # a timeout of something else inside the run
             status, error = RunStatus.FAILED, _crashed(run, exc)
             final.append({"type": "error", "errorText": f"{error['type']}: {error['message']}"})
-        if status == RunStatus.FAILED and error is None:
-            # The pipeline ended without its last event: nothing says why, so say that.
-            error = {"type": "internal_error", "message": "the turn ended without an answer", "status": 500}
-            final.append({"type": "error", "errorText": f"{error['type']}: {error['message']}"})
+    except DaarionError as exc:
+        # Refused before the turn began (the agent was deleted or disabled since).
+        status, error = RunStatus.FAILED, _error_dict(exc)
+        if not builder.message["id"]:
+            await emit([{"type": "start", "messageId": run.pk,
+                         "messageMetadata": {"agent_id": run.agent_id, "session_id": run.session_id}}])
+        final.append({"type": "error", "errorText": f"{exc.type}: {exc.message}"})
+    except Exception as exc:  # noqa: BLE001 - the run must end, whatever broke; the log has the trace
+        status, error = RunStatus.FAILED, _crashed(run, exc)
+        final.append({"type": "error", "errorText": f"{error['type']}: {error['message']}"})
+    if status == RunStatus.FAILED and error is None:
+        # The pipeline ended without its last event: nothing says why, so say that.
+        error = {"type": "internal_error", "message": "the turn ended without an answer", "status": 500}
+        final.append({"type": "error", "errorText": f"{error['type']}: {error['message']}"})
 
-        if watch.lost:
-            return "lease-lost"
-        if watch.cancelled and status not in (RunStatus.SUCCEEDED,):
-            status = RunStatus.CANCELLED
-            error = {"type": "run_cancelled", "message": "the run was cancelled", "status": 409}
-            final = [{"type": "text-end", "id": text_id} for text_id in builder.open_text_ids]
-            final.append({"type": "finish", "messageMetadata": {"finish_reason": "cancelled"}})
-            if prepared is not None:
-                try:
-                    await remember_partial(prepared)
-                except Exception:  # noqa: BLE001 - the run's row keeps the partial answer anyway
-                    logger.warning("could not keep the cancelled turn's transcript", extra={"run_id": run.pk},
-                                   exc_info=True)
-        if status == RunStatus.INTERRUPTED:
-            final = [{"type": "text-end", "id": text_id} for text_id in builder.open_text_ids]
-            final += [{"type": "error", "errorText": f"{error['type']}: {error['message']}"},
-                      {"type": "finish", "messageMetadata": {"finish_reason": "interrupted"}}]
-        for chunk in final:
-            builder.add(chunk)
-        result = collector.result(reply=builder.text) if collector is not None else None
-        if result is not None:
-            result.update(run_id=run.pk, status=status)
-        ended = await in_db_thread(run_finish)(
-            run_id=run.pk, status=status, message=builder.message, result=result,
-            usage=result["usage"] if result else {}, step_count=len(collector.steps) if collector else 0, error=error,
-        )
-        if ended:
-            await chunks_close(run.pk, final)
-        return str(status)
+    if watch.lost:
+        return "lease-lost"
+    if watch.cancelled and status not in (RunStatus.SUCCEEDED,):
+        status = RunStatus.CANCELLED
+        error = {"type": "run_cancelled", "message": "the run was cancelled", "status": 409}
+        final = [{"type": "text-end", "id": text_id} for text_id in builder.open_text_ids]
+        final.append({"type": "finish", "messageMetadata": {"finish_reason": "cancelled"}})
+        if prepared is not None:
+            try:
+                await remember_partial(prepared)
+            except Exception:  # noqa: BLE001 - the run's row keeps the partial answer anyway
+                logger.warning("could not keep the cancelled turn's transcript", extra={"run_id": run.pk},
+                               exc_info=True)
+    if status == RunStatus.INTERRUPTED:
+        final = [{"type": "text-end", "id": text_id} for text_id in builder.open_text_ids]
+        final += [{"type": "error", "errorText": f"{error['type']}: {error['message']}"},
+                  {"type": "finish", "messageMetadata": {"finish_reason": "interrupted"}}]
+    for chunk in final:
+        builder.add(chunk)
+    result = collector.result(reply=builder.text) if collector is not None else None
+    if result is not None:
+        result.update(run_id=run.pk, status=status)
+    ended = await in_db_thread(run_finish)(
+        run_id=run.pk, status=status, message=builder.message, result=result,
+        usage=result["usage"] if result else {}, step_count=len(collector.steps) if collector else 0, error=error,
+    )
+    if ended:
+        await chunks_close(run.pk, final)
+    return str(status)

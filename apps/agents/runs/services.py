@@ -138,25 +138,25 @@ def _replayed(run: Run, *, session_id: str, request: dict[str, Any]) -> Run:
     return run
 
 
+# queued -> running in one statement: only a queued run, and only when no earlier run of its
+# session is still active. It needs no session lock: a run finishing at the same moment
+# dispatches this one again once it has committed, and a second begin finds it not queued.
+_BEGIN_SQL = f"""
+UPDATE {Run._meta.db_table} AS run SET status = %s, started_at = %s, executor = %s
+WHERE run.id = %s AND run.status = %s AND NOT EXISTS (
+    SELECT 1 FROM {Run._meta.db_table} AS ahead
+    WHERE ahead.session_id = run.session_id AND ahead.status = ANY(%s) AND ahead.created_at < run.created_at
+)
+RETURNING run.*
+"""
+
+
 def run_begin(*, run_id: str, executor: str) -> Run | None:
     """queued -> running, if the run is queued and first in its session; else None (a
     duplicated or redelivered task, or a run whose turn has not come)."""
-    session_id = Run.objects.filter(pk=run_id).values_list("session_id", flat=True).first()
-    if session_id is None:
-        return None
-    with transaction.atomic():
-        _lock_session(session_id)
-        run = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).first()
-        if run is None:
-            return None
-        ahead = Run.objects.filter(session_id=session_id, status__in=RunStatus.active(),
-                                   created_at__lt=run.created_at).exists()
-        if ahead:
-            return None
-        now = timezone.now()
-        Run.objects.filter(pk=run_id).update(status=RunStatus.RUNNING, started_at=now, executor=executor[:200])
-        run.status, run.started_at, run.executor = RunStatus.RUNNING, now, executor[:200]
-        return run
+    runs = list(Run.objects.raw(_BEGIN_SQL, [RunStatus.RUNNING.value, timezone.now(), executor[:200], run_id,
+                                             RunStatus.QUEUED.value, list(RunStatus.active())]))
+    return runs[0] if runs else None
 
 
 def run_finish(
