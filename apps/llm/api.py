@@ -21,7 +21,9 @@ from ninja import Router
 
 from apps.llm import router as llm_router
 from apps.llm.choices import Endpoint
+from apps.llm.errors import openai_error
 from apps.llm.schemas import (
+    CHAT_PARAMS,
     BatchIn,
     BatchOut,
     ChatCompletionIn,
@@ -75,6 +77,8 @@ def _set_headers(response: HttpResponse, outcome: llm_router.Outcome) -> None:
     if outcome.provider:
         response["x-daarion-provider"] = outcome.provider
         response["x-daarion-model-resolved"] = outcome.model_resolved
+    if outcome.dropped_params:
+        response["x-daarion-dropped-params"] = ", ".join(outcome.dropped_params)
 
 
 def _messages(items: list[Any]) -> list[dict[str, Any]]:
@@ -85,16 +89,31 @@ def _tools(items: list[Any] | None) -> list[dict[str, Any]] | None:
     return [item.model_dump(exclude_none=True) for item in items] if items else None
 
 
-def _call(payload: ProxyIn | ChatCompletionIn, max_tokens: int | None) -> llm_router.ChatCall:
+def _params(payload: ProxyIn | ChatCompletionIn, extra: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The optional OpenAI parameters the caller set (nulls mean "the default": left out),
+    then any further keys as they came."""
+    fields = payload.__dict__
+    params = {name: fields[name] for name in CHAT_PARAMS if fields[name] is not None}
+    if extra:
+        params.update((k, v) for k, v in extra.items() if v is not None)
+    return params or None
+
+
+def _call(payload: ProxyIn | ChatCompletionIn, params: dict[str, Any] | None) -> llm_router.ChatCall:
     return llm_router.ChatCall(
         model=payload.model,
         messages=_messages(payload.messages),
         temperature=payload.temperature,
-        max_tokens=max_tokens,
+        max_tokens=payload.max_tokens,
         tools=_tools(payload.tools),
         tool_choice=payload.tool_choice,
         response_format=payload.response_format,
+        params=params,
     )
+
+
+def _proxy_call(payload: ProxyIn) -> llm_router.ChatCall:
+    return _call(payload, _params(payload, payload.extra_body))
 
 
 def _proxy_context(request: HttpRequest, payload: ProxyIn, endpoint: str) -> llm_router.CallContext:
@@ -111,6 +130,7 @@ def _proxy_context(request: HttpRequest, payload: ProxyIn, endpoint: str) -> llm
 def _proxy_out(response: Any, outcome: llm_router.Outcome, request_id: str) -> dict[str, Any]:
     return {
         "content": response.content,
+        "reasoning_content": response.reasoning or None,
         "usage": response.usage.as_dict(),
         "provider": outcome.provider,
         "model_resolved": outcome.model_resolved,
@@ -174,7 +194,7 @@ async def proxy(request: HttpRequest, payload: ProxyIn, response: HttpResponse) 
     """One chat completion through the router (the seed's request and response)."""
     ctx = _proxy_context(request, payload, Endpoint.PROXY)
     outcome = llm_router.Outcome(logical_model=payload.model, started=_started(request))
-    answer, outcome = await llm_router.chat(_call(payload, payload.max_tokens), ctx, outcome)
+    answer, outcome = await llm_router.chat(_proxy_call(payload), ctx, outcome)
     _set_headers(response, outcome)
     return _proxy_out(answer, outcome, ctx.request_id)
 
@@ -187,7 +207,7 @@ async def stream(request: HttpRequest, payload: ProxyIn) -> StreamingHttpRespons
     failures after it started arrive as an `error` chunk.
     """
     ctx = _proxy_context(request, payload, Endpoint.STREAM)
-    routed = llm_router.Stream(_call(payload, payload.max_tokens), ctx)
+    routed = llm_router.Stream(_proxy_call(payload), ctx)
     routed.outcome.started = _started(request)
     routed.finish_with(asyncio.current_task())
     await routed.admit()
@@ -204,11 +224,20 @@ async def stream(request: HttpRequest, payload: ProxyIn) -> StreamingHttpRespons
 async def _ui_message_stream(routed: llm_router.Stream, message_id: str) -> AsyncIterator[bytes]:
     yield _sse({"type": "start", "messageId": message_id})
     yield _sse({"type": "start-step"})
-    text_open = False
+    text_open = reasoning_open = False
     calls: dict[int, dict[str, str]] = {}
     try:
         await routed.open()
         async for event in routed.events():
+            if event.kind == "reasoning":
+                if not reasoning_open:
+                    reasoning_open = True
+                    yield _sse({"type": "reasoning-start", "id": "reasoning-1"})
+                yield _sse({"type": "reasoning-delta", "id": "reasoning-1", "delta": event.text})
+                continue
+            if reasoning_open:  # the answer proper began: the reasoning is over
+                reasoning_open = False
+                yield _sse({"type": "reasoning-end", "id": "reasoning-1"})
             if event.kind == "text":
                 if not text_open:
                     text_open = True
@@ -245,6 +274,8 @@ async def _ui_message_stream(routed: llm_router.Stream, message_id: str) -> Asyn
                     },
                 })
     except DaarionError as exc:
+        if reasoning_open:
+            yield _sse({"type": "reasoning-end", "id": "reasoning-1"})
         if text_open:
             yield _sse({"type": "text-end", "id": "text-1"})
         yield _sse({"type": "error", "errorText": f"{exc.type}: {exc.message}"})
@@ -270,7 +301,7 @@ async def batch(request: HttpRequest, payload: BatchIn) -> dict[str, Any]:
         item, ctx = payload.requests[index], contexts[index]
         async with limit:
             try:
-                answer, outcome = await llm_router.chat(_call(item, item.max_tokens), ctx)
+                answer, outcome = await llm_router.chat(_proxy_call(item), ctx)
             except DaarionError as exc:
                 return {"index": index, "ok": False, "status": exc.status,
                         "error": {"type": exc.type, "message": exc.message, "details": exc.details}}
@@ -343,11 +374,27 @@ def _openai_tool_calls(calls: list[Any]) -> list[dict[str, Any]] | None:
     return [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
 
 
+def _openai_choice(index: int, answer: Any) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": answer.content if not answer.tool_calls else (answer.content or None)}
+    if answer.reasoning:
+        message["reasoning_content"] = answer.reasoning
+    if answer.tool_calls:
+        message["tool_calls"] = _openai_tool_calls(answer.tool_calls)
+    choice: dict[str, Any] = {"index": index, "message": message, "finish_reason": answer.finish_reason}
+    if answer.extra:  # what else the upstream said (logprobs, refusal, annotations, ...)
+        choice.update(answer.extra.get("choice") or {})
+        message.update(answer.extra.get("message") or {})
+    return choice
+
+
 @openai_router.post("/chat/completions")
 async def chat_completions(request: HttpRequest, payload: ChatCompletionIn, response: HttpResponse) -> Any:
     """OpenAI's chat completions, streamed (`stream: true`) or not."""
     ctx = _v1_context(request, Endpoint.CHAT)
-    call = _call(payload, payload.max_completion_tokens or payload.max_tokens)
+    params = _params(payload, payload.model_extra)
+    if payload.metadata is not None:  # OpenAI's own metadata on this door
+        params = {**(params or {}), "metadata": payload.metadata}
+    call = _call(payload, params)
     created = int(time.time())
     if not payload.stream:
         outcome = llm_router.Outcome(logical_model=payload.model, started=_started(request))
@@ -358,15 +405,13 @@ async def chat_completions(request: HttpRequest, payload: ChatCompletionIn, resp
             "object": "chat.completion",
             "created": created,
             "model": payload.model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": answer.content if not answer.tool_calls else (answer.content or None),
-                            **({"tool_calls": _openai_tool_calls(answer.tool_calls)} if answer.tool_calls else {})},
-                "finish_reason": answer.finish_reason,
-            }],
-            "usage": answer.usage.as_dict(),
+            "choices": [_openai_choice(i, a) for i, a in enumerate([answer, *answer.alternatives])],
+            "usage": answer.usage.openai_dict(),
             "system_fingerprint": None,
         }
+    if payload.n is not None and payload.n > 1:
+        raise BadRequest("n > 1 is answered only without streaming", type="unsupported_parameter",
+                         details={"param": "n"})
     routed = llm_router.Stream(call, ctx)
     routed.outcome.started = _started(request)
     routed.finish_with(asyncio.current_task())
@@ -395,6 +440,8 @@ async def _openai_stream(routed: llm_router.Stream, request_id: str, model: str,
         async for event in routed.events():
             if event.kind == "text":
                 yield chunk({"content": event.text})
+            elif event.kind == "reasoning":
+                yield chunk({"reasoning_content": event.text})
             elif event.kind == "tool_call":
                 piece: dict[str, Any] = {"index": event.index}
                 if event.index not in ids:
@@ -406,9 +453,9 @@ async def _openai_stream(routed: llm_router.Stream, request_id: str, model: str,
             elif event.kind == "finish":
                 yield chunk({}, event.finish_reason or "stop")
                 if include_usage:
-                    yield _sse({**base, "choices": [], "usage": routed.outcome.usage.as_dict()})
+                    yield _sse({**base, "choices": [], "usage": routed.outcome.usage.openai_dict()})
     except DaarionError as exc:
-        yield _sse({"error": {"type": exc.type, "message": exc.message, "details": exc.details}})
+        yield _sse(openai_error(exc.status, exc.type, exc.message, exc.details)[1])
     yield _DONE
 
 
@@ -428,11 +475,18 @@ async def list_models(request: HttpRequest) -> dict[str, Any]:
 @openai_router.post("/embeddings")
 async def embeddings(request: HttpRequest, payload: EmbeddingsIn, response: HttpResponse) -> dict[str, Any]:
     ctx = _v1_context(request, Endpoint.EMBEDDINGS)
-    inputs = [payload.input] if isinstance(payload.input, str) else list(payload.input)
-    if any(len(text) > 100_000 for text in inputs):
-        raise BadRequest("an input is over 100000 characters", type="input_too_long")
+    raw = payload.input
+    # One input (a string, or one list of token ids) or many.
+    inputs: list[Any] = [raw] if isinstance(raw, str) or (raw and isinstance(raw[0], int)) else list(raw)
+    if any(len(item) > 100_000 for item in inputs):
+        raise BadRequest("an input is over 100000 characters (or tokens)", type="input_too_long",
+                         details={"param": "input"})
+    params = {k: v for k, v in (payload.model_extra or {}).items() if v is not None}
+    if payload.user is not None:
+        params["user"] = payload.user
     outcome = llm_router.Outcome(logical_model=payload.model, started=_started(request))
-    result, outcome = await llm_router.embed(model_name=payload.model, inputs=inputs, ctx=ctx, outcome=outcome)
+    result, outcome = await llm_router.embed(model_name=payload.model, inputs=inputs, ctx=ctx, outcome=outcome,
+                                             dimensions=payload.dimensions, params=params or None)
     _set_headers(response, outcome)
 
     def encode(vector: list[float]) -> list[float] | str:

@@ -44,11 +44,13 @@ class ChatResult:
     finish_reason: str
     upstream_model: str = ""
     request_id: str = ""
+    reasoning: str = ""  # the model's reasoning, where the upstream sends it (DeepSeek, Anthropic thinking)
 
 
 @dataclass
 class StreamEvent:
-    """type "text": `text` is a delta. type "tool_call": a delta of call `index` (`id` and
+    """type "text": `text` is a delta. type "reasoning" (only with include_reasoning=True):
+    `text` is a delta of the model's reasoning. type "tool_call": a delta of call `index` (`id` and
     `name` on its first event, `arguments` a piece of the JSON string). type "finish": the
     last event, with `usage`, `finish_reason`, `provider` and `model_resolved`."""
 
@@ -146,6 +148,7 @@ async def chat_completion(
         finish_reason=response.finish_reason,
         upstream_model=outcome.upstream_model,
         request_id=ctx.request_id,
+        reasoning=response.reasoning,
     )
 
 
@@ -167,6 +170,7 @@ async def stream_chat_completion(
     max_tokens: int | None = None,
     request_id: str | None = None,
     credentials: Mapping[str, str] | None = None,
+    include_reasoning: bool = False,
 ) -> AsyncIterator[StreamEvent]:
     """Yields text and tool-call deltas, then one "finish" event with usage.
 
@@ -183,6 +187,9 @@ async def stream_chat_completion(
     async for event in stream.events():
         if event.kind == "text":
             yield StreamEvent("text", text=event.text)
+        elif event.kind == "reasoning":
+            if include_reasoning:  # callers written before it existed never see the new type
+                yield StreamEvent("reasoning", text=event.text)
         elif event.kind == "tool_call":
             yield StreamEvent("tool_call", index=event.index, id=event.id, name=event.name, arguments=event.arguments)
         elif event.kind == "finish":

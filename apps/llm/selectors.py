@@ -59,6 +59,7 @@ class ModelSpec:
     output_price_per_mtok: Decimal
     can_embed: bool
     enabled: bool
+    drop_params: bool = False  # LogicalModel.drop_unsupported_params
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
         return (
@@ -123,6 +124,7 @@ def load_registry() -> Registry:
             output_price_per_mtok=row.output_price_per_mtok,
             can_embed=row.can_embed,
             enabled=row.enabled,
+            drop_params=row.drop_unsupported_params,
         )
         for row in LogicalModel.objects.all()
     }

@@ -216,9 +216,11 @@ def logical_model_create(
     can_embed: bool = False,
     enabled: bool = True,
     description: str = "",
+    drop_unsupported_params: bool = False,
 ) -> LogicalModel:
     model = LogicalModel(
         name=name,
+        drop_unsupported_params=drop_unsupported_params,
         context_window=context_window,
         input_price_per_mtok=_to_decimal(input_price_per_mtok, "input_price_per_mtok"),
         output_price_per_mtok=_to_decimal(output_price_per_mtok, "output_price_per_mtok"),
@@ -244,6 +246,7 @@ def logical_model_update(
     can_embed: bool = _UNSET,
     enabled: bool = _UNSET,
     description: str = _UNSET,
+    drop_unsupported_params: bool = _UNSET,
 ) -> LogicalModel:
     if fallbacks is not _UNSET:
         model.fallbacks = _clean_fallbacks(model.name, fallbacks)
@@ -251,7 +254,8 @@ def logical_model_update(
         model.input_price_per_mtok = _to_decimal(input_price_per_mtok, "input_price_per_mtok")
     if output_price_per_mtok is not _UNSET:
         model.output_price_per_mtok = _to_decimal(output_price_per_mtok, "output_price_per_mtok")
-    for attr, value in {"context_window": context_window, "can_embed": can_embed, "enabled": enabled, "description": description}.items():
+    for attr, value in {"context_window": context_window, "can_embed": can_embed, "enabled": enabled, "description": description,
+                        "drop_unsupported_params": drop_unsupported_params}.items():
         if value is not _UNSET:
             setattr(model, attr, value)
     model.full_clean()

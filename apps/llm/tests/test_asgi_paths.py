@@ -31,7 +31,8 @@ def test_errors_keep_the_envelope_on_the_lean_paths(api, llm_headers) -> None:
     missing = api.post("/internal/llm/proxy", json={"model": "x", "messages": []})
     assert missing.status_code == 401 and missing.json()["error"]["type"] == "unauthorized"
     unknown = api.get("/v1/no-such-route", headers=llm_headers)
-    assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "not_found"
+    # /v1 speaks OpenAI's error shape (apps/llm/errors.py), the middleware's own 404 included.
+    assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "invalid_request_error"
     bad = api.post("/v1/chat/completions", content=b"{not json", headers={**llm_headers, "Content-Type": "application/json"})
     assert bad.status_code in (400, 422) and "error" in bad.json()
 
