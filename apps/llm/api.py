@@ -19,6 +19,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Router
 
+from apps.llm import responses as llm_responses
 from apps.llm import router as llm_router
 from apps.llm.choices import Endpoint
 from apps.llm.errors import openai_error
@@ -31,6 +32,7 @@ from apps.llm.schemas import (
     ModelsOut,
     ProxyIn,
     ProxyOut,
+    ResponsesIn,
 )
 from apps.llm.selectors import registry_snapshot
 from daarion.auth import Principal, ServiceTokenAuth, principal_of
@@ -470,6 +472,45 @@ async def list_models(request: HttpRequest) -> dict[str, Any]:
             if spec.enabled
         ],
     }
+
+
+@openai_router.get("/models/{model_id}")
+async def retrieve_model(request: HttpRequest, model_id: str) -> dict[str, Any]:
+    """One enabled logical model, as OpenAI's models.retrieve reads it."""
+    registry = await llm_router.fresh_registry(model_id)
+    spec = registry.models.get(model_id)
+    if spec is None or not spec.enabled:
+        llm_router.resolve_model(registry, model_id)  # raises the same model_not_found as a call would
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": "daarion"}
+
+
+@openai_router.post("/responses")
+async def create_response(request: HttpRequest, payload: ResponsesIn, response: HttpResponse) -> Any:
+    """OpenAI's Responses API, translated onto the chat router (apps/llm/responses.py)."""
+    ctx = _v1_context(request, Endpoint.RESPONSES)
+    call, conversation = await llm_responses.chat_call(payload)
+    response_id, created = llm_responses.new_id(), llm_responses.now()
+    if not payload.stream:
+        outcome = llm_router.Outcome(logical_model=payload.model, started=_started(request))
+        answer, outcome = await llm_router.chat(call, ctx, outcome)
+        _set_headers(response, outcome)
+        output = llm_responses.output_of(answer)
+        if payload.store is not False:
+            await llm_responses.remember(response_id, conversation, output)
+        return llm_responses.response_object(payload, response_id, created, status="completed", output=output,
+                                             usage=answer.usage, finish_reason=answer.finish_reason)
+    routed = llm_router.Stream(call, ctx)
+    routed.outcome.started = _started(request)
+    routed.finish_with(asyncio.current_task())
+    await routed.admit()
+    await routed.open()  # failures before the first byte are HTTP errors, as the SDKs expect
+    body = _with_heartbeat(llm_responses.events(routed, payload, response_id, created, conversation),
+                           float(settings.LLM_STREAM_HEARTBEAT_SECONDS))
+    streaming = StreamingHttpResponse(body, content_type="text/event-stream")
+    streaming["Cache-Control"] = "no-cache"
+    streaming["X-Accel-Buffering"] = "no"
+    _set_headers(streaming, routed.outcome)
+    return streaming
 
 
 @openai_router.post("/embeddings")

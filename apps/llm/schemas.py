@@ -224,3 +224,44 @@ class EmbeddingsIn(BaseModel):
         if any(isinstance(item, list) and not item for item in value):
             raise ValueError("a token-id input is empty")
         return value
+
+
+class ResponsesIn(BaseModel):
+    """OpenAI's Responses API request (POST /v1/responses). Items are checked as they are
+    translated (apps/llm/responses.py), where each refusal names its field."""
+
+    # Unknown top-level keys pass through to the upstream, as on chat completions.
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(..., min_length=1, max_length=100)
+    input: str | list[dict[str, Any]] = Field(...)
+    instructions: str | None = None
+    tools: list[dict[str, Any]] | None = Field(None, max_length=128)
+    tool_choice: str | dict[str, Any] | None = None
+    text: dict[str, Any] | None = None
+    max_output_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    parallel_tool_calls: bool | None = None
+    reasoning: dict[str, Any] | None = None
+    user: str | None = Field(None, max_length=512)
+    metadata: dict[str, str] | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    service_tier: str | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    store: bool | None = None
+    stream: bool = False
+    previous_response_id: str | None = Field(None, max_length=200)
+    include: list[str] | None = None  # accepted; nothing extra (encrypted reasoning, ...) is produced
+    truncation: Literal["auto", "disabled"] | None = None  # accepted; the router does not truncate
+    stream_options: dict[str, Any] | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        if isinstance(value, list) and not value:
+            raise ValueError("give at least one input item")
+        if isinstance(value, list) and len(value) > 2000:
+            raise ValueError("at most 2000 input items")
+        return value
