@@ -19,6 +19,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Router
 
+from apps.llm import messages as llm_messages
 from apps.llm import responses as llm_responses
 from apps.llm import router as llm_router
 from apps.llm.choices import Endpoint
@@ -29,6 +30,7 @@ from apps.llm.schemas import (
     BatchOut,
     ChatCompletionIn,
     EmbeddingsIn,
+    MessagesIn,
     ModelsOut,
     ProxyIn,
     ProxyOut,
@@ -37,6 +39,17 @@ from apps.llm.schemas import (
 from apps.llm.selectors import registry_snapshot
 from daarion.auth import Principal, ServiceTokenAuth, principal_of
 from daarion.errors import BadRequest, DaarionError, Forbidden, ValidationFailed
+
+class AnthropicTokenAuth(ServiceTokenAuth):
+    """A service token as Bearer, or as Anthropic's `x-api-key` header (the Anthropic SDK and
+    Claude Code send it there)."""
+
+    async def __call__(self, request: HttpRequest) -> Principal:
+        key = request.META.get("HTTP_X_API_KEY")
+        if key and not request.META.get("HTTP_AUTHORIZATION"):
+            request.META["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+        return await super().__call__(request)
+
 
 router = Router(tags=["llm"], auth=ServiceTokenAuth("llm"))
 openai_router = Router(tags=["openai"], auth=ServiceTokenAuth("llm"))
@@ -506,6 +519,30 @@ async def create_response(request: HttpRequest, payload: ResponsesIn, response: 
     await routed.open()  # failures before the first byte are HTTP errors, as the SDKs expect
     body = _with_heartbeat(llm_responses.events(routed, payload, response_id, created, conversation),
                            float(settings.LLM_STREAM_HEARTBEAT_SECONDS))
+    streaming = StreamingHttpResponse(body, content_type="text/event-stream")
+    streaming["Cache-Control"] = "no-cache"
+    streaming["X-Accel-Buffering"] = "no"
+    _set_headers(streaming, routed.outcome)
+    return streaming
+
+
+@openai_router.post("/messages", auth=AnthropicTokenAuth("llm"))
+async def create_message(request: HttpRequest, payload: MessagesIn, response: HttpResponse) -> Any:
+    """Anthropic's Messages API, translated onto the chat router (apps/llm/messages.py)."""
+    ctx = _v1_context(request, Endpoint.MESSAGES)
+    call = llm_messages.chat_call(payload)
+    message_id = llm_messages.new_id()
+    if not payload.stream:
+        outcome = llm_router.Outcome(logical_model=payload.model, started=_started(request))
+        answer, outcome = await llm_router.chat(call, ctx, outcome)
+        _set_headers(response, outcome)
+        return llm_messages.message_of(payload, message_id, answer)
+    routed = llm_router.Stream(call, ctx)
+    routed.outcome.started = _started(request)
+    routed.finish_with(asyncio.current_task())
+    await routed.admit()
+    await routed.open()
+    body = _with_heartbeat(llm_messages.events(routed, payload, message_id), float(settings.LLM_STREAM_HEARTBEAT_SECONDS))
     streaming = StreamingHttpResponse(body, content_type="text/event-stream")
     streaming["Cache-Control"] = "no-cache"
     streaming["X-Accel-Buffering"] = "no"

@@ -646,6 +646,11 @@ class Stream:
         self._recorded = False
         self._admitted = False  # refused calls (unknown model, rate limit) record no usage
 
+    @property
+    def prompt_estimate(self) -> int:
+        """The prompt's size as estimated before the upstream's count arrives (after admit)."""
+        return self._prompt_estimate
+
     async def admit(self) -> None:
         """Model lookup and rate limits: errors here are plain HTTP errors, before any byte."""
         estimate = ratelimit.estimate_tokens(self.call.messages, self.call.cap)

@@ -265,3 +265,28 @@ class ResponsesIn(BaseModel):
         if isinstance(value, list) and len(value) > 2000:
             raise ValueError("at most 2000 input items")
         return value
+
+
+class AnthropicMessageIn(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str | list[dict[str, Any]]
+
+
+class MessagesIn(BaseModel):
+    """Anthropic's Messages API request (POST /v1/messages)."""
+
+    model_config = ConfigDict(extra="ignore")  # Anthropic-only options (service_tier, container, ...)
+
+    model: str = Field(..., min_length=1, max_length=100)
+    max_tokens: int = Field(..., ge=1, le=1_000_000)
+    messages: list[AnthropicMessageIn] = Field(..., min_length=1, max_length=1000)
+    system: str | list[dict[str, Any]] | None = None
+    temperature: float | None = Field(None, ge=0, le=1)
+    top_p: float | None = Field(None, ge=0, le=1)
+    top_k: int | None = Field(None, ge=0)
+    stop_sequences: list[str] | None = None
+    stream: bool = False
+    tools: list[dict[str, Any]] | None = Field(None, max_length=128)
+    tool_choice: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    thinking: dict[str, Any] | None = None

@@ -89,6 +89,9 @@ def to_anthropic(request: ChatRequest) -> dict[str, Any]:
         body["stop_sequences"] = [params["stop"]] if isinstance(params["stop"], str) else list(params["stop"])
     if params.get("user"):
         body["metadata"] = {"user_id": str(params["user"])}
+    for name in ("top_k", "thinking"):  # Anthropic's own, from its door (/v1/messages)
+        if params.get(name) is not None:
+            body[name] = params[name]
     if request.tools:
         body["tools"] = [
             {
@@ -134,7 +137,7 @@ def from_anthropic(data: dict[str, Any]) -> ChatResponse:
 class AnthropicProvider(BaseProvider):
     # Mapped in to_anthropic; anything else (seed, penalties, logprobs, n > 1, ...) has no
     # Anthropic counterpart.
-    accepts = frozenset({"max_completion_tokens", "top_p", "stop", "user", "parallel_tool_calls"})
+    accepts = frozenset({"max_completion_tokens", "top_p", "stop", "user", "parallel_tool_calls", "top_k", "thinking"})
     def default_headers(self) -> dict[str, str]:
         headers = {"anthropic-version": API_VERSION, **super().default_headers()}
         if self.spec.api_key:
