@@ -189,6 +189,8 @@ def registry_export() -> dict[str, Any]:
             spec["price"] = {"input": float(row.input_price_per_mtok), "output": float(row.output_price_per_mtok)}
         if row.can_embed:
             spec["can_embed"] = True
+        if row.drop_unsupported_params:
+            spec["drop_unsupported_params"] = True
         if not row.enabled:
             spec["enabled"] = False
         if row.description:

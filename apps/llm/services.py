@@ -520,6 +520,7 @@ _PROVIDER_KEYS = {"kind", "base_url", "api_key", "api_key_env", "timeout", "time
 _MODEL_KEYS = {
     "provider", "name", "deployments", "fallbacks", "context_window", "price", "input_price_per_mtok",
     "output_price_per_mtok", "can_embed", "enabled", "description", "weight", "rpm", "tpm",
+    "drop_unsupported_params",
 }
 _DEPLOYMENT_KEYS = {"provider", "name", "weight", "rpm", "tpm", "enabled"}
 POLICY_KEYS = {"scope", "subject", "rpm", "tpm", "max_concurrent", "budget_usd", "budget_period", "enabled"}
@@ -594,6 +595,7 @@ def _import_models(data: dict[str, Any], report: ImportReport) -> None:
             "input_price_per_mtok": spec.get("input_price_per_mtok", price.get("input", 0)),
             "output_price_per_mtok": spec.get("output_price_per_mtok", price.get("output", 0)),
             "can_embed": bool(spec.get("can_embed", False)),
+            "drop_unsupported_params": bool(spec.get("drop_unsupported_params", False)),
             "enabled": bool(spec.get("enabled", True)),
             "description": spec.get("description", "") or "",
         }
@@ -603,9 +605,9 @@ def _import_models(data: dict[str, Any], report: ImportReport) -> None:
             model = _apply(path, logical_model_create, name=str(name), **values)
             report.created.append(path)
         else:
-            before = (model.context_window, model.input_price_per_mtok, model.output_price_per_mtok, model.can_embed, model.enabled, model.description)
+            before = (model.context_window, model.input_price_per_mtok, model.output_price_per_mtok, model.can_embed, model.enabled, model.description, model.drop_unsupported_params)
             _apply(path, logical_model_update, model=model, **values)
-            changed = before != (model.context_window, model.input_price_per_mtok, model.output_price_per_mtok, model.can_embed, model.enabled, model.description)
+            changed = before != (model.context_window, model.input_price_per_mtok, model.output_price_per_mtok, model.can_embed, model.enabled, model.description, model.drop_unsupported_params)
         keep: set[int] = set()
         for dpath, dspec in _deployment_specs(name, spec, path):
             provider_name = dspec.get("provider")

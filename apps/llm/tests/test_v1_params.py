@@ -229,3 +229,15 @@ def test_langchain_style_token_input_on_the_raw_api(api, upstream, token):
                         headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 200, answer.text
     assert len(answer.json()["data"]) == 2
+
+
+def test_drop_unsupported_params_is_part_of_the_registry_document(db):
+    from apps.llm.models import LogicalModel
+    from apps.llm.selectors import load_registry, registry_export
+
+    services.registry_import(data={"providers": {"stub": {"kind": "stub"}},
+                                   "models": {"lenient": {"provider": "stub", "name": "dagi-stub",
+                                                          "drop_unsupported_params": True}}})
+    assert LogicalModel.objects.get(name="lenient").drop_unsupported_params
+    assert load_registry().models["lenient"].drop_params
+    assert registry_export()["models"]["lenient"]["drop_unsupported_params"] is True
