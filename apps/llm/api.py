@@ -20,6 +20,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Router
 
 from apps.llm import messages as llm_messages
+from apps.llm import ratelimit as llm_ratelimit
 from apps.llm import responses as llm_responses
 from apps.llm import router as llm_router
 from apps.llm.choices import Endpoint
@@ -29,6 +30,7 @@ from apps.llm.schemas import (
     BatchIn,
     BatchOut,
     ChatCompletionIn,
+    CountTokensIn,
     EmbeddingsIn,
     MessagesIn,
     ModelsOut,
@@ -548,6 +550,17 @@ async def create_message(request: HttpRequest, payload: MessagesIn, response: Ht
     streaming["X-Accel-Buffering"] = "no"
     _set_headers(streaming, routed.outcome)
     return streaming
+
+
+@openai_router.post("/messages/count_tokens", auth=AnthropicTokenAuth("llm"))
+async def count_message_tokens(request: HttpRequest, payload: CountTokensIn) -> dict[str, Any]:
+    """Anthropic's token count, estimated as the rate limiter does (4 characters a token,
+    tools included): no upstream is asked, so it is a guess, not the model's tokenizer."""
+    call = llm_messages.chat_call(payload)
+    registry = await llm_router.fresh_registry(payload.model)
+    llm_router.resolve_model(registry, payload.model)
+    tools = len(json.dumps(call.tools)) // 4 if call.tools else 0
+    return {"input_tokens": llm_ratelimit.estimate_tokens(call.messages, 1) - 1 + tools}
 
 
 @openai_router.post("/embeddings")

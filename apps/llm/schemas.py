@@ -290,3 +290,9 @@ class MessagesIn(BaseModel):
     tool_choice: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     thinking: dict[str, Any] | None = None
+
+
+class CountTokensIn(MessagesIn):
+    """Anthropic's token count request: a message request without max_tokens."""
+
+    max_tokens: int = Field(1, ge=1, le=1_000_000)

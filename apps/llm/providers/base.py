@@ -118,12 +118,20 @@ class EmbeddingResponse:
 ADVISORY_PARAMS = frozenset({"user", "metadata", "store", "prompt_cache_key", "safety_identifier", "service_tier"})
 
 
+# Values that ask for what every provider does anyway (clients such as LangChain send `n: 1`):
+# never a reason to refuse a call.
+_NO_OP_VALUES: dict[str, Any] = {"n": 1, "logprobs": False, "parallel_tool_calls": True, "presence_penalty": 0,
+                                 "frequency_penalty": 0, "top_p": 1}
+
+
 def unsupported_params(params: Mapping[str, Any], accepts: frozenset[str] | None) -> list[str]:
-    """The names in `params` a provider that takes `accepts` (None: everything) cannot take.
-    `n: 1` is every provider's behaviour, so asking for it is never refused."""
+    """The names in `params` a provider that takes `accepts` (None: everything) cannot take;
+    a value that asks for the default behaviour (`n: 1`, `logprobs: false`, ...) counts as taken."""
     if accepts is None:
         return []
-    return [name for name, value in params.items() if name not in accepts and not (name == "n" and value == 1)]
+    return [name for name, value in params.items()
+            if name not in accepts and not (name in _NO_OP_VALUES and value == _NO_OP_VALUES[name]
+                                            and type(value) is not str)]
 
 
 class BaseProvider:

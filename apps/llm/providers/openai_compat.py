@@ -69,7 +69,11 @@ def _choice(choice: dict[str, Any]) -> ChatResponse:
     )
 
 
-def chat_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+# Kinds whose APIs know the completion cap only as max_tokens (DeepSeek's, Ollama's /v1).
+MAX_TOKENS_ONLY = frozenset({ProviderKind.DEEPSEEK, ProviderKind.OLLAMA})
+
+
+def chat_body(request: ChatRequest, *, stream: bool, max_tokens_only: bool = False) -> dict[str, Any]:
     body: dict[str, Any] = {"model": request.model, "messages": request.messages}
     if request.temperature is not None:
         body["temperature"] = request.temperature
@@ -83,6 +87,9 @@ def chat_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body["response_format"] = request.response_format
     if request.params:
         body.update(request.params)  # as the caller sent them: seed, stop, unknown keys, ...
+        if max_tokens_only and "max_completion_tokens" in body:
+            cap = body.pop("max_completion_tokens")
+            body.setdefault("max_tokens", cap)
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
@@ -118,7 +125,8 @@ class OpenAICompatibleProvider(BaseProvider):
         return data
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        data = await self._post_json("/chat/completions", chat_body(request, stream=False), request.api_key)
+        body = chat_body(request, stream=False, max_tokens_only=self.spec.kind in MAX_TOKENS_ONLY)
+        data = await self._post_json("/chat/completions", body, request.api_key)
         try:
             choices = sorted(data["choices"], key=lambda c: c.get("index") or 0)
             first, *rest = [_choice(choice) for choice in choices]
@@ -129,7 +137,7 @@ class OpenAICompatibleProvider(BaseProvider):
         return first
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        body = chat_body(request, stream=True)
+        body = chat_body(request, stream=True, max_tokens_only=self.spec.kind in MAX_TOKENS_ONLY)
         async with self.http.stream("/chat/completions", body, self.call_headers(request.api_key)) as response:
             if response.status >= 400:
                 raw = await response.read()

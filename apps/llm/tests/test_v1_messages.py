@@ -137,3 +137,12 @@ def test_an_anthropic_upstream_gets_anthropics_own_options(asgi_server, token, f
     assert [b.type for b in message.content] == ["thinking", "text"]
     sent = fake_stats()["last"]["body"]
     assert (sent["thinking"], sent["top_k"], sent["max_tokens"]) == ({"type": "enabled", "budget_tokens": 1024}, 5, 2048)
+
+
+def test_count_tokens_estimates(client):
+    short = client.messages.count_tokens(model="dagi-stub", messages=[{"role": "user", "content": "hi"}])
+    long = client.messages.count_tokens(model="dagi-stub", messages=[{"role": "user", "content": "hi " * 400}],
+                                        tools=[TOOL])
+    assert 0 < short.input_tokens < long.input_tokens
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.count_tokens(model="no-such", messages=[{"role": "user", "content": "hi"}])

@@ -241,3 +241,21 @@ def test_drop_unsupported_params_is_part_of_the_registry_document(db):
     assert LogicalModel.objects.get(name="lenient").drop_unsupported_params
     assert load_registry().models["lenient"].drop_params
     assert registry_export()["models"]["lenient"]["drop_unsupported_params"] is True
+
+
+def test_default_values_are_never_refused(sdk, stub_model, live):
+    # LangChain and others send n: 1 and friends explicitly; they ask for nothing special.
+    live()
+    completion = sdk.chat.completions.create(model="dagi-stub", messages=HELLO, n=1, logprobs=False, top_p=1,
+                                             presence_penalty=0, frequency_penalty=0, parallel_tool_calls=True)
+    assert completion.choices[0].message.content == "[stub] You said: hello params"
+
+
+def test_max_completion_tokens_is_max_tokens_for_kinds_that_only_know_that(sdk, fake_llm, make_model, fake_stats, live):
+    provider = services.provider_create(name="deepseek-fake", kind="deepseek", base_url=fake_llm, api_key="sk-ds-123456789",
+                                        max_retries=0)
+    make_model("ds", provider, "reasoning")
+    live()
+    sdk.chat.completions.create(model="ds", messages=HELLO, max_completion_tokens=33, seed=5)
+    sent = fake_stats()["last"]["body"]
+    assert (sent["max_tokens"], sent["seed"]) == (33, 5) and "max_completion_tokens" not in sent
