@@ -134,10 +134,12 @@ async def chat_completion(
     max_tokens: int | None = None,
     request_id: str | None = None,
     credentials: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> ChatResult:
+    """`params`: further OpenAI parameters (seed, stop, top_p, ...), handled as on /v1."""
     ctx = _context(agent_id, microdao_id, channel_id, request_id, credentials=credentials)
     call = router.ChatCall(model=model, messages=messages, temperature=temperature, max_tokens=max_tokens,
-                           tools=tools, tool_choice=tool_choice)
+                           tools=tools, tool_choice=tool_choice, params=dict(params) if params else None)
     response, outcome = await router.chat(call, ctx)
     return ChatResult(
         content=response.content,
@@ -171,6 +173,7 @@ async def stream_chat_completion(
     request_id: str | None = None,
     credentials: Mapping[str, str] | None = None,
     include_reasoning: bool = False,
+    params: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[StreamEvent]:
     """Yields text and tool-call deltas, then one "finish" event with usage.
 
@@ -179,7 +182,7 @@ async def stream_chat_completion(
     """
     ctx = _context(agent_id, microdao_id, channel_id, request_id, credentials=credentials)
     call = router.ChatCall(model=model, messages=messages, temperature=temperature, max_tokens=max_tokens,
-                           tools=tools, tool_choice=tool_choice)
+                           tools=tools, tool_choice=tool_choice, params=dict(params) if params else None)
     stream = router.Stream(call, ctx)
     await stream.admit()
     await stream.open()
@@ -203,9 +206,9 @@ async def stream_chat_completion(
 
 
 async def create_embeddings(*, model: str, inputs: list[str], agent_id: str | None = None,
-                            credentials: Mapping[str, str] | None = None) -> EmbeddingResult:
+                            credentials: Mapping[str, str] | None = None, dimensions: int | None = None) -> EmbeddingResult:
     ctx = _context(agent_id, None, None, None, Endpoint.EMBEDDINGS, credentials)
-    result, outcome = await router.embed(model_name=model, inputs=inputs, ctx=ctx)
+    result, outcome = await router.embed(model_name=model, inputs=inputs, ctx=ctx, dimensions=dimensions)
     used = result.usage
     return EmbeddingResult(
         vectors=result.vectors,
