@@ -42,6 +42,7 @@ from apps.llm.selectors import registry_snapshot
 from daarion.auth import Principal, ServiceTokenAuth, principal_of
 from daarion.errors import BadRequest, DaarionError, Forbidden, ValidationFailed
 
+
 class AnthropicTokenAuth(ServiceTokenAuth):
     """A service token as Bearer, or as Anthropic's `x-api-key` header (the Anthropic SDK and
     Claude Code send it there)."""
@@ -242,19 +243,21 @@ async def _ui_message_stream(routed: llm_router.Stream, message_id: str) -> Asyn
     yield _sse({"type": "start", "messageId": message_id})
     yield _sse({"type": "start-step"})
     text_open = reasoning_open = False
+    reasoning_id, reasoning_count = "", 0
     calls: dict[int, dict[str, str]] = {}
     try:
         await routed.open()
         async for event in routed.events():
             if event.kind == "reasoning":
                 if not reasoning_open:
-                    reasoning_open = True
-                    yield _sse({"type": "reasoning-start", "id": "reasoning-1"})
-                yield _sse({"type": "reasoning-delta", "id": "reasoning-1", "delta": event.text})
+                    reasoning_open, reasoning_count = True, reasoning_count + 1
+                    reasoning_id = f"reasoning-{reasoning_count}"  # a new part each time it resumes
+                    yield _sse({"type": "reasoning-start", "id": reasoning_id})
+                yield _sse({"type": "reasoning-delta", "id": reasoning_id, "delta": event.text})
                 continue
             if reasoning_open:  # the answer proper began: the reasoning is over
                 reasoning_open = False
-                yield _sse({"type": "reasoning-end", "id": "reasoning-1"})
+                yield _sse({"type": "reasoning-end", "id": reasoning_id})
             if event.kind == "text":
                 if not text_open:
                     text_open = True
@@ -292,7 +295,7 @@ async def _ui_message_stream(routed: llm_router.Stream, message_id: str) -> Asyn
                 })
     except DaarionError as exc:
         if reasoning_open:
-            yield _sse({"type": "reasoning-end", "id": "reasoning-1"})
+            yield _sse({"type": "reasoning-end", "id": reasoning_id})
         if text_open:
             yield _sse({"type": "text-end", "id": "text-1"})
         yield _sse({"type": "error", "errorText": f"{exc.type}: {exc.message}"})

@@ -155,3 +155,14 @@ def test_internal_keeps_the_house_envelope(api, llm_headers, stub_model, live):
     answer = api.post("/internal/llm/proxy", json={"model": "dagi-stub", "messages": []}, headers=llm_headers)
     assert answer.status_code == 422
     assert set(answer.json()["error"]) == {"type", "message", "details"}
+
+
+def test_a_failure_mid_stream_is_an_openai_error_chunk(asgi_server, make_token, fake_provider, make_model, live):
+    make_model("half", fake_provider, "badstream")
+    live()
+    sdk = openai.OpenAI(base_url=f"{asgi_server.url}/v1", api_key=make_token(scopes=["llm"]), max_retries=0)
+    stream = sdk.chat.completions.create(model="half", messages=HELLO, stream=True)
+    with pytest.raises(openai.APIError) as caught:
+        list(stream)
+    assert caught.value.body["type"] == "server_error" and caught.value.body["code"] == "upstream_error"
+    assert set(caught.value.body) == {"message", "type", "param", "code"}
