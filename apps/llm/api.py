@@ -131,6 +131,9 @@ def _call(payload: ProxyIn | ChatCompletionIn, params: dict[str, Any] | None) ->
 
 
 def _proxy_call(payload: ProxyIn) -> llm_router.ChatCall:
+    if payload.n is not None and payload.n > 1:  # the house answer has one content, not choices
+        raise BadRequest("n > 1 is served on /v1/chat/completions only", type="unsupported_parameter",
+                         details={"param": "n"})
     return _call(payload, _params(payload, payload.extra_body))
 
 

@@ -259,3 +259,12 @@ def test_max_completion_tokens_is_max_tokens_for_kinds_that_only_know_that(sdk, 
     sdk.chat.completions.create(model="ds", messages=HELLO, max_completion_tokens=33, seed=5)
     sent = fake_stats()["last"]["body"]
     assert (sent["max_tokens"], sent["seed"]) == (33, 5) and "max_completion_tokens" not in sent
+
+
+def test_the_internal_proxy_refuses_n_above_one_in_the_house_envelope(api, stub_model, token, live):
+    live()
+    answer = api.post("/internal/llm/proxy", json={"model": "dagi-stub", "messages": HELLO, "n": 2},
+                      headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 400
+    assert answer.json()["error"] == {"type": "unsupported_parameter", "message": answer.json()["error"]["message"],
+                                      "details": {"param": "n"}}
