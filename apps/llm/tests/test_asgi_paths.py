@@ -85,7 +85,8 @@ def test_a_chunked_body_over_the_limit_is_refused_on_the_hot_path(api, llm_heade
     headers = {**llm_headers, "Content-Type": "application/json", "x-request-id": "req-chunked-413"}
     answer = api.post("/v1/chat/completions", content=body(), headers=headers)
     assert answer.status_code == 413
-    assert answer.json()["error"]["type"] == "payload_too_large"
+    # /v1 answers in OpenAI's shape (apps/llm/errors.py), this early refusal included.
+    assert answer.json()["error"]["code"] == "payload_too_large" and "param" in answer.json()["error"]
     assert answer.headers["x-request-id"] == "req-chunked-413"  # the caller's id, as on every answer
 
     generated = api.post("/internal/tools/call", content=body(), headers={**llm_headers, "Content-Type": "application/json"})
