@@ -124,6 +124,15 @@ def chat_call(payload: Any) -> llm_router.ChatCall:
     choice, serial = _tool_choice(payload.tool_choice)
     if serial:
         params["parallel_tool_calls"] = False
+    config = payload.output_config or {}
+    if config.get("effort"):
+        params["reasoning_effort"] = config["effort"]
+    response_format = None
+    fmt = config.get("format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema" and isinstance(fmt.get("schema"), dict):
+        response_format = {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True}}
+    elif fmt:
+        raise _bad("output_config.format must be {type: json_schema, schema}", "output_config.format")
     return llm_router.ChatCall(
         model=payload.model,
         messages=_messages(payload),
@@ -131,6 +140,7 @@ def chat_call(payload: Any) -> llm_router.ChatCall:
         max_tokens=payload.max_tokens,
         tools=_tools(payload.tools),
         tool_choice=choice,
+        response_format=response_format,
         params=params or None,
     )
 

@@ -158,6 +158,11 @@ _SAME_NAME = ("top_p", "parallel_tool_calls", "user", "metadata", "top_logprobs"
 
 async def chat_call(payload: Any) -> tuple[llm_router.ChatCall, list[dict[str, Any]]]:
     """(the routed call, the conversation so far as chat messages, for `store`)."""
+    for name, asked, hint in (("background", payload.background, "answer in the foreground"),
+                              ("conversation", payload.conversation, "use previous_response_id"),
+                              ("prompt", payload.prompt, "send the prompt's text as instructions")):
+        if asked:
+            raise _bad(f"{name} is not supported by this proxy; {hint}", name, "unsupported_parameter")
     history: list[dict[str, Any]] = []
     if payload.previous_response_id:
         history = await _load_conversation(payload.previous_response_id)

@@ -256,6 +256,12 @@ class ResponsesIn(BaseModel):
     include: list[str] | None = None  # accepted; nothing extra (encrypted reasoning, ...) is produced
     truncation: Literal["auto", "disabled"] | None = None  # accepted; the router does not truncate
     stream_options: dict[str, Any] | None = None
+    # Responses-only features without a chat counterpart: refused by name when asked for
+    # (apps/llm/responses.py), never sent upstream as chat parameters.
+    background: bool | None = None
+    conversation: str | dict[str, Any] | None = None
+    prompt: dict[str, Any] | None = None
+    max_tool_calls: int | None = Field(None, ge=1)  # accepted: the proxy runs no tools itself
 
     @field_validator("input")
     @classmethod
@@ -290,6 +296,7 @@ class MessagesIn(BaseModel):
     tool_choice: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     thinking: dict[str, Any] | None = None
+    output_config: dict[str, Any] | None = None  # effort and a JSON-schema format
 
 
 class CountTokensIn(MessagesIn):

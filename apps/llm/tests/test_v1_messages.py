@@ -146,3 +146,15 @@ def test_count_tokens_estimates(client):
     assert 0 < short.input_tokens < long.input_tokens
     with pytest.raises(anthropic.NotFoundError):
         client.messages.count_tokens(model="no-such", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_output_config_maps_to_effort_and_a_json_schema(asgi_server, token, fake_provider, make_model, fake_stats, live):
+    make_model("up-echo", fake_provider, "echo")
+    live()
+    client = anthropic.Anthropic(base_url=asgi_server.url, api_key=token, max_retries=0)
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    client.messages.create(model="up-echo", max_tokens=20, messages=[{"role": "user", "content": "x"}],
+                           output_config={"effort": "low", "format": {"type": "json_schema", "schema": schema}})
+    sent = fake_stats()["last"]["body"]
+    assert sent["reasoning_effort"] == "low"
+    assert sent["response_format"] == {"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": True}}

@@ -174,3 +174,19 @@ def test_models_retrieve(sdk):
     with pytest.raises(openai.NotFoundError) as caught:
         sdk.models.retrieve("no-such")
     assert caught.value.code == "model_not_found"
+
+
+@pytest.mark.parametrize(("field", "value"), [("background", True), ("conversation", "conv_1"),
+                                              ("prompt", {"id": "pmpt_1"})])
+def test_responses_only_features_are_refused_by_name(sdk, field, value):
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.responses.create(model="dagi-stub", input="x", **{field: value})
+    assert (caught.value.param, caught.value.code) == (field, "unsupported_parameter")
+
+
+def test_max_tool_calls_and_include_are_accepted(sdk, upstream):
+    response = sdk.responses.create(model="up-echo", input="x", max_tool_calls=2, include=["message.output_text.logprobs"],
+                                    truncation="disabled")
+    assert response.output_text == "echo: x"
+    sent = upstream()[-1]
+    assert not {"max_tool_calls", "include", "truncation"} & set(sent)
