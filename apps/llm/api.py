@@ -515,11 +515,12 @@ async def create_response(request: HttpRequest, payload: ResponsesIn, response: 
         outcome = llm_router.Outcome(logical_model=payload.model, started=_started(request))
         answer, outcome = await llm_router.chat(call, ctx, outcome)
         _set_headers(response, outcome)
-        output = llm_responses.output_of(answer)
+        done = llm_responses.response_object(payload, response_id, created, status="completed",
+                                             output=llm_responses.output_of(answer), usage=answer.usage,
+                                             finish_reason=answer.finish_reason)
         if payload.store is not False:
-            await llm_responses.remember(response_id, conversation, output)
-        return llm_responses.response_object(payload, response_id, created, status="completed", output=output,
-                                             usage=answer.usage, finish_reason=answer.finish_reason)
+            await llm_responses.remember(done, conversation)
+        return done
     routed = llm_router.Stream(call, ctx)
     routed.outcome.started = _started(request)
     routed.finish_with(asyncio.current_task())
@@ -532,6 +533,18 @@ async def create_response(request: HttpRequest, payload: ResponsesIn, response: 
     streaming["X-Accel-Buffering"] = "no"
     _set_headers(streaming, routed.outcome)
     return streaming
+
+
+@openai_router.get("/responses/{response_id}")
+async def retrieve_response(request: HttpRequest, response_id: str) -> dict[str, Any]:
+    """A stored response (store not false), while it is kept."""
+    return await llm_responses.stored(response_id)
+
+
+@openai_router.delete("/responses/{response_id}")
+async def delete_response(request: HttpRequest, response_id: str) -> dict[str, Any]:
+    await llm_responses.forget(response_id)
+    return {"id": response_id, "object": "response", "deleted": True}
 
 
 @openai_router.post("/messages", auth=AnthropicTokenAuth("llm"))

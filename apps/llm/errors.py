@@ -65,8 +65,8 @@ def openai_error(status: int, type: str, message: str, details: Any = None) -> t
         code = "invalid_api_key"
     elif status == 404 and type in ("model_not_found", "model_disabled"):
         code, param = "model_not_found", "model"
-    elif status in (404, 405):
-        code = None
+    elif type in ("not_found", "method_not_allowed"):
+        code = None  # an unknown route or method: OpenAI names no code either
     elif status == 429 and type == "budget_exceeded":
         kind = code = "insufficient_quota"
     elif status == 429:

@@ -6,8 +6,8 @@ Server-side state (`store`): with `store` true (OpenAI's default) the conversati
 (its input and output) and each output item are kept in Redis for LLM_RESPONSES_TTL_SECONDS
 (a day unless set), so a follow-up can name `previous_response_id` or send `item_reference`
 items (the AI SDK does for earlier assistant text). With `store: false` nothing is kept and a
-follow-up must send its whole input, as OpenAI's stateless mode asks. Responses cannot be
-fetched back (`GET /v1/responses/{id}` is not served).
+follow-up must send its whole input, as OpenAI's stateless mode asks. A stored response can be
+fetched back (`GET /v1/responses/{id}`) and deleted (`DELETE`) for as long as it is kept.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from django.conf import settings
 from apps.llm import router as llm_router
 from apps.llm.errors import openai_error
 from apps.llm.providers import ChatResponse
-from daarion.errors import BadRequest, DaarionError
+from daarion.errors import BadRequest, DaarionError, NotFound
 from daarion.redis_client import get_async_redis, key
 
 
@@ -212,6 +212,10 @@ def _item_key(item_id: str) -> str:
     return key("llm", "resp-item", item_id)
 
 
+def _object_key(response_id: str) -> str:
+    return key("llm", "resp-obj", response_id)
+
+
 async def _load_conversation(response_id: str) -> list[dict[str, Any]]:
     raw = await get_async_redis().get(_conversation_key(response_id))
     if raw is None:
@@ -240,15 +244,35 @@ async def _resolve_references(items: list[dict[str, Any]]) -> list[dict[str, Any
     return out
 
 
-async def remember(response_id: str, conversation: list[dict[str, Any]], output: list[dict[str, Any]]) -> None:
-    """Keeps a stored response's conversation and output items for follow-ups."""
+async def remember(response: dict[str, Any], conversation: list[dict[str, Any]]) -> None:
+    """Keeps a stored response, its conversation and its output items for follow-ups."""
+    response_id, output = response["id"], response["output"]
     answer = input_messages([item for item in output if item["type"] in ("message", "function_call")], "output")
     pipe = get_async_redis().pipeline(transaction=False)
+    pipe.set(_object_key(response_id), json.dumps(response), ex=_ttl())
     pipe.set(_conversation_key(response_id), json.dumps([*conversation, *answer]), ex=_ttl())
     for item in output:
         if item["type"] in ("message", "function_call"):
             pipe.set(_item_key(item["id"]), json.dumps(item), ex=_ttl())
     await pipe.execute()
+
+
+def _not_found(response_id: str) -> NotFound:
+    return NotFound(f"response {response_id!r} is not found (stored responses are kept {_ttl()} s; "
+                    "store: false ones never)", type="response_not_found", details={"param": "response_id"})
+
+
+async def stored(response_id: str) -> dict[str, Any]:
+    raw = await get_async_redis().get(_object_key(response_id))
+    if raw is None:
+        raise _not_found(response_id)
+    return json.loads(raw)
+
+
+async def forget(response_id: str) -> None:
+    response = await stored(response_id)
+    items = [_item_key(item["id"]) for item in response["output"] if item.get("id")]
+    await get_async_redis().delete(_object_key(response_id), _conversation_key(response_id), *items)
 
 
 # --- answer -> Response ------------------------------------------------------------------
@@ -429,7 +453,7 @@ async def events(routed: llm_router.Stream, payload: Any, response_id: str, crea
                 final = response_object(payload, response_id, created, status="completed", output=output,
                                         usage=routed.outcome.usage, finish_reason=event.finish_reason or "stop")
                 if payload.store is not False:
-                    await remember(response_id, conversation, output)
+                    await remember(final, conversation)
                 yield emit("response.completed" if final["status"] == "completed" else "response.incomplete", {"response": final})
     except DaarionError as exc:
         error = openai_error(exc.status, exc.type, exc.message, exc.details)[1]["error"]

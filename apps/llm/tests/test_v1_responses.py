@@ -190,3 +190,20 @@ def test_max_tool_calls_and_include_are_accepted(sdk, upstream):
     assert response.output_text == "echo: x"
     sent = upstream()[-1]
     assert not {"max_tool_calls", "include", "truncation"} & set(sent)
+
+
+def test_a_stored_response_is_retrieved_and_deleted(sdk):
+    created = sdk.responses.create(model="dagi-stub", input="keep me")
+    fetched = sdk.responses.retrieve(created.id)
+    assert (fetched.id, fetched.output_text, fetched.status) == (created.id, "[stub] You said: keep me", "completed")
+    streamed = list(sdk.responses.create(model="dagi-stub", input="keep me too", stream=True))[-1].response
+    assert sdk.responses.retrieve(streamed.id).output_text == "[stub] You said: keep me too"
+    sdk.responses.delete(created.id)
+    with pytest.raises(openai.NotFoundError) as caught:
+        sdk.responses.retrieve(created.id)
+    assert caught.value.code == "response_not_found"
+    with pytest.raises(openai.BadRequestError):
+        sdk.responses.create(model="dagi-stub", input="x", previous_response_id=created.id)
+    unstored = sdk.responses.create(model="dagi-stub", input="x", store=False)
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.retrieve(unstored.id)
