@@ -4,10 +4,11 @@ stream back into Responses objects and events.
 
 Server-side state (`store`): with `store` true (OpenAI's default) the conversation of a response
 (its input and output) and each output item are kept in Redis for LLM_RESPONSES_TTL_SECONDS
-(a day unless set), so a follow-up can name `previous_response_id` or send `item_reference`
-items (the AI SDK does for earlier assistant text). With `store: false` nothing is kept and a
-follow-up must send its whole input, as OpenAI's stateless mode asks. A stored response can be
-fetched back (`GET /v1/responses/{id}`) and deleted (`DELETE`) for as long as it is kept.
+(env DAARION_LLM_RESPONSES_TTL_SECONDS, a day unless set), so a follow-up can name
+`previous_response_id` or send `item_reference` items (the AI SDK does for earlier assistant
+text). With `store: false` nothing is kept and a follow-up must send its whole input, as
+OpenAI's stateless mode asks. A stored response can be fetched back (`GET /v1/responses/{id}`)
+and deleted (`DELETE`) for as long as it is kept.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from daarion.redis_client import get_async_redis, key
 
 
 def _ttl() -> int:
-    return int(getattr(settings, "LLM_RESPONSES_TTL_SECONDS", 86_400))
+    return int(settings.LLM_RESPONSES_TTL_SECONDS)
 
 
 def _id(prefix: str) -> str:
