@@ -33,6 +33,9 @@ def test_generate_text_and_a_streamed_tool_loop(node, api, stub_model, make_toke
     assert generated["text"] == "[stub] You said: hello from the ai sdk"
     assert generated["finishReason"] == "stop" and generated["usage"]["totalTokens"] > 0
     assert generated["responseId"].startswith("resp_")
+    assert generated["followUp"] == "[stub] You said: and once more"
+    body = generated["followUpBody"] if isinstance(generated["followUpBody"], dict) else json.loads(generated["followUpBody"])
+    assert {"type": "item_reference", "id": body["input"][1]["id"]} == body["input"][1], "the history came by reference"
     streamed = out["streamed"]
     assert streamed["errors"] == []
     assert streamed["steps"] == [{"finishReason": "tool-calls", "toolCalls": ["projects_list"]},

@@ -10,6 +10,13 @@ const [baseUrl, token, model] = process.argv.slice(2);
 const openai = createOpenAI({ baseURL: `${baseUrl}/v1`, apiKey: token });
 
 const generated = await generateText({ model: openai(model), prompt: 'hello from the ai sdk' });
+// A follow-up turn with the first answer in its history: the SDK sends that answer as an
+// item_reference to the stored response item (store is on by default).
+const followUp = await generateText({
+  model: openai(model),
+  messages: [{ role: 'user', content: 'hello from the ai sdk' }, ...generated.response.messages,
+             { role: 'user', content: 'and once more' }],
+});
 
 const calls = [];
 const result = streamText({
@@ -40,6 +47,8 @@ console.log(JSON.stringify({
     finishReason: generated.finishReason,
     usage: generated.usage,
     responseId: generated.response?.id,
+    followUp: followUp.text,
+    followUpBody: followUp.request?.body,
   },
   streamed: {
     text: deltas.join(''),
