@@ -268,3 +268,19 @@ def test_the_internal_proxy_refuses_n_above_one_in_the_house_envelope(api, stub_
     assert answer.status_code == 400
     assert answer.json()["error"] == {"type": "unsupported_parameter", "message": answer.json()["error"]["message"],
                                       "details": {"param": "n"}}
+
+
+def test_the_registry_document_round_trips_drop_unsupported_params(db):
+    # Exported by apps.llm, applied by the registry API's documents: the key is known to both.
+    from apps.llm.selectors import registry_export
+    from apps.registry.documents import registry_apply
+
+    services.registry_import(data={"providers": {"stub": {"kind": "stub"}},
+                                   "models": {"lenient": {"provider": "stub", "name": "dagi-stub",
+                                                          "drop_unsupported_params": True}}})
+    document = registry_export()
+    registry_apply(document={**document, "models": {**document["models"], "lenient": {
+        **document["models"]["lenient"], "drop_unsupported_params": False}}}, prune=False)
+    from apps.llm.models import LogicalModel
+
+    assert not LogicalModel.objects.get(name="lenient").drop_unsupported_params
