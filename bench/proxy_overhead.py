@@ -4,7 +4,9 @@ proxy and through LiteLLM's proxy, with p50/p95/p99 latency and overhead = proxy
 - The upstream is testsupport/fake_llm.py in its own process (answers at once, "echo").
 - Ours: the app under uvicorn (one worker, as `start_asgi_server` runs it), a real service
   token bound to one agent with a rate-limit policy (so the Redis rate-limit call and the
-  usage pipeline run as in production), `/v1/chat/completions` and `/internal/llm/proxy`.
+  usage pipeline run as in production), `/v1/chat/completions`, `/internal/llm/proxy` and
+  `/v1/responses` (the same exchange as instructions + input, `store` at OpenAI's default, so
+  each answer's conversation is kept in Redis as in production).
 - LiteLLM: `litellm[proxy]==LITELLM_VERSION` in bench/.venv-litellm (made by this script),
   one uvicorn worker, one model pointing at the same upstream, a master key, no database.
 
@@ -411,6 +413,9 @@ def targets(upstream_port: int, ours_port: int, token: str, litellm_port: int | 
         "ours_v1": Target("ours_v1", "127.0.0.1", ours_port, "/v1/chat/completions", {"Authorization": f"Bearer {token}"}, _body()),
         "ours_internal": Target("ours_internal", "127.0.0.1", ours_port, "/internal/llm/proxy", {"Authorization": f"Bearer {token}"},
                                 _body({"metadata": {"agent_id": AGENT, "microdao_id": "microdao:bench", "channel_id": "bench"}})),
+        "ours_responses": Target("ours_responses", "127.0.0.1", ours_port, "/v1/responses", {"Authorization": f"Bearer {token}"},
+                                 json.dumps({"model": MODEL, "instructions": MESSAGES[0]["content"],
+                                             "input": MESSAGES[1]["content"]}).encode()),
     }
     if litellm_port:
         out["litellm"] = Target("litellm", "127.0.0.1", litellm_port, "/v1/chat/completions",
@@ -697,7 +702,8 @@ def main() -> int:
                                                      seconds=opts.max_rate_seconds)
             cpu = {}
             if opts.cpu_requests:
-                pids = {"direct": upstream.pid, "ours_v1": server.process.pid, "ours_internal": server.process.pid}
+                pids = {"direct": upstream.pid, "ours_v1": server.process.pid, "ours_internal": server.process.pid,
+                        "ours_responses": server.process.pid}
                 if litellm_port:
                     pids["litellm"] = processes[-1].pid
                 for name, pid in pids.items():

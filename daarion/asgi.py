@@ -55,7 +55,7 @@ from django.urls import get_resolver, set_script_prefix  # noqa: E402
 
 from daarion import fastlane  # noqa: E402
 from daarion.errors import error_response  # noqa: E402
-from daarion.middleware import RequestIdMiddleware  # noqa: E402
+from daarion.middleware import ApiErrorShapeMiddleware, RequestIdMiddleware  # noqa: E402
 from apps.tools.mcp.gateway import gateway as mcp_gateway  # noqa: E402
 
 MCP_PATH = "/mcp"
@@ -111,6 +111,7 @@ class _BodyTooLarge(Exception):
 
 # Used for its before/after only, on answers given before the middleware chain runs.
 _request_id = RequestIdMiddleware(lambda request: None)
+_error_shape = ApiErrorShapeMiddleware(lambda request: None)
 
 
 class HotPathHandler(ServiceApiHandler):
@@ -147,7 +148,7 @@ class HotPathHandler(ServiceApiHandler):
         if request is None:  # a scope Django refuses outright: no request to take an id from
             return response
         _request_id.before(request)
-        return _request_id.after(request, response)
+        return _request_id.after(request, _error_shape.after(request, response))  # /v1: its door's shape
 
     async def handle(self, scope, receive, send) -> None:  # noqa: ANN001
         """ASGIHandler.handle (Django 5.2) without the request signals, the body in memory."""

@@ -140,12 +140,20 @@ class ApiErrorShapeMiddleware(_HybridMiddleware):
     """Re-renders any non-JSON error on an API path (Django's 404/405/500 pages) as the envelope.
 
     Endpoints already answer in the envelope; this catches what happens before or around
-    them: unknown routes, wrong methods, crashes in other middleware.
+    them: unknown routes, wrong methods, crashes in other middleware. On /v1 the envelope is
+    then re-rendered in the shape that door's clients read (OpenAI's, Anthropic's).
     """
 
     def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         if response.status_code < 400 or not is_api_path(request.path):
             return response
+        if request.path.startswith("/v1/"):
+            from apps.llm.errors import reshape  # the door's own shapes live with the door
+
+            return reshape(request.path, self._enveloped(request, response))
+        return self._enveloped(request, response)
+
+    def _enveloped(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         if response.get("Content-Type", "").startswith("application/json"):
             return response
         status = response.status_code

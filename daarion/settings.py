@@ -332,6 +332,8 @@ LLM_MAX_RETRY_AFTER = float(os.environ.get("DAARION_LLM_MAX_RETRY_AFTER", "5"))
 # /internal/llm/batch: at most this many items per call, run this many at a time.
 LLM_BATCH_MAX_ITEMS = int(os.environ.get("DAARION_LLM_BATCH_MAX_ITEMS", "100"))
 LLM_BATCH_CONCURRENCY = int(os.environ.get("DAARION_LLM_BATCH_CONCURRENCY", "8"))
+# How long /v1/responses keeps a stored response (store not false) for previous_response_id.
+LLM_RESPONSES_TTL_SECONDS = int(os.environ.get("DAARION_LLM_RESPONSES_TTL_SECONDS", "86400"))
 # A drain not started within a few ticks is dropped (a worker back from a stall runs a few, not
 # one per tick it missed), and its result is not kept: one a second would fill the backend.
 CELERY_BEAT_SCHEDULE = {

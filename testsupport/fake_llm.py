@@ -14,8 +14,18 @@ The behaviour is chosen per request by the model name (`behaviour[:arg[:arg]]`):
     badstream                streams one good chunk, then garbage
     stall:<n>                streams n chunks, then stalls until the client goes away
     bad-request              answers 400 with an OpenAI-style error message
+    reasoning                answers like echo, with DeepSeek's `reasoning_content` ("thinking about: ...")
+                             in the message or the stream deltas, and reasoning_tokens in usage
 
-`POST /embeddings` answers deterministic 8-dimensional vectors. `GET /_stats` reports
+Chat answers honour `n` (that many choices) and `logprobs` (a logprobs object per choice).
+A model starting with `thinking` on the Anthropic route answers with a thinking block first.
+`POST /embeddings` answers deterministic vectors of `dimensions` (default 8) numbers, for
+strings or token-id lists alike.
+
+It records: `GET /_stats` has `bodies`, the last 100 requests as received (path and JSON body),
+so tests assert what arrived upstream parameter by parameter.
+
+`GET /_stats` also reports
 counts of requests per model, disconnects seen, the last request's headers and body, and
 `auth`: per request (the last 200) its path, model and credential headers (`authorization`,
 `x-api-key`), to tell which key each call carried; `POST /_reset` clears them. Usage counts words, like the stub provider.
@@ -36,7 +46,7 @@ from collections import Counter
 from typing import Any
 
 STATS: dict[str, Any] = {"requests": Counter(), "disconnects": 0, "last": None, "flaky": Counter(), "active": 0,
-                         "auth": []}
+                         "auth": [], "bodies": []}
 
 
 def _words(text: str) -> int:
@@ -79,18 +89,41 @@ async def _wait_disconnect(receive, timeout: float = 120.0) -> None:
         return
 
 
-def _completion(model: str, content: str, tool_calls: list[dict] | None, prompt: int) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": content if not tool_calls else None}
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    completion = _words(content) + (5 if tool_calls else 0)
+def _reasoning_of(body: dict[str, Any]) -> str:
+    return f"thinking about: {_last_user(body.get('messages') or [])}" if str(body.get("model", "")).startswith("reasoning") else ""
+
+
+def _logprobs(content: str) -> dict[str, Any]:
+    return {"content": [{"token": t, "logprob": -0.5, "bytes": list(t.encode()), "top_logprobs": []}
+                        for t in re.findall(r"\S+\s*", content)]}
+
+
+def _completion(body: dict[str, Any], content: str, tool_calls: list[dict] | None, prompt: int) -> dict[str, Any]:
+    model = str(body.get("model", ""))
+    reasoning = _reasoning_of(body)
+    choices = []
+    for index in range(int(body.get("n") or 1)):
+        text = content if index == 0 else f"{content} (choice {index})"
+        message: dict[str, Any] = {"role": "assistant", "content": text if not tool_calls else None}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        if reasoning:
+            message["reasoning_content"] = reasoning
+        choice = {"index": index, "message": message, "finish_reason": "tool_calls" if tool_calls else "stop"}
+        if body.get("logprobs"):
+            choice["logprobs"] = _logprobs(text)
+        choices.append(choice)
+    completion = _words(content) + (5 if tool_calls else 0) + _words(reasoning)
+    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    if reasoning:
+        usage["completion_tokens_details"] = {"reasoning_tokens": _words(reasoning)}
     return {
         "id": f"chatcmpl-{hashlib.sha1(content.encode()).hexdigest()[:10]}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if tool_calls else "stop"}],
-        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        "choices": choices,
+        "usage": usage,
     }
 
 
@@ -137,7 +170,7 @@ async def _chat(scope, receive, send, body: dict[str, Any]) -> None:
         await asyncio.sleep(float(args[0]) if args else 1.0)
     content, tool_calls = _answer(body)
     if not body.get("stream"):
-        await _send_json(send, 200, _completion(model, content, tool_calls, prompt))
+        await _send_json(send, 200, _completion(body, content, tool_calls, prompt))
         return
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
@@ -159,6 +192,9 @@ async def _chat(scope, receive, send, body: dict[str, Any]) -> None:
         await _wait_disconnect(receive)
         return
     await chunk({"role": "assistant", "content": ""})
+    reasoning = _reasoning_of(body)
+    for piece in re.findall(r"\S+\s*", reasoning):
+        await chunk({"reasoning_content": piece, "content": None})
     if behaviour == "badstream":
         await chunk({"content": pieces[0] if pieces else "x"})
         await send({"type": "http.response.body", "body": b"data: {garbage\n\n", "more_body": True})
@@ -172,15 +208,19 @@ async def _chat(scope, receive, send, body: dict[str, Any]) -> None:
         await chunk({"content": piece})
     await chunk({}, "tool_calls" if tool_calls else "stop")
     if (body.get("stream_options") or {}).get("include_usage"):
-        completion = _words(content) + (5 if tool_calls else 0)
-        await chunk({}, usage={"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+        completion = _words(content) + (5 if tool_calls else 0) + _words(reasoning)
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        if reasoning:
+            usage["completion_tokens_details"] = {"reasoning_tokens": _words(reasoning)}
+        await chunk({}, usage=usage)
     await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
     await send({"type": "http.response.body", "body": b""})
 
 
 def _vector(text: str, dims: int = 8) -> list[float]:
-    digest = hashlib.sha256(text.encode()).digest()
-    raw = [(b - 128) / 128 for b in digest[:dims]]
+    # sha256 for the first 32 numbers, as always; longer vectors ask for more bytes.
+    digest = hashlib.sha256(text.encode()).digest()[:dims] if dims <= 32 else hashlib.shake_256(text.encode()).digest(dims)
+    raw = [(b - 128) / 128 for b in digest]
     norm = sum(x * x for x in raw) ** 0.5 or 1.0
     return [x / norm for x in raw]
 
@@ -202,6 +242,8 @@ async def _messages(scope, receive, send, body: dict[str, Any]) -> None:
         stop = "tool_use"
     else:
         content, stop = [{"type": "text", "text": f"echo: {text}" + (f" (system: {body['system']})" if body.get("system") else "")}], "end_turn"
+    if model.startswith("thinking"):
+        content = [{"type": "thinking", "thinking": f"thinking about: {text}", "signature": "sig"}, *content]
     usage = {"input_tokens": 11, "output_tokens": 7}
     if not body.get("stream"):
         await _send_json(send, 200, {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
@@ -218,6 +260,9 @@ async def _messages(scope, receive, send, body: dict[str, Any]) -> None:
             await event("content_block_start", {"index": index, "content_block": {"type": "text", "text": ""}})
             for piece in re.findall(r"\S+\s*", block["text"]):
                 await event("content_block_delta", {"index": index, "delta": {"type": "text_delta", "text": piece}})
+        elif block["type"] == "thinking":
+            await event("content_block_start", {"index": index, "content_block": {"type": "thinking", "thinking": ""}})
+            await event("content_block_delta", {"index": index, "delta": {"type": "thinking_delta", "thinking": block["thinking"]}})
         else:
             await event("content_block_start", {"index": index, "content_block": {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}})
             await event("content_block_delta", {"index": index, "delta": {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}})
@@ -242,7 +287,7 @@ async def app(scope, receive, send) -> None:
         return
     if path == "/_reset":
         STATS.update({"requests": Counter(), "disconnects": 0, "last": None, "flaky": Counter(), "active": 0,
-                      "auth": []})
+                      "auth": [], "bodies": []})
         await _send_json(send, 200, {"ok": True})
         return
     if path == "/health":
@@ -256,6 +301,7 @@ async def app(scope, receive, send) -> None:
         return
     headers = {k.decode(): v.decode() for k, v in scope["headers"]}
     STATS["last"] = {"path": path, "headers": headers, "body": body}
+    STATS["bodies"] = [*STATS["bodies"][-99:], {"path": path, "body": body}]
     STATS["auth"] = [*STATS["auth"][-199:], {
         "path": path, "model": str(body.get("model", "")) if isinstance(body, dict) else "",
         "authorization": headers.get("authorization"), "x-api-key": headers.get("x-api-key"),
@@ -268,7 +314,10 @@ async def app(scope, receive, send) -> None:
             await _messages(scope, receive, send, body)
         elif method == "POST" and path.endswith("/embeddings"):
             inputs = body.get("input")
-            inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
+            if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
+                inputs = [inputs]
+            inputs = [t if isinstance(t, str) else " ".join(map(str, t)) for t in inputs or []]
+            dims = int(body.get("dimensions") or 8)
             STATS["requests"][str(body.get("model"))] += 1
             if str(body.get("model", "")).startswith("error"):
                 await _send_json(send, 500, {"error": {"message": "fake embeddings failure"}})
@@ -276,7 +325,7 @@ async def app(scope, receive, send) -> None:
             tokens = sum(_words(t) for t in inputs)
             await _send_json(send, 200, {
                 "object": "list", "model": body.get("model"),
-                "data": [{"object": "embedding", "index": i, "embedding": _vector(t)} for i, t in enumerate(inputs)],
+                "data": [{"object": "embedding", "index": i, "embedding": _vector(t, dims)} for i, t in enumerate(inputs)],
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             })
         else:

@@ -57,7 +57,7 @@ class LogicalModelForm(forms.ModelForm):
 
     class Meta:
         model = LogicalModel
-        fields = ["name", "description", "fallbacks", "context_window", "input_price_per_mtok", "output_price_per_mtok", "can_embed", "enabled"]
+        fields = ["name", "description", "fallbacks", "context_window", "input_price_per_mtok", "output_price_per_mtok", "can_embed", "drop_unsupported_params", "enabled"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -183,7 +183,7 @@ class LogicalModelAdmin(_ServiceAdmin):
 
     def save_model(self, request: HttpRequest, obj: LogicalModel, form: LogicalModelForm, change: bool) -> None:
         data = form.cleaned_data
-        fields = {k: data[k] for k in ["fallbacks", "context_window", "input_price_per_mtok", "output_price_per_mtok", "can_embed", "enabled", "description"]}
+        fields = {k: data[k] for k in ["fallbacks", "context_window", "input_price_per_mtok", "output_price_per_mtok", "can_embed", "enabled", "description", "drop_unsupported_params"]}
         if change:
             services.logical_model_update(model=obj, **fields)
         else:

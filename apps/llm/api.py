@@ -19,20 +19,40 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Router
 
+from apps.llm import messages as llm_messages
+from apps.llm import ratelimit as llm_ratelimit
+from apps.llm import responses as llm_responses
 from apps.llm import router as llm_router
 from apps.llm.choices import Endpoint
+from apps.llm.errors import openai_error
 from apps.llm.schemas import (
+    CHAT_PARAMS,
     BatchIn,
     BatchOut,
     ChatCompletionIn,
+    CountTokensIn,
     EmbeddingsIn,
+    MessagesIn,
     ModelsOut,
     ProxyIn,
     ProxyOut,
+    ResponsesIn,
 )
 from apps.llm.selectors import registry_snapshot
 from daarion.auth import Principal, ServiceTokenAuth, principal_of
 from daarion.errors import BadRequest, DaarionError, Forbidden, ValidationFailed
+
+
+class AnthropicTokenAuth(ServiceTokenAuth):
+    """A service token as Bearer, or as Anthropic's `x-api-key` header (the Anthropic SDK and
+    Claude Code send it there)."""
+
+    async def __call__(self, request: HttpRequest) -> Principal:
+        key = request.META.get("HTTP_X_API_KEY")
+        if key and not request.META.get("HTTP_AUTHORIZATION"):
+            request.META["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+        return await super().__call__(request)
+
 
 router = Router(tags=["llm"], auth=ServiceTokenAuth("llm"))
 openai_router = Router(tags=["openai"], auth=ServiceTokenAuth("llm"))
@@ -75,6 +95,8 @@ def _set_headers(response: HttpResponse, outcome: llm_router.Outcome) -> None:
     if outcome.provider:
         response["x-daarion-provider"] = outcome.provider
         response["x-daarion-model-resolved"] = outcome.model_resolved
+    if outcome.dropped_params:
+        response["x-daarion-dropped-params"] = ", ".join(outcome.dropped_params)
 
 
 def _messages(items: list[Any]) -> list[dict[str, Any]]:
@@ -85,16 +107,34 @@ def _tools(items: list[Any] | None) -> list[dict[str, Any]] | None:
     return [item.model_dump(exclude_none=True) for item in items] if items else None
 
 
-def _call(payload: ProxyIn | ChatCompletionIn, max_tokens: int | None) -> llm_router.ChatCall:
+def _params(payload: ProxyIn | ChatCompletionIn, extra: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The optional OpenAI parameters the caller set (nulls mean "the default": left out),
+    then any further keys as they came."""
+    fields = payload.__dict__
+    params = {name: fields[name] for name in CHAT_PARAMS if fields[name] is not None}
+    if extra:
+        params.update((k, v) for k, v in extra.items() if v is not None)
+    return params or None
+
+
+def _call(payload: ProxyIn | ChatCompletionIn, params: dict[str, Any] | None) -> llm_router.ChatCall:
     return llm_router.ChatCall(
         model=payload.model,
         messages=_messages(payload.messages),
         temperature=payload.temperature,
-        max_tokens=max_tokens,
+        max_tokens=payload.max_tokens,
         tools=_tools(payload.tools),
         tool_choice=payload.tool_choice,
         response_format=payload.response_format,
+        params=params,
     )
+
+
+def _proxy_call(payload: ProxyIn) -> llm_router.ChatCall:
+    if payload.n is not None and payload.n > 1:  # the house answer has one content, not choices
+        raise BadRequest("n > 1 is served on /v1/chat/completions only", type="unsupported_parameter",
+                         details={"param": "n"})
+    return _call(payload, _params(payload, payload.extra_body))
 
 
 def _proxy_context(request: HttpRequest, payload: ProxyIn, endpoint: str) -> llm_router.CallContext:
@@ -111,6 +151,7 @@ def _proxy_context(request: HttpRequest, payload: ProxyIn, endpoint: str) -> llm
 def _proxy_out(response: Any, outcome: llm_router.Outcome, request_id: str) -> dict[str, Any]:
     return {
         "content": response.content,
+        "reasoning_content": response.reasoning or None,
         "usage": response.usage.as_dict(),
         "provider": outcome.provider,
         "model_resolved": outcome.model_resolved,
@@ -174,7 +215,7 @@ async def proxy(request: HttpRequest, payload: ProxyIn, response: HttpResponse) 
     """One chat completion through the router (the seed's request and response)."""
     ctx = _proxy_context(request, payload, Endpoint.PROXY)
     outcome = llm_router.Outcome(logical_model=payload.model, started=_started(request))
-    answer, outcome = await llm_router.chat(_call(payload, payload.max_tokens), ctx, outcome)
+    answer, outcome = await llm_router.chat(_proxy_call(payload), ctx, outcome)
     _set_headers(response, outcome)
     return _proxy_out(answer, outcome, ctx.request_id)
 
@@ -187,7 +228,7 @@ async def stream(request: HttpRequest, payload: ProxyIn) -> StreamingHttpRespons
     failures after it started arrive as an `error` chunk.
     """
     ctx = _proxy_context(request, payload, Endpoint.STREAM)
-    routed = llm_router.Stream(_call(payload, payload.max_tokens), ctx)
+    routed = llm_router.Stream(_proxy_call(payload), ctx)
     routed.outcome.started = _started(request)
     routed.finish_with(asyncio.current_task())
     await routed.admit()
@@ -204,11 +245,22 @@ async def stream(request: HttpRequest, payload: ProxyIn) -> StreamingHttpRespons
 async def _ui_message_stream(routed: llm_router.Stream, message_id: str) -> AsyncIterator[bytes]:
     yield _sse({"type": "start", "messageId": message_id})
     yield _sse({"type": "start-step"})
-    text_open = False
+    text_open = reasoning_open = False
+    reasoning_id, reasoning_count = "", 0
     calls: dict[int, dict[str, str]] = {}
     try:
         await routed.open()
         async for event in routed.events():
+            if event.kind == "reasoning":
+                if not reasoning_open:
+                    reasoning_open, reasoning_count = True, reasoning_count + 1
+                    reasoning_id = f"reasoning-{reasoning_count}"  # a new part each time it resumes
+                    yield _sse({"type": "reasoning-start", "id": reasoning_id})
+                yield _sse({"type": "reasoning-delta", "id": reasoning_id, "delta": event.text})
+                continue
+            if reasoning_open:  # the answer proper began: the reasoning is over
+                reasoning_open = False
+                yield _sse({"type": "reasoning-end", "id": reasoning_id})
             if event.kind == "text":
                 if not text_open:
                     text_open = True
@@ -245,6 +297,8 @@ async def _ui_message_stream(routed: llm_router.Stream, message_id: str) -> Asyn
                     },
                 })
     except DaarionError as exc:
+        if reasoning_open:
+            yield _sse({"type": "reasoning-end", "id": reasoning_id})
         if text_open:
             yield _sse({"type": "text-end", "id": "text-1"})
         yield _sse({"type": "error", "errorText": f"{exc.type}: {exc.message}"})
@@ -270,7 +324,7 @@ async def batch(request: HttpRequest, payload: BatchIn) -> dict[str, Any]:
         item, ctx = payload.requests[index], contexts[index]
         async with limit:
             try:
-                answer, outcome = await llm_router.chat(_call(item, item.max_tokens), ctx)
+                answer, outcome = await llm_router.chat(_proxy_call(item), ctx)
             except DaarionError as exc:
                 return {"index": index, "ok": False, "status": exc.status,
                         "error": {"type": exc.type, "message": exc.message, "details": exc.details}}
@@ -343,11 +397,27 @@ def _openai_tool_calls(calls: list[Any]) -> list[dict[str, Any]] | None:
     return [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
 
 
+def _openai_choice(index: int, answer: Any) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": answer.content if not answer.tool_calls else (answer.content or None)}
+    if answer.reasoning:
+        message["reasoning_content"] = answer.reasoning
+    if answer.tool_calls:
+        message["tool_calls"] = _openai_tool_calls(answer.tool_calls)
+    choice: dict[str, Any] = {"index": index, "message": message, "finish_reason": answer.finish_reason}
+    if answer.extra:  # what else the upstream said (logprobs, refusal, annotations, ...)
+        choice.update(answer.extra.get("choice") or {})
+        message.update(answer.extra.get("message") or {})
+    return choice
+
+
 @openai_router.post("/chat/completions")
 async def chat_completions(request: HttpRequest, payload: ChatCompletionIn, response: HttpResponse) -> Any:
     """OpenAI's chat completions, streamed (`stream: true`) or not."""
     ctx = _v1_context(request, Endpoint.CHAT)
-    call = _call(payload, payload.max_completion_tokens or payload.max_tokens)
+    params = _params(payload, payload.model_extra)
+    if payload.metadata is not None:  # OpenAI's own metadata on this door
+        params = {**(params or {}), "metadata": payload.metadata}
+    call = _call(payload, params)
     created = int(time.time())
     if not payload.stream:
         outcome = llm_router.Outcome(logical_model=payload.model, started=_started(request))
@@ -358,15 +428,13 @@ async def chat_completions(request: HttpRequest, payload: ChatCompletionIn, resp
             "object": "chat.completion",
             "created": created,
             "model": payload.model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": answer.content if not answer.tool_calls else (answer.content or None),
-                            **({"tool_calls": _openai_tool_calls(answer.tool_calls)} if answer.tool_calls else {})},
-                "finish_reason": answer.finish_reason,
-            }],
-            "usage": answer.usage.as_dict(),
+            "choices": [_openai_choice(i, a) for i, a in enumerate([answer, *answer.alternatives])],
+            "usage": answer.usage.openai_dict(),
             "system_fingerprint": None,
         }
+    if payload.n is not None and payload.n > 1:
+        raise BadRequest("n > 1 is answered only without streaming", type="unsupported_parameter",
+                         details={"param": "n"})
     routed = llm_router.Stream(call, ctx)
     routed.outcome.started = _started(request)
     routed.finish_with(asyncio.current_task())
@@ -395,6 +463,8 @@ async def _openai_stream(routed: llm_router.Stream, request_id: str, model: str,
         async for event in routed.events():
             if event.kind == "text":
                 yield chunk({"content": event.text})
+            elif event.kind == "reasoning":
+                yield chunk({"reasoning_content": event.text})
             elif event.kind == "tool_call":
                 piece: dict[str, Any] = {"index": event.index}
                 if event.index not in ids:
@@ -406,9 +476,9 @@ async def _openai_stream(routed: llm_router.Stream, request_id: str, model: str,
             elif event.kind == "finish":
                 yield chunk({}, event.finish_reason or "stop")
                 if include_usage:
-                    yield _sse({**base, "choices": [], "usage": routed.outcome.usage.as_dict()})
+                    yield _sse({**base, "choices": [], "usage": routed.outcome.usage.openai_dict()})
     except DaarionError as exc:
-        yield _sse({"error": {"type": exc.type, "message": exc.message, "details": exc.details}})
+        yield _sse(openai_error(exc.status, exc.type, exc.message, exc.details)[1])
     yield _DONE
 
 
@@ -425,14 +495,108 @@ async def list_models(request: HttpRequest) -> dict[str, Any]:
     }
 
 
+@openai_router.get("/models/{model_id}")
+async def retrieve_model(request: HttpRequest, model_id: str) -> dict[str, Any]:
+    """One enabled logical model, as OpenAI's models.retrieve reads it."""
+    registry = await llm_router.fresh_registry(model_id)
+    spec = registry.models.get(model_id)
+    if spec is None or not spec.enabled:
+        llm_router.resolve_model(registry, model_id)  # raises the same model_not_found as a call would
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": "daarion"}
+
+
+@openai_router.post("/responses")
+async def create_response(request: HttpRequest, payload: ResponsesIn, response: HttpResponse) -> Any:
+    """OpenAI's Responses API, translated onto the chat router (apps/llm/responses.py)."""
+    ctx = _v1_context(request, Endpoint.RESPONSES)
+    call, conversation = await llm_responses.chat_call(payload)
+    response_id, created = llm_responses.new_id(), llm_responses.now()
+    if not payload.stream:
+        outcome = llm_router.Outcome(logical_model=payload.model, started=_started(request))
+        answer, outcome = await llm_router.chat(call, ctx, outcome)
+        _set_headers(response, outcome)
+        done = llm_responses.response_object(payload, response_id, created, status="completed",
+                                             output=llm_responses.output_of(answer), usage=answer.usage,
+                                             finish_reason=answer.finish_reason)
+        if payload.store is not False:
+            await llm_responses.remember(done, conversation)
+        return done
+    routed = llm_router.Stream(call, ctx)
+    routed.outcome.started = _started(request)
+    routed.finish_with(asyncio.current_task())
+    await routed.admit()
+    await routed.open()  # failures before the first byte are HTTP errors, as the SDKs expect
+    body = _with_heartbeat(llm_responses.events(routed, payload, response_id, created, conversation),
+                           float(settings.LLM_STREAM_HEARTBEAT_SECONDS))
+    streaming = StreamingHttpResponse(body, content_type="text/event-stream")
+    streaming["Cache-Control"] = "no-cache"
+    streaming["X-Accel-Buffering"] = "no"
+    _set_headers(streaming, routed.outcome)
+    return streaming
+
+
+@openai_router.get("/responses/{response_id}")
+async def retrieve_response(request: HttpRequest, response_id: str) -> dict[str, Any]:
+    """A stored response (store not false), while it is kept."""
+    return await llm_responses.stored(response_id)
+
+
+@openai_router.delete("/responses/{response_id}")
+async def delete_response(request: HttpRequest, response_id: str) -> dict[str, Any]:
+    await llm_responses.forget(response_id)
+    return {"id": response_id, "object": "response", "deleted": True}
+
+
+@openai_router.post("/messages", auth=AnthropicTokenAuth("llm"))
+async def create_message(request: HttpRequest, payload: MessagesIn, response: HttpResponse) -> Any:
+    """Anthropic's Messages API, translated onto the chat router (apps/llm/messages.py)."""
+    ctx = _v1_context(request, Endpoint.MESSAGES)
+    call = llm_messages.chat_call(payload)
+    message_id = llm_messages.new_id()
+    if not payload.stream:
+        outcome = llm_router.Outcome(logical_model=payload.model, started=_started(request))
+        answer, outcome = await llm_router.chat(call, ctx, outcome)
+        _set_headers(response, outcome)
+        return llm_messages.message_of(payload, message_id, answer)
+    routed = llm_router.Stream(call, ctx)
+    routed.outcome.started = _started(request)
+    routed.finish_with(asyncio.current_task())
+    await routed.admit()
+    await routed.open()
+    body = _with_heartbeat(llm_messages.events(routed, payload, message_id), float(settings.LLM_STREAM_HEARTBEAT_SECONDS))
+    streaming = StreamingHttpResponse(body, content_type="text/event-stream")
+    streaming["Cache-Control"] = "no-cache"
+    streaming["X-Accel-Buffering"] = "no"
+    _set_headers(streaming, routed.outcome)
+    return streaming
+
+
+@openai_router.post("/messages/count_tokens", auth=AnthropicTokenAuth("llm"))
+async def count_message_tokens(request: HttpRequest, payload: CountTokensIn) -> dict[str, Any]:
+    """Anthropic's token count, estimated as the rate limiter does (4 characters a token,
+    tools included): no upstream is asked, so it is a guess, not the model's tokenizer."""
+    call = llm_messages.chat_call(payload)
+    registry = await llm_router.fresh_registry(payload.model)
+    llm_router.resolve_model(registry, payload.model)
+    tools = len(json.dumps(call.tools)) // 4 if call.tools else 0
+    return {"input_tokens": llm_ratelimit.estimate_tokens(call.messages, 1) - 1 + tools}
+
+
 @openai_router.post("/embeddings")
 async def embeddings(request: HttpRequest, payload: EmbeddingsIn, response: HttpResponse) -> dict[str, Any]:
     ctx = _v1_context(request, Endpoint.EMBEDDINGS)
-    inputs = [payload.input] if isinstance(payload.input, str) else list(payload.input)
-    if any(len(text) > 100_000 for text in inputs):
-        raise BadRequest("an input is over 100000 characters", type="input_too_long")
+    raw = payload.input
+    # One input (a string, or one list of token ids) or many.
+    inputs: list[Any] = [raw] if isinstance(raw, str) or (raw and isinstance(raw[0], int)) else list(raw)
+    if any(len(item) > 100_000 for item in inputs):
+        raise BadRequest("an input is over 100000 characters (or tokens)", type="input_too_long",
+                         details={"param": "input"})
+    params = {k: v for k, v in (payload.model_extra or {}).items() if v is not None}
+    if payload.user is not None:
+        params["user"] = payload.user
     outcome = llm_router.Outcome(logical_model=payload.model, started=_started(request))
-    result, outcome = await llm_router.embed(model_name=payload.model, inputs=inputs, ctx=ctx, outcome=outcome)
+    result, outcome = await llm_router.embed(model_name=payload.model, inputs=inputs, ctx=ctx, outcome=outcome,
+                                             dimensions=payload.dimensions, params=params or None)
     _set_headers(response, outcome)
 
     def encode(vector: list[float]) -> list[float] | str:

@@ -39,5 +39,7 @@ class Endpoint(models.TextChoices):
     STREAM = "stream", "/internal/llm/stream"
     BATCH = "batch", "/internal/llm/batch"
     CHAT = "chat", "/v1/chat/completions"
+    RESPONSES = "responses", "/v1/responses"
+    MESSAGES = "messages", "/v1/messages (Anthropic)"
     EMBEDDINGS = "embeddings", "embeddings"
     GATEWAY = "gateway", "in-process gateway"

@@ -44,11 +44,13 @@ class ChatResult:
     finish_reason: str
     upstream_model: str = ""
     request_id: str = ""
+    reasoning: str = ""  # the model's reasoning, where the upstream sends it (DeepSeek, Anthropic thinking)
 
 
 @dataclass
 class StreamEvent:
-    """type "text": `text` is a delta. type "tool_call": a delta of call `index` (`id` and
+    """type "text": `text` is a delta. type "reasoning" (only with include_reasoning=True):
+    `text` is a delta of the model's reasoning. type "tool_call": a delta of call `index` (`id` and
     `name` on its first event, `arguments` a piece of the JSON string). type "finish": the
     last event, with `usage`, `finish_reason`, `provider` and `model_resolved`."""
 
@@ -132,10 +134,12 @@ async def chat_completion(
     max_tokens: int | None = None,
     request_id: str | None = None,
     credentials: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> ChatResult:
+    """`params`: further OpenAI parameters (seed, stop, top_p, ...), handled as on /v1."""
     ctx = _context(agent_id, microdao_id, channel_id, request_id, credentials=credentials)
     call = router.ChatCall(model=model, messages=messages, temperature=temperature, max_tokens=max_tokens,
-                           tools=tools, tool_choice=tool_choice)
+                           tools=tools, tool_choice=tool_choice, params=dict(params) if params else None)
     response, outcome = await router.chat(call, ctx)
     return ChatResult(
         content=response.content,
@@ -146,6 +150,7 @@ async def chat_completion(
         finish_reason=response.finish_reason,
         upstream_model=outcome.upstream_model,
         request_id=ctx.request_id,
+        reasoning=response.reasoning,
     )
 
 
@@ -167,6 +172,8 @@ async def stream_chat_completion(
     max_tokens: int | None = None,
     request_id: str | None = None,
     credentials: Mapping[str, str] | None = None,
+    include_reasoning: bool = False,
+    params: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[StreamEvent]:
     """Yields text and tool-call deltas, then one "finish" event with usage.
 
@@ -175,7 +182,7 @@ async def stream_chat_completion(
     """
     ctx = _context(agent_id, microdao_id, channel_id, request_id, credentials=credentials)
     call = router.ChatCall(model=model, messages=messages, temperature=temperature, max_tokens=max_tokens,
-                           tools=tools, tool_choice=tool_choice)
+                           tools=tools, tool_choice=tool_choice, params=dict(params) if params else None)
     stream = router.Stream(call, ctx)
     await stream.admit()
     await stream.open()
@@ -183,6 +190,9 @@ async def stream_chat_completion(
     async for event in stream.events():
         if event.kind == "text":
             yield StreamEvent("text", text=event.text)
+        elif event.kind == "reasoning":
+            if include_reasoning:  # callers written before it existed never see the new type
+                yield StreamEvent("reasoning", text=event.text)
         elif event.kind == "tool_call":
             yield StreamEvent("tool_call", index=event.index, id=event.id, name=event.name, arguments=event.arguments)
         elif event.kind == "finish":
@@ -196,9 +206,9 @@ async def stream_chat_completion(
 
 
 async def create_embeddings(*, model: str, inputs: list[str], agent_id: str | None = None,
-                            credentials: Mapping[str, str] | None = None) -> EmbeddingResult:
+                            credentials: Mapping[str, str] | None = None, dimensions: int | None = None) -> EmbeddingResult:
     ctx = _context(agent_id, None, None, None, Endpoint.EMBEDDINGS, credentials)
-    result, outcome = await router.embed(model_name=model, inputs=inputs, ctx=ctx)
+    result, outcome = await router.embed(model_name=model, inputs=inputs, ctx=ctx, dimensions=dimensions)
     used = result.usage
     return EmbeddingResult(
         vectors=result.vectors,

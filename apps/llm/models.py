@@ -54,6 +54,11 @@ class LogicalModel(models.Model):
     input_price_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=0)
     output_price_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=0)
     can_embed = models.BooleanField(default=False)
+    drop_unsupported_params = models.BooleanField(
+        default=False,
+        help_text="An OpenAI parameter the serving provider cannot take (e.g. seed on Anthropic) is left out "
+        "and named in x-daarion-dropped-params, instead of a 400 naming it.",
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import re
 import time
@@ -18,10 +19,29 @@ from django.conf import settings
 
 from apps.llm import ratelimit, usage
 from apps.llm.choices import Endpoint, ProviderKind, UsageStatus
-from apps.llm.providers import ChatRequest, ChatResponse, EmbeddingResponse, ProviderError, StreamEvent, ToolCall, Usage, client_for
+from apps.llm.providers import (
+    BaseProvider,
+    ChatRequest,
+    ChatResponse,
+    EmbeddingResponse,
+    ProviderError,
+    StreamEvent,
+    ToolCall,
+    Usage,
+    client_for,
+)
+from apps.llm.providers.base import ADVISORY_PARAMS, unsupported_params
 from apps.llm.providers.stub import count_words
 from apps.llm.selectors import DeploymentSpec, ModelSpec, Registry, registry_snapshot
-from daarion.errors import BadRequest, DaarionError, GatewayTimeout, NotFound, ServiceUnavailable, UpstreamError
+from daarion.errors import (
+    BadRequest,
+    DaarionError,
+    GatewayTimeout,
+    NotFound,
+    RateLimited,
+    ServiceUnavailable,
+    UpstreamError,
+)
 from daarion.redis_client import get_async_redis, key
 
 logger = logging.getLogger(__name__)
@@ -59,6 +79,8 @@ class Attempt:
     error_type: str
     message: str
     status: int | None = None
+    retry_after: float | None = None  # the upstream's Retry-After, on a 429
+    param: str | None = None  # the request parameter an unsupported_parameter skip is about
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -88,6 +110,8 @@ class Outcome:
     rate_headers: dict[str, str] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
     finish_reason: str = "stop"
+    # Parameters the serving provider cannot take, left out because its model says so.
+    dropped_params: tuple[str, ...] = ()
 
     def overhead_ms(self) -> float:
         return max(0.0, (time.perf_counter() - self.started) * 1000 - self.upstream_ms)
@@ -326,7 +350,7 @@ def backoff_delay(attempt: int, retry_after: float | None) -> float | None:
 
 
 # Attempts that never reached the upstream: capacity, not failure (503, not 502).
-_SKIPPED = {"cooling_down", "deployment_rate_limited", "no_api_key"}
+_SKIPPED = {"cooling_down", "deployment_rate_limited", "no_api_key", "unsupported_parameter"}
 # Hosted APIs refuse every call without a key: skip such a deployment without a round trip.
 _KEY_REQUIRED = {ProviderKind.OPENAI, ProviderKind.DEEPSEEK, ProviderKind.ANTHROPIC}
 
@@ -344,6 +368,11 @@ def _unusable(spec: ModelSpec, deployment: DeploymentSpec, api_key: str | None =
 def all_failed(model: str, attempts: list[Attempt]) -> DaarionError:
     details = {"model": model, "attempts": [a.as_dict() for a in attempts]}
     tried = [a for a in attempts if a.error_type not in _SKIPPED]
+    refused = [a for a in attempts if a.error_type == "unsupported_parameter"]
+    if not tried and refused:
+        # Every deployment that could have served it cannot take a parameter the caller sent.
+        return BadRequest(refused[0].message, type="unsupported_parameter",
+                          details={**details, "param": refused[0].param})
     if not tried:
         message = f"no healthy deployment for model {model!r}"
         if not attempts:
@@ -352,11 +381,19 @@ def all_failed(model: str, attempts: list[Attempt]) -> DaarionError:
     if all(a.error_type == "timeout" for a in tried):
         return GatewayTimeout(f"every deployment of {model!r} timed out", details=details)
     last = tried[-1]
+    if last.error_type == "rate_limited":
+        # The upstream's own limit outlived retries and fallbacks: the caller should wait as
+        # the upstream asked, not treat it as a failure of ours.
+        waits = [a.retry_after for a in tried if a.retry_after is not None]
+        headers = {"Retry-After": str(max(1, math.ceil(max(waits))))} if waits else {}
+        return RateLimited(f"every deployment of {model!r} is rate limited upstream; last: {last.message}",
+                           type="upstream_rate_limited", details=details, headers=headers)
     return UpstreamError(f"every deployment of {model!r} failed; last: {last.message}", details=details)
 
 
 def _attempt(spec: ModelSpec, deployment: DeploymentSpec, exc: ProviderError) -> Attempt:
-    return Attempt(spec.name, deployment.provider.name, deployment.upstream_model, exc.kind, exc.message, exc.status)
+    return Attempt(spec.name, deployment.provider.name, deployment.upstream_model, exc.kind, exc.message, exc.status,
+                   exc.retry_after)
 
 
 def _bad_request(model: str, attempt: Attempt, attempts: list[Attempt]) -> BadRequest:
@@ -390,6 +427,33 @@ class ChatCall:
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
     response_format: dict[str, Any] | None = None
+    # Further OpenAI parameters as the caller sent them (ChatRequest.params).
+    params: dict[str, Any] | None = None
+
+    @property
+    def cap(self) -> int | None:
+        """The completion cap under either of OpenAI's names (for estimates)."""
+        return (self.params or {}).get("max_completion_tokens") or self.max_tokens
+
+
+def fit_params(call: ChatCall, client: BaseProvider, spec: ModelSpec,
+               deployment: DeploymentSpec) -> tuple[dict[str, Any] | None, tuple[str, ...], Attempt | None]:
+    """(the parameters this deployment gets, those dropped, or the skip when it cannot take
+    one and its model refuses rather than drops)."""
+    if not call.params:
+        return None, (), None
+    unsupported = unsupported_params(call.params, client.accepts)
+    if not unsupported:
+        return call.params, (), None
+    refusable = [name for name in unsupported if name not in ADVISORY_PARAMS]
+    if spec.drop_params or not refusable:
+        return {k: v for k, v in call.params.items() if k not in unsupported}, tuple(unsupported), None
+    name = refusable[0]
+    return None, (), Attempt(
+        spec.name, deployment.provider.name, deployment.upstream_model, "unsupported_parameter",
+        f"parameter {name!r} is not supported by model {spec.name!r} (provider kind {deployment.provider.kind!r}); "
+        "leave it out, or let the model drop it (drop_unsupported_params)", param=name,
+    )
 
 
 def _usage_record(ctx: CallContext, outcome: Outcome, model: ModelSpec | None, *, status: str, error_type: str = "",
@@ -441,7 +505,7 @@ async def _refusals_recorded(ctx: CallContext, outcome: Outcome, *, stream: bool
 async def chat(call: ChatCall, ctx: CallContext, outcome: Outcome | None = None) -> tuple[ChatResponse, Outcome]:
     """One non-streamed chat completion, routed. Raises DaarionError subclasses."""
     outcome = outcome or Outcome(logical_model=call.model)
-    estimate = ratelimit.estimate_tokens(call.messages, call.max_tokens)
+    estimate = ratelimit.estimate_tokens(call.messages, call.cap)
     async with _refusals_recorded(ctx, outcome):
         registry = await fresh_registry(call.model)
         model = resolve_model(registry, call.model)
@@ -485,12 +549,16 @@ async def _route_chat(
         if unusable is not None:
             outcome.attempts.append(unusable)
             continue
+        client = client_for(deployment.provider)
+        request.params, dropped, refused = fit_params(call, client, spec, deployment)
+        if refused is not None:
+            outcome.attempts.append(refused)
+            continue
         cap = await _deployment_cap(deployment, estimate)
         if cap is False:
             outcome.attempts.append(Attempt(spec.name, deployment.provider.name, deployment.upstream_model,
                                             "deployment_rate_limited", "skipped: the deployment's own rpm/tpm cap is reached"))
             continue
-        client = client_for(deployment.provider)
         request.model = deployment.upstream_model
         request.api_key = api_key
         try:
@@ -499,7 +567,10 @@ async def _route_chat(
             )
             if response is not None:
                 response.tool_calls = [ToolCall(c.id, names.back(c.name), c.arguments) for c in response.tool_calls]
+                for other in response.alternatives:
+                    other.tool_calls = [ToolCall(c.id, names.back(c.name), c.arguments) for c in other.tool_calls]
                 _served(outcome, spec, deployment, response.usage, response.finish_reason)
+                outcome.dropped_params = dropped
                 await health.succeeded(deployment.id)
                 return response, spec
             await health.failed(deployment.id)
@@ -575,10 +646,15 @@ class Stream:
         self._recorded = False
         self._admitted = False  # refused calls (unknown model, rate limit) record no usage
 
+    @property
+    def prompt_estimate(self) -> int:
+        """The prompt's size as estimated before the upstream's count arrives (after admit)."""
+        return self._prompt_estimate
+
     async def admit(self) -> None:
         """Model lookup and rate limits: errors here are plain HTTP errors, before any byte."""
-        estimate = ratelimit.estimate_tokens(self.call.messages, self.call.max_tokens)
-        self._prompt_estimate = max(1, estimate - (self.call.max_tokens or 256))
+        estimate = ratelimit.estimate_tokens(self.call.messages, self.call.cap)
+        self._prompt_estimate = max(1, estimate - (self.call.cap or 256))
         async with _refusals_recorded(self.ctx, self.outcome, stream=True):
             self._registry = await fresh_registry(self.call.model)
             self._model = resolve_model(self._registry, self.call.model)
@@ -606,6 +682,10 @@ class Stream:
                     self.outcome.attempts.append(unusable)
                     continue
                 client = client_for(deployment.provider)
+                request.params, dropped, refused = fit_params(self.call, client, spec, deployment)
+                if refused is not None:
+                    self.outcome.attempts.append(refused)
+                    continue
                 request.model = deployment.upstream_model
                 request.api_key = api_key
                 for attempt in range(deployment.provider.max_retries + 1):
@@ -632,6 +712,7 @@ class Stream:
                     self.outcome.ttft_ms = (time.perf_counter() - self.outcome.started) * 1000
                     self._iterator, self._first = iterator, first
                     _served(self.outcome, spec, deployment, None, "stop")
+                    self.outcome.dropped_params = dropped
                     self._served = spec
                     await health.succeeded(deployment.id)
                     return
@@ -652,7 +733,7 @@ class Stream:
         try:
             event: StreamEvent | None = self._first
             while event is not None:
-                if event.kind == "text":
+                if event.kind in ("text", "reasoning"):
                     self._completion_text.append(event.text)
                 elif event.kind == "tool_call" and event.name:
                     event.name = self._names.back(event.name)
@@ -723,11 +804,30 @@ class Stream:
                                               cost_usd=record["cost"]))
 
 
+def _embed_refusal(spec: ModelSpec, deployment: DeploymentSpec, client: BaseProvider, *, dimensions: int | None,
+                   tokens: bool) -> Attempt | None:
+    """The skip of a deployment that cannot take `dimensions` or token-id input (never dropped:
+    either would change what the caller gets back)."""
+    if dimensions is not None and not client.embeds_dimensions:
+        param, what = "dimensions", "a `dimensions` choice"
+    elif tokens and not client.embeds_tokens:
+        param, what = "input", "token-id input (send the text instead)"
+    else:
+        return None
+    return Attempt(spec.name, deployment.provider.name, deployment.upstream_model, "unsupported_parameter",
+                   f"model {spec.name!r} (provider kind {deployment.provider.kind!r}) does not take {what}",
+                   param=param)
+
+
 async def embed(
-    *, model_name: str, inputs: list[str], ctx: CallContext, outcome: Outcome | None = None
+    *, model_name: str, inputs: list[Any], ctx: CallContext, outcome: Outcome | None = None,
+    dimensions: int | None = None, params: dict[str, Any] | None = None,
 ) -> tuple[EmbeddingResponse, Outcome]:
+    """`inputs`: strings, or lists of token ids; `params`: further OpenAI embeddings
+    parameters (user, unknown keys) for upstreams that take them as sent."""
     outcome = outcome or Outcome(logical_model=model_name)
-    estimate = max(1, sum(len(text) for text in inputs) // 4)
+    tokens = any(not isinstance(item, str) for item in inputs)
+    estimate = max(1, sum(len(item) // 4 if isinstance(item, str) else len(item) for item in inputs))
     async with _refusals_recorded(ctx, outcome, endpoint=Endpoint.EMBEDDINGS):
         registry = await fresh_registry(model_name)
         model = resolve_model(registry, model_name, for_embeddings=True)
@@ -746,8 +846,14 @@ async def embed(
                 outcome.attempts.append(unusable)
                 continue
             client = client_for(deployment.provider)
+            refused = _embed_refusal(spec, deployment, client, dimensions=dimensions, tokens=tokens)
+            if refused is not None:
+                outcome.attempts.append(refused)
+                continue
+            forwarded = params if client.accepts is None else None
             result = await _with_retries(
-                lambda: client.embed(model=deployment.upstream_model, inputs=inputs, api_key=api_key),
+                lambda: client.embed(model=deployment.upstream_model, inputs=inputs, api_key=api_key,
+                                     dimensions=dimensions, params=forwarded),
                 model=model, spec=spec, deployment=deployment, outcome=outcome,
             )
             if result is not None:

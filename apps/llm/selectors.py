@@ -59,6 +59,7 @@ class ModelSpec:
     output_price_per_mtok: Decimal
     can_embed: bool
     enabled: bool
+    drop_params: bool = False  # LogicalModel.drop_unsupported_params
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
         return (
@@ -123,6 +124,7 @@ def load_registry() -> Registry:
             output_price_per_mtok=row.output_price_per_mtok,
             can_embed=row.can_embed,
             enabled=row.enabled,
+            drop_params=row.drop_unsupported_params,
         )
         for row in LogicalModel.objects.all()
     }
@@ -187,6 +189,8 @@ def registry_export() -> dict[str, Any]:
             spec["price"] = {"input": float(row.input_price_per_mtok), "output": float(row.output_price_per_mtok)}
         if row.can_embed:
             spec["can_embed"] = True
+        if row.drop_unsupported_params:
+            spec["drop_unsupported_params"] = True
         if not row.enabled:
             spec["enabled"] = False
         if row.description:

@@ -216,9 +216,11 @@ def logical_model_create(
     can_embed: bool = False,
     enabled: bool = True,
     description: str = "",
+    drop_unsupported_params: bool = False,
 ) -> LogicalModel:
     model = LogicalModel(
         name=name,
+        drop_unsupported_params=drop_unsupported_params,
         context_window=context_window,
         input_price_per_mtok=_to_decimal(input_price_per_mtok, "input_price_per_mtok"),
         output_price_per_mtok=_to_decimal(output_price_per_mtok, "output_price_per_mtok"),
@@ -244,6 +246,7 @@ def logical_model_update(
     can_embed: bool = _UNSET,
     enabled: bool = _UNSET,
     description: str = _UNSET,
+    drop_unsupported_params: bool = _UNSET,
 ) -> LogicalModel:
     if fallbacks is not _UNSET:
         model.fallbacks = _clean_fallbacks(model.name, fallbacks)
@@ -251,7 +254,8 @@ def logical_model_update(
         model.input_price_per_mtok = _to_decimal(input_price_per_mtok, "input_price_per_mtok")
     if output_price_per_mtok is not _UNSET:
         model.output_price_per_mtok = _to_decimal(output_price_per_mtok, "output_price_per_mtok")
-    for attr, value in {"context_window": context_window, "can_embed": can_embed, "enabled": enabled, "description": description}.items():
+    for attr, value in {"context_window": context_window, "can_embed": can_embed, "enabled": enabled, "description": description,
+                        "drop_unsupported_params": drop_unsupported_params}.items():
         if value is not _UNSET:
             setattr(model, attr, value)
     model.full_clean()
@@ -516,6 +520,7 @@ _PROVIDER_KEYS = {"kind", "base_url", "api_key", "api_key_env", "timeout", "time
 _MODEL_KEYS = {
     "provider", "name", "deployments", "fallbacks", "context_window", "price", "input_price_per_mtok",
     "output_price_per_mtok", "can_embed", "enabled", "description", "weight", "rpm", "tpm",
+    "drop_unsupported_params",
 }
 _DEPLOYMENT_KEYS = {"provider", "name", "weight", "rpm", "tpm", "enabled"}
 POLICY_KEYS = {"scope", "subject", "rpm", "tpm", "max_concurrent", "budget_usd", "budget_period", "enabled"}
@@ -590,6 +595,7 @@ def _import_models(data: dict[str, Any], report: ImportReport) -> None:
             "input_price_per_mtok": spec.get("input_price_per_mtok", price.get("input", 0)),
             "output_price_per_mtok": spec.get("output_price_per_mtok", price.get("output", 0)),
             "can_embed": bool(spec.get("can_embed", False)),
+            "drop_unsupported_params": bool(spec.get("drop_unsupported_params", False)),
             "enabled": bool(spec.get("enabled", True)),
             "description": spec.get("description", "") or "",
         }
@@ -599,9 +605,9 @@ def _import_models(data: dict[str, Any], report: ImportReport) -> None:
             model = _apply(path, logical_model_create, name=str(name), **values)
             report.created.append(path)
         else:
-            before = (model.context_window, model.input_price_per_mtok, model.output_price_per_mtok, model.can_embed, model.enabled, model.description)
+            before = (model.context_window, model.input_price_per_mtok, model.output_price_per_mtok, model.can_embed, model.enabled, model.description, model.drop_unsupported_params)
             _apply(path, logical_model_update, model=model, **values)
-            changed = before != (model.context_window, model.input_price_per_mtok, model.output_price_per_mtok, model.can_embed, model.enabled, model.description)
+            changed = before != (model.context_window, model.input_price_per_mtok, model.output_price_per_mtok, model.can_embed, model.enabled, model.description, model.drop_unsupported_params)
         keep: set[int] = set()
         for dpath, dspec in _deployment_specs(name, spec, path):
             provider_name = dspec.get("provider")

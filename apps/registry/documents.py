@@ -170,7 +170,8 @@ def _secret(spec: Any, path: str) -> _Secret:
 
 _PROVIDER_KEYS = {"kind", "base_url", "api_key", "api_key_env", "timeout", "timeout_seconds", "max_retries", "extra_headers", "enabled"}
 _MODEL_KEYS = {"provider", "name", "deployments", "fallbacks", "context_window", "price", "input_price_per_mtok",
-               "output_price_per_mtok", "can_embed", "enabled", "description", "weight", "rpm", "tpm"}
+               "output_price_per_mtok", "can_embed", "enabled", "description", "weight", "rpm", "tpm",
+               "drop_unsupported_params"}
 _DEPLOYMENT_KEYS = {"provider", "name", "weight", "rpm", "tpm", "enabled"}
 _POLICY_KEYS = llm_services.POLICY_KEYS  # one key set for both importers
 _TOOL_KEYS = {"id", *tool_services.TOOL_FIELDS, "secrets", "annotations"}
@@ -249,6 +250,7 @@ def _models(raw: Any) -> dict[str, tuple[str, dict[str, Any]]]:
             "input_price_per_mtok": _decimal(spec.get("input_price_per_mtok", price.get("input", 0)), f"{path}.input_price_per_mtok"),
             "output_price_per_mtok": _decimal(spec.get("output_price_per_mtok", price.get("output", 0)), f"{path}.output_price_per_mtok"),
             "can_embed": _bool(spec.get("can_embed", False), f"{path}.can_embed"),
+            "drop_unsupported_params": _bool(spec.get("drop_unsupported_params", False), f"{path}.drop_unsupported_params"),
             "enabled": _bool(spec.get("enabled", True), f"{path}.enabled"),
             "fallbacks": fallbacks,
             "deployments": _deployments(str(name), spec, path),

@@ -107,7 +107,7 @@ class LogicalModelOut(serializers.ModelSerializer):
     class Meta:
         model = LogicalModel
         fields = ["name", "description", "deployments", "fallbacks", "context_window", "input_price_per_mtok",
-                  "output_price_per_mtok", "can_embed", "enabled", "created_at", "updated_at"]
+                  "output_price_per_mtok", "can_embed", "drop_unsupported_params", "enabled", "created_at", "updated_at"]
 
 
 class LogicalModelIn(serializers.Serializer):
@@ -119,6 +119,7 @@ class LogicalModelIn(serializers.Serializer):
     input_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, required=False, default=0)
     output_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, required=False, default=0)
     can_embed = serializers.BooleanField(required=False, default=False)
+    drop_unsupported_params = serializers.BooleanField(required=False, default=False)
     enabled = serializers.BooleanField(required=False, default=True)
 
 

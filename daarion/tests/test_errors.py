@@ -25,7 +25,9 @@ def test_unknown_internal_route_is_404_json(api):
 
 
 def test_unknown_v1_route_is_404_json(api):
-    _assert_envelope(api.post("/v1/nothing-here", json={}), 404, "not_found")
+    # /v1 answers in OpenAI's error shape (apps/llm/errors.py).
+    error = _assert_envelope(api.post("/v1/nothing-here", json={}), 404, "invalid_request_error")
+    assert (error["param"], error["code"]) == (None, None)
 
 
 def test_wrong_method_is_405_json_with_allow(api, make_token, bearer):
@@ -70,7 +72,7 @@ def test_nan_and_infinity_are_not_json(api, make_token, bearer, path, body):
     # Python's JSON reader takes them; a tool's HTTP target, an upstream or jsonb would not.
     token = make_token(scopes=["tools", "memory", "llm"])
     response = api.post(path, content=body, headers={**bearer(token), "content-type": "application/json"})
-    _assert_envelope(response, 400, "bad_request")
+    _assert_envelope(response, 400, "invalid_request_error" if path.startswith("/v1/") else "bad_request")
 
 
 def test_pages_outside_the_apis_keep_django_behaviour(api):

@@ -72,15 +72,26 @@ def to_anthropic(request: ChatRequest) -> dict[str, Any]:
             _append(messages, "assistant", blocks or [{"type": "text", "text": ""}])
         else:
             _append(messages, "user", [{"type": "text", "text": _text_of(message.get("content"))}])
+    params = request.params or {}
     body: dict[str, Any] = {
         "model": request.model,
         "messages": messages,
-        "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+        # OpenAI's two names for the cap are one here.
+        "max_tokens": params.get("max_completion_tokens") or request.max_tokens or DEFAULT_MAX_TOKENS,
     }
     if system:
         body["system"] = "\n\n".join(system)
     if request.temperature is not None:
         body["temperature"] = request.temperature
+    if params.get("top_p") is not None:
+        body["top_p"] = params["top_p"]
+    if params.get("stop"):
+        body["stop_sequences"] = [params["stop"]] if isinstance(params["stop"], str) else list(params["stop"])
+    if params.get("user"):
+        body["metadata"] = {"user_id": str(params["user"])}
+    for name in ("top_k", "thinking"):  # Anthropic's own, from its door (/v1/messages)
+        if params.get(name) is not None:
+            body[name] = params[name]
     if request.tools:
         body["tools"] = [
             {
@@ -98,14 +109,18 @@ def to_anthropic(request: ChatRequest) -> dict[str, Any]:
             body["tool_choice"] = {"type": choice}
         elif isinstance(choice, dict) and choice.get("function", {}).get("name"):
             body["tool_choice"] = {"type": "tool", "name": choice["function"]["name"]}
+        if params.get("parallel_tool_calls") is False and body.get("tool_choice", {}).get("type") != "none":
+            body["tool_choice"] = {**body.get("tool_choice", {"type": "auto"}), "disable_parallel_tool_use": True}
     return body
 
 
 def from_anthropic(data: dict[str, Any]) -> ChatResponse:
-    text, calls = [], []
+    text, calls, thinking = [], [], []
     for block in data.get("content") or []:
         if block.get("type") == "text":
             text.append(block.get("text", ""))
+        elif block.get("type") == "thinking":
+            thinking.append(block.get("thinking", ""))
         elif block.get("type") == "tool_use":
             calls.append(ToolCall(id=block["id"], name=block["name"], arguments=json.dumps(block.get("input") or {})))
     usage = data.get("usage") or {}
@@ -114,11 +129,15 @@ def from_anthropic(data: dict[str, Any]) -> ChatResponse:
         tool_calls=calls,
         usage=Usage(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)),
         finish_reason=_STOP_REASONS.get(data.get("stop_reason") or "", "stop"),
+        reasoning="".join(thinking),
     )
 
 
 @register_provider(ProviderKind.ANTHROPIC)
 class AnthropicProvider(BaseProvider):
+    # Mapped in to_anthropic; anything else (seed, penalties, logprobs, n > 1, ...) has no
+    # Anthropic counterpart.
+    accepts = frozenset({"max_completion_tokens", "top_p", "stop", "user", "parallel_tool_calls", "top_k", "thinking"})
     def default_headers(self) -> dict[str, str]:
         headers = {"anthropic-version": API_VERSION, **super().default_headers()}
         if self.spec.api_key:
@@ -173,6 +192,8 @@ class AnthropicProvider(BaseProvider):
                     delta = event.get("delta") or {}
                     if delta.get("type") == "text_delta" and delta.get("text"):
                         yield StreamEvent("text", text=delta["text"])
+                    elif delta.get("type") == "thinking_delta" and delta.get("thinking"):
+                        yield StreamEvent("reasoning", text=delta["thinking"])
                     elif delta.get("type") == "input_json_delta":
                         index = tool_index.get(event.get("index", 0), 0)
                         yield StreamEvent("tool_call", index=index, arguments=delta.get("partial_json", ""))

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from apps.llm.providers.errors import ProviderError, error_from_status, parse_retry_after
 from apps.llm.providers.transport import Transport
@@ -16,6 +16,7 @@ from apps.llm.selectors import ProviderSpec
 __all__ = [
     "PROVIDER_CLASSES", "BaseProvider", "ChatRequest", "ChatResponse", "EmbeddingResponse", "ProviderError",
     "StreamEvent", "ToolCall", "Usage", "client_for", "error_from_status", "parse_retry_after", "register_provider",
+    "ADVISORY_PARAMS", "unsupported_params",
 ]
 
 
@@ -30,6 +31,8 @@ class ToolCall:
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Of the completion tokens, those spent reasoning, where the upstream reports them.
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -41,6 +44,13 @@ class Usage:
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
         }
+
+    def openai_dict(self) -> dict[str, Any]:
+        """OpenAI's usage object: the counts, with the reasoning tokens where known."""
+        out: dict[str, Any] = self.as_dict()
+        if self.reasoning_tokens:
+            out["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+        return out
 
 
 @dataclass
@@ -54,6 +64,9 @@ class ChatRequest:
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
     response_format: dict[str, Any] | None = None
+    # The caller's other OpenAI parameters (stop, seed, top_p, max_completion_tokens, unknown
+    # keys, ...) as sent, less those the provider cannot take and its model drops.
+    params: dict[str, Any] | None = None
     # A per-call key (an agent's own, for this call only) replacing the provider's; sent as a
     # per-request header, so the pooled client never holds it. Never repr'd or logged.
     api_key: str | None = field(default=None, repr=False)
@@ -65,13 +78,20 @@ class ChatResponse:
     tool_calls: list[ToolCall] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     finish_reason: str = "stop"
+    reasoning: str = ""  # DeepSeek-style reasoning_content / Anthropic thinking, where sent
+    # Further choices when the caller asked for n > 1 (OpenAI-compatible upstreams only).
+    alternatives: list[ChatResponse] = field(default_factory=list)
+    # Upstream fields beyond the above, passed on: {"choice": {"logprobs": ...}, "message":
+    # {"refusal": ...}}.
+    extra: dict[str, Any] | None = None
 
 
 @dataclass
 class StreamEvent:
     """One piece of a streamed answer.
 
-    kind "text": `text` is a delta. kind "tool_call": `index` identifies the call, `id` and
+    kind "text": `text` is a delta. kind "reasoning": `text` is a delta of the model's
+    reasoning (DeepSeek's reasoning_content, Anthropic's thinking). kind "tool_call": `index` identifies the call, `id` and
     `name` come with its first event, `arguments` is a delta of the JSON string. kind
     "finish": `finish_reason` and `usage` (the provider's, or estimated when it sent none).
     """
@@ -92,9 +112,38 @@ class EmbeddingResponse:
     usage: Usage = field(default_factory=Usage)
 
 
+# Parameters that only label a call for the upstream's own records and never change the
+# answer: where a provider cannot take one it is left out (and named in
+# x-daarion-dropped-params) whatever the model's setting, rather than refusing the call.
+ADVISORY_PARAMS = frozenset({"user", "metadata", "store", "prompt_cache_key", "safety_identifier", "service_tier"})
+
+
+# Values that ask for what every provider does anyway (clients such as LangChain send `n: 1`):
+# never a reason to refuse a call.
+_NO_OP_VALUES: dict[str, Any] = {"n": 1, "logprobs": False, "parallel_tool_calls": True, "presence_penalty": 0,
+                                 "frequency_penalty": 0, "top_p": 1}
+
+
+def unsupported_params(params: Mapping[str, Any], accepts: frozenset[str] | None) -> list[str]:
+    """The names in `params` a provider that takes `accepts` (None: everything) cannot take;
+    a value that asks for the default behaviour (`n: 1`, `logprobs: false`, ...) counts as taken."""
+    if accepts is None:
+        return []
+    return [name for name, value in params.items()
+            if name not in accepts and not (name in _NO_OP_VALUES and value == _NO_OP_VALUES[name]
+                                            and type(value) is not str)]
+
+
 class BaseProvider:
     """A client for one provider row. One instance (and one pooled HTTP client) per
     provider configuration and event loop."""
+
+    # OpenAI chat parameters (beyond model, messages, temperature, max_tokens, tools,
+    # tool_choice, response_format) this kind takes, mapped or as they are; None: all, as sent.
+    accepts: ClassVar[frozenset[str] | None] = frozenset()
+    # Embeddings: does it take `dimensions`, and token-id input?
+    embeds_dimensions: ClassVar[bool] = False
+    embeds_tokens: ClassVar[bool] = False
 
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
@@ -124,7 +173,10 @@ class BaseProvider:
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         raise NotImplementedError
 
-    async def embed(self, *, model: str, inputs: list[str], api_key: str | None = None) -> EmbeddingResponse:
+    async def embed(self, *, model: str, inputs: list[Any], api_key: str | None = None,
+                    dimensions: int | None = None, params: dict[str, Any] | None = None) -> EmbeddingResponse:
+        """`inputs`: strings, or lists of token ids where `embeds_tokens`; `params`: other
+        OpenAI embeddings parameters (`user`, unknown keys), for kinds that forward them."""
         raise ProviderError("bad_request", f"provider kind {self.spec.kind!r} does not serve embeddings", status=400)
 
     def retire(self) -> None:

@@ -96,10 +96,11 @@ def answer(request: ChatRequest) -> ChatResponse:
             )
             return ChatResponse("", tool_calls=[call], usage=Usage(prompt_tokens, 5), finish_reason="tool_calls")
     content = f"[stub] You said: {user_text}" if user_text else "[stub] Hello."
-    if request.max_tokens is not None:
+    cap = (request.params or {}).get("max_completion_tokens") or request.max_tokens
+    if cap is not None:
         words = content.split(" ")
-        if len(words) > request.max_tokens:
-            content = " ".join(words[: max(1, request.max_tokens)])
+        if len(words) > cap:
+            content = " ".join(words[: max(1, cap)])
             return ChatResponse(content, usage=Usage(prompt_tokens, count_words(content)), finish_reason="length")
     return ChatResponse(content, usage=Usage(prompt_tokens, count_words(content)))
 
@@ -124,6 +125,7 @@ def dimensions_of(model: str) -> int:
 
 @register_provider(ProviderKind.STUB)
 class StubProvider(BaseProvider):
+    accepts = frozenset({"max_completion_tokens"})  # the one cap it knows by either name
     async def chat(self, request: ChatRequest) -> ChatResponse:
         return answer(request)
 
@@ -137,7 +139,8 @@ class StubProvider(BaseProvider):
             yield StreamEvent("text", text=piece)
         yield StreamEvent("finish", finish_reason=response.finish_reason, usage=response.usage)
 
-    async def embed(self, *, model: str, inputs: list[str], api_key: str | None = None) -> EmbeddingResponse:
+    async def embed(self, *, model: str, inputs: list[Any], api_key: str | None = None,
+                    dimensions: int | None = None, params: dict[str, Any] | None = None) -> EmbeddingResponse:
         dimensions = dimensions_of(model)
         vectors = [embed_text(text, dimensions) for text in inputs]
         return EmbeddingResponse(vectors=vectors, usage=Usage(sum(count_words(t) for t in inputs), 0))

@@ -231,20 +231,25 @@ def test_upstream_failures_map_to_502_504_and_400(api, fake_provider, make_model
     assert "too long" in response.json()["error"]["message"]
 
 
-def test_v1_bad_input(api, stub_model, llm_headers, live):
+def test_v1_bad_input_is_openais_400_naming_the_field(api, stub_model, llm_headers, live):
     live()
+    message = [{"role": "user", "content": "x"}]
     cases = [
-        ("/v1/chat/completions", {"model": "dagi-stub", "messages": [{"role": "user", "content": "x"}], "n": 2}, "body.n"),
-        ("/v1/chat/completions", {"model": "dagi-stub"}, "body.messages"),
-        ("/v1/chat/completions", {"model": "dagi-stub", "messages": [{"role": "user", "content": "x"}], "stream": "yes please"}, "body.stream"),
-        ("/v1/embeddings", {"model": "dagi-stub", "input": []}, "body.input"),
-        ("/v1/embeddings", {"model": "dagi-stub", "input": [1, 2, 3]}, "body.input"),
-        ("/v1/embeddings", {"model": "dagi-stub", "input": "x", "encoding_format": "int8"}, "body.encoding_format"),
+        ("/v1/chat/completions", {"model": "dagi-stub", "messages": message, "n": 2}, "n", "unsupported_parameter"),
+        ("/v1/chat/completions", {"model": "dagi-stub"}, "messages", "missing_required_parameter"),
+        ("/v1/chat/completions", {"model": "dagi-stub", "messages": message, "stream": "yes please"}, "stream", "invalid_type"),
+        ("/v1/chat/completions", {"model": "dagi-stub", "messages": message, "top_p": 3}, "top_p", "invalid_value"),
+        ("/v1/embeddings", {"model": "dagi-stub", "input": []}, "input", "invalid_value"),
+        ("/v1/embeddings", {"model": "dagi-stub", "input": [1, "a"]}, "input", "invalid_type"),
+        ("/v1/embeddings", {"model": "dagi-stub", "input": "x", "encoding_format": "int8"}, "encoding_format", "invalid_value"),
     ]
-    for path, body, where in cases:
+    for path, body, param, code in cases:
         response = api.post(path, json=body, headers=llm_headers)
-        assert response.status_code == 422, (path, body, response.text)
-        assert any(d["path"].startswith(where) for d in response.json()["error"]["details"]), (where, response.text)
+        assert response.status_code == 400, (path, body, response.text)
+        error = response.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}, error
+        assert error["type"] == "invalid_request_error" and error["param"] == param, (body, error)
+        assert error["code"] == code, (body, error)
 
 
 def test_v1_responses_carry_the_overhead_header(api, stub_model, llm_headers, live):

@@ -31,7 +31,8 @@ def test_errors_keep_the_envelope_on_the_lean_paths(api, llm_headers) -> None:
     missing = api.post("/internal/llm/proxy", json={"model": "x", "messages": []})
     assert missing.status_code == 401 and missing.json()["error"]["type"] == "unauthorized"
     unknown = api.get("/v1/no-such-route", headers=llm_headers)
-    assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "not_found"
+    # /v1 speaks OpenAI's error shape (apps/llm/errors.py), the middleware's own 404 included.
+    assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "invalid_request_error"
     bad = api.post("/v1/chat/completions", content=b"{not json", headers={**llm_headers, "Content-Type": "application/json"})
     assert bad.status_code in (400, 422) and "error" in bad.json()
 
@@ -84,7 +85,8 @@ def test_a_chunked_body_over_the_limit_is_refused_on_the_hot_path(api, llm_heade
     headers = {**llm_headers, "Content-Type": "application/json", "x-request-id": "req-chunked-413"}
     answer = api.post("/v1/chat/completions", content=body(), headers=headers)
     assert answer.status_code == 413
-    assert answer.json()["error"]["type"] == "payload_too_large"
+    # /v1 answers in OpenAI's shape (apps/llm/errors.py), this early refusal included.
+    assert answer.json()["error"]["code"] == "payload_too_large" and "param" in answer.json()["error"]
     assert answer.headers["x-request-id"] == "req-chunked-413"  # the caller's id, as on every answer
 
     generated = api.post("/internal/tools/call", content=body(), headers={**llm_headers, "Content-Type": "application/json"})

@@ -103,3 +103,18 @@ def test_unknown_model_is_not_found(stub_model):
         gateway.chat_completion_sync(model="nope", messages=[{"role": "user", "content": "hi"}])
     assert info.value.type == "model_not_found"
     assert "dagi-stub" in info.value.details["available"]
+
+
+def test_gateway_takes_parameters_and_reasoning(fake_provider, make_model, fake_stats):
+    make_model("gw-thinker", fake_provider, "reasoning")
+    hm = [{"role": "user", "content": "hm"}]
+    result = async_to_sync(gateway.chat_completion)(model="gw-thinker", messages=hm, params={"seed": 9, "stop": ["X"]})
+    assert result.reasoning == "thinking about: hm" and result.content == "echo: hm"
+    assert (fake_stats()["last"]["body"]["seed"], fake_stats()["last"]["body"]["stop"]) == (9, ["X"])
+
+    async def collect(**kwargs) -> list[gateway.StreamEvent]:
+        return [e async for e in gateway.stream_chat_completion(model="gw-thinker", messages=hm, **kwargs)]
+
+    assert "reasoning" not in [e.type for e in async_to_sync(collect)()], "callers that did not ask never see it"
+    events = async_to_sync(collect)(include_reasoning=True)
+    assert "".join(e.text for e in events if e.type == "reasoning") == "thinking about: hm"

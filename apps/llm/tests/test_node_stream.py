@@ -62,3 +62,16 @@ def test_ai_sdk_sees_an_error_chunk(node, api, fake_provider, make_model, make_t
                 {"model": "broken", "messages": [{"role": "user", "content": "hi"}]})
     assert out["status"] == 200
     assert out["errors"] and "upstream_error" in out["errors"][0]
+
+
+def test_ai_sdk_reads_reasoning_parts(node, api, fake_provider, make_model, make_token, live):
+    # DeepSeek-style reasoning_content arrives as reasoning-start / -delta / -end parts.
+    make_model("thinker", fake_provider, "reasoning")
+    live()
+    out = _read(node, str(api.base_url).rstrip("/"), make_token(scopes=["llm"]),
+                {"model": "thinker", "messages": [{"role": "user", "content": "ponder"}]})
+    assert out["errors"] == []
+    parts = out["message"]["parts"]
+    assert [p["type"] for p in parts] == ["step-start", "reasoning", "text"]
+    assert parts[1]["text"] == "thinking about: ponder" and parts[1]["state"] == "done"
+    assert parts[2]["text"] == "echo: ponder"
