@@ -1,9 +1,10 @@
 """One executor per run: a lease in Redis that only its holder can renew or release.
 
-`SET key token NX PX ttl` takes it; the holder renews it every third of its time while the
-run is alive. A worker that dies stops renewing, the lease runs out, and the sweep marks the
-run `interrupted`. Renew and release compare the token first (one Lua script each), so an
-executor whose lease ran out can never extend or drop a lease another one took since.
+`SET key token NX PX ttl` takes it; the holder's process renews it every third of its time
+while the run is alive (all its due leases in one script). A worker that dies stops renewing,
+the lease runs out, and the sweep marks the run `interrupted`. Renew and release compare the
+token first, so an executor whose lease ran out can never extend or drop a lease another one
+took since.
 """
 
 from __future__ import annotations
@@ -12,9 +13,22 @@ import secrets
 
 from daarion.redis_client import LuaScript, get_async_redis, key
 
-_RENEW = LuaScript(
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
-)
+# Many leases renewed in one round trip: KEYS are lease keys, ARGV their tokens then their
+# times (ms), in the same order; returns 1 (renewed) or 0 (not this holder's any more) each.
+# A worker with hundreds of runs must not open a connection per renewal at once.
+_RENEW_MANY = LuaScript("""
+local out = {}
+local n = #KEYS
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i] then
+    redis.call('PEXPIRE', key, ARGV[n + i])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+""")
 _RELEASE = LuaScript("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
 
 
@@ -33,11 +47,17 @@ class Lease:
     async def acquire(self) -> bool:
         return bool(await get_async_redis().set(self.key, self.token, nx=True, px=self.ttl_ms))
 
-    async def renew(self) -> bool:
-        return bool(await _RENEW(get_async_redis(), [self.key], [self.token, self.ttl_ms]))
-
     async def release(self) -> bool:
         return bool(await _RELEASE(get_async_redis(), [self.key], [self.token]))
+
+
+async def leases_renew(leases: list[Lease]) -> list[bool]:
+    """Renews each lease its holder still holds, in one round trip."""
+    if not leases:
+        return []
+    answer = await _RENEW_MANY(get_async_redis(), [lease.key for lease in leases],
+                               [*(lease.token for lease in leases), *(lease.ttl_ms for lease in leases)])
+    return [bool(flag) for flag in answer]  # type: ignore[union-attr]
 
 
 async def lease_held(run_id: str) -> bool:
