@@ -14,10 +14,13 @@ from redis.exceptions import NoScriptError
 _sync_client: redis.Redis | None = None
 _sync_lock = threading.Lock()
 _async_clients: dict[int, aioredis.Redis] = {}
+_blocking_clients: dict[int, aioredis.Redis] = {}
 
 # Short timeouts: Redis is on the hot path, and a stalled Redis must fail fast, not hang
 # every request behind it.
 _CLIENT_OPTIONS = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0, "health_check_interval": 30}
+# Socket timeout of the blocking-read client: its reads block up to a few seconds by design.
+BLOCKING_READ_TIMEOUT = 30.0
 
 
 def key(*parts: str) -> str:
@@ -41,6 +44,18 @@ def get_async_redis() -> aioredis.Redis:
     if client is None:
         client = aioredis.Redis.from_url(settings.REDIS_URL, **_CLIENT_OPTIONS)
         _async_clients[id(loop)] = client
+    return client
+
+
+def get_async_redis_blocking() -> aioredis.Redis:
+    """The async client for blocking reads (XREAD BLOCK) of the running loop: its own pool, so
+    waiting readers never hold the short-call pool's connections, and a socket timeout well
+    above any block time, so a busy loop that reads a reply late is not a failed read."""
+    loop = asyncio.get_running_loop()
+    client = _blocking_clients.get(id(loop))
+    if client is None:
+        client = aioredis.Redis.from_url(settings.REDIS_URL, **{**_CLIENT_OPTIONS, "socket_timeout": BLOCKING_READ_TIMEOUT})
+        _blocking_clients[id(loop)] = client
     return client
 
 

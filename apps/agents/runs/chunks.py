@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from daarion.redis_client import get_async_redis, key
+from daarion.redis_client import get_async_redis, get_async_redis_blocking, key
 
-# The longest single XREAD BLOCK: below the Redis clients' socket timeout (redis_client.py).
-MAX_BLOCK_SECONDS = 1.5
+# The longest single XREAD BLOCK (on the blocking-read client, whose socket timeout is far
+# above it): quiet time is added up over several reads.
+MAX_BLOCK_SECONDS = 5.0
 CHUNK = b"c"
 END = b"end"
 # A Redis stream entry id; replayed chunks of an expired stream get ids `0-<n>`.
@@ -93,15 +95,17 @@ async def chunks_follow(run_id: str, *, after: str = "0-0", idle_seconds: float)
     """Follows the run's stream after entry `after` until its end marker; yields an idle
     Entry whenever `idle_seconds` pass without an entry (the caller sends a heartbeat and may
     check whether the run can still end)."""
-    redis = get_async_redis()
+    redis = get_async_redis_blocking()
     name = stream_key(run_id)
     last = after
-    # One blocking read stays under the shared client's socket timeout (2 s): the quiet
-    # time is added up over several reads.
     step = min(idle_seconds, MAX_BLOCK_SECONDS)
     quiet = 0.0
     while True:
-        answer = await redis.xread({name: last}, count=200, block=max(1, int(step * 1000)))
+        try:
+            answer = await redis.xread({name: last}, count=200, block=max(1, int(step * 1000)))
+        except RedisTimeoutError:
+            # A reply read late by a starved loop: the read is repeatable after `last`.
+            answer = None
         if not answer:
             quiet += step
             if quiet >= idle_seconds:
