@@ -42,7 +42,12 @@ def _get_detector():
 
                 # Dictionary lookup only: the default strategy's affix rules make detection
                 # ~200 times slower (12 ms a sentence) for no gain on the texts we see.
-                _detector = LanguageDetector(lang=languages(), lemmatization_strategy=DictionaryLookupStrategy())
+                detector = LanguageDetector(lang=languages(), lemmatization_strategy=DictionaryLookupStrategy())
+                # Its dictionaries load on first use (2-3 s, tens of MB) into an lru_cache that
+                # does not stop concurrent misses: load them here, once, under the lock, or a
+                # burst of first calls from many threads loads them once per thread.
+                detector.proportion_in_each_language("warm up")
+                _detector = detector
     return _detector
 
 
@@ -77,9 +82,20 @@ def _lemma_languages() -> frozenset[str]:
     return frozenset(SUPPORTED_LANGUAGES)
 
 
+_lemma_ready: set[str] = set()
+
+
 def lemma(word: str, lang: str) -> str:
     from simplemma import lemmatize
 
+    if lang not in _lemma_ready:
+        with _lock:  # the first use of a language loads its dictionary: once, as above
+            if lang not in _lemma_ready:
+                try:
+                    lemmatize("warm", lang=lang)
+                except ValueError:
+                    pass
+                _lemma_ready.add(lang)
     try:
         return lemmatize(word, lang=lang).lower()
     except ValueError:  # a language simplemma does not know
