@@ -13,14 +13,14 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 
-from daarion.redis_client import get_redis, key
+from daarion.redis_client import get_async_redis, get_redis, key
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,12 @@ def bump_version(name: str) -> None:
             snapshot.invalidate()
 
     transaction.on_commit(_bump)
+
+
+async def aread_versions(names: Sequence[str]) -> list[bytes | None]:
+    """The current Redis versions of `names` (None: never bumped), for a watcher that wants to
+    know when a configuration changed without holding a snapshot of it."""
+    return await get_async_redis().mget([_version_key(name) for name in names])
 
 
 _SNAPSHOTS: dict[str, list["LiveSnapshot"]] = {}

@@ -92,9 +92,20 @@ prompt_lister: Hook[PromptLister] = Hook("an MCP prompt lister")
 prompt_getter: Hook[PromptGetter] = Hook("an MCP prompt getter")
 
 
-def register_prompts(lister: PromptLister, getter: PromptGetter) -> None:
+_prompt_configs: set[str] = set()
+
+
+def register_prompts(lister: PromptLister, getter: PromptGetter, *, config: str | None = None) -> None:
+    """`config`: the live-config name (daarion.live_config) whose version moves when the
+    prompts change, so /mcp can tell listening clients that the prompt list changed."""
     prompt_lister.register(lister)
     prompt_getter.register(getter)
+    if config is not None:
+        _prompt_configs.add(config)
+
+
+def prompt_configs() -> list[str]:
+    return sorted(_prompt_configs)
 
 
 async def prompts_for(agent_ids: Collection[str] | None) -> list[dict[str, Any]]:

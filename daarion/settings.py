@@ -262,6 +262,9 @@ TOOLS_HTTP_CA_BUNDLE = os.environ.get("TOOLS_HTTP_CA_BUNDLE", "")
 TOOLS_MCP_ALLOWED_ORIGINS = _env_list("TOOLS_MCP_ALLOWED_ORIGINS")
 # Items per page of /mcp tools/list and prompts/list (the client follows nextCursor).
 TOOLS_MCP_PAGE_SIZE = int(os.environ.get("TOOLS_MCP_PAGE_SIZE", "100"))
+# Open `subscriptions/listen` streams one web process serves at once (each holds a connection);
+# one more is refused with a JSON-RPC error.
+TOOLS_MCP_MAX_LISTEN_STREAMS = int(os.environ.get("TOOLS_MCP_MAX_LISTEN_STREAMS", "1000"))
 # How often beat re-lists the tools of every enabled upstream MCP server (tools.sync_mcp_servers).
 TOOLS_MCP_SYNC_SECONDS = float(os.environ.get("TOOLS_MCP_SYNC_SECONDS", "300"))
 # The queue of the sync a new (or re-pointed) MCP server queues; a slow upstream can be kept off

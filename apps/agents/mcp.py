@@ -9,6 +9,7 @@ from collections.abc import Collection
 from typing import Any
 
 from apps.agents.selectors import ablueprints_all
+from apps.agents.services import AGENTS_CONFIG
 from daarion.mcp_extensions import register_prompts
 
 
@@ -36,4 +37,4 @@ async def get_prompt(agent_ids: Collection[str] | None, name: str, arguments: di
 
 
 def register() -> None:
-    register_prompts(list_prompts, get_prompt)
+    register_prompts(list_prompts, get_prompt, config=AGENTS_CONFIG)

@@ -13,7 +13,10 @@ so the SDK client raises it with our message instead of a generic "server return
 The manager is stateless (a fresh transport per request, no session ids), so any web process
 can answer any request; with JSON responses (no SSE) a request is one JSON answer. It speaks
 every revision the SDK speaks: the 2026-07-28 per-request envelope and the initialize handshake
-of 2024-11-05 .. 2025-11-25.
+of 2024-11-05 .. 2025-11-25. List-changed events reach 2026-07-28 clients on a
+`subscriptions/listen` stream (an SSE answer to that one request; apps/tools/mcp/events.py);
+the older revisions would need a session's standing stream, which a stateless server has not,
+so they are told `listChanged: false`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import mcp_types as types
 from django.conf import settings
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
+from apps.tools.mcp.events import RegistryEvents, RegistryListenHandler
 from apps.tools.mcp.server import SCOPE_KEY, Caller, build_server
 from daarion.auth import Principal, authenticate_authorization
 from daarion.errors import BadRequest, DaarionError, Forbidden
@@ -97,7 +101,9 @@ class McpGateway:
     the ASGI lifespan (`lifespan()`), or on the first request when the server sends no lifespan."""
 
     def __init__(self) -> None:
-        self.server = build_server()
+        self.events = RegistryEvents()
+        self.listen = RegistryListenHandler(self.events, max_subscriptions=settings.TOOLS_MCP_MAX_LISTEN_STREAMS)
+        self.server = build_server(self.listen)
         self.manager = StreamableHTTPSessionManager(
             app=self.server,
             stateless=True,
@@ -115,7 +121,13 @@ class McpGateway:
         async with self.manager.run():
             self._started = asyncio.Event()
             self._started.set()
-            yield
+            try:
+                yield
+            finally:
+                # Listen streams end gracefully (their final frame sent) instead of holding
+                # the shutdown until the server's grace period runs out.
+                self.listen.close()
+                await self.events.aclose()
 
     async def _ensure_started(self) -> None:
         if self._started is not None:

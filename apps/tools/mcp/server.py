@@ -22,6 +22,7 @@ from typing import Any
 import mcp_types as types
 from django.conf import settings
 from mcp.server.lowlevel.server import Server
+from mcp.server.subscriptions import ListenHandler
 from mcp.shared.exceptions import MCPError
 
 from apps.tools.audit import audit_enqueue, audit_entry
@@ -220,7 +221,9 @@ def _no_header_schema(name: str) -> None:
     return None
 
 
-def build_server() -> Server:
+def build_server(listen: ListenHandler | None = None) -> Server:
+    """`listen` serves `subscriptions/listen` (list-changed events, 2026-07-28); without it the
+    server announces no listChanged on any revision."""
     return Server(
         SERVER_NAME,
         version=SERVER_VERSION,
@@ -231,4 +234,5 @@ def build_server() -> Server:
         on_call_tool=call_tool,
         on_list_prompts=list_prompts,
         on_get_prompt=get_prompt,
+        on_subscriptions_listen=listen,
     )

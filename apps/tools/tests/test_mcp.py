@@ -354,3 +354,56 @@ def test_each_agent_character_is_a_prompt(tools_server, tools_api, make_token, m
     assert "Unknown prompt: agent:nobody" in unknown.message
     listed, _, _ = run(scenario(both, **{"X-Agent-Id": "agent:cto"}))
     assert [p.name for p in listed.prompts] == ["agent:cto", "agent:sofia"]
+
+
+def test_listening_clients_hear_that_tools_and_prompts_changed(tools_server, tools_api, make_token, mcp_tools,
+                                                                make_tool, http_target):
+    """A 2026-07-28 client's `subscriptions/listen` stream gets tools/list_changed when a tool is
+    created in another process (this one, through the services), and prompts/list_changed when
+    an agent's character changes; the refetch then shows the new tool. Older revisions are told
+    listChanged false: a stateless server has no standing stream to send on."""
+    import asyncio
+
+    from django.db import connection
+    from mcp.shared.subscriptions import PromptsListChanged, ToolsListChanged
+
+    from apps.agents.models import Agent
+    from apps.agents.services import agent_update
+
+    token = make_token(scopes=["tools"], agents=["agent:sofia"])
+
+    def add_tool():
+        make_tool("late.tool", target=f"{http_target}/echo", allowed_agents=["agent:sofia"])
+        connection.close()
+
+    def change_character():
+        agent_update(agent=Agent.objects.get(pk="agent:sofia"), character={"bio": ["Listens well"]})
+        connection.close()
+
+    async def until(sub, kind):
+        async def first():
+            async for event in sub:
+                if isinstance(event, kind):
+                    return event
+        return await asyncio.wait_for(first(), 15)
+
+    async def scenario():
+        async with _session(tools_server.url, token) as client:
+            capabilities = client.server_capabilities
+            async with client.listen(tools_list_changed=True, prompts_list_changed=True) as sub:
+                honored = sub.honored
+                await asyncio.to_thread(add_tool)
+                tools_event = await until(sub, ToolsListChanged)
+                listed, _ = await _all_tools(client)
+                await asyncio.to_thread(change_character)
+                prompts_event = await until(sub, PromptsListChanged)
+        async with _session(tools_server.url, token, "legacy") as legacy:
+            legacy_capabilities = legacy.server_capabilities
+        return capabilities, honored, tools_event, listed, prompts_event, legacy_capabilities
+
+    capabilities, honored, tools_event, listed, prompts_event, legacy_capabilities = run(scenario())
+    assert capabilities.tools.list_changed is True and capabilities.prompts.list_changed is True
+    assert honored.tools_list_changed is True and honored.prompts_list_changed is True
+    assert isinstance(tools_event, ToolsListChanged) and isinstance(prompts_event, PromptsListChanged)
+    assert "late.tool" in {t.name for t in listed}
+    assert not legacy_capabilities.tools.list_changed
