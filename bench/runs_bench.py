@@ -598,12 +598,12 @@ def setup_agents(upstream_url: str, gap: float, quiet: float) -> None:
     from apps.agents import demo as agents_demo
     from apps.agents.models import Agent
     from apps.agents.services import agent_create, agent_update
-    from apps.llm import demo as llm_demo
-    from apps.llm.services import registry_import
+    from apps.registry import demo as registry_demo
+    from apps.registry.documents import registry_apply
 
-    llm_demo.seed()
+    registry_demo.seed()
     agents_demo.seed()  # agent:sofia (Sofia-Prime) on dagi-stub
-    registry_import(data={
+    registry_apply(prune=False, document={
         "providers": {"bench-upstream": {"kind": "openai_compatible", "base_url": upstream_url,
                                          "api_key": "sk-bench-000000", "timeout_seconds": 300, "max_retries": 0}},
         "models": {

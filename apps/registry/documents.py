@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -27,7 +27,7 @@ from django.db import transaction
 from apps.agents import services as agent_services
 from apps.agents.models import Agent, AgentSecret
 from apps.llm import services as llm_services
-from apps.llm.choices import ProviderKind, RateLimitScope
+from apps.llm.choices import BudgetPeriod, ProviderKind, RateLimitScope
 from apps.llm.models import LogicalModel, Provider, RateLimitPolicy
 from apps.llm.selectors import registry_export as llm_registry_export
 from apps.registry.exceptions import validation_failed
@@ -173,7 +173,7 @@ _MODEL_KEYS = {"provider", "name", "deployments", "fallbacks", "context_window",
                "output_price_per_mtok", "can_embed", "enabled", "description", "weight", "rpm", "tpm",
                "drop_unsupported_params"}
 _DEPLOYMENT_KEYS = {"provider", "name", "weight", "rpm", "tpm", "enabled"}
-_POLICY_KEYS = llm_services.POLICY_KEYS  # one key set for both importers
+_POLICY_KEYS = {"scope", "subject", "rpm", "tpm", "max_concurrent", "budget_usd", "budget_period", "enabled"}
 _TOOL_KEYS = {"id", *tool_services.TOOL_FIELDS, "secrets", "annotations"}
 _AGENT_KEYS = {"id", *agent_services.EDITABLE_FIELDS, "secrets"}
 _ANNOTATIONS = ("read_only", "destructive", "idempotent")
@@ -262,6 +262,18 @@ def _policy_id(scope: str, subject: str) -> str:
     return f"{scope}:{subject}" if subject else scope
 
 
+def _budget_values(spec: dict[str, Any]) -> dict[str, Any]:
+    """A policy's budget fields. The export writes `budget_period` only beside a budget, so a
+    policy without one leaves the stored period alone (apply(export()) changes nothing); a
+    budget without a period is per month, the default."""
+    values: dict[str, Any] = {"budget_usd": spec.get("budget_usd")}
+    if "budget_period" in spec:
+        values["budget_period"] = spec["budget_period"]
+    elif values["budget_usd"] is not None:
+        values["budget_period"] = BudgetPeriod.MONTH.value
+    return values
+
+
 def _policies(raw: Any) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
     out: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
     for index, spec in enumerate(_list(raw, "rate_limits")):
@@ -271,7 +283,7 @@ def _policies(raw: Any) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
         scope = _str(spec.get("scope", RateLimitScope.DEFAULT), f"{path}.scope")
         subject = _str(spec.get("subject") or "", f"{path}.subject").strip()
         _expect((scope, subject) not in out, path, f"policy {_policy_id(scope, subject)} appears twice")
-        budget = llm_services.budget_values(spec)
+        budget = _budget_values(spec)
         if budget["budget_usd"] is not None:
             # The service's rule and words, here so the plan compares a Decimal with the row.
             problem = llm_services.budget_error(budget["budget_usd"])
@@ -748,11 +760,17 @@ def _agents_export() -> list[dict[str, Any]]:
     return out
 
 
-def registry_export() -> dict[str, Any]:
-    """The whole registry as a document (secret values never; their names as env refs)."""
-    data = llm_registry_export()
-    data.setdefault("rate_limits", [])
-    data["tools"] = tool_services.tools_export()["tools"]
-    data["agents"] = _agents_export()
-    data["mcp_servers"] = tool_services.mcp_servers_export()
-    return {name: data[name] for name in SECTIONS}
+def registry_export(sections: Sequence[str] = SECTIONS) -> dict[str, Any]:
+    """The registry as a document (secret values never; their names as env refs), every
+    section unless `sections` names some."""
+    data: dict[str, Any] = {}
+    if {"providers", "models", "rate_limits"} & set(sections):
+        data = llm_registry_export()
+        data.setdefault("rate_limits", [])
+    if "tools" in sections:
+        data["tools"] = tool_services.tools_export()["tools"]
+    if "agents" in sections:
+        data["agents"] = _agents_export()
+    if "mcp_servers" in sections:
+        data["mcp_servers"] = tool_services.mcp_servers_export()
+    return {name: data[name] for name in SECTIONS if name in sections}

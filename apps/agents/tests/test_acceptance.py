@@ -13,7 +13,12 @@ import httpx
 import pytest
 
 from apps.agents.tests.sse import assert_protocol, parse_sse
-from daarion.testing import ServerProcess, free_port, start_asgi_server, start_celery_worker
+from daarion.testing import (
+    ServerProcess,
+    free_port,
+    start_asgi_server,
+    start_celery_worker,
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +57,13 @@ def _load(client: httpx.Client, headers: dict) -> None:
 
 def test_sofia_answers_about_projects_through_the_whole_chain(demo_server, transactional_db, make_token, bearer):
     from apps.agents import demo
-    from apps.llm import demo as llm_demo
     from apps.memory.models import MemoryEntry
+    from apps.registry import demo as registry_demo
     from apps.tools import demo as tools_demo
     from apps.tools.models import Tool
     from apps.tools.services import tool_update
 
-    llm_demo.seed()
+    registry_demo.seed()
     demo.seed()  # the agents before the tools that allow them, as seed_demo runs them
     tools_demo.seed()
     tool_update(tool=Tool.objects.get(tool_id="projects.list"), target=f"{demo_server.url}/demo/projects.list")

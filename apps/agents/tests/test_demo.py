@@ -16,10 +16,10 @@ from apps.memory.models import MemoryEntry
 def demo_world(transactional_db, agents_worker):
     """The demo registries: stub models, demo tools, Sofia-Prime; a worker of the `agents`
     queue runs the command's runs."""
-    from apps.llm import demo as llm_demo
+    from apps.registry import demo as registry_demo
     from apps.tools import demo as tools_demo
 
-    llm_demo.seed()
+    registry_demo.seed()
     demo.seed()
     tools_demo.seed()
 

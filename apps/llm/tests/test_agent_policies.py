@@ -49,14 +49,17 @@ def test_microdao_and_default_policies_name_no_agent():
 
 
 @pytest.mark.django_db
-def test_the_seed_shaped_import_refuses_an_unknown_agent_at_its_path(make_agents):
+def test_a_registry_document_refuses_an_unknown_agent_at_its_path(make_agents):
+    from apps.registry.documents import registry_apply
+
     data = {"rate_limits": [{"scope": "default", "rpm": 60}, {"scope": "agent", "subject": "agent:ghost", "rpm": 5}]}
     with pytest.raises(ValidationFailed) as raised:
-        services.registry_import(data=data)
+        registry_apply(document=data, prune=False)
     assert raised.value.details == [{"path": "rate_limits[1].subject", "message": UNKNOWN_GHOST}]
     assert not RateLimitPolicy.objects.exists(), "all or nothing"
     make_agents("agent:ghost")
-    assert services.registry_import(data=data).created == ["rate_limits[0]", "rate_limits[1]"]
+    assert [i.path for i in registry_apply(document=data, prune=False).items if i.action == "create"] == [
+        "rate_limits[0]", "rate_limits[1]"]
 
 
 @pytest.mark.django_db

@@ -78,30 +78,35 @@ def test_a_bad_period_is_refused_naming_the_allowed_ones():
     assert policy.budget_period == "month"
 
 
-# --- the seed-shaped import and the export -------------------------------------------------
+# --- registry documents and the export ---------------------------------------------------
 
 
-def test_registry_import_takes_a_budget_and_names_a_bad_one():
-    report = services.registry_import(data={"rate_limits": [
+def test_a_registry_document_takes_a_budget_and_names_a_bad_one():
+    from apps.registry.documents import registry_apply
+
+    def apply(data):
+        return registry_apply(document=data, prune=False)
+
+    report = apply({"rate_limits": [
         {"scope": "default", "rpm": 60},
         {"scope": "microdao", "subject": "microdao:7", "budget_usd": 250.5},
         {"scope": "microdao", "subject": "microdao:8", "budget_usd": 5, "budget_period": "day"},
     ]})
-    assert report.created == ["rate_limits[0]", "rate_limits[1]", "rate_limits[2]"]
+    assert report.summary()["create"] == 3
     stored = {p.subject: (p.budget_usd, p.budget_period) for p in RateLimitPolicy.objects.all()}
     assert stored == {"": (None, "month"), "microdao:7": (Decimal("250.5"), "month"), "microdao:8": (Decimal("5"), "day")}
     # The same file again changes nothing (250.5 in the file is the stored 250.5000).
-    again = services.registry_import(data={"rate_limits": [
+    again = apply({"rate_limits": [
         {"scope": "microdao", "subject": "microdao:7", "budget_usd": 250.5},
     ]})
-    assert again.unchanged == ["rate_limits[0]"] and not again.updated
+    assert again.summary() == {"create": 0, "update": 0, "delete": 0, "unchanged": 1}
 
     for bad, message in ((0, ABOVE_ZERO), ("1.00001", PLACES)):
         with pytest.raises(ValidationFailed) as raised:
-            services.registry_import(data={"rate_limits": [{"scope": "microdao", "subject": "microdao:9", "budget_usd": bad}]})
+            apply({"rate_limits": [{"scope": "microdao", "subject": "microdao:9", "budget_usd": bad}]})
         assert raised.value.details == [{"path": "rate_limits[0].budget_usd", "message": message}]
     with pytest.raises(ValidationFailed) as raised:
-        services.registry_import(data={"rate_limits": [
+        apply({"rate_limits": [
             {"scope": "microdao", "subject": "microdao:9", "budget_usd": 1, "budget_period": "week"}]})
     assert raised.value.details == [{"path": "rate_limits[0].budget_period", "message": PERIOD}]
     assert not RateLimitPolicy.objects.filter(subject="microdao:9").exists()

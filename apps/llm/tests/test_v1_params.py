@@ -234,10 +234,11 @@ def test_langchain_style_token_input_on_the_raw_api(api, upstream, token):
 def test_drop_unsupported_params_is_part_of_the_registry_document(db):
     from apps.llm.models import LogicalModel
     from apps.llm.selectors import load_registry, registry_export
+    from apps.registry.documents import registry_apply
 
-    services.registry_import(data={"providers": {"stub": {"kind": "stub"}},
-                                   "models": {"lenient": {"provider": "stub", "name": "dagi-stub",
-                                                          "drop_unsupported_params": True}}})
+    registry_apply(prune=False, document={"providers": {"stub": {"kind": "stub"}},
+                                          "models": {"lenient": {"provider": "stub", "name": "dagi-stub",
+                                                                 "drop_unsupported_params": True}}})
     assert LogicalModel.objects.get(name="lenient").drop_unsupported_params
     assert load_registry().models["lenient"].drop_params
     assert registry_export()["models"]["lenient"]["drop_unsupported_params"] is True
@@ -275,9 +276,9 @@ def test_the_registry_document_round_trips_drop_unsupported_params(db):
     from apps.llm.selectors import registry_export
     from apps.registry.documents import registry_apply
 
-    services.registry_import(data={"providers": {"stub": {"kind": "stub"}},
-                                   "models": {"lenient": {"provider": "stub", "name": "dagi-stub",
-                                                          "drop_unsupported_params": True}}})
+    registry_apply(prune=False, document={"providers": {"stub": {"kind": "stub"}},
+                                          "models": {"lenient": {"provider": "stub", "name": "dagi-stub",
+                                                                 "drop_unsupported_params": True}}})
     document = registry_export()
     registry_apply(document={**document, "models": {**document["models"], "lenient": {
         **document["models"]["lenient"], "drop_unsupported_params": False}}}, prune=False)

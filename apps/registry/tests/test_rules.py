@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import pytest
-from django.core.exceptions import ValidationError
 
 from apps.llm.models import LogicalModel, Provider
 from apps.registry.tests.conftest import OBJECT_SCHEMA
@@ -104,19 +103,20 @@ def test_bodies_that_are_not_json_objects(token_client):
 
 def test_the_same_rule_refuses_the_import_and_the_api(token_client):
     """One validation path: the message the import gives is the message the API gives."""
-    from apps.tools.services import tools_import
+    from apps.registry.documents import registry_apply
+    from daarion.errors import ValidationFailed
 
     bad = {**TOOL, "input_schema": {"type": "object", "properties": {"a": {"type": "nonsense"}}}}
     api_error = _refused(token_client.post("/tools/", json=bad), 422, "validation_error", "input_schema")
-    with pytest.raises(ValidationError) as raised:
-        tools_import(document={"tools": [bad]})
+    with pytest.raises(ValidationFailed) as raised:
+        registry_apply(document={"tools": [bad]}, prune=False)
     api_message = next(d["message"] for d in api_error["details"] if d["path"] == "input_schema")
-    assert any(api_message in message for message in raised.value.messages)
+    assert {"path": "tools[0].input_schema", "message": api_message} in raised.value.details
     assert not Tool.objects.exists() and not Provider.objects.filter(name="p").exists()
 
 
 def test_a_fallback_loop_is_refused_alike_by_the_api_and_the_import(token_client, stub_provider):
-    from apps.llm.services import registry_import
+    from apps.registry.documents import registry_apply
     from daarion.errors import ValidationFailed
 
     for name, fallbacks in (("a", []), ("b", ["a"])):
@@ -124,7 +124,7 @@ def test_a_fallback_loop_is_refused_alike_by_the_api_and_the_import(token_client
         assert token_client.post("/models/", json=body).status_code == 201
     api_error = _refused(token_client.patch("/models/a/", json={"fallbacks": ["b"]}), 422, "validation_error", "fallbacks")
     with pytest.raises(ValidationFailed) as raised:
-        registry_import(data={"models": {"a": {"provider": "stub", "name": "a", "fallbacks": ["b"]}}})
+        registry_apply(document={"models": {"a": {"provider": "stub", "name": "a", "fallbacks": ["b"]}}}, prune=False)
     assert api_error["details"][0]["message"] == raised.value.details[0]["message"] == "fallbacks would loop: a → b → a"
 
 
@@ -152,12 +152,13 @@ def test_allowed_agents_must_name_real_agents(client, make_agents):
 
 
 def test_the_unknown_agent_message_is_the_imports(token_client):
-    from apps.tools.services import tools_import
+    from apps.registry.documents import registry_apply
+    from daarion.errors import ValidationFailed
 
     api_error = _refused(token_client.post("/tools/", json={**TOOL, "allowed_agents": ["agent:pmm"]}), 422, "validation_error")
-    with pytest.raises(ValidationError) as raised:
-        tools_import(document={"tools": [{**TOOL, "allowed_agents": ["agent:pmm"]}]})
-    assert raised.value.messages == [f"tools[0] (t.ok): allowed_agents: {api_error['details'][0]['message']}"]
+    with pytest.raises(ValidationFailed) as raised:
+        registry_apply(document={"tools": [{**TOOL, "allowed_agents": ["agent:pmm"]}]}, prune=False)
+    assert raised.value.details == [{"path": "tools[0].allowed_agents", "message": api_error["details"][0]["message"]}]
 
 
 def test_deleting_an_agent_takes_it_out_of_the_tools(token_client, make_agents):
@@ -177,7 +178,7 @@ def test_deleting_an_agent_takes_it_out_of_the_tools(token_client, make_agents):
 
 def test_an_agent_policy_must_name_a_real_agent(token_client, make_agents):
     from apps.llm.models import RateLimitPolicy
-    from apps.llm.services import registry_import
+    from apps.registry.documents import registry_apply
     from daarion.errors import ValidationFailed
 
     ghost = UNKNOWN_PMM
@@ -185,9 +186,9 @@ def test_an_agent_policy_must_name_a_real_agent(token_client, make_agents):
                      "validation_error")
     assert error["details"] == [{"path": "subject", "message": ghost}] and error["message"] == f"subject: {ghost}"
     assert not RateLimitPolicy.objects.exists()
-    # The seed-shaped import says the same at its path.
+    # A registry document says the same at its path.
     with pytest.raises(ValidationFailed) as raised:
-        registry_import(data={"rate_limits": [{"scope": "agent", "subject": "agent:pmm", "rpm": 1}]})
+        registry_apply(document={"rate_limits": [{"scope": "agent", "subject": "agent:pmm", "rpm": 1}]}, prune=False)
     assert raised.value.details == [{"path": "rate_limits[0].subject", "message": ghost}]
     # microDAO policies name no agent; once the agent exists, the same body passes.
     assert token_client.post("/rate-limits/", json={"scope": "microdao", "subject": "microdao:any", "rpm": 1}).status_code == 201

@@ -9,8 +9,10 @@ import json
 import pytest
 from django.core.exceptions import ValidationError
 
-from apps.tools.services import tool_update, tools_export, tools_import
+from apps.registry.documents import registry_apply
+from apps.tools.services import tool_update, tools_export
 from apps.tools.tests.conftest import call, flushed_calls
+from daarion.errors import ValidationFailed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -75,14 +77,14 @@ def test_import_and_export_carry_the_declaration(db):
         "id": "vendor.lookup", "name": "Vendor", "executor": "http", "target": "https://vendor.example/lookup",
         "input_schema": {"type": "object"}, "agent_secret_headers": {"X-Vendor-Token": "VENDOR_TOKEN"},
     }]}
-    assert tools_import(document=document).created == ["vendor.lookup"]
+    assert registry_apply(document=document, prune=False).summary()["create"] == 1
     [item] = tools_export()["tools"]
     assert item["agent_secret_headers"] == {"X-Vendor-Token": "VENDOR_TOKEN"}
-    assert tools_import(document={"tools": [item]}).unchanged == ["vendor.lookup"]
+    assert registry_apply(document={"tools": [item]}, prune=False).summary()["unchanged"] == 1
     bad = {"tools": [{**document["tools"][0], "agent_secret_headers": {"Host": "X"}}]}
-    with pytest.raises(ValidationError) as info:
-        tools_import(document=bad)
-    assert "tools[0] (vendor.lookup): agent_secret_headers:" in info.value.messages[0]
+    with pytest.raises(ValidationFailed) as info:
+        registry_apply(document=bad, prune=False)
+    assert info.value.details[0]["path"] == "tools[0].agent_secret_headers"
 
 
 def test_the_api_shows_the_declared_names(api, make_tool, make_token, bearer):

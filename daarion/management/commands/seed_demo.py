@@ -21,9 +21,10 @@ from daarion.choices import Scope
 from daarion.models import ServiceToken
 from daarion.services import hash_token, service_token_create
 
-# Apps seed in dependency order: llm first (the stub models), agents before tools (a tool's
-# allowed_agents must name real agents: the demo tools allow the demo agents), then memory.
-DEMO_MODULES = ["apps.llm.demo", "apps.agents.demo", "apps.tools.demo", "apps.memory.demo"]
+# Apps seed in dependency order: the LLM registry first (the stub models, through the registry
+# engine), agents before tools (a tool's allowed_agents must name real agents: the demo tools
+# allow the demo agents), then memory.
+DEMO_MODULES = ["apps.registry.demo", "apps.agents.demo", "apps.tools.demo", "apps.memory.demo"]
 DEMO_TOKEN_NAME = "demo"
 ADMIN_USER = "admin"
 

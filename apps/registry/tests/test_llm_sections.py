@@ -1,4 +1,5 @@
-"""import_registry / export_registry and the demo seed."""
+"""import_registry / export_registry on the LLM sections (the seed's config.yaml shape), and
+the demo registry."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import yaml
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from apps.llm import demo
 from apps.llm.models import Deployment, LogicalModel, Provider
+from apps.registry import demo
 
 pytestmark = pytest.mark.django_db
 

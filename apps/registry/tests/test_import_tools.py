@@ -1,4 +1,5 @@
-"""manage.py import_tools / export_tools: idempotent, dry-run, precise errors, round trip."""
+"""manage.py import_tools / export_tools: the `tools:` section through the registry engine;
+idempotent, dry-run, precise errors, round trip."""
 
 from __future__ import annotations
 
@@ -52,34 +53,34 @@ def _write(tmp_path: Path, text: str) -> str:
 
 def test_seed_config_imports_and_is_idempotent(tmp_path):
     path = _write(tmp_path, SEED_YAML)
-    assert "created 1" in _run("import_tools", path)
+    assert "1 created, 0 updated, 0 unchanged" in _run("import_tools", path)
     tool = Tool.objects.get(tool_id="projects.list")
     assert tool.allowed_agents == ["agent:cto", "agent:pm", "agent:sofia"]
     assert tool.output_schema == {"type": "array", "items": {"type": "object"}}
-    assert "unchanged 1" in _run("import_tools", path)
+    assert "0 created, 0 updated, 1 unchanged" in _run("import_tools", path)
     assert Tool.objects.get(tool_id="projects.list").version == 1
     changed = SEED_YAML.replace('name: "List projects"', 'name: "List all projects"')
-    assert "updated 1" in _run("import_tools", _write(tmp_path, changed))
+    assert "0 created, 1 updated" in _run("import_tools", _write(tmp_path, changed))
     assert Tool.objects.get(tool_id="projects.list").version == 2
 
 
 def test_dry_run_changes_nothing(tmp_path):
     out = _run("import_tools", _write(tmp_path, SEED_YAML), "--dry-run")
-    assert "would have created 1" in out
+    assert "dry run: 1 would be created" in out
     assert not Tool.objects.exists()
 
 
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda d: d["tools"][0].update(input_schema={"type": "objekt"}), "tools[0] (projects.list): input_schema: not a valid JSON Schema"),
-        (lambda d: d["tools"][0].update(executor="shell"), "tools[0] (projects.list): executor:"),
-        (lambda d: d["tools"][0].update(colour="red"), "tools[0] (projects.list): unknown key(s) ['colour']"),
-        (lambda d: d["tools"][0].pop("id"), "tools[0]: id: required"),
-        (lambda d: d["tools"].append(dict(d["tools"][0])), "tools[2] (projects.list): id: appears twice"),
-        (lambda d: d["tools"][0].update(allowed_agents="agent:pm"), "tools[0] (projects.list): allowed_agents:"),
+        (lambda d: d["tools"][0].update(input_schema={"type": "objekt"}), "tools[0].input_schema: not a valid JSON Schema"),
+        (lambda d: d["tools"][0].update(executor="shell"), "tools[0].executor: Value 'shell' is not a valid choice"),
+        (lambda d: d["tools"][0].update(colour="red"), "tools[0]: unknown key(s) ['colour']"),
+        (lambda d: d["tools"][0].pop("id"), "tools[0].id: required"),
+        (lambda d: d["tools"].append(dict(d["tools"][0])), "tools[2].id: 'projects.list' appears twice"),
+        (lambda d: d["tools"][0].update(allowed_agents="agent:pm"), "tools[0].allowed_agents: must be null (every agent) or a list"),
         (lambda d: d["tools"][1].update(allowed_agents=["agent:pm", "agent:pmm"]),
-         "tools[1] (projects.ok): allowed_agents: no agent 'agent:pmm' in the registry (create the agent first"),
+         "tools[1].allowed_agents: no agent 'agent:pmm' in the registry (create the agent first"),
         (lambda d: d["tools"][0].update(secrets={"X-Key": {"env": "NOPE_NOT_SET_VAR"}}), "NOPE_NOT_SET_VAR is not set"),
         (lambda d: d.update(tools="nope"), "top-level `tools:` list"),
     ],
@@ -99,7 +100,7 @@ def test_an_unknown_agent_fails_the_dry_run_too(tmp_path):
     for args in (("--dry-run",), ()):
         with pytest.raises(CommandError) as exc:
             _run("import_tools", path, *args)
-        assert "tools[0] (projects.list): allowed_agents: no agent 'agent:ctoo' in the registry" in str(exc.value)
+        assert "tools[0].allowed_agents: no agent 'agent:ctoo' in the registry" in str(exc.value)
         assert "'agent:cto'" not in str(exc.value)
     assert not Tool.objects.exists()
 
@@ -123,7 +124,7 @@ def test_export_round_trips(tmp_path):
     _run("import_tools", _write(tmp_path, SEED_YAML))
     exported = _run("export_tools")
     assert "projects.list" in exported
-    assert "unchanged 1" in _run("import_tools", _write(tmp_path, exported))
+    assert "0 created, 0 updated, 1 unchanged" in _run("import_tools", _write(tmp_path, exported))
 
 
 def test_export_to_a_file_names_secret_variables_not_values(tmp_path, monkeypatch):

@@ -1,9 +1,10 @@
-"""Demo registry: the seed's providers and models plus offline stub models, so the proxy
-answers out of the box with no API key. Idempotent (it goes through registry_import)."""
+"""Demo registry for `manage.py seed_demo`: the seed's providers and models plus offline stub
+models, so the proxy answers out of the box with no API key. Applied through the registry
+engine without pruning, so it is idempotent and leaves what an operator added alone."""
 
 from __future__ import annotations
 
-from apps.llm.services import registry_import
+from apps.registry.documents import registry_apply
 
 DEMO_REGISTRY = {
     "providers": {
@@ -37,8 +38,9 @@ DEMO_REGISTRY = {
 
 
 def seed() -> list[str]:
-    report = registry_import(data=DEMO_REGISTRY)
+    plan = registry_apply(document=DEMO_REGISTRY, prune=False)
+    counts = plan.summary()
     return [
-        f"llm registry: {len(report.created)} created, {len(report.updated)} updated, {len(report.unchanged)} unchanged",
+        f"llm registry: {counts['create']} created, {counts['update']} updated, {counts['unchanged']} unchanged",
         "llm: offline models dagi-stub (chat) and dagi-embed-stub (embeddings) answer with no API key",
     ]
