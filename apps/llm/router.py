@@ -373,6 +373,12 @@ def all_failed(model: str, attempts: list[Attempt]) -> DaarionError:
         # Every deployment that could have served it cannot take a parameter the caller sent.
         return BadRequest(refused[0].message, type="unsupported_parameter",
                           details={**details, "param": refused[0].param})
+    capped = [a for a in attempts if a.error_type == "deployment_rate_limited"]
+    if not tried and capped and len(capped) == len(attempts):
+        # Every deployment is at its own rpm/tpm cap: a rate limit the caller waits out.
+        waits = [a.retry_after for a in capped if a.retry_after is not None]
+        return RateLimited(f"every deployment of {model!r} is at its own rpm/tpm cap", type="deployment_rate_limited",
+                           details=details, headers={"Retry-After": str(max(1, math.ceil(min(waits) if waits else 1)))})
     if not tried:
         message = f"no healthy deployment for model {model!r}"
         if not attempts:
@@ -404,15 +410,80 @@ def _bad_request(model: str, attempt: Attempt, attempts: list[Attempt]) -> BadRe
     )
 
 
-async def _deployment_cap(deployment: DeploymentSpec, estimate: int) -> ratelimit.Lease | None | bool:
-    """The deployment's own rpm/tpm cap: a lease, None (no cap), or False (cap reached)."""
+async def _deployment_cap(spec: ModelSpec, deployment: DeploymentSpec, estimate: int) -> ratelimit.Lease | Attempt | None:
+    """The deployment's own rpm/tpm cap: a lease, None (no cap), or the skip when it is reached."""
     if not (deployment.rpm_limit or deployment.tpm_limit):
         return None
     bucket = ratelimit.Bucket(f"deployment:{deployment.id}", deployment.rpm_limit, deployment.tpm_limit, None)
     try:
         return await ratelimit.acquire([bucket], estimate=estimate)
-    except DaarionError:
-        return False
+    except DaarionError as exc:
+        wait = (exc.headers or {}).get("Retry-After")
+        return Attempt(spec.name, deployment.provider.name, deployment.upstream_model, "deployment_rate_limited",
+                       "skipped: the deployment's own rpm/tpm cap is reached",
+                       retry_after=float(wait) if wait else None)
+
+
+@dataclass
+class Route:
+    """One deployment the routing loop is trying: its model, the client and the call's key."""
+
+    spec: ModelSpec
+    deployment: DeploymentSpec
+    client: BaseProvider
+    api_key: str | None
+
+
+async def _route(
+    registry: Registry,
+    model: ModelSpec,
+    ctx: CallContext,
+    outcome: Outcome,
+    estimate: int,
+    attempt: Callable[[Route], Awaitable[T]],
+    *,
+    eligible: Callable[[ModelSpec], bool] | None = None,
+    refusal: Callable[[Route], Attempt | None] | None = None,
+    served: Callable[[Route, T], None] | None = None,
+) -> tuple[T, Route]:
+    """The routing loop of every call (chat, stream, embeddings): the model's deployments and
+    its fallbacks' in order, each skipped when cooling down, without a key, unable to take the
+    call (`refusal`) or over its own rpm/tpm cap; else `attempt` with retries and backoff
+    (Retry-After honoured) until one answers. Health is told of each outcome; every skip and
+    failure lands in `outcome.attempts`, and all_failed() turns them into the caller's error.
+    `served` records the answer before the deployment's cap is settled to its real tokens."""
+    order, skipped = await candidates(registry, model)
+    outcome.attempts.extend(skipped)
+    for spec, deployment in order:
+        if eligible is not None and not eligible(spec):
+            continue
+        api_key = ctx.api_key_for(deployment.provider.name)
+        unusable = _unusable(spec, deployment, api_key)
+        if unusable is not None:
+            outcome.attempts.append(unusable)
+            continue
+        route = Route(spec, deployment, client_for(deployment.provider), api_key)
+        refused = refusal(route) if refusal is not None else None
+        if refused is not None:
+            outcome.attempts.append(refused)
+            continue
+        cap = await _deployment_cap(spec, deployment, estimate)
+        if isinstance(cap, Attempt):
+            outcome.attempts.append(cap)
+            continue
+        try:
+            result = await _with_retries(lambda: attempt(route), model=model, spec=spec, deployment=deployment,
+                                         outcome=outcome)
+            if result is not None and served is not None:
+                served(route, result)
+        finally:
+            if cap is not None:
+                await ratelimit.settle(cap, actual_tokens=outcome.usage.total_tokens or estimate)
+        if result is not None:
+            await health.succeeded(deployment.id)
+            return result, route
+        await health.failed(deployment.id)
+    raise all_failed(model.name, outcome.attempts)
 
 
 # --- the calls ---------------------------------------------------------------------------
@@ -533,7 +604,32 @@ async def _route_chat(
     registry: Registry, model: ModelSpec, call: ChatCall, outcome: Outcome, estimate: int, ctx: CallContext
 ) -> tuple[ChatResponse, ModelSpec]:
     names = ToolNames(call.tools, call.messages)
-    request = ChatRequest(
+    request = chat_request(call, names)
+    dropped: list[str] = []
+
+    def refusal(route: Route) -> Attempt | None:
+        nonlocal dropped
+        request.params, dropped, refused = fit_params(call, route.client, route.spec, route.deployment)
+        return refused
+
+    async def attempt(route: Route) -> ChatResponse:
+        request.model, request.api_key = route.deployment.upstream_model, route.api_key
+        return await route.client.chat(request)
+
+    def served(route: Route, response: ChatResponse) -> None:
+        _served(outcome, route.spec, route.deployment, response.usage, response.finish_reason)
+
+    response, route = await _route(registry, model, ctx, outcome, estimate, attempt, refusal=refusal, served=served)
+    response.tool_calls = [ToolCall(c.id, names.back(c.name), c.arguments) for c in response.tool_calls]
+    for other in response.alternatives:
+        other.tool_calls = [ToolCall(c.id, names.back(c.name), c.arguments) for c in other.tool_calls]
+    outcome.dropped_params = dropped
+    return response, route.spec
+
+
+def chat_request(call: ChatCall, names: ToolNames) -> ChatRequest:
+    """The provider request of a call (model, key and parameters are set per deployment)."""
+    return ChatRequest(
         messages=names.messages(call.messages),
         temperature=call.temperature,
         max_tokens=call.max_tokens,
@@ -541,43 +637,6 @@ async def _route_chat(
         tool_choice=names.tool_choice(call.tool_choice),
         response_format=call.response_format,
     )
-    order, skipped = await candidates(registry, model)
-    outcome.attempts.extend(skipped)
-    for spec, deployment in order:
-        api_key = ctx.api_key_for(deployment.provider.name)
-        unusable = _unusable(spec, deployment, api_key)
-        if unusable is not None:
-            outcome.attempts.append(unusable)
-            continue
-        client = client_for(deployment.provider)
-        request.params, dropped, refused = fit_params(call, client, spec, deployment)
-        if refused is not None:
-            outcome.attempts.append(refused)
-            continue
-        cap = await _deployment_cap(deployment, estimate)
-        if cap is False:
-            outcome.attempts.append(Attempt(spec.name, deployment.provider.name, deployment.upstream_model,
-                                            "deployment_rate_limited", "skipped: the deployment's own rpm/tpm cap is reached"))
-            continue
-        request.model = deployment.upstream_model
-        request.api_key = api_key
-        try:
-            response = await _with_retries(
-                lambda: client.chat(request), model=model, spec=spec, deployment=deployment, outcome=outcome
-            )
-            if response is not None:
-                response.tool_calls = [ToolCall(c.id, names.back(c.name), c.arguments) for c in response.tool_calls]
-                for other in response.alternatives:
-                    other.tool_calls = [ToolCall(c.id, names.back(c.name), c.arguments) for c in other.tool_calls]
-                _served(outcome, spec, deployment, response.usage, response.finish_reason)
-                outcome.dropped_params = dropped
-                await health.succeeded(deployment.id)
-                return response, spec
-            await health.failed(deployment.id)
-        finally:
-            if cap:
-                await ratelimit.settle(cap, actual_tokens=outcome.usage.total_tokens or estimate)
-    raise all_failed(model.name, outcome.attempts)
 
 
 async def _with_retries(
@@ -641,6 +700,7 @@ class Stream:
         self._first: StreamEvent | None = None
         self._names = ToolNames(call.tools, call.messages)
         self._prompt_estimate = 0
+        self._estimate = 0
         self._completion_text: list[str] = []
         self._finished = False
         self._recorded = False
@@ -653,7 +713,7 @@ class Stream:
 
     async def admit(self) -> None:
         """Model lookup and rate limits: errors here are plain HTTP errors, before any byte."""
-        estimate = ratelimit.estimate_tokens(self.call.messages, self.call.cap)
+        estimate = self._estimate = ratelimit.estimate_tokens(self.call.messages, self.call.cap)
         self._prompt_estimate = max(1, estimate - (self.call.cap or 256))
         async with _refusals_recorded(self.ctx, self.outcome, stream=True):
             self._registry = await fresh_registry(self.call.model)
@@ -663,67 +723,37 @@ class Stream:
 
     async def open(self) -> None:
         assert self._registry is not None and self._model is not None, "admit() first"
-        names = self._names
-        request = ChatRequest(
-            messages=names.messages(self.call.messages),
-            temperature=self.call.temperature,
-            max_tokens=self.call.max_tokens,
-            tools=names.tools(self.call.tools),
-            tool_choice=names.tool_choice(self.call.tool_choice),
-            response_format=self.call.response_format,
-        )
-        order, skipped = await candidates(self._registry, self._model)
-        self.outcome.attempts.extend(skipped)
+        request = chat_request(self.call, self._names)
+        dropped: list[str] = []
+
+        def refusal(route: Route) -> Attempt | None:
+            nonlocal dropped
+            request.params, dropped, refused = fit_params(self.call, route.client, route.spec, route.deployment)
+            return refused
+
+        async def attempt(route: Route) -> tuple[AsyncIterator[StreamEvent], StreamEvent]:
+            # A stream counts as answered once its first event arrives: until then a failure
+            # is retried or falls back like any call's.
+            request.model, request.api_key = route.deployment.upstream_model, route.api_key
+            iterator = route.client.stream(request).__aiter__()
+            try:
+                return iterator, await iterator.__anext__()
+            except StopAsyncIteration:
+                return iterator, StreamEvent("finish", finish_reason="stop")
+
         try:
-            for spec, deployment in order:
-                api_key = self.ctx.api_key_for(deployment.provider.name)
-                unusable = _unusable(spec, deployment, api_key)
-                if unusable is not None:
-                    self.outcome.attempts.append(unusable)
-                    continue
-                client = client_for(deployment.provider)
-                request.params, dropped, refused = fit_params(self.call, client, spec, deployment)
-                if refused is not None:
-                    self.outcome.attempts.append(refused)
-                    continue
-                request.model = deployment.upstream_model
-                request.api_key = api_key
-                for attempt in range(deployment.provider.max_retries + 1):
-                    started = time.perf_counter()
-                    self.outcome.calls += 1
-                    iterator = client.stream(request).__aiter__()
-                    try:
-                        first = await iterator.__anext__()
-                    except ProviderError as exc:
-                        self.outcome.upstream_ms += (time.perf_counter() - started) * 1000
-                        failure = _attempt(spec, deployment, exc)
-                        self.outcome.attempts.append(failure)
-                        if exc.kind == "bad_request":
-                            raise _bad_request(self._model.name, failure, self.outcome.attempts) from exc
-                        delay = backoff_delay(attempt, exc.retry_after) if exc.retryable else None
-                        if delay is None or attempt == deployment.provider.max_retries:
-                            break
-                        await asyncio.sleep(delay)
-                        continue
-                    except StopAsyncIteration:
-                        first = StreamEvent("finish", finish_reason="stop")
-                    waited = (time.perf_counter() - started) * 1000
-                    self.outcome.upstream_ms += waited
-                    self.outcome.ttft_ms = (time.perf_counter() - self.outcome.started) * 1000
-                    self._iterator, self._first = iterator, first
-                    _served(self.outcome, spec, deployment, None, "stop")
-                    self.outcome.dropped_params = dropped
-                    self._served = spec
-                    await health.succeeded(deployment.id)
-                    return
-                await health.failed(deployment.id)
-            raise all_failed(self._model.name, self.outcome.attempts)
+            (self._iterator, self._first), route = await _route(
+                self._registry, self._model, self.ctx, self.outcome, self._estimate, attempt, refusal=refusal)
         except DaarionError as exc:
             await self.finish(UsageStatus.ERROR, exc.type)
             raise
         except asyncio.CancelledError:
             await self.finish(UsageStatus.CANCELLED, "client_disconnected")
             raise
+        self.outcome.ttft_ms = (time.perf_counter() - self.outcome.started) * 1000
+        _served(self.outcome, route.spec, route.deployment, None, "stop")
+        self.outcome.dropped_params = dropped
+        self._served = route.spec
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         """The answer's events, tool names mapped back. Mid-stream upstream failures raise
@@ -835,35 +865,23 @@ async def embed(
     status, error_type = UsageStatus.ERROR, "internal_error"
     served: ModelSpec | None = model
     try:
-        order, skipped = await candidates(registry, model)
-        outcome.attempts.extend(skipped)
-        for spec, deployment in order:
-            if not spec.can_embed:
-                continue
-            api_key = ctx.api_key_for(deployment.provider.name)
-            unusable = _unusable(spec, deployment, api_key)
-            if unusable is not None:
-                outcome.attempts.append(unusable)
-                continue
-            client = client_for(deployment.provider)
-            refused = _embed_refusal(spec, deployment, client, dimensions=dimensions, tokens=tokens)
-            if refused is not None:
-                outcome.attempts.append(refused)
-                continue
-            forwarded = params if client.accepts is None else None
-            result = await _with_retries(
-                lambda: client.embed(model=deployment.upstream_model, inputs=inputs, api_key=api_key,
-                                     dimensions=dimensions, params=forwarded),
-                model=model, spec=spec, deployment=deployment, outcome=outcome,
-            )
-            if result is not None:
-                _served(outcome, spec, deployment, result.usage, "stop")
-                served = spec
-                await health.succeeded(deployment.id)
-                status, error_type = UsageStatus.OK, ""
-                return result, outcome
-            await health.failed(deployment.id)
-        raise all_failed(model.name, outcome.attempts)
+        forwarded: dict[str, Any] | None = None
+
+        def refusal(route: Route) -> Attempt | None:
+            nonlocal forwarded
+            forwarded = params if route.client.accepts is None else None
+            return _embed_refusal(route.spec, route.deployment, route.client, dimensions=dimensions, tokens=tokens)
+
+        async def attempt(route: Route) -> EmbeddingResponse:
+            return await route.client.embed(model=route.deployment.upstream_model, inputs=inputs, api_key=route.api_key,
+                                            dimensions=dimensions, params=forwarded)
+
+        result, route = await _route(
+            registry, model, ctx, outcome, estimate, attempt, eligible=lambda spec: spec.can_embed, refusal=refusal,
+            served=lambda route, result: _served(outcome, route.spec, route.deployment, result.usage, "stop"))
+        served = route.spec
+        status, error_type = UsageStatus.OK, ""
+        return result, outcome
     except DaarionError as exc:
         error_type = exc.type
         raise

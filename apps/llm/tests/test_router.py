@@ -10,7 +10,7 @@ from asgiref.sync import async_to_sync
 
 from apps.llm import gateway, router, services
 from apps.llm.tests.conftest import usage_rows
-from daarion.errors import BadRequest, GatewayTimeout, ServiceUnavailable, UpstreamError
+from daarion.errors import BadRequest, GatewayTimeout, RateLimited, ServiceUnavailable, UpstreamError
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -271,7 +271,7 @@ def test_a_deployment_over_its_own_rpm_cap_is_skipped(fake_provider, make_model,
     services.deployment_update(deployment=model.deployments.get(upstream_model="echo-second"), rpm_limit=1)
     served = {chat("capped").upstream_model, chat("capped").upstream_model}
     assert served == {"echo", "echo-second"}, "the second call goes to the deployment with room"
-    with pytest.raises(ServiceUnavailable) as info:
+    with pytest.raises(RateLimited) as info:
         chat("capped")
     assert {a["error_type"] for a in info.value.details["attempts"]} == {"deployment_rate_limited"}
 
