@@ -19,8 +19,6 @@ from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "daarion.settings")
 
-from daarion.asgi import application  # noqa: E402,F401 - sets Django up; served as is
-
 from django.conf import settings  # noqa: E402
 from django.http import HttpRequest, StreamingHttpResponse  # noqa: E402
 from django.urls import path  # noqa: E402
@@ -28,7 +26,9 @@ from ninja import NinjaAPI  # noqa: E402
 
 from apps.agents.pipeline import PreparedTurn, TurnInput, turn_events, turn_prepare  # noqa: E402
 from apps.agents.schemas import ChatIn  # noqa: E402
-from apps.agents.stream import DONE, HEADERS, UIChunks, sse  # noqa: E402
+from apps.agents.stream import HEADERS, UIChunks  # noqa: E402
+from daarion import sse  # noqa: E402
+from daarion.asgi import application  # noqa: E402,F401 - sets Django up; served as is
 from daarion.auth import ServiceTokenAuth, principal_of  # noqa: E402
 from daarion.choices import Scope  # noqa: E402
 from daarion.errors import ValidationFailed  # noqa: E402
@@ -39,17 +39,17 @@ logger = logging.getLogger(__name__)
 bench_api = NinjaAPI(urls_namespace="bench-inrequest", docs_url=None, openapi_url=None)
 
 
-async def _body(prepared: PreparedTurn) -> AsyncIterator[str]:
+async def _body(prepared: PreparedTurn) -> AsyncIterator[bytes]:
     """The turn's SSE body, produced while the request is open (the pre-run design)."""
     encoder = UIChunks()
     try:
         async for event in turn_events(prepared):
             for chunk in encoder.chunks(event):
-                yield sse(chunk)
+                yield sse.event(chunk)
     except Exception:  # noqa: BLE001 - the status line is sent; only an in-band error is left
         logger.exception("bench in-request turn crashed")
-        yield sse({"type": "error", "errorText": "internal_error: the agent turn failed"})
-    yield DONE
+        yield sse.event({"type": "error", "errorText": "internal_error: the agent turn failed"})
+    yield sse.DONE
 
 
 @bench_api.post("/agents/{agent_id}/chat", auth=ServiceTokenAuth(Scope.AGENTS.value))

@@ -39,8 +39,11 @@ from apps.llm.schemas import (
     ResponsesIn,
 )
 from apps.llm.selectors import registry_snapshot
+from apps.llm.tool_call_deltas import ToolCallDeltas
+from daarion import sse
 from daarion.auth import Principal, ServiceTokenAuth, principal_of
 from daarion.errors import BadRequest, DaarionError, Forbidden, ValidationFailed
+from daarion.ui_message_stream import PROTOCOL_HEADERS, UIMessageStream
 
 
 class AnthropicTokenAuth(ServiceTokenAuth):
@@ -57,8 +60,6 @@ class AnthropicTokenAuth(ServiceTokenAuth):
 router = Router(tags=["llm"], auth=ServiceTokenAuth("llm"))
 openai_router = Router(tags=["openai"], auth=ServiceTokenAuth("llm"))
 
-HEARTBEAT = b": heartbeat\n\n"
-_DONE = b"data: [DONE]\n\n"
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -148,6 +149,15 @@ def _proxy_context(request: HttpRequest, payload: ProxyIn, endpoint: str) -> llm
     )
 
 
+def _event_stream(body: AsyncIterator[bytes], routed: llm_router.Stream,
+                  headers: dict[str, str] | None = None) -> StreamingHttpResponse:
+    """A routed stream's answer: the events with a heartbeat while the upstream is quiet."""
+    response = StreamingHttpResponse(sse.with_heartbeat(body, float(settings.LLM_STREAM_HEARTBEAT_SECONDS)),
+                                     content_type="text/event-stream", headers={**sse.HEADERS, **(headers or {})})
+    _set_headers(response, routed.outcome)
+    return response
+
+
 def _proxy_out(response: Any, outcome: llm_router.Outcome, request_id: str) -> dict[str, Any]:
     return {
         "content": response.content,
@@ -160,51 +170,6 @@ def _proxy_out(response: Any, outcome: llm_router.Outcome, request_id: str) -> d
         "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls],
         "request_id": request_id,
     }
-
-
-async def _with_heartbeat(source: AsyncIterator[bytes], interval: float) -> AsyncIterator[bytes]:
-    """Passes `source` through, adding an SSE comment whenever it is silent for `interval`.
-
-    The source runs in its own task feeding a queue, so a slow upstream never blocks the
-    heartbeat; closing this iterator (client gone) cancels that task, and with it the
-    upstream request.
-    """
-    queue: asyncio.Queue[bytes | None | BaseException] = asyncio.Queue(maxsize=64)
-
-    async def pump() -> None:
-        try:
-            async for item in source:
-                await queue.put(item)
-            await queue.put(None)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            await queue.put(exc)
-
-    task = asyncio.create_task(pump())
-    try:
-        while True:
-            try:
-                item = await asyncio.wait_for(queue.get(), timeout=interval)
-            except TimeoutError:
-                yield HEARTBEAT
-                continue
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        if not task.done():
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
-
-
-def _sse(data: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
 
 
 # --- /internal/llm ------------------------------------------------------------------------
@@ -232,77 +197,45 @@ async def stream(request: HttpRequest, payload: ProxyIn) -> StreamingHttpRespons
     routed.outcome.started = _started(request)
     routed.finish_with(asyncio.current_task())
     await routed.admit()
-    interval = float(settings.LLM_STREAM_HEARTBEAT_SECONDS)
-    body = _with_heartbeat(_ui_message_stream(routed, ctx.request_id), interval)
-    response = StreamingHttpResponse(body, content_type="text/event-stream")
-    response["x-vercel-ai-ui-message-stream"] = "v1"
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    _set_headers(response, routed.outcome)
-    return response
+    return _event_stream(_ui_message_stream(routed, ctx.request_id), routed, PROTOCOL_HEADERS)
 
 
 async def _ui_message_stream(routed: llm_router.Stream, message_id: str) -> AsyncIterator[bytes]:
-    yield _sse({"type": "start", "messageId": message_id})
-    yield _sse({"type": "start-step"})
-    text_open = reasoning_open = False
-    reasoning_id, reasoning_count = "", 0
-    calls: dict[int, dict[str, str]] = {}
+    ui = UIMessageStream()
+    deltas = ToolCallDeltas()
+    for chunk in [*ui.start(message_id), *ui.start_step()]:
+        yield sse.event(chunk)
     try:
         await routed.open()
         async for event in routed.events():
+            chunks: list[dict[str, Any]] = []
             if event.kind == "reasoning":
-                if not reasoning_open:
-                    reasoning_open, reasoning_count = True, reasoning_count + 1
-                    reasoning_id = f"reasoning-{reasoning_count}"  # a new part each time it resumes
-                    yield _sse({"type": "reasoning-start", "id": reasoning_id})
-                yield _sse({"type": "reasoning-delta", "id": reasoning_id, "delta": event.text})
-                continue
-            if reasoning_open:  # the answer proper began: the reasoning is over
-                reasoning_open = False
-                yield _sse({"type": "reasoning-end", "id": reasoning_id})
-            if event.kind == "text":
-                if not text_open:
-                    text_open = True
-                    yield _sse({"type": "text-start", "id": "text-1"})
-                yield _sse({"type": "text-delta", "id": "text-1", "delta": event.text})
+                chunks = ui.reasoning(event.text)
+            elif event.kind == "text":
+                chunks = ui.text(event.text)
             elif event.kind == "tool_call":
-                call = calls.get(event.index)
-                if call is None:
-                    call = calls[event.index] = {"id": event.id or f"call_{uuid.uuid4().hex[:12]}", "name": event.name, "arguments": ""}
-                    yield _sse({"type": "tool-input-start", "toolCallId": call["id"], "toolName": call["name"]})
+                call, began = deltas.add(index=event.index, id=event.id, name=event.name, arguments=event.arguments)
+                if began:
+                    chunks += ui.tool_input_start(call.id, call.name)
                 if event.arguments:
-                    call["arguments"] += event.arguments
-                    yield _sse({"type": "tool-input-delta", "toolCallId": call["id"], "inputTextDelta": event.arguments})
+                    chunks += ui.tool_input_delta(call.id, event.arguments)
             elif event.kind == "finish":
-                if text_open:
-                    yield _sse({"type": "text-end", "id": "text-1"})
-                    text_open = False
-                for call in calls.values():
-                    try:
-                        arguments = json.loads(call["arguments"] or "{}")
-                    except ValueError:
-                        arguments = call["arguments"]
-                    yield _sse({"type": "tool-input-available", "toolCallId": call["id"], "toolName": call["name"], "input": arguments})
+                for call in deltas.calls():
+                    chunks += ui.tool_input_available(call.id, call.name, call.parsed_arguments())
                 outcome = routed.outcome
-                yield _sse({"type": "finish-step"})
-                yield _sse({
-                    "type": "finish",
-                    "messageMetadata": {
-                        "usage": outcome.usage.as_dict(),
-                        "provider": outcome.provider,
-                        "model_resolved": outcome.model_resolved,
-                        "finish_reason": outcome.finish_reason,
-                        "request_id": message_id,
-                    },
-                })
+                chunks += [*ui.finish_step(), *ui.finish({
+                    "usage": outcome.usage.as_dict(),
+                    "provider": outcome.provider,
+                    "model_resolved": outcome.model_resolved,
+                    "finish_reason": outcome.finish_reason,
+                    "request_id": message_id,
+                })]
+            for chunk in chunks:
+                yield sse.event(chunk)
     except DaarionError as exc:
-        if reasoning_open:
-            yield _sse({"type": "reasoning-end", "id": reasoning_id})
-        if text_open:
-            yield _sse({"type": "text-end", "id": "text-1"})
-        yield _sse({"type": "error", "errorText": f"{exc.type}: {exc.message}"})
-    yield _DONE
+        for chunk in ui.error(f"{exc.type}: {exc.message}"):
+            yield sse.event(chunk)
+    yield sse.DONE
 
 
 @router.post("/batch", response={200: BatchOut})
@@ -442,20 +375,14 @@ async def chat_completions(request: HttpRequest, payload: ChatCompletionIn, resp
     # Open before answering: an SDK expects failures as HTTP statuses, not inside a stream.
     await routed.open()
     include_usage = bool(payload.stream_options and payload.stream_options.include_usage)
-    body = _with_heartbeat(_openai_stream(routed, ctx.request_id, payload.model, created, include_usage),
-                           float(settings.LLM_STREAM_HEARTBEAT_SECONDS))
-    streaming = StreamingHttpResponse(body, content_type="text/event-stream")
-    streaming["Cache-Control"] = "no-cache"
-    streaming["X-Accel-Buffering"] = "no"
-    _set_headers(streaming, routed.outcome)
-    return streaming
+    return _event_stream(_openai_stream(routed, ctx.request_id, payload.model, created, include_usage), routed)
 
 
 async def _openai_stream(routed: llm_router.Stream, request_id: str, model: str, created: int, include_usage: bool) -> AsyncIterator[bytes]:
     base = {"id": _completion_id(request_id), "object": "chat.completion.chunk", "created": created, "model": model}
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        return sse.event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
 
     yield chunk({"role": "assistant", "content": ""})
     ids: dict[int, str] = {}
@@ -476,10 +403,10 @@ async def _openai_stream(routed: llm_router.Stream, request_id: str, model: str,
             elif event.kind == "finish":
                 yield chunk({}, event.finish_reason or "stop")
                 if include_usage:
-                    yield _sse({**base, "choices": [], "usage": routed.outcome.usage.openai_dict()})
+                    yield sse.event({**base, "choices": [], "usage": routed.outcome.usage.openai_dict()})
     except DaarionError as exc:
-        yield _sse(openai_error(exc.status, exc.type, exc.message, exc.details)[1])
-    yield _DONE
+        yield sse.event(openai_error(exc.status, exc.type, exc.message, exc.details)[1])
+    yield sse.DONE
 
 
 @openai_router.get("/models")
@@ -526,13 +453,7 @@ async def create_response(request: HttpRequest, payload: ResponsesIn, response: 
     routed.finish_with(asyncio.current_task())
     await routed.admit()
     await routed.open()  # failures before the first byte are HTTP errors, as the SDKs expect
-    body = _with_heartbeat(llm_responses.events(routed, payload, response_id, created, conversation),
-                           float(settings.LLM_STREAM_HEARTBEAT_SECONDS))
-    streaming = StreamingHttpResponse(body, content_type="text/event-stream")
-    streaming["Cache-Control"] = "no-cache"
-    streaming["X-Accel-Buffering"] = "no"
-    _set_headers(streaming, routed.outcome)
-    return streaming
+    return _event_stream(llm_responses.events(routed, payload, response_id, created, conversation), routed)
 
 
 @openai_router.get("/responses/{response_id}")
@@ -563,12 +484,7 @@ async def create_message(request: HttpRequest, payload: MessagesIn, response: Ht
     routed.finish_with(asyncio.current_task())
     await routed.admit()
     await routed.open()
-    body = _with_heartbeat(llm_messages.events(routed, payload, message_id), float(settings.LLM_STREAM_HEARTBEAT_SECONDS))
-    streaming = StreamingHttpResponse(body, content_type="text/event-stream")
-    streaming["Cache-Control"] = "no-cache"
-    streaming["X-Accel-Buffering"] = "no"
-    _set_headers(streaming, routed.outcome)
-    return streaming
+    return _event_stream(llm_messages.events(routed, payload, message_id), routed)
 
 
 @openai_router.post("/messages/count_tokens", auth=AnthropicTokenAuth("llm"))

@@ -26,9 +26,10 @@ from apps.llm import router
 from apps.llm.choices import Endpoint
 from apps.llm.providers import ToolCall
 from apps.llm.selectors import registry_snapshot
+from apps.llm.tool_call_deltas import ToolCallDeltas
 
 __all__ = [
-    "ChatResult", "EmbeddingResult", "StreamEvent", "ToolCall", "chat_completion", "chat_completion_sync",
+    "ChatResult", "EmbeddingResult", "StreamEvent", "ToolCall", "ToolCallDeltas", "chat_completion", "chat_completion_sync",
     "create_embeddings", "create_embeddings_sync", "credentials_from_secrets", "provider_secret_name",
     "stream_chat_completion",
 ]

@@ -14,6 +14,7 @@ from typing import Any
 from apps.llm import router as llm_router
 from apps.llm.errors import anthropic_error
 from apps.llm.providers import ChatResponse
+from daarion import sse
 from daarion.errors import BadRequest, DaarionError
 
 
@@ -179,8 +180,7 @@ def message_of(payload: Any, message_id: str, answer: ChatResponse) -> dict[str,
 
 
 def _event(kind: str, data: dict[str, Any]) -> bytes:
-    body = json.dumps({"type": kind, **data}, separators=(",", ":"), ensure_ascii=False)
-    return f"event: {kind}\ndata: {body}\n\n".encode()
+    return sse.event({"type": kind, **data}, name=kind)
 
 
 async def events(routed: llm_router.Stream, payload: Any, message_id: str) -> AsyncIterator[bytes]:

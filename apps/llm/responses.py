@@ -24,6 +24,7 @@ from django.conf import settings
 from apps.llm import router as llm_router
 from apps.llm.errors import openai_error
 from apps.llm.providers import ChatResponse
+from daarion import sse
 from daarion.errors import BadRequest, DaarionError, NotFound
 from daarion.redis_client import get_async_redis, key
 
@@ -355,8 +356,7 @@ def response_object(payload: Any, response_id: str, created: int, *, status: str
 
 
 def _event(kind: str, sequence: int, data: dict[str, Any]) -> bytes:
-    body = json.dumps({"type": kind, "sequence_number": sequence, **data}, separators=(",", ":"), ensure_ascii=False)
-    return f"event: {kind}\ndata: {body}\n\n".encode()
+    return sse.event({"type": kind, "sequence_number": sequence, **data}, name=kind)
 
 
 async def events(routed: llm_router.Stream, payload: Any, response_id: str, created: int,

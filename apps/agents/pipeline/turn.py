@@ -35,7 +35,7 @@ from apps.agents.pipeline.tool_calls import (
     run_tool,
     tool_message_content,
 )
-from apps.llm.gateway import credentials_from_secrets, stream_chat_completion
+from apps.llm.gateway import ToolCallDeltas, credentials_from_secrets, stream_chat_completion
 from apps.memory.search import amemory_query
 from apps.tools.registry import registry_snapshot
 from apps.tools.selectors import aopenai_tools_for_agent, atools_for_agent
@@ -113,7 +113,7 @@ async def _think(turn: _Turn, step: _Step) -> AsyncIterator[Event]:
     prepared, blueprint = turn.prepared, turn.prepared.blueprint
     step_text: list[str] = []
     prepared.step_text = step_text
-    pending: dict[int, PendingCall] = {}
+    deltas = ToolCallDeltas()
     finish: Any = None
     async for event in stream_chat_completion(
         model=blueprint.model,
@@ -132,17 +132,11 @@ async def _think(turn: _Turn, step: _Step) -> AsyncIterator[Event]:
             if not turn.text_mode:
                 yield TextDelta(step.number, event.text)
         elif event.type == "tool_call":
-            call = pending.get(event.index)
-            if call is None:
-                call = pending[event.index] = PendingCall(id=event.id or f"call_{uuid.uuid4().hex[:12]}",
-                                                          function_name=event.name, arguments_text="")
-            elif event.name and not call.function_name:
-                call.function_name = event.name
-            call.arguments_text += event.arguments
+            deltas.add(index=event.index, id=event.id, name=event.name, arguments=event.arguments)
         elif event.type == "finish":
             finish = event
     step.raw_text = step.text = "".join(step_text)
-    step.calls = [pending[i] for i in sorted(pending)]
+    step.calls = [PendingCall(id=c.id, function_name=c.name, arguments_text=c.arguments) for c in deltas.calls()]
     if turn.text_mode:
         # In this mode a step's text goes out once the step is over, so no TOOL: line leaks.
         step.text, parsed = parse_text_tool_calls(step.raw_text)

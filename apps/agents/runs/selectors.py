@@ -14,9 +14,14 @@ from django.conf import settings
 from apps.agents.choices import RunStatus
 from apps.agents.models import Run
 from apps.agents.pipeline import in_db_thread
-from apps.agents.runs.chunks import ENTRY_ID_RE, chunks_exist, chunks_follow, chunks_state
+from apps.agents.runs.chunks import (
+    ENTRY_ID_RE,
+    chunks_exist,
+    chunks_follow,
+    chunks_state,
+)
 from apps.agents.runs.message import replay_chunks
-from apps.agents.stream import DONE, HEARTBEAT, sse
+from daarion import sse
 from daarion.errors import NotFound, ValidationFailed
 
 
@@ -80,7 +85,7 @@ def parse_last_event_id(value: str | None) -> str:
     return value
 
 
-def _replay(run: Run, after: str) -> list[str]:
+def _replay(run: Run, after: str) -> list[bytes]:
     """The stored message as SSE events (ids `0-<n>`), after `after` when it is one of them."""
     error_text = None
     if run.status in (RunStatus.FAILED, RunStatus.INTERRUPTED) and run.error:
@@ -89,12 +94,12 @@ def _replay(run: Run, after: str) -> list[str]:
     skip = int(after.split("-")[1]) if after.startswith("0-") else 0
     if not after.startswith("0-"):
         # A reader that had live entries of a stream that has since expired.
-        return [sse({"type": "error", "errorText": f"run_stream_expired: GET /internal/agents/runs/{run.pk} "
+        return [sse.event({"type": "error", "errorText": f"run_stream_expired: GET /internal/agents/runs/{run.pk} "
                                                     "has the final message"})]
-    return [sse(chunk, event_id=f"0-{n}") for n, chunk in enumerate(chunks, start=1) if n > skip]
+    return [sse.event(chunk, event_id=f"0-{n}") for n, chunk in enumerate(chunks, start=1) if n > skip]
 
 
-async def run_sse(run_id: str, *, after: str = "0-0") -> AsyncIterator[str]:
+async def run_sse(run_id: str, *, after: str = "0-0") -> AsyncIterator[bytes]:
     """The run's SSE body: every chunk after `after` (each with its `id:`), heartbeats while
     the run is quiet, and `[DONE]` once it has ended. Closing it leaves the run running."""
     if not await chunks_exist(run_id):
@@ -102,11 +107,11 @@ async def run_sse(run_id: str, *, after: str = "0-0") -> AsyncIterator[str]:
         if run.ended:
             for event in _replay(run, after):
                 yield event
-            yield DONE
+            yield sse.DONE
             return
     async for entry in chunks_follow(run_id, after=after, idle_seconds=settings.AGENTS_STREAM_HEARTBEAT_SECONDS):
         if entry.idle:
-            yield HEARTBEAT
+            yield sse.HEARTBEAT  # the blocking read timed out: the run is quiet
             state = await chunks_state(run_id)
             if state == "ended":
                 break  # a reader that started after the end marker's id (another run's id)
@@ -121,8 +126,8 @@ async def run_sse(run_id: str, *, after: str = "0-0") -> AsyncIterator[str]:
         if entry.end:
             break
         assert entry.chunk is not None
-        yield sse(entry.chunk, event_id=entry.id)
-    yield DONE
+        yield sse.event(entry.chunk, event_id=entry.id)
+    yield sse.DONE
 
 
 async def run_wait(run_id: str) -> Run:
