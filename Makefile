@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA_DIR ?= .data
 
-.PHONY: run test venv install node clean-data
+.PHONY: run test lint venv install node clean-data
 
 # The Node test of the AI SDK stream reader needs node_modules when package.json exists.
 NODE_STAMP := $(if $(wildcard package.json),node_modules/.installed,)
@@ -42,9 +42,13 @@ $(VENV)/.installed-local: $(STAMP) requirements-local.txt
 run: $(STAMP) $(LOCAL_STAMP)
 	$(PY) -m daarion.devstack run --data-dir $(DATA_DIR)
 
+# The linter's rules are in pyproject.toml; `make test` runs it first.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
 # The test suite gets its own embedded servers under .data/test, so it never touches the
 # data of a running `make run`.
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) lint
 	$(PY) -m daarion.devstack exec --data-dir $(DATA_DIR)/test -- $(PY) -m pytest $(PYTEST_ARGS)
 
 clean-data:

@@ -27,7 +27,6 @@ multilingual: the Ukrainian retrieval set (apps/memory/tests/data/ukrainian_retr
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import random
@@ -165,7 +164,7 @@ def scale(n: int, agents: int, queries: int, seed: int = 7) -> dict:
     for _ in range(20):  # warm-up: connection, plans, caches
         agent, text = _query_text()
         search.memory_query(agent_id=agent, query=text, limit=10)
-    latencies, lexical_only = [], []
+    latencies = []
     for _ in range(queries):
         agent, text = _query_text()
         t0 = time.perf_counter()

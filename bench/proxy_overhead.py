@@ -344,7 +344,6 @@ def setup_ours() -> tuple[str, str]:
     the bench agent and a token bound to it. Returns (token, provider name)."""
     from django.core.management import call_command
 
-    from apps.llm import services
     from apps.llm.choices import RateLimitScope
     from apps.llm.models import LogicalModel, Provider, RateLimitPolicy
     from daarion.services import service_token_create

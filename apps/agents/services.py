@@ -225,8 +225,8 @@ class CharacterImport:
 
 
 def _character_agent_id(document: dict[str, Any]) -> str:
-    for key in ("agent_id", "id"):
-        value = document.get(key)
+    for field_name in ("agent_id", "id"):
+        value = document.get(field_name)
         # elizaOS ids are often UUIDs; only an id in our own form names the agent.
         if isinstance(value, str) and re.match(AGENT_ID_RE, value):
             return value

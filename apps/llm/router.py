@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import random
@@ -472,8 +473,8 @@ async def _route(
             outcome.attempts.append(cap)
             continue
         try:
-            result = await _with_retries(lambda: attempt(route), model=model, spec=spec, deployment=deployment,
-                                         outcome=outcome)
+            result = await _with_retries(functools.partial(attempt, route), model=model, spec=spec,
+                                         deployment=deployment, outcome=outcome)
             if result is not None and served is not None:
                 served(route, result)
         finally:

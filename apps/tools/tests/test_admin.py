@@ -49,7 +49,7 @@ def test_add_edit_and_mask_secrets(admin_client, make_agents):
     response = admin_client.post(
         f"/admin/tools/tool/{tool.pk}/change/", _form(tool_id=None, every_agent="on", set_secret_headers="")
     )
-    assert response.status_code == 302, [l for l in response.content.decode().splitlines() if "errorlist" in l]
+    assert response.status_code == 302, [line for line in response.content.decode().splitlines() if "errorlist" in line]
     tool.refresh_from_db()
     assert tool.allowed_agents is None and tool.version == 2
     assert json.loads(tool.secret_headers) == {"X-Api-Key": "sk-admin-secret-9999"}
