@@ -112,7 +112,10 @@ DATABASES = {
         _database_url, conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0"))
     )
 }
-DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
+# Django's PostgreSQL backend with a fail-fast window during an outage (daarion/postgres/base.py).
+DATABASES["default"]["ENGINE"] = "daarion.postgres"
+# After a failed connection attempt (pool mode), further attempts fail at once for this long.
+DATABASE_OUTAGE_FAIL_FAST_SECONDS = float(os.environ.get("DATABASE_OUTAGE_FAIL_FAST_SECONDS", "1"))
 DATABASES["default"].setdefault("OPTIONS", {})
 if _env_bool("DATABASE_POOL", False):
     # psycopg's pool keeps connections warm for the web server's threads (on for `web` and the
