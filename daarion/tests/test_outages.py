@@ -85,7 +85,7 @@ class OwnStack:
 
     def python(self, code: str) -> str:
         """Runs `code` in a Django process of this stack (its database, its Redis); its stdout."""
-        return self.manage("shell", "-c", code)
+        return self.manage("shell", "--no-imports", "-c", code)
 
     def sql(self, query: str, params: tuple = ()) -> list[tuple]:
         with psycopg.connect(_psycopg_url(self.env["DATABASE_URL"]), autocommit=True) as conn:
