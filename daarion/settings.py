@@ -379,6 +379,9 @@ AGENTS_RUN_TIME_LIMIT_SECONDS = float(os.environ.get("DAARION_AGENTS_RUN_TIME_LI
 # A queued run whose task has not started within this many seconds is sent again (a lost
 # enqueue); a duplicate is harmless, since only a queued run can start.
 AGENTS_RUN_REDISPATCH_SECONDS = float(os.environ.get("DAARION_AGENTS_RUN_REDISPATCH_SECONDS", "60"))
+# A chat waits this long for a worker to take its run; then the run is ended and the answer is
+# 503 runtime_unavailable (no worker of the agents queue is alive), not a wait without end.
+AGENTS_RUN_START_TIMEOUT_SECONDS = float(os.environ.get("DAARION_AGENTS_RUN_START_TIMEOUT_SECONDS", "20"))
 # A run's chunk stream is kept this long after the run ends (for resume), then expires; the
 # final message stays on the run row. At most this many chunks per run (XADD MAXLEN ~).
 AGENTS_RUN_RETENTION_SECONDS = int(os.environ.get("DAARION_AGENTS_RUN_RETENTION_SECONDS", "3600"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Query, Router
 
@@ -20,7 +21,7 @@ from apps.agents.runs.selectors import (
     runs_list,
     session_active_run,
 )
-from apps.agents.runs.services import arun_cancel, run_start
+from apps.agents.runs.services import arun_await_start, arun_cancel, run_start
 from apps.agents.schemas import (
     AgentListOut,
     AgentStateOut,
@@ -199,6 +200,11 @@ async def agent_chat(request: HttpRequest, response: HttpResponse, agent_id: str
     """Starts a run of one turn and streams it (`stream: true`, an AI SDK body, or `Accept:
     text/event-stream`) or waits for its JSON answer. The run goes on if the client leaves."""
     run, _ = await _start(request, agent_id, payload)
+    try:  # no answer can come without a worker: say so, instead of waiting for ever
+        await arun_await_start(run=run, timeout=settings.AGENTS_RUN_START_TIMEOUT_SECONDS)
+    except DaarionError as exc:
+        exc.headers[RUN_HEADER] = run.pk
+        raise
     streaming = payload.stream
     if streaming is None:
         streaming = payload.ai_sdk_body or "text/event-stream" in request.headers.get("Accept", "")

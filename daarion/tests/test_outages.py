@@ -145,6 +145,7 @@ def stack() -> Iterator[OwnStack]:
         "DATABASE_URL": postgres.start(), "REDIS_URL": own_redis.start(), "DAARION_DATA_DIR": str(data_dir),
         "DAARION_REDIS_PREFIX": PREFIX, "DJANGO_SETTINGS_MODULE": "daarion.settings",
         "DAARION_LOG_LEVEL": "WARNING", "DAARION_PUBLIC_URL": f"http://127.0.0.1:{port}", "WEB_PORT": str(port),
+        "DAARION_AGENTS_RUN_START_TIMEOUT_SECONDS": "3",
     })
     own = OwnStack(data_dir, postgres, own_redis, env)
     try:
@@ -303,6 +304,11 @@ def test_a_redis_outage_leaves_memory_answering_and_chat_refusing_by_name(stack,
         _assert_outage_503(*timed(lambda: chat(client)), "redis_unavailable")
         response, elapsed = timed(lambda: client.get("/internal/whoami"))
         assert response.status_code == 200 and elapsed < FAST
+        response, elapsed = timed(lambda: proxy(client))
+        assert response.status_code == 200 and elapsed < FAST, response.text
+        response, elapsed = timed(lambda: client.post("/v1/responses", json={"model": "dagi-stub", "input": "hi"}))
+        assert response.status_code == 503 and elapsed < FAST, response.text
+        assert response.json()["error"]["code"] == "redis_unavailable" and response.headers["Retry-After"]
         assert client.get(f"/internal/agent-memory/{pending}").json()["embedding_status"] == "pending"
     finally:
         stack.start_redis()
@@ -314,6 +320,21 @@ def test_a_redis_outage_leaves_memory_answering_and_chat_refusing_by_name(stack,
     wait_until(lambda: client.get(f"/internal/agent-memory/{pending}").json()["embedding_status"] == "ready",
                "the requeued entry to be embedded", 60)
     wait_until(lambda: chat(client).status_code == 200, "agent chat to answer again", 60)
+
+
+def test_without_an_agents_worker_chat_answers_runtime_unavailable(stack, client):
+    for worker in [p for p in stack.processes if p.name == "outage-agents"]:
+        worker.stop()
+        stack.processes.remove(worker)
+    response = chat(client)
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["type"] == "runtime_unavailable" and response.headers["Retry-After"]
+    run_id = response.headers["x-daarion-run-id"]
+    # Ended, so a worker that comes later does not answer a caller who has gone.
+    assert stack.sql("SELECT status FROM agents_run WHERE id = %s", (run_id,)) == [("interrupted",)]
+    stack.start_worker("outage-agents", "agents", "--pool", "threads", "--concurrency", "4")
+    assert chat(client).status_code == 200
+    assert stack.sql("SELECT status FROM agents_run WHERE id = %s", (run_id,)) == [("interrupted",)]
 
 
 def test_a_killed_redis_loses_no_usage_records(stack, client, web):
