@@ -347,7 +347,9 @@ def run_service(data_dir: Path) -> int:
                  "-Q", "agents", "-P", "threads", "--concurrency", os.environ.get("AGENTS_WORKER_CONCURRENCY", "64"),
                  "--hostname", "agents@%h"],
                 # Threads, not forked children: a warm connection pool serves its runs.
-                {**stack.env, "DATABASE_POOL": stack.env.get("DATABASE_POOL", "1")},
+                {**stack.env, "DATABASE_POOL": stack.env.get("DATABASE_POOL", "1"),
+                 # Its runs share the pool: a run may wait for a connection longer than a request.
+                 "DATABASE_POOL_TIMEOUT": stack.env.get("DATABASE_POOL_TIMEOUT", "10")},
             ),
             "beat": (
                 [sys.executable, "-m", "celery", "-A", "daarion", "beat", "--loglevel", "INFO",

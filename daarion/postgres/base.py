@@ -5,7 +5,8 @@ timeout before it fails; a request that touches the database twice waits twice, 
 concurrent request waits too. After a connection attempt fails, this backend refuses further
 attempts of the process for DATABASE_OUTAGE_FAIL_FAST_SECONDS at once (the same
 OperationalError, so every door answers 503 database_unavailable), then lets one caller try
-again while the others keep failing fast: one caller pays the wait per window, not all.
+again while the others keep failing fast: one caller pays the wait per window, not all. A pool
+timeout with the database reachable (every connection busy) does not open the window.
 Without a pool a connect fails at once anyway (or within connect_timeout) and nothing changes.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.backends.postgresql import base
+from psycopg_pool import PoolTimeout
 
 # alias -> monotonic time before which new connections fail at once (no entry: healthy).
 _fail_until: dict[str, float] = {}
@@ -39,11 +41,27 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 _fail_until[self.alias] = now + window + float(self.pool.timeout)
         try:
             connection = super().get_new_connection(conn_params)
-        except base.Database.OperationalError:  # psycopg_pool.PoolTimeout is one too
-            with _lock:
-                _fail_until[self.alias] = time.monotonic() + window
+        except PoolTimeout:
+            # Every pooled connection busy (a burst) is not an outage: only a database that
+            # refuses a connection of its own opens the window.
+            if not self._reachable(conn_params):
+                self._fail_fast_for(window)
+            raise
+        except base.Database.OperationalError:
+            self._fail_fast_for(window)
             raise
         if until is not None:
             with _lock:
                 _fail_until.pop(self.alias, None)
         return connection
+
+    def _fail_fast_for(self, window: float) -> None:
+        with _lock:
+            _fail_until[self.alias] = time.monotonic() + window
+
+    def _reachable(self, conn_params: dict[str, Any]) -> bool:
+        try:
+            self.Database.connect(**conn_params).close()
+        except base.Database.Error:
+            return False
+        return True
