@@ -48,6 +48,8 @@ def bump_version(name: str) -> None:
 
 
 _SNAPSHOTS: dict[str, list["LiveSnapshot"]] = {}
+# How long a `recheck` caller waits for a reload already under way before taking the copy.
+RECHECK_WAIT_SECONDS = 0.25
 
 
 class LiveSnapshot(Generic[T]):
@@ -110,8 +112,12 @@ class LiveSnapshot(Generic[T]):
         if self._value is not None and (now < self._retry_at or (not recheck and self._is_fresh(now))):
             return self._value
         if self._value is not None:
-            if not self._lock.acquire(blocking=False):
-                return self._value  # another caller is reloading: nobody waits on it
+            # Another caller is reloading: nobody waits on it, except briefly a caller who just
+            # missed (its token may be what that reload brings).
+            acquired = (self._lock.acquire(timeout=RECHECK_WAIT_SECONDS) if recheck
+                        else self._lock.acquire(blocking=False))
+            if not acquired:
+                return self._value
         else:
             self._lock.acquire()  # nothing to serve yet: the first load must be waited for
         try:
