@@ -12,6 +12,7 @@ from apps.agents import runtime
 from apps.agents.choices import RunStatus
 from apps.agents.models import Run
 from apps.agents.pipeline import TurnInput, in_db_thread, turn_prepare
+from apps.agents.runs.chunks import chunks_state
 from apps.agents.runs.selectors import (
     arun_get,
     parse_last_event_id,
@@ -139,6 +140,12 @@ def _sse_response(body: Any, run_id: str) -> StreamingHttpResponse:
     return StreamingHttpResponse(body, content_type="text/event-stream", headers={**HEADERS, RUN_HEADER: run_id})
 
 
+async def _stream_reachable(run_id: str) -> None:
+    """One read of the run's stream before the answer starts: with Redis down the caller gets
+    503 redis_unavailable, not a 200 whose body breaks off."""
+    await chunks_state(run_id)
+
+
 @router.get("/runs/{run_id}", response=RunOut)
 async def run_detail(request: HttpRequest, run_id: str) -> dict[str, Any]:
     """The run: status, final message (UIMessage parts), usage, timings, error."""
@@ -151,6 +158,7 @@ async def run_stream(request: HttpRequest, run_id: str, after: str | None = None
     a finished run replays. Each event's `id:` is its stream entry id."""
     after_id = parse_last_event_id(request.headers.get("Last-Event-ID") or after)
     run = await _run_for(request, run_id)
+    await _stream_reachable(run.pk)
     return _sse_response(run_sse(run.pk, after=after_id), run.pk)
 
 
@@ -223,6 +231,7 @@ async def agent_chat_resume(request: HttpRequest, agent_id: str, chat_id: str):
     run = await in_db_thread(session_active_run)(agent_id=agent_id, session_id=chat_id)
     if run is None:
         return HttpResponse(status=204)
+    await _stream_reachable(run.pk)
     return _sse_response(run_sse(run.pk), run.pk)
 
 

@@ -289,7 +289,9 @@ def test_mcp_answers_a_database_outage_in_json_rpc(stack, client, web):
 def test_a_redis_outage_leaves_memory_answering_and_chat_refusing_by_name(stack, client):
     stack.start_worker("outage-worker", "default,embeddings,summaries", "--pool", "solo")
     stack.start_worker("outage-agents", "agents", "--pool", "threads", "--concurrency", "4")
-    assert chat(client).status_code == 200
+    answered = chat(client)
+    assert answered.status_code == 200
+    run_id = answered.headers["x-daarion-run-id"]
     stored = memory_store(client, "stored before the Redis outage").json()["id"]
     wait_until(lambda: client.get(f"/internal/agent-memory/{stored}").json()["embedding_status"] == "ready",
                "the worker to embed an entry", 60)
@@ -302,6 +304,9 @@ def test_a_redis_outage_leaves_memory_answering_and_chat_refusing_by_name(stack,
         response, elapsed = timed(lambda: memory_query(client))
         assert response.status_code == 200 and elapsed < FAST, (response.text, elapsed)
         _assert_outage_503(*timed(lambda: chat(client)), "redis_unavailable")
+        _assert_outage_503(*timed(lambda: client.get(f"/internal/agents/runs/{run_id}/stream")), "redis_unavailable")
+        response, elapsed = timed(lambda: client.get(f"/internal/agents/runs/{run_id}"))
+        assert response.status_code == 200 and response.json()["status"] == "succeeded", response.text
         response, elapsed = timed(lambda: client.get("/internal/whoami"))
         assert response.status_code == 200 and elapsed < FAST
         response, elapsed = timed(lambda: proxy(client))
