@@ -78,10 +78,12 @@ class LiveSnapshot(Generic[T]):
         # After a failed reload: no new attempt before this (monotonic), the stale copy serves.
         self._retry_at = 0.0
         self._backoff = 0.0
+        self._invalidated = False
         self._lock = threading.Lock()
         _SNAPSHOTS.setdefault(name, []).append(self)
 
     def invalidate(self) -> None:
+        self._invalidated = True
         self._checked_at = 0.0
         self._loaded_at = 0.0
         self._retry_at = 0.0
@@ -113,9 +115,14 @@ class LiveSnapshot(Generic[T]):
             return self._value
         if self._value is not None:
             # Another caller is reloading: nobody waits on it, except briefly a caller who just
-            # missed (its token may be what that reload brings).
-            acquired = (self._lock.acquire(timeout=RECHECK_WAIT_SECONDS) if recheck
-                        else self._lock.acquire(blocking=False))
+            # missed (its token may be what that reload brings), and the callers after a write
+            # of this very process (invalidate): they must see what it wrote.
+            if self._invalidated:
+                acquired = self._lock.acquire()
+            elif recheck:
+                acquired = self._lock.acquire(timeout=RECHECK_WAIT_SECONDS)
+            else:
+                acquired = self._lock.acquire(blocking=False)
             if not acquired:
                 return self._value
         else:
@@ -136,6 +143,7 @@ class LiveSnapshot(Generic[T]):
             version = self._version
         stale = self._value is None or version != self._version or now - self._loaded_at >= self._max_age
         if stale:
+            self._invalidated = False
             try:
                 value = self._loader()
             except Exception:

@@ -36,12 +36,12 @@ def test_a_busy_pool_is_not_an_outage(wrappers):
     params = _pooled("busy")
     holder, waiter = DatabaseWrapper(params, "busy-pool"), DatabaseWrapper(params, "busy-pool")
     wrappers += [holder, waiter]
-    holder.connect()  # takes the pool's only connection
+    holder.ensure_connection()  # takes the pool's only connection
     with pytest.raises(OperationalError, match="couldn't get a connection"):
-        waiter.connect()
+        waiter.ensure_connection()
     assert "busy-pool" not in _fail_until
     holder.close()  # back to the pool
-    waiter.connect()  # at once: no window was opened
+    waiter.ensure_connection()  # at once: no window was opened
     assert waiter.is_usable()
 
 
@@ -51,6 +51,6 @@ def test_an_unreachable_database_fails_the_next_attempts_at_once(wrappers):
     first, second = DatabaseWrapper(params, "down-pool"), DatabaseWrapper(params, "down-pool")
     wrappers += [first, second]
     with pytest.raises(OperationalError, match="couldn't get a connection"):
-        first.connect()  # waited the pool timeout
+        first.ensure_connection()  # waited the pool timeout
     with pytest.raises(OperationalError, match="not waiting for it again yet"):
-        second.connect()  # inside the window: refused without waiting
+        second.ensure_connection()  # inside the window: refused without waiting
