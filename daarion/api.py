@@ -18,6 +18,7 @@ from ninja.parser import Parser
 
 from daarion.auth import ServiceTokenAuth, ensure_scope, principal_of
 from daarion.errors import STATUS_TYPES, DaarionError, error_response, render_error
+from daarion.outages import outage_error
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,10 @@ def install_error_handlers(api: NinjaAPI) -> None:
 
     @api.exception_handler(Exception)
     def _crash(request: HttpRequest, exc: Exception) -> HttpResponse:
+        outage = outage_error(exc)
+        if outage is not None:  # Postgres or Redis down: a named 503 with Retry-After, not a 500
+            logger.warning("%s %s: %s", request.method, request.path, outage.type, exc_info=exc)
+            return render_error(outage)
         logger.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(
             500,

@@ -56,6 +56,7 @@ from django.urls import get_resolver, set_script_prefix  # noqa: E402
 from daarion import fastlane  # noqa: E402
 from daarion.errors import error_response  # noqa: E402
 from daarion.middleware import ApiErrorShapeMiddleware, RequestIdMiddleware  # noqa: E402
+from apps.llm.usage import flush_at_exit as flush_usage_at_exit  # noqa: E402
 from apps.tools.mcp.gateway import gateway as mcp_gateway  # noqa: E402
 
 MCP_PATH = "/mcp"
@@ -214,7 +215,8 @@ FAST_ROUTES = fastlane.routes() if settings.FAST_LANE else {}
 
 
 async def lifespan(scope, receive, send) -> None:  # noqa: ANN001 - the ASGI signature
-    """Starts and stops what lives as long as the process: the MCP gateway's session manager."""
+    """Starts and stops what lives as long as the process: the MCP gateway's session manager;
+    at shutdown, the usage records still queued in the process are flushed (or spilled)."""
     gateway = mcp_gateway()
     await receive()  # lifespan.startup
     try:
@@ -224,6 +226,9 @@ async def lifespan(scope, receive, send) -> None:  # noqa: ANN001 - the ASGI sig
     except Exception as exc:  # noqa: BLE001 - reported to the server, which refuses to start
         await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
         return
+    # Usage records still queued in this process go to Redis, or to a spill file with Redis down.
+    # Here and not only at exit: uvicorn ends itself with the signal it got, so atexit never runs.
+    await asyncio.to_thread(flush_usage_at_exit)
     await send({"type": "lifespan.shutdown.complete"})
 
 

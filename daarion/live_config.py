@@ -54,13 +54,24 @@ async def aread_versions(names: Sequence[str]) -> list[bytes | None]:
 
 
 _SNAPSHOTS: dict[str, list["LiveSnapshot"]] = {}
+# How long a `recheck` caller waits for a reload already under way before taking the copy.
+RECHECK_WAIT_SECONDS = 0.25
 
 
 class LiveSnapshot(Generic[T]):
     """Holds `loader()`'s result and reloads it when the Redis version of `name` moves.
 
     `max_age` bounds staleness even if Redis cannot be reached (a missed bump).
+
+    An outage must not take the hot paths down with it: when a reload fails (Postgres down,
+    pool timeout) the last good copy keeps being served, the failure is logged, and the next
+    reload waits a backoff that doubles up to RELOAD_BACKOFF_MAX. One caller reloads at a time;
+    while it does, every other caller is answered from the copy it holds instead of queueing on
+    the lock. Only a snapshot that never loaded makes its callers wait, and fail.
     """
+
+    RELOAD_BACKOFF_MIN = 0.5
+    RELOAD_BACKOFF_MAX = 15.0
 
     def __init__(self, name: str, loader: Callable[[], T], *, max_age: float = 60.0) -> None:
         self.name = name
@@ -70,17 +81,31 @@ class LiveSnapshot(Generic[T]):
         self._version: bytes | None = None
         self._loaded_at = 0.0
         self._checked_at = 0.0
+        # After a failed reload: no new attempt before this (monotonic), the stale copy serves.
+        self._retry_at = 0.0
+        self._backoff = 0.0
+        self._invalidated = False
         self._lock = threading.Lock()
         _SNAPSHOTS.setdefault(name, []).append(self)
 
     def invalidate(self) -> None:
+        self._invalidated = True
         self._checked_at = 0.0
         self._loaded_at = 0.0
+        self._retry_at = 0.0
+
+    @property
+    def degraded(self) -> bool:
+        """True while the last reload failed and an older copy is being served."""
+        return self._backoff > 0
 
     def _is_fresh(self, now: float) -> bool:
+        if self._value is None:
+            return False
+        if now < self._retry_at:
+            return True  # a reload failed a moment ago: serve what we have until the backoff ends
         return (
-            self._value is not None
-            and now - self._checked_at < settings.LIVE_CONFIG_CHECK_INTERVAL
+            now - self._checked_at < settings.LIVE_CONFIG_CHECK_INTERVAL
             and now - self._loaded_at < self._max_age
         )
 
@@ -88,36 +113,71 @@ class LiveSnapshot(Generic[T]):
         """Sync access; may read Redis (rarely) and the database (on change).
 
         `recheck=True` asks Redis now even inside the check interval, for a caller that
-        just missed (a token created a moment ago must work at once).
+        just missed (a token created a moment ago must work at once) — unless a reload failed
+        within its backoff: a flood of unknown tokens must not hammer a database that is down.
         """
         now = time.monotonic()
-        if not recheck and self._is_fresh(now):
-            return self._value  # type: ignore[return-value]
-        with self._lock:
-            now = time.monotonic()
-            if not recheck and self._is_fresh(now):
-                return self._value  # type: ignore[return-value]
+        if self._value is not None and (now < self._retry_at or (not recheck and self._is_fresh(now))):
+            return self._value
+        if self._value is not None:
+            # Another caller is reloading: nobody waits on it, except briefly a caller who just
+            # missed (its token may be what that reload brings), and the callers after a write
+            # of this very process (invalidate): they must see what it wrote.
+            if self._invalidated:
+                acquired = self._lock.acquire()
+            elif recheck:
+                acquired = self._lock.acquire(timeout=RECHECK_WAIT_SECONDS)
+            else:
+                acquired = self._lock.acquire(blocking=False)
+            if not acquired:
+                return self._value
+        else:
+            self._lock.acquire()  # nothing to serve yet: the first load must be waited for
+        try:
+            return self._check_and_reload(recheck)
+        finally:
+            self._lock.release()
+
+    def _check_and_reload(self, recheck: bool) -> T:
+        now = time.monotonic()
+        if self._value is not None and (now < self._retry_at or (not recheck and self._is_fresh(now))):
+            return self._value
+        try:
+            version = get_redis().get(_version_key(self.name))
+        except Exception:  # noqa: BLE001 - fall back to the age bound
+            logger.warning("config version check failed", extra={"config": self.name})
+            version = self._version
+        stale = self._value is None or version != self._version or now - self._loaded_at >= self._max_age
+        if stale:
+            self._invalidated = False
             try:
-                version = get_redis().get(_version_key(self.name))
-            except Exception:  # noqa: BLE001 - fall back to the age bound
-                logger.warning("config version check failed", extra={"config": self.name})
-                version = self._version
-            stale = (
-                self._value is None
-                or version != self._version
-                or now - self._loaded_at >= self._max_age
-            )
-            if stale:
-                self._value = self._loader()
-                self._version = version
-                self._loaded_at = now
-            self._checked_at = now
-            return self._value  # type: ignore[return-value]
+                value = self._loader()
+            except Exception:
+                if self._value is None:
+                    raise  # nothing to fall back on: the caller's error handler names the cause
+                self._backoff = min(max(self._backoff * 2, self.RELOAD_BACKOFF_MIN), self.RELOAD_BACKOFF_MAX)
+                self._retry_at = time.monotonic() + self._backoff
+                logger.warning(
+                    "config reload failed; serving the copy loaded %.0f s ago, next try in %.1f s",
+                    now - self._loaded_at, self._backoff,
+                    extra={"config": self.name}, exc_info=True,
+                )
+                return self._value
+            if self._backoff:
+                logger.info("config reloaded after an outage", extra={"config": self.name})
+            self._value = value
+            self._version = version
+            self._loaded_at = now
+            self._backoff = 0.0
+            self._retry_at = 0.0
+        self._checked_at = now
+        return self._value  # type: ignore[return-value]
 
     async def aget(self, *, recheck: bool = False) -> T:
         """Async access: the common case returns at once; a check or reload runs in a thread."""
-        if not recheck and self._is_fresh(time.monotonic()):
-            return self._value  # type: ignore[return-value]
+        now = time.monotonic()
+        if self._value is not None and (now < self._retry_at or (not recheck and self._is_fresh(now))):
+            return self._value
         return await sync_to_async(self._get_in_pool_thread, thread_sensitive=False)(recheck)
 
     def _get_in_pool_thread(self, recheck: bool) -> T:

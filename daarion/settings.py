@@ -112,7 +112,10 @@ DATABASES = {
         _database_url, conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0"))
     )
 }
-DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
+# Django's PostgreSQL backend with a fail-fast window during an outage (daarion/postgres/base.py).
+DATABASES["default"]["ENGINE"] = "daarion.postgres"
+# After a failed connection attempt (pool mode), further attempts fail at once for this long.
+DATABASE_OUTAGE_FAIL_FAST_SECONDS = float(os.environ.get("DATABASE_OUTAGE_FAIL_FAST_SECONDS", "1"))
 DATABASES["default"].setdefault("OPTIONS", {})
 if _env_bool("DATABASE_POOL", False):
     # psycopg's pool keeps connections warm for the web server's threads (on for `web` and the
@@ -123,8 +126,14 @@ if _env_bool("DATABASE_POOL", False):
     DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": int(os.environ.get("DATABASE_POOL_MIN", "1")),
         "max_size": int(os.environ.get("DATABASE_POOL_MAX", "10")),
-        "timeout": float(os.environ.get("DATABASE_POOL_TIMEOUT", "10")),
+        # How long a request waits for a connection. Short: while Postgres is down the pool has
+        # none to give, and a request must answer 503 database_unavailable at once, not queue
+        # for 10 s (docs/OPERATIONS.md, "Outages"). Workers may set a longer one.
+        "timeout": float(os.environ.get("DATABASE_POOL_TIMEOUT", "1")),
     }
+# A server that does not answer (a host down, a dropped route) fails the connect within this.
+DATABASES["default"]["OPTIONS"].setdefault(
+    "connect_timeout", int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "3")))
 DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ.get("DATABASE_TEST_NAME", "test_daarion")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -156,7 +165,16 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX + "celery:"}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "global_keyprefix": REDIS_KEY_PREFIX + "celery:",
+    # Sending a task while Redis is down fails at once instead of retrying the connection for
+    # seconds inside a request: what could not be sent is picked up by a sweep (memory's
+    # requeue_pending, the runs' redispatch). A worker's own connection retries on its own
+    # terms (CELERY_BROKER_CONNECTION_MAX_RETRIES), unaffected by these.
+    "max_retries": int(os.environ.get("CELERY_BROKER_SEND_RETRIES", "0")),
+    "connect_retries_timeout": float(os.environ.get("CELERY_BROKER_SEND_TIMEOUT", "2")),
+    "socket_connect_timeout": 2,
+}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX + "celery:"}
 
 # --- Secrets at rest --------------------------------------------------------------------
@@ -171,6 +189,8 @@ MAX_BODY_BYTES = int(os.environ.get("DAARION_MAX_BODY_BYTES", str(2 * 1024 * 102
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
 # Paths whose errors are always rendered in the JSON error envelope.
 API_PATH_PREFIXES = ("/internal/", "/v1/", "/api/", "/health")
+# Retry-After (seconds) of the 503s a Postgres or Redis outage answers (daarion/outages.py).
+OUTAGE_RETRY_AFTER_SECONDS = int(os.environ.get("DAARION_OUTAGE_RETRY_AFTER_SECONDS", "5"))
 # How often a process checks the Redis version keys of its cached registries (seconds).
 LIVE_CONFIG_CHECK_INTERVAL = float(os.environ.get("DAARION_LIVE_CONFIG_CHECK_INTERVAL", "0.5"))
 # The LLM proxy's two hottest routes skip Django's middleware chain and Ninja's operation wrapper
@@ -362,6 +382,9 @@ AGENTS_RUN_TIME_LIMIT_SECONDS = float(os.environ.get("DAARION_AGENTS_RUN_TIME_LI
 # A queued run whose task has not started within this many seconds is sent again (a lost
 # enqueue); a duplicate is harmless, since only a queued run can start.
 AGENTS_RUN_REDISPATCH_SECONDS = float(os.environ.get("DAARION_AGENTS_RUN_REDISPATCH_SECONDS", "60"))
+# A chat waits this long for a worker to take its run; then the run is ended and the answer is
+# 503 runtime_unavailable (no worker of the agents queue is alive), not a wait without end.
+AGENTS_RUN_START_TIMEOUT_SECONDS = float(os.environ.get("DAARION_AGENTS_RUN_START_TIMEOUT_SECONDS", "20"))
 # A run's chunk stream is kept this long after the run ends (for resume), then expires; the
 # final message stays on the run row. At most this many chunks per run (XADD MAXLEN ~).
 AGENTS_RUN_RETENTION_SECONDS = int(os.environ.get("DAARION_AGENTS_RUN_RETENTION_SECONDS", "3600"))

@@ -111,7 +111,7 @@ def start_celery_worker(
     """A Celery worker; `pool="threads"` with a `concurrency` for the agents queue's runs (with
     a database connection pool, as in production)."""
     if pool == "threads":
-        env = {"DATABASE_POOL": "1", **env}
+        env = {"DATABASE_POOL": "1", "DATABASE_POOL_TIMEOUT": "10", **env}
     log_path = log_dir / f"{name}-{os.getpid()}.log"
     log = open(log_path, "wb")
     hostname = f"{name}-{os.getpid()}@%h"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Query, Router
 
@@ -11,6 +12,7 @@ from apps.agents import runtime
 from apps.agents.choices import RunStatus
 from apps.agents.models import Run
 from apps.agents.pipeline import TurnInput, in_db_thread, turn_prepare
+from apps.agents.runs.chunks import chunks_state
 from apps.agents.runs.selectors import (
     arun_get,
     parse_last_event_id,
@@ -20,7 +22,7 @@ from apps.agents.runs.selectors import (
     runs_list,
     session_active_run,
 )
-from apps.agents.runs.services import arun_cancel, run_start
+from apps.agents.runs.services import arun_await_start, arun_cancel, run_start
 from apps.agents.schemas import (
     AgentListOut,
     AgentStateOut,
@@ -138,6 +140,12 @@ def _sse_response(body: Any, run_id: str) -> StreamingHttpResponse:
     return StreamingHttpResponse(body, content_type="text/event-stream", headers={**HEADERS, RUN_HEADER: run_id})
 
 
+async def _stream_reachable(run_id: str) -> None:
+    """One read of the run's stream before the answer starts: with Redis down the caller gets
+    503 redis_unavailable, not a 200 whose body breaks off."""
+    await chunks_state(run_id)
+
+
 @router.get("/runs/{run_id}", response=RunOut)
 async def run_detail(request: HttpRequest, run_id: str) -> dict[str, Any]:
     """The run: status, final message (UIMessage parts), usage, timings, error."""
@@ -150,6 +158,7 @@ async def run_stream(request: HttpRequest, run_id: str, after: str | None = None
     a finished run replays. Each event's `id:` is its stream entry id."""
     after_id = parse_last_event_id(request.headers.get("Last-Event-ID") or after)
     run = await _run_for(request, run_id)
+    await _stream_reachable(run.pk)
     return _sse_response(run_sse(run.pk, after=after_id), run.pk)
 
 
@@ -199,6 +208,11 @@ async def agent_chat(request: HttpRequest, response: HttpResponse, agent_id: str
     """Starts a run of one turn and streams it (`stream: true`, an AI SDK body, or `Accept:
     text/event-stream`) or waits for its JSON answer. The run goes on if the client leaves."""
     run, _ = await _start(request, agent_id, payload)
+    try:  # no answer can come without a worker: say so, instead of waiting for ever
+        await arun_await_start(run=run, timeout=settings.AGENTS_RUN_START_TIMEOUT_SECONDS)
+    except DaarionError as exc:
+        exc.headers[RUN_HEADER] = run.pk
+        raise
     streaming = payload.stream
     if streaming is None:
         streaming = payload.ai_sdk_body or "text/event-stream" in request.headers.get("Accept", "")
@@ -217,6 +231,7 @@ async def agent_chat_resume(request: HttpRequest, agent_id: str, chat_id: str):
     run = await in_db_thread(session_active_run)(agent_id=agent_id, session_id=chat_id)
     if run is None:
         return HttpResponse(status=204)
+    await _stream_reachable(run.pk)
     return _sse_response(run_sse(run.pk), run.pk)
 
 

@@ -11,14 +11,20 @@ record_id does nothing, so a batch written twice inserts once) and only then tri
 list: records wait in Redis while Postgres is down, and a drainer that dies half-way leaves its
 batch to the next. One drainer at a time holds a Redis lock, and it trims only while it still
 holds it.
+
+Nothing waits only in memory at shutdown: `flush_at_exit` pushes the queue to Redis, or, with
+Redis down, spills it to a file under DATA_DIR/usage-spill that the next usage thread (or the
+worker's drain) pushes.
 """
 
 from __future__ import annotations
 
+import atexit
 import collections
 import json
 import logging
 import math
+import os
 import sys
 import threading
 import time
@@ -27,6 +33,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -51,6 +58,9 @@ _thread_lock = threading.Lock()
 _wake = threading.Event()
 
 _LOCK_MS = 60_000
+# How often the usage thread looks for spill files left by a process that stopped while Redis
+# was down (flush_at_exit).
+_SPILL_CHECK_SECONDS = 30.0
 
 
 def buffer_key() -> str:
@@ -104,8 +114,69 @@ def _ensure_thread() -> None:
         return
     with _thread_lock:
         if _thread is None or not _thread.is_alive():
+            if _thread is None:
+                atexit.register(flush_at_exit)
             _thread = threading.Thread(target=_run, name="llm-usage", daemon=True)
             _thread.start()
+
+
+def spill_dir() -> Path:
+    return Path(settings.DATA_DIR) / "usage-spill"
+
+
+def flush_at_exit(*, timeout: float = 5.0) -> int:
+    """At shutdown (atexit): the records still in this process's queue go to Redis; what Redis
+    does not take within `timeout` is written to a spill file under DATA_DIR/usage-spill, which
+    the next process to start (or a worker's drain) pushes to Redis. Returns how many spilled."""
+    deadline = time.monotonic() + timeout
+    while _queue and time.monotonic() < deadline:
+        try:
+            push_pending()
+        except Exception:  # Redis is down: spill below
+            logger.warning("could not push usage records to Redis at shutdown", exc_info=True)
+            break
+    if not _queue:
+        return 0
+    items = [_queue.popleft() for _ in range(len(_queue))]
+    folder = spill_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{time.time():.6f}-{os.getpid()}.jsonl"
+    partial = path.with_suffix(".partial")
+    with open(partial, "wb") as out:
+        out.writelines((item if isinstance(item, bytes) else item.encode()) + b"\n" for item in items)
+        out.flush()
+        os.fsync(out.fileno())
+    partial.rename(path)  # a reader never sees half a file
+    logger.warning("Redis unreachable at shutdown: %s usage records spilled to %s", len(items), path)
+    return len(items)
+
+
+def push_spilled() -> int:
+    """Pushes the spill files of earlier processes to Redis (each file is claimed by a rename,
+    so two processes never push the same one) and removes them. Returns how many records moved;
+    a file Redis does not take is put back for the next try."""
+    folder = spill_dir()
+    if not folder.is_dir():
+        return 0
+    moved = 0
+    for path in sorted(folder.glob("*.jsonl")):
+        claimed = path.with_suffix(f".claimed-{os.getpid()}")
+        try:
+            path.rename(claimed)
+        except FileNotFoundError:  # another process took it
+            continue
+        lines = [line for line in claimed.read_bytes().splitlines() if line.strip()]
+        try:
+            for start in range(0, len(lines), BATCH_SIZE):
+                get_redis().rpush(buffer_key(), *lines[start : start + BATCH_SIZE])
+        except Exception:
+            # A batch may be in Redis already: the record ids make a second insert a no-op.
+            claimed.rename(path)
+            raise
+        claimed.unlink()
+        moved += len(lines)
+        logger.info("pushed %s spilled usage records from %s", len(lines), path.name)
+    return moved
 
 
 def push_pending() -> int:
@@ -128,6 +199,7 @@ def push_pending() -> int:
 
 def _run() -> None:
     last_drain = time.monotonic()
+    last_spill_check = 0.0
     while True:
         _wake.wait(timeout=0.25)
         _wake.clear()
@@ -138,6 +210,12 @@ def _run() -> None:
         except Exception:  # noqa: BLE001
             logger.warning("could not push usage records to Redis; will retry", exc_info=True)
             time.sleep(1.0)
+        if time.monotonic() - last_spill_check >= _SPILL_CHECK_SECONDS:
+            last_spill_check = time.monotonic()
+            try:
+                push_spilled()
+            except Exception:  # the files stay for the next check
+                logger.warning("could not push spilled usage records to Redis; will retry", exc_info=True)
         interval = float(getattr(settings, "LLM_USAGE_FLUSH_INTERVAL", 0.0))
         # A pytest process leaves the database to the servers it starts and to explicit
         # drains: a thread writing outside the test's transaction would break isolation.

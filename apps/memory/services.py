@@ -140,7 +140,10 @@ def _enqueue_embedding(entry_ids: list[str]) -> None:
 
         for start in range(0, len(entry_ids), EMBED_BATCH):
             try:
-                embed_entries.apply_async(args=[entry_ids[start : start + EMBED_BATCH]], retry=False)
+                # ignore_result: nobody reads it, and asking for one makes the send subscribe to
+                # the result backend first, which retries for ~20 s while Redis is down.
+                embed_entries.apply_async(args=[entry_ids[start : start + EMBED_BATCH]], retry=False,
+                                          ignore_result=True)
             except Exception:  # noqa: BLE001 - the entries are safe; requeue_pending retries
                 logger.warning("could not enqueue embeddings; they stay pending", exc_info=True)
                 return
@@ -422,7 +425,7 @@ def memory_requeue_pending(*, older_than_seconds: float = 30.0, limit: int = 500
     from apps.memory.tasks import embed_entries
 
     for start in range(0, len(ids), EMBED_BATCH):
-        embed_entries.apply_async(args=[ids[start : start + EMBED_BATCH]])
+        embed_entries.apply_async(args=[ids[start : start + EMBED_BATCH]], ignore_result=True)
     return len(ids)
 
 
@@ -530,7 +533,7 @@ def reembed_start(*, model_name: str, enqueue: bool = True) -> MemoryJob:
         def _send() -> None:
             from apps.memory.tasks import reembed
 
-            reembed.apply_async(args=[job_id])
+            reembed.apply_async(args=[job_id], ignore_result=True)
 
         transaction.on_commit(_send)
     return job

@@ -18,6 +18,7 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 from daarion.errors import STATUS_TYPES, DaarionError, ValidationFailed, envelope
+from daarion.outages import outage_error
 
 
 def django_error_details(exc: DjangoValidationError, *, prefix: str = "", aliases: dict[str, str] | None = None) -> list[dict[str, str]]:
@@ -104,4 +105,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             allowed = context.get("view").allowed_methods if context.get("view") else []
             headers["Allow"] = ", ".join(allowed)
         return _response(status, STATUS_TYPES.get(status, "error"), str(exc.detail), headers=headers)
+    outage = outage_error(exc)
+    if outage is not None:  # Postgres or Redis down: a named 503 with Retry-After
+        return _response(outage.status, outage.type, outage.message, headers=outage.headers)
     return None  # a crash: Django's 500, re-shaped by ApiErrorShapeMiddleware

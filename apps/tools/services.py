@@ -618,7 +618,16 @@ def _enqueue_sync(server: McpServer) -> None:
     from apps.tools.tasks import sync_mcp_server
 
     server_id, queue = server.pk, settings.TOOLS_MCP_SYNC_QUEUE
-    transaction.on_commit(lambda: sync_mcp_server.apply_async(args=[server_id], queue=queue))
+
+    def _send() -> None:
+        # Fire and forget: no result to wait for, one try. With Redis down the server is saved
+        # all the same and beat's tools.sync_mcp_servers lists its tools later.
+        try:
+            sync_mcp_server.apply_async(args=[server_id], queue=queue, retry=False, ignore_result=True)
+        except Exception:
+            logger.warning("could not queue the MCP server's sync; beat's periodic sync will", exc_info=True)
+
+    transaction.on_commit(_send)
 
 
 @transaction.atomic

@@ -1,14 +1,20 @@
-"""The embedded stack keeps its data across a stop and a start."""
+"""The embedded stack keeps its data across a stop and a start, and a killed Redis; the
+supervisor of `make run` restarts a crashed worker."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 
 import psycopg
 import pytest
 import redis
 
-from daarion.devstack import Stack
+from daarion.devstack import AOF_FILE, EmbeddedRedis, Stack, supervise
 
 
 @pytest.mark.slow
@@ -52,3 +58,68 @@ def test_exec_without_a_command_is_an_error(tmp_path):
 
     assert main(["exec", "--data-dir", str(tmp_path)]) == 2
     assert os.listdir(tmp_path) == []
+
+
+def test_embedded_redis_keeps_its_writes_when_killed(tmp_path):
+    # AOF on: a write acknowledged just before a SIGKILL is there after the restart, without
+    # the shutdown's snapshot (the RDB save points alone would have lost it).
+    server = EmbeddedRedis(tmp_path)
+    client = redis.Redis.from_url(server.start())
+    try:
+        client.rpush("kept", *[f"record-{i}" for i in range(300)])
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+        client = redis.Redis.from_url(EmbeddedRedis(tmp_path, port=server.port).start())
+        assert client.llen("kept") == 300
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+    finally:
+        client.shutdown(nosave=True)
+
+
+def test_embedded_redis_from_a_snapshot_only_folder_keeps_its_data(tmp_path):
+    # A data folder from before AOF has only redis.db: its data is loaded, then AOF goes on.
+    server = EmbeddedRedis(tmp_path)
+    client = redis.Redis.from_url(server.start())
+    client.set("old", "data")
+    server.stop()  # SHUTDOWN SAVE: redis.db written
+    (tmp_path / AOF_FILE).unlink()
+    server = EmbeddedRedis(tmp_path)
+    client = redis.Redis.from_url(server.start())
+    try:
+        assert client.get("old") == b"data"
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+    finally:
+        server.stop()
+
+
+def _sleeper() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+
+
+def test_the_supervisor_restarts_a_crashed_worker_and_stops_with_the_web_server():
+    children = {"web": _sleeper(), "worker": _sleeper()}
+    started: list[str] = []
+
+    def start(name: str) -> subprocess.Popen:
+        started.append(name)
+        return _sleeper()
+
+    watch = threading.Thread(target=supervise, args=(children, start, lambda: False),
+                             kwargs={"critical": {"web"}, "poll_seconds": 0.05})
+    watch.start()
+    first_worker = children["worker"]
+    try:
+        first_worker.kill()
+        deadline = time.monotonic() + 30
+        while children["worker"] is first_worker and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started == ["worker"] and children["worker"].poll() is None, "the worker was not restarted"
+        children["web"].kill()  # the web server is not restarted: the watch ends
+        watch.join(30)
+        assert not watch.is_alive()
+        assert started == ["worker"]
+    finally:
+        for child in children.values():
+            child.kill()
+            child.wait()
+        first_worker.wait()

@@ -1,10 +1,12 @@
-"""LiveSnapshot: what a reload off the event loop leaves behind."""
+"""LiveSnapshot: what a reload off the event loop leaves behind, and how it rides out an outage."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import connections
+from django.db import OperationalError, connections
 
 from daarion.live_config import LiveSnapshot
 from daarion.models import ServiceToken
@@ -25,3 +27,71 @@ def test_a_reload_in_a_pool_thread_gives_its_database_connection_back():
     assert async_to_sync(snapshot.aget)(recheck=True) == 1
     assert async_to_sync(snapshot.aget)() == 1  # fresh: no reload, no thread
     assert used[0].connection is None, "the reload's connection is still open"
+
+
+class _FlakyLoader:
+    """A loader whose database goes away on demand (the error a stopped Postgres raises)."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.calls = 0
+
+    def __call__(self) -> int:
+        self.calls += 1
+        if self.down:
+            raise OperationalError("connection refused")
+        return self.calls
+
+
+@pytest.fixture
+def flaky(settings):
+    settings.LIVE_CONFIG_CHECK_INTERVAL = 0.0  # every get() checks: the reload path runs each time
+    return _FlakyLoader()
+
+
+def test_a_failed_reload_serves_the_last_good_copy_and_backs_off(flaky):
+    snapshot = LiveSnapshot("test-live-config-stale", flaky, max_age=0.0)  # every check reloads
+    assert snapshot.get() == 1
+    flaky.down = True
+    assert snapshot.get() == 1  # the reload failed: the old copy, no error
+    assert snapshot.degraded
+    tried = flaky.calls
+    for _ in range(50):
+        assert snapshot.get() == 1
+        assert snapshot.get(recheck=True) == 1  # a miss does not force a reload during the backoff
+    assert flaky.calls == tried, "reloads were retried inside the backoff"
+    flaky.down = False
+    snapshot._retry_at = 0.0  # the backoff has passed
+    assert snapshot.get() == flaky.calls and not snapshot.degraded
+
+
+def test_a_snapshot_that_never_loaded_raises_the_outage():
+    loader = _FlakyLoader()
+    loader.down = True
+    snapshot = LiveSnapshot("test-live-config-cold", loader)
+    with pytest.raises(OperationalError):
+        snapshot.get()
+
+
+def test_nobody_waits_on_the_reloader(flaky):
+    # A reload stuck on the database (a pool timeout) holds the lock; other callers get the copy.
+    snapshot = LiveSnapshot("test-live-config-lock", flaky, max_age=0.0)
+    assert snapshot.get() == 1
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_loader() -> int:
+        entered.set()
+        release.wait(30)
+        return 99
+
+    snapshot._loader = slow_loader
+    reloader = threading.Thread(target=snapshot.get)
+    reloader.start()
+    try:
+        assert entered.wait(30)
+        assert snapshot.get() == 1  # returns at once with the copy it has; no deadlock, no wait
+        assert async_to_sync(snapshot.aget)() == 1
+    finally:
+        release.set()
+        reloader.join(30)
+    assert snapshot.get() == 99

@@ -9,6 +9,7 @@ queued behind it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import timedelta
@@ -25,8 +26,9 @@ from apps.agents.pipeline.prepare import session_owner
 from apps.agents.runs.chunks import chunks_all, chunks_close
 from apps.agents.runs.lease import lease_held
 from apps.agents.runs.message import MessageBuilder
-from apps.agents.runs.selectors import run_get
+from apps.agents.runs.selectors import arun_get, run_get
 from daarion.errors import Conflict, ValidationFailed
+from daarion.outages import RuntimeUnavailable
 from daarion.redis_client import get_async_redis, key
 
 logger = logging.getLogger(__name__)
@@ -213,6 +215,33 @@ async def arun_cancel(*, run: Run) -> Run:
     else:
         await get_async_redis().set(cancel_key(run.pk), b"1", ex=max(60, int(settings.AGENTS_RUN_TIME_LIMIT_SECONDS)))
     return await in_db_thread(run_get)(run_id=run.pk)
+
+
+async def arun_await_start(*, run: Run, timeout: float) -> None:
+    """Waits until a worker has taken the run (it left `queued`), for a caller that waits on
+    its answer. None there within `timeout` means no worker of the queue is alive: the run is
+    ended `interrupted` (it must not run later, after its caller gave up) and 503
+    `runtime_unavailable` is raised. A run queued behind another of its session is waiting its
+    turn, not for a worker: it is not timed."""
+    if run.status != RunStatus.QUEUED or run.dispatched_at is None:
+        return
+    loop = asyncio.get_running_loop()
+    deadline, pause = loop.time() + timeout, 0.02
+    while loop.time() < deadline:
+        await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+        pause = min(pause * 2, 0.5)
+        if (await arun_get(run_id=run.pk)).status != RunStatus.QUEUED:
+            return
+    error = {"type": RuntimeUnavailable.type, "status": 503,
+             "message": f"no worker took the run within {timeout:g} s; the agents queue has no live worker"}
+    if not await in_db_thread(run_finish)(run_id=run.pk, status=RunStatus.INTERRUPTED, error=error,
+                                          from_statuses=(RunStatus.QUEUED,)):
+        return  # a worker took it at the last moment
+    await chunks_close(run.pk, [{"type": "error", "errorText": f"{error['type']}: {error['message']}"},
+                                {"type": "finish", "messageMetadata": {"finish_reason": "interrupted"}}])
+    logger.warning("run not taken by any worker", extra={"run_id": run.pk})
+    raise RuntimeUnavailable(error["message"], details={"run_id": run.pk},
+                             headers={"Retry-After": str(settings.OUTAGE_RETRY_AFTER_SECONDS)})
 
 
 async def arun_interrupt(*, run_id: str, type: str, message: str) -> bool:

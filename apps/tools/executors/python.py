@@ -17,6 +17,7 @@ from django.db import close_old_connections
 
 from apps.tools.choices import CallStatus, Executor
 from apps.tools.executors import ExecutionResult, ToolContext, executor
+from daarion.outages import outage_error
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,10 @@ async def run_python(tool: Any, args: dict, context: ToolContext) -> ExecutionRe
     except ToolFunctionError as exc:
         return ExecutionResult.failure(exc.message, exc.error_type, details=exc.details)
     except Exception as exc:  # noqa: BLE001 - a tool's bug is a failed call, not a 500
+        outage = outage_error(exc)
+        if outage is not None:  # the tool needs Postgres or Redis and it is down: say so by name
+            logger.warning("python tool %s: %s", tool.target, outage.type, exc_info=True)
+            return ExecutionResult.failure(outage.message, outage.type)
         logger.exception("python tool %s failed", tool.target)
         message = str(exc) or "(no message)"
         return ExecutionResult.failure(f"{type(exc).__name__}: {message}"[:500], "execution_error")

@@ -6,7 +6,8 @@ Before the SDK reads a byte of the body, a request must pass, in this order:
 - a service token with the `tools` scope (`Authorization: Bearer ...`);
 - an acting agent: the token's when it is bound to exactly one agent, else `X-Agent-Id`, which
   the token must be allowed to act for.
-A refusal is a JSON-RPC error body at its HTTP status (400, 401 with `WWW-Authenticate`, 403),
+A refusal is a JSON-RPC error body at its HTTP status (400, 401 with `WWW-Authenticate`, 403,
+503 `database_unavailable` / `redis_unavailable` with `Retry-After` during an outage),
 so the SDK client raises it with our message instead of a generic "server returned an error";
 `error.data` has the house error's `type` and `details`.
 
@@ -41,6 +42,7 @@ from apps.tools.mcp.server import SCOPE_KEY, Caller, build_server
 from daarion.auth import Principal, authenticate_authorization
 from daarion.errors import BadRequest, DaarionError, Forbidden
 from daarion.log import request_id_var
+from daarion.outages import outage_error
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("daarion.access")  # the same access log as the APIs' lines
@@ -93,6 +95,7 @@ def _refusal(exc: DaarionError, request_id: str) -> tuple[int, list[tuple[bytes,
                (b"x-request-id", request_id.encode("latin-1", "replace"))]
     if exc.status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="daarion"'))
+    headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in exc.headers.items()]
     return exc.status, headers, body
 
 
@@ -171,8 +174,11 @@ class McpGateway:
             outcome["token"] = principal.name
             agent_id = _agent_of(headers, principal)
             outcome["agent"] = agent_id
-        except DaarionError as exc:
-            status, response_headers, body = _refusal(exc, request_id)
+        except Exception as exc:  # refusals, and outages as a named 503
+            refusal = exc if isinstance(exc, DaarionError) else outage_error(exc)
+            if refusal is None:
+                raise
+            status, response_headers, body = _refusal(refusal, request_id)
             outcome["status"] = status
             await send({"type": "http.response.start", "status": status, "headers": response_headers})
             await send({"type": "http.response.body", "body": body})

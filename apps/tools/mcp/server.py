@@ -33,6 +33,7 @@ from daarion import mcp_extensions
 from daarion.agent_secrets import agent_secrets_for
 from daarion.auth import Principal
 from daarion.errors import DaarionError
+from daarion.outages import outage_error
 
 logger = logging.getLogger(__name__)
 
@@ -181,9 +182,15 @@ async def _call_extension(tool: mcp_extensions.McpTool, caller: Caller, argument
         except DaarionError as exc:  # a refusal of the owning app's services (bad input, not found)
             status = CallStatus.INVALID_ARGS if exc.status in (400, 422) else CallStatus.ERROR
             error_type, error = exc.type, exc.message
-        except Exception:  # noqa: BLE001 - a failed call with a reason, never a crashed request
-            logger.exception("MCP tool %s failed for %s", tool.name, caller.agent_id)
-            status, error_type, error = CallStatus.ERROR, "execution_error", f"{tool.name} failed; request id {caller.request_id}"
+        except Exception as exc:  # noqa: BLE001 - a failed call with a reason, never a crashed request
+            outage = outage_error(exc)
+            if outage is not None:  # Postgres or Redis down: the model is told so, by name
+                logger.warning("MCP tool %s: %s", tool.name, outage.type, exc_info=True)
+                status, error_type, error = CallStatus.ERROR, outage.type, outage.message
+            else:
+                logger.exception("MCP tool %s failed for %s", tool.name, caller.agent_id)
+                status, error_type, error = (CallStatus.ERROR, "execution_error",
+                                             f"{tool.name} failed; request id {caller.request_id}")
         if error_type:
             answer = _error_result(error_type, error, caller.request_id)
         else:

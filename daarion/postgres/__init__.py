@@ -1,0 +1,1 @@
+"""Django's PostgreSQL backend with a fail-fast window for outages (see base.py)."""
