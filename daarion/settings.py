@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "apps.memory",
     "apps.tools",
     "apps.agents",
+    "apps.console",  # the operator console (front page, playground, test buttons): imported by nothing
 ]
 
 MIDDLEWARE = [

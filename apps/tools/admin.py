@@ -24,6 +24,7 @@ from apps.tools.services import (
     tool_update,
     tool_validate,
 )
+from daarion.admin_history import ChangeHistoryMixin
 from daarion.crypto import mask
 
 
@@ -103,7 +104,7 @@ class ToolForm(forms.ModelForm):
 
 
 @admin.register(Tool)
-class ToolAdmin(admin.ModelAdmin):
+class ToolAdmin(ChangeHistoryMixin, admin.ModelAdmin):
     form = ToolForm
     list_display = ["tool_id", "name", "executor", "enabled", "agents_display", "timeout", "version", "updated_at"]
     list_filter = ["executor", "enabled"]
@@ -204,7 +205,7 @@ class McpServerForm(forms.ModelForm):
 
 
 @admin.register(McpServer)
-class McpServerAdmin(admin.ModelAdmin):
+class McpServerAdmin(ChangeHistoryMixin, admin.ModelAdmin):
     form = McpServerForm
     list_display = ["name", "url", "prefix", "enabled", "protocol_version", "last_synced_at", "tool_count"]
     list_filter = ["enabled"]
@@ -275,6 +276,9 @@ class ToolCallAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: ToolCall | None = None) -> bool:
         return False  # an audit trail is read-only
+
+    def has_delete_permission(self, request: HttpRequest, obj: ToolCall | None = None) -> bool:
+        return False  # ... and never lost
 
 
 @admin.register(Followup)
