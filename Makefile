@@ -44,8 +44,14 @@ run: $(STAMP) $(LOCAL_STAMP)
 
 # The test suite gets its own embedded servers under .data/test, so it never touches the
 # data of a running `make run`.
+# The console's browser tests drive Debian's chromium through Playwright; without it they skip.
+CHROMIUM ?= $(or $(CHROMIUM_PATH),$(shell command -v chromium 2>/dev/null))
+
 test: $(STAMP) $(NODE_STAMP)
-	$(PY) -m daarion.devstack exec --data-dir $(DATA_DIR)/test -- $(PY) -m pytest $(PYTEST_ARGS)
+	@if [ -n "$(CHROMIUM)" ]; then echo "browser tests: on ($(CHROMIUM))"; \
+	 else echo "browser tests: SKIPPED - no chromium (apt-get install chromium, or set CHROMIUM_PATH)"; fi
+	CHROMIUM_PATH="$(CHROMIUM)" $(PY) -m daarion.devstack exec --data-dir $(DATA_DIR)/test -- $(PY) -m pytest $(PYTEST_ARGS)
+	@if [ -z "$(CHROMIUM)" ]; then echo "browser tests were SKIPPED: no chromium on this machine"; fi
 
 clean-data:
 	$(PY) -m daarion.devstack reset --data-dir $(DATA_DIR)

@@ -48,7 +48,11 @@ class ToolTryForm(forms.Form):
         # Required first, then by name (jsonb keeps no key order of its own).
         for name in sorted(properties, key=lambda n: (n not in required, n)):
             prop = properties[name]
-            self.fields[ARG_PREFIX + name] = _field_for(name, prop if isinstance(prop, dict) else {}, name in required)
+            field = self.fields[ARG_PREFIX + name] = _field_for(name, prop if isinstance(prop, dict) else {}, name in required)
+            if isinstance(prop, dict) and "default" in prop:
+                field.initial = prop["default"]
+            elif name == "microdao_id":
+                field.initial = self.fields["microdao_id"].initial  # the usual case: the caller's own microDAO
             self.arg_names.append(name)
 
     def args(self) -> dict[str, Any]:

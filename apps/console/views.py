@@ -53,6 +53,7 @@ def _staff_async(view: Callable[..., Awaitable[HttpResponse]]) -> Callable[..., 
         user = await request.auser()
         if not (user.is_active and user.is_staff):
             return JsonResponse(envelope("forbidden", "staff login required", None), status=403)
+        request.console_user = user  # type: ignore[attr-defined] - request.user is sync-only here
         return await view(request, *args, **kwargs)
 
     return wrapped
@@ -97,7 +98,7 @@ async def playground_stream(request: HttpRequest) -> HttpResponse:
         return _bad(f"choose a {kind}")
     if not message.strip() or len(message) > MAX_MESSAGE_CHARS:
         return _bad(f"the message must be 1-{MAX_MESSAGE_CHARS} characters")
-    user = _caller(request)
+    user = f"user:{request.console_user.get_username()}"  # type: ignore[attr-defined]
     headers = {**HEADERS}
     if kind == "model":
         body = streams.model_stream(model=target, message=message, user=user)
