@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA_DIR ?= .data
 
-.PHONY: run test venv install node clean-data
+.PHONY: run test venv install node clean-data vendor-jsoneditor
 
 # The Node test of the AI SDK stream reader needs node_modules when package.json exists.
 NODE_STAMP := $(if $(wildcard package.json),node_modules/.installed,)
@@ -55,3 +55,11 @@ test: $(STAMP) $(NODE_STAMP)
 
 clean-data:
 	$(PY) -m daarion.devstack reset --data-dir $(DATA_DIR)
+
+# The admin's JSON editor (static/vendor/jsoneditor, committed): refresh it from npm.
+JSONEDITOR_VERSION ?= 3.13.0
+vendor-jsoneditor:
+	rm -rf .vendor-tmp && mkdir .vendor-tmp
+	cd .vendor-tmp && npm pack vanilla-jsoneditor@$(JSONEDITOR_VERSION) --silent && tar xzf vanilla-jsoneditor-$(JSONEDITOR_VERSION).tgz
+	cp .vendor-tmp/package/standalone.js .vendor-tmp/package/LICENSE.md static/vendor/jsoneditor/
+	rm -rf .vendor-tmp

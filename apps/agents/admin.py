@@ -30,6 +30,7 @@ from apps.agents.services import (
 from daarion.admin_history import ChangeHistoryMixin
 from daarion.crypto import mask
 from daarion.errors import DaarionError, ValidationFailed
+from daarion.json_widget import JsonEditorWidget
 from daarion.redis_client import get_redis
 
 
@@ -37,6 +38,7 @@ class AgentForm(forms.ModelForm):
     class Meta:
         model = Agent
         fields = ["id", *EDITABLE_FIELDS]
+        widgets = {"character": JsonEditorWidget(kind="agent.character"), "memory_kinds": JsonEditorWidget(kind="strings")}
 
     def _post_clean(self) -> None:
         super()._post_clean()  # copies the cleaned values onto self.instance

@@ -22,6 +22,7 @@ from apps.agents.models import Agent
 from apps.agents.stream import HEADERS
 from apps.console import playground as streams
 from apps.console.forms import ToolTryForm
+from apps.console.json_kinds import json_problems
 from apps.llm.connection_test import TEST_CHANNEL, provider_test_connection
 from apps.llm.models import LogicalModel, Provider
 from apps.tools.models import Tool
@@ -171,3 +172,21 @@ def tool_try(request: HttpRequest, pk: int) -> HttpResponse:
 playground_page = admin.site.admin_view(playground)
 provider_test_page = admin.site.admin_view(provider_test)
 tool_try_page = admin.site.admin_view(tool_try)
+
+
+# --- JSON fields: validation as you type ------------------------------------------------------------
+
+
+@require_POST
+def json_validate(request: HttpRequest) -> JsonResponse:
+    """POST {"kind", "text"}: {"errors": [{"path", "message"}]} (the same checks as on save)."""
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        return _bad("the body must be JSON: {\"kind\": ..., \"text\": ...}", status=400, type="bad_request")
+    if not isinstance(body, dict) or not isinstance(body.get("text"), str) or not isinstance(body.get("kind", ""), str):
+        return _bad("expected {\"kind\": string, \"text\": string}")
+    return JsonResponse({"errors": json_problems(kind=body.get("kind") or "json", text=body["text"])})
+
+
+json_validate_view = admin.site.admin_view(json_validate)

@@ -26,6 +26,7 @@ from apps.tools.services import (
 )
 from daarion.admin_history import ChangeHistoryMixin
 from daarion.crypto import mask
+from daarion.json_widget import JsonEditorWidget
 
 
 def _lines(text: str) -> list[str]:
@@ -57,6 +58,11 @@ class ToolForm(forms.ModelForm):
             "timeout", "enabled", "read_only", "destructive", "idempotent", "rate_limit_per_minute",
             "agent_secret_headers",
         ]
+        widgets = {
+            "input_schema": JsonEditorWidget(kind="tool.input_schema"),
+            "output_schema": JsonEditorWidget(kind="tool.output_schema"),
+            "agent_secret_headers": JsonEditorWidget(kind="string-map"),
+        }
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

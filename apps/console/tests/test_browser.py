@@ -76,7 +76,9 @@ def page(browser, console_server, monkeypatch) -> Iterator[Page]:
     page.on("pageerror", lambda exc: page.console_errors.append(str(exc)))  # type: ignore[attr-defined]
     # Which resource failed: the console message alone does not say.
     page.on("response", lambda r: r.status >= 400 and page.console_errors.append(f"{r.status} {r.url}"))  # type: ignore[attr-defined]
-    page.on("requestfailed", lambda r: page.console_errors.append(f"failed {r.url}"))  # type: ignore[attr-defined]
+    # Requests cut short by leaving the page (a check in flight at Save) are not failures.
+    page.on("requestfailed", lambda r: r.failure != "net::ERR_ABORTED"  # type: ignore[attr-defined]
+            and page.console_errors.append(f"failed {r.url}: {r.failure}"))
     # Nothing may come from another host, with one known exception: Redoc's sidebar badge
     # always asks cdn.redoc.ly for its logo (and hides it when that fails). It is answered
     # here, so an offline machine and one online see the same page.
@@ -202,6 +204,27 @@ def test_operator_pages_test_buttons_history_and_records(page, seeded):
     expect(record).to_contain_text("admin")
     expect(record).to_contain_text("edited in the browser test")
     _shot(page, "23-tool-history")
+
+    # An agent's character in the JSON editor: an invalid value shows its error before Save.
+    page.goto("/admin/agents/agent/agent:pm/change/")
+    editor = page.locator('.json-editor[data-for="character"]')
+    expect(editor.locator(".cm-content")).to_contain_text('"bio"')
+    _shot(page, "25-agent-character-editor")
+    editor.locator(".cm-content").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text('{"bio": 42, "topics": ["planning"]}')
+    problems = page.locator('ul.json-errors[data-for="character"] li')
+    expect(problems.first).to_contain_text("$.bio", timeout=10_000)
+    expect(editor).to_have_class(re.compile("json-invalid"))
+    _shot(page, "26-agent-character-invalid")
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text('{"bio": ["Plans the work."], "topics": ["planning"]}')
+    expect(problems).to_have_count(0, timeout=10_000)
+    page.click("input[name=_continue]")
+    expect(page.locator(".messagelist .success")).to_be_visible()
+    from apps.agents.models import Agent
+
+    assert Agent.objects.get(pk="agent:pm").character["bio"] == ["Plans the work."]
 
     # Usage records: no delete action, and the list fits 1440 px.
     page.goto("/admin/llm/usagerecord/")
