@@ -5,6 +5,7 @@ import command; secrets write-only and shown masked; runs shown with their chunk
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 
 from asgiref.sync import async_to_sync
 from django import forms
@@ -163,7 +164,7 @@ class AgentAdmin(ChangeHistoryMixin, admin.ModelAdmin):
 
         return format_html('<a href="{}?agent={}">chat</a>', reverse("console:playground"), obj.pk)
 
-    def _runtime_action(self, request: HttpRequest, queryset: QuerySet[Agent], change, verb: str) -> None:  # noqa: ANN001
+    def _runtime_action(self, request: HttpRequest, queryset: QuerySet[Agent], change: Callable[..., Awaitable[object]], verb: str) -> None:
         done, refused = [], []
         for agent in queryset.order_by("pk"):
             try:

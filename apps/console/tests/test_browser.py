@@ -17,7 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from daarion.testing import ServerProcess, free_port, start_asgi_server, start_celery_worker
+from daarion.testing import (
+    ServerProcess,
+    free_port,
+    start_asgi_server,
+    start_celery_worker,
+)
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "screenshots" / "console"
@@ -84,7 +89,7 @@ def page(browser, console_server, monkeypatch) -> Iterator[Page]:
     # here, so an offline machine and one online see the same page.
     page.external_requests = []  # type: ignore[attr-defined]
 
-    def outside(route) -> None:  # noqa: ANN001 - Playwright's Route
+    def outside(route) -> None:
         page.external_requests.append(route.request.url)  # type: ignore[attr-defined]
         if route.request.url.startswith("https://cdn.redoc.ly/redoc/logo-mini.svg"):
             route.fulfill(status=200, content_type="image/svg+xml", body="<svg xmlns='http://www.w3.org/2000/svg'/>")
