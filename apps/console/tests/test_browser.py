@@ -42,7 +42,8 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def console_server(server_env, tmp_path_factory) -> Iterator[ServerProcess]:
+def console_env(server_env, tmp_path_factory) -> Iterator[dict[str, str]]:
+    """The environment of the console's server, and the agents worker that shares it."""
     port = free_port()
     env = {
         **server_env,
@@ -50,13 +51,22 @@ def console_server(server_env, tmp_path_factory) -> Iterator[ServerProcess]:
         "DAARION_PUBLIC_URL": f"http://127.0.0.1:{port}",
         # Its runs go to a worker of their own with this environment.
         "DAARION_AGENTS_RUN_QUEUE": "agents-console",
+        "CONSOLE_PORT": str(port),
     }
-    logs = tmp_path_factory.mktemp("console-server")
+    logs = tmp_path_factory.mktemp("console-worker")
     worker = start_celery_worker(env, logs, queues="agents-console", pool="threads", concurrency=4, name="agents-console")
-    server = start_asgi_server(env, logs, port=port, name="console")
+    yield env
+    worker.stop()
+
+
+@pytest.fixture
+def console_server(console_env, tmp_path_factory) -> Iterator[ServerProcess]:
+    # A server per test: each test's database is flushed after it, content types included,
+    # and a server that lived on would write admin log rows with the old content type ids.
+    server = start_asgi_server(console_env, tmp_path_factory.mktemp("console-server"),
+                               port=int(console_env["CONSOLE_PORT"]), name="console")
     yield server
     server.stop()
-    worker.stop()
 
 
 @pytest.fixture(scope="module")
