@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA_DIR ?= .data
 
-.PHONY: run test lint venv install node clean-data
+.PHONY: run test lint venv install node clean-data vendor-jsoneditor
 
 # The Node test of the AI SDK stream reader needs node_modules when package.json exists.
 NODE_STAMP := $(if $(wildcard package.json),node_modules/.installed,)
@@ -48,8 +48,22 @@ lint: $(STAMP)
 
 # The test suite gets its own embedded servers under .data/test, so it never touches the
 # data of a running `make run`.
+# The console's browser tests drive Debian's chromium through Playwright; without it they skip.
+CHROMIUM ?= $(or $(CHROMIUM_PATH),$(shell command -v chromium 2>/dev/null))
+
 test: $(STAMP) $(NODE_STAMP) lint
-	$(PY) -m daarion.devstack exec --data-dir $(DATA_DIR)/test -- $(PY) -m pytest $(PYTEST_ARGS)
+	@if [ -n "$(CHROMIUM)" ]; then echo "browser tests: on ($(CHROMIUM))"; \
+	 else echo "browser tests: SKIPPED - no chromium (apt-get install chromium, or set CHROMIUM_PATH)"; fi
+	CHROMIUM_PATH="$(CHROMIUM)" $(PY) -m daarion.devstack exec --data-dir $(DATA_DIR)/test -- $(PY) -m pytest $(PYTEST_ARGS)
+	@if [ -z "$(CHROMIUM)" ]; then echo "browser tests were SKIPPED: no chromium on this machine"; fi
 
 clean-data:
 	$(PY) -m daarion.devstack reset --data-dir $(DATA_DIR)
+
+# The admin's JSON editor (static/vendor/jsoneditor, committed): refresh it from npm.
+JSONEDITOR_VERSION ?= 3.13.0
+vendor-jsoneditor:
+	rm -rf .vendor-tmp && mkdir .vendor-tmp
+	cd .vendor-tmp && npm pack vanilla-jsoneditor@$(JSONEDITOR_VERSION) --silent && tar xzf vanilla-jsoneditor-$(JSONEDITOR_VERSION).tgz
+	cp .vendor-tmp/package/standalone.js .vendor-tmp/package/LICENSE.md static/vendor/jsoneditor/
+	rm -rf .vendor-tmp

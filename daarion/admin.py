@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
 from daarion.choices import Scope
+from daarion.admin_history import ChangeHistoryMixin
 from daarion.models import ChangeRecord, ServiceToken
 from daarion.services import clean_token_agents, service_token_create, service_token_delete, service_token_update
 
@@ -62,7 +63,7 @@ class ServiceTokenForm(forms.ModelForm):
 
 
 @admin.register(ServiceToken)
-class ServiceTokenAdmin(admin.ModelAdmin):
+class ServiceTokenAdmin(ChangeHistoryMixin, admin.ModelAdmin):
     form = ServiceTokenForm
     list_display = ["name", "prefix", "scope_list", "agent_list", "enabled", "expires_at", "last_used_at"]
     list_filter = ["enabled"]

@@ -313,7 +313,10 @@ def run_service(data_dir: Path) -> int:
     port = os.environ.get("PORT", "8000")
     stack = Stack(data_dir).start()
     # The demo HTTP tool calls this service's own /demo/ routes: point it at where we listen.
-    stack.env.setdefault("DAARION_PUBLIC_URL", f"http://{host}:{port}")
+    public_url = stack.env.setdefault("DAARION_PUBLIC_URL", f"http://{host}:{port}")
+    # Commands run later from a shell read it from here (daarion.settings), so they agree with
+    # the server about its address (and the hosts its HTTP tools may reach).
+    (data_dir / "server.json").write_text(json.dumps({"public_url": public_url, "pid": os.getpid()}))
     children: dict[str, subprocess.Popen] = {}
     stopping = False
 
@@ -322,7 +325,7 @@ def run_service(data_dir: Path) -> int:
         stopping = True
 
     try:
-        for step in (("migrate", "--noinput"), ("seed_demo", "--quiet")):
+        for step in (("migrate", "--noinput"), ("seed_demo", "--quiet", "--public-url", public_url)):
             code = subprocess.call(_manage(*step), env=stack.env)
             if code != 0:
                 _log(f"manage.py {step[0]} failed with exit code {code}")

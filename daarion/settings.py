@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "apps.memory",
     "apps.tools",
     "apps.agents",
+    "apps.console",  # the operator console (front page, playground, test buttons): imported by nothing
 ]
 
 MIDDLEWARE = [
@@ -269,8 +270,23 @@ LOGGING = {
 # --- tools ---
 from urllib.parse import urlsplit as _urlsplit  # noqa: E402
 
+
+
+def _served_at(data_dir: Path) -> str | None:
+    """The address `make run` last served on (DATA_DIR/server.json), so commands run from a
+    shell (agent_chat, seed_demo) agree with the server without repeating HOST/PORT."""
+    import json
+
+    try:
+        return json.loads((data_dir / "server.json").read_text()).get("public_url") or None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 # Where this deployment is reachable; the demo HTTP tool targets its own /demo/ service here.
-DAARION_PUBLIC_URL = os.environ.get("DAARION_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+DAARION_PUBLIC_URL = (
+    os.environ.get("DAARION_PUBLIC_URL") or (None if PRODUCTION else _served_at(DATA_DIR)) or "http://127.0.0.1:8000"
+).rstrip("/")
 # Hosts HTTP tools may reach: `host`, `host:port`, `*.suffix`, `*` (public addresses only).
 # Internal addresses (loopback, private, link-local) need the host listed exactly.
 TOOLS_HTTP_ALLOWED_HOSTS = _env_list("TOOLS_HTTP_ALLOWED_HOSTS", _urlsplit(DAARION_PUBLIC_URL).netloc)

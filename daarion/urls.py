@@ -1,13 +1,17 @@
-"""URL map: admin, the internal API, the OpenAI-compatible API, health (/mcp is plain ASGI: daarion/asgi.py)."""
+"""URL map: the front page, admin (+ its console), the internal API, the OpenAI-compatible API, health
+(/mcp is plain ASGI: daarion/asgi.py)."""
 
 from django.contrib import admin
 from django.urls import include, path
 
+from apps.console.views import front_page
 from apps.tools.demo_service import projects_list as demo_projects_list
 from daarion.api import internal_api, openai_api
 from daarion.health import health
 
 urlpatterns = [
+    path("", front_page, name="front"),
+    path("admin/console/", include("apps.console.urls")),
     path("admin/", admin.site.urls),
     path("internal/", internal_api.urls),
     path("v1/", openai_api.urls),

@@ -5,10 +5,11 @@ import command; secrets write-only and shown masked; runs shown with their chunk
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 
 from asgiref.sync import async_to_sync
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
@@ -16,6 +17,7 @@ from django.utils.html import format_html
 from apps.agents.models import Agent, AgentSecret, Run
 from apps.agents.runs.chunks import stream_key
 from apps.agents.runs.services import arun_cancel
+from apps.agents.runtime import agent_load, agent_unload, runtime_state, runtime_states
 from apps.agents.selectors import agent_get
 from apps.agents.services import (
     EDITABLE_FIELDS,
@@ -26,8 +28,10 @@ from apps.agents.services import (
     agent_update,
     agent_validate,
 )
+from daarion.admin_history import ChangeHistoryMixin
 from daarion.crypto import mask
-from daarion.errors import ValidationFailed
+from daarion.errors import DaarionError, ValidationFailed
+from daarion.json_widget import JsonEditorWidget
 from daarion.redis_client import get_redis
 
 
@@ -35,6 +39,7 @@ class AgentForm(forms.ModelForm):
     class Meta:
         model = Agent
         fields = ["id", *EDITABLE_FIELDS]
+        widgets = {"character": JsonEditorWidget(kind="agent.character"), "memory_kinds": JsonEditorWidget(kind="strings")}
 
     def _post_clean(self) -> None:
         super()._post_clean()  # copies the cleaned values onto self.instance
@@ -81,10 +86,11 @@ class AgentSecretInline(admin.TabularInline):
 
 
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
+class AgentAdmin(ChangeHistoryMixin, admin.ModelAdmin):
     form = AgentForm
-    list_display = ["id", "name", "microdao_id", "model", "enabled", "version", "updated_at"]
+    list_display = ["id", "name", "microdao_id", "model", "enabled", "loaded", "version", "chat_link"]
     list_filter = ["enabled", "model"]
+    actions = ["load_agents", "unload_agents"]
     search_fields = ["id", "name", "microdao_id"]
     readonly_fields = ["version", "created_at", "updated_at"]
     inlines = [AgentSecretInline]
@@ -131,6 +137,53 @@ class AgentAdmin(admin.ModelAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Agent) -> None:
         agent_delete(agent=obj)
+
+    # --- runtime: loaded column, load/unload actions, chat link (the console) ---
+    @admin.display(description="loaded", boolean=True)
+    def loaded(self, obj: Agent) -> bool:
+        # Replaced per page by get_list_display's one-read version; kept for admin's checks.
+        state = async_to_sync(runtime_state)(obj.pk)
+        return obj.enabled and state.loaded
+
+    def get_list_display(self, request: HttpRequest) -> list:
+        # One Redis read per page, not one per row; bound to this request, not to the
+        # (shared) ModelAdmin instance.
+        states = async_to_sync(runtime_states)()
+
+        @admin.display(description="loaded", boolean=True)
+        def loaded(obj: Agent) -> bool:
+            state = states.get(obj.pk)
+            # No state: loaded (see apps.agents.runtime); a disabled agent cannot take a turn.
+            return obj.enabled and (state is None or state.loaded)
+
+        return [loaded if name == "loaded" else name for name in super().get_list_display(request)]
+
+    @admin.display(description="chat")
+    def chat_link(self, obj: Agent) -> str:
+        from django.urls import reverse
+
+        return format_html('<a href="{}?agent={}">chat</a>', reverse("console:playground"), obj.pk)
+
+    def _runtime_action(self, request: HttpRequest, queryset: QuerySet[Agent], change: Callable[..., Awaitable[object]], verb: str) -> None:
+        done, refused = [], []
+        for agent in queryset.order_by("pk"):
+            try:
+                async_to_sync(change)(agent_id=agent.pk)
+                done.append(agent.pk)
+            except DaarionError as exc:
+                refused.append(f"{agent.pk}: {exc.message}")
+        if done:
+            self.message_user(request, f"{verb}: {', '.join(done)}")
+        for line in refused:
+            self.message_user(request, line, level=messages.WARNING)
+
+    @admin.action(description="Load the selected agents (they may chat)")
+    def load_agents(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        self._runtime_action(request, queryset, agent_load, "loaded")
+
+    @admin.action(description="Unload the selected agents (they refuse turns until loaded)")
+    def unload_agents(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        self._runtime_action(request, queryset, agent_unload, "unloaded")
 
     def delete_queryset(self, request: HttpRequest, queryset) -> None:
         for agent in queryset:

@@ -15,6 +15,7 @@ from apps.llm import services
 from apps.llm.choices import BudgetPeriod
 from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy, UsageRecord
 from apps.llm.selectors import usage_daily_totals
+from daarion.admin_history import ChangeHistoryMixin
 from daarion.crypto import mask
 from daarion.errors import DaarionError
 
@@ -70,7 +71,7 @@ class LogicalModelForm(forms.ModelForm):
         return [item.strip() for item in text.split(",") if item.strip()]
 
 
-class _ServiceAdmin(admin.ModelAdmin):
+class _ServiceAdmin(ChangeHistoryMixin, admin.ModelAdmin):
     """Turns service errors into form errors or messages instead of 500 pages."""
 
     def _report(self, request: HttpRequest, exc: Exception) -> None:
@@ -281,8 +282,8 @@ class UsageRecordAdmin(admin.ModelAdmin):
     """Read-only: usage is written by the proxy. The changelist shows per-day totals of the
     filtered rows, per agent and per model."""
 
-    list_display = ["created_at", "agent_id", "microdao_id", "logical_model", "provider", "status", "error_type",
-                    "total_tokens", "cost", "latency_ms", "ttft_ms", "stream", "attempts"]
+    # Fits 1440 px with cost and latency in view; the rest of a record is in its change view.
+    list_display = ["created_at", "agent_id", "logical_model", "status", "total_tokens", "cost", "latency_ms"]
     list_filter = ["status", "stream", "endpoint", "logical_model", "provider", "created_at"]
     search_fields = ["request_id", "agent_id", "microdao_id", "channel_id"]
     date_hierarchy = "created_at"
@@ -303,6 +304,9 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: UsageRecord | None = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: UsageRecord | None = None) -> bool:
+        return False  # usage is billing: never lost
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):  # noqa: ANN201
         response = super().changelist_view(request, extra_context=extra_context)

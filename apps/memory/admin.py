@@ -17,6 +17,7 @@ from django.utils.html import format_html, format_html_join
 from apps.memory import selectors, services
 from apps.memory.models import EmbeddingModel, MemoryEntry, MemoryJob, Transcript
 from apps.memory.search import memory_search_staff
+from daarion.admin_history import ChangeHistoryMixin
 from daarion.errors import DaarionError
 
 
@@ -121,7 +122,7 @@ def _status_table() -> list[dict]:
 
 
 @admin.register(EmbeddingModel)
-class EmbeddingModelAdmin(admin.ModelAdmin):
+class EmbeddingModelAdmin(ChangeHistoryMixin, admin.ModelAdmin):
     list_display = ("name", "backend", "dimensions", "is_active", "ready", "pending", "failed")
     fields = ("name", "backend", "dimensions", "options", "is_active")
     actions = ["activate", "activate_and_reembed"]
@@ -194,6 +195,9 @@ class MemoryJobAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a job's record is its audit trail
 
     @admin.display(description="progress")
     def progress(self, obj):

@@ -31,6 +31,11 @@ class SecretStateOut(serializers.Serializer):
     updated_at = serializers.DateTimeField(allow_null=True)
 
 
+# A map of header name to its state. A serializer, not a hand-written "$ref": spectacular
+# emits a component only for serializers it meets, so a bare reference would dangle.
+_SECRET_STATES = serializers.DictField(child=SecretStateOut())
+
+
 def _state(is_set: bool, updated_at: Any) -> dict[str, Any]:
     return {"set": bool(is_set), "updated_at": updated_at if is_set else None}
 
@@ -177,7 +182,7 @@ class ToolOut(serializers.ModelSerializer):
                   "rate_limit_per_minute", "secret_headers", "agent_secret_headers", "version", "created_at",
                   "updated_at"]
 
-    @extend_schema_field({"type": "object", "additionalProperties": {"$ref": "#/components/schemas/SecretStateOut"}})
+    @extend_schema_field(_SECRET_STATES)
     def get_secret_headers(self, obj: Tool) -> dict[str, Any]:
         names = secret_header_names(obj)
         changed = secret_changed_at(instance=obj, field="secret_headers") if names else None
@@ -225,7 +230,7 @@ class McpServerOut(serializers.ModelSerializer):
                   "headers", "agent_secret_headers", "protocol_version", "last_synced_at", "last_sync_error",
                   "tools", "created_at", "updated_at"]
 
-    @extend_schema_field({"type": "object", "additionalProperties": {"$ref": "#/components/schemas/SecretStateOut"}})
+    @extend_schema_field(_SECRET_STATES)
     def get_headers(self, obj: McpServer) -> dict[str, Any]:
         names = mcp_server_secret_header_names(obj)
         changed = secret_changed_at(instance=obj, field="secret_headers") if names else None
@@ -272,7 +277,7 @@ class AgentOut(serializers.ModelSerializer):
                   "history_turns", "history_tokens",
                   "secrets", "version", "created_at", "updated_at"]
 
-    @extend_schema_field({"type": "object", "additionalProperties": {"$ref": "#/components/schemas/SecretStateOut"}})
+    @extend_schema_field(_SECRET_STATES)
     def get_secrets(self, obj: Agent) -> dict[str, Any]:
         # Only names and dates: the views prefetch the secrets without their value column.
         return {secret.name: _state(True, secret.updated_at) for secret in sorted(obj.secrets.all(), key=lambda x: x.name)}

@@ -24,7 +24,9 @@ from apps.tools.services import (
     tool_update,
     tool_validate,
 )
+from daarion.admin_history import ChangeHistoryMixin
 from daarion.crypto import mask
+from daarion.json_widget import JsonEditorWidget
 
 
 def _lines(text: str) -> list[str]:
@@ -56,6 +58,11 @@ class ToolForm(forms.ModelForm):
             "timeout", "enabled", "read_only", "destructive", "idempotent", "rate_limit_per_minute",
             "agent_secret_headers",
         ]
+        widgets = {
+            "input_schema": JsonEditorWidget(kind="tool.input_schema"),
+            "output_schema": JsonEditorWidget(kind="tool.output_schema"),
+            "agent_secret_headers": JsonEditorWidget(kind="string-map"),
+        }
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -103,7 +110,7 @@ class ToolForm(forms.ModelForm):
 
 
 @admin.register(Tool)
-class ToolAdmin(admin.ModelAdmin):
+class ToolAdmin(ChangeHistoryMixin, admin.ModelAdmin):
     form = ToolForm
     list_display = ["tool_id", "name", "executor", "enabled", "agents_display", "timeout", "version", "updated_at"]
     list_filter = ["executor", "enabled"]
@@ -204,7 +211,7 @@ class McpServerForm(forms.ModelForm):
 
 
 @admin.register(McpServer)
-class McpServerAdmin(admin.ModelAdmin):
+class McpServerAdmin(ChangeHistoryMixin, admin.ModelAdmin):
     form = McpServerForm
     list_display = ["name", "url", "prefix", "enabled", "protocol_version", "last_synced_at", "tool_count"]
     list_filter = ["enabled"]
@@ -275,6 +282,9 @@ class ToolCallAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: ToolCall | None = None) -> bool:
         return False  # an audit trail is read-only
+
+    def has_delete_permission(self, request: HttpRequest, obj: ToolCall | None = None) -> bool:
+        return False  # ... and never lost
 
 
 @admin.register(Followup)

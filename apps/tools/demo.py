@@ -11,7 +11,8 @@ from apps.tools.services import tool_create, tool_update
 DEMO_AGENTS = ["agent:sofia", "agent:pm", "agent:cto"]
 
 
-def demo_tools() -> list[dict]:
+def demo_tools(public_url: str | None = None) -> list[dict]:
+    base = (public_url or settings.DAARION_PUBLIC_URL).rstrip("/")
     return [
         {
             "tool_id": "projects.list",
@@ -32,7 +33,7 @@ def demo_tools() -> list[dict]:
                 },
             },
             "executor": "http",
-            "target": f"{settings.DAARION_PUBLIC_URL}/demo/projects.list",
+            "target": f"{base}/demo/projects.list",
             "allowed_agents": DEMO_AGENTS,
             "timeout": 5.0,
             "read_only": True,
@@ -71,9 +72,12 @@ def demo_tools() -> list[dict]:
     ]
 
 
-def seed() -> list[str]:
+def seed(*, public_url: str | None = None) -> list[str]:
+    """Creates or refreshes the demo tools. An existing HTTP tool keeps its target unless
+    `public_url` is given: a seed run from a shell that does not know where the server
+    listens must not repoint a working tool (to the default port)."""
     lines = []
-    for spec in demo_tools():
+    for spec in demo_tools(public_url):
         spec = dict(spec)
         tool_id = spec.pop("tool_id")
         existing = Tool.objects.filter(tool_id=tool_id).first()
@@ -81,6 +85,8 @@ def seed() -> list[str]:
             tool_create(tool_id=tool_id, **spec)
             lines.append(f"tool {tool_id} created")
         else:
+            if spec["executor"] == "http" and public_url is None:
+                spec.pop("target")
             before = existing.version
             tool_update(tool=existing, **spec)
             lines.append(f"tool {tool_id} {'updated' if existing.version != before else 'unchanged'}")

@@ -8,6 +8,7 @@ can print them again; this is a development convenience and refuses to run in pr
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import secrets
 from pathlib import Path
@@ -34,8 +35,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--quiet", action="store_true", help="do not print the credentials")
+        parser.add_argument(
+            "--public-url", dest="public_url",
+            help="where the server listens (http://host:port): points the demo HTTP tool there. Without it an "
+            "existing demo tool keeps its target (`make run` passes the server's own address).",
+        )
 
-    def handle(self, *args, quiet: bool, **opts) -> None:
+    def handle(self, *args, quiet: bool, public_url: str | None = None, **opts) -> None:
         if settings.PRODUCTION:
             raise CommandError("seed_demo is for development; it refuses to run with DAARION_ENV=production")
         state_path = Path(settings.DATA_DIR) / "demo.json"
@@ -51,7 +57,9 @@ class Command(BaseCommand):
                 if exc.name != module_name:
                     raise
                 continue
-            for line in module.seed():
+            # Only the seeds that take the option get it (the demo tools).
+            takes_url = "public_url" in inspect.signature(module.seed).parameters
+            for line in module.seed(**({"public_url": public_url} if takes_url else {})):
                 self.stderr.write(f"seed_demo: {line}")
         state_path.parent.mkdir(parents=True, exist_ok=True)
         state_path.write_text(json.dumps(state, indent=2))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import os
 import signal
 import sys
 import uuid
@@ -34,6 +36,23 @@ WAITING_HINT_SECONDS = 5.0
 POLL_SECONDS = 0.25
 
 
+# Libraries that narrate at INFO (the local embedding model's loading, HTTP clients): their
+# lines would land in the middle of the chat.
+NOISY_LOGGERS = ("sentence_transformers", "transformers", "huggingface_hub", "torch", "httpx", "httpcore",
+                 "urllib3", "filelock", "celery", "kombu", "apps", "daarion")
+
+
+def quiet_library_logs() -> None:
+    """Keeps library log lines out of the terminal chat; warnings and errors still show."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    root = logging.getLogger()
+    root.setLevel(max(root.level, logging.WARNING))
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _short(value: Any, limit: int = 200) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= limit else text[:limit] + "…"
@@ -53,6 +72,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, agent_id: str, message: list[str] | None, resume: str | None, **opts: Any) -> None:
         self.opts = opts
+        if opts.get("verbosity", 1) < 2:  # -v 2 shows every log line
+            quiet_library_logs()
         self.agent_id = agent_id
         self.session_id = opts["session_id"] or f"sess-cli-{uuid.uuid4().hex[:12]}"
         blueprint = blueprints_all().get(agent_id)

@@ -1,0 +1,35 @@
+"""Admin "History" from the project's change log instead of Django's own admin log.
+
+Django's LogEntry sees only admin saves; the change log (daarion.audit) is written by every
+door, with the diff. Audited ModelAdmins take this mixin first in their bases.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+
+from daarion.selectors import change_records_for
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=1, default=str) if value is not None else "—"
+
+
+class ChangeHistoryMixin:
+    object_history_template = "admin/daarion/change_history.html"
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context: dict | None = None) -> HttpResponse:
+        records = change_records_for(object_type=self.model._meta.label, object_id=object_id)
+        rows = [
+            {
+                "record": record,
+                "changes": [(name, _show(pair[0]), _show(pair[1])) for name, pair in sorted(record.changes.items())
+                            if isinstance(pair, list) and len(pair) == 2],
+            }
+            for record in records
+        ]
+        context = {**(extra_context or {}), "change_rows": rows}
+        return super().history_view(request, object_id, extra_context=context)  # type: ignore[misc]
