@@ -6,6 +6,8 @@ from django.urls import include, path
 from apps.tools.demo_service import projects_list as demo_projects_list
 from daarion.api import internal_api, openai_api
 from daarion.health import health
+from daarion.observability import health as probes
+from daarion.observability.metrics import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -13,5 +15,8 @@ urlpatterns = [
     path("v1/", openai_api.urls),
     path("api/registry/", include("apps.registry.urls")),
     path("health", health, name="health"),
+    path("health/live", probes.live, name="health-live"),
+    path("health/ready", probes.ready, name="health-ready"),
+    path("metrics", metrics_view, name="metrics"),
     path("demo/projects.list", demo_projects_list, name="demo-projects-list"),
 ]

@@ -35,6 +35,7 @@ from django.db import close_old_connections, connection, models
 from django.utils.dateparse import parse_datetime
 
 from daarion.list_drain import drain_list
+from daarion.observability.metrics import observe_llm
 from daarion.redis_client import get_redis, key
 from daarion.storable import clean_text, insert_batch
 
@@ -88,7 +89,9 @@ def _loads(item: bytes | str) -> Any:
 
 
 def emit(record: dict[str, Any]) -> None:
-    """Queues a record; never blocks and never raises."""
+    """Queues a record; never blocks and never raises. Every LLM call leaves exactly one, so
+    the call is counted here too (daarion_llm_* metrics)."""
+    observe_llm(record)
     try:
         _queue.append(_dumps(record))
     except (TypeError, ValueError):
