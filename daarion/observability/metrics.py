@@ -22,6 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -246,6 +247,7 @@ def exposition() -> bytes:
     return generate_latest(counted) + generate_latest(scraped)
 
 
+@csrf_exempt  # token-authenticated, no cookies: CSRF would only turn a wrong method into a 403
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """GET /metrics: needs a service token with the `metrics` scope (Prometheus sends it with
     its `authorization` scrape setting); refusals in the house error envelope."""
