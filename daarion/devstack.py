@@ -245,6 +245,7 @@ def run_service(data_dir: Path) -> int:
     stack = Stack(data_dir).start()
     # The demo HTTP tool calls this service's own /demo/ routes: point it at where we listen.
     stack.env.setdefault("DAARION_PUBLIC_URL", f"http://{host}:{port}")
+    _metrics_folder(stack.env, data_dir)
     children: dict[str, subprocess.Popen] = {}
     stopping = False
 
@@ -328,6 +329,15 @@ def run_service(data_dir: Path) -> int:
                 child.wait()
         stack.stop()
         _log("stopped")
+
+
+def _metrics_folder(env: dict[str, str], data_dir: Path) -> None:
+    """One PROMETHEUS_MULTIPROC_DIR for web and workers (GET /metrics adds up their files),
+    emptied at start: files of processes from an earlier run would count twice."""
+    folder = Path(env.get("PROMETHEUS_MULTIPROC_DIR") or data_dir / "prometheus")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
 
 def main(argv: list[str] | None = None) -> int:
