@@ -7,9 +7,11 @@ from apps.tools.demo_service import projects_list as demo_projects_list
 from daarion.api import internal_api, openai_api
 from daarion.health import health
 from daarion.observability import health as probes
+from daarion.observability.admin_views import metrics_page
 from daarion.observability.metrics import metrics_view
 
 urlpatterns = [
+    path("admin/metrics/", admin.site.admin_view(metrics_page), name="admin-metrics"),
     path("admin/", admin.site.urls),
     path("internal/", internal_api.urls),
     path("v1/", openai_api.urls),

@@ -34,6 +34,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection, models
 from django.utils.dateparse import parse_datetime
 
+from daarion.auth import token_id_var
 from daarion.list_drain import drain_list
 from daarion.observability.metrics import observe_llm
 from daarion.redis_client import get_redis, key
@@ -67,6 +68,7 @@ def new_record(**fields: Any) -> dict[str, Any]:
     record = {
         "record_id": uuid.uuid4().hex,
         "created_at": time.time(),
+        "token_id": token_id_var.get(),  # the calling service token, when a request made the call
         **fields,
     }
     if isinstance(record.get("cost"), Decimal):
