@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -311,3 +312,18 @@ def usage_by_token(*, token_ids: list[int], days: int = 30) -> dict[int, dict[st
     rows = (UsageRecord.objects.filter(token_id__in=token_ids, created_at__gte=since).values("token_id")
             .annotate(calls=Count("id"), cost=Sum("cost")))
     return {row["token_id"]: {"calls": row["calls"], "cost": row["cost"] or Decimal(0)} for row in rows}
+
+
+def cooldown_metrics() -> Iterable[Any]:
+    """Scrape-time gauge (daarion.observability.metrics): 1 for each deployment cooling down
+    after repeated failures, 0 for the others, by logical model and provider."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    rows = list(Deployment.objects.filter(enabled=True).values_list("id", "logical_model__name", "provider__name"))
+    cooling = deployment_cooldowns(deployment_ids=[row[0] for row in rows])
+    gauge = GaugeMetricFamily("daarion_llm_deployment_cooling_down",
+                              "1 while a deployment is skipped after repeated failures (router cooldown).",
+                              labels=["model", "provider", "deployment"])
+    for deployment_id, model, provider in rows:
+        gauge.add_metric([model, provider, str(deployment_id)], 1 if deployment_id in cooling else 0)
+    yield gauge

@@ -31,6 +31,10 @@ from prometheus_client.registry import Collector
 logger = logging.getLogger(__name__)
 
 ENABLED: bool = bool(getattr(settings, "METRICS_ENABLED", True))
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # prometheus-client opens its files there as metrics are created: a folder that is not
+    # there yet (a fresh tmpfs) must not fail the first call that counts.
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 # Latency buckets from a cache hit (ms) to a long model answer (minutes).
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)

@@ -8,11 +8,13 @@ import asyncio
 from decimal import Decimal
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from apps.llm import services
 from apps.llm.models import UsageRecord
 from apps.llm.router import health
 from apps.llm.tests.conftest import usage_rows
+from daarion.observability.metrics import exposition
 from daarion.services import service_token_create
 
 
@@ -39,6 +41,10 @@ def test_providers_and_models_show_cooldowns_error_rates_and_the_last_error(admi
         html = admin_client.get(page).content.decode()
         assert "1 deployment(s) cooling down until" in html, page
         assert "1/2 calls failed (50%)" in html and "last error upstream_timeout" in html, page
+    # The same cooldown as a scrape-time gauge of /metrics.
+    samples = {(s.name, s.labels.get("model"), s.labels.get("provider")): s.value
+               for family in text_string_to_metric_families(exposition().decode()) for s in family.samples}
+    assert samples[("daarion_llm_deployment_cooling_down", "obs-model", "obs-provider")] == 1
 
 
 @pytest.mark.django_db
