@@ -37,6 +37,7 @@ from django.utils.dateparse import parse_datetime
 from daarion.auth import token_id_var
 from daarion.list_drain import drain_list
 from daarion.observability.metrics import observe_llm
+from daarion.observability.tracing import llm_call_span
 from daarion.redis_client import get_redis, key
 from daarion.storable import clean_text, insert_batch
 
@@ -94,6 +95,7 @@ def emit(record: dict[str, Any]) -> None:
     """Queues a record; never blocks and never raises. Every LLM call leaves exactly one, so
     the call is counted here too (daarion_llm_* metrics)."""
     observe_llm(record)
+    llm_call_span(record)
     try:
         _queue.append(_dumps(record))
     except (TypeError, ValueError):

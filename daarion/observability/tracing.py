@@ -144,6 +144,45 @@ def note_response(current: Any, message: Mapping[str, Any]) -> None:
         current.set_status(Status(StatusCode.ERROR))
 
 
+def llm_call_span(record: Mapping[str, Any]) -> None:
+    """A `chat <model>` (or `embeddings <model>`) span for an LLM call made outside an agent
+    turn (the proxy's doors), from its usage record: started `latency_ms` ago, ended now, with
+    the GenAI attributes. Inside a turn the step's own span already covers the call."""
+    if not _state["on"]:
+        return
+    try:
+        _llm_call_span(record)
+    except Exception:  # noqa: BLE001 - a usage record's emit never raises; nor does its span
+        logger.warning("could not record an LLM call's span", exc_info=True)
+
+
+def _llm_call_span(record: Mapping[str, Any]) -> None:
+    current = trace.get_current_span()
+    if getattr(current, "name", "").startswith("chat "):
+        return
+    import time
+
+    endpoint = str(record.get("endpoint") or "")
+    operation = "embeddings" if endpoint == "embeddings" else "chat"
+    model = record.get("logical_model") or ""
+    latency_ns = int(float(record.get("latency_ms") or 0) * 1_000_000)
+    end = time.time_ns()
+    attributes = _clean({
+        "gen_ai.operation.name": operation, "gen_ai.request.model": model,
+        "gen_ai.response.model": record.get("upstream_model"), "gen_ai.provider.name": record.get("provider"),
+        "gen_ai.usage.input_tokens": record.get("prompt_tokens"),
+        "gen_ai.usage.output_tokens": record.get("completion_tokens"),
+        "gen_ai.agent.id": record.get("agent_id"), "daarion.llm.endpoint": endpoint,
+        "daarion.llm.status": record.get("status"), "error.type": record.get("error_type"),
+        "http.request_id": record.get("request_id"),
+    })
+    span = tracer.start_span(f"{operation} {model}", kind=SpanKind.CLIENT, attributes=attributes,
+                             start_time=end - latency_ns)
+    if record.get("status") not in ("ok", None):
+        span.set_status(Status(StatusCode.ERROR, str(record.get("error_type") or record.get("status"))))
+    span.end(end_time=end)
+
+
 # --- propagation -------------------------------------------------------------------------
 
 

@@ -317,3 +317,23 @@ def test_one_trace_for_an_agent_run_across_web_worker_model_and_tool(
     tool_parents = [h.get("traceparent", "") for h in receiver.tool_headers]
     assert tool_parents and all(tp.split("-")[1] == trace_id for tp in tool_parents), tool_parents
     assert {tp.split("-")[2] for tp in tool_parents} <= set(by_id)
+
+
+def test_a_proxy_call_continues_the_callers_trace_with_a_genai_span(llm_routes, make_token, bearer, receiver, traced):
+    llm_routes("obs-unused-2")  # the stub route `dagi-stub`
+    trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    with httpx.Client(base_url=traced.url, timeout=30) as client:
+        answer = client.post("/v1/chat/completions", headers={
+            **bearer(make_token(scopes=["llm"])), "traceparent": f"00-{trace_id}-{parent}-01",
+        }, json={"model": "dagi-stub", "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 200, answer.text
+    wait_until(lambda: {"POST /v1/chat/completions", "chat dagi-stub"} <= {s["name"] for s in receiver.trace(trace_id)},
+               "the proxy call's spans")
+    spans = {s["name"]: s for s in receiver.trace(trace_id)}
+    server, chat = spans["POST /v1/chat/completions"], spans["chat dagi-stub"]
+    assert server["parent_id"] == parent, "the caller's traceparent is continued"
+    assert server["attributes"]["http.request_id"] == answer.headers["x-request-id"]
+    assert chat["parent_id"] == server["span_id"]
+    assert chat["attributes"]["gen_ai.provider.name"] == "stub"
+    assert chat["attributes"]["gen_ai.usage.output_tokens"] > 0
+    assert chat["attributes"]["daarion.llm.status"] == "ok"
