@@ -21,7 +21,8 @@ RUN DJANGO_SECRET_KEY=build DATABASE_URL=postgres://build@localhost/build REDIS_
     DAARION_ENCRYPTION_KEYS=build:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= \
     DJANGO_STATIC_ROOT=/app/staticfiles python manage.py collectstatic --noinput
 
-RUN useradd --create-home --uid 10001 daarion && chown -R daarion /app
+RUN useradd --create-home --uid 10001 daarion && chown -R daarion /app \
+    && mkdir -p /run/prometheus && chown daarion /run/prometheus
 USER daarion
 ENV DJANGO_STATIC_ROOT=/app/staticfiles
 EXPOSE 8000

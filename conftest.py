@@ -42,6 +42,9 @@ def server_env(django_db_setup, django_db_blocker, tmp_path_factory) -> dict[str
     env["DAARION_DATA_DIR"] = str(settings.DATA_DIR)
     env["DJANGO_SETTINGS_MODULE"] = "daarion.settings"
     env.setdefault("DAARION_LOG_LEVEL", "WARNING")
+    # Metrics of every server and worker process of the session add up in one folder, as in
+    # production (daarion/observability/metrics.py); a fresh one per session.
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path_factory.mktemp("prometheus"))
     return env
 
 

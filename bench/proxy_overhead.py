@@ -574,6 +574,27 @@ def overhead_table(rates: dict) -> list[dict]:
     return rows
 
 
+def metrics_cost_table(rates: dict, cpu: dict) -> list[dict]:
+    """What counting metrics costs a proxied call: the p50 (and CPU per request) of the server
+    with metrics on minus the one with DAARION_METRICS=0, measured in the same run. The issue's
+    target: at most 0.1 ms at p50."""
+    rows = []
+    for rate, runs in rates.items():
+        on, off = runs.get("ours_v1"), runs.get("ours_v1_nometrics")
+        if on is None or off is None:
+            continue
+        a, b = on.summary(), off.summary()
+        if "p50_ms" in a and "p50_ms" in b:
+            rows.append({"rate": int(rate), "p50_ms_on": a["p50_ms"], "p50_ms_off": b["p50_ms"],
+                         "metrics_p50_ms": round(a["p50_ms"] - b["p50_ms"], 3)})
+    if "ours_v1" in cpu and "ours_v1_nometrics" in cpu:
+        rows.append({"cpu_ms_per_request_on": cpu["ours_v1"]["cpu_ms_per_request"],
+                     "cpu_ms_per_request_off": cpu["ours_v1_nometrics"]["cpu_ms_per_request"],
+                     "metrics_cpu_ms_per_request": round(cpu["ours_v1"]["cpu_ms_per_request"]
+                                                         - cpu["ours_v1_nometrics"]["cpu_ms_per_request"], 3)})
+    return rows
+
+
 def print_table(rates: dict, rows: list[dict], max_rates: dict) -> None:
     print("\nopen-loop latency from the scheduled send time (ms)")
     print(f"{'rate':>6} {'target':<14} {'p50':>8} {'p95':>8} {'p99':>8} | {'+p50':>7} {'+p95':>7} {'+p99':>7}  errors")
@@ -642,6 +663,8 @@ def main() -> int:
     parser.add_argument("--profile", metavar="DIR", help="only profile our server with py-spy at --profile-rate "
                         "(/v1 for --seconds), writing collapsed stacks and a flame graph to DIR; no other figures")
     parser.add_argument("--profile-rate", type=float, default=200.0)
+    parser.add_argument("--metrics-off", action="store_true", help="also measure a second server of ours with "
+                        "DAARION_METRICS=0 (target ours_v1_nometrics): the metrics' cost per call, in the same run")
     parser.add_argument("--ours-app", default="", help="an ASGI app (module:attr) to measure instead of ours as "
                         "shipped, for experiments; run with the module on PYTHONPATH")
     opts = parser.parse_args()
@@ -666,10 +689,13 @@ def main() -> int:
     upstream_url = f"http://127.0.0.1:{upstream_port}"
     processes: list[subprocess.Popen] = [upstream]
     server = None
+    extra_servers: list = []
     try:
         _wait_http(f"{upstream_url}/health", upstream, "fake upstream")
         register_upstream(upstream_url)
-        env = {**os.environ, "DAARION_LOG_LEVEL": "WARNING"}
+        # Metrics as in production: multiprocess mode, a folder of this run's own.
+        env = {**os.environ, "DAARION_LOG_LEVEL": "WARNING", "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus")}
+        (workdir / "prometheus").mkdir()
         processes.append(start_usage_drainer(env))
         if opts.ours_app or opts.workers > 1:
             server = _start_app(opts.ours_app or "daarion.asgi:application", env, workdir, opts.workers)
@@ -682,6 +708,13 @@ def main() -> int:
             processes.append(process)
         all_targets = targets(upstream_port, int(server.url.rsplit(":", 1)[1]), token, litellm_port)
         SERVER_PIDS[:] = [process.pid for process in processes] + [server.process.pid]
+        if opts.metrics_off:
+            unmetered = start_asgi_server({**env, "DAARION_METRICS": "0"}, workdir, name="bench-web-nometrics")
+            extra_servers.append(unmetered)
+            port = int(unmetered.url.rsplit(":", 1)[1])
+            all_targets["ours_v1_nometrics"] = Target("ours_v1_nometrics", "127.0.0.1", port, "/v1/chat/completions",
+                                                      {"Authorization": f"Bearer {token}"}, _body())
+            SERVER_PIDS.append(unmetered.process.pid)
 
         if opts.profile:
             return _profile(all_targets["ours_v1"], server.process.pid, opts)
@@ -705,6 +738,8 @@ def main() -> int:
                         "ours_responses": server.process.pid}
                 if litellm_port:
                     pids["litellm"] = processes[-1].pid
+                if extra_servers:
+                    pids["ours_v1_nometrics"] = extra_servers[0].process.pid
                 for name, pid in pids.items():
                     cpu[name] = await cpu_per_request(all_targets[name], pid, requests=opts.cpu_requests)
                     print(f"  cpu {name:<14} {cpu[name]}", file=sys.stderr)
@@ -720,7 +755,13 @@ def main() -> int:
             print("\nserver CPU per request (closed loop, 4 in flight; user+system of the server process):")
             for name, figures in cpu.items():
                 print(f"  {name:<14} {figures['cpu_ms_per_request']:6.3f} ms   ({figures['closed_loop_rps']:.0f} req/s)")
+        metrics_cost = metrics_cost_table(rates, cpu) if opts.metrics_off else None
+        if metrics_cost:
+            print("\nmetrics cost (ours_v1 - ours_v1_nometrics, same run):")
+            for row in metrics_cost:
+                print("  " + "  ".join(f"{k} {v}" for k, v in row.items()))
         result = {
+            "metrics_cost": metrics_cost,
             "machine": {"cpus": os.cpu_count(), "cpu_model": _cpu_model(), "platform": platform.platform(), "python": platform.python_version(),
                         "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after],
                         "host_speed_ms_before": speed_before, "host_speed_ms_after": speed_after},
@@ -738,6 +779,8 @@ def main() -> int:
         Path(opts.out).write_text(json.dumps(result, indent=2) + "\n")
         print(f"\nwrote {opts.out}")
     finally:
+        for extra in extra_servers:
+            extra.stop()
         if server is not None:
             server.stop()
         for process in reversed(processes):

@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from daarion.choices import Scope
 from daarion.admin_history import ChangeHistoryMixin
 from daarion.models import ChangeRecord, ServiceToken
+from daarion.observability.token_usage import token_usage
 from daarion.services import clean_token_agents, service_token_create, service_token_delete, service_token_update
 
 
@@ -65,10 +66,14 @@ class ServiceTokenForm(forms.ModelForm):
 @admin.register(ServiceToken)
 class ServiceTokenAdmin(ChangeHistoryMixin, admin.ModelAdmin):
     form = ServiceTokenForm
-    list_display = ["name", "prefix", "scope_list", "agent_list", "enabled", "expires_at", "last_used_at"]
+    list_display = ["name", "prefix", "scope_list", "agent_list", "enabled", "expires_at", "last_used_at", "usage_30d"]
     list_filter = ["enabled"]
     search_fields = ["name", "prefix"]
-    readonly_fields = ["prefix", "last_used_at", "created_at"]
+    readonly_fields = ["prefix", "last_used_at", "created_at", "usage_30d"]
+
+    @admin.display(description="LLM usage (30 days)")
+    def usage_30d(self, obj: ServiceToken) -> str:
+        return token_usage(obj.pk) if obj.pk else "-"
 
     @admin.display(description="scopes")
     def scope_list(self, obj: ServiceToken) -> str:

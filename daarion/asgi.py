@@ -57,6 +57,7 @@ from daarion import fastlane  # noqa: E402
 from daarion.errors import error_response  # noqa: E402
 from daarion.middleware import ApiErrorShapeMiddleware, RequestIdMiddleware  # noqa: E402
 from apps.llm.usage import flush_at_exit as flush_usage_at_exit  # noqa: E402
+from daarion.observability.http import instrument  # noqa: E402
 from apps.tools.mcp.gateway import gateway as mcp_gateway  # noqa: E402
 
 MCP_PATH = "/mcp"
@@ -257,6 +258,8 @@ if os.environ.get("DAARION_SERVE_STATIC", "1") not in {"0", "false", "no"}:
     application = ASGIStaticFilesHandler(django_router)
 else:
     application = django_router
+# HTTP metrics and server spans around every door (daarion/observability/http.py).
+application = instrument(application)
 
 # Everything loaded at start-up (Django, the apps, the URL conf with every API module and what
 # they import, which Django would otherwise load on the first request) lives as long as the

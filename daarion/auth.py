@@ -7,6 +7,7 @@ background thread.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -71,6 +72,10 @@ def _load_tokens() -> dict[str, Principal]:
 
 
 _tokens = LiveSnapshot(TOKEN_CONFIG, _load_tokens, max_age=30.0)
+# The id of the token the current request authenticated with: usage records carry it (spend
+# and calls per token) without every service passing it down. Each request is a task of its
+# own, so the value never outlives its request.
+token_id_var: contextvars.ContextVar[int | None] = contextvars.ContextVar("token_id", default=None)
 _last_touch: dict[int, float] = {}
 _TOUCH_EVERY = 60.0
 
@@ -127,6 +132,7 @@ def _check(principal: Principal | None, scope: str | None) -> Principal:
     if scope is not None:
         ensure_scope(principal, scope)
     _touch_later(principal)
+    token_id_var.set(principal.token_id)
     return principal
 
 

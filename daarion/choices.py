@@ -13,3 +13,4 @@ class Scope(models.TextChoices):
     AGENTS_SECRETS = "agents:secrets", "Read agent secrets"
     REGISTRY = "registry", "Registry management API (read and write)"
     REGISTRY_READ = "registry:read", "Registry management API (read only)"
+    METRICS = "metrics", "Prometheus metrics (GET /metrics)"

@@ -317,6 +317,7 @@ def run_service(data_dir: Path) -> int:
     # Commands run later from a shell read it from here (daarion.settings), so they agree with
     # the server about its address (and the hosts its HTTP tools may reach).
     (data_dir / "server.json").write_text(json.dumps({"public_url": public_url, "pid": os.getpid()}))
+    _metrics_folder(stack.env, data_dir)
     children: dict[str, subprocess.Popen] = {}
     stopping = False
 
@@ -401,6 +402,15 @@ def run_service(data_dir: Path) -> int:
                 child.wait()
         stack.stop()
         _log("stopped")
+
+
+def _metrics_folder(env: dict[str, str], data_dir: Path) -> None:
+    """One PROMETHEUS_MULTIPROC_DIR for web and workers (GET /metrics adds up their files),
+    emptied at start: files of processes from an earlier run would count twice."""
+    folder = Path(env.get("PROMETHEUS_MULTIPROC_DIR") or data_dir / "prometheus")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
 
 def main(argv: list[str] | None = None) -> int:

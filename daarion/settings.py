@@ -458,3 +458,22 @@ SPECTACULAR_SETTINGS = {
         "apps.registry.schema.add_error_responses",
     ],
 }
+
+# --- Observability (daarion/observability/, docs/OPERATIONS.md) --------------------------
+# Prometheus metrics: counted in every process (web, workers), served at GET /metrics to a
+# token with the `metrics` scope. Processes that share one /metrics need the same
+# PROMETHEUS_MULTIPROC_DIR (emptied when the service starts). 0 turns the counting off (the
+# bench compares both: bench/proxy_overhead.py --metrics-off).
+METRICS_ENABLED = _env_bool("DAARION_METRICS", True)
+# GET /health/ready: a Celery worker must have sent its heartbeat within this many seconds.
+WORKER_SEEN_SECONDS = float(os.environ.get("DAARION_WORKER_SEEN_SECONDS", "60"))
+WORKER_HEARTBEAT_SECONDS = float(os.environ.get("DAARION_WORKER_HEARTBEAT_SECONDS", "10"))
+HEALTH_READY_REQUIRE_WORKER = _env_bool("DAARION_READY_REQUIRE_WORKER", True)
+# OpenTelemetry tracing: on when OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set;
+# the standard OTEL_* variables (service name, sampler, headers) apply. DAARION_TRACING=0
+# keeps it off whatever the environment says.
+TRACING_ENABLED = _env_bool("DAARION_TRACING", True) and bool(
+    os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+)
+# The Grafana dashboard the admin's metrics page links to (docs/grafana/daarion.json).
+GRAFANA_DASHBOARD_URL = os.environ.get("DAARION_GRAFANA_URL", "http://127.0.0.1:3000/d/daarion/daarion")

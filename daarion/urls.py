@@ -8,14 +8,21 @@ from apps.console.views import front_page
 from apps.tools.demo_service import projects_list as demo_projects_list
 from daarion.api import internal_api, openai_api
 from daarion.health import health
+from daarion.observability import health as probes
+from daarion.observability.admin_views import metrics_page
+from daarion.observability.metrics import metrics_view
 
 urlpatterns = [
     path("", front_page, name="front"),
     path("admin/console/", include("apps.console.urls")),
+    path("admin/metrics/", admin.site.admin_view(metrics_page), name="admin-metrics"),
     path("admin/", admin.site.urls),
     path("internal/", internal_api.urls),
     path("v1/", openai_api.urls),
     path("api/registry/", include("apps.registry.urls")),
     path("health", health, name="health"),
+    path("health/live", probes.live, name="health-live"),
+    path("health/ready", probes.ready, name="health-ready"),
+    path("metrics", metrics_view, name="metrics"),
     path("demo/projects.list", demo_projects_list, name="demo-projects-list"),
 ]

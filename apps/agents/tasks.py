@@ -20,7 +20,10 @@ def execute_run(run_id: str) -> str:
     from apps.agents.runs.executor import execute_run as execute
     from apps.agents.runs.loop import run_in_loop
 
-    return run_in_loop(execute(run_id, holder=f"{socket.gethostname()}:{os.getpid()}"))
+    from daarion.observability.tracing import carry
+
+    # carry: the run continues the trace of the request that queued it (the task's headers).
+    return run_in_loop(carry(execute(run_id, holder=f"{socket.gethostname()}:{os.getpid()}")))
 
 
 @app.task(name="agents.sweep_runs", queue=Queue.AGENTS, ignore_result=True)

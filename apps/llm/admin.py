@@ -3,6 +3,7 @@ admin obeys the same rules as the import command and the API."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -14,7 +15,7 @@ from django.http import HttpRequest
 from apps.llm import services
 from apps.llm.choices import BudgetPeriod
 from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy, UsageRecord
-from apps.llm.selectors import usage_daily_totals
+from apps.llm.selectors import deployment_cooldowns, error_stats, policy_spend, usage_daily_totals
 from daarion.admin_history import ChangeHistoryMixin
 from daarion.crypto import mask
 from daarion.errors import DaarionError
@@ -82,9 +83,18 @@ class _ServiceAdmin(ChangeHistoryMixin, admin.ModelAdmin):
 @admin.register(Provider)
 class ProviderAdmin(_ServiceAdmin):
     form = ProviderForm
-    list_display = ["name", "kind", "base_url", "key_source", "timeout_seconds", "max_retries", "enabled"]
+    list_display = ["name", "kind", "base_url", "key_source", "timeout_seconds", "max_retries", "enabled", "health"]
     list_filter = ["kind", "enabled"]
     search_fields = ["name", "base_url"]
+    readonly_fields = ["health"]
+
+    @admin.display(description="health (last hour)")
+    def health(self, obj: Provider) -> str:
+        if obj.pk is None:
+            return "-"
+        ids = list(obj.deployments.values_list("id", flat=True))
+        return health_text(error_stats(field="provider", names=[obj.name])[obj.name],
+                           deployment_cooldowns(deployment_ids=ids))
 
     @admin.display(description="API key")
     def key_source(self, obj: Provider) -> str:
@@ -115,6 +125,20 @@ class ProviderAdmin(_ServiceAdmin):
     def get_form(self, request, obj=None, **kwargs):  # noqa: ANN001, ANN201 - Django's signature
         form = super().get_form(request, obj, **kwargs)
         return _validating(form, lambda f: _provider_check(f, obj))
+
+
+def health_text(stats: dict[str, Any], cooling: dict[int, Any]) -> str:
+    """One line for operators: cooldowns, the error rate of the last hour, the last error."""
+    parts = []
+    if cooling:
+        until = max(cooling.values())
+        parts.append(f"{len(cooling)} deployment(s) cooling down until {until:%H:%M:%S} UTC")
+    calls, errors = stats["calls"], stats["errors"]
+    parts.append(f"{errors}/{calls} calls failed ({errors / calls:.0%})" if calls else "no calls")
+    last = stats["last_error"]
+    if last:
+        parts.append(f"last error {last['error_type'] or 'error'} at {last['created_at']:%Y-%m-%d %H:%M} UTC")
+    return "; ".join(parts)
 
 
 def _provider_check(form: forms.ModelForm, obj: Provider | None) -> None:
@@ -158,9 +182,18 @@ def _validating(form_class: type[forms.ModelForm], check) -> type[forms.ModelFor
 class LogicalModelAdmin(_ServiceAdmin):
     form = LogicalModelForm
     inlines = [DeploymentInline]
-    list_display = ["name", "deployment_list", "fallback_list", "context_window", "input_price_per_mtok", "output_price_per_mtok", "can_embed", "enabled"]
+    list_display = ["name", "deployment_list", "fallback_list", "context_window", "input_price_per_mtok", "output_price_per_mtok", "can_embed", "enabled", "health"]
     list_filter = ["enabled", "can_embed"]
     search_fields = ["name", "description"]
+    readonly_fields = ["health"]
+
+    @admin.display(description="health (last hour)")
+    def health(self, obj: LogicalModel) -> str:
+        if obj.pk is None:
+            return "-"
+        ids = [d.id for d in obj.deployments.all()]
+        return health_text(error_stats(field="logical_model", names=[obj.name])[obj.name],
+                           deployment_cooldowns(deployment_ids=ids))
 
     @admin.display(description="deployments")
     def deployment_list(self, obj: LogicalModel) -> str:
@@ -216,10 +249,22 @@ class LogicalModelAdmin(_ServiceAdmin):
 
 @admin.register(RateLimitPolicy)
 class RateLimitPolicyAdmin(_ServiceAdmin):
-    list_display = ["scope", "subject", "rpm", "tpm", "max_concurrent", "budget", "enabled"]
+    list_display = ["scope", "subject", "rpm", "tpm", "max_concurrent", "budget", "spent", "enabled"]
     list_filter = ["scope", "enabled", "budget_period"]
     search_fields = ["subject"]
-    fields = ["scope", "subject", "rpm", "tpm", "max_concurrent", "budget_usd", "budget_period", "enabled"]
+    fields = ["scope", "subject", "rpm", "tpm", "max_concurrent", "budget_usd", "budget_period", "spent", "enabled"]
+
+    @admin.display(description="spent this period (USD)")
+    def spent(self, obj: RateLimitPolicy) -> str:
+        if obj.pk is None:
+            return "-"
+        spent = policy_spend(policy=obj)
+        if spent is None:
+            return "per agent (see the usage dashboard)"
+        text = f"{spent.quantize(Decimal('0.0001')).normalize():f} this {obj.budget_period}"
+        if obj.budget_usd:
+            text += f" of {obj.budget_usd.normalize():f} ({float(spent / obj.budget_usd) * 100:.0f}%)"
+        return text
 
     @admin.display(description="budget (USD)", ordering="budget_usd")
     def budget(self, obj: RateLimitPolicy) -> str:
@@ -238,7 +283,7 @@ class RateLimitPolicyAdmin(_ServiceAdmin):
         return field
 
     def get_readonly_fields(self, request: HttpRequest, obj: RateLimitPolicy | None = None) -> list[str]:
-        return ["scope", "subject"] if obj else []
+        return ["scope", "subject", "spent"] if obj else ["spent"]
 
     def get_form(self, request, obj=None, **kwargs):  # noqa: ANN001, ANN201 - Django's signature
         form = super().get_form(request, obj, **kwargs)

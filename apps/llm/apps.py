@@ -13,3 +13,10 @@ class LlmConfig(AppConfig):
 
         # Tagged database: runs with `check --database` (and migrate), never at plain start-up.
         register(check_rate_limit_policy_agents, Tags.database)
+
+        from apps.llm.selectors import cooldown_metrics, usage_by_token
+        from daarion.observability import token_usage
+        from daarion.observability.metrics import register_scrape_reader
+
+        token_usage.reader.register(usage_by_token)  # the token admin's "LLM usage" column
+        register_scrape_reader("llm", cooldown_metrics)

@@ -148,11 +148,16 @@ class UsageRecord(models.Model):
     cost = models.DecimalField(max_digits=16, decimal_places=8, default=0)
     stream = models.BooleanField(default=False)
     attempts = models.PositiveSmallIntegerField(default=1)
+    # The service token of the request that made the call (daarion.ServiceToken's id, kept as
+    # a number so the history stays when a token is deleted); empty for calls a worker made
+    # on its own (agent runs, embeddings, summaries).
+    token_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [
+            models.Index(fields=["token_id", "created_at"], name="llm_usage_token_time"),
             models.Index(fields=["agent_id", "created_at"], name="llm_usage_agent_time"),
             models.Index(fields=["microdao_id", "created_at"], name="llm_usage_microdao_time"),
             models.Index(fields=["logical_model", "created_at"], name="llm_usage_model_time"),

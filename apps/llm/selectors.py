@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -241,3 +242,88 @@ def usage_daily_totals(
         )
         .order_by("-day", group_by)
     )
+
+
+# --- operators' views: deployment health, budget spend, usage per token ------------------------
+
+
+def period_start(period: str, now: datetime) -> datetime:
+    """The start (UTC) of the budget period `now` is in: its day or its month."""
+    from apps.llm.choices import BudgetPeriod
+
+    start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return start if period == BudgetPeriod.DAY else start.replace(day=1)
+
+
+def policy_spend(*, policy: RateLimitPolicy, now: datetime | None = None) -> Decimal | None:
+    """What the policy's subject has spent so far in its budget period, from the usage records
+    (a few seconds behind the proxy's own counters). None for the default policy, which
+    applies to each agent separately."""
+    from apps.llm.choices import RateLimitScope
+
+    field = {RateLimitScope.AGENT: "agent_id", RateLimitScope.MICRODAO: "microdao_id"}.get(policy.scope)
+    if field is None:
+        return None
+    since = period_start(policy.budget_period, now or datetime.now(UTC))
+    total = UsageRecord.objects.filter(**{field: policy.subject}, created_at__gte=since).aggregate(s=Sum("cost"))["s"]
+    return total or Decimal(0)
+
+
+def error_stats(*, field: str, names: list[str], hours: int = 1) -> dict[str, dict[str, Any]]:
+    """Per provider or logical model (`field`: "provider" or "logical_model"): calls and errors
+    in the last `hours`, and the last error (type and time) ever recorded."""
+    since = datetime.now(UTC) - timedelta(hours=hours)
+    rows = (UsageRecord.objects.filter(**{f"{field}__in": names}, created_at__gte=since)
+            .exclude(status="refused").values(field)
+            .annotate(calls=Count("id"), errors=Count("id", filter=Q(status="error"))))
+    out: dict[str, dict[str, Any]] = {name: {"calls": 0, "errors": 0, "last_error": None} for name in names}
+    for row in rows:
+        out[row[field]].update(calls=row["calls"], errors=row["errors"])
+    for name in names:
+        last = (UsageRecord.objects.filter(**{field: name}, status="error").order_by("-created_at")
+                .values("error_type", "created_at").first())
+        out[name]["last_error"] = last
+    return out
+
+
+def deployment_cooldowns(*, deployment_ids: list[int]) -> dict[int, datetime]:
+    """Deployments cooling down after repeated failures (apps/llm/router.Health, kept in
+    Redis): id -> until when. Empty when Redis cannot be read (the admin still renders)."""
+    import logging
+
+    from apps.llm.router import Health
+    from daarion.redis_client import get_redis
+
+    if not deployment_ids:
+        return {}
+    try:
+        values = get_redis().mget([Health._cool_key(i) for i in deployment_ids])
+    except Exception:  # noqa: BLE001 - a view for humans: show what can be shown
+        logging.getLogger(__name__).warning("cannot read deployment cooldowns", exc_info=True)
+        return {}
+    now = datetime.now(UTC).timestamp()
+    return {i: datetime.fromtimestamp(float(v), UTC) for i, v in zip(deployment_ids, values, strict=True)
+            if v and float(v) > now}
+
+
+def usage_by_token(*, token_ids: list[int], days: int = 30) -> dict[int, dict[str, Any]]:
+    """Calls and spend per service token over the last `days` (records carry the token id)."""
+    since = datetime.now(UTC) - timedelta(days=days)
+    rows = (UsageRecord.objects.filter(token_id__in=token_ids, created_at__gte=since).values("token_id")
+            .annotate(calls=Count("id"), cost=Sum("cost")))
+    return {row["token_id"]: {"calls": row["calls"], "cost": row["cost"] or Decimal(0)} for row in rows}
+
+
+def cooldown_metrics() -> Iterable[Any]:
+    """Scrape-time gauge (daarion.observability.metrics): 1 for each deployment cooling down
+    after repeated failures, 0 for the others, by logical model and provider."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    rows = list(Deployment.objects.filter(enabled=True).values_list("id", "logical_model__name", "provider__name"))
+    cooling = deployment_cooldowns(deployment_ids=[row[0] for row in rows])
+    gauge = GaugeMetricFamily("daarion_llm_deployment_cooling_down",
+                              "1 while a deployment is skipped after repeated failures (router cooldown).",
+                              labels=["model", "provider", "deployment"])
+    for deployment_id, model, provider in rows:
+        gauge.add_metric([model, provider, str(deployment_id)], 1 if deployment_id in cooling else 0)
+    yield gauge

@@ -41,7 +41,10 @@ from django.conf import settings
 from django.db import close_old_connections, connection, models
 from django.utils.dateparse import parse_datetime
 
+from daarion.auth import token_id_var
 from daarion.list_drain import drain_list
+from daarion.observability.metrics import observe_llm
+from daarion.observability.tracing import llm_call_span
 from daarion.redis_client import get_redis, key
 from daarion.storable import clean_text, insert_batch
 
@@ -76,6 +79,7 @@ def new_record(**fields: Any) -> dict[str, Any]:
     record = {
         "record_id": uuid.uuid4().hex,
         "created_at": time.time(),
+        "token_id": token_id_var.get(),  # the calling service token, when a request made the call
         **fields,
     }
     if isinstance(record.get("cost"), Decimal):
@@ -98,7 +102,10 @@ def _loads(item: bytes | str) -> Any:
 
 
 def emit(record: dict[str, Any]) -> None:
-    """Queues a record; never blocks and never raises."""
+    """Queues a record; never blocks and never raises. Every LLM call leaves exactly one, so
+    the call is counted here too (daarion_llm_* metrics)."""
+    observe_llm(record)
+    llm_call_span(record)
     try:
         _queue.append(_dumps(record))
     except (TypeError, ValueError):

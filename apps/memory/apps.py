@@ -10,3 +10,8 @@ class MemoryConfig(AppConfig):
         from apps.memory import mcp
 
         mcp.register()  # memory.search / store / forget on toolcore's /mcp (daarion.mcp_extensions)
+
+        from apps.memory.selectors import backlog_metrics
+        from daarion.observability.metrics import register_scrape_reader
+
+        register_scrape_reader("memory", backlog_metrics)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,7 @@ from apps.memory.embeddings.hashing import _STOP
 from apps.memory.models import FTS_LEMMAS, fts_config
 from apps.memory.vector_index import TABLE, supports_iterative_scan
 from daarion.errors import ValidationFailed
+from daarion.observability import metrics, tracing
 
 logger = logging.getLogger(__name__)
 
@@ -315,6 +317,23 @@ def memory_query(
     `meta` keeps entries whose meta contains those key/value pairs; `min_score` drops hits
     scoring below it; `lang` is the query's language (detected when not given).
     """
+    started, status = time.perf_counter(), "error"
+    try:
+        with tracing.span("memory.query", {"gen_ai.agent.id": agent_id, "daarion.memory.limit": limit}) as span:
+            hits = _memory_query(agent_id=agent_id, microdao_id=microdao_id, channel_id=channel_id, query=query,
+                                 limit=limit, kinds=kinds, since=since, until=until, model=model,
+                                 neighbour_weight=neighbour_weight, meta=meta, min_score=min_score, lang=lang)
+            tracing.set_attributes(span, {"daarion.memory.hits": len(hits)})
+        status = "ok"
+        return hits
+    finally:
+        metrics.observe_memory_query(status, time.perf_counter() - started)
+
+
+def _memory_query(*, agent_id: Any, microdao_id: str | None, channel_id: str | None, query: str, limit: int,
+                  kinds: list[str] | None, since: datetime | None, until: datetime | None, model: str | None,
+                  neighbour_weight: float | None, meta: dict[str, Any] | None, min_score: float | None,
+                  lang: str | None) -> list[MemoryHit]:
     if not isinstance(agent_id, str) or not agent_id.strip():
         raise ValidationFailed("agent_id is required", details=[{"path": "agent_id", "message": "must be a non-empty string"}])
     meta = meta_filter_clean(meta, "meta")

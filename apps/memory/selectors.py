@@ -8,10 +8,12 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
+from apps.memory.choices import EmbeddingStatus
 from apps.memory.embeddings import ModelSpec
 from apps.memory.models import EmbeddingModel, MemoryEntry, MemoryEntryVersion, MemoryJob, Transcript
 from daarion.errors import NotFound, ValidationFailed
@@ -213,3 +215,29 @@ def transcript_get(*, session_id: str) -> Transcript:
     if transcript is None:
         raise NotFound(f"transcript {session_id!r} not found", type="transcript_not_found")
     return transcript
+
+
+def backlog_metrics() -> Iterable[Any]:
+    """Scrape-time gauges (daarion.observability.metrics): the embedding backlog, the age of
+    its oldest entry, and memory jobs by status."""
+    from django.db import connection
+    from django.db.models import Min
+    from django.utils import timezone
+    from prometheus_client.core import GaugeMetricFamily
+
+    try:
+        pending = MemoryEntry.objects.filter(embedding_status=EmbeddingStatus.PENDING).aggregate(
+            n=Count("id"), oldest=Min("created_at"))
+        jobs = list(MemoryJob.objects.values_list("status").annotate(n=Count("id")).order_by())
+    finally:
+        connection.close()  # called from a scrape, outside any request's connection handling
+    lag = (timezone.now() - pending["oldest"]).total_seconds() if pending["oldest"] else 0.0
+    yield GaugeMetricFamily("daarion_embedding_queue_depth", "Memory entries waiting for their embedding.",
+                            value=pending["n"])
+    yield GaugeMetricFamily("daarion_embedding_lag_seconds",
+                            "Age of the oldest memory entry still waiting for its embedding (0: none waits).",
+                            value=max(0.0, lag))
+    gauge = GaugeMetricFamily("daarion_memory_jobs", "Memory jobs (summaries, re-embeds) by status.", labels=["status"])
+    for status, count in jobs:
+        gauge.add_metric([status], count)
+    yield gauge

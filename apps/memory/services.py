@@ -24,6 +24,7 @@ from apps.memory.text import derive_text
 from apps.memory.vector_index import ensure_index
 from daarion.errors import Conflict, NotFound, PayloadTooLarge, PreconditionFailed, ValidationFailed
 from daarion.live_config import bump_version
+from daarion.observability.metrics import observe_embedded, observe_memory_store
 from daarion.storable import json_problem, text_problem, to_utc
 
 logger = logging.getLogger(__name__)
@@ -182,6 +183,7 @@ def memory_store(
         with transaction.atomic():
             entry = MemoryEntry.objects.create(**fields)
             _enqueue_embedding([entry.id])
+        observe_memory_store(entry.kind)
     except IntegrityError:
         # A concurrent store with the same key won the race: answer with its entry.
         existing = MemoryEntry.objects.filter(agent_id=fields["agent_id"], idempotency_key=fields["idempotency_key"]).defer("embedding").first()
@@ -229,6 +231,8 @@ def memory_store_bulk(*, items: Sequence[dict[str, Any]]) -> list[tuple[MemoryEn
         except IntegrityError as exc:
             raise Conflict("a concurrent request stored one of these idempotency keys; retry the request", type="idempotency_conflict") from exc
         _enqueue_embedding([row.id for row in new_rows])
+    for kind in {row.kind for row in new_rows}:
+        observe_memory_store(kind, sum(1 for row in new_rows if row.kind == kind))
     return results
 
 
@@ -367,6 +371,7 @@ def _embed_and_save(spec: ModelSpec, entries: list[MemoryEntry]) -> int:
             entry.embedded_at = now
             kept.append(entry)
         MemoryEntry.objects.bulk_update(kept, ["embedding", "embedding_model", "embedding_status", "embedding_error", "embedded_at"])
+    observe_embedded("ready", len(kept))
     return len(kept)
 
 
@@ -404,11 +409,13 @@ def memory_embed_entries(*, entry_ids: Sequence[str], spec: ModelSpec | None = N
 
 
 def memory_mark_failed(*, entry_ids: Sequence[str], reason: str) -> int:
-    return (
+    failed = (
         MemoryEntry.objects.filter(id__in=list(entry_ids))
         .exclude(embedding_status=EmbeddingStatus.READY)
         .update(embedding_status=EmbeddingStatus.FAILED, embedding_error=reason[:2000])
     )
+    observe_embedded("failed", failed)
+    return failed
 
 
 def memory_pending_ids(*, older_than_seconds: float, limit: int) -> list[str]:

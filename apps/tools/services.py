@@ -28,6 +28,7 @@ from apps.tools.models import Followup, McpServer, Tool
 from apps.tools.registry import TOOLS_CONFIG, ToolDefinition, registry_snapshot
 from daarion.agent_directory import unknown_agent_ids
 from daarion.live_config import bump_version
+from daarion.observability import metrics, tracing
 from daarion.redis_client import LuaScript, get_async_redis, key
 from daarion.sliding_window import SLIDING_LUA, Window
 from daarion.storable import json_problem
@@ -383,8 +384,15 @@ async def tool_call(
             else _refusal(CallStatus.DENIED, "tool_not_allowed", f"agent {agent_id!r} may not use tool {tool_id!r}")
         )
     else:
-        outcome = await _run_checked(tool, tool_id, agent_id, microdao_id, args, context, request_id, agent_secrets)
+        with tracing.span(f"execute_tool {tool_id}", {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool_id,
+                                                     "gen_ai.agent.id": agent_id, "http.request_id": request_id}) as span:
+            outcome = await _run_checked(tool, tool_id, agent_id, microdao_id, args, context, request_id, agent_secrets)
+            tracing.set_attributes(span, {"daarion.tool.status": outcome.status, "error.type": outcome.error_type})
+            if not outcome.ok:
+                tracing.mark_failed(span, outcome.error or outcome.status)
     latency_ms = (time.perf_counter() - started) * 1000
+    # Unknown ids are one label: callers choose them, the registry bounds the rest.
+    metrics.observe_tool_call(tool_id if tool is not None else "unknown", outcome.status, latency_ms / 1000)
     outcome = ToolCallOutcome(
         ok=outcome.ok,
         result=outcome.result,
@@ -525,6 +533,7 @@ async def tool_call_refused(
     *, tool_id: str, agent_id: str, microdao_id: str, error_type: str, error: str, request_id: str | None = None
 ) -> None:
     """Audits a call refused before toolcore looked at it (a token acting for another agent)."""
+    metrics.observe_tool_call("unknown", CallStatus.DENIED, 0.0)
     await audit_enqueue(
         audit_entry(
             tool_id=tool_id, tool_version=None, agent_id=agent_id, microdao_id=microdao_id, args=None,

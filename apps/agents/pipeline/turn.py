@@ -40,6 +40,7 @@ from apps.memory.search import amemory_query
 from apps.tools.registry import registry_snapshot
 from apps.tools.selectors import aopenai_tools_for_agent, atools_for_agent
 from daarion.errors import DaarionError
+from daarion.observability import tracing
 
 logger = logging.getLogger(__name__)
 
@@ -48,18 +49,21 @@ async def _recall(prepared: PreparedTurn) -> tuple[list[Any], str | None]:
     blueprint = prepared.blueprint
     if blueprint.memory_recall_limit <= 0:
         return [], None
-    try:
-        hits = await amemory_query(
-            agent_id=blueprint.id,
-            microdao_id=prepared.microdao_id,
-            query=prepared.turn.message,
-            limit=blueprint.memory_recall_limit,
-            kinds=list(blueprint.memory_kinds) or None,
-        )
-    except Exception as exc:  # noqa: BLE001 - memory helps a turn; its outage must not stop the answer
-        message = exc.message if isinstance(exc, DaarionError) else f"{type(exc).__name__}: {exc}"
-        logger.warning("memory recall failed", extra={"agent_id": blueprint.id, "error": message}, exc_info=True)
-        return [], message
+    with tracing.span("agent.recall", {"gen_ai.agent.id": blueprint.id}) as span:
+        try:
+            hits = await amemory_query(
+                agent_id=blueprint.id,
+                microdao_id=prepared.microdao_id,
+                query=prepared.turn.message,
+                limit=blueprint.memory_recall_limit,
+                kinds=list(blueprint.memory_kinds) or None,
+            )
+        except Exception as exc:  # noqa: BLE001 - memory helps a turn; its outage must not stop the answer
+            message = exc.message if isinstance(exc, DaarionError) else f"{type(exc).__name__}: {exc}"
+            logger.warning("memory recall failed", extra={"agent_id": blueprint.id, "error": message}, exc_info=True)
+            tracing.mark_failed(span, message)
+            return [], message
+        tracing.set_attributes(span, {"daarion.memory.hits": len(hits)})
     return hits, None
 
 
@@ -115,26 +119,41 @@ async def _think(turn: _Turn, step: _Step) -> AsyncIterator[Event]:
     prepared.step_text = step_text
     deltas = ToolCallDeltas()
     finish: Any = None
-    async for event in stream_chat_completion(
-        model=blueprint.model,
-        messages=turn.messages,
-        agent_id=blueprint.id,
-        microdao_id=prepared.microdao_id,
-        channel_id=prepared.turn.channel_id,
-        # The last step offers no tools: the model must answer with what it has.
-        tools=None if (turn.text_mode or step.last or not turn.offered) else turn.offered,
-        temperature=blueprint.temperature,
-        request_id=prepared.turn.request_id,
-        credentials=turn.credentials,
-    ):
-        if event.type == "text":
-            step_text.append(event.text)
-            if not turn.text_mode:
-                yield TextDelta(step.number, event.text)
-        elif event.type == "tool_call":
-            deltas.add(index=event.index, id=event.id, name=event.name, arguments=event.arguments)
-        elif event.type == "finish":
-            finish = event
+    # One span per model call, GenAI semantic conventions; current while the call streams, so
+    # the upstream request carries its traceparent.
+    with tracing.span(f"chat {blueprint.model}", {
+        "gen_ai.operation.name": "chat", "gen_ai.request.model": blueprint.model, "gen_ai.agent.id": blueprint.id,
+        "gen_ai.request.temperature": blueprint.temperature, "daarion.step": step.number,
+    }) as span:
+        async for event in stream_chat_completion(
+            model=blueprint.model,
+            messages=turn.messages,
+            agent_id=blueprint.id,
+            microdao_id=prepared.microdao_id,
+            channel_id=prepared.turn.channel_id,
+            # The last step offers no tools: the model must answer with what it has.
+            tools=None if (turn.text_mode or step.last or not turn.offered) else turn.offered,
+            temperature=blueprint.temperature,
+            request_id=prepared.turn.request_id,
+            credentials=turn.credentials,
+        ):
+            if event.type == "text":
+                step_text.append(event.text)
+                if not turn.text_mode:
+                    yield TextDelta(step.number, event.text)
+            elif event.type == "tool_call":
+                deltas.add(index=event.index, id=event.id, name=event.name, arguments=event.arguments)
+            elif event.type == "finish":
+                finish = event
+        if finish is not None:
+            used = dict(finish.usage or {})
+            tracing.set_attributes(span, {
+                "gen_ai.response.model": getattr(finish, "model_resolved", None),
+                "gen_ai.provider.name": getattr(finish, "provider", None),
+                "gen_ai.usage.input_tokens": used.get("prompt_tokens"),
+                "gen_ai.usage.output_tokens": used.get("completion_tokens"),
+                "gen_ai.response.finish_reasons": [finish.finish_reason or "stop"],
+            })
     step.raw_text = step.text = "".join(step_text)
     step.calls = [PendingCall(id=c.id, function_name=c.name, arguments_text=c.arguments) for c in deltas.calls()]
     if turn.text_mode:
@@ -241,7 +260,8 @@ async def turn_events(prepared: PreparedTurn) -> AsyncIterator[Event]:
             _feed_back(turn, step, outputs)
             prepared.transcript.append(tool_results_entry(prepared, outputs))
         reply = "\n\n".join(turn.reply_parts).strip()
-        memory_id = await remember(prepared, reply, turn.tool_log, prepared.transcript)
+        with tracing.span("agent.remember", {"gen_ai.agent.id": blueprint.id}):
+            memory_id = await remember(prepared, reply, turn.tool_log, prepared.transcript)
         yield TurnFinished(reply, turn.usage, memory_id, turn.finish_reason)
     except DaarionError as exc:
         yield TurnFailed(exc)

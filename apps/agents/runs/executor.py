@@ -41,6 +41,7 @@ from apps.llm.selectors import registry_snapshot as llm_registry_snapshot
 from apps.agents.stream import UIChunks
 from apps.tools.registry import registry_snapshot
 from daarion.errors import Conflict, DaarionError
+from daarion.observability import metrics, tracing
 from daarion.redis_client import get_async_redis
 
 logger = logging.getLogger(__name__)
@@ -185,7 +186,13 @@ async def execute_run(run_id: str, *, holder: str) -> str:
                                           _recheck_registries())
             if run is None:
                 return "not-queued"
-            return await _execute(run, watch)
+            with tracing.span(f"invoke_agent {run.agent_id}", {
+                "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.id": run.agent_id, "daarion.run_id": run.pk,
+                "gen_ai.conversation.id": run.session_id,
+            }) as span:
+                status = await _execute(run, watch)
+                tracing.set_attributes(span, {"daarion.run.status": status})
+                return status
     finally:
         with contextlib.suppress(Exception):
             await lease.release()
@@ -278,4 +285,5 @@ async def _execute(run: Run, watch: _Watch) -> str:
     )
     if ended:
         await chunks_close(run.pk, final)
+    metrics.observe_agent_turn(run.agent_id, str(status), len(collector.steps) if collector else 0)
     return str(status)

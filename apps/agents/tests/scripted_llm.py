@@ -23,6 +23,7 @@ class ScriptedLLM:
     def __init__(self) -> None:
         self.scripts: dict[str, list[dict[str, Any]]] = {}
         self.requests: dict[str, list[dict[str, Any]]] = {}
+        self.headers: dict[str, list[dict[str, str]]] = {}  # model -> each request's headers
         self._lock = threading.Lock()
         handler = self._handler()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -35,6 +36,10 @@ class ScriptedLLM:
         with self._lock:
             self.scripts[model] = steps
             self.requests[model] = []
+
+    def seen_headers(self, model: str) -> list[dict[str, str]]:
+        with self._lock:
+            return list(self.headers.get(model, []))
 
     def seen(self, model: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -68,6 +73,9 @@ class ScriptedLLM:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
+                with outer._lock:
+                    outer.headers.setdefault(str(body.get("model", "")), []).append(
+                        {k.lower(): v for k, v in self.headers.items()})
                 answer = outer._answer(body)
                 if answer.get("delay"):
                     time.sleep(float(answer["delay"]))  # a slow model: the stream must keep alive
