@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import yaml
 from django.core.management.base import BaseCommand, CommandParser
 
 from apps.llm.selectors import registry_export
+from daarion.yaml_documents import yaml_document_dump
 
 
 class Command(BaseCommand):
@@ -16,7 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("-o", "--output", help="write to this file instead of standard output")
 
     def handle(self, *args, output: str | None, **opts) -> None:
-        text = yaml.safe_dump(registry_export(), sort_keys=False, allow_unicode=True)
+        text = yaml_document_dump(registry_export())
         if output:
             with open(output, "w", encoding="utf-8") as handle:
                 handle.write(text)

@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from apps.registry.documents import registry_apply
 from daarion.audit import acting_as
 from daarion.errors import DaarionError
+from daarion.yaml_documents import DocumentRefused, yaml_document_load
 
 
 class Command(BaseCommand):
@@ -35,7 +36,9 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot read {file}: {exc.strerror}") from exc
         try:
-            data = yaml.safe_load(text)
+            data = yaml_document_load(text)
+        except DocumentRefused as exc:
+            raise CommandError(f"{file}: {exc}") from exc
         except yaml.YAMLError as exc:
             raise CommandError(f"{file} is not valid YAML: {exc}") from exc
         try:

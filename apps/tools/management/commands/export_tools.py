@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import yaml
 from django.core.management.base import BaseCommand, CommandParser
 
 from apps.tools.services import tools_export
+from daarion.yaml_documents import yaml_document_dump
 
 
 class Command(BaseCommand):
@@ -15,7 +15,7 @@ class Command(BaseCommand):
         parser.add_argument("-o", "--output", help="file to write; default: stdout")
 
     def handle(self, *args, output: str | None, **opts) -> None:
-        text = yaml.safe_dump(tools_export(), sort_keys=False, allow_unicode=True)
+        text = yaml_document_dump(tools_export())
         if output:
             with open(output, "w", encoding="utf-8") as handle:
                 handle.write(text)

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.tools.services import tools_import
+from daarion.yaml_documents import DocumentRefused, yaml_document_load
 
 
 class Command(BaseCommand):
@@ -19,9 +20,11 @@ class Command(BaseCommand):
     def handle(self, *args, file: str, dry_run: bool, **opts) -> None:
         try:
             with open(file, encoding="utf-8") as handle:
-                document = yaml.safe_load(handle)
+                document = yaml_document_load(handle.read())
         except OSError as exc:
             raise CommandError(f"{file}: {exc.strerror}") from exc
+        except DocumentRefused as exc:
+            raise CommandError(f"{file}: {exc}") from exc
         except yaml.YAMLError as exc:
             raise CommandError(f"{file}: not valid YAML: {exc}") from exc
         try:
