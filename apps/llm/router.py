@@ -510,12 +510,28 @@ def _usage_record(ctx: CallContext, outcome: Outcome, model: ModelSpec | None, *
     )
 
 
-async def _admit(registry: Registry, ctx: CallContext, estimate: int, outcome: Outcome) -> ratelimit.Lease | None:
+def _cost_estimate(registry: Registry, model: ModelSpec, estimate: int, completion: int) -> int:
+    """The call's estimated cost in micro-USD, reserved against budgets: its token estimate
+    (`completion` of it for the answer) at the highest prices of the model and its fallbacks,
+    since any of them may serve it."""
+    prompt = max(0, estimate - completion)
+    return max(ratelimit.micro_usd(spec.cost(prompt, completion)) for spec in model_chain(registry, model))
+
+
+async def _admit(registry: Registry, ctx: CallContext, estimate: int, outcome: Outcome, model: ModelSpec,
+                 completion: int) -> ratelimit.Lease | None:
     buckets = ratelimit.buckets_for(registry, agent_id=ctx.agent_id, microdao_id=ctx.microdao_id)
-    lease = await ratelimit.acquire(buckets, estimate=estimate)
+    # Only a budget needs the cost: the common call skips walking the fallback chain.
+    cost = _cost_estimate(registry, model, estimate, completion) if any(b.budget_micro_usd for b in buckets) else 0
+    lease = await ratelimit.acquire(buckets, estimate=estimate, cost_estimate=cost)
     if lease is not None:
         outcome.rate_headers = dict(lease.headers)
     return lease
+
+
+def _completion_estimate(call: ChatCall) -> int:
+    """The answer's share of estimate_tokens' estimate (its cap, or what it assumes without one)."""
+    return call.cap or ratelimit.COMPLETION_ESTIMATE
 
 
 @contextlib.asynccontextmanager
@@ -538,7 +554,7 @@ async def chat(call: ChatCall, ctx: CallContext, outcome: Outcome | None = None)
     async with _refusals_recorded(ctx, outcome):
         registry = await fresh_registry(call.model)
         model = resolve_model(registry, call.model)
-        lease = await _admit(registry, ctx, estimate, outcome)
+        lease = await _admit(registry, ctx, estimate, outcome, model, _completion_estimate(call))
     status, error_type = UsageStatus.ERROR, "internal_error"
     served_model: ModelSpec | None = model
     try:
@@ -687,11 +703,12 @@ class Stream:
     async def admit(self) -> None:
         """Model lookup and rate limits: errors here are plain HTTP errors, before any byte."""
         estimate = ratelimit.estimate_tokens(self.call.messages, self.call.cap)
-        self._prompt_estimate = max(1, estimate - (self.call.cap or 256))
+        self._prompt_estimate = max(1, estimate - _completion_estimate(self.call))
         async with _refusals_recorded(self.ctx, self.outcome, stream=True):
             self._registry = await fresh_registry(self.call.model)
             self._model = resolve_model(self._registry, self.call.model)
-            self._lease = await _admit(self._registry, self.ctx, estimate, self.outcome)
+            self._lease = await _admit(self._registry, self.ctx, estimate, self.outcome, self._model,
+                                       _completion_estimate(self.call))
         self._admitted = True
 
     async def open(self) -> None:
@@ -867,7 +884,7 @@ async def embed(
     async with _refusals_recorded(ctx, outcome, endpoint=Endpoint.EMBEDDINGS):
         registry = await fresh_registry(model_name)
         model = resolve_model(registry, model_name, for_embeddings=True)
-        lease = await _admit(registry, ctx, estimate, outcome)
+        lease = await _admit(registry, ctx, estimate, outcome, model, 0)
     status, error_type = UsageStatus.ERROR, "internal_error"
     served: ModelSpec | None = model
     try:
