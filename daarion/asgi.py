@@ -75,6 +75,7 @@ BROWSER_ONLY_MIDDLEWARE = frozenset({
     "daarion.middleware.AdminActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # admin sign-in throttling
 })
 SERVICE_API_PREFIXES = ("/internal/", "/v1/")
 HOT_PATH_PREFIXES = ("/internal/llm/", "/v1/", "/internal/tools/")
