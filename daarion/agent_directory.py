@@ -7,7 +7,7 @@ apps that use it, and the dependency keeps pointing at `daarion`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from daarion.hooks import Hook
 
@@ -28,3 +28,18 @@ def unknown_agent_ids(ids: Iterable[str]) -> list[str]:
     if resolver.function is None or not wanted:
         return []
     return resolver.function(wanted)
+
+
+# Given an agent id, returns its microDAO id, or None when no agent has that id.
+MicrodaoResolver = Callable[[str], Awaitable[str | None]]
+
+microdao_resolver: Hook[MicrodaoResolver] = Hook("an agent microDAO resolver")
+register_microdao_resolver = microdao_resolver.register
+
+
+async def agent_microdao(agent_id: str) -> str | None:
+    """The microDAO the agent `agent_id` belongs to, from the agents' in-process snapshot; None
+    for no such agent (or without the agents app)."""
+    if microdao_resolver.function is None:
+        return None
+    return await microdao_resolver.function(agent_id)

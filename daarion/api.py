@@ -112,7 +112,81 @@ class StrictJSONParser(Parser):
         return json.loads(request.body, parse_constant=_refuse_constant)
 
 
-internal_api = NinjaAPI(
+# What any operation may answer besides its success (docs/ARCHITECTURE.md: "the right status"):
+# auth and scope (401/403), bad input (400/413/422), unknown ids (404), conflicts (409),
+# limits (429), upstream and outage failures (502/503/504) and, should it ever happen, 500.
+_ERROR_STATUSES = {
+    "400": "Unreadable body or a bad request.",
+    "401": "No token, or an unknown, disabled or expired one.",
+    "403": "A token without the scope, or not allowed to act for the agent or microDAO.",
+    "404": "No such route, model, agent or object.",
+    "409": "Conflicts with stored data.",
+    "413": "The body is over the limit.",
+    "422": "Broke a rule; `details` lists `{path, message}` per problem.",
+    "429": "A rate limit or budget; `Retry-After` says when to retry.",
+    "500": "Internal error; the request id in `x-request-id` finds it in the logs.",
+    "502": "The upstream failed.",
+    "503": "No healthy upstream, or a store (database, Redis) is unavailable; `Retry-After` says when to retry.",
+    "504": "The upstream timed out.",
+}
+HOUSE_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {
+        "type": "object",
+        "required": ["type", "message"],
+        "properties": {"type": {"type": "string"}, "message": {"type": "string"}, "details": {}},
+    }},
+}
+OPENAI_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {
+        "type": "object",
+        "required": ["message", "type"],
+        "properties": {"message": {"type": "string"}, "type": {"type": "string"},
+                       "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}},
+    }},
+}
+ANTHROPIC_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "error"],
+    "properties": {"type": {"const": "error"}, "error": {
+        "type": "object",
+        "required": ["type", "message"],
+        "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+    }},
+}
+
+
+class DocumentedErrorsAPI(NinjaAPI):
+    """A NinjaAPI whose OpenAPI document declares, on every operation, the error statuses it may
+    answer with the door's error schema (`error_schemas`: path prefix -> (name, schema), the
+    longest prefix first; unlisted paths take the last)."""
+
+    def __init__(self, *args: Any, error_schemas: list[tuple[str, str, dict[str, Any]]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.error_schemas = error_schemas
+
+    def get_openapi_schema(self, *, path_prefix: str | None = None, path_params: dict[str, Any] | None = None) -> Any:
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for _, name, body in self.error_schemas:
+            components[name] = body
+        for path, operations in schema.get("paths", {}).items():
+            name = next((n for prefix, n, _ in self.error_schemas if path.startswith(prefix)), self.error_schemas[-1][1])
+            content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+            for operation in operations.values():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                responses = operation["responses"]
+                for status, description in _ERROR_STATUSES.items():
+                    if int(status) not in responses and status not in responses:
+                        responses[status] = {"description": description, "content": content}
+        return schema
+
+
+internal_api = DocumentedErrorsAPI(
     title="DAARION control plane — internal API",
     version="1.0.0",
     description="Service APIs for the agent runtime: LLM proxy, agent memory, toolcore, agents.",
@@ -120,16 +194,19 @@ internal_api = NinjaAPI(
     parser=StrictJSONParser(),
     docs_url="/docs",
     openapi_url="/openapi.json",
+    error_schemas=[("", "Error", HOUSE_ERROR_SCHEMA)],
 )
 install_error_handlers(internal_api)
 
-openai_api = NinjaAPI(
+openai_api = DocumentedErrorsAPI(
     title="DAARION control plane — OpenAI-compatible API",
     version="1.0.0",
     urls_namespace="v1",
     parser=StrictJSONParser(),
     docs_url="/docs",
     openapi_url="/openapi.json",
+    # /v1 answers errors in its clients' shapes (apps/llm/errors.py).
+    error_schemas=[("/v1/messages", "AnthropicError", ANTHROPIC_ERROR_SCHEMA), ("", "OpenAIError", OPENAI_ERROR_SCHEMA)],
 )
 install_error_handlers(openai_api)
 

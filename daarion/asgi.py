@@ -24,7 +24,9 @@ only receivers are Django's `reset_queries`, `close_old_connections`, `close_cac
 `reset_urlconf`, which look after the calling thread's database and cache connections and a
 per-request urlconf, and the hot path opens no connection there and sets no urlconf
 (`apps/llm/tests/test_asgi_paths.py` checks that no other receiver is connected). It also
-keeps the request body in memory: API bodies are capped at MAX_BODY_BYTES anyway.
+keeps the request body in memory: every body is capped at MAX_BODY_BYTES before it is read, by
+the BodyLimit guard in front of the whole application (daarion/body_limit.py), which answers a
+body over the limit in its door's shape (too_large, refuse_body).
 Their views are async and read no database on the hot path; a sync database call added there
 must use `sync_to_async(thread_sensitive=False)` (as LiveSnapshot.aget does).
 
@@ -39,6 +41,7 @@ import asyncio
 import gc
 import io
 import os
+from collections.abc import Awaitable, Callable
 
 from django.core.asgi import get_asgi_application
 
@@ -49,16 +52,18 @@ django_application = get_asgi_application()
 from django.conf import settings  # noqa: E402 - after setup
 from django.core.exceptions import RequestAborted  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
-from django.http import HttpRequest  # noqa: E402
+from django.http import HttpRequest, HttpResponse  # noqa: E402
 from django.http.response import HttpResponseBase  # noqa: E402
 from django.urls import get_resolver, set_script_prefix  # noqa: E402
 
-from daarion import fastlane  # noqa: E402
-from daarion.errors import error_response  # noqa: E402
-from daarion.middleware import ApiErrorShapeMiddleware, RequestIdMiddleware  # noqa: E402
 from apps.llm.usage import flush_at_exit as flush_usage_at_exit  # noqa: E402
 from daarion.observability.http import instrument  # noqa: E402
 from apps.tools.mcp.gateway import gateway as mcp_gateway  # noqa: E402
+from apps.tools.mcp.gateway import refuse as mcp_refuse  # noqa: E402
+from daarion import fastlane  # noqa: E402
+from daarion.body_limit import BodyLimit  # noqa: E402
+from daarion.errors import PayloadTooLarge, error_response  # noqa: E402
+from daarion.middleware import ApiErrorShapeMiddleware, RequestIdMiddleware, is_api_path  # noqa: E402
 
 MCP_PATH = "/mcp"
 
@@ -72,6 +77,7 @@ BROWSER_ONLY_MIDDLEWARE = frozenset({
     "daarion.middleware.AdminActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # admin sign-in throttling
 })
 SERVICE_API_PREFIXES = ("/internal/", "/v1/")
 HOT_PATH_PREFIXES = ("/internal/llm/", "/v1/", "/internal/tools/")
@@ -107,11 +113,7 @@ class ServiceApiHandler(ASGIHandler):
             settings.MIDDLEWARE = full
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
-# Used for its before/after only, on answers given before the middleware chain runs.
+# Used for their before/after only, on answers given before the middleware chain runs.
 _request_id = RequestIdMiddleware(lambda request: None)
 _error_shape = ApiErrorShapeMiddleware(lambda request: None)
 
@@ -125,41 +127,22 @@ class HotPathHandler(ServiceApiHandler):
         await self.handle(scope, receive, send)
 
     async def read_body(self, receive) -> io.BytesIO:  # noqa: ANN001
-        body, size = io.BytesIO(), 0
+        # Bounded by the BodyLimit guard in front of the whole application (daarion/body_limit.py).
+        body = io.BytesIO()
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 raise RequestAborted()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > settings.MAX_BODY_BYTES:
-                # A chunked body has no Content-Length for BodySizeLimitMiddleware to refuse.
-                raise _BodyTooLarge()
-            body.write(chunk)
+            body.write(message.get("body", b""))
             if not message.get("more_body", False):
                 body.seek(0)
                 return body
-
-    def too_large(self, scope) -> HttpResponseBase:  # noqa: ANN001
-        """The 413 for a chunked body over the limit, with its request id and access-log line
-        as every other answer (the body is not read any further)."""
-        limit = settings.MAX_BODY_BYTES
-        response = error_response(413, "payload_too_large", f"request body is over the limit of {limit} bytes",
-                                  {"limit_bytes": limit})
-        request, _ = self.create_request(scope, io.BytesIO())
-        if request is None:  # a scope Django refuses outright: no request to take an id from
-            return response
-        _request_id.before(request)
-        return _request_id.after(request, _error_shape.after(request, response))  # /v1: its door's shape
 
     async def handle(self, scope, receive, send) -> None:  # noqa: ANN001
         """ASGIHandler.handle (Django 5.2) without the request signals, the body in memory."""
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:
-            return
-        except _BodyTooLarge:
-            await self.send_response(self.too_large(scope), send)
             return
         set_script_prefix(get_script_prefix(scope))
         request, early = self.create_request(scope, body_file)
@@ -233,6 +216,37 @@ async def lifespan(scope, receive, send) -> None:  # noqa: ANN001 - the ASGI sig
     await send({"type": "lifespan.shutdown.complete"})
 
 
+def too_large(scope: dict, size: int | None) -> HttpResponseBase:
+    """The 413 for a body over MAX_BODY_BYTES in its door's shape: the envelope on the APIs
+    (OpenAI's or Anthropic's on /v1), plain text elsewhere (admin), with the request id and
+    access-log line every API answer has."""
+    limit = settings.MAX_BODY_BYTES
+    if not is_api_path(scope["path"]):
+        response: HttpResponseBase = HttpResponse(f"Request body is over the limit of {limit} bytes.\n", status=413,
+                                                  content_type="text/plain; charset=utf-8")
+    elif size is None:
+        response = error_response(413, "payload_too_large", f"request body is over the limit of {limit} bytes",
+                                  {"limit_bytes": limit})
+    else:
+        response = error_response(413, "payload_too_large", f"request body is {size} bytes; the limit is {limit}",
+                                  {"limit_bytes": limit, "size_bytes": size})
+    response["Connection"] = "close"  # the rest of the body is never read
+    request, _ = service_api_application.create_request(scope, io.BytesIO())
+    if request is None:  # a scope Django refuses outright: no request to take an id from
+        return response
+    _request_id.before(request)
+    return _request_id.after(request, _error_shape.after(request, response))
+
+
+async def refuse_body(scope: dict, send: Callable[[dict], Awaitable[None]], size: int | None) -> None:
+    """BodyLimit's refusal: JSON-RPC on /mcp (the gateway's own refusal), else too_large()."""
+    if scope["path"] == MCP_PATH:
+        return await mcp_refuse(scope, send, PayloadTooLarge(
+            f"request body is over the limit of {settings.MAX_BODY_BYTES} bytes",
+            details={"limit_bytes": settings.MAX_BODY_BYTES}))
+    await service_api_application.send_response(too_large(scope, size), send)
+
+
 async def django_router(scope, receive, send) -> None:  # noqa: ANN001 - the ASGI signature
     if scope["type"] == "lifespan":
         return await lifespan(scope, receive, send)
@@ -255,11 +269,12 @@ async def django_router(scope, receive, send) -> None:  # noqa: ANN001 - the ASG
 if os.environ.get("DAARION_SERVE_STATIC", "1") not in {"0", "false", "no"}:
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
-    application = ASGIStaticFilesHandler(django_router)
+    _routed = ASGIStaticFilesHandler(django_router)
 else:
-    application = django_router
-# HTTP metrics and server spans around every door (daarion/observability/http.py).
-application = instrument(application)
+    _routed = django_router
+# No door reads a body over the limit (daarion/body_limit.py); HTTP metrics and server spans
+# around everything, refusals included (daarion/observability/http.py).
+application = instrument(BodyLimit(_routed, limit=lambda: settings.MAX_BODY_BYTES, refuse=refuse_body))
 
 # Everything loaded at start-up (Django, the apps, the URL conf with every API module and what
 # they import, which Django would otherwise load on the first request) lives as long as the

@@ -7,6 +7,7 @@ default there, so a missing one fails at start-up instead of at the first reques
 from __future__ import annotations
 
 import os
+from datetime import timedelta as _timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -60,6 +61,7 @@ INSTALLED_APPS = [
     "apps.tools",
     "apps.agents",
     "apps.console",  # the operator console (front page, playground, test buttons): imported by nothing
+    "axes",  # admin sign-in throttling (below)
 ]
 
 MIDDLEWARE = [
@@ -74,7 +76,25 @@ MIDDLEWARE = [
     "daarion.middleware.AdminActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Admin sign-in throttling (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one
+# username from one address, that pair is locked out for AXES_COOLOFF_TIME (429 with a page
+# saying so and when to retry), the right password included; a success resets the count.
+# Attempts are rows in the database, so every web process sees them. Only the admin signs in
+# with a password: service tokens and the registry API's session reuse never reach it.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("DAARION_ADMIN_LOGIN_FAILURES", "5"))
+AXES_COOLOFF_TIME = _timedelta(minutes=float(os.environ.get("DAARION_ADMIN_LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "daarion.urls"
 ASGI_APPLICATION = "daarion.asgi.application"

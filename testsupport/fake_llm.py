@@ -14,6 +14,9 @@ The behaviour is chosen per request by the model name (`behaviour[:arg[:arg]]`):
     badstream                streams one good chunk, then garbage
     stall:<n>                streams n chunks, then stalls until the client goes away
     bad-request              answers 400 with an OpenAI-style error message
+    keycheck                 answers 401 when the request's key contains "bad", else like echo
+    leak[:<status>]          answers <status> (401) with an error message repeating the request's
+                             credential headers (`authorization`, `x-api-key`), as a careless proxy does
     reasoning                answers like echo, with DeepSeek's `reasoning_content` ("thinking about: ...")
                              in the message or the stream deltas, and reasoning_tokens in usage
 
@@ -140,6 +143,17 @@ def _answer(body: dict[str, Any]) -> tuple[str, list[dict] | None]:
     return f"echo: {_last_user(messages)}", None
 
 
+def _credential(scope) -> str:
+    headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+    return headers.get("authorization") or headers.get("x-api-key") or ""
+
+
+def _leaked(scope) -> str:
+    headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+    return (f"invalid credentials: authorization={headers.get('authorization')!r} "
+            f"x-api-key={headers.get('x-api-key')!r}")
+
+
 async def _chat(scope, receive, send, body: dict[str, Any]) -> None:
     model = str(body.get("model", ""))
     behaviour, *args = model.split(":")
@@ -150,6 +164,12 @@ async def _chat(scope, receive, send, body: dict[str, Any]) -> None:
         status = int(args[0]) if args else 500
         headers = [(b"retry-after", args[1].encode())] if len(args) > 1 else []
         await _send_json(send, status, {"error": {"message": f"fake upstream error {status}", "type": "fake"}}, headers)
+        return
+    if behaviour == "keycheck" and "bad" in _credential(scope):
+        await _send_json(send, 401, {"error": {"message": "fake: invalid api key", "type": "invalid_request_error"}})
+        return
+    if behaviour == "leak":
+        await _send_json(send, int(args[0]) if args else 401, {"error": {"message": _leaked(scope), "type": "fake"}})
         return
     if behaviour == "bad-request":
         await _send_json(send, 400, {"error": {"message": "fake: messages[0].content is too long", "type": "invalid_request_error"}})
@@ -229,6 +249,10 @@ async def _messages(scope, receive, send, body: dict[str, Any]) -> None:
     """A minimal Anthropic Messages API, enough to exercise the adapter."""
     model = str(body.get("model", ""))
     STATS["requests"][model] += 1
+    if model.startswith("leak"):
+        status = int(model.split(":")[1]) if ":" in model else 401
+        await _send_json(send, status, {"type": "error", "error": {"type": "authentication_error", "message": _leaked(scope)}})
+        return
     messages = body.get("messages") or []
     last = messages[-1] if messages else {}
     blocks = last.get("content") if isinstance(last.get("content"), list) else [{"type": "text", "text": last.get("content", "")}]

@@ -105,6 +105,14 @@ def agent_get(agent_id: str) -> Agent:
     return agent
 
 
+async def aagent_microdao(agent_id: str) -> str | None:
+    """The agent's microDAO from the blueprint snapshot (None: no such agent): the resolver
+    behind daarion.agent_directory.agent_microdao, which the LLM doors bind quotas with. A
+    miss re-checks the snapshot once, so an agent created a moment ago counts."""
+    blueprint = (await _blueprints.aget()).get(agent_id) or (await _blueprints.aget(recheck=True)).get(agent_id)
+    return (blueprint.microdao_id or None) if blueprint is not None else None
+
+
 def unknown_agent_ids(ids: list[str]) -> list[str]:
     """The ids among `ids` that name no agent: the resolver behind daarion.agent_directory.
 

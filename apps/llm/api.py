@@ -38,7 +38,7 @@ from apps.llm.schemas import (
     ProxyOut,
     ResponsesIn,
 )
-from apps.llm.selectors import registry_snapshot
+from apps.llm.selectors import call_microdao, registry_snapshot
 from apps.llm.tool_call_deltas import ToolCallDeltas
 from daarion import sse
 from daarion.auth import Principal, ServiceTokenAuth, principal_of
@@ -138,11 +138,12 @@ def _proxy_call(payload: ProxyIn) -> llm_router.ChatCall:
     return _call(payload, _params(payload, payload.extra_body))
 
 
-def _proxy_context(request: HttpRequest, payload: ProxyIn, endpoint: str) -> llm_router.CallContext:
+async def _proxy_context(request: HttpRequest, payload: ProxyIn, endpoint: str) -> llm_router.CallContext:
     principal = principal_of(request)
+    agent_id = _agent_for(principal, payload.metadata.agent_id, source="metadata.agent_id")
     return llm_router.CallContext(
-        agent_id=_agent_for(principal, payload.metadata.agent_id, source="metadata.agent_id"),
-        microdao_id=payload.metadata.microdao_id,
+        agent_id=agent_id,
+        microdao_id=await call_microdao(principal=principal, agent_id=agent_id, named=payload.metadata.microdao_id),
         channel_id=payload.metadata.channel_id,
         request_id=payload.request_id or request.request_id,  # type: ignore[attr-defined]
         endpoint=endpoint,
@@ -178,7 +179,7 @@ def _proxy_out(response: Any, outcome: llm_router.Outcome, request_id: str) -> d
 @router.post("/proxy", response={200: ProxyOut})
 async def proxy(request: HttpRequest, payload: ProxyIn, response: HttpResponse) -> dict[str, Any]:
     """One chat completion through the router (the seed's request and response)."""
-    ctx = _proxy_context(request, payload, Endpoint.PROXY)
+    ctx = await _proxy_context(request, payload, Endpoint.PROXY)
     outcome = llm_router.Outcome(logical_model=payload.model, started=_started(request))
     answer, outcome = await llm_router.chat(_proxy_call(payload), ctx, outcome)
     _set_headers(response, outcome)
@@ -192,7 +193,7 @@ async def stream(request: HttpRequest, payload: ProxyIn) -> StreamingHttpRespons
     Unknown model, bad input and rate limits answer with an HTTP error before the stream;
     failures after it started arrive as an `error` chunk.
     """
-    ctx = _proxy_context(request, payload, Endpoint.STREAM)
+    ctx = await _proxy_context(request, payload, Endpoint.STREAM)
     routed = llm_router.Stream(_proxy_call(payload), ctx)
     routed.outcome.started = _started(request)
     routed.finish_with(asyncio.current_task())
@@ -247,7 +248,7 @@ async def batch(request: HttpRequest, payload: BatchIn) -> dict[str, Any]:
             details=[{"path": "body.requests", "message": f"at most {settings.LLM_BATCH_MAX_ITEMS} items"}],
         )
     # Resolve every item's agent first: a token that may not act for one agent fails the batch.
-    contexts = [_proxy_context(request, item, Endpoint.BATCH) for item in payload.requests]
+    contexts = [await _proxy_context(request, item, Endpoint.BATCH) for item in payload.requests]
     for index, ctx in enumerate(contexts):
         if not payload.requests[index].request_id:
             ctx.request_id = f"{request.request_id}-{index}"  # type: ignore[attr-defined]
@@ -309,11 +310,13 @@ def _header_id(request: HttpRequest, name: str) -> str | None:
     return value
 
 
-def _v1_context(request: HttpRequest, endpoint: str) -> llm_router.CallContext:
+async def _v1_context(request: HttpRequest, endpoint: str) -> llm_router.CallContext:
     principal = principal_of(request)
+    agent_id = _agent_for(principal, _header_id(request, "X-Agent-Id"), source="X-Agent-Id header")
     return llm_router.CallContext(
-        agent_id=_agent_for(principal, _header_id(request, "X-Agent-Id"), source="X-Agent-Id header"),
-        microdao_id=_header_id(request, "X-Microdao-Id"),
+        agent_id=agent_id,
+        microdao_id=await call_microdao(principal=principal, agent_id=agent_id,
+                                        named=_header_id(request, "X-Microdao-Id")),
         channel_id=_header_id(request, "X-Channel-Id"),
         request_id=request.request_id,  # type: ignore[attr-defined]
         endpoint=endpoint,
@@ -346,7 +349,7 @@ def _openai_choice(index: int, answer: Any) -> dict[str, Any]:
 @openai_router.post("/chat/completions")
 async def chat_completions(request: HttpRequest, payload: ChatCompletionIn, response: HttpResponse) -> Any:
     """OpenAI's chat completions, streamed (`stream: true`) or not."""
-    ctx = _v1_context(request, Endpoint.CHAT)
+    ctx = await _v1_context(request, Endpoint.CHAT)
     params = _params(payload, payload.model_extra)
     if payload.metadata is not None:  # OpenAI's own metadata on this door
         params = {**(params or {}), "metadata": payload.metadata}
@@ -435,7 +438,7 @@ async def retrieve_model(request: HttpRequest, model_id: str) -> dict[str, Any]:
 @openai_router.post("/responses")
 async def create_response(request: HttpRequest, payload: ResponsesIn, response: HttpResponse) -> Any:
     """OpenAI's Responses API, translated onto the chat router (apps/llm/responses.py)."""
-    ctx = _v1_context(request, Endpoint.RESPONSES)
+    ctx = await _v1_context(request, Endpoint.RESPONSES)
     call, conversation = await llm_responses.chat_call(payload)
     response_id, created = llm_responses.new_id(), llm_responses.now()
     if not payload.stream:
@@ -471,7 +474,7 @@ async def delete_response(request: HttpRequest, response_id: str) -> dict[str, A
 @openai_router.post("/messages", auth=AnthropicTokenAuth("llm"))
 async def create_message(request: HttpRequest, payload: MessagesIn, response: HttpResponse) -> Any:
     """Anthropic's Messages API, translated onto the chat router (apps/llm/messages.py)."""
-    ctx = _v1_context(request, Endpoint.MESSAGES)
+    ctx = await _v1_context(request, Endpoint.MESSAGES)
     call = llm_messages.chat_call(payload)
     message_id = llm_messages.new_id()
     if not payload.stream:
@@ -500,7 +503,7 @@ async def count_message_tokens(request: HttpRequest, payload: CountTokensIn) -> 
 
 @openai_router.post("/embeddings")
 async def embeddings(request: HttpRequest, payload: EmbeddingsIn, response: HttpResponse) -> dict[str, Any]:
-    ctx = _v1_context(request, Endpoint.EMBEDDINGS)
+    ctx = await _v1_context(request, Endpoint.EMBEDDINGS)
     raw = payload.input
     # One input (a string, or one list of token ids) or many.
     inputs: list[Any] = [raw] if isinstance(raw, str) or (raw and isinstance(raw[0], int)) else list(raw)

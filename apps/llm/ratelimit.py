@@ -40,6 +40,8 @@ WINDOW_MS = 60_000
 STALE_SLOT_MS = 15 * 60_000
 
 SETTLE_DELAY_S = 0.01
+# The answer's tokens a call without a cap (max_tokens) is assumed to take, in estimates.
+COMPLETION_ESTIMATE = 256
 
 # Settles: a window's token counter gets the difference between the real count and the
 # estimate, a budget period's spend counter the call's cost. Only a counter that still exists:
@@ -57,15 +59,18 @@ end
 # Requests and tokens per minute are sliding-window counts (daarion/sliding_window.py): this
 # minute's count plus the previous minute's, weighted by its share of the last 60 s.
 #
-# A spend budget is a counter of micro-USD per budget period (a UTC day or month): checked
-# before the call (a call may start while the spend is under the budget; the calls in flight
-# can take it past, by their cost), and added to when the call settles with its real cost. The
-# acquire creates the period's counter, so the settle, which never creates a counter, finds it.
+# A spend budget is a counter of micro-USD per budget period (a UTC day or month) holding what
+# was spent plus what the calls in flight reserved: a call may start while that is under the
+# budget, and reserves its estimated cost (its token estimate at the model's prices) as it
+# starts; its settle replaces the estimate with the real cost. So calls in flight together can
+# take the period past its budget by at most one call's estimate (the last one admitted), plus
+# whatever the real costs exceed the estimates by. The acquire creates the period's counter, so
+# the settle, which never creates a counter, finds it.
 #
 # KEYS: per bucket (rpm key, tpm key, concurrency key, previous minute's rpm key, previous
 # minute's tpm key, spend key), then the keys to settle. ARGV: now_ms, lease id, token
 # estimate, stale ms, ms left of this minute, window ms, a new counter's expiry ms, bucket
-# count, settle count, then per bucket (rpm, tpm, concurrency, budget in micro-USD; 0 = no
+# count, settle count, the call's estimated cost in micro-USD, then per bucket (rpm, tpm, concurrency, budget in micro-USD; 0 = no
 # limit; ms left of the budget period), then the settle deltas. Settles first (they are
 # earlier calls' corrections), then checks every bucket before taking anything, so a refusal
 # leaves no trace of its own.
@@ -79,13 +84,14 @@ local w = tonumber(ARGV[6])
 local expire_ms = tonumber(ARGV[7])
 local n = tonumber(ARGV[8])
 local settles = tonumber(ARGV[9])
-settle_tokens(n * 6 + 1, 10 + n * 5, settles)
+local cost = tonumber(ARGV[10])
+settle_tokens(n * 6 + 1, 11 + n * 5, settles)
 local weight = reset_ms / w
 local remaining = {}
 for i = 0, n - 1 do
   local rk, tk, ck, prk, ptk, sk = KEYS[i*6+1], KEYS[i*6+2], KEYS[i*6+3], KEYS[i*6+4], KEYS[i*6+5], KEYS[i*6+6]
-  local rpm, tpm, conc = tonumber(ARGV[10+i*5]), tonumber(ARGV[11+i*5]), tonumber(ARGV[12+i*5])
-  local budget, period_ms = tonumber(ARGV[13+i*5]), tonumber(ARGV[14+i*5])
+  local rpm, tpm, conc = tonumber(ARGV[11+i*5]), tonumber(ARGV[12+i*5]), tonumber(ARGV[13+i*5])
+  local budget, period_ms = tonumber(ARGV[14+i*5]), tonumber(ARGV[15+i*5])
   local r_used, t_used, spent = 0, 0, 0
   if rpm > 0 then
     local cur, prev, used = sliding_count(rk, prk, weight)
@@ -115,8 +121,8 @@ for i = 0, n - 1 do
 end
 for i = 0, n - 1 do
   local rk, tk, ck, sk = KEYS[i*6+1], KEYS[i*6+2], KEYS[i*6+3], KEYS[i*6+6]
-  local rpm, tpm, conc = tonumber(ARGV[10+i*5]), tonumber(ARGV[11+i*5]), tonumber(ARGV[12+i*5])
-  local budget, period_ms = tonumber(ARGV[13+i*5]), tonumber(ARGV[14+i*5])
+  local rpm, tpm, conc = tonumber(ARGV[11+i*5]), tonumber(ARGV[12+i*5]), tonumber(ARGV[13+i*5])
+  local budget, period_ms = tonumber(ARGV[14+i*5]), tonumber(ARGV[15+i*5])
   if rpm > 0 then
     if redis.call('INCR', rk) == 1 then redis.call('PEXPIRE', rk, expire_ms) end
   end
@@ -129,7 +135,10 @@ for i = 0, n - 1 do
     redis.call('PEXPIRE', ck, stale)
   end
   -- Kept a day past the period: a call that started in it settles into it.
-  if budget > 0 then redis.call('SET', sk, 0, 'NX', 'PX', period_ms + 86400000) end
+  if budget > 0 then
+    redis.call('SET', sk, 0, 'NX', 'PX', period_ms + 86400000)
+    if cost > 0 then redis.call('INCRBY', sk, cost) end
+  end
 end
 return {1, remaining[1][1], remaining[1][2], remaining[1][3]}
 """
@@ -230,6 +239,7 @@ class Lease:
 
     lease_id: str
     estimate: int
+    cost_estimate: int = 0  # micro-USD reserved in every budget's spend counter
     token_keys: list[str] = field(default_factory=list)
     slot_keys: list[str] = field(default_factory=list)
     spend_keys: list[str] = field(default_factory=list)
@@ -267,11 +277,13 @@ def estimate_tokens(messages: list[dict], max_tokens: int | None) -> int:
         elif isinstance(content, list):
             chars += sum(len(str(part.get("text", ""))) for part in content if isinstance(part, dict))
         chars += 16
-    return max(1, math.ceil(chars / 4) + (max_tokens if max_tokens else 256))
+    return max(1, math.ceil(chars / 4) + (max_tokens if max_tokens else COMPLETION_ESTIMATE))
 
 
-async def acquire(buckets: list[Bucket], *, estimate: int) -> Lease | None:
-    """Takes a slot in every bucket or raises 429. None when no limit applies (no Redis call)."""
+async def acquire(buckets: list[Bucket], *, estimate: int, cost_estimate: int = 0) -> Lease | None:
+    """Takes a slot in every bucket or raises 429. None when no limit applies (no Redis call).
+    `cost_estimate`: the call's estimated cost in micro-USD, reserved in each budget it counts
+    against until the settle replaces it with the real cost."""
     if not buckets:
         return None
     now_ms = int(time.time() * 1000)
@@ -294,7 +306,7 @@ async def acquire(buckets: list[Bucket], *, estimate: int) -> Lease | None:
         limits += [bucket.rpm or 0, bucket.tpm or 0, bucket.max_concurrent or 0, bucket.budget_micro_usd, period_ms]
     settles = _pending.take()
     args: list[object] = [now_ms, lease_id, estimate, STALE_SLOT_MS, window.reset_ms, WINDOW_MS, window.expire_ms,
-                          len(buckets), len(settles), *limits, *settles.values()]
+                          len(buckets), len(settles), max(0, cost_estimate), *limits, *settles.values()]
     try:
         result = await _acquire_script(get_async_redis(), [*keys, *settles], args)
     except Exception:  # noqa: BLE001 - what an outage does is the operator's choice (below)
@@ -322,7 +334,7 @@ async def acquire(buckets: list[Bucket], *, estimate: int) -> Lease | None:
             details={"bucket": bucket.name, "limit": limit_name, "value": limit, "retry_after_seconds": retry_after},
             headers=headers,
         )
-    lease = Lease(lease_id=lease_id, estimate=estimate)
+    lease = Lease(lease_id=lease_id, estimate=estimate, cost_estimate=max(0, cost_estimate))
     for index, bucket in enumerate(buckets):
         if bucket.tpm:
             lease.token_keys.append(keys[index * 6 + 1])
@@ -389,8 +401,9 @@ async def settle(lease: Lease | None, *, actual_tokens: int, cost_usd: Decimal |
     lease.settled = True
     delta = actual_tokens - lease.estimate
     deltas = {token_key: delta for token_key in lease.token_keys} if delta else {}
-    spent = micro_usd(cost_usd)
-    if spent > 0:
+    # The spend counters hold the reserved estimate: they get the difference.
+    spent = micro_usd(cost_usd) - lease.cost_estimate
+    if spent:
         deltas.update(dict.fromkeys(lease.spend_keys, spent))
     if not lease.slot_keys:
         if deltas:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import logging
 import math
 import random
@@ -43,6 +44,7 @@ from daarion.errors import (
     ServiceUnavailable,
     UpstreamError,
 )
+from daarion.redaction import redact, secret_values
 from daarion.redis_client import get_async_redis, key
 
 logger = logging.getLogger(__name__)
@@ -184,29 +186,39 @@ class ToolNames:
 # --- deployment health, shared through Redis ----------------------------------------------
 
 
+def health_subject(deployment_id: int, api_key: str | None = None) -> str:
+    """What a call's failures count against: the deployment, or, for a call carrying its own key
+    (an agent's `<PROVIDER>_API_KEY`), the deployment with that key. A bad personal key must not
+    cool the shared deployment down for every other caller; the key appears only as a digest."""
+    if not api_key:
+        return str(deployment_id)
+    return f"{deployment_id}:{hashlib.sha256(api_key.encode()).hexdigest()[:16]}"
+
+
 class Health:
-    """Cooldown of failing deployments. A deployment that failed `LLM_COOLDOWN_FAILURES`
-    times within a minute is skipped for `LLM_COOLDOWN_SECONDS`, in every process: the
-    cooldown lives in Redis, and each process re-reads it at most twice a second."""
+    """Cooldown of failing deployments. A subject (health_subject: a deployment, or a deployment
+    used with one per-call key) that failed `LLM_COOLDOWN_FAILURES` times within a minute is
+    skipped for `LLM_COOLDOWN_SECONDS`, in every process: the cooldown lives in Redis, and each
+    process re-reads it at most twice a second."""
 
     REFRESH = 0.5
 
     def __init__(self) -> None:
-        self._until: dict[int, float] = {}  # deployment id -> epoch seconds
-        self._checked: dict[int, float] = {}
-        self._failed_recently: set[int] = set()
+        self._until: dict[str, float] = {}  # subject -> epoch seconds
+        self._checked: dict[str, float] = {}
+        self._failed_recently: set[str] = set()
 
     @staticmethod
-    def _cool_key(deployment_id: int) -> str:
-        return key("llm", "cool", str(deployment_id))
+    def _cool_key(subject: str) -> str:
+        return key("llm", "cool", subject)
 
     @staticmethod
-    def _fail_key(deployment_id: int) -> str:
-        return key("llm", "fail", str(deployment_id))
+    def _fail_key(subject: str) -> str:
+        return key("llm", "fail", subject)
 
-    async def cooled(self, ids: list[int]) -> set[int]:
+    async def cooled(self, subjects: list[str]) -> set[str]:
         now = time.monotonic()
-        stale = [i for i in ids if now - self._checked.get(i, -1e9) > self.REFRESH]
+        stale = [i for i in subjects if now - self._checked.get(i, -1e9) > self.REFRESH]
         if stale:
             try:
                 values = await get_async_redis().mget([self._cool_key(i) for i in stale])
@@ -217,44 +229,45 @@ class Health:
                 self._checked[i] = now
                 self._until[i] = float(value) if value else 0.0
         wall = time.time()
-        return {i for i in ids if self._until.get(i, 0.0) > wall}
+        return {i for i in subjects if self._until.get(i, 0.0) > wall}
 
-    async def failed(self, deployment_id: int) -> None:
-        self._failed_recently.add(deployment_id)
+    async def failed(self, subject: str) -> None:
+        self._failed_recently.add(subject)
         threshold = int(_setting("LLM_COOLDOWN_FAILURES", 3))
         seconds = _setting("LLM_COOLDOWN_SECONDS", 30)
         try:
             client = get_async_redis()
             pipe = client.pipeline(transaction=False)
-            pipe.incr(self._fail_key(deployment_id))
-            pipe.expire(self._fail_key(deployment_id), 60)
+            pipe.incr(self._fail_key(subject))
+            pipe.expire(self._fail_key(subject), 60)
             count, _ = await pipe.execute()
             if int(count) >= threshold:
                 until = time.time() + seconds
-                await client.set(self._cool_key(deployment_id), str(until), ex=max(1, int(seconds)))
-                await client.delete(self._fail_key(deployment_id))
-                self._until[deployment_id] = until
-                self._checked[deployment_id] = time.monotonic()
-                logger.warning("deployment %s cools down for %ss", deployment_id, seconds)
+                await client.set(self._cool_key(subject), str(until), ex=max(1, int(seconds)))
+                await client.delete(self._fail_key(subject))
+                self._until[subject] = until
+                self._checked[subject] = time.monotonic()
+                logger.warning("deployment %s cools down for %ss", subject, seconds)
         except Exception:  # noqa: BLE001
             logger.warning("cannot record a deployment failure", exc_info=True)
 
-    async def succeeded(self, deployment_id: int) -> None:
-        if deployment_id not in self._failed_recently:
+    async def succeeded(self, subject: str) -> None:
+        if subject not in self._failed_recently:
             return
-        self._failed_recently.discard(deployment_id)
+        self._failed_recently.discard(subject)
         try:
-            await get_async_redis().delete(self._fail_key(deployment_id))
+            await get_async_redis().delete(self._fail_key(subject))
         except Exception:  # noqa: BLE001
             logger.warning("cannot reset a deployment failure count", exc_info=True)
 
     async def state(self, ids: list[int]) -> dict[int, dict[str, Any]]:
-        """For the models listing: failures in the current minute and cooldown end."""
+        """For the models listing: failures in the current minute and cooldown end (of the
+        shared deployments; per-key cooldowns are each caller's own)."""
         if not ids:
             return {}
         client = get_async_redis()
-        cools = await client.mget([self._cool_key(i) for i in ids])
-        fails = await client.mget([self._fail_key(i) for i in ids])
+        cools = await client.mget([self._cool_key(str(i)) for i in ids])
+        fails = await client.mget([self._fail_key(str(i)) for i in ids])
         wall = time.time()
         return {
             i: {
@@ -326,15 +339,17 @@ def weighted_order(deployments: tuple[DeploymentSpec, ...]) -> list[DeploymentSp
     return order
 
 
-async def candidates(registry: Registry, model: ModelSpec) -> tuple[list[tuple[ModelSpec, DeploymentSpec]], list[Attempt]]:
+async def candidates(registry: Registry, model: ModelSpec, ctx: CallContext | None = None,
+                     ) -> tuple[list[tuple[ModelSpec, DeploymentSpec]], list[Attempt]]:
     chain = model_chain(registry, model)
-    all_ids = [d.id for spec in chain for d in spec.deployments]
-    cooled = await health.cooled(all_ids)
+    subjects = {d.id: health_subject(d.id, ctx.api_key_for(d.provider.name) if ctx else None)
+                for spec in chain for d in spec.deployments}
+    cooled = await health.cooled(list(subjects.values()))
     skipped: list[Attempt] = []
     out: list[tuple[ModelSpec, DeploymentSpec]] = []
     for spec in chain:
         for deployment in weighted_order(spec.deployments):
-            if deployment.id in cooled:
+            if subjects[deployment.id] in cooled:
                 skipped.append(Attempt(spec.name, deployment.provider.name, deployment.upstream_model, "cooling_down",
                                        "skipped: the deployment is cooling down after repeated failures"))
             else:
@@ -398,6 +413,20 @@ def all_failed(model: str, attempts: list[Attempt]) -> DaarionError:
     return UpstreamError(f"every deployment of {model!r} failed; last: {last.message}", details=details)
 
 
+def call_secrets(deployment: DeploymentSpec, api_key: str | None) -> tuple[str, ...]:
+    """Every credential a call to `deployment` carried: the call's own key, the provider's, and
+    its extra headers' values (some providers take keys there)."""
+    provider = deployment.provider
+    return secret_values([api_key, provider.api_key, *(value for _, value in provider.extra_headers)])
+
+
+def _scrubbed(exc: ProviderError, deployment: DeploymentSpec, api_key: str | None) -> ProviderError:
+    """`exc` with the call's credentials removed from its message, in place: the message goes to
+    the caller (error, attempts, a stream's errorText), the logs and run rows (daarion/redaction.py)."""
+    exc.message = redact(exc.message, call_secrets(deployment, api_key))
+    return exc
+
+
 def _attempt(spec: ModelSpec, deployment: DeploymentSpec, exc: ProviderError) -> Attempt:
     return Attempt(spec.name, deployment.provider.name, deployment.upstream_model, exc.kind, exc.message, exc.status,
                    exc.retry_after)
@@ -453,7 +482,7 @@ async def _route(
     (Retry-After honoured) until one answers. Health is told of each outcome; every skip and
     failure lands in `outcome.attempts`, and all_failed() turns them into the caller's error.
     `served` records the answer before the deployment's cap is settled to its real tokens."""
-    order, skipped = await candidates(registry, model)
+    order, skipped = await candidates(registry, model, ctx)
     outcome.attempts.extend(skipped)
     for spec, deployment in order:
         if eligible is not None and not eligible(spec):
@@ -474,16 +503,18 @@ async def _route(
             continue
         try:
             result = await _with_retries(functools.partial(attempt, route), model=model, spec=spec,
-                                         deployment=deployment, outcome=outcome)
+                                         deployment=deployment, outcome=outcome, api_key=api_key)
             if result is not None and served is not None:
                 served(route, result)
         finally:
             if cap is not None:
                 await ratelimit.settle(cap, actual_tokens=outcome.usage.total_tokens or estimate)
+        # A call with its own key (an agent's) counts against that key, never the shared deployment.
+        subject = health_subject(deployment.id, api_key)
         if result is not None:
-            await health.succeeded(deployment.id)
+            await health.succeeded(subject)
             return result, route
-        await health.failed(deployment.id)
+        await health.failed(subject)
     raise all_failed(model.name, outcome.attempts)
 
 
@@ -553,12 +584,28 @@ def _usage_record(ctx: CallContext, outcome: Outcome, model: ModelSpec | None, *
     )
 
 
-async def _admit(registry: Registry, ctx: CallContext, estimate: int, outcome: Outcome) -> ratelimit.Lease | None:
+def _cost_estimate(registry: Registry, model: ModelSpec, estimate: int, completion: int) -> int:
+    """The call's estimated cost in micro-USD, reserved against budgets: its token estimate
+    (`completion` of it for the answer) at the highest prices of the model and its fallbacks,
+    since any of them may serve it."""
+    prompt = max(0, estimate - completion)
+    return max(ratelimit.micro_usd(spec.cost(prompt, completion)) for spec in model_chain(registry, model))
+
+
+async def _admit(registry: Registry, ctx: CallContext, estimate: int, outcome: Outcome, model: ModelSpec,
+                 completion: int) -> ratelimit.Lease | None:
     buckets = ratelimit.buckets_for(registry, agent_id=ctx.agent_id, microdao_id=ctx.microdao_id)
-    lease = await ratelimit.acquire(buckets, estimate=estimate)
+    # Only a budget needs the cost: the common call skips walking the fallback chain.
+    cost = _cost_estimate(registry, model, estimate, completion) if any(b.budget_micro_usd for b in buckets) else 0
+    lease = await ratelimit.acquire(buckets, estimate=estimate, cost_estimate=cost)
     if lease is not None:
         outcome.rate_headers = dict(lease.headers)
     return lease
+
+
+def _completion_estimate(call: ChatCall) -> int:
+    """The answer's share of estimate_tokens' estimate (its cap, or what it assumes without one)."""
+    return call.cap or ratelimit.COMPLETION_ESTIMATE
 
 
 @contextlib.asynccontextmanager
@@ -581,7 +628,7 @@ async def chat(call: ChatCall, ctx: CallContext, outcome: Outcome | None = None)
     async with _refusals_recorded(ctx, outcome):
         registry = await fresh_registry(call.model)
         model = resolve_model(registry, call.model)
-        lease = await _admit(registry, ctx, estimate, outcome)
+        lease = await _admit(registry, ctx, estimate, outcome, model, _completion_estimate(call))
     status, error_type = UsageStatus.ERROR, "internal_error"
     served_model: ModelSpec | None = model
     try:
@@ -647,6 +694,7 @@ async def _with_retries(
     spec: ModelSpec,
     deployment: DeploymentSpec,
     outcome: Outcome,
+    api_key: str | None = None,
 ) -> T | None:
     """Calls one deployment up to 1 + max_retries times with backoff (honouring Retry-After).
 
@@ -660,7 +708,7 @@ async def _with_retries(
             result = await call()
         except ProviderError as exc:
             outcome.upstream_ms += (time.perf_counter() - started) * 1000
-            failure = _attempt(spec, deployment, exc)
+            failure = _attempt(spec, deployment, _scrubbed(exc, deployment, api_key))
             outcome.attempts.append(failure)
             if exc.kind == "bad_request":
                 raise _bad_request(model.name, failure, outcome.attempts) from exc
@@ -699,6 +747,8 @@ class Stream:
         self._lease: ratelimit.Lease | None = None
         self._iterator: AsyncIterator[StreamEvent] | None = None
         self._first: StreamEvent | None = None
+        self._deployment: DeploymentSpec | None = None  # the one serving, for scrubbing its errors
+        self._api_key: str | None = None
         self._names = ToolNames(call.tools, call.messages)
         self._prompt_estimate = 0
         self._estimate = 0
@@ -715,11 +765,12 @@ class Stream:
     async def admit(self) -> None:
         """Model lookup and rate limits: errors here are plain HTTP errors, before any byte."""
         estimate = self._estimate = ratelimit.estimate_tokens(self.call.messages, self.call.cap)
-        self._prompt_estimate = max(1, estimate - (self.call.cap or 256))
+        self._prompt_estimate = max(1, estimate - _completion_estimate(self.call))
         async with _refusals_recorded(self.ctx, self.outcome, stream=True):
             self._registry = await fresh_registry(self.call.model)
             self._model = resolve_model(self._registry, self.call.model)
-            self._lease = await _admit(self._registry, self.ctx, estimate, self.outcome)
+            self._lease = await _admit(self._registry, self.ctx, estimate, self.outcome, self._model,
+                                       _completion_estimate(self.call))
         self._admitted = True
 
     async def open(self) -> None:
@@ -752,6 +803,7 @@ class Stream:
             await self.finish(UsageStatus.CANCELLED, "client_disconnected")
             raise
         self.outcome.ttft_ms = (time.perf_counter() - self.outcome.started) * 1000
+        self._deployment, self._api_key = route.deployment, route.api_key
         _served(self.outcome, route.spec, route.deployment, None, "stop")
         self.outcome.dropped_params = dropped
         self._served = route.spec
@@ -786,6 +838,8 @@ class Stream:
             status, error_type = UsageStatus.OK, ""
         except ProviderError as exc:
             status, error_type = UsageStatus.ERROR, f"upstream_{exc.kind}"
+            if self._deployment is not None:
+                _scrubbed(exc, self._deployment, self._api_key)
             raise UpstreamError(f"upstream stream failed: {exc.message}", details={"error_type": exc.kind}) from exc
         finally:
             closer = getattr(self._iterator, "aclose", None)
@@ -862,7 +916,7 @@ async def embed(
     async with _refusals_recorded(ctx, outcome, endpoint=Endpoint.EMBEDDINGS):
         registry = await fresh_registry(model_name)
         model = resolve_model(registry, model_name, for_embeddings=True)
-        lease = await _admit(registry, ctx, estimate, outcome)
+        lease = await _admit(registry, ctx, estimate, outcome, model, 0)
     status, error_type = UsageStatus.ERROR, "internal_error"
     served: ModelSpec | None = model
     try:

@@ -14,6 +14,9 @@ from django.db.models.functions import TruncDate
 
 from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy, UsageRecord
 from apps.llm.services import REGISTRY_CONFIG
+from daarion.agent_directory import agent_microdao
+from daarion.auth import Principal
+from daarion.errors import Forbidden
 from daarion.live_config import LiveSnapshot
 
 
@@ -297,7 +300,7 @@ def deployment_cooldowns(*, deployment_ids: list[int]) -> dict[int, datetime]:
     if not deployment_ids:
         return {}
     try:
-        values = get_redis().mget([Health._cool_key(i) for i in deployment_ids])
+        values = get_redis().mget([Health._cool_key(str(i)) for i in deployment_ids])
     except Exception:  # noqa: BLE001 - a view for humans: show what can be shown
         logging.getLogger(__name__).warning("cannot read deployment cooldowns", exc_info=True)
         return {}
@@ -327,3 +330,35 @@ def cooldown_metrics() -> Iterable[Any]:
     for deployment_id, model, provider in rows:
         gauge.add_metric([model, provider, str(deployment_id)], 1 if deployment_id in cooling else 0)
     yield gauge
+
+
+async def call_microdao(*, principal: Principal, agent_id: str | None, named: str | None) -> str | None:
+    """The microDAO a call's limits, budget and usage are charged to: never one the caller
+    names freely (issue #18: an agent of one microDAO exhausted another's quota).
+
+    - A call for a known agent: the agent's microDAO, from the agent registry; naming another
+      is 403 `microdao_mismatch`.
+    - Otherwise the named microDAO only for a token bound to agents of that microDAO (403
+      `microdao_mismatch` for another one); a token bound to no agents that names one is
+      charged to the default policy (None).
+    """
+    if agent_id:
+        home = await agent_microdao(agent_id)
+        if home is not None:
+            if named and named != home:
+                raise _mismatch(f"agent {agent_id!r} belongs to {home!r}, not {named!r}",
+                                {"agent_id": agent_id, "microdao_id": named, "agent_microdao_id": home})
+            return home
+    if not named:
+        return None
+    if principal.agents is None:
+        return None
+    bound = {home for agent in principal.agents if (home := await agent_microdao(agent)) is not None}
+    if named not in bound:
+        raise _mismatch(f"token {principal.name!r} is not bound to {named!r}",
+                        {"microdao_id": named, "token_microdao_ids": sorted(bound)})
+    return named
+
+
+def _mismatch(message: str, details: dict[str, Any]) -> Forbidden:
+    return Forbidden(message, type="microdao_mismatch", details=details)

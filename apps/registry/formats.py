@@ -1,4 +1,7 @@
-"""YAML in and out of the management API, for registry documents kept in git."""
+"""YAML in and out of the management API and the registry commands, for registry documents
+kept in git. The reader refuses anchors and aliases and caps size, nodes and depth
+(daarion/yaml_documents.py): an alias bomb is refused at its first anchor, before anything is
+expanded."""
 
 from __future__ import annotations
 
@@ -9,21 +12,25 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer
 
+from daarion.yaml_documents import DocumentRefused, yaml_document_dump, yaml_document_load
+
 
 class DocumentSyntaxError(ValueError):
-    """A registry document that is not readable YAML (or JSON, which is YAML)."""
+    """A registry document that is not readable YAML (or JSON, which is YAML), or one refused."""
 
 
 def load_document(text: str | bytes) -> Any:
     """A registry document from YAML text: the one reader of the API and the commands."""
     try:
-        return yaml.safe_load(text.decode("utf-8") if isinstance(text, bytes) else text)
+        return yaml_document_load(text)
+    except DocumentRefused as exc:
+        raise DocumentSyntaxError(f"YAML refused: {exc}") from exc
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise DocumentSyntaxError(f"not valid YAML: {exc}") from exc
 
 
 def dump_document(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    return yaml_document_dump(data)
 
 
 class YAMLParser(BaseParser):

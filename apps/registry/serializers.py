@@ -106,8 +106,11 @@ class DeploymentIn(serializers.Serializer):
 
 class LogicalModelOut(serializers.ModelSerializer):
     deployments = DeploymentOut(many=True, read_only=True)
-    input_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, coerce_to_string=False)
-    output_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, coerce_to_string=False)
+    # Numbers in JSON, as documents and exports carry them (never strings), and never negative.
+    input_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, coerce_to_string=False,
+                                                    min_value=0)
+    output_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, coerce_to_string=False,
+                                                     min_value=0)
 
     class Meta:
         model = LogicalModel
@@ -121,8 +124,11 @@ class LogicalModelIn(serializers.Serializer):
     deployments = DeploymentIn(many=True, required=False, help_text="replaces the model's deployments when given")
     fallbacks = serializers.ListField(child=serializers.CharField(), required=False, default=list)
     context_window = serializers.IntegerField(min_value=1, required=False, default=8192)
-    input_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, required=False, default=0)
-    output_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, required=False, default=0)
+    # A JSON number (a numeric string is taken too), typed so in the OpenAPI document.
+    input_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, required=False, default=0,
+                                                    coerce_to_string=False)
+    output_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, required=False, default=0,
+                                                     coerce_to_string=False)
     can_embed = serializers.BooleanField(required=False, default=False)
     drop_unsupported_params = serializers.BooleanField(required=False, default=False)
     enabled = serializers.BooleanField(required=False, default=True)
@@ -148,7 +154,7 @@ class RateLimitPolicyIn(serializers.Serializer):
     # No digit limits here: the service refuses 0, too many places or digits in its own words
     # (rounding would store another budget than the one sent).
     budget_usd = serializers.DecimalField(
-        max_digits=None, decimal_places=None, allow_null=True, required=False, default=None,
+        max_digits=None, decimal_places=None, allow_null=True, required=False, default=None, coerce_to_string=False,
         help_text="USD per budget_period, above 0, at most 4 decimal places; null: no budget",
     )
     budget_period = serializers.ChoiceField(

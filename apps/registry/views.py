@@ -29,6 +29,7 @@ from apps.memory import services as memory_services
 from apps.memory.models import EmbeddingModel
 from apps.registry import serializers as s
 from apps.registry.authentication import actor_of
+from apps.registry.bodies import ChunkedBodyMixin
 from apps.registry.documents import registry_apply, registry_export
 from apps.registry.exceptions import validation_failed
 from apps.registry.formats import YAMLParser, YAMLRenderer
@@ -52,7 +53,7 @@ def _refuse_rename(current: str, data: dict[str, Any], field: str, path: str | N
 _LIST_DOC = "Filter with the listed query parameters, `search=` across names, `ordering=`, `page=` / `page_size=`."
 
 
-class RegistryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class RegistryViewSet(ChunkedBodyMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """List / retrieve / create / update / partial update / delete, every write through
     `write()` / `remove()` (the owning app's services) inside one transaction."""
 
@@ -353,7 +354,7 @@ class ChangeRecordViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
     ordering_fields = ["created_at", "id"]
 
 
-class ApplyView(APIView):
+class ApplyView(ChunkedBodyMixin, APIView):
     """POST a whole registry document (JSON or YAML); `?dry_run=1` returns the plan only."""
 
     parser_classes = [JSONParser, YAMLParser]

@@ -4,6 +4,7 @@ the tool call itself, the demo follow-ups, and upstream MCP servers with the syn
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -26,6 +27,7 @@ from apps.tools.executors import ExecutionResult, ToolContext, get_executor
 from apps.tools.executors.python import registered_functions
 from apps.tools.models import Followup, McpServer, Tool
 from apps.tools.registry import TOOLS_CONFIG, ToolDefinition, registry_snapshot
+from daarion import redaction
 from daarion.agent_directory import unknown_agent_ids
 from daarion.live_config import bump_version
 from daarion.observability import metrics, tracing
@@ -496,11 +498,12 @@ async def _run_checked(
         )
     ctx = ToolContext(tool_id=tool_id, agent_id=agent_id, microdao_id=microdao_id, request_id=request_id,
                       extra=dict(context or {}), secret_headers=injected)
+    sent = _secrets_sent(tool, injected)
     try:
-        result = await run(tool, args, ctx)
+        result = _scrubbed(await run(tool, args, ctx), sent)
     except Exception as exc:  # noqa: BLE001 - an executor bug is a failed call with a reason, never a 500
         logger.exception("executor %s failed on tool %s", tool.executor, tool_id)
-        return _refusal(CallStatus.ERROR, "execution_error", f"{type(exc).__name__}: {exc or 'no detail'}"[:500])
+        return _refusal(CallStatus.ERROR, "execution_error", redaction.redact(f"{type(exc).__name__}: {exc or 'no detail'}", sent)[:500])
     # A failed result is returned as it is: an output-schema error must not hide the real one.
     if result.ok and tool.output_validator is not None:
         errors = validation_errors(tool.output_validator, result.result)
@@ -512,6 +515,28 @@ async def _run_checked(
                 errors,
             )
     return result
+
+
+def _secrets_sent(tool: ToolDefinition, injected: Mapping[str, str]) -> tuple[str, ...]:
+    """Every secret header value a call of `tool` sends: the tool's own, its MCP server's and
+    the calling agent's injected ones."""
+    server = tool.mcp_server
+    return redaction.secret_values([*tool.secret_headers.values(), *injected.values(),
+                          *(server.secret_headers.values() if server is not None else ())])
+
+
+def _scrubbed(result: ExecutionResult, secrets: tuple[str, ...]) -> ExecutionResult:
+    """`result` with the call's secrets removed from everything the target sent back (its error
+    text, details and result), before any of it reaches the caller, the audit row or a log: a
+    target may echo the headers it was sent (daarion/redaction.py)."""
+    if not secrets:
+        return result
+    return dataclasses.replace(
+        result,
+        result=redaction.redact_data(result.result, secrets),
+        error=redaction.redact(result.error, secrets) if result.error else result.error,
+        details=redaction.redact_data(result.details, secrets),
+    )
 
 
 # --- demo follow-ups ---------------------------------------------------------------------
@@ -760,7 +785,9 @@ def mcp_server_sync(*, server: McpServer) -> McpSyncReport:
     except Exception as exc:  # noqa: BLE001 - a failed sync is reported and recorded, never a crash
         while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
             exc = exc.exceptions[0]
-        report.error = f"{type(exc).__name__}: {exc or 'no detail'}"[:1000]
+        # The upstream's text may repeat the headers it was sent (daarion/redaction.py).
+        report.error = redaction.redact(f"{type(exc).__name__}: {exc or 'no detail'}",
+                                        redaction.secret_values(_server_secrets(server).values()))[:1000]
         logger.warning("sync of MCP server %s failed: %s", server.name, report.error)
         McpServer.objects.filter(pk=server.pk).update(last_sync_error=report.error, last_synced_at=timezone.now())
         return report

@@ -10,7 +10,7 @@ from asgiref.sync import async_to_sync
 
 from apps.llm import gateway, router, services
 from apps.llm.providers import ChatRequest
-from daarion.errors import ServiceUnavailable
+from daarion.errors import ServiceUnavailable, UpstreamError
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -100,3 +100,26 @@ def test_agent_secrets_name_provider_keys_by_convention(fake_provider, stub_mode
     # Only providers that serve a model count (openai-eu has no deployment); empty values never.
     assert async_to_sync(gateway.credentials_from_secrets)(secrets) == {"fake": AGENT_KEY}
     assert async_to_sync(gateway.credentials_from_secrets)({"VENDOR_TOKEN": "x"}) == {}
+
+
+def test_a_bad_per_agent_key_cools_down_only_itself(fake_provider, make_model, settings, fake_stats):
+    # Issue #18 item 4: three 401s on one agent's own key put the shared deployment in a
+    # cooldown, and every other agent got 503 no_deployment.
+    settings.LLM_COOLDOWN_FAILURES = 3
+    settings.LLM_COOLDOWN_SECONDS = 30
+    model = make_model("shared", fake_provider, "keycheck")
+    bad = {"fake": "sk-bad-agent-key-000"}
+    for _ in range(3):
+        with pytest.raises(UpstreamError):
+            gateway.chat_completion_sync(model="shared", messages=HELLO, agent_id="agent:careless", credentials=bad)
+    # The bad key is now cooling down, on its own: its next call does not reach the upstream.
+    with pytest.raises(ServiceUnavailable) as info:
+        gateway.chat_completion_sync(model="shared", messages=HELLO, agent_id="agent:careless", credentials=bad)
+    assert info.value.details["attempts"][0]["error_type"] == "cooling_down"
+    assert fake_stats()["requests"]["keycheck"] == 3
+    # Every other caller is served: the provider's key, and another agent's own key.
+    assert gateway.chat_completion_sync(model="shared", messages=HELLO, agent_id="agent:b").content == "echo: hello"
+    assert gateway.chat_completion_sync(model="shared", messages=HELLO, agent_id="agent:c",
+                                        credentials={"fake": AGENT_KEY}).content == "echo: hello"
+    deployment_id = model.deployments.get().pk
+    assert async_to_sync(router.Health().cooled)([str(deployment_id)]) == set()

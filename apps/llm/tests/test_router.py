@@ -119,7 +119,7 @@ def test_failing_deployment_cools_down_for_every_process(fake_provider, make_mod
         assert chat("shaky").model_resolved == "backup"
     assert fake_stats()["requests"]["error:500"] == 2
     # A fresh Health (another process's view) sees the cooldown in Redis.
-    assert async_to_sync(router.Health().cooled)([deployment_id]) == {deployment_id}
+    assert async_to_sync(router.Health().cooled)([str(deployment_id)]) == {str(deployment_id)}
     result = chat("shaky")
     assert result.model_resolved == "backup"
     assert fake_stats()["requests"]["error:500"] == 2, "the cooled deployment is skipped"

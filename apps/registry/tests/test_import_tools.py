@@ -12,6 +12,7 @@ import yaml
 from django.core.management import CommandError, call_command
 
 from apps.tools.models import Tool
+from daarion.yaml_documents import yaml_document_dump
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -90,7 +91,7 @@ def test_errors_name_the_tool_and_field_and_nothing_is_written(tmp_path, mutate,
     document["tools"].append({**document["tools"][0], "id": "projects.ok"})
     mutate(document)
     with pytest.raises(CommandError) as exc:
-        _run("import_tools", _write(tmp_path, yaml.safe_dump(document)))
+        _run("import_tools", _write(tmp_path, yaml_document_dump(document)))
     assert expected in str(exc.value)
     assert not Tool.objects.exists()  # all or nothing: the valid item was not kept either
 
@@ -116,7 +117,7 @@ def test_secrets_come_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("PROJECTS_KEY", "k-123456789")
     document = yaml.safe_load(SEED_YAML)
     document["tools"][0]["secrets"] = {"X-Api-Key": {"env": "PROJECTS_KEY"}}
-    _run("import_tools", _write(tmp_path, yaml.safe_dump(document)))
+    _run("import_tools", _write(tmp_path, yaml_document_dump(document)))
     assert json.loads(Tool.objects.get().secret_headers) == {"X-Api-Key": "k-123456789"}
 
 
@@ -131,7 +132,7 @@ def test_export_to_a_file_names_secret_variables_not_values(tmp_path, monkeypatc
     monkeypatch.setenv("PROJECTS_KEY", "k-123456789")
     document = yaml.safe_load(SEED_YAML)
     document["tools"][0]["secrets"] = {"X-Api-Key": {"env": "PROJECTS_KEY"}}
-    _run("import_tools", _write(tmp_path, yaml.safe_dump(document)))
+    _run("import_tools", _write(tmp_path, yaml_document_dump(document)))
     target = tmp_path / "out.yaml"
     call_command("export_tools", "-o", str(target), stdout=io.StringIO(), stderr=io.StringIO())
     text = target.read_text()

@@ -54,3 +54,17 @@ def test_every_reference_resolves(api):
     assert "#/components/schemas/SecretStateOut" in refs
     dangling = sorted(ref for ref in refs if ref.removeprefix("#/components/schemas/") not in components)
     assert dangling == []
+
+
+def test_prices_and_budgets_are_numbers_in_and_out(api, token_client):
+    # Documents, exports and answers carry them as JSON numbers; the schema said strings.
+    schemas = api.get("/api/registry/schema/", params={"format": "json"}).json()["components"]["schemas"]
+    for name in ("LogicalModelInRequest", "PatchedLogicalModelInRequest", "LogicalModelOut"):
+        for field in ("input_price_per_mtok", "output_price_per_mtok"):
+            assert schemas[name]["properties"][field]["type"] == "number", (name, field)
+    for name in ("RateLimitPolicyInRequest", "RateLimitPolicyOut"):
+        assert schemas[name]["properties"]["budget_usd"]["type"] == "number", name
+    assert schemas["LogicalModelOut"]["properties"]["input_price_per_mtok"]["minimum"] == 0
+    created = token_client.post("/models/", json={"name": "priced", "input_price_per_mtok": 0.25})
+    assert created.status_code == 201, created.text
+    assert created.json()["input_price_per_mtok"] == 0.25 and created.json()["output_price_per_mtok"] == 0

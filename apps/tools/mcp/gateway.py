@@ -99,6 +99,26 @@ def _refusal(exc: DaarionError, request_id: str) -> tuple[int, list[tuple[bytes,
     return exc.status, headers, body
 
 
+def _request_id_of(headers: dict[str, str]) -> str:
+    incoming = headers.get("x-request-id", "")
+    # A caller's id is echoed back, so only a short, boring one is taken (as for the APIs).
+    return incoming if _REQUEST_ID_RE.match(incoming) else f"mcp-{uuid.uuid4().hex}"
+
+
+async def refuse(scope: dict[str, Any], send: Any, exc: DaarionError) -> None:
+    """Answers `exc` as the gateway answers its own refusals, with the access-log line: for
+    refusals made in front of the gateway (the body limit in daarion/asgi.py)."""
+    request_id = _request_id_of(_headers(scope))
+    status, headers, body = _refusal(exc, request_id)
+    headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    access_logger.info("%s %s %s", scope.get("method"), scope.get("path"), status, extra={
+        "method": scope.get("method"), "path": scope.get("path"), "status": status, "duration_ms": 0.0,
+        "token": None, "agent_id": None, "streaming": False, "request_id": request_id,
+    })
+
+
 class McpGateway:
     """ASGI callable for /mcp. One per process; the session manager's task group is started by
     the ASGI lifespan (`lifespan()`), or on the first request when the server sends no lifespan."""
@@ -151,9 +171,7 @@ class McpGateway:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         started = time.perf_counter()
         headers = _headers(scope)
-        incoming = headers.get("x-request-id", "")
-        # A caller's id is echoed back, so only a short, boring one is taken (as for the APIs).
-        request_id = incoming if _REQUEST_ID_RE.match(incoming) else f"mcp-{uuid.uuid4().hex}"
+        request_id = _request_id_of(headers)
         log_token = request_id_var.set(request_id)
         outcome = {"status": 0, "token": None, "agent": None}
         try:

@@ -73,6 +73,13 @@ class _TargetHandler(BaseHTTPRequestHandler):
             for _ in range(30):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             self.wfile.write(b"0\r\n\r\n")
+        elif path in ("/leak", "/leak-ok"):
+            # A careless target repeating the headers it was sent, in an error or a result.
+            echoed = json.dumps(dict(self.headers))
+            if path == "/leak":
+                self._send(401, f"unauthorized; you sent {echoed}".encode(), "text/plain")
+            else:
+                self._send(200, json.dumps({"you_sent": json.loads(echoed)}).encode())
         elif path == "/wrong-shape":
             self._send(200, json.dumps({"not": "a list"}).encode())
         elif path == "/not-json":

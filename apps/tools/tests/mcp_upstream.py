@@ -10,6 +10,7 @@ Tools: forecast (structured output, read-only), add, fail (always an error resul
 from __future__ import annotations
 
 import argparse
+import hashlib
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -47,9 +48,11 @@ def build(without: set[str]) -> MCPServer:
     if "whoami" not in without:
         @server.tool()
         def whoami(ctx: Context) -> dict:
-            """The X-Api-Key header this call came with."""
+            """A digest of the X-Api-Key header this call came with (toolcore redacts the key
+            itself from whatever an upstream sends back)."""
             request = ctx.request_context.request
-            return {"api_key": request.headers.get("x-api-key", "") if request is not None else ""}
+            value = request.headers.get("x-api-key", "") if request is not None else ""
+            return {"api_key_sha256": hashlib.sha256(value.encode()).hexdigest()}
 
     return server
 

@@ -4,6 +4,7 @@ through /mcp, and in an agent turn, under the egress rules of http tools."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -21,6 +22,11 @@ from apps.tools.models import McpServer, Tool, ToolCall
 from apps.tools.services import mcp_server_create, mcp_server_delete, mcp_server_sync, mcp_server_update
 from apps.tools.tests.conftest import run, wait_for, wait_until_served
 from daarion.testing import BASE_DIR, free_port
+
+def _whoami(key: str) -> dict[str, str]:
+    """What the reference server's whoami answers for a call that carried `key`."""
+    return {"api_key_sha256": hashlib.sha256(key.encode()).hexdigest()}
+
 
 REFERENCE_TOOLS = ["ref.add", "ref.fail", "ref.forecast", "ref.whoami"]
 
@@ -110,7 +116,7 @@ def test_a_call_through_the_rest_door_reaches_the_upstream(reference, tools_serv
     assert forecast["result"] == {"city": "Kyiv", "temp_c": 21.5, "summary": "sunny in Kyiv"}
     assert call("ref.add", {"a": 2, "b": 40})["result"] == {"result": 42}
     # The server's secret header reached the upstream (and only it: the value is nowhere else).
-    assert call("ref.whoami", {})["result"] == {"api_key": "upstream-key-1"}
+    assert call("ref.whoami", {})["result"] == _whoami("upstream-key-1")
     failed = call("ref.fail", {"reason": "disk on fire"})
     assert (failed["ok"], failed["error_type"]) == (False, "upstream_tool_error") and "disk on fire" in failed["error"]
     invalid = call("ref.add", {"a": "two"}, status=422)  # checked here, against the synced schema
@@ -138,7 +144,7 @@ def test_the_calling_agent_s_secret_reaches_the_upstream_as_a_header(reference, 
         return tools_api.post("/internal/tools/call", headers=bearer(token), json={
             "tool_id": "ref.whoami", "agent_id": agent_id, "microdao_id": "microdao:7", "args": {}}).json()
 
-    assert wait_for(lambda: whoami("agent:sofia").get("result") == {"api_key": "sofia-key-77"},
+    assert wait_for(lambda: whoami("agent:sofia").get("result") == _whoami("sofia-key-77"),
                     message="the agent's key at the upstream")
     mcp_server_update(server=McpServer.objects.get(pk=server.pk), allowed_agents=["agent:sofia", "agent:cto"])
     missing = wait_for(lambda: (r := whoami("agent:cto")).get("error_type") == "missing_secret" and r,
