@@ -7,7 +7,6 @@ user's name; the answer is the UI message stream those doors speak, plus a last
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,16 +16,13 @@ from typing import Any
 from apps.agents.pipeline import TurnInput, in_db_thread, turn_prepare
 from apps.agents.runs.selectors import arun_get, run_sse
 from apps.agents.runs.services import run_start
-from apps.agents.stream import DONE
 from apps.llm.gateway import stream_chat_completion
 from apps.llm.selectors import registry_snapshot
+from daarion import sse
 from daarion.errors import DaarionError
+from daarion.ui_message_stream import UIMessageStream
 
 PLAYGROUND_CHANNEL = "console:playground"
-
-
-def _sse(chunk: dict[str, Any]) -> str:
-    return "data: " + json.dumps(chunk, ensure_ascii=False, default=str) + "\n\n"
 
 
 async def _cost(model: str, usage: dict[str, Any]) -> str | None:
@@ -42,38 +38,36 @@ def _summary(*, usage: dict[str, Any], cost: str | None, started: float, **extra
         "usage": usage, "cost_usd": cost, "latency_ms": round((time.perf_counter() - started) * 1000, 1), **extra}}}
 
 
-async def model_stream(*, model: str, message: str, user: str) -> AsyncIterator[str]:
+async def model_stream(*, model: str, message: str, user: str) -> AsyncIterator[bytes]:
     """A logical model's answer as a UI message stream (errors as an `error` chunk)."""
     started = time.perf_counter()
     request_id = f"console-{uuid.uuid4().hex[:16]}"
-    yield _sse({"type": "start", "messageId": request_id, "messageMetadata": {"caller": user}})
-    yield _sse({"type": "start-step"})
-    text_open, finish = False, None
+    ui = UIMessageStream()
+    for chunk in [*ui.start(request_id, {"caller": user}), *ui.start_step()]:
+        yield sse.event(chunk)
+    finish = None
     try:
         async for event in stream_chat_completion(model=model, messages=[{"role": "user", "content": message}],
                                                   channel_id=PLAYGROUND_CHANNEL, request_id=request_id):
             if event.type == "text":
-                if not text_open:
-                    text_open = True
-                    yield _sse({"type": "text-start", "id": "text-1"})
-                yield _sse({"type": "text-delta", "id": "text-1", "delta": event.text})
+                for chunk in ui.text(event.text):
+                    yield sse.event(chunk)
             elif event.type == "finish":
                 finish = event
     except DaarionError as exc:
-        if text_open:
-            yield _sse({"type": "text-end", "id": "text-1"})
-        yield _sse({"type": "error", "errorText": f"{exc.type}: {exc.message}"})
-        yield DONE
+        for chunk in ui.error(f"{exc.type}: {exc.message}"):
+            yield sse.event(chunk)
+        yield sse.DONE
         return
-    if text_open:
-        yield _sse({"type": "text-end", "id": "text-1"})
-    yield _sse({"type": "finish-step"})
+    for chunk in ui.finish_step():
+        yield sse.event(chunk)
     usage = finish.usage if finish else {}
     served = (finish.model_resolved if finish else "") or model
-    yield _sse(_summary(usage=usage, cost=await _cost(served, usage), started=started, request_id=request_id,
-                        provider=finish.provider if finish else "", model=served))
-    yield _sse({"type": "finish", "messageMetadata": {"finish_reason": finish.finish_reason if finish else "stop"}})
-    yield DONE
+    yield sse.event(_summary(usage=usage, cost=await _cost(served, usage), started=started, request_id=request_id,
+                             provider=finish.provider if finish else "", model=served))
+    for chunk in ui.finish({"finish_reason": finish.finish_reason if finish else "stop"}):
+        yield sse.event(chunk)
+    yield sse.DONE
 
 
 async def agent_run_start(*, agent_id: str, message: str, session_id: str | None, user: str) -> tuple[str, str]:
@@ -92,13 +86,13 @@ async def agent_run_start(*, agent_id: str, message: str, session_id: str | None
     return run.pk, prepared.session_id
 
 
-async def agent_stream(*, run_id: str, model: str) -> AsyncIterator[str]:
+async def agent_stream(*, run_id: str, model: str) -> AsyncIterator[bytes]:
     """The run's stream (as GET /internal/agents/runs/{id}/stream), then the summary chunk."""
     started = time.perf_counter()
     async for event in run_sse(run_id):
-        if event == DONE:
+        if event == sse.DONE:
             run = await arun_get(run_id=run_id)
             usage = run.usage or {}
-            yield _sse(_summary(usage=usage, cost=await _cost(model, usage), started=started, run_id=run_id,
+            yield sse.event(_summary(usage=usage, cost=await _cost(model, usage), started=started, run_id=run_id,
                                 status=run.status, model=model))
         yield event

@@ -116,10 +116,10 @@ def seeded(transactional_db, console_server) -> None:
     from django.contrib.auth import get_user_model
 
     from apps.agents import demo as agents_demo
-    from apps.llm import demo as llm_demo
+    from apps.registry import demo as registry_demo
     from apps.tools import demo as tools_demo
 
-    llm_demo.seed()
+    registry_demo.seed()
     agents_demo.seed()  # the agents before the tools that allow them, as seed_demo runs them
     tools_demo.seed(public_url=console_server.url)
     get_user_model().objects.create_superuser("admin", "admin@localhost", ADMIN_PASSWORD)

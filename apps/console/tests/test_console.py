@@ -22,10 +22,10 @@ from daarion.audit import acting_as
 
 def _seed_demo() -> None:
     from apps.agents import demo as agents_demo
-    from apps.llm import demo as llm_demo
+    from apps.registry import demo as registry_demo
     from apps.tools import demo as tools_demo
 
-    llm_demo.seed()
+    registry_demo.seed()
     agents_demo.seed()
     tools_demo.seed()
 
