@@ -40,7 +40,7 @@ def test_errors_keep_the_envelope_on_the_lean_paths(api, llm_headers) -> None:
 def _assert_api_headers(answer, *, streamed: bool = False) -> None:
     assert answer.headers["x-content-type-options"] == "nosniff"
     if streamed:
-        assert answer.headers["cache-control"] == "no-cache"  # the stream's own choice is kept
+        assert answer.headers["cache-control"] == "no-cache, no-transform"  # the stream's own choice is kept
         assert "content-length" not in answer.headers
     else:
         assert answer.headers["cache-control"] == "no-store"

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from apps.llm import services
 from apps.llm.models import UsageRecord
-from apps.llm.router import health
+from apps.llm.router import health, health_subject
 from apps.llm.tests.conftest import usage_rows
 from daarion.observability.metrics import exposition
 from daarion.services import service_token_create
@@ -34,7 +34,7 @@ def test_providers_and_models_show_cooldowns_error_rates_and_the_last_error(admi
 
     async def fail_twice() -> None:
         for _ in range(2):
-            await health.failed(deployment.id)
+            await health.failed(health_subject(deployment.id))
 
     asyncio.run(fail_twice())  # what the router records when the deployment keeps failing
     for page in ("/admin/llm/provider/", "/admin/llm/logicalmodel/", f"/admin/llm/provider/{provider.pk}/change/"):
