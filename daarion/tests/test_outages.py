@@ -231,6 +231,12 @@ def test_a_postgres_outage_leaves_the_snapshot_paths_answering(stack, client):
             assert response.status_code == 200 and elapsed < FAST, (response.text, elapsed)
             response, elapsed = timed(lambda: tool_call(client))
             assert response.status_code == 200 and response.json()["ok"] is True and elapsed < FAST, response.text
+            # A python tool that writes the database fails its call, by name.
+            response, elapsed = timed(lambda: client.post("/internal/tools/call", json={
+                "tool_id": "followups.create", "agent_id": AGENT, "microdao_id": DAO,
+                "args": {"microdao_id": DAO, "title": "written during the outage"}}))
+            assert response.status_code == 200 and elapsed < FAST, response.text
+            assert response.json()["ok"] is False and response.json()["error_type"] == "database_unavailable"
             response, elapsed = timed(lambda: client.get("/internal/whoami"))
             assert response.status_code == 200 and elapsed < FAST, response.text
             response, elapsed = timed(lambda: client.get("/internal/whoami", headers=unknown))
@@ -266,6 +272,12 @@ def test_mcp_answers_a_database_outage_in_json_rpc(stack, client, web):
     try:
         response, elapsed = timed(lambda: client.post("/mcp", json=listing, headers=mcp_headers))
         assert response.status_code == 200 and elapsed < FAST, response.text  # from the tool snapshot
+        call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                "params": {"name": "followups.create", "arguments": {"microdao_id": DAO, "title": "outage"}}}
+        response, elapsed = timed(lambda: client.post("/mcp", json=call, headers=mcp_headers))
+        assert response.status_code == 200 and elapsed < FAST, response.text
+        result = response.json()["result"]
+        assert result["isError"] is True and result["_meta"]["daarion/error_type"] == "database_unavailable"
         # A fresh process whose token snapshot never loaded: the gateway refuses with a 503.
         port = free_port()
         cold = start_asgi_server({**stack.env, "DATABASE_POOL": "1"}, stack.data_dir, port=port, name="cold-web")
