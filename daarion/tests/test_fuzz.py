@@ -43,5 +43,5 @@ def test_no_server_errors_and_no_schema_mismatches(asgi_server, make_token, repo
         "--exclude-path-regex", r"^/internal/agents/\{agent_id\}/(chat|runs)$",
     ]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "testsupport.fuzz_hooks", "PYTHONPATH": str(repo_root)}
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
