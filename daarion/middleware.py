@@ -107,11 +107,12 @@ class RequestIdMiddleware(_HybridMiddleware):
 
 
 class BodySizeLimitMiddleware(_HybridMiddleware):
-    """Refuses API requests no view can take: bodies over MAX_BODY_BYTES (413) before anything
-    reads them, and URLs carrying a NUL byte (400).
+    """Refuses API requests no view can take: bodies over MAX_BODY_BYTES (413), and URLs
+    carrying a NUL byte (400).
 
-    Bodies without a Content-Length are bounded by DATA_UPLOAD_MAX_MEMORY_SIZE when read;
-    the API's exception handler turns that into the same 413. A NUL (`%00`) is never part of
+    Under ASGI the BodyLimit guard in front of the application (daarion/body_limit.py) has
+    already refused any body over the limit before it was read, announced or chunked; this
+    check keeps the rule for the WSGI entry point and the test client. A NUL (`%00`) is never part of
     an id, and PostgreSQL refuses it in text, so a path or query parameter holding one would
     otherwise reach a query and fail there as a 500.
     """

@@ -224,7 +224,10 @@ async def agent_chat(request: HttpRequest, response: HttpResponse, agent_id: str
     return _answer(run)
 
 
-@router.get("/{agent_id}/chat/{chat_id}/stream")
+@router.get("/{agent_id}/chat/{chat_id}/stream", openapi_extra={"responses": {
+    "200": {"description": "The active run's UI message stream (text/event-stream)."},
+    "204": {"description": "The chat has no active run."},
+}})
 async def agent_chat_resume(request: HttpRequest, agent_id: str, chat_id: str):
     """The AI SDK's resume route: the chat's active run from its first chunk, or 204."""
     principal_of(request).ensure_can_act_for(agent_id)

@@ -16,12 +16,12 @@ class ServiceTokenScheme(OpenApiAuthenticationExtension):
 
 
 _ERRORS = {
-    "400": "The body is not JSON (or YAML) at all.",
+    "400": "The body is not JSON (or YAML) at all, or the URL holds a NUL character.",
     "401": "No credentials, or an unknown, disabled or expired token.",
     "403": "A token without the needed scope, or a session that is not staff.",
     "404": "No such object.",
     "409": "Conflicts with stored data (e.g. deleting a provider that still serves a model).",
-    "422": "Broke a rule; `details` lists `{path, message}` per problem.",
+    "422": "Broke a rule (or a filter is not valid); `details` lists `{path, message}` per problem.",
 }
 _ERROR_SCHEMA = {
     "type": "object",
@@ -49,7 +49,8 @@ def add_error_responses(result, generator, request, public):  # noqa: ANN001, AN
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             for code, description in _ERRORS.items():
-                if code in ("400", "409", "422") and method == "get":
+                # A GET has no body, but its URL may be refused: a NUL (400), a bad filter (422).
+                if code == "409" and method == "get":
                     continue
                 operation["responses"].setdefault(code, {"description": description, "content": reference})
     return result

@@ -8,7 +8,7 @@ import uuid
 from apps.agents.pipeline.events import PreparedTurn, TurnInput
 from apps.agents.pipeline.orm import in_db_thread
 from apps.agents.runtime import loaded_blueprint
-from daarion.errors import Conflict, NotFound
+from daarion.errors import Conflict, Forbidden, NotFound
 
 
 def session_owner(session_id: str) -> str | None:
@@ -25,6 +25,15 @@ async def turn_prepare(turn: TurnInput, *, turn_id: str | None = None, check_ses
     or (unless the caller checks it itself, as `run_start` does) a session that belongs to
     another agent."""
     blueprint = await loaded_blueprint(turn.agent_id)
+    if turn.microdao_id and blueprint.microdao_id and turn.microdao_id != blueprint.microdao_id:
+        # The turn's model calls are charged to its microDAO's limits and budget: an agent's
+        # turn is always its own microDAO's, never one the caller names (docs/AGENTS_SPEC.md).
+        raise Forbidden(
+            f"agent {blueprint.id!r} belongs to {blueprint.microdao_id!r}, not {turn.microdao_id!r}",
+            type="microdao_mismatch",
+            details={"agent_id": blueprint.id, "microdao_id": turn.microdao_id,
+                     "agent_microdao_id": blueprint.microdao_id},
+        )
     if turn.session_id and check_session:
         owner = await in_db_thread(session_owner)(turn.session_id)
         if owner is not None and owner != blueprint.id:

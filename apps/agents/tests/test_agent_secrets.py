@@ -188,3 +188,37 @@ def wait_until_rows() -> list[ToolCall]:
 
     wait_until(check, "two audit rows of vendor.lookup")
     return found
+
+
+def test_an_agents_own_key_echoed_by_the_upstream_reaches_no_caller_and_no_run_row(client, setup, secrets_server):
+    # Issue #18 item 3: an upstream repeating Authorization handed an agent's own key to any
+    # `agents` caller. The fake upstream's `leak` model answers 401 repeating the request's key.
+    from apps.agents.models import Run
+    from apps.llm import services
+    from apps.llm.models import Provider
+
+    headers = setup["headers"]
+    services.deployment_create(logical_model=services.logical_model_create(name="leaky"),
+                               provider=Provider.objects.get(name="fake"), upstream_model="leak:401")
+    agent = make_agent("agent:leaky", name="Leaky", model="leaky", memory_recall_limit=0)
+    agent_secret_set(agent=agent, name="FAKE_API_KEY", value=AGENT_KEY)
+    wait_until(lambda: any(m["name"] == "leaky" and m["deployments"]
+                           for m in client.get("/internal/llm/models", headers=headers).json()["models"]),
+               "model leaky in the server's registry")
+    assert client.post("/internal/agents/agent:leaky/load", headers=headers).status_code in (200, 409)
+    answer = client.post("/internal/agents/agent:leaky/chat", headers=headers,
+                         json={"microdao_id": "microdao:7", "channel_id": "channel:x", "message": "hi"})
+    streamed = client.post("/internal/agents/agent:leaky/chat", headers={**headers, "Accept": "text/event-stream"},
+                           json={"microdao_id": "microdao:7", "channel_id": "channel:x", "message": "hi again",
+                                 "stream": True})
+    assert "[redacted]" in answer.text + streamed.text  # the upstream's message is there, cut
+    for text in (answer.text, streamed.text):
+        assert AGENT_KEY not in text and PROVIDER_KEY not in text
+    rows = json.dumps([[r.error, r.status] for r in Run.objects.filter(agent_id="agent:leaky")], default=str)
+    assert "leak" in rows or "upstream" in rows, rows
+    assert AGENT_KEY not in rows and PROVIDER_KEY not in rows
+    assert AGENT_KEY not in secrets_server.log_path.read_text(errors="replace")
+    # Issue #18 item 5 on this door: a turn is charged to the agent's own microDAO only.
+    other = client.post("/internal/agents/agent:leaky/chat", headers=headers,
+                        json={"microdao_id": "microdao:victim", "message": "charge them"})
+    assert other.status_code == 403 and other.json()["error"]["type"] == "microdao_mismatch"

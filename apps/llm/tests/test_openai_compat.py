@@ -105,6 +105,10 @@ def test_rate_limit_is_the_sdks_rate_limit_error(client, live):
 
 
 def test_x_agent_id_header_for_an_unbound_token(asgi_server, make_token, stub_model, live):
+    from apps.agents.services import agent_create
+
+    # The microDAO a call is charged to is its agent's (docs/LLM_PROXY_SPEC.md, "Whose quota").
+    agent_create(agent_id="agent:cto", name="CTO", microdao_id="microdao:9", model="dagi-stub")
     live()
     sdk = openai.OpenAI(base_url=f"{asgi_server.url}/v1", api_key=make_token(scopes=["llm"]), max_retries=0)
     sdk.chat.completions.create(model="dagi-stub", messages=[{"role": "user", "content": "x"}],
