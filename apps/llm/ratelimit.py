@@ -30,6 +30,7 @@ from django.conf import settings
 from apps.llm.choices import BudgetPeriod, RateLimitScope
 from apps.llm.selectors import PolicySpec, Registry
 from daarion.errors import RateLimited, ServiceUnavailable
+from daarion.observability import metrics
 from daarion.redis_client import LuaScript, get_async_redis, key
 from daarion.sliding_window import SLIDING_LUA, Window
 
@@ -327,6 +328,7 @@ async def acquire(buckets: list[Bucket], *, estimate: int, cost_estimate: int = 
         bucket = buckets[index]
         retry_after = max(1, math.ceil(retry_ms / 1000))
         headers = {"Retry-After": str(retry_after), **_limit_headers(bucket, limit_name, retry_ms)}
+        metrics.observe_limit_refusal(bucket.name, limit_name)
         if limit_name == "budget":
             raise _budget_exceeded(bucket, retry_after, headers)
         raise RateLimited(

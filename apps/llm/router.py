@@ -44,6 +44,7 @@ from daarion.errors import (
     ServiceUnavailable,
     UpstreamError,
 )
+from daarion.observability import metrics
 from daarion.redaction import redact, secret_values
 from daarion.redis_client import get_async_redis, key
 
@@ -248,6 +249,8 @@ class Health:
                 self._until[subject] = until
                 self._checked[subject] = time.monotonic()
                 logger.warning("deployment %s cools down for %ss", subject, seconds)
+                deployment_id, _, per_key = subject.partition(":")
+                metrics.observe_cooldown(int(deployment_id), per_key=bool(per_key))
         except Exception:  # noqa: BLE001
             logger.warning("cannot record a deployment failure", exc_info=True)
 
@@ -513,6 +516,8 @@ async def _route(
         subject = health_subject(deployment.id, api_key)
         if result is not None:
             await health.succeeded(subject)
+            if spec.name != model.name:
+                metrics.observe_fallback(model.name, spec.name)
             return result, route
         await health.failed(subject)
     raise all_failed(model.name, outcome.attempts)

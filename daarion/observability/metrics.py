@@ -60,6 +60,13 @@ LLM_RETRIES = Counter("daarion_llm_retries", "Upstream calls beyond the first on
                       "fallbacks).", ["model"])
 RATELIMIT_REFUSALS = Counter("daarion_ratelimit_refusals", "Calls refused before routing by a rate limit or budget, "
                              "by kind (the error type).", ["kind"])
+POLICY_REFUSALS = Counter("daarion_ratelimit_policy_refusals", "Refusals by the policy that refused (its scope: "
+                          "default, agent, microdao, deployment) and the limit reached (requests, tokens, concurrency, budget).",
+                          ["scope", "limit"])
+LLM_FALLBACKS = Counter("daarion_llm_fallbacks", "LLM calls answered by a fallback model, by the model asked for "
+                        "and the one that answered.", ["model", "served"])
+LLM_COOLDOWNS = Counter("daarion_llm_cooldowns", "Cooldowns entered after repeated failures: of a shared deployment "
+                        "(by its id) or of one caller's own key on it (`per_key`).", ["deployment", "scope"])
 
 TOOL_CALLS = Counter("daarion_tool_calls", "Tool calls by tool and status (ok, denied, invalid_args, ...).",
                      ["tool", "status"])
@@ -138,6 +145,23 @@ def observe_llm(record: dict[str, Any]) -> None:
             _child(LLM_RETRIES, model).inc(attempts - 1)
     except Exception:  # noqa: BLE001 - counting must never fail a call
         logger.warning("could not count an LLM call", exc_info=True)
+
+
+def observe_limit_refusal(bucket: str, limit: str) -> None:
+    """A rate-limit bucket refused a call; `bucket` is its name (`agent:agent:sofia`, ...), of
+    which only the scope is a label (subjects are callers' ids)."""
+    if ENABLED:
+        _child(POLICY_REFUSALS, bucket.split(":", 1)[0], limit).inc()
+
+
+def observe_fallback(model: str, served: str) -> None:
+    if ENABLED:
+        _child(LLM_FALLBACKS, model, served).inc()
+
+
+def observe_cooldown(deployment_id: int, *, per_key: bool) -> None:
+    if ENABLED:
+        _child(LLM_COOLDOWNS, str(deployment_id), "per_key" if per_key else "shared").inc()
 
 
 def observe_tool_call(tool: str, status: str, seconds: float) -> None:

@@ -159,6 +159,32 @@ def test_refusals_by_a_rate_limit_are_counted_by_kind(api, llm_routes, make_agen
         before, "daarion_ratelimit_refusals_total", kind="rate_limited") == 2
     assert total(after, "daarion_llm_requests_total", model="dagi-stub", status="refused") - total(
         before, "daarion_llm_requests_total", model="dagi-stub", status="refused") == 2
+    # ... and by the policy that refused: its scope and the limit reached.
+    assert total(after, "daarion_ratelimit_policy_refusals_total", scope="agent", limit="requests") - total(
+        before, "daarion_ratelimit_policy_refusals_total", scope="agent", limit="requests") == 2
+
+
+def test_fallbacks_and_cooldowns_entered_are_counted(api, llm_routes, make_token, bearer, metrics_headers):
+    """A model whose only deployment cannot be reached falls back to the stub each call; the
+    third failure in a minute cools the deployment down (LLM_COOLDOWN_FAILURES, 3)."""
+    from apps.llm import services
+
+    llm_routes("obs-unused")  # the stub route `dagi-stub`
+    down = services.provider_create(name="obs-down", kind="openai_compatible", base_url="http://127.0.0.1:9/v1",
+                                    timeout_seconds=2.0, max_retries=0)
+    model = services.logical_model_create(name="obs-flaky", fallbacks=["dagi-stub"])
+    deployment = services.deployment_create(logical_model=model, provider=down, upstream_model="flaky")
+    llm = bearer(make_token(scopes=["llm"]))
+    body = {"model": "obs-flaky", "messages": [{"role": "user", "content": "hi"}]}
+    wait_until(lambda: api.post("/internal/llm/proxy", headers=llm, json=body).status_code == 200,
+               "the server to route the new model")
+    before = scrape(api, metrics_headers)
+    served = [api.post("/internal/llm/proxy", headers=llm, json=body).json()["model_resolved"] for _ in range(3)]
+    assert served == ["dagi-stub"] * 3
+    after = scrape(api, metrics_headers)
+    assert total(after, "daarion_llm_fallbacks_total", model="obs-flaky", served="dagi-stub") - total(
+        before, "daarion_llm_fallbacks_total", model="obs-flaky", served="dagi-stub") >= 2
+    assert total(after, "daarion_llm_cooldowns_total", deployment=str(deployment.pk), scope="shared") == 1
 
 
 # --- tracing -------------------------------------------------------------------------------
