@@ -182,6 +182,7 @@ def _validating(form_class: type[forms.ModelForm], check) -> type[forms.ModelFor
 
 @admin.register(LogicalModel)
 class LogicalModelAdmin(_ServiceAdmin):
+    history_related = (("llm.Deployment", "{pk}→", ".*"),)  # its deployments' records in its History
     form = LogicalModelForm
     inlines = [DeploymentInline]
     list_display = ["name", "deployment_list", "fallback_list", "context_window", "input_price_per_mtok", "output_price_per_mtok", "can_embed", "enabled", "health"]
