@@ -20,12 +20,19 @@ def _show(value: Any) -> str:
 
 class ChangeHistoryMixin:
     object_history_template = "admin/daarion/change_history.html"
+    # (object_type, object_repr prefix with {pk}, regex of the rest) of rows edited with the
+    # object (its inlines), e.g. ("llm.Deployment", "{pk}→", ".*"): their records show in its
+    # History too.
+    history_related: tuple[tuple[str, str, str], ...] = ()
 
     def history_view(self, request: HttpRequest, object_id: str, extra_context: dict | None = None) -> HttpResponse:
-        records = change_records_for(object_type=self.model._meta.label, object_id=object_id)
+        related = [(label, template.format(pk=object_id), rest) for label, template, rest in self.history_related]
+        records = change_records_for(object_type=self.model._meta.label, object_id=object_id, related=related)
+        own = self.model._meta.label
         rows = [
             {
                 "record": record,
+                "part": "" if record.object_type == own else f"{record.object_type}: {record.object_repr}",
                 "changes": [(name, _show(pair[0]), _show(pair[1])) for name, pair in sorted(record.changes.items())
                             if isinstance(pair, list) and len(pair) == 2],
             }

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+import re
+from collections.abc import Iterable
+
+from django.db.models import Q, QuerySet
 
 from daarion.models import ChangeRecord
 
 
-def change_records_for(*, object_type: str, object_id: str, limit: int = 200) -> QuerySet[ChangeRecord]:
-    """The change log of one object, newest first: every door's writes (admin, API, import, CLI)."""
-    return ChangeRecord.objects.filter(object_type=object_type, object_id=str(object_id)).order_by("-created_at", "-id")[:limit]
+def change_records_for(
+    *, object_type: str, object_id: str, related: Iterable[tuple[str, str, str]] = (), limit: int = 200
+) -> QuerySet[ChangeRecord]:
+    """The change log of one object, newest first: every door's writes (admin, API, import, CLI).
+
+    `related`: (object_type, object_repr prefix, pattern of the rest) of rows that belong to it
+    and are edited with it (a model's deployments, an agent's secrets), which the log keeps
+    under their own ids.
+    """
+    match = Q(object_type=object_type, object_id=str(object_id))
+    for related_type, prefix, rest in related:
+        match |= Q(object_type=related_type, object_repr__regex=f"^{re.escape(prefix)}{rest}$")
+    return ChangeRecord.objects.filter(match).order_by("-created_at", "-id")[:limit]

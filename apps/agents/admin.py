@@ -87,6 +87,7 @@ class AgentSecretInline(admin.TabularInline):
 
 @admin.register(Agent)
 class AgentAdmin(ChangeHistoryMixin, admin.ModelAdmin):
+    history_related = (("agents.AgentSecret", "{pk}:", "[^:]+"),)  # its secrets' records (values never shown)
     form = AgentForm
     list_display = ["id", "name", "microdao_id", "model", "enabled", "loaded", "version", "chat_link"]
     list_filter = ["enabled", "model"]

@@ -18,6 +18,7 @@ from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy,
 from apps.llm.selectors import deployment_cooldowns, error_stats, policy_spend, usage_daily_totals
 from daarion.admin_history import ChangeHistoryMixin
 from daarion.crypto import mask
+from daarion.json_widget import JsonEditorWidget
 from daarion.errors import DaarionError
 
 
@@ -35,6 +36,7 @@ class ProviderForm(forms.ModelForm):
     class Meta:
         model = Provider
         fields = ["name", "kind", "base_url", "new_api_key", "api_key_env", "timeout_seconds", "max_retries", "extra_headers", "enabled"]
+        widgets = {"extra_headers": JsonEditorWidget(kind="string-map")}  # the console's JSON editor
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -180,6 +182,7 @@ def _validating(form_class: type[forms.ModelForm], check) -> type[forms.ModelFor
 
 @admin.register(LogicalModel)
 class LogicalModelAdmin(_ServiceAdmin):
+    history_related = (("llm.Deployment", "{pk}→", ".*"),)  # its deployments' records in its History
     form = LogicalModelForm
     inlines = [DeploymentInline]
     list_display = ["name", "deployment_list", "fallback_list", "context_window", "input_price_per_mtok", "output_price_per_mtok", "can_embed", "enabled", "health"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin, messages
-from django.db.models import Case, FloatField, Value, When
+from django.db.models import Case, FloatField, JSONField, Value, When
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
@@ -19,6 +19,7 @@ from apps.memory.models import EmbeddingModel, MemoryEntry, MemoryJob, Transcrip
 from apps.memory.search import memory_search_staff
 from daarion.admin_history import ChangeHistoryMixin
 from daarion.errors import DaarionError
+from daarion.json_widget import JsonEditorWidget
 
 
 @admin.register(MemoryEntry)
@@ -126,6 +127,7 @@ class EmbeddingModelAdmin(ChangeHistoryMixin, admin.ModelAdmin):
     list_display = ("name", "backend", "dimensions", "is_active", "ready", "pending", "failed")
     fields = ("name", "backend", "dimensions", "options", "is_active")
     actions = ["activate", "activate_and_reembed"]
+    formfield_overrides = {JSONField: {"widget": JsonEditorWidget(kind="object")}}  # options
 
     def get_readonly_fields(self, request, obj=None):
         return ("name", "backend", "is_active") if obj else ("is_active",)

@@ -171,6 +171,7 @@ class McpServerForm(forms.ModelForm):
     class Meta:
         model = McpServer
         fields = ["name", "url", "transport", "prefix", "description", "timeout", "enabled", "agent_secret_headers"]
+        widgets = {"agent_secret_headers": JsonEditorWidget(kind="string-map")}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

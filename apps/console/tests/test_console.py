@@ -194,3 +194,21 @@ def test_tool_try_puts_schema_errors_on_their_fields(admin_client):
     assert 'class="outcome-failed"' in text and "invalid_args" in text
     # The missing title lands on the title field, not only in the summary.
     assert re.search(r'<div class="form-row errors">\s*<ul class="errorlist[^"]*"[^>]*><li>&#x27;title&#x27; is a required property', text)
+
+
+@pytest.mark.django_db
+def test_history_of_an_agent_and_a_model_include_their_inline_rows(admin_client):
+    from apps.agents.models import Agent
+    from apps.agents.services import agent_secret_set
+    from apps.llm.models import LogicalModel
+
+    _seed_demo()
+    agent = Agent.objects.get(pk="agent:pm")
+    agent_secret_set(agent=agent, name="PM_TOKEN", value="pm-secret-value-123")
+    page = admin_client.get(reverse("admin:agents_agent_history", args=["agent:pm"])).content.decode()
+    assert "agents.AgentSecret: agent:pm:PM_TOKEN" in page and "pm-secret-value-123" not in page
+    other = admin_client.get(reverse("admin:agents_agent_history", args=["agent:cto"])).content.decode()
+    assert "PM_TOKEN" not in other
+    model = LogicalModel.objects.get(name="dagi-stub")
+    page = admin_client.get(reverse("admin:llm_logicalmodel_history", args=[model.pk])).content.decode()
+    assert "llm.Deployment: " in page and "dagi-stub" in page

@@ -63,3 +63,11 @@ def test_the_agent_form_shows_the_character_indented_in_an_editor_field(admin_cl
     assert 'data-json-kind="agent.character"' in page and "json-editor-source" in page
     assert '{\n  &quot;bio&quot;: [\n    &quot;Plans things.&quot;' in page
     assert '<script src="/static/console/json-field.js" type="module">' in page
+
+
+def test_json_fields_of_providers_mcp_servers_and_embedding_models_use_the_editor(admin_client):
+    for url, kind in (("/admin/llm/provider/add/", "string-map"), ("/admin/tools/mcpserver/add/", "string-map"),
+                      ("/admin/memory/embeddingmodel/add/", "object")):
+        page = admin_client.get(url)
+        assert page.status_code == 200, url
+        assert f'data-json-kind="{kind}"' in page.content.decode(), url

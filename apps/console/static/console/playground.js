@@ -39,7 +39,15 @@
         const meta = chunk.messageMetadata || {};
         if (meta.memory_ids) {
           const ids = meta.memory_ids;
-          turn.appendChild(el("div", "pg-event pg-memory", "recalled " + ids.length + " memor" + (ids.length === 1 ? "y" : "ies") + (ids.length ? ": " + ids.join(", ") : "")));
+          const line = el("div", "pg-event pg-memory", "recalled " + ids.length + " memor" + (ids.length === 1 ? "y" : "ies") + (ids.length ? ": " : ""));
+          ids.forEach(function (id, n) {
+            const link = el("a", "", id); // each memory opens in admin's memory browser
+            link.href = "/admin/memory/memoryentry/" + encodeURIComponent(id) + "/change/";
+            link.target = "_blank";
+            line.appendChild(link);
+            if (n < ids.length - 1) line.appendChild(document.createTextNode(", "));
+          });
+          turn.appendChild(line);
         }
         if (meta.console) {
           const c = meta.console, u = c.usage || {};
