@@ -108,7 +108,7 @@ def test_sdk_client_lists_and_calls(tools_server, tools_api, make_token, mcp_too
 
     # The same pipeline as the REST door: every call left an audit row with the acting agent.
     audited = wait_for(lambda: (rows := set(ToolCall.objects.values_list("tool_id", "agent_id", "status")))
-                       and len(rows) >= 5 and rows, message="audit rows")
+                       and len(rows) >= 6 and rows, message="audit rows")
     assert ("followups.create", "agent:sofia", "ok") in audited
     assert ("followups.create", "agent:sofia", "invalid_args") in audited
     assert ("cto.only", "agent:sofia", "denied") in audited
