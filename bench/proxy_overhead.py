@@ -28,6 +28,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -690,12 +691,14 @@ def main() -> int:
     processes: list[subprocess.Popen] = [upstream]
     server = None
     extra_servers: list = []
+    metrics_dir = workdir / "prometheus"
     try:
         _wait_http(f"{upstream_url}/health", upstream, "fake upstream")
         register_upstream(upstream_url)
-        # Metrics as in production: multiprocess mode, a folder of this run's own.
-        env = {**os.environ, "DAARION_LOG_LEVEL": "WARNING", "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus")}
-        (workdir / "prometheus").mkdir()
+        # Metrics as in production: multiprocess mode, a folder of this run's own, in memory
+        # where the machine has /dev/shm (as devstack and docker-compose put it).
+        metrics_dir = Path(tempfile.mkdtemp(prefix="daarion-bench-metrics-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+        env = {**os.environ, "DAARION_LOG_LEVEL": "WARNING", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         processes.append(start_usage_drainer(env))
         if opts.ours_app or opts.workers > 1:
             server = _start_app(opts.ours_app or "daarion.asgi:application", env, workdir, opts.workers)
@@ -789,6 +792,7 @@ def main() -> int:
                 process.wait(15)
             except subprocess.TimeoutExpired:
                 process.kill()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 
