@@ -181,6 +181,10 @@ class HotPathHandler(ServiceApiHandler):
             for closer in responding.result()._resource_closers:
                 closer()
         body_file.close()
+        # A cancelled task keeps its CancelledError, whose traceback holds this frame, which
+        # holds the task: a reference cycle per request, left to the cyclic collector (full
+        # collections of tens of ms under load). Dropping the locals breaks it.
+        del disconnect, responding, task
 
 
 class FastLaneHandler(HotPathHandler):

@@ -314,20 +314,19 @@ def resolve_model(registry: Registry, name: str, *, for_embeddings: bool = False
 
 def model_chain(registry: Registry, model: ModelSpec) -> list[ModelSpec]:
     """The model, then its fallbacks depth-first in order, each once, disabled ones skipped."""
+    # A stack, not a recursive closure: a closure that calls itself is a reference cycle per
+    # call, garbage only the cyclic collector frees (this runs on every routed call).
     chain: list[ModelSpec] = []
     seen: set[str] = set()
-
-    def walk(spec: ModelSpec) -> None:
+    stack = [model]
+    while stack:
+        spec = stack.pop()
         if spec.name in seen:
-            return
+            continue
         seen.add(spec.name)
         chain.append(spec)
-        for name in spec.fallbacks:
-            nxt = registry.models.get(name)
-            if nxt is not None and nxt.enabled:
-                walk(nxt)
-
-    walk(model)
+        nexts = [registry.models.get(name) for name in spec.fallbacks]
+        stack.extend(reversed([n for n in nexts if n is not None and n.enabled]))
     return chain
 
 
