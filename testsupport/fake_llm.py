@@ -17,6 +17,7 @@ The behaviour is chosen per request by the model name (`behaviour[:arg[:arg]]`):
     keycheck                 answers 401 when the request's key contains "bad", else like echo
     leak[:<status>]          answers <status> (401) with an error message repeating the request's
                              credential headers (`authorization`, `x-api-key`), as a careless proxy does
+    echokey                  answers 200 (or streams) "the key I got: <the request's credential header>"
     reasoning                answers like echo, with DeepSeek's `reasoning_content` ("thinking about: ...")
                              in the message or the stream deltas, and reasoning_tokens in usage
 
@@ -189,6 +190,8 @@ async def _chat(scope, receive, send, body: dict[str, Any]) -> None:
     if behaviour == "slow":
         await asyncio.sleep(float(args[0]) if args else 1.0)
     content, tool_calls = _answer(body)
+    if behaviour == "echokey":
+        content = f"the key I got: {_credential(scope)}"
     if not body.get("stream"):
         await _send_json(send, 200, _completion(body, content, tool_calls, prompt))
         return

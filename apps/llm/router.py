@@ -429,6 +429,15 @@ def _scrubbed(exc: ProviderError, deployment: DeploymentSpec, api_key: str | Non
     return exc
 
 
+def _scrub_answer(response: ChatResponse, secrets: tuple[str, ...]) -> None:
+    """An answer with the call's credentials removed, in place: an upstream that repeats the
+    request's headers in a successful answer must not hand the key to the caller either."""
+    for answer in (response, *response.alternatives):
+        answer.content = redact(answer.content or "", secrets) if answer.content else answer.content
+        answer.reasoning = redact(answer.reasoning, secrets) if answer.reasoning else answer.reasoning
+        answer.tool_calls = [ToolCall(c.id, c.name, redact(c.arguments, secrets)) for c in answer.tool_calls]
+
+
 def _attempt(spec: ModelSpec, deployment: DeploymentSpec, exc: ProviderError) -> Attempt:
     return Attempt(spec.name, deployment.provider.name, deployment.upstream_model, exc.kind, exc.message, exc.status,
                    exc.retry_after)
@@ -670,6 +679,7 @@ async def _route_chat(
 
     def served(route: Route, response: ChatResponse) -> None:
         _served(outcome, route.spec, route.deployment, response.usage, response.finish_reason)
+        _scrub_answer(response, call_secrets(route.deployment, route.api_key))
 
     response, route = await _route(registry, model, ctx, outcome, estimate, attempt, refusal=refusal, served=served)
     response.tool_calls = [ToolCall(c.id, names.back(c.name), c.arguments) for c in response.tool_calls]
@@ -753,6 +763,7 @@ class Stream:
         self._first: StreamEvent | None = None
         self._deployment: DeploymentSpec | None = None  # the one serving, for scrubbing its errors
         self._api_key: str | None = None
+        self._secrets: tuple[str, ...] = ()
         self._names = ToolNames(call.tools, call.messages)
         self._prompt_estimate = 0
         self._estimate = 0
@@ -808,6 +819,7 @@ class Stream:
             raise
         self.outcome.ttft_ms = (time.perf_counter() - self.outcome.started) * 1000
         self._deployment, self._api_key = route.deployment, route.api_key
+        self._secrets = call_secrets(route.deployment, route.api_key)
         _served(self.outcome, route.spec, route.deployment, None, "stop")
         self.outcome.dropped_params = dropped
         self._served = route.spec
@@ -820,6 +832,11 @@ class Stream:
         try:
             event: StreamEvent | None = self._first
             while event is not None:
+                if self._secrets and event.kind in ("text", "reasoning", "tool_call"):
+                    # Per piece: a key the upstream repeats in its answer never reaches the caller
+                    # (one split across two pieces could; keys are single tokens in practice).
+                    event.text = redact(event.text, self._secrets)
+                    event.arguments = redact(event.arguments, self._secrets)
                 if event.kind in ("text", "reasoning"):
                     self._completion_text.append(event.text)
                 elif event.kind == "tool_call" and event.name:

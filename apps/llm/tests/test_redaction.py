@@ -92,3 +92,22 @@ def test_anthropics_x_api_key_echoed_is_redacted(transactional_db, fake_llm, mak
     text = caught.value.message + json.dumps(caught.value.details, default=str)
     assert "[redacted]" in text
     _no_key(text, "sk-ant-agent-7788", "sk-ant-provider-5566")
+
+
+def test_a_key_the_upstream_repeats_in_a_successful_answer_reaches_no_caller(api, fake_provider, make_model,
+                                                                            llm_headers, live):
+    """The fake upstream's `echokey` model answers 200 with the credential it was sent."""
+    make_model("echoing", fake_provider, "echokey")
+    live()
+    body = {"model": "echoing", "messages": HELLO}
+    answers = {
+        "proxy": api.post("/internal/llm/proxy", json=body, headers=llm_headers),
+        "v1": api.post("/v1/chat/completions", json=body, headers=llm_headers),
+        "ui stream": api.post("/internal/llm/stream", json=body, headers=llm_headers),
+        "v1 stream": api.post("/v1/chat/completions", json={**body, "stream": True}, headers=llm_headers),
+    }
+    for door, answer in answers.items():
+        assert answer.status_code == 200, (door, answer.text)
+        assert "got" in answer.text, door  # the answer itself still arrives (streams: word by word)
+        assert "[redacted]" in answer.text, door
+        _no_key(answer.text, PROVIDER_KEY)
