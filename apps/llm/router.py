@@ -433,8 +433,10 @@ def _scrub_answer(response: ChatResponse, secrets: tuple[str, ...]) -> None:
     """An answer with the call's credentials removed, in place: an upstream that repeats the
     request's headers in a successful answer must not hand the key to the caller either."""
     for answer in (response, *response.alternatives):
-        answer.content = redact(answer.content or "", secrets) if answer.content else answer.content
-        answer.reasoning = redact(answer.reasoning, secrets) if answer.reasoning else answer.reasoning
+        if answer.content:
+            answer.content = redact(answer.content, secrets)
+        if answer.reasoning:
+            answer.reasoning = redact(answer.reasoning, secrets)
         answer.tool_calls = [ToolCall(c.id, c.name, redact(c.arguments, secrets)) for c in answer.tool_calls]
 
 

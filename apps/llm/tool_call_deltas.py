@@ -46,6 +46,3 @@ class ToolCallDeltas:
 
     def calls(self) -> list[StreamedToolCall]:
         return [self._calls[index] for index in sorted(self._calls)]
-
-    def __bool__(self) -> bool:
-        return bool(self._calls)
