@@ -357,6 +357,10 @@ MEMORY_RETRY_BASE_SECONDS = float(os.environ.get("MEMORY_RETRY_BASE_SECONDS", "5
 MEMORY_EXACT_SEARCH_MAX = int(os.environ.get("MEMORY_EXACT_SEARCH_MAX", "20000"))
 MEMORY_HNSW_EF_SEARCH = int(os.environ.get("MEMORY_HNSW_EF_SEARCH", "200"))
 MEMORY_SUMMARY_MODEL = os.environ.get("MEMORY_SUMMARY_MODEL", "gpt-4.1-mini")
+# Threads the local embedding model (torch) may use in one process. One: a web process embeds
+# one short query at a time beside other requests, and workers scale by processes; torch's
+# default (a thread per core) made a query's embedding wait on its own threads under load.
+MEMORY_LOCAL_EMBEDDING_THREADS = int(os.environ.get("MEMORY_LOCAL_EMBEDDING_THREADS", "1"))
 # The languages memory tells apart (ISO 639-1, any that simplemma knows): detected on store and
 # query, to pick the text search configuration and the lemmas (docs/MEMORY_ORCHESTRATOR_SPEC.md).
 MEMORY_LANGUAGES = _env_list("MEMORY_LANGUAGES", "en,uk,ru")

@@ -9,10 +9,12 @@ drown the rare ones. Scores are 0..1: 1 is the best match of both sides.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,7 +24,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from apps.memory import language, selectors
-from apps.memory.embeddings import EmbeddingError, get_embedder
+from apps.memory.embeddings import EmbeddingError, ModelSpec, get_embedder
 from apps.memory.embeddings.hashing import _STOP
 from apps.memory.models import FTS_LEMMAS, fts_config
 from apps.memory.vector_index import TABLE, supports_iterative_scan
@@ -44,6 +46,9 @@ HNSW_EF_SEARCH = getattr(settings, "MEMORY_HNSW_EF_SEARCH", 200)
 # an answer often sits in the turn after the one that matches the question's words.
 NEIGHBOUR_WEIGHT = getattr(settings, "MEMORY_NEIGHBOUR_WEIGHT", 0.3)
 _WORD = re.compile(r"\w+", re.UNICODE)
+# A slow query embedding (the local model, a model behind the LLM proxy) is computed here
+# while the lexical side's SQL runs, so a query pays the longer of the two, not their sum.
+_query_embeddings = ThreadPoolExecutor(max_workers=4, thread_name_prefix="memory-query-embedding")
 # Ukrainian and Russian words that carry no topic (Postgres's `simple` configuration keeps
 # them, and in a small scope their IDF is not low enough to silence them).
 _STOP_UK_RU = frozenset(
@@ -395,15 +400,18 @@ def _hybrid(*, agent_id, microdao_id, channel_id, query, limit, kinds, since, un
     scope = _scope(agent_id, microdao_id, channel_id, kinds, since, until, meta)
     spec = selectors.model_spec(model) if model else selectors.active_model_spec()
     vector: list[float] | None = None
-    try:
-        vector = get_embedder(spec).embed([query], purpose="query")[0]
-    except EmbeddingError:
-        # The text side still answers; a query must not fail because the embedder is down.
-        logger.warning("query embedding failed; answering by text only", exc_info=True)
+    pending: Future | None = None
+    if _is_slow(spec):
+        # The copied context keeps the trace and the calling token (usage of a proxy model).
+        pending = _query_embeddings.submit(contextvars.copy_context().run, _query_vector, spec, query)
+    else:
+        vector = _query_vector(spec, query)
     terms = query_terms(query, language.clean_lang(lang) if lang is not None else None)
 
     with transaction.atomic(), connection.cursor() as cursor:
         lexical, scope_size = _lexical(cursor, scope, terms, depth)
+        if pending is not None:
+            vector = pending.result()
         dense = _dense(cursor, scope, spec.name, spec.dimensions, vector, depth, scope_size) if vector is not None and scope_size else []
         if sides == ("lexical",):
             scores, max_score = combine(lexical, [], alpha=1.0), 1.0
@@ -435,6 +443,22 @@ def _hybrid(*, agent_id, microdao_id, channel_id, query, limit, kinds, since, un
         hit_meta.setdefault("timestamp", occurred_at.isoformat())
         hits.append(MemoryHit(entry_id, kind, round(min(1.0, score / max_score), 4), text, hit_meta, occurred_at, row_channel))
     return hits
+
+
+def _is_slow(spec: ModelSpec) -> bool:
+    try:
+        return bool(getattr(get_embedder(spec), "slow", False))
+    except EmbeddingError:
+        return False  # _query_vector says why
+
+
+def _query_vector(spec: ModelSpec, query: str) -> list[float] | None:
+    try:
+        return get_embedder(spec).embed([query], purpose="query")[0]
+    except EmbeddingError:
+        # The text side still answers; a query must not fail because the embedder is down.
+        logger.warning("query embedding failed; answering by text only", exc_info=True)
+        return None
 
 
 def _fetch(cursor, ids: list[str]) -> list[tuple]:

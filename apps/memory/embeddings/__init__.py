@@ -36,6 +36,9 @@ class ModelSpec:
 
 
 class Embedder(Protocol):
+    """A backend class may set `slow = True` (a model on the CPU, a call over the network):
+    a memory query then computes its embedding beside its SQL instead of before it."""
+
     spec: ModelSpec
 
     def embed(self, texts: Sequence[str], *, purpose: str = "document") -> list[list[float]]: ...

@@ -15,6 +15,8 @@ from apps.memory.embeddings import EmbeddingError, ModelSpec, TransientEmbedding
 
 
 class LlmEmbedder:
+    slow = True  # a call to the proxy and its upstream
+
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self.logical_model = spec.options.get("model") or spec.name.removeprefix("llm:")

