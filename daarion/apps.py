@@ -13,11 +13,13 @@ class DaarionConfig(AppConfig):
 
         from daarion.audit import track_configured_models
         from daarion.checks import check_service_token_agents
+        from daarion.fastlane.versions import check_fast_lane_versions
 
         track_configured_models()
         _observability()
         # Tagged database: runs with `check --database` (and migrate), never at plain start-up.
         register(check_service_token_agents, Tags.database)
+        register(check_fast_lane_versions)
 
 
 def _observability() -> None:

@@ -40,7 +40,7 @@ from apps.llm.schemas import (
 )
 from apps.llm.selectors import call_microdao, registry_snapshot
 from apps.llm.tool_call_deltas import ToolCallDeltas
-from daarion import sse
+from daarion import fastlane, sse
 from daarion.auth import Principal, ServiceTokenAuth, principal_of
 from daarion.errors import BadRequest, DaarionError, Forbidden, ValidationFailed
 from daarion.ui_message_stream import PROTOCOL_HEADERS, UIMessageStream
@@ -379,6 +379,12 @@ async def chat_completions(request: HttpRequest, payload: ChatCompletionIn, resp
     await routed.open()
     include_usage = bool(payload.stream_options and payload.stream_options.include_usage)
     return _event_stream(_openai_stream(routed, ctx.request_id, payload.model, created, include_usage), routed)
+
+
+# Both also go through the fast lane (daarion/fastlane/): the same view, schema and auth.
+fastlane.register("/internal/llm/proxy", method="POST", api="internal", view=proxy, schema=ProxyIn, auth=router.auth)
+fastlane.register("/v1/chat/completions", method="POST", api="v1", view=chat_completions, schema=ChatCompletionIn,
+                  auth=openai_router.auth)
 
 
 async def _openai_stream(routed: llm_router.Stream, request_id: str, model: str, created: int, include_usage: bool) -> AsyncIterator[bytes]:

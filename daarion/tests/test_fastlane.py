@@ -157,3 +157,20 @@ def test_the_fast_routes_are_the_ninja_operations_they_stand_in_for():
         assert operation.auth_callbacks == [route.auth], path
         [body_model] = [m for m in operation.models if m.__ninja_param_source__ == "body"]
         assert body_model.model_fields["payload"].annotation is route.schema, path
+
+
+def test_the_lane_knows_which_releases_it_mirrors():
+    from django.core.checks import run_checks
+
+    from daarion.fastlane.versions import MIRRORED
+
+    # The pinned requirements are the releases mirrored: no warning, the lane is on.
+    assert fastlane.version_mismatches() == []
+    assert not [m for m in run_checks() if m.id == "daarion.W002"]
+    assert set(fastlane.routes()) == {"/internal/llm/proxy", "/v1/chat/completions"}
+    # Another release (as after an upgrade) is named, and a missing package too.
+    other = {**MIRRORED, "django": "4.2", "no-such-distribution": "1.0"}
+    assert fastlane.version_mismatches(other) == [
+        f"django {'.'.join(__import__('django').__version__.split('.')[:2])} is installed; the fast lane mirrors 4.2",
+        "no-such-distribution is not installed; the fast lane mirrors 1.0",
+    ]

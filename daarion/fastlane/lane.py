@@ -1,4 +1,4 @@
-"""The fast lane: the LLM proxy's two hottest routes served without Django's middleware chain,
+"""The fast lane: the hottest routes (today the LLM proxy's two) served without Django's middleware chain,
 URL resolution and Ninja's per-operation machinery, by the same views and with the same rules.
 
 `POST /internal/llm/proxy` and `POST /v1/chat/completions` are Ninja operations like every
@@ -19,7 +19,8 @@ coroutines, Ninja's wrapper model around the body parameter, and the check of a 
 against its response schema (the views here build exactly their schema's fields; the parity
 test in daarion/tests/test_fastlane.py compares both paths on good and bad requests alike,
 and checks that each route here is the Ninja operation it stands in for).
-`daarion/asgi.py` sends these routes here; every other request takes the usual way.
+Apps register their routes (`register`, next to the Ninja operation); `daarion/asgi.py`
+sends these routes here, and every other request takes the usual way.
 """
 
 from __future__ import annotations
@@ -52,18 +53,27 @@ class FastRoute:
     auth: Callable[[HttpRequest], Awaitable[Any]]
 
 
+# path -> (method, the API's urls_namespace, view, body schema, auth), as apps register them.
+_registered: dict[str, tuple[str, str, View, type[BaseModel], Callable[[HttpRequest], Awaitable[Any]]]] = {}
+
+
+def register(path: str, *, method: str, api: str, view: View, schema: type[BaseModel],
+             auth: Callable[[HttpRequest], Awaitable[Any]]) -> None:
+    """Serves `method path` through the lane: an app calls this beside the Ninja operation it
+    stands in for (the same view, body schema and auth), in the module that defines it. `api`
+    is the urls_namespace of the NinjaAPI the operation is mounted on ("internal", "v1")."""
+    _registered[path] = (method, api, view, schema, auth)
+
+
 @cache
 def routes() -> dict[str, FastRoute]:
-    """Full path -> route. Built on first use: the APIs import every app's router."""
-    from apps.llm import api as llm_api
-    from apps.llm.schemas import ChatCompletionIn, ProxyIn
-    from daarion.api import internal_api, openai_api
+    """Full path -> route. Built on first use: importing the APIs imports every app's router,
+    and with it each app's registrations."""
+    from daarion import api as apis
 
-    return {
-        "/internal/llm/proxy": FastRoute("POST", internal_api, llm_api.proxy, ProxyIn, llm_api.router.auth),
-        "/v1/chat/completions": FastRoute("POST", openai_api, llm_api.chat_completions, ChatCompletionIn,
-                                          llm_api.openai_router.auth),
-    }
+    by_namespace = {ninja_api.urls_namespace: ninja_api for ninja_api in (apis.internal_api, apis.openai_api)}
+    return {path: FastRoute(method, by_namespace[namespace], view, schema, auth)
+            for path, (method, namespace, view, schema, auth) in _registered.items()}
 
 
 def _never_called(request: HttpRequest) -> None:  # the middleware below are used for their methods only
