@@ -31,7 +31,7 @@ from apps.llm.choices import BudgetPeriod, ProviderKind, RateLimitScope
 from apps.llm.models import LogicalModel, Provider, RateLimitPolicy
 from apps.llm.selectors import registry_export as llm_registry_export
 from apps.registry.exceptions import validation_failed
-from apps.registry.services import agent_secrets_apply, model_deployments_sync
+from apps.registry.services import agent_secrets_apply
 from apps.tools import services as tool_services
 from apps.tools.models import McpServer, Tool
 from daarion.audit import SECRET_MARK
@@ -515,7 +515,7 @@ def _apply_models(desired: _Desired, plan: Plan) -> None:
         before = _deployment_rows(existing)
         key = lambda d: (d["provider"], d["upstream_model"])  # noqa: E731
         if sorted(before, key=key) != sorted(wanted, key=key):
-            model_deployments_sync(model=existing, deployments=wanted, path=f"{path}.deployments")
+            llm_services.logical_model_deployments_sync(model=existing, deployments=wanted, path=f"{path}.deployments")
             item.changes["deployments"] = [before if item.action != "create" else None, wanted]
         items[name] = plan.add(item)
     # Fallbacks once every model exists. Changed chains are cleared first, so no step in
