@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -566,46 +566,47 @@ def _secret_changes(stored: dict[str, str], secrets: dict[str, _Secret] | None, 
     return writes
 
 
-def _apply_tools(desired: _Desired, plan: Plan, opts: dict[str, Any]) -> None:
-    current = {t.tool_id: t for t in Tool.objects.all()}
-    for tool_id, (path, values, secrets) in desired.tools.items():
-        existing = current.get(tool_id)
+def _apply_headed(
+    type_: str, entries: dict[str, tuple[str, dict[str, Any], dict[str, _Secret] | None]], current: dict[str, Any],
+    plan: Plan, opts: dict[str, Any], *, key: str, aliases: dict[str, str],
+    create: Callable[..., Any], update: Callable[..., Any],
+) -> None:
+    """Tools and MCP servers alike: objects with fields and secret headers (stored as one
+    encrypted JSON map), written through their create/update services."""
+    for name, (path, values, secrets) in entries.items():
+        existing = current.get(name)
         stored = json.loads(existing.secret_headers) if existing is not None and existing.secret_headers else {}
-        writes = _secret_changes(stored, secrets, path, opts)
-        with _at(path, aliases={"tool_id": "id"}):
+        writes = _secret_changes(stored, secrets, path, opts, key=key)
+        with _at(path, aliases=aliases):
             if existing is None:
-                tool_services.tool_create(tool_id=tool_id, secret_headers=writes or None, **values)
+                create(name, secret_headers=writes or None, **values)
                 changes = {k: [None, v] for k, v in values.items()}
-                changes.update({f"secrets.{n}": [None, SECRET_MARK] for n in writes})
-                plan.add(PlanItem("tool", tool_id, path, "create", changes))
+                changes.update({f"{key}.{n}": [None, SECRET_MARK] for n in writes})
+                plan.add(PlanItem(type_, name, path, "create", changes))
                 continue
             changes = _diff(existing, values)
-            changes.update({f"secrets.{n}": [SECRET_MARK if n in stored else None, SECRET_MARK] for n in writes})
+            changes.update({f"{key}.{n}": [SECRET_MARK if n in stored else None, SECRET_MARK] for n in writes})
             if changes:
-                tool_services.tool_update(tool=existing, secret_headers=writes or None,
-                                          **{k: values[k] for k in changes if k in values})
-            plan.add(PlanItem("tool", tool_id, path, "update" if changes else "unchanged", changes))
+                update(existing, secret_headers=writes or None, **{k: values[k] for k in changes if k in values})
+            plan.add(PlanItem(type_, name, path, "update" if changes else "unchanged", changes))
+
+
+def _apply_tools(desired: _Desired, plan: Plan, opts: dict[str, Any]) -> None:
+    _apply_headed(
+        "tool", desired.tools, {t.tool_id: t for t in Tool.objects.all()}, plan, opts,
+        key="secrets", aliases={"tool_id": "id"},
+        create=lambda key, /, **kw: tool_services.tool_create(tool_id=key, **kw),
+        update=lambda row, /, **kw: tool_services.tool_update(tool=row, **kw),
+    )
 
 
 def _apply_mcp_servers(desired: _Desired, plan: Plan, opts: dict[str, Any]) -> None:
-    current = {m.name: m for m in McpServer.objects.all()}
-    for name, (path, values, secrets) in desired.mcp_servers.items():
-        existing = current.get(name)
-        stored = json.loads(existing.secret_headers) if existing is not None and existing.secret_headers else {}
-        writes = _secret_changes(stored, secrets, path, opts, key="headers")
-        with _at(path, aliases={"secret_headers": "headers"}):
-            if existing is None:
-                tool_services.mcp_server_create(name=name, secret_headers=writes or None, **values)
-                changes = {k: [None, v] for k, v in values.items()}
-                changes.update({f"headers.{n}": [None, SECRET_MARK] for n in writes})
-                plan.add(PlanItem("mcp_server", name, path, "create", changes))
-                continue
-            changes = _diff(existing, values)
-            changes.update({f"headers.{n}": [SECRET_MARK if n in stored else None, SECRET_MARK] for n in writes})
-            if changes:
-                tool_services.mcp_server_update(server=existing, secret_headers=writes or None,
-                                                **{k: values[k] for k in changes if k in values})
-            plan.add(PlanItem("mcp_server", name, path, "update" if changes else "unchanged", changes))
+    _apply_headed(
+        "mcp_server", desired.mcp_servers, {m.name: m for m in McpServer.objects.all()}, plan, opts,
+        key="headers", aliases={"secret_headers": "headers"},
+        create=lambda key, /, **kw: tool_services.mcp_server_create(name=key, **kw),
+        update=lambda row, /, **kw: tool_services.mcp_server_update(server=row, **kw),
+    )
 
 
 def _apply_agents(desired: _Desired, plan: Plan, opts: dict[str, Any]) -> None:
