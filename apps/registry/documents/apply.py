@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -107,6 +108,23 @@ def _deployment_rows(model: LogicalModel) -> list[dict[str, Any]]:
     ]
 
 
+# The service's field names for a deployment, as a document spells them.
+_DEPLOYMENT_KEYS = {"upstream_model": "name", "rpm_limit": "rpm", "tpm_limit": "tpm"}
+
+
+def _at_deployments(exc: ValidationFailed, paths: list[str]) -> ValidationFailed:
+    """A refusal of the deployment sync (paths `[index].field`) at each deployment's place in
+    the document: `models.m.deployments[1].rpm`, or `models.m.rpm` for the short form."""
+    details = []
+    for detail in exc.details if isinstance(exc.details, list) else []:
+        found = re.match(r"^\[(\d+)\](?:\.(.+))?$", detail.get("path", ""))
+        where = paths[int(found.group(1))] if found and int(found.group(1)) < len(paths) else ""
+        name = _DEPLOYMENT_KEYS.get(found.group(2), found.group(2)) if found and found.group(2) else ""
+        details.append({"path": ".".join(p for p in (where, name) if p), "message": detail.get("message", "")})
+    details = details or [{"path": paths[0] if paths else "", "message": exc.message}]
+    return ValidationFailed("; ".join(f"{d['path']}: {d['message']}" for d in details), details=details)
+
+
 def _apply_models(desired: Desired, plan: Plan) -> None:
     current = {m.name: m for m in LogicalModel.objects.all()}
     items: dict[str, PlanItem] = {}
@@ -130,7 +148,10 @@ def _apply_models(desired: Desired, plan: Plan) -> None:
         before = _deployment_rows(existing)
         key = lambda d: (d["provider"], d["upstream_model"])  # noqa: E731
         if sorted(before, key=key) != sorted(wanted, key=key):
-            llm_services.logical_model_deployments_sync(model=existing, deployments=wanted, path=f"{path}.deployments")
+            try:
+                llm_services.logical_model_deployments_sync(model=existing, deployments=wanted, path="")
+            except ValidationFailed as exc:
+                raise _at_deployments(exc, [d["path"] for d in values["deployments"]]) from exc
             item.changes["deployments"] = [before if item.action != "create" else None, wanted]
         items[name] = plan.add(item)
     # Fallbacks once every model exists. Changed chains are cleared first, so no step in

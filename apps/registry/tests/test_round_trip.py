@@ -69,6 +69,11 @@ MALFORMED = [
     ({"models": {"m": {"provider": "s", "context_window": 1.5, "enabled": "yes"}}}, "models.m.context_window"),
     ({"models": {"m": {"deployments": [{"name": "x", "rpm": "fast"}]}}}, "models.m.deployments[0].provider"),
     ({"tools": [{"id": "t.a", "secrets": {"K": {"env": "X", "value": "y"}}}]}, "tools[0].secrets.K"),
+    # A rule of the deployment service, at the deployment's place in the document.
+    # (its field names spelled as the document spells them).
+    ({"providers": {"s": {"kind": "stub"}}, "models": {"m": {"deployments": [{"provider": "s", "rpm": -1}]}}},
+     "models.m.deployments[0].rpm"),
+    ({"providers": {"s": {"kind": "stub"}}, "models": {"m": {"provider": "s", "tpm": -1}}}, "models.m.tpm"),
 ]
 
 
