@@ -228,16 +228,21 @@ class LogicalModelAdmin(_ServiceAdmin):
             obj.pk = created.pk
 
     def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:  # noqa: ANN001
-        instances = formset.save(commit=False)
-        for deleted in formset.deleted_objects:
-            if deleted.pk:
-                services.deployment_delete(deployment=deleted)
-        for deployment in instances:
-            values = {k: getattr(deployment, k) for k in ["upstream_model", "weight", "rpm_limit", "tpm_limit", "enabled"]}
-            if deployment.pk:
-                services.deployment_update(deployment=deployment, provider=deployment.provider, **values)
-            else:
-                services.deployment_create(logical_model=form.instance, provider=deployment.provider, **values)
+        """The inline's rows through the one deployment writer: the stored rows, with the
+        form's edits, deletions and additions, become the model's list (rows the form did not
+        touch stay as stored)."""
+        formset.save(commit=False)  # puts each form's edits on its instance
+        deleted = {d.pk for d in formset.deleted_objects if d.pk}
+        edited = {row.pk: row for row, _fields in formset.changed_objects}
+        added = formset.new_objects
+        fields = ["upstream_model", "weight", "rpm_limit", "tpm_limit", "enabled"]
+        wanted = [
+            {"id": row.pk, "provider": row.provider, **{k: getattr(row, k) for k in fields}}
+            for row in (edited.get(d.pk, d) for d in form.instance.deployments.select_related("provider").order_by("id"))
+            if row.pk not in deleted
+        ]
+        wanted += [{"provider": d.provider, **{k: getattr(d, k) for k in fields}} for d in added]
+        services.logical_model_deployments_sync(model=form.instance, deployments=wanted)
 
     def delete_model(self, request: HttpRequest, obj: LogicalModel) -> None:
         try:

@@ -4,6 +4,7 @@ so every rule (URLs, key sources, fallbacks without loops) holds whichever door 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlparse
@@ -15,7 +16,7 @@ from django.db.models import ProtectedError
 from apps.llm.choices import BudgetPeriod, ProviderKind, RateLimitScope
 from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy
 from daarion.agent_directory import unknown_agent_ids
-from daarion.errors import Conflict
+from daarion.errors import Conflict, ValidationFailed
 from daarion.live_config import bump_version
 
 REGISTRY_CONFIG = "llm-registry"
@@ -330,6 +331,86 @@ def deployment_update(*, deployment: Deployment, **changes: Any) -> Deployment:
 def deployment_delete(*, deployment: Deployment) -> None:
     deployment.delete()
     bump_version(REGISTRY_CONFIG)
+
+
+DEPLOYMENT_FIELDS = ("weight", "rpm_limit", "tpm_limit", "enabled")
+
+
+def _refused(path: str, message: str) -> ValidationFailed:
+    return ValidationFailed(f"{path}: {message}", details=[{"path": path, "message": message}])
+
+
+def _at_path(exc: ValidationError | ValidationFailed, path: str) -> ValidationFailed:
+    """A refusal of one deployment, its paths put under the deployment's place in the list."""
+    if isinstance(exc, ValidationError):
+        pairs = exc.message_dict.items() if hasattr(exc, "error_dict") else [("", exc.messages)]
+        details = [{"path": "" if name in ("__all__", None) else name, "message": m} for name, ms in pairs for m in ms]
+    else:
+        details = exc.details if isinstance(exc.details, list) else [{"path": "", "message": exc.message}]
+    details = [{"path": ".".join(p for p in (path, d.get("path", "")) if p), "message": d.get("message", "")}
+               for d in details]
+    return ValidationFailed("; ".join(f"{d['path']}: {d['message']}" for d in details), details=details)
+
+
+@transaction.atomic
+def logical_model_deployments_sync(
+    *, model: LogicalModel, deployments: Sequence[Mapping[str, Any]], path: str = "deployments"
+) -> bool:
+    """Makes the model's deployments exactly `deployments`; returns whether anything changed.
+
+    The one writer of a model's deployment list: the registry document, the registry API and
+    the admin's inline all come through here. Each item names its `provider` (a name or a
+    row) and `upstream_model`, optionally `weight`, `rpm_limit`, `tpm_limit`, `enabled` (left
+    out: the stored or default value), and optionally the `id` of a deployment of this model
+    to change in place (the admin edits rows; documents name a deployment by provider and
+    upstream model). Rows no item matches are deleted. Refusals are ValidationFailed with
+    `{path}[index].field` paths.
+    """
+    names = [d.get("provider") for d in deployments if isinstance(d.get("provider"), str)]
+    providers = {p.name: p for p in Provider.objects.filter(name__in=names)}
+    rows = list(model.deployments.select_related("provider"))
+    by_id = {d.pk: d for d in rows}
+    by_key = {(d.provider.name, d.upstream_model): d for d in rows}
+    seen: set[tuple[str, str]] = set()
+    kept: set[int] = set()
+    plans: list[tuple[str, Deployment | None, Provider, str, dict[str, Any]]] = []
+    for index, spec in enumerate(deployments):
+        where = f"{path}[{index}]"
+        # A PATCH validates its nested deployments partially (DRF), so a field may be missing.
+        for name in ("provider", "upstream_model"):
+            if not spec.get(name):
+                raise _refused(f"{where}.{name}", "this field is required")
+        provider = spec["provider"] if isinstance(spec["provider"], Provider) else providers.get(spec["provider"])
+        if provider is None:
+            raise _refused(f"{where}.provider", f"unknown provider {spec['provider']!r}")
+        key = (provider.name, spec["upstream_model"])
+        if key in seen:
+            raise _refused(where, f"deployment {key[0]}/{key[1]} is listed twice")
+        seen.add(key)
+        existing = by_id.get(spec["id"]) if spec.get("id") is not None else by_key.get(key)
+        if existing is not None:
+            kept.add(existing.pk)
+        plans.append((where, existing, provider, key[1], {n: spec[n] for n in DEPLOYMENT_FIELDS if n in spec}))
+    changed = False
+    # Deletions first: a row edited into the place of one that goes must not meet it.
+    for row in rows:
+        if row.pk not in kept:
+            deployment_delete(deployment=row)
+            changed = True
+    for where, existing, provider, upstream_model, values in plans:
+        try:
+            if existing is None:
+                deployment_create(logical_model=model, provider=provider, upstream_model=upstream_model, **values)
+                changed = True
+                continue
+            moved = {"provider": provider, "upstream_model": upstream_model}
+            updates = {n: v for n, v in {**moved, **values}.items() if getattr(existing, n) != v}
+            if updates:
+                deployment_update(deployment=existing, **updates)
+                changed = True
+        except (ValidationError, ValidationFailed) as exc:
+            raise _at_path(exc, where) from exc
+    return changed
 
 
 # --- rate-limit policies -----------------------------------------------------------------

@@ -33,7 +33,7 @@ from apps.registry.bodies import ChunkedBodyMixin
 from apps.registry.documents import registry_apply, registry_export
 from apps.registry.exceptions import validation_failed
 from apps.registry.formats import YAMLParser, YAMLRenderer
-from apps.registry.services import agent_secrets_apply, model_deployments_sync
+from apps.registry.services import agent_secrets_apply
 from apps.tools import services as tool_services
 from apps.tools.models import McpServer, Tool
 from daarion.audit import acting_as
@@ -164,7 +164,7 @@ class LogicalModelViewSet(RegistryViewSet):
             _refuse_rename(obj.name, data, "name")
             model = llm_services.logical_model_update(model=obj, **data)
         if deployments is not None:
-            model_deployments_sync(model=model, deployments=[dict(d) for d in deployments])
+            llm_services.logical_model_deployments_sync(model=model, deployments=[dict(d) for d in deployments])
         return model
 
     def remove(self, obj: LogicalModel) -> None:

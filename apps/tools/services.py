@@ -101,14 +101,58 @@ def clean_agent_secret_headers(value: Any) -> dict[str, str]:
     return cleaned
 
 
-def tool_validate(tool: Tool) -> None:
-    """Every rule a tool must meet; raises ValidationError keyed by field. Used by all doors."""
+def _field_problems(obj: Tool | McpServer, **full_clean: Any) -> dict[str, list[str]]:
+    """The model's own field rules (full_clean), keyed by field: where both validations start."""
     errors: dict[str, list[str]] = {}
     try:
-        tool.full_clean(exclude=["secret_headers"], validate_unique=True)
+        obj.full_clean(exclude=["secret_headers"], **full_clean)
     except ValidationError as exc:
         for name, messages in exc.message_dict.items():
             errors.setdefault(name, []).extend(messages)
+    return errors
+
+
+def _http_url_problem(url: str, what: str) -> str | None:
+    """Why `url` cannot be called (`what` names it in the message), or None."""
+    try:
+        parts = urlsplit(url or "")
+        parts.hostname  # noqa: B018 - parses the netloc: "http://[::1" raises here or above
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{what} must be an http(s):// URL with a host"
+    if parts.username or parts.password:
+        return "no credentials in the URL; use secret headers"
+    return None
+
+
+def _shared_problems(obj: Tool | McpServer, own_secrets: dict[str, str], errors: dict[str, list[str]], *,
+                     clash: str, unknown_agent: str) -> None:
+    """The rules a tool and an MCP server share: agent secret headers (one source per header)
+    and allowed agents (only real ones: a typo would otherwise be a permission nobody holds;
+    without the agents app no resolver is registered and every id is accepted)."""
+    try:
+        agent_headers = clean_agent_secret_headers(obj.agent_secret_headers)
+    except ValidationError as exc:
+        errors.setdefault("agent_secret_headers", []).extend(exc.messages)
+    else:
+        # One header, one source: the object's own secret or the agent's, never a silent override.
+        own = {h.lower() for h in own_secrets}
+        both = sorted(h for h in agent_headers if h.lower() in own)
+        if both:
+            errors.setdefault("agent_secret_headers", []).append(f"header(s) {both} are already {clash}")
+    try:
+        allowed = clean_allowed_agents(obj.allowed_agents)
+    except ValidationError as exc:
+        errors.setdefault("allowed_agents", []).extend(exc.messages)
+    else:
+        for agent_id in unknown_agent_ids(allowed or []):
+            errors.setdefault("allowed_agents", []).append(unknown_agent.format(agent_id=agent_id))
+
+
+def tool_validate(tool: Tool) -> None:
+    """Every rule a tool must meet; raises ValidationError keyed by field. Used by all doors."""
+    errors = _field_problems(tool, validate_unique=True)
     for problem in schema_problems(tool.input_schema, must_be_object=True):
         errors.setdefault("input_schema", []).append(problem)
     if tool.output_schema is not None:
@@ -120,15 +164,9 @@ def tool_validate(tool: Tool) -> None:
         if found:
             errors.setdefault(name, []).append(f"{found[0]}: {found[1]}")
     if tool.executor == Executor.HTTP:
-        try:
-            parts = urlsplit(tool.target or "")
-            parts.hostname  # noqa: B018 - parses the netloc: "http://[::1" raises here or above
-        except ValueError:
-            parts = urlsplit("")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            errors.setdefault("target", []).append("an http tool's target must be an http(s):// URL with a host")
-        elif parts.username or parts.password:
-            errors.setdefault("target", []).append("no credentials in the URL; use secret headers")
+        problem = _http_url_problem(tool.target, "an http tool's target")
+        if problem:
+            errors.setdefault("target", []).append(problem)
     elif tool.executor == Executor.PYTHON:
         if tool.target not in registered_functions():
             errors.setdefault("target", []).append(
@@ -148,28 +186,9 @@ def tool_validate(tool: Tool) -> None:
             errors.setdefault("secret_headers", []).append("an mcp tool sends its server's secret headers")
     if tool.mcp_server_id is not None and tool.executor != Executor.MCP:
         errors.setdefault("executor", []).append("a tool synced from an MCP server keeps executor mcp")
-    try:
-        agent_headers = clean_agent_secret_headers(tool.agent_secret_headers)
-    except ValidationError as exc:
-        errors.setdefault("agent_secret_headers", []).extend(exc.messages)
-    else:
-        # One header, one source: the tool's own secret or the agent's, never a silent override.
-        own = {h.lower() for h in _secrets_of(tool)}
-        both = sorted(h for h in agent_headers if h.lower() in own)
-        if both:
-            errors.setdefault("agent_secret_headers", []).append(f"header(s) {both} are already tool secret headers")
-    try:
-        allowed = clean_allowed_agents(tool.allowed_agents)
-    except ValidationError as exc:
-        errors.setdefault("allowed_agents", []).extend(exc.messages)
-    else:
-        # Only real agents: a typo would otherwise be a permission nobody holds. Without the
-        # agents app no resolver is registered and every id is accepted (agent_directory).
-        for agent_id in unknown_agent_ids(allowed or []):
-            errors.setdefault("allowed_agents", []).append(
-                f"no agent {agent_id!r} in the registry (create the agent first, "
-                "or list it under agents: in the same registry document)"
-            )
+    _shared_problems(tool, _secrets_of(tool), errors, clash="tool secret headers", unknown_agent=(
+        "no agent {agent_id!r} in the registry (create the agent first, "
+        "or list it under agents: in the same registry document)"))
     if errors:
         raise ValidationError(errors)
 
@@ -581,37 +600,12 @@ _TOOL_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 def mcp_server_validate(server: McpServer) -> None:
     """Every rule an MCP server must meet; raises ValidationError keyed by field."""
-    errors: dict[str, list[str]] = {}
-    try:
-        server.full_clean(exclude=["secret_headers"])
-    except ValidationError as exc:
-        for name, messages in exc.message_dict.items():
-            errors.setdefault(name, []).extend(messages)
-    try:
-        parts = urlsplit(server.url or "")
-        parts.hostname  # noqa: B018 - parses the netloc
-    except ValueError:
-        parts = urlsplit("")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        errors.setdefault("url", []).append("an MCP server's url must be an http(s):// URL with a host")
-    elif parts.username or parts.password:
-        errors.setdefault("url", []).append("no credentials in the URL; use secret headers")
-    try:
-        agent_headers = clean_agent_secret_headers(server.agent_secret_headers)
-    except ValidationError as exc:
-        errors.setdefault("agent_secret_headers", []).extend(exc.messages)
-    else:
-        own = {h.lower() for h in _server_secrets(server)}
-        both = sorted(h for h in agent_headers if h.lower() in own)
-        if both:
-            errors.setdefault("agent_secret_headers", []).append(f"header(s) {both} are already secret headers")
-    try:
-        allowed = clean_allowed_agents(server.allowed_agents)
-    except ValidationError as exc:
-        errors.setdefault("allowed_agents", []).extend(exc.messages)
-    else:
-        for agent_id in unknown_agent_ids(allowed or []):
-            errors.setdefault("allowed_agents", []).append(f"no agent {agent_id!r} in the registry")
+    errors = _field_problems(server)
+    problem = _http_url_problem(server.url, "an MCP server's url")
+    if problem:
+        errors.setdefault("url", []).append(problem)
+    _shared_problems(server, _server_secrets(server), errors, clash="secret headers",
+                     unknown_agent="no agent {agent_id!r} in the registry")
     if errors:
         raise ValidationError(errors)
 

@@ -83,6 +83,32 @@ def test_model_admin_saves_deployments_through_services(admin_client):
     assert [(d.upstream_model, d.weight) for d in model.deployments.all()] == [("x", 2)]
 
 
+
+def test_model_admin_edits_deleted_and_added_rows_go_through_the_one_sync(admin_client):
+    stub = services.provider_create(name="stub", kind="stub")
+    model = services.logical_model_create(name="m")
+    services.logical_model_deployments_sync(model=model, deployments=[
+        {"provider": "stub", "upstream_model": name} for name in ("keep", "edit", "gone")])
+    rows = {d.upstream_model: d for d in model.deployments.all()}
+    data = _model_form("m")
+    data.pop("name")
+    data.update({"deployments-TOTAL_FORMS": "4", "deployments-INITIAL_FORMS": "3"})
+    for index, (name, upstream, extra) in enumerate([
+        ("keep", "keep", {}), ("edit", "edited", {"weight": "5"}), ("gone", "gone", {"DELETE": "on"}),
+    ]):
+        data.update({f"deployments-{index}-id": str(rows[name].pk), f"deployments-{index}-logical_model": str(model.pk),
+                     f"deployments-{index}-provider": str(stub.pk), f"deployments-{index}-upstream_model": upstream,
+                     f"deployments-{index}-weight": "1", f"deployments-{index}-enabled": "on",
+                     **{f"deployments-{index}-{k}": v for k, v in extra.items()}})
+    data.update({"deployments-3-provider": str(stub.pk), "deployments-3-upstream_model": "new",
+                 "deployments-3-weight": "1", "deployments-3-enabled": "on"})
+    response = admin_client.post(f"/admin/llm/logicalmodel/{model.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    after = {d.upstream_model: d for d in model.deployments.all()}
+    assert sorted((n, d.weight) for n, d in after.items()) == [("edited", 5), ("keep", 1), ("new", 1)]
+    # An edited row keeps its id (its cooldowns and usage stay with it).
+    assert (after["keep"].pk, after["edited"].pk) == (rows["keep"].pk, rows["edit"].pk)
+
 @pytest.mark.django_db(transaction=True)
 def test_usage_changelist_shows_totals(admin_client):
     for agent in ("agent:sofia", "agent:sofia", "agent:pm"):

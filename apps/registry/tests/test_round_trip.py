@@ -64,6 +64,16 @@ MALFORMED = [
      "agents[0].temperature"),
     ({"mcp_servers": [{"name": "m", "url": "ftp://mcp.example.com", "prefix": "m"}]}, "mcp_servers[0].url"),
     ({"stuff": 1}, "(root)"),
+    ([1], "(root)"),
+    # Every shape problem at once, in the document's order, each at its own path.
+    ({"models": {"m": {"provider": "s", "context_window": 1.5, "enabled": "yes"}}}, "models.m.context_window"),
+    ({"models": {"m": {"deployments": [{"name": "x", "rpm": "fast"}]}}}, "models.m.deployments[0].provider"),
+    ({"tools": [{"id": "t.a", "secrets": {"K": {"env": "X", "value": "y"}}}]}, "tools[0].secrets.K"),
+    # A rule of the deployment service, at the deployment's place in the document.
+    # (its field names spelled as the document spells them).
+    ({"providers": {"s": {"kind": "stub"}}, "models": {"m": {"deployments": [{"provider": "s", "rpm": -1}]}}},
+     "models.m.deployments[0].rpm"),
+    ({"providers": {"s": {"kind": "stub"}}, "models": {"m": {"provider": "s", "tpm": -1}}}, "models.m.tpm"),
 ]
 
 
@@ -71,9 +81,10 @@ MALFORMED = [
 def test_a_malformed_document_is_refused_at_the_same_path_by_the_command_and_the_api(token_client, document, path):
     answer = token_client.post("/apply?dry_run=true", json=document)
     assert answer.status_code == 422, answer.text
-    detail = answer.json()["error"]["details"][0]
-    assert detail["path"] == path
+    details = answer.json()["error"]["details"]
+    assert details[0]["path"] == path
     with pytest.raises(CommandError) as raised:
         call_command("import_registry", "-", "--dry-run", stdin=io.StringIO(yaml.safe_dump(document)),
                      stdout=io.StringIO())
-    assert str(raised.value) == f"{detail['path']}: {detail['message']}"
+    # The command prints the API's details, one `path: message` line each, all of them.
+    assert str(raised.value).splitlines() == [f"{d['path']}: {d['message']}" for d in details]
