@@ -1,24 +1,21 @@
 from django.apps import AppConfig
 
 
-class DaarionConfig(AppConfig):
-    """The project wiring as an app: service tokens, shared commands, the embedded stack."""
+class ProjectConfig(AppConfig):
+    """The project wiring as an app (no models): its commands (seed_demo), tracing and the
+    Celery signals, and the fast lane's version check. Service tokens and the change log are
+    apps/access, which kept the label "daarion"."""
 
     name = "daarion"
-    verbose_name = "Service access"
-    default_auto_field = "django.db.models.BigAutoField"
+    label = "project"
+    verbose_name = "DAARION"
 
     def ready(self) -> None:
-        from django.core.checks import Tags, register
+        from django.core.checks import register
 
-        from daarion.audit import track_configured_models
-        from daarion.checks import check_service_token_agents
         from daarion.fastlane.versions import check_fast_lane_versions
 
-        track_configured_models()
         _observability()
-        # Tagged database: runs with `check --database` (and migrate), never at plain start-up.
-        register(check_service_token_agents, Tags.database)
         register(check_fast_lane_versions)
 
 

@@ -17,8 +17,8 @@ from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
-from daarion.errors import STATUS_TYPES, DaarionError, ValidationFailed, envelope
-from daarion.outages import outage_error
+from daarion.infra.errors import STATUS_TYPES, DaarionError, ValidationFailed, envelope
+from daarion.infra.outages import outage_error
 
 
 def django_error_details(exc: DjangoValidationError, *, prefix: str = "", aliases: dict[str, str] | None = None) -> list[dict[str, str]]:

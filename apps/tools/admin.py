@@ -24,9 +24,9 @@ from apps.tools.services import (
     tool_update,
     tool_validate,
 )
-from daarion.admin_history import ChangeHistoryMixin
-from daarion.crypto import mask
-from daarion.json_widget import JsonEditorWidget
+from apps.access.admin_history import ChangeHistoryMixin
+from daarion.infra.crypto import mask
+from daarion.infra.json_widget import JsonEditorWidget
 
 
 def _lines(text: str) -> list[str]:

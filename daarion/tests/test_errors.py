@@ -8,7 +8,7 @@ from ninja import NinjaAPI, Schema
 from ninja.testing import TestClient
 
 from daarion.api import install_error_handlers
-from daarion.errors import Conflict
+from daarion.infra.errors import Conflict
 
 
 def _assert_envelope(response, status: int, type_: str) -> dict:

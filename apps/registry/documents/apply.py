@@ -26,8 +26,8 @@ from apps.registry.exceptions import validation_failed
 from apps.registry.services import agent_secrets_apply
 from apps.tools import services as tool_services
 from apps.tools.models import McpServer, Tool
-from daarion.audit import SECRET_MARK
-from daarion.errors import DaarionError, ValidationFailed
+from apps.access.audit import SECRET_MARK
+from daarion.infra.errors import DaarionError, ValidationFailed
 
 
 @contextmanager

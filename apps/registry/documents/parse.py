@@ -24,7 +24,7 @@ from apps.registry.documents.models import (
     Secret,
     ToolDoc,
 )
-from daarion.errors import ValidationFailed
+from daarion.infra.errors import ValidationFailed
 
 # What a section holds once read: {key: (path, values for the services, secrets or None)}.
 Entries = dict[Any, tuple[Any, ...]]

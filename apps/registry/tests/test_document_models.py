@@ -10,7 +10,7 @@ from apps.agents.services import EDITABLE_FIELDS
 from apps.registry.documents import parse
 from apps.registry.documents.models import AgentDoc, McpServerDoc, ToolDoc
 from apps.tools.services import MCP_SERVER_FIELDS, TOOL_FIELDS
-from daarion.errors import ValidationFailed
+from daarion.infra.errors import ValidationFailed
 
 
 def _refusal(document: object) -> list[tuple[str, str]]:

@@ -8,8 +8,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from daarion.choices import Scope
-from daarion.services import service_token_create
+from apps.access.choices import Scope
+from apps.access.services import service_token_create
 
 
 class Command(BaseCommand):
