@@ -42,6 +42,7 @@ import gc
 import io
 import os
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from django.core.asgi import get_asgi_application
 
@@ -61,7 +62,7 @@ from daarion.observability.http import instrument  # noqa: E402
 from apps.tools.mcp.gateway import gateway as mcp_gateway  # noqa: E402
 from apps.tools.mcp.gateway import refuse as mcp_refuse  # noqa: E402
 from daarion import fastlane  # noqa: E402
-from daarion.body_limit import BodyLimit  # noqa: E402
+from daarion.body_limit import App, BodyLimit  # noqa: E402
 from daarion.errors import PayloadTooLarge, error_response  # noqa: E402
 from daarion.middleware import ApiErrorShapeMiddleware, RequestIdMiddleware, is_api_path  # noqa: E402
 
@@ -89,7 +90,7 @@ def api_headers(response: HttpResponseBase) -> None:
     went out chunked), `nosniff`, and `no-store` unless a view chose its own caching (answers
     carry tokens' scopes, usage and, for agents:secrets, secrets)."""
     if not response.streaming and "Content-Length" not in response:
-        response["Content-Length"] = str(len(response.content))
+        response["Content-Length"] = str(len(cast(HttpResponse, response).content))  # not streaming: has .content
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Cache-Control", "no-store")
 
@@ -147,11 +148,12 @@ class HotPathHandler(ServiceApiHandler):
         set_script_prefix(get_script_prefix(scope))
         request, early = self.create_request(scope, body_file)
         if request is None:
+            assert early is not None  # create_request returns a request or the answer instead
             await self.send_response(early, send)
             early.close()
             return
 
-        async def respond() -> object:
+        async def respond() -> HttpResponseBase:
             response = await self.run_get_response(request)
             try:
                 await self.send_response(response, send)
@@ -178,7 +180,7 @@ class HotPathHandler(ServiceApiHandler):
                     pass
         if not responding.cancelled():
             # HttpResponse.close() without its request_finished signal (see above).
-            for closer in responding.result()._resource_closers:
+            for closer in responding.result()._resource_closers:  # type: ignore[attr-defined]  # Django-private, not in the stubs
                 closer()
         body_file.close()
         # A cancelled task keeps its CancelledError, whose traceback holds this frame, which
@@ -273,7 +275,8 @@ async def django_router(scope, receive, send) -> None:  # noqa: ANN001 - the ASG
 if os.environ.get("DAARION_SERVE_STATIC", "1") not in {"0", "false", "no"}:
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
-    _routed = ASGIStaticFilesHandler(django_router)
+    # Any ASGI callable works here; the stubs ask for an ASGIHandler and type __call__ loosely.
+    _routed: App = ASGIStaticFilesHandler(django_router)  # type: ignore[arg-type, assignment]
 else:
     _routed = django_router
 # No door reads a body over the limit (daarion/body_limit.py); HTTP metrics and server spans

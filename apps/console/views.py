@@ -54,7 +54,7 @@ def _staff_async(view: Callable[..., Awaitable[HttpResponse]]) -> Callable[..., 
         user = await request.auser()
         if not (user.is_active and user.is_staff):
             return JsonResponse(envelope("forbidden", "staff login required", None), status=403)
-        request.console_user = user  # type: ignore[attr-defined] - request.user is sync-only here
+        request.console_user = user  # type: ignore[attr-defined]  # request.user is sync-only here
         return await view(request, *args, **kwargs)
 
     return wrapped

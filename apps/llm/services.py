@@ -21,7 +21,7 @@ from daarion.live_config import bump_version
 REGISTRY_CONFIG = "llm-registry"
 
 # Where a provider of a well-known kind answers when no base URL is given.
-DEFAULT_BASE_URLS = {
+DEFAULT_BASE_URLS: dict[str, str] = {
     ProviderKind.OPENAI: "https://api.openai.com/v1",
     ProviderKind.DEEPSEEK: "https://api.deepseek.com/v1",
     ProviderKind.ANTHROPIC: "https://api.anthropic.com",

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -308,7 +308,7 @@ def _tools(raw: Any) -> dict[str, tuple[str, dict[str, Any], dict[str, _Secret] 
     for index, item in enumerate(_list(raw, "tools")):
         path = f"tools[{index}]"
         item = _mapping(item, path)
-        tool_id = item.get("id")
+        tool_id = cast(str, item.get("id"))  # checked on the next line
         _expect(isinstance(tool_id, str) and bool(tool_id), f"{path}.id", "required (a string like projects.list)")
         _only(item, path, _TOOL_KEYS)
         _expect(tool_id not in out, f"{path}.id", f"{tool_id!r} appears twice in the document")
@@ -342,7 +342,7 @@ def _mcp_servers(raw: Any) -> dict[str, tuple[str, dict[str, Any], dict[str, _Se
     for index, item in enumerate(_list(raw, "mcp_servers")):
         path = f"mcp_servers[{index}]"
         item = _mapping(item, path)
-        name = item.get("name")
+        name = cast(str, item.get("name"))  # checked on the next line
         _expect(isinstance(name, str) and bool(name), f"{path}.name", "required (a name like weather)")
         _only(item, path, _MCP_SERVER_KEYS)
         _expect(name not in out, f"{path}.name", f"{name!r} appears twice in the document")
@@ -375,7 +375,7 @@ def _agents(raw: Any) -> dict[str, tuple[str, dict[str, Any], dict[str, _Secret]
     for index, item in enumerate(_list(raw, "agents")):
         path = f"agents[{index}]"
         item = _mapping(item, path)
-        agent_id = item.get("id")
+        agent_id = cast(str, item.get("id"))  # checked on the next line
         _expect(isinstance(agent_id, str) and bool(agent_id), f"{path}.id", "required (an id like agent:sofia)")
         _only(item, path, _AGENT_KEYS)
         _expect(agent_id not in out, f"{path}.id", f"{agent_id!r} appears twice in the document")
@@ -528,12 +528,12 @@ def _apply_models(desired: _Desired, plan: Plan) -> None:
                 llm_services.logical_model_update(model=fresh[name], fallbacks=[])
     for name in changing:
         path, values = desired.models[name]
-        before = list(current[name].fallbacks or []) if name in current else None
+        before_fallbacks = list(current[name].fallbacks or []) if name in current else None
         if values["fallbacks"]:
             with _at(path):
                 llm_services.logical_model_update(model=fresh[name], fallbacks=values["fallbacks"])
-        if before != values["fallbacks"] and not (before is None and not values["fallbacks"]):
-            items[name].changes["fallbacks"] = [before, values["fallbacks"]]
+        if before_fallbacks != values["fallbacks"] and not (before_fallbacks is None and not values["fallbacks"]):
+            items[name].changes["fallbacks"] = [before_fallbacks, values["fallbacks"]]
     for item in items.values():
         if item.action == "update" and not item.changes:
             item.action = "unchanged"
@@ -682,7 +682,7 @@ def _prune(desired: _Desired, plan: Plan) -> None:
             for tool in Tool.objects.filter(tool_id__in=forgotten).order_by("tool_id"):
                 item = narrowed.get(tool.tool_id)
                 if item is None:
-                    before = sorted([*tool.allowed_agents, agent_id])
+                    before = sorted([*(tool.allowed_agents or []), agent_id])
                     item = narrowed[tool.tool_id] = plan.add(
                         PlanItem("tool", tool.tool_id, f"tools.{tool.tool_id}", "update", {"allowed_agents": [before, None]}))
                 item.changes["allowed_agents"][1] = tool.allowed_agents

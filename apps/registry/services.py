@@ -4,6 +4,7 @@ deployments, an agent's secrets."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -64,7 +65,7 @@ def model_deployments_sync(*, model: LogicalModel, deployments: list[dict[str, A
 
 
 @transaction.atomic
-def agent_secrets_apply(*, agent: Agent, secrets: dict[str, str | None]) -> bool:
+def agent_secrets_apply(*, agent: Agent, secrets: Mapping[str, str | None]) -> bool:
     """Sets each named secret (`None` deletes it); secrets not named are kept."""
     changed = False
     for name, value in secrets.items():

@@ -178,7 +178,7 @@ def _secrets_of(tool: Tool) -> dict[str, str]:
     return json.loads(tool.secret_headers) if tool.secret_headers else {}
 
 
-def _apply(tool: Tool, data: dict[str, Any], secret_headers: dict[str, str | None] | None) -> bool:
+def _apply(tool: Tool, data: dict[str, Any], secret_headers: Mapping[str, str | None] | None) -> bool:
     """Sets fields on `tool`; returns whether anything changed."""
     changed = False
     for name, value in data.items():
@@ -215,7 +215,7 @@ def tool_create(*, tool_id: str, secret_headers: dict[str, str] | None = None, *
 
 
 @transaction.atomic
-def tool_update(*, tool: Tool, secret_headers: dict[str, str | None] | None = None, **fields: Any) -> Tool:
+def tool_update(*, tool: Tool, secret_headers: Mapping[str, str | None] | None = None, **fields: Any) -> Tool:
     """Changes fields; `secret_headers` merges (a None/empty value removes that header).
 
     The version goes up by one on every change; a save that changes nothing keeps it.
@@ -620,7 +620,7 @@ def _server_secrets(server: McpServer) -> dict[str, str]:
     return json.loads(server.secret_headers) if server.secret_headers else {}
 
 
-def _apply_server(server: McpServer, data: dict[str, Any], secret_headers: dict[str, str | None] | None) -> dict[str, Any]:
+def _apply_server(server: McpServer, data: dict[str, Any], secret_headers: Mapping[str, str | None] | None) -> dict[str, Any]:
     """Sets fields on `server`; returns {field: old value} of what changed."""
     changed: dict[str, Any] = {}
     for name, value in data.items():
@@ -680,7 +680,7 @@ def mcp_server_create(*, name: str, secret_headers: dict[str, str] | None = None
 
 
 @transaction.atomic
-def mcp_server_update(*, server: McpServer, secret_headers: dict[str, str | None] | None = None,
+def mcp_server_update(*, server: McpServer, secret_headers: Mapping[str, str | None] | None = None,
                       **fields: Any) -> McpServer:
     """Changes fields (`secret_headers` merges; a None/empty value removes that header).
 
