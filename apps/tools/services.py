@@ -246,12 +246,12 @@ def tools_forget_agent(*, agent_id: str) -> list[Tool]:
     """
     changed = []
     for tool in Tool.objects.select_for_update().filter(allowed_agents__contains=[agent_id]).order_by("tool_id"):
-        tool.allowed_agents = [a for a in tool.allowed_agents if a != agent_id]
+        tool.allowed_agents = [a for a in tool.allowed_agents or [] if a != agent_id]
         _save_change(tool)
         changed.append(tool)
     # Upstream MCP servers name agents too (the list their new tools start with).
     for server in McpServer.objects.select_for_update().filter(allowed_agents__contains=[agent_id]).order_by("name"):
-        server.allowed_agents = [a for a in server.allowed_agents if a != agent_id]
+        server.allowed_agents = [a for a in server.allowed_agents or [] if a != agent_id]
         server.updated_at = timezone.now()
         server.save()
     return changed
@@ -380,6 +380,7 @@ async def tool_call(
         tool = (await registry_snapshot.aget(recheck=True)).tools.get(tool_id)
     hidden = tool is not None and not tool.visible_to(caller_agents)
     if hidden:
+        assert tool is not None  # hidden implies a tool
         # Never run, whatever agent_id says: the caller may not even know the tool exists.
         outcome = (
             _refusal(CallStatus.NOT_FOUND, "tool_disabled", f"tool {tool_id!r} is disabled") if not tool.enabled
@@ -395,7 +396,7 @@ async def tool_call(
     latency_ms = (time.perf_counter() - started) * 1000
     # Unknown ids are one label: callers choose them, the registry bounds the rest.
     metrics.observe_tool_call(tool_id if tool is not None else "unknown", outcome.status, latency_ms / 1000)
-    outcome = ToolCallOutcome(
+    called = ToolCallOutcome(
         ok=outcome.ok,
         result=outcome.result,
         error=outcome.error,
@@ -421,8 +422,8 @@ async def tool_call(
     )
     if hidden:
         return ToolCallOutcome(ok=False, error=f"no tool {tool_id!r}", error_type="tool_not_found",
-                               latency_ms=outcome.latency_ms, request_id=request_id, status=CallStatus.NOT_FOUND)
-    return outcome
+                               latency_ms=called.latency_ms, request_id=request_id, status=CallStatus.NOT_FOUND)
+    return called
 
 
 def _refusal(status: str, error_type: str, error: str, details: Any = None) -> ExecutionResult:
@@ -657,7 +658,7 @@ def _enqueue_sync(server: McpServer) -> None:
         # Fire and forget: no result to wait for, one try. With Redis down the server is saved
         # all the same and beat's tools.sync_mcp_servers lists its tools later.
         try:
-            sync_mcp_server.apply_async(args=[server_id], queue=queue, retry=False, ignore_result=True)
+            sync_mcp_server.apply_async(args=(server_id,), queue=queue, retry=False, ignore_result=True)
         except Exception:
             logger.warning("could not queue the MCP server's sync; beat's periodic sync will", exc_info=True)
 
@@ -783,7 +784,7 @@ def mcp_server_sync(*, server: McpServer) -> McpSyncReport:
         listing = async_to_sync(upstream_list_tools)(url=server.url, headers=_server_secrets(server),
                                                      timeout=server.timeout)
     except Exception as exc:  # noqa: BLE001 - a failed sync is reported and recorded, never a crash
-        while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        while isinstance(exc, ExceptionGroup) and exc.exceptions:
             exc = exc.exceptions[0]
         # The upstream's text may repeat the headers it was sent (daarion/redaction.py).
         report.error = redaction.redact(f"{type(exc).__name__}: {exc or 'no detail'}",
