@@ -205,10 +205,10 @@ class RunAdmin(admin.ModelAdmin):
     search_fields = ["id", "session_id", "=agent_id", "=idempotency_key", "=request_id"]
     date_hierarchy = "created_at"
     actions = ["cancel_runs"]
-    fields = ["id", "agent_id", "session_id", "status", "strategy", "executor", "created_at", "dispatched_at",
-              "started_at", "finished_at", "step_count", "idempotency_key", "request_id", "token_name",
-              "request_json", "reply", "usage_json", "error_json", "message_json", "chunks"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "id", "agent_id", "session_id", "status", "strategy", "executor", "created_at", "dispatched_at",
+        "started_at", "finished_at", "step_count", "idempotency_key", "request_id", "token_name",
+        "request_json", "reply", "usage_json", "error_json", "message_json", "chunks")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -358,16 +358,18 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):  # noqa: ANN201
         response = super().changelist_view(request, extra_context=extra_context)
+        # A TemplateResponse; a redirect (after a bulk action, say) has no context to add to.
+        context = getattr(response, "context_data", None) or {}
         try:
-            queryset = response.context_data["cl"].queryset
+            queryset = context["cl"].queryset
         except (AttributeError, KeyError):
             return response
         totals = queryset.aggregate(
             calls=Count("id"), errors=Count("id", filter=~Q(status="ok")), tokens=Sum("total_tokens"),
             cost=Sum("cost"), avg_latency_ms=Avg("latency_ms"),
         )
-        response.context_data["usage_totals"] = totals
-        response.context_data["per_agent"] = usage_daily_totals(queryset=queryset, group_by="agent_id")[:60]
-        response.context_data["per_model"] = usage_daily_totals(queryset=queryset, group_by="logical_model")[:60]
+        context["usage_totals"] = totals
+        context["per_agent"] = usage_daily_totals(queryset=queryset, group_by="agent_id")[:60]
+        context["per_model"] = usage_daily_totals(queryset=queryset, group_by="logical_model")[:60]
         return response
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 from django.core.exceptions import ValidationError
@@ -134,7 +134,7 @@ def provider_delete(*, provider: Provider) -> None:
     try:
         provider.delete()
     except ProtectedError as exc:
-        users = sorted({str(d.logical_model) for d in exc.protected_objects})
+        users = sorted({str(cast(Deployment, d).logical_model) for d in exc.protected_objects})
         raise Conflict(
             f"provider {provider.name!r} still serves model(s) {', '.join(users)}; remove those deployments first",
             details={"models": users},
