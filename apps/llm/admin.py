@@ -124,8 +124,9 @@ class ProviderAdmin(_ServiceAdmin):
         for obj in queryset:
             self.delete_model(request, obj)
 
-    def get_form(self, request, obj=None, **kwargs):  # noqa: ANN001, ANN201 - Django's signature
-        form = super().get_form(request, obj, **kwargs)
+    def get_form(self, request: HttpRequest, obj: Provider | None = None, change: bool = False,
+                 **kwargs: Any) -> type[forms.ModelForm]:
+        form = super().get_form(request, obj, change=change, **kwargs)
         return _validating(form, lambda f: _provider_check(f, obj))
 
 
@@ -209,8 +210,9 @@ class LogicalModelAdmin(_ServiceAdmin):
     def get_queryset(self, request: HttpRequest):  # noqa: ANN201
         return super().get_queryset(request).prefetch_related("deployments__provider")
 
-    def get_form(self, request, obj=None, **kwargs):  # noqa: ANN001, ANN201
-        form = super().get_form(request, obj, **kwargs)
+    def get_form(self, request: HttpRequest, obj: LogicalModel | None = None, change: bool = False,
+                 **kwargs: Any) -> type[forms.ModelForm]:
+        form = super().get_form(request, obj, change=change, **kwargs)
 
         def check(f: forms.ModelForm) -> None:
             name = f.cleaned_data.get("name") or (obj.name if obj else "")
@@ -279,7 +281,7 @@ class RateLimitPolicyAdmin(_ServiceAdmin):
             # many places or digits the way every other door does, instead of Django's text.
             return forms.DecimalField(required=False, label="Budget (USD)", help_text=db_field.help_text)
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
-        if db_field.name == "budget_period":
+        if db_field.name == "budget_period" and field is not None:
             # A post without it (a script, a form from before budgets) keeps the stored or
             # default period, as the API's PATCH and a document without a budget do.
             field.required = False
@@ -288,8 +290,9 @@ class RateLimitPolicyAdmin(_ServiceAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: RateLimitPolicy | None = None) -> list[str]:
         return ["scope", "subject", "spent"] if obj else ["spent"]
 
-    def get_form(self, request, obj=None, **kwargs):  # noqa: ANN001, ANN201 - Django's signature
-        form = super().get_form(request, obj, **kwargs)
+    def get_form(self, request: HttpRequest, obj: RateLimitPolicy | None = None, change: bool = False,
+                 **kwargs: Any) -> type[forms.ModelForm]:
+        form = super().get_form(request, obj, change=change, **kwargs)
 
         def check(f: forms.ModelForm) -> None:
             # The service's rules (an agent policy names an existing agent, no 0 limits) on
