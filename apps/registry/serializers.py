@@ -125,7 +125,8 @@ class LogicalModelIn(serializers.Serializer):
     fallbacks = serializers.ListField(child=serializers.CharField(), required=False, default=list)
     context_window = serializers.IntegerField(min_value=1, required=False, default=8192)
     # A JSON number (a numeric string is taken too), typed so in the OpenAPI document.
-    # default=0, not Decimal(0): the OpenAPI document shows it as the number 0 (the stubs want a Decimal).
+    # default=0 as before (the stubs want a Decimal): a Decimal default would change the validated
+    # data and the OpenAPI document.
     input_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, required=False,
                                                     default=0, coerce_to_string=False)  # type: ignore[arg-type]
     output_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, required=False,
