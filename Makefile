@@ -42,9 +42,13 @@ $(VENV)/.installed-local: $(STAMP) requirements-local.txt
 run: $(STAMP) $(LOCAL_STAMP)
 	$(PY) -m daarion.devstack run --data-dir $(DATA_DIR)
 
-# The linter's rules are in pyproject.toml; `make test` runs it first.
+# The linter's rules and the type checker's settings are in pyproject.toml; `make test` runs
+# both first. django-stubs' mypy plugin imports daarion.settings, which refuse to load without
+# DATABASE_URL and REDIS_URL: placeholders do (nothing connects to them).
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	DATABASE_URL="$${DATABASE_URL:-postgres://typecheck@localhost/typecheck}" \
+	REDIS_URL="$${REDIS_URL:-redis://localhost/0}" $(PY) -m mypy
 
 # The test suite gets its own embedded servers under .data/test, so it never touches the
 # data of a running `make run`.

@@ -42,7 +42,7 @@ from apps.tools.mcp.gateway import gateway as mcp_gateway  # noqa: E402
 from apps.tools.mcp.gateway import refuse as mcp_refuse  # noqa: E402
 from daarion import fastlane  # noqa: E402
 from daarion.fastlane.handlers import FastLaneHandler, HotPathHandler, ServiceApiHandler  # noqa: E402
-from daarion.body_limit import BodyLimit  # noqa: E402
+from daarion.body_limit import App, BodyLimit  # noqa: E402
 from daarion.infra.errors import PayloadTooLarge, error_response  # noqa: E402
 from daarion.middleware import ApiErrorShapeMiddleware, RequestIdMiddleware, is_api_path  # noqa: E402
 
@@ -115,7 +115,8 @@ async def refuse_body(scope: dict, send: Callable[[dict], Awaitable[None]], size
         return await mcp_refuse(scope, send, PayloadTooLarge(
             f"request body is over the limit of {settings.MAX_BODY_BYTES} bytes",
             details={"limit_bytes": settings.MAX_BODY_BYTES}))
-    await service_api_application.send_response(too_large(scope, size), send)
+    # The stubs type ASGI's `send` as taking a Mapping; ours is the server's, which does.
+    await service_api_application.send_response(too_large(scope, size), send)  # type: ignore[arg-type]
 
 
 async def django_router(scope, receive, send) -> None:  # noqa: ANN001 - the ASGI signature
@@ -140,7 +141,8 @@ async def django_router(scope, receive, send) -> None:  # noqa: ANN001 - the ASG
 if os.environ.get("DAARION_SERVE_STATIC", "1") not in {"0", "false", "no"}:
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
-    _routed = ASGIStaticFilesHandler(django_router)
+    # Any ASGI callable works here; the stubs ask for an ASGIHandler and type __call__ loosely.
+    _routed: App = ASGIStaticFilesHandler(django_router)  # type: ignore[arg-type, assignment]
 else:
     _routed = django_router
 # No door reads a body over the limit (daarion/body_limit.py); HTTP metrics and server spans

@@ -54,7 +54,7 @@ def _workers() -> dict[str, Any]:
         replies = app.control.ping(timeout=0.5, limit=1)
     except Exception as exc:  # noqa: BLE001
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
-    names = sorted(name for reply in replies for name in reply)
+    names = sorted(name for reply in replies or [] for name in reply)
     return {"ok": bool(names), "workers": names}
 
 

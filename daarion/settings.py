@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta as _timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -187,7 +188,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BROKER_TRANSPORT_OPTIONS = {
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
     "global_keyprefix": REDIS_KEY_PREFIX + "celery:",
     # Sending a task while Redis is down fails at once instead of retrying the connection for
     # seconds inside a request: what could not be sent is picked up by a sweep (memory's
@@ -253,7 +254,7 @@ if PRODUCTION:
 
 # --- Logging: one JSON object per line, with the request id -------------------------------
 LOG_LEVEL = os.environ.get("DAARION_LOG_LEVEL", "INFO")
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {

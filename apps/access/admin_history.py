@@ -7,8 +7,9 @@ door, with the diff. Audited ModelAdmins take this mixin first in their bases.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 
 from apps.access.selectors import change_records_for
@@ -18,7 +19,14 @@ def _show(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=1, default=str) if value is not None else "—"
 
 
-class ChangeHistoryMixin:
+if TYPE_CHECKING:
+    # The mixin is only ever mixed into a ModelAdmin: type it as one (a plain base at run time).
+    _AdminBase = admin.ModelAdmin[Any]
+else:
+    _AdminBase = object
+
+
+class ChangeHistoryMixin(_AdminBase):
     object_history_template = "admin/daarion/change_history.html"
     # (object_type, object_repr prefix with {pk}, regex of the rest) of rows edited with the
     # object (its inlines), e.g. ("llm.Deployment", "{pk}→", ".*"): their records show in its
@@ -39,4 +47,4 @@ class ChangeHistoryMixin:
             for record in records
         ]
         context = {**(extra_context or {}), "change_rows": rows}
-        return super().history_view(request, object_id, extra_context=context)  # type: ignore[misc]
+        return super().history_view(request, object_id, extra_context=context)

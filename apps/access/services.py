@@ -126,7 +126,7 @@ def service_tokens_forget_agent(*, agent_id: str) -> list[ServiceToken]:
     """
     changed = []
     for token in ServiceToken.objects.select_for_update().filter(agents__contains=[agent_id]).order_by("pk"):
-        token.agents = [a for a in token.agents if a != agent_id]
+        token.agents = [a for a in token.agents or [] if a != agent_id]  # never None here: the filter matched it
         token.save(update_fields=["agents"])
         changed.append(token)
     if changed:

@@ -42,7 +42,7 @@ class AgentForm(forms.ModelForm):
         widgets = {"character": JsonEditorWidget(kind="agent.character"), "memory_kinds": JsonEditorWidget(kind="strings")}
 
     def _post_clean(self) -> None:
-        super()._post_clean()  # copies the cleaned values onto self.instance
+        super()._post_clean()  # type: ignore[misc]  # Django's private hook, absent from the stubs; copies the cleaned values onto self.instance
         if self.errors:
             return
         # The service's rules, shown on the form instead of failing on save.
@@ -67,7 +67,8 @@ class AgentSecretForm(forms.ModelForm):
         fields = ["name", "value"]
 
     def clean(self) -> dict:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data  # what ModelForm.clean returns (typed Optional by the stubs)
         if not self.instance.pk and not data.get("value") and not data.get("DELETE"):
             self.add_error("value", "a new secret needs a value")
         return data
@@ -204,10 +205,10 @@ class RunAdmin(admin.ModelAdmin):
     search_fields = ["id", "session_id", "=agent_id", "=idempotency_key", "=request_id"]
     date_hierarchy = "created_at"
     actions = ["cancel_runs"]
-    fields = ["id", "agent_id", "session_id", "status", "strategy", "executor", "created_at", "dispatched_at",
-              "started_at", "finished_at", "step_count", "idempotency_key", "request_id", "token_name",
-              "request_json", "reply", "usage_json", "error_json", "message_json", "chunks"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "id", "agent_id", "session_id", "status", "strategy", "executor", "created_at", "dispatched_at",
+        "started_at", "finished_at", "step_count", "idempotency_key", "request_id", "token_name",
+        "request_json", "reply", "usage_json", "error_json", "message_json", "chunks")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

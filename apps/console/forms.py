@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
@@ -40,7 +40,7 @@ class ToolTryForm(forms.Form):
 
     def __init__(self, *args: Any, input_schema: dict[str, Any] | None, agents: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["agent_id"].choices = [(a, a) for a in agents]
+        cast(forms.ChoiceField, self.fields["agent_id"]).choices = [(a, a) for a in agents]
         schema = input_schema or {}
         required = set(schema.get("required") or [])
         self.arg_names: list[str] = []

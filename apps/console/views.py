@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -46,15 +47,15 @@ def _caller(request: HttpRequest) -> str:
     return f"user:{request.user.get_username()}"
 
 
-def _staff_async(view: Callable[..., Awaitable[HttpResponse]]) -> Callable[..., Awaitable[HttpResponse]]:
+def _staff_async(view: Callable[..., Awaitable[HttpResponseBase]]) -> Callable[..., Coroutine[Any, Any, HttpResponseBase]]:
     """admin_view for an async view: staff only (a JSON 403, the page's script shows it)."""
 
     @functools.wraps(view)
-    async def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    async def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         user = await request.auser()
         if not (user.is_active and user.is_staff):
             return JsonResponse(envelope("forbidden", "staff login required", None), status=403)
-        request.console_user = user  # type: ignore[attr-defined] - request.user is sync-only here
+        request.console_user = user  # type: ignore[attr-defined]  # request.user is sync-only here
         return await view(request, *args, **kwargs)
 
     return wrapped
@@ -89,7 +90,7 @@ def _bad(message: str, status: int = 422, type: str = "validation_error") -> Jso
 @csrf_protect
 @require_POST
 @_staff_async
-async def playground_stream(request: HttpRequest) -> HttpResponse:
+async def playground_stream(request: HttpRequest) -> HttpResponseBase:
     """POST kind=model|agent, target, message[, session_id]: the answer as an SSE stream."""
     kind, target = request.POST.get("kind", ""), request.POST.get("target", "").strip()
     message = request.POST.get("message", "")

@@ -124,8 +124,9 @@ class ProviderAdmin(_ServiceAdmin):
         for obj in queryset:
             self.delete_model(request, obj)
 
-    def get_form(self, request, obj=None, **kwargs):  # noqa: ANN001, ANN201 - Django's signature
-        form = super().get_form(request, obj, **kwargs)
+    def get_form(self, request: HttpRequest, obj: Provider | None = None, change: bool = False,
+                 **kwargs: Any) -> type[forms.ModelForm]:
+        form = super().get_form(request, obj, change=change, **kwargs)
         return _validating(form, lambda f: _provider_check(f, obj))
 
 
@@ -209,8 +210,9 @@ class LogicalModelAdmin(_ServiceAdmin):
     def get_queryset(self, request: HttpRequest):  # noqa: ANN201
         return super().get_queryset(request).prefetch_related("deployments__provider")
 
-    def get_form(self, request, obj=None, **kwargs):  # noqa: ANN001, ANN201
-        form = super().get_form(request, obj, **kwargs)
+    def get_form(self, request: HttpRequest, obj: LogicalModel | None = None, change: bool = False,
+                 **kwargs: Any) -> type[forms.ModelForm]:
+        form = super().get_form(request, obj, change=change, **kwargs)
 
         def check(f: forms.ModelForm) -> None:
             name = f.cleaned_data.get("name") or (obj.name if obj else "")
@@ -284,7 +286,7 @@ class RateLimitPolicyAdmin(_ServiceAdmin):
             # many places or digits the way every other door does, instead of Django's text.
             return forms.DecimalField(required=False, label="Budget (USD)", help_text=db_field.help_text)
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
-        if db_field.name == "budget_period":
+        if db_field.name == "budget_period" and field is not None:
             # A post without it (a script, a form from before budgets) keeps the stored or
             # default period, as the API's PATCH and a document without a budget do.
             field.required = False
@@ -293,8 +295,9 @@ class RateLimitPolicyAdmin(_ServiceAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: RateLimitPolicy | None = None) -> list[str]:
         return ["scope", "subject", "spent"] if obj else ["spent"]
 
-    def get_form(self, request, obj=None, **kwargs):  # noqa: ANN001, ANN201 - Django's signature
-        form = super().get_form(request, obj, **kwargs)
+    def get_form(self, request: HttpRequest, obj: RateLimitPolicy | None = None, change: bool = False,
+                 **kwargs: Any) -> type[forms.ModelForm]:
+        form = super().get_form(request, obj, change=change, **kwargs)
 
         def check(f: forms.ModelForm) -> None:
             # The service's rules (an agent policy names an existing agent, no 0 limits) on
@@ -363,16 +366,18 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):  # noqa: ANN201
         response = super().changelist_view(request, extra_context=extra_context)
+        # A TemplateResponse; a redirect (after a bulk action, say) has no context to add to.
+        context = getattr(response, "context_data", None) or {}
         try:
-            queryset = response.context_data["cl"].queryset
+            queryset = context["cl"].queryset
         except (AttributeError, KeyError):
             return response
         totals = queryset.aggregate(
             calls=Count("id"), errors=Count("id", filter=~Q(status="ok")), tokens=Sum("total_tokens"),
             cost=Sum("cost"), avg_latency_ms=Avg("latency_ms"),
         )
-        response.context_data["usage_totals"] = totals
-        response.context_data["per_agent"] = usage_daily_totals(queryset=queryset, group_by="agent_id")[:60]
-        response.context_data["per_model"] = usage_daily_totals(queryset=queryset, group_by="logical_model")[:60]
+        context["usage_totals"] = totals
+        context["per_agent"] = usage_daily_totals(queryset=queryset, group_by="agent_id")[:60]
+        context["per_model"] = usage_daily_totals(queryset=queryset, group_by="logical_model")[:60]
         return response
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from ninja import Router
 
 from apps.llm import messages as llm_messages
@@ -90,7 +91,7 @@ def _started(request: HttpRequest) -> float:
     return getattr(request, "_started_at", time.perf_counter())
 
 
-def _set_headers(response: HttpResponse, outcome: llm_router.Outcome) -> None:
+def _set_headers(response: HttpResponseBase, outcome: llm_router.Outcome) -> None:
     response["x-daarion-overhead-ms"] = f"{outcome.overhead_ms():.2f}"
     for name, value in outcome.rate_headers.items():
         response[name] = value

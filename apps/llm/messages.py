@@ -102,7 +102,7 @@ def _tool_choice(choice: dict[str, Any] | None) -> tuple[Any, bool]:
     if not choice:
         return None, False
     kind = choice.get("type")
-    mapped = {"auto": "auto", "any": "required", "none": "none"}.get(kind or "")
+    mapped: str | dict[str, Any] | None = {"auto": "auto", "any": "required", "none": "none"}.get(kind or "")
     if kind == "tool" and choice.get("name"):
         mapped = {"type": "function", "function": {"name": choice["name"]}}
     if mapped is None:

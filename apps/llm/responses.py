@@ -385,7 +385,7 @@ async def events(routed: llm_router.Stream, payload: Any, response_id: str, crea
         index, item = len(output) - 1, output[-1]
         whole = "".join(text)
         if open_kind == "reasoning":
-            part = {"type": "summary_text", "text": whole}
+            part: dict[str, Any] = {"type": "summary_text", "text": whole}
             out.append(emit("response.reasoning_summary_text.done", {"item_id": item["id"], "output_index": index, "summary_index": 0, "text": whole}))
             out.append(emit("response.reasoning_summary_part.done", {"item_id": item["id"], "output_index": index, "summary_index": 0, "part": part}))
             output[index] = _reasoning_item(item["id"], whole)

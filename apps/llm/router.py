@@ -269,7 +269,7 @@ class Health:
         if not ids:
             return {}
         client = get_async_redis()
-        cools = await client.mget([self._cool_key(str(i)) for i in ids])
+        cools: list[Any] = await client.mget([self._cool_key(str(i)) for i in ids])
         fails = await client.mget([self._fail_key(str(i)) for i in ids])
         wall = time.time()
         return {
@@ -668,7 +668,7 @@ async def _route_chat(
 ) -> tuple[ChatResponse, ModelSpec]:
     names = ToolNames(call.tools, call.messages)
     request = chat_request(call, names)
-    dropped: list[str] = []
+    dropped: tuple[str, ...] = ()
 
     def refusal(route: Route) -> Attempt | None:
         nonlocal dropped
@@ -793,7 +793,7 @@ class Stream:
     async def open(self) -> None:
         assert self._registry is not None and self._model is not None, "admit() first"
         request = chat_request(self.call, self._names)
-        dropped: list[str] = []
+        dropped: tuple[str, ...] = ()
 
         def refusal(route: Route) -> Attempt | None:
             nonlocal dropped

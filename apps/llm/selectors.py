@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.db.models import Avg, Count, Q, Sum
 from django.db.models.functions import TruncDate
@@ -166,8 +166,8 @@ def registry_export() -> dict[str, Any]:
             spec["enabled"] = False
         providers[row.name] = spec
     models: dict[str, Any] = {}
-    for row in LogicalModel.objects.order_by("name").prefetch_related("deployments__provider"):
-        deployments = list(row.deployments.all())
+    for logical in LogicalModel.objects.order_by("name").prefetch_related("deployments__provider"):
+        deployments = list(logical.deployments.all())
         spec = {}
         if len(deployments) == 1 and deployments[0].weight == 1 and deployments[0].enabled and not (
             deployments[0].rpm_limit or deployments[0].tpm_limit
@@ -186,20 +186,20 @@ def registry_export() -> dict[str, Any]:
                 }
                 for d in deployments
             ]
-        if row.fallbacks:
-            spec["fallbacks"] = list(row.fallbacks)
-        spec["context_window"] = row.context_window
-        if row.input_price_per_mtok or row.output_price_per_mtok:
-            spec["price"] = {"input": float(row.input_price_per_mtok), "output": float(row.output_price_per_mtok)}
-        if row.can_embed:
+        if logical.fallbacks:
+            spec["fallbacks"] = list(logical.fallbacks)
+        spec["context_window"] = logical.context_window
+        if logical.input_price_per_mtok or logical.output_price_per_mtok:
+            spec["price"] = {"input": float(logical.input_price_per_mtok), "output": float(logical.output_price_per_mtok)}
+        if logical.can_embed:
             spec["can_embed"] = True
-        if row.drop_unsupported_params:
+        if logical.drop_unsupported_params:
             spec["drop_unsupported_params"] = True
-        if not row.enabled:
+        if not logical.enabled:
             spec["enabled"] = False
-        if row.description:
-            spec["description"] = row.description
-        models[row.name] = spec
+        if logical.description:
+            spec["description"] = logical.description
+        models[logical.name] = spec
     data: dict[str, Any] = {"providers": providers, "models": models}
     policies = [
         {
@@ -264,7 +264,8 @@ def policy_spend(*, policy: RateLimitPolicy, now: datetime | None = None) -> Dec
     applies to each agent separately."""
     from apps.llm.choices import RateLimitScope
 
-    field = {RateLimitScope.AGENT: "agent_id", RateLimitScope.MICRODAO: "microdao_id"}.get(policy.scope)
+    fields: dict[str, str] = {RateLimitScope.AGENT: "agent_id", RateLimitScope.MICRODAO: "microdao_id"}
+    field = fields.get(policy.scope)
     if field is None:
         return None
     since = period_start(policy.budget_period, now or datetime.now(UTC))
@@ -314,7 +315,8 @@ def usage_by_token(*, token_ids: list[int], days: int = 30) -> dict[int, dict[st
     since = datetime.now(UTC) - timedelta(days=days)
     rows = (UsageRecord.objects.filter(token_id__in=token_ids, created_at__gte=since).values("token_id")
             .annotate(calls=Count("id"), cost=Sum("cost")))
-    return {row["token_id"]: {"calls": row["calls"], "cost": row["cost"] or Decimal(0)} for row in rows}
+    # token_id is never None here: the filter names the ids.
+    return {cast(int, row["token_id"]): {"calls": row["calls"], "cost": row["cost"] or Decimal(0)} for row in rows}
 
 
 def cooldown_metrics() -> Iterable[Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 from django.core.exceptions import ValidationError
@@ -22,7 +22,7 @@ from daarion.infra.live_config import bump_version
 REGISTRY_CONFIG = "llm-registry"
 
 # Where a provider of a well-known kind answers when no base URL is given.
-DEFAULT_BASE_URLS = {
+DEFAULT_BASE_URLS: dict[str, str] = {
     ProviderKind.OPENAI: "https://api.openai.com/v1",
     ProviderKind.DEEPSEEK: "https://api.deepseek.com/v1",
     ProviderKind.ANTHROPIC: "https://api.anthropic.com",
@@ -135,7 +135,7 @@ def provider_delete(*, provider: Provider) -> None:
     try:
         provider.delete()
     except ProtectedError as exc:
-        users = sorted({str(d.logical_model) for d in exc.protected_objects})
+        users = sorted({str(cast(Deployment, d).logical_model) for d in exc.protected_objects})
         raise Conflict(
             f"provider {provider.name!r} still serves model(s) {', '.join(users)}; remove those deployments first",
             details={"models": users},

@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from django.conf import settings
@@ -245,7 +245,7 @@ def _columns() -> tuple[tuple[models.Field, str], ...]:
     for field in UsageRecord._meta.concrete_fields:
         if field.primary_key:
             continue
-        out.append((field, field.db_type(connection)))
+        out.append((field, cast(str, field.db_type(connection))))  # a concrete field has a column type
     return tuple(out)
 
 
@@ -270,17 +270,17 @@ def _column_value(field: models.Field, db_type: str, value: Any) -> Any:
         return max(0, min(number, _MAX_BY_TYPE.get(db_type, 2_147_483_647)))
     if isinstance(field, models.FloatField):
         try:
-            number = float(value)
+            real = float(value)
         except (TypeError, ValueError):
             return field.get_default()
-        return number if math.isfinite(number) else field.get_default()
+        return real if math.isfinite(real) else field.get_default()
     if isinstance(field, models.DecimalField):
         try:
-            number = Decimal(str(value))
+            decimal = Decimal(str(value))
         except InvalidOperation:
             return field.get_default()
         limit = Decimal(10) ** (field.max_digits - field.decimal_places)
-        return number if number.is_finite() and abs(number) < limit else field.get_default()
+        return decimal if decimal.is_finite() and abs(decimal) < limit else field.get_default()
     return value
 
 
@@ -309,10 +309,10 @@ def _insert(rows: Sequence[list[Any]]) -> None:
     from apps.llm.models import UsageRecord
 
     columns = _columns()
-    names = ", ".join(connection.ops.quote_name(field.column) for field, _ in columns)
+    names = ", ".join(connection.ops.quote_name(cast(str, field.column)) for field, _ in columns)  # concrete: a column
     arrays = ", ".join(f"%s::{db_type}[]" for _, db_type in columns)
     table = connection.ops.quote_name(UsageRecord._meta.db_table)
-    record_id = connection.ops.quote_name(UsageRecord._meta.get_field("record_id").column)
+    record_id = connection.ops.quote_name(cast(str, cast(models.Field, UsageRecord._meta.get_field("record_id")).column))
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) ON CONFLICT ({record_id}) DO NOTHING",

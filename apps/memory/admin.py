@@ -134,7 +134,7 @@ class EmbeddingModelAdmin(ChangeHistoryMixin, admin.ModelAdmin):
 
     def _counts(self, obj: EmbeddingModel) -> dict:
         if not hasattr(self, "_count_cache"):
-            self._count_cache = {}
+            self._count_cache: dict[str, dict[str, int]] = {}
             for row in selectors.embedding_status_counts():
                 self._count_cache.setdefault(row["embedding_model"], {})[row["embedding_status"]] = row["count"]
         return self._count_cache.get(obj.name, {})

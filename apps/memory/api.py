@@ -233,8 +233,8 @@ def _one(request: HttpRequest, key: str) -> str | None:
     values = request.GET.getlist(key)
     if len(values) > 1:
         raise _invalid(f"query.{key}", "give it once")
-    if values and text_problem(values[0]):
-        raise _invalid(f"query.{key}", text_problem(values[0]))
+    if values and (problem := text_problem(values[0])):
+        raise _invalid(f"query.{key}", problem)
     return values[0] if values else None
 
 

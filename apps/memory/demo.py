@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from apps.memory.services import embedding_models_ensure_builtin, memory_store, reembed_start, transcript_put
 from daarion.infra.errors import Conflict
 
 AGENT = "agent:sofia"
 DAO = "microdao:7"
-MEMORIES = [
+MEMORIES: list[tuple[str, str | None, dict[str, Any]]] = [
     ("conversation", "general", {"user_message": "Which projects are active in microDAO 7?", "agent_reply": "Messenger, the DAGI router and the memory orchestrator."}),
     ("conversation", "general", {"user_message": "When is the weekly sync?", "agent_reply": "Thursdays at 10:00 Kyiv time."}),
     ("kb", None, {"text": "Roadmap Q3: LLM proxy, memory orchestrator and toolcore ship together as Phase 3."}),

@@ -420,7 +420,7 @@ def _hybrid(*, agent_id, microdao_id, channel_id, query, limit, kinds, since, un
         else:
             scores, max_score = combine(lexical, dense), 1.0
         if weight > 0 and scores:
-            top = sorted(scores, key=scores.get, reverse=True)[: max(limit * 3, 20)]
+            top = sorted(scores, key=lambda entry_id: scores[entry_id], reverse=True)[: max(limit * 3, 20)]
             lent: dict[str, float] = {}
             for cid, nids in _neighbours(cursor, top, scope).items():
                 for nid in nids:

@@ -8,7 +8,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
@@ -194,7 +194,7 @@ def memory_history(*, entry: MemoryEntry) -> list[MemoryEntryVersion]:
     return list(MemoryEntryVersion.objects.filter(entry_id=entry.id).order_by("version"))
 
 
-def embedding_status_counts() -> list[dict]:
+def embedding_status_counts() -> list[Mapping[str, Any]]:
     """Entries per (embedding model, status): what the admin shows and `reembed` watches."""
     return list(
         MemoryEntry.objects.values("embedding_model", "embedding_status")

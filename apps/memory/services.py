@@ -8,7 +8,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -143,7 +143,7 @@ def _enqueue_embedding(entry_ids: list[str]) -> None:
             try:
                 # ignore_result: nobody reads it, and asking for one makes the send subscribe to
                 # the result backend first, which retries for ~20 s while Redis is down.
-                embed_entries.apply_async(args=[entry_ids[start : start + EMBED_BATCH]], retry=False,
+                embed_entries.apply_async(args=(entry_ids[start : start + EMBED_BATCH],), retry=False,
                                           ignore_result=True)
             except Exception:  # noqa: BLE001 - the entries are safe; requeue_pending retries
                 logger.warning("could not enqueue embeddings; they stay pending", exc_info=True)
@@ -210,7 +210,7 @@ def memory_store_bulk(*, items: Sequence[dict[str, Any]]) -> list[tuple[MemoryEn
         seen[pair] = i
     results: list[tuple[MemoryEntry, bool]] = []
     with transaction.atomic():
-        existing: dict[tuple[str, str], MemoryEntry] = {}
+        existing: dict[tuple[str, str | None], MemoryEntry] = {}
         if seen:
             for agent in {a for a, _ in seen}:
                 keys = [k for a, k in seen if a == agent]
@@ -419,7 +419,7 @@ def memory_mark_failed(*, entry_ids: Sequence[str], reason: str) -> int:
 
 
 def memory_pending_ids(*, older_than_seconds: float, limit: int) -> list[str]:
-    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     return list(
         MemoryEntry.objects.filter(embedding_status=EmbeddingStatus.PENDING, created_at__lt=cutoff)
         .order_by("created_at").values_list("id", flat=True)[:limit]
@@ -432,7 +432,7 @@ def memory_requeue_pending(*, older_than_seconds: float = 30.0, limit: int = 500
     from apps.memory.tasks import embed_entries
 
     for start in range(0, len(ids), EMBED_BATCH):
-        embed_entries.apply_async(args=[ids[start : start + EMBED_BATCH]], ignore_result=True)
+        embed_entries.apply_async(args=(ids[start : start + EMBED_BATCH],), ignore_result=True)
     return len(ids)
 
 
@@ -540,7 +540,7 @@ def reembed_start(*, model_name: str, enqueue: bool = True) -> MemoryJob:
         def _send() -> None:
             from apps.memory.tasks import reembed
 
-            reembed.apply_async(args=[job_id], ignore_result=True)
+            reembed.apply_async(args=(job_id,), ignore_result=True)
 
         transaction.on_commit(_send)
     return job
@@ -574,7 +574,7 @@ def reembed_run(*, job_id: str, budget_batches: int | None = None) -> MemoryJob:
     return selectors.memory_job_get(job_id=job_id)
 
 
-def _job_finish(job_id: str, status: str, result: dict, error: str) -> MemoryJob:
+def _job_finish(job_id: str, status: str, result: dict | None, error: str) -> MemoryJob:
     MemoryJob.objects.filter(id=job_id).update(status=status, result=result, error=error[:4000], finished_at=timezone.now(), updated_at=timezone.now())
     return selectors.memory_job_get(job_id=job_id)
 
@@ -683,8 +683,8 @@ def transcript_put(*, session_id: str, agent_id: str, entries: Sequence[dict], i
     session_id = session_id_clean(session_id)
     if not isinstance(agent_id, str) or not agent_id.strip():
         raise _invalid("agent_id", "must be a non-empty string")
-    if text_problem(agent_id):
-        raise _invalid("agent_id", text_problem(agent_id))
+    if problem := text_problem(agent_id):
+        raise _invalid("agent_id", problem)
     kept, stripped = transcript_clean(entries)
     with transaction.atomic():
         current = Transcript.objects.select_for_update().filter(session_id=session_id).first()

@@ -46,7 +46,7 @@ def summary_enqueue(
             from apps.memory.tasks import summarize
 
             try:
-                summarize.apply_async(args=[job_id], retry=False, ignore_result=True)
+                summarize.apply_async(args=(job_id,), retry=False, ignore_result=True)
             except Exception as exc:  # noqa: BLE001 - the caller sees the job fail, not a 500
                 logger.warning("could not enqueue summary job", exc_info=True)
                 services.memory_job_fail(job_id=job_id, error=f"could not enqueue: {exc}")

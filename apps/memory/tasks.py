@@ -59,7 +59,7 @@ def reembed(self, job_id: str) -> str:
             return "failed"
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries))
     if job.status == "running":
-        reembed.apply_async(args=[job_id], ignore_result=True)
+        reembed.apply_async(args=(job_id,), ignore_result=True)
     return job.status
 
 

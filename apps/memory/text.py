@@ -28,7 +28,7 @@ def derive_text(kind: str, content: dict[str, Any]) -> str:
     used: set[str] = set()
     if "user_message" in content or "agent_reply" in content:
         for key, label in (("user_message", "User"), ("agent_reply", "Agent")):
-            value = _scalar(content.get(key))
+            value: str | None = _scalar(content.get(key))
             if value:
                 lines.append(f"{label}: {value}")
             used.add(key)

@@ -37,7 +37,7 @@ class ServiceTokenAuthentication(BaseAuthentication):
             return None  # leave it to the session
         # Raises daarion Unauthorized (401 envelope) for unknown, disabled, expired tokens.
         principal = authenticate_request(django_request, scope=None)
-        django_request.principal = principal  # the access log names the token
+        django_request.principal = principal  # type: ignore[attr-defined]  # the access log names the token
         return TokenUser(principal), principal
 
     def authenticate_header(self, request: Request) -> str:

@@ -7,7 +7,7 @@ import getpass
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, cast
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -19,7 +19,7 @@ from daarion.infra.errors import DaarionError
 
 def read_file(file: str, opts: dict[str, Any]) -> Any:
     try:
-        text = opts.get("stdin", sys.stdin).read() if file == "-" else Path(file).read_text(encoding="utf-8")
+        text = cast(TextIO, opts.get("stdin", sys.stdin)).read() if file == "-" else Path(file).read_text(encoding="utf-8")
     except OSError as exc:
         raise CommandError(f"cannot read {file}: {exc.strerror}") from exc
     try:

@@ -6,6 +6,7 @@ errors are); unparsable bodies are 400; the rest keep their status with its enve
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -24,11 +25,12 @@ from daarion.infra.outages import outage_error
 def django_error_details(exc: DjangoValidationError, *, prefix: str = "", aliases: dict[str, str] | None = None) -> list[dict[str, str]]:
     """One `{"path", "message"}` per message of a Django ValidationError, paths as the API names them."""
     aliases = aliases or {}
+    items: Iterable[tuple[str, list[str]]]
     if hasattr(exc, "error_dict"):
         items = exc.message_dict.items()
     else:
         items = [("", exc.messages)]
-    details = []
+    details: list[dict[str, str]] = []
     for name, messages in items:
         name = "" if name in ("__all__", None) else aliases.get(name, name)
         path = ".".join(part for part in (prefix, name) if part)
@@ -99,10 +101,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, drf.APIException):
         status = exc.status_code
         headers = {}
-        if isinstance(exc, drf.Throttled) and exc.wait is not None:
-            headers["Retry-After"] = str(int(exc.wait))
+        if isinstance(exc, drf.Throttled) and exc.wait is not None:  # type: ignore[attr-defined]  # set in __init__, not in the stubs
+            headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
         if isinstance(exc, drf.MethodNotAllowed):
-            allowed = context.get("view").allowed_methods if context.get("view") else []
+            view = context.get("view")
+            allowed = view.allowed_methods if view else []
             headers["Allow"] = ", ".join(allowed)
         return _response(status, STATUS_TYPES.get(status, "error"), str(exc.detail), headers=headers)
     outage = outage_error(exc)

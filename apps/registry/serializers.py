@@ -44,7 +44,7 @@ def _state(is_set: bool, updated_at: Any) -> dict[str, Any]:
 
 
 class ProviderKeyOut(SecretStateOut):
-    source = serializers.ChoiceField(choices=["stored", "env", "none"], help_text="where the key comes from")
+    source = serializers.ChoiceField(choices=["stored", "env", "none"], help_text="where the key comes from")  # type: ignore[assignment]  # a declared field: DRF's metaclass takes it off the class
 
 
 class ProviderOut(serializers.ModelSerializer):
@@ -125,10 +125,12 @@ class LogicalModelIn(serializers.Serializer):
     fallbacks = serializers.ListField(child=serializers.CharField(), required=False, default=list)
     context_window = serializers.IntegerField(min_value=1, required=False, default=8192)
     # A JSON number (a numeric string is taken too), typed so in the OpenAPI document.
-    input_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, required=False, default=0,
-                                                    coerce_to_string=False)
-    output_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, required=False, default=0,
-                                                     coerce_to_string=False)
+    # default=0 as before (the stubs want a Decimal): a Decimal default would change the validated
+    # data and the OpenAPI document.
+    input_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, required=False,
+                                                    default=0, coerce_to_string=False)  # type: ignore[arg-type]
+    output_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, required=False,
+                                                     default=0, coerce_to_string=False)  # type: ignore[arg-type]
     can_embed = serializers.BooleanField(required=False, default=False)
     drop_unsupported_params = serializers.BooleanField(required=False, default=False)
     enabled = serializers.BooleanField(required=False, default=True)
@@ -209,7 +211,7 @@ class ToolIn(serializers.Serializer):
     )
     timeout = serializers.FloatField(required=False, default=10.0)
     enabled = serializers.BooleanField(required=False, default=True)
-    read_only = serializers.BooleanField(required=False, default=False)
+    read_only = serializers.BooleanField(required=False, default=False)  # type: ignore[assignment]  # a declared field: DRF's metaclass takes it off the class
     destructive = serializers.BooleanField(required=False, default=False)
     idempotent = serializers.BooleanField(required=False, default=False)
     rate_limit_per_minute = serializers.IntegerField(min_value=0, allow_null=True, required=False, default=None)
@@ -343,8 +345,8 @@ class PlanItemOut(serializers.Serializer):
 
 
 class PlanSummaryOut(serializers.Serializer):
-    create = serializers.IntegerField()
-    update = serializers.IntegerField()
+    create = serializers.IntegerField()  # type: ignore[assignment]  # a declared field: DRF's metaclass takes it off the class
+    update = serializers.IntegerField()  # type: ignore[assignment]  # a declared field: DRF's metaclass takes it off the class
     delete = serializers.IntegerField()
     unchanged = serializers.IntegerField()
 

@@ -4,6 +4,8 @@ services (so their rules, version bumps and change-log records all hold): an age
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from django.db import transaction
 
 from apps.agents.models import Agent
@@ -11,7 +13,7 @@ from apps.agents.services import agent_secret_delete, agent_secret_set
 
 
 @transaction.atomic
-def agent_secrets_apply(*, agent: Agent, secrets: dict[str, str | None]) -> bool:
+def agent_secrets_apply(*, agent: Agent, secrets: Mapping[str, str | None]) -> bool:
     """Sets each named secret (`None` deletes it); secrets not named are kept."""
     changed = False
     for name, value in secrets.items():

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -53,7 +53,10 @@ def _refuse_rename(current: str, data: dict[str, Any], field: str, path: str | N
 _LIST_DOC = "Filter with the listed query parameters, `search=` across names, `ordering=`, `page=` / `page_size=`."
 
 
-class RegistryViewSet(ChunkedBodyMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+_M = TypeVar("_M", bound=Model)  # the row type of a registry viewset
+
+
+class RegistryViewSet(ChunkedBodyMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet, Generic[_M]):
     """List / retrieve / create / update / partial update / delete, every write through
     `write()` / `remove()` (the owning app's services) inside one transaction."""
 
@@ -113,15 +116,15 @@ class RegistryViewSet(ChunkedBodyMixin, mixins.ListModelMixin, mixins.RetrieveMo
             self.remove(obj)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    def write(self, obj: Model | None, data: dict[str, Any]) -> Model:
+    def write(self, obj: _M | None, data: dict[str, Any]) -> _M:
         raise NotImplementedError
 
-    def remove(self, obj: Model) -> None:
+    def remove(self, obj: _M) -> None:
         raise NotImplementedError
 
 
 @extend_schema_view(list=extend_schema(description=_LIST_DOC))
-class ProviderViewSet(RegistryViewSet):
+class ProviderViewSet(RegistryViewSet[Provider]):
     """LLM providers. `api_key` is write-only; reads show whether one is set and when."""
 
     queryset = Provider.objects.all()
@@ -142,7 +145,7 @@ class ProviderViewSet(RegistryViewSet):
 
 
 @extend_schema_view(list=extend_schema(description=_LIST_DOC))
-class LogicalModelViewSet(RegistryViewSet):
+class LogicalModelViewSet(RegistryViewSet[LogicalModel]):
     """Logical models with their deployments (a list that replaces the stored one when given)
     and fallbacks (checked for unknown names and loops)."""
 
@@ -172,7 +175,7 @@ class LogicalModelViewSet(RegistryViewSet):
 
 
 @extend_schema_view(list=extend_schema(description=_LIST_DOC))
-class RateLimitPolicyViewSet(RegistryViewSet):
+class RateLimitPolicyViewSet(RegistryViewSet[RateLimitPolicy]):
     """Rate-limit policies (default, per agent, per microDAO); scope and subject are fixed."""
 
     queryset = RateLimitPolicy.objects.all()
@@ -195,7 +198,7 @@ class RateLimitPolicyViewSet(RegistryViewSet):
 
 
 @extend_schema_view(list=extend_schema(description=_LIST_DOC))
-class ToolViewSet(RegistryViewSet):
+class ToolViewSet(RegistryViewSet[Tool]):
     """Tools with JSON Schema contracts; `secret_headers` is write-only and merges."""
 
     queryset = Tool.objects.all()
@@ -219,7 +222,7 @@ class ToolViewSet(RegistryViewSet):
 
 
 @extend_schema_view(list=extend_schema(description=_LIST_DOC))
-class McpServerViewSet(RegistryViewSet):
+class McpServerViewSet(RegistryViewSet[McpServer]):
     """Upstream MCP servers whose tools toolcore offers (`<prefix>.<tool>`, executor mcp).
     `headers` is write-only and merges. Creating one queues the sync of its tools;
     `POST mcp-servers/{name}/sync` syncs now and answers the report. Deleting one keeps its
@@ -256,7 +259,7 @@ class McpServerViewSet(RegistryViewSet):
 
 
 @extend_schema_view(list=extend_schema(description=_LIST_DOC))
-class AgentViewSet(RegistryViewSet):
+class AgentViewSet(RegistryViewSet[Agent]):
     """Agent blueprints; `secrets` is write-only (`{NAME: value}` sets, `{NAME: null}` deletes)."""
 
     # Secrets without their value column: a response never even decrypts one.
@@ -303,7 +306,7 @@ class AgentViewSet(RegistryViewSet):
 
 
 @extend_schema_view(list=extend_schema(description=_LIST_DOC))
-class EmbeddingModelViewSet(RegistryViewSet):
+class EmbeddingModelViewSet(RegistryViewSet[EmbeddingModel]):
     """Embedding models of the memory orchestrator; `is_active: true` activates one."""
 
     queryset = EmbeddingModel.objects.all()

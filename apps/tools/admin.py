@@ -72,7 +72,8 @@ class ToolForm(forms.ModelForm):
             self.initial["agents"] = "\n".join(self.instance.allowed_agents or [])
 
     def clean(self) -> dict:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data  # what ModelForm.clean returns (typed Optional by the stubs)
         data["allowed_agents"] = None if data.get("every_agent") else _lines(data.get("agents", ""))
         if "agent_secret_headers" in data:
             data["agent_secret_headers"] = data["agent_secret_headers"] or {}
@@ -181,7 +182,8 @@ class McpServerForm(forms.ModelForm):
             self.initial["agents"] = "\n".join(self.instance.allowed_agents or [])
 
     def clean(self) -> dict:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data  # what ModelForm.clean returns (typed Optional by the stubs)
         data["allowed_agents"] = None if data.get("every_agent") else _lines(data.get("agents", ""))
         data["agent_secret_headers"] = data.get("agent_secret_headers") or {}
         secrets: dict[str, str | None] = {}

@@ -25,11 +25,12 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
+from django.db.models import Field
 
 from daarion.infra.list_drain import drain_list
 from daarion.infra.redis_client import get_async_redis, key
@@ -100,7 +101,7 @@ def _row(data: Any) -> Any:
 
     # Tool ids, arguments and upstream error text come from callers and targets.
     def text(name: str) -> str:
-        return clean_text(data.get(name), ToolCall._meta.get_field(name).max_length)
+        return clean_text(data.get(name), cast(Field, ToolCall._meta.get_field(name)).max_length)
 
     return ToolCall(
         call_id=call_id,

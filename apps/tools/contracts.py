@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError, ValidationError
@@ -37,7 +37,7 @@ def _path_of(error: ValidationError) -> str:
     path = error.json_path
     # A missing required property is reported at its parent; name the property itself.
     if error.validator == "required" and isinstance(error.instance, dict):
-        missing = [name for name in error.validator_value if name not in error.instance]
+        missing = [name for name in cast(list[str], error.validator_value) if name not in error.instance]
         if missing:
             path = f"{path}.{missing[0]}"
     return path

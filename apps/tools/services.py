@@ -164,9 +164,9 @@ def tool_validate(tool: Tool) -> None:
         if found:
             errors.setdefault(name, []).append(f"{found[0]}: {found[1]}")
     if tool.executor == Executor.HTTP:
-        problem = _http_url_problem(tool.target, "an http tool's target")
-        if problem:
-            errors.setdefault("target", []).append(problem)
+        url_problem = _http_url_problem(tool.target, "an http tool's target")
+        if url_problem:
+            errors.setdefault("target", []).append(url_problem)
     elif tool.executor == Executor.PYTHON:
         if tool.target not in registered_functions():
             errors.setdefault("target", []).append(
@@ -197,7 +197,7 @@ def _secrets_of(tool: Tool) -> dict[str, str]:
     return json.loads(tool.secret_headers) if tool.secret_headers else {}
 
 
-def _apply(tool: Tool, data: dict[str, Any], secret_headers: dict[str, str | None] | None) -> bool:
+def _apply(tool: Tool, data: dict[str, Any], secret_headers: Mapping[str, str | None] | None) -> bool:
     """Sets fields on `tool`; returns whether anything changed."""
     changed = False
     for name, value in data.items():
@@ -234,7 +234,7 @@ def tool_create(*, tool_id: str, secret_headers: dict[str, str] | None = None, *
 
 
 @transaction.atomic
-def tool_update(*, tool: Tool, secret_headers: dict[str, str | None] | None = None, **fields: Any) -> Tool:
+def tool_update(*, tool: Tool, secret_headers: Mapping[str, str | None] | None = None, **fields: Any) -> Tool:
     """Changes fields; `secret_headers` merges (a None/empty value removes that header).
 
     The version goes up by one on every change; a save that changes nothing keeps it.
@@ -265,12 +265,12 @@ def tools_forget_agent(*, agent_id: str) -> list[Tool]:
     """
     changed = []
     for tool in Tool.objects.select_for_update().filter(allowed_agents__contains=[agent_id]).order_by("tool_id"):
-        tool.allowed_agents = [a for a in tool.allowed_agents if a != agent_id]
+        tool.allowed_agents = [a for a in tool.allowed_agents or [] if a != agent_id]
         _save_change(tool)
         changed.append(tool)
     # Upstream MCP servers name agents too (the list their new tools start with).
     for server in McpServer.objects.select_for_update().filter(allowed_agents__contains=[agent_id]).order_by("name"):
-        server.allowed_agents = [a for a in server.allowed_agents if a != agent_id]
+        server.allowed_agents = [a for a in server.allowed_agents or [] if a != agent_id]
         server.updated_at = timezone.now()
         server.save()
     return changed
@@ -399,6 +399,7 @@ async def tool_call(
         tool = (await registry_snapshot.aget(recheck=True)).tools.get(tool_id)
     hidden = tool is not None and not tool.visible_to(caller_agents)
     if hidden:
+        assert tool is not None  # hidden implies a tool
         # Never run, whatever agent_id says: the caller may not even know the tool exists.
         outcome = (
             _refusal(CallStatus.NOT_FOUND, "tool_disabled", f"tool {tool_id!r} is disabled") if not tool.enabled
@@ -414,7 +415,7 @@ async def tool_call(
     latency_ms = (time.perf_counter() - started) * 1000
     # Unknown ids are one label: callers choose them, the registry bounds the rest.
     metrics.observe_tool_call(tool_id if tool is not None else "unknown", outcome.status, latency_ms / 1000)
-    outcome = ToolCallOutcome(
+    called = ToolCallOutcome(
         ok=outcome.ok,
         result=outcome.result,
         error=outcome.error,
@@ -440,8 +441,8 @@ async def tool_call(
     )
     if hidden:
         return ToolCallOutcome(ok=False, error=f"no tool {tool_id!r}", error_type="tool_not_found",
-                               latency_ms=outcome.latency_ms, request_id=request_id, status=CallStatus.NOT_FOUND)
-    return outcome
+                               latency_ms=called.latency_ms, request_id=request_id, status=CallStatus.NOT_FOUND)
+    return called
 
 
 def _refusal(status: str, error_type: str, error: str, details: Any = None) -> ExecutionResult:
@@ -614,7 +615,7 @@ def _server_secrets(server: McpServer) -> dict[str, str]:
     return json.loads(server.secret_headers) if server.secret_headers else {}
 
 
-def _apply_server(server: McpServer, data: dict[str, Any], secret_headers: dict[str, str | None] | None) -> dict[str, Any]:
+def _apply_server(server: McpServer, data: dict[str, Any], secret_headers: Mapping[str, str | None] | None) -> dict[str, Any]:
     """Sets fields on `server`; returns {field: old value} of what changed."""
     changed: dict[str, Any] = {}
     for name, value in data.items():
@@ -651,7 +652,7 @@ def _enqueue_sync(server: McpServer) -> None:
         # Fire and forget: no result to wait for, one try. With Redis down the server is saved
         # all the same and beat's tools.sync_mcp_servers lists its tools later.
         try:
-            sync_mcp_server.apply_async(args=[server_id], queue=queue, retry=False, ignore_result=True)
+            sync_mcp_server.apply_async(args=(server_id,), queue=queue, retry=False, ignore_result=True)
         except Exception:
             logger.warning("could not queue the MCP server's sync; beat's periodic sync will", exc_info=True)
 
@@ -674,7 +675,7 @@ def mcp_server_create(*, name: str, secret_headers: dict[str, str] | None = None
 
 
 @transaction.atomic
-def mcp_server_update(*, server: McpServer, secret_headers: dict[str, str | None] | None = None,
+def mcp_server_update(*, server: McpServer, secret_headers: Mapping[str, str | None] | None = None,
                       **fields: Any) -> McpServer:
     """Changes fields (`secret_headers` merges; a None/empty value removes that header).
 
@@ -777,7 +778,7 @@ def mcp_server_sync(*, server: McpServer) -> McpSyncReport:
         listing = async_to_sync(upstream_list_tools)(url=server.url, headers=_server_secrets(server),
                                                      timeout=server.timeout)
     except Exception as exc:  # noqa: BLE001 - a failed sync is reported and recorded, never a crash
-        while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        while isinstance(exc, ExceptionGroup) and exc.exceptions:
             exc = exc.exceptions[0]
         # The upstream's text may repeat the headers it was sent (daarion/infra/redaction.py).
         report.error = redaction.redact(f"{type(exc).__name__}: {exc or 'no detail'}",

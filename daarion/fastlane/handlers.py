@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+from typing import cast
 
 from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.urls import set_script_prefix
 
@@ -56,7 +57,7 @@ def api_headers(response: HttpResponseBase) -> None:
     went out chunked), `nosniff`, and `no-store` unless a view chose its own caching (answers
     carry tokens' scopes, usage and, for agents:secrets, secrets)."""
     if not response.streaming and "Content-Length" not in response:
-        response["Content-Length"] = str(len(response.content))
+        response["Content-Length"] = str(len(cast(HttpResponse, response).content))  # not streaming: has .content
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Cache-Control", "no-store")
 
@@ -109,11 +110,12 @@ class HotPathHandler(ServiceApiHandler):
         set_script_prefix(get_script_prefix(scope))
         request, early = self.create_request(scope, body_file)
         if request is None:
+            assert early is not None  # create_request returns a request or the answer instead
             await self.send_response(early, send)
             early.close()
             return
 
-        async def respond() -> object:
+        async def respond() -> HttpResponseBase:
             response = await self.run_get_response(request)
             try:
                 await self.send_response(response, send)
@@ -140,7 +142,7 @@ class HotPathHandler(ServiceApiHandler):
                     pass
         if not responding.cancelled():
             # HttpResponse.close() without its request_finished signal (see above).
-            for closer in responding.result()._resource_closers:
+            for closer in responding.result()._resource_closers:  # type: ignore[attr-defined]  # Django-private, not in the stubs
                 closer()
         body_file.close()
         # A cancelled task keeps its CancelledError, whose traceback holds this frame, which

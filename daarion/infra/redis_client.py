@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -18,7 +19,7 @@ _blocking_clients: dict[int, aioredis.Redis] = {}
 
 # Short timeouts: Redis is on the hot path, and a stalled Redis must fail fast, not hang
 # every request behind it.
-_CLIENT_OPTIONS = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0, "health_check_interval": 30}
+_CLIENT_OPTIONS: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0, "health_check_interval": 30}
 # Socket timeout of the blocking-read client: its reads block up to a few seconds by design.
 BLOCKING_READ_TIMEOUT = 30.0
 
@@ -67,7 +68,7 @@ class LuaScript:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    async def __call__(self, client: aioredis.Redis, keys: list[str], args: list[object]) -> object:
+    async def __call__(self, client: aioredis.Redis, keys: list[str], args: list[Any]) -> Any:
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:

@@ -15,12 +15,13 @@ from typing import Any
 
 from celery import signals
 from django.conf import settings
+from opentelemetry.propagators.textmap import Getter
 
 from daarion.observability import metrics, tracing
 
 logger = logging.getLogger(__name__)
 
-_started: dict[str, tuple[float, Any, Any]] = {}  # task id -> (start, span, context token)
+_started: dict[str, tuple[float | None, Any, Any]] = {}  # task id -> (start, span, context token)
 _heartbeat_stop = threading.Event()
 
 
@@ -70,7 +71,7 @@ def _before_publish(headers: dict | None = None, **_: Any) -> None:
         tracing.inject(headers)
 
 
-class _RequestGetter:
+class _RequestGetter(Getter[Any]):
     @staticmethod
     def get(carrier: Any, key: str) -> list[str] | None:
         value = getattr(carrier, key, None)
@@ -83,6 +84,9 @@ class _RequestGetter:
         return []
 
 
+_REQUEST_GETTER = _RequestGetter()
+
+
 def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     if task_id is None:
         return
@@ -91,7 +95,7 @@ def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
         from opentelemetry import context as otel_context
         from opentelemetry import propagate, trace
 
-        parent = propagate.extract(task.request, getter=_RequestGetter)
+        parent = propagate.extract(task.request, getter=_REQUEST_GETTER)
         span = tracing.tracer.start_span(f"run/{task.name}", context=parent, kind=trace.SpanKind.CONSUMER,
                                          attributes={"messaging.system": "celery", "celery.task_name": task.name,
                                                      "messaging.message.id": task_id})

@@ -284,7 +284,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     from daarion.infra.errors import DaarionError, error_response, render_error
 
     if request.method != "GET":
-        response = error_response(405, "method_not_allowed", f"method {request.method} is not allowed on /metrics")
+        response: HttpResponse = error_response(405, "method_not_allowed", f"method {request.method} is not allowed on /metrics")
         response["Allow"] = "GET"
         return response
     try:

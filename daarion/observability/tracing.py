@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def _clean(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (attributes or {}).items() if v is not None and v != ""}
 
 
-class _Headers:
+class _Headers(Getter[list[tuple[bytes, bytes]]]):
     """A getter over ASGI's header list for the propagator."""
 
     @staticmethod
@@ -120,10 +121,13 @@ class _Headers:
         return [name.decode("latin-1") for name, _ in carrier]
 
 
+_HEADERS = _Headers()
+
+
 @contextlib.contextmanager
 def server_span(scope: Mapping[str, Any], route: str) -> Iterator[Any]:
     """The span of one HTTP request, continuing the caller's trace (its `traceparent`)."""
-    parent = propagate.extract(scope.get("headers") or [], getter=_Headers)
+    parent = propagate.extract(scope.get("headers") or [], getter=_HEADERS)
     method = scope.get("method", "")
     attributes = {"http.request.method": method, "url.path": scope.get("path", ""), "http.route": route,
                   "url.scheme": scope.get("scheme", "http")}

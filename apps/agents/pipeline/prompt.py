@@ -31,11 +31,15 @@ def character_prompt(blueprint: Blueprint) -> str:
     adjectives = _lines(c.get("adjectives"))
     if adjectives:
         parts.append("You are " + ", ".join(adjectives) + ".")
-    style = c.get("style") if isinstance(c.get("style"), dict) else {}
+    style = c.get("style")
+    if not isinstance(style, dict):
+        style = {}
     style_lines = _lines(style.get("all")) + _lines(style.get("chat"))
     if style_lines:
         parts.append("Style:\n" + "\n".join(f"- {line}" for line in style_lines))
-    examples = c.get("messageExamples") if isinstance(c.get("messageExamples"), list) else []
+    examples = c.get("messageExamples")
+    if not isinstance(examples, list):
+        examples = []
     rendered = []
     for exchange in examples[:3]:
         if not isinstance(exchange, list):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -233,7 +233,7 @@ def _feed_back(turn: _Turn, step: _Step, outputs: list[ToolOutput]) -> None:
         turn.messages.append({"role": "tool", "tool_call_id": output.call_id, "content": tool_message_content(output)})
 
 
-async def turn_events(prepared: PreparedTurn) -> AsyncIterator[Event]:
+async def turn_events(prepared: PreparedTurn) -> AsyncGenerator[Event, None]:
     """Runs the turn, yielding events; never raises a DaarionError (it becomes TurnFailed)."""
     blueprint = prepared.blueprint
     yield TurnStarted(prepared.turn_id, blueprint.id, blueprint.version, prepared.session_id)

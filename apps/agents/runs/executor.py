@@ -271,6 +271,7 @@ async def _execute(run: Run, watch: _Watch) -> str:
                 logger.warning("could not keep the cancelled turn's transcript", extra={"run_id": run.pk},
                                exc_info=True)
     if status == RunStatus.INTERRUPTED:
+        assert error is not None  # set with the interrupted status
         final = [{"type": "text-end", "id": text_id} for text_id in builder.open_text_ids]
         final += [{"type": "error", "errorText": f"{error['type']}: {error['message']}"},
                   {"type": "finish", "messageMetadata": {"finish_reason": "interrupted"}}]

@@ -33,6 +33,7 @@ class MessageBuilder:
     def add(self, chunk: dict[str, Any]) -> None:
         kind = chunk.get("type")
         parts = self.message["parts"]
+        part: dict[str, Any] | None
         if kind == "start":
             self.message["id"] = chunk.get("messageId") or self.message["id"]
             self.message["metadata"].update(chunk.get("messageMetadata") or {})

@@ -232,7 +232,7 @@ async def arun_await_start(*, run: Run, timeout: float) -> None:
         pause = min(pause * 2, 0.5)
         if (await arun_get(run_id=run.pk)).status != RunStatus.QUEUED:
             return
-    error = {"type": RuntimeUnavailable.type, "status": 503,
+    error: dict[str, Any] = {"type": RuntimeUnavailable.type, "status": 503,
              "message": f"no worker took the run within {timeout:g} s; the agents queue has no live worker"}
     if not await in_db_thread(run_finish)(run_id=run.pk, status=RunStatus.INTERRUPTED, error=error,
                                           from_statuses=(RunStatus.QUEUED,)):

@@ -78,7 +78,7 @@ def _arguments_for(function: dict[str, Any], messages: list[dict[str, Any]]) -> 
 def answer(request: ChatRequest) -> ChatResponse:
     messages = request.messages
     last = messages[-1] if messages else {}
-    last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+    last_user: dict[str, Any] = next((m for m in reversed(messages) if m.get("role") == "user"), {})
     user_text = _text(last_user.get("content")).strip()
     prompt_tokens = _prompt_tokens(messages)
     if last.get("role") == "tool":

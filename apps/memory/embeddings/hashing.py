@@ -45,7 +45,7 @@ class HashEmbedder:
         features = Counter(words)
         # Bigrams weigh half: they sharpen phrases without drowning single words.
         for left, right in zip(words, words[1:]):
-            features[f"{left} {right}"] += 0.5
+            features[f"{left} {right}"] += 0.5  # type: ignore[assignment]  # float weights: typeshed types counts as int
         return features
 
     def embed_one(self, text: str) -> list[float]:

@@ -164,12 +164,12 @@ def _apply_models(desired: Desired, plan: Plan) -> None:
                 llm_services.logical_model_update(model=fresh[name], fallbacks=[])
     for name in changing:
         path, values = desired.models[name]
-        before = list(current[name].fallbacks or []) if name in current else None
+        before_fallbacks = list(current[name].fallbacks or []) if name in current else None
         if values["fallbacks"]:
             with _at(path):
                 llm_services.logical_model_update(model=fresh[name], fallbacks=values["fallbacks"])
-        if before != values["fallbacks"] and not (before is None and not values["fallbacks"]):
-            items[name].changes["fallbacks"] = [before, values["fallbacks"]]
+        if before_fallbacks != values["fallbacks"] and not (before_fallbacks is None and not values["fallbacks"]):
+            items[name].changes["fallbacks"] = [before_fallbacks, values["fallbacks"]]
     for item in items.values():
         if item.action == "update" and not item.changes:
             item.action = "unchanged"
@@ -319,7 +319,7 @@ def _prune(desired: Desired, plan: Plan) -> None:
             for tool in Tool.objects.filter(tool_id__in=forgotten).order_by("tool_id"):
                 item = narrowed.get(tool.tool_id)
                 if item is None:
-                    before = sorted([*tool.allowed_agents, agent_id])
+                    before = sorted([*(tool.allowed_agents or []), agent_id])
                     item = narrowed[tool.tool_id] = plan.add(
                         PlanItem("tool", tool.tool_id, f"tools.{tool.tool_id}", "update", {"allowed_agents": [before, None]}))
                 item.changes["allowed_agents"][1] = tool.allowed_agents

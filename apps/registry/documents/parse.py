@@ -135,6 +135,7 @@ def _provider(name: str, spec: ProviderDoc) -> tuple[dict[str, Any], Secret | No
 
 
 def _model(name: str, spec: ModelDoc, path: str) -> dict[str, Any]:
+    deployments: list[tuple[str, str | None, str | None, int, int | None, int | None, bool]]
     if spec.deployments is not None:
         deployments = [(f"{path}.deployments[{i}]", d.provider, d.name, d.weight, d.rpm, d.tpm, d.enabled)
                        for i, d in enumerate(spec.deployments)]
@@ -238,15 +239,15 @@ def parse(document: Any) -> Desired:
     shape problem at its path."""
     doc = _read(document)
     desired = Desired(sections={name for name in SECTIONS if name in doc.model_fields_set})
-    for name, spec in (doc.providers or {}).items():
-        desired.providers[str(name)] = (f"providers.{name}", *_provider(str(name), spec))
-    for name, spec in (doc.models or {}).items():
-        desired.models[str(name)] = (f"models.{name}", _model(str(name), spec, f"models.{name}"))
-    for index, spec in enumerate(doc.rate_limits or []):
+    for name, provider in (doc.providers or {}).items():
+        desired.providers[str(name)] = (f"providers.{name}", *_provider(str(name), provider))
+    for name, model in (doc.models or {}).items():
+        desired.models[str(name)] = (f"models.{name}", _model(str(name), model, f"models.{name}"))
+    for index, policy in enumerate(doc.rate_limits or []):
         path = f"rate_limits[{index}]"
-        key = (spec.scope, (spec.subject or "").strip())
+        key = (policy.scope, (policy.subject or "").strip())
         expect(key not in desired.rate_limits, path, f"policy {policy_id(*key)} appears twice")
-        desired.rate_limits[key] = (path, _policy(spec, path))
+        desired.rate_limits[key] = (path, _policy(policy, path))
     for tool_id, (path, spec) in _keyed(doc.tools or [], "tools", "id").items():
         desired.tools[tool_id] = (path, _tool(spec), _secrets(spec.secrets))
     for agent_id, (path, spec) in _keyed(doc.agents or [], "agents", "id").items():

@@ -133,7 +133,7 @@ async def check_target(url: str) -> CheckedTarget:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise TargetRefused(f"could not resolve host {host!r}: {exc.strerror or exc}") from exc
-        addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
+        addresses = list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
     if not addresses:
         raise TargetRefused(f"host {host!r} resolved to no address")
     for ip in addresses:
@@ -145,8 +145,7 @@ async def check_target(url: str) -> CheckedTarget:
                 f"host {host} resolves to internal address {ip}; internal addresses need the host listed "
                 "exactly in TOOLS_HTTP_ALLOWED_HOSTS"
             )
-    ip = str(addresses[0])
-    return CheckedTarget(url=parsed, ip=ip, host=host, port=port)
+    return CheckedTarget(url=parsed, ip=str(addresses[0]), host=host, port=port)
 
 
 # (host, port) -> the checked IP, for the request being sent in this task.
@@ -242,6 +241,7 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 async def _send(
     tool: Any, body: bytes, headers: dict[str, str], secret_headers: dict[str, str], timeout: httpx.Timeout
 ) -> tuple[httpx.Response, bytes | None, CheckedTarget]:
+    content: bytes | None
     url, method, content = tool.target, "POST", body
     origin = _origin(url)
     for _ in range(settings.TOOLS_HTTP_MAX_REDIRECTS + 1):

@@ -29,7 +29,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -206,7 +206,7 @@ class McpGateway:
                                   microdao_id=headers.get("x-microdao-id", "").strip(), request_id=request_id)
         await self._ensure_started()
 
-        async def send_with_headers(message: dict[str, Any]) -> None:
+        async def send_with_headers(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 outcome["status"] = message["status"]
                 message = {**message, "headers": [

@@ -35,7 +35,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
             until = _fail_until.get(self.alias)
             if until is not None:
                 if now < until:
-                    raise base.Database.OperationalError(
+                    raise self.Database.OperationalError(
                         "the database could not be reached a moment ago; not waiting for it again yet")
                 # This caller probes; the others fail fast until it knows.
                 _fail_until[self.alias] = now + window + float(self.pool.timeout)
@@ -47,7 +47,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
             if not self._reachable(conn_params):
                 self._fail_fast_for(window)
             raise
-        except base.Database.OperationalError:
+        except self.Database.OperationalError:
             self._fail_fast_for(window)
             raise
         if until is not None:
@@ -62,6 +62,6 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def _reachable(self, conn_params: dict[str, Any]) -> bool:
         try:
             self.Database.connect(**conn_params).close()
-        except base.Database.Error:
+        except self.Database.Error:
             return False
         return True

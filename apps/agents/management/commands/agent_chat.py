@@ -145,7 +145,7 @@ class Command(BaseCommand):
             asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupted.set)
         self.name = getattr(self, "agent_name", None) or run.agent_id
         self.at_line_start = True
-        self.tool_names: dict[str, str] = {}
+        self.tool_names: dict[str | None, str | None] = {}  # toolCallId -> toolName, as the chunks carry them
         ok = True
         waited = 0.0
         async for entry in chunks_follow(run.pk, idle_seconds=POLL_SECONDS):
