@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
 from daarion.choices import Scope
+from daarion.errors import ValidationFailed
 from daarion.admin_history import ChangeHistoryMixin
 from daarion.models import ChangeRecord, ServiceToken
 from daarion.observability.token_usage import token_usage
@@ -59,8 +60,8 @@ class ServiceTokenForm(forms.ModelForm):
             return [] if bound else None
         try:
             return clean_token_agents(items)
-        except ValidationError as exc:
-            raise ValidationError(exc.message_dict["agents"]) from exc
+        except ValidationFailed as exc:
+            raise ValidationError(exc.messages) from exc
 
 
 @admin.register(ServiceToken)

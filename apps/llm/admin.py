@@ -8,7 +8,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
 from django.db.models import Avg, Count, Q, Sum
 from django.http import HttpRequest
 
@@ -16,10 +15,11 @@ from apps.llm import services
 from apps.llm.choices import BudgetPeriod
 from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy, UsageRecord
 from apps.llm.selectors import deployment_cooldowns, error_stats, policy_spend, usage_daily_totals
+from daarion.admin_forms import add_service_errors
 from daarion.admin_history import ChangeHistoryMixin
 from daarion.crypto import mask
 from daarion.json_widget import JsonEditorWidget
-from daarion.errors import DaarionError
+from daarion.errors import DaarionError, ValidationFailed
 
 
 class ProviderForm(forms.ModelForm):
@@ -77,9 +77,8 @@ class LogicalModelForm(forms.ModelForm):
 class _ServiceAdmin(ChangeHistoryMixin, admin.ModelAdmin):
     """Turns service errors into form errors or messages instead of 500 pages."""
 
-    def _report(self, request: HttpRequest, exc: Exception) -> None:
-        text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else getattr(exc, "message", str(exc))
-        self.message_user(request, text, level=messages.ERROR)
+    def _report(self, request: HttpRequest, exc: DaarionError) -> None:
+        self.message_user(request, exc.message, level=messages.ERROR)
 
 
 @admin.register(Provider)
@@ -167,14 +166,8 @@ def _validating(form_class: type[forms.ModelForm], check) -> type[forms.ModelFor
             if not self.errors:
                 try:
                     check(self)
-                except ValidationError as exc:
-                    if hasattr(exc, "error_dict"):
-                        for field_name, errs in exc.error_dict.items():
-                            target = field_name if field_name in self.fields else None
-                            for err in errs:
-                                self.add_error(target, err)
-                    else:
-                        raise
+                except ValidationFailed as exc:
+                    add_service_errors(self, exc)
             return cleaned
 
     return Checked

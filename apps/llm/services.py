@@ -8,14 +8,13 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlparse
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import ProtectedError
 
 from apps.llm.choices import BudgetPeriod, ProviderKind, RateLimitScope
 from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy
 from daarion.agent_directory import unknown_agent_ids
-from daarion.errors import Conflict
+from daarion.errors import Conflict, ValidationFailed, validate_model
 from daarion.live_config import bump_version
 
 REGISTRY_CONFIG = "llm-registry"
@@ -61,8 +60,8 @@ def _clean_provider(provider: Provider) -> None:
         # CR/LF would split the header (and httpx refuses to send it, failing every call).
         errors["extra_headers"] = "must be an object of header name -> string value without CR, LF or NUL"
     if errors:
-        raise ValidationError(errors)
-    provider.full_clean()
+        raise ValidationFailed.on_fields(errors)
+    validate_model(provider)
 
 
 @transaction.atomic
@@ -177,18 +176,18 @@ def _find_cycle(graph: dict[str, list[str]], start: str) -> list[str] | None:
 
 def _clean_fallbacks(name: str, fallbacks: Any, graph_overrides: dict[str, list[str]] | None = None) -> list[str]:
     if not isinstance(fallbacks, list) or not all(isinstance(item, str) and item for item in fallbacks):
-        raise ValidationError({"fallbacks": "must be a list of logical model names"})
+        raise ValidationFailed.on_fields({"fallbacks": "must be a list of logical model names"})
     if len(set(fallbacks)) != len(fallbacks):
-        raise ValidationError({"fallbacks": "lists a model twice"})
+        raise ValidationFailed.on_fields({"fallbacks": "lists a model twice"})
     if name in fallbacks:
-        raise ValidationError({"fallbacks": f"{name!r} cannot fall back to itself"})
+        raise ValidationFailed.on_fields({"fallbacks": f"{name!r} cannot fall back to itself"})
     graph = _fallback_graph({**(graph_overrides or {}), name: fallbacks})
     unknown = [item for item in fallbacks if item not in graph]
     if unknown:
-        raise ValidationError({"fallbacks": f"unknown logical model(s): {', '.join(unknown)}"})
+        raise ValidationFailed.on_fields({"fallbacks": f"unknown logical model(s): {', '.join(unknown)}"})
     cycle = _find_cycle(graph, name)
     if cycle:
-        raise ValidationError({"fallbacks": "fallbacks would loop: " + " → ".join(cycle)})
+        raise ValidationFailed.on_fields({"fallbacks": "fallbacks would loop: " + " → ".join(cycle)})
     return fallbacks
 
 
@@ -196,9 +195,9 @@ def _to_decimal(value: Any, field_name: str) -> Decimal:
     try:
         number = Decimal(str(value))
     except (InvalidOperation, ValueError) as exc:
-        raise ValidationError({field_name: f"{value!r} is not a number"}) from exc
+        raise ValidationFailed.on_fields({field_name: f"{value!r} is not a number"}) from exc
     if not number.is_finite() or number < 0:
-        raise ValidationError({field_name: "must be a number ≥ 0"})
+        raise ValidationFailed.on_fields({field_name: "must be a number ≥ 0"})
     return number
 
 
@@ -225,7 +224,7 @@ def logical_model_create(
         enabled=enabled,
         description=description,
     )
-    model.full_clean(exclude=["fallbacks"])
+    validate_model(model, exclude=["fallbacks"])
     model.fallbacks = _clean_fallbacks(name, fallbacks or [])
     model.save()
     bump_version(REGISTRY_CONFIG)
@@ -255,7 +254,7 @@ def logical_model_update(
                         "drop_unsupported_params": drop_unsupported_params}.items():
         if value is not _UNSET:
             setattr(model, attr, value)
-    model.full_clean()
+    validate_model(model)
     model.save()
     bump_version(REGISTRY_CONFIG)
     return model
@@ -280,10 +279,7 @@ def logical_model_delete(*, model: LogicalModel) -> None:
 
 
 def _clean_deployment(deployment: Deployment) -> None:
-    try:
-        deployment.full_clean()
-    except ValidationError as exc:
-        raise ValidationError(exc.message_dict) from exc
+    validate_model(deployment)
 
 
 @transaction.atomic
@@ -317,7 +313,7 @@ def deployment_update(*, deployment: Deployment, **changes: Any) -> Deployment:
     allowed = {"provider", "upstream_model", "weight", "rpm_limit", "tpm_limit", "enabled"}
     unknown = set(changes) - allowed
     if unknown:
-        raise ValidationError({"__all__": f"cannot change {sorted(unknown)}"})
+        raise ValidationFailed.on_fields({"__all__": f"cannot change {sorted(unknown)}"})
     for attr, value in changes.items():
         setattr(deployment, attr, value)
     _clean_deployment(deployment)
@@ -394,8 +390,8 @@ def _clean_policy(policy: RateLimitPolicy) -> None:
     if policy.budget_period not in BudgetPeriod.values:
         errors["budget_period"] = f"unknown period {policy.budget_period!r}; allowed: {', '.join(BudgetPeriod.values)}"
     if errors:
-        raise ValidationError(errors)
-    policy.full_clean()
+        raise ValidationFailed.on_fields(errors)
+    validate_model(policy)
 
 
 @transaction.atomic
@@ -425,7 +421,7 @@ def rate_limit_policy_update(*, policy: RateLimitPolicy, **changes: Any) -> Rate
     allowed = {"rpm", "tpm", "max_concurrent", "budget_usd", "budget_period", "enabled"}
     unknown = set(changes) - allowed
     if unknown:
-        raise ValidationError({"__all__": f"cannot change {sorted(unknown)}"})
+        raise ValidationFailed.on_fields({"__all__": f"cannot change {sorted(unknown)}"})
     for attr, value in changes.items():
         setattr(policy, attr, value)
     _clean_policy(policy)

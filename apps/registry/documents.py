@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from apps.agents import services as agent_services
@@ -30,7 +29,6 @@ from apps.llm import services as llm_services
 from apps.llm.choices import BudgetPeriod, ProviderKind, RateLimitScope
 from apps.llm.models import LogicalModel, Provider, RateLimitPolicy
 from apps.llm.selectors import registry_export as llm_registry_export
-from apps.registry.exceptions import validation_failed
 from apps.registry.services import agent_secrets_apply, model_deployments_sync
 from apps.tools import services as tool_services
 from apps.tools.models import McpServer, Tool
@@ -419,14 +417,8 @@ def _at(path: str, aliases: dict[str, str] | None = None) -> Iterator[None]:
     """Names the document path in any refusal a service raises."""
     try:
         yield
-    except ValidationError as exc:
-        raise validation_failed(exc, prefix=path, aliases=aliases) from exc
     except ValidationFailed as exc:
-        details = [
-            {"path": ".".join(p for p in (path, d.get("path", "")) if p), "message": d.get("message", "")}
-            for d in (exc.details if isinstance(exc.details, list) else [])
-        ] or [{"path": path, "message": exc.message}]
-        raise ValidationFailed(f"{path}: {exc.message}", details=details, type=exc.type) from exc
+        raise exc.within(path, aliases) from exc
     except DaarionError as exc:
         exc.message = f"{path}: {exc.message}"
         raise

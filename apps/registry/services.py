@@ -6,14 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from apps.agents.models import Agent
 from apps.agents.services import agent_secret_delete, agent_secret_set
 from apps.llm.models import LogicalModel, Provider
 from apps.llm.services import deployment_create, deployment_delete, deployment_update
-from apps.registry.exceptions import validation_failed
 from daarion.errors import ValidationFailed
 
 DEPLOYMENT_FIELDS = ("weight", "rpm_limit", "tpm_limit", "enabled")
@@ -54,8 +52,8 @@ def model_deployments_sync(*, model: LogicalModel, deployments: list[dict[str, A
             elif any(getattr(existing, name) != value for name, value in values.items()):
                 deployment_update(deployment=existing, **values)
                 changed = True
-        except ValidationError as exc:
-            raise validation_failed(exc, prefix=where) from exc
+        except ValidationFailed as exc:
+            raise exc.within(where) from exc
     for key, deployment in current.items():
         if key not in seen:
             deployment_delete(deployment=deployment)

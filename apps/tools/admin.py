@@ -6,7 +6,6 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
 from apps.tools.models import Followup, McpServer, Tool, ToolCall
@@ -24,8 +23,10 @@ from apps.tools.services import (
     tool_update,
     tool_validate,
 )
+from daarion.admin_forms import add_service_errors
 from daarion.admin_history import ChangeHistoryMixin
 from daarion.crypto import mask
+from daarion.errors import ValidationFailed
 from daarion.json_widget import JsonEditorWidget
 
 
@@ -87,7 +88,7 @@ class ToolForm(forms.ModelForm):
             secrets[name.strip()] = value.strip() or None
         try:
             clean_secret_headers({k: v for k, v in secrets.items() if v})
-        except ValidationError as exc:
+        except ValidationFailed as exc:
             self.add_error("set_secret_headers", exc.messages)
         data["secret_changes"] = secrets or None
         if self.errors:
@@ -102,10 +103,8 @@ class ToolForm(forms.ModelForm):
             probe.tool_id = data.get("tool_id", "")
         try:
             tool_validate(probe)
-        except ValidationError as exc:
-            for field, messages in exc.message_dict.items():
-                target = field if field in self.fields else ("agents" if field == "allowed_agents" else None)
-                self.add_error(target, messages)
+        except ValidationFailed as exc:
+            add_service_errors(self, exc, fields={"allowed_agents": "agents"})
         return data
 
 
@@ -204,10 +203,8 @@ class McpServerForm(forms.ModelForm):
         try:
             clean_secret_headers({k: v for k, v in secrets.items() if v})
             mcp_server_validate(probe)
-        except ValidationError as exc:
-            for field, messages in (exc.message_dict.items() if hasattr(exc, "error_dict") else [(None, exc.messages)]):
-                target = field if field in self.fields else ("agents" if field == "allowed_agents" else None)
-                self.add_error(target, messages)
+        except ValidationFailed as exc:
+            add_service_errors(self, exc, fields={"allowed_agents": "agents"})
         return data
 
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -29,6 +28,7 @@ from apps.tools.models import Followup, McpServer, Tool
 from apps.tools.registry import TOOLS_CONFIG, ToolDefinition, registry_snapshot
 from daarion import redaction
 from daarion.agent_directory import unknown_agent_ids
+from daarion.errors import ValidationFailed, validate_model
 from daarion.live_config import bump_version
 from daarion.observability import metrics, tracing
 from daarion.redis_client import LuaScript, get_async_redis, key
@@ -59,21 +59,21 @@ def clean_allowed_agents(value: Any) -> list[str] | None:
     if value is None:
         return None
     if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
-        raise ValidationError({"allowed_agents": "must be null (every agent) or a list of agent ids"})
+        raise ValidationFailed.on_fields({"allowed_agents": "must be null (every agent) or a list of agent ids"})
     return sorted({a.strip() for a in value if a.strip()})
 
 
 def clean_secret_headers(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise ValidationError({"secret_headers": "must be an object {header: value}"})
+        raise ValidationFailed.on_fields({"secret_headers": "must be an object {header: value}"})
     cleaned: dict[str, str] = {}
     for name, secret in value.items():
         if not isinstance(name, str) or not _HEADER_RE.match(name):
-            raise ValidationError({"secret_headers": f"header name {name!r} is not a valid HTTP header name"})
+            raise ValidationFailed.on_fields({"secret_headers": f"header name {name!r} is not a valid HTTP header name"})
         if name.lower() in _RESERVED_HEADERS:
-            raise ValidationError({"secret_headers": f"header {name!r} is set by toolcore and cannot be a secret"})
+            raise ValidationFailed.on_fields({"secret_headers": f"header {name!r} is set by toolcore and cannot be a secret"})
         if not isinstance(secret, str) or not secret or "\n" in secret or "\r" in secret:
-            raise ValidationError({"secret_headers": f"value of header {name!r} must be a non-empty single-line string"})
+            raise ValidationFailed.on_fields({"secret_headers": f"value of header {name!r} must be a non-empty single-line string"})
         cleaned[name] = secret
     return cleaned
 
@@ -83,31 +83,31 @@ def clean_agent_secret_headers(value: Any) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ValidationError({"agent_secret_headers": "must be an object {header: agent secret name}"})
+        raise ValidationFailed.on_fields({"agent_secret_headers": "must be an object {header: agent secret name}"})
     cleaned: dict[str, str] = {}
     seen: set[str] = set()
     for name, secret in value.items():
         if not isinstance(name, str) or not _HEADER_RE.match(name):
-            raise ValidationError({"agent_secret_headers": f"header name {name!r} is not a valid HTTP header name"})
+            raise ValidationFailed.on_fields({"agent_secret_headers": f"header name {name!r} is not a valid HTTP header name"})
         if name.lower() in _RESERVED_HEADERS:
-            raise ValidationError({"agent_secret_headers": f"header {name!r} is set by toolcore and cannot be a secret"})
+            raise ValidationFailed.on_fields({"agent_secret_headers": f"header {name!r} is set by toolcore and cannot be a secret"})
         if name.lower() in seen:
-            raise ValidationError({"agent_secret_headers": f"header {name!r} appears twice"})
+            raise ValidationFailed.on_fields({"agent_secret_headers": f"header {name!r} appears twice"})
         seen.add(name.lower())
         if not isinstance(secret, str) or not _AGENT_SECRET_NAME_RE.match(secret):
-            raise ValidationError({"agent_secret_headers": (
+            raise ValidationFailed.on_fields({"agent_secret_headers": (
                 f"header {name!r}: {secret!r} is not an agent secret name (letters, digits, _ . -)")})
         cleaned[name] = secret
     return cleaned
 
 
 def tool_validate(tool: Tool) -> None:
-    """Every rule a tool must meet; raises ValidationError keyed by field. Used by all doors."""
+    """Every rule a tool must meet; raises ValidationFailed keyed by field. Used by all doors."""
     errors: dict[str, list[str]] = {}
     try:
-        tool.full_clean(exclude=["secret_headers"], validate_unique=True)
-    except ValidationError as exc:
-        for name, messages in exc.message_dict.items():
+        validate_model(tool, exclude=["secret_headers"], validate_unique=True)
+    except ValidationFailed as exc:
+        for name, messages in exc.by_path().items():
             errors.setdefault(name, []).extend(messages)
     for problem in schema_problems(tool.input_schema, must_be_object=True):
         errors.setdefault("input_schema", []).append(problem)
@@ -150,7 +150,7 @@ def tool_validate(tool: Tool) -> None:
         errors.setdefault("executor", []).append("a tool synced from an MCP server keeps executor mcp")
     try:
         agent_headers = clean_agent_secret_headers(tool.agent_secret_headers)
-    except ValidationError as exc:
+    except ValidationFailed as exc:
         errors.setdefault("agent_secret_headers", []).extend(exc.messages)
     else:
         # One header, one source: the tool's own secret or the agent's, never a silent override.
@@ -160,7 +160,7 @@ def tool_validate(tool: Tool) -> None:
             errors.setdefault("agent_secret_headers", []).append(f"header(s) {both} are already tool secret headers")
     try:
         allowed = clean_allowed_agents(tool.allowed_agents)
-    except ValidationError as exc:
+    except ValidationFailed as exc:
         errors.setdefault("allowed_agents", []).extend(exc.messages)
     else:
         # Only real agents: a typo would otherwise be a permission nobody holds. Without the
@@ -171,7 +171,7 @@ def tool_validate(tool: Tool) -> None:
                 "or list it under agents: in the same registry document)"
             )
     if errors:
-        raise ValidationError(errors)
+        raise ValidationFailed.on_fields(errors)
 
 
 def _secrets_of(tool: Tool) -> dict[str, str]:
@@ -183,7 +183,7 @@ def _apply(tool: Tool, data: dict[str, Any], secret_headers: dict[str, str | Non
     changed = False
     for name, value in data.items():
         if name not in TOOL_FIELDS:
-            raise ValidationError({name: "unknown tool field"})
+            raise ValidationFailed.on_fields({name: "unknown tool field"})
         if name == "allowed_agents":
             value = clean_allowed_agents(value)
         if name == "agent_secret_headers" and value is None:
@@ -549,7 +549,7 @@ def followup_create(
         agent_id=agent_id, microdao_id=microdao_id, title=title, assignee=assignee, due_date=due_date,
         request_id=request_id,
     )
-    followup.full_clean()
+    validate_model(followup)
     followup.save()
     return followup
 
@@ -580,12 +580,12 @@ _TOOL_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 def mcp_server_validate(server: McpServer) -> None:
-    """Every rule an MCP server must meet; raises ValidationError keyed by field."""
+    """Every rule an MCP server must meet; raises ValidationFailed keyed by field."""
     errors: dict[str, list[str]] = {}
     try:
-        server.full_clean(exclude=["secret_headers"])
-    except ValidationError as exc:
-        for name, messages in exc.message_dict.items():
+        validate_model(server, exclude=["secret_headers"])
+    except ValidationFailed as exc:
+        for name, messages in exc.by_path().items():
             errors.setdefault(name, []).extend(messages)
     try:
         parts = urlsplit(server.url or "")
@@ -598,7 +598,7 @@ def mcp_server_validate(server: McpServer) -> None:
         errors.setdefault("url", []).append("no credentials in the URL; use secret headers")
     try:
         agent_headers = clean_agent_secret_headers(server.agent_secret_headers)
-    except ValidationError as exc:
+    except ValidationFailed as exc:
         errors.setdefault("agent_secret_headers", []).extend(exc.messages)
     else:
         own = {h.lower() for h in _server_secrets(server)}
@@ -607,13 +607,13 @@ def mcp_server_validate(server: McpServer) -> None:
             errors.setdefault("agent_secret_headers", []).append(f"header(s) {both} are already secret headers")
     try:
         allowed = clean_allowed_agents(server.allowed_agents)
-    except ValidationError as exc:
+    except ValidationFailed as exc:
         errors.setdefault("allowed_agents", []).extend(exc.messages)
     else:
         for agent_id in unknown_agent_ids(allowed or []):
             errors.setdefault("allowed_agents", []).append(f"no agent {agent_id!r} in the registry")
     if errors:
-        raise ValidationError(errors)
+        raise ValidationFailed.on_fields(errors)
 
 
 def _server_secrets(server: McpServer) -> dict[str, str]:
@@ -625,7 +625,7 @@ def _apply_server(server: McpServer, data: dict[str, Any], secret_headers: dict[
     changed: dict[str, Any] = {}
     for name, value in data.items():
         if name not in MCP_SERVER_FIELDS:
-            raise ValidationError({name: "unknown MCP server field"})
+            raise ValidationFailed.on_fields({name: "unknown MCP server field"})
         if name == "allowed_agents":
             value = clean_allowed_agents(value)
         if name == "agent_secret_headers" and value is None:
@@ -689,7 +689,7 @@ def mcp_server_update(*, server: McpServer, secret_headers: dict[str, str | None
     theirs. A new url or prefix queues a sync.
     """
     if "prefix" in fields and fields["prefix"] != server.prefix and server.tools.exists():
-        raise ValidationError({"prefix": "the prefix of a server with tools cannot change (tool ids would change); "
+        raise ValidationFailed.on_fields({"prefix": "the prefix of a server with tools cannot change (tool ids would change); "
                                          "register a new server instead"})
     changed = _apply_server(server, fields, secret_headers)
     if not changed:
@@ -805,7 +805,7 @@ def mcp_server_sync(*, server: McpServer) -> McpSyncReport:
                     if tool is None:
                         tool_id = mcp_tool_id(server.prefix, upstream.name)
                         if Tool.objects.filter(tool_id=tool_id).exists():
-                            raise ValidationError({"tool_id": f"{tool_id!r} is taken by another tool"})
+                            raise ValidationFailed.on_fields({"tool_id": f"{tool_id!r} is taken by another tool"})
                         tool = Tool(tool_id=tool_id, mcp_server=server, allowed_agents=server.allowed_agents,
                                     timeout=server.timeout, agent_secret_headers=dict(server.agent_secret_headers))
                         _apply(tool, fields, None)
@@ -818,9 +818,9 @@ def mcp_server_sync(*, server: McpServer) -> McpSyncReport:
                         report.updated.append(tool.tool_id)
                     else:
                         report.unchanged.append(tool.tool_id)
-            except ValidationError as exc:
-                items = exc.message_dict.items() if hasattr(exc, "error_dict") else [("", exc.messages)]
-                report.skipped[upstream.name] = "; ".join(f"{k}: {'; '.join(v)}" if k else "; ".join(v) for k, v in items)
+            except ValidationFailed as exc:
+                report.skipped[upstream.name] = "; ".join(
+                    f"{k}: {'; '.join(v)}" if k else "; ".join(v) for k, v in exc.by_path().items())
         for name, tool in sorted(known.items()):
             if name not in seen and tool.enabled:
                 tool.enabled = False

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from django.core.exceptions import ValidationError
+from daarion.errors import ValidationFailed
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import transaction
@@ -16,7 +16,6 @@ from apps.llm import services
 from apps.llm.models import RateLimitPolicy
 from apps.llm.selectors import load_registry
 from apps.llm.tests.conftest import wait_for
-from daarion.errors import ValidationFailed
 
 UNKNOWN_GHOST = (
     "no agent 'agent:ghost' in the registry (create the agent first, "
@@ -26,14 +25,14 @@ UNKNOWN_GHOST = (
 
 @pytest.mark.django_db
 def test_an_agent_policy_needs_an_existing_agent(make_agents):
-    with pytest.raises(ValidationError) as raised:
+    with pytest.raises(ValidationFailed) as raised:
         services.rate_limit_policy_create(scope="agent", subject="agent:ghost", rpm=5)
-    assert raised.value.message_dict == {"subject": [UNKNOWN_GHOST]}
+    assert raised.value.by_path() == {"subject": [UNKNOWN_GHOST]}
     assert not RateLimitPolicy.objects.exists()
     # Other problems of the same policy are reported beside it.
-    with pytest.raises(ValidationError) as raised:
+    with pytest.raises(ValidationFailed) as raised:
         services.rate_limit_policy_create(scope="agent", subject="agent:ghost", rpm=0)
-    assert set(raised.value.message_dict) == {"subject", "rpm"}
+    assert set(raised.value.by_path()) == {"subject", "rpm"}
 
     make_agents("agent:ghost")
     policy = services.rate_limit_policy_create(scope="agent", subject=" agent:ghost ", rpm=5)
