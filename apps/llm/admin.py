@@ -156,7 +156,7 @@ def _provider_check(form: forms.ModelForm, obj: Provider | None) -> None:
         extra_headers=data.get("extra_headers") or {},
     )
     probe._state.adding = obj is None  # uniqueness against itself is not a conflict
-    services._clean_provider(probe)  # noqa: SLF001 - the same rules, run before the save
+    services.provider_validate(probe)  # the same rules, run before the save
 
 
 def _validating(form_class: type[forms.ModelForm], check) -> type[forms.ModelForm]:  # noqa: ANN001
@@ -207,7 +207,7 @@ class LogicalModelAdmin(_ServiceAdmin):
 
         def check(f: forms.ModelForm) -> None:
             name = f.cleaned_data.get("name") or (obj.name if obj else "")
-            services._clean_fallbacks(name, f.cleaned_data.get("fallbacks") or [])  # noqa: SLF001
+            services.clean_fallbacks(name, f.cleaned_data.get("fallbacks") or [])
 
         return _validating(form, check)
 
@@ -298,7 +298,7 @@ class RateLimitPolicyAdmin(_ServiceAdmin):
                 enabled=data.get("enabled", True),
             )
             probe._state.adding = obj is None  # uniqueness against itself is not a conflict
-            services._clean_policy(probe)  # noqa: SLF001 - the same rules, run before the save
+            services.rate_limit_policy_validate(probe)  # the same rules, run before the save
 
         return _validating(form, check)
 

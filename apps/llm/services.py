@@ -34,7 +34,10 @@ _UNSET: Any = object()
 # --- providers ---------------------------------------------------------------------------
 
 
-def _clean_provider(provider: Provider) -> None:
+def provider_validate(provider: Provider) -> None:
+    """Every rule a provider must meet (filling in a known kind's base URL); raises
+    ValidationFailed keyed by field. The services run it before each save, the admin on an
+    unsaved copy so a refusal lands on its form field."""
     errors: dict[str, str] = {}
     if provider.kind not in ProviderKind.values:
         errors["kind"] = f"unknown kind {provider.kind!r}; known: {', '.join(ProviderKind.values)}"
@@ -88,7 +91,7 @@ def provider_create(
         extra_headers=extra_headers or {},
         enabled=enabled,
     )
-    _clean_provider(provider)
+    provider_validate(provider)
     provider.save()
     bump_version(REGISTRY_CONFIG)
     return provider
@@ -122,7 +125,7 @@ def provider_update(
             setattr(provider, attr, value if value is not None else "")
     if api_key is not None:
         provider.api_key = api_key
-    _clean_provider(provider)
+    provider_validate(provider)
     provider.save()
     bump_version(REGISTRY_CONFIG)
     return provider
@@ -174,7 +177,9 @@ def _find_cycle(graph: dict[str, list[str]], start: str) -> list[str] | None:
     return visit(start)
 
 
-def _clean_fallbacks(name: str, fallbacks: Any, graph_overrides: dict[str, list[str]] | None = None) -> list[str]:
+def clean_fallbacks(name: str, fallbacks: Any, graph_overrides: dict[str, list[str]] | None = None) -> list[str]:
+    """`fallbacks` of model `name` if they are distinct, known logical models that never lead
+    back to it; else ValidationFailed on `fallbacks`."""
     if not isinstance(fallbacks, list) or not all(isinstance(item, str) and item for item in fallbacks):
         raise ValidationFailed.on_fields({"fallbacks": "must be a list of logical model names"})
     if len(set(fallbacks)) != len(fallbacks):
@@ -225,7 +230,7 @@ def logical_model_create(
         description=description,
     )
     validate_model(model, exclude=["fallbacks"])
-    model.fallbacks = _clean_fallbacks(name, fallbacks or [])
+    model.fallbacks = clean_fallbacks(name, fallbacks or [])
     model.save()
     bump_version(REGISTRY_CONFIG)
     return model
@@ -245,7 +250,7 @@ def logical_model_update(
     drop_unsupported_params: bool = _UNSET,
 ) -> LogicalModel:
     if fallbacks is not _UNSET:
-        model.fallbacks = _clean_fallbacks(model.name, fallbacks)
+        model.fallbacks = clean_fallbacks(model.name, fallbacks)
     if input_price_per_mtok is not _UNSET:
         model.input_price_per_mtok = _to_decimal(input_price_per_mtok, "input_price_per_mtok")
     if output_price_per_mtok is not _UNSET:
@@ -341,7 +346,7 @@ _BUDGET_LIMIT = Decimal(10) ** (BUDGET_DIGITS - BUDGET_PLACES)
 def budget_error(value: Any) -> str | None:
     """Why `value` cannot be a policy's `budget_usd` (None: it can). Every door words a bad
     budget with these messages: the API and documents call the services, the admin runs
-    `_clean_policy` on its form."""
+    `rate_limit_policy_validate` on its form."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -362,10 +367,10 @@ def budget_error(value: Any) -> str | None:
     return None
 
 
-def _clean_policy(policy: RateLimitPolicy) -> None:
-    """The rules of a rate-limit policy. Every limit is optional: a policy that limits nothing
-    is valid on purpose (an agent's empty policy exempts it from the default one), and so is one
-    with only a spend budget."""
+def rate_limit_policy_validate(policy: RateLimitPolicy) -> None:
+    """The rules of a rate-limit policy; raises ValidationFailed keyed by field. Every limit is
+    optional: a policy that limits nothing is valid on purpose (an agent's empty policy exempts
+    it from the default one), and so is one with only a spend budget."""
     policy.subject = (policy.subject or "").strip()
     errors: dict[str, str] = {}
     if policy.scope == RateLimitScope.DEFAULT and policy.subject:
@@ -410,7 +415,7 @@ def rate_limit_policy_create(
         scope=scope, subject=subject, rpm=rpm, tpm=tpm, max_concurrent=max_concurrent,
         budget_usd=budget_usd, budget_period=budget_period, enabled=enabled,
     )
-    _clean_policy(policy)
+    rate_limit_policy_validate(policy)
     policy.save()
     bump_version(REGISTRY_CONFIG)
     return policy
@@ -424,7 +429,7 @@ def rate_limit_policy_update(*, policy: RateLimitPolicy, **changes: Any) -> Rate
         raise ValidationFailed.on_fields({"__all__": f"cannot change {sorted(unknown)}"})
     for attr, value in changes.items():
         setattr(policy, attr, value)
-    _clean_policy(policy)
+    rate_limit_policy_validate(policy)
     policy.save()
     bump_version(REGISTRY_CONFIG)
     return policy
