@@ -88,7 +88,8 @@ class ServiceTokenAdmin(ChangeHistoryMixin, admin.ModelAdmin):
         data = form.cleaned_data
         if change:
             service_token_update(
-                token=obj,
+                token=ServiceToken.objects.get(pk=obj.pk),  # the stored row: `obj` holds the form's values
+                name=data["name"],
                 scopes=data["scopes"],
                 agents=data["agents"],
                 enabled=data["enabled"],

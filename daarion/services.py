@@ -19,6 +19,7 @@ from daarion.choices import Scope
 from daarion.crypto import EncryptedTextField, key_id_of, key_ring
 from daarion.errors import ValidationFailed, validate_model
 from daarion.live_config import bump_version
+from daarion.model_update import model_update
 from daarion.models import ServiceToken
 
 TOKEN_CONFIG = "service-tokens"
@@ -95,22 +96,25 @@ def service_token_create(
 def service_token_update(
     *,
     token: ServiceToken,
+    name: str | None = None,
     scopes: list[str] | None = None,
     agents: list[str] | None | object = ...,
     enabled: bool | None = None,
     expires_at: datetime | None | object = ...,
 ) -> ServiceToken:
+    data: dict[str, Any] = {}
+    if name is not None:
+        data["name"] = name
     if scopes is not None:
-        token.scopes = _clean_scopes(scopes)
+        data["scopes"] = _clean_scopes(scopes)
     if agents is not ...:
-        token.agents = clean_token_agents(agents)
+        data["agents"] = clean_token_agents(agents)
     if enabled is not None:
-        token.enabled = enabled
+        data["enabled"] = enabled
     if expires_at is not ...:
-        token.expires_at = expires_at  # type: ignore[assignment]
-    validate_model(token)
-    token.save()
-    bump_version(TOKEN_CONFIG)
+        data["expires_at"] = expires_at
+    if model_update(instance=token, fields=("name", "scopes", "agents", "enabled", "expires_at"), data=data):
+        bump_version(TOKEN_CONFIG)
     return token
 
 

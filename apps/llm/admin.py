@@ -108,7 +108,8 @@ class ProviderAdmin(_ServiceAdmin):
         key = "" if data.get("clear_api_key") else (data.get("new_api_key") or None)
         fields = {k: data[k] for k in ["kind", "base_url", "api_key_env", "timeout_seconds", "max_retries", "extra_headers", "enabled"]}
         if change:
-            services.provider_update(provider=obj, api_key=key, **fields)
+            # `obj` already holds the form's values; the stored row, so the service sees what changed.
+            services.provider_update(provider=Provider.objects.get(pk=obj.pk), api_key=key, **fields)
         else:
             created = services.provider_create(name=data["name"], api_key=key or "", **fields)
             obj.pk = created.pk
@@ -215,7 +216,7 @@ class LogicalModelAdmin(_ServiceAdmin):
         data = form.cleaned_data
         fields = {k: data[k] for k in ["fallbacks", "context_window", "input_price_per_mtok", "output_price_per_mtok", "can_embed", "enabled", "description", "drop_unsupported_params"]}
         if change:
-            services.logical_model_update(model=obj, **fields)
+            services.logical_model_update(model=LogicalModel.objects.get(pk=obj.pk), **fields)
         else:
             created = services.logical_model_create(name=data["name"], **fields)
             obj.pk = created.pk
@@ -305,7 +306,7 @@ class RateLimitPolicyAdmin(_ServiceAdmin):
     def save_model(self, request: HttpRequest, obj: RateLimitPolicy, form, change: bool) -> None:  # noqa: ANN001
         limits = {k: getattr(obj, k) for k in ["rpm", "tpm", "max_concurrent", "budget_usd", "budget_period", "enabled"]}
         if change:
-            services.rate_limit_policy_update(policy=obj, **limits)
+            services.rate_limit_policy_update(policy=RateLimitPolicy.objects.get(pk=obj.pk), **limits)
         else:
             created = services.rate_limit_policy_create(scope=obj.scope, subject=obj.subject, **limits)
             obj.pk = created.pk

@@ -16,6 +16,7 @@ from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy
 from daarion.agent_directory import unknown_agent_ids
 from daarion.errors import Conflict, ValidationFailed, validate_model
 from daarion.live_config import bump_version
+from daarion.model_update import model_update
 
 REGISTRY_CONFIG = "llm-registry"
 
@@ -29,6 +30,12 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,100}$")
 _BAD_HEADER_VALUE = re.compile(r"[\r\n\x00]")
 _UNSET: Any = object()
+# What an update may change (a provider's and a model's name identify them).
+PROVIDER_FIELDS = ("kind", "base_url", "api_key", "api_key_env", "timeout_seconds", "max_retries", "extra_headers", "enabled")
+LOGICAL_MODEL_FIELDS = (
+    "fallbacks", "context_window", "input_price_per_mtok", "output_price_per_mtok", "can_embed", "enabled",
+    "description", "drop_unsupported_params",
+)
 
 
 # --- providers ---------------------------------------------------------------------------
@@ -120,14 +127,11 @@ def provider_update(
         "extra_headers": extra_headers,
         "enabled": enabled,
     }
-    for attr, value in changes.items():
-        if value is not _UNSET:
-            setattr(provider, attr, value if value is not None else "")
+    data = {attr: value if value is not None else "" for attr, value in changes.items() if value is not _UNSET}
     if api_key is not None:
-        provider.api_key = api_key
-    provider_validate(provider)
-    provider.save()
-    bump_version(REGISTRY_CONFIG)
+        data["api_key"] = api_key
+    if model_update(instance=provider, fields=PROVIDER_FIELDS, data=data, validate=provider_validate):
+        bump_version(REGISTRY_CONFIG)
     return provider
 
 
@@ -249,19 +253,18 @@ def logical_model_update(
     description: str = _UNSET,
     drop_unsupported_params: bool = _UNSET,
 ) -> LogicalModel:
+    data = {attr: value for attr, value in {
+        "context_window": context_window, "can_embed": can_embed, "enabled": enabled, "description": description,
+        "drop_unsupported_params": drop_unsupported_params,
+    }.items() if value is not _UNSET}
     if fallbacks is not _UNSET:
-        model.fallbacks = clean_fallbacks(model.name, fallbacks)
+        data["fallbacks"] = clean_fallbacks(model.name, fallbacks)
     if input_price_per_mtok is not _UNSET:
-        model.input_price_per_mtok = _to_decimal(input_price_per_mtok, "input_price_per_mtok")
+        data["input_price_per_mtok"] = _to_decimal(input_price_per_mtok, "input_price_per_mtok")
     if output_price_per_mtok is not _UNSET:
-        model.output_price_per_mtok = _to_decimal(output_price_per_mtok, "output_price_per_mtok")
-    for attr, value in {"context_window": context_window, "can_embed": can_embed, "enabled": enabled, "description": description,
-                        "drop_unsupported_params": drop_unsupported_params}.items():
-        if value is not _UNSET:
-            setattr(model, attr, value)
-    validate_model(model)
-    model.save()
-    bump_version(REGISTRY_CONFIG)
+        data["output_price_per_mtok"] = _to_decimal(output_price_per_mtok, "output_price_per_mtok")
+    if model_update(instance=model, fields=LOGICAL_MODEL_FIELDS, data=data):
+        bump_version(REGISTRY_CONFIG)
     return model
 
 
@@ -423,15 +426,10 @@ def rate_limit_policy_create(
 
 @transaction.atomic
 def rate_limit_policy_update(*, policy: RateLimitPolicy, **changes: Any) -> RateLimitPolicy:
-    allowed = {"rpm", "tpm", "max_concurrent", "budget_usd", "budget_period", "enabled"}
-    unknown = set(changes) - allowed
-    if unknown:
-        raise ValidationFailed.on_fields({"__all__": f"cannot change {sorted(unknown)}"})
-    for attr, value in changes.items():
-        setattr(policy, attr, value)
-    rate_limit_policy_validate(policy)
-    policy.save()
-    bump_version(REGISTRY_CONFIG)
+    """Changes the limits (scope and subject name the policy: not among them)."""
+    if model_update(instance=policy, fields=("rpm", "tpm", "max_concurrent", "budget_usd", "budget_period", "enabled"),
+                    data=changes, validate=rate_limit_policy_validate):
+        bump_version(REGISTRY_CONFIG)
     return policy
 
 

@@ -9,11 +9,11 @@ import io
 
 import pytest
 from django.contrib.auth import get_user_model
-from daarion.errors import ValidationFailed
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
+from daarion.errors import ValidationFailed
 from daarion.models import ChangeRecord, ServiceToken
 from daarion.services import hash_token, service_token_create, service_token_update
 from daarion.tests.test_auth import _wait_for_status

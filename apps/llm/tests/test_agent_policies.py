@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 
 import pytest
-from daarion.errors import ValidationFailed
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import transaction
@@ -16,6 +15,7 @@ from apps.llm import services
 from apps.llm.models import RateLimitPolicy
 from apps.llm.selectors import load_registry
 from apps.llm.tests.conftest import wait_for
+from daarion.errors import ValidationFailed
 
 UNKNOWN_GHOST = (
     "no agent 'agent:ghost' in the registry (create the agent first, "

@@ -8,13 +8,13 @@ from decimal import Decimal
 
 import pytest
 import yaml
-from daarion.errors import ValidationFailed
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from apps.llm import services
 from apps.llm.models import RateLimitPolicy
 from apps.llm.selectors import registry_export
+from daarion.errors import ValidationFailed
 
 pytestmark = pytest.mark.django_db
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from daarion.errors import ValidationFailed
 
 from apps.registry.documents import registry_apply
 from apps.tools.services import tool_update, tools_export
 from apps.tools.tests.conftest import call, flushed_calls
+from daarion.errors import ValidationFailed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

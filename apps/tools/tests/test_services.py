@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from daarion.errors import ValidationFailed
 from django.db import connection
 
 from apps.tools.models import Tool
@@ -14,6 +13,7 @@ from apps.tools.services import tool_create, tool_delete, tool_update, tools_for
 from apps.tools.tests.conftest import OBJECT_SCHEMA
 from daarion import agent_directory
 from daarion.audit import acting_as
+from daarion.errors import ValidationFailed
 from daarion.models import ChangeRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
