@@ -7,8 +7,8 @@ Before the SDK reads a byte of the body, a request must pass, in this order:
 - an acting agent (`Principal.acting_agent`, as on every door): `X-Agent-Id`, which the token
   must be allowed to act for, or else the token's only agent.
 A refusal is a JSON-RPC error body at its HTTP status (401 with `WWW-Authenticate`, 403, 422
-`agent_required`, 503 `database_unavailable` / `redis_unavailable` with `Retry-After` during an outage),
-so the SDK client raises it with our message instead of a generic "server returned an error";
+`agent_required`, 503 `database_unavailable` / `redis_unavailable` with `Retry-After` during an
+outage), so the SDK client raises it with our message instead of a generic "server returned an error";
 `error.data` has the house error's `type` and `details`.
 
 The manager is stateless (a fresh transport per request, no session ids), so any web process
