@@ -21,7 +21,7 @@ def _clean_redis() -> Iterator[None]:
 
     Celery's own keys are left alone: a running worker owns them.
     """
-    from daarion.redis_client import get_redis
+    from daarion.infra.redis_client import get_redis
 
     client = get_redis()
     prefix = settings.REDIS_KEY_PREFIX
@@ -103,7 +103,7 @@ def make_token(db, make_agents) -> Callable[..., str]:
     """make_token(scopes=[...], agents=None, **kw) -> the raw bearer token. The agents it is
     bound to are created first (make_agents) when they are not stored yet: a token's agents
     must name real agents."""
-    from daarion.services import service_token_create
+    from apps.access.services import service_token_create
 
     counter = iter(range(1, 10_000))
 

@@ -27,11 +27,11 @@ from ninja import NinjaAPI  # noqa: E402
 from apps.agents.pipeline import PreparedTurn, TurnInput, turn_events, turn_prepare  # noqa: E402
 from apps.agents.schemas import ChatIn  # noqa: E402
 from apps.agents.stream import HEADERS, UIChunks  # noqa: E402
-from daarion import sse  # noqa: E402
+from daarion.infra import sse  # noqa: E402
 from daarion.asgi import application  # noqa: E402,F401 - sets Django up; served as is
-from daarion.auth import ServiceTokenAuth, principal_of  # noqa: E402
-from daarion.choices import Scope  # noqa: E402
-from daarion.errors import ValidationFailed  # noqa: E402
+from apps.access.auth import ServiceTokenAuth, principal_of  # noqa: E402
+from apps.access.choices import Scope  # noqa: E402
+from daarion.infra.errors import ValidationFailed  # noqa: E402
 from daarion.urls import urlpatterns as product_urlpatterns  # noqa: E402
 
 logger = logging.getLogger(__name__)

@@ -347,13 +347,13 @@ def setup_ours() -> tuple[str, str]:
 
     from apps.llm.choices import RateLimitScope
     from apps.llm.models import LogicalModel, Provider, RateLimitPolicy
-    from daarion.services import service_token_create
+    from apps.access.services import service_token_create
 
     call_command("migrate", verbosity=0)
     # Records an earlier run left in the Redis buffer (runs without a drainer): a big buffer
     # makes the embedded Redis's periodic snapshot (fork and dump) take CPU mid-measurement.
     from apps.llm import usage
-    from daarion.redis_client import get_redis
+    from daarion.infra.redis_client import get_redis
 
     get_redis().delete(usage.buffer_key())
     LogicalModel.objects.filter(name=MODEL).delete()

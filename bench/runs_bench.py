@@ -509,7 +509,7 @@ def redis_memory(web_port: int, token: str, per_size: int, stamp: str) -> dict[s
 
     from apps.agents.models import Run
     from apps.agents.runs.chunks import stream_key
-    from daarion.redis_client import get_redis
+    from daarion.infra.redis_client import get_redis
 
     redis = get_redis()
     out: dict[str, Any] = {"retention_seconds": settings.AGENTS_RUN_RETENTION_SECONDS,
@@ -666,7 +666,7 @@ def main() -> int:
     from django.conf import settings
     from django.core.management import call_command
 
-    from daarion.services import service_token_create
+    from apps.access.services import service_token_create
     from daarion.testing import start_asgi_server, start_celery_worker
 
     call_command("migrate", verbosity=0)

@@ -130,7 +130,7 @@ def main() -> int:
     import httpx
     from django.core.management import call_command
 
-    from daarion.services import service_token_create
+    from apps.access.services import service_token_create
     from daarion.testing import free_port, start_asgi_server
 
     call_command("migrate", verbosity=0)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from django import forms
 
-from daarion.errors import ValidationFailed
+from daarion.infra.errors import ValidationFailed
 
 
 def add_service_errors(form: forms.BaseForm, exc: ValidationFailed, *, fields: Mapping[str, str] | None = None) -> None:

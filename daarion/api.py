@@ -15,9 +15,9 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
 
-from daarion.auth import ServiceTokenAuth, ensure_scope, principal_of
-from daarion.errors import STATUS_TYPES, DaarionError, error_response, render_error
-from daarion.outages import outage_error
+from apps.access.auth import ServiceTokenAuth, ensure_scope, principal_of
+from daarion.infra.errors import STATUS_TYPES, DaarionError, error_response, render_error
+from daarion.infra.outages import outage_error
 
 logger = logging.getLogger(__name__)
 

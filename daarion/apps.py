@@ -11,8 +11,8 @@ class DaarionConfig(AppConfig):
     def ready(self) -> None:
         from django.core.checks import Tags, register
 
-        from daarion.audit import track_configured_models
-        from daarion.checks import check_service_token_agents
+        from apps.access.audit import track_configured_models
+        from apps.access.checks import check_service_token_agents
 
         track_configured_models()
         _observability()

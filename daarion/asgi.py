@@ -62,7 +62,7 @@ from apps.tools.mcp.gateway import gateway as mcp_gateway  # noqa: E402
 from apps.tools.mcp.gateway import refuse as mcp_refuse  # noqa: E402
 from daarion import fastlane  # noqa: E402
 from daarion.body_limit import BodyLimit  # noqa: E402
-from daarion.errors import PayloadTooLarge, error_response  # noqa: E402
+from daarion.infra.errors import PayloadTooLarge, error_response  # noqa: E402
 from daarion.middleware import ApiErrorShapeMiddleware, RequestIdMiddleware, is_api_path  # noqa: E402
 
 MCP_PATH = "/mcp"

@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
-from daarion.redis_client import get_async_redis
+from daarion.infra.redis_client import get_async_redis
 
 
 def _database() -> dict[str, Any]:

@@ -16,8 +16,8 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 
-from daarion.audit import acting_as
-from daarion.errors import STATUS_TYPES, error_response
+from apps.access.audit import acting_as
+from daarion.infra.errors import STATUS_TYPES, error_response
 from daarion.log import request_id_var
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class RequestIdMiddleware(_HybridMiddleware):
     """
 
     def before(self, request: HttpRequest) -> None:
-        incoming = request.META.get("HTTP_X_REQUEST_ID", "")  # not request.headers: see daarion.auth._bearer
+        incoming = request.META.get("HTTP_X_REQUEST_ID", "")  # not request.headers: see apps.access.auth._bearer
         request_id = incoming if _REQUEST_ID_RE.match(incoming) else f"req-{uuid.uuid4().hex}"
         request.request_id = request_id  # type: ignore[attr-defined]
         request._request_id_token = request_id_var.set(request_id)  # type: ignore[attr-defined]

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from django.db import models
 
-from daarion.errors import ValidationFailed, validate_model
+from daarion.infra.errors import ValidationFailed, validate_model
 
 M = TypeVar("M", bound=models.Model)
 

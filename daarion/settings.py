@@ -133,8 +133,8 @@ DATABASES = {
         _database_url, conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0"))
     )
 }
-# Django's PostgreSQL backend with a fail-fast window during an outage (daarion/postgres/base.py).
-DATABASES["default"]["ENGINE"] = "daarion.postgres"
+# Django's PostgreSQL backend with a fail-fast window during an outage (daarion/infra/postgres/base.py).
+DATABASES["default"]["ENGINE"] = "daarion.infra.postgres"
 # After a failed connection attempt (pool mode), further attempts fail at once for this long.
 DATABASE_OUTAGE_FAIL_FAST_SECONDS = float(os.environ.get("DATABASE_OUTAGE_FAIL_FAST_SECONDS", "1"))
 DATABASES["default"].setdefault("OPTIONS", {})
@@ -200,7 +200,7 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX 
 
 # --- Secrets at rest --------------------------------------------------------------------
 # "kid:base64key,kid2:base64key2": the first key encrypts, every key decrypts (rotation).
-# Development generates a key ring into DATA_DIR on first use (see daarion/crypto.py).
+# Development generates a key ring into DATA_DIR on first use (see daarion/infra/crypto.py).
 ENCRYPTION_KEYS = os.environ.get("DAARION_ENCRYPTION_KEYS", "")
 if PRODUCTION and not ENCRYPTION_KEYS:
     raise ImproperlyConfigured("DAARION_ENCRYPTION_KEYS must be set when DAARION_ENV=production")
@@ -210,7 +210,7 @@ MAX_BODY_BYTES = int(os.environ.get("DAARION_MAX_BODY_BYTES", str(2 * 1024 * 102
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
 # Paths whose errors are always rendered in the JSON error envelope.
 API_PATH_PREFIXES = ("/internal/", "/v1/", "/api/", "/health")
-# Retry-After (seconds) of the 503s a Postgres or Redis outage answers (daarion/outages.py).
+# Retry-After (seconds) of the 503s a Postgres or Redis outage answers (daarion/infra/outages.py).
 OUTAGE_RETRY_AFTER_SECONDS = int(os.environ.get("DAARION_OUTAGE_RETRY_AFTER_SECONDS", "5"))
 # How often a process checks the Redis version keys of its cached registries (seconds).
 LIVE_CONFIG_CHECK_INTERVAL = float(os.environ.get("DAARION_LIVE_CONFIG_CHECK_INTERVAL", "0.5"))
@@ -219,7 +219,7 @@ LIVE_CONFIG_CHECK_INTERVAL = float(os.environ.get("DAARION_LIVE_CONFIG_CHECK_INT
 FAST_LANE = os.environ.get("DAARION_FAST_LANE", "1") not in {"0", "false", "no"}
 
 # Registry models whose every change (admin, API, import) is written to the change log
-# (daarion.audit). Labels of models an app does not define are skipped.
+# (apps.access.audit). Labels of models an app does not define are skipped.
 DAARION_AUDITED_MODELS = [
     "daarion.ServiceToken",
     "llm.Provider",

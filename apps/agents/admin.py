@@ -28,11 +28,11 @@ from apps.agents.services import (
     agent_update,
     agent_validate,
 )
-from daarion.admin_history import ChangeHistoryMixin
-from daarion.crypto import mask
-from daarion.errors import DaarionError, ValidationFailed
-from daarion.json_widget import JsonEditorWidget
-from daarion.redis_client import get_redis
+from apps.access.admin_history import ChangeHistoryMixin
+from daarion.infra.crypto import mask
+from daarion.infra.errors import DaarionError, ValidationFailed
+from daarion.infra.json_widget import JsonEditorWidget
+from daarion.infra.redis_client import get_redis
 
 
 class AgentForm(forms.ModelForm):

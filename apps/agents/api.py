@@ -35,9 +35,9 @@ from apps.agents.schemas import (
 )
 from apps.agents.selectors import Blueprint, ablueprint_get, ablueprints_all
 from apps.agents.stream import HEADERS
-from daarion.auth import ServiceTokenAuth, ensure_scope, principal_of
-from daarion.choices import Scope
-from daarion.errors import DaarionError, ValidationFailed
+from apps.access.auth import ServiceTokenAuth, ensure_scope, principal_of
+from apps.access.choices import Scope
+from daarion.infra.errors import DaarionError, ValidationFailed
 
 RUN_HEADER = "x-daarion-run-id"
 

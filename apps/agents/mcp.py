@@ -1,5 +1,5 @@
 """Each agent's character as an MCP prompt on toolcore's /mcp (prompts/list, prompts/get), so
-an IDE client can speak as the agent; registered in daarion.mcp_extensions by
+an IDE client can speak as the agent; registered in daarion.infra.mcp_extensions by
 AgentsConfig.ready(): toolcore may not import this app. A caller sees the prompts of the
 enabled agents its token may act for (all of them for an unbound token)."""
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from apps.agents.selectors import ablueprints_all
 from apps.agents.services import AGENTS_CONFIG
-from daarion.mcp_extensions import register_prompts
+from daarion.infra.mcp_extensions import register_prompts
 
 
 def _visible(blueprints: dict[str, Any], agent_ids: Collection[str] | None) -> list[Any]:

@@ -7,7 +7,7 @@ from django.db import models
 from django.utils import timezone
 
 from apps.agents.choices import RunStatus, RunStrategy, ToolMode
-from daarion.crypto import EncryptedTextField
+from daarion.infra.crypto import EncryptedTextField
 
 AGENT_ID_RE = r"^agent:[a-z0-9][a-z0-9._-]{0,62}$"
 SECRET_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$"

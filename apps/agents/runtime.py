@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from apps.agents.selectors import Blueprint, ablueprint_get
 from apps.agents.services import RUNTIME_STATE_KEY
-from daarion.errors import Conflict
-from daarion.redis_client import get_async_redis, key
+from daarion.infra.errors import Conflict
+from daarion.infra.redis_client import get_async_redis, key
 
 LOADED = "loaded"
 UNLOADED = "unloaded"

@@ -10,7 +10,7 @@ from pydantic import ConfigDict
 
 from apps.agents.choices import RunStatus, RunStrategy
 
-from daarion.storable import StorableText
+from daarion.infra.storable import StorableText
 
 SESSION_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 

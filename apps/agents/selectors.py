@@ -8,8 +8,8 @@ from typing import Any
 
 from apps.agents.models import Agent
 from apps.agents.services import AGENTS_CONFIG
-from daarion.errors import NotFound
-from daarion.live_config import LiveSnapshot
+from daarion.infra.errors import NotFound
+from daarion.infra.live_config import LiveSnapshot
 
 
 @dataclass(frozen=True)
@@ -107,14 +107,14 @@ def agent_get(agent_id: str) -> Agent:
 
 async def aagent_microdao(agent_id: str) -> str | None:
     """The agent's microDAO from the blueprint snapshot (None: no such agent): the resolver
-    behind daarion.agent_directory.agent_microdao, which the LLM doors bind quotas with. A
+    behind daarion.infra.agent_directory.agent_microdao, which the LLM doors bind quotas with. A
     miss re-checks the snapshot once, so an agent created a moment ago counts."""
     blueprint = (await _blueprints.aget()).get(agent_id) or (await _blueprints.aget(recheck=True)).get(agent_id)
     return (blueprint.microdao_id or None) if blueprint is not None else None
 
 
 def unknown_agent_ids(ids: list[str]) -> list[str]:
-    """The ids among `ids` that name no agent: the resolver behind daarion.agent_directory.
+    """The ids among `ids` that name no agent: the resolver behind daarion.infra.agent_directory.
 
     One query on the table, not the snapshot: a registry document creates agents and the
     tools that allow them in one transaction, so uncommitted rows must count.
@@ -125,7 +125,7 @@ def unknown_agent_ids(ids: list[str]) -> list[str]:
 
 async def aagent_secrets(agent_id: str, names: tuple[str, ...]) -> dict[str, str]:
     """The agent's secrets among `names` that it has (non-empty ones), from the blueprint
-    snapshot: the resolver behind daarion.agent_secrets, which toolcore's REST and MCP doors
+    snapshot: the resolver behind daarion.infra.agent_secrets, which toolcore's REST and MCP doors
     ask for the secrets a tool declares. No other secret of the agent leaves this function.
 
     A name the snapshot lacks re-checks it at once (as a token or tool miss does), so a secret

@@ -18,11 +18,11 @@ from apps.agents.character import agent_id_for_name, character_errors, stored_ch
 from apps.agents.models import AGENT_ID_RE, SECRET_NAME_RE, Agent, AgentSecret
 from apps.llm.services import rate_limit_policies_forget_agent
 from apps.tools.services import tools_forget_agent
-from daarion.errors import Conflict, NotFound, ValidationFailed, validate_model
-from daarion.live_config import bump_version
-from daarion.redis_client import get_redis, key
-from daarion.services import service_tokens_forget_agent
-from daarion.storable import json_problem
+from daarion.infra.errors import Conflict, NotFound, ValidationFailed, validate_model
+from daarion.infra.live_config import bump_version
+from daarion.infra.redis_client import get_redis, key
+from apps.access.services import service_tokens_forget_agent
+from daarion.infra.storable import json_problem
 
 AGENTS_CONFIG = "agents"
 # Redis hash (under the deployment prefix) of each agent's runtime state; see runtime.py.

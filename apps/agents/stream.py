@@ -1,9 +1,9 @@
 """A turn's events as Vercel AI SDK UI message stream chunks (protocol v1).
 
-The encoding itself is `daarion.ui_message_stream` (shared with /internal/llm/stream); this
+The encoding itself is `daarion.infra.ui_message_stream` (shared with /internal/llm/stream); this
 module maps the pipeline's events onto it: our ids travel in `messageMetadata` of `start`,
 the recalled memories in a `message-metadata` chunk, usage in `finish`. The executor of a run
-encodes; web processes frame what they read from the run's stream with `daarion.sse`.
+encodes; web processes frame what they read from the run's stream with `daarion.infra.sse`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from apps.agents.pipeline import (
     TurnFinished,
     TurnStarted,
 )
-from daarion import sse
-from daarion.ui_message_stream import PROTOCOL_HEADERS, UIMessageStream
+from daarion.infra import sse
+from daarion.infra.ui_message_stream import PROTOCOL_HEADERS, UIMessageStream
 
 HEADERS = {**PROTOCOL_HEADERS, **sse.HEADERS}
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from apps.agents.character import character_errors
 from apps.tools.contracts import schema_problems
-from daarion.storable import json_problem
+from daarion.infra.storable import json_problem
 
 Problem = dict[str, str]
 

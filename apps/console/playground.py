@@ -18,9 +18,9 @@ from apps.agents.runs.selectors import arun_get, run_sse
 from apps.agents.runs.services import run_start
 from apps.llm.gateway import stream_chat_completion
 from apps.llm.selectors import registry_snapshot
-from daarion import sse
-from daarion.errors import DaarionError
-from daarion.ui_message_stream import UIMessageStream
+from daarion.infra import sse
+from daarion.infra.errors import DaarionError
+from daarion.infra.ui_message_stream import UIMessageStream
 
 PLAYGROUND_CHANNEL = "console:playground"
 

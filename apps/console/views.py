@@ -27,7 +27,7 @@ from apps.llm.connection_test import TEST_CHANNEL, provider_test_connection
 from apps.llm.models import LogicalModel, Provider
 from apps.tools.models import Tool
 from apps.tools.services import tool_call
-from daarion.errors import DaarionError, envelope
+from daarion.infra.errors import DaarionError, envelope
 
 MAX_MESSAGE_CHARS = 32_000
 

@@ -16,10 +16,10 @@ from apps.llm.choices import BudgetPeriod
 from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy, UsageRecord
 from apps.llm.selectors import deployment_cooldowns, error_stats, policy_spend, usage_daily_totals
 from daarion.admin_forms import add_service_errors
-from daarion.admin_history import ChangeHistoryMixin
-from daarion.crypto import mask
-from daarion.json_widget import JsonEditorWidget
-from daarion.errors import DaarionError, ValidationFailed
+from apps.access.admin_history import ChangeHistoryMixin
+from daarion.infra.crypto import mask
+from daarion.infra.json_widget import JsonEditorWidget
+from daarion.infra.errors import DaarionError, ValidationFailed
 
 
 class ProviderForm(forms.ModelForm):

@@ -40,10 +40,10 @@ from apps.llm.schemas import (
 )
 from apps.llm.selectors import call_microdao, registry_snapshot
 from apps.llm.tool_call_deltas import ToolCallDeltas
-from daarion import sse
-from daarion.auth import Principal, ServiceTokenAuth, principal_of
-from daarion.errors import BadRequest, DaarionError, ValidationFailed
-from daarion.ui_message_stream import PROTOCOL_HEADERS, UIMessageStream
+from daarion.infra import sse
+from apps.access.auth import Principal, ServiceTokenAuth, principal_of
+from daarion.infra.errors import BadRequest, DaarionError, ValidationFailed
+from daarion.infra.ui_message_stream import PROTOCOL_HEADERS, UIMessageStream
 
 
 class AnthropicTokenAuth(ServiceTokenAuth):
@@ -280,7 +280,7 @@ _HEADER_ID = re.compile(r"[A-Za-z0-9._:@/-]{1,200}")  # the body's metadata ids 
 
 
 def _header_id(request: HttpRequest, name: str) -> str | None:
-    # META, not request.headers (see daarion.auth._bearer): X-Agent-Id -> HTTP_X_AGENT_ID.
+    # META, not request.headers (see apps.access.auth._bearer): X-Agent-Id -> HTTP_X_AGENT_ID.
     value = request.META.get("HTTP_" + name.upper().replace("-", "_")) or None
     if value is not None and not _HEADER_ID.fullmatch(value):
         raise ValidationFailed(

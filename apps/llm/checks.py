@@ -1,5 +1,5 @@
 """System check of the LLM proxy: agent-scope rate-limit policies whose subject is an agent
-that does not exist (`manage.py check --database default`; see daarion/checks.py)."""
+that does not exist (`manage.py check --database default`; see apps/access/checks.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core import checks
 
-from daarion.checks import dangling_agent_warnings, quoted
+from apps.access.checks import dangling_agent_warnings, quoted
 
 
 def check_rate_limit_policy_agents(

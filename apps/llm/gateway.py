@@ -8,7 +8,7 @@ routing, rate limits and usage records as the API, without a network hop.
 keys for this one call; `credentials_from_secrets(agent secrets)` builds it from an agent's
 secrets named `<PROVIDER>_API_KEY` (`provider_secret_name`).
 
-Errors are the project's `daarion.errors` (NotFound for an unknown model, RateLimited,
+Errors are the project's `daarion.infra.errors` (NotFound for an unknown model, RateLimited,
 UpstreamError / GatewayTimeout / ServiceUnavailable when every deployment failed, ...).
 """
 

@@ -14,8 +14,8 @@ from typing import Any
 from apps.llm import router as llm_router
 from apps.llm.errors import anthropic_error
 from apps.llm.providers import ChatResponse
-from daarion import sse
-from daarion.errors import BadRequest, DaarionError
+from daarion.infra import sse
+from daarion.infra.errors import BadRequest, DaarionError
 
 
 def _bad(message: str, param: str) -> BadRequest:

@@ -10,7 +10,7 @@ from django.db import models
 from django.utils import timezone
 
 from apps.llm.choices import BudgetPeriod, Endpoint, ProviderKind, RateLimitScope, UsageStatus
-from daarion.crypto import EncryptedTextField
+from daarion.infra.crypto import EncryptedTextField
 
 # Names appear in URLs, YAML keys and Redis keys: keep them boring.
 name_validator = RegexValidator(

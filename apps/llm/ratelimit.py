@@ -1,7 +1,7 @@
 """Rate limits in Redis: one atomic Lua call per request checks and takes requests/min,
 reserves an estimate of tokens/min and a concurrency slot in every applicable bucket, so the
 limits hold exactly across processes and replicas. Per-minute counts are sliding windows (the
-previous minute's count weighed by its share of the last 60 s; daarion/sliding_window.py).
+previous minute's count weighed by its share of the last 60 s; daarion/infra/sliding_window.py).
 After the call the token reservation is settled to the real usage and the slot is released.
 
 A settle that frees a concurrency slot goes to Redis before the caller gets its answer (the
@@ -29,10 +29,10 @@ from django.conf import settings
 
 from apps.llm.choices import BudgetPeriod, RateLimitScope
 from apps.llm.selectors import PolicySpec, Registry
-from daarion.errors import RateLimited, ServiceUnavailable
+from daarion.infra.errors import RateLimited, ServiceUnavailable
 from daarion.observability import metrics
-from daarion.redis_client import LuaScript, get_async_redis, key
-from daarion.sliding_window import SLIDING_LUA, Window
+from daarion.infra.redis_client import LuaScript, get_async_redis, key
+from daarion.infra.sliding_window import SLIDING_LUA, Window
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ local function settle_tokens(first_key, first_arg, count)
 end
 """
 
-# Requests and tokens per minute are sliding-window counts (daarion/sliding_window.py): this
+# Requests and tokens per minute are sliding-window counts (daarion/infra/sliding_window.py): this
 # minute's count plus the previous minute's, weighted by its share of the last 60 s.
 #
 # A spend budget is a counter of micro-USD per budget period (a UTC day or month) holding what

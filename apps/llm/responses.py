@@ -24,9 +24,9 @@ from django.conf import settings
 from apps.llm import router as llm_router
 from apps.llm.errors import openai_error
 from apps.llm.providers import ChatResponse
-from daarion import sse
-from daarion.errors import BadRequest, DaarionError, NotFound
-from daarion.redis_client import get_async_redis, key
+from daarion.infra import sse
+from daarion.infra.errors import BadRequest, DaarionError, NotFound
+from daarion.infra.redis_client import get_async_redis, key
 
 
 def _ttl() -> int:

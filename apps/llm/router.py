@@ -35,7 +35,7 @@ from apps.llm.providers import (
 from apps.llm.providers.base import ADVISORY_PARAMS, unsupported_params
 from apps.llm.providers.stub import count_words
 from apps.llm.selectors import DeploymentSpec, ModelSpec, Registry, registry_snapshot
-from daarion.errors import (
+from daarion.infra.errors import (
     BadRequest,
     DaarionError,
     GatewayTimeout,
@@ -45,8 +45,8 @@ from daarion.errors import (
     UpstreamError,
 )
 from daarion.observability import metrics
-from daarion.redaction import redact, secret_values
-from daarion.redis_client import get_async_redis, key
+from daarion.infra.redaction import redact, secret_values
+from daarion.infra.redis_client import get_async_redis, key
 
 logger = logging.getLogger(__name__)
 
@@ -424,7 +424,7 @@ def call_secrets(deployment: DeploymentSpec, api_key: str | None) -> tuple[str, 
 
 def _scrubbed(exc: ProviderError, deployment: DeploymentSpec, api_key: str | None) -> ProviderError:
     """`exc` with the call's credentials removed from its message, in place: the message goes to
-    the caller (error, attempts, a stream's errorText), the logs and run rows (daarion/redaction.py)."""
+    the caller (error, attempts, a stream's errorText), the logs and run rows (daarion/infra/redaction.py)."""
     exc.message = redact(exc.message, call_secrets(deployment, api_key))
     return exc
 

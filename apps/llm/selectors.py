@@ -14,10 +14,10 @@ from django.db.models.functions import TruncDate
 
 from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy, UsageRecord
 from apps.llm.services import REGISTRY_CONFIG
-from daarion.agent_directory import agent_microdao
-from daarion.auth import Principal
-from daarion.errors import Forbidden
-from daarion.live_config import LiveSnapshot
+from daarion.infra.agent_directory import agent_microdao
+from apps.access.auth import Principal
+from daarion.infra.errors import Forbidden
+from daarion.infra.live_config import LiveSnapshot
 
 
 @dataclass(frozen=True)
@@ -295,7 +295,7 @@ def deployment_cooldowns(*, deployment_ids: list[int]) -> dict[int, datetime]:
     import logging
 
     from apps.llm.router import Health
-    from daarion.redis_client import get_redis
+    from daarion.infra.redis_client import get_redis
 
     if not deployment_ids:
         return {}

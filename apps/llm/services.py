@@ -13,9 +13,9 @@ from django.db.models import ProtectedError
 
 from apps.llm.choices import BudgetPeriod, ProviderKind, RateLimitScope
 from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy
-from daarion.agent_directory import unknown_agent_ids
-from daarion.errors import Conflict, ValidationFailed, validate_model
-from daarion.live_config import bump_version
+from daarion.infra.agent_directory import unknown_agent_ids
+from daarion.infra.errors import Conflict, ValidationFailed, validate_model
+from daarion.infra.live_config import bump_version
 from daarion.model_update import model_update
 
 REGISTRY_CONFIG = "llm-registry"

@@ -6,7 +6,7 @@ batches (`drain_to_database`), called by the Celery beat task `llm.drain_usage` 
 LLM_USAGE_DRAIN_SECONDS, and by that thread too when LLM_USAGE_FLUSH_INTERVAL is set (a
 deployment without a worker; off by default, see the setting).
 
-A drain (daarion.list_drain) reads a batch, inserts it (ON CONFLICT on the record's unique
+A drain (daarion.infra.list_drain) reads a batch, inserts it (ON CONFLICT on the record's unique
 record_id does nothing, so a batch written twice inserts once) and only then trims it from the
 list: records wait in Redis while Postgres is down, and a drainer that dies half-way leaves its
 batch to the next. One drainer at a time holds a Redis lock, and it trims only while it still
@@ -41,12 +41,12 @@ from django.conf import settings
 from django.db import close_old_connections, connection, models
 from django.utils.dateparse import parse_datetime
 
-from daarion.auth import token_id_var
-from daarion.list_drain import drain_list
+from apps.access.auth import token_id_var
+from daarion.infra.list_drain import drain_list
 from daarion.observability.metrics import observe_llm
 from daarion.observability.tracing import llm_call_span
-from daarion.redis_client import get_redis, key
-from daarion.storable import clean_text, insert_batch
+from daarion.infra.redis_client import get_redis, key
+from daarion.infra.storable import clean_text, insert_batch
 
 logger = logging.getLogger(__name__)
 
@@ -323,7 +323,7 @@ def _insert(rows: Sequence[list[Any]]) -> None:
 def drain_to_database(*, max_batches: int = 100) -> int:
     """Writes buffered records to Postgres, at most `max_batches` batches; returns how many
     records were written (a replayed one counts: its row is there). 0 while another drainer
-    holds the lock (daarion.list_drain: one drainer at a time, and a batch is trimmed only by a
+    holds the lock (daarion.infra.list_drain: one drainer at a time, and a batch is trimmed only by a
     drainer that still holds the lock, so no record is trimmed twice)."""
     return drain_list(list_key=buffer_key(), lock_key=_lock_key(), lock_ms=_LOCK_MS, batch_size=BATCH_SIZE,
                       max_batches=max_batches, store=_store, what="usage")

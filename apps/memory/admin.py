@@ -17,9 +17,9 @@ from django.utils.html import format_html, format_html_join
 from apps.memory import selectors, services
 from apps.memory.models import EmbeddingModel, MemoryEntry, MemoryJob, Transcript
 from apps.memory.search import memory_search_staff
-from daarion.admin_history import ChangeHistoryMixin
-from daarion.errors import DaarionError
-from daarion.json_widget import JsonEditorWidget
+from apps.access.admin_history import ChangeHistoryMixin
+from daarion.infra.errors import DaarionError
+from daarion.infra.json_widget import JsonEditorWidget
 
 
 @admin.register(MemoryEntry)

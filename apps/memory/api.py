@@ -21,9 +21,9 @@ from ninja import Router
 from apps.memory import schemas, search, selectors, services
 from apps.memory.choices import JobStatus, MemoryKind
 from apps.memory.services import closing_connection
-from daarion.auth import ServiceTokenAuth, principal_of
-from daarion.errors import BadRequest, NotFound, ValidationFailed
-from daarion.storable import text_problem, to_utc
+from apps.access.auth import ServiceTokenAuth, principal_of
+from daarion.infra.errors import BadRequest, NotFound, ValidationFailed
+from daarion.infra.storable import text_problem, to_utc
 
 router = Router(tags=["memory"], auth=ServiceTokenAuth("memory"))
 

@@ -9,7 +9,7 @@ class MemoryConfig(AppConfig):
     def ready(self) -> None:
         from apps.memory import mcp
 
-        mcp.register()  # memory.search / store / forget on toolcore's /mcp (daarion.mcp_extensions)
+        mcp.register()  # memory.search / store / forget on toolcore's /mcp (daarion.infra.mcp_extensions)
 
         from apps.memory.selectors import backlog_metrics
         from daarion.observability.metrics import register_scrape_reader

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from apps.memory.services import embedding_models_ensure_builtin, memory_store, reembed_start, transcript_put
-from daarion.errors import Conflict
+from daarion.infra.errors import Conflict
 
 AGENT = "agent:sofia"
 DAO = "microdao:7"

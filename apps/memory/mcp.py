@@ -1,5 +1,5 @@
 """The agent's memory as MCP tools on toolcore's /mcp (memory.search, memory.store,
-memory.forget), registered in daarion.mcp_extensions by MemoryConfig.ready(): toolcore may not
+memory.forget), registered in daarion.infra.mcp_extensions by MemoryConfig.ready(): toolcore may not
 import this app. Each tool works on the acting agent's memories only and needs the `memory`
 scope besides `tools`."""
 
@@ -10,8 +10,8 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from apps.memory.choices import MemoryKind
-from daarion.errors import BadRequest
-from daarion.mcp_extensions import McpTool, register_tool
+from daarion.infra.errors import BadRequest
+from daarion.infra.mcp_extensions import McpTool, register_tool
 
 SCOPE = "memory"
 _KINDS = {"type": "array", "items": {"enum": list(MemoryKind.values)}}

@@ -9,7 +9,7 @@ from ninja import Field, Schema
 from pydantic import ConfigDict
 
 from apps.memory.choices import MemoryKind
-from daarion.storable import StorableObject, StorableText, UtcDatetime
+from daarion.infra.storable import StorableObject, StorableText, UtcDatetime
 
 Kind = MemoryKind  # the kinds a caller may name
 

@@ -26,7 +26,7 @@ from apps.memory.embeddings import EmbeddingError, get_embedder
 from apps.memory.embeddings.hashing import _STOP
 from apps.memory.models import FTS_LEMMAS, fts_config
 from apps.memory.vector_index import TABLE, supports_iterative_scan
-from daarion.errors import ValidationFailed
+from daarion.infra.errors import ValidationFailed
 from daarion.observability import metrics, tracing
 
 logger = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from django.db.models import Count, Q, QuerySet
 from apps.memory.choices import EmbeddingStatus
 from apps.memory.embeddings import ModelSpec
 from apps.memory.models import EmbeddingModel, MemoryEntry, MemoryEntryVersion, MemoryJob, Transcript
-from daarion.errors import NotFound, ValidationFailed
-from daarion.storable import to_utc
-from daarion.live_config import LiveSnapshot
+from daarion.infra.errors import NotFound, ValidationFailed
+from daarion.infra.storable import to_utc
+from daarion.infra.live_config import LiveSnapshot
 
 logger = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from apps.memory.embeddings import EmbeddingError, ModelSpec, TransientEmbedding
 from apps.memory.models import EmbeddingModel, MemoryEntry, MemoryEntryVersion, MemoryJob, Transcript
 from apps.memory.text import derive_text
 from apps.memory.vector_index import ensure_index
-from daarion.errors import Conflict, NotFound, PayloadTooLarge, PreconditionFailed, ValidationFailed
-from daarion.live_config import bump_version
+from daarion.infra.errors import Conflict, NotFound, PayloadTooLarge, PreconditionFailed, ValidationFailed
+from daarion.infra.live_config import bump_version
 from daarion.observability.metrics import observe_embedded, observe_memory_store
-from daarion.storable import json_problem, text_problem, to_utc
+from daarion.infra.storable import json_problem, text_problem, to_utc
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 from apps.memory import selectors, services
 from apps.memory.choices import JobKind, JobStatus, MemoryKind
 from apps.memory.models import MemoryEntry, MemoryJob
-from daarion.errors import DaarionError
+from daarion.infra.errors import DaarionError
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
-from daarion.auth import Principal, authenticate_request
+from apps.access.auth import Principal, authenticate_request
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.registry.documents import Plan, registry_apply
 from apps.registry.formats import DocumentSyntaxError, dump_document, load_document
-from daarion.audit import acting_as
-from daarion.errors import DaarionError
+from apps.access.audit import acting_as
+from daarion.infra.errors import DaarionError
 
 
 def read_file(file: str, opts: dict[str, Any]) -> Any:

@@ -32,8 +32,8 @@ from apps.llm.selectors import registry_export as llm_registry_export
 from apps.registry.services import agent_secrets_apply, model_deployments_sync
 from apps.tools import services as tool_services
 from apps.tools.models import McpServer, Tool
-from daarion.audit import SECRET_MARK
-from daarion.errors import DaarionError, ValidationFailed
+from apps.access.audit import SECRET_MARK
+from daarion.infra.errors import DaarionError, ValidationFailed
 
 SECTIONS = ("providers", "models", "rate_limits", "tools", "agents", "mcp_servers")
 Action = str  # create | update | delete | unchanged

@@ -16,8 +16,8 @@ from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
-from daarion.errors import STATUS_TYPES, DaarionError, envelope
-from daarion.outages import outage_error
+from daarion.infra.errors import STATUS_TYPES, DaarionError, envelope
+from daarion.infra.outages import outage_error
 
 
 def _flatten(detail: Any, path: str = "") -> list[dict[str, str]]:

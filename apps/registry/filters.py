@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from rest_framework.filters import BaseFilterBackend
 from rest_framework.request import Request
 
-from daarion.errors import ValidationFailed
+from daarion.infra.errors import ValidationFailed
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

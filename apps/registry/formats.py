@@ -1,6 +1,6 @@
 """YAML in and out of the management API and the registry commands, for registry documents
 kept in git. The reader refuses anchors and aliases and caps size, nodes and depth
-(daarion/yaml_documents.py): an alias bomb is refused at its first anchor, before anything is
+(daarion/infra/yaml_documents.py): an alias bomb is refused at its first anchor, before anything is
 expanded."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer
 
-from daarion.yaml_documents import DocumentRefused, yaml_document_dump, yaml_document_load
+from daarion.infra.yaml_documents import DocumentRefused, yaml_document_dump, yaml_document_load
 
 
 class DocumentSyntaxError(ValueError):

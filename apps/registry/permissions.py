@@ -8,9 +8,9 @@ from rest_framework.exceptions import NotAuthenticated
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
-from daarion.auth import Principal
-from daarion.choices import Scope
-from daarion.errors import Forbidden
+from apps.access.auth import Principal
+from apps.access.choices import Scope
+from daarion.infra.errors import Forbidden
 
 
 def is_read(request: Request, view) -> bool:  # noqa: ANN001 - any DRF view

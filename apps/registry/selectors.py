@@ -6,7 +6,7 @@ from datetime import datetime
 
 from django.db.models import Model
 
-from daarion.models import ChangeRecord
+from apps.access.models import ChangeRecord
 
 
 def secret_changed_at(*, instance: Model, field: str) -> datetime | None:

@@ -23,7 +23,7 @@ from apps.registry.selectors import secret_changed_at
 from apps.tools.choices import Executor, McpTransport
 from apps.tools.models import McpServer, Tool
 from apps.tools.services import mcp_server_secret_header_names
-from daarion.models import ChangeRecord
+from apps.access.models import ChangeRecord
 
 
 class SecretStateOut(serializers.Serializer):

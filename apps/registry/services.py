@@ -12,7 +12,7 @@ from apps.agents.models import Agent
 from apps.agents.services import agent_secret_delete, agent_secret_set
 from apps.llm.models import LogicalModel, Provider
 from apps.llm.services import deployment_create, deployment_delete, deployment_update
-from daarion.errors import ValidationFailed
+from daarion.infra.errors import ValidationFailed
 
 DEPLOYMENT_FIELDS = ("weight", "rpm_limit", "tpm_limit", "enabled")
 

@@ -34,9 +34,9 @@ from apps.registry.formats import YAMLParser, YAMLRenderer
 from apps.registry.services import agent_secrets_apply, model_deployments_sync
 from apps.tools import services as tool_services
 from apps.tools.models import McpServer, Tool
-from daarion.audit import acting_as
-from daarion.errors import Conflict, NotFound, UpstreamError, ValidationFailed
-from daarion.models import ChangeRecord
+from apps.access.audit import acting_as
+from daarion.infra.errors import Conflict, NotFound, UpstreamError, ValidationFailed
+from apps.access.models import ChangeRecord
 
 
 def _refuse_rename(current: str, data: dict[str, Any], field: str, path: str | None = None) -> None:

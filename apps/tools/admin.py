@@ -24,10 +24,10 @@ from apps.tools.services import (
     tool_validate,
 )
 from daarion.admin_forms import add_service_errors
-from daarion.admin_history import ChangeHistoryMixin
-from daarion.crypto import mask
-from daarion.errors import ValidationFailed
-from daarion.json_widget import JsonEditorWidget
+from apps.access.admin_history import ChangeHistoryMixin
+from daarion.infra.crypto import mask
+from daarion.infra.errors import ValidationFailed
+from daarion.infra.json_widget import JsonEditorWidget
 
 
 def _lines(text: str) -> list[str]:

@@ -19,9 +19,9 @@ from apps.tools.schemas import (
 )
 from apps.tools.selectors import amcp_tools_for_agents, aopenai_tools_for_agents, atool_get, atools_for_agents
 from apps.tools.services import ToolCallOutcome, tool_call, tool_call_refused
-from daarion.agent_secrets import agent_secrets_for
-from daarion.auth import Principal, ServiceTokenAuth, principal_of
-from daarion.errors import DaarionError, Forbidden, NotFound, RateLimited, ValidationFailed
+from daarion.infra.agent_secrets import agent_secrets_for
+from apps.access.auth import Principal, ServiceTokenAuth, principal_of
+from daarion.infra.errors import DaarionError, Forbidden, NotFound, RateLimited, ValidationFailed
 
 router = Router(tags=["tools"], auth=ServiceTokenAuth("tools"))
 

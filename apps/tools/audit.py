@@ -7,7 +7,7 @@ when TOOLS_AUDIT_FLUSH_INTERVAL is above 0 (a deployment without a worker; off b
 parsing and inserting in the web process holds the GIL, which shows in its tail latency, as it
 did for the LLM usage records (docs/BENCHMARKS.md). `manage.py flush_tool_audit` drains by hand.
 
-A drain (daarion.list_drain) reads a batch, inserts it with `ignore_conflicts` on the entry's
+A drain (daarion.infra.list_drain) reads a batch, inserts it with `ignore_conflicts` on the entry's
 unique call_id, and only then trims the list, so a drainer that dies half-way leaves the batch
 for the next one and a replay never doubles a row. One drainer at a time holds a Redis lock,
 and it trims only while it still holds it. An entry that is not readable is logged and dropped; values a column cannot
@@ -31,9 +31,9 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from daarion.list_drain import drain_list
-from daarion.redis_client import get_async_redis, key
-from daarion.storable import clean_json, clean_text, insert_batch
+from daarion.infra.list_drain import drain_list
+from daarion.infra.redis_client import get_async_redis, key
+from daarion.infra.storable import clean_json, clean_text, insert_batch
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ async def audit_enqueue(entry: dict[str, Any]) -> None:
 
 def audit_flush(*, max_batches: int | None = None) -> int:
     """Moves queued entries into ToolCall rows; returns how many are stored (a replayed one
-    counts: its row is there). 0 while another drainer holds the lock (daarion.list_drain)."""
+    counts: its row is there). 0 while another drainer holds the lock (daarion.infra.list_drain)."""
     return drain_list(list_key=_list_key(), lock_key=_lock_key(), lock_ms=_LOCK_MS, batch_size=_BATCH,
                       max_batches=max_batches, store=_store, what="tool audit")
 

@@ -1,5 +1,5 @@
 """System check of toolcore: tools whose `allowed_agents` name agents that do not exist
-(`manage.py check --database default`; see daarion/checks.py)."""
+(`manage.py check --database default`; see apps/access/checks.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core import checks
 
-from daarion.checks import dangling_agent_warnings, quoted
+from apps.access.checks import dangling_agent_warnings, quoted
 
 
 def check_tool_allowed_agents(

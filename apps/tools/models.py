@@ -9,7 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from apps.tools.choices import CallStatus, Executor, McpTransport
-from daarion.crypto import EncryptedTextField
+from daarion.infra.crypto import EncryptedTextField
 
 TOOL_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 MCP_SERVER_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"

@@ -15,7 +15,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from apps.tools.contracts import compile_validator, secret_paths
-from daarion.live_config import LiveSnapshot
+from daarion.infra.live_config import LiveSnapshot
 
 logger = logging.getLogger(__name__)
 

@@ -26,14 +26,14 @@ from apps.tools.executors import ExecutionResult, ToolContext, get_executor
 from apps.tools.executors.python import registered_functions
 from apps.tools.models import Followup, McpServer, Tool
 from apps.tools.registry import TOOLS_CONFIG, ToolDefinition, registry_snapshot
-from daarion import redaction
-from daarion.agent_directory import unknown_agent_ids
-from daarion.errors import ValidationFailed, validate_model
-from daarion.live_config import bump_version
+from daarion.infra import redaction
+from daarion.infra.agent_directory import unknown_agent_ids
+from daarion.infra.errors import ValidationFailed, validate_model
+from daarion.infra.live_config import bump_version
 from daarion.observability import metrics, tracing
-from daarion.redis_client import LuaScript, get_async_redis, key
-from daarion.sliding_window import SLIDING_LUA, Window
-from daarion.storable import json_problem
+from daarion.infra.redis_client import LuaScript, get_async_redis, key
+from daarion.infra.sliding_window import SLIDING_LUA, Window
+from daarion.infra.storable import json_problem
 
 logger = logging.getLogger(__name__)
 
@@ -299,7 +299,7 @@ def tools_export() -> dict[str, Any]:
 # --- calling a tool ----------------------------------------------------------------------
 
 
-# A door that has no secrets at hand passes a lookup instead (daarion.agent_secrets.agent_secrets_for):
+# A door that has no secrets at hand passes a lookup instead (daarion.infra.agent_secrets.agent_secrets_for):
 # called with the agent id and the secret names the tool declares, and only for a tool that
 # declares some, so every other call does no extra work.
 AgentSecretsLookup = Callable[[str, tuple[str, ...]], Awaitable[Mapping[str, str]]]
@@ -319,7 +319,7 @@ class ToolCallOutcome:
     details: Any = None
 
 
-# A tool's calls per minute and agent, as a sliding-window count (daarion/sliding_window.py).
+# A tool's calls per minute and agent, as a sliding-window count (daarion/infra/sliding_window.py).
 # Only calls let through are counted: an agent retrying against its limit does not push the
 # window ahead of itself. KEYS: this minute's counter, the previous minute's. ARGV: the limit,
 # ms left of this minute, window ms, a new counter's expiry ms. Returns 0 (counted) or the ms
@@ -528,7 +528,7 @@ def _secrets_sent(tool: ToolDefinition, injected: Mapping[str, str]) -> tuple[st
 def _scrubbed(result: ExecutionResult, secrets: tuple[str, ...]) -> ExecutionResult:
     """`result` with the call's secrets removed from everything the target sent back (its error
     text, details and result), before any of it reaches the caller, the audit row or a log: a
-    target may echo the headers it was sent (daarion/redaction.py)."""
+    target may echo the headers it was sent (daarion/infra/redaction.py)."""
     if not secrets:
         return result
     return dataclasses.replace(
@@ -785,7 +785,7 @@ def mcp_server_sync(*, server: McpServer) -> McpSyncReport:
     except Exception as exc:  # noqa: BLE001 - a failed sync is reported and recorded, never a crash
         while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
             exc = exc.exceptions[0]
-        # The upstream's text may repeat the headers it was sent (daarion/redaction.py).
+        # The upstream's text may repeat the headers it was sent (daarion/infra/redaction.py).
         report.error = redaction.redact(f"{type(exc).__name__}: {exc or 'no detail'}",
                                         redaction.secret_values(_server_secrets(server).values()))[:1000]
         logger.warning("sync of MCP server %s failed: %s", server.name, report.error)

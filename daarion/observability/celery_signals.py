@@ -26,7 +26,7 @@ _heartbeat_stop = threading.Event()
 
 def _heartbeat(hostname: str) -> None:
     from daarion.observability.health import workers_key
-    from daarion.redis_client import get_redis
+    from daarion.infra.redis_client import get_redis
 
     every = float(settings.WORKER_HEARTBEAT_SECONDS)
     keep = max(float(settings.WORKER_SEEN_SECONDS) * 10, 600.0)
@@ -56,7 +56,7 @@ def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
         return
     try:
         from daarion.observability.health import workers_key
-        from daarion.redis_client import get_redis
+        from daarion.infra.redis_client import get_redis
 
         get_redis().zrem(workers_key(), hostname)
     except Exception:  # noqa: BLE001 - its heartbeat simply ages out

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 
 from daarion.health import _database, _redis
-from daarion.redis_client import get_async_redis, key
+from daarion.infra.redis_client import get_async_redis, key
 
 
 def workers_key() -> str:

@@ -228,7 +228,7 @@ class ScrapeTimeCollector(Collector):
 
     def _queues(self) -> Iterable[Metric]:
         from daarion.celery import Queue
-        from daarion.redis_client import get_redis
+        from daarion.infra.redis_client import get_redis
 
         prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
         names = sorted({*(q.value for q in Queue), settings.AGENTS_RUN_QUEUE})
@@ -279,9 +279,9 @@ def exposition() -> bytes:
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """GET /metrics: needs a service token with the `metrics` scope (Prometheus sends it with
     its `authorization` scrape setting); refusals in the house error envelope."""
-    from daarion.auth import authenticate_request
-    from daarion.choices import Scope
-    from daarion.errors import DaarionError, error_response, render_error
+    from apps.access.auth import authenticate_request
+    from apps.access.choices import Scope
+    from daarion.infra.errors import DaarionError, error_response, render_error
 
     if request.method != "GET":
         response = error_response(405, "method_not_allowed", f"method {request.method} is not allowed on /metrics")

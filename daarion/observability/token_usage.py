@@ -1,12 +1,12 @@
 """Calls and spend per service token, for the token admin: usage records live in apps/llm,
-which daarion must not import, so the LLM app registers its reader here (daarion.hooks)."""
+which daarion must not import, so the LLM app registers its reader here (daarion.infra.hooks)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from daarion.hooks import Hook
+from daarion.infra.hooks import Hook
 
 TokenUsageReader = Callable[..., dict[int, dict[str, Any]]]
 

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from daarion import agent_secrets
+from daarion.infra import agent_secrets
 
 
 def test_apps_agents_registers_the_one_resolver():

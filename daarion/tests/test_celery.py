@@ -12,7 +12,7 @@ from django.conf import settings
 from apps.llm.tasks import drain_usage
 from apps.memory.tasks import requeue_pending
 from apps.tools.tasks import flush_audit
-from daarion.redis_client import get_redis, key
+from daarion.infra.redis_client import get_redis, key
 
 
 def _lines_with(worker, text: str) -> list[str]:

@@ -9,8 +9,8 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from daarion import crypto
-from daarion.crypto import DecryptionError, KeyRing, decrypt, encrypt, generate_key_spec
+from daarion.infra import crypto
+from daarion.infra.crypto import DecryptionError, KeyRing, decrypt, encrypt, generate_key_spec
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from ninja import NinjaAPI, Schema
 from ninja.testing import TestClient
 
 from daarion.api import install_error_handlers
-from daarion.errors import Conflict, ValidationFailed
+from daarion.infra.errors import Conflict, ValidationFailed
 
 
 def _assert_envelope(response, status: int, type_: str) -> dict:

@@ -8,8 +8,8 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.db import OperationalError, connections
 
-from daarion.live_config import LiveSnapshot
-from daarion.models import ServiceToken
+from daarion.infra.live_config import LiveSnapshot
+from apps.access.models import ServiceToken
 
 
 @pytest.mark.django_db(transaction=True)

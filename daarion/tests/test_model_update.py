@@ -7,10 +7,10 @@ import pytest
 
 from apps.llm import services as llm
 from apps.llm.models import Provider
-from daarion.errors import ValidationFailed
+from daarion.infra.errors import ValidationFailed
 from daarion.model_update import model_update
-from daarion.models import ChangeRecord, ServiceToken
-from daarion.services import service_token_create
+from apps.access.models import ChangeRecord, ServiceToken
+from apps.access.services import service_token_create
 
 
 @pytest.mark.django_db

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from django.db import OperationalError, connections
 
-from daarion.postgres.base import DatabaseWrapper, _fail_until
+from daarion.infra.postgres.base import DatabaseWrapper, _fail_until
 
 
 def _pooled(alias: str, **overrides: object) -> dict:

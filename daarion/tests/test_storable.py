@@ -10,7 +10,7 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 from pydantic import TypeAdapter, ValidationError
 
-from daarion.storable import (
+from daarion.infra.storable import (
     StorableObject,
     StorableText,
     UtcDatetime,

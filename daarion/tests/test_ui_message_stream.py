@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from apps.llm.tool_call_deltas import ToolCallDeltas
-from daarion import sse
-from daarion.ui_message_stream import UIMessageStream
+from daarion.infra import sse
+from daarion.infra.ui_message_stream import UIMessageStream
 
 
 def _types(chunks: list[dict]) -> list[str]:

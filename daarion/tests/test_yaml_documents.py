@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from daarion.yaml_documents import DocumentRefused, yaml_document_dump, yaml_document_load
+from daarion.infra.yaml_documents import DocumentRefused, yaml_document_dump, yaml_document_load
 
 
 def test_plain_documents_load_as_safe_load_loads_them() -> None:

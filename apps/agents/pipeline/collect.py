@@ -14,7 +14,7 @@ from apps.agents.pipeline.events import (
     TurnFailed,
     TurnFinished,
 )
-from daarion.errors import DaarionError
+from daarion.infra.errors import DaarionError
 
 
 def add_usage(total: dict[str, int], usage: dict[str, int]) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apps.agents.selectors import Blueprint
-from daarion.errors import DaarionError
+from daarion.infra.errors import DaarionError
 
 
 @dataclass

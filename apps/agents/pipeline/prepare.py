@@ -8,7 +8,7 @@ import uuid
 from apps.agents.pipeline.events import PreparedTurn, TurnInput
 from apps.agents.pipeline.orm import in_db_thread
 from apps.agents.runtime import loaded_blueprint
-from daarion.errors import Conflict, Forbidden, NotFound
+from daarion.infra.errors import Conflict, Forbidden, NotFound
 
 
 def session_owner(session_id: str) -> str | None:

@@ -12,7 +12,7 @@ from apps.agents.pipeline.events import PreparedTurn, ToolOutput
 from apps.agents.pipeline.orm import in_db_thread
 from apps.agents.pipeline.tool_calls import PendingCall, tool_message_content
 from apps.memory.services import amemory_store, transcript_append
-from daarion.errors import NotFound
+from daarion.infra.errors import NotFound
 
 logger = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from apps.llm.gateway import ToolCallDeltas, credentials_from_secrets, stream_ch
 from apps.memory.search import amemory_query
 from apps.tools.registry import registry_snapshot
 from apps.tools.selectors import aopenai_tools_for_agent, atools_for_agent
-from daarion.errors import DaarionError
+from daarion.infra.errors import DaarionError
 from daarion.observability import tracing
 
 logger = logging.getLogger(__name__)

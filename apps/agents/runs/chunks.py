@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from daarion.redis_client import get_async_redis, get_async_redis_blocking, key
+from daarion.infra.redis_client import get_async_redis, get_async_redis_blocking, key
 
 # The longest single XREAD BLOCK (on the blocking-read client, whose socket timeout is far
 # above it): quiet time is added up over several reads.

@@ -40,9 +40,9 @@ from apps.agents.selectors import Blueprint, ablueprint_get, ablueprints_recheck
 from apps.llm.selectors import registry_snapshot as llm_registry_snapshot
 from apps.agents.stream import UIChunks
 from apps.tools.registry import registry_snapshot
-from daarion.errors import Conflict, DaarionError
+from daarion.infra.errors import Conflict, DaarionError
 from daarion.observability import metrics, tracing
-from daarion.redis_client import get_async_redis
+from daarion.infra.redis_client import get_async_redis
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ CANCEL_POLL_SECONDS = 0.2
 
 def _session_entries(session_id: str) -> list[dict[str, Any]]:
     from apps.memory.selectors import transcript_get
-    from daarion.errors import NotFound
+    from daarion.infra.errors import NotFound
 
     try:
         return list(transcript_get(session_id=session_id).entries)

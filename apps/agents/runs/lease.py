@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 
-from daarion.redis_client import LuaScript, get_async_redis, key
+from daarion.infra.redis_client import LuaScript, get_async_redis, key
 
 # Many leases renewed in one round trip: KEYS are lease keys, ARGV their tokens then their
 # times (ms), in the same order; returns 1 (renewed) or 0 (not this holder's any more) each.

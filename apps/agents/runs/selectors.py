@@ -21,8 +21,8 @@ from apps.agents.runs.chunks import (
     chunks_state,
 )
 from apps.agents.runs.message import replay_chunks
-from daarion import sse
-from daarion.errors import NotFound, ValidationFailed
+from daarion.infra import sse
+from daarion.infra.errors import NotFound, ValidationFailed
 
 
 def run_get(*, run_id: str) -> Run:

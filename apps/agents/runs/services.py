@@ -27,9 +27,9 @@ from apps.agents.runs.chunks import chunks_all, chunks_close
 from apps.agents.runs.lease import lease_held
 from apps.agents.runs.message import MessageBuilder
 from apps.agents.runs.selectors import arun_get, run_get
-from daarion.errors import Conflict, ValidationFailed
-from daarion.outages import RuntimeUnavailable
-from daarion.redis_client import get_async_redis, key
+from daarion.infra.errors import Conflict, ValidationFailed
+from daarion.infra.outages import RuntimeUnavailable
+from daarion.infra.redis_client import get_async_redis, key
 
 logger = logging.getLogger(__name__)
 

@@ -78,7 +78,7 @@ def test_change_page_masks_secrets_and_keeps_them_when_left_empty(admin_client):
 def test_deleting_an_agent_in_admin_takes_it_out_of_the_tools(admin_client):
     from apps.tools.models import Tool
     from apps.tools.services import tool_create
-    from daarion.models import ChangeRecord
+    from apps.access.models import ChangeRecord
 
     agent = make_agent("agent:pm", name="PM")
     tool_create(tool_id="t.pm", name="PM only", input_schema={"type": "object"}, executor="python",
@@ -97,7 +97,7 @@ def test_runs_are_listed_shown_with_their_chunks_cancelled_and_never_deleted(
 ):
     from apps.agents.models import Run
     from apps.agents.runs.chunks import stream_key
-    from daarion.redis_client import get_redis
+    from daarion.infra.redis_client import get_redis
 
     model = llm_routes("admin-runs")
     scripted.script(model, [{"text": "Shown in admin."}])

@@ -332,7 +332,7 @@ def test_an_agent_created_since_the_server_started_chats_at_once(api, agents_hea
 def test_a_reader_past_the_end_and_a_reader_of_an_expired_stream_both_end(api, agents_headers, sofia, llm_routes,
                                                                           scripted):
     from apps.agents.runs.chunks import stream_key
-    from daarion.redis_client import get_redis
+    from daarion.infra.redis_client import get_redis
 
     model = llm_routes("runs-expired")
     scripted.script(model, [{"text": "Kept on the row."}])

@@ -16,7 +16,7 @@ from apps.agents.services import (
     agent_update,
 )
 from apps.agents.tests.factories import make_agent
-from daarion.errors import Conflict, ValidationFailed
+from daarion.infra.errors import Conflict, ValidationFailed
 
 pytestmark = pytest.mark.django_db
 
@@ -131,8 +131,8 @@ def _tool(tool_id: str, allowed_agents):
 
 def test_delete_takes_the_agent_out_of_every_tool_and_logs_it():
     from apps.tools.models import Tool
-    from daarion.audit import acting_as
-    from daarion.models import ChangeRecord
+    from apps.access.audit import acting_as
+    from apps.access.models import ChangeRecord
 
     make_agent()
     pm = make_agent("agent:pm", name="PM")

@@ -17,7 +17,7 @@ from apps.llm.models import Provider, UsageRecord
 from apps.tools.audit import audit_flush
 from apps.tools.models import Tool, ToolCall
 from apps.tools.services import tool_update
-from daarion.audit import acting_as
+from apps.access.audit import acting_as
 
 
 def _seed_demo() -> None:

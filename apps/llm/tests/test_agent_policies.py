@@ -15,7 +15,7 @@ from apps.llm import services
 from apps.llm.models import RateLimitPolicy
 from apps.llm.selectors import load_registry
 from apps.llm.tests.conftest import wait_for
-from daarion.errors import ValidationFailed
+from daarion.infra.errors import ValidationFailed
 
 UNKNOWN_GHOST = (
     "no agent 'agent:ghost' in the registry (create the agent first, "
@@ -105,8 +105,8 @@ def test_admin_shows_an_unknown_agent_on_the_subject_field(admin_client, make_ag
 def test_deleting_an_agent_deletes_its_policies_and_logs_it(make_agents):
     from apps.agents.models import Agent
     from apps.agents.services import agent_delete
-    from daarion.audit import acting_as
-    from daarion.models import ChangeRecord
+    from apps.access.audit import acting_as
+    from apps.access.models import ChangeRecord
 
     make_agents("agent:pm", "agent:sofia")
     services.rate_limit_policy_create(scope="default", rpm=60)

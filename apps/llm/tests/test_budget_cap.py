@@ -13,7 +13,7 @@ from asgiref.sync import async_to_sync
 from apps.llm import gateway, services
 from apps.llm.models import UsageRecord
 from apps.llm.tests.conftest import usage_rows
-from daarion.errors import RateLimited
+from daarion.infra.errors import RateLimited
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,7 +14,7 @@ from django.core.management.base import CommandError
 from apps.llm import services
 from apps.llm.models import RateLimitPolicy
 from apps.llm.selectors import registry_export
-from daarion.errors import ValidationFailed
+from daarion.infra.errors import ValidationFailed
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from asgiref.sync import async_to_sync
 
 from apps.llm import gateway, router, services
 from apps.llm.providers import ChatRequest
-from daarion.errors import ServiceUnavailable, UpstreamError
+from daarion.infra.errors import ServiceUnavailable, UpstreamError
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,7 +9,7 @@ from asgiref.sync import async_to_sync
 
 from apps.llm import gateway
 from apps.llm.tests.conftest import usage_rows
-from daarion.errors import NotFound
+from daarion.infra.errors import NotFound
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -15,7 +15,7 @@ from apps.llm.models import UsageRecord
 from apps.llm.router import health, health_subject
 from apps.llm.tests.conftest import usage_rows
 from daarion.observability.metrics import exposition
-from daarion.services import service_token_create
+from apps.access.services import service_token_create
 
 
 def _record(**fields) -> UsageRecord:
@@ -78,7 +78,7 @@ def test_a_usage_record_carries_the_calling_token(api, stub_model, live, make_to
     response = api.post("/v1/chat/completions", headers={**bearer(raw), "x-request-id": "req-obs-token"},
                         json={"model": "dagi-stub", "messages": [{"role": "user", "content": "hi"}]})
     assert response.status_code == 200, response.text
-    from daarion.models import ServiceToken
+    from apps.access.models import ServiceToken
 
     [row] = usage_rows(request_id="req-obs-token")
     assert row.token_id == ServiceToken.objects.get(name="obs-caller").pk

@@ -13,7 +13,7 @@ from asgiref.sync import async_to_sync
 from apps.llm import ratelimit, services
 from apps.llm.selectors import load_registry
 from apps.llm.tests.conftest import wait_for
-from daarion.errors import RateLimited, ServiceUnavailable
+from daarion.infra.errors import RateLimited, ServiceUnavailable
 from daarion.testing import inside_one_minute, start_asgi_server
 
 
@@ -48,7 +48,7 @@ def test_requests_per_minute_are_counted_and_refused_with_headers():
 
 def _seed_previous_minute(bucket, limit: str, count: int) -> None:
     """What the previous minute's calls left in Redis for `bucket`."""
-    from daarion.redis_client import get_redis, key
+    from daarion.infra.redis_client import get_redis, key
 
     window = int(time.time() * 1000) // ratelimit.WINDOW_MS
     get_redis().set(key("llm", "rl", bucket.name, limit, str(window - 1)), count, px=ratelimit.WINDOW_MS)
@@ -119,7 +119,7 @@ def test_token_reservation_is_settled_to_real_usage():
 
 def test_limits_still_hold_after_redis_forgot_the_script():
     # A restarted (or flushed) Redis has no cached script: the EVALSHA miss falls back to EVAL.
-    from daarion.redis_client import get_redis
+    from daarion.infra.redis_client import get_redis
 
     bucket = ratelimit.Bucket("agent:test-flushed", rpm=2, tpm=None, max_concurrent=None)
     acquire([bucket])
@@ -130,7 +130,7 @@ def test_limits_still_hold_after_redis_forgot_the_script():
 
 
 def _tpm_used(lease) -> int:
-    from daarion.redis_client import get_redis
+    from daarion.infra.redis_client import get_redis
 
     return int(get_redis().get(lease.token_keys[0]) or 0)
 
@@ -155,7 +155,7 @@ def test_a_token_settle_reaches_redis_soon_without_a_following_call():
 def test_a_settle_after_its_window_expired_does_not_recreate_the_counter():
     # A call that outlives its window (a long stream across a minute boundary) settles into a
     # counter Redis already dropped; INCRBY would bring it back without an expiry, forever.
-    from daarion.redis_client import get_redis
+    from daarion.infra.redis_client import get_redis
 
     bucket = ratelimit.Bucket("agent:test-tpm-expired", rpm=None, tpm=1000, max_concurrent=2)
     lease = acquire([bucket], estimate=300)
@@ -382,7 +382,7 @@ def test_a_budget_refuses_calls_once_the_periods_spend_reaches_it():
 def test_only_the_current_periods_spend_counts():
     from datetime import UTC, datetime
 
-    from daarion.redis_client import get_redis, key
+    from daarion.infra.redis_client import get_redis, key
 
     bucket = ratelimit.Bucket("agent:test-budget-month", rpm=None, tpm=None, max_concurrent=None,
                               budget_micro_usd=1_000, budget_period="month")

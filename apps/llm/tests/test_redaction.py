@@ -13,7 +13,7 @@ from asgiref.sync import async_to_sync
 from apps.llm import gateway, services
 from apps.llm.models import UsageRecord
 from apps.llm.tests.conftest import usage_rows
-from daarion.errors import DaarionError
+from daarion.infra.errors import DaarionError
 
 PROVIDER_KEY = "sk-fake-key-123456"  # fake_provider's stored key
 AGENT_KEY = "sk-agent-own-key-77aa11"

@@ -12,7 +12,7 @@ from asgiref.sync import async_to_sync
 from apps.llm import gateway, services
 from apps.llm.models import UsageRecord
 from apps.llm.tests.conftest import usage_rows
-from daarion.errors import BadRequest, NotFound, RateLimited
+from daarion.infra.errors import BadRequest, NotFound, RateLimited
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

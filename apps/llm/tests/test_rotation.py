@@ -10,8 +10,8 @@ from django.db import connection
 
 from apps.llm import services
 from apps.llm.models import Provider
-from daarion import crypto
-from daarion.crypto import generate_key_spec, key_id_of
+from daarion.infra import crypto
+from daarion.infra.crypto import generate_key_spec, key_id_of
 
 
 def _stored_key(provider_id: int) -> str:

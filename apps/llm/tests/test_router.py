@@ -10,7 +10,7 @@ from asgiref.sync import async_to_sync
 
 from apps.llm import gateway, router, services
 from apps.llm.tests.conftest import usage_rows
-from daarion.errors import BadRequest, GatewayTimeout, RateLimited, ServiceUnavailable, UpstreamError
+from daarion.infra.errors import BadRequest, GatewayTimeout, RateLimited, ServiceUnavailable, UpstreamError
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,8 +8,8 @@ from django.db import connection
 from apps.llm import services
 from apps.llm.models import Provider
 from apps.llm.selectors import load_registry, registry_snapshot
-from daarion.errors import Conflict, ValidationFailed
-from daarion.redis_client import get_redis, key
+from daarion.infra.errors import Conflict, ValidationFailed
+from daarion.infra.redis_client import get_redis, key
 
 pytestmark = pytest.mark.django_db
 

@@ -18,7 +18,7 @@ from apps.llm import usage
 from apps.llm.models import UsageRecord
 from apps.llm.tasks import drain_usage
 from apps.llm.tests.conftest import usage_rows, wait_for
-from daarion.redis_client import get_redis
+from daarion.infra.redis_client import get_redis
 
 
 def _record(request_id: str, **fields) -> dict:
@@ -50,7 +50,7 @@ def test_records_wait_in_redis_while_postgres_is_down():
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_written_twice_inserts_once():
     record = _record("req-twice")
-    from daarion.redis_client import get_redis
+    from daarion.infra.redis_client import get_redis
 
     get_redis().rpush(usage.buffer_key(), json.dumps(record), json.dumps(record))
     usage.drain_to_database()
@@ -59,7 +59,7 @@ def test_a_batch_written_twice_inserts_once():
 
 @pytest.mark.django_db(transaction=True)
 def test_unreadable_records_are_skipped_not_blocking():
-    from daarion.redis_client import get_redis
+    from daarion.infra.redis_client import get_redis
 
     get_redis().rpush(usage.buffer_key(), b"{broken", json.dumps(_record("req-after-broken")))
     assert usage.drain_to_database() == 1
@@ -68,7 +68,7 @@ def test_unreadable_records_are_skipped_not_blocking():
 
 @pytest.mark.django_db(transaction=True)
 def test_a_record_with_text_postgres_refuses_is_stored_cleaned_and_does_not_block_the_rest():
-    from daarion.redis_client import get_redis
+    from daarion.infra.redis_client import get_redis
 
     bad = _record("req-nul\x00", channel_id="c\x00h", microdao_id="m \ud800", agent_id="agent:\x00x")
     get_redis().rpush(usage.buffer_key(), json.dumps(bad), json.dumps(_record("req-after-nul")))
@@ -81,7 +81,7 @@ def test_a_record_with_text_postgres_refuses_is_stored_cleaned_and_does_not_bloc
 
 @pytest.mark.django_db(transaction=True)
 def test_a_record_with_numbers_the_columns_cannot_hold_is_stored_clamped_and_does_not_block_the_rest():
-    from daarion.redis_client import get_redis
+    from daarion.infra.redis_client import get_redis
 
     # An upstream that reports absurd usage, a NaN latency, a cost beyond numeric(16, 8).
     bad = _record("req-huge", prompt_tokens=10**12, completion_tokens=-5, attempts=10**6, cost="1e30",
@@ -300,7 +300,7 @@ def test_records_stay_in_the_process_while_redis_is_down():
 
     import redis as redis_lib
 
-    from daarion import redis_client
+    from daarion.infra import redis_client
 
     working = redis_client.get_redis()
     redis_client._sync_client = redis_lib.Redis(host="127.0.0.1", port=9, socket_connect_timeout=0.2)  # noqa: SLF001

@@ -25,7 +25,7 @@ class LlmEmbedder:
             from apps.llm.gateway import create_embeddings_sync
         except ImportError as exc:
             raise EmbeddingError("the LLM gateway (apps.llm.gateway) is not available") from exc
-        from daarion.errors import DaarionError
+        from daarion.infra.errors import DaarionError
 
         try:
             prefix = self.prefixes.get(purpose, "")

@@ -64,7 +64,7 @@ def test_inflected_forms_match_in_ukrainian_and_english_is_unchanged(remember):
 
 @pytest.mark.django_db
 def test_the_callers_lang_wins_and_bad_lang_is_refused(remember):
-    from daarion.errors import ValidationFailed
+    from daarion.infra.errors import ValidationFailed
 
     entry = remember("Tak, spotkanie jest w czwartek", lang="pl")
     assert entry.lang == "pl"

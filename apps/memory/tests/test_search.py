@@ -8,7 +8,7 @@ import pytest
 
 from apps.memory import services
 from apps.memory.search import memory_query
-from daarion.errors import ValidationFailed
+from daarion.infra.errors import ValidationFailed
 
 from .conftest import AGENT, DAO
 

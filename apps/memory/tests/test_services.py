@@ -11,7 +11,7 @@ import pytest
 from apps.memory import selectors, services
 from apps.memory.choices import EmbeddingStatus
 from apps.memory.models import EmbeddingModel, MemoryEntry, Transcript
-from daarion.errors import Conflict, PayloadTooLarge, PreconditionFailed, ValidationFailed
+from daarion.infra.errors import Conflict, PayloadTooLarge, PreconditionFailed, ValidationFailed
 
 from .conftest import AGENT, DAO
 

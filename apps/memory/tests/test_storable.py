@@ -7,7 +7,7 @@ import pytest
 
 from apps.memory.models import MemoryEntry, Transcript
 from apps.memory.services import memory_store
-from daarion.errors import ValidationFailed
+from daarion.infra.errors import ValidationFailed
 
 AGENT = "agent:sofia"
 DAO = "microdao:7"

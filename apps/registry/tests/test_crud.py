@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from apps.registry.tests.conftest import OBJECT_SCHEMA
-from daarion.models import ChangeRecord
+from apps.access.models import ChangeRecord
 
 # collection, create body, lookup key, PATCH body, PUT body (full), filter query matching it
 # (agents before tools: a tool may allow only agents that exist)

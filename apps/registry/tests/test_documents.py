@@ -13,8 +13,8 @@ from apps.registry.documents import registry_apply, registry_export
 from apps.registry.tests.conftest import OBJECT_SCHEMA
 from apps.tools.models import Tool
 from apps.tools.services import tool_create
-from daarion.errors import ValidationFailed
-from daarion.models import ChangeRecord
+from daarion.infra.errors import ValidationFailed
+from apps.access.models import ChangeRecord
 
 SECRET_VALUES = ("sk-stub-STORED", "hdr-STORED", "agent-STORED", "sk-NEW-IN-DOC")
 

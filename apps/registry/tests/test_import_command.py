@@ -14,7 +14,7 @@ from apps.llm.models import LogicalModel, Provider
 from apps.registry.documents import registry_apply, registry_export
 from apps.registry.tests.conftest import OBJECT_SCHEMA
 from apps.tools.models import Tool
-from daarion.models import ChangeRecord
+from apps.access.models import ChangeRecord
 
 pytestmark = pytest.mark.django_db
 

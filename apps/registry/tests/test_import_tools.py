@@ -12,7 +12,7 @@ import yaml
 from django.core.management import CommandError, call_command
 
 from apps.tools.models import Tool
-from daarion.yaml_documents import yaml_document_dump
+from daarion.infra.yaml_documents import yaml_document_dump
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,8 +10,8 @@ import pytest
 from apps.registry.documents import registry_apply, registry_export
 from apps.tools.models import McpServer, Tool
 from apps.tools.services import mcp_server_create
-from daarion.errors import ValidationFailed
-from daarion.models import ChangeRecord
+from daarion.infra.errors import ValidationFailed
+from apps.access.models import ChangeRecord
 
 SECRET = "mcp-key-STORED-1"
 

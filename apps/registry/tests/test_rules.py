@@ -104,7 +104,7 @@ def test_bodies_that_are_not_json_objects(token_client):
 def test_the_same_rule_refuses_the_import_and_the_api(token_client):
     """One validation path: the message the import gives is the message the API gives."""
     from apps.registry.documents import registry_apply
-    from daarion.errors import ValidationFailed
+    from daarion.infra.errors import ValidationFailed
 
     bad = {**TOOL, "input_schema": {"type": "object", "properties": {"a": {"type": "nonsense"}}}}
     api_error = _refused(token_client.post("/tools/", json=bad), 422, "validation_error", "input_schema")
@@ -117,7 +117,7 @@ def test_the_same_rule_refuses_the_import_and_the_api(token_client):
 
 def test_a_fallback_loop_is_refused_alike_by_the_api_and_the_import(token_client, stub_provider):
     from apps.registry.documents import registry_apply
-    from daarion.errors import ValidationFailed
+    from daarion.infra.errors import ValidationFailed
 
     for name, fallbacks in (("a", []), ("b", ["a"])):
         body = {"name": name, "fallbacks": fallbacks, "deployments": [{"provider": "stub", "upstream_model": name}]}
@@ -153,7 +153,7 @@ def test_allowed_agents_must_name_real_agents(client, make_agents):
 
 def test_the_unknown_agent_message_is_the_imports(token_client):
     from apps.registry.documents import registry_apply
-    from daarion.errors import ValidationFailed
+    from daarion.infra.errors import ValidationFailed
 
     api_error = _refused(token_client.post("/tools/", json={**TOOL, "allowed_agents": ["agent:pmm"]}), 422, "validation_error")
     with pytest.raises(ValidationFailed) as raised:
@@ -179,7 +179,7 @@ def test_deleting_an_agent_takes_it_out_of_the_tools(token_client, make_agents):
 def test_an_agent_policy_must_name_a_real_agent(token_client, make_agents):
     from apps.llm.models import RateLimitPolicy
     from apps.registry.documents import registry_apply
-    from daarion.errors import ValidationFailed
+    from daarion.infra.errors import ValidationFailed
 
     ghost = UNKNOWN_PMM
     error = _refused(token_client.post("/rate-limits/", json={"scope": "agent", "subject": "agent:pmm", "rpm": 1}), 422,
@@ -197,7 +197,7 @@ def test_an_agent_policy_must_name_a_real_agent(token_client, make_agents):
 
 
 def test_deleting_an_agent_deletes_its_policies_and_narrows_its_tokens(token_client, make_agents, make_token):
-    from daarion.models import ServiceToken
+    from apps.access.models import ServiceToken
 
     make_agents("agent:sofia", "agent:pm")
     for subject in ("agent:pm", "agent:sofia"):

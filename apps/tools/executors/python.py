@@ -17,7 +17,7 @@ from django.db import close_old_connections
 
 from apps.tools.choices import CallStatus, Executor
 from apps.tools.executors import ExecutionResult, ToolContext, executor
-from daarion.outages import outage_error
+from daarion.infra.outages import outage_error
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """List-changed events for `/mcp` clients that listen (`subscriptions/listen`, 2026-07-28).
 
 The SDK's `ListenHandler` serves the listen streams and asks a `SubscriptionBus` for events.
-Ours learns of changes the way every snapshot does (daarion.live_config): the Redis version of
+Ours learns of changes the way every snapshot does (daarion.infra.live_config): the Redis version of
 a configuration moves when a write commits, in whichever process made it. While at least one
 stream is open in this process, one task reads those versions every
 LIVE_CONFIG_CHECK_INTERVAL seconds (one MGET) and turns a move into `ToolsListChanged` (the
@@ -34,8 +34,8 @@ from mcp.server.subscriptions import (
 )
 
 from apps.tools.registry import TOOLS_CONFIG
-from daarion import mcp_extensions
-from daarion.live_config import aread_versions
+from daarion.infra import mcp_extensions
+from daarion.infra.live_config import aread_versions
 
 logger = logging.getLogger(__name__)
 

@@ -39,10 +39,10 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 from apps.tools.mcp.events import RegistryEvents, RegistryListenHandler
 from apps.tools.mcp.server import SCOPE_KEY, Caller, build_server
-from daarion.auth import Principal, authenticate_authorization
-from daarion.errors import DaarionError, Forbidden
+from apps.access.auth import Principal, authenticate_authorization
+from daarion.infra.errors import DaarionError, Forbidden
 from daarion.log import request_id_var
-from daarion.outages import outage_error
+from daarion.infra.outages import outage_error
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("daarion.access")  # the same access log as the APIs' lines

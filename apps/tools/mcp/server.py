@@ -4,7 +4,7 @@ Handlers only: who is calling was settled by the gateway (apps/tools/mcp/gateway
 the SDK saw the request, and rides on the ASGI scope as a `Caller`. Every tool call goes
 through `apps.tools.services.tool_call`, the same pipeline as the REST door (permission,
 validation, per-tool limit, executor egress rules, audit). Extra tools and prompts that other
-apps provide (agent memory, agent characters) come through `daarion.mcp_extensions`, so this
+apps provide (agent memory, agent characters) come through `daarion.infra.mcp_extensions`, so this
 module imports no other app.
 """
 
@@ -29,11 +29,11 @@ from apps.tools.audit import audit_enqueue, audit_entry
 from apps.tools.choices import CallStatus
 from apps.tools.selectors import atools_for_agents, mcp_tool
 from apps.tools.services import ToolCallOutcome, tool_call
-from daarion import mcp_extensions
-from daarion.agent_secrets import agent_secrets_for
-from daarion.auth import Principal
-from daarion.errors import DaarionError
-from daarion.outages import outage_error
+from daarion.infra import mcp_extensions
+from daarion.infra.agent_secrets import agent_secrets_for
+from apps.access.auth import Principal
+from daarion.infra.errors import DaarionError
+from daarion.infra.outages import outage_error
 
 logger = logging.getLogger(__name__)
 

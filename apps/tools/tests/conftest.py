@@ -229,7 +229,7 @@ def tools_api(tools_server, transactional_db) -> Iterator[Any]:
         yield client
     # The server's audit flusher must finish before the tables are truncated, or its rows
     # would land in the next test.
-    from daarion.redis_client import get_redis, key
+    from daarion.infra.redis_client import get_redis, key
 
     redis = get_redis()
     queue, lock = key("tools", "audit-tools-server"), key("tools", "audit-tools-server-lock")

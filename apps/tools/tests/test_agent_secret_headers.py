@@ -11,7 +11,7 @@ import pytest
 from apps.registry.documents import registry_apply
 from apps.tools.services import tool_update, tools_export
 from apps.tools.tests.conftest import call, flushed_calls
-from daarion.errors import ValidationFailed
+from daarion.infra.errors import ValidationFailed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -248,7 +248,7 @@ def test_the_registered_lookup_gives_only_the_names_asked(make_agents):
     from apps.agents.models import Agent
     from apps.agents.services import agent_secret_set
     from apps.tools.tests.conftest import run
-    from daarion.agent_secrets import agent_secrets_for
+    from daarion.infra.agent_secrets import agent_secrets_for
 
     make_agents("agent:sofia")
     for name, value in SECRETS.items():

@@ -102,7 +102,7 @@ def test_rate_limit_slides_the_previous_minute_out(make_tool, http_target, allow
     is not counted (an agent retrying against its limit does not push the window ahead)."""
     import time
 
-    from daarion.redis_client import get_redis, key
+    from daarion.infra.redis_client import get_redis, key
     from daarion.testing import inside_one_minute
 
     make_tool("t.sliding", target=f"{http_target}/echo", rate_limit_per_minute=6)
@@ -129,7 +129,7 @@ def test_audit_row_fields_and_replay_is_idempotent(make_tool, http_target, allow
     # A flusher that died after inserting but before trimming leaves the batch; the next one
     # re-inserts it without doubling a row.
     from apps.tools.audit import _list_key, _rows
-    from daarion.redis_client import get_redis
+    from daarion.infra.redis_client import get_redis
     import json
 
     entry = {"call_id": str(row.call_id).replace("-", ""), "tool_id": "t.audit", "agent_id": "agent:sofia",

@@ -270,7 +270,7 @@ def test_origin_header(tools_api, tools_server, make_token, mcp_tools):
 
 
 # --- memory tools and agent prompts (served by apps.memory and apps.agents through
-# daarion.mcp_extensions) ------------------------------------------------------------------
+# daarion.infra.mcp_extensions) ------------------------------------------------------------------
 
 
 def test_memory_tools_need_the_memory_scope_and_stay_with_the_acting_agent(tools_server, tools_api, make_token,

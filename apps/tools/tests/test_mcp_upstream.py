@@ -278,7 +278,7 @@ def test_the_command_syncs_by_name(reference, upstream):
 
 
 def test_mcp_tools_are_made_only_by_a_sync(make_tool, db):
-    from daarion.errors import ValidationFailed
+    from daarion.infra.errors import ValidationFailed
 
     with pytest.raises(ValidationFailed, match="register the server"):
         make_tool("hand.made", executor="mcp", target="add")

@@ -11,10 +11,10 @@ from apps.tools.models import Tool
 from apps.tools.registry import function_names_for, registry_snapshot
 from apps.tools.services import tool_create, tool_delete, tool_update, tools_forget_agent
 from apps.tools.tests.conftest import OBJECT_SCHEMA
-from daarion import agent_directory
-from daarion.audit import acting_as
-from daarion.errors import ValidationFailed
-from daarion.models import ChangeRecord
+from daarion.infra import agent_directory
+from apps.access.audit import acting_as
+from daarion.infra.errors import ValidationFailed
+from apps.access.models import ChangeRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -18,9 +18,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from daarion.choices import Scope
-from daarion.models import ServiceToken
-from daarion.services import hash_token, service_token_create
+from apps.access.choices import Scope
+from apps.access.models import ServiceToken
+from apps.access.services import hash_token, service_token_create
 
 # Apps seed in dependency order: the LLM registry first (the stub models, through the registry
 # engine), agents before tools (a tool's allowed_agents must name real agents: the demo tools

@@ -28,7 +28,7 @@ from apps.agents.runs.message import replay_chunks
 from apps.agents.runs.selectors import run_get
 from apps.agents.runs.services import run_start
 from apps.agents.selectors import blueprints_all
-from daarion.errors import DaarionError
+from daarion.infra.errors import DaarionError
 
 # Seconds without a chunk after which the command looks at the run's row (and says when it
 # waits for a worker); how often it checks for Ctrl-C while the run is quiet.

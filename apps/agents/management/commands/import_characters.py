@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from apps.agents.services import agent_import_character
-from daarion.errors import DaarionError
+from daarion.infra.errors import DaarionError
 
 
 class _DryRun(Exception):

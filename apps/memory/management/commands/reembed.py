@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from apps.memory import selectors, services
 from apps.memory.choices import JobStatus
 from apps.memory.embeddings import EmbeddingError
-from daarion.errors import DaarionError
+from daarion.infra.errors import DaarionError
 
 
 def _bar(done: int, total: int, width: int = 40) -> str:

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.tools.models import McpServer
 from apps.tools.services import mcp_server_sync
-from daarion.audit import acting_as
+from apps.access.audit import acting_as
 
 
 class Command(BaseCommand):

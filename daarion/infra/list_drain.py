@@ -16,7 +16,7 @@ import logging
 import uuid
 from collections.abc import Callable
 
-from daarion.redis_client import get_redis
+from daarion.infra.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
 

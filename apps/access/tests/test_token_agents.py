@@ -13,10 +13,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
-from daarion.errors import ValidationFailed
-from daarion.models import ChangeRecord, ServiceToken
-from daarion.services import hash_token, service_token_create, service_token_update
-from daarion.tests.test_auth import _wait_for_status
+from daarion.infra.errors import ValidationFailed
+from apps.access.models import ChangeRecord, ServiceToken
+from apps.access.services import hash_token, service_token_create, service_token_update
+from apps.access.tests.test_auth import _wait_for_status
 
 
 def _unknown(agent_id: str) -> str:
@@ -26,7 +26,7 @@ def _unknown(agent_id: str) -> str:
 def _delete_agent(agent_id: str, actor: tuple[str, str] = ("token:ci-deployer", "api")) -> None:
     from apps.agents.models import Agent
     from apps.agents.services import agent_delete
-    from daarion.audit import acting_as
+    from apps.access.audit import acting_as
 
     with acting_as(*actor):
         agent_delete(agent=Agent.objects.get(pk=agent_id))

@@ -22,7 +22,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models.signals import post_delete, post_save, pre_save
 
-from daarion.crypto import EncryptedTextField
+from daarion.infra.crypto import EncryptedTextField
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def _on_pre_save(sender: type[models.Model], instance: models.Model, raw: bool =
 
 
 def _record(instance: models.Model, action: str, changes: dict[str, Any]) -> None:
-    from daarion.models import ChangeRecord
+    from apps.access.models import ChangeRecord
 
     actor = current_actor()
     ChangeRecord.objects.create(

@@ -14,7 +14,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from daarion.hooks import Hook
+from daarion.infra.hooks import Hook
 
 
 class McpToolError(Exception):
@@ -96,7 +96,7 @@ _prompt_configs: set[str] = set()
 
 
 def register_prompts(lister: PromptLister, getter: PromptGetter, *, config: str | None = None) -> None:
-    """`config`: the live-config name (daarion.live_config) whose version moves when the
+    """`config`: the live-config name (daarion.infra.live_config) whose version moves when the
     prompts change, so /mcp can tell listening clients that the prompt list changed."""
     prompt_lister.register(lister)
     prompt_getter.register(getter)

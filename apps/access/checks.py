@@ -4,7 +4,7 @@ refused unknown ids, or past them): `manage.py check --database default` lists e
 The checks are tagged `database`: Django runs them only when it is given databases
 (`check --database`, and `migrate` before it migrates), so start-up and every other command
 stay free of queries. Each app checks its own rows through `dangling_agent_warnings`, which
-asks daarion.agent_directory (the agents app's resolver) which ids are unknown, so no app
+asks daarion.infra.agent_directory (the agents app's resolver) which ids are unknown, so no app
 imports apps.agents for it.
 """
 
@@ -17,7 +17,7 @@ from django.core import checks
 from django.db import ProgrammingError, connections, router, transaction
 from django.db.models import Model, QuerySet
 
-from daarion.agent_directory import unknown_agent_ids
+from daarion.infra.agent_directory import unknown_agent_ids
 
 # (the row, the agent ids it names) for each row a check looks at.
 References = Callable[[QuerySet], Iterable[tuple[Any, Iterable[Any]]]]
@@ -83,7 +83,7 @@ def check_service_token_agents(
     app_configs: Sequence[Any] | None = None, databases: Sequence[str] | None = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
     """daarion.W001: a service token bound to agents that do not exist."""
-    from daarion.models import ServiceToken
+    from apps.access.models import ServiceToken
 
     return dangling_agent_warnings(
         model=ServiceToken,

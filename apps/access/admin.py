@@ -7,12 +7,12 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
-from daarion.choices import Scope
-from daarion.errors import ValidationFailed
-from daarion.admin_history import ChangeHistoryMixin
-from daarion.models import ChangeRecord, ServiceToken
+from apps.access.choices import Scope
+from daarion.infra.errors import ValidationFailed
+from apps.access.admin_history import ChangeHistoryMixin
+from apps.access.models import ChangeRecord, ServiceToken
 from daarion.observability.token_usage import token_usage
-from daarion.services import clean_token_agents, service_token_create, service_token_delete, service_token_update
+from apps.access.services import clean_token_agents, service_token_create, service_token_delete, service_token_update
 
 
 _ANY_AGENT, _LISTED_AGENTS = "any", "listed"

@@ -1,4 +1,4 @@
-"""daarion.W001 (daarion/checks.py): service tokens bound to agents that do not exist, found
+"""daarion.W001 (apps/access/checks.py): service tokens bound to agents that do not exist, found
 by `manage.py check --database default` in rows written past the services."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from django.core.checks import Tags, run_checks
 from django.core.checks.messages import WARNING
 from django.core.management import call_command
 
-from daarion.models import ServiceToken
-from daarion.services import service_token_create
+from apps.access.models import ServiceToken
+from apps.access.services import service_token_create
 
 
 def _token_warnings() -> list:
@@ -52,7 +52,7 @@ def test_the_check_keeps_a_caller_transaction_usable_and_its_queries_do_not_grow
     for n in range(20):
         service_token_create(name=f"t{n}", scopes=["tools"], agents=["agent:pm"])
     ServiceToken.objects.filter(name__in=["t3", "t7"]).update(agents=["agent:gone"])
-    from daarion.checks import check_service_token_agents
+    from apps.access.checks import check_service_token_agents
 
     # table introspection, the tokens, the savepoint pair, the agents: not one query per token.
     with django_assert_max_num_queries(5):

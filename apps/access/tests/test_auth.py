@@ -9,8 +9,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from daarion.models import ServiceToken
-from daarion.services import hash_token, service_token_update
+from apps.access.models import ServiceToken
+from apps.access.services import hash_token, service_token_update
 
 
 def _wait_for_status(api, url: str, headers: dict, status: int, timeout: float = 5.0):
@@ -75,7 +75,7 @@ def test_disabled_token_is_refused_within_a_second_of_the_change(api, make_token
 
 
 def test_deleted_token_stops_working(api, make_token, bearer):
-    from daarion.services import service_token_delete
+    from apps.access.services import service_token_delete
 
     raw = make_token()
     assert api.get("/internal/whoami", headers=bearer(raw)).status_code == 200

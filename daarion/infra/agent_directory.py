@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 
-from daarion.hooks import Hook
+from daarion.infra.hooks import Hook
 
 # Given distinct ids, returns those of them that name no agent, in the order given.
 AgentResolver = Callable[[list[str]], list[str]]

@@ -2,7 +2,7 @@
 MCP doors send the secrets a tool declares in `agent_secret_headers`).
 
 The agents app registers the one resolver in its AppConfig.ready(), as it does for
-`daarion.agent_directory`; the dependency keeps pointing at `daarion`. Callers ask only for
+`daarion.infra.agent_directory`; the dependency keeps pointing at `daarion`. Callers ask only for
 the names they need, so no other secret of the agent leaves the agents app. Values must never
 be logged, rendered or put in an error: only names may be.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
-from daarion.hooks import Hook
+from daarion.infra.hooks import Hook
 
 # Given an agent id and distinct secret names, returns {name: value} for those of the names
 # the agent has (an unknown agent has none). Async: it reads an in-process snapshot that may

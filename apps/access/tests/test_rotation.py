@@ -9,9 +9,9 @@ from django.db.models import F, TextField
 from django.db.models.functions import Cast
 from django.test.utils import isolate_apps
 
-from daarion import crypto
-from daarion.crypto import EncryptedTextField, generate_key_spec, key_id_of
-from daarion.services import encryption_rotate
+from daarion.infra import crypto
+from daarion.infra.crypto import EncryptedTextField, generate_key_spec, key_id_of
+from apps.access.services import encryption_rotate
 
 
 @pytest.fixture

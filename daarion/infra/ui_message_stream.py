@@ -6,7 +6,7 @@ parts, and `finish` (or `error`). This encoder keeps which text or reasoning par
 every part is started before its deltas and ended before a tool call, the end of a step, an
 error or the finish, with ids unique in the message (`text-1`, `reasoning-1`, …). Only chunk
 types and fields the protocol defines are sent (some AI SDK versions validate chunks
-strictly): our own data travels in `messageMetadata`. Chunks are dicts; `daarion.sse.event`
+strictly): our own data travels in `messageMetadata`. Chunks are dicts; `daarion.infra.sse.event`
 frames them.
 """
 

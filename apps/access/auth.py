@@ -19,10 +19,10 @@ from django.http import HttpRequest
 from django.utils import timezone
 from ninja.security.base import AuthBase
 
-from daarion.errors import Forbidden, Unauthorized, ValidationFailed
-from daarion.live_config import LiveSnapshot
-from daarion.models import ServiceToken
-from daarion.services import TOKEN_CONFIG, hash_token, service_token_touch
+from daarion.infra.errors import Forbidden, Unauthorized, ValidationFailed
+from daarion.infra.live_config import LiveSnapshot
+from apps.access.models import ServiceToken
+from apps.access.services import TOKEN_CONFIG, hash_token, service_token_touch
 
 logger = logging.getLogger(__name__)
 

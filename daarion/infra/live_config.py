@@ -20,7 +20,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 
-from daarion.redis_client import get_async_redis, get_redis, key
+from daarion.infra.redis_client import get_async_redis, get_redis, key
 
 logger = logging.getLogger(__name__)
 

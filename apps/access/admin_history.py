@@ -1,6 +1,6 @@
 """Admin "History" from the project's change log instead of Django's own admin log.
 
-Django's LogEntry sees only admin saves; the change log (daarion.audit) is written by every
+Django's LogEntry sees only admin saves; the change log (apps.access.audit) is written by every
 door, with the diff. Audited ModelAdmins take this mixin first in their bases.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
-from daarion.selectors import change_records_for
+from apps.access.selectors import change_records_for
 
 
 def _show(value: Any) -> str:

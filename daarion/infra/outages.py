@@ -14,7 +14,7 @@ from django.db import DatabaseError as DjangoDatabaseError
 from django.db import InterfaceError as DjangoInterfaceError
 from django.db import OperationalError as DjangoOperationalError
 
-from daarion.errors import ServiceUnavailable
+from daarion.infra.errors import ServiceUnavailable
 
 
 class DatabaseUnavailable(ServiceUnavailable):

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from django.db.models import Q, QuerySet
 
-from daarion.models import ChangeRecord
+from apps.access.models import ChangeRecord
 
 
 def change_records_for(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from daarion.crypto import key_ring
-from daarion.services import encryption_rotate
+from daarion.infra.crypto import key_ring
+from apps.access.services import encryption_rotate
 
 
 class Command(BaseCommand):

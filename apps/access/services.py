@@ -14,13 +14,13 @@ from django.db import models, transaction
 from django.db.models import F, TextField
 from django.db.models.functions import Cast
 
-from daarion.agent_directory import unknown_agent_ids
-from daarion.choices import Scope
-from daarion.crypto import EncryptedTextField, key_id_of, key_ring
-from daarion.errors import ValidationFailed, validate_model
-from daarion.live_config import bump_version
+from daarion.infra.agent_directory import unknown_agent_ids
+from apps.access.choices import Scope
+from daarion.infra.crypto import EncryptedTextField, key_id_of, key_ring
+from daarion.infra.errors import ValidationFailed, validate_model
+from daarion.infra.live_config import bump_version
 from daarion.model_update import model_update
-from daarion.models import ServiceToken
+from apps.access.models import ServiceToken
 
 TOKEN_CONFIG = "service-tokens"
 _TOKEN_PREFIX = "dst_"

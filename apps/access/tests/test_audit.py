@@ -6,9 +6,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from daarion.audit import acting_as
-from daarion.models import ChangeRecord, ServiceToken
-from daarion.services import service_token_create, service_token_delete, service_token_update
+from apps.access.audit import acting_as
+from apps.access.models import ChangeRecord, ServiceToken
+from apps.access.services import service_token_create, service_token_delete, service_token_update
 
 
 def _records(name: str) -> list[ChangeRecord]:

@@ -7,9 +7,9 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from daarion.choices import Scope
-from daarion.errors import ValidationFailed
-from daarion.services import service_token_create
+from apps.access.choices import Scope
+from daarion.infra.errors import ValidationFailed
+from apps.access.services import service_token_create
 
 
 class Command(BaseCommand):
