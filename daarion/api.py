@@ -9,7 +9,6 @@ import logging
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Router, Schema
 from ninja.errors import AuthenticationError, HttpError
@@ -52,18 +51,6 @@ def install_error_handlers(api: NinjaAPI) -> None:
         if len(details) > 1:
             message += f" (and {len(details) - 1} more)"
         return error_response(422, "validation_error", message, details)
-
-    @api.exception_handler(DjangoValidationError)
-    def _model_invalid(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
-        if hasattr(exc, "error_dict"):
-            details = [
-                {"path": field, "message": message}
-                for field, messages in exc.message_dict.items()
-                for message in messages
-            ]
-        else:
-            details = [{"path": "", "message": message} for message in exc.messages]
-        return error_response(422, "validation_error", "; ".join(d["message"] for d in details), details)
 
     @api.exception_handler(AuthenticationError)
     def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:

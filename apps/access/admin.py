@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
 from apps.access.choices import Scope
+from daarion.infra.errors import ValidationFailed
 from apps.access.admin_history import ChangeHistoryMixin
 from apps.access.models import ChangeRecord, ServiceToken
 from daarion.observability.token_usage import token_usage
@@ -59,8 +60,8 @@ class ServiceTokenForm(forms.ModelForm):
             return [] if bound else None
         try:
             return clean_token_agents(items)
-        except ValidationError as exc:
-            raise ValidationError(exc.message_dict["agents"]) from exc
+        except ValidationFailed as exc:
+            raise ValidationError(exc.messages) from exc
 
 
 @admin.register(ServiceToken)
@@ -87,7 +88,8 @@ class ServiceTokenAdmin(ChangeHistoryMixin, admin.ModelAdmin):
         data = form.cleaned_data
         if change:
             service_token_update(
-                token=obj,
+                token=ServiceToken.objects.get(pk=obj.pk),  # the stored row: `obj` holds the form's values
+                name=data["name"],
                 scopes=data["scopes"],
                 agents=data["agents"],
                 enabled=data["enabled"],

@@ -13,12 +13,13 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal, overload
 
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja.security.base import AuthBase
 
-from daarion.infra.errors import Forbidden, Unauthorized
+from daarion.infra.errors import Forbidden, Unauthorized, ValidationFailed
 from daarion.infra.live_config import LiveSnapshot
 from apps.access.models import ServiceToken
 from apps.access.services import TOKEN_CONFIG, hash_token, service_token_touch
@@ -54,6 +55,37 @@ class Principal:
                 type="agent_not_allowed",
                 details={"agent_id": agent_id, "allowed_agents": sorted(self.agents or [])},
             )
+
+    @overload
+    def acting_agent(self, named: str | None, *, source: str, required: Literal[True]) -> str: ...
+
+    @overload
+    def acting_agent(self, named: str | None, *, source: str, required: bool) -> str | None: ...
+
+    def acting_agent(self, named: str | None, *, source: str, required: bool) -> str | None:
+        """The agent a call acts for, the same answer on every door (docs/ARCHITECTURE.md,
+        *Service tokens*): the agent the request names, if the token may act for it (else 403
+        `agent_not_allowed`); else the token's only agent; else, for a token bound to several
+        agents, or an unbound one on a door that needs an agent (`required`), 422
+        `agent_required` naming `source`, where the request names its agent. A token bound to
+        no agent (all of them deleted) acts for none: 403 `agent_not_allowed`. None: an
+        unbound token acting for no agent in particular, where the door allows it."""
+        if named:
+            self.ensure_can_act_for(named)
+            return named
+        if self.agents is not None and len(self.agents) == 1:
+            return next(iter(self.agents))
+        if self.agents is not None and not self.agents:
+            raise Forbidden(f"token {self.name!r} may act for no agent", type="agent_not_allowed",
+                            details={"allowed_agents": []})
+        if self.agents is None and not required:
+            return None
+        why = "this token acts for several agents" if self.agents is not None else "this token is not bound to one agent"
+        raise ValidationFailed(
+            f"{why}: say which agent the call acts for ({source})",
+            type="agent_required",
+            details=[{"path": source, "message": "required: the agent this call acts for", "type": "missing"}],
+        )
 
 
 def _load_tokens() -> dict[str, Principal]:

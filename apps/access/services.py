@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any
 
 from django.apps import apps
-from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import F, TextField
 from django.db.models.functions import Cast
@@ -19,6 +18,8 @@ from daarion.infra.agent_directory import unknown_agent_ids
 from apps.access.choices import Scope
 from daarion.infra.crypto import EncryptedTextField, key_id_of, key_ring
 from daarion.infra.live_config import bump_version
+from daarion.infra.errors import ValidationFailed, validate_model
+from daarion.infra.model_update import model_update
 from apps.access.models import ServiceToken
 
 TOKEN_CONFIG = "service-tokens"
@@ -32,15 +33,15 @@ def hash_token(raw: str) -> str:
 def _clean_scopes(scopes: list[str]) -> list[str]:
     unknown = sorted(set(scopes) - set(Scope.values))
     if unknown:
-        raise ValidationError({"scopes": f"unknown scope(s) {unknown}; known: {sorted(Scope.values)}"})
+        raise ValidationFailed.on_fields({"scopes": f"unknown scope(s) {unknown}; known: {sorted(Scope.values)}"})
     if not scopes:
-        raise ValidationError({"scopes": "a token needs at least one scope"})
+        raise ValidationFailed.on_fields({"scopes": "a token needs at least one scope"})
     return sorted(set(scopes))
 
 
 def clean_token_agents(agents: Any) -> list[str] | None:
     """None (any agent) or a sorted list of distinct agent ids, each naming an agent that
-    exists ([] = no agent). Raises ValidationError on `agents` naming every unknown id.
+    exists ([] = no agent). Raises ValidationFailed on `agents` naming every unknown id.
 
     Admin, the create_service_token command and the services all come through here: a typo
     would otherwise be a binding to nobody that looks like one to somebody.
@@ -48,12 +49,12 @@ def clean_token_agents(agents: Any) -> list[str] | None:
     if agents is None:
         return None
     if not isinstance(agents, (list, tuple)) or not all(isinstance(a, str) for a in agents):
-        raise ValidationError({"agents": "must be null (any agent) or a list of agent ids"})
+        raise ValidationFailed.on_fields({"agents": "must be null (any agent) or a list of agent ids"})
     cleaned = sorted({a.strip() for a in agents if a and a.strip()})
     # Without the agents app no resolver is registered and every id is accepted (agent_directory).
     unknown = unknown_agent_ids(cleaned)
     if unknown:
-        raise ValidationError({"agents": [
+        raise ValidationFailed.on_fields({"agents": [
             f"no agent {agent_id!r} in the registry (create the agent first)" for agent_id in unknown
         ]})
     return cleaned
@@ -85,7 +86,7 @@ def service_token_create(
         expires_at=expires_at,
         enabled=enabled,
     )
-    token.full_clean()
+    validate_model(token)
     token.save()
     bump_version(TOKEN_CONFIG)
     return IssuedToken(token=token, raw=raw)
@@ -95,22 +96,25 @@ def service_token_create(
 def service_token_update(
     *,
     token: ServiceToken,
+    name: str | None = None,
     scopes: list[str] | None = None,
     agents: list[str] | None | object = ...,
     enabled: bool | None = None,
     expires_at: datetime | None | object = ...,
 ) -> ServiceToken:
+    data: dict[str, Any] = {}
+    if name is not None:
+        data["name"] = name
     if scopes is not None:
-        token.scopes = _clean_scopes(scopes)
+        data["scopes"] = _clean_scopes(scopes)
     if agents is not ...:
-        token.agents = clean_token_agents(agents)
+        data["agents"] = clean_token_agents(agents)
     if enabled is not None:
-        token.enabled = enabled
+        data["enabled"] = enabled
     if expires_at is not ...:
-        token.expires_at = expires_at  # type: ignore[assignment]
-    token.full_clean()
-    token.save()
-    bump_version(TOKEN_CONFIG)
+        data["expires_at"] = expires_at
+    if model_update(instance=token, fields=("name", "scopes", "agents", "enabled", "expires_at"), data=data):
+        bump_version(TOKEN_CONFIG)
     return token
 
 

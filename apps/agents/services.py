@@ -10,7 +10,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -19,7 +18,7 @@ from apps.agents.character import agent_id_for_name, character_errors, stored_ch
 from apps.agents.models import AGENT_ID_RE, SECRET_NAME_RE, Agent, AgentSecret
 from apps.llm.services import rate_limit_policies_forget_agent
 from apps.tools.services import tools_forget_agent
-from daarion.infra.errors import Conflict, NotFound, ValidationFailed
+from daarion.infra.errors import Conflict, NotFound, ValidationFailed, validate_model
 from daarion.infra.live_config import bump_version
 from daarion.infra.redis_client import get_redis, key
 from apps.access.services import service_tokens_forget_agent
@@ -48,18 +47,6 @@ EDITABLE_FIELDS = (
 )
 
 
-def _failed(exc: ValidationError, *, prefix: str = "") -> ValidationFailed:
-    if hasattr(exc, "error_dict"):
-        details = [
-            {"path": f"{prefix}{name}" if name != "__all__" else prefix.rstrip("."), "message": message}
-            for name, messages in exc.message_dict.items()
-            for message in messages
-        ]
-    else:
-        details = [{"path": prefix.rstrip("."), "message": message} for message in exc.messages]
-    return ValidationFailed("; ".join(f"{d['path']}: {d['message']}" for d in details), details=details)
-
-
 def agent_validate(agent: Agent) -> None:
     """Every rule an agent must meet; raises ValidationFailed with one detail per problem."""
     details: list[dict[str, str]] = []
@@ -77,10 +64,7 @@ def agent_validate(agent: Agent) -> None:
         details.append({"path": "memory_kinds", "message": "must be a list of memory kinds like 'conversation'"})
     if details:
         raise ValidationFailed("; ".join(f"{d['path']}: {d['message']}" for d in details), details=details)
-    try:
-        agent.full_clean(validate_unique=False)
-    except ValidationError as exc:
-        raise _failed(exc) from exc
+    validate_model(agent, validate_unique=False)
 
 
 def _touch(agent_id: str) -> None:
@@ -194,10 +178,7 @@ def agent_secret_set(*, agent: Agent, name: str, value: str) -> AgentSecret:
     secret = AgentSecret.objects.filter(agent=agent, name=name).first() or AgentSecret(agent=agent, name=name)
     secret.value = value
     secret.updated_at = timezone.now()
-    try:
-        secret.full_clean(exclude=["agent"], validate_unique=False)
-    except ValidationError as exc:
-        raise _failed(exc, prefix=f"secrets.{name}.") from exc
+    validate_model(secret, prefix=f"secrets.{name}", exclude=["agent"], validate_unique=False)
     secret.save()
     _touch(agent.pk)
     return secret

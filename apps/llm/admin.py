@@ -8,7 +8,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
 from django.db.models import Avg, Count, Q, Sum
 from django.http import HttpRequest
 
@@ -19,7 +18,8 @@ from apps.llm.selectors import deployment_cooldowns, error_stats, policy_spend, 
 from apps.access.admin_history import ChangeHistoryMixin
 from daarion.infra.crypto import mask
 from daarion.infra.json_widget import JsonEditorWidget
-from daarion.infra.errors import DaarionError
+from daarion.infra.errors import DaarionError, ValidationFailed
+from daarion.infra.admin_forms import add_service_errors
 
 
 class ProviderForm(forms.ModelForm):
@@ -77,9 +77,8 @@ class LogicalModelForm(forms.ModelForm):
 class _ServiceAdmin(ChangeHistoryMixin, admin.ModelAdmin):
     """Turns service errors into form errors or messages instead of 500 pages."""
 
-    def _report(self, request: HttpRequest, exc: Exception) -> None:
-        text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else getattr(exc, "message", str(exc))
-        self.message_user(request, text, level=messages.ERROR)
+    def _report(self, request: HttpRequest, exc: DaarionError) -> None:
+        self.message_user(request, exc.message, level=messages.ERROR)
 
 
 @admin.register(Provider)
@@ -109,7 +108,8 @@ class ProviderAdmin(_ServiceAdmin):
         key = "" if data.get("clear_api_key") else (data.get("new_api_key") or None)
         fields = {k: data[k] for k in ["kind", "base_url", "api_key_env", "timeout_seconds", "max_retries", "extra_headers", "enabled"]}
         if change:
-            services.provider_update(provider=obj, api_key=key, **fields)
+            # `obj` already holds the form's values; the stored row, so the service sees what changed.
+            services.provider_update(provider=Provider.objects.get(pk=obj.pk), api_key=key, **fields)
         else:
             created = services.provider_create(name=data["name"], api_key=key or "", **fields)
             obj.pk = created.pk
@@ -158,7 +158,7 @@ def _provider_check(form: forms.ModelForm, obj: Provider | None) -> None:
         extra_headers=data.get("extra_headers") or {},
     )
     probe._state.adding = obj is None  # uniqueness against itself is not a conflict
-    services._clean_provider(probe)  # noqa: SLF001 - the same rules, run before the save
+    services.provider_validate(probe)  # the same rules, run before the save
 
 
 def _validating(form_class: type[forms.ModelForm], check) -> type[forms.ModelForm]:  # noqa: ANN001
@@ -168,14 +168,8 @@ def _validating(form_class: type[forms.ModelForm], check) -> type[forms.ModelFor
             if not self.errors:
                 try:
                     check(self)
-                except ValidationError as exc:
-                    if hasattr(exc, "error_dict"):
-                        for field_name, errs in exc.error_dict.items():
-                            target = field_name if field_name in self.fields else None
-                            for err in errs:
-                                self.add_error(target, err)
-                    else:
-                        raise
+                except ValidationFailed as exc:
+                    add_service_errors(self, exc)
             return cleaned
 
     return Checked
@@ -216,7 +210,7 @@ class LogicalModelAdmin(_ServiceAdmin):
 
         def check(f: forms.ModelForm) -> None:
             name = f.cleaned_data.get("name") or (obj.name if obj else "")
-            services._clean_fallbacks(name, f.cleaned_data.get("fallbacks") or [])  # noqa: SLF001
+            services.clean_fallbacks(name, f.cleaned_data.get("fallbacks") or [])
 
         return _validating(form, check)
 
@@ -224,7 +218,7 @@ class LogicalModelAdmin(_ServiceAdmin):
         data = form.cleaned_data
         fields = {k: data[k] for k in ["fallbacks", "context_window", "input_price_per_mtok", "output_price_per_mtok", "can_embed", "enabled", "description", "drop_unsupported_params"]}
         if change:
-            services.logical_model_update(model=obj, **fields)
+            services.logical_model_update(model=LogicalModel.objects.get(pk=obj.pk), **fields)
         else:
             created = services.logical_model_create(name=data["name"], **fields)
             obj.pk = created.pk
@@ -313,14 +307,14 @@ class RateLimitPolicyAdmin(_ServiceAdmin):
                 enabled=data.get("enabled", True),
             )
             probe._state.adding = obj is None  # uniqueness against itself is not a conflict
-            services._clean_policy(probe)  # noqa: SLF001 - the same rules, run before the save
+            services.rate_limit_policy_validate(probe)  # the same rules, run before the save
 
         return _validating(form, check)
 
     def save_model(self, request: HttpRequest, obj: RateLimitPolicy, form, change: bool) -> None:  # noqa: ANN001
         limits = {k: getattr(obj, k) for k in ["rpm", "tpm", "max_concurrent", "budget_usd", "budget_period", "enabled"]}
         if change:
-            services.rate_limit_policy_update(policy=obj, **limits)
+            services.rate_limit_policy_update(policy=RateLimitPolicy.objects.get(pk=obj.pk), **limits)
         else:
             created = services.rate_limit_policy_create(scope=obj.scope, subject=obj.subject, **limits)
             obj.pk = created.pk

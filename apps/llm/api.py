@@ -44,7 +44,7 @@ from apps.llm.tool_call_deltas import ToolCallDeltas
 from daarion import fastlane
 from daarion.infra import sse
 from apps.access.auth import Principal, ServiceTokenAuth, principal_of
-from daarion.infra.errors import BadRequest, DaarionError, Forbidden, ValidationFailed
+from daarion.infra.errors import BadRequest, DaarionError, ValidationFailed
 from daarion.infra.ui_message_stream import PROTOCOL_HEADERS, UIMessageStream
 
 
@@ -65,26 +65,6 @@ openai_router = Router(tags=["openai"], auth=ServiceTokenAuth("llm"))
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def _agent_for(principal: Principal, requested: str | None, *, source: str) -> str | None:
-    """The agent a call is made for: the one asked for (if the token may act for it), else
-    the token's only agent. A token bound to several agents must say which."""
-    if requested:
-        principal.ensure_can_act_for(requested)
-        return requested
-    if principal.agents is not None and len(principal.agents) == 1:
-        return next(iter(principal.agents))
-    if principal.agents is not None and not principal.agents:
-        # Bound to agents that were all deleted since: it acts for none, never for any.
-        raise Forbidden(f"token {principal.name!r} may act for no agent", type="agent_not_allowed",
-                        details={"allowed_agents": []})
-    if principal.agents is not None:
-        raise ValidationFailed(
-            f"this token acts for several agents; name one in {source}",
-            details=[{"path": source, "message": "required for a token bound to several agents"}],
-        )
-    return None
 
 
 def _started(request: HttpRequest) -> float:
@@ -142,7 +122,7 @@ def _proxy_call(payload: ProxyIn) -> llm_router.ChatCall:
 
 async def _proxy_context(request: HttpRequest, payload: ProxyIn, endpoint: str) -> llm_router.CallContext:
     principal = principal_of(request)
-    agent_id = _agent_for(principal, payload.metadata.agent_id, source="metadata.agent_id")
+    agent_id = principal.acting_agent(payload.metadata.agent_id, source="body.metadata.agent_id", required=False)
     return llm_router.CallContext(
         agent_id=agent_id,
         microdao_id=await call_microdao(principal=principal, agent_id=agent_id, named=payload.metadata.microdao_id),
@@ -314,7 +294,7 @@ def _header_id(request: HttpRequest, name: str) -> str | None:
 
 async def _v1_context(request: HttpRequest, endpoint: str) -> llm_router.CallContext:
     principal = principal_of(request)
-    agent_id = _agent_for(principal, _header_id(request, "X-Agent-Id"), source="X-Agent-Id header")
+    agent_id = principal.acting_agent(_header_id(request, "X-Agent-Id"), source="X-Agent-Id header", required=False)
     return llm_router.CallContext(
         agent_id=agent_id,
         microdao_id=await call_microdao(principal=principal, agent_id=agent_id,

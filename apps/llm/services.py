@@ -9,15 +9,15 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, cast
 from urllib.parse import urlparse
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import ProtectedError
 
 from apps.llm.choices import BudgetPeriod, ProviderKind, RateLimitScope
 from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy
 from daarion.infra.agent_directory import unknown_agent_ids
-from daarion.infra.errors import Conflict, ValidationFailed
+from daarion.infra.errors import Conflict, ValidationFailed, validate_model
 from daarion.infra.live_config import bump_version
+from daarion.infra.model_update import model_update
 
 REGISTRY_CONFIG = "llm-registry"
 
@@ -31,12 +31,21 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,100}$")
 _BAD_HEADER_VALUE = re.compile(r"[\r\n\x00]")
 _UNSET: Any = object()
+# What an update may change (a provider's and a model's name identify them).
+PROVIDER_FIELDS = ("kind", "base_url", "api_key", "api_key_env", "timeout_seconds", "max_retries", "extra_headers", "enabled")
+LOGICAL_MODEL_FIELDS = (
+    "fallbacks", "context_window", "input_price_per_mtok", "output_price_per_mtok", "can_embed", "enabled",
+    "description", "drop_unsupported_params",
+)
 
 
 # --- providers ---------------------------------------------------------------------------
 
 
-def _clean_provider(provider: Provider) -> None:
+def provider_validate(provider: Provider) -> None:
+    """Every rule a provider must meet (filling in a known kind's base URL); raises
+    ValidationFailed keyed by field. The services run it before each save, the admin on an
+    unsaved copy so a refusal lands on its form field."""
     errors: dict[str, str] = {}
     if provider.kind not in ProviderKind.values:
         errors["kind"] = f"unknown kind {provider.kind!r}; known: {', '.join(ProviderKind.values)}"
@@ -62,8 +71,8 @@ def _clean_provider(provider: Provider) -> None:
         # CR/LF would split the header (and httpx refuses to send it, failing every call).
         errors["extra_headers"] = "must be an object of header name -> string value without CR, LF or NUL"
     if errors:
-        raise ValidationError(errors)
-    provider.full_clean()
+        raise ValidationFailed.on_fields(errors)
+    validate_model(provider)
 
 
 @transaction.atomic
@@ -90,7 +99,7 @@ def provider_create(
         extra_headers=extra_headers or {},
         enabled=enabled,
     )
-    _clean_provider(provider)
+    provider_validate(provider)
     provider.save()
     bump_version(REGISTRY_CONFIG)
     return provider
@@ -119,14 +128,11 @@ def provider_update(
         "extra_headers": extra_headers,
         "enabled": enabled,
     }
-    for attr, value in changes.items():
-        if value is not _UNSET:
-            setattr(provider, attr, value if value is not None else "")
+    data = {attr: value if value is not None else "" for attr, value in changes.items() if value is not _UNSET}
     if api_key is not None:
-        provider.api_key = api_key
-    _clean_provider(provider)
-    provider.save()
-    bump_version(REGISTRY_CONFIG)
+        data["api_key"] = api_key
+    if model_update(instance=provider, fields=PROVIDER_FIELDS, data=data, validate=provider_validate):
+        bump_version(REGISTRY_CONFIG)
     return provider
 
 
@@ -176,20 +182,22 @@ def _find_cycle(graph: dict[str, list[str]], start: str) -> list[str] | None:
     return visit(start)
 
 
-def _clean_fallbacks(name: str, fallbacks: Any, graph_overrides: dict[str, list[str]] | None = None) -> list[str]:
+def clean_fallbacks(name: str, fallbacks: Any, graph_overrides: dict[str, list[str]] | None = None) -> list[str]:
+    """`fallbacks` of model `name` if they are distinct, known logical models that never lead
+    back to it; else ValidationFailed on `fallbacks`."""
     if not isinstance(fallbacks, list) or not all(isinstance(item, str) and item for item in fallbacks):
-        raise ValidationError({"fallbacks": "must be a list of logical model names"})
+        raise ValidationFailed.on_fields({"fallbacks": "must be a list of logical model names"})
     if len(set(fallbacks)) != len(fallbacks):
-        raise ValidationError({"fallbacks": "lists a model twice"})
+        raise ValidationFailed.on_fields({"fallbacks": "lists a model twice"})
     if name in fallbacks:
-        raise ValidationError({"fallbacks": f"{name!r} cannot fall back to itself"})
+        raise ValidationFailed.on_fields({"fallbacks": f"{name!r} cannot fall back to itself"})
     graph = _fallback_graph({**(graph_overrides or {}), name: fallbacks})
     unknown = [item for item in fallbacks if item not in graph]
     if unknown:
-        raise ValidationError({"fallbacks": f"unknown logical model(s): {', '.join(unknown)}"})
+        raise ValidationFailed.on_fields({"fallbacks": f"unknown logical model(s): {', '.join(unknown)}"})
     cycle = _find_cycle(graph, name)
     if cycle:
-        raise ValidationError({"fallbacks": "fallbacks would loop: " + " → ".join(cycle)})
+        raise ValidationFailed.on_fields({"fallbacks": "fallbacks would loop: " + " → ".join(cycle)})
     return fallbacks
 
 
@@ -197,9 +205,9 @@ def _to_decimal(value: Any, field_name: str) -> Decimal:
     try:
         number = Decimal(str(value))
     except (InvalidOperation, ValueError) as exc:
-        raise ValidationError({field_name: f"{value!r} is not a number"}) from exc
+        raise ValidationFailed.on_fields({field_name: f"{value!r} is not a number"}) from exc
     if not number.is_finite() or number < 0:
-        raise ValidationError({field_name: "must be a number ≥ 0"})
+        raise ValidationFailed.on_fields({field_name: "must be a number ≥ 0"})
     return number
 
 
@@ -226,8 +234,8 @@ def logical_model_create(
         enabled=enabled,
         description=description,
     )
-    model.full_clean(exclude=["fallbacks"])
-    model.fallbacks = _clean_fallbacks(name, fallbacks or [])
+    validate_model(model, exclude=["fallbacks"])
+    model.fallbacks = clean_fallbacks(name, fallbacks or [])
     model.save()
     bump_version(REGISTRY_CONFIG)
     return model
@@ -246,19 +254,18 @@ def logical_model_update(
     description: str = _UNSET,
     drop_unsupported_params: bool = _UNSET,
 ) -> LogicalModel:
+    data = {attr: value for attr, value in {
+        "context_window": context_window, "can_embed": can_embed, "enabled": enabled, "description": description,
+        "drop_unsupported_params": drop_unsupported_params,
+    }.items() if value is not _UNSET}
     if fallbacks is not _UNSET:
-        model.fallbacks = _clean_fallbacks(model.name, fallbacks)
+        data["fallbacks"] = clean_fallbacks(model.name, fallbacks)
     if input_price_per_mtok is not _UNSET:
-        model.input_price_per_mtok = _to_decimal(input_price_per_mtok, "input_price_per_mtok")
+        data["input_price_per_mtok"] = _to_decimal(input_price_per_mtok, "input_price_per_mtok")
     if output_price_per_mtok is not _UNSET:
-        model.output_price_per_mtok = _to_decimal(output_price_per_mtok, "output_price_per_mtok")
-    for attr, value in {"context_window": context_window, "can_embed": can_embed, "enabled": enabled, "description": description,
-                        "drop_unsupported_params": drop_unsupported_params}.items():
-        if value is not _UNSET:
-            setattr(model, attr, value)
-    model.full_clean()
-    model.save()
-    bump_version(REGISTRY_CONFIG)
+        data["output_price_per_mtok"] = _to_decimal(output_price_per_mtok, "output_price_per_mtok")
+    if model_update(instance=model, fields=LOGICAL_MODEL_FIELDS, data=data):
+        bump_version(REGISTRY_CONFIG)
     return model
 
 
@@ -281,10 +288,7 @@ def logical_model_delete(*, model: LogicalModel) -> None:
 
 
 def _clean_deployment(deployment: Deployment) -> None:
-    try:
-        deployment.full_clean()
-    except ValidationError as exc:
-        raise ValidationError(exc.message_dict) from exc
+    validate_model(deployment)
 
 
 @transaction.atomic
@@ -318,7 +322,7 @@ def deployment_update(*, deployment: Deployment, **changes: Any) -> Deployment:
     allowed = {"provider", "upstream_model", "weight", "rpm_limit", "tpm_limit", "enabled"}
     unknown = set(changes) - allowed
     if unknown:
-        raise ValidationError({"__all__": f"cannot change {sorted(unknown)}"})
+        raise ValidationFailed.on_fields({"__all__": f"cannot change {sorted(unknown)}"})
     for attr, value in changes.items():
         setattr(deployment, attr, value)
     _clean_deployment(deployment)
@@ -338,18 +342,6 @@ DEPLOYMENT_FIELDS = ("weight", "rpm_limit", "tpm_limit", "enabled")
 
 def _refused(path: str, message: str) -> ValidationFailed:
     return ValidationFailed(f"{path}: {message}", details=[{"path": path, "message": message}])
-
-
-def _at_path(exc: ValidationError | ValidationFailed, path: str) -> ValidationFailed:
-    """A refusal of one deployment, its paths put under the deployment's place in the list."""
-    if isinstance(exc, ValidationError):
-        pairs = exc.message_dict.items() if hasattr(exc, "error_dict") else [("", exc.messages)]
-        details = [{"path": "" if name in ("__all__", None) else name, "message": m} for name, ms in pairs for m in ms]
-    else:
-        details = exc.details if isinstance(exc.details, list) else [{"path": "", "message": exc.message}]
-    details = [{"path": ".".join(p for p in (path, d.get("path", "")) if p), "message": d.get("message", "")}
-               for d in details]
-    return ValidationFailed("; ".join(f"{d['path']}: {d['message']}" for d in details), details=details)
 
 
 @transaction.atomic
@@ -408,8 +400,8 @@ def logical_model_deployments_sync(
             if updates:
                 deployment_update(deployment=existing, **updates)
                 changed = True
-        except (ValidationError, ValidationFailed) as exc:
-            raise _at_path(exc, where) from exc
+        except ValidationFailed as exc:  # a refusal of one deployment, at its place in the list
+            raise exc.within(where) from exc
     return changed
 
 
@@ -426,7 +418,7 @@ _BUDGET_LIMIT = Decimal(10) ** (BUDGET_DIGITS - BUDGET_PLACES)
 def budget_error(value: Any) -> str | None:
     """Why `value` cannot be a policy's `budget_usd` (None: it can). Every door words a bad
     budget with these messages: the API and documents call the services, the admin runs
-    `_clean_policy` on its form."""
+    `rate_limit_policy_validate` on its form."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -447,10 +439,10 @@ def budget_error(value: Any) -> str | None:
     return None
 
 
-def _clean_policy(policy: RateLimitPolicy) -> None:
-    """The rules of a rate-limit policy. Every limit is optional: a policy that limits nothing
-    is valid on purpose (an agent's empty policy exempts it from the default one), and so is one
-    with only a spend budget."""
+def rate_limit_policy_validate(policy: RateLimitPolicy) -> None:
+    """The rules of a rate-limit policy; raises ValidationFailed keyed by field. Every limit is
+    optional: a policy that limits nothing is valid on purpose (an agent's empty policy exempts
+    it from the default one), and so is one with only a spend budget."""
     policy.subject = (policy.subject or "").strip()
     errors: dict[str, str] = {}
     if policy.scope == RateLimitScope.DEFAULT and policy.subject:
@@ -475,8 +467,8 @@ def _clean_policy(policy: RateLimitPolicy) -> None:
     if policy.budget_period not in BudgetPeriod.values:
         errors["budget_period"] = f"unknown period {policy.budget_period!r}; allowed: {', '.join(BudgetPeriod.values)}"
     if errors:
-        raise ValidationError(errors)
-    policy.full_clean()
+        raise ValidationFailed.on_fields(errors)
+    validate_model(policy)
 
 
 @transaction.atomic
@@ -495,7 +487,7 @@ def rate_limit_policy_create(
         scope=scope, subject=subject, rpm=rpm, tpm=tpm, max_concurrent=max_concurrent,
         budget_usd=budget_usd, budget_period=budget_period, enabled=enabled,
     )
-    _clean_policy(policy)
+    rate_limit_policy_validate(policy)
     policy.save()
     bump_version(REGISTRY_CONFIG)
     return policy
@@ -503,15 +495,10 @@ def rate_limit_policy_create(
 
 @transaction.atomic
 def rate_limit_policy_update(*, policy: RateLimitPolicy, **changes: Any) -> RateLimitPolicy:
-    allowed = {"rpm", "tpm", "max_concurrent", "budget_usd", "budget_period", "enabled"}
-    unknown = set(changes) - allowed
-    if unknown:
-        raise ValidationError({"__all__": f"cannot change {sorted(unknown)}"})
-    for attr, value in changes.items():
-        setattr(policy, attr, value)
-    _clean_policy(policy)
-    policy.save()
-    bump_version(REGISTRY_CONFIG)
+    """Changes the limits (scope and subject name the policy: not among them)."""
+    if model_update(instance=policy, fields=("rpm", "tpm", "max_concurrent", "budget_usd", "budget_period", "enabled"),
+                    data=changes, validate=rate_limit_policy_validate):
+        bump_version(REGISTRY_CONFIG)
     return policy
 
 

@@ -6,42 +6,18 @@ errors are); unparsable bodies are 400; the rest keep their status with its enve
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.db.models import ProtectedError
 from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
-from daarion.infra.errors import STATUS_TYPES, DaarionError, ValidationFailed, envelope
+from daarion.infra.errors import STATUS_TYPES, DaarionError, envelope
 from daarion.infra.outages import outage_error
-
-
-def django_error_details(exc: DjangoValidationError, *, prefix: str = "", aliases: dict[str, str] | None = None) -> list[dict[str, str]]:
-    """One `{"path", "message"}` per message of a Django ValidationError, paths as the API names them."""
-    aliases = aliases or {}
-    items: Iterable[tuple[str, list[str]]]
-    if hasattr(exc, "error_dict"):
-        items = exc.message_dict.items()
-    else:
-        items = [("", exc.messages)]
-    details: list[dict[str, str]] = []
-    for name, messages in items:
-        name = "" if name in ("__all__", None) else aliases.get(name, name)
-        path = ".".join(part for part in (prefix, name) if part)
-        details.extend({"path": path, "message": message} for message in messages)
-    return details
-
-
-def validation_failed(exc: DjangoValidationError, *, prefix: str = "", aliases: dict[str, str] | None = None) -> ValidationFailed:
-    details = django_error_details(exc, prefix=prefix, aliases=aliases)
-    message = "; ".join(f"{d['path']}: {d['message']}" if d["path"] else d["message"] for d in details)
-    return ValidationFailed(message or "invalid input", details=details)
 
 
 def _flatten(detail: Any, path: str = "") -> list[dict[str, str]]:
@@ -72,9 +48,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if exc.status == 401:
             headers.setdefault("WWW-Authenticate", 'Bearer realm="registry"')
         return _response(exc.status, exc.type, exc.message, exc.details, headers)
-    if isinstance(exc, DjangoValidationError):
-        failed = validation_failed(exc)
-        return _response(failed.status, failed.type, failed.message, failed.details)
     if isinstance(exc, drf.ValidationError):
         details = _flatten(exc.detail)
         message = "; ".join(f"{d['path']}: {d['message']}" if d["path"] else d["message"] for d in details)

@@ -8,7 +8,6 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from typing import Any, Generic, TypeVar
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Model, Prefetch, QuerySet
 from drf_spectacular.types import OpenApiTypes
@@ -31,7 +30,6 @@ from apps.registry import serializers as s
 from apps.registry.authentication import actor_of
 from apps.registry.bodies import ChunkedBodyMixin
 from apps.registry.documents import registry_apply, registry_export
-from apps.registry.exceptions import validation_failed
 from apps.registry.formats import YAMLParser, YAMLRenderer
 from apps.registry.services import agent_secrets_apply
 from apps.tools import services as tool_services
@@ -82,8 +80,8 @@ class RegistryViewSet(ChunkedBodyMixin, mixins.ListModelMixin, mixins.RetrieveMo
         with acting_as(actor_of(request), "api"), transaction.atomic() if self.atomic_writes else nullcontext():
             try:
                 yield
-            except ValidationError as exc:
-                raise validation_failed(exc, aliases=self.error_aliases) from exc
+            except ValidationFailed as exc:
+                raise exc.within(aliases=self.error_aliases) from exc
 
     def _validated(self, request: Request, *, partial: bool) -> dict[str, Any]:
         serializer = self.input_serializer(data=request.data, partial=partial)

@@ -6,7 +6,6 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
 from apps.tools.models import Followup, McpServer, Tool, ToolCall
@@ -26,6 +25,8 @@ from apps.tools.services import (
 )
 from apps.access.admin_history import ChangeHistoryMixin
 from daarion.infra.crypto import mask
+from daarion.infra.admin_forms import add_service_errors
+from daarion.infra.errors import ValidationFailed
 from daarion.infra.json_widget import JsonEditorWidget
 
 
@@ -88,7 +89,7 @@ class ToolForm(forms.ModelForm):
             secrets[name.strip()] = value.strip() or None
         try:
             clean_secret_headers({k: v for k, v in secrets.items() if v})
-        except ValidationError as exc:
+        except ValidationFailed as exc:
             self.add_error("set_secret_headers", exc.messages)
         data["secret_changes"] = secrets or None
         if self.errors:
@@ -103,10 +104,8 @@ class ToolForm(forms.ModelForm):
             probe.tool_id = data.get("tool_id", "")
         try:
             tool_validate(probe)
-        except ValidationError as exc:
-            for field, messages in exc.message_dict.items():
-                target = field if field in self.fields else ("agents" if field == "allowed_agents" else None)
-                self.add_error(target, messages)
+        except ValidationFailed as exc:
+            add_service_errors(self, exc, fields={"allowed_agents": "agents"})
         return data
 
 
@@ -206,10 +205,8 @@ class McpServerForm(forms.ModelForm):
         try:
             clean_secret_headers({k: v for k, v in secrets.items() if v})
             mcp_server_validate(probe)
-        except ValidationError as exc:
-            for field, messages in (exc.message_dict.items() if hasattr(exc, "error_dict") else [(None, exc.messages)]):
-                target = field if field in self.fields else ("agents" if field == "allowed_agents" else None)
-                self.add_error(target, messages)
+        except ValidationFailed as exc:
+            add_service_errors(self, exc, fields={"allowed_agents": "agents"})
         return data
 
 

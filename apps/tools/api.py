@@ -73,16 +73,16 @@ async def tools_call(request: HttpRequest, payload: ToolCallIn) -> dict[str, Any
     """Checks and runs one call: 403/404/422/429 for refusals, 200 with ok=false for failures."""
     request_id = getattr(request, "request_id", None)
     principal = principal_of(request)
-    if not principal.may_act_for(payload.agent_id):
+    if payload.agent_id and not principal.may_act_for(payload.agent_id):
         await tool_call_refused(
             tool_id=payload.tool_id, agent_id=payload.agent_id, microdao_id=payload.microdao_id,
             error_type="agent_not_allowed", error=f"token {principal.name!r} may not act for {payload.agent_id!r}",
             request_id=request_id,
         )
-        principal.ensure_can_act_for(payload.agent_id)
+    agent_id = principal.acting_agent(payload.agent_id, source="body.agent_id", required=True)
     outcome = await tool_call(
         tool_id=payload.tool_id,
-        agent_id=payload.agent_id,
+        agent_id=agent_id,
         microdao_id=payload.microdao_id,
         args=payload.args,
         context=payload.context,

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -29,6 +28,7 @@ from apps.tools.models import Followup, McpServer, Tool
 from apps.tools.registry import TOOLS_CONFIG, ToolDefinition, registry_snapshot
 from daarion.infra import redaction
 from daarion.infra.agent_directory import unknown_agent_ids
+from daarion.infra.errors import ValidationFailed, validate_model
 from daarion.infra.live_config import bump_version
 from daarion.observability import metrics, tracing
 from daarion.infra.redis_client import LuaScript, get_async_redis, key
@@ -59,21 +59,21 @@ def clean_allowed_agents(value: Any) -> list[str] | None:
     if value is None:
         return None
     if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
-        raise ValidationError({"allowed_agents": "must be null (every agent) or a list of agent ids"})
+        raise ValidationFailed.on_fields({"allowed_agents": "must be null (every agent) or a list of agent ids"})
     return sorted({a.strip() for a in value if a.strip()})
 
 
 def clean_secret_headers(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise ValidationError({"secret_headers": "must be an object {header: value}"})
+        raise ValidationFailed.on_fields({"secret_headers": "must be an object {header: value}"})
     cleaned: dict[str, str] = {}
     for name, secret in value.items():
         if not isinstance(name, str) or not _HEADER_RE.match(name):
-            raise ValidationError({"secret_headers": f"header name {name!r} is not a valid HTTP header name"})
+            raise ValidationFailed.on_fields({"secret_headers": f"header name {name!r} is not a valid HTTP header name"})
         if name.lower() in _RESERVED_HEADERS:
-            raise ValidationError({"secret_headers": f"header {name!r} is set by toolcore and cannot be a secret"})
+            raise ValidationFailed.on_fields({"secret_headers": f"header {name!r} is set by toolcore and cannot be a secret"})
         if not isinstance(secret, str) or not secret or "\n" in secret or "\r" in secret:
-            raise ValidationError({"secret_headers": f"value of header {name!r} must be a non-empty single-line string"})
+            raise ValidationFailed.on_fields({"secret_headers": f"value of header {name!r} must be a non-empty single-line string"})
         cleaned[name] = secret
     return cleaned
 
@@ -83,19 +83,19 @@ def clean_agent_secret_headers(value: Any) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ValidationError({"agent_secret_headers": "must be an object {header: agent secret name}"})
+        raise ValidationFailed.on_fields({"agent_secret_headers": "must be an object {header: agent secret name}"})
     cleaned: dict[str, str] = {}
     seen: set[str] = set()
     for name, secret in value.items():
         if not isinstance(name, str) or not _HEADER_RE.match(name):
-            raise ValidationError({"agent_secret_headers": f"header name {name!r} is not a valid HTTP header name"})
+            raise ValidationFailed.on_fields({"agent_secret_headers": f"header name {name!r} is not a valid HTTP header name"})
         if name.lower() in _RESERVED_HEADERS:
-            raise ValidationError({"agent_secret_headers": f"header {name!r} is set by toolcore and cannot be a secret"})
+            raise ValidationFailed.on_fields({"agent_secret_headers": f"header {name!r} is set by toolcore and cannot be a secret"})
         if name.lower() in seen:
-            raise ValidationError({"agent_secret_headers": f"header {name!r} appears twice"})
+            raise ValidationFailed.on_fields({"agent_secret_headers": f"header {name!r} appears twice"})
         seen.add(name.lower())
         if not isinstance(secret, str) or not _AGENT_SECRET_NAME_RE.match(secret):
-            raise ValidationError({"agent_secret_headers": (
+            raise ValidationFailed.on_fields({"agent_secret_headers": (
                 f"header {name!r}: {secret!r} is not an agent secret name (letters, digits, _ . -)")})
         cleaned[name] = secret
     return cleaned
@@ -105,9 +105,9 @@ def _field_problems(obj: Tool | McpServer, **full_clean: Any) -> dict[str, list[
     """The model's own field rules (full_clean), keyed by field: where both validations start."""
     errors: dict[str, list[str]] = {}
     try:
-        obj.full_clean(exclude=["secret_headers"], **full_clean)
-    except ValidationError as exc:
-        for name, messages in exc.message_dict.items():
+        validate_model(obj, exclude=["secret_headers"], **full_clean)
+    except ValidationFailed as exc:
+        for name, messages in exc.by_path().items():
             errors.setdefault(name, []).extend(messages)
     return errors
 
@@ -133,7 +133,7 @@ def _shared_problems(obj: Tool | McpServer, own_secrets: dict[str, str], errors:
     without the agents app no resolver is registered and every id is accepted)."""
     try:
         agent_headers = clean_agent_secret_headers(obj.agent_secret_headers)
-    except ValidationError as exc:
+    except ValidationFailed as exc:
         errors.setdefault("agent_secret_headers", []).extend(exc.messages)
     else:
         # One header, one source: the object's own secret or the agent's, never a silent override.
@@ -143,7 +143,7 @@ def _shared_problems(obj: Tool | McpServer, own_secrets: dict[str, str], errors:
             errors.setdefault("agent_secret_headers", []).append(f"header(s) {both} are already {clash}")
     try:
         allowed = clean_allowed_agents(obj.allowed_agents)
-    except ValidationError as exc:
+    except ValidationFailed as exc:
         errors.setdefault("allowed_agents", []).extend(exc.messages)
     else:
         for agent_id in unknown_agent_ids(allowed or []):
@@ -151,7 +151,7 @@ def _shared_problems(obj: Tool | McpServer, own_secrets: dict[str, str], errors:
 
 
 def tool_validate(tool: Tool) -> None:
-    """Every rule a tool must meet; raises ValidationError keyed by field. Used by all doors."""
+    """Every rule a tool must meet; raises ValidationFailed keyed by field. Used by all doors."""
     errors = _field_problems(tool, validate_unique=True)
     for problem in schema_problems(tool.input_schema, must_be_object=True):
         errors.setdefault("input_schema", []).append(problem)
@@ -190,7 +190,7 @@ def tool_validate(tool: Tool) -> None:
         "no agent {agent_id!r} in the registry (create the agent first, "
         "or list it under agents: in the same registry document)"))
     if errors:
-        raise ValidationError(errors)
+        raise ValidationFailed.on_fields(errors)
 
 
 def _secrets_of(tool: Tool) -> dict[str, str]:
@@ -202,7 +202,7 @@ def _apply(tool: Tool, data: dict[str, Any], secret_headers: Mapping[str, str | 
     changed = False
     for name, value in data.items():
         if name not in TOOL_FIELDS:
-            raise ValidationError({name: "unknown tool field"})
+            raise ValidationFailed.on_fields({name: "unknown tool field"})
         if name == "allowed_agents":
             value = clean_allowed_agents(value)
         if name == "agent_secret_headers" and value is None:
@@ -569,7 +569,7 @@ def followup_create(
         agent_id=agent_id, microdao_id=microdao_id, title=title, assignee=assignee, due_date=due_date,
         request_id=request_id,
     )
-    followup.full_clean()
+    validate_model(followup)
     followup.save()
     return followup
 
@@ -600,7 +600,7 @@ _TOOL_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 def mcp_server_validate(server: McpServer) -> None:
-    """Every rule an MCP server must meet; raises ValidationError keyed by field."""
+    """Every rule an MCP server must meet; raises ValidationFailed keyed by field."""
     errors = _field_problems(server)
     problem = _http_url_problem(server.url, "an MCP server's url")
     if problem:
@@ -608,7 +608,7 @@ def mcp_server_validate(server: McpServer) -> None:
     _shared_problems(server, _server_secrets(server), errors, clash="secret headers",
                      unknown_agent="no agent {agent_id!r} in the registry")
     if errors:
-        raise ValidationError(errors)
+        raise ValidationFailed.on_fields(errors)
 
 
 def _server_secrets(server: McpServer) -> dict[str, str]:
@@ -620,7 +620,7 @@ def _apply_server(server: McpServer, data: dict[str, Any], secret_headers: Mappi
     changed: dict[str, Any] = {}
     for name, value in data.items():
         if name not in MCP_SERVER_FIELDS:
-            raise ValidationError({name: "unknown MCP server field"})
+            raise ValidationFailed.on_fields({name: "unknown MCP server field"})
         if name == "allowed_agents":
             value = clean_allowed_agents(value)
         if name == "agent_secret_headers" and value is None:
@@ -684,7 +684,7 @@ def mcp_server_update(*, server: McpServer, secret_headers: Mapping[str, str | N
     theirs. A new url or prefix queues a sync.
     """
     if "prefix" in fields and fields["prefix"] != server.prefix and server.tools.exists():
-        raise ValidationError({"prefix": "the prefix of a server with tools cannot change (tool ids would change); "
+        raise ValidationFailed.on_fields({"prefix": "the prefix of a server with tools cannot change (tool ids would change); "
                                          "register a new server instead"})
     changed = _apply_server(server, fields, secret_headers)
     if not changed:
@@ -800,7 +800,7 @@ def mcp_server_sync(*, server: McpServer) -> McpSyncReport:
                     if tool is None:
                         tool_id = mcp_tool_id(server.prefix, upstream.name)
                         if Tool.objects.filter(tool_id=tool_id).exists():
-                            raise ValidationError({"tool_id": f"{tool_id!r} is taken by another tool"})
+                            raise ValidationFailed.on_fields({"tool_id": f"{tool_id!r} is taken by another tool"})
                         tool = Tool(tool_id=tool_id, mcp_server=server, allowed_agents=server.allowed_agents,
                                     timeout=server.timeout, agent_secret_headers=dict(server.agent_secret_headers))
                         _apply(tool, fields, None)
@@ -813,9 +813,9 @@ def mcp_server_sync(*, server: McpServer) -> McpSyncReport:
                         report.updated.append(tool.tool_id)
                     else:
                         report.unchanged.append(tool.tool_id)
-            except ValidationError as exc:
-                items = exc.message_dict.items() if hasattr(exc, "error_dict") else [("", exc.messages)]
-                report.skipped[upstream.name] = "; ".join(f"{k}: {'; '.join(v)}" if k else "; ".join(v) for k, v in items)
+            except ValidationFailed as exc:
+                report.skipped[upstream.name] = "; ".join(
+                    f"{k}: {'; '.join(v)}" if k else "; ".join(v) for k, v in exc.by_path().items())
         for name, tool in sorted(known.items()):
             if name not in seen and tool.enabled:
                 tool.enabled = False

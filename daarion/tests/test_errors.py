@@ -8,7 +8,7 @@ from ninja import NinjaAPI, Schema
 from ninja.testing import TestClient
 
 from daarion.api import install_error_handlers
-from daarion.infra.errors import Conflict
+from daarion.infra.errors import Conflict, ValidationFailed
 
 
 def _assert_envelope(response, status: int, type_: str) -> dict:
@@ -138,3 +138,32 @@ def test_request_id_is_echoed(api, incoming):
 def test_unsafe_request_id_is_replaced(api):
     response = api.get("/health", headers={"x-request-id": "has spaces; and " + "x" * 300})
     assert response.headers["x-request-id"].startswith("req-")
+
+
+def test_a_refusal_keyed_by_field_lists_its_problems():
+    failed = ValidationFailed.on_fields({"fallbacks": "lists a model twice", "__all__": ["no", "never"]})
+    assert failed.details == [
+        {"path": "fallbacks", "message": "lists a model twice"},
+        {"path": "", "message": "no"},
+        {"path": "", "message": "never"},
+    ]
+    assert failed.message == "fallbacks: lists a model twice; no; never"
+    assert failed.by_path() == {"fallbacks": ["lists a model twice"], "": ["no", "never"]}
+    assert failed.messages == ["lists a model twice", "no", "never"]
+    assert (failed.status, failed.type) == (422, "validation_error")
+
+
+def test_within_re_paths_a_refusal_for_the_enclosing_document():
+    failed = ValidationFailed.on_fields({"tool_id": "taken", "target": "not a URL"})
+    moved = failed.within("tools[1]", {"tool_id": "id"})
+    assert moved.details == [{"path": "tools[1].id", "message": "taken"},
+                             {"path": "tools[1].target", "message": "not a URL"}]
+    assert moved.message == "tools[1].id: taken; tools[1].target: not a URL"
+    # Nothing to rename and no prefix: the same refusal.
+    assert failed.within(aliases={"other": "x"}) is failed
+    # A message of its own keeps its words, the prefix in front.
+    worded = ValidationFailed("secret 'k': must be a string", type="bad_secret",
+                              details=[{"path": "secrets.k", "message": "must be a string"}])
+    moved = worded.within("agents[0]")
+    assert moved.message == "agents[0]: secret 'k': must be a string" and moved.type == "bad_secret"
+    assert moved.details == [{"path": "agents[0].secrets.k", "message": "must be a string"}]

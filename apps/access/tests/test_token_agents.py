@@ -9,11 +9,11 @@ import io
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
+from daarion.infra.errors import ValidationFailed
 from apps.access.models import ChangeRecord, ServiceToken
 from apps.access.services import hash_token, service_token_create, service_token_update
 from apps.access.tests.test_auth import _wait_for_status
@@ -35,19 +35,19 @@ def _delete_agent(agent_id: str, actor: tuple[str, str] = ("token:ci-deployer", 
 @pytest.mark.django_db
 def test_a_token_names_only_existing_agents(make_agents):
     make_agents("agent:sofia")
-    with pytest.raises(ValidationError) as raised:
+    with pytest.raises(ValidationFailed) as raised:
         service_token_create(name="typo", scopes=["llm"], agents=["agent:sofia", "agent:pmm", "agent:ctoo", "agent:pmm"])
     # Each unknown id once, by name.
-    assert raised.value.message_dict == {"agents": [_unknown("agent:ctoo"), _unknown("agent:pmm")]}
+    assert raised.value.by_path() == {"agents": [_unknown("agent:ctoo"), _unknown("agent:pmm")]}
     assert not ServiceToken.objects.filter(name="typo").exists()
 
     issued = service_token_create(name="ok", scopes=["llm"], agents=[" agent:sofia", "agent:sofia"])
     assert issued.token.agents == ["agent:sofia"]
-    with pytest.raises(ValidationError) as raised:
+    with pytest.raises(ValidationFailed) as raised:
         service_token_update(token=issued.token, agents=["agent:sofia", "agent:ghost"])
-    assert raised.value.message_dict == {"agents": [_unknown("agent:ghost")]}
+    assert raised.value.by_path() == {"agents": [_unknown("agent:ghost")]}
     assert ServiceToken.objects.get(name="ok").agents == ["agent:sofia"]
-    with pytest.raises(ValidationError, match="list of agent ids"):
+    with pytest.raises(ValidationFailed, match="list of agent ids"):
         service_token_create(name="bad", scopes=["llm"], agents="agent:sofia")  # type: ignore[arg-type]
     # null (any agent) and [] (no agent) name nobody; an update that leaves agents alone
     # does not look at them.

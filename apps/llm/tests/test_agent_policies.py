@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import transaction
@@ -26,14 +25,14 @@ UNKNOWN_GHOST = (
 
 @pytest.mark.django_db
 def test_an_agent_policy_needs_an_existing_agent(make_agents):
-    with pytest.raises(ValidationError) as raised:
+    with pytest.raises(ValidationFailed) as raised:
         services.rate_limit_policy_create(scope="agent", subject="agent:ghost", rpm=5)
-    assert raised.value.message_dict == {"subject": [UNKNOWN_GHOST]}
+    assert raised.value.by_path() == {"subject": [UNKNOWN_GHOST]}
     assert not RateLimitPolicy.objects.exists()
     # Other problems of the same policy are reported beside it.
-    with pytest.raises(ValidationError) as raised:
+    with pytest.raises(ValidationFailed) as raised:
         services.rate_limit_policy_create(scope="agent", subject="agent:ghost", rpm=0)
-    assert set(raised.value.message_dict) == {"subject", "rpm"}
+    assert set(raised.value.by_path()) == {"subject", "rpm"}
 
     make_agents("agent:ghost")
     policy = services.rate_limit_policy_create(scope="agent", subject=" agent:ghost ", rpm=5)

@@ -109,7 +109,13 @@ def test_auth_scope_and_agent_binding(api, stub_model, make_token, bearer, live)
     assert usage_rows(request_id="req-bound-1")[0].agent_id == "agent:pm"
     several = bearer(make_token(scopes=["llm"], agents=["agent:pm", "agent:cto"]))
     response = api.post("/internal/llm/proxy", json=_proxy_body(metadata={}), headers=several)
-    assert response.status_code == 422 and response.json()["error"]["details"][0]["path"] == "metadata.agent_id"
+    error = response.json()["error"]
+    assert response.status_code == 422 and error["type"] == "agent_required"
+    assert error["details"][0]["path"] == "body.metadata.agent_id"
+    # Bound to no agent (each was deleted): it acts for none, named or not.
+    nobody = bearer(make_token(scopes=["llm"], agents=[]))
+    response = api.post("/internal/llm/proxy", json=_proxy_body(metadata={}), headers=nobody)
+    assert response.status_code == 403 and response.json()["error"]["type"] == "agent_not_allowed"
 
 
 def test_batch_answers_in_order_with_per_item_errors(api, stub_model, llm_headers, live):

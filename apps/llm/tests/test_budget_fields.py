@@ -8,7 +8,6 @@ from decimal import Decimal
 
 import pytest
 import yaml
-from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -27,10 +26,10 @@ PERIOD = "unknown period 'week'; allowed: day, month"
 
 
 def _refusal(**kwargs) -> dict[str, list[str]]:
-    with pytest.raises(ValidationError) as raised:
+    with pytest.raises(ValidationFailed) as raised:
         services.rate_limit_policy_create(scope="microdao", subject="microdao:7", **kwargs)
     assert not RateLimitPolicy.objects.exists()
-    return raised.value.message_dict
+    return raised.value.by_path()
 
 
 # --- services ----------------------------------------------------------------------------
@@ -71,9 +70,9 @@ def test_a_bad_budget_is_refused_on_budget_usd(value, message):
 def test_a_bad_period_is_refused_naming_the_allowed_ones():
     assert _refusal(budget_usd=10, budget_period="week") == {"budget_period": [PERIOD]}
     policy = services.rate_limit_policy_create(scope="default", budget_usd=10)
-    with pytest.raises(ValidationError) as raised:
+    with pytest.raises(ValidationFailed) as raised:
         services.rate_limit_policy_update(policy=policy, budget_period="week")
-    assert raised.value.message_dict == {"budget_period": [PERIOD]}
+    assert raised.value.by_path() == {"budget_period": [PERIOD]}
     policy.refresh_from_db()
     assert policy.budget_period == "month"
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.db import connection
 
 from apps.llm import services
 from apps.llm.models import Provider
 from apps.llm.selectors import load_registry, registry_snapshot
-from daarion.infra.errors import Conflict
+from daarion.infra.errors import Conflict, ValidationFailed
 from daarion.infra.redis_client import get_redis, key
 
 pytestmark = pytest.mark.django_db
@@ -34,17 +33,17 @@ def test_provider_defaults_base_url_for_known_kinds():
     ],
 )
 def test_provider_rules(fields, field_name):
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(ValidationFailed) as info:
         services.provider_create(name="p1", **fields)
-    assert field_name in info.value.message_dict
+    assert field_name in info.value.by_path()
 
 
 def test_provider_name_rule_and_uniqueness():
     services.provider_create(name="stub", kind="stub")
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(ValidationFailed) as info:
         services.provider_create(name="stub", kind="stub")
-    assert "name" in info.value.message_dict
-    with pytest.raises(ValidationError):
+    assert "name" in info.value.by_path()
+    with pytest.raises(ValidationFailed):
         services.provider_create(name="has space", kind="stub")
 
 
@@ -77,17 +76,17 @@ def test_fallbacks_must_exist_and_not_loop():
     _models("a", "b", "c")
     services.logical_model_update(model=services.LogicalModel.objects.get(name="a"), fallbacks=["b"])
     services.logical_model_update(model=services.LogicalModel.objects.get(name="b"), fallbacks=["c"])
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(ValidationFailed) as info:
         services.logical_model_update(model=services.LogicalModel.objects.get(name="c"), fallbacks=["a"])
-    assert "loop" in info.value.message_dict["fallbacks"][0]
-    assert "c → a → b → c" in info.value.message_dict["fallbacks"][0]
-    with pytest.raises(ValidationError, match="itself"):
+    assert "loop" in info.value.by_path()["fallbacks"][0]
+    assert "c → a → b → c" in info.value.by_path()["fallbacks"][0]
+    with pytest.raises(ValidationFailed, match="itself"):
         services.logical_model_update(model=services.LogicalModel.objects.get(name="a"), fallbacks=["a"])
-    with pytest.raises(ValidationError, match="unknown"):
+    with pytest.raises(ValidationFailed, match="unknown"):
         services.logical_model_update(model=services.LogicalModel.objects.get(name="a"), fallbacks=["zzz"])
-    with pytest.raises(ValidationError, match="twice"):
+    with pytest.raises(ValidationFailed, match="twice"):
         services.logical_model_update(model=services.LogicalModel.objects.get(name="a"), fallbacks=["b", "b"])
-    with pytest.raises(ValidationError, match="list"):
+    with pytest.raises(ValidationFailed, match="list"):
         services.logical_model_update(model=services.LogicalModel.objects.get(name="a"), fallbacks="b")
 
 
@@ -108,10 +107,10 @@ def test_provider_with_deployments_cannot_be_deleted():
 
 
 def test_negative_price_is_refused():
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(ValidationFailed) as info:
         services.logical_model_create(name="m", input_price_per_mtok=-1)
-    assert "input_price_per_mtok" in info.value.message_dict
-    with pytest.raises(ValidationError):
+    assert "input_price_per_mtok" in info.value.by_path()
+    with pytest.raises(ValidationFailed):
         services.logical_model_create(name="m", output_price_per_mtok="cheap")
 
 
@@ -125,9 +124,9 @@ def test_negative_price_is_refused():
     ],
 )
 def test_rate_limit_policy_rules(scope, subject, limits, field_name):
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(ValidationFailed) as info:
         services.rate_limit_policy_create(scope=scope, subject=subject, **limits)
-    assert field_name in info.value.message_dict
+    assert field_name in info.value.by_path()
 
 
 def test_writes_bump_the_registry_version(django_capture_on_commit_callbacks):

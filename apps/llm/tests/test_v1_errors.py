@@ -49,6 +49,12 @@ def test_a_token_without_the_scope_or_agent_is_403(asgi_server, make_token, sdk)
     err = _raised(lambda: sdk.chat.completions.create(model="dagi-stub", messages=HELLO,
                                                       extra_headers={"X-Agent-Id": "agent:other"}), openai.PermissionDeniedError)
     assert err.code == "agent_not_allowed"
+    # A token bound to several agents names the one it acts for (Principal.acting_agent): a
+    # missing X-Agent-Id is OpenAI's missing parameter.
+    several = openai.OpenAI(base_url=f"{asgi_server.url}/v1", max_retries=0,
+                            api_key=make_token(scopes=["llm"], agents=["agent:errors", "agent:other"]))
+    err = _raised(lambda: several.chat.completions.create(model="dagi-stub", messages=HELLO), openai.BadRequestError)
+    assert (err.status_code, err.code, err.param) == (400, "missing_required_parameter", "X-Agent-Id")
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from apps.agents import services as agent_services
@@ -22,7 +21,6 @@ from apps.llm.models import LogicalModel, Provider, RateLimitPolicy
 from apps.registry.documents.models import Secret
 from apps.registry.documents.parse import Desired, expect, parse, policy_id, refusal
 from apps.registry.documents.plan import Plan, PlanItem
-from apps.registry.exceptions import validation_failed
 from apps.registry.services import agent_secrets_apply
 from apps.tools import services as tool_services
 from apps.tools.models import McpServer, Tool
@@ -35,14 +33,8 @@ def _at(path: str, aliases: dict[str, str] | None = None) -> Iterator[None]:
     """Names the document path in any refusal a service raises."""
     try:
         yield
-    except ValidationError as exc:
-        raise validation_failed(exc, prefix=path, aliases=aliases) from exc
     except ValidationFailed as exc:
-        details = [
-            {"path": ".".join(p for p in (path, d.get("path", "")) if p), "message": d.get("message", "")}
-            for d in (exc.details if isinstance(exc.details, list) else [])
-        ] or [{"path": path, "message": exc.message}]
-        raise ValidationFailed(f"{path}: {exc.message}", details=details, type=exc.type) from exc
+        raise exc.within(path, aliases) from exc
     except DaarionError as exc:
         exc.message = f"{path}: {exc.message}"
         raise

@@ -4,11 +4,11 @@ Before the SDK reads a byte of the body, a request must pass, in this order:
 - the Origin rule (a browser page may call only from our own host or a listed origin: no DNS
   rebinding from a web page);
 - a service token with the `tools` scope (`Authorization: Bearer ...`);
-- an acting agent: the token's when it is bound to exactly one agent, else `X-Agent-Id`, which
-  the token must be allowed to act for.
-A refusal is a JSON-RPC error body at its HTTP status (400, 401 with `WWW-Authenticate`, 403,
-503 `database_unavailable` / `redis_unavailable` with `Retry-After` during an outage),
-so the SDK client raises it with our message instead of a generic "server returned an error";
+- an acting agent (`Principal.acting_agent`, as on every door): `X-Agent-Id`, which the token
+  must be allowed to act for, or else the token's only agent.
+A refusal is a JSON-RPC error body at its HTTP status (401 with `WWW-Authenticate`, 403, 422
+`agent_required`, 503 `database_unavailable` / `redis_unavailable` with `Retry-After` during an
+outage), so the SDK client raises it with our message instead of a generic "server returned an error";
 `error.data` has the house error's `type` and `details`.
 
 The manager is stateless (a fresh transport per request, no session ids), so any web process
@@ -40,7 +40,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from apps.tools.mcp.events import RegistryEvents, RegistryListenHandler
 from apps.tools.mcp.server import SCOPE_KEY, Caller, build_server
 from apps.access.auth import Principal, authenticate_authorization
-from daarion.infra.errors import BadRequest, DaarionError, Forbidden
+from daarion.infra.errors import DaarionError, Forbidden
 from daarion.log import request_id_var
 from daarion.infra.outages import outage_error
 
@@ -60,19 +60,9 @@ def _headers(scope: dict[str, Any]) -> dict[str, str]:
 
 
 def _agent_of(headers: dict[str, str], principal: Principal) -> str:
-    header = headers.get("x-agent-id", "").strip()
-    if principal.agents is not None and len(principal.agents) == 1:
-        (bound,) = principal.agents
-        if header and header != bound:
-            raise Forbidden(f"token {principal.name!r} is bound to {bound!r}, not {header!r}", type="agent_not_allowed")
-        return bound
-    if not header:
-        raise BadRequest(
-            "this token is not bound to exactly one agent: name the agent in the X-Agent-Id header",
-            type="agent_required",
-        )
-    principal.ensure_can_act_for(header)
-    return header
+    # Toolcore's permissions are per agent, so the gateway always needs one.
+    return principal.acting_agent(headers.get("x-agent-id", "").strip() or None,
+                                  source="X-Agent-Id header", required=True)
 
 
 def _check_origin(headers: dict[str, str]) -> None:

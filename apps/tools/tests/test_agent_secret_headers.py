@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.core.exceptions import ValidationError
 
 from apps.registry.documents import registry_apply
 from apps.tools.services import tool_update, tools_export
@@ -61,15 +60,15 @@ def test_a_missing_agent_secret_fails_before_the_target_and_leaks_nothing(make_t
 )
 def test_bad_declarations_are_refused(make_tool, value, message):
     tool = make_tool("vendor.echo", secret_headers={"X-Tool-Own": "own-1"})
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(ValidationFailed) as info:
         tool_update(tool=tool, agent_secret_headers=value)
-    assert any(message in m for m in info.value.message_dict["agent_secret_headers"]), info.value.message_dict
+    assert any(message in m for m in info.value.by_path()["agent_secret_headers"]), info.value.by_path()
 
 
 def test_python_tools_cannot_declare_agent_secrets(make_tool):
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(ValidationFailed) as info:
         make_tool("py.tool", executor="python", target="followups.create", agent_secret_headers={"X-Key": "S"})
-    assert "agent_secret_headers" in info.value.message_dict
+    assert "agent_secret_headers" in info.value.by_path()
 
 
 def test_import_and_export_carry_the_declaration(db):

@@ -76,6 +76,23 @@ def test_call_ok(tools_api, token, bearer, tools):
     assert row.status == "ok" and row.agent_id == "agent:sofia"
 
 
+def test_the_acting_agent_is_the_one_rule_of_every_door(tools_api, make_token, bearer, tools):
+    # Principal.acting_agent, as on the LLM proxy and /mcp: a token bound to one agent may leave
+    # agent_id out; any other must name it (422 agent_required); one bound to none acts for none.
+    sofia = make_token(scopes=["tools"], agents=["agent:sofia"])
+    body = _call(tools_api, sofia, bearer, agent_id=None).json()
+    assert body["ok"] is True, body
+    row = wait_for(lambda: ToolCall.objects.filter(request_id=body["request_id"]).first(), message="audit row")
+    assert row.agent_id == "agent:sofia"
+    for agents in (None, ["agent:sofia", "agent:pm"]):
+        response = _call(tools_api, make_token(scopes=["tools"], agents=agents), bearer, agent_id=None)
+        error = response.json()["error"]
+        assert response.status_code == 422 and error["type"] == "agent_required", error
+        assert error["details"][0]["path"] == "body.agent_id"
+    nobody = _call(tools_api, make_token(scopes=["tools"], agents=[]), bearer, agent_id=None)
+    assert nobody.status_code == 403 and nobody.json()["error"]["type"] == "agent_not_allowed"
+
+
 def test_call_failure_is_200_with_ok_false(tools_api, token, bearer, make_tool, http_target):
     make_tool("t.fail", target=f"{http_target}/fail")
     body = _call(tools_api, token, bearer, tool_id="t.fail").json()

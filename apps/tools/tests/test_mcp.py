@@ -166,8 +166,8 @@ def test_every_refusal_is_readable_in_the_sdk_client(tools_server, tools_api, ma
         "no token": (None, {}, "missing Authorization header"),
         "bad token": ("not-a-token", {}, "unknown service token"),
         "no tools scope": (no_scope, {}, "lacks the 'tools' scope"),
-        "no acting agent": (unbound, {}, "name the agent in the X-Agent-Id header"),
-        "another agent": (bound, {"X-Agent-Id": "agent:cto"}, "is bound to 'agent:sofia', not 'agent:cto'"),
+        "no acting agent": (unbound, {}, "say which agent the call acts for (X-Agent-Id header)"),
+        "another agent": (bound, {"X-Agent-Id": "agent:cto"}, "may not act for agent 'agent:cto'"),
         "agent not allowed": (unbound, {"X-Agent-Id": "agent:pm"}, "may not act for agent 'agent:pm'"),
     }
 
@@ -214,7 +214,10 @@ def test_refusals_over_raw_http(tools_api, make_token, mcp_tools):
     scope = _rpc(tools_api, no_scope)
     assert scope.status_code == 403 and scope.json()["error"]["data"]["type"] == "scope_not_allowed"
     missing = _rpc(tools_api, any_agent)
-    assert missing.status_code == 400 and missing.json()["error"]["data"]["type"] == "agent_required"
+    assert missing.status_code == 422 and missing.json()["error"]["data"]["type"] == "agent_required"
+    assert missing.json()["error"]["data"]["details"][0]["path"] == "X-Agent-Id header"
+    nobody = _rpc(tools_api, make_token(scopes=["tools"], agents=[]))
+    assert nobody.status_code == 403 and nobody.json()["error"]["data"]["type"] == "agent_not_allowed"
     other = _rpc(tools_api, bound, **{"X-Agent-Id": "agent:cto"})
     assert other.status_code == 403 and other.json()["error"]["data"]["type"] == "agent_not_allowed"
     ok = _rpc(tools_api, any_agent, **{"X-Agent-Id": "agent:pm", "X-Request-Id": "ci-run-7"})

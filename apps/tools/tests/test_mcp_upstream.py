@@ -278,9 +278,9 @@ def test_the_command_syncs_by_name(reference, upstream):
 
 
 def test_mcp_tools_are_made_only_by_a_sync(make_tool, db):
-    from django.core.exceptions import ValidationError
+    from daarion.infra.errors import ValidationFailed
 
-    with pytest.raises(ValidationError, match="register the server"):
+    with pytest.raises(ValidationFailed, match="register the server"):
         make_tool("hand.made", executor="mcp", target="add")
 
 

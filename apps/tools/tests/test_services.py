@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.db import connection
 
 from apps.tools.models import Tool
@@ -14,6 +13,7 @@ from apps.tools.services import tool_create, tool_delete, tool_update, tools_for
 from apps.tools.tests.conftest import OBJECT_SCHEMA
 from daarion.infra import agent_directory
 from apps.access.audit import acting_as
+from daarion.infra.errors import ValidationFailed
 from apps.access.models import ChangeRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,16 +34,16 @@ def test_create_and_version_bumps_only_on_change(make_tool):
     ["", "has space", "slash/id", "x" * 129, "ünicode"],
 )
 def test_bad_ids_are_refused(make_tool, tool_id):
-    with pytest.raises(ValidationError) as exc:
+    with pytest.raises(ValidationFailed) as exc:
         make_tool(tool_id)
-    assert "tool_id" in exc.value.message_dict
+    assert "tool_id" in exc.value.by_path()
 
 
 def test_duplicate_id_is_refused(make_tool):
     make_tool("a.b")
-    with pytest.raises(ValidationError) as exc:
+    with pytest.raises(ValidationFailed) as exc:
         make_tool("a.b")
-    assert "tool_id" in exc.value.message_dict
+    assert "tool_id" in exc.value.by_path()
 
 
 @pytest.mark.parametrize(
@@ -63,17 +63,17 @@ def test_duplicate_id_is_refused(make_tool):
     ],
 )
 def test_each_invalid_field_is_named(make_tool, field, value, fragment):
-    with pytest.raises(ValidationError) as exc:
+    with pytest.raises(ValidationFailed) as exc:
         make_tool("bad.tool", **{field: value})
-    messages = exc.value.message_dict
+    messages = exc.value.by_path()
     assert field in messages, messages
     assert any(fragment in m for m in messages[field]), messages
 
 
 def test_python_target_must_be_registered(make_tool):
-    with pytest.raises(ValidationError) as exc:
+    with pytest.raises(ValidationFailed) as exc:
         make_tool("py.tool", executor="python", target="os.system")
-    assert "no @tool_function" in exc.value.message_dict["target"][0]
+    assert "no @tool_function" in exc.value.by_path()["target"][0]
     tool = make_tool("py.ok", executor="python", target="followups.create")
     assert tool.target == "followups.create"
 
@@ -97,18 +97,18 @@ def _create(tool_id: str, **fields):
 
 def test_allowed_agents_must_name_real_agents(make_agents):
     make_agents("agent:sofia", "agent:pm")
-    with pytest.raises(ValidationError) as exc:
+    with pytest.raises(ValidationFailed) as exc:
         _create("t.typo", allowed_agents=["agent:sofia", "agent:pmm", "agent:ctoo", "agent:pmm"])
-    assert exc.value.message_dict == {"allowed_agents": [
+    assert exc.value.by_path() == {"allowed_agents": [
         "no agent 'agent:ctoo' in the registry (create the agent first, or list it under agents: in the same registry document)",
         "no agent 'agent:pmm' in the registry (create the agent first, or list it under agents: in the same registry document)",
     ]}
     assert not Tool.objects.exists()
 
     tool = _create("t.ok", allowed_agents=["agent:sofia"])
-    with pytest.raises(ValidationError) as exc:
+    with pytest.raises(ValidationFailed) as exc:
         tool_update(tool=tool, allowed_agents=["agent:sofia", "agent:ghost"])
-    assert list(exc.value.message_dict) == ["allowed_agents"] and "'agent:ghost'" in exc.value.messages[0]
+    assert list(exc.value.by_path()) == ["allowed_agents"] and "'agent:ghost'" in exc.value.messages[0]
     stored = Tool.objects.get(pk=tool.pk)
     assert (stored.allowed_agents, stored.version) == (["agent:sofia"], 1)
     # null (every agent) and [] (none) name nobody, so they need no agent at all.
@@ -177,9 +177,9 @@ def test_secret_headers_are_encrypted_merged_and_never_public(make_tool):
     [{"Bad Header": "x"}, {"Content-Type": "x"}, {"X-Key": 5}, {"X-Key": "a\nb"}, {"Host": "evil"}],
 )
 def test_bad_secret_headers_are_refused(make_tool, headers):
-    with pytest.raises(ValidationError) as exc:
+    with pytest.raises(ValidationFailed) as exc:
         make_tool("t.badsecret", secret_headers=headers)
-    assert "secret_headers" in exc.value.message_dict
+    assert "secret_headers" in exc.value.by_path()
 
 
 def test_registry_sees_changes_and_deletes(make_tool):
@@ -205,15 +205,15 @@ def test_function_names_are_valid_unique_and_reversible():
 
 
 def test_tool_create_requires_object_input_schema_even_when_missing(db):
-    with pytest.raises(ValidationError) as exc:
+    with pytest.raises(ValidationFailed) as exc:
         tool_create(tool_id="t.noschema", name="x", executor="http", target="http://127.0.0.1/x", input_schema={})
-    assert "input_schema" in exc.value.message_dict
+    assert "input_schema" in exc.value.by_path()
 
 
 def test_unknown_field_is_refused(make_tool):
-    with pytest.raises(ValidationError) as exc:
+    with pytest.raises(ValidationFailed) as exc:
         make_tool("t.unknown", colour="blue")
-    assert "colour" in exc.value.message_dict
+    assert "colour" in exc.value.by_path()
 
 
 def test_schema_with_object_shape_is_kept_verbatim(make_tool):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from apps.access.choices import Scope
+from daarion.infra.errors import ValidationFailed
 from apps.access.services import service_token_create
 
 
@@ -27,7 +27,7 @@ class Command(BaseCommand):
         expires_at = timezone.now() + timedelta(days=expires_days) if expires_days else None
         try:
             issued = service_token_create(name=name, scopes=scopes, agents=agents, expires_at=expires_at)
-        except ValidationError as exc:
-            raise CommandError("; ".join(f"{k}: {', '.join(v)}" for k, v in exc.message_dict.items())) from exc
+        except ValidationFailed as exc:
+            raise CommandError("; ".join(f"{k}: {', '.join(v)}" if k else ", ".join(v) for k, v in exc.by_path().items())) from exc
         self.stderr.write(f"created token {name!r} with scopes {issued.token.scopes}; it is shown only now:")
         self.stdout.write(issued.raw)
