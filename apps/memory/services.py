@@ -29,10 +29,10 @@ from daarion.storable import json_problem, text_problem, to_utc
 
 logger = logging.getLogger(__name__)
 
-MAX_CONTENT_BYTES = getattr(settings, "MEMORY_MAX_CONTENT_BYTES", 64 * 1024)
-MAX_META_BYTES = getattr(settings, "MEMORY_MAX_META_BYTES", 8 * 1024)
-MAX_BULK_ITEMS = getattr(settings, "MEMORY_MAX_BULK_ITEMS", 500)
-EMBED_BATCH = getattr(settings, "MEMORY_EMBED_BATCH", 64)
+MAX_CONTENT_BYTES = settings.MEMORY_MAX_CONTENT_BYTES
+MAX_META_BYTES = settings.MEMORY_MAX_META_BYTES
+MAX_BULK_ITEMS = settings.MEMORY_MAX_BULK_ITEMS
+EMBED_BATCH = settings.MEMORY_EMBED_BATCH
 _ID_FIELD_MAX = 128
 
 
@@ -589,9 +589,9 @@ def memory_job_fail(*, job_id: str, error: str) -> MemoryJob:
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 # Entries that record the tool's own bookkeeping, not the conversation.
 BOOKKEEPING_TYPES = frozenset({"progress", "file-history-snapshot", "snapshot", "queue-operation", "summary", "pr-link"})
-TRANSCRIPT_MAX_ENTRIES = getattr(settings, "MEMORY_TRANSCRIPT_MAX_ENTRIES", 20_000)
-TRANSCRIPT_MAX_BYTES = getattr(settings, "MEMORY_TRANSCRIPT_MAX_BYTES", 8 * 1024 * 1024)
-TRANSCRIPT_MAX_ENTRY_BYTES = getattr(settings, "MEMORY_TRANSCRIPT_MAX_ENTRY_BYTES", 512 * 1024)
+TRANSCRIPT_MAX_ENTRIES = settings.MEMORY_TRANSCRIPT_MAX_ENTRIES
+TRANSCRIPT_MAX_BYTES = settings.MEMORY_TRANSCRIPT_MAX_BYTES
+TRANSCRIPT_MAX_ENTRY_BYTES = settings.MEMORY_TRANSCRIPT_MAX_ENTRY_BYTES
 
 
 def session_id_clean(session_id: str) -> str:

@@ -15,8 +15,8 @@ from daarion.celery import Queue, app
 
 logger = logging.getLogger(__name__)
 
-EMBED_MAX_RETRIES = getattr(settings, "MEMORY_EMBED_MAX_RETRIES", 5)
-RETRY_BASE_SECONDS = getattr(settings, "MEMORY_RETRY_BASE_SECONDS", 5.0)
+EMBED_MAX_RETRIES = settings.MEMORY_EMBED_MAX_RETRIES
+RETRY_BASE_SECONDS = settings.MEMORY_RETRY_BASE_SECONDS
 
 
 def _backoff(retries: int) -> float:
