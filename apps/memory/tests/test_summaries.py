@@ -187,3 +187,19 @@ def test_a_multilingual_model_served_through_the_proxy(api, headers, llm_registr
         assert httpx.get(f"{fake_llm}/_stats").json()["last"]["body"]["input"] == ["query: коли зустріч у Києві?"]
     finally:
         services.embedding_model_activate(name="hash")
+
+
+def test_the_embedding_task_retries_a_transient_error_then_gives_up(llm_registry):
+    """From the first attempt: Celery's autoretry runs it again on each transient error (at
+    once, as an eager task), and the last attempt marks the entries failed."""
+    from apps.memory import tasks
+
+    services.embedding_model_save(name="llm:emb-down", backend="llm", dimensions=8, is_active=True)
+    try:
+        entry = MemoryEntry.objects.create(agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": "x"}, text="x", occurred_at=timezone.now())
+        tasks.embed_entries.apply(args=[[entry.id]])
+        entry.refresh_from_db()
+        assert entry.embedding_status == EmbeddingStatus.FAILED
+        assert f"gave up after {tasks.EMBED_MAX_RETRIES} retries" in entry.embedding_error
+    finally:
+        services.embedding_model_activate(name="hash")
