@@ -82,6 +82,11 @@ INSTALLED_APPS = [
     "apps.agents",
     "apps.console",  # the operator console (front page, playground, test buttons): imported by nothing
     "axes",  # admin sign-in throttling (below)
+    # The registry management API (/api/registry/) is served by Django REST framework; the
+    # runtime APIs stay on django-ninja (REST_FRAMEWORK below).
+    "apps.registry",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
 ]
 
 MIDDLEWARE = [
@@ -299,6 +304,9 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "WARNING"},
         "pgserver": {"level": "WARNING"},
+        # httpx logs every request at INFO; tool calls are audited already, so only its warnings.
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},  # the MCP SDK's client
         # The loggers of beat's per-task "sending" and the worker's "received" and "succeeded"
         # lines (no level of their own: --loglevel and DAARION_LOG_LEVEL still decide).
         "celery.beat": {"filters": ["quiet_periodic_tasks"]},
@@ -352,9 +360,6 @@ TOOLS_AUDIT_FLUSH_INTERVAL = float(os.environ.get("TOOLS_AUDIT_FLUSH_INTERVAL", 
 TOOLS_AUDIT_DRAIN_SECONDS = float(os.environ.get("TOOLS_AUDIT_DRAIN_SECONDS", "1.0"))
 # Name of the Redis list the audit entries wait in (processes sharing it drain each other's).
 TOOLS_AUDIT_QUEUE = os.environ.get("TOOLS_AUDIT_QUEUE", "audit")
-# httpx logs every request at INFO; tool calls are audited already, so only its warnings.
-LOGGING["loggers"].setdefault("httpx", {"level": "WARNING"})
-LOGGING["loggers"].setdefault("httpx2", {"level": "WARNING"})  # the MCP SDK's client
 
 # --- memory (MEMORY_*) ---
 # Query results per call at most (a larger `limit` is capped).
@@ -466,9 +471,7 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- registry ---
-# The management API (/api/registry/) is served by Django REST framework; the runtime APIs
-# stay on django-ninja. Errors are rendered in the project's envelope by the app's handler.
-INSTALLED_APPS += ["apps.registry", "drf_spectacular", "drf_spectacular_sidecar"]
+# Errors are rendered in the project's envelope by the app's handler.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: its `WWW-Authenticate: Bearer` keeps an anonymous call a 401.
