@@ -242,6 +242,8 @@ LIVE_CONFIG_CHECK_INTERVAL = float(os.environ.get("DAARION_LIVE_CONFIG_CHECK_INT
 # The LLM proxy's two hottest routes skip Django's middleware chain and Ninja's operation wrapper
 # (daarion/fastlane.py, same views and rules); 0 sends them the usual way.
 FAST_LANE = os.environ.get("DAARION_FAST_LANE", "1") not in {"0", "false", "no"}
+# The ASGI app serves /static/ itself (daarion/asgi.py); 0 when a proxy or CDN serves it.
+SERVE_STATIC = os.environ.get("DAARION_SERVE_STATIC", "1") not in {"0", "false", "no"}
 
 # Registry models whose every change (admin, API, import) is written to the change log
 # (daarion.audit). Labels of models an app does not define are skipped.
