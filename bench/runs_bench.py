@@ -19,7 +19,7 @@ run against the in-request turn it replaced, on the offline stub model.
    running at once comes from the rows' started/finished times, the split between the two
    workers from `Run.executor`. Steps stop at the first K not held. Done twice: against a web
    process with the shipped settings, and one whose readers wake every second
-   (DAARION_AGENTS_HEARTBEAT_SECONDS=1; see part 4).
+   (AGENTS_STREAM_HEARTBEAT_SECONDS=1; see part 4).
 3. Redis memory per finished run kept for resume: M background runs (`POST .../runs`) with
    a short and a long answer; `MEMORY USAGE ... SAMPLES 0`, `XLEN` and `TTL` of each run's
    stream key, and the change of every key by pattern (what else a turn leaves in Redis).
@@ -242,7 +242,7 @@ def _code_state() -> dict[str, object]:
 # --- the model upstream of parts 2 and 4 -----------------------------------------------------
 
 
-async def _upstream_app(scope, receive, send) -> None:  # noqa: ANN001 - the ASGI signature
+async def upstream_app(scope, receive, send) -> None:  # noqa: ANN001 - the ASGI signature
     """A minimal OpenAI-compatible streaming upstream. Model `drip:<gap>` streams
     "echo: <last user message>" a word every <gap> seconds (a model that keeps a run busy
     for a while, as real ones do); `quiet:<seconds>` says nothing for that long, then
@@ -296,56 +296,22 @@ async def _upstream_app(scope, receive, send) -> None:  # noqa: ANN001 - the ASG
 
 
 def start_upstream(log_dir: Path):
-    import httpx
+    from daarion.testing import start_asgi_server
 
-    from daarion.testing import ServerProcess, free_port
-
-    port = free_port()
-    log_path = log_dir / f"upstream-{port}.log"
-    process = subprocess.Popen([sys.executable, __file__, "--serve-upstream", str(port)], cwd=BASE_DIR,
-                               stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
-    server = ServerProcess("upstream", process, log_path, f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"upstream exited early:\n{server.log_tail()}")
-        try:
-            httpx.get(f"{server.url}/health", timeout=1)
-            return server
-        except httpx.TransportError:
-            time.sleep(0.05)
-    server.stop()
-    raise RuntimeError("upstream did not start")
+    # Keep-alive longer than the gateway's aiohttp pool keeps idle connections (30 s), as
+    # hosted APIs do: with uvicorn's 5 s, a connection idle 5-30 s fails on its next use.
+    return start_asgi_server(os.environ, log_dir, name="upstream", app="bench.runs_bench:upstream_app",
+                             uvicorn_args=["--timeout-keep-alive", "75", "--log-level", "warning"])
 
 
 # --- processes -------------------------------------------------------------------------------
 
 
 def start_inrequest_server(env: dict[str, str], log_dir: Path):
-    """bench/inrequest_app.py under uvicorn, as daarion.testing.start_asgi_server runs the product."""
-    import httpx
+    """bench/inrequest_app.py under uvicorn, as the product is run."""
+    from daarion.testing import start_asgi_server
 
-    from daarion.testing import ServerProcess, free_port
-
-    port = free_port()
-    log_path = log_dir / f"inrequest-{port}.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "bench.inrequest_app:application", "--host", "127.0.0.1",
-         "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "5"],
-        cwd=BASE_DIR, env=dict(env), stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
-    )
-    server = ServerProcess("inrequest", process, log_path, f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"in-request server exited early:\n{server.log_tail()}")
-        try:
-            httpx.get(f"{server.url}/health", timeout=2)
-            return server
-        except httpx.TransportError:
-            time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"in-request server did not start:\n{server.log_tail()}")
+    return start_asgi_server(env, log_dir, name="inrequest", app="bench.inrequest_app:application")
 
 
 def _port(url: str) -> int:
@@ -644,18 +610,9 @@ def main() -> int:
     parser.add_argument("--worker-pool", type=int, default=0,
                         help="experiment: run the agents workers with DATABASE_POOL=1 and this DATABASE_POOL_MAX")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
-    parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--memory-runs", type=int, default=100, help="runs per answer size for part 3")
     parser.add_argument("--skip", default="", help="parts to skip: ttfc,concurrency,memory,quiet")
     opts = parser.parse_args()
-    if opts.serve_upstream:
-        import uvicorn
-
-        # Keep-alive longer than the gateway's aiohttp pool keeps idle connections (30 s), as
-        # hosted APIs do: with uvicorn's 5 s, a connection idle 5-30 s fails on its next use.
-        uvicorn.run(_upstream_app, host="127.0.0.1", port=opts.serve_upstream, log_level="warning",
-                    access_log=False, timeout_keep_alive=75)
-        return 0
     skip = set(filter(None, opts.skip.split(",")))
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "daarion.settings")
@@ -689,9 +646,9 @@ def main() -> int:
         setup_agents(upstream.url, opts.gap, opts.quiet)
         web = start_asgi_server(web_env, log_dir, name="web")
         processes.append(web)
-        # A second web process whose readers wake every second (DAARION_AGENTS_HEARTBEAT_SECONDS=1),
+        # A second web process whose readers wake every second (AGENTS_STREAM_HEARTBEAT_SECONDS=1),
         # under the Redis client's 2 s socket timeout: see part 4 and docs/BENCHMARKS.md.
-        web_hb = start_asgi_server({**web_env, "DAARION_AGENTS_HEARTBEAT_SECONDS": str(WEB_HEARTBEATS["heartbeat_1s"])},
+        web_hb = start_asgi_server({**web_env, "AGENTS_STREAM_HEARTBEAT_SECONDS": str(WEB_HEARTBEATS["heartbeat_1s"])},
                                    log_dir, name="web-hb1")
         processes.append(web_hb)
         webs = {"defaults": web, "heartbeat_1s": web_hb}

@@ -138,7 +138,7 @@ async def django_router(scope, receive, send) -> None:  # noqa: ANN001 - the ASG
     return await django_application(scope, receive, send)
 
 
-if os.environ.get("DAARION_SERVE_STATIC", "1") not in {"0", "false", "no"}:
+if settings.SERVE_STATIC:
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
     # Any ASGI callable works here; the stubs ask for an ASGIHandler and type __call__ loosely.

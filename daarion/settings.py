@@ -2,6 +2,16 @@
 
 `DAARION_ENV=production` turns on the strict mode: values that only production needs have no
 default there, so a missing one fails at start-up instead of at the first request.
+
+Every setting is declared here once, and code reads `settings.X` plainly (no getattr defaults).
+Environment variables follow one convention (docs/OPERATIONS.md, "Configuration"):
+- an app's settings are named for its namespace (`LLM_*`, `MEMORY_*`, `TOOLS_*`, `AGENTS_*`,
+  `REGISTRY_*`) and read from the variable of the same name (`LLM_RETRY_BACKOFF`);
+- project-wide settings are read from `DAARION_*` variables (`DAARION_MAX_BODY_BYTES`);
+- what has a name outside the project keeps it (`DJANGO_*`, `DATABASE_*`, `REDIS_URL`,
+  `CELERY_*`, `OTEL_*`).
+The LLM and agents settings were once read from `DAARION_LLM_*` / `DAARION_AGENTS_*`: those
+names are still read when the new one is unset (`_env(..., old=...)`), so no deployment breaks.
 """
 
 from __future__ import annotations
@@ -10,6 +20,7 @@ import os
 from datetime import timedelta as _timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit as _urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -29,6 +40,15 @@ def _env_bool(name: str, default: bool) -> bool:
 
 def _env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def _env(name: str, default: str, *, old: str | None = None) -> str:
+    """The variable `name`; else `old`, the name it had before the naming convention (kept so
+    deployments that set it keep working; `name` wins when both are set); else `default`."""
+    value = os.environ.get(name)
+    if value is None and old is not None:
+        value = os.environ.get(old)
+    return default if value is None else value
 
 
 def _required(name: str) -> str:
@@ -64,6 +84,11 @@ INSTALLED_APPS = [
     "apps.agents",
     "apps.console",  # the operator console (front page, playground, test buttons): imported by nothing
     "axes",  # admin sign-in throttling (below)
+    # The registry management API (/api/registry/) is served by Django REST framework; the
+    # runtime APIs stay on django-ninja (REST_FRAMEWORK below).
+    "apps.registry",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
 ]
 
 MIDDLEWARE = [
@@ -219,6 +244,8 @@ LIVE_CONFIG_CHECK_INTERVAL = float(os.environ.get("DAARION_LIVE_CONFIG_CHECK_INT
 # The LLM proxy's two hottest routes skip Django's middleware chain and Ninja's operation wrapper
 # (daarion/fastlane.py, same views and rules); 0 sends them the usual way.
 FAST_LANE = os.environ.get("DAARION_FAST_LANE", "1") not in {"0", "false", "no"}
+# The ASGI app serves /static/ itself (daarion/asgi.py); 0 when a proxy or CDN serves it.
+SERVE_STATIC = os.environ.get("DAARION_SERVE_STATIC", "1") not in {"0", "false", "no"}
 
 # Registry models whose every change (admin, API, import) is written to the change log
 # (apps.access.audit). Labels of models an app does not define are skipped.
@@ -281,6 +308,9 @@ LOGGING: dict[str, Any] = {
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "WARNING"},
         "pgserver": {"level": "WARNING"},
+        # httpx logs every request at INFO; tool calls are audited already, so only its warnings.
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},  # the MCP SDK's client
         # The loggers of beat's per-task "sending" and the worker's "received" and "succeeded"
         # lines (no level of their own: --loglevel and DAARION_LOG_LEVEL still decide).
         "celery.beat": {"filters": ["quiet_periodic_tasks"]},
@@ -289,11 +319,9 @@ LOGGING: dict[str, Any] = {
     },
 }
 
-# --- tools ---
-from urllib.parse import urlsplit as _urlsplit  # noqa: E402
+# --- App settings: one block per app namespace, each read from the variable of its own name ---
 
-
-
+# --- tools (TOOLS_*) ---
 def _served_at(data_dir: Path) -> str | None:
     """The address `make run` last served on (DATA_DIR/server.json), so commands run from a
     shell (agent_chat, seed_demo) agree with the server without repeating HOST/PORT."""
@@ -336,28 +364,32 @@ TOOLS_AUDIT_FLUSH_INTERVAL = float(os.environ.get("TOOLS_AUDIT_FLUSH_INTERVAL", 
 TOOLS_AUDIT_DRAIN_SECONDS = float(os.environ.get("TOOLS_AUDIT_DRAIN_SECONDS", "1.0"))
 # Name of the Redis list the audit entries wait in (processes sharing it drain each other's).
 TOOLS_AUDIT_QUEUE = os.environ.get("TOOLS_AUDIT_QUEUE", "audit")
-# A drain not started within a few ticks is dropped (a worker back from a stall runs a few,
-# not one per tick it missed), and its result is not kept: one a second would fill the backend.
-CELERY_BEAT_SCHEDULE = {
-    **globals().get("CELERY_BEAT_SCHEDULE", {}),
-    "tools-flush-audit": {"task": "tools.flush_audit", "schedule": TOOLS_AUDIT_DRAIN_SECONDS,
-                          "options": {"queue": "default", "expires": max(5.0, 3 * TOOLS_AUDIT_DRAIN_SECONDS),
-                                      "ignore_result": True}},
-    "tools-sync-mcp-servers": {"task": "tools.sync_mcp_servers", "schedule": TOOLS_MCP_SYNC_SECONDS,
-                               "options": {"queue": "default", "expires": TOOLS_MCP_SYNC_SECONDS,
-                                           "ignore_result": True}},
-}
-# httpx logs every request at INFO; tool calls are audited already, so only its warnings.
-LOGGING["loggers"].setdefault("httpx", {"level": "WARNING"})
-LOGGING["loggers"].setdefault("httpx2", {"level": "WARNING"})  # the MCP SDK's client
 
-# --- memory ---
+# --- memory (MEMORY_*) ---
+# Query results per call at most (a larger `limit` is capped).
 MEMORY_QUERY_MAX_LIMIT = int(os.environ.get("MEMORY_QUERY_MAX_LIMIT", "50"))
+# Scopes up to this many entries are searched exactly: cheaper than the index for a few
+# thousand rows, and a filtered HNSW scan could return too few of them.
+MEMORY_EXACT_SEARCH_MAX = int(os.environ.get("MEMORY_EXACT_SEARCH_MAX", "20000"))
+# The HNSW candidate list: pgvector's default (40) gives recall@10 of about 0.88 on our 100k
+# benchmark; 200 gives 0.95+ for a few milliseconds more (docs/BENCHMARKS.md).
+MEMORY_HNSW_EF_SEARCH = int(os.environ.get("MEMORY_HNSW_EF_SEARCH", "200"))
+# How much a hit lends its neighbouring turns (same agent and channel, adjacent in time): an
+# answer often sits in the turn after the one that matches the question's words.
+MEMORY_NEIGHBOUR_WEIGHT = float(os.environ.get("MEMORY_NEIGHBOUR_WEIGHT", "0.3"))
+# Size limits of one stored memory (its content and its metadata, as JSON) and of a bulk store.
+MEMORY_MAX_CONTENT_BYTES = int(os.environ.get("MEMORY_MAX_CONTENT_BYTES", str(64 * 1024)))
+MEMORY_MAX_META_BYTES = int(os.environ.get("MEMORY_MAX_META_BYTES", str(8 * 1024)))
+MEMORY_MAX_BULK_ITEMS = int(os.environ.get("MEMORY_MAX_BULK_ITEMS", "500"))
+# Size limits of an uploaded transcript: entries, total bytes, bytes of one entry.
+MEMORY_TRANSCRIPT_MAX_ENTRIES = int(os.environ.get("MEMORY_TRANSCRIPT_MAX_ENTRIES", "20000"))
+MEMORY_TRANSCRIPT_MAX_BYTES = int(os.environ.get("MEMORY_TRANSCRIPT_MAX_BYTES", str(8 * 1024 * 1024)))
+MEMORY_TRANSCRIPT_MAX_ENTRY_BYTES = int(os.environ.get("MEMORY_TRANSCRIPT_MAX_ENTRY_BYTES", str(512 * 1024)))
+# Entries embedded per embedding call; an embedding job that fails transiently is retried this
+# many times, with exponential backoff from MEMORY_RETRY_BASE_SECONDS (capped at 10 minutes).
 MEMORY_EMBED_BATCH = int(os.environ.get("MEMORY_EMBED_BATCH", "64"))
 MEMORY_EMBED_MAX_RETRIES = int(os.environ.get("MEMORY_EMBED_MAX_RETRIES", "5"))
 MEMORY_RETRY_BASE_SECONDS = float(os.environ.get("MEMORY_RETRY_BASE_SECONDS", "5"))
-MEMORY_EXACT_SEARCH_MAX = int(os.environ.get("MEMORY_EXACT_SEARCH_MAX", "20000"))
-MEMORY_HNSW_EF_SEARCH = int(os.environ.get("MEMORY_HNSW_EF_SEARCH", "200"))
 MEMORY_SUMMARY_MODEL = os.environ.get("MEMORY_SUMMARY_MODEL", "gpt-4.1-mini")
 # Threads the local embedding model (torch) may use in one process. One: a web process embeds
 # one short query at a time beside other requests, and workers scale by processes; torch's
@@ -366,82 +398,88 @@ MEMORY_LOCAL_EMBEDDING_THREADS = int(os.environ.get("MEMORY_LOCAL_EMBEDDING_THRE
 # The languages memory tells apart (ISO 639-1, any that simplemma knows): detected on store and
 # query, to pick the text search configuration and the lemmas (docs/MEMORY_ORCHESTRATOR_SPEC.md).
 MEMORY_LANGUAGES = _env_list("MEMORY_LANGUAGES", "en,uk,ru")
-# Merged, not assigned: other apps add their own periodic jobs to the same schedule.
-CELERY_BEAT_SCHEDULE = {
-    **globals().get("CELERY_BEAT_SCHEDULE", {}),
-    "memory-requeue-pending": {"task": "memory.requeue_pending", "schedule": 60.0},
-}
 
-# --- llm ---
+# --- llm (LLM_*; the older DAARION_LLM_* names still work) ---
 # Usage records move from Redis to Postgres in the Celery worker (beat's llm.drain_usage,
 # every LLM_USAGE_DRAIN_SECONDS). A web process writes them itself only when this is above 0
 # (a deployment without a worker): parsing and inserting a second's records in the web process
 # holds the GIL long enough to show in the proxy's p99 latency (docs/BENCHMARKS.md).
-LLM_USAGE_FLUSH_INTERVAL = float(os.environ.get("DAARION_LLM_USAGE_FLUSH_INTERVAL", "0"))
-LLM_USAGE_DRAIN_SECONDS = float(os.environ.get("DAARION_LLM_USAGE_DRAIN_SECONDS", "1.0"))
+LLM_USAGE_FLUSH_INTERVAL = float(_env("LLM_USAGE_FLUSH_INTERVAL", "0", old="DAARION_LLM_USAGE_FLUSH_INTERVAL"))
+LLM_USAGE_DRAIN_SECONDS = float(_env("LLM_USAGE_DRAIN_SECONDS", "1.0", old="DAARION_LLM_USAGE_DRAIN_SECONDS"))
 # When Redis cannot be reached, rate-limited calls are let through ("allow", logged) or refused
 # with 503 rate_limiter_unavailable ("refuse": for limits that guard spend).
-LLM_RATE_LIMIT_WHEN_REDIS_DOWN = os.environ.get("DAARION_LLM_RATE_LIMIT_WHEN_REDIS_DOWN", "allow")
+LLM_RATE_LIMIT_WHEN_REDIS_DOWN = _env("LLM_RATE_LIMIT_WHEN_REDIS_DOWN", "allow",
+                                      old="DAARION_LLM_RATE_LIMIT_WHEN_REDIS_DOWN")
 if LLM_RATE_LIMIT_WHEN_REDIS_DOWN not in {"allow", "refuse"}:
-    raise ImproperlyConfigured(
-        f"DAARION_LLM_RATE_LIMIT_WHEN_REDIS_DOWN must be allow or refuse, not {LLM_RATE_LIMIT_WHEN_REDIS_DOWN!r}")
+    _variable = ("LLM_RATE_LIMIT_WHEN_REDIS_DOWN" if "LLM_RATE_LIMIT_WHEN_REDIS_DOWN" in os.environ
+                 else "DAARION_LLM_RATE_LIMIT_WHEN_REDIS_DOWN")
+    raise ImproperlyConfigured(f"{_variable} must be allow or refuse, not {LLM_RATE_LIMIT_WHEN_REDIS_DOWN!r}")
 # Heartbeat comments on /internal/llm/stream while no token has arrived yet (seconds).
-LLM_STREAM_HEARTBEAT_SECONDS = float(os.environ.get("DAARION_LLM_HEARTBEAT_SECONDS", "5"))
+LLM_STREAM_HEARTBEAT_SECONDS = float(_env("LLM_STREAM_HEARTBEAT_SECONDS", "5", old="DAARION_LLM_HEARTBEAT_SECONDS"))
 # A deployment failing this many times within a minute is skipped for LLM_COOLDOWN_SECONDS.
-LLM_COOLDOWN_FAILURES = int(os.environ.get("DAARION_LLM_COOLDOWN_FAILURES", "3"))
-LLM_COOLDOWN_SECONDS = float(os.environ.get("DAARION_LLM_COOLDOWN_SECONDS", "30"))
+LLM_COOLDOWN_FAILURES = int(_env("LLM_COOLDOWN_FAILURES", "3", old="DAARION_LLM_COOLDOWN_FAILURES"))
+LLM_COOLDOWN_SECONDS = float(_env("LLM_COOLDOWN_SECONDS", "30", old="DAARION_LLM_COOLDOWN_SECONDS"))
 # Retry backoff base (seconds) and the longest upstream Retry-After we wait for before moving
 # on to the next deployment instead.
-LLM_RETRY_BACKOFF = float(os.environ.get("DAARION_LLM_RETRY_BACKOFF", "0.2"))
-LLM_MAX_RETRY_AFTER = float(os.environ.get("DAARION_LLM_MAX_RETRY_AFTER", "5"))
+LLM_RETRY_BACKOFF = float(_env("LLM_RETRY_BACKOFF", "0.2", old="DAARION_LLM_RETRY_BACKOFF"))
+LLM_MAX_RETRY_AFTER = float(_env("LLM_MAX_RETRY_AFTER", "5", old="DAARION_LLM_MAX_RETRY_AFTER"))
 # /internal/llm/batch: at most this many items per call, run this many at a time.
-LLM_BATCH_MAX_ITEMS = int(os.environ.get("DAARION_LLM_BATCH_MAX_ITEMS", "100"))
-LLM_BATCH_CONCURRENCY = int(os.environ.get("DAARION_LLM_BATCH_CONCURRENCY", "8"))
+LLM_BATCH_MAX_ITEMS = int(_env("LLM_BATCH_MAX_ITEMS", "100", old="DAARION_LLM_BATCH_MAX_ITEMS"))
+LLM_BATCH_CONCURRENCY = int(_env("LLM_BATCH_CONCURRENCY", "8", old="DAARION_LLM_BATCH_CONCURRENCY"))
 # How long /v1/responses keeps a stored response (store not false) for previous_response_id.
-LLM_RESPONSES_TTL_SECONDS = int(os.environ.get("DAARION_LLM_RESPONSES_TTL_SECONDS", "86400"))
-# A drain not started within a few ticks is dropped (a worker back from a stall runs a few, not
-# one per tick it missed), and its result is not kept: one a second would fill the backend.
-CELERY_BEAT_SCHEDULE = {
-    **globals().get("CELERY_BEAT_SCHEDULE", {}),
-    "llm-drain-usage": {"task": "llm.drain_usage", "schedule": LLM_USAGE_DRAIN_SECONDS,
-                        "options": {"queue": "default", "expires": max(5.0, 3 * LLM_USAGE_DRAIN_SECONDS),
-                                    "ignore_result": True}},
-}
+LLM_RESPONSES_TTL_SECONDS = int(_env("LLM_RESPONSES_TTL_SECONDS", "86400", old="DAARION_LLM_RESPONSES_TTL_SECONDS"))
 
-# --- agents ---
+# --- agents (AGENTS_*; the older DAARION_AGENTS_* names still work) ---
 # Seconds without a chunk after which an agent stream sends an SSE heartbeat comment.
-AGENTS_STREAM_HEARTBEAT_SECONDS = float(os.environ.get("DAARION_AGENTS_HEARTBEAT_SECONDS", "10"))
+AGENTS_STREAM_HEARTBEAT_SECONDS = float(_env("AGENTS_STREAM_HEARTBEAT_SECONDS", "10",
+                                             old="DAARION_AGENTS_HEARTBEAT_SECONDS"))
 # Runs (apps/agents/runs): executed by workers of the `agents` queue under a Redis lease of
 # this many seconds, renewed every third of it; a run whose lease ran out is `interrupted` by
 # the sweep (beat, every AGENTS_RUN_SWEEP_SECONDS).
 # The queue runs are sent to (and beat's sweep): its workers are the executors. A deployment
 # may give a set of web processes a queue (and workers) of its own.
-AGENTS_RUN_QUEUE = os.environ.get("DAARION_AGENTS_RUN_QUEUE", "agents")
-AGENTS_RUN_LEASE_SECONDS = float(os.environ.get("DAARION_AGENTS_RUN_LEASE_SECONDS", "15"))
-AGENTS_RUN_SWEEP_SECONDS = float(os.environ.get("DAARION_AGENTS_RUN_SWEEP_SECONDS", "5"))
+AGENTS_RUN_QUEUE = _env("AGENTS_RUN_QUEUE", "agents", old="DAARION_AGENTS_RUN_QUEUE")
+AGENTS_RUN_LEASE_SECONDS = float(_env("AGENTS_RUN_LEASE_SECONDS", "15", old="DAARION_AGENTS_RUN_LEASE_SECONDS"))
+AGENTS_RUN_SWEEP_SECONDS = float(_env("AGENTS_RUN_SWEEP_SECONDS", "5", old="DAARION_AGENTS_RUN_SWEEP_SECONDS"))
 # A run longer than this is stopped and `interrupted` (the executor's own limit).
-AGENTS_RUN_TIME_LIMIT_SECONDS = float(os.environ.get("DAARION_AGENTS_RUN_TIME_LIMIT_SECONDS", "600"))
+AGENTS_RUN_TIME_LIMIT_SECONDS = float(_env("AGENTS_RUN_TIME_LIMIT_SECONDS", "600",
+                                           old="DAARION_AGENTS_RUN_TIME_LIMIT_SECONDS"))
 # A queued run whose task has not started within this many seconds is sent again (a lost
 # enqueue); a duplicate is harmless, since only a queued run can start.
-AGENTS_RUN_REDISPATCH_SECONDS = float(os.environ.get("DAARION_AGENTS_RUN_REDISPATCH_SECONDS", "60"))
+AGENTS_RUN_REDISPATCH_SECONDS = float(_env("AGENTS_RUN_REDISPATCH_SECONDS", "60",
+                                           old="DAARION_AGENTS_RUN_REDISPATCH_SECONDS"))
 # A chat waits this long for a worker to take its run; then the run is ended and the answer is
 # 503 runtime_unavailable (no worker of the agents queue is alive), not a wait without end.
-AGENTS_RUN_START_TIMEOUT_SECONDS = float(os.environ.get("DAARION_AGENTS_RUN_START_TIMEOUT_SECONDS", "20"))
+AGENTS_RUN_START_TIMEOUT_SECONDS = float(_env("AGENTS_RUN_START_TIMEOUT_SECONDS", "20",
+                                              old="DAARION_AGENTS_RUN_START_TIMEOUT_SECONDS"))
 # A run's chunk stream is kept this long after the run ends (for resume), then expires; the
 # final message stays on the run row. At most this many chunks per run (XADD MAXLEN ~).
-AGENTS_RUN_RETENTION_SECONDS = int(os.environ.get("DAARION_AGENTS_RUN_RETENTION_SECONDS", "3600"))
-AGENTS_RUN_STREAM_MAX_CHUNKS = int(os.environ.get("DAARION_AGENTS_RUN_STREAM_MAX_CHUNKS", "20000"))
+AGENTS_RUN_RETENTION_SECONDS = int(_env("AGENTS_RUN_RETENTION_SECONDS", "3600",
+                                        old="DAARION_AGENTS_RUN_RETENTION_SECONDS"))
+AGENTS_RUN_STREAM_MAX_CHUNKS = int(_env("AGENTS_RUN_STREAM_MAX_CHUNKS", "20000",
+                                        old="DAARION_AGENTS_RUN_STREAM_MAX_CHUNKS"))
+
+# --- Celery beat: every periodic job of every app, in one place ---
+# A drain not started within a few ticks is dropped (a worker back from a stall runs a few,
+# not one per tick it missed), and its result is not kept: one a second would fill the backend.
 CELERY_BEAT_SCHEDULE = {
-    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "tools-flush-audit": {"task": "tools.flush_audit", "schedule": TOOLS_AUDIT_DRAIN_SECONDS,
+                          "options": {"queue": "default", "expires": max(5.0, 3 * TOOLS_AUDIT_DRAIN_SECONDS),
+                                      "ignore_result": True}},
+    "tools-sync-mcp-servers": {"task": "tools.sync_mcp_servers", "schedule": TOOLS_MCP_SYNC_SECONDS,
+                               "options": {"queue": "default", "expires": TOOLS_MCP_SYNC_SECONDS,
+                                           "ignore_result": True}},
+    "memory-requeue-pending": {"task": "memory.requeue_pending", "schedule": 60.0},
+    "llm-drain-usage": {"task": "llm.drain_usage", "schedule": LLM_USAGE_DRAIN_SECONDS,
+                        "options": {"queue": "default", "expires": max(5.0, 3 * LLM_USAGE_DRAIN_SECONDS),
+                                    "ignore_result": True}},
     "agents-sweep-runs": {"task": "agents.sweep_runs", "schedule": AGENTS_RUN_SWEEP_SECONDS,
                           "options": {"queue": AGENTS_RUN_QUEUE, "expires": max(5.0, 3 * AGENTS_RUN_SWEEP_SECONDS),
                                       "ignore_result": True}},
 }
 
 # --- registry ---
-# The management API (/api/registry/) is served by Django REST framework; the runtime APIs
-# stay on django-ninja. Errors are rendered in the project's envelope by the app's handler.
-INSTALLED_APPS += ["apps.registry", "drf_spectacular", "drf_spectacular_sidecar"]
+# Errors are rendered in the project's envelope by the app's handler.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: its `WWW-Authenticate: Bearer` keeps an anonymous call a 401.

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,13 +69,18 @@ class ServerProcess:
                 self.process.wait()
 
 
-def start_asgi_server(env: Mapping[str, str], log_dir: Path, *, port: int | None = None, name: str = "web") -> ServerProcess:
+def start_asgi_server(
+    env: Mapping[str, str], log_dir: Path, *, port: int | None = None, name: str = "web",
+    app: str = "daarion.asgi:application", uvicorn_args: Sequence[str] = (),
+) -> ServerProcess:
+    """An ASGI app (the product's unless `app` names another, `module:attribute`) under uvicorn,
+    once it answers GET /health; its log in `log_dir`; the caller stops it."""
     port = port or free_port()
     log_path = log_dir / f"{name}-{port}.log"
     log = open(log_path, "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "daarion.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "5"],
+        [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1",
+         "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "5", *uvicorn_args],
         cwd=BASE_DIR, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
     )
     server = ServerProcess(name, process, log_path, f"http://127.0.0.1:{port}")

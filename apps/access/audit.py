@@ -140,7 +140,7 @@ def _on_post_delete(sender: type[models.Model], instance: models.Model, **kwargs
 
 def track_configured_models() -> None:
     """Connects the receivers for every model in settings.DAARION_AUDITED_MODELS."""
-    for label in getattr(settings, "DAARION_AUDITED_MODELS", []):
+    for label in settings.DAARION_AUDITED_MODELS:
         try:
             model = apps.get_model(label)
         except LookupError:

@@ -15,25 +15,16 @@ from dataclasses import dataclass
 from apps.agents.selectors import Blueprint, ablueprint_get
 from apps.agents.services import RUNTIME_STATE_KEY
 from daarion.infra.errors import Conflict
-from daarion.infra.redis_client import get_async_redis, key
+from daarion.infra.redis_client import LuaScript, get_async_redis, key
 
 LOADED = "loaded"
 UNLOADED = "unloaded"
 
-# Set the state only when the agent is not loaded already: one atomic step, so two
-# processes loading the same agent at once give one 200 and one 409. No state is loaded.
-_LOAD_SCRIPT = """
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if not current or string.sub(current, 1, 7) == 'loaded:' then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
-"""
-_UNLOAD_SCRIPT = """
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current and string.sub(current, 1, 9) == 'unloaded:' then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
-"""
+# Set the state only when the agent is not in it already, in one atomic step (runtime_load.lua,
+# runtime_unload.lua).
+_LOAD_SCRIPT = LuaScript.load(__file__, "runtime_load.lua")
+_UNLOAD_SCRIPT = LuaScript.load(__file__, "runtime_unload.lua")
+
 
 @dataclass(frozen=True)
 class RuntimeState:
@@ -77,7 +68,7 @@ async def agent_load(*, agent_id: str) -> Blueprint:
             details={"agent_id": agent_id},
         )
     redis = get_async_redis()
-    if not await redis.eval(_LOAD_SCRIPT, 1, _state_key(), agent_id, f"{LOADED}:{time.time():.3f}"):
+    if not await _LOAD_SCRIPT(redis, [_state_key()], [agent_id, f"{LOADED}:{time.time():.3f}"]):
         raise Conflict(f"agent {agent_id!r} is already loaded", type="agent_already_loaded", details={"agent_id": agent_id})
     return blueprint
 
@@ -85,7 +76,7 @@ async def agent_load(*, agent_id: str) -> Blueprint:
 async def agent_unload(*, agent_id: str) -> Blueprint:
     blueprint = await ablueprint_get(agent_id)
     redis = get_async_redis()
-    if not await redis.eval(_UNLOAD_SCRIPT, 1, _state_key(), agent_id, f"{UNLOADED}:{time.time():.3f}"):
+    if not await _UNLOAD_SCRIPT(redis, [_state_key()], [agent_id, f"{UNLOADED}:{time.time():.3f}"]):
         raise Conflict(f"agent {agent_id!r} is not loaded", type="agent_not_loaded", details={"agent_id": agent_id})
     return blueprint
 

@@ -44,19 +44,6 @@ SETTLE_DELAY_S = 0.01
 # The answer's tokens a call without a cap (max_tokens) is assumed to take, in estimates.
 COMPLETION_ESTIMATE = 256
 
-# Settles: a window's token counter gets the difference between the real count and the
-# estimate, a budget period's spend counter the call's cost. Only a counter that still exists:
-# one that already expired is gone for good, and INCRBY would recreate its key without an
-# expiry.
-_SETTLE_TOKENS = """
-local function settle_tokens(first_key, first_arg, count)
-  for j = 0, count - 1 do
-    local k = KEYS[first_key + j]
-    if redis.call('EXISTS', k) == 1 then redis.call('INCRBY', k, ARGV[first_arg + j]) end
-  end
-end
-"""
-
 # Requests and tokens per minute are sliding-window counts (daarion/infra/sliding_window.py): this
 # minute's count plus the previous minute's, weighted by its share of the last 60 s.
 #
@@ -68,94 +55,10 @@ end
 # whatever the real costs exceed the estimates by. The acquire creates the period's counter, so
 # the settle, which never creates a counter, finds it.
 #
-# KEYS: per bucket (rpm key, tpm key, concurrency key, previous minute's rpm key, previous
-# minute's tpm key, spend key), then the keys to settle. ARGV: now_ms, lease id, token
-# estimate, stale ms, ms left of this minute, window ms, a new counter's expiry ms, bucket
-# count, settle count, the call's estimated cost in micro-USD, then per bucket (rpm, tpm, concurrency, budget in micro-USD; 0 = no
-# limit; ms left of the budget period), then the settle deltas. Settles first (they are
-# earlier calls' corrections), then checks every bucket before taking anything, so a refusal
-# leaves no trace of its own.
-_ACQUIRE = _SETTLE_TOKENS + SLIDING_LUA + """
-local now = tonumber(ARGV[1])
-local lease = ARGV[2]
-local est = tonumber(ARGV[3])
-local stale = tonumber(ARGV[4])
-local reset_ms = tonumber(ARGV[5])
-local w = tonumber(ARGV[6])
-local expire_ms = tonumber(ARGV[7])
-local n = tonumber(ARGV[8])
-local settles = tonumber(ARGV[9])
-local cost = tonumber(ARGV[10])
-settle_tokens(n * 6 + 1, 11 + n * 5, settles)
-local weight = reset_ms / w
-local remaining = {}
-for i = 0, n - 1 do
-  local rk, tk, ck, prk, ptk, sk = KEYS[i*6+1], KEYS[i*6+2], KEYS[i*6+3], KEYS[i*6+4], KEYS[i*6+5], KEYS[i*6+6]
-  local rpm, tpm, conc = tonumber(ARGV[11+i*5]), tonumber(ARGV[12+i*5]), tonumber(ARGV[13+i*5])
-  local budget, period_ms = tonumber(ARGV[14+i*5]), tonumber(ARGV[15+i*5])
-  local r_used, t_used, spent = 0, 0, 0
-  if rpm > 0 then
-    local cur, prev, used = sliding_count(rk, prk, weight)
-    r_used = math.floor(used)
-    if r_used + 1 > rpm then
-      return {0, i, 'requests', rpm, sliding_wait_ms(cur, prev, used - rpm, weight, reset_ms, w)}
-    end
-  end
-  if tpm > 0 then
-    local cur, prev, used = sliding_count(tk, ptk, weight)
-    t_used = math.floor(used)
-    if t_used > 0 and t_used + est > tpm then
-      -- A request bigger than the whole budget may still run alone, once nothing is counted.
-      local need = est > tpm and used - 1 or used - (tpm - est + 1)
-      return {0, i, 'tokens', tpm, sliding_wait_ms(cur, prev, need, weight, reset_ms, w)}
-    end
-  end
-  if budget > 0 then
-    spent = tonumber(redis.call('GET', sk) or '0')
-    if spent >= budget then return {0, i, 'budget', budget, period_ms} end
-  end
-  if conc > 0 then
-    redis.call('ZREMRANGEBYSCORE', ck, '-inf', now - stale)
-    if redis.call('ZCARD', ck) + 1 > conc then return {0, i, 'concurrency', conc, 1000} end
-  end
-  remaining[i+1] = {rpm - r_used - 1, tpm - t_used - est, budget - spent}
-end
-for i = 0, n - 1 do
-  local rk, tk, ck, sk = KEYS[i*6+1], KEYS[i*6+2], KEYS[i*6+3], KEYS[i*6+6]
-  local rpm, tpm, conc = tonumber(ARGV[11+i*5]), tonumber(ARGV[12+i*5]), tonumber(ARGV[13+i*5])
-  local budget, period_ms = tonumber(ARGV[14+i*5]), tonumber(ARGV[15+i*5])
-  if rpm > 0 then
-    if redis.call('INCR', rk) == 1 then redis.call('PEXPIRE', rk, expire_ms) end
-  end
-  if tpm > 0 then
-    redis.call('INCRBY', tk, est)
-    redis.call('PEXPIRE', tk, expire_ms)
-  end
-  if conc > 0 then
-    redis.call('ZADD', ck, now, lease)
-    redis.call('PEXPIRE', ck, stale)
-  end
-  -- Kept a day past the period: a call that started in it settles into it.
-  if budget > 0 then
-    redis.call('SET', sk, 0, 'NX', 'PX', period_ms + 86400000)
-    if cost > 0 then redis.call('INCRBY', sk, cost) end
-  end
-end
-return {1, remaining[1][1], remaining[1][2], remaining[1][3]}
-"""
-
-# KEYS: token keys to settle, then concurrency keys. ARGV: settle count, slot count, lease
-# id, then the settle deltas.
-_SETTLE = _SETTLE_TOKENS + """
-local settles = tonumber(ARGV[1])
-settle_tokens(1, 4, settles)
-for j = settles + 1, settles + tonumber(ARGV[2]) do redis.call('ZREM', KEYS[j], ARGV[3]) end
-return 1
-"""
-
-
-_acquire_script = LuaScript(_ACQUIRE)
-_settle_script = LuaScript(_SETTLE)
+# The scripts (ratelimit_acquire.lua, ratelimit_settle.lua, with the settle_tokens function of
+# ratelimit_settle_tokens.lua) name their KEYS and ARGV slots at their top.
+_acquire_script = LuaScript.load(__file__, "ratelimit_settle_tokens.lua", "ratelimit_acquire.lua", prefix=SLIDING_LUA)
+_settle_script = LuaScript.load(__file__, "ratelimit_settle_tokens.lua", "ratelimit_settle.lua")
 
 
 class _PendingSettles:

@@ -4,7 +4,7 @@ stream back into Responses objects and events.
 
 Server-side state (`store`): with `store` true (OpenAI's default) the conversation of a response
 (its input and output) and each output item are kept in Redis for LLM_RESPONSES_TTL_SECONDS
-(env DAARION_LLM_RESPONSES_TTL_SECONDS, a day unless set), so a follow-up can name
+(env LLM_RESPONSES_TTL_SECONDS, a day unless set), so a follow-up can name
 `previous_response_id` or send `item_reference` items (the AI SDK does for earlier assistant
 text). With `store: false` nothing is kept and a follow-up must send its whole input, as
 OpenAI's stateless mode asks. A stored response can be fetched back (`GET /v1/responses/{id}`)

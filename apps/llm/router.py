@@ -53,10 +53,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _setting(name: str, default: float) -> float:
-    return float(getattr(settings, name, default))
-
-
 # --- call context and outcome ------------------------------------------------------------
 
 
@@ -234,8 +230,8 @@ class Health:
 
     async def failed(self, subject: str) -> None:
         self._failed_recently.add(subject)
-        threshold = int(_setting("LLM_COOLDOWN_FAILURES", 3))
-        seconds = _setting("LLM_COOLDOWN_SECONDS", 30)
+        threshold = settings.LLM_COOLDOWN_FAILURES
+        seconds = settings.LLM_COOLDOWN_SECONDS
         try:
             client = get_async_redis()
             pipe = client.pipeline(transaction=False)
@@ -362,8 +358,8 @@ async def candidates(registry: Registry, model: ModelSpec, ctx: CallContext | No
 def backoff_delay(attempt: int, retry_after: float | None) -> float | None:
     """Seconds to wait before retrying the same deployment; None: move on instead."""
     if retry_after is not None:
-        return retry_after if retry_after <= _setting("LLM_MAX_RETRY_AFTER", 5.0) else None
-    base = _setting("LLM_RETRY_BACKOFF", 0.2)
+        return retry_after if retry_after <= settings.LLM_MAX_RETRY_AFTER else None
+    base = settings.LLM_RETRY_BACKOFF
     return min(base * (2**attempt), 2.0) * (0.5 + random.random() / 2)
 
 

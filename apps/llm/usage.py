@@ -223,7 +223,7 @@ def _run() -> None:
                 push_spilled()
             except Exception:  # the files stay for the next check
                 logger.warning("could not push spilled usage records to Redis; will retry", exc_info=True)
-        interval = float(getattr(settings, "LLM_USAGE_FLUSH_INTERVAL", 0.0))
+        interval = settings.LLM_USAGE_FLUSH_INTERVAL
         # A pytest process leaves the database to the servers it starts and to explicit
         # drains: a thread writing outside the test's transaction would break isolation.
         if interval > 0 and "pytest" not in sys.modules and time.monotonic() - last_drain >= interval:

@@ -29,7 +29,7 @@ _detector = None
 
 
 def languages() -> tuple[str, ...]:
-    return tuple(getattr(settings, "MEMORY_LANGUAGES", ["en", "uk", "ru"]))
+    return tuple(settings.MEMORY_LANGUAGES)
 
 
 def _get_detector():

@@ -33,18 +33,13 @@ from daarion.observability import metrics, tracing
 
 logger = logging.getLogger(__name__)
 
-MAX_LIMIT = getattr(settings, "MEMORY_QUERY_MAX_LIMIT", 50)
+MAX_LIMIT = settings.MEMORY_QUERY_MAX_LIMIT
 MAX_QUERY_CHARS = 2000
 MAX_TERMS = 24
-# Scopes up to this many entries are searched exactly: cheaper than the index for a few
-# thousand rows, and a filtered HNSW scan could return too few of them.
-EXACT_SEARCH_MAX = getattr(settings, "MEMORY_EXACT_SEARCH_MAX", 20_000)
-# The HNSW candidate list: pgvector's default (40) gives recall@10 of about 0.88 on our
-# 100k benchmark; 200 gives 0.95+ for a few milliseconds more (docs/BENCHMARKS.md).
-HNSW_EF_SEARCH = getattr(settings, "MEMORY_HNSW_EF_SEARCH", 200)
-# How much a hit lends its neighbouring turns (same agent and channel, adjacent in time):
-# an answer often sits in the turn after the one that matches the question's words.
-NEIGHBOUR_WEIGHT = getattr(settings, "MEMORY_NEIGHBOUR_WEIGHT", 0.3)
+# What each of these means: daarion/settings.py, "memory".
+EXACT_SEARCH_MAX = settings.MEMORY_EXACT_SEARCH_MAX
+HNSW_EF_SEARCH = settings.MEMORY_HNSW_EF_SEARCH
+NEIGHBOUR_WEIGHT = settings.MEMORY_NEIGHBOUR_WEIGHT
 _WORD = re.compile(r"\w+", re.UNICODE)
 # A slow query embedding (the local model, a model behind the LLM proxy) is computed here
 # while the lexical side's SQL runs, so a query pays the longer of the two, not their sum.

@@ -19,6 +19,7 @@ from django.utils import timezone
 from apps.memory import language, selectors
 from apps.memory.choices import EmbeddingStatus, JobKind, JobStatus, MemoryKind
 from apps.memory.embeddings import EmbeddingError, ModelSpec, TransientEmbeddingError, get_embedder
+from apps.memory.enqueue import enqueue_embed_entries, enqueue_reembed
 from apps.memory.models import EmbeddingModel, MemoryEntry, MemoryEntryVersion, MemoryJob, Transcript
 from apps.memory.text import derive_text
 from apps.memory.vector_index import ensure_index
@@ -29,10 +30,10 @@ from daarion.infra.storable import json_problem, text_problem, to_utc
 
 logger = logging.getLogger(__name__)
 
-MAX_CONTENT_BYTES = getattr(settings, "MEMORY_MAX_CONTENT_BYTES", 64 * 1024)
-MAX_META_BYTES = getattr(settings, "MEMORY_MAX_META_BYTES", 8 * 1024)
-MAX_BULK_ITEMS = getattr(settings, "MEMORY_MAX_BULK_ITEMS", 500)
-EMBED_BATCH = getattr(settings, "MEMORY_EMBED_BATCH", 64)
+MAX_CONTENT_BYTES = settings.MEMORY_MAX_CONTENT_BYTES
+MAX_META_BYTES = settings.MEMORY_MAX_META_BYTES
+MAX_BULK_ITEMS = settings.MEMORY_MAX_BULK_ITEMS
+EMBED_BATCH = settings.MEMORY_EMBED_BATCH
 _ID_FIELD_MAX = 128
 
 
@@ -137,14 +138,9 @@ def _enqueue_embedding(entry_ids: list[str]) -> None:
         return
 
     def _send() -> None:
-        from apps.memory.tasks import embed_entries
-
         for start in range(0, len(entry_ids), EMBED_BATCH):
             try:
-                # ignore_result: nobody reads it, and asking for one makes the send subscribe to
-                # the result backend first, which retries for ~20 s while Redis is down.
-                embed_entries.apply_async(args=(entry_ids[start : start + EMBED_BATCH],), retry=False,
-                                          ignore_result=True)
+                enqueue_embed_entries(entry_ids[start : start + EMBED_BATCH], retry=False)
             except Exception:  # noqa: BLE001 - the entries are safe; requeue_pending retries
                 logger.warning("could not enqueue embeddings; they stay pending", exc_info=True)
                 return
@@ -429,10 +425,8 @@ def memory_pending_ids(*, older_than_seconds: float, limit: int) -> list[str]:
 def memory_requeue_pending(*, older_than_seconds: float = 30.0, limit: int = 5000) -> int:
     """Re-enqueues entries still `pending` (their task was lost: broker down, worker killed)."""
     ids = memory_pending_ids(older_than_seconds=older_than_seconds, limit=limit)
-    from apps.memory.tasks import embed_entries
-
     for start in range(0, len(ids), EMBED_BATCH):
-        embed_entries.apply_async(args=(ids[start : start + EMBED_BATCH],), ignore_result=True)
+        enqueue_embed_entries(ids[start : start + EMBED_BATCH])
     return len(ids)
 
 
@@ -537,12 +531,7 @@ def reembed_start(*, model_name: str, enqueue: bool = True) -> MemoryJob:
         if not enqueue:
             return job
 
-        def _send() -> None:
-            from apps.memory.tasks import reembed
-
-            reembed.apply_async(args=(job_id,), ignore_result=True)
-
-        transaction.on_commit(_send)
+        transaction.on_commit(lambda: enqueue_reembed(job_id))
     return job
 
 
@@ -589,9 +578,9 @@ def memory_job_fail(*, job_id: str, error: str) -> MemoryJob:
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 # Entries that record the tool's own bookkeeping, not the conversation.
 BOOKKEEPING_TYPES = frozenset({"progress", "file-history-snapshot", "snapshot", "queue-operation", "summary", "pr-link"})
-TRANSCRIPT_MAX_ENTRIES = getattr(settings, "MEMORY_TRANSCRIPT_MAX_ENTRIES", 20_000)
-TRANSCRIPT_MAX_BYTES = getattr(settings, "MEMORY_TRANSCRIPT_MAX_BYTES", 8 * 1024 * 1024)
-TRANSCRIPT_MAX_ENTRY_BYTES = getattr(settings, "MEMORY_TRANSCRIPT_MAX_ENTRY_BYTES", 512 * 1024)
+TRANSCRIPT_MAX_ENTRIES = settings.MEMORY_TRANSCRIPT_MAX_ENTRIES
+TRANSCRIPT_MAX_BYTES = settings.MEMORY_TRANSCRIPT_MAX_BYTES
+TRANSCRIPT_MAX_ENTRY_BYTES = settings.MEMORY_TRANSCRIPT_MAX_ENTRY_BYTES
 
 
 def session_id_clean(session_id: str) -> str:

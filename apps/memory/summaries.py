@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from apps.memory import selectors, services
 from apps.memory.choices import JobKind, JobStatus, MemoryKind
+from apps.memory.enqueue import enqueue_summarize
 from apps.memory.models import MemoryEntry, MemoryJob
 from daarion.infra.errors import DaarionError
 
@@ -43,10 +44,8 @@ def summary_enqueue(
         job_id = job.id
 
         def _send() -> None:
-            from apps.memory.tasks import summarize
-
             try:
-                summarize.apply_async(args=(job_id,), retry=False, ignore_result=True)
+                enqueue_summarize(job_id, retry=False)
             except Exception as exc:  # noqa: BLE001 - the caller sees the job fail, not a 500
                 logger.warning("could not enqueue summary job", exc_info=True)
                 services.memory_job_fail(job_id=job_id, error=f"could not enqueue: {exc}")

@@ -7,35 +7,45 @@ from __future__ import annotations
 
 import logging
 
+from celery import Task
 from django.conf import settings
 
 from apps.memory import services
 from apps.memory.embeddings import TransientEmbeddingError
+from apps.memory.enqueue import EMBED_ENTRIES, REEMBED, SUMMARIZE, enqueue_reembed
+from apps.memory.summaries import SummaryTransientError, summary_run
 from daarion.celery import Queue, app
 
 logger = logging.getLogger(__name__)
 
-EMBED_MAX_RETRIES = getattr(settings, "MEMORY_EMBED_MAX_RETRIES", 5)
-RETRY_BASE_SECONDS = getattr(settings, "MEMORY_RETRY_BASE_SECONDS", 5.0)
+EMBED_MAX_RETRIES = settings.MEMORY_EMBED_MAX_RETRIES
+
+# A transient error (the embedder or the LLM answered 429/5xx, or could not be reached) is retried
+# by Celery (autoretry_for) after MEMORY_RETRY_BASE_SECONDS x 2^n seconds, at most 600 (Celery
+# takes the base in whole seconds, at least 1). The last attempt does not raise: it gives up in
+# the task's own terms (the entries or the job are marked failed with the reason), so every
+# task ends with its rows settled, whatever happened upstream.
+_BACKOFF = max(1, int(settings.MEMORY_RETRY_BASE_SECONDS))
 
 
-def _backoff(retries: int) -> float:
-    return min(RETRY_BASE_SECONDS * (2**retries), 600.0)
+def _retries_left(task: Task) -> bool:
+    """Whether raising now makes Celery retry the task (False on its last attempt)."""
+    return task.max_retries is None or task.request.retries < task.max_retries
 
 
 @app.task(
-    name="memory.embed_entries", queue=Queue.EMBEDDINGS, bind=True, acks_late=True,
-    reject_on_worker_lost=True, max_retries=EMBED_MAX_RETRIES,
+    name=EMBED_ENTRIES, queue=Queue.EMBEDDINGS, bind=True, acks_late=True, reject_on_worker_lost=True,
+    autoretry_for=(TransientEmbeddingError,), max_retries=EMBED_MAX_RETRIES, retry_backoff=_BACKOFF, retry_backoff_max=600, retry_jitter=False,
 )
-def embed_entries(self, entry_ids: list[str]) -> dict[str, int]:
+def embed_entries(self: Task, entry_ids: list[str]) -> dict[str, int]:
     try:
         return services.memory_embed_entries(entry_ids=entry_ids)
     except TransientEmbeddingError as exc:
-        if self.request.retries >= self.max_retries:
-            failed = services.memory_mark_failed(entry_ids=entry_ids, reason=f"gave up after {self.request.retries} retries: {exc}")
-            logger.warning("embedding gave up", extra={"entries": len(entry_ids), "failed": failed})
-            return {"embedded": 0, "failed": failed}
-        raise self.retry(exc=exc, countdown=_backoff(self.request.retries))
+        if _retries_left(self):
+            raise
+        failed = services.memory_mark_failed(entry_ids=entry_ids, reason=f"gave up after {self.request.retries} retries: {exc}")
+        logger.warning("embedding gave up", extra={"entries": len(entry_ids), "failed": failed})
+        return {"embedded": 0, "failed": failed}
 
 
 @app.task(name="memory.requeue_pending", queue=Queue.EMBEDDINGS, acks_late=True, expires=300)
@@ -45,35 +55,33 @@ def requeue_pending() -> int:
 
 
 @app.task(
-    name="memory.reembed", queue=Queue.EMBEDDINGS, bind=True, acks_late=True,
-    reject_on_worker_lost=True, max_retries=EMBED_MAX_RETRIES,
+    name=REEMBED, queue=Queue.EMBEDDINGS, bind=True, acks_late=True, reject_on_worker_lost=True,
+    autoretry_for=(TransientEmbeddingError,), max_retries=EMBED_MAX_RETRIES, retry_backoff=_BACKOFF, retry_backoff_max=600, retry_jitter=False,
 )
-def reembed(self, job_id: str) -> str:
+def reembed(self: Task, job_id: str) -> str:
     # Runs in slices and re-enqueues itself, so a long re-embed never meets the task time
     # limit and other embedding work interleaves with it.
     try:
         job = services.reembed_run(job_id=job_id, budget_batches=20)
     except TransientEmbeddingError as exc:
-        if self.request.retries >= self.max_retries:
-            services.memory_job_fail(job_id=job_id, error=str(exc))
-            return "failed"
-        raise self.retry(exc=exc, countdown=_backoff(self.request.retries))
+        if _retries_left(self):
+            raise
+        services.memory_job_fail(job_id=job_id, error=str(exc))
+        return "failed"
     if job.status == "running":
-        reembed.apply_async(args=(job_id,), ignore_result=True)
+        enqueue_reembed(job_id)
     return job.status
 
 
 @app.task(
-    name="memory.summarize", queue=Queue.SUMMARIES, bind=True, acks_late=True,
-    reject_on_worker_lost=True, max_retries=3,
+    name=SUMMARIZE, queue=Queue.SUMMARIES, bind=True, acks_late=True, reject_on_worker_lost=True,
+    autoretry_for=(SummaryTransientError,), max_retries=3, retry_backoff=_BACKOFF, retry_backoff_max=600, retry_jitter=False,
 )
-def summarize(self, job_id: str) -> str:
-    from apps.memory.summaries import SummaryTransientError, summary_run
-
+def summarize(self: Task, job_id: str) -> str:
     try:
         return summary_run(job_id=job_id).status
     except SummaryTransientError as exc:
-        if self.request.retries >= self.max_retries:
-            services.memory_job_fail(job_id=job_id, error=str(exc))
-            return "failed"
-        raise self.retry(exc=exc, countdown=_backoff(self.request.retries))
+        if _retries_left(self):
+            raise
+        services.memory_job_fail(job_id=job_id, error=str(exc))
+        return "failed"

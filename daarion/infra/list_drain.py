@@ -16,15 +16,11 @@ import logging
 import uuid
 from collections.abc import Callable
 
-from daarion.infra.redis_client import get_redis
+from daarion.infra.redis_client import LuaScript, get_redis, release_if_held
 
 logger = logging.getLogger(__name__)
 
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-_TRIM_IF_HELD = (
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('LTRIM', KEYS[2], ARGV[2], -1) return 1 "
-    "else return 0 end"
-)
+_trim_if_held = LuaScript.load(__file__, "list_drain_trim.lua")
 
 
 def drain_list(
@@ -41,7 +37,6 @@ def drain_list(
     stored), at most `max_batches` (None: until the list is empty); returns how many were
     stored. 0 while another drainer holds `lock_key`."""
     client = get_redis()
-    trim = client.register_script(_TRIM_IF_HELD)
     token = uuid.uuid4().hex
     if not client.set(lock_key, token, nx=True, px=lock_ms):
         return 0
@@ -53,10 +48,10 @@ def drain_list(
             if not items:
                 break
             stored += store(items)
-            if not trim(keys=[lock_key, list_key], args=[token, len(items)]):
+            if not _trim_if_held.call_sync(client, [lock_key, list_key], [token, len(items)]):
                 logger.warning("%s drain outlived its lock; the next drain replays the batch", what)
                 break
             batches += 1
     finally:
-        client.eval(_RELEASE, 1, lock_key, token)
+        release_if_held.call_sync(client, [lock_key], [token])
     return stored

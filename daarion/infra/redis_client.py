@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -60,16 +61,44 @@ def get_async_redis_blocking() -> aioredis.Redis:
     return client
 
 
+def lua_source(beside: str, *names: str) -> str:
+    """The text of the `.lua` files `names` in the folder of the module `beside` (its
+    `__file__`), joined in order: a script's shared functions come first, then its body."""
+    folder = Path(beside).parent
+    return "\n".join((folder / name).read_text(encoding="utf-8") for name in names)
+
+
 class LuaScript:
     """A Lua script sent by its SHA1 (EVALSHA): its text travels once per Redis server, not
-    per call; a Redis that does not know it (new, restarted, flushed) gets EVAL once."""
+    per call; a Redis that does not know it (new, restarted, flushed) gets EVAL once.
+
+    Scripts live in `.lua` files beside the module that runs them, read once at import
+    (`LuaScript.load(__file__, "name.lua")`); each names its KEYS and ARGV slots in locals
+    at its top."""
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    @classmethod
+    def load(cls, beside: str, *names: str, prefix: str = "") -> LuaScript:
+        """The script of the files `names` beside the module `beside`, after `prefix` (Lua
+        functions it shares with other scripts)."""
+        return cls(prefix + lua_source(beside, *names))
 
     async def __call__(self, client: aioredis.Redis, keys: list[str], args: list[Any]) -> Any:
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
             return await client.eval(self.source, len(keys), *keys, *args)
+
+    def call_sync(self, client: redis.Redis, keys: list[str], args: list[object]) -> object:
+        """The same through a sync client."""
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return client.eval(self.source, len(keys), *keys, *args)
+
+
+# Deletes a lock or lease only while it holds the caller's token: KEYS[1] the key, ARGV[1] the token.
+release_if_held = LuaScript.load(__file__, "release_if_held.lua")

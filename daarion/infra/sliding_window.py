@@ -17,29 +17,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from daarion.infra.redis_client import lua_source
+
 # A call fits when floor(used) + its cost <= the limit: the fractional part of the previous
 # window's share is let go, so a small limit is never stricter than a fixed window would be
 # (a 1/min limit still takes its next call as the minute turns), while a large one is smoothed.
 #
-# Lua, for scripts that check a sliding count. `sliding_count`: a counter's current window,
-# its previous one, and their sliding sum `used` (the previous weighted by `weight`, its share
-# still inside the last window-length). `sliding_wait_ms`: ms until `cur + prev * weight` has
-# fallen by more than `need`, with nothing new counted; the previous window's share runs out
-# over the rest of this one (`reset_ms`), then this window's own count over the next (`w` ms).
-SLIDING_LUA = """
-local function sliding_count(cur_key, prev_key, weight)
-  local cur = tonumber(redis.call('GET', cur_key) or '0')
-  local prev = tonumber(redis.call('GET', prev_key) or '0')
-  return cur, prev, cur + prev * weight
-end
-local function sliding_wait_ms(cur, prev, need, weight, reset_ms, w)
-  if need < 0 then need = 0 end
-  local prev_part = prev * weight
-  if prev > 0 and need < prev_part then return math.floor(need * w / prev) + 1 end
-  if cur <= 0 then return reset_ms end
-  return reset_ms + math.floor(math.min(need - prev_part, cur) * w / cur) + 1
-end
-"""
+# The Lua functions `sliding_count` and `sliding_wait_ms` (sliding_window.lua), prefixed to the
+# scripts that check a sliding count: the LLM rate limits' and toolcore's per-tool limit.
+SLIDING_LUA = lua_source(__file__, "sliding_window.lua")
 
 # Slack on a counter's expiry, so a check at the very end of the next window still finds it.
 _EXPIRY_SLACK_MS = 5000

@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector
 
 logger = logging.getLogger(__name__)
 
-ENABLED: bool = bool(getattr(settings, "METRICS_ENABLED", True))
+ENABLED: bool = settings.METRICS_ENABLED
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # prometheus-client opens its files there as metrics are created: a folder that is not
     # there yet (a fresh tmpfs) must not fail the first call that counts.

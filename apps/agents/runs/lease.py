@@ -11,25 +11,11 @@ from __future__ import annotations
 
 import secrets
 
-from daarion.infra.redis_client import LuaScript, get_async_redis, key
+from daarion.infra.redis_client import LuaScript, get_async_redis, key, release_if_held
 
 # Many leases renewed in one round trip: KEYS are lease keys, ARGV their tokens then their
 # times (ms), in the same order; returns 1 (renewed) or 0 (not this holder's any more) each.
-# A worker with hundreds of runs must not open a connection per renewal at once.
-_RENEW_MANY = LuaScript("""
-local out = {}
-local n = #KEYS
-for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[i] then
-    redis.call('PEXPIRE', key, ARGV[n + i])
-    out[i] = 1
-  else
-    out[i] = 0
-  end
-end
-return out
-""")
-_RELEASE = LuaScript("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
+_RENEW_MANY = LuaScript.load(__file__, "lease_renew_many.lua")
 
 
 def lease_key(run_id: str) -> str:
@@ -48,7 +34,7 @@ class Lease:
         return bool(await get_async_redis().set(self.key, self.token, nx=True, px=self.ttl_ms))
 
     async def release(self) -> bool:
-        return bool(await _RELEASE(get_async_redis(), [self.key], [self.token]))
+        return bool(await release_if_held(get_async_redis(), [self.key], [self.token]))
 
 
 async def leases_renew(leases: list[Lease]) -> list[bool]:

@@ -209,3 +209,19 @@ def test_a_query_embeds_through_the_proxy_beside_its_sql(llm_registry):
     assert [hit.id for hit in down] == [ids[1]]
     assert search._hybrid(agent_id=AGENT, microdao_id=None, channel_id=None, query=texts[1], limit=3, kinds=None,
                           since=None, until=None, model="llm:emb-down", neighbour_weight=0.0, sides=("dense",)) == []
+
+
+def test_the_embedding_task_retries_a_transient_error_then_gives_up(llm_registry):
+    """From the first attempt: Celery's autoretry runs it again on each transient error (at
+    once, as an eager task), and the last attempt marks the entries failed."""
+    from apps.memory import tasks
+
+    services.embedding_model_save(name="llm:emb-down", backend="llm", dimensions=8, is_active=True)
+    try:
+        entry = MemoryEntry.objects.create(agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": "x"}, text="x", occurred_at=timezone.now())
+        tasks.embed_entries.apply(args=[[entry.id]])
+        entry.refresh_from_db()
+        assert entry.embedding_status == EmbeddingStatus.FAILED
+        assert f"gave up after {tasks.EMBED_MAX_RETRIES} retries" in entry.embedding_error
+    finally:
+        services.embedding_model_activate(name="hash")

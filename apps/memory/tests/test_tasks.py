@@ -114,3 +114,24 @@ def test_a_store_over_http_is_embedded_after_its_commit(api, make_token, bearer,
     entry_id = response.json()["id"]
     _wait(lambda: _statuses([entry_id]) == {EmbeddingStatus.READY}, what="embedding of an API store")
     assert api.get(f"/internal/agent-memory/{entry_id}", headers=headers).json()["embedding_status"] == "ready"
+
+
+def test_the_enqueue_names_and_queues_are_the_tasks():
+    """Services send tasks by name (apps/memory/enqueue.py): each name is a registered task on the
+    queue it is sent to, and neither services nor summaries import tasks.py."""
+    import ast
+    from pathlib import Path
+
+    from apps.memory import enqueue, tasks
+    from daarion.celery import Queue, app
+
+    for name, queue in ((enqueue.EMBED_ENTRIES, Queue.EMBEDDINGS), (enqueue.REEMBED, Queue.EMBEDDINGS),
+                        (enqueue.SUMMARIZE, Queue.SUMMARIES)):
+        assert app.tasks[name].queue == queue
+    assert {tasks.embed_entries.name, tasks.reembed.name, tasks.summarize.name} == {
+        enqueue.EMBED_ENTRIES, enqueue.REEMBED, enqueue.SUMMARIZE}
+    for module in ("services.py", "summaries.py", "enqueue.py"):
+        tree = ast.parse((Path(enqueue.__file__).parent / module).read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        assert "apps.memory.tasks" not in imported, module

@@ -29,7 +29,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         if self.pool is None:
             return super().get_new_connection(conn_params)
-        window = float(getattr(settings, "DATABASE_OUTAGE_FAIL_FAST_SECONDS", 1.0))
+        window = settings.DATABASE_OUTAGE_FAIL_FAST_SECONDS
         now = time.monotonic()
         with _lock:
             until = _fail_until.get(self.alias)
