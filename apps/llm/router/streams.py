@@ -124,6 +124,7 @@ class Stream:
                     self.outcome.usage = event.usage or self._estimated_usage()
                     event.usage = self.outcome.usage
                     self.outcome.finish_reason = event.finish_reason or "stop"
+                    event.provider, event.model_resolved = self.outcome.provider, self.outcome.model_resolved
                     self._finished = True
                 yield event
                 if self._finished:
