@@ -27,7 +27,7 @@ run against the in-request turn it replaced, on the offline stub model.
    still get the whole run? (The readers' XREAD BLOCK is the heartbeat interval, 10 s, on a
    Redis client whose socket timeout is 2 s.)
 
-Run:  .venv/bin/python -m daarion.devstack exec --data-dir .data/bench -- \\
+Run:  .venv/bin/python -m devtools.devstack exec --data-dir .data/bench -- \\
           .venv/bin/python bench/runs_bench.py [--turns 300] [--levels 50,100,200,300,400]
           [--concurrency 200] [--gap 1.0] [--memory-runs 100] [--skip ttfc,concurrency,memory,quiet]
           [--worker-pool N]   (experiment: the workers on a psycopg pool of N)
@@ -298,7 +298,7 @@ async def _upstream_app(scope, receive, send) -> None:  # noqa: ANN001 - the ASG
 def start_upstream(log_dir: Path):
     import httpx
 
-    from daarion.testing import ServerProcess, free_port
+    from devtools.testing import ServerProcess, free_port
 
     port = free_port()
     log_path = log_dir / f"upstream-{port}.log"
@@ -322,10 +322,10 @@ def start_upstream(log_dir: Path):
 
 
 def start_inrequest_server(env: dict[str, str], log_dir: Path):
-    """bench/inrequest_app.py under uvicorn, as daarion.testing.start_asgi_server runs the product."""
+    """bench/inrequest_app.py under uvicorn, as devtools.testing.start_asgi_server runs the product."""
     import httpx
 
-    from daarion.testing import ServerProcess, free_port
+    from devtools.testing import ServerProcess, free_port
 
     port = free_port()
     log_path = log_dir / f"inrequest-{port}.log"
@@ -667,7 +667,7 @@ def main() -> int:
     from django.core.management import call_command
 
     from daarion.services import service_token_create
-    from daarion.testing import start_asgi_server, start_celery_worker
+    from devtools.testing import start_asgi_server, start_celery_worker
 
     call_command("migrate", verbosity=0)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-runs-"))

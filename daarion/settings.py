@@ -116,7 +116,7 @@ TEMPLATES = [
 ]
 
 # --- Database ---------------------------------------------------------------------------
-# The embedded stack (daarion/devstack.py) exports DATABASE_URL before Django starts, so the
+# The embedded stack (devtools/devstack.py) exports DATABASE_URL before Django starts, so the
 # settings only ever read the variable.
 if PRODUCTION:
     _database_url = _required("DATABASE_URL")
@@ -125,7 +125,7 @@ else:
     if not _database_url:
         raise ImproperlyConfigured(
             "DATABASE_URL is not set. Run through `make run` / `make test`, or "
-            "`python -m daarion.devstack exec -- <command>`, which start the embedded stack."
+            "`python -m devtools.devstack exec -- <command>`, which start the embedded stack."
         )
 
 DATABASES = {

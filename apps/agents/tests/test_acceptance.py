@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from apps.agents.tests.sse import assert_protocol, parse_sse
-from daarion.testing import (
+from devtools.testing import (
     ServerProcess,
     free_port,
     start_asgi_server,

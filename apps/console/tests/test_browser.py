@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from daarion.testing import (
+from devtools.testing import (
     ServerProcess,
     free_port,
     start_asgi_server,
