@@ -595,10 +595,10 @@ def quiet_probe(web_port: int, token: str, quiet: float, stamp: str) -> dict[str
 
 
 def setup_agents(upstream_url: str, gap: float, quiet: float) -> None:
-    from apps.agents import demo as agents_demo
+    from apps.demo import agents as agents_demo
     from apps.agents.models import Agent
     from apps.agents.services import agent_create, agent_update
-    from apps.registry import demo as registry_demo
+    from apps.demo import registry as registry_demo
     from apps.registry.documents import registry_apply
 
     registry_demo.seed()

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "apps.tools",
     "apps.agents",
     "apps.console",  # the operator console (front page, playground, test buttons): imported by nothing
+    "apps.demo",  # seed_demo and the demo projects service: imported by nothing
     "axes",  # admin sign-in throttling (below)
 ]
 
@@ -303,6 +304,9 @@ def _served_at(data_dir: Path) -> str | None:
         return None
 
 
+# The demo projects service (/demo/projects.list, apps/demo), the target of the demo HTTP tool:
+# served in development and tests, not in production unless asked for.
+DAARION_DEMO_SERVICE = _env_bool("DAARION_DEMO_SERVICE", not PRODUCTION)
 # Where this deployment is reachable; the demo HTTP tool targets its own /demo/ service here.
 DAARION_PUBLIC_URL = (
     os.environ.get("DAARION_PUBLIC_URL") or (None if PRODUCTION else _served_at(DATA_DIR)) or "http://127.0.0.1:8000"
