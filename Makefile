@@ -40,7 +40,7 @@ $(VENV)/.installed-local: $(STAMP) requirements-local.txt
 	touch $@
 
 run: $(STAMP) $(LOCAL_STAMP)
-	$(PY) -m daarion.devstack run --data-dir $(DATA_DIR)
+	$(PY) -m devtools.devstack run --data-dir $(DATA_DIR)
 
 # The linter's rules and the type checker's settings are in pyproject.toml; `make test` runs
 # both first. django-stubs' mypy plugin imports daarion.settings, which refuse to load without
@@ -58,11 +58,11 @@ CHROMIUM ?= $(or $(CHROMIUM_PATH),$(shell command -v chromium 2>/dev/null))
 test: $(STAMP) $(NODE_STAMP) lint
 	@if [ -n "$(CHROMIUM)" ]; then echo "browser tests: on ($(CHROMIUM))"; \
 	 else echo "browser tests: SKIPPED - no chromium (apt-get install chromium, or set CHROMIUM_PATH)"; fi
-	CHROMIUM_PATH="$(CHROMIUM)" $(PY) -m daarion.devstack exec --data-dir $(DATA_DIR)/test -- $(PY) -m pytest $(PYTEST_ARGS)
+	CHROMIUM_PATH="$(CHROMIUM)" $(PY) -m devtools.devstack exec --data-dir $(DATA_DIR)/test -- $(PY) -m pytest $(PYTEST_ARGS)
 	@if [ -z "$(CHROMIUM)" ]; then echo "browser tests were SKIPPED: no chromium on this machine"; fi
 
 clean-data:
-	$(PY) -m daarion.devstack reset --data-dir $(DATA_DIR)
+	$(PY) -m devtools.devstack reset --data-dir $(DATA_DIR)
 
 # The admin's JSON editor (static/vendor/jsoneditor, committed): refresh it from npm.
 JSONEDITOR_VERSION ?= 3.13.0

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from django.conf import settings
 
-from daarion.testing import ServerProcess, database_url_for, start_asgi_server, start_celery_worker
+from devtools.testing import ServerProcess, database_url_for, start_asgi_server, start_celery_worker
 
 
 @pytest.fixture(autouse=True)

@@ -2,11 +2,11 @@
 on LoCoMo. Figures go to bench/results/memory_*.json (and into docs/BENCHMARKS.md by hand).
 
     # its own embedded database, so dev data is untouched:
-    .venv/bin/python -m daarion.devstack exec --data-dir .data/memory-bench -- \\
+    .venv/bin/python -m devtools.devstack exec --data-dir .data/memory-bench -- \\
         .venv/bin/python bench/memory_bench.py scale [--n 100000 --agents 100]
-    .venv/bin/python -m daarion.devstack exec --data-dir .data/memory-bench -- \\
+    .venv/bin/python -m devtools.devstack exec --data-dir .data/memory-bench -- \\
         .venv/bin/python bench/memory_bench.py locomo [--models hash,local]
-    .venv/bin/python -m daarion.devstack exec --data-dir .data/memory-bench -- \\
+    .venv/bin/python -m devtools.devstack exec --data-dir .data/memory-bench -- \\
         .venv/bin/python bench/memory_bench.py multilingual [--models hash,local]
 
 scale:  N synthetic entries over A agents (hash-model vectors), bulk-loaded with COPY and

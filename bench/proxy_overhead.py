@@ -16,7 +16,7 @@ quietly lowering the rate. The generator is a small HTTP/1.1 keep-alive client o
 streams (one connection per request in flight), much cheaper per request than httpx, since
 it shares the 2 cores with the servers it measures.
 
-Run:  .venv/bin/python -m daarion.devstack exec --data-dir .data/bench -- \
+Run:  .venv/bin/python -m devtools.devstack exec --data-dir .data/bench -- \
           .venv/bin/python bench/proxy_overhead.py [--seconds 10] [--rates 100,500] [--no-litellm]
 Writes bench/results/proxy_overhead.json and prints a table.
 """
@@ -614,7 +614,7 @@ def print_table(rates: dict, rows: list[dict], max_rates: dict) -> None:
 
 def _start_app(app: str, env: dict, workdir: Path, workers: int = 1):  # noqa: ANN202
     """start_asgi_server with another ASGI app or several worker processes."""
-    from daarion.testing import ServerProcess, free_port
+    from devtools.testing import ServerProcess, free_port
 
     port = free_port()
     log = open(workdir / "ours-app.log", "wb")
@@ -681,7 +681,7 @@ def main() -> int:
     import django
 
     django.setup()
-    from daarion.testing import free_port, start_asgi_server
+    from devtools.testing import free_port, start_asgi_server
 
     token, _ = setup_ours()
     workdir = Path(tempfile.mkdtemp(prefix="bench-llm-"))

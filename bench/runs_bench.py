@@ -27,7 +27,7 @@ run against the in-request turn it replaced, on the offline stub model.
    still get the whole run? (The readers' XREAD BLOCK is the heartbeat interval, 10 s, on a
    Redis client whose socket timeout is 2 s.)
 
-Run:  .venv/bin/python -m daarion.devstack exec --data-dir .data/bench -- \\
+Run:  .venv/bin/python -m devtools.devstack exec --data-dir .data/bench -- \\
           .venv/bin/python bench/runs_bench.py [--turns 300] [--levels 50,100,200,300,400]
           [--concurrency 200] [--gap 1.0] [--memory-runs 100] [--skip ttfc,concurrency,memory,quiet]
           [--worker-pool N]   (experiment: the workers on a psycopg pool of N)
@@ -296,7 +296,7 @@ async def upstream_app(scope, receive, send) -> None:  # noqa: ANN001 - the ASGI
 
 
 def start_upstream(log_dir: Path):
-    from daarion.testing import start_asgi_server
+    from devtools.testing import start_asgi_server
 
     # Keep-alive longer than the gateway's aiohttp pool keeps idle connections (30 s), as
     # hosted APIs do: with uvicorn's 5 s, a connection idle 5-30 s fails on its next use.
@@ -309,7 +309,7 @@ def start_upstream(log_dir: Path):
 
 def start_inrequest_server(env: dict[str, str], log_dir: Path):
     """bench/inrequest_app.py under uvicorn, as the product is run."""
-    from daarion.testing import start_asgi_server
+    from devtools.testing import start_asgi_server
 
     return start_asgi_server(env, log_dir, name="inrequest", app="bench.inrequest_app:application")
 
@@ -561,10 +561,10 @@ def quiet_probe(web_port: int, token: str, quiet: float, stamp: str) -> dict[str
 
 
 def setup_agents(upstream_url: str, gap: float, quiet: float) -> None:
-    from apps.agents import demo as agents_demo
+    from apps.demo import agents as agents_demo
     from apps.agents.models import Agent
     from apps.agents.services import agent_create, agent_update
-    from apps.registry import demo as registry_demo
+    from apps.demo import registry as registry_demo
     from apps.registry.documents import registry_apply
 
     registry_demo.seed()
@@ -624,7 +624,7 @@ def main() -> int:
     from django.core.management import call_command
 
     from apps.access.services import service_token_create
-    from daarion.testing import start_asgi_server, start_celery_worker
+    from devtools.testing import start_asgi_server, start_celery_worker
 
     call_command("migrate", verbosity=0)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-runs-"))

@@ -10,7 +10,7 @@ Three figures:
   (the reference MCPServer of the tests, stateless, in its own process) vs the same SDK client
   calling the upstream directly; both clients are long-lived and speak 2026-07-28.
 
-Run:  .venv/bin/python -m daarion.devstack exec --data-dir .data/bench -- \
+Run:  .venv/bin/python -m devtools.devstack exec --data-dir .data/bench -- \
           .venv/bin/python bench/tools_overhead.py [--calls 300]
 Writes bench/results/tools_overhead.json.
 """
@@ -131,7 +131,7 @@ def main() -> int:
     from django.core.management import call_command
 
     from apps.access.services import service_token_create
-    from daarion.testing import free_port, start_asgi_server
+    from devtools.testing import free_port, start_asgi_server
 
     call_command("migrate", verbosity=0)
     from apps.tools.models import Tool

@@ -2,9 +2,9 @@ from django.apps import AppConfig
 
 
 class ProjectConfig(AppConfig):
-    """The project wiring as an app (no models): its commands (seed_demo), tracing and the
-    Celery signals, and the fast lane's version check. Service tokens and the change log are
-    apps/access, which kept the label "daarion"."""
+    """The project wiring as an app (no models): tracing and the Celery signals, and the fast
+    lane's version check. Service tokens and the change log are apps/access, which kept the
+    label "daarion"."""
 
     name = "daarion"
     label = "project"

@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "apps.tools",
     "apps.agents",
     "apps.console",  # the operator console (front page, playground, test buttons): imported by nothing
+    "apps.demo",  # seed_demo and the demo projects service: imported by nothing
     "axes",  # admin sign-in throttling (below)
     # The registry management API (/api/registry/) is served by Django REST framework; the
     # runtime APIs stay on django-ninja (REST_FRAMEWORK below).
@@ -143,7 +144,7 @@ TEMPLATES = [
 ]
 
 # --- Database ---------------------------------------------------------------------------
-# The embedded stack (daarion/devstack.py) exports DATABASE_URL before Django starts, so the
+# The embedded stack (devtools/devstack.py) exports DATABASE_URL before Django starts, so the
 # settings only ever read the variable.
 if PRODUCTION:
     _database_url = _required("DATABASE_URL")
@@ -152,7 +153,7 @@ else:
     if not _database_url:
         raise ImproperlyConfigured(
             "DATABASE_URL is not set. Run through `make run` / `make test`, or "
-            "`python -m daarion.devstack exec -- <command>`, which start the embedded stack."
+            "`python -m devtools.devstack exec -- <command>`, which start the embedded stack."
         )
 
 DATABASES = {
@@ -333,6 +334,9 @@ def _served_at(data_dir: Path) -> str | None:
         return None
 
 
+# The demo projects service (/demo/projects.list, apps/demo), the target of the demo HTTP tool:
+# served in development and tests, not in production unless asked for.
+DAARION_DEMO_SERVICE = _env_bool("DAARION_DEMO_SERVICE", not PRODUCTION)
 # Where this deployment is reachable; the demo HTTP tool targets its own /demo/ service here.
 DAARION_PUBLIC_URL = (
     os.environ.get("DAARION_PUBLIC_URL") or (None if PRODUCTION else _served_at(DATA_DIR)) or "http://127.0.0.1:8000"

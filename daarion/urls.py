@@ -1,11 +1,11 @@
 """URL map: the front page, admin (+ its console), the internal API, the OpenAI-compatible API, health
 (/mcp is plain ASGI: daarion/asgi.py)."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
 from apps.console.views import front_page
-from apps.tools.demo_service import projects_list as demo_projects_list
 from daarion.api import internal_api, openai_api
 from daarion.health import health
 from daarion.observability import health as probes
@@ -24,5 +24,6 @@ urlpatterns = [
     path("health/live", probes.live, name="health-live"),
     path("health/ready", probes.ready, name="health-ready"),
     path("metrics", metrics_view, name="metrics"),
-    path("demo/projects.list", demo_projects_list, name="demo-projects-list"),
 ]
+if settings.DAARION_DEMO_SERVICE:
+    urlpatterns.append(path("demo/", include("apps.demo.urls")))

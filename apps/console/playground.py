@@ -49,10 +49,10 @@ async def model_stream(*, model: str, message: str, user: str) -> AsyncIterator[
     try:
         async for event in stream_chat_completion(model=model, messages=[{"role": "user", "content": message}],
                                                   channel_id=PLAYGROUND_CHANNEL, request_id=request_id):
-            if event.type == "text":
+            if event.kind == "text":
                 for chunk in ui.text(event.text):
                     yield sse.event(chunk)
-            elif event.type == "finish":
+            elif event.kind == "finish":
                 finish = event
     except DaarionError as exc:
         for chunk in ui.error(f"{exc.type}: {exc.message}"):
@@ -61,7 +61,7 @@ async def model_stream(*, model: str, message: str, user: str) -> AsyncIterator[
         return
     for chunk in ui.finish_step():
         yield sse.event(chunk)
-    usage = finish.usage if finish else {}
+    usage = finish.usage.as_dict() if finish and finish.usage else {}
     served = (finish.model_resolved if finish else "") or model
     yield sse.event(_summary(usage=usage, cost=await _cost(served, usage), started=started, request_id=request_id,
                              provider=finish.provider if finish else "", model=served))

@@ -19,12 +19,12 @@ import re
 import threading
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from apps.llm import router
 from apps.llm.choices import Endpoint
-from apps.llm.providers import ToolCall
+from apps.llm.providers import StreamEvent, ToolCall
 from apps.llm.selectors import registry_snapshot
 from apps.llm.tool_call_deltas import ToolCallDeltas
 
@@ -46,25 +46,6 @@ class ChatResult:
     upstream_model: str = ""
     request_id: str = ""
     reasoning: str = ""  # the model's reasoning, where the upstream sends it (DeepSeek, Anthropic thinking)
-
-
-@dataclass
-class StreamEvent:
-    """type "text": `text` is a delta. type "reasoning" (only with include_reasoning=True):
-    `text` is a delta of the model's reasoning. type "tool_call": a delta of call `index` (`id` and
-    `name` on its first event, `arguments` a piece of the JSON string). type "finish": the
-    last event, with `usage`, `finish_reason`, `provider` and `model_resolved`."""
-
-    type: str
-    text: str = ""
-    index: int = 0
-    id: str = ""
-    name: str = ""
-    arguments: str = ""
-    finish_reason: str = ""
-    usage: dict[str, int] = field(default_factory=dict)
-    provider: str = ""
-    model_resolved: str = ""
 
 
 @dataclass
@@ -176,7 +157,8 @@ async def stream_chat_completion(
     include_reasoning: bool = False,
     params: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[StreamEvent]:
-    """Yields text and tool-call deltas, then one "finish" event with usage.
+    """Yields text and tool-call deltas (providers' StreamEvents, tool names mapped back), then
+    one "finish" event with `usage` (a Usage), `finish_reason`, `provider` and `model_resolved`.
 
     Closing the iterator early (or cancelling its task) closes the upstream stream and
     records the partial usage.
@@ -187,23 +169,10 @@ async def stream_chat_completion(
     stream = router.Stream(call, ctx)
     await stream.admit()
     await stream.open()
-    outcome = stream.outcome
     async for event in stream.events():
-        if event.kind == "text":
-            yield StreamEvent("text", text=event.text)
-        elif event.kind == "reasoning":
-            if include_reasoning:  # callers written before it existed never see the new type
-                yield StreamEvent("reasoning", text=event.text)
-        elif event.kind == "tool_call":
-            yield StreamEvent("tool_call", index=event.index, id=event.id, name=event.name, arguments=event.arguments)
-        elif event.kind == "finish":
-            yield StreamEvent(
-                "finish",
-                finish_reason=event.finish_reason,
-                usage=(event.usage or outcome.usage).as_dict(),
-                provider=outcome.provider,
-                model_resolved=outcome.model_resolved,
-            )
+        # Callers written before reasoning existed never see the kind unless they ask for it.
+        if event.kind != "reasoning" or include_reasoning:
+            yield event
 
 
 async def create_embeddings(*, model: str, inputs: list[str], agent_id: str | None = None,

@@ -68,7 +68,7 @@ def test_beat_sends_the_drains_without_a_line_for_each(celery_worker, server_env
 
     from apps.tools.audit import audit_entry
     from apps.tools.models import ToolCall
-    from daarion.testing import start_celery_beat
+    from devtools.testing import start_celery_beat
 
     # An entry in the list the session's worker drains: its row appears once beat has sent a drain.
     entry = audit_entry(tool_id="t.beat", tool_version=1, agent_id="agent:sofia", microdao_id="m", args={},

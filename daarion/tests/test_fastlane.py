@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from daarion import fastlane
-from daarion.testing import ServerProcess, start_asgi_server
+from devtools.testing import ServerProcess, start_asgi_server
 
 HELLO = [{"role": "user", "content": "hello lane"}]
 # Headers a caller acts on; x-daarion-overhead-ms is a timing and differs by nature.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from daarion.testing import free_port, start_asgi_server
+from devtools.testing import free_port, start_asgi_server
 
 
 def test_health_reports_database_pgvector_redis_and_workers(api, celery_worker):

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from daarion.devstack import EmbeddedPostgres, EmbeddedRedis
-from daarion.testing import BASE_DIR, ServerProcess, start_asgi_server
+from devtools.devstack import EmbeddedPostgres, EmbeddedRedis
+from devtools.testing import BASE_DIR, ServerProcess, start_asgi_server
 
 
 def _wait_for(check, what: str, timeout: float = 60.0):  # noqa: ANN001, ANN202

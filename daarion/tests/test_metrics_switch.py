@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from daarion.testing import start_asgi_server
+from devtools.testing import start_asgi_server
 
 
 def _names(text: str) -> set[str]:

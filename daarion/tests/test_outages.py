@@ -39,8 +39,8 @@ import psycopg
 import pytest
 import redis
 
-from daarion.devstack import BASE_DIR, EmbeddedPostgres, EmbeddedRedis
-from daarion.testing import ServerProcess, free_port, start_asgi_server
+from devtools.devstack import BASE_DIR, EmbeddedPostgres, EmbeddedRedis
+from devtools.testing import ServerProcess, free_port, start_asgi_server
 
 pytestmark = pytest.mark.slow
 

@@ -137,16 +137,16 @@ async def _think(turn: _Turn, step: _Step) -> AsyncIterator[Event]:
             request_id=prepared.turn.request_id,
             credentials=turn.credentials,
         ):
-            if event.type == "text":
+            if event.kind == "text":
                 step_text.append(event.text)
                 if not turn.text_mode:
                     yield TextDelta(step.number, event.text)
-            elif event.type == "tool_call":
+            elif event.kind == "tool_call":
                 deltas.add(index=event.index, id=event.id, name=event.name, arguments=event.arguments)
-            elif event.type == "finish":
+            elif event.kind == "finish":
                 finish = event
         if finish is not None:
-            used = dict(finish.usage or {})
+            used = finish.usage.as_dict() if finish.usage else {}
             tracing.set_attributes(span, {
                 "gen_ai.response.model": getattr(finish, "model_resolved", None),
                 "gen_ai.provider.name": getattr(finish, "provider", None),
@@ -169,7 +169,7 @@ async def _think(turn: _Turn, step: _Step) -> AsyncIterator[Event]:
             yield TextDelta(step.number, step.text)
     if step.text.strip():
         turn.reply_parts.append(step.text.strip())
-    step.usage = dict(finish.usage) if finish is not None else {}
+    step.usage = finish.usage.as_dict() if finish is not None and finish.usage else {}
     add_usage(turn.usage, step.usage)
     turn.finish_reason = (finish.finish_reason if finish is not None else "") or "stop"
     step.provider, step.model = getattr(finish, "provider", ""), getattr(finish, "model_resolved", "")

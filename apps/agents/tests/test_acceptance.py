@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from apps.agents.tests.sse import assert_protocol, parse_sse
-from daarion.testing import (
+from devtools.testing import (
     ServerProcess,
     free_port,
     start_asgi_server,
@@ -56,10 +56,10 @@ def _load(client: httpx.Client, headers: dict) -> None:
 
 
 def test_sofia_answers_about_projects_through_the_whole_chain(demo_server, transactional_db, make_token, bearer):
-    from apps.agents import demo
+    from apps.demo import agents as demo
     from apps.memory.models import MemoryEntry
-    from apps.registry import demo as registry_demo
-    from apps.tools import demo as tools_demo
+    from apps.demo import registry as registry_demo
+    from apps.demo import tools as tools_demo
     from apps.tools.models import Tool
     from apps.tools.services import tool_update
 

@@ -21,7 +21,7 @@ from apps.agents.tests.conftest import wait_until
 from apps.agents.tests.factories import make_agent
 from apps.tools.audit import audit_flush
 from apps.tools.models import ToolCall
-from daarion.testing import start_asgi_server, start_celery_worker
+from devtools.testing import start_asgi_server, start_celery_worker
 
 PROVIDER_KEY = "sk-provider-key-0001"
 AGENT_KEY = "sk-agent-own-key-0002"

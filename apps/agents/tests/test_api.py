@@ -10,7 +10,7 @@ import pytest
 
 from apps.agents.services import agent_secret_set, agent_update
 from apps.agents.tests.factories import make_agent
-from daarion.testing import start_asgi_server
+from devtools.testing import start_asgi_server
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from apps.agents import demo
+from apps.demo import agents as demo
 from apps.agents.models import Agent
 from apps.memory.models import MemoryEntry
 
@@ -16,8 +16,8 @@ from apps.memory.models import MemoryEntry
 def demo_world(transactional_db, agents_worker):
     """The demo registries: stub models, demo tools, Sofia-Prime; a worker of the `agents`
     queue runs the command's runs."""
-    from apps.registry import demo as registry_demo
-    from apps.tools import demo as tools_demo
+    from apps.demo import registry as registry_demo
+    from apps.demo import tools as tools_demo
 
     registry_demo.seed()
     demo.seed()

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from apps.agents.models import Run
 from apps.agents.tests.conftest import wait_until
-from daarion.testing import ServerProcess, inside_one_minute, start_asgi_server, start_celery_worker
+from devtools.testing import ServerProcess, inside_one_minute, start_asgi_server, start_celery_worker
 
 AGENT = "/internal/agents/agent:sofia"
 FOLLOWUP_ARGS = {"microdao_id": "microdao:7", "title": "Send the meeting notes"}

@@ -16,7 +16,7 @@ from apps.agents.tests.conftest import wait_until
 from apps.agents.tests.sse import assert_protocol, parse_events, parse_sse
 from apps.memory.models import MemoryEntry, Transcript
 from apps.tools.models import Followup
-from daarion.testing import ServerProcess, start_asgi_server
+from devtools.testing import ServerProcess, start_asgi_server
 
 AGENT = "/internal/agents/agent:sofia"
 FOLLOWUP_ARGS = {"microdao_id": "microdao:7", "title": "Send the meeting notes"}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from daarion.testing import (
+from devtools.testing import (
     ServerProcess,
     free_port,
     start_asgi_server,
@@ -115,9 +115,9 @@ def page(browser, console_server, monkeypatch) -> Iterator[Page]:
 def seeded(transactional_db, console_server) -> None:
     from django.contrib.auth import get_user_model
 
-    from apps.agents import demo as agents_demo
-    from apps.registry import demo as registry_demo
-    from apps.tools import demo as tools_demo
+    from apps.demo import agents as agents_demo
+    from apps.demo import registry as registry_demo
+    from apps.demo import tools as tools_demo
 
     registry_demo.seed()
     agents_demo.seed()  # the agents before the tools that allow them, as seed_demo runs them

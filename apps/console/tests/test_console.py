@@ -21,9 +21,9 @@ from apps.access.audit import acting_as
 
 
 def _seed_demo() -> None:
-    from apps.agents import demo as agents_demo
-    from apps.registry import demo as registry_demo
-    from apps.tools import demo as tools_demo
+    from apps.demo import agents as agents_demo
+    from apps.demo import registry as registry_demo
+    from apps.demo import tools as tools_demo
 
     registry_demo.seed()
     agents_demo.seed()

@@ -47,7 +47,7 @@ def test_an_unknown_agent_is_refused_before_a_run_exists(admin_client):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_model_answers_as_a_stream_with_usage_cost_and_latency(admin_client):
-    from apps.registry import demo
+    from apps.demo import registry as demo
 
     demo.seed()
     answer = admin_client.post(reverse("console:playground-stream"),

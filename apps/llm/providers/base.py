@@ -86,14 +86,17 @@ class ChatResponse:
     extra: dict[str, Any] | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class StreamEvent:
-    """One piece of a streamed answer.
+    """One piece of a streamed answer: what providers yield, the router passes on and the
+    in-process gateway hands its callers (one type all the way, no copy per piece).
 
     kind "text": `text` is a delta. kind "reasoning": `text` is a delta of the model's
-    reasoning (DeepSeek's reasoning_content, Anthropic's thinking). kind "tool_call": `index` identifies the call, `id` and
-    `name` come with its first event, `arguments` is a delta of the JSON string. kind
-    "finish": `finish_reason` and `usage` (the provider's, or estimated when it sent none).
+    reasoning (DeepSeek's reasoning_content, Anthropic's thinking). kind "tool_call": `index`
+    identifies the call, `id` and `name` come with its first event, `arguments` is a delta of
+    the JSON string. kind "finish": the last event, with `finish_reason` and `usage` (the
+    provider's, or estimated when it sent none); the router adds `provider` and
+    `model_resolved`, the deployment that served the stream.
     """
 
     kind: str
@@ -104,6 +107,8 @@ class StreamEvent:
     arguments: str = ""
     finish_reason: str = ""
     usage: Usage | None = None
+    provider: str = ""
+    model_resolved: str = ""
 
 
 @dataclass

@@ -57,7 +57,7 @@ def test_streams_and_embeddings_use_the_call_key(fake_provider, make_model, fake
                                                                 credentials={"fake": AGENT_KEY})]
 
     events = async_to_sync(stream)()
-    assert events[-1].type == "finish"
+    assert events[-1].kind == "finish"
     result = gateway.create_embeddings_sync(model="embed-model", inputs=["a b"], credentials={"fake": OTHER_KEY})
     assert len(result.vectors) == 1
     assert _auth(fake_stats()) == [f"Bearer {AGENT_KEY}", f"Bearer {OTHER_KEY}"]

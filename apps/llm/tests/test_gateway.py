@@ -69,16 +69,17 @@ def test_stub_calls_the_project_tool_then_uses_its_result(stub_model):
 
 def test_stream_chat_completion_yields_deltas_then_usage(stub_model):
     events = stream(model="dagi-stub", messages=[{"role": "user", "content": "one two three"}], agent_id="agent:sofia")
-    text = "".join(e.text for e in events if e.type == "text")
+    text = "".join(e.text for e in events if e.kind == "text")
     assert text == "[stub] You said: one two three"
-    assert events[-1].type == "finish"
-    assert events[-1].usage["total_tokens"] == events[-1].usage["prompt_tokens"] + events[-1].usage["completion_tokens"]
+    assert events[-1].kind == "finish"
+    used = events[-1].usage
+    assert used.total_tokens == used.prompt_tokens + used.completion_tokens > 0
     assert events[-1].model_resolved == "dagi-stub"
 
 
 def test_stream_with_tools_yields_a_tool_call(stub_model):
     events = stream(model="dagi-stub", messages=[{"role": "user", "content": "list my projects"}], tools=[PROJECT_TOOL])
-    calls = [e for e in events if e.type == "tool_call"]
+    calls = [e for e in events if e.kind == "tool_call"]
     assert calls and calls[0].name == "projects.list"
     assert events[-1].finish_reason == "tool_calls"
 
@@ -115,6 +116,6 @@ def test_gateway_takes_parameters_and_reasoning(fake_provider, make_model, fake_
     async def collect(**kwargs) -> list[gateway.StreamEvent]:
         return [e async for e in gateway.stream_chat_completion(model="gw-thinker", messages=hm, **kwargs)]
 
-    assert "reasoning" not in [e.type for e in async_to_sync(collect)()], "callers that did not ask never see it"
+    assert "reasoning" not in [e.kind for e in async_to_sync(collect)()], "callers that did not ask never see it"
     events = async_to_sync(collect)(include_reasoning=True)
-    assert "".join(e.text for e in events if e.type == "reasoning") == "thinking about: hm"
+    assert "".join(e.text for e in events if e.kind == "reasoning") == "thinking about: hm"

@@ -14,7 +14,7 @@ from apps.llm import ratelimit, services
 from apps.llm.selectors import load_registry
 from apps.llm.tests.conftest import wait_for
 from daarion.infra.errors import RateLimited, ServiceUnavailable
-from daarion.testing import inside_one_minute, start_asgi_server
+from devtools.testing import inside_one_minute, start_asgi_server
 
 
 @pytest.fixture(autouse=True)

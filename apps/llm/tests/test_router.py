@@ -169,8 +169,8 @@ def stream(**kwargs) -> list[gateway.StreamEvent]:
 def test_stream_through_the_upstream_with_usage(fake_provider, make_model):
     make_model("remote", fake_provider, "echo")
     events = stream(model="remote", messages=HELLO)
-    assert "".join(e.text for e in events if e.type == "text") == "echo: hello upstream"
-    assert events[-1].usage == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
+    assert "".join(e.text for e in events if e.kind == "text") == "echo: hello upstream"
+    assert events[-1].usage.as_dict() == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
 
 
 def test_stream_falls_back_before_the_first_token(fake_provider, make_model):
@@ -190,7 +190,7 @@ def test_stream_failing_midway_raises_and_records_partial_usage(fake_provider, m
 
     with pytest.raises(UpstreamError):
         async_to_sync(consume)()
-    assert received and received[0].type == "text"
+    assert received and received[0].kind == "text"
     row = usage_rows(request_id="req-garbled")[0]
     assert (row.status, row.error_type, row.stream) == ("error", "upstream_malformed", True)
     assert row.completion_tokens >= 1
@@ -200,7 +200,7 @@ def test_stream_tool_call_deltas(fake_provider, make_model):
     make_model("tooly", fake_provider, "tools")
     tool = {"type": "function", "function": {"name": "projects.list", "parameters": {"type": "object"}}}
     events = stream(model="tooly", messages=HELLO, tools=[tool])
-    calls = [e for e in events if e.type == "tool_call"]
+    calls = [e for e in events if e.kind == "tool_call"]
     assert calls[0].name == "projects.list" and calls[0].id == "call_fake_1"
     assert "".join(e.arguments for e in calls) == '{"limit": 3}'
     assert events[-1].finish_reason == "tool_calls"
@@ -260,8 +260,8 @@ def test_anthropic_tools_round_trip(anthropic_model, fake_stats):
 
 def test_anthropic_stream_events(anthropic_model):
     events = stream(model="claude-x", messages=HELLO)
-    assert "".join(e.text for e in events if e.type == "text") == "echo: hello upstream"
-    assert events[-1].usage == {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+    assert "".join(e.text for e in events if e.kind == "text") == "echo: hello upstream"
+    assert events[-1].usage.as_dict() == {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
 
 
 def test_a_deployment_over_its_own_rpm_cap_is_skipped(fake_provider, make_model, fake_stats):

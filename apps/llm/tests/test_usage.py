@@ -326,7 +326,7 @@ def test_records_stay_in_the_process_while_redis_is_down():
 @pytest.fixture
 def draining_server(server_env, tmp_path):
     """A web process that writes usage records itself (a deployment without a worker)."""
-    from daarion.testing import start_asgi_server
+    from devtools.testing import start_asgi_server
 
     server = start_asgi_server({**server_env, "DAARION_LLM_USAGE_FLUSH_INTERVAL": "0.2"}, tmp_path, name="web-draining")
     yield server

@@ -273,7 +273,7 @@ def test_transcript_size_caps(monkeypatch):
 
 
 def test_demo_seed_is_idempotent():
-    from apps.memory import demo
+    from apps.demo import memory as demo
 
     demo.seed()
     demo.seed()

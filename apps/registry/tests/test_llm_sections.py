@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from apps.llm.models import Deployment, LogicalModel, Provider
-from apps.registry import demo
+from apps.demo import registry as demo
 
 pytestmark = pytest.mark.django_db
 

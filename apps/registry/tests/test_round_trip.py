@@ -19,9 +19,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def _demo_registry() -> None:
     """The demo (models, agents, tools) plus what it lacks: rate limits, secrets and an MCP
     server, so no section of the export is empty."""
-    from apps.agents import demo as agents_demo
-    from apps.registry import demo as registry_demo
-    from apps.tools import demo as tools_demo
+    from apps.demo import agents as agents_demo
+    from apps.demo import registry as registry_demo
+    from apps.demo import tools as tools_demo
 
     registry_demo.seed()
     agents_demo.seed()

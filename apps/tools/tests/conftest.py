@@ -204,7 +204,7 @@ def tools_server(server_env, tmp_path_factory) -> Iterator[Any]:
     """The app under uvicorn with HTTP tools allowed to reach 127.0.0.1 (the test targets),
     and a worker of its own for its agent runs (their tool calls run there, with the same
     allowed host)."""
-    from daarion.testing import start_asgi_server, start_celery_worker
+    from devtools.testing import start_asgi_server, start_celery_worker
 
     env = {**server_env, "DATABASE_POOL": "1", "TOOLS_HTTP_ALLOWED_HOSTS": "127.0.0.1",
            "TOOLS_AUDIT_FLUSH_INTERVAL": "0.1", "TOOLS_AUDIT_QUEUE": "audit-tools-server",

@@ -17,7 +17,7 @@ from apps.tools.audit import _list_key, _lock_key, audit_entry, audit_flush
 from apps.tools.models import ToolCall
 from apps.tools.tests.conftest import call, wait_for, wait_until_served
 from daarion.infra.redis_client import get_redis, key
-from daarion.testing import ServerProcess, start_asgi_server, start_celery_beat
+from devtools.testing import ServerProcess, start_asgi_server, start_celery_beat
 
 _WORKER_QUEUE = "audit"  # the list the session's Celery worker drains (its default TOOLS_AUDIT_QUEUE)
 

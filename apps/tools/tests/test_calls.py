@@ -103,7 +103,7 @@ def test_rate_limit_slides_the_previous_minute_out(make_tool, http_target, allow
     import time
 
     from daarion.infra.redis_client import get_redis, key
-    from daarion.testing import inside_one_minute
+    from devtools.testing import inside_one_minute
 
     make_tool("t.sliding", target=f"{http_target}/echo", rate_limit_per_minute=6)
     inside_one_minute(12.0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apps.tools.demo import DEMO_AGENTS, seed
+from apps.demo.tools import DEMO_AGENTS, seed
 from apps.tools.models import Followup, Tool
 from apps.tools.tests.conftest import wait_until_served
 

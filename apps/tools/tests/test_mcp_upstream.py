@@ -21,7 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 from apps.tools.models import McpServer, Tool, ToolCall
 from apps.tools.services import mcp_server_create, mcp_server_delete, mcp_server_sync, mcp_server_update
 from apps.tools.tests.conftest import run, wait_for, wait_until_served
-from daarion.testing import BASE_DIR, free_port
+from devtools.testing import BASE_DIR, free_port
 
 def _whoami(key: str) -> dict[str, str]:
     """What the reference server's whoami answers for a call that carried `key`."""

@@ -7,7 +7,7 @@ from django.conf import settings
 from apps.tools.models import Tool
 from apps.tools.services import tool_create, tool_update
 
-# As the seed's config.yaml allows them; apps.agents.demo seeds these blueprints first.
+# As the seed's config.yaml allows them; apps.demo.agents seeds these blueprints first.
 DEMO_AGENTS = ["agent:sofia", "agent:pm", "agent:cto"]
 
 

@@ -1,5 +1,6 @@
 """A tiny projects service the project serves itself, as the target of the demo HTTP tool
-`projects.list` (POST /demo/projects.list with toolcore's {"args", "context"} body).
+`projects.list` (POST /demo/projects.list with toolcore's {"args", "context"} body), mounted
+only when `DAARION_DEMO_SERVICE` is on (apps/demo/urls.py).
 """
 
 from __future__ import annotations

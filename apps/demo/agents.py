@@ -14,7 +14,7 @@ from pathlib import Path
 
 from apps.agents.services import agent_import_character
 
-CHARACTERS = Path(__file__).resolve().parent / "characters"
+CHARACTERS = Path(__file__).resolve().parent / "characters"  # apps/demo/characters
 CHARACTER_FILES = [CHARACTERS / name for name in ("sofia-prime.json", "pm.json", "cto.json")]
 
 

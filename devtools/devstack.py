@@ -10,8 +10,8 @@ starts them under a data folder (`.data/` by default):
 
 Two entry points, both used by the Makefile:
 
-    python -m daarion.devstack exec [--data-dir D] -- CMD ...   # run CMD with the stack up
-    python -m daarion.devstack run                               # the whole service (make run)
+    python -m devtools.devstack exec [--data-dir D] -- CMD ...   # run CMD with the stack up
+    python -m devtools.devstack run                               # the whole service (make run)
 
 With DATABASE_URL / REDIS_URL set, the matching embedded server is not started.
 """
@@ -419,7 +419,7 @@ def _metrics_folder(env: dict[str, str], data_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m daarion.devstack", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.devstack", description=__doc__.split("\n")[0])
     parser.add_argument("mode", choices=["exec", "run", "reset"])
     parser.add_argument("--data-dir", default=os.environ.get("DAARION_DATA_DIR", str(DEFAULT_DATA_DIR)))
     argv = list(sys.argv[1:] if argv is None else argv)

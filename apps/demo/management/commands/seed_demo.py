@@ -1,5 +1,5 @@
-"""manage.py seed_demo: an idempotent demo: admin user, a demo service token, and each app's
-demo objects (each app that has one contributes an `apps.<app>.demo.seed()` function).
+"""manage.py seed_demo: an idempotent demo: admin user, a demo service token, and the demo
+objects of each app (apps/demo: registry, agents, tools, memory).
 
 The admin password and the token are kept in DATA_DIR/demo.json so that every `make run`
 can print them again; this is a development convenience and refuses to run in production.
@@ -7,8 +7,6 @@ can print them again; this is a development convenience and refuses to run in pr
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 import secrets
 from pathlib import Path
@@ -21,11 +19,8 @@ from django.db import transaction
 from apps.access.choices import Scope
 from apps.access.models import ServiceToken
 from apps.access.services import hash_token, service_token_create
+from apps.demo import agents, memory, registry, tools
 
-# Apps seed in dependency order: the LLM registry first (the stub models, through the registry
-# engine), agents before tools (a tool's allowed_agents must name real agents: the demo tools
-# allow the demo agents), then memory.
-DEMO_MODULES = ["apps.registry.demo", "apps.agents.demo", "apps.tools.demo", "apps.memory.demo"]
 DEMO_TOKEN_NAME = "demo"
 ADMIN_USER = "admin"
 
@@ -50,16 +45,12 @@ class Command(BaseCommand):
             state["admin_user"] = ADMIN_USER
             state["admin_password"] = self._ensure_admin(state.get("admin_password"))
             state["service_token"] = self._ensure_token(state.get("service_token"))
-        for module_name in DEMO_MODULES:
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as exc:
-                if exc.name != module_name:
-                    raise
-                continue
-            # Only the seeds that take the option get it (the demo tools).
-            takes_url = "public_url" in inspect.signature(module.seed).parameters
-            for line in module.seed(**({"public_url": public_url} if takes_url else {})):
+        # In dependency order: the LLM registry first (the stub models, through the registry
+        # engine), agents before tools (a tool's allowed_agents must name real agents: the demo
+        # tools allow the demo agents), then memory.
+        seeds = (registry.seed, agents.seed, lambda: tools.seed(public_url=public_url), memory.seed)
+        for seed in seeds:
+            for line in seed():
                 self.stderr.write(f"seed_demo: {line}")
         state_path.parent.mkdir(parents=True, exist_ok=True)
         state_path.write_text(json.dumps(state, indent=2))

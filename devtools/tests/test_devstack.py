@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import redis
 
-from daarion.devstack import AOF_FILE, EmbeddedRedis, Stack, supervise
+from devtools.devstack import AOF_FILE, EmbeddedRedis, Stack, supervise
 
 
 @pytest.mark.slow
@@ -54,7 +54,7 @@ def _psycopg_url(url: str) -> str:
 
 
 def test_exec_without_a_command_is_an_error(tmp_path):
-    from daarion.devstack import main
+    from devtools.devstack import main
 
     assert main(["exec", "--data-dir", str(tmp_path)]) == 2
     assert os.listdir(tmp_path) == []
