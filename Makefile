@@ -47,6 +47,7 @@ run: $(STAMP) $(LOCAL_STAMP)
 # DATABASE_URL and REDIS_URL: placeholders do (nothing connects to them).
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	DATABASE_URL="$${DATABASE_URL:-postgres://typecheck@localhost/typecheck}" \
 	REDIS_URL="$${REDIS_URL:-redis://localhost/0}" $(PY) -m mypy
 

@@ -70,8 +70,9 @@ def celery_worker(server_env, tmp_path_factory) -> Iterator[ServerProcess]:
 @pytest.fixture(scope="session")
 def agents_worker(server_env, tmp_path_factory) -> Iterator[ServerProcess]:
     """A real Celery worker of the `agents` queue (agent runs), with a thread pool as in production."""
-    worker = start_celery_worker(server_env, tmp_path_factory.mktemp("agents-worker"), queues="agents",
-                                 pool="threads", concurrency=16, name="agents")
+    worker = start_celery_worker(
+        server_env, tmp_path_factory.mktemp("agents-worker"), queues="agents", pool="threads", concurrency=16, name="agents"
+    )
     yield worker
     worker.stop()
 
@@ -92,8 +93,9 @@ def make_agents(db) -> Callable[..., None]:
     def _make(*agent_ids: str) -> None:
         for agent_id in agent_ids:
             if not Agent.objects.filter(pk=agent_id).exists():
-                agent_create(agent_id=agent_id, name=agent_id.split(":", 1)[-1].title(),
-                             microdao_id="microdao:7", model="test-model")
+                agent_create(
+                    agent_id=agent_id, name=agent_id.split(":", 1)[-1].title(), microdao_id="microdao:7", model="test-model"
+                )
 
     return _make
 

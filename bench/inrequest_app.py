@@ -59,9 +59,14 @@ async def chat(request: HttpRequest, agent_id: str, payload: ChatIn) -> Any:
     if problems:
         raise ValidationFailed("; ".join(f"{p['path']}: {p['message']}" for p in problems), details=problems)
     turn = TurnInput(
-        agent_id=agent_id, message=payload.message or "", microdao_id=payload.microdao_id,
-        channel_id=payload.channel_id, session_id=payload.session_id, user_id=payload.user_id,
-        context=[item.dict() for item in payload.context], request_id=getattr(request, "request_id", None),
+        agent_id=agent_id,
+        message=payload.message or "",
+        microdao_id=payload.microdao_id,
+        channel_id=payload.channel_id,
+        session_id=payload.session_id,
+        user_id=payload.user_id,
+        context=[item.dict() for item in payload.context],
+        request_id=getattr(request, "request_id", None),
     )
     prepared = await turn_prepare(turn)
     return StreamingHttpResponse(_body(prepared), content_type="text/event-stream", headers=HEADERS)

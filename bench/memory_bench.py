@@ -102,8 +102,10 @@ def _sentence(rng: random.Random, vocab: list[str], weights: list[float]) -> str
 
 
 def _copy_rows(rows: list[tuple]) -> None:
-    columns = ("id, agent_id, microdao_id, channel_id, kind, content, text, meta, occurred_at, embedding, "
-               "embedding_model, embedding_status, embedding_error, created_at, lang, lemmas, version")
+    columns = (
+        "id, agent_id, microdao_id, channel_id, kind, content, text, meta, occurred_at, embedding, "
+        "embedding_model, embedding_status, embedding_error, created_at, lang, lemmas, version"
+    )
     with connection.cursor() as cursor:
         with cursor.cursor.copy(f"COPY memory_memoryentry ({columns}) FROM STDIN") as copy:
             for row in rows:
@@ -135,9 +137,27 @@ def scale(n: int, agents: int, queries: int, seed: int = 7) -> dict:
         agent = f"agent:bench-{i % agents}"
         when = base + timedelta(seconds=i)
         lang = language.detect(text)
-        rows.append((f"mem-b{i:09d}", agent, "microdao:bench", f"ch-{i % agents}-{(i // agents) % 10}", "conversation",
-                     json.dumps({"text": text}), text, "{}", when, "[" + ",".join(f"{x:.6g}" for x in vector) + "]",
-                     "hash", "ready", "", when, lang, language.lemmas(text, lang), 1))
+        rows.append(
+            (
+                f"mem-b{i:09d}",
+                agent,
+                "microdao:bench",
+                f"ch-{i % agents}-{(i // agents) % 10}",
+                "conversation",
+                json.dumps({"text": text}),
+                text,
+                "{}",
+                when,
+                "[" + ",".join(f"{x:.6g}" for x in vector) + "]",
+                "hash",
+                "ready",
+                "",
+                when,
+                lang,
+                language.lemmas(text, lang),
+                1,
+            )
+        )
     with transaction.atomic():
         _copy_rows(rows)
     result["copy_load_s"] = round(time.perf_counter() - t0, 2)
@@ -170,8 +190,13 @@ def scale(n: int, agents: int, queries: int, seed: int = 7) -> dict:
         t0 = time.perf_counter()
         search.memory_query(agent_id=agent, query=text, limit=10)
         latencies.append((time.perf_counter() - t0) * 1000)
-    result["query_ms"] = {"p50": round(_pct(latencies, 0.5), 2), "p95": round(_pct(latencies, 0.95), 2),
-                          "mean": round(statistics.fmean(latencies), 2), "queries": queries, "scope_size": n // agents}
+    result["query_ms"] = {
+        "p50": round(_pct(latencies, 0.5), 2),
+        "p95": round(_pct(latencies, 0.95), 2),
+        "mean": round(statistics.fmean(latencies), 2),
+        "queries": queries,
+        "scope_size": n // agents,
+    }
     print(f"query: {result['query_ms']}", file=sys.stderr)
     if local_available():
         result["query_ms_with_local_embedding"] = _query_with_local_embedding(_query_text, queries)
@@ -181,15 +206,26 @@ def scale(n: int, agents: int, queries: int, seed: int = 7) -> dict:
     t0 = time.perf_counter()
     stores = 500
     for i in range(stores):
-        services.memory_store(agent_id=f"agent:bench-{i % agents}", microdao_id="microdao:bench", kind="conversation",
-                              content={"user_message": _sentence(rng, vocab, weights), "agent_reply": _sentence(rng, vocab, weights)})
+        services.memory_store(
+            agent_id=f"agent:bench-{i % agents}",
+            microdao_id="microdao:bench",
+            kind="conversation",
+            content={"user_message": _sentence(rng, vocab, weights), "agent_reply": _sentence(rng, vocab, weights)},
+        )
     result["store_per_s_single"] = round(stores / (time.perf_counter() - t0))
     t0 = time.perf_counter()
     for b in range(10):
-        services.memory_store_bulk(items=[
-            {"agent_id": f"agent:bench-{(b * 100 + j) % agents}", "microdao_id": "microdao:bench", "kind": "kb",
-             "content": {"text": _sentence(rng, vocab, weights)}} for j in range(100)
-        ])
+        services.memory_store_bulk(
+            items=[
+                {
+                    "agent_id": f"agent:bench-{(b * 100 + j) % agents}",
+                    "microdao_id": "microdao:bench",
+                    "kind": "kb",
+                    "content": {"text": _sentence(rng, vocab, weights)},
+                }
+                for j in range(100)
+            ]
+        )
     result["store_per_s_bulk100"] = round(1000 / (time.perf_counter() - t0))
     print(f"store: {result['store_per_s_single']}/s single, {result['store_per_s_bulk100']}/s bulk", file=sys.stderr)
 
@@ -240,8 +276,13 @@ def _query_with_local_embedding(query_text, queries: int) -> dict:
     finally:
         embeddings._instances[slot] = hashed
     out = {name: {"p50": round(_pct(values, 0.5), 2), "p95": round(_pct(values, 0.95), 2)} for name, values in timings.items()}
-    return {**out["overlapped"], "sequential": out["sequential"], "embedding_p50": round(_pct(embed_only, 0.5), 2),
-            "embedding_p95": round(_pct(embed_only, 0.95), 2), "queries": queries}
+    return {
+        **out["overlapped"],
+        "sequential": out["sequential"],
+        "embedding_p50": round(_pct(embed_only, 0.5), 2),
+        "embedding_p95": round(_pct(embed_only, 0.95), 2),
+        "queries": queries,
+    }
 
 
 def _ids(cursor, sql: str, params: list) -> list[str]:
@@ -264,8 +305,20 @@ def _index_recall(rng: random.Random, texts: list[str], embedder, agents: int, q
     exact_all, exact_scoped = [], []
     with transaction.atomic(), connection.cursor() as cursor:
         for (agent, _), lit in zip(samples, literal):
-            exact_all.append(_ids(cursor, f"SELECT id FROM memory_memoryentry WHERE embedding_model = 'hash' ORDER BY ({cast} <=> %s::vector(256)) + 0 LIMIT 10", [lit]))
-            exact_scoped.append(_ids(cursor, f"SELECT id FROM memory_memoryentry WHERE embedding_model = 'hash' AND agent_id = %s ORDER BY ({cast} <=> %s::vector(256)) + 0 LIMIT 10", [agent, lit]))
+            exact_all.append(
+                _ids(
+                    cursor,
+                    f"SELECT id FROM memory_memoryentry WHERE embedding_model = 'hash' ORDER BY ({cast} <=> %s::vector(256)) + 0 LIMIT 10",
+                    [lit],
+                )
+            )
+            exact_scoped.append(
+                _ids(
+                    cursor,
+                    f"SELECT id FROM memory_memoryentry WHERE embedding_model = 'hash' AND agent_id = %s ORDER BY ({cast} <=> %s::vector(256)) + 0 LIMIT 10",
+                    [agent, lit],
+                )
+            )
 
     def _recall(found: list[list[str]], truth: list[list[str]]) -> float:
         return round(statistics.fmean(len(set(f) & set(t)) / max(1, len(t)) for f, t in zip(found, truth)), 4)
@@ -276,9 +329,19 @@ def _index_recall(rng: random.Random, texts: list[str], embedder, agents: int, q
             cursor.execute("SET LOCAL hnsw.ef_search = %s", [ef])
             for lit in literal:
                 t0 = time.perf_counter()
-                found.append(_ids(cursor, f"SELECT id FROM memory_memoryentry WHERE embedding_model = 'hash' ORDER BY {cast} <=> %s::vector(256) LIMIT 10", [lit]))
+                found.append(
+                    _ids(
+                        cursor,
+                        f"SELECT id FROM memory_memoryentry WHERE embedding_model = 'hash' ORDER BY {cast} <=> %s::vector(256) LIMIT 10",
+                        [lit],
+                    )
+                )
                 times.append((time.perf_counter() - t0) * 1000)
-        out[f"unscoped_hnsw_ef{ef}"] = {"recall_at_10": _recall(found, exact_all), "p50_ms": round(_pct(times, 0.5), 2), "p95_ms": round(_pct(times, 0.95), 2)}
+        out[f"unscoped_hnsw_ef{ef}"] = {
+            "recall_at_10": _recall(found, exact_all),
+            "p50_ms": round(_pct(times, 0.5), 2),
+            "p95_ms": round(_pct(times, 0.95), 2),
+        }
         print(f"unscoped ef={ef}: {out[f'unscoped_hnsw_ef{ef}']}", file=sys.stderr)
 
     # Scoped: the production path (exact within a small scope) and the index path forced.
@@ -296,8 +359,12 @@ def _index_recall(rng: random.Random, texts: list[str], embedder, agents: int, q
                     times.append((time.perf_counter() - t0) * 1000)
         finally:
             search.EXACT_SEARCH_MAX = saved
-        out[label] = {"recall_at_10": _recall(found, exact_scoped), "p50_ms": round(_pct(times, 0.5), 2), "p95_ms": round(_pct(times, 0.95), 2),
-                      "iterative_scan": search.supports_iterative_scan()}
+        out[label] = {
+            "recall_at_10": _recall(found, exact_scoped),
+            "p50_ms": round(_pct(times, 0.5), 2),
+            "p95_ms": round(_pct(times, 0.95), 2),
+            "iterative_scan": search.supports_iterative_scan(),
+        }
         print(f"{label}: {out[label]}", file=sys.stderr)
     return out
 
@@ -328,9 +395,17 @@ def _load_conversation(path: Path, agent: str, spec: ModelSpec) -> int:
             content = {"speaker": turn["speaker"], "text": turn["text"]}
             if turn.get("blip_caption"):
                 content["image"] = turn["blip_caption"]  # a shared photo, as its caption
-            items.append({"agent_id": agent, "microdao_id": "microdao:locomo", "channel_id": f"session-{number}",
-                          "kind": "conversation", "content": content, "meta": {"dia_id": turn["dia_id"], "session": number},
-                          "occurred_at": when + timedelta(seconds=j)})
+            items.append(
+                {
+                    "agent_id": agent,
+                    "microdao_id": "microdao:locomo",
+                    "channel_id": f"session-{number}",
+                    "kind": "conversation",
+                    "content": content,
+                    "meta": {"dia_id": turn["dia_id"], "session": number},
+                    "occurred_at": when + timedelta(seconds=j),
+                }
+            )
     ids = []
     for start in range(0, len(items), 500):
         ids += [e.id for e, _ in services.memory_store_bulk(items=items[start : start + 500])]
@@ -349,7 +424,10 @@ CONFIGS = {
 
 def locomo(models: list[str], ks: tuple[int, ...] = (5, 10)) -> dict:
     specs = {"hash": ModelSpec("hash", "hash", 256), "local": ModelSpec("local", "local", 384)}
-    out: dict = {"conversations": [], "definition": "a question is a hit at k when any of its evidence dia_ids is among the top k results; categories 1-4"}
+    out: dict = {
+        "conversations": [],
+        "definition": "a question is a hit at k when any of its evidence dia_ids is among the top k results; categories 1-4",
+    }
     files = sorted(LOCOMO_DIR.glob("conv-*.json"))
     for name in models:
         if name == "local" and not local_available():
@@ -374,9 +452,19 @@ def locomo(models: list[str], ks: tuple[int, ...] = (5, 10)) -> dict:
             frac = {k: [] for k in ks}
             t0 = time.perf_counter()
             for agent, qa in questions:
-                results = search._hybrid(agent_id=agent, microdao_id=None, channel_id=None, query=qa["question"], limit=max(ks),
-                                         kinds=None, since=None, until=None, model=spec.name, neighbour_weight=cfg["neighbour_weight"],
-                                         sides=cfg["sides"])
+                results = search._hybrid(
+                    agent_id=agent,
+                    microdao_id=None,
+                    channel_id=None,
+                    query=qa["question"],
+                    limit=max(ks),
+                    kinds=None,
+                    since=None,
+                    until=None,
+                    model=spec.name,
+                    neighbour_weight=cfg["neighbour_weight"],
+                    sides=cfg["sides"],
+                )
                 found = [h.meta.get("dia_id") for h in results]
                 evidence = _evidence(qa["evidence"])
                 for k in ks:
@@ -388,8 +476,10 @@ def locomo(models: list[str], ks: tuple[int, ...] = (5, 10)) -> dict:
             per_config[label] = {
                 **{f"recall@{k}": round(statistics.fmean(hits[k]), 4) for k in ks},
                 **{f"evidence_fraction@{k}": round(statistics.fmean(frac[k]), 4) for k in ks},
-                "by_category": {c: {f"recall@{k}": round(statistics.fmean(v[k]), 4) for k in ks} | {"questions": len(v[ks[0]])}
-                                for c, v in by_cat.items()},
+                "by_category": {
+                    c: {f"recall@{k}": round(statistics.fmean(v[k]), 4) for k in ks} | {"questions": len(v[ks[0]])}
+                    for c, v in by_cat.items()
+                },
                 "query_ms_mean": round(elapsed / len(questions) * 1000, 2),
             }
             print(f"{name} {label}: R@5={per_config[label]['recall@5']} R@10={per_config[label]['recall@10']}", file=sys.stderr)
@@ -410,8 +500,11 @@ def _rank_of(results: list, wanted: str) -> int | None:
 def multilingual(models: list[str]) -> dict:
     data = json.loads(UK_SET.read_text())
     specs = {"hash": ModelSpec("hash", "hash", 256), "local": ModelSpec("local", "local", 384)}
-    out: dict = {"memories": len(data["memories"]), "questions": len(data["questions"]),
-                 "definition": "top-1: the question's memory ranks first; recall@3: it is in the top 3; mrr over the top 10"}
+    out: dict = {
+        "memories": len(data["memories"]),
+        "questions": len(data["questions"]),
+        "definition": "top-1: the question's memory ranks first; recall@3: it is in the top 3; mrr over the top 10",
+    }
     configs = {**CONFIGS, "english_only": {"sides": ("lexical", "dense"), "neighbour_weight": None}}
     for name in models:
         if name == "local" and not local_available():
@@ -420,9 +513,17 @@ def multilingual(models: list[str]) -> dict:
         spec = specs[name]
         agent = f"multilingual-{name}"
         services.memory_forget(agent_id=agent)
-        items = [{"agent_id": agent, "microdao_id": "microdao:uk", "channel_id": m["channel"], "kind": m["kind"],
-                  "content": {"text": m["text"]}, "occurred_at": datetime.fromisoformat(m["occurred_at"].replace("Z", "+00:00"))}
-                 for m in data["memories"]]
+        items = [
+            {
+                "agent_id": agent,
+                "microdao_id": "microdao:uk",
+                "channel_id": m["channel"],
+                "kind": m["kind"],
+                "content": {"text": m["text"]},
+                "occurred_at": datetime.fromisoformat(m["occurred_at"].replace("Z", "+00:00")),
+            }
+            for m in data["memories"]
+        ]
         ids = [e.id for e, _ in services.memory_store_bulk(items=items)]
         services.memory_embed_entries(entry_ids=ids, spec=spec)
         by_key = {m["key"]: entry_id for m, entry_id in zip(data["memories"], ids)}
@@ -434,9 +535,20 @@ def multilingual(models: list[str]) -> dict:
             ranks, times, misses = [], [], []
             for question in data["questions"]:
                 t0 = time.perf_counter()
-                results = search._hybrid(agent_id=agent, microdao_id=None, channel_id=None, query=question["q"], limit=10,
-                                         kinds=None, since=None, until=None, model=spec.name, neighbour_weight=cfg["neighbour_weight"],
-                                         sides=cfg["sides"], lang="en" if label == "english_only" else None)
+                results = search._hybrid(
+                    agent_id=agent,
+                    microdao_id=None,
+                    channel_id=None,
+                    query=question["q"],
+                    limit=10,
+                    kinds=None,
+                    since=None,
+                    until=None,
+                    model=spec.name,
+                    neighbour_weight=cfg["neighbour_weight"],
+                    sides=cfg["sides"],
+                    lang="en" if label == "english_only" else None,
+                )
                 times.append((time.perf_counter() - t0) * 1000)
                 rank = _rank_of(results, by_key[question["answer"]])
                 ranks.append(rank)
@@ -446,11 +558,15 @@ def multilingual(models: list[str]) -> dict:
                 "top1": round(sum(1 for r in ranks if r == 1) / len(ranks), 4),
                 "recall@3": round(sum(1 for r in ranks if r and r <= 3) / len(ranks), 4),
                 "mrr": round(statistics.fmean(1 / r if r else 0.0 for r in ranks), 4),
-                "query_ms_p50": round(_pct(times, 0.5), 2), "query_ms_p95": round(_pct(times, 0.95), 2),
+                "query_ms_p50": round(_pct(times, 0.5), 2),
+                "query_ms_p95": round(_pct(times, 0.95), 2),
                 "misses": misses,
             }
-            print(f"{name} {label}: top1={per_config[label]['top1']} R@3={per_config[label]['recall@3']} "
-                  f"mrr={per_config[label]['mrr']}", file=sys.stderr)
+            print(
+                f"{name} {label}: top1={per_config[label]['top1']} R@3={per_config[label]['recall@3']} "
+                f"mrr={per_config[label]['mrr']}",
+                file=sys.stderr,
+            )
         services.memory_forget(agent_id=agent)
         out[name] = {"configs": per_config}
     return out

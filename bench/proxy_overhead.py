@@ -68,8 +68,13 @@ class Target:
     request: bytes = b""
 
     def __post_init__(self) -> None:
-        head = [f"POST {self.path} HTTP/1.1", f"Host: {self.host}:{self.port}", "Content-Type: application/json",
-                f"Content-Length: {len(self.body)}", *(f"{k}: {v}" for k, v in self.headers.items())]
+        head = [
+            f"POST {self.path} HTTP/1.1",
+            f"Host: {self.host}:{self.port}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(self.body)}",
+            *(f"{k}: {v}" for k, v in self.headers.items()),
+        ]
         self.request = ("\r\n".join(head) + "\r\n\r\n").encode() + self.body
 
 
@@ -160,8 +165,15 @@ class Run:
 
     def summary(self) -> dict[str, object]:
         ok = sorted(self.latencies_ms)
-        out: dict[str, object] = {"target": self.target, "rate": self.rate, "seconds": self.seconds, "sent": self.sent,
-                                  "ok": len(ok), "errors": dict(self.errors), "generator_late_max_ms": round(self.late_ms_max, 2)}
+        out: dict[str, object] = {
+            "target": self.target,
+            "rate": self.rate,
+            "seconds": self.seconds,
+            "sent": self.sent,
+            "ok": len(ok),
+            "errors": dict(self.errors),
+            "generator_late_max_ms": round(self.late_ms_max, 2),
+        }
         if ok:
             out.update({f"p{q}_ms": round(_pct(ok, q / 100), 3) for q in (50, 95, 99)})
             out["mean_ms"] = round(statistics.fmean(ok), 3)
@@ -263,8 +275,12 @@ async def cpu_per_request(target: Target, pid: int, *, requests: int = 2000, con
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     cpu, wall = cpu_seconds(pid) - before, time.perf_counter() - started
     await pool.close()
-    return {"requests": requests, "failures": failures, "cpu_ms_per_request": round(cpu * 1000 / requests, 3),
-            "closed_loop_rps": round(requests / wall, 1)}
+    return {
+        "requests": requests,
+        "failures": failures,
+        "cpu_ms_per_request": round(cpu * 1000 / requests, 3),
+        "closed_loop_rps": round(requests / wall, 1),
+    }
 
 
 # --- the servers ---------------------------------------------------------------------------
@@ -290,8 +306,9 @@ def ensure_litellm_venv() -> Path:
     """bench/.venv-litellm with litellm[proxy] at the pinned version; made or fixed on demand."""
     python = LITELLM_VENV / "bin" / "python"
     if python.exists():
-        check = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
-                               capture_output=True, text=True)
+        check = subprocess.run(
+            [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"], capture_output=True, text=True
+        )
         if check.returncode == 0 and check.stdout.strip() == LITELLM_VERSION:
             return LITELLM_VENV / "bin" / "litellm"
     else:
@@ -322,19 +339,48 @@ def start_litellm(upstream: str, port: int, workdir: Path, workers: int = 1) -> 
     # No access log, as ours runs (uvicorn --no-access-log): one log line per request is
     # CPU that neither proxy should be charged for here.
     log_config = workdir / "litellm-logging.json"
-    log_config.write_text(json.dumps({
-        "version": 1, "disable_existing_loggers": False,
-        "handlers": {"default": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}},
-        "loggers": {"uvicorn": {"handlers": ["default"], "level": "WARNING"},
-                    "uvicorn.access": {"handlers": ["default"], "level": "WARNING", "propagate": False}},
-    }))
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False",
-           "DISABLE_SCHEMA_UPDATE": "True"}
+    log_config.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {"default": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}},
+                "loggers": {
+                    "uvicorn": {"handlers": ["default"], "level": "WARNING"},
+                    "uvicorn.access": {"handlers": ["default"], "level": "WARNING", "propagate": False},
+                },
+            }
+        )
+    )
+    env = {
+        **os.environ,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_TELEMETRY": "False",
+        "DISABLE_SCHEMA_UPDATE": "True",
+    }
     for name in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"):  # ours, not LiteLLM's
         env.pop(name, None)
     log = open(workdir / "litellm.log", "wb")
-    process = subprocess.Popen([str(executable), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-                                "--num_workers", str(workers), "--log_config", str(log_config)], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [
+            str(executable),
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            str(workers),
+            "--log_config",
+            str(log_config),
+        ],
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     _wait_http(f"{url}/health/liveliness", process, "LiteLLM proxy", timeout=180)
     return process, url
@@ -389,14 +435,21 @@ def register_upstream(upstream: str) -> None:
     from apps.llm import services
     from apps.llm.choices import RateLimitScope
 
-    provider = services.provider_create(name="bench-fake", kind="openai_compatible", base_url=f"{upstream}/v1",
-                                        api_key="sk-fake-upstream", timeout_seconds=10.0, max_retries=0)
+    provider = services.provider_create(
+        name="bench-fake",
+        kind="openai_compatible",
+        base_url=f"{upstream}/v1",
+        api_key="sk-fake-upstream",
+        timeout_seconds=10.0,
+        max_retries=0,
+    )
     model = services.logical_model_create(name=MODEL, input_price_per_mtok=1, output_price_per_mtok=2)
     services.deployment_create(logical_model=model, provider=provider, upstream_model="echo", weight=1)
     # Limits far above the load: the atomic Redis check and the token settle run on every
     # call, as in production, without ever refusing one.
-    services.rate_limit_policy_create(scope=RateLimitScope.AGENT, subject=AGENT, rpm=10_000_000, tpm=1_000_000_000,
-                                      max_concurrent=None)
+    services.rate_limit_policy_create(
+        scope=RateLimitScope.AGENT, subject=AGENT, rpm=10_000_000, tpm=1_000_000_000, max_concurrent=None
+    )
 
 
 # --- the measurement -----------------------------------------------------------------------
@@ -408,18 +461,38 @@ def _body(extra: dict | None = None) -> bytes:
 
 def targets(upstream_port: int, ours_port: int, token: str, litellm_port: int | None) -> dict[str, Target]:
     out = {
-        "direct": Target("direct", "127.0.0.1", upstream_port, "/v1/chat/completions",
-                         {"Authorization": "Bearer sk-fake-upstream"}, json.dumps({"model": "echo", "messages": MESSAGES}).encode()),
-        "ours_v1": Target("ours_v1", "127.0.0.1", ours_port, "/v1/chat/completions", {"Authorization": f"Bearer {token}"}, _body()),
-        "ours_internal": Target("ours_internal", "127.0.0.1", ours_port, "/internal/llm/proxy", {"Authorization": f"Bearer {token}"},
-                                _body({"metadata": {"agent_id": AGENT, "microdao_id": "microdao:bench", "channel_id": "bench"}})),
-        "ours_responses": Target("ours_responses", "127.0.0.1", ours_port, "/v1/responses", {"Authorization": f"Bearer {token}"},
-                                 json.dumps({"model": MODEL, "instructions": MESSAGES[0]["content"],
-                                             "input": MESSAGES[1]["content"]}).encode()),
+        "direct": Target(
+            "direct",
+            "127.0.0.1",
+            upstream_port,
+            "/v1/chat/completions",
+            {"Authorization": "Bearer sk-fake-upstream"},
+            json.dumps({"model": "echo", "messages": MESSAGES}).encode(),
+        ),
+        "ours_v1": Target(
+            "ours_v1", "127.0.0.1", ours_port, "/v1/chat/completions", {"Authorization": f"Bearer {token}"}, _body()
+        ),
+        "ours_internal": Target(
+            "ours_internal",
+            "127.0.0.1",
+            ours_port,
+            "/internal/llm/proxy",
+            {"Authorization": f"Bearer {token}"},
+            _body({"metadata": {"agent_id": AGENT, "microdao_id": "microdao:bench", "channel_id": "bench"}}),
+        ),
+        "ours_responses": Target(
+            "ours_responses",
+            "127.0.0.1",
+            ours_port,
+            "/v1/responses",
+            {"Authorization": f"Bearer {token}"},
+            json.dumps({"model": MODEL, "instructions": MESSAGES[0]["content"], "input": MESSAGES[1]["content"]}).encode(),
+        ),
     }
     if litellm_port:
-        out["litellm"] = Target("litellm", "127.0.0.1", litellm_port, "/v1/chat/completions",
-                                {"Authorization": "Bearer sk-bench-master"}, _body())
+        out["litellm"] = Target(
+            "litellm", "127.0.0.1", litellm_port, "/v1/chat/completions", {"Authorization": "Bearer sk-bench-master"}, _body()
+        )
     return out
 
 
@@ -518,6 +591,7 @@ async def max_rate(target: Target, *, start: float, ceiling: float, seconds: flo
 def _code_state() -> dict[str, object]:
     """The commit measured, and the files of the measured path changed since (a shared
     working tree may hold someone's edits in progress)."""
+
     def git(*args: str) -> str:
         result = subprocess.run(["git", *args], cwd=BASE_DIR, capture_output=True, text=True)
         return result.stdout.strip()
@@ -586,13 +660,24 @@ def metrics_cost_table(rates: dict, cpu: dict) -> list[dict]:
             continue
         a, b = on.summary(), off.summary()
         if "p50_ms" in a and "p50_ms" in b:
-            rows.append({"rate": int(rate), "p50_ms_on": a["p50_ms"], "p50_ms_off": b["p50_ms"],
-                         "metrics_p50_ms": round(a["p50_ms"] - b["p50_ms"], 3)})
+            rows.append(
+                {
+                    "rate": int(rate),
+                    "p50_ms_on": a["p50_ms"],
+                    "p50_ms_off": b["p50_ms"],
+                    "metrics_p50_ms": round(a["p50_ms"] - b["p50_ms"], 3),
+                }
+            )
     if "ours_v1" in cpu and "ours_v1_nometrics" in cpu:
-        rows.append({"cpu_ms_per_request_on": cpu["ours_v1"]["cpu_ms_per_request"],
-                     "cpu_ms_per_request_off": cpu["ours_v1_nometrics"]["cpu_ms_per_request"],
-                     "metrics_cpu_ms_per_request": round(cpu["ours_v1"]["cpu_ms_per_request"]
-                                                         - cpu["ours_v1_nometrics"]["cpu_ms_per_request"], 3)})
+        rows.append(
+            {
+                "cpu_ms_per_request_on": cpu["ours_v1"]["cpu_ms_per_request"],
+                "cpu_ms_per_request_off": cpu["ours_v1_nometrics"]["cpu_ms_per_request"],
+                "metrics_cpu_ms_per_request": round(
+                    cpu["ours_v1"]["cpu_ms_per_request"] - cpu["ours_v1_nometrics"]["cpu_ms_per_request"], 3
+                ),
+            }
+        )
     return rows
 
 
@@ -603,9 +688,11 @@ def print_table(rates: dict, rows: list[dict], max_rates: dict) -> None:
         d = runs["direct"].summary()
         print(f"{rate:>6} {'direct':<14} {d.get('p50_ms', 0):8.2f} {d.get('p95_ms', 0):8.2f} {d.get('p99_ms', 0):8.2f} |")
         for row in (r for r in rows if str(r["rate"]) == rate):
-            print(f"{'':>6} {row['target']:<14} {row.get('p50_ms', 0):8.2f} {row.get('p95_ms', 0):8.2f} {row.get('p99_ms', 0):8.2f} | "
-                  f"{row.get('overhead_p50_ms', 0):7.2f} {row.get('overhead_p95_ms', 0):7.2f} {row.get('overhead_p99_ms', 0):7.2f}  "
-                  f"{row['errors'] or ''}")
+            print(
+                f"{'':>6} {row['target']:<14} {row.get('p50_ms', 0):8.2f} {row.get('p95_ms', 0):8.2f} {row.get('p99_ms', 0):8.2f} | "
+                f"{row.get('overhead_p50_ms', 0):7.2f} {row.get('overhead_p95_ms', 0):7.2f} {row.get('overhead_p99_ms', 0):7.2f}  "
+                f"{row['errors'] or ''}"
+            )
     if max_rates:
         print("\nhighest rate held (no error, p99 <= %.0f ms):" % HELD_P99_MS)
         for name, found in max_rates.items():
@@ -618,8 +705,25 @@ def _start_app(app: str, env: dict, workdir: Path, workers: int = 1):  # noqa: A
 
     port = free_port()
     log = open(workdir / "ours-app.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-                                "--no-access-log", "--workers", str(workers)], cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--workers",
+            str(workers),
+        ],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     server = ServerProcess("bench-web", process, workdir / "ours-app.log", f"http://127.0.0.1:{port}")
     _wait_http(f"{server.url}/health", process, app)
     return server
@@ -637,8 +741,10 @@ def _profile(target: Target, pid: int, opts: argparse.Namespace) -> int:
     asyncio.run(open_loop(target, 50, 2.0))  # warm-up
     duration = int(opts.seconds) + 2
     common = [py_spy, "record", "--pid", str(pid), "--duration", str(duration), "--rate", "250", "--nonblocking"]
-    recorders = [subprocess.Popen([*common, "--format", "raw", "--output", str(out / "ours.folded")]),
-                 subprocess.Popen([*common, "--format", "flamegraph", "--output", str(out / "ours.svg")])]
+    recorders = [
+        subprocess.Popen([*common, "--format", "raw", "--output", str(out / "ours.folded")]),
+        subprocess.Popen([*common, "--format", "flamegraph", "--output", str(out / "ours.svg")]),
+    ]
     time.sleep(1.0)
     run = asyncio.run(open_loop(target, opts.profile_rate, opts.seconds, warmup=0.5))
     print(f"profiled at {opts.profile_rate:.0f}/s: {_fmt(run.summary())}")
@@ -659,15 +765,28 @@ def main() -> int:
     parser.add_argument("--max-rate-ceiling", type=float, default=2000.0)
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of both proxies")
-    parser.add_argument("--cpu-requests", type=int, default=2000, help="closed-loop requests per target for the "
-                        "CPU-per-request figure (0: skip)")
-    parser.add_argument("--profile", metavar="DIR", help="only profile our server with py-spy at --profile-rate "
-                        "(/v1 for --seconds), writing collapsed stacks and a flame graph to DIR; no other figures")
+    parser.add_argument(
+        "--cpu-requests", type=int, default=2000, help="closed-loop requests per target for the CPU-per-request figure (0: skip)"
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="only profile our server with py-spy at --profile-rate "
+        "(/v1 for --seconds), writing collapsed stacks and a flame graph to DIR; no other figures",
+    )
     parser.add_argument("--profile-rate", type=float, default=200.0)
-    parser.add_argument("--metrics-off", action="store_true", help="also measure a second server of ours with "
-                        "DAARION_METRICS=0 (target ours_v1_nometrics): the metrics' cost per call, in the same run")
-    parser.add_argument("--ours-app", default="", help="an ASGI app (module:attr) to measure instead of ours as "
-                        "shipped, for experiments; run with the module on PYTHONPATH")
+    parser.add_argument(
+        "--metrics-off",
+        action="store_true",
+        help="also measure a second server of ours with "
+        "DAARION_METRICS=0 (target ours_v1_nometrics): the metrics' cost per call, in the same run",
+    )
+    parser.add_argument(
+        "--ours-app",
+        default="",
+        help="an ASGI app (module:attr) to measure instead of ours as "
+        "shipped, for experiments; run with the module on PYTHONPATH",
+    )
     opts = parser.parse_args()
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "daarion.settings")
@@ -697,7 +816,9 @@ def main() -> int:
         register_upstream(upstream_url)
         # Metrics as in production: multiprocess mode, a folder of this run's own, in memory
         # where the machine has /dev/shm (as devstack and docker-compose put it).
-        metrics_dir = Path(tempfile.mkdtemp(prefix="daarion-bench-metrics-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+        metrics_dir = Path(
+            tempfile.mkdtemp(prefix="daarion-bench-metrics-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+        )
         env = {**os.environ, "DAARION_LOG_LEVEL": "WARNING", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         processes.append(start_usage_drainer(env))
         if opts.ours_app or opts.workers > 1:
@@ -715,8 +836,9 @@ def main() -> int:
             unmetered = start_asgi_server({**env, "DAARION_METRICS": "0"}, workdir, name="bench-web-nometrics")
             extra_servers.append(unmetered)
             port = int(unmetered.url.rsplit(":", 1)[1])
-            all_targets["ours_v1_nometrics"] = Target("ours_v1_nometrics", "127.0.0.1", port, "/v1/chat/completions",
-                                                      {"Authorization": f"Bearer {token}"}, _body())
+            all_targets["ours_v1_nometrics"] = Target(
+                "ours_v1_nometrics", "127.0.0.1", port, "/v1/chat/completions", {"Authorization": f"Bearer {token}"}, _body()
+            )
             SERVER_PIDS.append(unmetered.process.pid)
 
         if opts.profile:
@@ -733,12 +855,17 @@ def main() -> int:
             if not opts.no_max_rate:
                 for name in ("direct", "ours_v1", "litellm"):
                     if name in all_targets:
-                        found[name] = await max_rate(all_targets[name], start=250.0, ceiling=opts.max_rate_ceiling,
-                                                     seconds=opts.max_rate_seconds)
+                        found[name] = await max_rate(
+                            all_targets[name], start=250.0, ceiling=opts.max_rate_ceiling, seconds=opts.max_rate_seconds
+                        )
             cpu = {}
             if opts.cpu_requests:
-                pids = {"direct": upstream.pid, "ours_v1": server.process.pid, "ours_internal": server.process.pid,
-                        "ours_responses": server.process.pid}
+                pids = {
+                    "direct": upstream.pid,
+                    "ours_v1": server.process.pid,
+                    "ours_internal": server.process.pid,
+                    "ours_responses": server.process.pid,
+                }
                 if litellm_port:
                     pids["litellm"] = processes[-1].pid
                 if extra_servers:
@@ -765,14 +892,27 @@ def main() -> int:
                 print("  " + "  ".join(f"{k} {v}" for k, v in row.items()))
         result = {
             "metrics_cost": metrics_cost,
-            "machine": {"cpus": os.cpu_count(), "cpu_model": _cpu_model(), "platform": platform.platform(), "python": platform.python_version(),
-                        "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after],
-                        "host_speed_ms_before": speed_before, "host_speed_ms_after": speed_after},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "cpu_model": _cpu_model(),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "loadavg_before": [round(x, 2) for x in load_before],
+                "loadavg_after": [round(x, 2) for x in load_after],
+                "host_speed_ms_before": speed_before,
+                "host_speed_ms_after": speed_after,
+            },
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "code": _code_state(),
             "litellm_version": None if opts.no_litellm else LITELLM_VERSION,
-            "settings": {"seconds": opts.seconds, "rounds": opts.rounds, "held_p99_ms": HELD_P99_MS,
-                         "workers": opts.workers, "messages": MESSAGES, "command": " ".join(sys.argv)},
+            "settings": {
+                "seconds": opts.seconds,
+                "rounds": opts.rounds,
+                "held_p99_ms": HELD_P99_MS,
+                "workers": opts.workers,
+                "messages": MESSAGES,
+                "command": " ".join(sys.argv),
+            },
             "runs": {rate: {name: run.summary() for name, run in runs.items()} for rate, runs in rates.items()},
             "overhead": rows,
             "max_rate": found,

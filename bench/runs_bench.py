@@ -88,9 +88,11 @@ async def sse_post(port: int, path: str, token: str, payload: dict[str, Any], ti
     write to the first `data:` chunk, the first text delta and the end."""
     out = Stream()
     body = json.dumps(payload).encode()
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: application/json\r\nAccept: text/event-stream\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n").encode() + body
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nAccept: text/event-stream\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
@@ -174,8 +176,11 @@ def check_stream(stream: Stream, expected_text: str, *, with_ids: bool) -> list[
     if not stream.done:
         problems.append("no [DONE]")
     types = [c.get("type") for _, c in stream.events]
-    wanted = (["start", "message-metadata", "start-step", "text-start"] + ["text-delta"] * _pieces(expected_text)
-              + ["text-end", "finish-step", "finish"])
+    wanted = (
+        ["start", "message-metadata", "start-step", "text-start"]
+        + ["text-delta"] * _pieces(expected_text)
+        + ["text-end", "finish-step", "finish"]
+    )
     if types != wanted:
         problems.append(f"chunk sequence {types} != {wanted}")
     if _text(stream) != expected_text:
@@ -204,8 +209,12 @@ def _pct(values: list[float], q: float) -> float:
 def _summary(samples: list[float]) -> dict[str, float]:
     if not samples:
         return {}
-    return {"p50_ms": round(_pct(samples, 0.5), 2), "p99_ms": round(_pct(samples, 0.99), 2),
-            "mean_ms": round(statistics.fmean(samples), 2), "n": len(samples)}
+    return {
+        "p50_ms": round(_pct(samples, 0.5), 2),
+        "p99_ms": round(_pct(samples, 0.99), 2),
+        "mean_ms": round(statistics.fmean(samples), 2),
+        "n": len(samples),
+    }
 
 
 def host_speed_ms(seconds: float = 2.0) -> float:
@@ -274,9 +283,13 @@ async def upstream_app(scope, receive, send) -> None:  # noqa: ANN001 - the ASGI
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
 
     async def chunk(delta: dict[str, Any], finish: str | None = None, usage: dict | None = None) -> None:
-        payload: dict[str, Any] = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0,
-                                   "model": body.get("model"),
-                                   "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        payload: dict[str, Any] = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": body.get("model"),
+            "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
         if usage:
             payload["usage"] = usage
         await send({"type": "http.response.body", "body": f"data: {json.dumps(payload)}\n\n".encode(), "more_body": True})
@@ -300,8 +313,13 @@ def start_upstream(log_dir: Path):
 
     # Keep-alive longer than the gateway's aiohttp pool keeps idle connections (30 s), as
     # hosted APIs do: with uvicorn's 5 s, a connection idle 5-30 s fails on its next use.
-    return start_asgi_server(os.environ, log_dir, name="upstream", app="bench.runs_bench:upstream_app",
-                             uvicorn_args=["--timeout-keep-alive", "75", "--log-level", "warning"])
+    return start_asgi_server(
+        os.environ,
+        log_dir,
+        name="upstream",
+        app="bench.runs_bench:upstream_app",
+        uvicorn_args=["--timeout-keep-alive", "75", "--log-level", "warning"],
+    )
 
 
 # --- processes -------------------------------------------------------------------------------
@@ -324,10 +342,11 @@ def _port(url: str) -> int:
 def ttfc(web_port: int, base_port: int, token: str, turns: int, warmup: int, stamp: str) -> dict[str, Any]:
     message = "Hello, benchmark: how are you today?"
     expected = f"[stub] You said: {message}"
-    paths = {"durable": (web_port, f"/internal/agents/{SOFIA}/chat"),
-             "in_request": (base_port, f"/internal/bench-inrequest/agents/{SOFIA}/chat")}
-    samples: dict[str, dict[str, list[float]]] = {name: {"first_chunk": [], "first_delta": [], "total": []}
-                                                  for name in paths}
+    paths = {
+        "durable": (web_port, f"/internal/agents/{SOFIA}/chat"),
+        "in_request": (base_port, f"/internal/bench-inrequest/agents/{SOFIA}/chat"),
+    }
+    samples: dict[str, dict[str, list[float]]] = {name: {"first_chunk": [], "first_delta": [], "total": []} for name in paths}
     failures: dict[str, list[str]] = {name: [] for name in paths}
     stamps: dict[str, tuple[float, float]] = {}  # durable session -> (sent at, first chunk at)
 
@@ -382,7 +401,8 @@ def _breakdown(stamps: dict[str, tuple[float, float]]) -> dict[str, Any]:
 
     parts: dict[str, list[float]] = {"sent_to_created": [], "created_to_started": [], "started_to_first_chunk": []}
     for session, created, started in Run.objects.filter(session_id__in=list(stamps)).values_list(
-            "session_id", "created_at", "started_at"):
+        "session_id", "created_at", "started_at"
+    ):
         sent, first = stamps[session]
         if created and started and first:
             parts["sent_to_created"].append((created.timestamp() - sent) * 1000)
@@ -442,10 +462,15 @@ def concurrency(web_port: int, token: str, level: int, stamp: str) -> dict[str, 
         executors[executor] = executors.get(executor, 0) + 1
     durations = [(f - s) * 1000 for s, f in intervals]
     return {
-        "streams": level, "complete": complete, "problems": problems[:10], "failed": len(problems),
-        "run_statuses": statuses, "peak_running_at_once": _peak_overlap(intervals),
+        "streams": level,
+        "complete": complete,
+        "problems": problems[:10],
+        "failed": len(problems),
+        "run_statuses": statuses,
+        "peak_running_at_once": _peak_overlap(intervals),
         "runs_per_worker": sorted(executors.values(), reverse=True),
-        "first_chunk": _summary(first_chunk), "run_duration": _summary(durations),
+        "first_chunk": _summary(first_chunk),
+        "run_duration": _summary(durations),
         "wall_seconds": round(wall, 2),
         "held": complete == level and statuses.get("succeeded", 0) == level,
     }
@@ -478,20 +503,25 @@ def redis_memory(web_port: int, token: str, per_size: int, stamp: str) -> dict[s
     from daarion.infra.redis_client import get_redis
 
     redis = get_redis()
-    out: dict[str, Any] = {"retention_seconds": settings.AGENTS_RUN_RETENTION_SECONDS,
-                           "stream_max_chunks": settings.AGENTS_RUN_STREAM_MAX_CHUNKS, "sizes": {},
-                           "note": "used_memory_delta_per_run includes transient Celery keys (unacked, queues) "
-                                   "and is noisy; stream_bytes_per_run is what a run keeps for resume"}
+    out: dict[str, Any] = {
+        "retention_seconds": settings.AGENTS_RUN_RETENTION_SECONDS,
+        "stream_max_chunks": settings.AGENTS_RUN_STREAM_MAX_CHUNKS,
+        "sizes": {},
+        "note": "used_memory_delta_per_run includes transient Celery keys (unacked, queues) "
+        "and is noisy; stream_bytes_per_run is what a run keeps for resume",
+    }
     long_words = " ".join(f"word{n}" for n in range(200))
     for label, message in (("short", "Hello, memory benchmark."), ("long", f"Please repeat: {long_words}")):
         before_keys = _key_sizes(redis)
         before = redis.info("memory")["used_memory"]
         run_ids: list[str] = []
-        with httpx.Client(base_url=f"http://127.0.0.1:{web_port}", timeout=60,
-                          headers={"Authorization": f"Bearer {token}"}) as client:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{web_port}", timeout=60, headers={"Authorization": f"Bearer {token}"}
+        ) as client:
             for j in range(per_size):
-                answer = client.post(f"/internal/agents/{SOFIA}/runs",
-                                     json={"message": message, "session_id": f"mem-{stamp}-{label}-{j}"})
+                answer = client.post(
+                    f"/internal/agents/{SOFIA}/runs", json={"message": message, "session_id": f"mem-{stamp}-{label}-{j}"}
+                )
                 assert answer.status_code == 202, answer.text
                 run_ids.append(answer.json()["id"])
         deadline = time.monotonic() + 120
@@ -515,21 +545,29 @@ def redis_memory(web_port: int, token: str, per_size: int, stamp: str) -> dict[s
             if delta:
                 grouped[_pattern(name)] = grouped.get(_pattern(name), 0) + delta
         out["sizes"][label] = {
-            "runs": per_size, "succeeded": statuses.count("succeeded"),
+            "runs": per_size,
+            "succeeded": statuses.count("succeeded"),
             "stream_entries_per_run": round(statistics.fmean(entries), 1),
-            "stream_bytes_per_run": {"mean": round(statistics.fmean(stream_bytes)), "min": min(stream_bytes),
-                                     "max": max(stream_bytes)},
+            "stream_bytes_per_run": {
+                "mean": round(statistics.fmean(stream_bytes)),
+                "min": min(stream_bytes),
+                "max": max(stream_bytes),
+            },
             "bytes_per_entry": round(statistics.fmean(stream_bytes) / max(1, statistics.fmean(entries)), 1),
             "stream_ttl_seconds_seen": [min(ttls), max(ttls)],
             "used_memory_delta_per_run": round((after - before) / per_size),
-            "key_delta_per_run_by_pattern": {k: round(v / per_size) for k, v in
-                                             sorted(grouped.items(), key=lambda kv: -abs(kv[1])) if abs(v) >= per_size},
+            "key_delta_per_run_by_pattern": {
+                k: round(v / per_size) for k, v in sorted(grouped.items(), key=lambda kv: -abs(kv[1])) if abs(v) >= per_size
+            },
         }
     short, long = out["sizes"]["short"], out["sizes"]["long"]
-    slope = ((long["stream_bytes_per_run"]["mean"] - short["stream_bytes_per_run"]["mean"])
-             / max(1e-9, long["stream_entries_per_run"] - short["stream_entries_per_run"]))
-    out["fit"] = {"bytes_per_entry": round(slope, 1),
-                  "bytes_fixed": round(short["stream_bytes_per_run"]["mean"] - slope * short["stream_entries_per_run"])}
+    slope = (long["stream_bytes_per_run"]["mean"] - short["stream_bytes_per_run"]["mean"]) / max(
+        1e-9, long["stream_entries_per_run"] - short["stream_entries_per_run"]
+    )
+    out["fit"] = {
+        "bytes_per_entry": round(slope, 1),
+        "bytes_fixed": round(short["stream_bytes_per_run"]["mean"] - slope * short["stream_entries_per_run"]),
+    }
     return out
 
 
@@ -552,9 +590,14 @@ def quiet_probe(web_port: int, token: str, quiet: float, stamp: str) -> dict[str
             break
         time.sleep(0.2)
     status = Run.objects.filter(pk=run_id).values_list("status", flat=True).first() if run_id else None
-    return {"quiet_seconds": quiet, "heartbeat_seconds": None, "stream_complete": not problems,
-            "problems": problems[:3], "chunks_read": [c.get("type") for _, c in stream.events],
-            "run_status": status}
+    return {
+        "quiet_seconds": quiet,
+        "heartbeat_seconds": None,
+        "stream_complete": not problems,
+        "problems": problems[:3],
+        "chunks_read": [c.get("type") for _, c in stream.events],
+        "run_status": status,
+    }
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -569,14 +612,24 @@ def setup_agents(upstream_url: str, gap: float, quiet: float) -> None:
 
     registry_demo.seed()
     agents_demo.seed()  # agent:sofia (Sofia-Prime) on dagi-stub
-    registry_apply(prune=False, document={
-        "providers": {"bench-upstream": {"kind": "openai_compatible", "base_url": upstream_url,
-                                         "api_key": "sk-bench-000000", "timeout_seconds": 300, "max_retries": 0}},
-        "models": {
-            "bench-drip": {"provider": "bench-upstream", "name": f"drip:{gap:g}", "context_window": 32768},
-            "bench-quiet": {"provider": "bench-upstream", "name": f"quiet:{quiet:g}", "context_window": 32768},
+    registry_apply(
+        prune=False,
+        document={
+            "providers": {
+                "bench-upstream": {
+                    "kind": "openai_compatible",
+                    "base_url": upstream_url,
+                    "api_key": "sk-bench-000000",
+                    "timeout_seconds": 300,
+                    "max_retries": 0,
+                }
+            },
+            "models": {
+                "bench-drip": {"provider": "bench-upstream", "name": f"drip:{gap:g}", "context_window": 32768},
+                "bench-quiet": {"provider": "bench-upstream", "name": f"quiet:{quiet:g}", "context_window": 32768},
+            },
         },
-    })
+    )
     for agent_id, model in ((SLOW_AGENT, "bench-drip"), (QUIET_AGENT, "bench-quiet")):
         fields = {"model": model, "memory_recall_limit": 5, "max_tool_steps": 0}
         agent = Agent.objects.filter(pk=agent_id).first()
@@ -607,8 +660,12 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=200, help="threads of each agents worker")
     parser.add_argument("--gap", type=float, default=1.0, help="seconds between the drip model's words (part 2)")
     parser.add_argument("--quiet", type=float, default=3.0, help="seconds the quiet model says nothing (part 4)")
-    parser.add_argument("--worker-pool", type=int, default=0,
-                        help="experiment: run the agents workers with DATABASE_POOL=1 and this DATABASE_POOL_MAX")
+    parser.add_argument(
+        "--worker-pool",
+        type=int,
+        default=0,
+        help="experiment: run the agents workers with DATABASE_POOL=1 and this DATABASE_POOL_MAX",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument("--memory-runs", type=int, default=100, help="runs per answer size for part 3")
     parser.add_argument("--skip", default="", help="parts to skip: ttfc,concurrency,memory,quiet")
@@ -648,15 +705,24 @@ def main() -> int:
         processes.append(web)
         # A second web process whose readers wake every second (AGENTS_STREAM_HEARTBEAT_SECONDS=1),
         # under the Redis client's 2 s socket timeout: see part 4 and docs/BENCHMARKS.md.
-        web_hb = start_asgi_server({**web_env, "AGENTS_STREAM_HEARTBEAT_SECONDS": str(WEB_HEARTBEATS["heartbeat_1s"])},
-                                   log_dir, name="web-hb1")
+        web_hb = start_asgi_server(
+            {**web_env, "AGENTS_STREAM_HEARTBEAT_SECONDS": str(WEB_HEARTBEATS["heartbeat_1s"])}, log_dir, name="web-hb1"
+        )
         processes.append(web_hb)
         webs = {"defaults": web, "heartbeat_1s": web_hb}
         base = start_inrequest_server(web_env, log_dir)
         processes.append(base)
         for n in (1, 2):
-            processes.append(start_celery_worker(env, log_dir, queues=settings.AGENTS_RUN_QUEUE, pool="threads",
-                                                 concurrency=opts.concurrency, name=f"agents{n}"))
+            processes.append(
+                start_celery_worker(
+                    env,
+                    log_dir,
+                    queues=settings.AGENTS_RUN_QUEUE,
+                    pool="threads",
+                    concurrency=opts.concurrency,
+                    name=f"agents{n}",
+                )
+            )
         wait_served(web.url, token, SOFIA, "dagi-stub")
         wait_served(web.url, token, SLOW_AGENT, "bench-drip")
         wait_served(web.url, token, QUIET_AGENT, "bench-quiet")
@@ -670,54 +736,75 @@ def main() -> int:
             print(f"{'path':12s} {'first chunk p50/p99':>22s} {'first delta p50/p99':>22s} {'whole turn p50/p99':>22s} failed")
             for name in ("in_request", "durable"):
                 row = part[name]
-                cells = [f"{row[k]['p50_ms']:.2f} / {row[k]['p99_ms']:.2f}" if row[k] else "-"
-                         for k in ("first_chunk", "first_delta", "total")]
+                cells = [
+                    f"{row[k]['p50_ms']:.2f} / {row[k]['p99_ms']:.2f}" if row[k] else "-"
+                    for k in ("first_chunk", "first_delta", "total")
+                ]
                 print(f"{name:12s} {cells[0]:>22s} {cells[1]:>22s} {cells[2]:>22s} {row['failed']}")
-            print(f"durable - in-request, first chunk p50 {part.get('extra_first_chunk_p50_ms')} ms "
-                  f"(target <= {TTFC_TARGET_MS}), p99 {part.get('extra_first_chunk_p99_ms')} ms", flush=True)
-            print("durable breakdown p50/p99 (ms): " + ", ".join(
-                f"{k} {v.get('p50_ms')}/{v.get('p99_ms')}" for k, v in part["durable_breakdown"].items()), flush=True)
+            print(
+                f"durable - in-request, first chunk p50 {part.get('extra_first_chunk_p50_ms')} ms "
+                f"(target <= {TTFC_TARGET_MS}), p99 {part.get('extra_first_chunk_p99_ms')} ms",
+                flush=True,
+            )
+            print(
+                "durable breakdown p50/p99 (ms): "
+                + ", ".join(f"{k} {v.get('p50_ms')}/{v.get('p99_ms')}" for k, v in part["durable_breakdown"].items()),
+                flush=True,
+            )
 
         if "concurrency" not in skip:
             levels = [int(x) for x in opts.levels.split(",") if x]
             report["concurrency"] = {
-                "workers": 2, "threads_per_worker": opts.concurrency,
-                "model": f"drip:{opts.gap:g} (a word every {opts.gap:g} s, 13 words a run)", "target": INFLIGHT_TARGET,
+                "workers": 2,
+                "threads_per_worker": opts.concurrency,
+                "model": f"drip:{opts.gap:g} (a word every {opts.gap:g} s, 13 words a run)",
+                "target": INFLIGHT_TARGET,
             }
             for label, server in webs.items():
                 steps = []
-                print(f"\n2. concurrent streamed runs ({label}), 2 workers -P threads -c {opts.concurrency}, "
-                      f"model drip:{opts.gap:g}")
-                print(f"{'streams':>8s} {'complete':>9s} {'peak running':>13s} {'per worker':>12s} "
-                      f"{'first chunk p50/p99':>20s} {'wall s':>7s} held")
+                print(
+                    f"\n2. concurrent streamed runs ({label}), 2 workers -P threads -c {opts.concurrency}, "
+                    f"model drip:{opts.gap:g}"
+                )
+                print(
+                    f"{'streams':>8s} {'complete':>9s} {'peak running':>13s} {'per worker':>12s} "
+                    f"{'first chunk p50/p99':>20s} {'wall s':>7s} held"
+                )
                 for level in levels:
                     step = concurrency(_port(server.url), token, level, f"{stamp}-{label}")
                     steps.append(step)
                     fc = step["first_chunk"]
-                    print(f"{level:>8d} {step['complete']:>9d} {step['peak_running_at_once']:>13d} "
-                          f"{'/'.join(map(str, step['runs_per_worker'])):>12s} "
-                          f"{(str(fc.get('p50_ms')) + ' / ' + str(fc.get('p99_ms'))) if fc else '-':>20s} "
-                          f"{step['wall_seconds']:>7.1f} {step['held']}", flush=True)
+                    print(
+                        f"{level:>8d} {step['complete']:>9d} {step['peak_running_at_once']:>13d} "
+                        f"{'/'.join(map(str, step['runs_per_worker'])):>12s} "
+                        f"{(str(fc.get('p50_ms')) + ' / ' + str(fc.get('p99_ms'))) if fc else '-':>20s} "
+                        f"{step['wall_seconds']:>7.1f} {step['held']}",
+                        flush=True,
+                    )
                     for problem in step["problems"][:3]:
                         print(f"    {problem}")
                     if not step["held"]:
                         break  # the next level would not be held either
                 held = [s["streams"] for s in steps if s["held"]]
                 report["concurrency"][label] = {
-                    "steps": steps, "most_streams_held": max(held) if held else 0,
+                    "steps": steps,
+                    "most_streams_held": max(held) if held else 0,
                     "most_running_at_once_held": max((s["peak_running_at_once"] for s in steps if s["held"]), default=0),
                 }
                 report["concurrency"][label]["target_met"] = (
-                    report["concurrency"][label]["most_running_at_once_held"] >= INFLIGHT_TARGET)
+                    report["concurrency"][label]["most_running_at_once_held"] >= INFLIGHT_TARGET
+                )
 
         if "memory" not in skip:
             report["redis_memory"] = redis_memory(_port(web.url), token, opts.memory_runs, stamp)
             mem = report["redis_memory"]
             print(f"\n3. Redis memory per finished run (retention {mem['retention_seconds']} s)")
             for label, row in mem["sizes"].items():
-                print(f"{label:6s} {row['succeeded']}/{row['runs']} runs, {row['stream_entries_per_run']:>6.1f} entries, "
-                      f"stream {row['stream_bytes_per_run']['mean']} B ({row['bytes_per_entry']} B/entry), "
-                      f"TTL {row['stream_ttl_seconds_seen']}")
+                print(
+                    f"{label:6s} {row['succeeded']}/{row['runs']} runs, {row['stream_entries_per_run']:>6.1f} entries, "
+                    f"stream {row['stream_bytes_per_run']['mean']} B ({row['bytes_per_entry']} B/entry), "
+                    f"TTL {row['stream_ttl_seconds_seen']}"
+                )
                 for pattern, delta in list(row["key_delta_per_run_by_pattern"].items())[:6]:
                     print(f"         {pattern}: {delta:+d} B/run")
             print(f"fit: {mem['fit']['bytes_fixed']} B + {mem['fit']['bytes_per_entry']} B x entries")
@@ -727,17 +814,23 @@ def main() -> int:
                 probe = quiet_probe(_port(server.url), token, opts.quiet, f"{stamp}-{label}")
                 probe["heartbeat_seconds"] = WEB_HEARTBEATS[label] or settings.AGENTS_STREAM_HEARTBEAT_SECONDS
                 report["quiet_run"][label] = probe
-                print(f"\n4. a run quiet for {opts.quiet:g} s ({label}, heartbeat {probe['heartbeat_seconds']:g} s): "
-                      f"stream complete {probe['stream_complete']}, run {probe['run_status']}; {probe['problems'][:1]}")
+                print(
+                    f"\n4. a run quiet for {opts.quiet:g} s ({label}, heartbeat {probe['heartbeat_seconds']:g} s): "
+                    f"stream complete {probe['stream_complete']}, run {probe['run_status']}; {probe['problems'][:1]}"
+                )
         load_after, speed_after = os.getloadavg(), host_speed_ms()
     finally:
         for process in processes:
             process.stop()
 
     report["machine"] = {
-        "cpus": os.cpu_count(), "cpu_model": _cpu_model(), "platform": platform.platform(),
-        "python": platform.python_version(), "loadavg_before": [round(x, 2) for x in load_before],
-        "loadavg_after": [round(x, 2) for x in load_after], "host_speed_ms_before": speed_before,
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in load_after],
+        "host_speed_ms_before": speed_before,
         "host_speed_ms_after": speed_after,
     }
     report["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -40,8 +40,13 @@ async def _target_app(scope, receive, send):  # a minimal ASGI target: answers a
     while (await receive()).get("more_body"):
         pass
     body = b'[{"id":"proj-1","name":"DAARION Messenger"}]'
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -57,8 +62,11 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def _summary(samples: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(_pct(samples, 0.5), 3), "p99_ms": round(_pct(samples, 0.99), 3),
-            "mean_ms": round(statistics.fmean(samples), 3)}
+    return {
+        "p50_ms": round(_pct(samples, 0.5), 3),
+        "p99_ms": round(_pct(samples, 0.99), 3),
+        "mean_ms": round(statistics.fmean(samples), 3),
+    }
 
 
 def sync_upstream(url: str) -> None:
@@ -94,8 +102,10 @@ async def mcp_pair(our_url: str, upstream_url: str, token: str, opts: argparse.N
     ours_http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}", "X-Agent-Id": "agent:bench"}, timeout=10)
     direct_http = httpx2.AsyncClient(timeout=10)
     direct, through = [], []
-    async with Client(streamable_http_client(upstream_url, http_client=direct_http)) as upstream, \
-            Client(streamable_http_client(f"{our_url}/mcp", http_client=ours_http)) as ours:
+    async with (
+        Client(streamable_http_client(upstream_url, http_client=direct_http)) as upstream,
+        Client(streamable_http_client(f"{our_url}/mcp", http_client=ours_http)) as ours,
+    ):
         assert upstream.protocol_version == ours.protocol_version == "2026-07-28"
         for i in range(opts.warmup + opts.calls):
             t0 = time.perf_counter()
@@ -141,13 +151,23 @@ def main() -> int:
     target = subprocess.Popen([sys.executable, __file__, "--serve-target", str(target_port)], cwd=BASE_DIR)
     target_url = f"http://127.0.0.1:{target_port}/projects"
     Tool.objects.filter(tool_id="bench.projects").delete()
-    tool_create(tool_id="bench.projects", name="bench", executor="http", target=target_url, timeout=5.0,
-                input_schema={"type": "object", "properties": {"microdao_id": {"type": "string"}}, "required": ["microdao_id"]},
-                output_schema={"type": "array", "items": {"type": "object"}})
+    tool_create(
+        tool_id="bench.projects",
+        name="bench",
+        executor="http",
+        target=target_url,
+        timeout=5.0,
+        input_schema={"type": "object", "properties": {"microdao_id": {"type": "string"}}, "required": ["microdao_id"]},
+        output_schema={"type": "array", "items": {"type": "object"}},
+    )
     token = service_token_create(name=f"bench-{time.time_ns()}", scopes=["tools"]).raw
     upstream_port = free_port()
-    upstream = subprocess.Popen([sys.executable, "-m", "apps.tools.tests.mcp_upstream", "--port", str(upstream_port),
-                                 "--stateless"], cwd=BASE_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    upstream = subprocess.Popen(
+        [sys.executable, "-m", "apps.tools.tests.mcp_upstream", "--port", str(upstream_port), "--stateless"],
+        cwd=BASE_DIR,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     upstream_url = f"http://127.0.0.1:{upstream_port}/mcp"
     sync_upstream(upstream_url)
     env = {**os.environ, "DATABASE_POOL": "1", "DAARION_LOG_LEVEL": "WARNING"}
@@ -192,8 +212,9 @@ def main() -> int:
                     t0 = time.perf_counter()
                     assert (await client.post(target_url, json=direct_body)).status_code == 200
                     t1 = time.perf_counter()
-                    outcome = await tool_call(tool_id="bench.projects", agent_id="agent:bench",
-                                              microdao_id="microdao:7", args=ARGS)
+                    outcome = await tool_call(
+                        tool_id="bench.projects", agent_id="agent:bench", microdao_id="microdao:7", args=ARGS
+                    )
                     t2 = time.perf_counter()
                     assert outcome.ok, outcome
                     if i >= opts.warmup:
@@ -243,11 +264,15 @@ def main() -> int:
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     for name in ("api", "in_process", "mcp"):
         part = report[name]
-        print(f"{name:10s} direct p50 {part['direct']['p50_ms']:.3f} ms p99 {part['direct']['p99_ms']:.3f} ms | "
-              f"toolcore p50 {part['through_toolcore']['p50_ms']:.3f} ms p99 {part['through_toolcore']['p99_ms']:.3f} ms | "
-              f"overhead p50 {part['overhead_p50_ms']:.3f} ms p99 {part['overhead_p99_ms']:.3f} ms")
-    print(f"api web-stack floor (GET /internal/whoami) p50 {report['api']['web_stack_floor']['p50_ms']:.3f} ms; "
-          f"api overhead beyond it p50 {report['api']['overhead_beyond_web_stack_p50_ms']:.3f} ms")
+        print(
+            f"{name:10s} direct p50 {part['direct']['p50_ms']:.3f} ms p99 {part['direct']['p99_ms']:.3f} ms | "
+            f"toolcore p50 {part['through_toolcore']['p50_ms']:.3f} ms p99 {part['through_toolcore']['p99_ms']:.3f} ms | "
+            f"overhead p50 {part['overhead_p50_ms']:.3f} ms p99 {part['overhead_p99_ms']:.3f} ms"
+        )
+    print(
+        f"api web-stack floor (GET /internal/whoami) p50 {report['api']['web_stack_floor']['p50_ms']:.3f} ms; "
+        f"api overhead beyond it p50 {report['api']['overhead_beyond_web_stack_p50_ms']:.3f} ms"
+    )
     print(f"wrote {RESULTS.relative_to(BASE_DIR)}")
     return 0
 

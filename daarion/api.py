@@ -33,8 +33,7 @@ def _loc_to_path(loc: tuple | list) -> str:
 
 def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
     return [
-        {"path": _loc_to_path(err.get("loc", ())), "message": err.get("msg", ""), "type": err.get("type", "")}
-        for err in errors
+        {"path": _loc_to_path(err.get("loc", ())), "message": err.get("msg", ""), "type": err.get("type", "")} for err in errors
     ]
 
 
@@ -119,30 +118,41 @@ _ERROR_STATUSES = {
 HOUSE_ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["error"],
-    "properties": {"error": {
-        "type": "object",
-        "required": ["type", "message"],
-        "properties": {"type": {"type": "string"}, "message": {"type": "string"}, "details": {}},
-    }},
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"}, "details": {}},
+        }
+    },
 }
 OPENAI_ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["error"],
-    "properties": {"error": {
-        "type": "object",
-        "required": ["message", "type"],
-        "properties": {"message": {"type": "string"}, "type": {"type": "string"},
-                       "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}},
-    }},
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
 }
 ANTHROPIC_ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["type", "error"],
-    "properties": {"type": {"const": "error"}, "error": {
-        "type": "object",
-        "required": ["type", "message"],
-        "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
-    }},
+    "properties": {
+        "type": {"const": "error"},
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+        },
+    },
 }
 
 

@@ -93,14 +93,20 @@ def too_large(scope: dict, size: int | None) -> HttpResponseBase:
     access-log line every API answer has."""
     limit = settings.MAX_BODY_BYTES
     if not is_api_path(scope["path"]):
-        response: HttpResponseBase = HttpResponse(f"Request body is over the limit of {limit} bytes.\n", status=413,
-                                                  content_type="text/plain; charset=utf-8")
+        response: HttpResponseBase = HttpResponse(
+            f"Request body is over the limit of {limit} bytes.\n", status=413, content_type="text/plain; charset=utf-8"
+        )
     elif size is None:
-        response = error_response(413, "payload_too_large", f"request body is over the limit of {limit} bytes",
-                                  {"limit_bytes": limit})
+        response = error_response(
+            413, "payload_too_large", f"request body is over the limit of {limit} bytes", {"limit_bytes": limit}
+        )
     else:
-        response = error_response(413, "payload_too_large", f"request body is {size} bytes; the limit is {limit}",
-                                  {"limit_bytes": limit, "size_bytes": size})
+        response = error_response(
+            413,
+            "payload_too_large",
+            f"request body is {size} bytes; the limit is {limit}",
+            {"limit_bytes": limit, "size_bytes": size},
+        )
     response["Connection"] = "close"  # the rest of the body is never read
     request, _ = service_api_application.create_request(scope, io.BytesIO())
     if request is None:  # a scope Django refuses outright: no request to take an id from
@@ -112,9 +118,14 @@ def too_large(scope: dict, size: int | None) -> HttpResponseBase:
 async def refuse_body(scope: dict, send: Callable[[dict], Awaitable[None]], size: int | None) -> None:
     """BodyLimit's refusal: JSON-RPC on /mcp (the gateway's own refusal), else too_large()."""
     if scope["path"] == MCP_PATH:
-        return await mcp_refuse(scope, send, PayloadTooLarge(
-            f"request body is over the limit of {settings.MAX_BODY_BYTES} bytes",
-            details={"limit_bytes": settings.MAX_BODY_BYTES}))
+        return await mcp_refuse(
+            scope,
+            send,
+            PayloadTooLarge(
+                f"request body is over the limit of {settings.MAX_BODY_BYTES} bytes",
+                details={"limit_bytes": settings.MAX_BODY_BYTES},
+            ),
+        )
     # The stubs type ASGI's `send` as taking a Mapping; ours is the server's, which does.
     await service_api_application.send_response(too_large(scope, size), send)  # type: ignore[arg-type]
 

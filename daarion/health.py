@@ -62,9 +62,7 @@ async def health(request: HttpRequest) -> JsonResponse:
     database = await sync_to_async(_database, thread_sensitive=False)()
     redis_status = await _redis()
     workers = (
-        await sync_to_async(_workers, thread_sensitive=False)()
-        if redis_status["ok"]
-        else {"ok": False, "error": "redis is down"}
+        await sync_to_async(_workers, thread_sensitive=False)() if redis_status["ok"] else {"ok": False, "error": "redis is down"}
     )
     require_worker = request.GET.get("require_worker") in {"1", "true"}
     healthy = database["ok"] and redis_status["ok"] and (workers["ok"] or not require_worker)

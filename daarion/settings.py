@@ -156,11 +156,7 @@ else:
             "`python -m devtools.devstack exec -- <command>`, which start the embedded stack."
         )
 
-DATABASES = {
-    "default": dj_database_url.parse(
-        _database_url, conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0"))
-    )
-}
+DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")))}
 # Django's PostgreSQL backend with a fail-fast window during an outage (daarion/infra/postgres/base.py).
 DATABASES["default"]["ENGINE"] = "daarion.infra.postgres"
 # After a failed connection attempt (pool mode), further attempts fail at once for this long.
@@ -181,8 +177,7 @@ if _env_bool("DATABASE_POOL", False):
         "timeout": float(os.environ.get("DATABASE_POOL_TIMEOUT", "1")),
     }
 # A server that does not answer (a host down, a dropped route) fails the connect within this.
-DATABASES["default"]["OPTIONS"].setdefault(
-    "connect_timeout", int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "3")))
+DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "3")))
 DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ.get("DATABASE_TEST_NAME", "test_daarion")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -193,9 +188,7 @@ if PRODUCTION:
 else:
     REDIS_URL = os.environ.get("REDIS_URL", "")
     if not REDIS_URL:
-        raise ImproperlyConfigured(
-            "REDIS_URL is not set. Run through `make run` / `make test`, which start the embedded Redis."
-        )
+        raise ImproperlyConfigured("REDIS_URL is not set. Run through `make run` / `make test`, which start the embedded Redis.")
 # Every key this deployment writes starts with this prefix, so two deployments (or the test
 # suite and a dev server) can share one Redis without seeing each other's counters.
 REDIS_KEY_PREFIX = os.environ.get("DAARION_REDIS_PREFIX", "daarion:")
@@ -290,8 +283,10 @@ LOGGING: dict[str, Any] = {
         # Beat queues these every second (their settings below): beat and a worker at INFO
         # would log "sending", "received" and "succeeded" for each, ~500k lines a day. Their
         # failures still log.
-        "quiet_periodic_tasks": {"()": "daarion.celery.QuietTaskLines",
-                                 "tasks": ["llm.drain_usage", "tools.flush_audit", "agents.sweep_runs"]},
+        "quiet_periodic_tasks": {
+            "()": "daarion.celery.QuietTaskLines",
+            "tasks": ["llm.drain_usage", "tools.flush_audit", "agents.sweep_runs"],
+        },
     },
     "formatters": {
         "json": {"()": "daarion.log.JsonFormatter"},
@@ -321,6 +316,7 @@ LOGGING: dict[str, Any] = {
 }
 
 # --- App settings: one block per app namespace, each read from the variable of its own name ---
+
 
 # --- tools (TOOLS_*) ---
 def _served_at(data_dir: Path) -> str | None:
@@ -412,11 +408,13 @@ LLM_USAGE_FLUSH_INTERVAL = float(_env("LLM_USAGE_FLUSH_INTERVAL", "0", old="DAAR
 LLM_USAGE_DRAIN_SECONDS = float(_env("LLM_USAGE_DRAIN_SECONDS", "1.0", old="DAARION_LLM_USAGE_DRAIN_SECONDS"))
 # When Redis cannot be reached, rate-limited calls are let through ("allow", logged) or refused
 # with 503 rate_limiter_unavailable ("refuse": for limits that guard spend).
-LLM_RATE_LIMIT_WHEN_REDIS_DOWN = _env("LLM_RATE_LIMIT_WHEN_REDIS_DOWN", "allow",
-                                      old="DAARION_LLM_RATE_LIMIT_WHEN_REDIS_DOWN")
+LLM_RATE_LIMIT_WHEN_REDIS_DOWN = _env("LLM_RATE_LIMIT_WHEN_REDIS_DOWN", "allow", old="DAARION_LLM_RATE_LIMIT_WHEN_REDIS_DOWN")
 if LLM_RATE_LIMIT_WHEN_REDIS_DOWN not in {"allow", "refuse"}:
-    _variable = ("LLM_RATE_LIMIT_WHEN_REDIS_DOWN" if "LLM_RATE_LIMIT_WHEN_REDIS_DOWN" in os.environ
-                 else "DAARION_LLM_RATE_LIMIT_WHEN_REDIS_DOWN")
+    _variable = (
+        "LLM_RATE_LIMIT_WHEN_REDIS_DOWN"
+        if "LLM_RATE_LIMIT_WHEN_REDIS_DOWN" in os.environ
+        else "DAARION_LLM_RATE_LIMIT_WHEN_REDIS_DOWN"
+    )
     raise ImproperlyConfigured(f"{_variable} must be allow or refuse, not {LLM_RATE_LIMIT_WHEN_REDIS_DOWN!r}")
 # Heartbeat comments on /internal/llm/stream while no token has arrived yet (seconds).
 LLM_STREAM_HEARTBEAT_SECONDS = float(_env("LLM_STREAM_HEARTBEAT_SECONDS", "5", old="DAARION_LLM_HEARTBEAT_SECONDS"))
@@ -435,8 +433,7 @@ LLM_RESPONSES_TTL_SECONDS = int(_env("LLM_RESPONSES_TTL_SECONDS", "86400", old="
 
 # --- agents (AGENTS_*; the older DAARION_AGENTS_* names still work) ---
 # Seconds without a chunk after which an agent stream sends an SSE heartbeat comment.
-AGENTS_STREAM_HEARTBEAT_SECONDS = float(_env("AGENTS_STREAM_HEARTBEAT_SECONDS", "10",
-                                             old="DAARION_AGENTS_HEARTBEAT_SECONDS"))
+AGENTS_STREAM_HEARTBEAT_SECONDS = float(_env("AGENTS_STREAM_HEARTBEAT_SECONDS", "10", old="DAARION_AGENTS_HEARTBEAT_SECONDS"))
 # Runs (apps/agents/runs): executed by workers of the `agents` queue under a Redis lease of
 # this many seconds, renewed every third of it; a run whose lease ran out is `interrupted` by
 # the sweep (beat, every AGENTS_RUN_SWEEP_SECONDS).
@@ -446,40 +443,45 @@ AGENTS_RUN_QUEUE = _env("AGENTS_RUN_QUEUE", "agents", old="DAARION_AGENTS_RUN_QU
 AGENTS_RUN_LEASE_SECONDS = float(_env("AGENTS_RUN_LEASE_SECONDS", "15", old="DAARION_AGENTS_RUN_LEASE_SECONDS"))
 AGENTS_RUN_SWEEP_SECONDS = float(_env("AGENTS_RUN_SWEEP_SECONDS", "5", old="DAARION_AGENTS_RUN_SWEEP_SECONDS"))
 # A run longer than this is stopped and `interrupted` (the executor's own limit).
-AGENTS_RUN_TIME_LIMIT_SECONDS = float(_env("AGENTS_RUN_TIME_LIMIT_SECONDS", "600",
-                                           old="DAARION_AGENTS_RUN_TIME_LIMIT_SECONDS"))
+AGENTS_RUN_TIME_LIMIT_SECONDS = float(_env("AGENTS_RUN_TIME_LIMIT_SECONDS", "600", old="DAARION_AGENTS_RUN_TIME_LIMIT_SECONDS"))
 # A queued run whose task has not started within this many seconds is sent again (a lost
 # enqueue); a duplicate is harmless, since only a queued run can start.
-AGENTS_RUN_REDISPATCH_SECONDS = float(_env("AGENTS_RUN_REDISPATCH_SECONDS", "60",
-                                           old="DAARION_AGENTS_RUN_REDISPATCH_SECONDS"))
+AGENTS_RUN_REDISPATCH_SECONDS = float(_env("AGENTS_RUN_REDISPATCH_SECONDS", "60", old="DAARION_AGENTS_RUN_REDISPATCH_SECONDS"))
 # A chat waits this long for a worker to take its run; then the run is ended and the answer is
 # 503 runtime_unavailable (no worker of the agents queue is alive), not a wait without end.
-AGENTS_RUN_START_TIMEOUT_SECONDS = float(_env("AGENTS_RUN_START_TIMEOUT_SECONDS", "20",
-                                              old="DAARION_AGENTS_RUN_START_TIMEOUT_SECONDS"))
+AGENTS_RUN_START_TIMEOUT_SECONDS = float(
+    _env("AGENTS_RUN_START_TIMEOUT_SECONDS", "20", old="DAARION_AGENTS_RUN_START_TIMEOUT_SECONDS")
+)
 # A run's chunk stream is kept this long after the run ends (for resume), then expires; the
 # final message stays on the run row. At most this many chunks per run (XADD MAXLEN ~).
-AGENTS_RUN_RETENTION_SECONDS = int(_env("AGENTS_RUN_RETENTION_SECONDS", "3600",
-                                        old="DAARION_AGENTS_RUN_RETENTION_SECONDS"))
-AGENTS_RUN_STREAM_MAX_CHUNKS = int(_env("AGENTS_RUN_STREAM_MAX_CHUNKS", "20000",
-                                        old="DAARION_AGENTS_RUN_STREAM_MAX_CHUNKS"))
+AGENTS_RUN_RETENTION_SECONDS = int(_env("AGENTS_RUN_RETENTION_SECONDS", "3600", old="DAARION_AGENTS_RUN_RETENTION_SECONDS"))
+AGENTS_RUN_STREAM_MAX_CHUNKS = int(_env("AGENTS_RUN_STREAM_MAX_CHUNKS", "20000", old="DAARION_AGENTS_RUN_STREAM_MAX_CHUNKS"))
 
 # --- Celery beat: every periodic job of every app, in one place ---
 # A drain not started within a few ticks is dropped (a worker back from a stall runs a few,
 # not one per tick it missed), and its result is not kept: one a second would fill the backend.
 CELERY_BEAT_SCHEDULE = {
-    "tools-flush-audit": {"task": "tools.flush_audit", "schedule": TOOLS_AUDIT_DRAIN_SECONDS,
-                          "options": {"queue": "default", "expires": max(5.0, 3 * TOOLS_AUDIT_DRAIN_SECONDS),
-                                      "ignore_result": True}},
-    "tools-sync-mcp-servers": {"task": "tools.sync_mcp_servers", "schedule": TOOLS_MCP_SYNC_SECONDS,
-                               "options": {"queue": "default", "expires": TOOLS_MCP_SYNC_SECONDS,
-                                           "ignore_result": True}},
+    "tools-flush-audit": {
+        "task": "tools.flush_audit",
+        "schedule": TOOLS_AUDIT_DRAIN_SECONDS,
+        "options": {"queue": "default", "expires": max(5.0, 3 * TOOLS_AUDIT_DRAIN_SECONDS), "ignore_result": True},
+    },
+    "tools-sync-mcp-servers": {
+        "task": "tools.sync_mcp_servers",
+        "schedule": TOOLS_MCP_SYNC_SECONDS,
+        "options": {"queue": "default", "expires": TOOLS_MCP_SYNC_SECONDS, "ignore_result": True},
+    },
     "memory-requeue-pending": {"task": "memory.requeue_pending", "schedule": 60.0},
-    "llm-drain-usage": {"task": "llm.drain_usage", "schedule": LLM_USAGE_DRAIN_SECONDS,
-                        "options": {"queue": "default", "expires": max(5.0, 3 * LLM_USAGE_DRAIN_SECONDS),
-                                    "ignore_result": True}},
-    "agents-sweep-runs": {"task": "agents.sweep_runs", "schedule": AGENTS_RUN_SWEEP_SECONDS,
-                          "options": {"queue": AGENTS_RUN_QUEUE, "expires": max(5.0, 3 * AGENTS_RUN_SWEEP_SECONDS),
-                                      "ignore_result": True}},
+    "llm-drain-usage": {
+        "task": "llm.drain_usage",
+        "schedule": LLM_USAGE_DRAIN_SECONDS,
+        "options": {"queue": "default", "expires": max(5.0, 3 * LLM_USAGE_DRAIN_SECONDS), "ignore_result": True},
+    },
+    "agents-sweep-runs": {
+        "task": "agents.sweep_runs",
+        "schedule": AGENTS_RUN_SWEEP_SECONDS,
+        "options": {"queue": AGENTS_RUN_QUEUE, "expires": max(5.0, 3 * AGENTS_RUN_SWEEP_SECONDS), "ignore_result": True},
+    },
 }
 
 # --- registry ---

@@ -1,6 +1,6 @@
 """Typed Python client of the DAARION control plane: LLM proxy, agent memory, toolcore, agents.
 
-    from daarion_client import DaarionClient, AsyncDaarionClient, DaarionAPIError
+from daarion_client import DaarionClient, AsyncDaarionClient, DaarionAPIError
 """
 
 from daarion_client.client import AsyncDaarionClient, DaarionClient

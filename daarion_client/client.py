@@ -47,11 +47,21 @@ class _ops:
     """Request builders, one per operation."""
 
     @staticmethod
-    def llm_proxy(model: str, messages: list[dict[str, Any]], *, agent_id: str | None = None,
-                  microdao_id: str | None = None, channel_id: str | None = None, **options: Any) -> _Op:
+    def llm_proxy(
+        model: str,
+        messages: list[dict[str, Any]],
+        *,
+        agent_id: str | None = None,
+        microdao_id: str | None = None,
+        channel_id: str | None = None,
+        **options: Any,
+    ) -> _Op:
         metadata = _drop_none({"agent_id": agent_id, "microdao_id": microdao_id, "channel_id": channel_id})
-        return _Op("POST", "/internal/llm/proxy",
-                   json={"model": model, "messages": messages, "metadata": metadata, **_drop_none(options)})
+        return _Op(
+            "POST",
+            "/internal/llm/proxy",
+            json={"model": model, "messages": messages, "metadata": metadata, **_drop_none(options)},
+        )
 
     @staticmethod
     def llm_stream(*args: Any, **kwargs: Any) -> _Op:
@@ -59,32 +69,92 @@ class _ops:
         return _Op("POST", "/internal/llm/stream", json=op.json)
 
     @staticmethod
-    def memory_store(*, agent_id: str, microdao_id: str, kind: str, content: dict[str, Any],
-                     channel_id: str | None = None, meta: dict[str, Any] | None = None,
-                     idempotency_key: str | None = None) -> _Op:
-        return _Op("POST", "/internal/agent-memory/store", json=_drop_none({
-            "agent_id": agent_id, "microdao_id": microdao_id, "channel_id": channel_id, "kind": kind,
-            "content": content, "meta": meta, "idempotency_key": idempotency_key,
-        }))
+    def memory_store(
+        *,
+        agent_id: str,
+        microdao_id: str,
+        kind: str,
+        content: dict[str, Any],
+        channel_id: str | None = None,
+        meta: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> _Op:
+        return _Op(
+            "POST",
+            "/internal/agent-memory/store",
+            json=_drop_none(
+                {
+                    "agent_id": agent_id,
+                    "microdao_id": microdao_id,
+                    "channel_id": channel_id,
+                    "kind": kind,
+                    "content": content,
+                    "meta": meta,
+                    "idempotency_key": idempotency_key,
+                }
+            ),
+        )
 
     @staticmethod
-    def memory_query(*, agent_id: str, query: str, microdao_id: str | None = None, channel_id: str | None = None,
-                     limit: int = 5, kinds: list[str] | None = None, since: str | None = None, until: str | None = None,
-                     meta: dict[str, Any] | None = None, min_score: float | None = None, lang: str | None = None) -> _Op:
-        return _Op("POST", "/internal/agent-memory/query", json=_drop_none({
-            "agent_id": agent_id, "microdao_id": microdao_id, "channel_id": channel_id, "query": query,
-            "limit": limit, "kinds": kinds, "since": since, "until": until, "meta": meta, "min_score": min_score,
-            "lang": lang,
-        }))
+    def memory_query(
+        *,
+        agent_id: str,
+        query: str,
+        microdao_id: str | None = None,
+        channel_id: str | None = None,
+        limit: int = 5,
+        kinds: list[str] | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        meta: dict[str, Any] | None = None,
+        min_score: float | None = None,
+        lang: str | None = None,
+    ) -> _Op:
+        return _Op(
+            "POST",
+            "/internal/agent-memory/query",
+            json=_drop_none(
+                {
+                    "agent_id": agent_id,
+                    "microdao_id": microdao_id,
+                    "channel_id": channel_id,
+                    "query": query,
+                    "limit": limit,
+                    "kinds": kinds,
+                    "since": since,
+                    "until": until,
+                    "meta": meta,
+                    "min_score": min_score,
+                    "lang": lang,
+                }
+            ),
+        )
 
     @staticmethod
-    def memory_list(*, agent_id: str, kinds: list[str] | None = None, channel_id: str | None = None,
-                    microdao_id: str | None = None, since: str | None = None, until: str | None = None,
-                    meta: dict[str, Any] | None = None, limit: int | None = None, cursor: str | None = None) -> _Op:
-        params: dict[str, Any] = _drop_none({
-            "agent_id": agent_id, "channel_id": channel_id, "microdao_id": microdao_id, "since": since,
-            "until": until, "limit": limit, "cursor": cursor, "kind": ",".join(kinds) if kinds else None,
-        })
+    def memory_list(
+        *,
+        agent_id: str,
+        kinds: list[str] | None = None,
+        channel_id: str | None = None,
+        microdao_id: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        meta: dict[str, Any] | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> _Op:
+        params: dict[str, Any] = _drop_none(
+            {
+                "agent_id": agent_id,
+                "channel_id": channel_id,
+                "microdao_id": microdao_id,
+                "since": since,
+                "until": until,
+                "limit": limit,
+                "cursor": cursor,
+                "kind": ",".join(kinds) if kinds else None,
+            }
+        )
         for key, value in (meta or {}).items():
             params[f"meta.{key}"] = value if isinstance(value, str) else json.dumps(value)
         return _Op("GET", "/internal/agent-memory/", params=params)
@@ -94,11 +164,26 @@ class _ops:
         return _Op("GET", f"/internal/agent-memory/{quote(memory_id, safe='')}")
 
     @staticmethod
-    def memory_update(memory_id: str, *, content: dict[str, Any] | None = None, meta: dict[str, Any] | None = None,
-                      lang: str | None = None, expected_version: int | None = None) -> _Op:
-        return _Op("PATCH", f"/internal/agent-memory/{quote(memory_id, safe='')}", json=_drop_none({
-            "content": content, "meta": meta, "lang": lang, "expected_version": expected_version,
-        }))
+    def memory_update(
+        memory_id: str,
+        *,
+        content: dict[str, Any] | None = None,
+        meta: dict[str, Any] | None = None,
+        lang: str | None = None,
+        expected_version: int | None = None,
+    ) -> _Op:
+        return _Op(
+            "PATCH",
+            f"/internal/agent-memory/{quote(memory_id, safe='')}",
+            json=_drop_none(
+                {
+                    "content": content,
+                    "meta": meta,
+                    "lang": lang,
+                    "expected_version": expected_version,
+                }
+            ),
+        )
 
     @staticmethod
     def memory_history(memory_id: str) -> _Op:
@@ -109,12 +194,29 @@ class _ops:
         return _Op("DELETE", f"/internal/agent-memory/{quote(memory_id, safe='')}")
 
     @staticmethod
-    def memory_summarize(*, agent_id: str, microdao_id: str, channel_id: str | None = None, model: str | None = None,
-                         wait: bool = False, timeout: float | None = None) -> _Op:
-        return _Op("POST", "/internal/agent-memory/summarize", json=_drop_none({
-            "agent_id": agent_id, "microdao_id": microdao_id, "channel_id": channel_id, "model": model,
-            "wait": wait, "timeout": timeout,
-        }))
+    def memory_summarize(
+        *,
+        agent_id: str,
+        microdao_id: str,
+        channel_id: str | None = None,
+        model: str | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> _Op:
+        return _Op(
+            "POST",
+            "/internal/agent-memory/summarize",
+            json=_drop_none(
+                {
+                    "agent_id": agent_id,
+                    "microdao_id": microdao_id,
+                    "channel_id": channel_id,
+                    "model": model,
+                    "wait": wait,
+                    "timeout": timeout,
+                }
+            ),
+        )
 
     @staticmethod
     def memory_job(job_id: str) -> _Op:
@@ -125,11 +227,22 @@ class _ops:
         return _Op("GET", "/internal/tools", params=_drop_none({"agent_id": agent_id, "format": format}))
 
     @staticmethod
-    def tool_call(*, tool_id: str, agent_id: str, microdao_id: str, args: dict[str, Any],
-                  context: dict[str, Any] | None = None) -> _Op:
-        return _Op("POST", "/internal/tools/call", json=_drop_none({
-            "tool_id": tool_id, "agent_id": agent_id, "microdao_id": microdao_id, "args": args, "context": context,
-        }))
+    def tool_call(
+        *, tool_id: str, agent_id: str, microdao_id: str, args: dict[str, Any], context: dict[str, Any] | None = None
+    ) -> _Op:
+        return _Op(
+            "POST",
+            "/internal/tools/call",
+            json=_drop_none(
+                {
+                    "tool_id": tool_id,
+                    "agent_id": agent_id,
+                    "microdao_id": microdao_id,
+                    "args": args,
+                    "context": context,
+                }
+            ),
+        )
 
     @staticmethod
     def agents_list() -> _Op:
@@ -152,14 +265,37 @@ class _ops:
         return _Op("GET", _agent(agent_id) + "/secrets")
 
     @staticmethod
-    def agent_chat(agent_id: str, *, message: str, microdao_id: str | None = None, channel_id: str | None = None,
-                   session_id: str | None = None, user_id: str | None = None,
-                   context: list[t.ContextMessage] | None = None, stream: bool = False,
-                   strategy: str | None = None, idempotency_key: str | None = None, path: str = "/chat") -> _Op:
-        return _Op("POST", _agent(agent_id) + path, json=_drop_none({
-            "message": message, "microdao_id": microdao_id, "channel_id": channel_id, "session_id": session_id,
-            "user_id": user_id, "context": context, "stream": stream or None, "strategy": strategy,
-        }), headers=_drop_none({"Idempotency-Key": idempotency_key}))
+    def agent_chat(
+        agent_id: str,
+        *,
+        message: str,
+        microdao_id: str | None = None,
+        channel_id: str | None = None,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        context: list[t.ContextMessage] | None = None,
+        stream: bool = False,
+        strategy: str | None = None,
+        idempotency_key: str | None = None,
+        path: str = "/chat",
+    ) -> _Op:
+        return _Op(
+            "POST",
+            _agent(agent_id) + path,
+            json=_drop_none(
+                {
+                    "message": message,
+                    "microdao_id": microdao_id,
+                    "channel_id": channel_id,
+                    "session_id": session_id,
+                    "user_id": user_id,
+                    "context": context,
+                    "stream": stream or None,
+                    "strategy": strategy,
+                }
+            ),
+            headers=_drop_none({"Idempotency-Key": idempotency_key}),
+        )
 
     @staticmethod
     def run_start(agent_id: str, *, message: str, **kwargs: Any) -> _Op:
@@ -171,18 +307,26 @@ class _ops:
 
     @staticmethod
     def run_stream(run_id: str, *, after: str | None = None) -> _Op:
-        return _Op("GET", f"/internal/agents/runs/{quote(run_id, safe='')}/stream",
-                   headers=_drop_none({"Last-Event-ID": after}))
+        return _Op("GET", f"/internal/agents/runs/{quote(run_id, safe='')}/stream", headers=_drop_none({"Last-Event-ID": after}))
 
     @staticmethod
     def run_cancel(run_id: str) -> _Op:
         return _Op("POST", f"/internal/agents/runs/{quote(run_id, safe='')}/cancel")
 
     @staticmethod
-    def runs_list(agent_id: str, *, session_id: str | None = None, status: str | None = None, limit: int | None = None,
-                  cursor: str | None = None) -> _Op:
-        return _Op("GET", _agent(agent_id) + "/runs",
-                   params=_drop_none({"session_id": session_id, "status": status, "limit": limit, "cursor": cursor}))
+    def runs_list(
+        agent_id: str,
+        *,
+        session_id: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> _Op:
+        return _Op(
+            "GET",
+            _agent(agent_id) + "/runs",
+            params=_drop_none({"session_id": session_id, "status": status, "limit": limit, "cursor": cursor}),
+        )
 
 
 def _headers(token: str, extra: dict[str, str] | None) -> dict[str, str]:
@@ -198,10 +342,18 @@ def _json_or_raise(response: httpx.Response) -> Any:
 class DaarionClient:
     """Blocking client. Use as a context manager, or call close()."""
 
-    def __init__(self, base_url: str, token: str, *, timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-                 headers: dict[str, str] | None = None, transport: httpx.BaseTransport | None = None) -> None:
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=_headers(token, headers), timeout=timeout,
-                                  transport=transport)
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        headers: dict[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"), headers=_headers(token, headers), timeout=timeout, transport=transport
+        )
 
     def __enter__(self) -> "DaarionClient":
         return self
@@ -214,20 +366,21 @@ class DaarionClient:
 
     def _run(self, op: _Op) -> Any:
         try:
-            response = self._http.request(op.method, op.path, json=op.json, params=op.params or None,
-                                          headers=op.headers or None)
+            response = self._http.request(op.method, op.path, json=op.json, params=op.params or None, headers=op.headers or None)
         except httpx.HTTPError as exc:
             raise DaarionAPIError(0, "transport_error", f"{type(exc).__name__}: {exc}") from exc
         return _json_or_raise(response)
 
     def _events(self, op: _Op, raise_on_error: bool) -> Iterator[tuple[str | None, dict[str, Any]]]:
         try:
-            with self._http.stream(op.method, op.path, json=op.json,
-                                   headers={**op.headers, "Accept": "text/event-stream"}) as response:
+            with self._http.stream(
+                op.method, op.path, json=op.json, headers={**op.headers, "Accept": "text/event-stream"}
+            ) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise DaarionAPIError.from_response(
-                        response.status_code, response.content, response.headers.get("x-request-id"))
+                        response.status_code, response.content, response.headers.get("x-request-id")
+                    )
                 yield from iter_events(response.iter_lines(), raise_on_error=raise_on_error)
         except httpx.HTTPError as exc:
             raise DaarionAPIError(0, "transport_error", f"{type(exc).__name__}: {exc}") from exc
@@ -239,8 +392,9 @@ class DaarionClient:
     def llm_proxy(self, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> t.ProxyResult:
         return self._run(_ops.llm_proxy(model, messages, **kwargs))
 
-    def llm_stream(self, model: str, messages: list[dict[str, Any]], *, raise_on_error: bool = True,
-                   **kwargs: Any) -> Iterator[dict[str, Any]]:
+    def llm_stream(
+        self, model: str, messages: list[dict[str, Any]], *, raise_on_error: bool = True, **kwargs: Any
+    ) -> Iterator[dict[str, Any]]:
         """The UI message stream chunks of /internal/llm/stream (an `error` chunk raises)."""
         return self._stream(_ops.llm_stream(model, messages, **kwargs), raise_on_error)
 
@@ -309,8 +463,9 @@ class DaarionClient:
     def agent_chat(self, agent_id: str, *, message: str, **kwargs: Any) -> t.ChatResult:
         return self._run(_ops.agent_chat(agent_id, message=message, **kwargs))
 
-    def agent_chat_stream(self, agent_id: str, *, message: str, raise_on_error: bool = True,
-                          **kwargs: Any) -> Iterator[dict[str, Any]]:
+    def agent_chat_stream(
+        self, agent_id: str, *, message: str, raise_on_error: bool = True, **kwargs: Any
+    ) -> Iterator[dict[str, Any]]:
         """The turn's UI message stream chunks (`start` ... `finish`); an `error` chunk raises."""
         return self._stream(_ops.agent_chat(agent_id, message=message, stream=True, **kwargs), raise_on_error)
 
@@ -322,8 +477,9 @@ class DaarionClient:
     def run_get(self, run_id: str) -> t.Run:
         return self._run(_ops.run_get(run_id))
 
-    def run_stream(self, run_id: str, *, after: str | None = None,
-                   raise_on_error: bool = True) -> Iterator[tuple[str | None, dict[str, Any]]]:
+    def run_stream(
+        self, run_id: str, *, after: str | None = None, raise_on_error: bool = True
+    ) -> Iterator[tuple[str | None, dict[str, Any]]]:
         """(event id, chunk) pairs of the run from its start, or after the event id `after`."""
         return self._events(_ops.run_stream(run_id, after=after), raise_on_error)
 
@@ -337,10 +493,18 @@ class DaarionClient:
 class AsyncDaarionClient:
     """The same operations for asyncio code."""
 
-    def __init__(self, base_url: str, token: str, *, timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-                 headers: dict[str, str] | None = None, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=_headers(token, headers),
-                                       timeout=timeout, transport=transport)
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        headers: dict[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), headers=_headers(token, headers), timeout=timeout, transport=transport
+        )
 
     async def __aenter__(self) -> "AsyncDaarionClient":
         return self
@@ -353,20 +517,23 @@ class AsyncDaarionClient:
 
     async def _run(self, op: _Op) -> Any:
         try:
-            response = await self._http.request(op.method, op.path, json=op.json, params=op.params or None,
-                                                headers=op.headers or None)
+            response = await self._http.request(
+                op.method, op.path, json=op.json, params=op.params or None, headers=op.headers or None
+            )
         except httpx.HTTPError as exc:
             raise DaarionAPIError(0, "transport_error", f"{type(exc).__name__}: {exc}") from exc
         return _json_or_raise(response)
 
     async def _events(self, op: _Op, raise_on_error: bool) -> AsyncIterator[tuple[str | None, dict[str, Any]]]:
         try:
-            async with self._http.stream(op.method, op.path, json=op.json,
-                                         headers={**op.headers, "Accept": "text/event-stream"}) as response:
+            async with self._http.stream(
+                op.method, op.path, json=op.json, headers={**op.headers, "Accept": "text/event-stream"}
+            ) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise DaarionAPIError.from_response(
-                        response.status_code, response.content, response.headers.get("x-request-id"))
+                        response.status_code, response.content, response.headers.get("x-request-id")
+                    )
                 async for event in aiter_events(response.aiter_lines(), raise_on_error=raise_on_error):
                     yield event
         except httpx.HTTPError as exc:
@@ -379,8 +546,9 @@ class AsyncDaarionClient:
     async def llm_proxy(self, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> t.ProxyResult:
         return await self._run(_ops.llm_proxy(model, messages, **kwargs))
 
-    def llm_stream(self, model: str, messages: list[dict[str, Any]], *, raise_on_error: bool = True,
-                   **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+    def llm_stream(
+        self, model: str, messages: list[dict[str, Any]], *, raise_on_error: bool = True, **kwargs: Any
+    ) -> AsyncIterator[dict[str, Any]]:
         return self._stream(_ops.llm_stream(model, messages, **kwargs), raise_on_error)
 
     async def memory_store(self, **kwargs: Any) -> t.StoreResult:
@@ -444,8 +612,9 @@ class AsyncDaarionClient:
     async def agent_chat(self, agent_id: str, *, message: str, **kwargs: Any) -> t.ChatResult:
         return await self._run(_ops.agent_chat(agent_id, message=message, **kwargs))
 
-    def agent_chat_stream(self, agent_id: str, *, message: str, raise_on_error: bool = True,
-                          **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+    def agent_chat_stream(
+        self, agent_id: str, *, message: str, raise_on_error: bool = True, **kwargs: Any
+    ) -> AsyncIterator[dict[str, Any]]:
         return self._stream(_ops.agent_chat(agent_id, message=message, stream=True, **kwargs), raise_on_error)
 
     async def run_start(self, agent_id: str, *, message: str, **kwargs: Any) -> t.Run:
@@ -454,8 +623,9 @@ class AsyncDaarionClient:
     async def run_get(self, run_id: str) -> t.Run:
         return await self._run(_ops.run_get(run_id))
 
-    def run_stream(self, run_id: str, *, after: str | None = None,
-                   raise_on_error: bool = True) -> AsyncIterator[tuple[str | None, dict[str, Any]]]:
+    def run_stream(
+        self, run_id: str, *, after: str | None = None, raise_on_error: bool = True
+    ) -> AsyncIterator[tuple[str | None, dict[str, Any]]]:
         return self._events(_ops.run_stream(run_id, after=after), raise_on_error)
 
     async def run_cancel(self, run_id: str) -> t.Run:

@@ -34,8 +34,14 @@ class DaarionAPIError(Exception):
         try:
             envelope = json.loads(body)
             error = envelope["error"]
-            return cls(status, str(error.get("type", "error")), str(error.get("message", "")), error.get("details"),
-                       request_id=request_id, envelope=envelope)
+            return cls(
+                status,
+                str(error.get("type", "error")),
+                str(error.get("message", "")),
+                error.get("details"),
+                request_id=request_id,
+                envelope=envelope,
+            )
         except (ValueError, KeyError, TypeError, AttributeError):
             text = body[:300].decode("utf-8", "replace")
             return cls(status, "http_error", text or f"HTTP {status}", request_id=request_id)

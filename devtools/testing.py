@@ -70,8 +70,13 @@ class ServerProcess:
 
 
 def start_asgi_server(
-    env: Mapping[str, str], log_dir: Path, *, port: int | None = None, name: str = "web",
-    app: str = "daarion.asgi:application", uvicorn_args: Sequence[str] = (),
+    env: Mapping[str, str],
+    log_dir: Path,
+    *,
+    port: int | None = None,
+    name: str = "web",
+    app: str = "daarion.asgi:application",
+    uvicorn_args: Sequence[str] = (),
 ) -> ServerProcess:
     """An ASGI app (the product's unless `app` names another, `module:attribute`) under uvicorn,
     once it answers GET /health; its log in `log_dir`; the caller stops it."""
@@ -79,9 +84,24 @@ def start_asgi_server(
     log_path = log_dir / f"{name}-{port}.log"
     log = open(log_path, "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1",
-         "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "5", *uvicorn_args],
-        cwd=BASE_DIR, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "5",
+            *uvicorn_args,
+        ],
+        cwd=BASE_DIR,
+        env=dict(env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     server = ServerProcess(name, process, log_path, f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + 60
@@ -102,16 +122,34 @@ def start_celery_beat(env: Mapping[str, str], log_dir: Path) -> ServerProcess:
     `log_dir`; the caller stops it."""
     log_path = log_dir / "beat.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "daarion", "beat", "--loglevel", "INFO",
-         "--schedule", str(log_dir / "celerybeat-schedule")],
-        cwd=BASE_DIR, env=dict(env), stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "daarion",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(log_dir / "celerybeat-schedule"),
+        ],
+        cwd=BASE_DIR,
+        env=dict(env),
+        stdout=open(log_path, "wb"),
+        stderr=subprocess.STDOUT,
     )
     return ServerProcess("beat", process, log_path)
 
 
 def start_celery_worker(
-    env: Mapping[str, str], log_dir: Path, *, queues: str = "default,embeddings,summaries", pool: str = "solo",
-    concurrency: int | None = None, name: str = "worker",
+    env: Mapping[str, str],
+    log_dir: Path,
+    *,
+    queues: str = "default,embeddings,summaries",
+    pool: str = "solo",
+    concurrency: int | None = None,
+    name: str = "worker",
 ) -> ServerProcess:
     """A Celery worker; `pool="threads"` with a `concurrency` for the agents queue's runs (with
     a database connection pool, as in production)."""
@@ -122,9 +160,29 @@ def start_celery_worker(
     hostname = f"{name}-{os.getpid()}@%h"
     extra = ["--concurrency", str(concurrency)] if concurrency else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "daarion", "worker", "--pool", pool, "--loglevel", "INFO",
-         "-Q", queues, "--hostname", hostname, "--without-gossip", "--without-mingle", *extra],
-        cwd=BASE_DIR, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "daarion",
+            "worker",
+            "--pool",
+            pool,
+            "--loglevel",
+            "INFO",
+            "-Q",
+            queues,
+            "--hostname",
+            hostname,
+            "--without-gossip",
+            "--without-mingle",
+            *extra,
+        ],
+        cwd=BASE_DIR,
+        env=dict(env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     server = ServerProcess(name, process, log_path)
     from daarion.celery import app

@@ -49,8 +49,15 @@ import time
 from collections import Counter
 from typing import Any
 
-STATS: dict[str, Any] = {"requests": Counter(), "disconnects": 0, "last": None, "flaky": Counter(), "active": 0,
-                         "auth": [], "bodies": []}
+STATS: dict[str, Any] = {
+    "requests": Counter(),
+    "disconnects": 0,
+    "last": None,
+    "flaky": Counter(),
+    "active": 0,
+    "auth": [],
+    "bodies": [],
+}
 
 
 def _words(text: str) -> int:
@@ -76,8 +83,9 @@ async def _read_body(receive) -> bytes:
 
 async def _send_json(send, status: int, payload: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), *(headers or [])]})
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), *(headers or [])]}
+    )
     await send({"type": "http.response.body", "body": raw})
 
 
@@ -94,12 +102,17 @@ async def _wait_disconnect(receive, timeout: float = 120.0) -> None:
 
 
 def _reasoning_of(body: dict[str, Any]) -> str:
-    return f"thinking about: {_last_user(body.get('messages') or [])}" if str(body.get("model", "")).startswith("reasoning") else ""
+    return (
+        f"thinking about: {_last_user(body.get('messages') or [])}" if str(body.get("model", "")).startswith("reasoning") else ""
+    )
 
 
 def _logprobs(content: str) -> dict[str, Any]:
-    return {"content": [{"token": t, "logprob": -0.5, "bytes": list(t.encode()), "top_logprobs": []}
-                        for t in re.findall(r"\S+\s*", content)]}
+    return {
+        "content": [
+            {"token": t, "logprob": -0.5, "bytes": list(t.encode()), "top_logprobs": []} for t in re.findall(r"\S+\s*", content)
+        ]
+    }
 
 
 def _completion(body: dict[str, Any], content: str, tool_calls: list[dict] | None, prompt: int) -> dict[str, Any]:
@@ -140,7 +153,7 @@ def _answer(body: dict[str, Any]) -> tuple[str, list[dict] | None]:
         tools = body.get("tools") or []
         if tools:
             name = tools[0]["function"]["name"]
-            return "", [{"id": "call_fake_1", "type": "function", "function": {"name": name, "arguments": "{\"limit\": 3}"}}]
+            return "", [{"id": "call_fake_1", "type": "function", "function": {"name": name, "arguments": '{"limit": 3}'}}]
     return f"echo: {_last_user(messages)}", None
 
 
@@ -151,8 +164,7 @@ def _credential(scope) -> str:
 
 def _leaked(scope) -> str:
     headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-    return (f"invalid credentials: authorization={headers.get('authorization')!r} "
-            f"x-api-key={headers.get('x-api-key')!r}")
+    return f"invalid credentials: authorization={headers.get('authorization')!r} x-api-key={headers.get('x-api-key')!r}"
 
 
 async def _chat(scope, receive, send, body: dict[str, Any]) -> None:
@@ -173,7 +185,9 @@ async def _chat(scope, receive, send, body: dict[str, Any]) -> None:
         await _send_json(send, int(args[0]) if args else 401, {"error": {"message": _leaked(scope), "type": "fake"}})
         return
     if behaviour == "bad-request":
-        await _send_json(send, 400, {"error": {"message": "fake: messages[0].content is too long", "type": "invalid_request_error"}})
+        await _send_json(
+            send, 400, {"error": {"message": "fake: messages[0].content is too long", "type": "invalid_request_error"}}
+        )
         return
     if behaviour == "flaky":
         failures, flaky_key = int(args[0]), args[1] if len(args) > 1 else "default"
@@ -195,12 +209,20 @@ async def _chat(scope, receive, send, body: dict[str, Any]) -> None:
     if not body.get("stream"):
         await _send_json(send, 200, _completion(body, content, tool_calls, prompt))
         return
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")],
+        }
+    )
 
     async def chunk(delta: dict[str, Any], finish: str | None = None, usage: dict | None = None) -> None:
         payload: dict[str, Any] = {
-            "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
             "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
         if usage:
@@ -224,8 +246,18 @@ async def _chat(scope, receive, send, body: dict[str, Any]) -> None:
         await send({"type": "http.response.body", "body": b""})
         return
     for call_index, call in enumerate(tool_calls or []):
-        await chunk({"tool_calls": [{"index": call_index, "id": call["id"], "type": "function",
-                                     "function": {"name": call["function"]["name"], "arguments": ""}}]})
+        await chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": call_index,
+                        "id": call["id"],
+                        "type": "function",
+                        "function": {"name": call["function"]["name"], "arguments": ""},
+                    }
+                ]
+            }
+        )
         await chunk({"tool_calls": [{"index": call_index, "function": {"arguments": call["function"]["arguments"]}}]})
     for piece in pieces:
         await chunk({"content": piece})
@@ -268,18 +300,38 @@ async def _messages(scope, receive, send, body: dict[str, Any]) -> None:
         content = [{"type": "tool_use", "id": "toolu_fake", "name": body["tools"][0]["name"], "input": {"limit": 3}}]
         stop = "tool_use"
     else:
-        content, stop = [{"type": "text", "text": f"echo: {text}" + (f" (system: {body['system']})" if body.get("system") else "")}], "end_turn"
+        content, stop = (
+            [{"type": "text", "text": f"echo: {text}" + (f" (system: {body['system']})" if body.get("system") else "")}],
+            "end_turn",
+        )
     if model.startswith("thinking"):
         content = [{"type": "thinking", "thinking": f"thinking about: {text}", "signature": "sig"}, *content]
     usage = {"input_tokens": 11, "output_tokens": 7}
     if not body.get("stream"):
-        await _send_json(send, 200, {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
-                                     "content": content, "stop_reason": stop, "usage": usage})
+        await _send_json(
+            send,
+            200,
+            {
+                "id": "msg_fake",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": content,
+                "stop_reason": stop,
+                "usage": usage,
+            },
+        )
         return
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
 
     async def event(name: str, data: dict[str, Any]) -> None:
-        await send({"type": "http.response.body", "body": f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode(), "more_body": True})
+        await send(
+            {
+                "type": "http.response.body",
+                "body": f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode(),
+                "more_body": True,
+            }
+        )
 
     await event("message_start", {"message": {"id": "msg_fake", "usage": {"input_tokens": 11, "output_tokens": 1}}})
     for index, block in enumerate(content):
@@ -289,10 +341,18 @@ async def _messages(scope, receive, send, body: dict[str, Any]) -> None:
                 await event("content_block_delta", {"index": index, "delta": {"type": "text_delta", "text": piece}})
         elif block["type"] == "thinking":
             await event("content_block_start", {"index": index, "content_block": {"type": "thinking", "thinking": ""}})
-            await event("content_block_delta", {"index": index, "delta": {"type": "thinking_delta", "thinking": block["thinking"]}})
+            await event(
+                "content_block_delta", {"index": index, "delta": {"type": "thinking_delta", "thinking": block["thinking"]}}
+            )
         else:
-            await event("content_block_start", {"index": index, "content_block": {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}})
-            await event("content_block_delta", {"index": index, "delta": {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}})
+            await event(
+                "content_block_start",
+                {"index": index, "content_block": {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}},
+            )
+            await event(
+                "content_block_delta",
+                {"index": index, "delta": {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}},
+            )
         await event("content_block_stop", {"index": index})
     await event("message_delta", {"delta": {"stop_reason": stop}, "usage": {"output_tokens": 7}})
     await event("message_stop", {})
@@ -313,8 +373,9 @@ async def app(scope, receive, send) -> None:
         await _send_json(send, 200, {**STATS, "requests": dict(STATS["requests"]), "flaky": dict(STATS["flaky"])})
         return
     if path == "/_reset":
-        STATS.update({"requests": Counter(), "disconnects": 0, "last": None, "flaky": Counter(), "active": 0,
-                      "auth": [], "bodies": []})
+        STATS.update(
+            {"requests": Counter(), "disconnects": 0, "last": None, "flaky": Counter(), "active": 0, "auth": [], "bodies": []}
+        )
         await _send_json(send, 200, {"ok": True})
         return
     if path == "/health":
@@ -329,10 +390,15 @@ async def app(scope, receive, send) -> None:
     headers = {k.decode(): v.decode() for k, v in scope["headers"]}
     STATS["last"] = {"path": path, "headers": headers, "body": body}
     STATS["bodies"] = [*STATS["bodies"][-99:], {"path": path, "body": body}]
-    STATS["auth"] = [*STATS["auth"][-199:], {
-        "path": path, "model": str(body.get("model", "")) if isinstance(body, dict) else "",
-        "authorization": headers.get("authorization"), "x-api-key": headers.get("x-api-key"),
-    }]
+    STATS["auth"] = [
+        *STATS["auth"][-199:],
+        {
+            "path": path,
+            "model": str(body.get("model", "")) if isinstance(body, dict) else "",
+            "authorization": headers.get("authorization"),
+            "x-api-key": headers.get("x-api-key"),
+        },
+    ]
     STATS["active"] += 1
     try:
         if method == "POST" and path.endswith("/chat/completions"):
@@ -350,11 +416,16 @@ async def app(scope, receive, send) -> None:
                 await _send_json(send, 500, {"error": {"message": "fake embeddings failure"}})
                 return
             tokens = sum(_words(t) for t in inputs)
-            await _send_json(send, 200, {
-                "object": "list", "model": body.get("model"),
-                "data": [{"object": "embedding", "index": i, "embedding": _vector(t, dims)} for i, t in enumerate(inputs)],
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            })
+            await _send_json(
+                send,
+                200,
+                {
+                    "object": "list",
+                    "model": body.get("model"),
+                    "data": [{"object": "embedding", "index": i, "embedding": _vector(t, dims)} for i, t in enumerate(inputs)],
+                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                },
+            )
         else:
             await _send_json(send, 404, {"error": {"message": f"fake: no route {method} {path}"}})
     finally:

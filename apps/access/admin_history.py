@@ -41,8 +41,11 @@ class ChangeHistoryMixin(_AdminBase):
             {
                 "record": record,
                 "part": "" if record.object_type == own else f"{record.object_type}: {record.object_repr}",
-                "changes": [(name, _show(pair[0]), _show(pair[1])) for name, pair in sorted(record.changes.items())
-                            if isinstance(pair, list) and len(pair) == 2],
+                "changes": [
+                    (name, _show(pair[0]), _show(pair[1]))
+                    for name, pair in sorted(record.changes.items())
+                    if isinstance(pair, list) and len(pair) == 2
+                ],
             }
             for record in records
         ]

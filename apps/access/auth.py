@@ -76,8 +76,7 @@ class Principal:
         if self.agents is not None and len(self.agents) == 1:
             return next(iter(self.agents))
         if self.agents is not None and not self.agents:
-            raise Forbidden(f"token {self.name!r} may act for no agent", type="agent_not_allowed",
-                            details={"allowed_agents": []})
+            raise Forbidden(f"token {self.name!r} may act for no agent", type="agent_not_allowed", details={"allowed_agents": []})
         if self.agents is None and not required:
             return None
         why = "this token acts for several agents" if self.agents is not None else "this token is not bound to one agent"

@@ -88,13 +88,16 @@ def check_service_token_agents(
     return dangling_agent_warnings(
         model=ServiceToken,
         databases=databases,
-        references=lambda rows: ((token, token.agents) for token in rows.only("pk", "name", "agents").order_by("name")
-                                 if isinstance(token.agents, list)),
-        describe=lambda token, missing: (
-            f"service token {token.name!r} is bound to agents that do not exist: {quoted(missing)}"),
+        references=lambda rows: (
+            (token, token.agents)
+            for token in rows.only("pk", "name", "agents").order_by("name")
+            if isinstance(token.agents, list)
+        ),
+        describe=lambda token, missing: f"service token {token.name!r} is bound to agents that do not exist: {quoted(missing)}",
         hint=lambda token: (
             f"Take those ids out of the agents of token {token.name!r} in the admin (Service access > "
             "Service tokens), or create those agents; until then the token may act for whatever agent is created "
-            "under such an id. A list left empty must stay empty ([]: no agent), not null (any agent)."),
+            "under such an id. A list left empty must stay empty ([]: no agent), not null (any agent)."
+        ),
         check_id="daarion.W001",
     )

@@ -54,9 +54,9 @@ def clean_token_agents(agents: Any) -> list[str] | None:
     # Without the agents app no resolver is registered and every id is accepted (agent_directory).
     unknown = unknown_agent_ids(cleaned)
     if unknown:
-        raise ValidationFailed.on_fields({"agents": [
-            f"no agent {agent_id!r} in the registry (create the agent first)" for agent_id in unknown
-        ]})
+        raise ValidationFailed.on_fields(
+            {"agents": [f"no agent {agent_id!r} in the registry (create the agent first)" for agent_id in unknown]}
+        )
     return cleaned
 
 
@@ -152,17 +152,10 @@ def service_token_touch(*, token_id: int, when: datetime) -> None:
 def encrypted_fields(model_list: Iterable[type[models.Model]] | None = None) -> list[tuple[type[models.Model], str]]:
     """Every (model, field name) stored with EncryptedTextField."""
     model_list = apps.get_models() if model_list is None else model_list
-    return [
-        (model, fld.name)
-        for model in model_list
-        for fld in model._meta.get_fields()
-        if isinstance(fld, EncryptedTextField)
-    ]
+    return [(model, fld.name) for model in model_list for fld in model._meta.get_fields() if isinstance(fld, EncryptedTextField)]
 
 
-def encryption_rotate(
-    *, model_list: Iterable[type[models.Model]] | None = None, dry_run: bool = False
-) -> dict[str, int]:
+def encryption_rotate(*, model_list: Iterable[type[models.Model]] | None = None, dry_run: bool = False) -> dict[str, int]:
     """Re-seals every encrypted value not under the primary key; returns counts per field.
 
     Put the new key first in DAARION_ENCRYPTION_KEYS, keep the old ones after it, run this,
@@ -172,11 +165,7 @@ def encryption_rotate(
     counts: dict[str, int] = {}
     for model, field_name in encrypted_fields(model_list):
         # Cast to a plain text column reads the stored ciphertext without decrypting it.
-        raw = (
-            model._default_manager.annotate(_raw=Cast(F(field_name), TextField()))
-            .exclude(_raw="")
-            .exclude(_raw__isnull=True)
-        )
+        raw = model._default_manager.annotate(_raw=Cast(F(field_name), TextField())).exclude(_raw="").exclude(_raw__isnull=True)
         stale = [pk for pk, value in raw.values_list("pk", "_raw") if key_id_of(value) != primary]
         if stale and not dry_run:
             with transaction.atomic():

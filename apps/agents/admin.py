@@ -99,8 +99,20 @@ class AgentAdmin(ChangeHistoryMixin, admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["id", "name", "microdao_id", "enabled", "model", "version"]}),
         ("Character", {"fields": ["system_prompt", "character"]}),
-        ("Behaviour", {"fields": ["memory_recall_limit", "memory_kinds", "max_tool_steps", "tool_mode", "temperature",
-                                  "history_turns", "history_tokens"]}),
+        (
+            "Behaviour",
+            {
+                "fields": [
+                    "memory_recall_limit",
+                    "memory_kinds",
+                    "max_tool_steps",
+                    "tool_mode",
+                    "temperature",
+                    "history_turns",
+                    "history_tokens",
+                ]
+            },
+        ),
         ("Timestamps", {"fields": ["created_at", "updated_at"]}),
     ]
 
@@ -166,7 +178,9 @@ class AgentAdmin(ChangeHistoryMixin, admin.ModelAdmin):
 
         return format_html('<a href="{}?agent={}">chat</a>', reverse("console:playground"), obj.pk)
 
-    def _runtime_action(self, request: HttpRequest, queryset: QuerySet[Agent], change: Callable[..., Awaitable[object]], verb: str) -> None:
+    def _runtime_action(
+        self, request: HttpRequest, queryset: QuerySet[Agent], change: Callable[..., Awaitable[object]], verb: str
+    ) -> None:
         done, refused = [], []
         for agent in queryset.order_by("pk"):
             try:
@@ -206,9 +220,27 @@ class RunAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     actions = ["cancel_runs"]
     fields = readonly_fields = (
-        "id", "agent_id", "session_id", "status", "strategy", "executor", "created_at", "dispatched_at",
-        "started_at", "finished_at", "step_count", "idempotency_key", "request_id", "token_name",
-        "request_json", "reply", "usage_json", "error_json", "message_json", "chunks")
+        "id",
+        "agent_id",
+        "session_id",
+        "status",
+        "strategy",
+        "executor",
+        "created_at",
+        "dispatched_at",
+        "started_at",
+        "finished_at",
+        "step_count",
+        "idempotency_key",
+        "request_id",
+        "token_name",
+        "request_json",
+        "reply",
+        "usage_json",
+        "error_json",
+        "message_json",
+        "chunks",
+    )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

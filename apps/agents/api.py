@@ -177,20 +177,35 @@ async def _start(request: HttpRequest, agent_id: str, payload: ChatIn) -> tuple[
         raise ValidationFailed("; ".join(f"{p['path']}: {p['message']}" for p in problems), details=problems)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 200:
-        raise ValidationFailed("Idempotency-Key must be 1-200 characters",
-                               details=[{"path": "Idempotency-Key", "message": "1-200 characters"}])
+        raise ValidationFailed(
+            "Idempotency-Key must be 1-200 characters", details=[{"path": "Idempotency-Key", "message": "1-200 characters"}]
+        )
     turn = TurnInput(
-        agent_id=agent_id, message=payload.message or "", microdao_id=payload.microdao_id,
-        channel_id=payload.channel_id, session_id=payload.session_id, user_id=payload.user_id,
-        context=[item.dict() for item in payload.context], request_id=getattr(request, "request_id", None),
+        agent_id=agent_id,
+        message=payload.message or "",
+        microdao_id=payload.microdao_id,
+        channel_id=payload.channel_id,
+        session_id=payload.session_id,
+        user_id=payload.user_id,
+        context=[item.dict() for item in payload.context],
+        request_id=getattr(request, "request_id", None),
     )
     # Refusals before a run exists: unknown agent, not loaded or disabled, another agent's session.
     prepared = await turn_prepare(turn, check_session=False)  # run_start checks it, under its lock
     return await in_db_thread(run_start)(
-        agent_id=agent_id, session_id=prepared.session_id, strategy=payload.strategy, idempotency_key=key,
-        request={"message": turn.message, "microdao_id": prepared.microdao_id, "channel_id": turn.channel_id,
-                 "user_id": turn.user_id, "context": turn.context},
-        request_id=turn.request_id or "", token_name=principal.name,
+        agent_id=agent_id,
+        session_id=prepared.session_id,
+        strategy=payload.strategy,
+        idempotency_key=key,
+        request={
+            "message": turn.message,
+            "microdao_id": prepared.microdao_id,
+            "channel_id": turn.channel_id,
+            "user_id": turn.user_id,
+            "context": turn.context,
+        },
+        request_id=turn.request_id or "",
+        token_name=principal.name,
     )
 
 
@@ -199,8 +214,13 @@ def _answer(run: Run) -> dict[str, Any]:
     if run.status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED) and run.result is not None:
         return run.result
     error = run.error or {"type": "internal_error", "message": "the run ended without an answer", "status": 500}
-    raise DaarionError(error.get("message", ""), type=error.get("type"), status=int(error.get("status") or 500),
-                       details=error.get("details"), headers={RUN_HEADER: run.pk})
+    raise DaarionError(
+        error.get("message", ""),
+        type=error.get("type"),
+        status=int(error.get("status") or 500),
+        details=error.get("details"),
+        headers={RUN_HEADER: run.pk},
+    )
 
 
 @router.post("/{agent_id}/chat", response=ChatOut)
@@ -224,10 +244,15 @@ async def agent_chat(request: HttpRequest, response: HttpResponse, agent_id: str
     return _answer(run)
 
 
-@router.get("/{agent_id}/chat/{chat_id}/stream", openapi_extra={"responses": {
-    "200": {"description": "The active run's UI message stream (text/event-stream)."},
-    "204": {"description": "The chat has no active run."},
-}})
+@router.get(
+    "/{agent_id}/chat/{chat_id}/stream",
+    openapi_extra={
+        "responses": {
+            "200": {"description": "The active run's UI message stream (text/event-stream)."},
+            "204": {"description": "The chat has no active run."},
+        }
+    },
+)
 async def agent_chat_resume(request: HttpRequest, agent_id: str, chat_id: str):
     """The AI SDK's resume route: the chat's active run from its first chunk, or 204."""
     principal_of(request).ensure_can_act_for(agent_id)
@@ -248,11 +273,16 @@ async def agent_run_start(request: HttpRequest, agent_id: str, payload: ChatIn):
 
 @router.get("/{agent_id}/runs", response=RunListOut)
 async def agent_runs(
-    request: HttpRequest, agent_id: str, session_id: str | None = None, status: RunStatus | None = None,
-    limit: int = Query(20, ge=1, le=100), cursor: str | None = None,
+    request: HttpRequest,
+    agent_id: str,
+    session_id: str | None = None,
+    status: RunStatus | None = None,
+    limit: int = Query(20, ge=1, le=100),
+    cursor: str | None = None,
 ) -> dict[str, Any]:
     """The agent's runs, newest first; `next_cursor` pages on."""
     principal_of(request).ensure_can_act_for(agent_id)
     runs, next_cursor = await in_db_thread(runs_list)(
-        agent_id=agent_id, session_id=session_id, status=status, limit=limit, cursor=cursor)
+        agent_id=agent_id, session_id=session_id, status=status, limit=limit, cursor=cursor
+    )
     return {"items": [run_out(run) for run in runs], "next_cursor": next_cursor}

@@ -82,10 +82,7 @@ _validator = Draft202012Validator(CHARACTER_SCHEMA)
 def character_errors(document: Any, *, prefix: str = "character") -> list[dict[str, str]]:
     """Every schema violation of `document` as `{"path", "message"}`, in document order."""
     errors = sorted(_validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
-    return [
-        {"path": ".".join([prefix, *map(str, err.absolute_path)]), "message": err.message}
-        for err in errors
-    ]
+    return [{"path": ".".join([prefix, *map(str, err.absolute_path)]), "message": err.message} for err in errors]
 
 
 def agent_id_for_name(name: str) -> str:

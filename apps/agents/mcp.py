@@ -14,13 +14,14 @@ from daarion.infra.mcp_extensions import register_prompts
 
 
 def _visible(blueprints: dict[str, Any], agent_ids: Collection[str] | None) -> list[Any]:
-    return [b for agent_id, b in sorted(blueprints.items())
-            if b.enabled and (agent_ids is None or agent_id in agent_ids)]
+    return [b for agent_id, b in sorted(blueprints.items()) if b.enabled and (agent_ids is None or agent_id in agent_ids)]
 
 
 async def list_prompts(agent_ids: Collection[str] | None) -> list[dict[str, Any]]:
-    return [{"name": b.id, "title": b.name, "description": f"Speak as {b.name} ({b.id}) of {b.microdao_id}"}
-            for b in _visible(await ablueprints_all(), agent_ids)]
+    return [
+        {"name": b.id, "title": b.name, "description": f"Speak as {b.name} ({b.id}) of {b.microdao_id}"}
+        for b in _visible(await ablueprints_all(), agent_ids)
+    ]
 
 
 async def get_prompt(agent_ids: Collection[str] | None, name: str, arguments: dict[str, str]) -> dict[str, Any] | None:
@@ -32,8 +33,10 @@ async def get_prompt(agent_ids: Collection[str] | None, name: str, arguments: di
     if blueprint is None:
         return None
     text = "\n\n".join(part for part in (blueprint.system_prompt.strip(), character_prompt(blueprint)) if part)
-    return {"description": f"The character of {blueprint.name}",
-            "messages": [{"role": "user", "content": {"type": "text", "text": text}}]}
+    return {
+        "description": f"The character of {blueprint.name}",
+        "messages": [{"role": "user", "content": {"type": "text", "text": text}}],
+    }
 
 
 def register() -> None:

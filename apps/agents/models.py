@@ -35,9 +35,7 @@ class Agent(models.Model):
     memory_recall_limit = models.PositiveSmallIntegerField(
         default=5, validators=[MaxValueValidator(50)], help_text="Memories recalled per turn; 0 turns recall off"
     )
-    memory_kinds = models.JSONField(
-        default=list, blank=True, help_text="Memory kinds to recall (empty: every kind)"
-    )
+    memory_kinds = models.JSONField(default=list, blank=True, help_text="Memory kinds to recall (empty: every kind)")
     max_tool_steps = models.PositiveSmallIntegerField(
         default=4,
         validators=[MaxValueValidator(MAX_TOOL_STEPS_LIMIT)],
@@ -51,11 +49,13 @@ class Agent(models.Model):
         help_text="Sampling temperature; empty: the model's default",
     )
     history_turns = models.PositiveSmallIntegerField(
-        default=10, validators=[MaxValueValidator(100)],
+        default=10,
+        validators=[MaxValueValidator(100)],
         help_text="Earlier turns of the session put into the prompt, newest kept first; 0 turns history off",
     )
     history_tokens = models.PositiveIntegerField(
-        default=4000, validators=[MaxValueValidator(200_000)],
+        default=4000,
+        validators=[MaxValueValidator(200_000)],
         help_text="Token budget (estimated) for those earlier turns; what does not fit is left to memory recall",
     )
     # Changes on every edit (agent or secrets), so runtimes can tell which blueprint they hold.
@@ -134,7 +134,8 @@ class Run(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["agent_id", "idempotency_key"], condition=models.Q(idempotency_key__isnull=False),
+                fields=["agent_id", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
                 name="run_idempotency_key_unique",
             ),
         ]

@@ -64,7 +64,8 @@ async def agent_load(*, agent_id: str) -> Blueprint:
     blueprint = await ablueprint_get(agent_id)
     if not blueprint.enabled:
         raise Conflict(
-            f"agent {agent_id!r} is disabled; enable it before loading", type="agent_disabled",
+            f"agent {agent_id!r} is disabled; enable it before loading",
+            type="agent_disabled",
             details={"agent_id": agent_id},
         )
     redis = get_async_redis()

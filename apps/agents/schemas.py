@@ -80,16 +80,16 @@ class ChatIn(Schema):
     # here rather than a turn whose memory silently fails to save.
     microdao_id: StorableText | None = Field(None, min_length=1, max_length=100, description="Defaults to the agent's microDAO")
     channel_id: StorableText | None = Field(None, min_length=1, max_length=200)
-    session_id: str | None = Field(
-        None, pattern=SESSION_ID_RE, description="Transcript to append to; one is made if absent"
-    )
+    session_id: str | None = Field(None, pattern=SESSION_ID_RE, description="Transcript to append to; one is made if absent")
     message: StorableText | None = Field(None, min_length=1, max_length=20_000)
     user_id: StorableText | None = Field(None, max_length=200)
     context: list[ContextMessageIn] = Field(default_factory=list, max_length=100)
     stream: bool | None = Field(
         None, description="Stream the run (SSE); default: false, or true for an AI SDK body or Accept: text/event-stream"
     )
-    strategy: RunStrategy = Field(RunStrategy.REJECT, description="While a run of this session is active: reject (409) or enqueue")
+    strategy: RunStrategy = Field(
+        RunStrategy.REJECT, description="While a run of this session is active: reject (409) or enqueue"
+    )
     # The AI SDK's DefaultChatTransport body.
     id: str | None = Field(None, pattern=SESSION_ID_RE, description="AI SDK chat id: the session")
     messages: list[UIMessageIn] | None = Field(None, max_length=1000, description="AI SDK UIMessages")

@@ -162,7 +162,9 @@ def _check_secret_name(name: str) -> None:
     if not isinstance(name, str) or not re.fullmatch(SECRET_NAME_RE, name):
         raise ValidationFailed(
             f"secret {name!r}: secret names are letters, digits, _ . - (e.g. OPENAI_API_KEY)",
-            details=[{"path": f"secrets.{name}.name", "message": "secret names are letters, digits, _ . - (e.g. OPENAI_API_KEY)"}],
+            details=[
+                {"path": f"secrets.{name}.name", "message": "secret names are letters, digits, _ . - (e.g. OPENAI_API_KEY)"}
+            ],
         )
 
 
@@ -230,9 +232,7 @@ def agent_import_character(
     if errors:
         for item in errors:
             item["path"] = item["path"].lstrip(".") or "(document)"
-        raise ValidationFailed(
-            "; ".join(f"{d['path']}: {d['message']}" for d in errors[:5]), details=errors
-        )
+        raise ValidationFailed("; ".join(f"{d['path']}: {d['message']}" for d in errors[:5]), details=errors)
     settings = document.get("settings") or {}
     memory = settings.get("memory") or {}
     agent_id = _character_agent_id(document)

@@ -39,8 +39,10 @@ class UIChunks:
         ui = self.ui
         if isinstance(event, TurnStarted):
             self.start_meta = {
-                "agent_id": event.agent_id, "agent_version": event.agent_version,
-                "session_id": event.session_id, "turn_id": event.turn_id,
+                "agent_id": event.agent_id,
+                "agent_version": event.agent_version,
+                "session_id": event.session_id,
+                "turn_id": event.turn_id,
             }
             return ui.start(event.turn_id, self.start_meta)
         if isinstance(event, MemoriesRecalled):
@@ -57,14 +59,18 @@ class UIChunks:
             if event.ok:
                 return ui.tool_output(event.call_id, event.result)
             return ui.tool_output_error(
-                event.call_id, f"{event.error_type}: {event.error}" if event.error_type else str(event.error))
+                event.call_id, f"{event.error_type}: {event.error}" if event.error_type else str(event.error)
+            )
         if isinstance(event, StepFinished):
             return ui.finish_step()
         if isinstance(event, TurnFinished):
-            return ui.finish({
-                "usage": event.usage, "finish_reason": event.finish_reason,
-                "stored_memory_id": event.stored_memory_id,
-            })
+            return ui.finish(
+                {
+                    "usage": event.usage,
+                    "finish_reason": event.finish_reason,
+                    "stored_memory_id": event.stored_memory_id,
+                }
+            )
         if isinstance(event, TurnFailed):
             return ui.error(f"{event.error.type}: {event.error.message}")
         return []

@@ -12,8 +12,7 @@ import socket
 from daarion.celery import Queue, app
 
 
-@app.task(name="agents.execute_run", queue=Queue.AGENTS, acks_late=True, reject_on_worker_lost=True,
-          ignore_result=True)
+@app.task(name="agents.execute_run", queue=Queue.AGENTS, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def execute_run(run_id: str) -> str:
     # A redelivered or duplicated message is harmless: only a queued run can begin, under
     # the run's lease (runs/executor.py).

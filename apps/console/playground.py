@@ -34,8 +34,12 @@ async def _cost(model: str, usage: dict[str, Any]) -> str | None:
 
 
 def _summary(*, usage: dict[str, Any], cost: str | None, started: float, **extra: Any) -> dict[str, Any]:
-    return {"type": "message-metadata", "messageMetadata": {"console": {
-        "usage": usage, "cost_usd": cost, "latency_ms": round((time.perf_counter() - started) * 1000, 1), **extra}}}
+    return {
+        "type": "message-metadata",
+        "messageMetadata": {
+            "console": {"usage": usage, "cost_usd": cost, "latency_ms": round((time.perf_counter() - started) * 1000, 1), **extra}
+        },
+    }
 
 
 async def model_stream(*, model: str, message: str, user: str) -> AsyncIterator[bytes]:
@@ -47,8 +51,9 @@ async def model_stream(*, model: str, message: str, user: str) -> AsyncIterator[
         yield sse.event(chunk)
     finish = None
     try:
-        async for event in stream_chat_completion(model=model, messages=[{"role": "user", "content": message}],
-                                                  channel_id=PLAYGROUND_CHANNEL, request_id=request_id):
+        async for event in stream_chat_completion(
+            model=model, messages=[{"role": "user", "content": message}], channel_id=PLAYGROUND_CHANNEL, request_id=request_id
+        ):
             if event.kind == "text":
                 for chunk in ui.text(event.text):
                     yield sse.event(chunk)
@@ -63,8 +68,16 @@ async def model_stream(*, model: str, message: str, user: str) -> AsyncIterator[
         yield sse.event(chunk)
     usage = finish.usage.as_dict() if finish and finish.usage else {}
     served = (finish.model_resolved if finish else "") or model
-    yield sse.event(_summary(usage=usage, cost=await _cost(served, usage), started=started, request_id=request_id,
-                             provider=finish.provider if finish else "", model=served))
+    yield sse.event(
+        _summary(
+            usage=usage,
+            cost=await _cost(served, usage),
+            started=started,
+            request_id=request_id,
+            provider=finish.provider if finish else "",
+            model=served,
+        )
+    )
     for chunk in ui.finish({"finish_reason": finish.finish_reason if finish else "stop"}):
         yield sse.event(chunk)
     yield sse.DONE
@@ -74,14 +87,28 @@ async def agent_run_start(*, agent_id: str, message: str, session_id: str | None
     """Starts a run of one turn, as POST /internal/agents/{id}/chat does: (run id, session id).
 
     Refusals (unknown agent, not loaded, disabled) raise before a run exists."""
-    turn = TurnInput(agent_id=agent_id, message=message, channel_id=PLAYGROUND_CHANNEL, session_id=session_id or None,
-                     user_id=user, request_id=f"console-{uuid.uuid4().hex[:16]}")
+    turn = TurnInput(
+        agent_id=agent_id,
+        message=message,
+        channel_id=PLAYGROUND_CHANNEL,
+        session_id=session_id or None,
+        user_id=user,
+        request_id=f"console-{uuid.uuid4().hex[:16]}",
+    )
     prepared = await turn_prepare(turn, check_session=False)  # run_start checks it, under its lock
     run, _ = await in_db_thread(run_start)(
-        agent_id=agent_id, session_id=prepared.session_id, strategy="enqueue",
-        request={"message": message, "microdao_id": prepared.microdao_id, "channel_id": PLAYGROUND_CHANNEL,
-                 "user_id": user, "context": []},
-        request_id=turn.request_id or "", token_name=user,
+        agent_id=agent_id,
+        session_id=prepared.session_id,
+        strategy="enqueue",
+        request={
+            "message": message,
+            "microdao_id": prepared.microdao_id,
+            "channel_id": PLAYGROUND_CHANNEL,
+            "user_id": user,
+            "context": [],
+        },
+        request_id=turn.request_id or "",
+        token_name=user,
     )
     return run.pk, prepared.session_id
 
@@ -93,6 +120,9 @@ async def agent_stream(*, run_id: str, model: str) -> AsyncIterator[bytes]:
         if event == sse.DONE:
             run = await arun_get(run_id=run_id)
             usage = run.usage or {}
-            yield sse.event(_summary(usage=usage, cost=await _cost(model, usage), started=started, run_id=run_id,
-                                status=run.status, model=model))
+            yield sse.event(
+                _summary(
+                    usage=usage, cost=await _cost(model, usage), started=started, run_id=run_id, status=run.status, model=model
+                )
+            )
         yield event

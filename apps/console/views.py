@@ -107,13 +107,15 @@ async def playground_stream(request: HttpRequest) -> HttpResponseBase:
     else:
         try:
             run_id, session_id = await streams.agent_run_start(
-                agent_id=target, message=message, session_id=request.POST.get("session_id") or None, user=user)
+                agent_id=target, message=message, session_id=request.POST.get("session_id") or None, user=user
+            )
         except DaarionError as exc:
             return JsonResponse(exc.to_envelope(), status=exc.status)
         agent = await Agent.objects.filter(pk=target).values_list("model", flat=True).afirst()
         body = streams.agent_stream(run_id=run_id, model=agent or "")
-        headers.update({"X-Run-Id": run_id, "X-Session-Id": session_id,
-                        "X-Run-Admin-Url": reverse("admin:agents_run_change", args=[run_id])})
+        headers.update(
+            {"X-Run-Id": run_id, "X-Session-Id": session_id, "X-Run-Admin-Url": reverse("admin:agents_run_change", args=[run_id])}
+        )
     return StreamingHttpResponse(body, content_type="text/event-stream", headers=headers)
 
 
@@ -150,8 +152,11 @@ def tool_try(request: HttpRequest, pk: int) -> HttpResponse:
     outcome = None
     if data is not None and form.is_valid():
         outcome = async_to_sync(tool_call)(
-            tool_id=tool.tool_id, agent_id=form.cleaned_data["agent_id"], microdao_id=form.cleaned_data["microdao_id"],
-            args=form.args(), context={"caller": _caller(request), "door": "admin"},
+            tool_id=tool.tool_id,
+            agent_id=form.cleaned_data["agent_id"],
+            microdao_id=form.cleaned_data["microdao_id"],
+            args=form.args(),
+            context={"caller": _caller(request), "door": "admin"},
         )
         if outcome.error_type == "invalid_args" and isinstance(outcome.details, list):
             form.add_tool_errors(outcome.details)
@@ -162,7 +167,9 @@ def tool_try(request: HttpRequest, pk: int) -> HttpResponse:
         "form": form,
         "outcome": outcome,
         "result_json": json.dumps(outcome.result, ensure_ascii=False, indent=2, default=str) if outcome else "",
-        "details_json": json.dumps(outcome.details, ensure_ascii=False, indent=2, default=str) if outcome and outcome.details else "",
+        "details_json": json.dumps(outcome.details, ensure_ascii=False, indent=2, default=str)
+        if outcome and outcome.details
+        else "",
         "audit_url": reverse("admin:tools_toolcall_changelist") + f"?q={outcome.request_id}" if outcome else "",
         "output_schema_json": json.dumps(tool.output_schema, ensure_ascii=False, indent=2) if tool.output_schema else "",
     }
@@ -184,9 +191,9 @@ def json_validate(request: HttpRequest) -> JsonResponse:
     try:
         body = json.loads(request.body or b"{}")
     except ValueError:
-        return _bad("the body must be JSON: {\"kind\": ..., \"text\": ...}", status=400, type="bad_request")
+        return _bad('the body must be JSON: {"kind": ..., "text": ...}', status=400, type="bad_request")
     if not isinstance(body, dict) or not isinstance(body.get("text"), str) or not isinstance(body.get("kind", ""), str):
-        return _bad("expected {\"kind\": string, \"text\": string}")
+        return _bad('expected {"kind": string, "text": string}')
     return JsonResponse({"errors": json_problems(kind=body.get("kind") or "json", text=body["text"])})
 
 

@@ -33,5 +33,5 @@ def projects_list(request: HttpRequest) -> JsonResponse:
         body = json.loads(request.body or b"{}")
         microdao_id = str(body["args"]["microdao_id"])
     except (ValueError, KeyError, TypeError):
-        return JsonResponse({"error": "expected {\"args\": {\"microdao_id\": ...}}"}, status=400)
+        return JsonResponse({"error": 'expected {"args": {"microdao_id": ...}}'}, status=400)
     return JsonResponse([{**p, "microdao_id": microdao_id} for p in projects_of(microdao_id)], safe=False)

@@ -35,7 +35,17 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        fields = ["name", "kind", "base_url", "new_api_key", "api_key_env", "timeout_seconds", "max_retries", "extra_headers", "enabled"]
+        fields = [
+            "name",
+            "kind",
+            "base_url",
+            "new_api_key",
+            "api_key_env",
+            "timeout_seconds",
+            "max_retries",
+            "extra_headers",
+            "enabled",
+        ]
         widgets = {"extra_headers": JsonEditorWidget(kind="string-map")}  # the console's JSON editor
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -61,7 +71,17 @@ class LogicalModelForm(forms.ModelForm):
 
     class Meta:
         model = LogicalModel
-        fields = ["name", "description", "fallbacks", "context_window", "input_price_per_mtok", "output_price_per_mtok", "can_embed", "drop_unsupported_params", "enabled"]
+        fields = [
+            "name",
+            "description",
+            "fallbacks",
+            "context_window",
+            "input_price_per_mtok",
+            "output_price_per_mtok",
+            "can_embed",
+            "drop_unsupported_params",
+            "enabled",
+        ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -94,8 +114,7 @@ class ProviderAdmin(_ServiceAdmin):
         if obj.pk is None:
             return "-"
         ids = list(obj.deployments.values_list("id", flat=True))
-        return health_text(error_stats(field="provider", names=[obj.name])[obj.name],
-                           deployment_cooldowns(deployment_ids=ids))
+        return health_text(error_stats(field="provider", names=[obj.name])[obj.name], deployment_cooldowns(deployment_ids=ids))
 
     @admin.display(description="API key")
     def key_source(self, obj: Provider) -> str:
@@ -106,7 +125,9 @@ class ProviderAdmin(_ServiceAdmin):
     def save_model(self, request: HttpRequest, obj: Provider, form: ProviderForm, change: bool) -> None:
         data = form.cleaned_data
         key = "" if data.get("clear_api_key") else (data.get("new_api_key") or None)
-        fields = {k: data[k] for k in ["kind", "base_url", "api_key_env", "timeout_seconds", "max_retries", "extra_headers", "enabled"]}
+        fields = {
+            k: data[k] for k in ["kind", "base_url", "api_key_env", "timeout_seconds", "max_retries", "extra_headers", "enabled"]
+        }
         if change:
             # `obj` already holds the form's values; the stored row, so the service sees what changed.
             services.provider_update(provider=Provider.objects.get(pk=obj.pk), api_key=key, **fields)
@@ -124,8 +145,9 @@ class ProviderAdmin(_ServiceAdmin):
         for obj in queryset:
             self.delete_model(request, obj)
 
-    def get_form(self, request: HttpRequest, obj: Provider | None = None, change: bool = False,
-                 **kwargs: Any) -> type[forms.ModelForm]:
+    def get_form(
+        self, request: HttpRequest, obj: Provider | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm]:
         form = super().get_form(request, obj, change=change, **kwargs)
         return _validating(form, lambda f: _provider_check(f, obj))
 
@@ -180,7 +202,17 @@ class LogicalModelAdmin(_ServiceAdmin):
     history_related = (("llm.Deployment", "{pk}→", ".*"),)  # its deployments' records in its History
     form = LogicalModelForm
     inlines = [DeploymentInline]
-    list_display = ["name", "deployment_list", "fallback_list", "context_window", "input_price_per_mtok", "output_price_per_mtok", "can_embed", "enabled", "health"]
+    list_display = [
+        "name",
+        "deployment_list",
+        "fallback_list",
+        "context_window",
+        "input_price_per_mtok",
+        "output_price_per_mtok",
+        "can_embed",
+        "enabled",
+        "health",
+    ]
     list_filter = ["enabled", "can_embed"]
     search_fields = ["name", "description"]
     readonly_fields = ["health"]
@@ -190,8 +222,9 @@ class LogicalModelAdmin(_ServiceAdmin):
         if obj.pk is None:
             return "-"
         ids = [d.id for d in obj.deployments.all()]
-        return health_text(error_stats(field="logical_model", names=[obj.name])[obj.name],
-                           deployment_cooldowns(deployment_ids=ids))
+        return health_text(
+            error_stats(field="logical_model", names=[obj.name])[obj.name], deployment_cooldowns(deployment_ids=ids)
+        )
 
     @admin.display(description="deployments")
     def deployment_list(self, obj: LogicalModel) -> str:
@@ -204,8 +237,9 @@ class LogicalModelAdmin(_ServiceAdmin):
     def get_queryset(self, request: HttpRequest):  # noqa: ANN201
         return super().get_queryset(request).prefetch_related("deployments__provider")
 
-    def get_form(self, request: HttpRequest, obj: LogicalModel | None = None, change: bool = False,
-                 **kwargs: Any) -> type[forms.ModelForm]:
+    def get_form(
+        self, request: HttpRequest, obj: LogicalModel | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm]:
         form = super().get_form(request, obj, change=change, **kwargs)
 
         def check(f: forms.ModelForm) -> None:
@@ -216,7 +250,19 @@ class LogicalModelAdmin(_ServiceAdmin):
 
     def save_model(self, request: HttpRequest, obj: LogicalModel, form: LogicalModelForm, change: bool) -> None:
         data = form.cleaned_data
-        fields = {k: data[k] for k in ["fallbacks", "context_window", "input_price_per_mtok", "output_price_per_mtok", "can_embed", "enabled", "description", "drop_unsupported_params"]}
+        fields = {
+            k: data[k]
+            for k in [
+                "fallbacks",
+                "context_window",
+                "input_price_per_mtok",
+                "output_price_per_mtok",
+                "can_embed",
+                "enabled",
+                "description",
+                "drop_unsupported_params",
+            ]
+        }
         if change:
             services.logical_model_update(model=LogicalModel.objects.get(pk=obj.pk), **fields)
         else:
@@ -289,8 +335,9 @@ class RateLimitPolicyAdmin(_ServiceAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: RateLimitPolicy | None = None) -> list[str]:
         return ["scope", "subject", "spent"] if obj else ["spent"]
 
-    def get_form(self, request: HttpRequest, obj: RateLimitPolicy | None = None, change: bool = False,
-                 **kwargs: Any) -> type[forms.ModelForm]:
+    def get_form(
+        self, request: HttpRequest, obj: RateLimitPolicy | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm]:
         form = super().get_form(request, obj, change=change, **kwargs)
 
         def check(f: forms.ModelForm) -> None:
@@ -367,11 +414,13 @@ class UsageRecordAdmin(admin.ModelAdmin):
         except (AttributeError, KeyError):
             return response
         totals = queryset.aggregate(
-            calls=Count("id"), errors=Count("id", filter=~Q(status="ok")), tokens=Sum("total_tokens"),
-            cost=Sum("cost"), avg_latency_ms=Avg("latency_ms"),
+            calls=Count("id"),
+            errors=Count("id", filter=~Q(status="ok")),
+            tokens=Sum("total_tokens"),
+            cost=Sum("cost"),
+            avg_latency_ms=Avg("latency_ms"),
         )
         context["usage_totals"] = totals
         context["per_agent"] = usage_daily_totals(queryset=queryset, group_by="agent_id")[:60]
         context["per_model"] = usage_daily_totals(queryset=queryset, group_by="logical_model")[:60]
         return response
-

@@ -63,7 +63,6 @@ router = Router(tags=["llm"], auth=ServiceTokenAuth("llm"))
 openai_router = Router(tags=["openai"], auth=ServiceTokenAuth("llm"))
 
 
-
 # --- helpers ------------------------------------------------------------------------------
 
 
@@ -115,8 +114,7 @@ def _call(payload: ProxyIn | ChatCompletionIn, params: dict[str, Any] | None) ->
 
 def _proxy_call(payload: ProxyIn) -> llm_router.ChatCall:
     if payload.n is not None and payload.n > 1:  # the house answer has one content, not choices
-        raise BadRequest("n > 1 is served on /v1/chat/completions only", type="unsupported_parameter",
-                         details={"param": "n"})
+        raise BadRequest("n > 1 is served on /v1/chat/completions only", type="unsupported_parameter", details={"param": "n"})
     return _call(payload, _params(payload, payload.extra_body))
 
 
@@ -132,11 +130,15 @@ async def _proxy_context(request: HttpRequest, payload: ProxyIn, endpoint: str) 
     )
 
 
-def _event_stream(body: AsyncIterator[bytes], routed: llm_router.Stream,
-                  headers: dict[str, str] | None = None) -> StreamingHttpResponse:
+def _event_stream(
+    body: AsyncIterator[bytes], routed: llm_router.Stream, headers: dict[str, str] | None = None
+) -> StreamingHttpResponse:
     """A routed stream's answer: the events with a heartbeat while the upstream is quiet."""
-    response = StreamingHttpResponse(sse.with_heartbeat(body, float(settings.LLM_STREAM_HEARTBEAT_SECONDS)),
-                                     content_type="text/event-stream", headers={**sse.HEADERS, **(headers or {})})
+    response = StreamingHttpResponse(
+        sse.with_heartbeat(body, float(settings.LLM_STREAM_HEARTBEAT_SECONDS)),
+        content_type="text/event-stream",
+        headers={**sse.HEADERS, **(headers or {})},
+    )
     _set_headers(response, routed.outcome)
     return response
 
@@ -206,13 +208,18 @@ async def _ui_message_stream(routed: llm_router.Stream, message_id: str) -> Asyn
                 for call in deltas.calls():
                     chunks += ui.tool_input_available(call.id, call.name, call.parsed_arguments())
                 outcome = routed.outcome
-                chunks += [*ui.finish_step(), *ui.finish({
-                    "usage": outcome.usage.as_dict(),
-                    "provider": outcome.provider,
-                    "model_resolved": outcome.model_resolved,
-                    "finish_reason": outcome.finish_reason,
-                    "request_id": message_id,
-                })]
+                chunks += [
+                    *ui.finish_step(),
+                    *ui.finish(
+                        {
+                            "usage": outcome.usage.as_dict(),
+                            "provider": outcome.provider,
+                            "model_resolved": outcome.model_resolved,
+                            "finish_reason": outcome.finish_reason,
+                            "request_id": message_id,
+                        }
+                    ),
+                ]
             for chunk in chunks:
                 yield sse.event(chunk)
     except DaarionError as exc:
@@ -242,8 +249,12 @@ async def batch(request: HttpRequest, payload: BatchIn) -> dict[str, Any]:
             try:
                 answer, outcome = await llm_router.chat(_proxy_call(item), ctx)
             except DaarionError as exc:
-                return {"index": index, "ok": False, "status": exc.status,
-                        "error": {"type": exc.type, "message": exc.message, "details": exc.details}}
+                return {
+                    "index": index,
+                    "ok": False,
+                    "status": exc.status,
+                    "error": {"type": exc.type, "message": exc.message, "details": exc.details},
+                }
         return {"index": index, "ok": True, "status": 200, "response": _proxy_out(answer, outcome, ctx.request_id)}
 
     results = await asyncio.gather(*(run(i) for i in range(len(payload.requests))))
@@ -261,17 +272,32 @@ async def models(request: HttpRequest) -> dict[str, Any]:
         deployments = []
         for d in spec.deployments:
             s = state.get(d.id, {"cooling_down": False, "cooldown_remaining_s": 0.0, "recent_failures": 0})
-            deployments.append({
-                "id": d.id, "provider": d.provider.name, "provider_kind": d.provider.kind,
-                "upstream_model": d.upstream_model, "weight": d.weight, "rpm_limit": d.rpm_limit,
-                "tpm_limit": d.tpm_limit, "healthy": not s["cooling_down"], **s,
-            })
-        out.append({
-            "name": spec.name, "enabled": spec.enabled, "can_embed": spec.can_embed,
-            "context_window": spec.context_window, "input_price_per_mtok": float(spec.input_price_per_mtok),
-            "output_price_per_mtok": float(spec.output_price_per_mtok), "fallbacks": list(spec.fallbacks),
-            "healthy": spec.enabled and any(d["healthy"] for d in deployments), "deployments": deployments,
-        })
+            deployments.append(
+                {
+                    "id": d.id,
+                    "provider": d.provider.name,
+                    "provider_kind": d.provider.kind,
+                    "upstream_model": d.upstream_model,
+                    "weight": d.weight,
+                    "rpm_limit": d.rpm_limit,
+                    "tpm_limit": d.tpm_limit,
+                    "healthy": not s["cooling_down"],
+                    **s,
+                }
+            )
+        out.append(
+            {
+                "name": spec.name,
+                "enabled": spec.enabled,
+                "can_embed": spec.can_embed,
+                "context_window": spec.context_window,
+                "input_price_per_mtok": float(spec.input_price_per_mtok),
+                "output_price_per_mtok": float(spec.output_price_per_mtok),
+                "fallbacks": list(spec.fallbacks),
+                "healthy": spec.enabled and any(d["healthy"] for d in deployments),
+                "deployments": deployments,
+            }
+        )
     return {"models": out}
 
 
@@ -297,8 +323,7 @@ async def _v1_context(request: HttpRequest, endpoint: str) -> llm_router.CallCon
     agent_id = principal.acting_agent(_header_id(request, "X-Agent-Id"), source="X-Agent-Id header", required=False)
     return llm_router.CallContext(
         agent_id=agent_id,
-        microdao_id=await call_microdao(principal=principal, agent_id=agent_id,
-                                        named=_header_id(request, "X-Microdao-Id")),
+        microdao_id=await call_microdao(principal=principal, agent_id=agent_id, named=_header_id(request, "X-Microdao-Id")),
         channel_id=_header_id(request, "X-Channel-Id"),
         request_id=request.request_id,  # type: ignore[attr-defined]
         endpoint=endpoint,
@@ -316,7 +341,10 @@ def _openai_tool_calls(calls: list[Any]) -> list[dict[str, Any]] | None:
 
 
 def _openai_choice(index: int, answer: Any) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": answer.content if not answer.tool_calls else (answer.content or None)}
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": answer.content if not answer.tool_calls else (answer.content or None),
+    }
     if answer.reasoning:
         message["reasoning_content"] = answer.reasoning
     if answer.tool_calls:
@@ -351,8 +379,7 @@ async def chat_completions(request: HttpRequest, payload: ChatCompletionIn, resp
             "system_fingerprint": None,
         }
     if payload.n is not None and payload.n > 1:
-        raise BadRequest("n > 1 is answered only without streaming", type="unsupported_parameter",
-                         details={"param": "n"})
+        raise BadRequest("n > 1 is answered only without streaming", type="unsupported_parameter", details={"param": "n"})
     routed = llm_router.Stream(call, ctx)
     routed.outcome.started = _started(request)
     routed.finish_with(asyncio.current_task())
@@ -365,11 +392,14 @@ async def chat_completions(request: HttpRequest, payload: ChatCompletionIn, resp
 
 # Both also go through the fast lane (daarion/fastlane/): the same view, schema and auth.
 fastlane.register("/internal/llm/proxy", method="POST", api="internal", view=proxy, schema=ProxyIn, auth=router.auth)
-fastlane.register("/v1/chat/completions", method="POST", api="v1", view=chat_completions, schema=ChatCompletionIn,
-                  auth=openai_router.auth)
+fastlane.register(
+    "/v1/chat/completions", method="POST", api="v1", view=chat_completions, schema=ChatCompletionIn, auth=openai_router.auth
+)
 
 
-async def _openai_stream(routed: llm_router.Stream, request_id: str, model: str, created: int, include_usage: bool) -> AsyncIterator[bytes]:
+async def _openai_stream(
+    routed: llm_router.Stream, request_id: str, model: str, created: int, include_usage: bool
+) -> AsyncIterator[bytes]:
     base = {"id": _completion_id(request_id), "object": "chat.completion.chunk", "created": created, "model": model}
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -387,7 +417,13 @@ async def _openai_stream(routed: llm_router.Stream, request_id: str, model: str,
                 piece: dict[str, Any] = {"index": event.index}
                 if event.index not in ids:
                     ids[event.index] = event.id or f"call_{uuid.uuid4().hex[:12]}"
-                    piece.update({"id": ids[event.index], "type": "function", "function": {"name": event.name, "arguments": event.arguments}})
+                    piece.update(
+                        {
+                            "id": ids[event.index],
+                            "type": "function",
+                            "function": {"name": event.name, "arguments": event.arguments},
+                        }
+                    )
                 else:
                     piece["function"] = {"arguments": event.arguments}
                 yield chunk({"tool_calls": [piece]})
@@ -433,9 +469,15 @@ async def create_response(request: HttpRequest, payload: ResponsesIn, response: 
         outcome = llm_router.Outcome(logical_model=payload.model, started=_started(request))
         answer, outcome = await llm_router.chat(call, ctx, outcome)
         _set_headers(response, outcome)
-        done = llm_responses.response_object(payload, response_id, created, status="completed",
-                                             output=llm_responses.output_of(answer), usage=answer.usage,
-                                             finish_reason=answer.finish_reason)
+        done = llm_responses.response_object(
+            payload,
+            response_id,
+            created,
+            status="completed",
+            output=llm_responses.output_of(answer),
+            usage=answer.usage,
+            finish_reason=answer.finish_reason,
+        )
         if payload.store is not False:
             await llm_responses.remember(done, conversation)
         return done
@@ -496,14 +538,14 @@ async def embeddings(request: HttpRequest, payload: EmbeddingsIn, response: Http
     # One input (a string, or one list of token ids) or many.
     inputs: list[Any] = [raw] if isinstance(raw, str) or (raw and isinstance(raw[0], int)) else list(raw)
     if any(len(item) > 100_000 for item in inputs):
-        raise BadRequest("an input is over 100000 characters (or tokens)", type="input_too_long",
-                         details={"param": "input"})
+        raise BadRequest("an input is over 100000 characters (or tokens)", type="input_too_long", details={"param": "input"})
     params = {k: v for k, v in (payload.model_extra or {}).items() if v is not None}
     if payload.user is not None:
         params["user"] = payload.user
     outcome = llm_router.Outcome(logical_model=payload.model, started=_started(request))
-    result, outcome = await llm_router.embed(model_name=payload.model, inputs=inputs, ctx=ctx, outcome=outcome,
-                                             dimensions=payload.dimensions, params=params or None)
+    result, outcome = await llm_router.embed(
+        model_name=payload.model, inputs=inputs, ctx=ctx, outcome=outcome, dimensions=payload.dimensions, params=params or None
+    )
     _set_headers(response, outcome)
 
     def encode(vector: list[float]) -> list[float] | str:

@@ -21,14 +21,17 @@ def check_rate_limit_policy_agents(
     return dangling_agent_warnings(
         model=RateLimitPolicy,
         databases=databases,
-        references=lambda rows: ((policy, [policy.subject])
-                                 for policy in rows.filter(scope=RateLimitScope.AGENT).order_by("subject")),
+        references=lambda rows: (
+            (policy, [policy.subject]) for policy in rows.filter(scope=RateLimitScope.AGENT).order_by("subject")
+        ),
         describe=lambda policy, missing: (
             f"rate-limit policy {policy.pk} (scope agent, subject {policy.subject!r}) limits an agent that "
-            f"does not exist: {quoted(missing)}"),
+            f"does not exist: {quoted(missing)}"
+        ),
         hint=lambda policy: (
             f"Delete policy {policy.pk} (admin: LLM proxy > Rate-limit policies; or "
             f"DELETE /api/registry/rate-limits/{policy.pk}/), or create agent {policy.subject!r}; until then "
-            "it limits whatever agent is created under that id, and every save of it is refused."),
+            "it limits whatever agent is created under that id, and every save of it is refused."
+        ),
         check_id="llm.W001",
     )

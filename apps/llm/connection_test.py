@@ -60,13 +60,28 @@ async def _probe(model: ModelSpec, deployment: DeploymentSpec) -> DeploymentChec
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     prompt = used.prompt_tokens if used else 0
     completion = used.completion_tokens if used else 0
-    usage.emit(usage.new_record(
-        request_id=request_id, agent_id="", microdao_id="", channel_id=TEST_CHANNEL, endpoint=Endpoint.PROXY,
-        logical_model=model.name, provider=deployment.provider.name, upstream_model=deployment.upstream_model,
-        status=UsageStatus.OK if ok else UsageStatus.ERROR, error_type=error_type, latency_ms=latency_ms,
-        ttft_ms=None, prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
-        cost=model.cost(prompt, completion), stream=False, attempts=1,
-    ))
+    usage.emit(
+        usage.new_record(
+            request_id=request_id,
+            agent_id="",
+            microdao_id="",
+            channel_id=TEST_CHANNEL,
+            endpoint=Endpoint.PROXY,
+            logical_model=model.name,
+            provider=deployment.provider.name,
+            upstream_model=deployment.upstream_model,
+            status=UsageStatus.OK if ok else UsageStatus.ERROR,
+            error_type=error_type,
+            latency_ms=latency_ms,
+            ttft_ms=None,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=prompt + completion,
+            cost=model.cost(prompt, completion),
+            stream=False,
+            attempts=1,
+        )
+    )
     return DeploymentCheck(model.name, deployment.upstream_model, ok, latency_ms, detail, request_id)
 
 

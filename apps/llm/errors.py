@@ -77,9 +77,15 @@ def openai_error(status: int, type: str, message: str, details: Any = None) -> t
     return status, {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
-                    503: "overloaded_error"}
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+}
 
 
 def anthropic_error(status: int, type: str, message: str, details: Any = None) -> tuple[int, dict[str, Any]]:

@@ -29,8 +29,17 @@ from apps.llm.selectors import registry_snapshot
 from apps.llm.tool_call_deltas import ToolCallDeltas
 
 __all__ = [
-    "ChatResult", "EmbeddingResult", "StreamEvent", "ToolCall", "ToolCallDeltas", "chat_completion", "chat_completion_sync",
-    "create_embeddings", "create_embeddings_sync", "credentials_from_secrets", "provider_secret_name",
+    "ChatResult",
+    "EmbeddingResult",
+    "StreamEvent",
+    "ToolCall",
+    "ToolCallDeltas",
+    "chat_completion",
+    "chat_completion_sync",
+    "create_embeddings",
+    "create_embeddings_sync",
+    "credentials_from_secrets",
+    "provider_secret_name",
     "stream_chat_completion",
 ]
 
@@ -91,8 +100,14 @@ async def credentials_from_secrets(secrets: Mapping[str, str]) -> dict[str, str]
     return found
 
 
-def _context(agent_id: str | None, microdao_id: str | None, channel_id: str | None, request_id: str | None,
-             endpoint: str = Endpoint.GATEWAY, credentials: Mapping[str, str] | None = None) -> router.CallContext:
+def _context(
+    agent_id: str | None,
+    microdao_id: str | None,
+    channel_id: str | None,
+    request_id: str | None,
+    endpoint: str = Endpoint.GATEWAY,
+    credentials: Mapping[str, str] | None = None,
+) -> router.CallContext:
     return router.CallContext(
         agent_id=agent_id,
         microdao_id=microdao_id,
@@ -120,8 +135,15 @@ async def chat_completion(
 ) -> ChatResult:
     """`params`: further OpenAI parameters (seed, stop, top_p, ...), handled as on /v1."""
     ctx = _context(agent_id, microdao_id, channel_id, request_id, credentials=credentials)
-    call = router.ChatCall(model=model, messages=messages, temperature=temperature, max_tokens=max_tokens,
-                           tools=tools, tool_choice=tool_choice, params=dict(params) if params else None)
+    call = router.ChatCall(
+        model=model,
+        messages=messages,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        tools=tools,
+        tool_choice=tool_choice,
+        params=dict(params) if params else None,
+    )
     response, outcome = await router.chat(call, ctx)
     return ChatResult(
         content=response.content,
@@ -164,8 +186,15 @@ async def stream_chat_completion(
     records the partial usage.
     """
     ctx = _context(agent_id, microdao_id, channel_id, request_id, credentials=credentials)
-    call = router.ChatCall(model=model, messages=messages, temperature=temperature, max_tokens=max_tokens,
-                           tools=tools, tool_choice=tool_choice, params=dict(params) if params else None)
+    call = router.ChatCall(
+        model=model,
+        messages=messages,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        tools=tools,
+        tool_choice=tool_choice,
+        params=dict(params) if params else None,
+    )
     stream = router.Stream(call, ctx)
     await stream.admit()
     await stream.open()
@@ -175,8 +204,14 @@ async def stream_chat_completion(
             yield event
 
 
-async def create_embeddings(*, model: str, inputs: list[str], agent_id: str | None = None,
-                            credentials: Mapping[str, str] | None = None, dimensions: int | None = None) -> EmbeddingResult:
+async def create_embeddings(
+    *,
+    model: str,
+    inputs: list[str],
+    agent_id: str | None = None,
+    credentials: Mapping[str, str] | None = None,
+    dimensions: int | None = None,
+) -> EmbeddingResult:
     ctx = _context(agent_id, None, None, None, Endpoint.EMBEDDINGS, credentials)
     result, outcome = await router.embed(model_name=model, inputs=inputs, ctx=ctx, dimensions=dimensions)
     used = result.usage

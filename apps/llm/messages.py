@@ -60,8 +60,13 @@ def _messages(payload: Any) -> list[dict[str, Any]]:
             elif kind == "image" and role == "user":
                 parts.append(_image(block, where))
             elif kind == "tool_use" and role == "assistant":
-                calls.append({"id": str(block.get("id") or ""), "type": "function",
-                              "function": {"name": str(block.get("name") or ""), "arguments": json.dumps(block.get("input") or {})}})
+                calls.append(
+                    {
+                        "id": str(block.get("id") or ""),
+                        "type": "function",
+                        "function": {"name": str(block.get("name") or ""), "arguments": json.dumps(block.get("input") or {})},
+                    }
+                )
             elif kind == "tool_result" and role == "user":
                 result = _text(block.get("content"))
                 if block.get("is_error"):
@@ -157,8 +162,12 @@ def _arguments(raw: str) -> Any:
 
 
 def _usage(usage: Any) -> dict[str, int]:
-    return {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens,
-            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    return {
+        "input_tokens": usage.prompt_tokens,
+        "output_tokens": usage.completion_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
 
 
 def new_id() -> str:
@@ -174,8 +183,14 @@ def message_of(payload: Any, message_id: str, answer: ChatResponse) -> dict[str,
     for call in answer.tool_calls:
         content.append({"type": "tool_use", "id": call.id, "name": call.name, "input": _arguments(call.arguments)})
     return {
-        "id": message_id, "type": "message", "role": "assistant", "model": payload.model, "content": content,
-        "stop_reason": _STOP.get(answer.finish_reason, "end_turn"), "stop_sequence": None, "usage": _usage(answer.usage),
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": payload.model,
+        "content": content,
+        "stop_reason": _STOP.get(answer.finish_reason, "end_turn"),
+        "stop_sequence": None,
+        "usage": _usage(answer.usage),
     }
 
 
@@ -187,11 +202,26 @@ async def events(routed: llm_router.Stream, payload: Any, message_id: str) -> As
     """Anthropic's stream: message_start, each content block's start / deltas / stop,
     message_delta with the stop reason and usage, message_stop."""
     estimate = routed.prompt_estimate  # the upstream's own count arrives with the last event
-    yield _event("message_start", {"message": {
-        "id": message_id, "type": "message", "role": "assistant", "model": payload.model, "content": [],
-        "stop_reason": None, "stop_sequence": None,
-        "usage": {"input_tokens": estimate, "output_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
-    }})
+    yield _event(
+        "message_start",
+        {
+            "message": {
+                "id": message_id,
+                "type": "message",
+                "role": "assistant",
+                "model": payload.model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {
+                    "input_tokens": estimate,
+                    "output_tokens": 0,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 0,
+                },
+            }
+        },
+    )
     index = -1
     open_kind: str | None = None  # "text" / "thinking" / "tool": the block being written
     calls: dict[int, int] = {}  # upstream tool-call index -> block index
@@ -214,7 +244,11 @@ async def events(routed: llm_router.Stream, payload: Any, message_id: str) -> As
                     open_kind = kind
                     block = {"type": "text", "text": ""} if kind == "text" else {"type": "thinking", "thinking": ""}
                     yield _event("content_block_start", {"index": index, "content_block": block})
-                delta = {"type": "text_delta", "text": event.text} if kind == "text" else {"type": "thinking_delta", "thinking": event.text}
+                delta = (
+                    {"type": "text_delta", "text": event.text}
+                    if kind == "text"
+                    else {"type": "thinking_delta", "thinking": event.text}
+                )
                 yield _event("content_block_delta", {"index": index, "delta": delta})
             elif event.kind == "tool_call":
                 if event.index not in calls:
@@ -223,19 +257,34 @@ async def events(routed: llm_router.Stream, payload: Any, message_id: str) -> As
                     index += 1
                     open_kind = "tool"
                     calls[event.index] = index
-                    yield _event("content_block_start", {"index": index, "content_block": {
-                        "type": "tool_use", "id": event.id or f"toolu_{uuid.uuid4().hex[:24]}", "name": event.name, "input": {}}})
+                    yield _event(
+                        "content_block_start",
+                        {
+                            "index": index,
+                            "content_block": {
+                                "type": "tool_use",
+                                "id": event.id or f"toolu_{uuid.uuid4().hex[:24]}",
+                                "name": event.name,
+                                "input": {},
+                            },
+                        },
+                    )
                 if event.arguments:
-                    yield _event("content_block_delta", {"index": calls[event.index],
-                                                         "delta": {"type": "input_json_delta", "partial_json": event.arguments}})
+                    yield _event(
+                        "content_block_delta",
+                        {"index": calls[event.index], "delta": {"type": "input_json_delta", "partial_json": event.arguments}},
+                    )
             elif event.kind == "finish":
                 for chunk in stop_open():
                     yield chunk
                 usage = routed.outcome.usage
-                yield _event("message_delta", {
-                    "delta": {"stop_reason": _STOP.get(event.finish_reason or "stop", "end_turn"), "stop_sequence": None},
-                    "usage": {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens},
-                })
+                yield _event(
+                    "message_delta",
+                    {
+                        "delta": {"stop_reason": _STOP.get(event.finish_reason or "stop", "end_turn"), "stop_sequence": None},
+                        "usage": {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens},
+                    },
+                )
                 yield _event("message_stop", {})
     except DaarionError as exc:
         yield _event("error", {"error": anthropic_error(exc.status, exc.type, exc.message, exc.details)[1]["error"]})

@@ -88,9 +88,7 @@ class Deployment(models.Model):
     class Meta:
         ordering = ["logical_model__name", "id"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["logical_model", "provider", "upstream_model"], name="llm_deployment_unique"
-            ),
+            models.UniqueConstraint(fields=["logical_model", "provider", "upstream_model"], name="llm_deployment_unique"),
         ]
 
     def __str__(self) -> str:
@@ -99,14 +97,15 @@ class Deployment(models.Model):
 
 class RateLimitPolicy(models.Model):
     scope = models.CharField(max_length=16, choices=RateLimitScope.choices)
-    subject = models.CharField(
-        max_length=200, blank=True, help_text="The agent or microDAO id; empty for the default policy."
-    )
+    subject = models.CharField(max_length=200, blank=True, help_text="The agent or microDAO id; empty for the default policy.")
     rpm = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute; empty: unlimited.")
     tpm = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute; empty: unlimited.")
     max_concurrent = models.PositiveIntegerField(null=True, blank=True, help_text="Requests in flight; empty: unlimited.")
     budget_usd = models.DecimalField(
-        max_digits=12, decimal_places=4, null=True, blank=True,
+        max_digits=12,
+        decimal_places=4,
+        null=True,
+        blank=True,
         help_text="Spend allowed per budget period in USD, at the models' prices; empty: no budget.",
     )
     budget_period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
@@ -118,7 +117,10 @@ class RateLimitPolicy(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["scope", "subject"], name="llm_ratelimit_unique_subject"),
             models.CheckConstraint(
-                condition=(models.Q(scope=RateLimitScope.DEFAULT, subject="") | (~models.Q(scope=RateLimitScope.DEFAULT) & ~models.Q(subject=""))),
+                condition=(
+                    models.Q(scope=RateLimitScope.DEFAULT, subject="")
+                    | (~models.Q(scope=RateLimitScope.DEFAULT) & ~models.Q(subject=""))
+                ),
                 name="llm_ratelimit_subject_matches_scope",
             ),
         ]

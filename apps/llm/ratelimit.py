@@ -209,8 +209,20 @@ async def acquire(buckets: list[Bucket], *, estimate: int, cost_estimate: int = 
         ]
         limits += [bucket.rpm or 0, bucket.tpm or 0, bucket.max_concurrent or 0, bucket.budget_micro_usd, period_ms]
     settles = _pending.take()
-    args: list[object] = [now_ms, lease_id, estimate, STALE_SLOT_MS, window.reset_ms, WINDOW_MS, window.expire_ms,
-                          len(buckets), len(settles), max(0, cost_estimate), *limits, *settles.values()]
+    args: list[object] = [
+        now_ms,
+        lease_id,
+        estimate,
+        STALE_SLOT_MS,
+        window.reset_ms,
+        WINDOW_MS,
+        window.expire_ms,
+        len(buckets),
+        len(settles),
+        max(0, cost_estimate),
+        *limits,
+        *settles.values(),
+    ]
     try:
         result = await _acquire_script(get_async_redis(), [*keys, *settles], args)
     except Exception:  # noqa: BLE001 - what an outage does is the operator's choice (below)
@@ -220,7 +232,8 @@ async def acquire(buckets: list[Bucket], *, estimate: int, cost_estimate: int = 
             logger.warning("rate limiter unavailable; refusing the call", exc_info=True)
             raise ServiceUnavailable(
                 "the rate limiter cannot be reached, and calls are refused until it can; retry shortly",
-                type="rate_limiter_unavailable", headers={"Retry-After": "1"},
+                type="rate_limiter_unavailable",
+                headers={"Retry-After": "1"},
             ) from None
         # The default: a Redis outage must not take every LLM call down with it.
         logger.warning("rate limiter unavailable; letting the call through", exc_info=True)
@@ -265,11 +278,15 @@ async def acquire(buckets: list[Bucket], *, estimate: int, cost_estimate: int = 
 def _budget_exceeded(bucket: Bucket, retry_after: int, headers: dict[str, str]) -> RateLimited:
     budget = bucket.budget_micro_usd / 1_000_000
     return RateLimited(
-        f"spend budget of {bucket.name} reached: {budget:.4f} USD per {bucket.budget_period}; "
-        f"it renews in {retry_after} s",
+        f"spend budget of {bucket.name} reached: {budget:.4f} USD per {bucket.budget_period}; it renews in {retry_after} s",
         type="budget_exceeded",
-        details={"bucket": bucket.name, "limit": "budget", "value": budget, "period": bucket.budget_period,
-                 "retry_after_seconds": retry_after},
+        details={
+            "bucket": bucket.name,
+            "limit": "budget",
+            "value": budget,
+            "period": bucket.budget_period,
+            "retry_after_seconds": retry_after,
+        },
         headers=headers,
     )
 
@@ -315,8 +332,9 @@ async def settle(lease: Lease | None, *, actual_tokens: int, cost_usd: Decimal |
             _pending.add(deltas)
         return
     try:
-        await _settle_script(get_async_redis(), [*deltas, *lease.slot_keys],
-                             [len(deltas), len(lease.slot_keys), lease.lease_id, *deltas.values()])
+        await _settle_script(
+            get_async_redis(), [*deltas, *lease.slot_keys], [len(deltas), len(lease.slot_keys), lease.lease_id, *deltas.values()]
+        )
     except Exception:  # noqa: BLE001 - a stale slot expires after STALE_SLOT_MS
         _pending.put_back(deltas)  # the counts go with the next acquire
         logger.warning("could not settle a rate-limit lease", exc_info=True)

@@ -60,8 +60,11 @@ def _text_of_parts(content: Any, where: str) -> str | list[dict[str, Any]]:
         elif kind == "input_image" and part.get("image_url"):
             parts.append({"type": "image_url", "image_url": {"url": part["image_url"], "detail": part.get("detail") or "auto"}})
         else:
-            raise _bad(f"content part type {kind!r} is not supported here (input_text, output_text, input_image "
-                       "with image_url are)", f"{where}[{index}].type", "unsupported_value")
+            raise _bad(
+                f"content part type {kind!r} is not supported here (input_text, output_text, input_image with image_url are)",
+                f"{where}[{index}].type",
+                "unsupported_value",
+            )
     if all(p["type"] == "text" for p in parts):
         return "".join(p["text"] for p in parts)
     return parts
@@ -91,8 +94,11 @@ def input_messages(items: list[dict[str, Any]], where: str = "input") -> list[di
         elif kind == "function_call":
             if not item.get("call_id") or not item.get("name"):
                 raise _bad("a function_call item needs call_id and name", at, "missing_required_parameter")
-            call = {"id": str(item["call_id"]), "type": "function",
-                    "function": {"name": str(item["name"]), "arguments": str(item.get("arguments") or "{}")}}
+            call = {
+                "id": str(item["call_id"]),
+                "type": "function",
+                "function": {"name": str(item["name"]), "arguments": str(item.get("arguments") or "{}")},
+            }
             previous = messages[-1] if messages else None
             if previous is not None and previous["role"] == "assistant":  # text and calls: one assistant turn
                 previous.setdefault("tool_calls", []).append(call)
@@ -107,8 +113,12 @@ def input_messages(items: list[dict[str, Any]], where: str = "input") -> list[di
         elif kind == "reasoning":
             continue  # the model's own earlier reasoning: chat upstreams take none back
         else:
-            raise _bad(f"input item type {kind!r} is not supported (message, function_call, function_call_output, "
-                       "reasoning, item_reference are)", f"{at}.type", "unsupported_value")
+            raise _bad(
+                f"input item type {kind!r} is not supported (message, function_call, function_call_output, "
+                "reasoning, item_reference are)",
+                f"{at}.type",
+                "unsupported_value",
+            )
     return messages
 
 
@@ -118,8 +128,11 @@ def _tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
     out = []
     for index, tool in enumerate(tools):
         if tool.get("type") != "function":
-            raise _bad(f"tool type {tool.get('type')!r} is not supported (function tools are)", f"tools[{index}].type",
-                       "unsupported_value")
+            raise _bad(
+                f"tool type {tool.get('type')!r} is not supported (function tools are)",
+                f"tools[{index}].type",
+                "unsupported_value",
+            )
         if not tool.get("name"):
             raise _bad("a function tool needs a name", f"tools[{index}].name", "missing_required_parameter")
         function = {"name": tool["name"], "parameters": tool.get("parameters") or {"type": "object", "properties": {}}}
@@ -154,15 +167,25 @@ def _response_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 # Responses parameters forwarded under their chat names; the rest of the request is read here.
-_SAME_NAME = ("top_p", "parallel_tool_calls", "user", "metadata", "top_logprobs", "service_tier",
-              "prompt_cache_key", "safety_identifier")
+_SAME_NAME = (
+    "top_p",
+    "parallel_tool_calls",
+    "user",
+    "metadata",
+    "top_logprobs",
+    "service_tier",
+    "prompt_cache_key",
+    "safety_identifier",
+)
 
 
 async def chat_call(payload: Any) -> tuple[llm_router.ChatCall, list[dict[str, Any]]]:
     """(the routed call, the conversation so far as chat messages, for `store`)."""
-    for name, asked, hint in (("background", payload.background, "answer in the foreground"),
-                              ("conversation", payload.conversation, "use previous_response_id"),
-                              ("prompt", payload.prompt, "send the prompt's text as instructions")):
+    for name, asked, hint in (
+        ("background", payload.background, "answer in the foreground"),
+        ("conversation", payload.conversation, "use previous_response_id"),
+        ("prompt", payload.prompt, "send the prompt's text as instructions"),
+    ):
         if asked:
             raise _bad(f"{name} is not supported by this proxy; {hint}", name, "unsupported_parameter")
     history: list[dict[str, Any]] = []
@@ -221,9 +244,12 @@ def _object_key(response_id: str) -> str:
 async def _load_conversation(response_id: str) -> list[dict[str, Any]]:
     raw = await get_async_redis().get(_conversation_key(response_id))
     if raw is None:
-        raise BadRequest(f"previous response {response_id!r} is not found (stored responses expire after "
-                         f"{_ttl()} s; store: false ones are never kept)", type="previous_response_not_found",
-                         details={"param": "previous_response_id"})
+        raise BadRequest(
+            f"previous response {response_id!r} is not found (stored responses expire after "
+            f"{_ttl()} s; store: false ones are never kept)",
+            type="previous_response_not_found",
+            details={"param": "previous_response_id"},
+        )
     return json.loads(raw)
 
 
@@ -238,8 +264,12 @@ async def _resolve_references(items: list[dict[str, Any]]) -> list[dict[str, Any
         if isinstance(item, dict) and item.get("type") == "item_reference":
             raw = by_id.get(item.get("id"))
             if raw is None:
-                raise _bad(f"item {item.get('id')!r} is not found (items of stored responses are kept "
-                           f"{_ttl()} s; of store: false ones never)", f"input[{index}].id", "item_not_found")
+                raise _bad(
+                    f"item {item.get('id')!r} is not found (items of stored responses are kept "
+                    f"{_ttl()} s; of store: false ones never)",
+                    f"input[{index}].id",
+                    "item_not_found",
+                )
             out.append(json.loads(raw))
         else:
             out.append(item)
@@ -260,8 +290,11 @@ async def remember(response: dict[str, Any], conversation: list[dict[str, Any]])
 
 
 def _not_found(response_id: str) -> NotFound:
-    return NotFound(f"response {response_id!r} is not found (stored responses are kept {_ttl()} s; "
-                    "store: false ones never)", type="response_not_found", details={"param": "response_id"})
+    return NotFound(
+        f"response {response_id!r} is not found (stored responses are kept {_ttl()} s; store: false ones never)",
+        type="response_not_found",
+        details={"param": "response_id"},
+    )
 
 
 async def stored(response_id: str) -> dict[str, Any]:
@@ -291,8 +324,15 @@ def usage_of(usage: Any) -> dict[str, Any]:
 
 
 def _message_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
-    return {"type": "message", "id": item_id, "status": status, "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}] if text or status == "completed" else []}
+    return {
+        "type": "message",
+        "id": item_id,
+        "status": status,
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
+        if text or status == "completed"
+        else [],
+    }
 
 
 def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: str = "completed") -> dict[str, Any]:
@@ -317,8 +357,16 @@ def output_of(answer: ChatResponse) -> list[dict[str, Any]]:
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
-def response_object(payload: Any, response_id: str, created: int, *, status: str, output: list[dict[str, Any]],
-                    usage: Any = None, finish_reason: str = "stop") -> dict[str, Any]:
+def response_object(
+    payload: Any,
+    response_id: str,
+    created: int,
+    *,
+    status: str,
+    output: list[dict[str, Any]],
+    usage: Any = None,
+    finish_reason: str = "stop",
+) -> dict[str, Any]:
     incomplete = _INCOMPLETE.get(finish_reason) if status != "in_progress" else None
     if incomplete:
         status = "incomplete"
@@ -359,8 +407,9 @@ def _event(kind: str, sequence: int, data: dict[str, Any]) -> bytes:
     return sse.event({"type": kind, "sequence_number": sequence, **data}, name=kind)
 
 
-async def events(routed: llm_router.Stream, payload: Any, response_id: str, created: int,
-                 conversation: list[dict[str, Any]]) -> AsyncIterator[bytes]:
+async def events(
+    routed: llm_router.Stream, payload: Any, response_id: str, created: int, conversation: list[dict[str, Any]]
+) -> AsyncIterator[bytes]:
     """The Responses event sequence: response.created, in_progress, per output item its added /
     delta / done events, then response.completed (or incomplete, or an error and failed)."""
     sequence = 0
@@ -372,7 +421,9 @@ async def events(routed: llm_router.Stream, payload: Any, response_id: str, crea
         return _event(kind, sequence - 1, data)
 
     yield emit("response.created", {"response": response_object(payload, response_id, created, status="in_progress", output=[])})
-    yield emit("response.in_progress", {"response": response_object(payload, response_id, created, status="in_progress", output=[])})
+    yield emit(
+        "response.in_progress", {"response": response_object(payload, response_id, created, status="in_progress", output=[])}
+    )
     open_kind: str | None = None  # "reasoning" or "message": the text-like item being written
     text: list[str] = []
     calls: dict[int, dict[str, Any]] = {}  # upstream tool-call index -> its item (open ones)
@@ -386,13 +437,32 @@ async def events(routed: llm_router.Stream, payload: Any, response_id: str, crea
         whole = "".join(text)
         if open_kind == "reasoning":
             part: dict[str, Any] = {"type": "summary_text", "text": whole}
-            out.append(emit("response.reasoning_summary_text.done", {"item_id": item["id"], "output_index": index, "summary_index": 0, "text": whole}))
-            out.append(emit("response.reasoning_summary_part.done", {"item_id": item["id"], "output_index": index, "summary_index": 0, "part": part}))
+            out.append(
+                emit(
+                    "response.reasoning_summary_text.done",
+                    {"item_id": item["id"], "output_index": index, "summary_index": 0, "text": whole},
+                )
+            )
+            out.append(
+                emit(
+                    "response.reasoning_summary_part.done",
+                    {"item_id": item["id"], "output_index": index, "summary_index": 0, "part": part},
+                )
+            )
             output[index] = _reasoning_item(item["id"], whole)
         else:
             part = {"type": "output_text", "text": whole, "annotations": [], "logprobs": []}
-            out.append(emit("response.output_text.done", {"item_id": item["id"], "output_index": index, "content_index": 0, "text": whole, "logprobs": []}))
-            out.append(emit("response.content_part.done", {"item_id": item["id"], "output_index": index, "content_index": 0, "part": part}))
+            out.append(
+                emit(
+                    "response.output_text.done",
+                    {"item_id": item["id"], "output_index": index, "content_index": 0, "text": whole, "logprobs": []},
+                )
+            )
+            out.append(
+                emit(
+                    "response.content_part.done", {"item_id": item["id"], "output_index": index, "content_index": 0, "part": part}
+                )
+            )
             output[index] = _message_item(item["id"], whole)
         out.append(emit("response.output_item.done", {"output_index": index, "item": output[index]}))
         open_kind, text[:] = None, []
@@ -406,12 +476,32 @@ async def events(routed: llm_router.Stream, payload: Any, response_id: str, crea
             item = {"type": "reasoning", "id": _id("rs"), "summary": []}
             output.append(item)
             out.append(emit("response.output_item.added", {"output_index": index, "item": item}))
-            out.append(emit("response.reasoning_summary_part.added", {"item_id": item["id"], "output_index": index, "summary_index": 0, "part": {"type": "summary_text", "text": ""}}))
+            out.append(
+                emit(
+                    "response.reasoning_summary_part.added",
+                    {
+                        "item_id": item["id"],
+                        "output_index": index,
+                        "summary_index": 0,
+                        "part": {"type": "summary_text", "text": ""},
+                    },
+                )
+            )
         else:
             item = _message_item(_id("msg"), "", "in_progress")
             output.append(item)
             out.append(emit("response.output_item.added", {"output_index": index, "item": item}))
-            out.append(emit("response.content_part.added", {"item_id": item["id"], "output_index": index, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}))
+            out.append(
+                emit(
+                    "response.content_part.added",
+                    {
+                        "item_id": item["id"],
+                        "output_index": index,
+                        "content_index": 0,
+                        "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []},
+                    },
+                )
+            )
         open_kind = kind
         return out
 
@@ -425,9 +515,15 @@ async def events(routed: llm_router.Stream, payload: Any, response_id: str, crea
                 item, index = output[-1], len(output) - 1
                 text.append(event.text)
                 if kind == "reasoning":
-                    yield emit("response.reasoning_summary_text.delta", {"item_id": item["id"], "output_index": index, "summary_index": 0, "delta": event.text})
+                    yield emit(
+                        "response.reasoning_summary_text.delta",
+                        {"item_id": item["id"], "output_index": index, "summary_index": 0, "delta": event.text},
+                    )
                 else:
-                    yield emit("response.output_text.delta", {"item_id": item["id"], "output_index": index, "content_index": 0, "delta": event.text, "logprobs": []})
+                    yield emit(
+                        "response.output_text.delta",
+                        {"item_id": item["id"], "output_index": index, "content_index": 0, "delta": event.text, "logprobs": []},
+                    )
             elif event.kind == "tool_call":
                 call = calls.get(event.index)
                 if call is None:
@@ -439,20 +535,33 @@ async def events(routed: llm_router.Stream, payload: Any, response_id: str, crea
                     yield emit("response.output_item.added", {"output_index": call["output_index"], "item": dict(item)})
                 if event.arguments:
                     call["item"]["arguments"] += event.arguments
-                    yield emit("response.function_call_arguments.delta", {"item_id": call["item"]["id"], "output_index": call["output_index"], "delta": event.arguments})
+                    yield emit(
+                        "response.function_call_arguments.delta",
+                        {"item_id": call["item"]["id"], "output_index": call["output_index"], "delta": event.arguments},
+                    )
             elif event.kind == "finish":
                 for chunk in close_open():
                     yield chunk
                 for call in calls.values():
                     item = call["item"]
                     item["status"] = "completed"
-                    yield emit("response.function_call_arguments.done", {"item_id": item["id"], "output_index": call["output_index"], "arguments": item["arguments"]})
+                    yield emit(
+                        "response.function_call_arguments.done",
+                        {"item_id": item["id"], "output_index": call["output_index"], "arguments": item["arguments"]},
+                    )
                     yield emit("response.output_item.done", {"output_index": call["output_index"], "item": item})
                 if not output:  # an empty answer is still one (empty) message
                     for chunk in [*open_item("message"), *close_open()]:
                         yield chunk
-                final = response_object(payload, response_id, created, status="completed", output=output,
-                                        usage=routed.outcome.usage, finish_reason=event.finish_reason or "stop")
+                final = response_object(
+                    payload,
+                    response_id,
+                    created,
+                    status="completed",
+                    output=output,
+                    usage=routed.outcome.usage,
+                    finish_reason=event.finish_reason or "stop",
+                )
                 if payload.store is not False:
                     await remember(final, conversation)
                 yield emit("response.completed" if final["status"] == "completed" else "response.incomplete", {"response": final})

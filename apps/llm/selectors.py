@@ -66,9 +66,7 @@ class ModelSpec:
     drop_params: bool = False  # LogicalModel.drop_unsupported_params
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
-        return (
-            self.input_price_per_mtok * prompt_tokens + self.output_price_per_mtok * completion_tokens
-        ) / Decimal(1_000_000)
+        return (self.input_price_per_mtok * prompt_tokens + self.output_price_per_mtok * completion_tokens) / Decimal(1_000_000)
 
 
 @dataclass(frozen=True)
@@ -133,8 +131,9 @@ def load_registry() -> Registry:
         for row in LogicalModel.objects.all()
     }
     policies = {
-        (row.scope, row.subject): PolicySpec(row.scope, row.subject, row.rpm, row.tpm, row.max_concurrent,
-                                             row.budget_usd, row.budget_period)
+        (row.scope, row.subject): PolicySpec(
+            row.scope, row.subject, row.rpm, row.tpm, row.max_concurrent, row.budget_usd, row.budget_period
+        )
         for row in RateLimitPolicy.objects.filter(enabled=True)
     }
     return Registry(models=models, policies=policies)
@@ -169,8 +168,11 @@ def registry_export() -> dict[str, Any]:
     for logical in LogicalModel.objects.order_by("name").prefetch_related("deployments__provider"):
         deployments = list(logical.deployments.all())
         spec = {}
-        if len(deployments) == 1 and deployments[0].weight == 1 and deployments[0].enabled and not (
-            deployments[0].rpm_limit or deployments[0].tpm_limit
+        if (
+            len(deployments) == 1
+            and deployments[0].weight == 1
+            and deployments[0].enabled
+            and not (deployments[0].rpm_limit or deployments[0].tpm_limit)
         ):
             spec["provider"] = deployments[0].provider.name
             spec["name"] = deployments[0].upstream_model
@@ -208,8 +210,9 @@ def registry_export() -> dict[str, Any]:
             **{k: getattr(p, k) for k in ("rpm", "tpm", "max_concurrent") if getattr(p, k) is not None},
             # The period only beside a budget (without one it means nothing); an import that
             # finds no budget leaves the stored period alone, so the round trip holds.
-            **({"budget_usd": _budget_number(p.budget_usd), "budget_period": p.budget_period}
-               if p.budget_usd is not None else {}),
+            **(
+                {"budget_usd": _budget_number(p.budget_usd), "budget_period": p.budget_period} if p.budget_usd is not None else {}
+            ),
             **({} if p.enabled else {"enabled": False}),
         }
         for p in RateLimitPolicy.objects.order_by("scope", "subject")
@@ -277,15 +280,22 @@ def error_stats(*, field: str, names: list[str], hours: int = 1) -> dict[str, di
     """Per provider or logical model (`field`: "provider" or "logical_model"): calls and errors
     in the last `hours`, and the last error (type and time) ever recorded."""
     since = datetime.now(UTC) - timedelta(hours=hours)
-    rows = (UsageRecord.objects.filter(**{f"{field}__in": names}, created_at__gte=since)
-            .exclude(status="refused").values(field)
-            .annotate(calls=Count("id"), errors=Count("id", filter=Q(status="error"))))
+    rows = (
+        UsageRecord.objects.filter(**{f"{field}__in": names}, created_at__gte=since)
+        .exclude(status="refused")
+        .values(field)
+        .annotate(calls=Count("id"), errors=Count("id", filter=Q(status="error")))
+    )
     out: dict[str, dict[str, Any]] = {name: {"calls": 0, "errors": 0, "last_error": None} for name in names}
     for row in rows:
         out[row[field]].update(calls=row["calls"], errors=row["errors"])
     for name in names:
-        last = (UsageRecord.objects.filter(**{field: name}, status="error").order_by("-created_at")
-                .values("error_type", "created_at").first())
+        last = (
+            UsageRecord.objects.filter(**{field: name}, status="error")
+            .order_by("-created_at")
+            .values("error_type", "created_at")
+            .first()
+        )
         out[name]["last_error"] = last
     return out
 
@@ -306,15 +316,17 @@ def deployment_cooldowns(*, deployment_ids: list[int]) -> dict[int, datetime]:
         logging.getLogger(__name__).warning("cannot read deployment cooldowns", exc_info=True)
         return {}
     now = datetime.now(UTC).timestamp()
-    return {i: datetime.fromtimestamp(float(v), UTC) for i, v in zip(deployment_ids, values, strict=True)
-            if v and float(v) > now}
+    return {i: datetime.fromtimestamp(float(v), UTC) for i, v in zip(deployment_ids, values, strict=True) if v and float(v) > now}
 
 
 def usage_by_token(*, token_ids: list[int], days: int = 30) -> dict[int, dict[str, Any]]:
     """Calls and spend per service token over the last `days` (records carry the token id)."""
     since = datetime.now(UTC) - timedelta(days=days)
-    rows = (UsageRecord.objects.filter(token_id__in=token_ids, created_at__gte=since).values("token_id")
-            .annotate(calls=Count("id"), cost=Sum("cost")))
+    rows = (
+        UsageRecord.objects.filter(token_id__in=token_ids, created_at__gte=since)
+        .values("token_id")
+        .annotate(calls=Count("id"), cost=Sum("cost"))
+    )
     # token_id is never None here: the filter names the ids.
     return {cast(int, row["token_id"]): {"calls": row["calls"], "cost": row["cost"] or Decimal(0)} for row in rows}
 
@@ -326,9 +338,11 @@ def cooldown_metrics() -> Iterable[Any]:
 
     rows = list(Deployment.objects.filter(enabled=True).values_list("id", "logical_model__name", "provider__name"))
     cooling = deployment_cooldowns(deployment_ids=[row[0] for row in rows])
-    gauge = GaugeMetricFamily("daarion_llm_deployment_cooling_down",
-                              "1 while a deployment is skipped after repeated failures (router cooldown).",
-                              labels=["model", "provider", "deployment"])
+    gauge = GaugeMetricFamily(
+        "daarion_llm_deployment_cooling_down",
+        "1 while a deployment is skipped after repeated failures (router cooldown).",
+        labels=["model", "provider", "deployment"],
+    )
     for deployment_id, model, provider in rows:
         gauge.add_metric([model, provider, str(deployment_id)], 1 if deployment_id in cooling else 0)
     yield gauge
@@ -348,8 +362,10 @@ async def call_microdao(*, principal: Principal, agent_id: str | None, named: st
         home = await agent_microdao(agent_id)
         if home is not None:
             if named and named != home:
-                raise _mismatch(f"agent {agent_id!r} belongs to {home!r}, not {named!r}",
-                                {"agent_id": agent_id, "microdao_id": named, "agent_microdao_id": home})
+                raise _mismatch(
+                    f"agent {agent_id!r} belongs to {home!r}, not {named!r}",
+                    {"agent_id": agent_id, "microdao_id": named, "agent_microdao_id": home},
+                )
             return home
     if not named:
         return None
@@ -357,8 +373,9 @@ async def call_microdao(*, principal: Principal, agent_id: str | None, named: st
         return None
     bound = {home for agent in principal.agents if (home := await agent_microdao(agent)) is not None}
     if named not in bound:
-        raise _mismatch(f"token {principal.name!r} is not bound to {named!r}",
-                        {"microdao_id": named, "token_microdao_ids": sorted(bound)})
+        raise _mismatch(
+            f"token {principal.name!r} is not bound to {named!r}", {"microdao_id": named, "token_microdao_ids": sorted(bound)}
+        )
     return named
 
 

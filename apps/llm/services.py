@@ -34,8 +34,14 @@ _UNSET: Any = object()
 # What an update may change (a provider's and a model's name identify them).
 PROVIDER_FIELDS = ("kind", "base_url", "api_key", "api_key_env", "timeout_seconds", "max_retries", "extra_headers", "enabled")
 LOGICAL_MODEL_FIELDS = (
-    "fallbacks", "context_window", "input_price_per_mtok", "output_price_per_mtok", "can_embed", "enabled",
-    "description", "drop_unsupported_params",
+    "fallbacks",
+    "context_window",
+    "input_price_per_mtok",
+    "output_price_per_mtok",
+    "can_embed",
+    "enabled",
+    "description",
+    "drop_unsupported_params",
 )
 
 
@@ -254,10 +260,17 @@ def logical_model_update(
     description: str = _UNSET,
     drop_unsupported_params: bool = _UNSET,
 ) -> LogicalModel:
-    data = {attr: value for attr, value in {
-        "context_window": context_window, "can_embed": can_embed, "enabled": enabled, "description": description,
-        "drop_unsupported_params": drop_unsupported_params,
-    }.items() if value is not _UNSET}
+    data = {
+        attr: value
+        for attr, value in {
+            "context_window": context_window,
+            "can_embed": can_embed,
+            "enabled": enabled,
+            "description": description,
+            "drop_unsupported_params": drop_unsupported_params,
+        }.items()
+        if value is not _UNSET
+    }
     if fallbacks is not _UNSET:
         data["fallbacks"] = clean_fallbacks(model.name, fallbacks)
     if input_price_per_mtok is not _UNSET:
@@ -272,7 +285,8 @@ def logical_model_update(
 @transaction.atomic
 def logical_model_delete(*, model: LogicalModel) -> None:
     users = sorted(
-        name for name, fallbacks in LogicalModel.objects.exclude(pk=model.pk).values_list("name", "fallbacks")
+        name
+        for name, fallbacks in LogicalModel.objects.exclude(pk=model.pk).values_list("name", "fallbacks")
         if model.name in (fallbacks or [])
     )
     if users:
@@ -484,8 +498,14 @@ def rate_limit_policy_create(
     enabled: bool = True,
 ) -> RateLimitPolicy:
     policy = RateLimitPolicy(
-        scope=scope, subject=subject, rpm=rpm, tpm=tpm, max_concurrent=max_concurrent,
-        budget_usd=budget_usd, budget_period=budget_period, enabled=enabled,
+        scope=scope,
+        subject=subject,
+        rpm=rpm,
+        tpm=tpm,
+        max_concurrent=max_concurrent,
+        budget_usd=budget_usd,
+        budget_period=budget_period,
+        enabled=enabled,
     )
     rate_limit_policy_validate(policy)
     policy.save()
@@ -496,8 +516,12 @@ def rate_limit_policy_create(
 @transaction.atomic
 def rate_limit_policy_update(*, policy: RateLimitPolicy, **changes: Any) -> RateLimitPolicy:
     """Changes the limits (scope and subject name the policy: not among them)."""
-    if model_update(instance=policy, fields=("rpm", "tpm", "max_concurrent", "budget_usd", "budget_period", "enabled"),
-                    data=changes, validate=rate_limit_policy_validate):
+    if model_update(
+        instance=policy,
+        fields=("rpm", "tpm", "max_concurrent", "budget_usd", "budget_period", "enabled"),
+        data=changes,
+        validate=rate_limit_policy_validate,
+    ):
         bump_version(REGISTRY_CONFIG)
     return policy
 

@@ -325,8 +325,15 @@ def drain_to_database(*, max_batches: int = 100) -> int:
     records were written (a replayed one counts: its row is there). 0 while another drainer
     holds the lock (daarion.infra.list_drain: one drainer at a time, and a batch is trimmed only by a
     drainer that still holds the lock, so no record is trimmed twice)."""
-    return drain_list(list_key=buffer_key(), lock_key=_lock_key(), lock_ms=_LOCK_MS, batch_size=BATCH_SIZE,
-                      max_batches=max_batches, store=_store, what="usage")
+    return drain_list(
+        list_key=buffer_key(),
+        lock_key=_lock_key(),
+        lock_ms=_LOCK_MS,
+        batch_size=BATCH_SIZE,
+        max_batches=max_batches,
+        store=_store,
+        what="usage",
+    )
 
 
 def _store(items: list[bytes]) -> int:

@@ -176,8 +176,9 @@ def chart_series(*, window: UsageWindow, rows: list[dict[str, Any]], top: int = 
     return {"labels": [d.isoformat() for d in days], "groups": groups, "series": series}
 
 
-def usage_dashboard_data(*, days: int, group_by: str, agent_id: str = "", microdao_id: str = "",
-                         now: datetime | None = None) -> dict[str, Any]:
+def usage_dashboard_data(
+    *, days: int, group_by: str, agent_id: str = "", microdao_id: str = "", now: datetime | None = None
+) -> dict[str, Any]:
     """Everything the dashboard shows, JSON-ready: the window, totals, per-day totals and the
     per-group chart series. Three queries."""
     window = UsageWindow.last_days(days, now=now, agent_id=agent_id, microdao_id=microdao_id)

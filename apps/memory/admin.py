@@ -24,7 +24,20 @@ from daarion.infra.json_widget import JsonEditorWidget
 
 @admin.register(MemoryEntry)
 class MemoryEntryAdmin(admin.ModelAdmin):
-    list_display = ("id", "agent_id", "microdao_id", "channel_id", "kind", "lang", "excerpt", "search_score", "embedding_status", "embedding_model", "version", "occurred_at")
+    list_display = (
+        "id",
+        "agent_id",
+        "microdao_id",
+        "channel_id",
+        "kind",
+        "lang",
+        "excerpt",
+        "search_score",
+        "embedding_status",
+        "embedding_model",
+        "version",
+        "occurred_at",
+    )
     list_filter = ("kind", "lang", "embedding_status", "embedding_model", "agent_id")
     search_fields = ("text",)  # replaced by the hybrid query in get_search_results
     search_help_text = "Hybrid search (vector + full text), as agents query; filter by agent to search one scope."
@@ -62,7 +75,9 @@ class MemoryEntryAdmin(admin.ModelAdmin):
         if ranks is not None:
             # Annotated here, before the changelist orders by it.
             queryset = queryset.annotate(
-                hybrid_score=Case(*[When(id=i, then=Value(score)) for i, score in ranks.items()], default=Value(0.0), output_field=FloatField())
+                hybrid_score=Case(
+                    *[When(id=i, then=Value(score)) for i, score in ranks.items()], default=Value(0.0), output_field=FloatField()
+                )
             )
         ordering = self.get_ordering(request)
         return queryset.order_by(*ordering) if ordering else queryset
@@ -157,7 +172,9 @@ class EmbeddingModelAdmin(ChangeHistoryMixin, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         try:
-            saved = services.embedding_model_save(name=obj.name, backend=obj.backend, dimensions=obj.dimensions, options=obj.options or {})
+            saved = services.embedding_model_save(
+                name=obj.name, backend=obj.backend, dimensions=obj.dimensions, options=obj.options or {}
+            )
         except DaarionError as exc:
             self.message_user(request, exc.message, messages.ERROR)
             return
@@ -230,11 +247,20 @@ class TranscriptAdmin(admin.ModelAdmin):
             if isinstance(message, dict):
                 message = message.get("content")
             if not isinstance(message, str):
-                message = json.dumps(message if message is not None else {k: v for k, v in entry.items() if k not in ("type", "uuid", "parentUuid")}, ensure_ascii=False)
+                message = json.dumps(
+                    message
+                    if message is not None
+                    else {k: v for k, v in entry.items() if k not in ("type", "uuid", "parentUuid")},
+                    ensure_ascii=False,
+                )
             return message if len(message) <= 500 else message[:497] + "..."
 
         rows = format_html_join(
-            "", "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td style='white-space:pre-wrap'>{}</td></tr>",
+            "",
+            "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td style='white-space:pre-wrap'>{}</td></tr>",
             ((e.get("type", ""), e.get("uuid", ""), e.get("parentUuid") or "", _text(e)) for e in obj.entries),
         )
-        return format_html("<table><thead><tr><th>type</th><th>uuid</th><th>parent</th><th>content</th></tr></thead><tbody>{}</tbody></table>", rows)
+        return format_html(
+            "<table><thead><tr><th>type</th><th>uuid</th><th>parent</th><th>content</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )

@@ -38,11 +38,22 @@ def _hidden(kind: str, ident: str) -> NotFound:
 
 def _entry_out(entry) -> dict[str, Any]:
     return {
-        "id": entry.id, "agent_id": entry.agent_id, "microdao_id": entry.microdao_id, "channel_id": entry.channel_id,
-        "kind": entry.kind, "content": entry.content, "text": entry.text, "meta": entry.meta,
-        "occurred_at": entry.occurred_at, "created_at": entry.created_at, "embedding_model": entry.embedding_model,
-        "embedding_status": entry.embedding_status, "embedding_error": entry.embedding_error,
-        "idempotency_key": entry.idempotency_key, "lang": entry.lang, "version": entry.version,
+        "id": entry.id,
+        "agent_id": entry.agent_id,
+        "microdao_id": entry.microdao_id,
+        "channel_id": entry.channel_id,
+        "kind": entry.kind,
+        "content": entry.content,
+        "text": entry.text,
+        "meta": entry.meta,
+        "occurred_at": entry.occurred_at,
+        "created_at": entry.created_at,
+        "embedding_model": entry.embedding_model,
+        "embedding_status": entry.embedding_status,
+        "embedding_error": entry.embedding_error,
+        "idempotency_key": entry.idempotency_key,
+        "lang": entry.lang,
+        "version": entry.version,
         "updated_at": entry.updated_at,
     }
 
@@ -72,9 +83,17 @@ async def store_bulk(request: HttpRequest, payload: schemas.BulkStoreIn):
 async def query(request: HttpRequest, payload: schemas.QueryIn):
     principal_of(request).ensure_can_act_for(payload.agent_id)
     hits = await search.amemory_query(
-        agent_id=payload.agent_id, microdao_id=payload.microdao_id, channel_id=payload.channel_id,
-        query=payload.query, limit=payload.limit, kinds=[str(k.value) for k in payload.kinds] if payload.kinds else None,
-        since=payload.since, until=payload.until, meta=payload.meta, min_score=payload.min_score, lang=payload.lang,
+        agent_id=payload.agent_id,
+        microdao_id=payload.microdao_id,
+        channel_id=payload.channel_id,
+        query=payload.query,
+        limit=payload.limit,
+        kinds=[str(k.value) for k in payload.kinds] if payload.kinds else None,
+        since=payload.since,
+        until=payload.until,
+        meta=payload.meta,
+        min_score=payload.min_score,
+        lang=payload.lang,
     )
     return {"items": [{"id": h.id, "kind": h.kind, "score": h.score, "content": h.content, "meta": h.meta} for h in hits]}
 
@@ -84,7 +103,9 @@ async def forget(request: HttpRequest, payload: schemas.ForgetIn):
     """Deletes every memory of an agent, or of one channel / microDAO / kinds of it."""
     principal_of(request).ensure_can_act_for(payload.agent_id)
     deleted = await _run(services.memory_forget)(
-        agent_id=payload.agent_id, channel_id=payload.channel_id, microdao_id=payload.microdao_id,
+        agent_id=payload.agent_id,
+        channel_id=payload.channel_id,
+        microdao_id=payload.microdao_id,
         kinds=[str(k.value) for k in payload.kinds] if payload.kinds else None,
     )
     return {"ok": True, "deleted": deleted}
@@ -96,8 +117,13 @@ async def summarize(request: HttpRequest, payload: schemas.SummarizeIn):
 
     principal_of(request).ensure_can_act_for(payload.agent_id)
     job = await _run(summary_enqueue)(
-        agent_id=payload.agent_id, microdao_id=payload.microdao_id, channel_id=payload.channel_id,
-        since=payload.since, until=payload.until, model=payload.model, max_entries=payload.max_entries,
+        agent_id=payload.agent_id,
+        microdao_id=payload.microdao_id,
+        channel_id=payload.channel_id,
+        since=payload.since,
+        until=payload.until,
+        model=payload.model,
+        max_entries=payload.max_entries,
     )
     if payload.wait:
         deadline = time.monotonic() + payload.timeout
@@ -110,8 +136,14 @@ async def summarize(request: HttpRequest, payload: schemas.SummarizeIn):
 
 def _job_out(job) -> dict[str, Any]:
     return {
-        "id": job.id, "kind": job.kind, "status": job.status, "agent_id": job.agent_id, "result": job.result,
-        "error": job.error, "created_at": job.created_at, "finished_at": job.finished_at,
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "agent_id": job.agent_id,
+        "result": job.result,
+        "error": job.error,
+        "created_at": job.created_at,
+        "finished_at": job.finished_at,
     }
 
 
@@ -137,15 +169,20 @@ def _if_match(request: HttpRequest) -> int | None:
         return None
     match = _IF_MATCH.match(raw.strip())
     if not match:
-        raise BadRequest("If-Match must be the version, e.g. \"3\"", type="bad_if_match")
+        raise BadRequest('If-Match must be the version, e.g. "3"', type="bad_if_match")
     return int(match.group(1))
 
 
 def _transcript_out(transcript, *, stripped: int | None = None, with_entries: bool = False) -> dict[str, Any]:
     return {
-        "session_id": transcript.session_id, "agent_id": transcript.agent_id, "version": transcript.version,
-        "entry_count": transcript.entry_count, "size_bytes": transcript.size_bytes, "stripped": stripped,
-        "entries": transcript.entries if with_entries else None, "updated_at": transcript.updated_at,
+        "session_id": transcript.session_id,
+        "agent_id": transcript.agent_id,
+        "version": transcript.version,
+        "entry_count": transcript.entry_count,
+        "size_bytes": transcript.size_bytes,
+        "stripped": stripped,
+        "entries": transcript.entries if with_entries else None,
+        "updated_at": transcript.updated_at,
     }
 
 
@@ -157,7 +194,10 @@ def _parse_transcript_body(request: HttpRequest) -> tuple[str | None, list]:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BadRequest(f"body is not valid JSON: {exc}", type="bad_json") from exc
         if not isinstance(body, dict) or not isinstance(body.get("entries"), list):
-            raise ValidationFailed("body must be {\"agent_id\": ..., \"entries\": [...]}", details=[{"path": "body.entries", "message": "must be a list"}])
+            raise ValidationFailed(
+                'body must be {"agent_id": ..., "entries": [...]}',
+                details=[{"path": "body.entries", "message": "must be a list"}],
+            )
         agent_id = body.get("agent_id")
         return (agent_id if isinstance(agent_id, str) else None), body["entries"]
     if content_type in ("application/x-ndjson", "application/jsonl", "application/x-jsonlines", "text/plain", ""):
@@ -165,7 +205,11 @@ def _parse_transcript_body(request: HttpRequest) -> tuple[str | None, list]:
             return request.GET.get("agent_id"), services.transcript_parse_jsonl(request.body)
         except UnicodeDecodeError as exc:
             raise BadRequest("body is not UTF-8", type="bad_encoding") from exc
-    raise BadRequest(f"unsupported Content-Type {content_type!r}; send application/x-ndjson or application/json", type="unsupported_media_type", status=415)
+    raise BadRequest(
+        f"unsupported Content-Type {content_type!r}; send application/x-ndjson or application/json",
+        type="unsupported_media_type",
+        status=415,
+    )
 
 
 @router.put("/transcripts/{session_id}", response={200: schemas.TranscriptOut, 201: schemas.TranscriptOut})
@@ -178,9 +222,14 @@ async def transcript_put(request: HttpRequest, session_id: str):
     if_match = _if_match(request)
     agent_id, entries = _parse_transcript_body(request)
     if not agent_id:
-        raise ValidationFailed("agent_id is required", details=[{"path": "agent_id", "message": "required (query parameter for JSONL, body field for JSON)"}])
+        raise ValidationFailed(
+            "agent_id is required",
+            details=[{"path": "agent_id", "message": "required (query parameter for JSONL, body field for JSON)"}],
+        )
     principal_of(request).ensure_can_act_for(agent_id)
-    transcript, created, stripped = await _run(services.transcript_put)(session_id=session_id, agent_id=agent_id, entries=entries, if_match=if_match)
+    transcript, created, stripped = await _run(services.transcript_put)(
+        session_id=session_id, agent_id=agent_id, entries=entries, if_match=if_match
+    )
     return (201 if created else 200), _transcript_out(transcript, stripped=stripped)
 
 
@@ -272,9 +321,14 @@ def _list_params(request: HttpRequest) -> dict[str, Any]:
     except ValueError:
         raise _invalid("query.limit", "must be an integer") from None
     return {
-        "agent_id": agent_id, "microdao_id": _one(request, "microdao_id"), "channel_id": _one(request, "channel_id"),
-        "kinds": kinds or None, "since": _when(request, "since"), "until": _when(request, "until"),
-        "meta": search.meta_filter_clean(meta, "query.meta") if meta else None, "limit": limit,
+        "agent_id": agent_id,
+        "microdao_id": _one(request, "microdao_id"),
+        "channel_id": _one(request, "channel_id"),
+        "kinds": kinds or None,
+        "since": _when(request, "since"),
+        "until": _when(request, "until"),
+        "meta": search.meta_filter_clean(meta, "query.meta") if meta else None,
+        "limit": limit,
         "cursor": _one(request, "cursor") or None,
     }
 
@@ -323,8 +377,12 @@ async def entry_update(request: HttpRequest, entry_id: str, payload: schemas.Upd
     entry = await _own_entry(request, entry_id)
     try:
         updated = await services.amemory_update(
-            entry_id=entry.id, content=payload.content, meta=payload.meta, lang=payload.lang,
-            expected_version=payload.expected_version, if_match=if_match,
+            entry_id=entry.id,
+            content=payload.content,
+            meta=payload.meta,
+            lang=payload.lang,
+            expected_version=payload.expected_version,
+            if_match=if_match,
         )
     except NotFound:
         raise _hidden("memory", entry_id) from None
@@ -337,12 +395,30 @@ async def entry_history(request: HttpRequest, entry_id: str):
     entry = await _own_entry(request, entry_id)
     versions = await _run(selectors.memory_history)(entry=entry)
     items = [
-        {"version": v.version, "content": v.content, "text": v.text, "meta": v.meta, "lang": v.lang,
-         "valid_from": v.valid_from, "replaced_at": v.replaced_at, "current": False}
+        {
+            "version": v.version,
+            "content": v.content,
+            "text": v.text,
+            "meta": v.meta,
+            "lang": v.lang,
+            "valid_from": v.valid_from,
+            "replaced_at": v.replaced_at,
+            "current": False,
+        }
         for v in versions
     ]
-    items.append({"version": entry.version, "content": entry.content, "text": entry.text, "meta": entry.meta,
-                  "lang": entry.lang, "valid_from": entry.updated_at or entry.created_at, "replaced_at": None, "current": True})
+    items.append(
+        {
+            "version": entry.version,
+            "content": entry.content,
+            "text": entry.text,
+            "meta": entry.meta,
+            "lang": entry.lang,
+            "valid_from": entry.updated_at or entry.created_at,
+            "replaced_at": None,
+            "current": True,
+        }
+    )
     return {"id": entry.id, "version": entry.version, "items": items}
 
 

@@ -58,7 +58,9 @@ def detect(text: str) -> str:
     if len(languages()) == 1:
         return languages()[0]
     shares = _get_detector().proportion_in_each_language(text[:2000])
-    best, share = max(((lang, value) for lang, value in shares.items() if lang != "unk"), key=lambda item: item[1], default=("", 0.0))
+    best, share = max(
+        ((lang, value) for lang, value in shares.items() if lang != "unk"), key=lambda item: item[1], default=("", 0.0)
+    )
     return best if share >= MIN_SHARE else ""
 
 

@@ -24,14 +24,27 @@ _KINDS = {"type": "array", "items": {"enum": list(MemoryKind.values)}}
 async def search(*, agent_id: str, microdao_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
     from apps.memory.search import amemory_query
 
-    hits = await amemory_query(agent_id=agent_id, query=arguments["query"], limit=arguments.get("limit", 5),
-                               microdao_id=arguments.get("microdao_id"), channel_id=arguments.get("channel_id"),
-                               kinds=arguments.get("kinds"))
-    return {"results": [
-        {"id": h.id, "kind": h.kind, "score": round(h.score, 4), "text": h.content, "channel_id": h.channel_id,
-         "occurred_at": h.occurred_at.isoformat() if h.occurred_at else None}
-        for h in hits
-    ]}
+    hits = await amemory_query(
+        agent_id=agent_id,
+        query=arguments["query"],
+        limit=arguments.get("limit", 5),
+        microdao_id=arguments.get("microdao_id"),
+        channel_id=arguments.get("channel_id"),
+        kinds=arguments.get("kinds"),
+    )
+    return {
+        "results": [
+            {
+                "id": h.id,
+                "kind": h.kind,
+                "score": round(h.score, 4),
+                "text": h.content,
+                "channel_id": h.channel_id,
+                "occurred_at": h.occurred_at.isoformat() if h.occurred_at else None,
+            }
+            for h in hits
+        ]
+    }
 
 
 async def store(*, agent_id: str, microdao_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -41,9 +54,13 @@ async def store(*, agent_id: str, microdao_id: str, arguments: dict[str, Any]) -
     if not microdao:
         raise BadRequest("microdao_id is required (an argument, or the X-Microdao-Id header)", type="invalid_args")
     entry, created = await amemory_store(
-        agent_id=agent_id, microdao_id=microdao, channel_id=arguments.get("channel_id"),
-        kind=arguments.get("kind", MemoryKind.KB.value), content={"text": arguments["text"]},
-        meta=arguments.get("meta"), idempotency_key=arguments.get("idempotency_key"),
+        agent_id=agent_id,
+        microdao_id=microdao,
+        channel_id=arguments.get("channel_id"),
+        kind=arguments.get("kind", MemoryKind.KB.value),
+        content={"text": arguments["text"]},
+        meta=arguments.get("meta"),
+        idempotency_key=arguments.get("idempotency_key"),
     )
     return {"id": entry.id, "created": created}
 
@@ -65,28 +82,66 @@ async def forget(*, agent_id: str, microdao_id: str, arguments: dict[str, Any]) 
 
 
 def register() -> None:
-    register_tool(McpTool(
-        name="memory.search", scope=SCOPE, handler=search, read_only=True, idempotent=True,
-        description="Search this agent's memory (hybrid lexical and semantic), best first.",
-        input_schema={"type": "object", "additionalProperties": False, "required": ["query"], "properties": {
-            "query": {"type": "string", "minLength": 1, "maxLength": 2000},
-            "limit": {"type": "integer", "minimum": 1, "maximum": 50},
-            "microdao_id": {"type": "string"}, "channel_id": {"type": "string"}, "kinds": _KINDS}},
-    ))
-    register_tool(McpTool(
-        name="memory.store", scope=SCOPE, handler=store,
-        description="Remember a piece of text for this agent (embedded in the background).",
-        input_schema={"type": "object", "additionalProperties": False, "required": ["text"], "properties": {
-            "text": {"type": "string", "minLength": 1, "maxLength": 20000},
-            "kind": {"enum": list(MemoryKind.values)}, "microdao_id": {"type": "string"},
-            "channel_id": {"type": "string"}, "meta": {"type": "object"},
-            "idempotency_key": {"type": "string", "maxLength": 200}}},
-    ))
-    register_tool(McpTool(
-        name="memory.forget", scope=SCOPE, handler=forget, destructive=True, idempotent=True,
-        description="Delete one of this agent's memories by id, or all of one channel's (optionally of some kinds).",
-        input_schema={"type": "object", "additionalProperties": False, "properties": {
-            "id": {"type": "string", "minLength": 1}, "channel_id": {"type": "string", "minLength": 1},
-            "kinds": _KINDS},
-            "oneOf": [{"required": ["id"]}, {"required": ["channel_id"]}]},
-    ))
+    register_tool(
+        McpTool(
+            name="memory.search",
+            scope=SCOPE,
+            handler=search,
+            read_only=True,
+            idempotent=True,
+            description="Search this agent's memory (hybrid lexical and semantic), best first.",
+            input_schema={
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["query"],
+                "properties": {
+                    "query": {"type": "string", "minLength": 1, "maxLength": 2000},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 50},
+                    "microdao_id": {"type": "string"},
+                    "channel_id": {"type": "string"},
+                    "kinds": _KINDS,
+                },
+            },
+        )
+    )
+    register_tool(
+        McpTool(
+            name="memory.store",
+            scope=SCOPE,
+            handler=store,
+            description="Remember a piece of text for this agent (embedded in the background).",
+            input_schema={
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["text"],
+                "properties": {
+                    "text": {"type": "string", "minLength": 1, "maxLength": 20000},
+                    "kind": {"enum": list(MemoryKind.values)},
+                    "microdao_id": {"type": "string"},
+                    "channel_id": {"type": "string"},
+                    "meta": {"type": "object"},
+                    "idempotency_key": {"type": "string", "maxLength": 200},
+                },
+            },
+        )
+    )
+    register_tool(
+        McpTool(
+            name="memory.forget",
+            scope=SCOPE,
+            handler=forget,
+            destructive=True,
+            idempotent=True,
+            description="Delete one of this agent's memories by id, or all of one channel's (optionally of some kinds).",
+            input_schema={
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string", "minLength": 1},
+                    "channel_id": {"type": "string", "minLength": 1},
+                    "kinds": _KINDS,
+                },
+                "oneOf": [{"required": ["id"]}, {"required": ["channel_id"]}],
+            },
+        )
+    )

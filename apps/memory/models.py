@@ -19,11 +19,34 @@ from apps.memory.choices import EmbeddingBackend, EmbeddingStatus, JobKind, JobS
 # entry of another language is indexed with `simple` plus its lemmas (apps/memory/language.py),
 # one of unknown language with `english`, as every entry was before languages were told apart.
 FTS_CONFIGS = {
-    "en": "english", "ru": "russian", "de": "german", "fr": "french", "es": "spanish", "it": "italian",
-    "pt": "portuguese", "nl": "dutch", "sv": "swedish", "da": "danish", "fi": "finnish", "hu": "hungarian",
-    "nb": "norwegian", "ro": "romanian", "tr": "turkish", "el": "greek", "lt": "lithuanian", "id": "indonesian",
-    "ga": "irish", "ca": "catalan", "eu": "basque", "hy": "armenian", "hi": "hindi", "ne": "nepali",
-    "sr": "serbian", "ta": "tamil", "ar": "arabic", "yi": "yiddish",
+    "en": "english",
+    "ru": "russian",
+    "de": "german",
+    "fr": "french",
+    "es": "spanish",
+    "it": "italian",
+    "pt": "portuguese",
+    "nl": "dutch",
+    "sv": "swedish",
+    "da": "danish",
+    "fi": "finnish",
+    "hu": "hungarian",
+    "nb": "norwegian",
+    "ro": "romanian",
+    "tr": "turkish",
+    "el": "greek",
+    "lt": "lithuanian",
+    "id": "indonesian",
+    "ga": "irish",
+    "ca": "catalan",
+    "eu": "basque",
+    "hy": "armenian",
+    "hi": "hindi",
+    "ne": "nepali",
+    "sr": "serbian",
+    "ta": "tamil",
+    "ar": "arabic",
+    "yi": "yiddish",
 }
 FTS_DEFAULT = "english"
 FTS_LEMMAS = "simple"
@@ -94,7 +117,9 @@ class MemoryEntry(models.Model):
     text = models.TextField(help_text="searchable text derived from the content")
     meta = models.JSONField(default=dict, blank=True)
     occurred_at = models.DateTimeField()
-    lang = models.CharField(max_length=8, blank=True, default="", help_text="ISO 639-1 code, detected or given; empty when unknown")
+    lang = models.CharField(
+        max_length=8, blank=True, default="", help_text="ISO 639-1 code, detected or given; empty when unknown"
+    )
     lemmas = models.TextField(blank=True, default="", help_text="dictionary forms of words whose language Postgres cannot stem")
     version = models.PositiveIntegerField(default=1)
     updated_at = models.DateTimeField(null=True, blank=True)

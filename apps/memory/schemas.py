@@ -23,7 +23,9 @@ class StoreIn(Schema):
     meta: StorableObject | None = None
     occurred_at: UtcDatetime | None = None
     idempotency_key: StorableText | None = Field(None, min_length=1, max_length=200)
-    lang: str | None = Field(None, min_length=2, max_length=3, pattern=r"^[A-Za-z]{2,3}$", description="ISO 639-1; detected when absent")
+    lang: str | None = Field(
+        None, min_length=2, max_length=3, pattern=r"^[A-Za-z]{2,3}$", description="ISO 639-1; detected when absent"
+    )
 
 
 class StoreOut(Schema):
@@ -53,7 +55,9 @@ class QueryIn(Schema):
     until: UtcDatetime | None = None
     meta: dict[str, Any] | None = Field(None, description="keep entries whose meta holds each key/value pair")
     min_score: float | None = Field(None, ge=0, le=1, description="drop hits scoring below this")
-    lang: str | None = Field(None, min_length=2, max_length=3, pattern=r"^[A-Za-z]{2,3}$", description="the query's language; detected when absent")
+    lang: str | None = Field(
+        None, min_length=2, max_length=3, pattern=r"^[A-Za-z]{2,3}$", description="the query's language; detected when absent"
+    )
 
     # A misspelt filter must not be ignored silently: it would widen the answer.
     model_config = ConfigDict(extra="forbid")

@@ -80,7 +80,9 @@ class _Term:
 
     def sql(self) -> tuple[str, list[str]]:
         # The lexemes are quoted, so to_tsquery never parses an operator in them.
-        return "(" + " || ".join(f"to_tsquery('{cfg}'::regconfig, %s)" for cfg, _ in self.forms) + ")", [f"'{lex}'" for _, lex in self.forms]
+        return "(" + " || ".join(f"to_tsquery('{cfg}'::regconfig, %s)" for cfg, _ in self.forms) + ")", [
+            f"'{lex}'" for _, lex in self.forms
+        ]
 
     def prefix_sql(self) -> tuple[str, list[str]]:
         return "to_tsquery('simple'::regconfig, %s)", [f"'{self.prefix}':*"]
@@ -115,8 +117,15 @@ class _Scope:
         return self.template.format(a=f"{alias}.")
 
 
-def _scope(agent_id: str | None, microdao_id: str | None, channel_id: str | None, kinds: list[str] | None,
-           since: datetime | None, until: datetime | None, meta: dict[str, Any] | None = None) -> _Scope:
+def _scope(
+    agent_id: str | None,
+    microdao_id: str | None,
+    channel_id: str | None,
+    kinds: list[str] | None,
+    since: datetime | None,
+    until: datetime | None,
+    meta: dict[str, Any] | None = None,
+) -> _Scope:
     p = "{a}"
     clauses: list[str] = ["TRUE"]
     params: list[Any] = []
@@ -214,7 +223,9 @@ def _vector_literal(vector: list[float]) -> str:
     return "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
 
 
-def _dense(cursor, scope: _Scope, model: str, dims: int, vector: list[float], depth: int, scope_size: int) -> list[tuple[str, float]]:
+def _dense(
+    cursor, scope: _Scope, model: str, dims: int, vector: list[float], depth: int, scope_size: int
+) -> list[tuple[str, float]]:
     cast = f"embedding::vector({int(dims)})"
     literal = _vector_literal(vector)
     if scope_size <= EXACT_SEARCH_MAX:
@@ -320,9 +331,21 @@ def memory_query(
     started, status = time.perf_counter(), "error"
     try:
         with tracing.span("memory.query", {"gen_ai.agent.id": agent_id, "daarion.memory.limit": limit}) as span:
-            hits = _memory_query(agent_id=agent_id, microdao_id=microdao_id, channel_id=channel_id, query=query,
-                                 limit=limit, kinds=kinds, since=since, until=until, model=model,
-                                 neighbour_weight=neighbour_weight, meta=meta, min_score=min_score, lang=lang)
+            hits = _memory_query(
+                agent_id=agent_id,
+                microdao_id=microdao_id,
+                channel_id=channel_id,
+                query=query,
+                limit=limit,
+                kinds=kinds,
+                since=since,
+                until=until,
+                model=model,
+                neighbour_weight=neighbour_weight,
+                meta=meta,
+                min_score=min_score,
+                lang=lang,
+            )
             tracing.set_attributes(span, {"daarion.memory.hits": len(hits)})
         status = "ok"
         return hits
@@ -330,17 +353,43 @@ def memory_query(
         metrics.observe_memory_query(status, time.perf_counter() - started)
 
 
-def _memory_query(*, agent_id: Any, microdao_id: str | None, channel_id: str | None, query: str, limit: int,
-                  kinds: list[str] | None, since: datetime | None, until: datetime | None, model: str | None,
-                  neighbour_weight: float | None, meta: dict[str, Any] | None, min_score: float | None,
-                  lang: str | None) -> list[MemoryHit]:
+def _memory_query(
+    *,
+    agent_id: Any,
+    microdao_id: str | None,
+    channel_id: str | None,
+    query: str,
+    limit: int,
+    kinds: list[str] | None,
+    since: datetime | None,
+    until: datetime | None,
+    model: str | None,
+    neighbour_weight: float | None,
+    meta: dict[str, Any] | None,
+    min_score: float | None,
+    lang: str | None,
+) -> list[MemoryHit]:
     if not isinstance(agent_id, str) or not agent_id.strip():
         raise ValidationFailed("agent_id is required", details=[{"path": "agent_id", "message": "must be a non-empty string"}])
     meta = meta_filter_clean(meta, "meta")
     if min_score is not None and not 0 <= float(min_score) <= 1:
-        raise ValidationFailed("min_score must be between 0 and 1", details=[{"path": "min_score", "message": "must be between 0 and 1"}])
-    hits = _hybrid(agent_id=agent_id, microdao_id=microdao_id, channel_id=channel_id, query=query, limit=limit,
-                   kinds=kinds, since=since, until=until, model=model, neighbour_weight=neighbour_weight, meta=meta, lang=lang)
+        raise ValidationFailed(
+            "min_score must be between 0 and 1", details=[{"path": "min_score", "message": "must be between 0 and 1"}]
+        )
+    hits = _hybrid(
+        agent_id=agent_id,
+        microdao_id=microdao_id,
+        channel_id=channel_id,
+        query=query,
+        limit=limit,
+        kinds=kinds,
+        since=since,
+        until=until,
+        model=model,
+        neighbour_weight=neighbour_weight,
+        meta=meta,
+        lang=lang,
+    )
     if min_score is not None:
         hits = [hit for hit in hits if hit.score >= min_score]
     return hits
@@ -352,12 +401,19 @@ def meta_filter_clean(meta: Any, path: str) -> dict[str, Any] | None:
     if meta is None:
         return None
     if not isinstance(meta, dict):
-        raise ValidationFailed(f"{path} must be an object", details=[{"path": path, "message": "must be an object of key -> value"}])
+        raise ValidationFailed(
+            f"{path} must be an object", details=[{"path": path, "message": "must be an object of key -> value"}]
+        )
     for key, value in meta.items():
         if not isinstance(key, str) or not key or len(key) > 128 or "\x00" in key:
-            raise ValidationFailed(f"{path} has a bad key", details=[{"path": f"{path}.{key}", "message": "keys are 1-128 characters"}])
+            raise ValidationFailed(
+                f"{path} has a bad key", details=[{"path": f"{path}.{key}", "message": "keys are 1-128 characters"}]
+            )
         if value is not None and not isinstance(value, (str, int, float, bool)):
-            raise ValidationFailed(f"{path}.{key} must be a scalar", details=[{"path": f"{path}.{key}", "message": "must be a string, number, boolean or null"}])
+            raise ValidationFailed(
+                f"{path}.{key} must be a scalar",
+                details=[{"path": f"{path}.{key}", "message": "must be a string, number, boolean or null"}],
+            )
         if isinstance(value, str) and "\x00" in value:
             raise ValidationFailed(f"{path}.{key} holds NUL", details=[{"path": f"{path}.{key}", "message": "must not hold NUL"}])
     return meta or None
@@ -365,8 +421,19 @@ def meta_filter_clean(meta: Any, path: str) -> dict[str, Any] | None:
 
 def memory_search_staff(*, query: str, agent_id: str | None = None, limit: int = 100) -> list[MemoryHit]:
     """The same hybrid query for operators (admin): across every agent unless one is given."""
-    return _hybrid(agent_id=agent_id or None, microdao_id=None, channel_id=None, query=query, limit=limit,
-                   kinds=None, since=None, until=None, model=None, neighbour_weight=0.0, max_limit=200)
+    return _hybrid(
+        agent_id=agent_id or None,
+        microdao_id=None,
+        channel_id=None,
+        query=query,
+        limit=limit,
+        kinds=None,
+        since=None,
+        until=None,
+        model=None,
+        neighbour_weight=0.0,
+        max_limit=200,
+    )
 
 
 def source_of(channel_id: str | None, microdao_id: str) -> str:
@@ -377,18 +444,37 @@ def source_of(channel_id: str | None, microdao_id: str) -> str:
     return channel_id if channel_id.startswith("channel:") else f"channel:{channel_id}"
 
 
-def _hybrid(*, agent_id, microdao_id, channel_id, query, limit, kinds, since, until, model, neighbour_weight,
-            max_limit: int = MAX_LIMIT, sides: tuple[str, ...] = ("lexical", "dense"), meta: dict | None = None,
-            lang: str | None = None) -> list[MemoryHit]:
+def _hybrid(
+    *,
+    agent_id,
+    microdao_id,
+    channel_id,
+    query,
+    limit,
+    kinds,
+    since,
+    until,
+    model,
+    neighbour_weight,
+    max_limit: int = MAX_LIMIT,
+    sides: tuple[str, ...] = ("lexical", "dense"),
+    meta: dict | None = None,
+    lang: str | None = None,
+) -> list[MemoryHit]:
     # `sides` lets the benchmark measure each ranking alone; callers always use both.
     if not isinstance(query, str) or not query.strip():
         raise ValidationFailed("query must not be empty", details=[{"path": "query", "message": "must be a non-empty string"}])
     if len(query) > MAX_QUERY_CHARS:
-        raise ValidationFailed(f"query is over {MAX_QUERY_CHARS} characters", details=[{"path": "query", "message": f"at most {MAX_QUERY_CHARS} characters"}])
+        raise ValidationFailed(
+            f"query is over {MAX_QUERY_CHARS} characters",
+            details=[{"path": "query", "message": f"at most {MAX_QUERY_CHARS} characters"}],
+        )
     if since is not None and until is not None and since >= until:
         raise ValidationFailed("since must be before until", details=[{"path": "since", "message": "must be before until"}])
     if lang is not None and language.clean_lang(lang) is None:
-        raise ValidationFailed("lang must be a language code", details=[{"path": "lang", "message": "an ISO 639-1 code such as en or uk"}])
+        raise ValidationFailed(
+            "lang must be a language code", details=[{"path": "lang", "message": "an ISO 639-1 code such as en or uk"}]
+        )
     limit = max(1, min(int(limit), max_limit))
     depth = max(50, limit * 4)
     weight = NEIGHBOUR_WEIGHT if neighbour_weight is None else neighbour_weight
@@ -407,7 +493,11 @@ def _hybrid(*, agent_id, microdao_id, channel_id, query, limit, kinds, since, un
         lexical, scope_size = _lexical(cursor, scope, terms, depth)
         if pending is not None:
             vector = pending.result()
-        dense = _dense(cursor, scope, spec.name, spec.dimensions, vector, depth, scope_size) if vector is not None and scope_size else []
+        dense = (
+            _dense(cursor, scope, spec.name, spec.dimensions, vector, depth, scope_size)
+            if vector is not None and scope_size
+            else []
+        )
         if sides == ("lexical",):
             scores, max_score = combine(lexical, [], alpha=1.0), 1.0
         elif sides == ("dense",):
@@ -424,9 +514,7 @@ def _hybrid(*, agent_id, microdao_id, channel_id, query, limit, kinds, since, un
                 scores[nid] = scores.get(nid, 0.0) + value
             max_score *= 1 + weight
         best = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
-        rows = {
-            r[0]: r for r in _fetch(cursor, [entry_id for entry_id, _ in best])
-        }
+        rows = {r[0]: r for r in _fetch(cursor, [entry_id for entry_id, _ in best])}
     hits = []
     for entry_id, score in best:
         row = rows.get(entry_id)

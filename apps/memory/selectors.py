@@ -227,16 +227,18 @@ def backlog_metrics() -> Iterable[Any]:
 
     try:
         pending = MemoryEntry.objects.filter(embedding_status=EmbeddingStatus.PENDING).aggregate(
-            n=Count("id"), oldest=Min("created_at"))
+            n=Count("id"), oldest=Min("created_at")
+        )
         jobs = list(MemoryJob.objects.values_list("status").annotate(n=Count("id")).order_by())
     finally:
         connection.close()  # called from a scrape, outside any request's connection handling
     lag = (timezone.now() - pending["oldest"]).total_seconds() if pending["oldest"] else 0.0
-    yield GaugeMetricFamily("daarion_embedding_queue_depth", "Memory entries waiting for their embedding.",
-                            value=pending["n"])
-    yield GaugeMetricFamily("daarion_embedding_lag_seconds",
-                            "Age of the oldest memory entry still waiting for its embedding (0: none waits).",
-                            value=max(0.0, lag))
+    yield GaugeMetricFamily("daarion_embedding_queue_depth", "Memory entries waiting for their embedding.", value=pending["n"])
+    yield GaugeMetricFamily(
+        "daarion_embedding_lag_seconds",
+        "Age of the oldest memory entry still waiting for its embedding (0: none waits).",
+        value=max(0.0, lag),
+    )
     gauge = GaugeMetricFamily("daarion_memory_jobs", "Memory jobs (summaries, re-embeds) by status.", labels=["status"])
     for status, count in jobs:
         gauge.add_metric([status], count)

@@ -166,13 +166,23 @@ def memory_store(
     """
     fields = _clean_item(
         {
-            "agent_id": agent_id, "microdao_id": microdao_id, "channel_id": channel_id, "kind": kind,
-            "content": content, "meta": meta, "idempotency_key": idempotency_key, "occurred_at": occurred_at,
+            "agent_id": agent_id,
+            "microdao_id": microdao_id,
+            "channel_id": channel_id,
+            "kind": kind,
+            "content": content,
+            "meta": meta,
+            "idempotency_key": idempotency_key,
+            "occurred_at": occurred_at,
             "lang": lang,
         }
     )
     if fields["idempotency_key"] is not None:
-        existing = MemoryEntry.objects.filter(agent_id=fields["agent_id"], idempotency_key=fields["idempotency_key"]).defer("embedding").first()
+        existing = (
+            MemoryEntry.objects.filter(agent_id=fields["agent_id"], idempotency_key=fields["idempotency_key"])
+            .defer("embedding")
+            .first()
+        )
         if existing is not None:
             return existing, False
     try:
@@ -182,7 +192,11 @@ def memory_store(
         observe_memory_store(entry.kind)
     except IntegrityError:
         # A concurrent store with the same key won the race: answer with its entry.
-        existing = MemoryEntry.objects.filter(agent_id=fields["agent_id"], idempotency_key=fields["idempotency_key"]).defer("embedding").first()
+        existing = (
+            MemoryEntry.objects.filter(agent_id=fields["agent_id"], idempotency_key=fields["idempotency_key"])
+            .defer("embedding")
+            .first()
+        )
         if existing is None:
             raise
         return existing, False
@@ -225,7 +239,9 @@ def memory_store_bulk(*, items: Sequence[dict[str, Any]]) -> list[tuple[MemoryEn
             with transaction.atomic():
                 MemoryEntry.objects.bulk_create(new_rows)
         except IntegrityError as exc:
-            raise Conflict("a concurrent request stored one of these idempotency keys; retry the request", type="idempotency_conflict") from exc
+            raise Conflict(
+                "a concurrent request stored one of these idempotency keys; retry the request", type="idempotency_conflict"
+            ) from exc
         _enqueue_embedding([row.id for row in new_rows])
     for kind in {row.kind for row in new_rows}:
         observe_memory_store(kind, sum(1 for row in new_rows if row.kind == kind))
@@ -264,7 +280,9 @@ def memory_delete(*, entry: MemoryEntry) -> None:
         MemoryEntry.objects.filter(id=entry.id).delete()
 
 
-def memory_forget(*, agent_id: str, channel_id: str | None = None, microdao_id: str | None = None, kinds: Iterable[str] | None = None) -> int:
+def memory_forget(
+    *, agent_id: str, channel_id: str | None = None, microdao_id: str | None = None, kinds: Iterable[str] | None = None
+) -> int:
     """Deletes every memory of an agent (optionally of one channel / microDAO / kinds)."""
     if not agent_id:
         raise _invalid("agent_id", "must be a non-empty string")
@@ -308,20 +326,35 @@ def memory_update(
         if expected_version is not None and expected_version != entry.version:
             raise Conflict(
                 f"memory {entry_id!r} is at version {entry.version}, not {expected_version}",
-                type="version_conflict", details={"version": entry.version},
+                type="version_conflict",
+                details={"version": entry.version},
             )
         if if_match is not None and if_match != entry.version:
-            raise PreconditionFailed(f"memory {entry_id!r} is at version {entry.version}, not {if_match}", details={"version": entry.version})
-        fields = _clean_item({
-            "agent_id": entry.agent_id, "microdao_id": entry.microdao_id, "channel_id": entry.channel_id,
-            "kind": entry.kind, "content": entry.content if content is None else content,
-            "meta": entry.meta if meta is None else meta, "occurred_at": entry.occurred_at,
-            # A new text is detected again unless a language is given; meta alone keeps it.
-            "lang": lang if lang is not None else (entry.lang if content is None else None),
-        })
+            raise PreconditionFailed(
+                f"memory {entry_id!r} is at version {entry.version}, not {if_match}", details={"version": entry.version}
+            )
+        fields = _clean_item(
+            {
+                "agent_id": entry.agent_id,
+                "microdao_id": entry.microdao_id,
+                "channel_id": entry.channel_id,
+                "kind": entry.kind,
+                "content": entry.content if content is None else content,
+                "meta": entry.meta if meta is None else meta,
+                "occurred_at": entry.occurred_at,
+                # A new text is detected again unless a language is given; meta alone keeps it.
+                "lang": lang if lang is not None else (entry.lang if content is None else None),
+            }
+        )
         MemoryEntryVersion.objects.create(
-            entry_id=entry.id, agent_id=entry.agent_id, version=entry.version, content=entry.content, text=entry.text,
-            meta=entry.meta, lang=entry.lang, valid_from=entry.updated_at or entry.created_at,
+            entry_id=entry.id,
+            agent_id=entry.agent_id,
+            version=entry.version,
+            content=entry.content,
+            text=entry.text,
+            meta=entry.meta,
+            lang=entry.lang,
+            valid_from=entry.updated_at or entry.created_at,
         )
         text_changed = fields["text"] != entry.text
         entry.content, entry.text, entry.meta = fields["content"], fields["text"], fields["meta"]
@@ -366,7 +399,9 @@ def _embed_and_save(spec: ModelSpec, entries: list[MemoryEntry]) -> int:
             entry.embedding_error = ""
             entry.embedded_at = now
             kept.append(entry)
-        MemoryEntry.objects.bulk_update(kept, ["embedding", "embedding_model", "embedding_status", "embedding_error", "embedded_at"])
+        MemoryEntry.objects.bulk_update(
+            kept, ["embedding", "embedding_model", "embedding_status", "embedding_error", "embedded_at"]
+        )
     observe_embedded("ready", len(kept))
     return len(kept)
 
@@ -378,7 +413,8 @@ def memory_embed_entries(*, entry_ids: Sequence[str], spec: ModelSpec | None = N
     """
     spec = spec or selectors.active_model_spec()
     entries = [
-        e for e in MemoryEntry.objects.filter(id__in=list(entry_ids)).only("id", "text", "embedding_model", "embedding_status")
+        e
+        for e in MemoryEntry.objects.filter(id__in=list(entry_ids)).only("id", "text", "embedding_model", "embedding_status")
         if not (e.embedding_status == EmbeddingStatus.READY and e.embedding_model == spec.name)
     ]
     if not entries:
@@ -418,7 +454,8 @@ def memory_pending_ids(*, older_than_seconds: float, limit: int) -> list[str]:
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     return list(
         MemoryEntry.objects.filter(embedding_status=EmbeddingStatus.PENDING, created_at__lt=cutoff)
-        .order_by("created_at").values_list("id", flat=True)[:limit]
+        .order_by("created_at")
+        .values_list("id", flat=True)[:limit]
     )
 
 
@@ -442,7 +479,9 @@ def memory_retry_failed(*, entry_ids: Sequence[str]) -> int:
 # --- embedding models ----------------------------------------------------------------------
 
 
-def embedding_model_save(*, name: str, backend: str, dimensions: int, options: dict | None = None, is_active: bool | None = None) -> EmbeddingModel:
+def embedding_model_save(
+    *, name: str, backend: str, dimensions: int, options: dict | None = None, is_active: bool | None = None
+) -> EmbeddingModel:
     """Creates or updates an embedding model and makes sure its HNSW index exists."""
     from apps.memory.choices import EmbeddingBackend
 
@@ -454,11 +493,17 @@ def embedding_model_save(*, name: str, backend: str, dimensions: int, options: d
         # HNSW indexes vectors of up to 2,000 dimensions.
         raise _invalid("dimensions", "must be between 1 and 2000")
     with transaction.atomic():
-        model, created = EmbeddingModel.objects.get_or_create(name=name, defaults={"backend": backend, "dimensions": dimensions, "options": options or {}})
+        model, created = EmbeddingModel.objects.get_or_create(
+            name=name, defaults={"backend": backend, "dimensions": dimensions, "options": options or {}}
+        )
         if not created:
             if model.dimensions != dimensions and MemoryEntry.objects.filter(embedding_model=name).exists():
                 raise Conflict(f"{name} already has embeddings of {model.dimensions} dimensions; create a new model instead")
-            model.backend, model.dimensions, model.options = backend, dimensions, options if options is not None else model.options
+            model.backend, model.dimensions, model.options = (
+                backend,
+                dimensions,
+                options if options is not None else model.options,
+            )
             model.save()
         bump_version(selectors.EMBEDDING_MODELS_CONFIG)
     ensure_index(name, dimensions)
@@ -514,8 +559,10 @@ def embedding_model_delete(*, name: str) -> None:
 
 def memory_ids_needing_model(*, model_name: str, limit: int, after_id: str = "") -> list[str]:
     return list(
-        MemoryEntry.objects.filter(id__gt=after_id).exclude(embedding_model=model_name, embedding_status=EmbeddingStatus.READY)
-        .order_by("id").values_list("id", flat=True)[:limit]
+        MemoryEntry.objects.filter(id__gt=after_id)
+        .exclude(embedding_model=model_name, embedding_status=EmbeddingStatus.READY)
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
     )
 
 
@@ -526,7 +573,9 @@ def reembed_start(*, model_name: str, enqueue: bool = True) -> MemoryJob:
     embedding_model_activate(name=model_name)
     with transaction.atomic():
         total = MemoryEntry.objects.exclude(embedding_model=model_name, embedding_status=EmbeddingStatus.READY).count()
-        job = MemoryJob.objects.create(kind=JobKind.REEMBED, params={"model": model_name}, result={"done": 0, "failed": 0, "total": total})
+        job = MemoryJob.objects.create(
+            kind=JobKind.REEMBED, params={"model": model_name}, result={"done": 0, "failed": 0, "total": total}
+        )
         job_id = job.id
         if not enqueue:
             return job
@@ -550,7 +599,12 @@ def reembed_run(*, job_id: str, budget_batches: int | None = None) -> MemoryJob:
     batches = 0
     while budget_batches is None or batches < budget_batches:
         if selectors.active_model_name_now() != model_name:
-            return _job_finish(job_id, JobStatus.FAILED, {"done": done, "failed": failed, "total": total}, f"{model_name} is no longer the active model")
+            return _job_finish(
+                job_id,
+                JobStatus.FAILED,
+                {"done": done, "failed": failed, "total": total},
+                f"{model_name} is no longer the active model",
+            )
         ids = memory_ids_needing_model(model_name=model_name, limit=EMBED_BATCH, after_id=after)
         if not ids:
             return _job_finish(job_id, JobStatus.SUCCEEDED, {"done": done, "failed": failed, "total": total}, "")
@@ -559,12 +613,16 @@ def reembed_run(*, job_id: str, budget_batches: int | None = None) -> MemoryJob:
         failed += counts["failed"]
         after = ids[-1]
         batches += 1
-        MemoryJob.objects.filter(id=job_id).update(result={"done": done, "failed": failed, "total": total, "cursor": after}, updated_at=timezone.now())
+        MemoryJob.objects.filter(id=job_id).update(
+            result={"done": done, "failed": failed, "total": total, "cursor": after}, updated_at=timezone.now()
+        )
     return selectors.memory_job_get(job_id=job_id)
 
 
 def _job_finish(job_id: str, status: str, result: dict | None, error: str) -> MemoryJob:
-    MemoryJob.objects.filter(id=job_id).update(status=status, result=result, error=error[:4000], finished_at=timezone.now(), updated_at=timezone.now())
+    MemoryJob.objects.filter(id=job_id).update(
+        status=status, result=result, error=error[:4000], finished_at=timezone.now(), updated_at=timezone.now()
+    )
     return selectors.memory_job_get(job_id=job_id)
 
 
@@ -586,7 +644,10 @@ TRANSCRIPT_MAX_ENTRY_BYTES = settings.MEMORY_TRANSCRIPT_MAX_ENTRY_BYTES
 def session_id_clean(session_id: str) -> str:
     """Only a plain token may name a session: no path separators, no `..`, no control bytes."""
     if not isinstance(session_id, str) or not SESSION_ID_RE.match(session_id) or ".." in session_id:
-        raise _invalid("session_id", "must be 1-128 characters of letters, digits, '.', '_', ':' or '-', not starting with a symbol and without '..'")
+        raise _invalid(
+            "session_id",
+            "must be 1-128 characters of letters, digits, '.', '_', ':' or '-', not starting with a symbol and without '..'",
+        )
     return session_id
 
 
@@ -664,7 +725,9 @@ def transcript_clean(entries: Sequence[dict]) -> tuple[list[dict], int]:
     return kept, len(entries) - len(kept)
 
 
-def transcript_put(*, session_id: str, agent_id: str, entries: Sequence[dict], if_match: int | None = None) -> tuple[Transcript, bool, int]:
+def transcript_put(
+    *, session_id: str, agent_id: str, entries: Sequence[dict], if_match: int | None = None
+) -> tuple[Transcript, bool, int]:
     """Replaces a session's transcript. With `if_match` the stored version must equal it
     (412 otherwise); without it, a transcript shorter than the stored one is refused (409),
     so a slow writer never overwrites a newer turn. Returns (transcript, created, stripped).
@@ -681,8 +744,12 @@ def transcript_put(*, session_id: str, agent_id: str, entries: Sequence[dict], i
             if if_match not in (None, 0):
                 raise PreconditionFailed(f"transcript {session_id!r} does not exist (version 0)", details={"version": 0})
             transcript = Transcript.objects.create(
-                session_id=session_id, agent_id=agent_id, version=1, entries=kept,
-                entry_count=len(kept), size_bytes=_json_size(kept),
+                session_id=session_id,
+                agent_id=agent_id,
+                version=1,
+                entries=kept,
+                entry_count=len(kept),
+                size_bytes=_json_size(kept),
             )
             return transcript, True, stripped
         if current.agent_id != agent_id:

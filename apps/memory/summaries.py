@@ -31,12 +31,21 @@ class SummaryTransientError(Exception):
 
 
 def summary_enqueue(
-    *, agent_id: str, microdao_id: str, channel_id: str | None = None, since: datetime | None = None,
-    until: datetime | None = None, model: str | None = None, max_entries: int = 100,
+    *,
+    agent_id: str,
+    microdao_id: str,
+    channel_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    model: str | None = None,
+    max_entries: int = 100,
 ) -> MemoryJob:
     params = {
-        "microdao_id": microdao_id, "channel_id": channel_id, "model": model or settings.MEMORY_SUMMARY_MODEL,
-        "since": since.isoformat() if since else None, "until": until.isoformat() if until else None,
+        "microdao_id": microdao_id,
+        "channel_id": channel_id,
+        "model": model or settings.MEMORY_SUMMARY_MODEL,
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None,
         "max_entries": max_entries,
     }
     with transaction.atomic():
@@ -56,7 +65,9 @@ def summary_enqueue(
 
 def _sources(job: MemoryJob) -> list[MemoryEntry]:
     p = job.params
-    qs = MemoryEntry.objects.filter(agent_id=job.agent_id, microdao_id=p["microdao_id"], kind=MemoryKind.CONVERSATION).defer("embedding")
+    qs = MemoryEntry.objects.filter(agent_id=job.agent_id, microdao_id=p["microdao_id"], kind=MemoryKind.CONVERSATION).defer(
+        "embedding"
+    )
     if p.get("channel_id") is not None:
         qs = qs.filter(channel_id=p["channel_id"])
     if p.get("since"):
@@ -86,7 +97,9 @@ def summary_run(*, job_id: str) -> MemoryJob:
     ]
     try:
         result = chat_completion_sync(
-            model=job.params["model"], messages=messages, agent_id=job.agent_id,
+            model=job.params["model"],
+            messages=messages,
+            agent_id=job.agent_id,
             microdao_id=job.params["microdao_id"],
         )
     except DaarionError as exc:
@@ -99,16 +112,26 @@ def summary_run(*, job_id: str) -> MemoryJob:
     ids = [e.id for e in sources]
     # The model that answered: after a fallback it is not the one asked for.
     answered = getattr(result, "model_resolved", "") or job.params["model"]
-    meta = {"sources": ids, "model": answered, "job_id": job_id,
-            "from": sources[0].occurred_at.isoformat(), "to": sources[-1].occurred_at.isoformat()}
+    meta = {
+        "sources": ids,
+        "model": answered,
+        "job_id": job_id,
+        "from": sources[0].occurred_at.isoformat(),
+        "to": sources[-1].occurred_at.isoformat(),
+    }
     if answered != job.params["model"]:
         meta["requested_model"] = job.params["model"]
     if getattr(result, "upstream_model", ""):
         meta["upstream_model"] = result.upstream_model
     entry, _ = services.memory_store(
-        agent_id=job.agent_id, microdao_id=job.params["microdao_id"], channel_id=job.params.get("channel_id"),
-        kind=MemoryKind.SUMMARY, content={"text": text}, meta=meta,
-        idempotency_key=f"summary:{job_id}", occurred_at=sources[-1].occurred_at,
+        agent_id=job.agent_id,
+        microdao_id=job.params["microdao_id"],
+        channel_id=job.params.get("channel_id"),
+        kind=MemoryKind.SUMMARY,
+        content={"text": text},
+        meta=meta,
+        idempotency_key=f"summary:{job_id}",
+        occurred_at=sources[-1].occurred_at,
     )
     usage = getattr(result, "usage", None)
     if usage is not None and not isinstance(usage, dict):

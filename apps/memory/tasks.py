@@ -34,8 +34,16 @@ def _retries_left(task: Task) -> bool:
 
 
 @app.task(
-    name=EMBED_ENTRIES, queue=Queue.EMBEDDINGS, bind=True, acks_late=True, reject_on_worker_lost=True,
-    autoretry_for=(TransientEmbeddingError,), max_retries=EMBED_MAX_RETRIES, retry_backoff=_BACKOFF, retry_backoff_max=600, retry_jitter=False,
+    name=EMBED_ENTRIES,
+    queue=Queue.EMBEDDINGS,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(TransientEmbeddingError,),
+    max_retries=EMBED_MAX_RETRIES,
+    retry_backoff=_BACKOFF,
+    retry_backoff_max=600,
+    retry_jitter=False,
 )
 def embed_entries(self: Task, entry_ids: list[str]) -> dict[str, int]:
     try:
@@ -55,8 +63,16 @@ def requeue_pending() -> int:
 
 
 @app.task(
-    name=REEMBED, queue=Queue.EMBEDDINGS, bind=True, acks_late=True, reject_on_worker_lost=True,
-    autoretry_for=(TransientEmbeddingError,), max_retries=EMBED_MAX_RETRIES, retry_backoff=_BACKOFF, retry_backoff_max=600, retry_jitter=False,
+    name=REEMBED,
+    queue=Queue.EMBEDDINGS,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(TransientEmbeddingError,),
+    max_retries=EMBED_MAX_RETRIES,
+    retry_backoff=_BACKOFF,
+    retry_backoff_max=600,
+    retry_jitter=False,
 )
 def reembed(self: Task, job_id: str) -> str:
     # Runs in slices and re-enqueues itself, so a long re-embed never meets the task time
@@ -74,8 +90,16 @@ def reembed(self: Task, job_id: str) -> str:
 
 
 @app.task(
-    name=SUMMARIZE, queue=Queue.SUMMARIES, bind=True, acks_late=True, reject_on_worker_lost=True,
-    autoretry_for=(SummaryTransientError,), max_retries=3, retry_backoff=_BACKOFF, retry_backoff_max=600, retry_jitter=False,
+    name=SUMMARIZE,
+    queue=Queue.SUMMARIES,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(SummaryTransientError,),
+    max_retries=3,
+    retry_backoff=_BACKOFF,
+    retry_backoff_max=600,
+    retry_jitter=False,
 )
 def summarize(self: Task, job_id: str) -> str:
     try:

@@ -28,8 +28,7 @@ def read_file(file: str, opts: dict[str, Any]) -> Any:
         raise CommandError(f"{file} is {exc}") from exc
 
 
-def apply_file(file: str, opts: dict[str, Any], *, dry_run: bool, prune: bool,
-               sections: Sequence[str] | None = None) -> Plan:
+def apply_file(file: str, opts: dict[str, Any], *, dry_run: bool, prune: bool, sections: Sequence[str] | None = None) -> Plan:
     """Applies the file (only `sections` of it, when given) and returns the plan; a refusal is
     a CommandError with the engine's message (the path in the document and the problem)."""
     document = read_file(file, opts)

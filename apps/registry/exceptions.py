@@ -59,7 +59,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return _response(400, "bad_request", "the body could not be parsed: it is nested too deeply")
     if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
         return _response(
-            401, "unauthorized",
+            401,
+            "unauthorized",
             "send 'Authorization: Bearer <service token>' (scope registry or registry:read) or log in as staff",
             headers={"WWW-Authenticate": 'Bearer realm="registry"'},
         )

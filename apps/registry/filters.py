@@ -45,7 +45,12 @@ class FieldFilter(BaseFilterBackend):
     def get_schema_operation_parameters(self, view) -> list[dict[str, Any]]:  # noqa: ANN001
         types = {bool: "boolean", int: "integer", str: "string"}
         return [
-            {"name": name, "required": False, "in": "query", "description": f"only objects whose {name} equals this",
-             "schema": {"type": types[kind]}}
+            {
+                "name": name,
+                "required": False,
+                "in": "query",
+                "description": f"only objects whose {name} equals this",
+                "schema": {"type": types[kind]},
+            }
             for name, (_lookup, kind) in getattr(view, "filter_fields", {}).items()
         ]

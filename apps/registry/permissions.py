@@ -35,7 +35,10 @@ class RegistryAccess(BasePermission):
                     raise Forbidden(
                         f"token {principal.name!r} lacks the 'registry' or 'registry:read' scope",
                         type="scope_not_allowed",
-                        details={"required_scope": [Scope.REGISTRY, Scope.REGISTRY_READ], "token_scopes": sorted(principal.scopes)},
+                        details={
+                            "required_scope": [Scope.REGISTRY, Scope.REGISTRY_READ],
+                            "token_scopes": sorted(principal.scopes),
+                        },
                     )
                 return True
             if not principal.has_scope(Scope.REGISTRY):

@@ -52,8 +52,19 @@ class ProviderOut(serializers.ModelSerializer):
 
     class Meta:
         model = Provider
-        fields = ["name", "kind", "base_url", "api_key", "api_key_env", "timeout_seconds", "max_retries",
-                  "extra_headers", "enabled", "created_at", "updated_at"]
+        fields = [
+            "name",
+            "kind",
+            "base_url",
+            "api_key",
+            "api_key_env",
+            "timeout_seconds",
+            "max_retries",
+            "extra_headers",
+            "enabled",
+            "created_at",
+            "updated_at",
+        ]
 
     @extend_schema_field(ProviderKeyOut)
     def get_api_key(self, obj: Provider) -> dict[str, Any]:
@@ -68,8 +79,12 @@ class ProviderIn(serializers.Serializer):
     kind = serializers.ChoiceField(choices=ProviderKind.choices)
     base_url = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
     api_key = serializers.CharField(
-        write_only=True, allow_blank=True, allow_null=True, required=False, trim_whitespace=True,
-        help_text="write-only; omitted or null keeps the stored key, \"\" clears it",
+        write_only=True,
+        allow_blank=True,
+        allow_null=True,
+        required=False,
+        trim_whitespace=True,
+        help_text='write-only; omitted or null keeps the stored key, "" clears it',
     )
     api_key_env = serializers.CharField(max_length=128, allow_blank=True, required=False, default="")
     timeout_seconds = serializers.FloatField(required=False, default=60.0)
@@ -107,15 +122,25 @@ class DeploymentIn(serializers.Serializer):
 class LogicalModelOut(serializers.ModelSerializer):
     deployments = DeploymentOut(many=True, read_only=True)
     # Numbers in JSON, as documents and exports carry them (never strings), and never negative.
-    input_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, coerce_to_string=False,
-                                                    min_value=0)
-    output_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, coerce_to_string=False,
-                                                     min_value=0)
+    input_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, coerce_to_string=False, min_value=0)
+    output_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, coerce_to_string=False, min_value=0)
 
     class Meta:
         model = LogicalModel
-        fields = ["name", "description", "deployments", "fallbacks", "context_window", "input_price_per_mtok",
-                  "output_price_per_mtok", "can_embed", "drop_unsupported_params", "enabled", "created_at", "updated_at"]
+        fields = [
+            "name",
+            "description",
+            "deployments",
+            "fallbacks",
+            "context_window",
+            "input_price_per_mtok",
+            "output_price_per_mtok",
+            "can_embed",
+            "drop_unsupported_params",
+            "enabled",
+            "created_at",
+            "updated_at",
+        ]
 
 
 class LogicalModelIn(serializers.Serializer):
@@ -127,10 +152,20 @@ class LogicalModelIn(serializers.Serializer):
     # A JSON number (a numeric string is taken too), typed so in the OpenAPI document.
     # default=0 as before (the stubs want a Decimal): a Decimal default would change the validated
     # data and the OpenAPI document.
-    input_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, required=False,
-                                                    default=0, coerce_to_string=False)  # type: ignore[arg-type]
-    output_price_per_mtok = serializers.DecimalField(max_digits=12, decimal_places=6, required=False,
-                                                     default=0, coerce_to_string=False)  # type: ignore[arg-type]
+    input_price_per_mtok = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        required=False,
+        default=0,  # type: ignore[arg-type]
+        coerce_to_string=False,
+    )
+    output_price_per_mtok = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        required=False,
+        default=0,  # type: ignore[arg-type]
+        coerce_to_string=False,
+    )
     can_embed = serializers.BooleanField(required=False, default=False)
     drop_unsupported_params = serializers.BooleanField(required=False, default=False)
     enabled = serializers.BooleanField(required=False, default=True)
@@ -156,11 +191,18 @@ class RateLimitPolicyIn(serializers.Serializer):
     # No digit limits here: the service refuses 0, too many places or digits in its own words
     # (rounding would store another budget than the one sent).
     budget_usd = serializers.DecimalField(
-        max_digits=None, decimal_places=None, allow_null=True, required=False, default=None, coerce_to_string=False,
+        max_digits=None,
+        decimal_places=None,
+        allow_null=True,
+        required=False,
+        default=None,
+        coerce_to_string=False,
         help_text="USD per budget_period, above 0, at most 4 decimal places; null: no budget",
     )
     budget_period = serializers.ChoiceField(
-        choices=BudgetPeriod.choices, required=False, default=BudgetPeriod.MONTH,
+        choices=BudgetPeriod.choices,
+        required=False,
+        default=BudgetPeriod.MONTH,
         error_messages={"invalid_choice": f"unknown period '{{input}}'; allowed: {', '.join(BudgetPeriod.values)}"},
         help_text="the calendar period (UTC) of budget_usd",
     )
@@ -185,10 +227,27 @@ class ToolOut(serializers.ModelSerializer):
 
     class Meta:
         model = Tool
-        fields = ["id", "name", "description", "input_schema", "output_schema", "executor", "target",
-                  "allowed_agents", "timeout", "enabled", "read_only", "destructive", "idempotent",
-                  "rate_limit_per_minute", "secret_headers", "agent_secret_headers", "version", "created_at",
-                  "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "input_schema",
+            "output_schema",
+            "executor",
+            "target",
+            "allowed_agents",
+            "timeout",
+            "enabled",
+            "read_only",
+            "destructive",
+            "idempotent",
+            "rate_limit_per_minute",
+            "secret_headers",
+            "agent_secret_headers",
+            "version",
+            "created_at",
+            "updated_at",
+        ]
 
     @extend_schema_field(_SECRET_STATES)
     def get_secret_headers(self, obj: Tool) -> dict[str, Any]:
@@ -206,7 +265,10 @@ class ToolIn(serializers.Serializer):
     executor = serializers.ChoiceField(choices=Executor.choices)
     target = serializers.CharField(max_length=2000)
     allowed_agents = serializers.ListField(
-        child=serializers.CharField(), allow_null=True, required=False, default=None,
+        child=serializers.CharField(),
+        allow_null=True,
+        required=False,
+        default=None,
         help_text="null: every agent; []: none; a list: only those agents",
     )
     timeout = serializers.FloatField(required=False, default=10.0)
@@ -216,11 +278,15 @@ class ToolIn(serializers.Serializer):
     idempotent = serializers.BooleanField(required=False, default=False)
     rate_limit_per_minute = serializers.IntegerField(min_value=0, allow_null=True, required=False, default=None)
     secret_headers = serializers.DictField(
-        child=serializers.CharField(allow_null=True, allow_blank=True), write_only=True, required=False,
+        child=serializers.CharField(allow_null=True, allow_blank=True),
+        write_only=True,
+        required=False,
         help_text="write-only; merged into the stored headers, a null or empty value removes that header",
     )
     agent_secret_headers = serializers.DictField(
-        child=serializers.CharField(), required=False, default=dict,
+        child=serializers.CharField(),
+        required=False,
+        default=dict,
         help_text="{header: agent secret name}: the calling agent's secret sent as that header (names, not values)",
     )
 
@@ -234,9 +300,24 @@ class McpServerOut(serializers.ModelSerializer):
 
     class Meta:
         model = McpServer
-        fields = ["name", "url", "transport", "prefix", "description", "allowed_agents", "timeout", "enabled",
-                  "headers", "agent_secret_headers", "protocol_version", "last_synced_at", "last_sync_error",
-                  "tools", "created_at", "updated_at"]
+        fields = [
+            "name",
+            "url",
+            "transport",
+            "prefix",
+            "description",
+            "allowed_agents",
+            "timeout",
+            "enabled",
+            "headers",
+            "agent_secret_headers",
+            "protocol_version",
+            "last_synced_at",
+            "last_sync_error",
+            "tools",
+            "created_at",
+            "updated_at",
+        ]
 
     @extend_schema_field(_SECRET_STATES)
     def get_headers(self, obj: McpServer) -> dict[str, Any]:
@@ -252,22 +333,28 @@ class McpServerOut(serializers.ModelSerializer):
 class McpServerIn(serializers.Serializer):
     name = serializers.CharField(max_length=64)
     url = serializers.CharField(max_length=2000)
-    transport = serializers.ChoiceField(choices=McpTransport.choices, required=False,
-                                        default=McpTransport.STREAMABLE_HTTP)
+    transport = serializers.ChoiceField(choices=McpTransport.choices, required=False, default=McpTransport.STREAMABLE_HTTP)
     prefix = serializers.CharField(max_length=48, required=False, help_text="default: the name")
     description = serializers.CharField(allow_blank=True, required=False, default="")
     allowed_agents = serializers.ListField(
-        child=serializers.CharField(), allow_null=True, required=False, default=None,
+        child=serializers.CharField(),
+        allow_null=True,
+        required=False,
+        default=None,
         help_text="null: every agent; []: none; a list: only those agents (its tools start with this list)",
     )
     timeout = serializers.FloatField(required=False, default=30.0)
     enabled = serializers.BooleanField(required=False, default=True)
     headers = serializers.DictField(
-        child=serializers.CharField(allow_null=True, allow_blank=True), write_only=True, required=False,
+        child=serializers.CharField(allow_null=True, allow_blank=True),
+        write_only=True,
+        required=False,
         help_text="write-only secret headers sent to the upstream; merged, a null or empty value removes one",
     )
     agent_secret_headers = serializers.DictField(
-        child=serializers.CharField(), required=False, default=dict,
+        child=serializers.CharField(),
+        required=False,
+        default=dict,
         help_text="{header: agent secret name}: the calling agent's secret sent as that header",
     )
 
@@ -280,10 +367,26 @@ class AgentOut(serializers.ModelSerializer):
 
     class Meta:
         model = Agent
-        fields = ["id", "name", "microdao_id", "enabled", "model", "system_prompt", "character",
-                  "memory_recall_limit", "memory_kinds", "max_tool_steps", "tool_mode", "temperature",
-                  "history_turns", "history_tokens",
-                  "secrets", "version", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "microdao_id",
+            "enabled",
+            "model",
+            "system_prompt",
+            "character",
+            "memory_recall_limit",
+            "memory_kinds",
+            "max_tool_steps",
+            "tool_mode",
+            "temperature",
+            "history_turns",
+            "history_tokens",
+            "secrets",
+            "version",
+            "created_at",
+            "updated_at",
+        ]
 
     @extend_schema_field(_SECRET_STATES)
     def get_secrets(self, obj: Agent) -> dict[str, Any]:
@@ -307,8 +410,10 @@ class AgentIn(serializers.Serializer):
     history_turns = serializers.IntegerField(min_value=0, required=False, default=10)
     history_tokens = serializers.IntegerField(min_value=0, required=False, default=4000)
     secrets = serializers.DictField(
-        child=serializers.CharField(allow_null=True, allow_blank=True, trim_whitespace=False), write_only=True,
-        required=False, help_text="write-only; {NAME: value} sets, {NAME: null} deletes; others are kept",
+        child=serializers.CharField(allow_null=True, allow_blank=True, trim_whitespace=False),
+        write_only=True,
+        required=False,
+        help_text="write-only; {NAME: value} sets, {NAME: null} deletes; others are kept",
     )
 
 

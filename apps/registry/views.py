@@ -150,7 +150,11 @@ class LogicalModelViewSet(RegistryViewSet[LogicalModel]):
     queryset = LogicalModel.objects.prefetch_related("deployments__provider")
     lookup_field = "name"
     input_serializer, output_serializer = s.LogicalModelIn, s.LogicalModelOut
-    filter_fields = {"enabled": ("enabled", bool), "can_embed": ("can_embed", bool), "provider": ("deployments__provider__name", str)}
+    filter_fields = {
+        "enabled": ("enabled", bool),
+        "can_embed": ("can_embed", bool),
+        "provider": ("deployments__provider__name", str),
+    }
     search_fields = ["name", "description"]
     ordering_fields = ["name", "updated_at", "context_window"]
 
@@ -251,8 +255,9 @@ class McpServerViewSet(RegistryViewSet[McpServer]):
         with acting_as(actor_of(request), "api"):
             report = tool_services.mcp_server_sync(server=server)
         if not report.ok:
-            raise UpstreamError(f"sync of MCP server {server.name!r} failed: {report.error}", type="mcp_sync_failed",
-                                details=asdict(report))
+            raise UpstreamError(
+                f"sync of MCP server {server.name!r} failed: {report.error}", type="mcp_sync_failed", details=asdict(report)
+            )
         return Response(asdict(report))
 
 
@@ -284,8 +289,12 @@ class AgentViewSet(RegistryViewSet[Agent]):
     def remove(self, obj: Agent) -> None:
         agent_services.agent_delete(agent=obj)
 
-    @extend_schema(request=s.SecretValueIn, responses={200: s.AgentOut}, methods=["PUT"],
-                   description="Sets (creates or rotates) one secret of the agent; the value is never returned.")
+    @extend_schema(
+        request=s.SecretValueIn,
+        responses={200: s.AgentOut},
+        methods=["PUT"],
+        description="Sets (creates or rotates) one secret of the agent; the value is never returned.",
+    )
     @extend_schema(request=None, responses={200: s.AgentOut}, methods=["DELETE"], description="Deletes one secret.")
     @action(detail=True, methods=["put", "delete"], url_path=r"secrets/(?P<secret_name>[^/]+)")
     def secret(self, request: Request, secret_name: str, *args: Any, **kwargs: Any) -> Response:
@@ -348,8 +357,11 @@ class ChangeRecordViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
     queryset = ChangeRecord.objects.all()
     serializer_class = s.ChangeRecordOut
     filter_fields = {
-        "object_type": ("object_type", str), "object_id": ("object_id", str), "actor": ("actor", str),
-        "source": ("source", str), "action": ("action", str),
+        "object_type": ("object_type", str),
+        "object_id": ("object_id", str),
+        "actor": ("actor", str),
+        "source": ("source", str),
+        "action": ("action", str),
     }
     search_fields = ["object_repr", "object_id", "actor"]
     ordering_fields = ["created_at", "id"]
@@ -399,5 +411,6 @@ def _flag(request: Request, name: str, default: bool) -> bool:
         return True
     if lowered in {"0", "false", "no", "off"}:
         return False
-    raise ValidationFailed(f"query parameter {name}: must be true or false",
-                           details=[{"path": f"query.{name}", "message": "must be true or false"}])
+    raise ValidationFailed(
+        f"query parameter {name}: must be true or false", details=[{"path": f"query.{name}", "message": "must be true or false"}]
+    )

@@ -55,8 +55,19 @@ class ToolForm(forms.ModelForm):
     class Meta:
         model = Tool
         fields = [
-            "tool_id", "name", "description", "executor", "target", "input_schema", "output_schema",
-            "timeout", "enabled", "read_only", "destructive", "idempotent", "rate_limit_per_minute",
+            "tool_id",
+            "name",
+            "description",
+            "executor",
+            "target",
+            "input_schema",
+            "output_schema",
+            "timeout",
+            "enabled",
+            "read_only",
+            "destructive",
+            "idempotent",
+            "rate_limit_per_minute",
             "agent_secret_headers",
         ]
         widgets = {
@@ -160,11 +171,15 @@ class McpServerForm(forms.ModelForm):
         required=False, initial=True, help_text="Any agent may use its tools (the list below is ignored)."
     )
     agents = forms.CharField(
-        label="Allowed agents", required=False, widget=forms.Textarea(attrs={"rows": 4}),
+        label="Allowed agents",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
         help_text="One agent id per line; its tools start with this list and follow its changes.",
     )
     set_secret_headers = forms.CharField(
-        label="Set secret headers", required=False, widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
+        label="Set secret headers",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
         help_text="Write-only. One 'Header: value' per line sets a header; 'Header:' alone removes it.",
     )
 
@@ -216,8 +231,15 @@ class McpServerAdmin(ChangeHistoryMixin, admin.ModelAdmin):
     list_display = ["name", "url", "prefix", "enabled", "protocol_version", "last_synced_at", "tool_count"]
     list_filter = ["enabled"]
     search_fields = ["name", "url", "prefix"]
-    readonly_fields = ["protocol_version", "last_synced_at", "last_sync_error", "secrets_display", "tools_display",
-                       "created_at", "updated_at"]
+    readonly_fields = [
+        "protocol_version",
+        "last_synced_at",
+        "last_sync_error",
+        "secrets_display",
+        "tools_display",
+        "created_at",
+        "updated_at",
+    ]
     fieldsets = [
         (None, {"fields": ["name", "url", "transport", "prefix", "description", "enabled", "timeout"]}),
         ("Agents", {"fields": ["every_agent", "agents"]}),
@@ -233,8 +255,12 @@ class McpServerAdmin(ChangeHistoryMixin, admin.ModelAdmin):
 
     @admin.display(description="tools")
     def tools_display(self, obj: McpServer) -> str:
-        return ", ".join(f"{t}{'' if on else ' (disabled)'}"
-                         for t, on in obj.tools.order_by("tool_id").values_list("tool_id", "enabled")) or "none"
+        return (
+            ", ".join(
+                f"{t}{'' if on else ' (disabled)'}" for t, on in obj.tools.order_by("tool_id").values_list("tool_id", "enabled")
+            )
+            or "none"
+        )
 
     @admin.display(description="secret headers")
     def secrets_display(self, obj: McpServer) -> str:
@@ -248,15 +274,19 @@ class McpServerAdmin(ChangeHistoryMixin, admin.ModelAdmin):
             if report.error:
                 self.message_user(request, f"MCP server {server.name}: sync failed: {report.error}", messages.ERROR)
             else:
-                self.message_user(request, f"MCP server {server.name}: {len(report.created)} created, {len(report.updated)} "
-                                           f"updated, {len(report.disabled)} disabled, {len(report.unchanged)} unchanged")
+                self.message_user(
+                    request,
+                    f"MCP server {server.name}: {len(report.created)} created, {len(report.updated)} "
+                    f"updated, {len(report.disabled)} disabled, {len(report.unchanged)} unchanged",
+                )
 
     def save_model(self, request: HttpRequest, obj: McpServer, form: McpServerForm, change: bool) -> None:
         data = form.cleaned_data
         fields = {name: data[name] for name in MCP_SERVER_FIELDS if name in data}
         if change:
-            saved = mcp_server_update(server=McpServer.objects.get(pk=obj.pk), secret_headers=data.get("secret_changes"),
-                                      **fields)
+            saved = mcp_server_update(
+                server=McpServer.objects.get(pk=obj.pk), secret_headers=data.get("secret_changes"), **fields
+            )
         else:
             secrets = {k: v for k, v in (data.get("secret_changes") or {}).items() if v}
             saved = mcp_server_create(name=data["name"], secret_headers=secrets or None, **fields)

@@ -75,8 +75,11 @@ async def tools_call(request: HttpRequest, payload: ToolCallIn) -> dict[str, Any
     principal = principal_of(request)
     if payload.agent_id and not principal.may_act_for(payload.agent_id):
         await tool_call_refused(
-            tool_id=payload.tool_id, agent_id=payload.agent_id, microdao_id=payload.microdao_id,
-            error_type="agent_not_allowed", error=f"token {principal.name!r} may not act for {payload.agent_id!r}",
+            tool_id=payload.tool_id,
+            agent_id=payload.agent_id,
+            microdao_id=payload.microdao_id,
+            error_type="agent_not_allowed",
+            error=f"token {principal.name!r} may not act for {payload.agent_id!r}",
             request_id=request_id,
         )
     agent_id = principal.acting_agent(payload.agent_id, source="body.agent_id", required=True)

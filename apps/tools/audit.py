@@ -170,8 +170,15 @@ async def audit_enqueue(entry: dict[str, Any]) -> None:
 def audit_flush(*, max_batches: int | None = None) -> int:
     """Moves queued entries into ToolCall rows; returns how many are stored (a replayed one
     counts: its row is there). 0 while another drainer holds the lock (daarion.infra.list_drain)."""
-    return drain_list(list_key=_list_key(), lock_key=_lock_key(), lock_ms=_LOCK_MS, batch_size=_BATCH,
-                      max_batches=max_batches, store=_store, what="tool audit")
+    return drain_list(
+        list_key=_list_key(),
+        lock_key=_lock_key(),
+        lock_ms=_LOCK_MS,
+        batch_size=_BATCH,
+        max_batches=max_batches,
+        store=_store,
+        what="tool audit",
+    )
 
 
 def _store(items: list[bytes]) -> int:

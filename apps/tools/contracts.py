@@ -60,8 +60,7 @@ def validation_errors(
     return [
         {
             "path": _path_of(err),
-            "message": f"the value breaks the {err.validator!r} rule" if secrets and _is_secret(err, secrets)
-            else err.message,
+            "message": f"the value breaks the {err.validator!r} rule" if secrets and _is_secret(err, secrets) else err.message,
         }
         for err in errors[:_MAX_ERRORS]
     ]

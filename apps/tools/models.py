@@ -22,13 +22,15 @@ class McpServer(models.Model):
     are written by the sync (mcp_server_sync)."""
 
     name = models.CharField(
-        max_length=64, unique=True,
+        max_length=64,
+        unique=True,
         validators=[RegexValidator(MCP_SERVER_NAME_PATTERN, "1-64 characters of A-Z a-z 0-9 _ -")],
     )
     url = models.CharField(max_length=2000, help_text="the streamable HTTP endpoint, e.g. https://mcp.example.com/mcp")
     transport = models.CharField(max_length=32, choices=McpTransport.choices, default=McpTransport.STREAMABLE_HTTP)
     prefix = models.CharField(
-        max_length=48, validators=[RegexValidator(MCP_PREFIX_PATTERN, "1-48 characters of A-Z a-z 0-9 _ -")],
+        max_length=48,
+        validators=[RegexValidator(MCP_PREFIX_PATTERN, "1-48 characters of A-Z a-z 0-9 _ -")],
         help_text="tool ids are <prefix>.<upstream tool name>",
     )
     description = models.TextField(blank=True, default="")
@@ -85,13 +87,12 @@ class Tool(models.Model):
     )
     executor = models.CharField(max_length=16, choices=Executor.choices)
     target = models.CharField(
-        max_length=2000, help_text="http: the URL to POST to; python: the name of a registered @tool_function; mcp: the upstream tool name"
+        max_length=2000,
+        help_text="http: the URL to POST to; python: the name of a registered @tool_function; mcp: the upstream tool name",
     )
     # None: every agent; []: no agent; a list: only those agents.
     allowed_agents = models.JSONField(null=True, blank=True, default=None)
-    timeout = models.FloatField(
-        default=10.0, validators=[MinValueValidator(0.05), MaxValueValidator(300.0)], help_text="seconds"
-    )
+    timeout = models.FloatField(default=10.0, validators=[MinValueValidator(0.05), MaxValueValidator(300.0)], help_text="seconds")
     enabled = models.BooleanField(default=True)
     version = models.PositiveIntegerField(default=1, editable=False)
     read_only = models.BooleanField(default=False, help_text="annotation: does not change anything")
@@ -117,9 +118,7 @@ class Tool(models.Model):
     class Meta:
         ordering = ["tool_id"]
         constraints = [
-            models.CheckConstraint(
-                condition=models.Q(executor__in=Executor.values), name="tools_tool_executor_known"
-            ),
+            models.CheckConstraint(condition=models.Q(executor__in=Executor.values), name="tools_tool_executor_known"),
             models.CheckConstraint(
                 condition=models.Q(timeout__gt=0) & models.Q(timeout__lte=300), name="tools_tool_timeout_range"
             ),

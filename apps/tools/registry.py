@@ -197,7 +197,10 @@ def definition_of(row: Any) -> ToolDefinition:
 
 def _server_definition(server: Any) -> McpServerDefinition:
     return McpServerDefinition(
-        name=server.name, url=server.url, timeout=server.timeout, enabled=server.enabled,
+        name=server.name,
+        url=server.url,
+        timeout=server.timeout,
+        enabled=server.enabled,
         protocol_version=server.protocol_version,
         secret_headers=_decode_secrets(server.secret_headers, f"mcp server {server.name}"),
     )

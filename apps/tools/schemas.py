@@ -54,7 +54,9 @@ class MCPToolListOut(Schema):
 class ToolCallIn(Schema):
     tool_id: str = Field(min_length=1, max_length=128)
     agent_id: str | None = Field(
-        None, min_length=1, max_length=200,
+        None,
+        min_length=1,
+        max_length=200,
         description="the agent the call acts for; may be left out by a token bound to exactly one agent",
     )
     microdao_id: str = Field(max_length=200)

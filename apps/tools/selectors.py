@@ -15,11 +15,7 @@ from apps.tools.registry import Registry, ToolDefinition, registry_snapshot
 
 
 def _visible(registry: Registry, agent_ids: Collection[str] | None) -> list[ToolDefinition]:
-    return [
-        tool
-        for tool_id, tool in sorted(registry.tools.items())
-        if tool.enabled and tool.visible_to(agent_ids)
-    ]
+    return [tool for tool_id, tool in sorted(registry.tools.items()) if tool.enabled and tool.visible_to(agent_ids)]
 
 
 def tools_for_agent(agent_id: str) -> list[ToolDefinition]:

@@ -45,8 +45,19 @@ _RESERVED_HEADERS = {"host", "content-type", "content-length", "accept", "x-requ
 
 # Fields a caller may set on a tool (secret headers are handled apart: write-only).
 TOOL_FIELDS = (
-    "name", "description", "input_schema", "output_schema", "executor", "target", "allowed_agents",
-    "timeout", "enabled", "read_only", "destructive", "idempotent", "rate_limit_per_minute",
+    "name",
+    "description",
+    "input_schema",
+    "output_schema",
+    "executor",
+    "target",
+    "allowed_agents",
+    "timeout",
+    "enabled",
+    "read_only",
+    "destructive",
+    "idempotent",
+    "rate_limit_per_minute",
     "agent_secret_headers",
 )
 
@@ -73,7 +84,9 @@ def clean_secret_headers(value: Any) -> dict[str, str]:
         if name.lower() in _RESERVED_HEADERS:
             raise ValidationFailed.on_fields({"secret_headers": f"header {name!r} is set by toolcore and cannot be a secret"})
         if not isinstance(secret, str) or not secret or "\n" in secret or "\r" in secret:
-            raise ValidationFailed.on_fields({"secret_headers": f"value of header {name!r} must be a non-empty single-line string"})
+            raise ValidationFailed.on_fields(
+                {"secret_headers": f"value of header {name!r} must be a non-empty single-line string"}
+            )
         cleaned[name] = secret
     return cleaned
 
@@ -90,13 +103,16 @@ def clean_agent_secret_headers(value: Any) -> dict[str, str]:
         if not isinstance(name, str) or not _HEADER_RE.match(name):
             raise ValidationFailed.on_fields({"agent_secret_headers": f"header name {name!r} is not a valid HTTP header name"})
         if name.lower() in _RESERVED_HEADERS:
-            raise ValidationFailed.on_fields({"agent_secret_headers": f"header {name!r} is set by toolcore and cannot be a secret"})
+            raise ValidationFailed.on_fields(
+                {"agent_secret_headers": f"header {name!r} is set by toolcore and cannot be a secret"}
+            )
         if name.lower() in seen:
             raise ValidationFailed.on_fields({"agent_secret_headers": f"header {name!r} appears twice"})
         seen.add(name.lower())
         if not isinstance(secret, str) or not _AGENT_SECRET_NAME_RE.match(secret):
-            raise ValidationFailed.on_fields({"agent_secret_headers": (
-                f"header {name!r}: {secret!r} is not an agent secret name (letters, digits, _ . -)")})
+            raise ValidationFailed.on_fields(
+                {"agent_secret_headers": (f"header {name!r}: {secret!r} is not an agent secret name (letters, digits, _ . -)")}
+            )
         cleaned[name] = secret
     return cleaned
 
@@ -126,8 +142,9 @@ def _http_url_problem(url: str, what: str) -> str | None:
     return None
 
 
-def _shared_problems(obj: Tool | McpServer, own_secrets: dict[str, str], errors: dict[str, list[str]], *,
-                     clash: str, unknown_agent: str) -> None:
+def _shared_problems(
+    obj: Tool | McpServer, own_secrets: dict[str, str], errors: dict[str, list[str]], *, clash: str, unknown_agent: str
+) -> None:
     """The rules a tool and an MCP server share: agent secret headers (one source per header)
     and allowed agents (only real ones: a typo would otherwise be a permission nobody holds;
     without the agents app no resolver is registered and every id is accepted)."""
@@ -179,16 +196,24 @@ def tool_validate(tool: Tool) -> None:
     elif tool.executor == Executor.MCP:
         if tool.mcp_server_id is None:
             errors.setdefault("executor", []).append(
-                "mcp tools come from an MCP server: register the server (mcp-servers/) and its sync adds them")
+                "mcp tools come from an MCP server: register the server (mcp-servers/) and its sync adds them"
+            )
         if not tool.target:
             errors.setdefault("target", []).append("an mcp tool's target is its name on the upstream server")
         if tool.secret_headers:
             errors.setdefault("secret_headers", []).append("an mcp tool sends its server's secret headers")
     if tool.mcp_server_id is not None and tool.executor != Executor.MCP:
         errors.setdefault("executor", []).append("a tool synced from an MCP server keeps executor mcp")
-    _shared_problems(tool, _secrets_of(tool), errors, clash="tool secret headers", unknown_agent=(
-        "no agent {agent_id!r} in the registry (create the agent first, "
-        "or list it under agents: in the same registry document)"))
+    _shared_problems(
+        tool,
+        _secrets_of(tool),
+        errors,
+        clash="tool secret headers",
+        unknown_agent=(
+            "no agent {agent_id!r} in the registry (create the agent first, "
+            "or list it under agents: in the same registry document)"
+        ),
+    )
     if errors:
         raise ValidationFailed.on_fields(errors)
 
@@ -343,14 +368,17 @@ class ToolCallOutcome:
 # window ahead of itself. KEYS: this minute's counter, the previous minute's. ARGV: the limit,
 # ms left of this minute, window ms, a new counter's expiry ms. Returns 0 (counted) or the ms
 # to wait.
-_TOOL_LIMIT = LuaScript(SLIDING_LUA + """
+_TOOL_LIMIT = LuaScript(
+    SLIDING_LUA
+    + """
 local limit, reset_ms, w = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local weight = reset_ms / w
 local cur, prev, used = sliding_count(KEYS[1], KEYS[2], weight)
 if math.floor(used) + 1 > limit then return math.max(1, sliding_wait_ms(cur, prev, used - limit, weight, reset_ms, w)) end
 if redis.call('INCR', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4])) end
 return 0
-""")
+"""
+)
 TOOL_LIMIT_WINDOW_MS = 60_000
 
 
@@ -359,11 +387,16 @@ async def _rate_limit_wait_ms(tool: ToolDefinition, agent_id: str) -> int:
     if not tool.rate_limit_per_minute:
         return 0
     window = Window.at(int(time.time() * 1000), TOOL_LIMIT_WINDOW_MS)
-    counters = [key("tools", "rl", tool.id, agent_id, str(window.index)),
-                key("tools", "rl", tool.id, agent_id, str(window.index - 1))]
+    counters = [
+        key("tools", "rl", tool.id, agent_id, str(window.index)),
+        key("tools", "rl", tool.id, agent_id, str(window.index - 1)),
+    ]
     try:
-        return int(await _TOOL_LIMIT(get_async_redis(), counters,
-                                     [tool.rate_limit_per_minute, window.reset_ms, window.length_ms, window.expire_ms]))
+        return int(
+            await _TOOL_LIMIT(
+                get_async_redis(), counters, [tool.rate_limit_per_minute, window.reset_ms, window.length_ms, window.expire_ms]
+            )
+        )
     except Exception:  # noqa: BLE001 - a limit protects the target; Redis down must not stop every tool
         logger.warning("tool rate limit check failed; allowing the call", exc_info=True)
         return 0
@@ -402,12 +435,20 @@ async def tool_call(
         assert tool is not None  # hidden implies a tool
         # Never run, whatever agent_id says: the caller may not even know the tool exists.
         outcome = (
-            _refusal(CallStatus.NOT_FOUND, "tool_disabled", f"tool {tool_id!r} is disabled") if not tool.enabled
+            _refusal(CallStatus.NOT_FOUND, "tool_disabled", f"tool {tool_id!r} is disabled")
+            if not tool.enabled
             else _refusal(CallStatus.DENIED, "tool_not_allowed", f"agent {agent_id!r} may not use tool {tool_id!r}")
         )
     else:
-        with tracing.span(f"execute_tool {tool_id}", {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool_id,
-                                                     "gen_ai.agent.id": agent_id, "http.request_id": request_id}) as span:
+        with tracing.span(
+            f"execute_tool {tool_id}",
+            {
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": tool_id,
+                "gen_ai.agent.id": agent_id,
+                "http.request_id": request_id,
+            },
+        ) as span:
             outcome = await _run_checked(tool, tool_id, agent_id, microdao_id, args, context, request_id, agent_secrets)
             tracing.set_attributes(span, {"daarion.tool.status": outcome.status, "error.type": outcome.error_type})
             if not outcome.ok:
@@ -440,8 +481,14 @@ async def tool_call(
         )
     )
     if hidden:
-        return ToolCallOutcome(ok=False, error=f"no tool {tool_id!r}", error_type="tool_not_found",
-                               latency_ms=called.latency_ms, request_id=request_id, status=CallStatus.NOT_FOUND)
+        return ToolCallOutcome(
+            ok=False,
+            error=f"no tool {tool_id!r}",
+            error_type="tool_not_found",
+            latency_ms=called.latency_ms,
+            request_id=request_id,
+            status=CallStatus.NOT_FOUND,
+        )
     return called
 
 
@@ -466,8 +513,12 @@ async def _run_checked(
     if not tool.allows(agent_id):
         return _refusal(CallStatus.DENIED, "tool_not_allowed", f"agent {agent_id!r} may not use tool {tool_id!r}")
     if not isinstance(args, dict):
-        return _refusal(CallStatus.INVALID_ARGS, "invalid_args", "args must be a JSON object",
-                        [{"path": "$", "message": "args must be a JSON object"}])
+        return _refusal(
+            CallStatus.INVALID_ARGS,
+            "invalid_args",
+            "args must be a JSON object",
+            [{"path": "$", "message": "args must be a JSON object"}],
+        )
     wait_ms = await _rate_limit_wait_ms(tool, agent_id)
     if wait_ms:
         return _refusal(
@@ -499,8 +550,11 @@ async def _run_checked(
                 # The trace holds no value: the lookup reads rows and decrypts, and neither
                 # puts a plaintext in its messages.
                 logger.exception("could not read the agent secrets of %s for tool %s", agent_id, tool_id)
-                return _refusal(CallStatus.ERROR, "secrets_unavailable",
-                                f"the secrets of agent {agent_id!r} could not be read; request id {request_id}")
+                return _refusal(
+                    CallStatus.ERROR,
+                    "secrets_unavailable",
+                    f"the secrets of agent {agent_id!r} could not be read; request id {request_id}",
+                )
         elif agent_secrets is not None:
             secrets = agent_secrets
     for header, secret_name in tool.agent_secret_headers.items():
@@ -512,18 +566,27 @@ async def _run_checked(
     if missing:
         # Names only: the values never appear in errors, audit rows or logs.
         return _refusal(
-            CallStatus.ERROR, "missing_secret",
+            CallStatus.ERROR,
+            "missing_secret",
             f"tool {tool_id!r} needs the agent secret(s) {sorted(missing)}, which agent {agent_id!r} does not have",
             {"missing_secrets": sorted(missing)},
         )
-    ctx = ToolContext(tool_id=tool_id, agent_id=agent_id, microdao_id=microdao_id, request_id=request_id,
-                      extra=dict(context or {}), secret_headers=injected)
+    ctx = ToolContext(
+        tool_id=tool_id,
+        agent_id=agent_id,
+        microdao_id=microdao_id,
+        request_id=request_id,
+        extra=dict(context or {}),
+        secret_headers=injected,
+    )
     sent = _secrets_sent(tool, injected)
     try:
         result = _scrubbed(await run(tool, args, ctx), sent)
     except Exception as exc:  # noqa: BLE001 - an executor bug is a failed call with a reason, never a 500
         logger.exception("executor %s failed on tool %s", tool.executor, tool_id)
-        return _refusal(CallStatus.ERROR, "execution_error", redaction.redact(f"{type(exc).__name__}: {exc or 'no detail'}", sent)[:500])
+        return _refusal(
+            CallStatus.ERROR, "execution_error", redaction.redact(f"{type(exc).__name__}: {exc or 'no detail'}", sent)[:500]
+        )
     # A failed result is returned as it is: an output-schema error must not hide the real one.
     if result.ok and tool.output_validator is not None:
         errors = validation_errors(tool.output_validator, result.result)
@@ -541,8 +604,9 @@ def _secrets_sent(tool: ToolDefinition, injected: Mapping[str, str]) -> tuple[st
     """Every secret header value a call of `tool` sends: the tool's own, its MCP server's and
     the calling agent's injected ones."""
     server = tool.mcp_server
-    return redaction.secret_values([*tool.secret_headers.values(), *injected.values(),
-                          *(server.secret_headers.values() if server is not None else ())])
+    return redaction.secret_values(
+        [*tool.secret_headers.values(), *injected.values(), *(server.secret_headers.values() if server is not None else ())]
+    )
 
 
 def _scrubbed(result: ExecutionResult, secrets: tuple[str, ...]) -> ExecutionResult:
@@ -566,7 +630,11 @@ def followup_create(
     *, agent_id: str, microdao_id: str, title: str, assignee: str = "", due_date: Any = None, request_id: str = ""
 ) -> Followup:
     followup = Followup(
-        agent_id=agent_id, microdao_id=microdao_id, title=title, assignee=assignee, due_date=due_date,
+        agent_id=agent_id,
+        microdao_id=microdao_id,
+        title=title,
+        assignee=assignee,
+        due_date=due_date,
         request_id=request_id,
     )
     validate_model(followup)
@@ -581,8 +649,15 @@ async def tool_call_refused(
     metrics.observe_tool_call("unknown", CallStatus.DENIED, 0.0)
     await audit_enqueue(
         audit_entry(
-            tool_id=tool_id, tool_version=None, agent_id=agent_id, microdao_id=microdao_id, args=None,
-            status=CallStatus.DENIED, error_type=error_type, error=error, latency_ms=0.0,
+            tool_id=tool_id,
+            tool_version=None,
+            agent_id=agent_id,
+            microdao_id=microdao_id,
+            args=None,
+            status=CallStatus.DENIED,
+            error_type=error_type,
+            error=error,
+            latency_ms=0.0,
             request_id=request_id or f"tc-{uuid.uuid4().hex}",
         )
     )
@@ -593,7 +668,14 @@ async def tool_call_refused(
 # for admin, registry API and documents); its tools are written by the sync only.
 
 MCP_SERVER_FIELDS = (
-    "url", "transport", "prefix", "description", "allowed_agents", "timeout", "enabled", "agent_secret_headers",
+    "url",
+    "transport",
+    "prefix",
+    "description",
+    "allowed_agents",
+    "timeout",
+    "enabled",
+    "agent_secret_headers",
 )
 # Upstream tool names the MCP spec allows but tool ids do not (anything outside A-Z a-z 0-9 _ . -).
 _TOOL_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -605,8 +687,9 @@ def mcp_server_validate(server: McpServer) -> None:
     problem = _http_url_problem(server.url, "an MCP server's url")
     if problem:
         errors.setdefault("url", []).append(problem)
-    _shared_problems(server, _server_secrets(server), errors, clash="secret headers",
-                     unknown_agent="no agent {agent_id!r} in the registry")
+    _shared_problems(
+        server, _server_secrets(server), errors, clash="secret headers", unknown_agent="no agent {agent_id!r} in the registry"
+    )
     if errors:
         raise ValidationFailed.on_fields(errors)
 
@@ -660,8 +743,7 @@ def _enqueue_sync(server: McpServer) -> None:
 
 
 @transaction.atomic
-def mcp_server_create(*, name: str, secret_headers: dict[str, str] | None = None, sync: bool = True,
-                      **fields: Any) -> McpServer:
+def mcp_server_create(*, name: str, secret_headers: dict[str, str] | None = None, sync: bool = True, **fields: Any) -> McpServer:
     """Saves a new server and, once committed, queues the sync of its tools (`sync=False`: not)."""
     fields.setdefault("prefix", name)
     server = McpServer(name=name)
@@ -675,8 +757,7 @@ def mcp_server_create(*, name: str, secret_headers: dict[str, str] | None = None
 
 
 @transaction.atomic
-def mcp_server_update(*, server: McpServer, secret_headers: Mapping[str, str | None] | None = None,
-                      **fields: Any) -> McpServer:
+def mcp_server_update(*, server: McpServer, secret_headers: Mapping[str, str | None] | None = None, **fields: Any) -> McpServer:
     """Changes fields (`secret_headers` merges; a None/empty value removes that header).
 
     Its tools follow: a new allowed_agents or timeout replaces theirs where they still had the
@@ -684,8 +765,9 @@ def mcp_server_update(*, server: McpServer, secret_headers: Mapping[str, str | N
     theirs. A new url or prefix queues a sync.
     """
     if "prefix" in fields and fields["prefix"] != server.prefix and server.tools.exists():
-        raise ValidationFailed.on_fields({"prefix": "the prefix of a server with tools cannot change (tool ids would change); "
-                                         "register a new server instead"})
+        raise ValidationFailed.on_fields(
+            {"prefix": "the prefix of a server with tools cannot change (tool ids would change); register a new server instead"}
+        )
     changed = _apply_server(server, fields, secret_headers)
     if not changed:
         return server
@@ -775,14 +857,14 @@ def mcp_server_sync(*, server: McpServer) -> McpSyncReport:
 
     report = McpSyncReport(server=server.name)
     try:
-        listing = async_to_sync(upstream_list_tools)(url=server.url, headers=_server_secrets(server),
-                                                     timeout=server.timeout)
+        listing = async_to_sync(upstream_list_tools)(url=server.url, headers=_server_secrets(server), timeout=server.timeout)
     except Exception as exc:  # noqa: BLE001 - a failed sync is reported and recorded, never a crash
         while isinstance(exc, ExceptionGroup) and exc.exceptions:
             exc = exc.exceptions[0]
         # The upstream's text may repeat the headers it was sent (daarion/infra/redaction.py).
-        report.error = redaction.redact(f"{type(exc).__name__}: {exc or 'no detail'}",
-                                        redaction.secret_values(_server_secrets(server).values()))[:1000]
+        report.error = redaction.redact(
+            f"{type(exc).__name__}: {exc or 'no detail'}", redaction.secret_values(_server_secrets(server).values())
+        )[:1000]
         logger.warning("sync of MCP server %s failed: %s", server.name, report.error)
         McpServer.objects.filter(pk=server.pk).update(last_sync_error=report.error, last_synced_at=timezone.now())
         return report
@@ -801,8 +883,13 @@ def mcp_server_sync(*, server: McpServer) -> McpSyncReport:
                         tool_id = mcp_tool_id(server.prefix, upstream.name)
                         if Tool.objects.filter(tool_id=tool_id).exists():
                             raise ValidationFailed.on_fields({"tool_id": f"{tool_id!r} is taken by another tool"})
-                        tool = Tool(tool_id=tool_id, mcp_server=server, allowed_agents=server.allowed_agents,
-                                    timeout=server.timeout, agent_secret_headers=dict(server.agent_secret_headers))
+                        tool = Tool(
+                            tool_id=tool_id,
+                            mcp_server=server,
+                            allowed_agents=server.allowed_agents,
+                            timeout=server.timeout,
+                            agent_secret_headers=dict(server.agent_secret_headers),
+                        )
                         _apply(tool, fields, None)
                         tool_validate(tool)
                         tool.save()
@@ -815,14 +902,16 @@ def mcp_server_sync(*, server: McpServer) -> McpSyncReport:
                         report.unchanged.append(tool.tool_id)
             except ValidationFailed as exc:
                 report.skipped[upstream.name] = "; ".join(
-                    f"{k}: {'; '.join(v)}" if k else "; ".join(v) for k, v in exc.by_path().items())
+                    f"{k}: {'; '.join(v)}" if k else "; ".join(v) for k, v in exc.by_path().items()
+                )
         for name, tool in sorted(known.items()):
             if name not in seen and tool.enabled:
                 tool.enabled = False
                 _save_change(tool)
                 report.disabled.append(tool.tool_id)
         McpServer.objects.filter(pk=server.pk).update(
-            protocol_version=listing.protocol_version, last_synced_at=timezone.now(),
+            protocol_version=listing.protocol_version,
+            last_synced_at=timezone.now(),
             last_sync_error="; ".join(f"{k}: {v}" for k, v in sorted(report.skipped.items()))[:2000],
         )
         bump_version(TOOLS_CONFIG)
@@ -834,9 +923,15 @@ def mcp_servers_export() -> list[dict[str, Any]]:
     out = []
     for server in McpServer.objects.order_by("name"):
         item: dict[str, Any] = {
-            "name": server.name, "url": server.url, "transport": server.transport, "prefix": server.prefix,
-            "description": server.description, "allowed_agents": server.allowed_agents, "timeout": server.timeout,
-            "enabled": server.enabled, "agent_secret_headers": dict(server.agent_secret_headers),
+            "name": server.name,
+            "url": server.url,
+            "transport": server.transport,
+            "prefix": server.prefix,
+            "description": server.description,
+            "allowed_agents": server.allowed_agents,
+            "timeout": server.timeout,
+            "enabled": server.enabled,
+            "agent_secret_headers": dict(server.agent_secret_headers),
         }
         secrets = _server_secrets(server)
         if secrets:

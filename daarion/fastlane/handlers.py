@@ -38,17 +38,19 @@ from django.urls import set_script_prefix
 from daarion.fastlane.lane import FastRoute, respond
 
 # Left out of the service APIs' chain; anything not listed here runs for them too.
-BROWSER_ONLY_MIDDLEWARE = frozenset({
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "daarion.middleware.AdminActorMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "axes.middleware.AxesMiddleware",  # admin sign-in throttling
-})
+BROWSER_ONLY_MIDDLEWARE = frozenset(
+    {
+        "django.middleware.security.SecurityMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "daarion.middleware.AdminActorMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+        "axes.middleware.AxesMiddleware",  # admin sign-in throttling
+    }
+)
 
 
 def api_headers(response: HttpResponseBase) -> None:

@@ -57,8 +57,9 @@ class FastRoute:
 _registered: dict[str, tuple[str, str, View, type[BaseModel], Callable[[HttpRequest], Awaitable[Any]]]] = {}
 
 
-def register(path: str, *, method: str, api: str, view: View, schema: type[BaseModel],
-             auth: Callable[[HttpRequest], Awaitable[Any]]) -> None:
+def register(
+    path: str, *, method: str, api: str, view: View, schema: type[BaseModel], auth: Callable[[HttpRequest], Awaitable[Any]]
+) -> None:
     """Serves `method path` through the lane: an app calls this beside the Ninja operation it
     stands in for (the same view, body schema and auth), in the module that defines it. `api`
     is the urls_namespace of the NinjaAPI the operation is mounted on ("internal", "v1")."""
@@ -72,8 +73,10 @@ def routes() -> dict[str, FastRoute]:
     from daarion import api as apis
 
     by_namespace = {ninja_api.urls_namespace: ninja_api for ninja_api in (apis.internal_api, apis.openai_api)}
-    return {path: FastRoute(method, by_namespace[namespace], view, schema, auth)
-            for path, (method, namespace, view, schema, auth) in _registered.items()}
+    return {
+        path: FastRoute(method, by_namespace[namespace], view, schema, auth)
+        for path, (method, namespace, view, schema, auth) in _registered.items()
+    }
 
 
 def _never_called(request: HttpRequest) -> None:  # the middleware below are used for their methods only

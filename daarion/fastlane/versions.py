@@ -39,5 +39,9 @@ def version_mismatches(mirrored: dict[str, str] | None = None) -> list[str]:
 
 def check_fast_lane_versions(app_configs: object = None, **kwargs: object) -> list[checks.CheckMessage]:
     """daarion.W002: Django or django-ninja is not the release the fast lane mirrors."""
-    return [checks.Warning(line, hint="The service APIs run through Django's own handler; see daarion/fastlane/versions.py.",
-                           id="daarion.W002") for line in version_mismatches()]
+    return [
+        checks.Warning(
+            line, hint="The service APIs run through Django's own handler; see daarion/fastlane/versions.py.", id="daarion.W002"
+        )
+        for line in version_mismatches()
+    ]

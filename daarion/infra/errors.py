@@ -131,8 +131,7 @@ class ValidationFailed(DaarionError):
         aliases = aliases or {}
         details = self.details if isinstance(self.details, list) else []
         moved = [
-            {"path": _join(prefix, aliases.get(str(d.get("path", "")), str(d.get("path", "")))),
-             "message": d.get("message", "")}
+            {"path": _join(prefix, aliases.get(str(d.get("path", "")), str(d.get("path", "")))), "message": d.get("message", "")}
             for d in details
         ]
         if not prefix and all(m["path"] == d.get("path") for m, d in zip(moved, details)):
@@ -141,8 +140,13 @@ class ValidationFailed(DaarionError):
             message = _listing(moved)
         else:
             message = f"{prefix}: {self.message}" if prefix else self.message
-        return ValidationFailed(message, details=moved or [{"path": prefix, "message": self.message}],
-                                type=self.type, status=self.status, headers=self.headers)
+        return ValidationFailed(
+            message,
+            details=moved or [{"path": prefix, "message": self.message}],
+            type=self.type,
+            status=self.status,
+            headers=self.headers,
+        )
 
 
 def validate_model(instance: Model, *, prefix: str = "", **full_clean: Any) -> None:

@@ -104,10 +104,7 @@ class LiveSnapshot(Generic[T]):
             return False
         if now < self._retry_at:
             return True  # a reload failed a moment ago: serve what we have until the backoff ends
-        return (
-            now - self._checked_at < settings.LIVE_CONFIG_CHECK_INTERVAL
-            and now - self._loaded_at < self._max_age
-        )
+        return now - self._checked_at < settings.LIVE_CONFIG_CHECK_INTERVAL and now - self._loaded_at < self._max_age
 
     def get(self, *, recheck: bool = False) -> T:
         """Sync access; may read Redis (rarely) and the database (on change).
@@ -159,8 +156,10 @@ class LiveSnapshot(Generic[T]):
                 self._retry_at = time.monotonic() + self._backoff
                 logger.warning(
                     "config reload failed; serving the copy loaded %.0f s ago, next try in %.1f s",
-                    now - self._loaded_at, self._backoff,
-                    extra={"config": self.name}, exc_info=True,
+                    now - self._loaded_at,
+                    self._backoff,
+                    extra={"config": self.name},
+                    exc_info=True,
                 )
                 return self._value
             if self._backoff:

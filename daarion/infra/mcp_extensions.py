@@ -51,8 +51,11 @@ class McpTool:
             "description": self.description,
             "inputSchema": self.input_schema,
             "annotations": {
-                "title": self.name, "readOnlyHint": self.read_only, "destructiveHint": self.destructive,
-                "idempotentHint": self.idempotent, "openWorldHint": False,
+                "title": self.name,
+                "readOnlyHint": self.read_only,
+                "destructiveHint": self.destructive,
+                "idempotentHint": self.idempotent,
+                "openWorldHint": False,
             },
         }
 
@@ -61,7 +64,8 @@ class McpTool:
             return ["arguments must be a JSON object"]
         validator = Draft202012Validator(self.input_schema)
         return [
-            f"$.{'.'.join(str(p) for p in error.absolute_path)}: {error.message}" if error.absolute_path
+            f"$.{'.'.join(str(p) for p in error.absolute_path)}: {error.message}"
+            if error.absolute_path
             else f"$: {error.message}"
             for error in sorted(validator.iter_errors(arguments), key=lambda e: list(e.absolute_path))
         ]

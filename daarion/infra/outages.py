@@ -47,12 +47,21 @@ def _is_database_outage(exc: BaseException) -> bool:
     import psycopg
     import psycopg_pool
 
-    if isinstance(exc, (DjangoOperationalError, DjangoInterfaceError, psycopg.OperationalError,
-                        psycopg.InterfaceError, psycopg_pool.PoolTimeout)):
+    if isinstance(
+        exc,
+        (
+            DjangoOperationalError,
+            DjangoInterfaceError,
+            psycopg.OperationalError,
+            psycopg.InterfaceError,
+            psycopg_pool.PoolTimeout,
+        ),
+    ):
         return True
     # Django re-raises psycopg's errors as its own DatabaseError subclasses and keeps the original.
-    return isinstance(exc, DjangoDatabaseError) and isinstance(exc.__cause__, (psycopg.OperationalError,
-                                                                               psycopg_pool.PoolTimeout))
+    return isinstance(exc, DjangoDatabaseError) and isinstance(
+        exc.__cause__, (psycopg.OperationalError, psycopg_pool.PoolTimeout)
+    )
 
 
 def _is_redis_outage(exc: BaseException) -> bool:
@@ -60,8 +69,7 @@ def _is_redis_outage(exc: BaseException) -> bool:
     import redis.exceptions
 
     # redis-py's TimeoutError is the stalled server; kombu's OperationalError is the broker.
-    return isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                            kombu.exceptions.OperationalError))
+    return isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, kombu.exceptions.OperationalError))
 
 
 def outage_error(exc: BaseException) -> ServiceUnavailable | None:

@@ -127,8 +127,7 @@ REFUSED_BY_DATABASE = (DataError, IntegrityError, ValueError)
 R = TypeVar("R")
 
 
-def insert_batch(rows: Sequence[R], insert: Callable[[Sequence[R]], object], *, what: str,
-                 describe: Callable[[R], str]) -> int:
+def insert_batch(rows: Sequence[R], insert: Callable[[Sequence[R]], object], *, what: str, describe: Callable[[R], str]) -> int:
     """Stores `rows` with `insert` in one go; returns how many are stored.
 
     For background drains: should the database refuse the batch for what it holds (a constraint

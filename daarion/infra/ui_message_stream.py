@@ -74,8 +74,10 @@ class UIMessageStream:
         return [{"type": "tool-input-delta", "toolCallId": call_id, "inputTextDelta": delta}]
 
     def tool_input_available(self, call_id: str, tool_name: str, tool_input: Any) -> list[Chunk]:
-        return [*self.close_parts(),
-                {"type": "tool-input-available", "toolCallId": call_id, "toolName": tool_name, "input": tool_input}]
+        return [
+            *self.close_parts(),
+            {"type": "tool-input-available", "toolCallId": call_id, "toolName": tool_name, "input": tool_input},
+        ]
 
     def tool_output(self, call_id: str, output: Any) -> list[Chunk]:
         return [{"type": "tool-output-available", "toolCallId": call_id, "output": output}]

@@ -58,8 +58,9 @@ def _check(text: str, *, max_nodes: int, max_depth: int) -> None:
                 raise DocumentRefused(f"the document is nested too deeply (over {max_depth} levels){_where(event)}")
 
 
-def yaml_document_load(text: str | bytes, *, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_NODES,
-                       max_depth: int = MAX_DEPTH) -> Any:
+def yaml_document_load(
+    text: str | bytes, *, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_NODES, max_depth: int = MAX_DEPTH
+) -> Any:
     """The data of one YAML document. Raises DocumentRefused for what is over a cap or uses
     anchors/aliases, yaml.YAMLError for what is not YAML (or holds several documents),
     UnicodeDecodeError for bytes that are not UTF-8."""

@@ -96,9 +96,12 @@ def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
         from opentelemetry import propagate, trace
 
         parent = propagate.extract(task.request, getter=_REQUEST_GETTER)
-        span = tracing.tracer.start_span(f"run/{task.name}", context=parent, kind=trace.SpanKind.CONSUMER,
-                                         attributes={"messaging.system": "celery", "celery.task_name": task.name,
-                                                     "messaging.message.id": task_id})
+        span = tracing.tracer.start_span(
+            f"run/{task.name}",
+            context=parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={"messaging.system": "celery", "celery.task_name": task.name, "messaging.message.id": task_id},
+        )
         token = otel_context.attach(trace.set_span_in_context(span, parent))
     _started[task_id] = (time.perf_counter(), span, token)
 

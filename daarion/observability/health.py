@@ -61,5 +61,6 @@ async def ready(request: HttpRequest) -> JsonResponse:
         checks["worker"]["required"] = False
     failed = [name for name, check in checks.items() if not check["ok"] and check.get("required", True)]
     body = {"status": "down" if failed else "ok", "failed": failed, "checks": checks}
-    return JsonResponse(body, status=503 if failed else 200,
-                        headers={"Cache-Control": "no-store", **({"Retry-After": "5"} if failed else {})})
+    return JsonResponse(
+        body, status=503 if failed else 200, headers={"Cache-Control": "no-store", **({"Retry-After": "5"} if failed else {})}
+    )

@@ -40,53 +40,76 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _SLOW = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
 
-HTTP_REQUESTS = Counter("daarion_http_requests", "HTTP requests answered, by route template, method and status.",
-                        ["route", "method", "status"])
-HTTP_DURATION = Histogram("daarion_http_request_duration_seconds",
-                          "Time from the request to the end of its answer (a stream: until it closed).",
-                          ["route", "method", "status"], buckets=_FAST)
+HTTP_REQUESTS = Counter(
+    "daarion_http_requests", "HTTP requests answered, by route template, method and status.", ["route", "method", "status"]
+)
+HTTP_DURATION = Histogram(
+    "daarion_http_request_duration_seconds",
+    "Time from the request to the end of its answer (a stream: until it closed).",
+    ["route", "method", "status"],
+    buckets=_FAST,
+)
 
-LLM_REQUESTS = Counter("daarion_llm_requests", "LLM calls by logical model, provider, endpoint and status "
-                       "(ok, error, refused, cancelled).", ["model", "provider", "endpoint", "status"])
+LLM_REQUESTS = Counter(
+    "daarion_llm_requests",
+    "LLM calls by logical model, provider, endpoint and status (ok, error, refused, cancelled).",
+    ["model", "provider", "endpoint", "status"],
+)
 LLM_ERRORS = Counter("daarion_llm_errors", "Failed or refused LLM calls by error type.", ["model", "error_type"])
-LLM_DURATION = Histogram("daarion_llm_request_duration_seconds", "LLM call latency, retries and fallbacks included.",
-                         ["model", "provider"], buckets=_SLOW)
-LLM_TTFT = Histogram("daarion_llm_time_to_first_token_seconds", "Streamed LLM calls: time to the first event.",
-                     ["model", "provider"], buckets=_SLOW)
-LLM_TOKENS = Counter("daarion_llm_tokens", "Tokens by logical model and direction (prompt, completion).",
-                     ["model", "direction"])
+LLM_DURATION = Histogram(
+    "daarion_llm_request_duration_seconds",
+    "LLM call latency, retries and fallbacks included.",
+    ["model", "provider"],
+    buckets=_SLOW,
+)
+LLM_TTFT = Histogram(
+    "daarion_llm_time_to_first_token_seconds",
+    "Streamed LLM calls: time to the first event.",
+    ["model", "provider"],
+    buckets=_SLOW,
+)
+LLM_TOKENS = Counter("daarion_llm_tokens", "Tokens by logical model and direction (prompt, completion).", ["model", "direction"])
 LLM_COST = Counter("daarion_llm_cost_usd", "Cost of LLM calls in US dollars, by logical model.", ["model"])
-LLM_RETRIES = Counter("daarion_llm_retries", "Upstream calls beyond the first one of an LLM call (retries and "
-                      "fallbacks).", ["model"])
-RATELIMIT_REFUSALS = Counter("daarion_ratelimit_refusals", "Calls refused before routing by a rate limit or budget, "
-                             "by kind (the error type).", ["kind"])
-POLICY_REFUSALS = Counter("daarion_ratelimit_policy_refusals", "Refusals by the policy that refused (its scope: "
-                          "default, agent, microdao, deployment) and the limit reached (requests, tokens, concurrency, budget).",
-                          ["scope", "limit"])
-LLM_FALLBACKS = Counter("daarion_llm_fallbacks", "LLM calls answered by a fallback model, by the model asked for "
-                        "and the one that answered.", ["model", "served"])
-LLM_COOLDOWNS = Counter("daarion_llm_cooldowns", "Cooldowns entered after repeated failures: of a shared deployment "
-                        "(by its id) or of one caller's own key on it (`per_key`).", ["deployment", "scope"])
+LLM_RETRIES = Counter(
+    "daarion_llm_retries", "Upstream calls beyond the first one of an LLM call (retries and fallbacks).", ["model"]
+)
+RATELIMIT_REFUSALS = Counter(
+    "daarion_ratelimit_refusals", "Calls refused before routing by a rate limit or budget, by kind (the error type).", ["kind"]
+)
+POLICY_REFUSALS = Counter(
+    "daarion_ratelimit_policy_refusals",
+    "Refusals by the policy that refused (its scope: "
+    "default, agent, microdao, deployment) and the limit reached (requests, tokens, concurrency, budget).",
+    ["scope", "limit"],
+)
+LLM_FALLBACKS = Counter(
+    "daarion_llm_fallbacks",
+    "LLM calls answered by a fallback model, by the model asked for and the one that answered.",
+    ["model", "served"],
+)
+LLM_COOLDOWNS = Counter(
+    "daarion_llm_cooldowns",
+    "Cooldowns entered after repeated failures: of a shared deployment (by its id) or of one caller's own key on it (`per_key`).",
+    ["deployment", "scope"],
+)
 
-TOOL_CALLS = Counter("daarion_tool_calls", "Tool calls by tool and status (ok, denied, invalid_args, ...).",
-                     ["tool", "status"])
-TOOL_DURATION = Histogram("daarion_tool_call_duration_seconds", "Tool call latency, checks included.", ["tool"],
-                          buckets=_FAST)
+TOOL_CALLS = Counter("daarion_tool_calls", "Tool calls by tool and status (ok, denied, invalid_args, ...).", ["tool", "status"])
+TOOL_DURATION = Histogram("daarion_tool_call_duration_seconds", "Tool call latency, checks included.", ["tool"], buckets=_FAST)
 
 MEMORY_QUERIES = Counter("daarion_memory_queries", "Memory queries by outcome (ok, error).", ["status"])
 MEMORY_QUERY_DURATION = Histogram("daarion_memory_query_duration_seconds", "Memory query latency.", buckets=_FAST)
 MEMORY_STORES = Counter("daarion_memory_stores", "Memories stored (new entries).", ["kind"])
-MEMORY_EMBEDDED = Counter("daarion_memory_embeddings", "Memory entries embedded by the embedding jobs, by outcome.",
-                          ["status"])
+MEMORY_EMBEDDED = Counter("daarion_memory_embeddings", "Memory entries embedded by the embedding jobs, by outcome.", ["status"])
 
-CELERY_TASKS = Counter("daarion_celery_tasks", "Celery task runs by task and end state (success, failure, retry).",
-                       ["task", "state"])
-CELERY_DURATION = Histogram("daarion_celery_task_duration_seconds", "Celery task runtime by task.", ["task"],
-                            buckets=_SLOW)
+CELERY_TASKS = Counter(
+    "daarion_celery_tasks", "Celery task runs by task and end state (success, failure, retry).", ["task", "state"]
+)
+CELERY_DURATION = Histogram("daarion_celery_task_duration_seconds", "Celery task runtime by task.", ["task"], buckets=_SLOW)
 
 AGENT_TURNS = Counter("daarion_agent_turns", "Agent runs (turns) by agent and end status.", ["agent", "status"])
-AGENT_STEPS = Histogram("daarion_agent_turn_steps", "Model steps per agent turn.", ["agent"],
-                        buckets=(1, 2, 3, 4, 5, 6, 8, 10, 15, 20))
+AGENT_STEPS = Histogram(
+    "daarion_agent_turn_steps", "Model steps per agent turn.", ["agent"], buckets=(1, 2, 3, 4, 5, 6, 8, 10, 15, 20)
+)
 
 # Refusals of `_admit` (apps/llm/ratelimit.py) that are a limit or a budget, not a bad request.
 _LIMIT_TYPES_PREFIXES = ("rate_limit", "budget", "quota")
@@ -220,8 +243,7 @@ class ScrapeTimeCollector(Collector):
             logger.warning("cannot read the Celery queue lengths", exc_info=True)
             self._failed.append("redis")
         yield from self._readers()
-        errors = GaugeMetricFamily("daarion_scrape_errors", "Scrape-time readings that failed, by source.",
-                                   labels=["source"])
+        errors = GaugeMetricFamily("daarion_scrape_errors", "Scrape-time readings that failed, by source.", labels=["source"])
         for source in self._failed:
             errors.add_metric([source], 1)
         yield errors
@@ -235,8 +257,7 @@ class ScrapeTimeCollector(Collector):
         pipe = get_redis().pipeline(transaction=False)
         for name in names:
             pipe.llen(prefix + name)
-        gauge = GaugeMetricFamily("daarion_celery_queue_length", "Messages waiting in each Celery queue.",
-                                  labels=["queue"])
+        gauge = GaugeMetricFamily("daarion_celery_queue_length", "Messages waiting in each Celery queue.", labels=["queue"])
         for name, length in zip(names, pipe.execute(), strict=True):
             gauge.add_metric([name], int(length or 0))
         yield gauge

@@ -81,8 +81,7 @@ def flush(timeout_ms: int = 5000) -> None:
 
 
 @contextlib.contextmanager
-def span(name: str, attributes: Mapping[str, Any] | None = None, *,
-         kind: SpanKind = SpanKind.INTERNAL) -> Iterator[Any]:
+def span(name: str, attributes: Mapping[str, Any] | None = None, *, kind: SpanKind = SpanKind.INTERNAL) -> Iterator[Any]:
     """A span of ours, current inside the block; an exception marks it failed. Yields None
     when tracing is off (callers check before setting attributes: `if s: s.set_attribute`)."""
     if not _state["on"]:
@@ -129,10 +128,15 @@ def server_span(scope: Mapping[str, Any], route: str) -> Iterator[Any]:
     """The span of one HTTP request, continuing the caller's trace (its `traceparent`)."""
     parent = propagate.extract(scope.get("headers") or [], getter=_HEADERS)
     method = scope.get("method", "")
-    attributes = {"http.request.method": method, "url.path": scope.get("path", ""), "http.route": route,
-                  "url.scheme": scope.get("scheme", "http")}
-    with tracer.start_as_current_span(f"{method} {route}", context=parent, kind=SpanKind.SERVER,
-                                      attributes=attributes) as current:
+    attributes = {
+        "http.request.method": method,
+        "url.path": scope.get("path", ""),
+        "http.route": route,
+        "url.scheme": scope.get("scheme", "http"),
+    }
+    with tracer.start_as_current_span(
+        f"{method} {route}", context=parent, kind=SpanKind.SERVER, attributes=attributes
+    ) as current:
         yield current
 
 
@@ -171,17 +175,22 @@ def _llm_call_span(record: Mapping[str, Any]) -> None:
     model = record.get("logical_model") or ""
     latency_ns = int(float(record.get("latency_ms") or 0) * 1_000_000)
     end = time.time_ns()
-    attributes = _clean({
-        "gen_ai.operation.name": operation, "gen_ai.request.model": model,
-        "gen_ai.response.model": record.get("upstream_model"), "gen_ai.provider.name": record.get("provider"),
-        "gen_ai.usage.input_tokens": record.get("prompt_tokens"),
-        "gen_ai.usage.output_tokens": record.get("completion_tokens"),
-        "gen_ai.agent.id": record.get("agent_id"), "daarion.llm.endpoint": endpoint,
-        "daarion.llm.status": record.get("status"), "error.type": record.get("error_type"),
-        "http.request_id": record.get("request_id"),
-    })
-    span = tracer.start_span(f"{operation} {model}", kind=SpanKind.CLIENT, attributes=attributes,
-                             start_time=end - latency_ns)
+    attributes = _clean(
+        {
+            "gen_ai.operation.name": operation,
+            "gen_ai.request.model": model,
+            "gen_ai.response.model": record.get("upstream_model"),
+            "gen_ai.provider.name": record.get("provider"),
+            "gen_ai.usage.input_tokens": record.get("prompt_tokens"),
+            "gen_ai.usage.output_tokens": record.get("completion_tokens"),
+            "gen_ai.agent.id": record.get("agent_id"),
+            "daarion.llm.endpoint": endpoint,
+            "daarion.llm.status": record.get("status"),
+            "error.type": record.get("error_type"),
+            "http.request_id": record.get("request_id"),
+        }
+    )
+    span = tracer.start_span(f"{operation} {model}", kind=SpanKind.CLIENT, attributes=attributes, start_time=end - latency_ns)
     if record.get("status") not in ("ok", None):
         span.set_status(Status(StatusCode.ERROR, str(record.get("error_type") or record.get("status"))))
     span.end(end_time=end)

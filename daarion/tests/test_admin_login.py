@@ -15,9 +15,11 @@ def _attempt(base_url: str, username: str, password: str) -> httpx.Response:
     with httpx.Client(base_url=base_url, timeout=30) as client:
         page = client.get("/admin/login/")
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-        return client.post("/admin/login/?next=/admin/", data={
-            "username": username, "password": password, "csrfmiddlewaretoken": token, "next": "/admin/"},
-            headers={"Referer": f"{base_url}/admin/login/"})
+        return client.post(
+            "/admin/login/?next=/admin/",
+            data={"username": username, "password": password, "csrfmiddlewaretoken": token, "next": "/admin/"},
+            headers={"Referer": f"{base_url}/admin/login/"},
+        )
 
 
 @pytest.mark.django_db(transaction=True)

@@ -30,16 +30,19 @@ DOORS = [
 ]
 
 
-def _send_until_answered(url: str, path: str, *, chunked: bool, give_up_after: int,
-                         extra: str = "", pace: float = 0.0) -> tuple[int, bytes]:
+def _send_until_answered(
+    url: str, path: str, *, chunked: bool, give_up_after: int, extra: str = "", pace: float = 0.0
+) -> tuple[int, bytes]:
     """POSTs a body that never ends, piece by piece, until the server answers; returns (bytes
     of body sent, the raw answer). Fails if `give_up_after` bytes went out unanswered. With
     `pace`, each piece waits up to that long for an answer first, so what was sent is not all
     sitting in socket buffers the server never read."""
     parts = urlsplit(url)
     framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {ANNOUNCED}"
-    head = (f"POST {path} HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\n"
-            f"Content-Type: application/json\r\nx-request-id: req-body-limit\r\n{extra}{framing}\r\n\r\n").encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\n"
+        f"Content-Type: application/json\r\nx-request-id: req-body-limit\r\n{extra}{framing}\r\n\r\n"
+    ).encode()
     piece = b"[" + b" " * (PIECE - 1)
     frame = f"{len(piece):x}\r\n".encode() + piece + b"\r\n" if chunked else piece
     sent = 0
@@ -78,7 +81,7 @@ def _send_all(sock: socket.socket, frame: bytes) -> int:
     view = memoryview(frame)
     while view:
         try:
-            view = view[sock.send(view):]
+            view = view[sock.send(view) :]
         except BlockingIOError:
             select.select([], [sock], [], 30)
     return len(frame)

@@ -71,11 +71,22 @@ def test_beat_sends_the_drains_without_a_line_for_each(celery_worker, server_env
     from devtools.testing import start_celery_beat
 
     # An entry in the list the session's worker drains: its row appears once beat has sent a drain.
-    entry = audit_entry(tool_id="t.beat", tool_version=1, agent_id="agent:sofia", microdao_id="m", args={},
-                        status="ok", error_type=None, error=None, latency_ms=1.0, request_id="req-beat-quiet")
+    entry = audit_entry(
+        tool_id="t.beat",
+        tool_version=1,
+        agent_id="agent:sofia",
+        microdao_id="m",
+        args={},
+        status="ok",
+        error_type=None,
+        error=None,
+        latency_ms=1.0,
+        request_id="req-beat-quiet",
+    )
     get_redis().rpush(key("tools", "audit"), json.dumps(entry))
-    beat = start_celery_beat({**server_env, "TOOLS_AUDIT_DRAIN_SECONDS": "0.5",
-                              "DAARION_LLM_USAGE_DRAIN_SECONDS": "0.5"}, tmp_path)
+    beat = start_celery_beat(
+        {**server_env, "TOOLS_AUDIT_DRAIN_SECONDS": "0.5", "DAARION_LLM_USAGE_DRAIN_SECONDS": "0.5"}, tmp_path
+    )
     try:
         deadline = time.monotonic() + 30
         while not ToolCall.objects.filter(request_id="req-beat-quiet").exists():

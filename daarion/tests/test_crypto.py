@@ -45,7 +45,9 @@ def test_key_id_is_authenticated(ring):
 
 
 def test_old_keys_still_decrypt_after_rotation(ring):
-    old_only = KeyRing.parse(",".join(f"{kid}:{__import__('base64').b64encode(k).decode()}" for kid, k in reversed(ring.keys.items())))
+    old_only = KeyRing.parse(
+        ",".join(f"{kid}:{__import__('base64').b64encode(k).decode()}" for kid, k in reversed(ring.keys.items()))
+    )
     sealed_with_old = encrypt("legacy", ring=old_only)
     assert crypto.key_id_of(sealed_with_old) == "old"
     assert decrypt(sealed_with_old, ring=ring) == "legacy"
@@ -86,9 +88,7 @@ def test_mask_never_shows_the_secret():
 def test_production_refuses_to_start_without_a_key():
     env = {k: v for k, v in os.environ.items() if k != "DAARION_ENCRYPTION_KEYS"}
     env.update(DAARION_ENV="production", DJANGO_SECRET_KEY="x" * 50, DJANGO_ALLOWED_HOSTS="example.org")
-    result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True, text=True
-    )
+    result = subprocess.run([sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True, text=True)
     assert result.returncode != 0
     assert "DAARION_ENCRYPTION_KEYS" in result.stderr
 

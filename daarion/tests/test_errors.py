@@ -64,7 +64,10 @@ def test_nul_in_the_url_is_400_not_500(api, make_token, bearer, path):
     ("path", "body"),
     [
         ("/internal/tools/call", b'{"tool_id": "t", "agent_id": "agent:a", "microdao_id": "m", "args": {"x": NaN}}'),
-        ("/internal/agent-memory/store", b'{"agent_id": "agent:a", "microdao_id": "m", "kind": "kb", "content": {"x": Infinity}}'),
+        (
+            "/internal/agent-memory/store",
+            b'{"agent_id": "agent:a", "microdao_id": "m", "kind": "kb", "content": {"x": Infinity}}',
+        ),
         ("/v1/chat/completions", b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": -Infinity}'),
     ],
 )
@@ -156,14 +159,14 @@ def test_a_refusal_keyed_by_field_lists_its_problems():
 def test_within_re_paths_a_refusal_for_the_enclosing_document():
     failed = ValidationFailed.on_fields({"tool_id": "taken", "target": "not a URL"})
     moved = failed.within("tools[1]", {"tool_id": "id"})
-    assert moved.details == [{"path": "tools[1].id", "message": "taken"},
-                             {"path": "tools[1].target", "message": "not a URL"}]
+    assert moved.details == [{"path": "tools[1].id", "message": "taken"}, {"path": "tools[1].target", "message": "not a URL"}]
     assert moved.message == "tools[1].id: taken; tools[1].target: not a URL"
     # Nothing to rename and no prefix: the same refusal.
     assert failed.within(aliases={"other": "x"}) is failed
     # A message of its own keeps its words, the prefix in front.
-    worded = ValidationFailed("secret 'k': must be a string", type="bad_secret",
-                              details=[{"path": "secrets.k", "message": "must be a string"}])
+    worded = ValidationFailed(
+        "secret 'k': must be a string", type="bad_secret", details=[{"path": "secrets.k", "message": "must be a string"}]
+    )
     moved = worded.within("agents[0]")
     assert moved.message == "agents[0]: secret 'k': must be a string" and moved.type == "bad_secret"
     assert moved.details == [{"path": "agents[0].secrets.k", "message": "must be a string"}]

@@ -14,14 +14,23 @@ from devtools.testing import ServerProcess, start_asgi_server
 
 HELLO = [{"role": "user", "content": "hello lane"}]
 # Headers a caller acts on; x-daarion-overhead-ms is a timing and differs by nature.
-COMPARED_HEADERS = ("content-type", "x-request-id", "x-daarion-provider", "x-daarion-model-resolved", "retry-after",
-                    "allow", "x-vercel-ai-ui-message-stream", "cache-control")
+COMPARED_HEADERS = (
+    "content-type",
+    "x-request-id",
+    "x-daarion-provider",
+    "x-daarion-model-resolved",
+    "retry-after",
+    "allow",
+    "x-vercel-ai-ui-message-stream",
+    "cache-control",
+)
 
 
 @pytest.fixture(scope="module")
 def without_lane(server_env, tmp_path_factory) -> Iterator[ServerProcess]:
-    server = start_asgi_server({**server_env, "DATABASE_POOL": "1", "DAARION_FAST_LANE": "0"},
-                               tmp_path_factory.mktemp("no-lane"), name="web-no-lane")
+    server = start_asgi_server(
+        {**server_env, "DATABASE_POOL": "1", "DAARION_FAST_LANE": "0"}, tmp_path_factory.mktemp("no-lane"), name="web-no-lane"
+    )
     yield server
     server.stop()
 
@@ -42,6 +51,7 @@ def registry(transactional_db, make_token):
 
 def _cases(tokens: dict[str, str]) -> list[tuple[str, str, dict[str, str], bytes | None]]:
     """(name, path, headers, body) for both routes: answers, and each way a request fails."""
+
     def auth(name: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {tokens[name]}", "Content-Type": "application/json"}
 
@@ -52,8 +62,15 @@ def _cases(tokens: dict[str, str]) -> list[tuple[str, str, dict[str, str], bytes
     for path in ("/internal/llm/proxy", "/v1/chat/completions"):
         cases += [
             ("answer", path, auth("llm"), body(metadata={"agent_id": "agent:sofia", "channel_id": "c1"})),
-            ("tools", path, auth("llm"), body(tools=[{"type": "function", "function": {"name": "projects.list"}}],
-                                              messages=[{"role": "user", "content": "which project?"}])),
+            (
+                "tools",
+                path,
+                auth("llm"),
+                body(
+                    tools=[{"type": "function", "function": {"name": "projects.list"}}],
+                    messages=[{"role": "user", "content": "which project?"}],
+                ),
+            ),
             ("no token", path, {"Content-Type": "application/json"}, body()),
             ("not bearer", path, {"Authorization": "Basic abc"}, body()),
             ("unknown token", path, {"Authorization": "Bearer nope"}, body()),
@@ -93,15 +110,18 @@ def _answer(base_url: str, name: str, path: str, headers: dict[str, str], conten
         data = response.text
     if isinstance(data, dict):
         data.pop("created", None)  # a clock reading
-    return {"status": response.status_code, "body": data,
-            "headers": {h: response.headers.get(h) for h in COMPARED_HEADERS}}
+    return {"status": response.status_code, "body": data, "headers": {h: response.headers.get(h) for h in COMPARED_HEADERS}}
 
 
 def test_the_fast_lane_answers_what_the_full_stack_answers(asgi_server, without_lane, registry):
     from apps.llm.tests.conftest import wait_for
 
-    probe = ("answer", "/internal/llm/proxy", {"Authorization": f"Bearer {registry['llm']}"},
-             json.dumps({"model": "dagi-stub", "messages": HELLO}).encode())
+    probe = (
+        "answer",
+        "/internal/llm/proxy",
+        {"Authorization": f"Bearer {registry['llm']}"},
+        json.dumps({"model": "dagi-stub", "messages": HELLO}).encode(),
+    )
     for server in (asgi_server, without_lane):  # both have picked up the model
         assert wait_for(lambda server=server: _answer(server.url, *probe)["status"] == 200)
     statuses = set()
@@ -122,8 +142,13 @@ def test_a_streamed_completion_reads_the_same_through_both(asgi_server, without_
 
     def stream(base_url: str, path: str) -> tuple[int, str | None, list[str]]:
         body = {"model": "dagi-stub", "messages": HELLO, "stream": True, "metadata": {"agent_id": "agent:sofia"}}
-        with httpx.stream("POST", base_url + path, json=body, timeout=30,
-                          headers={"Authorization": f"Bearer {registry['llm']}", "x-request-id": "parity-stream"}) as r:
+        with httpx.stream(
+            "POST",
+            base_url + path,
+            json=body,
+            timeout=30,
+            headers={"Authorization": f"Bearer {registry['llm']}", "x-request-id": "parity-stream"},
+        ) as r:
             lines = [line for line in r.iter_lines() if line.startswith("data:")]
         kinds = []
         for line in lines:

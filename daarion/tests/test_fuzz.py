@@ -25,22 +25,53 @@ def test_no_server_errors_and_no_schema_mismatches(asgi_server, make_token, repo
     from apps.llm import services
 
     stub = services.provider_create(name="stub", kind="stub")
-    services.deployment_create(logical_model=services.logical_model_create(name="dagi-stub"), provider=stub,
-                               upstream_model="dagi-stub")
+    services.deployment_create(
+        logical_model=services.logical_model_create(name="dagi-stub"), provider=stub, upstream_model="dagi-stub"
+    )
     # The registry API takes no agent-bound token; the service APIs need an agent to act for.
     registry = document.startswith("/api/registry")
-    token = make_token(scopes=["registry"]) if registry else make_token(
-        scopes=["llm", "memory", "tools", "agents"], agents=["agent:sofia"])
+    token = (
+        make_token(scopes=["registry"])
+        if registry
+        else make_token(scopes=["llm", "memory", "tools", "agents"], agents=["agent:sofia"])
+    )
     command = [
-        sys.executable, "-m", "schemathesis.cli", "run", f"{asgi_server.url}{document}",
-        "--url", asgi_server.url, "--checks", CHECKS, "--max-examples", EXAMPLES, "--seed", "18",
-        "--header", f"Authorization: Bearer {token}", "--exclude-method", "DELETE",
-        "--phases", "examples,coverage,fuzzing", "--workers", "1", "--no-color",
-        "--generation-database", "none", "--request-timeout", "30", "--suppress-health-check", "all",
-        "--report", "junit", "--report-dir", str(tmp_path),
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        f"{asgi_server.url}{document}",
+        "--url",
+        asgi_server.url,
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        EXAMPLES,
+        "--seed",
+        "18",
+        "--header",
+        f"Authorization: Bearer {token}",
+        "--exclude-method",
+        "DELETE",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--workers",
+        "1",
+        "--no-color",
+        "--generation-database",
+        "none",
+        "--request-timeout",
+        "30",
+        "--suppress-health-check",
+        "all",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(tmp_path),
         # An agent turn waits for an `agents` worker this test does not run (they are fuzzed
         # nowhere else either: apps/agents/tests drive them with real workers).
-        "--exclude-path-regex", r"^/internal/agents/\{agent_id\}/(chat|runs)$",
+        "--exclude-path-regex",
+        r"^/internal/agents/\{agent_id\}/(chat|runs)$",
     ]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "testsupport.fuzz_hooks", "PYTHONPATH": str(repo_root)}
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False)

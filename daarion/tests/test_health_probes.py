@@ -32,9 +32,14 @@ def _wait_for(check, what: str, timeout: float = 60.0):  # noqa: ANN001, ANN202
 def own_stack(server_env, tmp_path: Path) -> Iterator[dict]:
     """A Postgres (with pgvector), a Redis, a web server and a worker, all of this test's own."""
     postgres, redis = EmbeddedPostgres(tmp_path / "stack"), EmbeddedRedis(tmp_path / "stack")
-    env = {**server_env, "DATABASE_URL": postgres.start(), "REDIS_URL": redis.start(),
-           "DAARION_REDIS_PREFIX": "probes:", "DAARION_WORKER_HEARTBEAT_SECONDS": "1",
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    env = {
+        **server_env,
+        "DATABASE_URL": postgres.start(),
+        "REDIS_URL": redis.start(),
+        "DAARION_REDIS_PREFIX": "probes:",
+        "DAARION_WORKER_HEARTBEAT_SECONDS": "1",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+    }
     env.pop("CELERY_BROKER_URL", None)
     env.pop("CELERY_RESULT_BACKEND", None)
     web: ServerProcess | None = None
@@ -42,9 +47,28 @@ def own_stack(server_env, tmp_path: Path) -> Iterator[dict]:
     try:
         web = start_asgi_server(env, tmp_path, name="probes-web")
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "daarion", "worker", "--pool", "solo", "-Q", "default",
-             "--hostname", "probes@%h", "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
-            cwd=BASE_DIR, env=env, stdout=open(tmp_path / "worker.log", "wb"), stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "daarion",
+                "worker",
+                "--pool",
+                "solo",
+                "-Q",
+                "default",
+                "--hostname",
+                "probes@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "WARNING",
+            ],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=open(tmp_path / "worker.log", "wb"),
+            stderr=subprocess.STDOUT,
         )
         yield {"url": web.url, "postgres": postgres, "redis": redis}
     finally:

@@ -18,8 +18,9 @@ def test_metrics_off_counts_nothing_and_still_scrapes(server_env, tmp_path, tran
     headers = bearer(make_token(scopes=["metrics"]))
     folder = tmp_path / "prometheus"
     folder.mkdir()
-    off = start_asgi_server({**server_env, "DAARION_METRICS": "0", "PROMETHEUS_MULTIPROC_DIR": str(folder)},
-                            tmp_path, name="metrics-off")
+    off = start_asgi_server(
+        {**server_env, "DAARION_METRICS": "0", "PROMETHEUS_MULTIPROC_DIR": str(folder)}, tmp_path, name="metrics-off"
+    )
     try:
         assert httpx.get(f"{off.url}/health/live").status_code == 200
         scraped = httpx.get(f"{off.url}/metrics", headers=headers, timeout=30)

@@ -48,11 +48,17 @@ def test_a_normalised_value_equal_to_the_stored_one_is_no_change():
     provider = llm.provider_create(name="mu-openai", kind="openai", base_url="https://api.example.com/v1")
     updated_at = provider.updated_at
     # The validation strips the trailing slash: the same URL as stored, so nothing changes.
-    assert model_update(instance=provider, fields=("base_url",), data={"base_url": "https://api.example.com/v1/"},
-                        validate=llm.provider_validate) is False
+    assert (
+        model_update(
+            instance=provider,
+            fields=("base_url",),
+            data={"base_url": "https://api.example.com/v1/"},
+            validate=llm.provider_validate,
+        )
+        is False
+    )
     assert Provider.objects.get(pk=provider.pk).updated_at == updated_at
     # A real change saves the auto_now column with it.
-    assert model_update(instance=provider, fields=("enabled",), data={"enabled": False},
-                        validate=llm.provider_validate) is True
+    assert model_update(instance=provider, fields=("enabled",), data={"enabled": False}, validate=llm.provider_validate) is True
     stored = Provider.objects.get(pk=provider.pk)
     assert stored.enabled is False and stored.updated_at > updated_at

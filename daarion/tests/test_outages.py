@@ -78,8 +78,15 @@ class OwnStack:
     processes: list[ServerProcess] = field(default_factory=list)
 
     def manage(self, *args: str) -> str:
-        done = subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), *args], env=self.env, cwd=BASE_DIR,
-                              capture_output=True, text=True, timeout=300, check=False)
+        done = subprocess.run(
+            [sys.executable, str(BASE_DIR / "manage.py"), *args],
+            env=self.env,
+            cwd=BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert done.returncode == 0, f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
@@ -115,15 +122,35 @@ class OwnStack:
         log_path = self.data_dir / f"{name}.log"
         log = open(log_path, "wb")  # noqa: SIM115 - the worker writes it until it stops
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "daarion", "worker", "--loglevel", "INFO", "-Q", queues,
-             "--hostname", f"{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle", *extra],
-            cwd=BASE_DIR, env={**self.env, "DAARION_LOG_LEVEL": "INFO"}, stdout=log,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "daarion",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "-Q",
+                queues,
+                "--hostname",
+                f"{name}-{os.getpid()}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                *extra,
+            ],
+            cwd=BASE_DIR,
+            env={**self.env, "DAARION_LOG_LEVEL": "INFO"},
+            stdout=log,
             stderr=subprocess.STDOUT,
         )
         worker = ServerProcess(name, process, log_path)
         self.processes.append(worker)
-        wait_until(lambda: process.poll() is not None or " ready." in log_path.read_text(errors="replace"),
-                   f"the {name} worker to start", 60)
+        wait_until(
+            lambda: process.poll() is not None or " ready." in log_path.read_text(errors="replace"),
+            f"the {name} worker to start",
+            60,
+        )
         assert process.poll() is None, worker.log_tail()
         return worker
 
@@ -141,12 +168,19 @@ def stack() -> Iterator[OwnStack]:
     postgres, own_redis = EmbeddedPostgres(data_dir), EmbeddedRedis(data_dir)
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST")}
-    env.update({
-        "DATABASE_URL": postgres.start(), "REDIS_URL": own_redis.start(), "DAARION_DATA_DIR": str(data_dir),
-        "DAARION_REDIS_PREFIX": PREFIX, "DJANGO_SETTINGS_MODULE": "daarion.settings",
-        "DAARION_LOG_LEVEL": "WARNING", "DAARION_PUBLIC_URL": f"http://127.0.0.1:{port}", "WEB_PORT": str(port),
-        "DAARION_AGENTS_RUN_START_TIMEOUT_SECONDS": "3",
-    })
+    env.update(
+        {
+            "DATABASE_URL": postgres.start(),
+            "REDIS_URL": own_redis.start(),
+            "DAARION_DATA_DIR": str(data_dir),
+            "DAARION_REDIS_PREFIX": PREFIX,
+            "DJANGO_SETTINGS_MODULE": "daarion.settings",
+            "DAARION_LOG_LEVEL": "WARNING",
+            "DAARION_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "WEB_PORT": str(port),
+            "DAARION_AGENTS_RUN_START_TIMEOUT_SECONDS": "3",
+        }
+    )
     own = OwnStack(data_dir, postgres, own_redis, env)
     try:
         own.manage("migrate", "--noinput")
@@ -180,19 +214,27 @@ def timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
 
 
 def proxy(client: httpx.Client, text: str = "hello") -> httpx.Response:
-    return client.post("/internal/llm/proxy", json={
-        "model": "dagi-stub", "messages": [{"role": "user", "content": text}],
-        "metadata": {"agent_id": AGENT, "microdao_id": DAO}})
+    return client.post(
+        "/internal/llm/proxy",
+        json={
+            "model": "dagi-stub",
+            "messages": [{"role": "user", "content": text}],
+            "metadata": {"agent_id": AGENT, "microdao_id": DAO},
+        },
+    )
 
 
 def tool_call(client: httpx.Client) -> httpx.Response:
-    return client.post("/internal/tools/call", json={"tool_id": "projects.list", "agent_id": AGENT, "microdao_id": DAO,
-                                                    "args": {"microdao_id": DAO}})
+    return client.post(
+        "/internal/tools/call",
+        json={"tool_id": "projects.list", "agent_id": AGENT, "microdao_id": DAO, "args": {"microdao_id": DAO}},
+    )
 
 
 def memory_store(client: httpx.Client, text: str) -> httpx.Response:
-    return client.post("/internal/agent-memory/store", json={"agent_id": AGENT, "microdao_id": DAO, "kind": "kb",
-                                                            "content": {"text": text}})
+    return client.post(
+        "/internal/agent-memory/store", json={"agent_id": AGENT, "microdao_id": DAO, "kind": "kb", "content": {"text": text}}
+    )
 
 
 def memory_query(client: httpx.Client) -> httpx.Response:
@@ -232,9 +274,17 @@ def test_a_postgres_outage_leaves_the_snapshot_paths_answering(stack, client):
             response, elapsed = timed(lambda: tool_call(client))
             assert response.status_code == 200 and response.json()["ok"] is True and elapsed < FAST, response.text
             # A python tool that writes the database fails its call, by name.
-            response, elapsed = timed(lambda: client.post("/internal/tools/call", json={
-                "tool_id": "followups.create", "agent_id": AGENT, "microdao_id": DAO,
-                "args": {"microdao_id": DAO, "title": "written during the outage"}}))
+            response, elapsed = timed(
+                lambda: client.post(
+                    "/internal/tools/call",
+                    json={
+                        "tool_id": "followups.create",
+                        "agent_id": AGENT,
+                        "microdao_id": DAO,
+                        "args": {"microdao_id": DAO, "title": "written during the outage"},
+                    },
+                )
+            )
             assert response.status_code == 200 and elapsed < FAST, response.text
             assert response.json()["ok"] is False and response.json()["error_type"] == "database_unavailable"
             response, elapsed = timed(lambda: client.get("/internal/whoami"))
@@ -242,13 +292,15 @@ def test_a_postgres_outage_leaves_the_snapshot_paths_answering(stack, client):
             response, elapsed = timed(lambda: client.get("/internal/whoami", headers=unknown))
             assert response.status_code == 401 and elapsed < FAST, response.text
             _assert_outage_503(*timed(lambda: memory_query(client)), "database_unavailable")
-            _assert_outage_503(*timed(lambda: memory_store(client, "written while the database is down")),
-                               "database_unavailable")
+            _assert_outage_503(*timed(lambda: memory_store(client, "written while the database is down")), "database_unavailable")
             # The other doors, each in its own shape.
             response, elapsed = timed(lambda: client.get("/api/registry/providers/"))
             _assert_outage_503(response, elapsed, "database_unavailable")
-            response, elapsed = timed(lambda: client.post("/v1/chat/completions", json={
-                "model": "dagi-stub", "messages": [{"role": "user", "content": "hi"}]}))
+            response, elapsed = timed(
+                lambda: client.post(
+                    "/v1/chat/completions", json={"model": "dagi-stub", "messages": [{"role": "user", "content": "hi"}]}
+                )
+            )
             assert response.status_code == 200 and elapsed < FAST, response.text
             time.sleep(0.5)
         web_log = (stack.data_dir / f"outage-web-{stack.env['WEB_PORT']}.log").read_text(errors="replace")
@@ -257,23 +309,34 @@ def test_a_postgres_outage_leaves_the_snapshot_paths_answering(stack, client):
         stack.start_postgres()
 
     # Back without a restart: the pool reconnects, the snapshots reload, memory writes again.
-    wait_until(lambda: memory_store(client, "written after the outage").status_code == 201,
-               "memory to store again after Postgres came back", 60)
+    wait_until(
+        lambda: memory_store(client, "written after the outage").status_code == 201,
+        "memory to store again after Postgres came back",
+        60,
+    )
     assert memory_query(client).status_code == 200
     assert proxy(client).status_code == 200
 
 
 def test_mcp_answers_a_database_outage_in_json_rpc(stack, client, web):
-    mcp_headers = {"Authorization": f"Bearer {stack.token}", "X-Agent-Id": AGENT,
-                   "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}
+    mcp_headers = {
+        "Authorization": f"Bearer {stack.token}",
+        "X-Agent-Id": AGENT,
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2025-06-18",
+    }
     listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
     assert client.post("/mcp", json=listing, headers=mcp_headers).status_code == 200
     stack.stop_postgres()
     try:
         response, elapsed = timed(lambda: client.post("/mcp", json=listing, headers=mcp_headers))
         assert response.status_code == 200 and elapsed < FAST, response.text  # from the tool snapshot
-        call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-                "params": {"name": "followups.create", "arguments": {"microdao_id": DAO, "title": "outage"}}}
+        call = {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "followups.create", "arguments": {"microdao_id": DAO, "title": "outage"}},
+        }
         response, elapsed = timed(lambda: client.post("/mcp", json=call, headers=mcp_headers))
         assert response.status_code == 200 and elapsed < FAST, response.text
         result = response.json()["result"]
@@ -287,8 +350,12 @@ def test_mcp_answers_a_database_outage_in_json_rpc(stack, client, web):
             body = response.json()
             assert body["jsonrpc"] == "2.0" and body["error"]["data"]["type"] == "database_unavailable"
             assert int(response.headers["Retry-After"]) > 0
-            response = httpx.post(f"{cold.url}/v1/chat/completions", headers=mcp_headers, timeout=30, json={
-                "model": "dagi-stub", "messages": [{"role": "user", "content": "hi"}]})
+            response = httpx.post(
+                f"{cold.url}/v1/chat/completions",
+                headers=mcp_headers,
+                timeout=30,
+                json={"model": "dagi-stub", "messages": [{"role": "user", "content": "hi"}]},
+            )
             assert response.status_code == 503 and response.json()["error"]["code"] == "database_unavailable"
             assert response.json()["error"]["type"] == "server_error" and response.headers["Retry-After"]
         finally:
@@ -305,8 +372,11 @@ def test_a_redis_outage_leaves_memory_answering_and_chat_refusing_by_name(stack,
     assert answered.status_code == 200
     run_id = answered.headers["x-daarion-run-id"]
     stored = memory_store(client, "stored before the Redis outage").json()["id"]
-    wait_until(lambda: client.get(f"/internal/agent-memory/{stored}").json()["embedding_status"] == "ready",
-               "the worker to embed an entry", 60)
+    wait_until(
+        lambda: client.get(f"/internal/agent-memory/{stored}").json()["embedding_status"] == "ready",
+        "the worker to embed an entry",
+        60,
+    )
 
     stack.kill_redis()
     try:
@@ -332,10 +402,15 @@ def test_a_redis_outage_leaves_memory_answering_and_chat_refusing_by_name(stack,
 
     # Back without a restart. The beat's sweep (memory.requeue_pending) sends what could not be
     # sent; here it is run at once instead of waiting for its minute.
-    assert int(stack.python(
-        "from apps.memory.services import memory_requeue_pending as r; print(r(older_than_seconds=0))").strip()) >= 1
-    wait_until(lambda: client.get(f"/internal/agent-memory/{pending}").json()["embedding_status"] == "ready",
-               "the requeued entry to be embedded", 60)
+    assert (
+        int(stack.python("from apps.memory.services import memory_requeue_pending as r; print(r(older_than_seconds=0))").strip())
+        >= 1
+    )
+    wait_until(
+        lambda: client.get(f"/internal/agent-memory/{pending}").json()["embedding_status"] == "ready",
+        "the requeued entry to be embedded",
+        60,
+    )
     wait_until(lambda: chat(client).status_code == 200, "agent chat to answer again", 60)
 
 
@@ -361,9 +436,15 @@ def test_a_killed_redis_loses_no_usage_records(stack, client, web):
     # No beat runs in this stack, so nothing drains during the test: every record waits in Redis.
     before = own_redis.llen(buffer)
     for i in range(300):
-        response = client.post("/internal/llm/proxy", json={
-            "model": "dagi-stub", "messages": [{"role": "user", "content": "count me"}],
-            "request_id": f"{tag}-{i}", "metadata": {"agent_id": AGENT, "microdao_id": DAO}})
+        response = client.post(
+            "/internal/llm/proxy",
+            json={
+                "model": "dagi-stub",
+                "messages": [{"role": "user", "content": "count me"}],
+                "request_id": f"{tag}-{i}",
+                "metadata": {"agent_id": AGENT, "microdao_id": DAO},
+            },
+        )
         assert response.status_code == 200, response.text
     wait_until(lambda: own_redis.llen(buffer) >= before + 300, "the web process to push its records to Redis")
 
@@ -381,9 +462,17 @@ def test_records_held_at_shutdown_with_redis_down_are_spilled_not_lost(stack, we
     stack.kill_redis()
     try:
         for i in range(20):
-            response = httpx.post(f"{web.url}/internal/llm/proxy", headers=headers, timeout=30, json={
-                "model": "dagi-stub", "messages": [{"role": "user", "content": "held"}],
-                "request_id": f"{tag}-{i}", "metadata": {"agent_id": AGENT, "microdao_id": DAO}})
+            response = httpx.post(
+                f"{web.url}/internal/llm/proxy",
+                headers=headers,
+                timeout=30,
+                json={
+                    "model": "dagi-stub",
+                    "messages": [{"role": "user", "content": "held"}],
+                    "request_id": f"{tag}-{i}",
+                    "metadata": {"agent_id": AGENT, "microdao_id": DAO},
+                },
+            )
             assert response.status_code == 200, response.text
         web.stop()  # SIGTERM: the records still in the process are written to a spill file
         spilled = list((stack.data_dir / "usage-spill").glob("*.jsonl"))

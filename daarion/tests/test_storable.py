@@ -75,8 +75,10 @@ def test_to_utc_converts_and_refuses_instants_outside_years_1_to_9999():
     assert to_utc(naive) == naive.replace(tzinfo=UTC)
     east = datetime(2026, 1, 1, 0, 0, tzinfo=timezone(timedelta(hours=19)))
     assert to_utc(east) == datetime(2025, 12, 31, 5, 0, tzinfo=UTC)
-    for edge in (datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))),
-                 datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-5)))):
+    for edge in (
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))),
+        datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-5))),
+    ):
         with pytest.raises(ValueError, match="years 1-9999"):
             to_utc(edge)
 

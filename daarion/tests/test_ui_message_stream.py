@@ -16,14 +16,42 @@ def _types(chunks: list[dict]) -> list[str]:
 
 def test_reasoning_text_and_tools_open_and_close_in_order():
     ui = UIMessageStream()
-    chunks = [*ui.start("m1"), *ui.start_step(), *ui.reasoning("hmm"), *ui.reasoning(" ok"), *ui.text("Hi"),
-              *ui.reasoning("again"), *ui.tool_input_start("c1", "t"), *ui.tool_input_delta("c1", "{}"),
-              *ui.tool_input_available("c1", "t", {}), *ui.text("done"), *ui.finish_step(), *ui.finish({"a": 1})]
+    chunks = [
+        *ui.start("m1"),
+        *ui.start_step(),
+        *ui.reasoning("hmm"),
+        *ui.reasoning(" ok"),
+        *ui.text("Hi"),
+        *ui.reasoning("again"),
+        *ui.tool_input_start("c1", "t"),
+        *ui.tool_input_delta("c1", "{}"),
+        *ui.tool_input_available("c1", "t", {}),
+        *ui.text("done"),
+        *ui.finish_step(),
+        *ui.finish({"a": 1}),
+    ]
     assert _types(chunks) == [
-        "start", "start-step", "reasoning-start", "reasoning-delta", "reasoning-delta", "reasoning-end",
-        "text-start", "text-delta", "reasoning-start", "reasoning-delta", "reasoning-end", "text-end",
-        "tool-input-start", "tool-input-delta", "tool-input-available", "text-start", "text-delta", "text-end",
-        "finish-step", "finish"]
+        "start",
+        "start-step",
+        "reasoning-start",
+        "reasoning-delta",
+        "reasoning-delta",
+        "reasoning-end",
+        "text-start",
+        "text-delta",
+        "reasoning-start",
+        "reasoning-delta",
+        "reasoning-end",
+        "text-end",
+        "tool-input-start",
+        "tool-input-delta",
+        "tool-input-available",
+        "text-start",
+        "text-delta",
+        "text-end",
+        "finish-step",
+        "finish",
+    ]
     starts = [c["id"] for c in chunks if c["type"].endswith("-start") and "id" in c]
     assert starts == ["reasoning-1", "text-1", "reasoning-2", "text-2"], "each part has an id of its own"
     assert chunks[-1] == {"type": "finish", "messageMetadata": {"a": 1}}

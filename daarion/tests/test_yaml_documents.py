@@ -14,14 +14,17 @@ def test_plain_documents_load_as_safe_load_loads_them() -> None:
     assert yaml_document_load(text.encode()) == yaml.safe_load(text)
 
 
-@pytest.mark.parametrize(("text", "refusal"), [
-    ("a: &x 1\n", "anchors (&x) are not accepted (line 1, column 4)"),
-    ("a: *x\n", "aliases (*x) are not accepted"),
-    ("a: {<<: *base}\n", "aliases (*base) are not accepted"),
-    ("a: " + "[" * 65 + "]" * 65, "nested too deeply (over 64 levels)"),
-    ("[" + ",".join(["1"] * 11) + "]", "more than 10 nodes"),
-    ("x" * 101, "the document is 101 bytes; the limit is 100"),
-])
+@pytest.mark.parametrize(
+    ("text", "refusal"),
+    [
+        ("a: &x 1\n", "anchors (&x) are not accepted (line 1, column 4)"),
+        ("a: *x\n", "aliases (*x) are not accepted"),
+        ("a: {<<: *base}\n", "aliases (*base) are not accepted"),
+        ("a: " + "[" * 65 + "]" * 65, "nested too deeply (over 64 levels)"),
+        ("[" + ",".join(["1"] * 11) + "]", "more than 10 nodes"),
+        ("x" * 101, "the document is 101 bytes; the limit is 100"),
+    ],
+)
 def test_what_is_refused(text: str, refusal: str) -> None:
     with pytest.raises(DocumentRefused) as caught:
         yaml_document_load(text, max_nodes=10 if text.startswith("[1") else 50_000, max_bytes=100 if text[0] == "x" else 4096)

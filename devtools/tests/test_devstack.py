@@ -104,8 +104,9 @@ def test_the_supervisor_restarts_a_crashed_worker_and_stops_with_the_web_server(
         started.append(name)
         return _sleeper()
 
-    watch = threading.Thread(target=supervise, args=(children, start, lambda: False),
-                             kwargs={"critical": {"web"}, "poll_seconds": 0.05})
+    watch = threading.Thread(
+        target=supervise, args=(children, start, lambda: False), kwargs={"critical": {"web"}, "poll_seconds": 0.05}
+    )
     watch.start()
     first_worker = children["worker"]
     try:

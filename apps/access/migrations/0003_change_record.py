@@ -5,28 +5,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('daarion', '0002_vector_extension'),
+        ("daarion", "0002_vector_extension"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ChangeRecord',
+            name="ChangeRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('actor', models.CharField(help_text='Who: a staff user, a service token, or a command', max_length=200)),
-                ('source', models.CharField(help_text='Through which door: admin, api, import, cli, system', max_length=20)),
-                ('object_type', models.CharField(help_text='app_label.Model', max_length=100)),
-                ('object_id', models.CharField(max_length=200)),
-                ('object_repr', models.CharField(blank=True, max_length=300)),
-                ('action', models.CharField(choices=[('create', 'Create'), ('update', 'Update'), ('delete', 'Delete')], max_length=10)),
-                ('changes', models.JSONField(blank=True, default=dict)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("actor", models.CharField(help_text="Who: a staff user, a service token, or a command", max_length=200)),
+                ("source", models.CharField(help_text="Through which door: admin, api, import, cli, system", max_length=20)),
+                ("object_type", models.CharField(help_text="app_label.Model", max_length=100)),
+                ("object_id", models.CharField(max_length=200)),
+                ("object_repr", models.CharField(blank=True, max_length=300)),
+                (
+                    "action",
+                    models.CharField(choices=[("create", "Create"), ("update", "Update"), ("delete", "Delete")], max_length=10),
+                ),
+                ("changes", models.JSONField(blank=True, default=dict)),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'indexes': [models.Index(fields=['object_type', 'object_id', '-created_at'], name='changerecord_object_idx')],
+                "ordering": ["-created_at", "-id"],
+                "indexes": [models.Index(fields=["object_type", "object_id", "-created_at"], name="changerecord_object_idx")],
             },
         ),
     ]

@@ -43,9 +43,7 @@ def vault_model(transactional_db):
 
 
 def _stored(model) -> list[str]:
-    return list(
-        model.objects.annotate(raw=Cast(F("secret"), TextField())).order_by("pk").values_list("raw", flat=True)
-    )
+    return list(model.objects.annotate(raw=Cast(F("secret"), TextField())).order_by("pk").values_list("raw", flat=True))
 
 
 def test_rotation_reseals_under_the_new_key(key_rings, vault_model, settings):

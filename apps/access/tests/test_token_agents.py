@@ -59,13 +59,31 @@ def test_a_token_names_only_existing_agents(make_agents):
 @pytest.mark.django_db
 def test_create_service_token_command_names_each_unknown_agent(make_agents):
     with pytest.raises(CommandError) as raised:
-        call_command("create_service_token", "cli", "--scopes", "llm", "--agents", "agent:ghost", "agent:pmm",
-                     stdout=io.StringIO(), stderr=io.StringIO())
+        call_command(
+            "create_service_token",
+            "cli",
+            "--scopes",
+            "llm",
+            "--agents",
+            "agent:ghost",
+            "agent:pmm",
+            stdout=io.StringIO(),
+            stderr=io.StringIO(),
+        )
     assert str(raised.value) == f"agents: {_unknown('agent:ghost')}, {_unknown('agent:pmm')}"
     assert not ServiceToken.objects.filter(name="cli").exists()
     make_agents("agent:ghost", "agent:pmm")
-    call_command("create_service_token", "cli", "--scopes", "llm", "--agents", "agent:ghost", "agent:pmm",
-                 stdout=io.StringIO(), stderr=io.StringIO())
+    call_command(
+        "create_service_token",
+        "cli",
+        "--scopes",
+        "llm",
+        "--agents",
+        "agent:ghost",
+        "agent:pmm",
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+    )
     assert ServiceToken.objects.get(name="cli").agents == ["agent:ghost", "agent:pmm"]
 
 
@@ -111,8 +129,10 @@ def test_admin_keeps_no_agent_apart_from_any_agent(staff, make_agents):
     page = staff.get(f"/admin/daarion/servicetoken/{token.pk}/change/")
     assert page.context["adminform"].form.initial["acts_for"] == "listed"
     # Saving the page as shown (or a post without the choice) keeps it bound to no agent.
-    for data in (_token_form(name="narrowed", enabled=""),
-                 {k: v for k, v in _token_form(name="narrowed").items() if k != "acts_for"}):
+    for data in (
+        _token_form(name="narrowed", enabled=""),
+        {k: v for k, v in _token_form(name="narrowed").items() if k != "acts_for"},
+    ):
         assert staff.post(f"/admin/daarion/servicetoken/{token.pk}/change/", data).status_code == 302
         assert ServiceToken.objects.get(pk=token.pk).agents == []
     # Only choosing "any agent" makes it unbound.
@@ -130,14 +150,19 @@ def test_deleting_an_agent_takes_it_out_of_every_token_and_logs_it(make_agents):
     other = service_token_create(name="other", scopes=["llm"], agents=["agent:sofia"]).token
     _delete_agent("agent:pm")
     assert {t.name: t.agents for t in ServiceToken.objects.all()} == {
-        "both": ["agent:sofia"], "only": [], "anyone": None, "other": ["agent:sofia"]}
+        "both": ["agent:sofia"],
+        "only": [],
+        "anyone": None,
+        "other": ["agent:sofia"],
+    }
     records = ChangeRecord.objects.filter(actor="token:ci-deployer", object_type="daarion.ServiceToken").order_by("id")
     assert [(r.object_id, r.action, r.source, r.changes) for r in records] == [
         (str(both.pk), "update", "api", {"agents": [["agent:pm", "agent:sofia"], ["agent:sofia"]]}),
         (str(only.pk), "update", "api", {"agents": [["agent:pm"], []]}),
     ]
-    assert not ChangeRecord.objects.filter(object_type="daarion.ServiceToken", object_id__in=[str(anyone.pk), str(other.pk)],
-                                           action="update").exists()
+    assert not ChangeRecord.objects.filter(
+        object_type="daarion.ServiceToken", object_id__in=[str(anyone.pk), str(other.pk)], action="update"
+    ).exists()
     # A new agent under the same id is not given the old tokens.
     make_agents("agent:pm")
     assert ServiceToken.objects.get(name="only").agents == []

@@ -8,47 +8,101 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Agent',
+            name="Agent",
             fields=[
-                ('id', models.CharField(max_length=70, primary_key=True, serialize=False, validators=[django.core.validators.RegexValidator('^agent:[a-z0-9][a-z0-9._-]{0,62}$', "agent ids look like 'agent:sofia' (lowercase, digits, . _ -)")])),
-                ('name', models.CharField(max_length=200)),
-                ('microdao_id', models.CharField(help_text='The microDAO this agent belongs to, e.g. microdao:7', max_length=100)),
-                ('enabled', models.BooleanField(default=True)),
-                ('model', models.CharField(help_text='Logical model name routed by the LLM proxy', max_length=100)),
-                ('system_prompt', models.TextField(blank=True)),
-                ('character', models.JSONField(blank=True, default=dict, help_text='elizaOS-shaped character: bio, lore, style, topics, adjectives, messageExamples ...')),
-                ('memory_recall_limit', models.PositiveSmallIntegerField(default=5, help_text='Memories recalled per turn; 0 turns recall off', validators=[django.core.validators.MaxValueValidator(50)])),
-                ('memory_kinds', models.JSONField(blank=True, default=list, help_text='Memory kinds to recall (empty: every kind)')),
-                ('max_tool_steps', models.PositiveSmallIntegerField(default=4, help_text='Model calls that may end in tool calls before the agent must answer', validators=[django.core.validators.MaxValueValidator(16)])),
-                ('version', models.PositiveIntegerField(default=1, editable=False)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "id",
+                    models.CharField(
+                        max_length=70,
+                        primary_key=True,
+                        serialize=False,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^agent:[a-z0-9][a-z0-9._-]{0,62}$",
+                                "agent ids look like 'agent:sofia' (lowercase, digits, . _ -)",
+                            )
+                        ],
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                (
+                    "microdao_id",
+                    models.CharField(help_text="The microDAO this agent belongs to, e.g. microdao:7", max_length=100),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("model", models.CharField(help_text="Logical model name routed by the LLM proxy", max_length=100)),
+                ("system_prompt", models.TextField(blank=True)),
+                (
+                    "character",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text="elizaOS-shaped character: bio, lore, style, topics, adjectives, messageExamples ...",
+                    ),
+                ),
+                (
+                    "memory_recall_limit",
+                    models.PositiveSmallIntegerField(
+                        default=5,
+                        help_text="Memories recalled per turn; 0 turns recall off",
+                        validators=[django.core.validators.MaxValueValidator(50)],
+                    ),
+                ),
+                (
+                    "memory_kinds",
+                    models.JSONField(blank=True, default=list, help_text="Memory kinds to recall (empty: every kind)"),
+                ),
+                (
+                    "max_tool_steps",
+                    models.PositiveSmallIntegerField(
+                        default=4,
+                        help_text="Model calls that may end in tool calls before the agent must answer",
+                        validators=[django.core.validators.MaxValueValidator(16)],
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(default=1, editable=False)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
             ],
             options={
-                'ordering': ['id'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('max_tool_steps__lte', 16)), name='agent_max_tool_steps_bounded'), models.CheckConstraint(condition=models.Q(('model', ''), _negated=True), name='agent_model_not_empty')],
+                "ordering": ["id"],
+                "constraints": [
+                    models.CheckConstraint(condition=models.Q(("max_tool_steps__lte", 16)), name="agent_max_tool_steps_bounded"),
+                    models.CheckConstraint(condition=models.Q(("model", ""), _negated=True), name="agent_model_not_empty"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='AgentSecret',
+            name="AgentSecret",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, validators=[django.core.validators.RegexValidator('^[A-Za-z_][A-Za-z0-9_.-]{0,99}$', 'secret names are letters, digits, _ . - (e.g. OPENAI_API_KEY)')])),
-                ('value', daarion.infra.crypto.EncryptedTextField()),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('agent', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='secrets', to='agents.agent')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "name",
+                    models.CharField(
+                        max_length=100,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[A-Za-z_][A-Za-z0-9_.-]{0,99}$", "secret names are letters, digits, _ . - (e.g. OPENAI_API_KEY)"
+                            )
+                        ],
+                    ),
+                ),
+                ("value", daarion.infra.crypto.EncryptedTextField()),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "agent",
+                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="secrets", to="agents.agent"),
+                ),
             ],
             options={
-                'ordering': ['agent_id', 'name'],
-                'constraints': [models.UniqueConstraint(fields=('agent', 'name'), name='agent_secret_unique_name')],
+                "ordering": ["agent_id", "name"],
+                "constraints": [models.UniqueConstraint(fields=("agent", "name"), name="agent_secret_unique_name")],
             },
         ),
     ]

@@ -5,24 +5,37 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('agents', '0001_initial'),
+        ("agents", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='agent',
-            name='temperature',
-            field=models.FloatField(blank=True, help_text="Sampling temperature; empty: the model's default", null=True, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(2.0)]),
+            model_name="agent",
+            name="temperature",
+            field=models.FloatField(
+                blank=True,
+                help_text="Sampling temperature; empty: the model's default",
+                null=True,
+                validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(2.0)],
+            ),
         ),
         migrations.AddField(
-            model_name='agent',
-            name='tool_mode',
-            field=models.CharField(choices=[('native', 'Native tool calling (OpenAI tools)'), ('text', 'Text convention (TOOL: <id> {json})')], default='native', max_length=16),
+            model_name="agent",
+            name="tool_mode",
+            field=models.CharField(
+                choices=[("native", "Native tool calling (OpenAI tools)"), ("text", "Text convention (TOOL: <id> {json})")],
+                default="native",
+                max_length=16,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='agent',
-            constraint=models.CheckConstraint(condition=models.Q(('temperature__isnull', True), models.Q(('temperature__gte', 0), ('temperature__lte', 2)), _connector='OR'), name='agent_temperature_range'),
+            model_name="agent",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("temperature__isnull", True), models.Q(("temperature__gte", 0), ("temperature__lte", 2)), _connector="OR"
+                ),
+                name="agent_temperature_range",
+            ),
         ),
     ]

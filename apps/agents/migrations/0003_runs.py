@@ -6,49 +6,90 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('agents', '0002_agent_temperature_agent_tool_mode_and_more'),
+        ("agents", "0002_agent_temperature_agent_tool_mode_and_more"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='agent',
-            name='history_tokens',
-            field=models.PositiveIntegerField(default=4000, help_text='Token budget (estimated) for those earlier turns; what does not fit is left to memory recall', validators=[django.core.validators.MaxValueValidator(200000)]),
+            model_name="agent",
+            name="history_tokens",
+            field=models.PositiveIntegerField(
+                default=4000,
+                help_text="Token budget (estimated) for those earlier turns; what does not fit is left to memory recall",
+                validators=[django.core.validators.MaxValueValidator(200000)],
+            ),
         ),
         migrations.AddField(
-            model_name='agent',
-            name='history_turns',
-            field=models.PositiveSmallIntegerField(default=10, help_text='Earlier turns of the session put into the prompt, newest kept first; 0 turns history off', validators=[django.core.validators.MaxValueValidator(100)]),
+            model_name="agent",
+            name="history_turns",
+            field=models.PositiveSmallIntegerField(
+                default=10,
+                help_text="Earlier turns of the session put into the prompt, newest kept first; 0 turns history off",
+                validators=[django.core.validators.MaxValueValidator(100)],
+            ),
         ),
         migrations.CreateModel(
-            name='Run',
+            name="Run",
             fields=[
-                ('id', models.CharField(editable=False, max_length=40, primary_key=True, serialize=False)),
-                ('agent_id', models.CharField(db_index=True, max_length=70)),
-                ('session_id', models.CharField(max_length=128)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled'), ('interrupted', 'Interrupted')], default='queued', max_length=16)),
-                ('strategy', models.CharField(choices=[('reject', 'Refuse it (409 run_in_progress)'), ('enqueue', 'Run it after the active runs, in order')], default='reject', max_length=16)),
-                ('request', models.JSONField(default=dict)),
-                ('message', models.JSONField(blank=True, null=True)),
-                ('result', models.JSONField(blank=True, null=True)),
-                ('usage', models.JSONField(blank=True, default=dict)),
-                ('step_count', models.PositiveSmallIntegerField(default=0)),
-                ('error', models.JSONField(blank=True, null=True)),
-                ('idempotency_key', models.CharField(blank=True, max_length=200, null=True)),
-                ('request_id', models.CharField(blank=True, max_length=100)),
-                ('token_name', models.CharField(blank=True, max_length=100)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('dispatched_at', models.DateTimeField(blank=True, null=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('executor', models.CharField(blank=True, max_length=200)),
+                ("id", models.CharField(editable=False, max_length=40, primary_key=True, serialize=False)),
+                ("agent_id", models.CharField(db_index=True, max_length=70)),
+                ("session_id", models.CharField(max_length=128)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                            ("interrupted", "Interrupted"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "strategy",
+                    models.CharField(
+                        choices=[
+                            ("reject", "Refuse it (409 run_in_progress)"),
+                            ("enqueue", "Run it after the active runs, in order"),
+                        ],
+                        default="reject",
+                        max_length=16,
+                    ),
+                ),
+                ("request", models.JSONField(default=dict)),
+                ("message", models.JSONField(blank=True, null=True)),
+                ("result", models.JSONField(blank=True, null=True)),
+                ("usage", models.JSONField(blank=True, default=dict)),
+                ("step_count", models.PositiveSmallIntegerField(default=0)),
+                ("error", models.JSONField(blank=True, null=True)),
+                ("idempotency_key", models.CharField(blank=True, max_length=200, null=True)),
+                ("request_id", models.CharField(blank=True, max_length=100)),
+                ("token_name", models.CharField(blank=True, max_length=100)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("dispatched_at", models.DateTimeField(blank=True, null=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("executor", models.CharField(blank=True, max_length=200)),
             ],
             options={
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['session_id', 'created_at'], name='run_session_created'), models.Index(fields=['status', 'created_at'], name='run_status_created'), models.Index(fields=['agent_id', 'created_at'], name='run_agent_created')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('idempotency_key__isnull', False)), fields=('agent_id', 'idempotency_key'), name='run_idempotency_key_unique')],
+                "ordering": ["-created_at"],
+                "indexes": [
+                    models.Index(fields=["session_id", "created_at"], name="run_session_created"),
+                    models.Index(fields=["status", "created_at"], name="run_status_created"),
+                    models.Index(fields=["agent_id", "created_at"], name="run_agent_created"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("idempotency_key__isnull", False)),
+                        fields=("agent_id", "idempotency_key"),
+                        name="run_idempotency_key_unique",
+                    )
+                ],
             },
         ),
     ]

@@ -33,8 +33,25 @@ from apps.agents.pipeline.tool_calls import parse_text_tool_calls
 from apps.agents.pipeline.turn import turn_events
 
 __all__ = [
-    "Event", "MemoriesRecalled", "PreparedTurn", "StepFinished", "StepStarted", "TextDelta", "ToolInputAvailable",
-    "ToolInputStarted", "ToolOutput", "TurnCollector", "TurnFailed", "TurnFinished", "TurnInput", "TurnStarted",
-    "build_messages", "character_prompt", "in_db_thread", "parse_text_tool_calls", "remember_partial", "turn_events",
+    "Event",
+    "MemoriesRecalled",
+    "PreparedTurn",
+    "StepFinished",
+    "StepStarted",
+    "TextDelta",
+    "ToolInputAvailable",
+    "ToolInputStarted",
+    "ToolOutput",
+    "TurnCollector",
+    "TurnFailed",
+    "TurnFinished",
+    "TurnInput",
+    "TurnStarted",
+    "build_messages",
+    "character_prompt",
+    "in_db_thread",
+    "parse_text_tool_calls",
+    "remember_partial",
+    "turn_events",
     "turn_prepare",
 ]

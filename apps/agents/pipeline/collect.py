@@ -38,14 +38,25 @@ class TurnCollector:
             self.memory_ids = event.memory_ids
         elif isinstance(event, ToolInputAvailable):
             self.calls[event.call_id] = {
-                "id": event.call_id, "tool_id": event.tool_id, "function_name": event.function_name,
-                "arguments": event.arguments, "step": event.step, "ok": False,
+                "id": event.call_id,
+                "tool_id": event.tool_id,
+                "function_name": event.function_name,
+                "arguments": event.arguments,
+                "step": event.step,
+                "ok": False,
             }
         elif isinstance(event, ToolOutput):
             self.calls[event.call_id].update(ok=event.ok, result=event.result, error=event.error, error_type=event.error_type)
         elif isinstance(event, StepFinished):
-            self.steps.append({"step": event.step, "model": event.model, "provider": event.provider,
-                               "finish_reason": event.finish_reason, "usage": event.usage})
+            self.steps.append(
+                {
+                    "step": event.step,
+                    "model": event.model,
+                    "provider": event.provider,
+                    "finish_reason": event.finish_reason,
+                    "usage": event.usage,
+                }
+            )
         elif isinstance(event, TurnFinished):
             self.out = {"reply": event.reply, "usage": event.usage, "stored_memory_id": event.stored_memory_id}
         elif isinstance(event, TurnFailed):

@@ -111,6 +111,14 @@ class TurnFailed:
 
 
 Event = (
-    TurnStarted | MemoriesRecalled | StepStarted | TextDelta | ToolInputStarted | ToolInputAvailable | ToolOutput
-    | StepFinished | TurnFinished | TurnFailed
+    TurnStarted
+    | MemoriesRecalled
+    | StepStarted
+    | TextDelta
+    | ToolInputStarted
+    | ToolInputAvailable
+    | ToolOutput
+    | StepFinished
+    | TurnFinished
+    | TurnFailed
 )

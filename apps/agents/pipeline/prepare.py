@@ -31,8 +31,7 @@ async def turn_prepare(turn: TurnInput, *, turn_id: str | None = None, check_ses
         raise Forbidden(
             f"agent {blueprint.id!r} belongs to {blueprint.microdao_id!r}, not {turn.microdao_id!r}",
             type="microdao_mismatch",
-            details={"agent_id": blueprint.id, "microdao_id": turn.microdao_id,
-                     "agent_microdao_id": blueprint.microdao_id},
+            details={"agent_id": blueprint.id, "microdao_id": turn.microdao_id, "agent_microdao_id": blueprint.microdao_id},
         )
     if turn.session_id and check_session:
         owner = await in_db_thread(session_owner)(turn.session_id)

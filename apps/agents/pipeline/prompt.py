@@ -58,8 +58,7 @@ def character_prompt(blueprint: Blueprint) -> str:
 
 def _text_tools_prompt(tools: list[Any]) -> str:
     described = "\n".join(
-        f"- {t.id}: {t.description or t.name}. Input JSON schema: {json.dumps(t.input_schema, ensure_ascii=False)}"
-        for t in tools
+        f"- {t.id}: {t.description or t.name}. Input JSON schema: {json.dumps(t.input_schema, ensure_ascii=False)}" for t in tools
     )
     return (
         "You can use these tools:\n"
@@ -69,9 +68,7 @@ def _text_tools_prompt(tools: list[Any]) -> str:
     )
 
 
-def build_messages(
-    prepared: PreparedTurn, memories: list[Any], text_tools: list[Any] | None
-) -> list[dict[str, Any]]:
+def build_messages(prepared: PreparedTurn, memories: list[Any], text_tools: list[Any] | None) -> list[dict[str, Any]]:
     turn, blueprint = prepared.turn, prepared.blueprint
     system = [part for part in (blueprint.system_prompt.strip(), character_prompt(blueprint)) if part]
     # One id per line with nothing after it: a model (or the stub) copying an id into tool
@@ -83,10 +80,7 @@ def build_messages(
         where.append(f"- user: {turn.user_id}")
     system.append("Context:\n" + "\n".join(where))
     if memories:
-        system.append(
-            "What you remember (most relevant first):\n"
-            + "\n".join(f"- [{m.kind}] {m.content}" for m in memories)
-        )
+        system.append("What you remember (most relevant first):\n" + "\n".join(f"- [{m.kind}] {m.content}" for m in memories))
     if turn.context:
         recent = turn.context[-MAX_CONTEXT_MESSAGES:]
         system.append(

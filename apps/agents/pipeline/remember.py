@@ -66,9 +66,7 @@ def _append_transcript(prepared: PreparedTurn, entries: list[dict[str, Any]]) ->
     transcript_append(session_id=prepared.session_id, agent_id=prepared.blueprint.id, entries=entries)
 
 
-async def remember(
-    prepared: PreparedTurn, reply: str, tools: list[ToolOutput], transcript: list[dict[str, Any]]
-) -> str | None:
+async def remember(prepared: PreparedTurn, reply: str, tools: list[ToolOutput], transcript: list[dict[str, Any]]) -> str | None:
     """One `conversation` memory and one transcript append per turn (the idempotency key is
     the turn id). A failure here is logged, not raised: the user has the answer already."""
     blueprint, turn = prepared.blueprint, prepared.turn

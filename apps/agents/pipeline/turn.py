@@ -106,9 +106,13 @@ async def _begin(prepared: PreparedTurn, memories: list[Any]) -> _Turn:
         offered, text_tools = [], None
     prepared.transcript[:] = [user_entry(prepared)]
     return _Turn(
-        prepared=prepared, messages=build_messages(prepared, memories, text_tools), offered=offered, names=names,
+        prepared=prepared,
+        messages=build_messages(prepared, memories, text_tools),
+        offered=offered,
+        names=names,
         # The agent's own provider keys (secrets named <PROVIDER>_API_KEY) for its model calls.
-        credentials=await credentials_from_secrets(blueprint.secrets), text_mode=text_mode,
+        credentials=await credentials_from_secrets(blueprint.secrets),
+        text_mode=text_mode,
     )
 
 
@@ -121,10 +125,16 @@ async def _think(turn: _Turn, step: _Step) -> AsyncIterator[Event]:
     finish: Any = None
     # One span per model call, GenAI semantic conventions; current while the call streams, so
     # the upstream request carries its traceparent.
-    with tracing.span(f"chat {blueprint.model}", {
-        "gen_ai.operation.name": "chat", "gen_ai.request.model": blueprint.model, "gen_ai.agent.id": blueprint.id,
-        "gen_ai.request.temperature": blueprint.temperature, "daarion.step": step.number,
-    }) as span:
+    with tracing.span(
+        f"chat {blueprint.model}",
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": blueprint.model,
+            "gen_ai.agent.id": blueprint.id,
+            "gen_ai.request.temperature": blueprint.temperature,
+            "daarion.step": step.number,
+        },
+    ) as span:
         async for event in stream_chat_completion(
             model=blueprint.model,
             messages=turn.messages,
@@ -147,13 +157,16 @@ async def _think(turn: _Turn, step: _Step) -> AsyncIterator[Event]:
                 finish = event
         if finish is not None:
             used = finish.usage.as_dict() if finish.usage else {}
-            tracing.set_attributes(span, {
-                "gen_ai.response.model": getattr(finish, "model_resolved", None),
-                "gen_ai.provider.name": getattr(finish, "provider", None),
-                "gen_ai.usage.input_tokens": used.get("prompt_tokens"),
-                "gen_ai.usage.output_tokens": used.get("completion_tokens"),
-                "gen_ai.response.finish_reasons": [finish.finish_reason or "stop"],
-            })
+            tracing.set_attributes(
+                span,
+                {
+                    "gen_ai.response.model": getattr(finish, "model_resolved", None),
+                    "gen_ai.provider.name": getattr(finish, "provider", None),
+                    "gen_ai.usage.input_tokens": used.get("prompt_tokens"),
+                    "gen_ai.usage.output_tokens": used.get("completion_tokens"),
+                    "gen_ai.response.finish_reasons": [finish.finish_reason or "stop"],
+                },
+            )
     step.raw_text = step.text = "".join(step_text)
     step.calls = [PendingCall(id=c.id, function_name=c.name, arguments_text=c.arguments) for c in deltas.calls()]
     if turn.text_mode:
@@ -161,8 +174,7 @@ async def _think(turn: _Turn, step: _Step) -> AsyncIterator[Event]:
         step.text, parsed = parse_text_tool_calls(step.raw_text)
         if not step.last:
             step.calls = [
-                PendingCall(id=f"call_{uuid.uuid4().hex[:12]}", function_name=tool_id, arguments_text=args,
-                            tool_id=tool_id)
+                PendingCall(id=f"call_{uuid.uuid4().hex[:12]}", function_name=tool_id, arguments_text=args, tool_id=tool_id)
                 for tool_id, args in parsed
             ]
         if step.text:
@@ -201,9 +213,14 @@ async def _act(turn: _Turn, step: _Step) -> AsyncIterator[ToolOutput]:
     blueprint = turn.prepared.blueprint
     for call in step.calls:
         if step.last:
-            output = ToolOutput(step.number, call.id, call.tool_id, False,
-                                error=f"the agent's limit of {blueprint.max_tool_steps} tool steps was reached",
-                                error_type="tool_steps_exhausted")
+            output = ToolOutput(
+                step.number,
+                call.id,
+                call.tool_id,
+                False,
+                error=f"the agent's limit of {blueprint.max_tool_steps} tool steps was reached",
+                error_type="tool_steps_exhausted",
+            )
         else:
             output = await run_tool(turn.prepared, call, step.number)
         turn.tool_log.append(output)
@@ -215,20 +232,23 @@ def _feed_back(turn: _Turn, step: _Step, outputs: list[ToolOutput]) -> None:
     if turn.text_mode:
         turn.messages.append({"role": "assistant", "content": step.raw_text})
         results = "\n".join(
-            f"TOOL RESULT {o.tool_id}: {tool_message_content(o)}" if o.ok
+            f"TOOL RESULT {o.tool_id}: {tool_message_content(o)}"
+            if o.ok
             else f"TOOL ERROR {o.tool_id}: {tool_message_content(o)}"
             for o in outputs
         )
         turn.messages.append({"role": "user", "content": results})
         return
-    turn.messages.append({
-        "role": "assistant",
-        "content": step.text or None,
-        "tool_calls": [
-            {"id": c.id, "type": "function", "function": {"name": c.function_name, "arguments": c.arguments_text or "{}"}}
-            for c in step.calls
-        ],
-    })
+    turn.messages.append(
+        {
+            "role": "assistant",
+            "content": step.text or None,
+            "tool_calls": [
+                {"id": c.id, "type": "function", "function": {"name": c.function_name, "arguments": c.arguments_text or "{}"}}
+                for c in step.calls
+            ],
+        }
+    )
     for output in outputs:
         turn.messages.append({"role": "tool", "tool_call_id": output.call_id, "content": tool_message_content(output)})
 

@@ -64,26 +64,41 @@ def _session_entries(session_id: str) -> list[dict[str, Any]]:
 async def _prepare(run: Run, blueprint: Blueprint) -> PreparedTurn:
     request = run.request
     turn = TurnInput(
-        agent_id=run.agent_id, message=request["message"], microdao_id=request.get("microdao_id"),
-        channel_id=request.get("channel_id"), session_id=run.session_id, user_id=request.get("user_id"),
-        context=request.get("context") or [], request_id=run.request_id or None,
+        agent_id=run.agent_id,
+        message=request["message"],
+        microdao_id=request.get("microdao_id"),
+        channel_id=request.get("channel_id"),
+        session_id=run.session_id,
+        user_id=request.get("user_id"),
+        context=request.get("context") or [],
+        request_id=run.request_id or None,
     )
     history: list[dict[str, Any]] = []
     if blueprint.history_turns > 0 and blueprint.history_tokens > 0:
         entries = await in_db_thread(_session_entries)(run.session_id)
         names = (await registry_snapshot.aget()).function_names
-        history = history_messages(entries, max_turns=blueprint.history_turns, max_tokens=blueprint.history_tokens,
-                                   text_mode=blueprint.tool_mode == ToolMode.TEXT, function_names=names)
-    return PreparedTurn(turn=turn, blueprint=blueprint, turn_id=run.pk, session_id=run.session_id,
-                        microdao_id=turn.microdao_id or blueprint.microdao_id, history=history)
+        history = history_messages(
+            entries,
+            max_turns=blueprint.history_turns,
+            max_tokens=blueprint.history_tokens,
+            text_mode=blueprint.tool_mode == ToolMode.TEXT,
+            function_names=names,
+        )
+    return PreparedTurn(
+        turn=turn,
+        blueprint=blueprint,
+        turn_id=run.pk,
+        session_id=run.session_id,
+        microdao_id=turn.microdao_id or blueprint.microdao_id,
+        history=history,
+    )
 
 
 async def _recheck_registries() -> None:
     """A run sees every edit made before it started: the worker's snapshots (agents, tools,
     models) would otherwise lag the web process that accepted the run by up to a check
     interval. One Redis read each when nothing changed."""
-    await asyncio.gather(ablueprints_recheck(), registry_snapshot.aget(recheck=True),
-                         llm_registry_snapshot.aget(recheck=True))
+    await asyncio.gather(ablueprints_recheck(), registry_snapshot.aget(recheck=True), llm_registry_snapshot.aget(recheck=True))
 
 
 class _Watch:
@@ -182,14 +197,18 @@ async def execute_run(run_id: str, *, holder: str) -> str:
         # database connection under load must not outlive the lease.
         with _watcher().watching(run_id, lease) as watch:
             # The registries' recheck (Redis reads) overlaps the begin (a database write).
-            run, _ = await asyncio.gather(in_db_thread(run_begin)(run_id=run_id, executor=holder),
-                                          _recheck_registries())
+            run, _ = await asyncio.gather(in_db_thread(run_begin)(run_id=run_id, executor=holder), _recheck_registries())
             if run is None:
                 return "not-queued"
-            with tracing.span(f"invoke_agent {run.agent_id}", {
-                "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.id": run.agent_id, "daarion.run_id": run.pk,
-                "gen_ai.conversation.id": run.session_id,
-            }) as span:
+            with tracing.span(
+                f"invoke_agent {run.agent_id}",
+                {
+                    "gen_ai.operation.name": "invoke_agent",
+                    "gen_ai.agent.id": run.agent_id,
+                    "daarion.run_id": run.pk,
+                    "gen_ai.conversation.id": run.session_id,
+                },
+            ) as span:
                 status = await _execute(run, watch)
                 tracing.set_attributes(span, {"daarion.run.status": status})
                 return status
@@ -246,8 +265,15 @@ async def _execute(run: Run, watch: _Watch) -> str:
         # Refused before the turn began (the agent was deleted or disabled since).
         status, error = RunStatus.FAILED, _error_dict(exc)
         if not builder.message["id"]:
-            await emit([{"type": "start", "messageId": run.pk,
-                         "messageMetadata": {"agent_id": run.agent_id, "session_id": run.session_id}}])
+            await emit(
+                [
+                    {
+                        "type": "start",
+                        "messageId": run.pk,
+                        "messageMetadata": {"agent_id": run.agent_id, "session_id": run.session_id},
+                    }
+                ]
+            )
         final.append({"type": "error", "errorText": f"{exc.type}: {exc.message}"})
     except Exception as exc:  # noqa: BLE001 - the run must end, whatever broke; the log has the trace
         status, error = RunStatus.FAILED, _crashed(run, exc)
@@ -268,21 +294,27 @@ async def _execute(run: Run, watch: _Watch) -> str:
             try:
                 await remember_partial(prepared)
             except Exception:  # noqa: BLE001 - the run's row keeps the partial answer anyway
-                logger.warning("could not keep the cancelled turn's transcript", extra={"run_id": run.pk},
-                               exc_info=True)
+                logger.warning("could not keep the cancelled turn's transcript", extra={"run_id": run.pk}, exc_info=True)
     if status == RunStatus.INTERRUPTED:
         assert error is not None  # set with the interrupted status
         final = [{"type": "text-end", "id": text_id} for text_id in builder.open_text_ids]
-        final += [{"type": "error", "errorText": f"{error['type']}: {error['message']}"},
-                  {"type": "finish", "messageMetadata": {"finish_reason": "interrupted"}}]
+        final += [
+            {"type": "error", "errorText": f"{error['type']}: {error['message']}"},
+            {"type": "finish", "messageMetadata": {"finish_reason": "interrupted"}},
+        ]
     for chunk in final:
         builder.add(chunk)
     result = collector.result(reply=builder.text) if collector is not None else None
     if result is not None:
         result.update(run_id=run.pk, status=status)
     ended = await in_db_thread(run_finish)(
-        run_id=run.pk, status=status, message=builder.message, result=result,
-        usage=result["usage"] if result else {}, step_count=len(collector.steps) if collector else 0, error=error,
+        run_id=run.pk,
+        status=status,
+        message=builder.message,
+        result=result,
+        usage=result["usage"] if result else {},
+        step_count=len(collector.steps) if collector else 0,
+        error=error,
     )
     if ended:
         await chunks_close(run.pk, final)

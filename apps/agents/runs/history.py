@@ -44,10 +44,16 @@ def _turn_messages(entries: list[dict[str, Any]], *, text_mode: bool, function_n
             assistant: dict[str, Any] = {"role": "assistant", "content": text or None}
             if uses:
                 assistant["tool_calls"] = [
-                    {"id": u.get("id"), "type": "function",
-                     "function": {"name": function_names.get(u.get("name", ""), u.get("name", "")),
-                                  "arguments": json.dumps(u.get("input") if isinstance(u.get("input"), dict) else {},
-                                                          ensure_ascii=False)}}
+                    {
+                        "id": u.get("id"),
+                        "type": "function",
+                        "function": {
+                            "name": function_names.get(u.get("name", ""), u.get("name", "")),
+                            "arguments": json.dumps(
+                                u.get("input") if isinstance(u.get("input"), dict) else {}, ensure_ascii=False
+                            ),
+                        },
+                    }
                     for u in uses
                 ]
             if assistant["content"] or uses:
@@ -55,11 +61,18 @@ def _turn_messages(entries: list[dict[str, Any]], *, text_mode: bool, function_n
         elif entry.get("type") == "user" and isinstance(content, list):
             results = [c for c in content if isinstance(c, dict) and c.get("type") == "tool_result"]
             if text_mode:
-                out.append({"role": "user", "content": "\n".join(
-                    f"TOOL {'ERROR' if r.get('is_error') else 'RESULT'}: {r.get('content', '')}" for r in results)})
+                out.append(
+                    {
+                        "role": "user",
+                        "content": "\n".join(
+                            f"TOOL {'ERROR' if r.get('is_error') else 'RESULT'}: {r.get('content', '')}" for r in results
+                        ),
+                    }
+                )
             else:
-                out += [{"role": "tool", "tool_call_id": r.get("tool_use_id"), "content": str(r.get("content", ""))}
-                        for r in results]
+                out += [
+                    {"role": "tool", "tool_call_id": r.get("tool_use_id"), "content": str(r.get("content", ""))} for r in results
+                ]
     # A turn cut short (cancelled mid-step) may end on tool calls without results: the model
     # APIs refuse such a history, so those calls are dropped.
     if out and out[-1].get("tool_calls"):
@@ -70,7 +83,11 @@ def _turn_messages(entries: list[dict[str, Any]], *, text_mode: bool, function_n
 
 
 def history_messages(
-    entries: list[dict[str, Any]], *, max_turns: int, max_tokens: int, text_mode: bool = False,
+    entries: list[dict[str, Any]],
+    *,
+    max_turns: int,
+    max_tokens: int,
+    text_mode: bool = False,
     function_names: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """The messages of the newest earlier turns that fit, oldest first."""

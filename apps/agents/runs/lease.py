@@ -41,8 +41,11 @@ async def leases_renew(leases: list[Lease]) -> list[bool]:
     """Renews each lease its holder still holds, in one round trip."""
     if not leases:
         return []
-    answer = await _RENEW_MANY(get_async_redis(), [lease.key for lease in leases],
-                               [*(lease.token for lease in leases), *(lease.ttl_ms for lease in leases)])
+    answer = await _RENEW_MANY(
+        get_async_redis(),
+        [lease.key for lease in leases],
+        [*(lease.token for lease in leases), *(lease.ttl_ms for lease in leases)],
+    )
     return [bool(flag) for flag in answer]  # type: ignore[union-attr]
 
 

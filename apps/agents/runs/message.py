@@ -54,8 +54,12 @@ class MessageBuilder:
             if part is not None:
                 part["state"] = "done"
         elif kind == "tool-input-start":
-            part = {"type": f"tool-{chunk['toolName']}", "toolCallId": chunk["toolCallId"], "state": "input-streaming",
-                    "input": None}
+            part = {
+                "type": f"tool-{chunk['toolName']}",
+                "toolCallId": chunk["toolCallId"],
+                "state": "input-streaming",
+                "input": None,
+            }
             self._tools[chunk["toolCallId"]] = part
             parts.append(part)
         elif kind == "tool-input-available":
@@ -92,15 +96,18 @@ def replay_chunks(message: dict[str, Any] | None, *, error_text: str | None = No
             in_step = True
         elif kind == "text":
             text_id = f"text-r{index}"
-            chunks += [{"type": "text-start", "id": text_id},
-                       {"type": "text-delta", "id": text_id, "delta": part.get("text", "")},
-                       {"type": "text-end", "id": text_id}]
+            chunks += [
+                {"type": "text-start", "id": text_id},
+                {"type": "text-delta", "id": text_id, "delta": part.get("text", "")},
+                {"type": "text-end", "id": text_id},
+            ]
         elif kind.startswith("tool-"):
-            call_id, name = part.get("toolCallId", ""), kind[len("tool-"):]
+            call_id, name = part.get("toolCallId", ""), kind[len("tool-") :]
             chunks.append({"type": "tool-input-start", "toolCallId": call_id, "toolName": name})
             if part.get("state") in ("input-available", "output-available", "output-error"):
-                chunks.append({"type": "tool-input-available", "toolCallId": call_id, "toolName": name,
-                               "input": part.get("input")})
+                chunks.append(
+                    {"type": "tool-input-available", "toolCallId": call_id, "toolName": name, "input": part.get("input")}
+                )
             if part.get("state") == "output-available":
                 chunks.append({"type": "tool-output-available", "toolCallId": call_id, "output": part.get("output")})
             elif part.get("state") == "output-error":

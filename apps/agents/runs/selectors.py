@@ -38,8 +38,9 @@ async def arun_get(*, run_id: str) -> Run:
 
 def session_active_run(*, agent_id: str, session_id: str) -> Run | None:
     """The session's oldest active run (the one streaming now, or next)."""
-    return (Run.objects.filter(agent_id=agent_id, session_id=session_id, status__in=RunStatus.active())
-            .order_by("created_at").first())
+    return (
+        Run.objects.filter(agent_id=agent_id, session_id=session_id, status__in=RunStatus.active()).order_by("created_at").first()
+    )
 
 
 def _cursor(run: Run) -> str:
@@ -51,12 +52,14 @@ def _parse_cursor(cursor: str) -> tuple[datetime, str]:
         created, run_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
         return datetime.fromisoformat(created), run_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ValidationFailed("cursor is not one this API gave out",
-                               details=[{"path": "cursor", "message": "invalid cursor"}]) from None
+        raise ValidationFailed(
+            "cursor is not one this API gave out", details=[{"path": "cursor", "message": "invalid cursor"}]
+        ) from None
 
 
-def runs_list(*, agent_id: str, session_id: str | None = None, status: str | None = None, limit: int = 20,
-              cursor: str | None = None) -> tuple[list[Run], str | None]:
+def runs_list(
+    *, agent_id: str, session_id: str | None = None, status: str | None = None, limit: int = 20, cursor: str | None = None
+) -> tuple[list[Run], str | None]:
     """The agent's runs, newest first; the cursor names the next page (None: no more)."""
     runs = Run.objects.filter(agent_id=agent_id)
     if session_id:
@@ -94,8 +97,11 @@ def _replay(run: Run, after: str) -> list[bytes]:
     skip = int(after.split("-")[1]) if after.startswith("0-") else 0
     if not after.startswith("0-"):
         # A reader that had live entries of a stream that has since expired.
-        return [sse.event({"type": "error", "errorText": f"run_stream_expired: GET /internal/agents/runs/{run.pk} "
-                                                    "has the final message"})]
+        return [
+            sse.event(
+                {"type": "error", "errorText": f"run_stream_expired: GET /internal/agents/runs/{run.pk} has the final message"}
+            )
+        ]
     return [sse.event(chunk, event_id=f"0-{n}") for n, chunk in enumerate(chunks, start=1) if n > skip]
 
 
@@ -146,10 +152,20 @@ def run_out(run: Run) -> dict[str, Any]:
     if run.started_at and run.finished_at:
         duration = (run.finished_at - run.started_at).total_seconds()
     return {
-        "id": run.pk, "agent_id": run.agent_id, "session_id": run.session_id, "status": run.status,
-        "strategy": run.strategy, "message": run.message, "reply": (run.result or {}).get("reply"),
-        "usage": run.usage or {}, "step_count": run.step_count, "error": run.error,
-        "idempotency_key": run.idempotency_key, "request_id": run.request_id or None,
-        "created_at": run.created_at, "started_at": run.started_at, "finished_at": run.finished_at,
+        "id": run.pk,
+        "agent_id": run.agent_id,
+        "session_id": run.session_id,
+        "status": run.status,
+        "strategy": run.strategy,
+        "message": run.message,
+        "reply": (run.result or {}).get("reply"),
+        "usage": run.usage or {},
+        "step_count": run.step_count,
+        "error": run.error,
+        "idempotency_key": run.idempotency_key,
+        "request_id": run.request_id or None,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
         "duration_seconds": duration,
     }

@@ -92,8 +92,9 @@ def run_start(
     queues the run behind it.
     """
     if strategy not in RunStrategy.values:
-        raise ValidationFailed(f"strategy must be one of {RunStrategy.values}",
-                               details=[{"path": "strategy", "message": "unknown strategy"}])
+        raise ValidationFailed(
+            f"strategy must be one of {RunStrategy.values}", details=[{"path": "strategy", "message": "unknown strategy"}]
+        )
     try:
         with transaction.atomic():
             _lock_session(session_id)
@@ -102,21 +103,31 @@ def run_start(
                 if existing is not None:
                     return _replayed(existing, session_id=session_id, request=request), False
             owner = session_owner(session_id)
-            if (owner is not None and owner != agent_id) or Run.objects.filter(
-                session_id=session_id
-            ).exclude(agent_id=agent_id).exists():
-                raise Conflict(f"session {session_id!r} belongs to another agent", type="session_agent_mismatch",
-                               details={"session_id": session_id})
+            if (owner is not None and owner != agent_id) or Run.objects.filter(session_id=session_id).exclude(
+                agent_id=agent_id
+            ).exists():
+                raise Conflict(
+                    f"session {session_id!r} belongs to another agent",
+                    type="session_agent_mismatch",
+                    details={"session_id": session_id},
+                )
             active = Run.objects.filter(session_id=session_id, status__in=RunStatus.active()).order_by("created_at").first()
             if active is not None and strategy == RunStrategy.REJECT:
                 raise Conflict(
                     f"session {session_id!r} has a run in progress ({active.pk}); wait for it, or send with "
                     "strategy 'enqueue' to run after it",
-                    type="run_in_progress", details={"run_id": active.pk, "session_id": session_id},
+                    type="run_in_progress",
+                    details={"run_id": active.pk, "session_id": session_id},
                 )
             run = Run.objects.create(
-                id=new_run_id(), agent_id=agent_id, session_id=session_id, request=request, strategy=strategy,
-                idempotency_key=idempotency_key or None, request_id=request_id or "", token_name=token_name or "",
+                id=new_run_id(),
+                agent_id=agent_id,
+                session_id=session_id,
+                request=request,
+                strategy=strategy,
+                idempotency_key=idempotency_key or None,
+                request_id=request_id or "",
+                token_name=token_name or "",
                 dispatched_at=None if active is not None else timezone.now(),
             )
             if active is None:
@@ -156,8 +167,12 @@ RETURNING run.*
 def run_begin(*, run_id: str, executor: str) -> Run | None:
     """queued -> running, if the run is queued and first in its session; else None (a
     duplicated or redelivered task, or a run whose turn has not come)."""
-    runs = list(Run.objects.raw(_BEGIN_SQL, [RunStatus.RUNNING.value, timezone.now(), executor[:200], run_id,
-                                             RunStatus.QUEUED.value, list(RunStatus.active())]))
+    runs = list(
+        Run.objects.raw(
+            _BEGIN_SQL,
+            [RunStatus.RUNNING.value, timezone.now(), executor[:200], run_id, RunStatus.QUEUED.value, list(RunStatus.active())],
+        )
+    )
     return runs[0] if runs else None
 
 
@@ -179,8 +194,7 @@ def run_finish(
         return False
     with transaction.atomic():
         _lock_session(session_id)
-        changes: dict[str, Any] = {"status": status, "finished_at": timezone.now(), "error": error,
-                                   "step_count": step_count}
+        changes: dict[str, Any] = {"status": status, "finished_at": timezone.now(), "error": error, "step_count": step_count}
         if message is not None:
             changes["message"] = message
         if result is not None:
@@ -195,19 +209,25 @@ def run_finish(
 
 def _cancelled_chunks(run: Run) -> list[dict[str, Any]]:
     meta = {"agent_id": run.agent_id, "session_id": run.session_id, "run_id": run.pk}
-    return [{"type": "start", "messageId": run.pk, "messageMetadata": meta},
-            {"type": "finish", "messageMetadata": {"finish_reason": "cancelled"}}]
+    return [
+        {"type": "start", "messageId": run.pk, "messageMetadata": meta},
+        {"type": "finish", "messageMetadata": {"finish_reason": "cancelled"}},
+    ]
 
 
 async def arun_cancel(*, run: Run) -> Run:
     """Stops the run: a queued run ends at once; a running one is flagged, and its executor
     stops at the next chunk boundary, keeping the partial answer. 409 for an ended run."""
     if run.ended:
-        raise Conflict(f"run {run.pk} has ended ({run.status})", type="run_not_active",
-                       details={"run_id": run.pk, "status": run.status})
+        raise Conflict(
+            f"run {run.pk} has ended ({run.status})", type="run_not_active", details={"run_id": run.pk, "status": run.status}
+        )
     error = {"type": "run_cancelled", "message": "the run was cancelled", "status": 409}
     cancelled = await in_db_thread(run_finish)(
-        run_id=run.pk, status=RunStatus.CANCELLED, error=error, from_statuses=(RunStatus.QUEUED,),
+        run_id=run.pk,
+        status=RunStatus.CANCELLED,
+        error=error,
+        from_statuses=(RunStatus.QUEUED,),
         message={"id": run.pk, "role": "assistant", "parts": [], "metadata": {"finish_reason": "cancelled"}},
     )
     if cancelled:
@@ -232,16 +252,26 @@ async def arun_await_start(*, run: Run, timeout: float) -> None:
         pause = min(pause * 2, 0.5)
         if (await arun_get(run_id=run.pk)).status != RunStatus.QUEUED:
             return
-    error: dict[str, Any] = {"type": RuntimeUnavailable.type, "status": 503,
-             "message": f"no worker took the run within {timeout:g} s; the agents queue has no live worker"}
-    if not await in_db_thread(run_finish)(run_id=run.pk, status=RunStatus.INTERRUPTED, error=error,
-                                          from_statuses=(RunStatus.QUEUED,)):
+    error: dict[str, Any] = {
+        "type": RuntimeUnavailable.type,
+        "status": 503,
+        "message": f"no worker took the run within {timeout:g} s; the agents queue has no live worker",
+    }
+    if not await in_db_thread(run_finish)(
+        run_id=run.pk, status=RunStatus.INTERRUPTED, error=error, from_statuses=(RunStatus.QUEUED,)
+    ):
         return  # a worker took it at the last moment
-    await chunks_close(run.pk, [{"type": "error", "errorText": f"{error['type']}: {error['message']}"},
-                                {"type": "finish", "messageMetadata": {"finish_reason": "interrupted"}}])
+    await chunks_close(
+        run.pk,
+        [
+            {"type": "error", "errorText": f"{error['type']}: {error['message']}"},
+            {"type": "finish", "messageMetadata": {"finish_reason": "interrupted"}},
+        ],
+    )
     logger.warning("run not taken by any worker", extra={"run_id": run.pk})
-    raise RuntimeUnavailable(error["message"], details={"run_id": run.pk},
-                             headers={"Retry-After": str(settings.OUTAGE_RETRY_AFTER_SECONDS)})
+    raise RuntimeUnavailable(
+        error["message"], details={"run_id": run.pk}, headers={"Retry-After": str(settings.OUTAGE_RETRY_AFTER_SECONDS)}
+    )
 
 
 async def arun_interrupt(*, run_id: str, type: str, message: str) -> bool:
@@ -253,12 +283,21 @@ async def arun_interrupt(*, run_id: str, type: str, message: str) -> bool:
     partial = builder.message if builder.message["id"] else None
     error = {"type": type, "message": message, "status": 503}
     done = await in_db_thread(run_finish)(
-        run_id=run_id, status=RunStatus.INTERRUPTED, message=partial, error=error,
+        run_id=run_id,
+        status=RunStatus.INTERRUPTED,
+        message=partial,
+        error=error,
     )
     if done:
         closing = [{"type": "text-end", "id": text_id} for text_id in builder.open_text_ids]
-        await chunks_close(run_id, [*closing, {"type": "error", "errorText": f"{type}: {message}"},
-                                    {"type": "finish", "messageMetadata": {"finish_reason": "interrupted"}}])
+        await chunks_close(
+            run_id,
+            [
+                *closing,
+                {"type": "error", "errorText": f"{type}: {message}"},
+                {"type": "finish", "messageMetadata": {"finish_reason": "interrupted"}},
+            ],
+        )
         logger.warning("run interrupted", extra={"run_id": run_id, "reason": type})
     return done
 
@@ -269,9 +308,11 @@ def _sweep_candidates() -> tuple[list[tuple[str, Any]], list[str]]:
     stale = now - timedelta(seconds=settings.AGENTS_RUN_REDISPATCH_SECONDS)
     queued = Run.objects.filter(status=RunStatus.QUEUED, dispatched_at__lt=stale).order_by("created_at")
     # Only heads of their sessions: a run behind an active one is dispatched when it ends.
-    heads = [r.pk for r in queued[:200]
-             if not Run.objects.filter(session_id=r.session_id, status__in=RunStatus.active(),
-                                       created_at__lt=r.created_at).exists()]
+    heads = [
+        r.pk
+        for r in queued[:200]
+        if not Run.objects.filter(session_id=r.session_id, status__in=RunStatus.active(), created_at__lt=r.created_at).exists()
+    ]
     return running, heads
 
 
@@ -290,11 +331,11 @@ async def aruns_sweep() -> dict[str, int]:
     for run_id, started_at in running:
         started_at = started_at or now
         if now - started_at > limit:
-            interrupted += await arun_interrupt(run_id=run_id, type="run_time_limit",
-                                                message="the run outlived its time limit")
+            interrupted += await arun_interrupt(run_id=run_id, type="run_time_limit", message="the run outlived its time limit")
         elif now - started_at > grace and not await lease_held(run_id):
-            interrupted += await arun_interrupt(run_id=run_id, type="run_interrupted",
-                                                message="the worker running this turn stopped; the run did not finish")
+            interrupted += await arun_interrupt(
+                run_id=run_id, type="run_interrupted", message="the worker running this turn stopped; the run did not finish"
+            )
     if heads:
         await in_db_thread(_mark_redispatched)(heads)
         for run_id in heads:

@@ -41,8 +41,12 @@ def llm_routes(transactional_db, scripted) -> Callable[[str], str]:
     from apps.llm import services
 
     provider = services.provider_create(
-        name="scripted", kind="openai_compatible", base_url=scripted.url, api_key="sk-scripted-000000",
-        timeout_seconds=10.0, max_retries=0,
+        name="scripted",
+        kind="openai_compatible",
+        base_url=scripted.url,
+        api_key="sk-scripted-000000",
+        timeout_seconds=10.0,
+        max_retries=0,
     )
     stub = services.provider_create(name="stub", kind="stub")
     services.deployment_create(
@@ -69,12 +73,17 @@ def tools(transactional_db, make_agents) -> dict[str, Any]:
     make_agents("agent:cfo")
     common = {"input_schema": FOLLOWUP_SCHEMA, "executor": "python", "target": "followups.create", "timeout": 5.0}
     return {
-        "followups.create": tool_create(tool_id="followups.create", name="Create a follow-up",
-                                        allowed_agents=["agent:sofia"], **common),
+        "followups.create": tool_create(
+            tool_id="followups.create", name="Create a follow-up", allowed_agents=["agent:sofia"], **common
+        ),
         "vault.read": tool_create(tool_id="vault.read", name="Read the vault", allowed_agents=["agent:cfo"], **common),
         "broken.fetch": tool_create(
-            tool_id="broken.fetch", name="Fetch from a host toolcore refuses", executor="http",
-            target="http://tools.invalid/fetch", input_schema={"type": "object"}, allowed_agents=["agent:sofia"],
+            tool_id="broken.fetch",
+            name="Fetch from a host toolcore refuses",
+            executor="http",
+            target="http://tools.invalid/fetch",
+            input_schema={"type": "object"},
+            allowed_agents=["agent:sofia"],
             timeout=2.0,
         ),
     }

@@ -75,13 +75,17 @@ class ScriptedLLM:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with outer._lock:
                     outer.headers.setdefault(str(body.get("model", "")), []).append(
-                        {k.lower(): v for k, v in self.headers.items()})
+                        {k.lower(): v for k, v in self.headers.items()}
+                    )
                 answer = outer._answer(body)
                 if answer.get("delay"):
                     time.sleep(float(answer["delay"]))  # a slow model: the stream must keep alive
                 calls = [
-                    {"id": f"call_{i}_{name}", "type": "function",
-                     "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)}}
+                    {
+                        "id": f"call_{i}_{name}",
+                        "type": "function",
+                        "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)},
+                    }
                     for i, (name, args) in enumerate(answer.get("calls") or [])
                 ]
                 text = answer.get("text", "")
@@ -91,8 +95,15 @@ class ScriptedLLM:
                     message = {"role": "assistant", "content": text or None}
                     if calls:
                         message["tool_calls"] = calls
-                    self._json({"id": "cmpl-1", "object": "chat.completion", "model": body.get("model"),
-                                "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage})
+                    self._json(
+                        {
+                            "id": "cmpl-1",
+                            "object": "chat.completion",
+                            "model": body.get("model"),
+                            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                            "usage": usage,
+                        }
+                    )
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
@@ -101,8 +112,9 @@ class ScriptedLLM:
                 for word in text.split(" ") if text else []:
                     chunks.append({"choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]})
                 for index, call in enumerate(calls):
-                    chunks.append({"choices": [{"index": 0, "delta": {"tool_calls": [{**call, "index": index}]},
-                                                "finish_reason": None}]})
+                    chunks.append(
+                        {"choices": [{"index": 0, "delta": {"tool_calls": [{**call, "index": index}]}, "finish_reason": None}]}
+                    )
                 chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
                 chunks.append({"choices": [], "usage": usage})
                 for n, chunk in enumerate(chunks):

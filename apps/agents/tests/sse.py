@@ -37,9 +37,9 @@ def parse_events(body: str) -> tuple[list[tuple[str | None, dict[str, Any]]], in
         event_id = None
         if event.startswith("id: "):
             id_line, _, event = event.partition("\n")
-            event_id = id_line[len("id: "):]
+            event_id = id_line[len("id: ") :]
         assert event.startswith("data: "), event
-        data = event[len("data: "):]
+        data = event[len("data: ") :]
         if data == "[DONE]":
             assert event_id is None, "[DONE] carries no id: a resume after it would replay nothing"
             done = True

@@ -69,11 +69,16 @@ def test_sofia_answers_about_projects_through_the_whole_chain(demo_server, trans
     tool_update(tool=Tool.objects.get(tool_id="projects.list"), target=f"{demo_server.url}/demo/projects.list")
     headers = bearer(make_token(scopes=["agents", "tools"]))
     with httpx.Client(base_url=demo_server.url, timeout=60) as client:
-        _wait(lambda: client.get("/internal/tools/projects.list", headers=headers).json().get("target", "")
-              .startswith(demo_server.url), "the demo tool's target")
+        _wait(
+            lambda: (
+                client.get("/internal/tools/projects.list", headers=headers).json().get("target", "").startswith(demo_server.url)
+            ),
+            "the demo tool's target",
+        )
         _load(client, headers)
-        response = client.post("/internal/agents/agent:sofia/chat", headers=headers,
-                               json={"message": "Which projects do we have?"})
+        response = client.post(
+            "/internal/agents/agent:sofia/chat", headers=headers, json={"message": "Which projects do we have?"}
+        )
     assert response.status_code == 200, response.text
     body = response.json()
     [call] = body["tool_calls"]
@@ -93,11 +98,14 @@ def test_a_slow_turn_streams_heartbeats(demo_server, make_token, bearer, llm_rou
     agent_update(agent=Agent.objects.get(pk="agent:sofia"), model=model)  # `tools` made Sofia
     headers = bearer(make_token(scopes=["agents", "llm"]))
     with httpx.Client(base_url=demo_server.url, timeout=60) as client:
-        _wait(lambda: any(m["name"] == model for m in client.get("/internal/llm/models", headers=headers).json()["models"]),
-              "the slow model")
+        _wait(
+            lambda: any(m["name"] == model for m in client.get("/internal/llm/models", headers=headers).json()["models"]),
+            "the slow model",
+        )
         _load(client, headers)
-        response = client.post("/internal/agents/agent:sofia/chat", headers=headers,
-                               json={"message": "take your time", "stream": True})
+        response = client.post(
+            "/internal/agents/agent:sofia/chat", headers=headers, json={"message": "take your time", "stream": True}
+        )
     chunks, heartbeats, done = parse_sse(response.text)
     assert done and heartbeats >= 1
     assert_protocol(chunks)

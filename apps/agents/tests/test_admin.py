@@ -63,11 +63,18 @@ def test_change_page_masks_secrets_and_keeps_them_when_left_empty(admin_client):
     page = admin_client.get(f"/admin/agents/agent/{agent.pk}/change/").content.decode()
     assert "sk-live-abcdefgh12345678" not in page and "••••5678" in page
 
-    data = _form(id=agent.pk, name="Sofia-Prime", **{
-        "secrets-TOTAL_FORMS": "1", "secrets-INITIAL_FORMS": "1",
-        "secrets-0-id": str(secret.pk), "secrets-0-agent": agent.pk,
-        "secrets-0-name": "OPENAI_API_KEY", "secrets-0-value": "",
-    })
+    data = _form(
+        id=agent.pk,
+        name="Sofia-Prime",
+        **{
+            "secrets-TOTAL_FORMS": "1",
+            "secrets-INITIAL_FORMS": "1",
+            "secrets-0-id": str(secret.pk),
+            "secrets-0-agent": agent.pk,
+            "secrets-0-name": "OPENAI_API_KEY",
+            "secrets-0-value": "",
+        },
+    )
     data.pop("id")
     response = admin_client.post(f"/admin/agents/agent/{agent.pk}/change/", data)
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -81,8 +88,14 @@ def test_deleting_an_agent_in_admin_takes_it_out_of_the_tools(admin_client):
     from apps.access.models import ChangeRecord
 
     agent = make_agent("agent:pm", name="PM")
-    tool_create(tool_id="t.pm", name="PM only", input_schema={"type": "object"}, executor="python",
-                target="followups.create", allowed_agents=["agent:pm"])
+    tool_create(
+        tool_id="t.pm",
+        name="PM only",
+        input_schema={"type": "object"},
+        executor="python",
+        target="followups.create",
+        allowed_agents=["agent:pm"],
+    )
     response = admin_client.post(f"/admin/agents/agent/{agent.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302, response.content.decode()[:2000]
     assert not Agent.objects.exists()
@@ -102,11 +115,11 @@ def test_runs_are_listed_shown_with_their_chunks_cancelled_and_never_deleted(
     model = llm_routes("admin-runs")
     scripted.script(model, [{"text": "Shown in admin."}])
     sofia(model)
-    run_id = api.post("/internal/agents/agent:sofia/chat", headers=agents_headers,
-                      json={"message": "hi", "session_id": "s-admin"}).json()["run_id"]
+    run_id = api.post(
+        "/internal/agents/agent:sofia/chat", headers=agents_headers, json={"message": "hi", "session_id": "s-admin"}
+    ).json()["run_id"]
     # A run waiting behind nothing a worker could take: a row as run_start would leave it.
-    waiting = Run.objects.create(id="run-waiting", agent_id="agent:sofia", session_id="s-admin-2",
-                                 request={"message": "later"})
+    waiting = Run.objects.create(id="run-waiting", agent_id="agent:sofia", session_id="s-admin-2", request={"message": "later"})
 
     listed = admin_client.get("/admin/agents/run/?status__exact=succeeded").content.decode()
     assert run_id in listed and "run-waiting" not in listed

@@ -58,12 +58,15 @@ def header_target() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def secrets_server(server_env, tmp_path_factory, header_target) -> Iterator[Any]:
-    env = {**server_env, "DATABASE_POOL": "1", "TOOLS_HTTP_ALLOWED_HOSTS": urlsplit(header_target).netloc,
-           "DAARION_AGENTS_RUN_QUEUE": "agents-secrets"}
+    env = {
+        **server_env,
+        "DATABASE_POOL": "1",
+        "TOOLS_HTTP_ALLOWED_HOSTS": urlsplit(header_target).netloc,
+        "DAARION_AGENTS_RUN_QUEUE": "agents-secrets",
+    }
     logs = tmp_path_factory.mktemp("asgi-secrets")
     # The runs' tool calls happen on the worker: it gets the same allowed host.
-    worker = start_celery_worker(env, logs, queues="agents-secrets", pool="threads", concurrency=8,
-                                 name="agents-secrets")
+    worker = start_celery_worker(env, logs, queues="agents-secrets", pool="threads", concurrency=8, name="agents-secrets")
     server = start_asgi_server(env, logs)
     yield server
     server.stop()
@@ -88,10 +91,12 @@ def setup(client, fake_llm, make_token, bearer) -> dict[str, Any]:
     `tools` behaviour: it calls the first offered tool, then answers with its result)."""
     from apps.llm import services
 
-    provider = services.provider_create(name="fake", kind="openai_compatible", base_url=fake_llm,
-                                        api_key=PROVIDER_KEY, timeout_seconds=5.0, max_retries=0)
-    services.deployment_create(logical_model=services.logical_model_create(name="tooled"), provider=provider,
-                               upstream_model="tools")
+    provider = services.provider_create(
+        name="fake", kind="openai_compatible", base_url=fake_llm, api_key=PROVIDER_KEY, timeout_seconds=5.0, max_retries=0
+    )
+    services.deployment_create(
+        logical_model=services.logical_model_create(name="tooled"), provider=provider, upstream_model="tools"
+    )
     headers = bearer(make_token(scopes=["agents", "llm", "tools"]))
     return {"headers": headers}
 
@@ -100,17 +105,24 @@ def _agent(client: httpx.Client, headers: dict[str, str], agent_id: str, secrets
     agent = make_agent(agent_id, name=agent_id.split(":")[1].title(), model="tooled", memory_recall_limit=0)
     for name, value in secrets.items():
         agent_secret_set(agent=agent, name=name, value=value)
-    wait_until(lambda: any(m["name"] == "tooled" and m["deployments"]
-                           for m in client.get("/internal/llm/models", headers=headers).json()["models"]),
-               "model tooled in the server's registry")
+    wait_until(
+        lambda: any(
+            m["name"] == "tooled" and m["deployments"]
+            for m in client.get("/internal/llm/models", headers=headers).json()["models"]
+        ),
+        "model tooled in the server's registry",
+    )
     response = client.post(f"/internal/agents/{agent_id}/load", headers=headers)
     # 409: the server's first request loaded every enabled agent already.
     assert response.status_code in (200, 409), response.text
 
 
 def _chat(client: httpx.Client, headers: dict[str, str], agent_id: str) -> dict[str, Any]:
-    response = client.post(f"/internal/agents/{agent_id}/chat", headers=headers,
-                           json={"microdao_id": "microdao:7", "channel_id": "channel:x", "message": "look it up"})
+    response = client.post(
+        f"/internal/agents/{agent_id}/chat",
+        headers=headers,
+        json={"microdao_id": "microdao:7", "channel_id": "channel:x", "message": "look it up"},
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -118,10 +130,16 @@ def _chat(client: httpx.Client, headers: dict[str, str], agent_id: str) -> dict[
 def _vendor_tool(target: str) -> None:
     from apps.tools.services import tool_create
 
-    tool_create(tool_id="vendor.lookup", name="Vendor lookup", executor="http", target=f"{target}/lookup",
-                input_schema={"type": "object"}, allowed_agents=["agent:sofia", "agent:nokey"],
-                secret_headers={"X-Tool-Own": "tool-own-secret"},
-                agent_secret_headers={"X-Vendor-Token": "VENDOR_TOKEN"})
+    tool_create(
+        tool_id="vendor.lookup",
+        name="Vendor lookup",
+        executor="http",
+        target=f"{target}/lookup",
+        input_schema={"type": "object"},
+        allowed_agents=["agent:sofia", "agent:nokey"],
+        secret_headers={"X-Tool-Own": "tool-own-secret"},
+        agent_secret_headers={"X-Vendor-Token": "VENDOR_TOKEN"},
+    )
 
 
 def test_an_agents_provider_key_replaces_the_providers_for_its_calls_only(client, setup, fake_stats, header_target):
@@ -129,9 +147,10 @@ def test_an_agents_provider_key_replaces_the_providers_for_its_calls_only(client
     _agent(client, headers, "agent:sofia", {"FAKE_API_KEY": AGENT_KEY, "VENDOR_TOKEN": VENDOR_TOKEN})
     _agent(client, headers, "agent:nokey", {})
     _vendor_tool(header_target)  # after the agents: a tool may allow only real agents
-    wait_until(lambda: any(t["id"] == "vendor.lookup"
-                           for t in client.get("/internal/tools", headers=headers).json()["tools"]),
-               "the tool in the server's registry")
+    wait_until(
+        lambda: any(t["id"] == "vendor.lookup" for t in client.get("/internal/tools", headers=headers).json()["tools"]),
+        "the tool in the server's registry",
+    )
 
     _chat(client, headers, "agent:sofia")
     sofia_calls = fake_stats()["auth"]
@@ -139,22 +158,24 @@ def test_an_agents_provider_key_replaces_the_providers_for_its_calls_only(client
     assert {c["authorization"] for c in sofia_calls} == {f"Bearer {AGENT_KEY}"}
 
     _chat(client, headers, "agent:nokey")
-    after = fake_stats()["auth"][len(sofia_calls):]
+    after = fake_stats()["auth"][len(sofia_calls) :]
     assert len(after) == 2
     # The other agent's turn goes out with the provider's key: nothing was cached across agents.
     assert {c["authorization"] for c in after} == {f"Bearer {PROVIDER_KEY}"}
 
 
-def test_a_declared_agent_secret_reaches_the_http_tool_and_a_missing_one_fails_cleanly(
-    client, setup, fake_stats, header_target
-):
+def test_a_declared_agent_secret_reaches_the_http_tool_and_a_missing_one_fails_cleanly(client, setup, fake_stats, header_target):
     headers = setup["headers"]
     _agent(client, headers, "agent:sofia", {"VENDOR_TOKEN": VENDOR_TOKEN, "UNRELATED": "not-for-tools-0004"})
     _agent(client, headers, "agent:nokey", {})
     _vendor_tool(header_target)
-    wait_until(lambda: any(t["id"] == "vendor.lookup" and t["agent_secret_headers"] == {"X-Vendor-Token": "VENDOR_TOKEN"}
-                           for t in client.get("/internal/tools", headers=headers).json()["tools"]),
-               "the tool in the server's registry")
+    wait_until(
+        lambda: any(
+            t["id"] == "vendor.lookup" and t["agent_secret_headers"] == {"X-Vendor-Token": "VENDOR_TOKEN"}
+            for t in client.get("/internal/tools", headers=headers).json()["tools"]
+        ),
+        "the tool in the server's registry",
+    )
     _Recorder.received.clear()
 
     body = _chat(client, headers, "agent:sofia")
@@ -198,19 +219,31 @@ def test_an_agents_own_key_echoed_by_the_upstream_reaches_no_caller_and_no_run_r
     from apps.llm.models import Provider
 
     headers = setup["headers"]
-    services.deployment_create(logical_model=services.logical_model_create(name="leaky"),
-                               provider=Provider.objects.get(name="fake"), upstream_model="leak:401")
+    services.deployment_create(
+        logical_model=services.logical_model_create(name="leaky"),
+        provider=Provider.objects.get(name="fake"),
+        upstream_model="leak:401",
+    )
     agent = make_agent("agent:leaky", name="Leaky", model="leaky", memory_recall_limit=0)
     agent_secret_set(agent=agent, name="FAKE_API_KEY", value=AGENT_KEY)
-    wait_until(lambda: any(m["name"] == "leaky" and m["deployments"]
-                           for m in client.get("/internal/llm/models", headers=headers).json()["models"]),
-               "model leaky in the server's registry")
+    wait_until(
+        lambda: any(
+            m["name"] == "leaky" and m["deployments"]
+            for m in client.get("/internal/llm/models", headers=headers).json()["models"]
+        ),
+        "model leaky in the server's registry",
+    )
     assert client.post("/internal/agents/agent:leaky/load", headers=headers).status_code in (200, 409)
-    answer = client.post("/internal/agents/agent:leaky/chat", headers=headers,
-                         json={"microdao_id": "microdao:7", "channel_id": "channel:x", "message": "hi"})
-    streamed = client.post("/internal/agents/agent:leaky/chat", headers={**headers, "Accept": "text/event-stream"},
-                           json={"microdao_id": "microdao:7", "channel_id": "channel:x", "message": "hi again",
-                                 "stream": True})
+    answer = client.post(
+        "/internal/agents/agent:leaky/chat",
+        headers=headers,
+        json={"microdao_id": "microdao:7", "channel_id": "channel:x", "message": "hi"},
+    )
+    streamed = client.post(
+        "/internal/agents/agent:leaky/chat",
+        headers={**headers, "Accept": "text/event-stream"},
+        json={"microdao_id": "microdao:7", "channel_id": "channel:x", "message": "hi again", "stream": True},
+    )
     assert "[redacted]" in answer.text + streamed.text  # the upstream's message is there, cut
     for text in (answer.text, streamed.text):
         assert AGENT_KEY not in text and PROVIDER_KEY not in text
@@ -219,6 +252,7 @@ def test_an_agents_own_key_echoed_by_the_upstream_reaches_no_caller_and_no_run_r
     assert AGENT_KEY not in rows and PROVIDER_KEY not in rows
     assert AGENT_KEY not in secrets_server.log_path.read_text(errors="replace")
     # Issue #18 item 5 on this door: a turn is charged to the agent's own microDAO only.
-    other = client.post("/internal/agents/agent:leaky/chat", headers=headers,
-                        json={"microdao_id": "microdao:victim", "message": "charge them"})
+    other = client.post(
+        "/internal/agents/agent:leaky/chat", headers=headers, json={"microdao_id": "microdao:victim", "message": "charge them"}
+    )
     assert other.status_code == 403 and other.json()["error"]["type"] == "microdao_mismatch"

@@ -34,7 +34,8 @@ def _poll(call, check, timeout: float = 5.0):
 def test_list_shows_state_and_version(api, headers):
     make_agent()
     make_agent("agent:off", name="Off", enabled=False)
-    response = _poll(lambda: api.get("/internal/agents", headers=headers),
+    response = _poll(
+        lambda: api.get("/internal/agents", headers=headers),
         lambda r: {i["id"] for i in r.json()["items"]} == {"agent:sofia", "agent:off"},
     )
     items = {item["id"]: item for item in response.json()["items"]}
@@ -145,9 +146,7 @@ def test_state_and_edits_are_shared_across_processes(api, headers, server_env, t
         other.stop()
 
 
-def test_enabled_agents_are_loaded_in_a_server_started_before_them(
-    transactional_db, make_token, bearer, server_env, tmp_path
-):
+def test_enabled_agents_are_loaded_in_a_server_started_before_them(transactional_db, make_token, bearer, server_env, tmp_path):
     server = start_asgi_server(server_env, tmp_path, name="fresh")
     try:
         import httpx
@@ -156,8 +155,9 @@ def test_enabled_agents_are_loaded_in_a_server_started_before_them(
         assert httpx.get(f"{server.url}/internal/agents", headers=headers).status_code == 200
         make_agent()
         make_agent("agent:off", name="Off", enabled=False)
-        response = _poll(lambda: httpx.get(f"{server.url}/internal/agents", headers=headers),
-                         lambda r: len(r.json()["items"]) == 2)
+        response = _poll(
+            lambda: httpx.get(f"{server.url}/internal/agents", headers=headers), lambda r: len(r.json()["items"]) == 2
+        )
         items = {item["id"]: item["loaded"] for item in response.json()["items"]}
         assert items == {"agent:sofia": True, "agent:off": False}
     finally:

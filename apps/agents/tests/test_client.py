@@ -68,10 +68,12 @@ def test_errors_carry_the_envelope(client, asgi_server, agents_headers):
 def test_a_stream_error_chunk_raises(client, sofia, fake_llm, transactional_db):
     from apps.llm import services
 
-    provider = services.provider_create(name="fake", kind="openai_compatible", base_url=fake_llm,
-                                        api_key="sk-fake-key-123456", timeout_seconds=5.0, max_retries=0)
-    services.deployment_create(logical_model=services.logical_model_create(name="client-broken"),
-                               provider=provider, upstream_model="error:500")
+    provider = services.provider_create(
+        name="fake", kind="openai_compatible", base_url=fake_llm, api_key="sk-fake-key-123456", timeout_seconds=5.0, max_retries=0
+    )
+    services.deployment_create(
+        logical_model=services.logical_model_create(name="client-broken"), provider=provider, upstream_model="error:500"
+    )
     sofia("client-broken")
     with pytest.raises(DaarionAPIError) as info:
         list(client.agent_chat_stream("agent:sofia", message="hi"))
@@ -86,8 +88,9 @@ def test_llm_memory_and_tools_through_the_client(client, llm_routes, tools, scri
     chunks = list(client.llm_stream("dagi-stub", [{"role": "user", "content": "hello there"}]))
     assert "".join(c.get("delta", "") for c in chunks if c["type"] == "text-delta").strip() == "[stub] You said: hello there"
 
-    stored = client.memory_store(agent_id="agent:sofia", microdao_id="microdao:7", kind="kb",
-                                 content={"text": "The treasury is audited every quarter."})
+    stored = client.memory_store(
+        agent_id="agent:sofia", microdao_id="microdao:7", kind="kb", content={"text": "The treasury is audited every quarter."}
+    )
     assert stored["ok"] is True
     hits = client.memory_query(agent_id="agent:sofia", microdao_id="microdao:7", query="treasury audited")
     assert hits["items"][0]["id"] == stored["id"]
@@ -97,8 +100,7 @@ def test_llm_memory_and_tools_through_the_client(client, llm_routes, tools, scri
 
     listed = client.tools_list(agent_id="agent:sofia")
     assert {t["id"] for t in listed["tools"]} >= {"followups.create"}
-    called = client.tool_call(tool_id="followups.create", agent_id="agent:sofia", microdao_id="microdao:7",
-                              args=FOLLOWUP_ARGS)
+    called = client.tool_call(tool_id="followups.create", agent_id="agent:sofia", microdao_id="microdao:7", args=FOLLOWUP_ARGS)
     assert called["ok"] is True and called["result"]["title"] == "Client follow-up"
     with pytest.raises(DaarionAPIError) as info:
         client.tool_call(tool_id="vault.read", agent_id="agent:sofia", microdao_id="microdao:7", args={})
@@ -132,8 +134,7 @@ def test_runs_through_the_client(client, sofia, llm_routes, scripted):
     sofia(model)
     run = client.run_start("agent:sofia", message="count", session_id="s-client", idempotency_key="client-k")
     assert run["status"] in ("queued", "running")
-    assert client.run_start("agent:sofia", message="count", session_id="s-client",
-                            idempotency_key="client-k")["id"] == run["id"]
+    assert client.run_start("agent:sofia", message="count", session_id="s-client", idempotency_key="client-k")["id"] == run["id"]
     events = []
     for event_id, chunk in client.run_stream(run["id"]):
         events.append((event_id, chunk))

@@ -95,8 +95,15 @@ def test_agent_chat_survives_ctrl_c_and_resumes_the_run(server_env, agents_worke
     env = {**server_env, "PYTHONUNBUFFERED": "1"}
     # As from a terminal: SIGINT at its default (a test runner may ignore it, and children
     # would inherit that), so Python turns Ctrl-C into KeyboardInterrupt.
-    chat = subprocess.Popen([*manage, "-m", "count to ten"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, cwd=os.getcwd(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    chat = subprocess.Popen(
+        [*manage, "-m", "count to ten"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=os.getcwd(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert chat.stdout is not None
     seen = ""
     while "Sofia-Prime> one" not in seen:
@@ -109,8 +116,9 @@ def test_agent_chat_survives_ctrl_c_and_resumes_the_run(server_env, agents_worke
     assert chat.returncode != 0, out
     assert "goes on; see it with: manage.py agent_chat agent:sofia --resume run-" in out
     run_id = out.split("--resume ")[1].split(")")[0].strip()
-    resumed = subprocess.run([*manage, "--resume", run_id], env=env, capture_output=True, text=True, timeout=60,
-                             stdin=subprocess.DEVNULL)
+    resumed = subprocess.run(
+        [*manage, "--resume", run_id], env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"Sofia-Prime> {words}" in resumed.stdout
     wait_until(lambda: Run.objects.get(pk=run_id).status == "succeeded", "the run to succeed")

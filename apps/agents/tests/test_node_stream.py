@@ -30,7 +30,10 @@ def node(repo_root) -> str:
 def _read(node: str, asgi_server, token: str, body: dict) -> dict:
     done = subprocess.run(
         [node, str(SCRIPT), asgi_server.url, token, "agent:sofia", json.dumps(body)],
-        capture_output=True, text=True, timeout=120, cwd=SCRIPT.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=SCRIPT.parent,
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -40,8 +43,10 @@ def test_ai_sdk_reads_text_and_tool_parts(node, asgi_server, agents_headers, mak
     model = llm_routes("node-chain")
     scripted.script(
         model,
-        [{"text": "Checking.", "calls": [("followups__create", FOLLOWUP_ARGS), ("vault__read", {})]},
-         {"text": "Your follow-up is in."}],
+        [
+            {"text": "Checking.", "calls": [("followups__create", FOLLOWUP_ARGS), ("vault__read", {})]},
+            {"text": "Your follow-up is in."},
+        ],
     )
     sofia(model)
     out = _read(node, asgi_server, make_token(scopes=["agents"]), {"message": "Create a follow-up"})
@@ -51,7 +56,12 @@ def test_ai_sdk_reads_text_and_tool_parts(node, asgi_server, agents_headers, mak
     assert message["role"] == "assistant" and message["id"].startswith("run-")
     parts = message["parts"]
     assert [p["type"] for p in parts] == [
-        "step-start", "text", "tool-followups.create", "tool-vault.read", "step-start", "text",
+        "step-start",
+        "text",
+        "tool-followups.create",
+        "tool-vault.read",
+        "step-start",
+        "text",
     ]
     assert parts[1]["text"].strip() == "Checking." and parts[5]["text"].strip() == "Your follow-up is in."
     done, refused = parts[2], parts[3]
@@ -66,10 +76,12 @@ def test_ai_sdk_reads_text_and_tool_parts(node, asgi_server, agents_headers, mak
 def test_ai_sdk_sees_an_error_chunk(node, asgi_server, agents_headers, make_token, sofia, fake_llm, transactional_db):
     from apps.llm import services
 
-    provider = services.provider_create(name="fake", kind="openai_compatible", base_url=fake_llm,
-                                        api_key="sk-fake-key-123456", timeout_seconds=5.0, max_retries=0)
-    services.deployment_create(logical_model=services.logical_model_create(name="node-broken"), provider=provider,
-                               upstream_model="error:500")
+    provider = services.provider_create(
+        name="fake", kind="openai_compatible", base_url=fake_llm, api_key="sk-fake-key-123456", timeout_seconds=5.0, max_retries=0
+    )
+    services.deployment_create(
+        logical_model=services.logical_model_create(name="node-broken"), provider=provider, upstream_model="error:500"
+    )
     sofia("node-broken")
     out = _read(node, asgi_server, make_token(scopes=["agents"]), {"message": "hi"})
     assert out["status"] == 200
@@ -89,9 +101,19 @@ def test_default_chat_transport_resumes_a_run_after_a_hang_up(
     scripted.script(model, [{"calls": [("followups__create", FOLLOWUP_ARGS)]}, {"text": slow, "word_delay": 0.2}])
     sofia(model)
     done = subprocess.run(
-        [node, str(RESUME_SCRIPT), asgi_server.url, make_token(scopes=["agents"]), "agent:sofia", "chat-node-1",
-         "Create a follow-up"],
-        capture_output=True, text=True, timeout=120, cwd=SCRIPT.parent,
+        [
+            node,
+            str(RESUME_SCRIPT),
+            asgi_server.url,
+            make_token(scopes=["agents"]),
+            "agent:sofia",
+            "chat-node-1",
+            "Create a follow-up",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=SCRIPT.parent,
     )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
@@ -108,5 +130,9 @@ def test_default_chat_transport_resumes_a_run_after_a_hang_up(
     assert run.status == "succeeded" and run.session_id == "chat-node-1"
     assert MemoryEntry.objects.filter(meta__turn_id=run_id).count() == 1
     assert [e["type"] for e in Transcript.objects.get(session_id="chat-node-1").entries] == [
-        "user", "assistant", "user", "assistant"]
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+    ]
     assert Followup.objects.count() == 1

@@ -64,7 +64,16 @@ def test_metrics_needs_a_token_with_the_metrics_scope(api, make_token, bearer, m
 
 
 def test_metrics_count_each_door_and_the_workers(
-    api, agents_headers, sofia, llm_routes, scripted, tools, make_token, bearer, metrics_headers, celery_worker,
+    api,
+    agents_headers,
+    sofia,
+    llm_routes,
+    scripted,
+    tools,
+    make_token,
+    bearer,
+    metrics_headers,
+    celery_worker,
 ):
     model = llm_routes("obs-metrics")
     scripted.script(model, [{"calls": [("followups__create", FOLLOWUP_ARGS)]}, {"text": "Done."}])
@@ -73,21 +82,31 @@ def test_metrics_count_each_door_and_the_workers(
 
     # The LLM proxy, through the fast lane.
     llm = bearer(make_token(scopes=["llm"]))
-    answer = api.post("/v1/chat/completions", headers=llm, json={"model": "dagi-stub",
-                                                                  "messages": [{"role": "user", "content": "hi"}]})
+    answer = api.post(
+        "/v1/chat/completions", headers=llm, json={"model": "dagi-stub", "messages": [{"role": "user", "content": "hi"}]}
+    )
     assert answer.status_code == 200, answer.text
     # A tool call, and one refused (the agent may not use it).
     tools_token = bearer(make_token(scopes=["tools"]))
-    called = api.post("/internal/tools/call", headers=tools_token, json={
-        "tool_id": "followups.create", "agent_id": "agent:sofia", "microdao_id": "microdao:7", "args": FOLLOWUP_ARGS})
+    called = api.post(
+        "/internal/tools/call",
+        headers=tools_token,
+        json={"tool_id": "followups.create", "agent_id": "agent:sofia", "microdao_id": "microdao:7", "args": FOLLOWUP_ARGS},
+    )
     assert called.status_code == 200 and called.json()["ok"], called.text
-    denied = api.post("/internal/tools/call", headers=tools_token, json={
-        "tool_id": "vault.read", "agent_id": "agent:sofia", "microdao_id": "microdao:7", "args": FOLLOWUP_ARGS})
+    denied = api.post(
+        "/internal/tools/call",
+        headers=tools_token,
+        json={"tool_id": "vault.read", "agent_id": "agent:sofia", "microdao_id": "microdao:7", "args": FOLLOWUP_ARGS},
+    )
     assert denied.status_code == 403, denied.text
     # Memory: a store (embedded by the worker) and a query.
     memory = bearer(make_token(scopes=["memory"]))
-    stored = api.post("/internal/agent-memory/store", headers=memory, json={
-        "agent_id": "agent:obs", "microdao_id": "microdao:7", "kind": "kb", "content": {"text": "the quarterly plan"}})
+    stored = api.post(
+        "/internal/agent-memory/store",
+        headers=memory,
+        json={"agent_id": "agent:obs", "microdao_id": "microdao:7", "kind": "kb", "content": {"text": "the quarterly plan"}},
+    )
     assert stored.status_code == 201, stored.text
     queried = api.post("/internal/agent-memory/query", headers=memory, json={"agent_id": "agent:obs", "query": "plan"})
     assert queried.status_code == 200, queried.text
@@ -117,8 +136,7 @@ def test_metrics_count_each_door_and_the_workers(
     assert delta("daarion_http_requests_total", route="/v1/chat/completions", method="POST", status="200") == 1
     assert delta("daarion_http_request_duration_seconds_count", route="/internal/tools/call", method="POST") == 2
     # By template, not by path: the run's own id is not a label.
-    assert delta("daarion_http_requests_total", route="/internal/agents/<agent_id>/runs", method="POST",
-                 status="202") == 1
+    assert delta("daarion_http_requests_total", route="/internal/agents/<agent_id>/runs", method="POST", status="202") == 1
     # The REST call and the run's call of the same tool; the refusal under its own status.
     assert delta("daarion_tool_calls_total", tool="followups.create", status="ok") == 2
     assert delta("daarion_tool_calls_total", tool="vault.read", status="denied") == 1
@@ -137,31 +155,37 @@ def test_metrics_count_each_door_and_the_workers(
     assert not any(name == "daarion_scrape_errors" for name, _ in after)
 
 
-def test_refusals_by_a_rate_limit_are_counted_by_kind(api, llm_routes, make_agents, make_token, bearer,
-                                                     metrics_headers):
+def test_refusals_by_a_rate_limit_are_counted_by_kind(api, llm_routes, make_agents, make_token, bearer, metrics_headers):
     from apps.llm import services
 
     llm_routes("obs-unused")  # the stub route `dagi-stub`
     make_agents("agent:obs-limited")
     services.rate_limit_policy_create(scope="agent", subject="agent:obs-limited", rpm=1)
     llm = bearer(make_token(scopes=["llm"]))
-    body = {"model": "dagi-stub", "messages": [{"role": "user", "content": "hi"}],
-            "metadata": {"agent_id": "agent:obs-limited"}}
+    body = {"model": "dagi-stub", "messages": [{"role": "user", "content": "hi"}], "metadata": {"agent_id": "agent:obs-limited"}}
     inside_one_minute(15)
     # The server sees the new policy within a check interval: wait for its first refusal.
-    wait_until(lambda: api.post("/internal/llm/proxy", headers=llm, json=body).status_code == 429,
-               "the policy to refuse")
+    wait_until(lambda: api.post("/internal/llm/proxy", headers=llm, json=body).status_code == 429, "the policy to refuse")
     before = scrape(api, metrics_headers)
     statuses = [api.post("/internal/llm/proxy", headers=llm, json=body).status_code for _ in range(2)]
     assert statuses == [429, 429], statuses
     after = scrape(api, metrics_headers)
-    assert total(after, "daarion_ratelimit_refusals_total", kind="rate_limited") - total(
-        before, "daarion_ratelimit_refusals_total", kind="rate_limited") == 2
-    assert total(after, "daarion_llm_requests_total", model="dagi-stub", status="refused") - total(
-        before, "daarion_llm_requests_total", model="dagi-stub", status="refused") == 2
+    assert (
+        total(after, "daarion_ratelimit_refusals_total", kind="rate_limited")
+        - total(before, "daarion_ratelimit_refusals_total", kind="rate_limited")
+        == 2
+    )
+    assert (
+        total(after, "daarion_llm_requests_total", model="dagi-stub", status="refused")
+        - total(before, "daarion_llm_requests_total", model="dagi-stub", status="refused")
+        == 2
+    )
     # ... and by the policy that refused: its scope and the limit reached.
-    assert total(after, "daarion_ratelimit_policy_refusals_total", scope="agent", limit="requests") - total(
-        before, "daarion_ratelimit_policy_refusals_total", scope="agent", limit="requests") == 2
+    assert (
+        total(after, "daarion_ratelimit_policy_refusals_total", scope="agent", limit="requests")
+        - total(before, "daarion_ratelimit_policy_refusals_total", scope="agent", limit="requests")
+        == 2
+    )
 
 
 def test_fallbacks_and_cooldowns_entered_are_counted(api, llm_routes, make_token, bearer, metrics_headers):
@@ -170,20 +194,25 @@ def test_fallbacks_and_cooldowns_entered_are_counted(api, llm_routes, make_token
     from apps.llm import services
 
     llm_routes("obs-unused")  # the stub route `dagi-stub`
-    down = services.provider_create(name="obs-down", kind="openai_compatible", base_url="http://127.0.0.1:9/v1",
-                                    timeout_seconds=2.0, max_retries=0)
+    down = services.provider_create(
+        name="obs-down", kind="openai_compatible", base_url="http://127.0.0.1:9/v1", timeout_seconds=2.0, max_retries=0
+    )
     model = services.logical_model_create(name="obs-flaky", fallbacks=["dagi-stub"])
     deployment = services.deployment_create(logical_model=model, provider=down, upstream_model="flaky")
     llm = bearer(make_token(scopes=["llm"]))
     body = {"model": "obs-flaky", "messages": [{"role": "user", "content": "hi"}]}
-    wait_until(lambda: api.post("/internal/llm/proxy", headers=llm, json=body).status_code == 200,
-               "the server to route the new model")
+    wait_until(
+        lambda: api.post("/internal/llm/proxy", headers=llm, json=body).status_code == 200, "the server to route the new model"
+    )
     before = scrape(api, metrics_headers)
     served = [api.post("/internal/llm/proxy", headers=llm, json=body).json()["model_resolved"] for _ in range(3)]
     assert served == ["dagi-stub"] * 3
     after = scrape(api, metrics_headers)
-    assert total(after, "daarion_llm_fallbacks_total", model="obs-flaky", served="dagi-stub") - total(
-        before, "daarion_llm_fallbacks_total", model="obs-flaky", served="dagi-stub") >= 2
+    assert (
+        total(after, "daarion_llm_fallbacks_total", model="obs-flaky", served="dagi-stub")
+        - total(before, "daarion_llm_fallbacks_total", model="obs-flaky", served="dagi-stub")
+        >= 2
+    )
     assert total(after, "daarion_llm_cooldowns_total", deployment=str(deployment.pk), scope="shared") == 1
 
 
@@ -236,11 +265,19 @@ class Receiver:
                     for a in span.attributes:
                         value = a.value
                         kind = value.WhichOneof("value")
-                        attributes[a.key] = ([v.string_value for v in value.array_value.values]
-                                             if kind == "array_value" else getattr(value, kind))
-                    found.append({"trace_id": span.trace_id.hex(), "span_id": span.span_id.hex(),
-                                  "parent_id": span.parent_span_id.hex(), "name": span.name,
-                                  "attributes": attributes, "service": service})
+                        attributes[a.key] = (
+                            [v.string_value for v in value.array_value.values] if kind == "array_value" else getattr(value, kind)
+                        )
+                    found.append(
+                        {
+                            "trace_id": span.trace_id.hex(),
+                            "span_id": span.span_id.hex(),
+                            "parent_id": span.parent_span_id.hex(),
+                            "name": span.name,
+                            "attributes": attributes,
+                            "service": service,
+                        }
+                    )
         with self._lock:
             self.spans.extend(found)
 
@@ -264,50 +301,89 @@ def receiver() -> Iterator[Receiver]:
 def traced(server_env, receiver, tmp_path_factory) -> Iterator[ServerProcess]:
     """A web server and an agents worker that export their spans to `receiver`; runs go to a
     queue of their own, so the session's agents worker cannot take this test's run."""
-    env = {**server_env, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100",
-           "DAARION_AGENTS_RUN_QUEUE": "agents-traced", "TOOLS_HTTP_ALLOWED_HOSTS": receiver.url.split("//")[1],
-           "DATABASE_POOL": "1"}
+    env = {
+        **server_env,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "DAARION_AGENTS_RUN_QUEUE": "agents-traced",
+        "TOOLS_HTTP_ALLOWED_HOSTS": receiver.url.split("//")[1],
+        "DATABASE_POOL": "1",
+    }
     logs = tmp_path_factory.mktemp("traced")
     web = start_asgi_server({**env, "OTEL_SERVICE_NAME": "web"}, logs, name="traced-web")
-    worker = start_celery_worker({**env, "OTEL_SERVICE_NAME": "worker"}, logs, queues="agents-traced",
-                                 pool="threads", concurrency=4, name="traced-agents")
+    worker = start_celery_worker(
+        {**env, "OTEL_SERVICE_NAME": "worker"}, logs, queues="agents-traced", pool="threads", concurrency=4, name="traced-agents"
+    )
     yield web
     worker.stop()
     web.stop()
 
 
 def test_one_trace_for_an_agent_run_across_web_worker_model_and_tool(
-    api, agents_headers, sofia, llm_routes, scripted, tools, receiver, traced, make_token, bearer,
+    api,
+    agents_headers,
+    sofia,
+    llm_routes,
+    scripted,
+    tools,
+    receiver,
+    traced,
+    make_token,
+    bearer,
 ):
     from apps.tools.services import tool_create
 
-    tool_create(tool_id="trace.echo", name="Echo", executor="http", target=f"{receiver.url}/tool",
-                input_schema={"type": "object"}, allowed_agents=["agent:sofia"], timeout=5.0)
+    tool_create(
+        tool_id="trace.echo",
+        name="Echo",
+        executor="http",
+        target=f"{receiver.url}/tool",
+        input_schema={"type": "object"},
+        allowed_agents=["agent:sofia"],
+        timeout=5.0,
+    )
     model = llm_routes("obs-traced")
     scripted.script(model, [{"calls": [("trace__echo", {"say": "hi"})]}, {"text": "Echoed."}])
     sofia(model)
     with httpx.Client(base_url=traced.url, timeout=30) as client:
         tools_headers = bearer(make_token(scopes=["tools"]))
-        wait_until(lambda: any(t["id"] == "trace.echo" for t in client.get(
-            "/internal/tools", headers=tools_headers).json().get("tools", [])),
-            "the tool in the traced server's registry")
-        started = client.post(f"{AGENT}/runs", headers={**agents_headers, "x-request-id": "req-traced-1"},
-                              json={"message": "Echo hi"})
+        wait_until(
+            lambda: any(
+                t["id"] == "trace.echo" for t in client.get("/internal/tools", headers=tools_headers).json().get("tools", [])
+            ),
+            "the tool in the traced server's registry",
+        )
+        started = client.post(
+            f"{AGENT}/runs", headers={**agents_headers, "x-request-id": "req-traced-1"}, json={"message": "Echo hi"}
+        )
     assert started.status_code == 202, started.text
     run = _ended(started.json()["id"])
     assert run.status == "succeeded", run.error
 
     def server_span() -> dict[str, Any] | None:
-        return next((s for s in list(receiver.spans) if s["name"] == "POST /internal/agents/<agent_id>/runs"
-                     and s["attributes"].get("http.request_id") == "req-traced-1"), None)
+        return next(
+            (
+                s
+                for s in list(receiver.spans)
+                if s["name"] == "POST /internal/agents/<agent_id>/runs"
+                and s["attributes"].get("http.request_id") == "req-traced-1"
+            ),
+            None,
+        )
 
     wait_until(lambda: server_span() is not None, "the web server's span")
     root = server_span()
     trace_id = root["trace_id"]
     assert root["parent_id"] == "" and root["service"] == "web"
     assert root["attributes"]["http.response.status_code"] == 202
-    wanted = {"run/agents.execute_run", "invoke_agent agent:sofia", "agent.recall", f"chat {model}",
-              "execute_tool trace.echo", "agent.remember"}
+    wanted = {
+        "run/agents.execute_run",
+        "invoke_agent agent:sofia",
+        "agent.recall",
+        f"chat {model}",
+        "execute_tool trace.echo",
+        "agent.remember",
+    }
     wait_until(lambda: wanted <= {s["name"] for s in receiver.trace(trace_id)}, "the worker's spans in the trace")
     spans = receiver.trace(trace_id)
     by_id = {s["span_id"]: s for s in spans}
@@ -349,12 +425,19 @@ def test_a_proxy_call_continues_the_callers_trace_with_a_genai_span(llm_routes, 
     llm_routes("obs-unused-2")  # the stub route `dagi-stub`
     trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     with httpx.Client(base_url=traced.url, timeout=30) as client:
-        answer = client.post("/v1/chat/completions", headers={
-            **bearer(make_token(scopes=["llm"])), "traceparent": f"00-{trace_id}-{parent}-01",
-        }, json={"model": "dagi-stub", "messages": [{"role": "user", "content": "hi"}]})
+        answer = client.post(
+            "/v1/chat/completions",
+            headers={
+                **bearer(make_token(scopes=["llm"])),
+                "traceparent": f"00-{trace_id}-{parent}-01",
+            },
+            json={"model": "dagi-stub", "messages": [{"role": "user", "content": "hi"}]},
+        )
     assert answer.status_code == 200, answer.text
-    wait_until(lambda: {"POST /v1/chat/completions", "chat dagi-stub"} <= {s["name"] for s in receiver.trace(trace_id)},
-               "the proxy call's spans")
+    wait_until(
+        lambda: {"POST /v1/chat/completions", "chat dagi-stub"} <= {s["name"] for s in receiver.trace(trace_id)},
+        "the proxy call's spans",
+    )
     spans = {s["name"]: s for s in receiver.trace(trace_id)}
     server, chat = spans["POST /v1/chat/completions"], spans["chat dagi-stub"]
     assert server["parent_id"] == parent, "the caller's traceparent is continued"

@@ -35,7 +35,12 @@ def test_the_chain_calls_a_tool_and_answers_with_its_result(api, agents_headers,
     body = response.json()
     assert body["reply"] == "Done: follow-up created."
     [call] = body["tool_calls"]
-    assert (call["tool_id"], call["function_name"], call["ok"], call["step"]) == ("followups.create", "followups__create", True, 0)
+    assert (call["tool_id"], call["function_name"], call["ok"], call["step"]) == (
+        "followups.create",
+        "followups__create",
+        True,
+        0,
+    )
     assert call["arguments"] == FOLLOWUP_ARGS and call["result"]["title"] == "Send the meeting notes"
     assert [s["step"] for s in body["steps"]] == [0, 1]
     assert body["usage"] == {"prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30}
@@ -69,8 +74,10 @@ def test_a_failing_tool_does_not_break_the_turn(api, agents_headers, sofia, llm_
     model = llm_routes("script-failing")
     scripted.script(
         model,
-        [{"calls": [("broken__fetch", {}), ("followups__create", FOLLOWUP_ARGS), ("no_such_tool", {})]},
-         {"text": "One of three worked."}],
+        [
+            {"calls": [("broken__fetch", {}), ("followups__create", FOLLOWUP_ARGS), ("no_such_tool", {})]},
+            {"text": "One of three worked."},
+        ],
     )
     sofia(model)
     body = _chat(api, agents_headers, message="Do three things").json()
@@ -84,8 +91,9 @@ def test_a_failing_tool_does_not_break_the_turn(api, agents_headers, sofia, llm_
 
 def test_bad_tool_arguments_are_reported_to_the_model(api, agents_headers, sofia, llm_routes, scripted):
     model = llm_routes("script-badargs")
-    scripted.script(model, [{"calls": [("followups__create", "{not json"), ("followups__create", {"title": ""})]},
-                            {"text": "Sorry."}])
+    scripted.script(
+        model, [{"calls": [("followups__create", "{not json"), ("followups__create", {"title": ""})]}, {"text": "Sorry."}]
+    )
     sofia(model)
     body = _chat(api, agents_headers, message="Create it").json()
     assert [c["error_type"] for c in body["tool_calls"]] == ["invalid_args", "invalid_args"]
@@ -140,9 +148,15 @@ def test_context_messages_reach_the_model(api, agents_headers, sofia, llm_routes
     model = llm_routes("script-context")
     scripted.script(model, [{"text": "ok"}])
     sofia(model, memory_recall_limit=0)
-    body = _chat(api, agents_headers, message="Summarise", context=[
-        {"author": "ann", "content": "The release slipped a week."}, {"role": "assistant", "content": "Noted."},
-    ]).json()
+    body = _chat(
+        api,
+        agents_headers,
+        message="Summarise",
+        context=[
+            {"author": "ann", "content": "The release slipped a week."},
+            {"role": "assistant", "content": "Noted."},
+        ],
+    ).json()
     assert body["memory_ids"] == []
     system = scripted.seen(model)[0]["messages"][0]["content"]
     assert "ann: The release slipped a week." in system and "assistant: Noted." in system
@@ -164,8 +178,7 @@ def test_text_convention_for_models_without_tool_calling(api, agents_headers, so
 
 def test_streamed_turn_speaks_the_ui_message_stream(api, agents_headers, sofia, llm_routes, scripted):
     model = llm_routes("script-stream")
-    scripted.script(model, [{"calls": [("followups__create", FOLLOWUP_ARGS), ("vault__read", {})]},
-                            {"text": "All done here."}])
+    scripted.script(model, [{"calls": [("followups__create", FOLLOWUP_ARGS), ("vault__read", {})]}, {"text": "All done here."}])
     sofia(model)
     response = _chat(api, agents_headers, message="Create it", stream=True)
     assert response.status_code == 200
@@ -176,10 +189,23 @@ def test_streamed_turn_speaks_the_ui_message_stream(api, agents_headers, sofia, 
     assert_protocol(chunks)
     types = [c["type"] for c in chunks]
     assert types == [
-        "start", "message-metadata",
-        "start-step", "tool-input-start", "tool-input-available", "tool-input-start", "tool-input-available",
-        "tool-output-available", "tool-output-error", "finish-step",
-        "start-step", "text-start", "text-delta", "text-delta", "text-delta", "text-end", "finish-step",
+        "start",
+        "message-metadata",
+        "start-step",
+        "tool-input-start",
+        "tool-input-available",
+        "tool-input-start",
+        "tool-input-available",
+        "tool-output-available",
+        "tool-output-error",
+        "finish-step",
+        "start-step",
+        "text-start",
+        "text-delta",
+        "text-delta",
+        "text-delta",
+        "text-end",
+        "finish-step",
         "finish",
     ]
     text = "".join(c["delta"] for c in chunks if c["type"] == "text-delta")
@@ -197,10 +223,12 @@ def test_an_upstream_failure_is_an_error_chunk_in_a_stream_and_an_envelope_witho
 ):
     from apps.llm import services
 
-    provider = services.provider_create(name="fake", kind="openai_compatible", base_url=fake_llm,
-                                        api_key="sk-fake-key-123456", timeout_seconds=5.0, max_retries=0)
-    services.deployment_create(logical_model=services.logical_model_create(name="broken-model"), provider=provider,
-                               upstream_model="error:500")
+    provider = services.provider_create(
+        name="fake", kind="openai_compatible", base_url=fake_llm, api_key="sk-fake-key-123456", timeout_seconds=5.0, max_retries=0
+    )
+    services.deployment_create(
+        logical_model=services.logical_model_create(name="broken-model"), provider=provider, upstream_model="error:500"
+    )
     sofia("broken-model")
     response = _chat(api, agents_headers, message="hello", stream=True)
     assert response.status_code == 200
@@ -216,10 +244,12 @@ def test_an_upstream_failure_is_an_error_chunk_in_a_stream_and_an_envelope_witho
 def test_the_shared_fake_upstream_drives_a_tool_call(api, agents_headers, sofia, fake_llm, transactional_db):
     from apps.llm import services
 
-    provider = services.provider_create(name="fake", kind="openai_compatible", base_url=fake_llm,
-                                        api_key="sk-fake-key-123456", timeout_seconds=5.0, max_retries=0)
-    services.deployment_create(logical_model=services.logical_model_create(name="fake-tools"), provider=provider,
-                               upstream_model="tools")
+    provider = services.provider_create(
+        name="fake", kind="openai_compatible", base_url=fake_llm, api_key="sk-fake-key-123456", timeout_seconds=5.0, max_retries=0
+    )
+    services.deployment_create(
+        logical_model=services.logical_model_create(name="fake-tools"), provider=provider, upstream_model="tools"
+    )
     sofia("fake-tools")
     body = _chat(api, agents_headers, message="go").json()
     # The fake calls the first offered tool (broken.fetch, refused by toolcore's host rules)
@@ -267,10 +297,14 @@ def test_chat_refusals(api, agents_headers, sofia, llm_routes, make_token, beare
 
     from apps.memory.services import transcript_put
 
-    transcript_put(session_id="sess-of-other", agent_id="agent:other", entries=[
-        {"type": "user", "uuid": "u1", "message": {"role": "user", "content": "x"}},
-        {"type": "assistant", "uuid": "a1", "parentUuid": "u1", "message": {"role": "assistant", "content": "y"}},
-    ])
+    transcript_put(
+        session_id="sess-of-other",
+        agent_id="agent:other",
+        entries=[
+            {"type": "user", "uuid": "u1", "message": {"role": "user", "content": "x"}},
+            {"type": "assistant", "uuid": "a1", "parentUuid": "u1", "message": {"role": "assistant", "content": "y"}},
+        ],
+    )
     mismatch = _chat(api, agents_headers, message="hi", session_id="sess-of-other")
     assert mismatch.status_code == 409 and mismatch.json()["error"]["type"] == "session_agent_mismatch"
 

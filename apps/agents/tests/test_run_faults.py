@@ -31,9 +31,14 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def faults_env(server_env) -> dict[str, str]:
     # A short lease and a quick sweep, so a dead worker's run ends within seconds.
-    return {**server_env, "DATABASE_POOL": "1", "DAARION_AGENTS_RUN_QUEUE": QUEUE,
-            "DAARION_AGENTS_RUN_LEASE_SECONDS": "2", "DAARION_AGENTS_RUN_SWEEP_SECONDS": "0.5",
-            "DAARION_LOG_LEVEL": "INFO"}
+    return {
+        **server_env,
+        "DATABASE_POOL": "1",
+        "DAARION_AGENTS_RUN_QUEUE": QUEUE,
+        "DAARION_AGENTS_RUN_LEASE_SECONDS": "2",
+        "DAARION_AGENTS_RUN_SWEEP_SECONDS": "0.5",
+        "DAARION_LOG_LEVEL": "INFO",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +142,9 @@ def test_two_workers_never_run_the_same_run(client, faults_env, tmp_path, agents
         second.stop()
 
 
-def test_a_run_past_its_time_limit_is_stopped_and_interrupted(client, faults_env, tmp_path, agents_headers, sofia,
-                                                               llm_routes, scripted):
+def test_a_run_past_its_time_limit_is_stopped_and_interrupted(
+    client, faults_env, tmp_path, agents_headers, sofia, llm_routes, scripted
+):
     model = llm_routes("faults-slow")
     scripted.script(model, [{"text": SLOW, "word_delay": 1.0}])  # ten words: ten seconds
     sofia(model)

@@ -89,9 +89,7 @@ def test_a_background_run_is_queued_run_and_kept(api, agents_headers, sofia, llm
     assert MemoryEntry.objects.filter(meta__turn_id=run["id"]).count() == 1
 
 
-def test_a_streamed_run_resumes_in_another_web_process(
-    api, asgi_server, second_web, agents_headers, sofia, llm_routes, scripted
-):
+def test_a_streamed_run_resumes_in_another_web_process(api, asgi_server, second_web, agents_headers, sofia, llm_routes, scripted):
     model = llm_routes("runs-resume")
     scripted.script(model, [{"text": SLOW, "word_delay": 0.15}])
     sofia(model)
@@ -99,8 +97,7 @@ def test_a_streamed_run_resumes_in_another_web_process(
         run_id, seen = _first_delta(first, f"{AGENT}/chat", {"message": "count", "stream": True}, agents_headers)
     assert _run_status(run_id) == "running"  # the client left; the run did not
     with httpx.Client(base_url=second_web.url, timeout=30) as second:
-        rest = second.get(f"/internal/agents/runs/{run_id}/stream",
-                          headers={**agents_headers, "Last-Event-ID": seen[-1][0]})
+        rest = second.get(f"/internal/agents/runs/{run_id}/stream", headers={**agents_headers, "Last-Event-ID": seen[-1][0]})
     events, _, done = parse_events(rest.text)
     assert done
     chunks = [c for _, c in seen] + [c for _, c in events]
@@ -119,9 +116,14 @@ def test_the_ai_sdk_body_and_its_resume_route(api, agents_headers, sofia, llm_ro
     scripted.script(model, [{"text": SLOW, "word_delay": 0.15}])
     sofia(model)
     assert api.get(f"{AGENT}/chat/chat-1/stream", headers=agents_headers).status_code == 204
-    body = {"id": "chat-1", "trigger": "submit-message", "messageId": None, "messages": [
-        {"id": "m1", "role": "user", "parts": [{"type": "text", "text": "Count for me"}]},
-    ]}
+    body = {
+        "id": "chat-1",
+        "trigger": "submit-message",
+        "messageId": None,
+        "messages": [
+            {"id": "m1", "role": "user", "parts": [{"type": "text", "text": "Count for me"}]},
+        ],
+    }
     with httpx.Client(base_url=asgi_server.url, timeout=30) as client:
         run_id, _ = _first_delta(client, f"{AGENT}/chat", body, agents_headers)
         resumed = client.get(f"{AGENT}/chat/chat-1/stream", headers=agents_headers)
@@ -163,8 +165,9 @@ def test_a_queued_run_cancels_at_once(api, agents_headers, sofia, llm_routes, sc
     scripted.script(model, [{"text": "slow", "delay": 1.5}])
     sofia(model)
     first = api.post(f"{AGENT}/runs", headers=agents_headers, json={"message": "a", "session_id": "s-cq"}).json()
-    queued = api.post(f"{AGENT}/runs", headers=agents_headers,
-                      json={"message": "b", "session_id": "s-cq", "strategy": "enqueue"}).json()
+    queued = api.post(
+        f"{AGENT}/runs", headers=agents_headers, json={"message": "b", "session_id": "s-cq", "strategy": "enqueue"}
+    ).json()
     assert queued["status"] == "queued"
     cancelled = api.post(f"/internal/agents/runs/{queued['id']}/cancel", headers=agents_headers).json()
     assert cancelled["status"] == "cancelled"
@@ -183,8 +186,12 @@ def test_reject_and_enqueue(api, agents_headers, sofia, llm_routes, scripted):
     assert refused.status_code == 409
     error = refused.json()["error"]
     assert error["type"] == "run_in_progress" and error["details"]["run_id"] == first["id"]
-    queued = api.post(f"{AGENT}/chat", headers=agents_headers,
-                      json={"message": "second", "session_id": "s-st", "strategy": "enqueue"}, timeout=60)
+    queued = api.post(
+        f"{AGENT}/chat",
+        headers=agents_headers,
+        json={"message": "second", "session_id": "s-st", "strategy": "enqueue"},
+        timeout=60,
+    )
     assert queued.status_code == 200, queued.text
     assert queued.json()["reply"] == "slow answer" and queued.json()["status"] == "succeeded"
     one, two = Run.objects.get(pk=first["id"]), Run.objects.get(pk=queued.json()["run_id"])
@@ -193,8 +200,9 @@ def test_reject_and_enqueue(api, agents_headers, sofia, llm_routes, scripted):
     assert bad.status_code == 422 and "strategy" in json.dumps(bad.json()["error"]["details"])
 
 
-def test_twenty_concurrent_turns_on_one_session_keep_every_turn_in_order(api, asgi_server, agents_headers, sofia,
-                                                                          llm_routes, scripted):
+def test_twenty_concurrent_turns_on_one_session_keep_every_turn_in_order(
+    api, asgi_server, agents_headers, sofia, llm_routes, scripted
+):
     model = llm_routes("runs-twenty")
     scripted.script(model, [{"text": "ok"}])
     sofia(model)
@@ -202,8 +210,11 @@ def test_twenty_concurrent_turns_on_one_session_keep_every_turn_in_order(api, as
 
     def send(n: int) -> None:
         with httpx.Client(base_url=asgi_server.url, timeout=120) as client:
-            answers[n] = client.post(f"{AGENT}/chat", headers=agents_headers,
-                                     json={"message": f"turn {n}", "session_id": "s-20", "strategy": "enqueue"})
+            answers[n] = client.post(
+                f"{AGENT}/chat",
+                headers=agents_headers,
+                json={"message": f"turn {n}", "session_id": "s-20", "strategy": "enqueue"},
+            )
 
     threads = [threading.Thread(target=send, args=(n,)) for n in range(20)]
     for thread in threads:
@@ -245,9 +256,13 @@ def test_the_next_turn_sees_the_sessions_history(api, agents_headers, sofia, llm
     model = llm_routes("runs-history")
     scripted.script(model, [{"calls": [("followups__create", FOLLOWUP_ARGS)]}, {"text": "Created it."}])
     sofia(model)
-    assert api.post(f"{AGENT}/chat", headers=agents_headers, json={"message": "first ask", "session_id": "s-h"}).status_code == 200
+    assert (
+        api.post(f"{AGENT}/chat", headers=agents_headers, json={"message": "first ask", "session_id": "s-h"}).status_code == 200
+    )
     scripted.script(model, [{"text": "I remember."}])
-    assert api.post(f"{AGENT}/chat", headers=agents_headers, json={"message": "second ask", "session_id": "s-h"}).status_code == 200
+    assert (
+        api.post(f"{AGENT}/chat", headers=agents_headers, json={"message": "second ask", "session_id": "s-h"}).status_code == 200
+    )
     [request] = scripted.seen(model)
     roles = [(m["role"], m.get("content") if isinstance(m.get("content"), str) else None) for m in request["messages"]]
     assert roles[0][0] == "system" and roles[-1] == ("user", "second ask")
@@ -272,8 +287,9 @@ def test_runs_list_filters_and_pages(api, agents_headers, sofia, llm_routes, scr
     api.post(f"{AGENT}/chat", headers=agents_headers, json={"message": "other", "session_id": "s-other"})
     page = api.get(f"{AGENT}/runs", headers=agents_headers, params={"session_id": "s-list", "limit": 2}).json()
     assert [r["reply"] for r in page["items"]] == ["ok", "ok"] and page["next_cursor"]
-    rest = api.get(f"{AGENT}/runs", headers=agents_headers,
-                   params={"session_id": "s-list", "limit": 2, "cursor": page["next_cursor"]}).json()
+    rest = api.get(
+        f"{AGENT}/runs", headers=agents_headers, params={"session_id": "s-list", "limit": 2, "cursor": page["next_cursor"]}
+    ).json()
     ids = [r["id"] for r in page["items"] + rest["items"]]
     assert len(ids) == len(set(ids)) == 3 and rest["next_cursor"] is None
     assert ids == [r.pk for r in Run.objects.filter(session_id="s-list").order_by("-created_at")]
@@ -286,14 +302,21 @@ def test_bad_input_and_other_agents_runs(api, agents_headers, sofia, llm_routes,
     scripted.script(model, [{"text": "ok"}])
     sofia(model)
     run_id = api.post(f"{AGENT}/chat", headers=agents_headers, json={"message": "hi"}).headers["x-daarion-run-id"]
-    for method, path in (("get", "/internal/agents/runs/run-nope"), ("get", "/internal/agents/runs/run-nope/stream"),
-                         ("post", "/internal/agents/runs/run-nope/cancel")):
+    for method, path in (
+        ("get", "/internal/agents/runs/run-nope"),
+        ("get", "/internal/agents/runs/run-nope/stream"),
+        ("post", "/internal/agents/runs/run-nope/cancel"),
+    ):
         response = getattr(api, method)(path, headers=agents_headers)
         assert response.status_code == 404 and response.json()["error"]["type"] == "run_not_found", path
     other = bearer(make_token(scopes=["agents"], agents=["agent:cfo"]))
-    for method, path in (("get", f"/internal/agents/runs/{run_id}"), ("get", f"/internal/agents/runs/{run_id}/stream"),
-                         ("post", f"/internal/agents/runs/{run_id}/cancel"), ("get", f"{AGENT}/runs"),
-                         ("get", f"{AGENT}/chat/s-x/stream")):
+    for method, path in (
+        ("get", f"/internal/agents/runs/{run_id}"),
+        ("get", f"/internal/agents/runs/{run_id}/stream"),
+        ("post", f"/internal/agents/runs/{run_id}/cancel"),
+        ("get", f"{AGENT}/runs"),
+        ("get", f"{AGENT}/chat/s-x/stream"),
+    ):
         response = getattr(api, method)(path, headers=other)
         assert response.status_code == 403 and response.json()["error"]["type"] == "agent_not_allowed", path
     assert api.get(f"{AGENT}/chat/no-such-chat/stream", headers=agents_headers).status_code == 204
@@ -304,9 +327,11 @@ def test_bad_input_and_other_agents_runs(api, agents_headers, sofia, llm_routes,
     bad_cursor = api.get(f"{AGENT}/runs", headers=agents_headers, params={"cursor": "!!"})
     assert bad_cursor.status_code == 422 and bad_cursor.json()["error"]["details"][0]["path"] == "cursor"
     assert api.get(f"{AGENT}/runs", headers=agents_headers, params={"limit": 0}).status_code == 422
-    for body, path in (({}, "body.message"),
-                       ({"messages": [{"role": "user", "parts": [{"type": "file"}]}]}, "body.messages"),
-                       ({"message": "x", "id": "a", "session_id": "b"}, "body.id")):
+    for body, path in (
+        ({}, "body.message"),
+        ({"messages": [{"role": "user", "parts": [{"type": "file"}]}]}, "body.messages"),
+        ({"message": "x", "id": "a", "session_id": "b"}, "body.id"),
+    ):
         response = api.post(f"{AGENT}/chat", headers=agents_headers, json=body)
         assert response.status_code == 422 and path in [d["path"] for d in response.json()["error"]["details"]], body
     too_long = api.post(f"{AGENT}/chat", headers={**agents_headers, "Idempotency-Key": "k" * 201}, json={"message": "x"})
@@ -329,8 +354,7 @@ def test_an_agent_created_since_the_server_started_chats_at_once(api, agents_hea
     assert refused.status_code == 409 and refused.json()["error"]["type"] == "agent_not_loaded"
 
 
-def test_a_reader_past_the_end_and_a_reader_of_an_expired_stream_both_end(api, agents_headers, sofia, llm_routes,
-                                                                          scripted):
+def test_a_reader_past_the_end_and_a_reader_of_an_expired_stream_both_end(api, agents_headers, sofia, llm_routes, scripted):
     from apps.agents.runs.chunks import stream_key
     from daarion.infra.redis_client import get_redis
 
@@ -339,8 +363,9 @@ def test_a_reader_past_the_end_and_a_reader_of_an_expired_stream_both_end(api, a
     sofia(model)
     run_id = api.post(f"{AGENT}/chat", headers=agents_headers, json={"message": "hi"}).json()["run_id"]
     # An id beyond this run's last entry (from another run, say): the reader ends, not waits.
-    beyond = api.get(f"/internal/agents/runs/{run_id}/stream",
-                     headers={**agents_headers, "Last-Event-ID": "99999999999999-0"}, timeout=30)
+    beyond = api.get(
+        f"/internal/agents/runs/{run_id}/stream", headers={**agents_headers, "Last-Event-ID": "99999999999999-0"}, timeout=30
+    )
     assert parse_sse(beyond.text)[2] is True
     get_redis().delete(stream_key(run_id))  # as retention would
     chunks, _, done = parse_sse(api.get(f"/internal/agents/runs/{run_id}/stream", headers=agents_headers).text)

@@ -125,8 +125,14 @@ def test_delete_removes_secrets():
 def _tool(tool_id: str, allowed_agents):
     from apps.tools.services import tool_create
 
-    return tool_create(tool_id=tool_id, name=tool_id, input_schema={"type": "object"}, executor="python",
-                       target="followups.create", allowed_agents=allowed_agents)
+    return tool_create(
+        tool_id=tool_id,
+        name=tool_id,
+        input_schema={"type": "object"},
+        executor="python",
+        target="followups.create",
+        allowed_agents=allowed_agents,
+    )
 
 
 def test_delete_takes_the_agent_out_of_every_tool_and_logs_it():
@@ -143,11 +149,15 @@ def test_delete_takes_the_agent_out_of_every_tool_and_logs_it():
         assert agent_delete(agent=pm) == ["t.both", "t.pm"]
     # t.pm allows no agent now ([]), never every agent (None).
     assert sorted(Tool.objects.values_list("tool_id", "allowed_agents", "version")) == [
-        ("t.both", ["agent:sofia"], 2), ("t.every", None, 1), ("t.pm", [], 2)]
+        ("t.both", ["agent:sofia"], 2),
+        ("t.every", None, 1),
+        ("t.pm", [], 2),
+    ]
     # Each changed tool is in the change log, by whoever deleted the agent, beside the agent's record.
     records = ChangeRecord.objects.filter(actor="token:ci-deployer").order_by("id")
     assert [(r.object_type, r.object_repr, r.action, r.source) for r in records] == [
-        ("tools.Tool", "t.both", "update", "api"), ("tools.Tool", "t.pm", "update", "api"),
+        ("tools.Tool", "t.both", "update", "api"),
+        ("tools.Tool", "t.pm", "update", "api"),
         ("agents.Agent", "PM (agent:pm)", "delete", "api"),
     ]
     assert records[1].changes["allowed_agents"] == [["agent:pm"], []]
@@ -183,8 +193,13 @@ def test_import_creates_then_updates_with_secrets():
         "name": "Sofia-Prime",
         "system": "You are Sofia.",
         "bio": "Keeps projects on track.",
-        "settings": {"model": "test-model", "microdao_id": "microdao:7", "secrets": {"TOKEN": "secret-1"},
-                     "memory": {"recall_limit": 3, "kinds": ["conversation"]}, "max_tool_steps": 2},
+        "settings": {
+            "model": "test-model",
+            "microdao_id": "microdao:7",
+            "secrets": {"TOKEN": "secret-1"},
+            "memory": {"recall_limit": 3, "kinds": ["conversation"]},
+            "max_tool_steps": 2,
+        },
     }
     first = agent_import_character(document=document)
     assert (first.agent_id, first.created, first.secrets) == ("agent:sofia-prime", True, ["TOKEN"])
@@ -207,7 +222,10 @@ def test_import_creates_then_updates_with_secrets():
 
 
 def test_import_uses_an_id_in_our_form_and_ignores_foreign_ids():
-    assert agent_import_character(document={"name": "A", "id": "agent:custom"}, microdao_id="m", model="x").agent_id == "agent:custom"
+    assert (
+        agent_import_character(document={"name": "A", "id": "agent:custom"}, microdao_id="m", model="x").agent_id
+        == "agent:custom"
+    )
     uuid_id = "0b7e4a2c-9d4d-4e5b-8a77-123456789abc"
     assert agent_import_character(document={"name": "B", "id": uuid_id}, microdao_id="m", model="x").agent_id == "agent:b"
 

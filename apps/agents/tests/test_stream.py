@@ -41,8 +41,16 @@ def test_encoder_sends_only_protocol_fields_and_closes_text_before_tools():
     chunks = [chunk for event in events for chunk in encoder.chunks(event)]
     assert_protocol(chunks)
     assert [c["type"] for c in chunks] == [
-        "start", "start-step", "text-start", "text-delta", "text-end", "tool-input-start", "tool-input-available",
-        "tool-output-error", "finish-step", "finish",
+        "start",
+        "start-step",
+        "text-start",
+        "text-delta",
+        "text-end",
+        "tool-input-start",
+        "tool-input-available",
+        "tool-output-error",
+        "finish-step",
+        "finish",
     ]
     assert chunks[7]["errorText"] == "upstream_error: boom"
     assert chunks[-1]["messageMetadata"]["usage"] == {"total_tokens": 3}

@@ -36,8 +36,9 @@ except ImportError:  # pragma: no cover - requirements-dev.txt pins it
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(sync_playwright is None, reason="browser tests skipped: playwright is not installed"),
-    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
-                       reason=f"browser tests skipped: no chromium at {CHROMIUM} (apt-get install chromium)"),
+    pytest.mark.skipif(
+        not os.access(CHROMIUM, os.X_OK), reason=f"browser tests skipped: no chromium at {CHROMIUM} (apt-get install chromium)"
+    ),
 ]
 
 
@@ -63,8 +64,9 @@ def console_env(server_env, tmp_path_factory) -> Iterator[dict[str, str]]:
 def console_server(console_env, tmp_path_factory) -> Iterator[ServerProcess]:
     # A server per test: each test's database is flushed after it, content types included,
     # and a server that lived on would write admin log rows with the old content type ids.
-    server = start_asgi_server(console_env, tmp_path_factory.mktemp("console-server"),
-                               port=int(console_env["CONSOLE_PORT"]), name="console")
+    server = start_asgi_server(
+        console_env, tmp_path_factory.mktemp("console-server"), port=int(console_env["CONSOLE_PORT"]), name="console"
+    )
     yield server
     server.stop()
 
@@ -92,8 +94,13 @@ def page(browser, console_server, monkeypatch) -> Iterator[Page]:
     # Which resource failed: the console message alone does not say.
     page.on("response", lambda r: r.status >= 400 and page.console_errors.append(f"{r.status} {r.url}"))  # type: ignore[attr-defined]
     # Requests cut short by leaving the page (a check in flight at Save) are not failures.
-    page.on("requestfailed", lambda r: r.failure != "net::ERR_ABORTED"  # type: ignore[attr-defined]
-            and page.console_errors.append(f"failed {r.url}: {r.failure}"))
+    page.on(
+        "requestfailed",
+        lambda r: (
+            r.failure != "net::ERR_ABORTED"  # type: ignore[attr-defined]
+            and page.console_errors.append(f"failed {r.url}: {r.failure}")
+        ),
+    )
     # Nothing may come from another host, with one known exception: Redoc's sidebar badge
     # always asks cdn.redoc.ly for its logo (and hides it when that fails). It is answered
     # here, so an offline machine and one online see the same page.

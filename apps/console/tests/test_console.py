@@ -173,8 +173,15 @@ def test_tool_try_form_from_the_schema_runs_and_links_the_audit_row(admin_client
     form = admin_client.get(url).content.decode()
     for name in ("arg_microdao_id", "arg_title", "arg_assignee", "arg_due_date"):
         assert f'name="{name}"' in form
-    answer = admin_client.post(url, {"agent_id": "agent:sofia", "microdao_id": "microdao:7",
-                                     "arg_microdao_id": "microdao:7", "arg_title": "Ship the console"})
+    answer = admin_client.post(
+        url,
+        {
+            "agent_id": "agent:sofia",
+            "microdao_id": "microdao:7",
+            "arg_microdao_id": "microdao:7",
+            "arg_title": "Ship the console",
+        },
+    )
     text = answer.content.decode()
     assert 'class="outcome-ok"' in text and "Ship the console" in text
     request_id = re.search(r"request id <code>([^<]+)</code>", text).group(1)
@@ -187,13 +194,21 @@ def test_tool_try_form_from_the_schema_runs_and_links_the_audit_row(admin_client
 def test_tool_try_puts_schema_errors_on_their_fields(admin_client):
     _seed_demo()
     tool = Tool.objects.get(tool_id="followups.create")
-    answer = admin_client.post(reverse("console:tool-try", args=[tool.pk]), {
-        "agent_id": "agent:sofia", "microdao_id": "microdao:7", "arg_microdao_id": "microdao:7", "arg_title": "",
-    })
+    answer = admin_client.post(
+        reverse("console:tool-try", args=[tool.pk]),
+        {
+            "agent_id": "agent:sofia",
+            "microdao_id": "microdao:7",
+            "arg_microdao_id": "microdao:7",
+            "arg_title": "",
+        },
+    )
     text = answer.content.decode()
     assert 'class="outcome-failed"' in text and "invalid_args" in text
     # The missing title lands on the title field, not only in the summary.
-    assert re.search(r'<div class="form-row errors">\s*<ul class="errorlist[^"]*"[^>]*><li>&#x27;title&#x27; is a required property', text)
+    assert re.search(
+        r'<div class="form-row errors">\s*<ul class="errorlist[^"]*"[^>]*><li>&#x27;title&#x27; is a required property', text
+    )
 
 
 @pytest.mark.django_db

@@ -28,11 +28,14 @@ def test_the_stream_is_for_staff_only(client):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("form", "fragment"), [
-    ({"kind": "robot", "target": "x", "message": "hi"}, "kind must be"),
-    ({"kind": "agent", "target": "", "message": "hi"}, "choose a agent"),
-    ({"kind": "model", "target": "dagi-stub", "message": "   "}, "the message must be"),
-])
+@pytest.mark.parametrize(
+    ("form", "fragment"),
+    [
+        ({"kind": "robot", "target": "x", "message": "hi"}, "kind must be"),
+        ({"kind": "agent", "target": "", "message": "hi"}, "choose a agent"),
+        ({"kind": "model", "target": "dagi-stub", "message": "   "}, "the message must be"),
+    ],
+)
 def test_bad_input_is_422(admin_client, form, fragment):
     answer = admin_client.post(reverse("console:playground-stream"), form)
     assert answer.status_code == 422 and fragment in answer.json()["error"]["message"]
@@ -40,8 +43,7 @@ def test_bad_input_is_422(admin_client, form, fragment):
 
 @pytest.mark.django_db(transaction=True)
 def test_an_unknown_agent_is_refused_before_a_run_exists(admin_client):
-    answer = admin_client.post(reverse("console:playground-stream"),
-                               {"kind": "agent", "target": "agent:nobody", "message": "hi"})
+    answer = admin_client.post(reverse("console:playground-stream"), {"kind": "agent", "target": "agent:nobody", "message": "hi"})
     assert answer.status_code == 404 and answer.json()["error"]["type"] == "agent_not_found"
 
 
@@ -50,8 +52,9 @@ def test_a_model_answers_as_a_stream_with_usage_cost_and_latency(admin_client):
     from apps.demo import registry as demo
 
     demo.seed()
-    answer = admin_client.post(reverse("console:playground-stream"),
-                               {"kind": "model", "target": "dagi-stub", "message": "Hello there"})
+    answer = admin_client.post(
+        reverse("console:playground-stream"), {"kind": "model", "target": "dagi-stub", "message": "Hello there"}
+    )
     assert answer.status_code == 200 and answer["Content-Type"].startswith("text/event-stream")
     chunks = _chunks(answer)
     kinds = [c["type"] for c in chunks]
@@ -67,7 +70,8 @@ def test_a_model_answers_as_a_stream_with_usage_cost_and_latency(admin_client):
 
 @pytest.mark.django_db(transaction=True)
 def test_an_unknown_model_ends_the_stream_with_an_error_chunk(admin_client):
-    answer = admin_client.post(reverse("console:playground-stream"),
-                               {"kind": "model", "target": "no-such-model", "message": "Hello"})
+    answer = admin_client.post(
+        reverse("console:playground-stream"), {"kind": "model", "target": "no-such-model", "message": "Hello"}
+    )
     chunks = _chunks(answer)
     assert chunks[-1]["type"] == "error" and "no-such-model" in chunks[-1]["errorText"]

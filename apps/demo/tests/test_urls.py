@@ -10,10 +10,7 @@ import pytest
 
 from devtools.testing import BASE_DIR
 
-PROBE = (
-    "import django; django.setup(); from daarion import urls; "
-    "print(any(str(p.pattern) == 'demo/' for p in urls.urlpatterns))"
-)
+PROBE = "import django; django.setup(); from daarion import urls; print(any(str(p.pattern) == 'demo/' for p in urls.urlpatterns))"
 
 
 @pytest.mark.parametrize(("value", "mounted"), [("0", "False"), ("1", "True"), (None, "True")])
@@ -23,6 +20,7 @@ def test_demo_service_is_mounted_only_when_the_setting_says_so(value, mounted):
     env.pop("DAARION_DEMO_SERVICE", None)
     if value is not None:
         env["DAARION_DEMO_SERVICE"] = value
-    out = subprocess.run([sys.executable, "-c", PROBE], cwd=BASE_DIR, env=env, capture_output=True, text=True,
-                         check=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=BASE_DIR, env=env, capture_output=True, text=True, check=True, timeout=60
+    )
     assert out.stdout.strip().splitlines()[-1] == mounted

@@ -9,116 +9,240 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='LogicalModel',
+            name="LogicalModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$', 'use letters, digits and . _ : - (starting with a letter or digit), at most 100 characters')])),
-                ('description', models.CharField(blank=True, max_length=300)),
-                ('fallbacks', models.JSONField(blank=True, default=list)),
-                ('context_window', models.PositiveIntegerField(default=8192)),
-                ('input_price_per_mtok', models.DecimalField(decimal_places=6, default=0, max_digits=12)),
-                ('output_price_per_mtok', models.DecimalField(decimal_places=6, default=0, max_digits=12)),
-                ('can_embed', models.BooleanField(default=False)),
-                ('enabled', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "name",
+                    models.CharField(
+                        max_length=100,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$",
+                                "use letters, digits and . _ : - (starting with a letter or digit), at most 100 characters",
+                            )
+                        ],
+                    ),
+                ),
+                ("description", models.CharField(blank=True, max_length=300)),
+                ("fallbacks", models.JSONField(blank=True, default=list)),
+                ("context_window", models.PositiveIntegerField(default=8192)),
+                ("input_price_per_mtok", models.DecimalField(decimal_places=6, default=0, max_digits=12)),
+                ("output_price_per_mtok", models.DecimalField(decimal_places=6, default=0, max_digits=12)),
+                ("can_embed", models.BooleanField(default=False)),
+                ("enabled", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('input_price_per_mtok__gte', 0), ('output_price_per_mtok__gte', 0)), name='llm_model_prices_not_negative')],
+                "ordering": ["name"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("input_price_per_mtok__gte", 0), ("output_price_per_mtok__gte", 0)),
+                        name="llm_model_prices_not_negative",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Provider',
+            name="Provider",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$', 'use letters, digits and . _ : - (starting with a letter or digit), at most 100 characters')])),
-                ('kind', models.CharField(choices=[('openai', 'OpenAI'), ('deepseek', 'DeepSeek'), ('anthropic', 'Anthropic'), ('ollama', 'Ollama (OpenAI-compatible /v1)'), ('vllm', 'vLLM'), ('openai_compatible', 'Any OpenAI-compatible server'), ('stub', 'Offline stub (deterministic, no network)')], max_length=32)),
-                ('base_url', models.CharField(blank=True, help_text='e.g. https://api.openai.com/v1', max_length=500)),
-                ('api_key', daarion.infra.crypto.EncryptedTextField(blank=True, default='', help_text='Stored encrypted; never shown again.')),
-                ('api_key_env', models.CharField(blank=True, help_text='Name of an environment variable holding the key (used when no key is stored).', max_length=128)),
-                ('timeout_seconds', models.FloatField(default=60.0, validators=[django.core.validators.MinValueValidator(0.1)])),
-                ('max_retries', models.PositiveSmallIntegerField(default=2, help_text='Retries on the same deployment before moving on.')),
-                ('extra_headers', models.JSONField(blank=True, default=dict)),
-                ('enabled', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "name",
+                    models.CharField(
+                        max_length=100,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$",
+                                "use letters, digits and . _ : - (starting with a letter or digit), at most 100 characters",
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("openai", "OpenAI"),
+                            ("deepseek", "DeepSeek"),
+                            ("anthropic", "Anthropic"),
+                            ("ollama", "Ollama (OpenAI-compatible /v1)"),
+                            ("vllm", "vLLM"),
+                            ("openai_compatible", "Any OpenAI-compatible server"),
+                            ("stub", "Offline stub (deterministic, no network)"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("base_url", models.CharField(blank=True, help_text="e.g. https://api.openai.com/v1", max_length=500)),
+                (
+                    "api_key",
+                    daarion.infra.crypto.EncryptedTextField(
+                        blank=True, default="", help_text="Stored encrypted; never shown again."
+                    ),
+                ),
+                (
+                    "api_key_env",
+                    models.CharField(
+                        blank=True,
+                        help_text="Name of an environment variable holding the key (used when no key is stored).",
+                        max_length=128,
+                    ),
+                ),
+                ("timeout_seconds", models.FloatField(default=60.0, validators=[django.core.validators.MinValueValidator(0.1)])),
+                (
+                    "max_retries",
+                    models.PositiveSmallIntegerField(default=2, help_text="Retries on the same deployment before moving on."),
+                ),
+                ("extra_headers", models.JSONField(blank=True, default=dict)),
+                ("enabled", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('timeout_seconds__gt', 0)), name='llm_provider_timeout_positive'), models.CheckConstraint(condition=models.Q(('max_retries__lte', 10)), name='llm_provider_max_retries_bounded')],
+                "ordering": ["name"],
+                "constraints": [
+                    models.CheckConstraint(condition=models.Q(("timeout_seconds__gt", 0)), name="llm_provider_timeout_positive"),
+                    models.CheckConstraint(condition=models.Q(("max_retries__lte", 10)), name="llm_provider_max_retries_bounded"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='RateLimitPolicy',
+            name="RateLimitPolicy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('scope', models.CharField(choices=[('default', 'Default (per agent, when the agent has no policy of its own)'), ('agent', 'One agent'), ('microdao', 'One microDAO (all its agents together)')], max_length=16)),
-                ('subject', models.CharField(blank=True, help_text='The agent or microDAO id; empty for the default policy.', max_length=200)),
-                ('rpm', models.PositiveIntegerField(blank=True, help_text='Requests per minute; empty: unlimited.', null=True)),
-                ('tpm', models.PositiveIntegerField(blank=True, help_text='Tokens per minute; empty: unlimited.', null=True)),
-                ('max_concurrent', models.PositiveIntegerField(blank=True, help_text='Requests in flight; empty: unlimited.', null=True)),
-                ('enabled', models.BooleanField(default=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "scope",
+                    models.CharField(
+                        choices=[
+                            ("default", "Default (per agent, when the agent has no policy of its own)"),
+                            ("agent", "One agent"),
+                            ("microdao", "One microDAO (all its agents together)"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "subject",
+                    models.CharField(
+                        blank=True, help_text="The agent or microDAO id; empty for the default policy.", max_length=200
+                    ),
+                ),
+                ("rpm", models.PositiveIntegerField(blank=True, help_text="Requests per minute; empty: unlimited.", null=True)),
+                ("tpm", models.PositiveIntegerField(blank=True, help_text="Tokens per minute; empty: unlimited.", null=True)),
+                (
+                    "max_concurrent",
+                    models.PositiveIntegerField(blank=True, help_text="Requests in flight; empty: unlimited.", null=True),
+                ),
+                ("enabled", models.BooleanField(default=True)),
             ],
             options={
-                'verbose_name_plural': 'rate-limit policies',
-                'ordering': ['scope', 'subject'],
-                'constraints': [models.UniqueConstraint(fields=('scope', 'subject'), name='llm_ratelimit_unique_subject'), models.CheckConstraint(condition=models.Q(models.Q(('scope', 'default'), ('subject', '')), models.Q(models.Q(('scope', 'default'), _negated=True), models.Q(('subject', ''), _negated=True)), _connector='OR'), name='llm_ratelimit_subject_matches_scope')],
+                "verbose_name_plural": "rate-limit policies",
+                "ordering": ["scope", "subject"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("scope", "subject"), name="llm_ratelimit_unique_subject"),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("scope", "default"), ("subject", "")),
+                            models.Q(models.Q(("scope", "default"), _negated=True), models.Q(("subject", ""), _negated=True)),
+                            _connector="OR",
+                        ),
+                        name="llm_ratelimit_subject_matches_scope",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='UsageRecord',
+            name="UsageRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('record_id', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('request_id', models.CharField(blank=True, db_index=True, max_length=128)),
-                ('agent_id', models.CharField(blank=True, max_length=200)),
-                ('microdao_id', models.CharField(blank=True, max_length=200)),
-                ('channel_id', models.CharField(blank=True, max_length=200)),
-                ('endpoint', models.CharField(choices=[('proxy', '/internal/llm/proxy'), ('stream', '/internal/llm/stream'), ('batch', '/internal/llm/batch'), ('chat', '/v1/chat/completions'), ('embeddings', 'embeddings'), ('gateway', 'in-process gateway')], default='proxy', max_length=16)),
-                ('logical_model', models.CharField(max_length=100)),
-                ('provider', models.CharField(blank=True, max_length=100)),
-                ('upstream_model', models.CharField(blank=True, max_length=200)),
-                ('status', models.CharField(choices=[('ok', 'ok'), ('error', 'error'), ('cancelled', 'cancelled by the client')], max_length=16)),
-                ('error_type', models.CharField(blank=True, max_length=64)),
-                ('latency_ms', models.FloatField(default=0)),
-                ('ttft_ms', models.FloatField(blank=True, help_text='Time to first token (streams).', null=True)),
-                ('prompt_tokens', models.PositiveIntegerField(default=0)),
-                ('completion_tokens', models.PositiveIntegerField(default=0)),
-                ('total_tokens', models.PositiveIntegerField(default=0)),
-                ('cost', models.DecimalField(decimal_places=8, default=0, max_digits=16)),
-                ('stream', models.BooleanField(default=False)),
-                ('attempts', models.PositiveSmallIntegerField(default=1)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("record_id", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                ("request_id", models.CharField(blank=True, db_index=True, max_length=128)),
+                ("agent_id", models.CharField(blank=True, max_length=200)),
+                ("microdao_id", models.CharField(blank=True, max_length=200)),
+                ("channel_id", models.CharField(blank=True, max_length=200)),
+                (
+                    "endpoint",
+                    models.CharField(
+                        choices=[
+                            ("proxy", "/internal/llm/proxy"),
+                            ("stream", "/internal/llm/stream"),
+                            ("batch", "/internal/llm/batch"),
+                            ("chat", "/v1/chat/completions"),
+                            ("embeddings", "embeddings"),
+                            ("gateway", "in-process gateway"),
+                        ],
+                        default="proxy",
+                        max_length=16,
+                    ),
+                ),
+                ("logical_model", models.CharField(max_length=100)),
+                ("provider", models.CharField(blank=True, max_length=100)),
+                ("upstream_model", models.CharField(blank=True, max_length=200)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("ok", "ok"), ("error", "error"), ("cancelled", "cancelled by the client")], max_length=16
+                    ),
+                ),
+                ("error_type", models.CharField(blank=True, max_length=64)),
+                ("latency_ms", models.FloatField(default=0)),
+                ("ttft_ms", models.FloatField(blank=True, help_text="Time to first token (streams).", null=True)),
+                ("prompt_tokens", models.PositiveIntegerField(default=0)),
+                ("completion_tokens", models.PositiveIntegerField(default=0)),
+                ("total_tokens", models.PositiveIntegerField(default=0)),
+                ("cost", models.DecimalField(decimal_places=8, default=0, max_digits=16)),
+                ("stream", models.BooleanField(default=False)),
+                ("attempts", models.PositiveSmallIntegerField(default=1)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['agent_id', 'created_at'], name='llm_usage_agent_time'), models.Index(fields=['microdao_id', 'created_at'], name='llm_usage_microdao_time'), models.Index(fields=['logical_model', 'created_at'], name='llm_usage_model_time'), models.Index(fields=['created_at'], name='llm_usage_time')],
+                "ordering": ["-created_at"],
+                "indexes": [
+                    models.Index(fields=["agent_id", "created_at"], name="llm_usage_agent_time"),
+                    models.Index(fields=["microdao_id", "created_at"], name="llm_usage_microdao_time"),
+                    models.Index(fields=["logical_model", "created_at"], name="llm_usage_model_time"),
+                    models.Index(fields=["created_at"], name="llm_usage_time"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Deployment',
+            name="Deployment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('upstream_model', models.CharField(help_text='The model name the provider knows.', max_length=200)),
-                ('weight', models.PositiveIntegerField(default=1, help_text='Relative share of traffic; 0 takes none.')),
-                ('rpm_limit', models.PositiveIntegerField(blank=True, help_text='Requests/min cap of this deployment.', null=True)),
-                ('tpm_limit', models.PositiveIntegerField(blank=True, help_text='Tokens/min cap of this deployment.', null=True)),
-                ('enabled', models.BooleanField(default=True)),
-                ('logical_model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deployments', to='llm.logicalmodel')),
-                ('provider', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='deployments', to='llm.provider')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("upstream_model", models.CharField(help_text="The model name the provider knows.", max_length=200)),
+                ("weight", models.PositiveIntegerField(default=1, help_text="Relative share of traffic; 0 takes none.")),
+                (
+                    "rpm_limit",
+                    models.PositiveIntegerField(blank=True, help_text="Requests/min cap of this deployment.", null=True),
+                ),
+                ("tpm_limit", models.PositiveIntegerField(blank=True, help_text="Tokens/min cap of this deployment.", null=True)),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "logical_model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="deployments", to="llm.logicalmodel"
+                    ),
+                ),
+                (
+                    "provider",
+                    models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name="deployments", to="llm.provider"),
+                ),
             ],
             options={
-                'ordering': ['logical_model__name', 'id'],
-                'constraints': [models.UniqueConstraint(fields=('logical_model', 'provider', 'upstream_model'), name='llm_deployment_unique')],
+                "ordering": ["logical_model__name", "id"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("logical_model", "provider", "upstream_model"), name="llm_deployment_unique")
+                ],
             },
         ),
     ]

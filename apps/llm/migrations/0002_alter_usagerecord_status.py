@@ -4,15 +4,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('llm', '0001_initial'),
+        ("llm", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='usagerecord',
-            name='status',
-            field=models.CharField(choices=[('ok', 'ok'), ('error', 'error'), ('cancelled', 'cancelled by the client'), ('refused', 'refused before routing (unknown/disabled model, rate limit)')], max_length=16),
+            model_name="usagerecord",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("ok", "ok"),
+                    ("error", "error"),
+                    ("cancelled", "cancelled by the client"),
+                    ("refused", "refused before routing (unknown/disabled model, rate limit)"),
+                ],
+                max_length=16,
+            ),
         ),
     ]

@@ -4,20 +4,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('llm', '0002_alter_usagerecord_status'),
+        ("llm", "0002_alter_usagerecord_status"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='ratelimitpolicy',
-            name='budget_period',
-            field=models.CharField(choices=[('day', 'per day (UTC)'), ('month', 'per calendar month (UTC)')], default='month', max_length=8),
+            model_name="ratelimitpolicy",
+            name="budget_period",
+            field=models.CharField(
+                choices=[("day", "per day (UTC)"), ("month", "per calendar month (UTC)")], default="month", max_length=8
+            ),
         ),
         migrations.AddField(
-            model_name='ratelimitpolicy',
-            name='budget_usd',
-            field=models.DecimalField(blank=True, decimal_places=4, help_text="Spend allowed per budget period in USD, at the models' prices; empty: no budget.", max_digits=12, null=True),
+            model_name="ratelimitpolicy",
+            name="budget_usd",
+            field=models.DecimalField(
+                blank=True,
+                decimal_places=4,
+                help_text="Spend allowed per budget period in USD, at the models' prices; empty: no budget.",
+                max_digits=12,
+                null=True,
+            ),
         ),
     ]

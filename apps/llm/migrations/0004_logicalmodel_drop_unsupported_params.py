@@ -4,15 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('llm', '0003_ratelimitpolicy_budget'),
+        ("llm", "0003_ratelimitpolicy_budget"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='logicalmodel',
-            name='drop_unsupported_params',
-            field=models.BooleanField(default=False, help_text='An OpenAI parameter the serving provider cannot take (e.g. seed on Anthropic) is left out and named in x-daarion-dropped-params, instead of a 400 naming it.'),
+            model_name="logicalmodel",
+            name="drop_unsupported_params",
+            field=models.BooleanField(
+                default=False,
+                help_text="An OpenAI parameter the serving provider cannot take (e.g. seed on Anthropic) is left out and named in x-daarion-dropped-params, instead of a 400 naming it.",
+            ),
         ),
     ]

@@ -4,15 +4,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('llm', '0004_logicalmodel_drop_unsupported_params'),
+        ("llm", "0004_logicalmodel_drop_unsupported_params"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='usagerecord',
-            name='endpoint',
-            field=models.CharField(choices=[('proxy', '/internal/llm/proxy'), ('stream', '/internal/llm/stream'), ('batch', '/internal/llm/batch'), ('chat', '/v1/chat/completions'), ('responses', '/v1/responses'), ('messages', '/v1/messages (Anthropic)'), ('embeddings', 'embeddings'), ('gateway', 'in-process gateway')], default='proxy', max_length=16),
+            model_name="usagerecord",
+            name="endpoint",
+            field=models.CharField(
+                choices=[
+                    ("proxy", "/internal/llm/proxy"),
+                    ("stream", "/internal/llm/stream"),
+                    ("batch", "/internal/llm/batch"),
+                    ("chat", "/v1/chat/completions"),
+                    ("responses", "/v1/responses"),
+                    ("messages", "/v1/messages (Anthropic)"),
+                    ("embeddings", "embeddings"),
+                    ("gateway", "in-process gateway"),
+                ],
+                default="proxy",
+                max_length=16,
+            ),
         ),
     ]

@@ -4,19 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('llm', '0005_usagerecord_endpoint_responses_messages'),
+        ("llm", "0005_usagerecord_endpoint_responses_messages"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='usagerecord',
-            name='token_id',
+            model_name="usagerecord",
+            name="token_id",
             field=models.BigIntegerField(blank=True, null=True),
         ),
         migrations.AddIndex(
-            model_name='usagerecord',
-            index=models.Index(fields=['token_id', 'created_at'], name='llm_usage_token_time'),
+            model_name="usagerecord",
+            index=models.Index(fields=["token_id", "created_at"], name="llm_usage_token_time"),
         ),
     ]

@@ -17,6 +17,15 @@ from apps.llm.providers.base import (
 )
 
 __all__ = [
-    "PROVIDER_CLASSES", "BaseProvider", "ChatRequest", "ChatResponse", "EmbeddingResponse", "ProviderError",
-    "StreamEvent", "ToolCall", "Usage", "client_for", "register_provider",
+    "PROVIDER_CLASSES",
+    "BaseProvider",
+    "ChatRequest",
+    "ChatResponse",
+    "EmbeddingResponse",
+    "ProviderError",
+    "StreamEvent",
+    "ToolCall",
+    "Usage",
+    "client_for",
+    "register_provider",
 ]

@@ -52,11 +52,17 @@ def to_anthropic(request: ChatRequest) -> dict[str, Any]:
         if role in ("system", "developer"):
             system.append(_text_of(message.get("content")))
         elif role == "tool":
-            _append(messages, "user", [{
-                "type": "tool_result",
-                "tool_use_id": message.get("tool_call_id") or "",
-                "content": _text_of(message.get("content")),
-            }])
+            _append(
+                messages,
+                "user",
+                [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": message.get("tool_call_id") or "",
+                        "content": _text_of(message.get("content")),
+                    }
+                ],
+            )
         elif role == "assistant":
             blocks: list[dict[str, Any]] = []
             text = _text_of(message.get("content"))
@@ -138,6 +144,7 @@ class AnthropicProvider(BaseProvider):
     # Mapped in to_anthropic; anything else (seed, penalties, logprobs, n > 1, ...) has no
     # Anthropic counterpart.
     accepts = frozenset({"max_completion_tokens", "top_p", "stop", "user", "parallel_tool_calls", "top_k", "thinking"})
+
     def default_headers(self) -> dict[str, str]:
         headers = {"anthropic-version": API_VERSION, **super().default_headers()}
         if self.spec.api_key:

@@ -14,9 +14,21 @@ from apps.llm.providers.transport import Transport
 from apps.llm.selectors import ProviderSpec
 
 __all__ = [
-    "PROVIDER_CLASSES", "BaseProvider", "ChatRequest", "ChatResponse", "EmbeddingResponse", "ProviderError",
-    "StreamEvent", "ToolCall", "Usage", "client_for", "error_from_status", "parse_retry_after", "register_provider",
-    "ADVISORY_PARAMS", "unsupported_params",
+    "PROVIDER_CLASSES",
+    "BaseProvider",
+    "ChatRequest",
+    "ChatResponse",
+    "EmbeddingResponse",
+    "ProviderError",
+    "StreamEvent",
+    "ToolCall",
+    "Usage",
+    "client_for",
+    "error_from_status",
+    "parse_retry_after",
+    "register_provider",
+    "ADVISORY_PARAMS",
+    "unsupported_params",
 ]
 
 
@@ -125,8 +137,14 @@ ADVISORY_PARAMS = frozenset({"user", "metadata", "store", "prompt_cache_key", "s
 
 # Values that ask for what every provider does anyway (clients such as LangChain send `n: 1`):
 # never a reason to refuse a call.
-_NO_OP_VALUES: dict[str, Any] = {"n": 1, "logprobs": False, "parallel_tool_calls": True, "presence_penalty": 0,
-                                 "frequency_penalty": 0, "top_p": 1}
+_NO_OP_VALUES: dict[str, Any] = {
+    "n": 1,
+    "logprobs": False,
+    "parallel_tool_calls": True,
+    "presence_penalty": 0,
+    "frequency_penalty": 0,
+    "top_p": 1,
+}
 
 
 def unsupported_params(params: Mapping[str, Any], accepts: frozenset[str] | None) -> list[str]:
@@ -134,9 +152,11 @@ def unsupported_params(params: Mapping[str, Any], accepts: frozenset[str] | None
     a value that asks for the default behaviour (`n: 1`, `logprobs: false`, ...) counts as taken."""
     if accepts is None:
         return []
-    return [name for name, value in params.items()
-            if name not in accepts and not (name in _NO_OP_VALUES and value == _NO_OP_VALUES[name]
-                                            and type(value) is not str)]
+    return [
+        name
+        for name, value in params.items()
+        if name not in accepts and not (name in _NO_OP_VALUES and value == _NO_OP_VALUES[name] and type(value) is not str)
+    ]
 
 
 class BaseProvider:
@@ -178,8 +198,15 @@ class BaseProvider:
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         raise NotImplementedError
 
-    async def embed(self, *, model: str, inputs: list[Any], api_key: str | None = None,
-                    dimensions: int | None = None, params: dict[str, Any] | None = None) -> EmbeddingResponse:
+    async def embed(
+        self,
+        *,
+        model: str,
+        inputs: list[Any],
+        api_key: str | None = None,
+        dimensions: int | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> EmbeddingResponse:
         """`inputs`: strings, or lists of token ids where `embeds_tokens`; `params`: other
         OpenAI embeddings parameters (`user`, unknown keys), for kinds that forward them."""
         raise ProviderError("bad_request", f"provider kind {self.spec.kind!r} does not serve embeddings", status=400)

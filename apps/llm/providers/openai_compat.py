@@ -103,6 +103,7 @@ class OpenAICompatibleProvider(BaseProvider):
     accepts = None  # every parameter goes out as sent; the upstream judges it
     embeds_dimensions = True
     embeds_tokens = True
+
     def default_headers(self) -> dict[str, str]:
         headers = super().default_headers()
         if self.spec.api_key:
@@ -175,8 +176,15 @@ class OpenAICompatibleProvider(BaseProvider):
                     finish_reason = choice.get("finish_reason") or finish_reason
             yield StreamEvent("finish", finish_reason=finish_reason or "stop", usage=usage)
 
-    async def embed(self, *, model: str, inputs: list[Any], api_key: str | None = None,
-                    dimensions: int | None = None, params: dict[str, Any] | None = None) -> EmbeddingResponse:
+    async def embed(
+        self,
+        *,
+        model: str,
+        inputs: list[Any],
+        api_key: str | None = None,
+        dimensions: int | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> EmbeddingResponse:
         body: dict[str, Any] = {"model": model, "input": inputs, **(params or {})}
         if dimensions is not None:
             body["dimensions"] = dimensions

@@ -126,6 +126,7 @@ def dimensions_of(model: str) -> int:
 @register_provider(ProviderKind.STUB)
 class StubProvider(BaseProvider):
     accepts = frozenset({"max_completion_tokens"})  # the one cap it knows by either name
+
     async def chat(self, request: ChatRequest) -> ChatResponse:
         return answer(request)
 
@@ -139,8 +140,15 @@ class StubProvider(BaseProvider):
             yield StreamEvent("text", text=piece)
         yield StreamEvent("finish", finish_reason=response.finish_reason, usage=response.usage)
 
-    async def embed(self, *, model: str, inputs: list[Any], api_key: str | None = None,
-                    dimensions: int | None = None, params: dict[str, Any] | None = None) -> EmbeddingResponse:
+    async def embed(
+        self,
+        *,
+        model: str,
+        inputs: list[Any],
+        api_key: str | None = None,
+        dimensions: int | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> EmbeddingResponse:
         dimensions = dimensions_of(model)
         vectors = [embed_text(text, dimensions) for text in inputs]
         return EmbeddingResponse(vectors=vectors, usage=Usage(sum(count_words(t) for t in inputs), 0))

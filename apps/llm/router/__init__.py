@@ -17,6 +17,16 @@ from apps.llm.router.streams import Stream
 from apps.llm.router.tool_names import ToolNames
 
 __all__ = [
-    "CallContext", "ChatCall", "Health", "Outcome", "Stream", "ToolNames", "chat", "embed", "fresh_registry",
-    "health", "health_subject", "resolve_model",
+    "CallContext",
+    "ChatCall",
+    "Health",
+    "Outcome",
+    "Stream",
+    "ToolNames",
+    "chat",
+    "embed",
+    "fresh_registry",
+    "health",
+    "health_subject",
+    "resolve_model",
 ]

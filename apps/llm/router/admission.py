@@ -16,8 +16,16 @@ from apps.llm.selectors import ModelSpec, Registry
 from daarion.infra.errors import DaarionError
 
 
-def usage_record(ctx: CallContext, outcome: Outcome, model: ModelSpec | None, *, status: str, error_type: str = "",
-                 stream: bool = False, endpoint: str | None = None) -> dict[str, Any]:
+def usage_record(
+    ctx: CallContext,
+    outcome: Outcome,
+    model: ModelSpec | None,
+    *,
+    status: str,
+    error_type: str = "",
+    stream: bool = False,
+    endpoint: str | None = None,
+) -> dict[str, Any]:
     cost = model.cost(outcome.usage.prompt_tokens, outcome.usage.completion_tokens) if model else 0
     return usage.new_record(
         request_id=ctx.request_id,
@@ -49,8 +57,9 @@ def _cost_estimate(registry: Registry, model: ModelSpec, estimate: int, completi
     return max(ratelimit.micro_usd(spec.cost(prompt, completion)) for spec in model_chain(registry, model))
 
 
-async def admit(registry: Registry, ctx: CallContext, estimate: int, outcome: Outcome, model: ModelSpec,
-                completion: int) -> ratelimit.Lease | None:
+async def admit(
+    registry: Registry, ctx: CallContext, estimate: int, outcome: Outcome, model: ModelSpec, completion: int
+) -> ratelimit.Lease | None:
     buckets = ratelimit.buckets_for(registry, agent_id=ctx.agent_id, microdao_id=ctx.microdao_id)
     # Only a budget needs the cost: the common call skips walking the fallback chain.
     cost = _cost_estimate(registry, model, estimate, completion) if any(b.budget_micro_usd for b in buckets) else 0
@@ -66,13 +75,15 @@ def completion_estimate(call: ChatCall) -> int:
 
 
 @contextlib.asynccontextmanager
-async def refusals_recorded(ctx: CallContext, outcome: Outcome, *, stream: bool = False,
-                            endpoint: str | None = None) -> AsyncIterator[None]:
+async def refusals_recorded(
+    ctx: CallContext, outcome: Outcome, *, stream: bool = False, endpoint: str | None = None
+) -> AsyncIterator[None]:
     """A call refused before routing (unknown or disabled model, a rate limit) still leaves a
     usage record, status `refused` with the error's type, so per-agent accounting shows it."""
     try:
         yield
     except DaarionError as exc:
-        usage.emit(usage_record(ctx, outcome, None, status=UsageStatus.REFUSED, error_type=exc.type,
-                                stream=stream, endpoint=endpoint))
+        usage.emit(
+            usage_record(ctx, outcome, None, status=UsageStatus.REFUSED, error_type=exc.type, stream=stream, endpoint=endpoint)
+        )
         raise

@@ -94,8 +94,9 @@ class ChatCall:
         return (self.params or {}).get("max_completion_tokens") or self.max_tokens
 
 
-def fit_params(call: ChatCall, client: BaseProvider, spec: ModelSpec,
-               deployment: DeploymentSpec) -> tuple[dict[str, Any] | None, tuple[str, ...], Attempt | None]:
+def fit_params(
+    call: ChatCall, client: BaseProvider, spec: ModelSpec, deployment: DeploymentSpec
+) -> tuple[dict[str, Any] | None, tuple[str, ...], Attempt | None]:
     """(the parameters this deployment gets, those dropped, or the skip when it cannot take
     one and its model refuses rather than drops)."""
     if not call.params:
@@ -107,10 +108,18 @@ def fit_params(call: ChatCall, client: BaseProvider, spec: ModelSpec,
     if spec.drop_params or not refusable:
         return {k: v for k, v in call.params.items() if k not in unsupported}, tuple(unsupported), None
     name = refusable[0]
-    return None, (), Attempt(
-        spec.name, deployment.provider.name, deployment.upstream_model, "unsupported_parameter",
-        f"parameter {name!r} is not supported by model {spec.name!r} (provider kind {deployment.provider.kind!r}); "
-        "leave it out, or let the model drop it (drop_unsupported_params)", param=name,
+    return (
+        None,
+        (),
+        Attempt(
+            spec.name,
+            deployment.provider.name,
+            deployment.upstream_model,
+            "unsupported_parameter",
+            f"parameter {name!r} is not supported by model {spec.name!r} (provider kind {deployment.provider.kind!r}); "
+            "leave it out, or let the model drop it (drop_unsupported_params)",
+            param=name,
+        ),
     )
 
 

@@ -64,19 +64,30 @@ def weighted_order(deployments: tuple[DeploymentSpec, ...]) -> list[DeploymentSp
     return order
 
 
-async def candidates(registry: Registry, model: ModelSpec, ctx: CallContext | None = None,
-                     ) -> tuple[list[tuple[ModelSpec, DeploymentSpec]], list[Attempt]]:
+async def candidates(
+    registry: Registry,
+    model: ModelSpec,
+    ctx: CallContext | None = None,
+) -> tuple[list[tuple[ModelSpec, DeploymentSpec]], list[Attempt]]:
     chain = model_chain(registry, model)
-    subjects = {d.id: health_subject(d.id, ctx.api_key_for(d.provider.name) if ctx else None)
-                for spec in chain for d in spec.deployments}
+    subjects = {
+        d.id: health_subject(d.id, ctx.api_key_for(d.provider.name) if ctx else None) for spec in chain for d in spec.deployments
+    }
     cooled = await health.cooled(list(subjects.values()))
     skipped: list[Attempt] = []
     out: list[tuple[ModelSpec, DeploymentSpec]] = []
     for spec in chain:
         for deployment in weighted_order(spec.deployments):
             if subjects[deployment.id] in cooled:
-                skipped.append(Attempt(spec.name, deployment.provider.name, deployment.upstream_model, "cooling_down",
-                                       "skipped: the deployment is cooling down after repeated failures"))
+                skipped.append(
+                    Attempt(
+                        spec.name,
+                        deployment.provider.name,
+                        deployment.upstream_model,
+                        "cooling_down",
+                        "skipped: the deployment is cooling down after repeated failures",
+                    )
+                )
             else:
                 out.append((spec, deployment))
     return out, skipped

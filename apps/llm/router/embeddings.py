@@ -16,8 +16,9 @@ from apps.llm.selectors import DeploymentSpec, ModelSpec
 from daarion.infra.errors import DaarionError
 
 
-def _embed_refusal(spec: ModelSpec, deployment: DeploymentSpec, client: BaseProvider, *, dimensions: int | None,
-                   tokens: bool) -> Attempt | None:
+def _embed_refusal(
+    spec: ModelSpec, deployment: DeploymentSpec, client: BaseProvider, *, dimensions: int | None, tokens: bool
+) -> Attempt | None:
     """The skip of a deployment that cannot take `dimensions` or token-id input (never dropped:
     either would change what the caller gets back)."""
     if dimensions is not None and not client.embeds_dimensions:
@@ -26,14 +27,24 @@ def _embed_refusal(spec: ModelSpec, deployment: DeploymentSpec, client: BaseProv
         param, what = "input", "token-id input (send the text instead)"
     else:
         return None
-    return Attempt(spec.name, deployment.provider.name, deployment.upstream_model, "unsupported_parameter",
-                   f"model {spec.name!r} (provider kind {deployment.provider.kind!r}) does not take {what}",
-                   param=param)
+    return Attempt(
+        spec.name,
+        deployment.provider.name,
+        deployment.upstream_model,
+        "unsupported_parameter",
+        f"model {spec.name!r} (provider kind {deployment.provider.kind!r}) does not take {what}",
+        param=param,
+    )
 
 
 async def embed(
-    *, model_name: str, inputs: list[Any], ctx: CallContext, outcome: Outcome | None = None,
-    dimensions: int | None = None, params: dict[str, Any] | None = None,
+    *,
+    model_name: str,
+    inputs: list[Any],
+    ctx: CallContext,
+    outcome: Outcome | None = None,
+    dimensions: int | None = None,
+    params: dict[str, Any] | None = None,
 ) -> tuple[EmbeddingResponse, Outcome]:
     """`inputs`: strings, or lists of token ids; `params`: further OpenAI embeddings
     parameters (user, unknown keys) for upstreams that take them as sent."""
@@ -55,12 +66,25 @@ async def embed(
             return _embed_refusal(route.spec, route.deployment, route.client, dimensions=dimensions, tokens=tokens)
 
         async def attempt(route: Route) -> EmbeddingResponse:
-            return await route.client.embed(model=route.deployment.upstream_model, inputs=inputs, api_key=route.api_key,
-                                            dimensions=dimensions, params=forwarded)
+            return await route.client.embed(
+                model=route.deployment.upstream_model,
+                inputs=inputs,
+                api_key=route.api_key,
+                dimensions=dimensions,
+                params=forwarded,
+            )
 
         result, route = await route_call(
-            registry, model, ctx, outcome, estimate, attempt, eligible=lambda spec: spec.can_embed, refusal=refusal,
-            served=lambda route, result: record_served(outcome, route.spec, route.deployment, result.usage, "stop"))
+            registry,
+            model,
+            ctx,
+            outcome,
+            estimate,
+            attempt,
+            eligible=lambda spec: spec.can_embed,
+            refusal=refusal,
+            served=lambda route, result: record_served(outcome, route.spec, route.deployment, result.usage, "stop"),
+        )
         served = route.spec
         status, error_type = UsageStatus.OK, ""
         return result, outcome

@@ -54,8 +54,13 @@ def _unusable(spec: ModelSpec, deployment: DeploymentSpec, api_key: str | None =
     provider = deployment.provider
     if provider.kind in _KEY_REQUIRED and not (api_key or provider.api_key):
         where = f"the environment variable {provider.api_key_env}" if provider.api_key_env else "a key in admin"
-        return Attempt(spec.name, provider.name, deployment.upstream_model, "no_api_key",
-                       f"skipped: provider {provider.name!r} has no API key (set {where})")
+        return Attempt(
+            spec.name,
+            provider.name,
+            deployment.upstream_model,
+            "no_api_key",
+            f"skipped: provider {provider.name!r} has no API key (set {where})",
+        )
     return None
 
 
@@ -65,14 +70,17 @@ def all_failed(model: str, attempts: list[Attempt]) -> DaarionError:
     refused = [a for a in attempts if a.error_type == "unsupported_parameter"]
     if not tried and refused:
         # Every deployment that could have served it cannot take a parameter the caller sent.
-        return BadRequest(refused[0].message, type="unsupported_parameter",
-                          details={**details, "param": refused[0].param})
+        return BadRequest(refused[0].message, type="unsupported_parameter", details={**details, "param": refused[0].param})
     capped = [a for a in attempts if a.error_type == "deployment_rate_limited"]
     if not tried and capped and len(capped) == len(attempts):
         # Every deployment is at its own rpm/tpm cap: a rate limit the caller waits out.
         waits = [a.retry_after for a in capped if a.retry_after is not None]
-        return RateLimited(f"every deployment of {model!r} is at its own rpm/tpm cap", type="deployment_rate_limited",
-                           details=details, headers={"Retry-After": str(max(1, math.ceil(min(waits) if waits else 1)))})
+        return RateLimited(
+            f"every deployment of {model!r} is at its own rpm/tpm cap",
+            type="deployment_rate_limited",
+            details=details,
+            headers={"Retry-After": str(max(1, math.ceil(min(waits) if waits else 1)))},
+        )
     if not tried:
         message = f"no healthy deployment for model {model!r}"
         if not attempts:
@@ -86,14 +94,19 @@ def all_failed(model: str, attempts: list[Attempt]) -> DaarionError:
         # the upstream asked, not treat it as a failure of ours.
         waits = [a.retry_after for a in tried if a.retry_after is not None]
         headers = {"Retry-After": str(max(1, math.ceil(max(waits))))} if waits else {}
-        return RateLimited(f"every deployment of {model!r} is rate limited upstream; last: {last.message}",
-                           type="upstream_rate_limited", details=details, headers=headers)
+        return RateLimited(
+            f"every deployment of {model!r} is rate limited upstream; last: {last.message}",
+            type="upstream_rate_limited",
+            details=details,
+            headers=headers,
+        )
     return UpstreamError(f"every deployment of {model!r} failed; last: {last.message}", details=details)
 
 
 def _attempt(spec: ModelSpec, deployment: DeploymentSpec, exc: ProviderError) -> Attempt:
-    return Attempt(spec.name, deployment.provider.name, deployment.upstream_model, exc.kind, exc.message, exc.status,
-                   exc.retry_after)
+    return Attempt(
+        spec.name, deployment.provider.name, deployment.upstream_model, exc.kind, exc.message, exc.status, exc.retry_after
+    )
 
 
 def _bad_request(model: str, attempt: Attempt, attempts: list[Attempt]) -> BadRequest:
@@ -113,9 +126,14 @@ async def _deployment_cap(spec: ModelSpec, deployment: DeploymentSpec, estimate:
         return await ratelimit.acquire([bucket], estimate=estimate)
     except DaarionError as exc:
         wait = (exc.headers or {}).get("Retry-After")
-        return Attempt(spec.name, deployment.provider.name, deployment.upstream_model, "deployment_rate_limited",
-                       "skipped: the deployment's own rpm/tpm cap is reached",
-                       retry_after=float(wait) if wait else None)
+        return Attempt(
+            spec.name,
+            deployment.provider.name,
+            deployment.upstream_model,
+            "deployment_rate_limited",
+            "skipped: the deployment's own rpm/tpm cap is reached",
+            retry_after=float(wait) if wait else None,
+        )
 
 
 @dataclass
@@ -166,8 +184,9 @@ async def route_call(
             outcome.attempts.append(cap)
             continue
         try:
-            result = await _with_retries(functools.partial(attempt, route), model=model, spec=spec,
-                                         deployment=deployment, outcome=outcome, api_key=api_key)
+            result = await _with_retries(
+                functools.partial(attempt, route), model=model, spec=spec, deployment=deployment, outcome=outcome, api_key=api_key
+            )
             if result is not None and served is not None:
                 served(route, result)
         finally:

@@ -60,8 +60,9 @@ class Stream:
         async with refusals_recorded(self.ctx, self.outcome, stream=True):
             self._registry = await fresh_registry(self.call.model)
             self._model = resolve_model(self._registry, self.call.model)
-            self._lease = await admit(self._registry, self.ctx, estimate, self.outcome, self._model,
-                                      completion_estimate(self.call))
+            self._lease = await admit(
+                self._registry, self.ctx, estimate, self.outcome, self._model, completion_estimate(self.call)
+            )
         self._admitted = True
 
     async def open(self) -> None:
@@ -86,7 +87,8 @@ class Stream:
 
         try:
             (self._iterator, self._first), route = await route_call(
-                self._registry, self._model, self.ctx, self.outcome, self._estimate, attempt, refusal=refusal)
+                self._registry, self._model, self.ctx, self.outcome, self._estimate, attempt, refusal=refusal
+            )
         except DaarionError as exc:
             await self.finish(UsageStatus.ERROR, exc.type)
             raise
@@ -180,8 +182,10 @@ class Stream:
         if not self._finished and status != UsageStatus.OK:
             # Partial usage: what the caller received before the stream stopped.
             self.outcome.usage = self._estimated_usage() if self._completion_text else Usage()
-        record = usage_record(self.ctx, self.outcome, self._served or self._model, status=status,
-                              error_type=error_type, stream=True)
+        record = usage_record(
+            self.ctx, self.outcome, self._served or self._model, status=status, error_type=error_type, stream=True
+        )
         usage.emit(record)
-        await asyncio.shield(ratelimit.settle(self._lease, actual_tokens=self.outcome.usage.total_tokens,
-                                              cost_usd=record["cost"]))
+        await asyncio.shield(
+            ratelimit.settle(self._lease, actual_tokens=self.outcome.usage.total_tokens, cost_usd=record["cost"])
+        )

@@ -21,8 +21,13 @@ def stub_provider(db) -> Provider:
 def fake_provider(db, fake_llm) -> Provider:
     # No retries by default and quick timeouts, so failure tests stay fast.
     return services.provider_create(
-        name="fake", kind="openai_compatible", base_url=fake_llm, api_key="sk-fake-key-123456",
-        timeout_seconds=2.0, max_retries=0, extra_headers={"X-Test": "yes"},
+        name="fake",
+        kind="openai_compatible",
+        base_url=fake_llm,
+        api_key="sk-fake-key-123456",
+        timeout_seconds=2.0,
+        max_retries=0,
+        extra_headers={"X-Test": "yes"},
     )
 
 

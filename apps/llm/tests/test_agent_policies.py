@@ -18,8 +18,7 @@ from apps.llm.tests.conftest import wait_for
 from daarion.infra.errors import ValidationFailed
 
 UNKNOWN_GHOST = (
-    "no agent 'agent:ghost' in the registry (create the agent first, "
-    "or list it under agents: in the same registry document)"
+    "no agent 'agent:ghost' in the registry (create the agent first, or list it under agents: in the same registry document)"
 )
 
 
@@ -58,7 +57,9 @@ def test_a_registry_document_refuses_an_unknown_agent_at_its_path(make_agents):
     assert not RateLimitPolicy.objects.exists(), "all or nothing"
     make_agents("agent:ghost")
     assert [i.path for i in registry_apply(document=data, prune=False).items if i.action == "create"] == [
-        "rate_limits[0]", "rate_limits[1]"]
+        "rate_limits[0]",
+        "rate_limits[1]",
+    ]
 
 
 @pytest.mark.django_db
@@ -116,11 +117,16 @@ def test_deleting_an_agent_deletes_its_policies_and_logs_it(make_agents):
     with acting_as("token:ci-deployer", "api"):
         agent_delete(agent=Agent.objects.get(pk="agent:pm"))
     assert sorted(RateLimitPolicy.objects.values_list("scope", "subject")) == [
-        ("agent", "agent:sofia"), ("default", ""), ("microdao", "microdao:7")]
+        ("agent", "agent:sofia"),
+        ("default", ""),
+        ("microdao", "microdao:7"),
+    ]
     assert set(load_registry().policies) == {("agent", "agent:sofia"), ("default", ""), ("microdao", "microdao:7")}
     records = ChangeRecord.objects.filter(actor="token:ci-deployer").order_by("id")
     assert [(r.object_type, r.object_repr, r.action, r.source) for r in records] == [
-        ("llm.RateLimitPolicy", "agent:agent:pm", "delete", "api"), ("agents.Agent", "Pm (agent:pm)", "delete", "api")]
+        ("llm.RateLimitPolicy", "agent:agent:pm", "delete", "api"),
+        ("agents.Agent", "Pm (agent:pm)", "delete", "api"),
+    ]
     assert records[0].changes["rpm"] == [5, None]
     # A new agent under the same id starts without the old limit.
     make_agents("agent:pm")

@@ -90,7 +90,9 @@ def test_unknown_and_disabled_models_are_404(api, stub_model, llm_headers, live)
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "model_not_found"
     services.logical_model_update(model=stub_model, enabled=False)
-    response = wait_for(lambda: (r := api.post("/internal/llm/proxy", json=_proxy_body(), headers=llm_headers)).status_code == 404 and r)
+    response = wait_for(
+        lambda: (r := api.post("/internal/llm/proxy", json=_proxy_body(), headers=llm_headers)).status_code == 404 and r
+    )
     assert response and response.json()["error"]["type"] == "model_disabled"
 
 
@@ -184,8 +186,12 @@ def test_stream_speaks_the_ui_message_stream_protocol(api, stub_model, llm_heade
     assert finish["messageMetadata"]["usage"]["total_tokens"] == 11
     # Only protocol-defined fields: each chunk type has its own known keys.
     allowed = {
-        "start": {"type", "messageId"}, "start-step": {"type"}, "text-start": {"type", "id"},
-        "text-delta": {"type", "id", "delta"}, "text-end": {"type", "id"}, "finish-step": {"type"},
+        "start": {"type", "messageId"},
+        "start-step": {"type"},
+        "text-start": {"type", "id"},
+        "text-delta": {"type", "id", "delta"},
+        "text-end": {"type", "id"},
+        "finish-step": {"type"},
         "finish": {"type", "messageMetadata"},
     }
     for event in events[:-1]:
@@ -227,7 +233,12 @@ def test_upstream_failures_map_to_502_504_and_400(api, fake_provider, make_model
     error = response.json()["error"]
     assert error["type"] == "upstream_error"
     assert error["details"]["attempts"][0] | {"message": None} == {
-        "model": "broken", "provider": "fake", "upstream_model": "error:500", "error_type": "server", "status": 500, "message": None,
+        "model": "broken",
+        "provider": "fake",
+        "upstream_model": "error:500",
+        "error_type": "server",
+        "status": 500,
+        "message": None,
     }
     response = api.post("/internal/llm/proxy", json=_proxy_body(model="sleepy"), headers=llm_headers)
     assert response.status_code == 504 and response.json()["error"]["type"] == "upstream_timeout"

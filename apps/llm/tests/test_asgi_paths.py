@@ -7,8 +7,7 @@ from apps.llm.tests.conftest import wait_for
 
 
 def test_llm_paths_skip_browser_middleware(api, stub_model, llm_headers) -> None:
-    body = {"model": "dagi-stub", "messages": [{"role": "user", "content": "hi there"}],
-            "metadata": {"agent_id": "agent:sofia"}}
+    body = {"model": "dagi-stub", "messages": [{"role": "user", "content": "hi there"}], "metadata": {"agent_id": "agent:sofia"}}
     assert wait_for(lambda: api.post("/internal/llm/proxy", json=body, headers=llm_headers).status_code == 200)
     answer = api.post("/internal/llm/proxy", json=body, headers=llm_headers)
     assert answer.status_code == 200 and answer.json()["content"]
@@ -16,8 +15,11 @@ def test_llm_paths_skip_browser_middleware(api, stub_model, llm_headers) -> None
     assert "x-daarion-overhead-ms" in answer.headers
     for browser_header in ("x-frame-options", "set-cookie", "vary", "cross-origin-opener-policy"):
         assert browser_header not in answer.headers, browser_header
-    v1 = api.post("/v1/chat/completions", json={"model": "dagi-stub", "messages": body["messages"]},
-                  headers={**llm_headers, "X-Agent-Id": "agent:sofia"})
+    v1 = api.post(
+        "/v1/chat/completions",
+        json={"model": "dagi-stub", "messages": body["messages"]},
+        headers={**llm_headers, "X-Agent-Id": "agent:sofia"},
+    )
     assert v1.status_code == 200 and v1.json()["choices"][0]["message"]["content"]
     assert "x-frame-options" not in v1.headers
 
@@ -57,8 +59,9 @@ def test_api_answers_carry_a_length_nosniff_and_no_store(api, stub_model, llm_he
     _assert_api_headers(api.get("/v1/models", headers=llm_headers))  # the hot path
     _assert_api_headers(api.get("/internal/whoami", headers=bearer(make_token(scopes=["memory"]))))  # the lean chain
     _assert_api_headers(api.post("/v1/chat/completions", json={**v1, "model": "no-such"}, headers=headers))  # an error
-    with api.stream("POST", "/internal/llm/stream", json={**v1, "metadata": {"agent_id": "agent:sofia"}},
-                    headers=llm_headers) as stream:
+    with api.stream(
+        "POST", "/internal/llm/stream", json={**v1, "metadata": {"agent_id": "agent:sofia"}}, headers=llm_headers
+    ) as stream:
         assert stream.status_code == 200
         _assert_api_headers(stream, streamed=True)
         stream.read()

@@ -26,14 +26,14 @@ CALL_USD = Decimal("0.10")
 
 def test_thirty_concurrent_calls_spend_at_most_the_budget_plus_one_estimate(fake_provider, make_model, make_agents):
     make_agents("agent:capped")
-    make_model("capped-model", fake_provider, "slow:0.3", input_price_per_mtok=0,
-               output_price_per_mtok=CALL_USD / 2 * 1_000_000)
+    make_model("capped-model", fake_provider, "slow:0.3", input_price_per_mtok=0, output_price_per_mtok=CALL_USD / 2 * 1_000_000)
     services.rate_limit_policy_create(scope="agent", subject="agent:capped", budget_usd=1, budget_period="day")
 
     async def one(index: int) -> str:
         try:
-            await gateway.chat_completion(model="capped-model", messages=HELLO, max_tokens=2, agent_id="agent:capped",
-                                          request_id=f"req-cap-{index}")
+            await gateway.chat_completion(
+                model="capped-model", messages=HELLO, max_tokens=2, agent_id="agent:capped", request_id=f"req-cap-{index}"
+            )
         except RateLimited as exc:
             return exc.type
         return "ok"
@@ -55,8 +55,9 @@ def test_thirty_concurrent_calls_spend_at_most_the_budget_plus_one_estimate(fake
 def test_the_reservation_counts_until_the_settle_replaces_it_with_the_real_cost():
     from apps.llm import ratelimit
 
-    bucket = ratelimit.Bucket("agent:test-reserve", rpm=None, tpm=None, max_concurrent=None,
-                              budget_micro_usd=10_000, budget_period="day")  # 0.01 USD
+    bucket = ratelimit.Bucket(
+        "agent:test-reserve", rpm=None, tpm=None, max_concurrent=None, budget_micro_usd=10_000, budget_period="day"
+    )  # 0.01 USD
     acquire = async_to_sync(ratelimit.acquire)
     first = acquire([bucket], estimate=10, cost_estimate=6_000)
     second = acquire([bucket], estimate=10, cost_estimate=6_000)  # 0.006 reserved < 0.01: it may start

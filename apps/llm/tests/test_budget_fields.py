@@ -58,9 +58,18 @@ def test_a_policy_with_only_a_budget_is_valid_and_stored_exactly():
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        (0, ABOVE_ZERO), ("0.0000", ABOVE_ZERO), (-5, ABOVE_ZERO), (Decimal("-0.0001"), ABOVE_ZERO),
-        ("1.23456", PLACES), (0.00001, PLACES), ("100000000", DIGITS), ("1e30", DIGITS),
-        ("NaN", NOT_A_NUMBER), ("Infinity", NOT_A_NUMBER), ("ten", NOT_A_NUMBER), (True, NOT_A_NUMBER),
+        (0, ABOVE_ZERO),
+        ("0.0000", ABOVE_ZERO),
+        (-5, ABOVE_ZERO),
+        (Decimal("-0.0001"), ABOVE_ZERO),
+        ("1.23456", PLACES),
+        (0.00001, PLACES),
+        ("100000000", DIGITS),
+        ("1e30", DIGITS),
+        ("NaN", NOT_A_NUMBER),
+        ("Infinity", NOT_A_NUMBER),
+        ("ten", NOT_A_NUMBER),
+        (True, NOT_A_NUMBER),
     ],
 )
 def test_a_bad_budget_is_refused_on_budget_usd(value, message):
@@ -86,18 +95,26 @@ def test_a_registry_document_takes_a_budget_and_names_a_bad_one():
     def apply(data):
         return registry_apply(document=data, prune=False)
 
-    report = apply({"rate_limits": [
-        {"scope": "default", "rpm": 60},
-        {"scope": "microdao", "subject": "microdao:7", "budget_usd": 250.5},
-        {"scope": "microdao", "subject": "microdao:8", "budget_usd": 5, "budget_period": "day"},
-    ]})
+    report = apply(
+        {
+            "rate_limits": [
+                {"scope": "default", "rpm": 60},
+                {"scope": "microdao", "subject": "microdao:7", "budget_usd": 250.5},
+                {"scope": "microdao", "subject": "microdao:8", "budget_usd": 5, "budget_period": "day"},
+            ]
+        }
+    )
     assert report.summary()["create"] == 3
     stored = {p.subject: (p.budget_usd, p.budget_period) for p in RateLimitPolicy.objects.all()}
     assert stored == {"": (None, "month"), "microdao:7": (Decimal("250.5"), "month"), "microdao:8": (Decimal("5"), "day")}
     # The same file again changes nothing (250.5 in the file is the stored 250.5000).
-    again = apply({"rate_limits": [
-        {"scope": "microdao", "subject": "microdao:7", "budget_usd": 250.5},
-    ]})
+    again = apply(
+        {
+            "rate_limits": [
+                {"scope": "microdao", "subject": "microdao:7", "budget_usd": 250.5},
+            ]
+        }
+    )
     assert again.summary() == {"create": 0, "update": 0, "delete": 0, "unchanged": 1}
 
     for bad, message in ((0, ABOVE_ZERO), ("1.00001", PLACES)):
@@ -105,8 +122,7 @@ def test_a_registry_document_takes_a_budget_and_names_a_bad_one():
             apply({"rate_limits": [{"scope": "microdao", "subject": "microdao:9", "budget_usd": bad}]})
         assert raised.value.details == [{"path": "rate_limits[0].budget_usd", "message": message}]
     with pytest.raises(ValidationFailed) as raised:
-        apply({"rate_limits": [
-            {"scope": "microdao", "subject": "microdao:9", "budget_usd": 1, "budget_period": "week"}]})
+        apply({"rate_limits": [{"scope": "microdao", "subject": "microdao:9", "budget_usd": 1, "budget_period": "week"}]})
     assert raised.value.details == [{"path": "rate_limits[0].budget_period", "message": PERIOD}]
     assert not RateLimitPolicy.objects.filter(subject="microdao:9").exists()
 
@@ -144,10 +160,18 @@ def test_export_registry_then_import_registry_round_trips_the_budget():
 
 def test_import_registry_command_names_a_bad_budget():
     for text, expected in (
-        ('rate_limits:\n  - {scope: microdao, subject: "microdao:7", budget_usd: -3}\n', f"rate_limits[0].budget_usd: {ABOVE_ZERO}"),
-        ('rate_limits:\n  - {scope: microdao, subject: "microdao:7", budget_usd: 9.99999}\n', f"rate_limits[0].budget_usd: {PLACES}"),
-        ('rate_limits:\n  - {scope: microdao, subject: "microdao:7", budget_usd: 5, budget_period: week}\n',
-         f"rate_limits[0].budget_period: {PERIOD}"),
+        (
+            'rate_limits:\n  - {scope: microdao, subject: "microdao:7", budget_usd: -3}\n',
+            f"rate_limits[0].budget_usd: {ABOVE_ZERO}",
+        ),
+        (
+            'rate_limits:\n  - {scope: microdao, subject: "microdao:7", budget_usd: 9.99999}\n',
+            f"rate_limits[0].budget_usd: {PLACES}",
+        ),
+        (
+            'rate_limits:\n  - {scope: microdao, subject: "microdao:7", budget_usd: 5, budget_period: week}\n',
+            f"rate_limits[0].budget_period: {PERIOD}",
+        ),
     ):
         with pytest.raises(CommandError) as raised:
             call_command("import_registry", "-", stdin=io.StringIO(text), stdout=io.StringIO())
@@ -163,11 +187,22 @@ def test_import_registry_command_names_a_bad_budget():
 
 
 def _form(**overrides) -> dict:
-    return {"scope": "microdao", "subject": "microdao:7", "rpm": "", "tpm": "", "max_concurrent": "",
-            "budget_usd": "", "budget_period": "month", "enabled": "on", **overrides}
+    return {
+        "scope": "microdao",
+        "subject": "microdao:7",
+        "rpm": "",
+        "tpm": "",
+        "max_concurrent": "",
+        "budget_usd": "",
+        "budget_period": "month",
+        "enabled": "on",
+        **overrides,
+    }
 
 
-@pytest.mark.parametrize(("value", "message"), [("0", ABOVE_ZERO), ("-1", ABOVE_ZERO), ("1.23456", PLACES), ("123456789", DIGITS)])
+@pytest.mark.parametrize(
+    ("value", "message"), [("0", ABOVE_ZERO), ("-1", ABOVE_ZERO), ("1.23456", PLACES), ("123456789", DIGITS)]
+)
 def test_admin_shows_a_bad_budget_on_its_field(admin_client, value, message):
     response = admin_client.post("/admin/llm/ratelimitpolicy/add/", _form(budget_usd=value))
     assert response.status_code == 200

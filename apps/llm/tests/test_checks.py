@@ -26,17 +26,20 @@ def test_policies_for_missing_agents_are_reported_and_others_are_not(make_agents
     assert _policy_warnings() == []
 
     # Written past the services, as rows from before the rule were.
-    (gone,) = RateLimitPolicy.objects.bulk_create([
-        RateLimitPolicy(scope=RateLimitScope.AGENT, subject="agent:gone", rpm=5)])
+    (gone,) = RateLimitPolicy.objects.bulk_create([RateLimitPolicy(scope=RateLimitScope.AGENT, subject="agent:gone", rpm=5)])
     RateLimitPolicy.objects.filter(scope=RateLimitScope.AGENT, subject="agent:pm").update(subject="agent:typo")
     typo = RateLimitPolicy.objects.get(subject="agent:typo")
 
     warnings = _policy_warnings()
     assert [(m.level, m.msg) for m in warnings] == [
-        (WARNING, f"rate-limit policy {gone.pk} (scope agent, subject 'agent:gone') limits an agent that does not "
-                  "exist: 'agent:gone'"),
-        (WARNING, f"rate-limit policy {typo.pk} (scope agent, subject 'agent:typo') limits an agent that does not "
-                  "exist: 'agent:typo'"),
+        (
+            WARNING,
+            f"rate-limit policy {gone.pk} (scope agent, subject 'agent:gone') limits an agent that does not exist: 'agent:gone'",
+        ),
+        (
+            WARNING,
+            f"rate-limit policy {typo.pk} (scope agent, subject 'agent:typo') limits an agent that does not exist: 'agent:typo'",
+        ),
     ]
     assert f"DELETE /api/registry/rate-limits/{gone.pk}/" in warnings[0].hint
 

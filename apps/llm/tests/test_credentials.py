@@ -37,11 +37,16 @@ def test_concurrent_calls_on_one_pooled_client_each_carry_their_own_key(fake_pro
     make_model("slow-model", fake_provider, "slow:0.2")
 
     async def both() -> None:
-        await asyncio.gather(*[
-            gateway.chat_completion(model="slow-model", messages=[{"role": "user", "content": f"n{i}"}],
-                                    credentials={"fake": f"sk-caller-{i}"} if i % 2 else None)
-            for i in range(6)
-        ])
+        await asyncio.gather(
+            *[
+                gateway.chat_completion(
+                    model="slow-model",
+                    messages=[{"role": "user", "content": f"n{i}"}],
+                    credentials={"fake": f"sk-caller-{i}"} if i % 2 else None,
+                )
+                for i in range(6)
+            ]
+        )
 
     async_to_sync(both)()
     seen = sorted(_auth(fake_stats()))
@@ -53,8 +58,9 @@ def test_streams_and_embeddings_use_the_call_key(fake_provider, make_model, fake
     make_model("embed-model", fake_provider, "embed", can_embed=True)
 
     async def stream() -> list[gateway.StreamEvent]:
-        return [e async for e in gateway.stream_chat_completion(model="echo-model", messages=HELLO,
-                                                                credentials={"fake": AGENT_KEY})]
+        return [
+            e async for e in gateway.stream_chat_completion(model="echo-model", messages=HELLO, credentials={"fake": AGENT_KEY})
+        ]
 
     events = async_to_sync(stream)()
     assert events[-1].kind == "finish"
@@ -64,8 +70,9 @@ def test_streams_and_embeddings_use_the_call_key(fake_provider, make_model, fake
 
 
 def test_anthropic_gets_the_call_key_as_x_api_key(fake_llm, make_model, fake_stats):
-    provider = services.provider_create(name="claude", kind="anthropic", base_url=fake_llm, api_key="sk-ant-provider",
-                                        timeout_seconds=2.0, max_retries=0)
+    provider = services.provider_create(
+        name="claude", kind="anthropic", base_url=fake_llm, api_key="sk-ant-provider", timeout_seconds=2.0, max_retries=0
+    )
     make_model("claude-model", provider, "echo")
     gateway.chat_completion_sync(model="claude-model", messages=HELLO, credentials={"claude": "sk-ant-agent"})
     gateway.chat_completion_sync(model="claude-model", messages=HELLO)
@@ -73,8 +80,7 @@ def test_anthropic_gets_the_call_key_as_x_api_key(fake_llm, make_model, fake_sta
 
 
 def test_a_keyless_hosted_provider_serves_only_callers_with_their_own_key(fake_llm, make_model, fake_stats):
-    provider = services.provider_create(name="openai", kind="openai", base_url=fake_llm, timeout_seconds=2.0,
-                                        max_retries=0)
+    provider = services.provider_create(name="openai", kind="openai", base_url=fake_llm, timeout_seconds=2.0, max_retries=0)
     make_model("gpt-x", provider, "echo")
     with pytest.raises(ServiceUnavailable) as info:
         gateway.chat_completion_sync(model="gpt-x", messages=HELLO)
@@ -119,7 +125,9 @@ def test_a_bad_per_agent_key_cools_down_only_itself(fake_provider, make_model, s
     assert fake_stats()["requests"]["keycheck"] == 3
     # Every other caller is served: the provider's key, and another agent's own key.
     assert gateway.chat_completion_sync(model="shared", messages=HELLO, agent_id="agent:b").content == "echo: hello"
-    assert gateway.chat_completion_sync(model="shared", messages=HELLO, agent_id="agent:c",
-                                        credentials={"fake": AGENT_KEY}).content == "echo: hello"
+    assert (
+        gateway.chat_completion_sync(model="shared", messages=HELLO, agent_id="agent:c", credentials={"fake": AGENT_KEY}).content
+        == "echo: hello"
+    )
     deployment_id = model.deployments.get().pk
     assert async_to_sync(router.Health().cooled)([str(deployment_id)]) == set()

@@ -29,8 +29,16 @@ def usage(db) -> None:
         ("agent:old", "gpt-4.1-mini", "ok", 99, "9", 1.0, now - timedelta(days=40)),
     ]
     for agent, model, status, tokens, cost, latency, when in rows:
-        UsageRecord.objects.create(agent_id=agent, logical_model=model, status=status, total_tokens=tokens,
-                                   prompt_tokens=tokens, cost=Decimal(cost), latency_ms=latency, created_at=when)
+        UsageRecord.objects.create(
+            agent_id=agent,
+            logical_model=model,
+            status=status,
+            total_tokens=tokens,
+            prompt_tokens=tokens,
+            cost=Decimal(cost),
+            latency_ms=latency,
+            created_at=when,
+        )
 
 
 def test_url_name_resolves() -> None:

@@ -77,6 +77,8 @@ def test_a_capped_deployment_falls_back_before_refusing(api, stub_provider, make
     _capped(make_model, stub_provider, "capped-first", "dagi-stub", fallbacks=["roomy"])
     live()
     body = {"model": "capped-first", "messages": HELLO}
-    served = [_chunks(api.post("/internal/llm/stream", json=body, headers=llm_headers).text)[-1]["messageMetadata"]
-              ["model_resolved"] for _ in range(2)]
+    served = [
+        _chunks(api.post("/internal/llm/stream", json=body, headers=llm_headers).text)[-1]["messageMetadata"]["model_resolved"]
+        for _ in range(2)
+    ]
     assert served == ["capped-first", "roomy"]

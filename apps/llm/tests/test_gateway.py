@@ -20,6 +20,7 @@ def stream(**kwargs) -> list[gateway.StreamEvent]:
 
     return async_to_sync(collect)()
 
+
 PROJECT_TOOL = {
     "type": "function",
     "function": {
@@ -34,7 +35,9 @@ def test_chat_completion_answers_from_the_stub(stub_model):
     result = gateway.chat_completion_sync(
         model="dagi-stub",
         messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}],
-        agent_id="agent:sofia", microdao_id="microdao:7", request_id="req-gw-1",
+        agent_id="agent:sofia",
+        microdao_id="microdao:7",
+        request_id="req-gw-1",
     )
     assert result.content == "[stub] You said: hello there"
     assert result.provider == "stub"
@@ -58,8 +61,11 @@ def test_stub_calls_the_project_tool_then_uses_its_result(stub_model):
     assert call.name == "projects.list"
     assert json.loads(call.arguments) == {"microdao_id": "microdao:7"}
     followup = messages + [
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}],
+        },
         {"role": "tool", "tool_call_id": call.id, "content": '[{"name": "Roadmap"}]'},
     ]
     second = gateway.chat_completion_sync(model="dagi-stub", messages=followup, tools=[PROJECT_TOOL])
@@ -86,7 +92,9 @@ def test_stream_with_tools_yields_a_tool_call(stub_model):
 
 def test_embeddings_are_deterministic_and_similar_texts_are_closer(stub_provider, make_model):
     make_model("dagi-embed-stub", stub_provider, "stub-embed-64", can_embed=True)
-    result = gateway.create_embeddings_sync(model="dagi-embed-stub", inputs=["red apple pie", "red apple tart", "quantum physics"])
+    result = gateway.create_embeddings_sync(
+        model="dagi-embed-stub", inputs=["red apple pie", "red apple tart", "quantum physics"]
+    )
     assert len(result.vectors) == 3 and all(len(v) == 64 for v in result.vectors)
     again = gateway.create_embeddings_sync(model="dagi-embed-stub", inputs=["red apple pie"])
     assert again.vectors[0] == result.vectors[0]

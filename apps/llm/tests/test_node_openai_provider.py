@@ -25,8 +25,13 @@ def node(repo_root) -> str:
 
 def test_generate_text_and_a_streamed_tool_loop(node, api, stub_model, make_token, live):
     live()
-    done = subprocess.run([node, str(SCRIPT), str(api.base_url).rstrip("/"), make_token(scopes=["llm"]), "dagi-stub"],
-                          capture_output=True, text=True, timeout=120, cwd=SCRIPT.parent)
+    done = subprocess.run(
+        [node, str(SCRIPT), str(api.base_url).rstrip("/"), make_token(scopes=["llm"]), "dagi-stub"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=SCRIPT.parent,
+    )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
     generated = out["generated"]
@@ -38,8 +43,10 @@ def test_generate_text_and_a_streamed_tool_loop(node, api, stub_model, make_toke
     assert {"type": "item_reference", "id": body["input"][1]["id"]} == body["input"][1], "the history came by reference"
     streamed = out["streamed"]
     assert streamed["errors"] == []
-    assert streamed["steps"] == [{"finishReason": "tool-calls", "toolCalls": ["projects_list"]},
-                                 {"finishReason": "stop", "toolCalls": []}]
+    assert streamed["steps"] == [
+        {"finishReason": "tool-calls", "toolCalls": ["projects_list"]},
+        {"finishReason": "stop", "toolCalls": []},
+    ]
     assert streamed["toolExecutions"] == [{}]
     assert streamed["finalText"] == "[stub] Based on the tool result: Roadmap, Treasury"
     assert streamed["text"] == streamed["finalText"]

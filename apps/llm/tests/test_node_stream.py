@@ -25,8 +25,9 @@ def node(repo_root) -> str:
 
 
 def _read(node: str, base_url: str, token: str, body: dict) -> dict:
-    done = subprocess.run([node, str(SCRIPT), base_url, token, json.dumps(body)],
-                          capture_output=True, text=True, timeout=120, cwd=SCRIPT.parent)
+    done = subprocess.run(
+        [node, str(SCRIPT), base_url, token, json.dumps(body)], capture_output=True, text=True, timeout=120, cwd=SCRIPT.parent
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -58,8 +59,12 @@ def test_ai_sdk_reads_a_tool_call(node, api, stub_model, make_token, live):
 def test_ai_sdk_sees_an_error_chunk(node, api, fake_provider, make_model, make_token, live):
     make_model("broken", fake_provider, "error:500")
     live()
-    out = _read(node, str(api.base_url).rstrip("/"), make_token(scopes=["llm"]),
-                {"model": "broken", "messages": [{"role": "user", "content": "hi"}]})
+    out = _read(
+        node,
+        str(api.base_url).rstrip("/"),
+        make_token(scopes=["llm"]),
+        {"model": "broken", "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert out["status"] == 200
     assert out["errors"] and "upstream_error" in out["errors"][0]
 
@@ -68,8 +73,12 @@ def test_ai_sdk_reads_reasoning_parts(node, api, fake_provider, make_model, make
     # DeepSeek-style reasoning_content arrives as reasoning-start / -delta / -end parts.
     make_model("thinker", fake_provider, "reasoning")
     live()
-    out = _read(node, str(api.base_url).rstrip("/"), make_token(scopes=["llm"]),
-                {"model": "thinker", "messages": [{"role": "user", "content": "ponder"}]})
+    out = _read(
+        node,
+        str(api.base_url).rstrip("/"),
+        make_token(scopes=["llm"]),
+        {"model": "thinker", "messages": [{"role": "user", "content": "ponder"}]},
+    )
     assert out["errors"] == []
     parts = out["message"]["parts"]
     assert [p["type"] for p in parts] == ["step-start", "reasoning", "text"]

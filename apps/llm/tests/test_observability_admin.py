@@ -42,16 +42,20 @@ def test_providers_and_models_show_cooldowns_error_rates_and_the_last_error(admi
         assert "1 deployment(s) cooling down until" in html, page
         assert "1/2 calls failed (50%)" in html and "last error upstream_timeout" in html, page
     # The same cooldown as a scrape-time gauge of /metrics.
-    samples = {(s.name, s.labels.get("model"), s.labels.get("provider")): s.value
-               for family in text_string_to_metric_families(exposition().decode()) for s in family.samples}
+    samples = {
+        (s.name, s.labels.get("model"), s.labels.get("provider")): s.value
+        for family in text_string_to_metric_families(exposition().decode())
+        for s in family.samples
+    }
     assert samples[("daarion_llm_deployment_cooling_down", "obs-model", "obs-provider")] == 1
 
 
 @pytest.mark.django_db
 def test_a_policy_shows_its_spend_so_far_next_to_its_budget(admin_client, make_agents):
     make_agents("agent:obs-spender")
-    policy = services.rate_limit_policy_create(scope="agent", subject="agent:obs-spender", rpm=100, budget_usd="2",
-                                               budget_period="day")
+    policy = services.rate_limit_policy_create(
+        scope="agent", subject="agent:obs-spender", rpm=100, budget_usd="2", budget_period="day"
+    )
     _record(agent_id="agent:obs-spender", cost=Decimal("0.25"))
     _record(agent_id="agent:obs-spender", cost=Decimal("0.25"))
     _record(agent_id="agent:someone-else", cost=Decimal("5"))
@@ -75,8 +79,11 @@ def test_service_tokens_show_their_calls_and_spend(admin_client):
 def test_a_usage_record_carries_the_calling_token(api, stub_model, live, make_token, bearer):
     raw = make_token(scopes=["llm"], name="obs-caller")
     live()
-    response = api.post("/v1/chat/completions", headers={**bearer(raw), "x-request-id": "req-obs-token"},
-                        json={"model": "dagi-stub", "messages": [{"role": "user", "content": "hi"}]})
+    response = api.post(
+        "/v1/chat/completions",
+        headers={**bearer(raw), "x-request-id": "req-obs-token"},
+        json={"model": "dagi-stub", "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert response.status_code == 200, response.text
     from apps.access.models import ServiceToken
 

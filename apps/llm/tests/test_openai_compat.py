@@ -11,7 +11,10 @@ import pytest
 from apps.llm import services
 from apps.llm.tests.conftest import usage_rows, wait_for
 
-TOOL = {"type": "function", "function": {"name": "projects.list", "description": "List projects", "parameters": {"type": "object", "properties": {}}}}
+TOOL = {
+    "type": "function",
+    "function": {"name": "projects.list", "description": "List projects", "parameters": {"type": "object", "properties": {}}},
+}
 
 
 @pytest.fixture
@@ -28,7 +31,9 @@ def client(asgi_server, make_token, stub_model, embed_model, live):
 
 def test_chat_completion(client):
     completion = client.chat.completions.create(
-        model="dagi-stub", messages=[{"role": "user", "content": "hello sdk"}], temperature=0.1,
+        model="dagi-stub",
+        messages=[{"role": "user", "content": "hello sdk"}],
+        temperature=0.1,
         extra_headers={"x-request-id": "req-sdk-1"},
     )
     assert completion.choices[0].message.content == "[stub] You said: hello sdk"
@@ -42,7 +47,9 @@ def test_chat_completion(client):
 
 def test_chat_completion_stream_with_usage(client):
     stream = client.chat.completions.create(
-        model="dagi-stub", messages=[{"role": "user", "content": "stream me"}], stream=True,
+        model="dagi-stub",
+        messages=[{"role": "user", "content": "stream me"}],
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
@@ -86,8 +93,9 @@ def test_sdk_errors(client, asgi_server, make_token):
     with pytest.raises(openai.AuthenticationError):
         bad.models.list()
     with pytest.raises(openai.PermissionDeniedError):
-        client.chat.completions.create(model="dagi-stub", messages=[{"role": "user", "content": "x"}],
-                                       extra_headers={"X-Agent-Id": "agent:other"})
+        client.chat.completions.create(
+            model="dagi-stub", messages=[{"role": "user", "content": "x"}], extra_headers={"X-Agent-Id": "agent:other"}
+        )
 
 
 def test_rate_limit_is_the_sdks_rate_limit_error(client, live):
@@ -111,15 +119,23 @@ def test_x_agent_id_header_for_an_unbound_token(asgi_server, make_token, stub_mo
     agent_create(agent_id="agent:cto", name="CTO", microdao_id="microdao:9", model="dagi-stub")
     live()
     sdk = openai.OpenAI(base_url=f"{asgi_server.url}/v1", api_key=make_token(scopes=["llm"]), max_retries=0)
-    sdk.chat.completions.create(model="dagi-stub", messages=[{"role": "user", "content": "x"}],
-                                extra_headers={"X-Agent-Id": "agent:cto", "X-Microdao-Id": "microdao:9", "x-request-id": "req-hdr-1"})
+    sdk.chat.completions.create(
+        model="dagi-stub",
+        messages=[{"role": "user", "content": "x"}],
+        extra_headers={"X-Agent-Id": "agent:cto", "X-Microdao-Id": "microdao:9", "x-request-id": "req-hdr-1"},
+    )
     rows = usage_rows(request_id="req-hdr-1")
     assert rows and (rows[0].agent_id, rows[0].microdao_id) == ("agent:cto", "microdao:9")
 
 
 @pytest.mark.parametrize(
     "headers",
-    [{"X-Agent-Id": b"agent:\xc3\xa9"}, {"X-Agent-Id": b"\xff\xfe"}, {"X-Microdao-Id": b"microdao 9"}, {"X-Channel-Id": b"c" * 201}],
+    [
+        {"X-Agent-Id": b"agent:\xc3\xa9"},
+        {"X-Agent-Id": b"\xff\xfe"},
+        {"X-Microdao-Id": b"microdao 9"},
+        {"X-Channel-Id": b"c" * 201},
+    ],
 )
 def test_id_headers_follow_the_body_ids_rule(api, make_token, bearer, stub_model, live, headers):
     # They were taken as they came (latin-1 decoded) into routing, rate limits and usage rows.

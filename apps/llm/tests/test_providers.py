@@ -20,6 +20,7 @@ def test_every_kind_has_a_client():
 
 def test_a_kind_cannot_be_registered_twice():
     with pytest.raises(RuntimeError, match="registered twice"):
+
         @register_provider("openai")
         class Another(BaseProvider):
             pass
@@ -27,8 +28,16 @@ def test_a_kind_cannot_be_registered_twice():
 
 @pytest.mark.parametrize(
     ("status", "kind", "retryable"),
-    [(429, "rate_limited", True), (500, "server", True), (503, "server", True), (408, "server", True),
-     (400, "bad_request", False), (404, "bad_request", False), (401, "auth", False), (403, "auth", False)],
+    [
+        (429, "rate_limited", True),
+        (500, "server", True),
+        (503, "server", True),
+        (408, "server", True),
+        (400, "bad_request", False),
+        (404, "bad_request", False),
+        (401, "auth", False),
+        (403, "auth", False),
+    ],
 )
 def test_status_classification(status, kind, retryable):
     error = error_from_status(status, "x", httpx.Headers({"retry-after": "2"}))
@@ -49,9 +58,14 @@ def test_anthropic_conversion_merges_turns_and_maps_tools():
             {"role": "system", "content": "one"},
             {"role": "system", "content": "two"},
             {"role": "user", "content": "hi"},
-            {"role": "assistant", "content": "calling", "tool_calls": [
-                {"id": "c1", "function": {"name": "a", "arguments": "{\"x\": 1}"}},
-                {"id": "c2", "function": {"name": "b", "arguments": "not json"}}]},
+            {
+                "role": "assistant",
+                "content": "calling",
+                "tool_calls": [
+                    {"id": "c1", "function": {"name": "a", "arguments": '{"x": 1}'}},
+                    {"id": "c2", "function": {"name": "b", "arguments": "not json"}},
+                ],
+            },
             {"role": "tool", "tool_call_id": "c1", "content": "r1"},
             {"role": "tool", "tool_call_id": "c2", "content": "r2"},
         ],
@@ -70,10 +84,13 @@ def test_anthropic_conversion_merges_turns_and_maps_tools():
 
 
 def test_anthropic_response_conversion():
-    response = from_anthropic({
-        "content": [{"type": "text", "text": "Hi "}, {"type": "tool_use", "id": "t", "name": "a", "input": {"k": 1}}],
-        "stop_reason": "tool_use", "usage": {"input_tokens": 4, "output_tokens": 2},
-    })
+    response = from_anthropic(
+        {
+            "content": [{"type": "text", "text": "Hi "}, {"type": "tool_use", "id": "t", "name": "a", "input": {"k": 1}}],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 4, "output_tokens": 2},
+        }
+    )
     assert (response.content, response.finish_reason, response.usage.total_tokens) == ("Hi ", "tool_calls", 6)
     assert response.tool_calls[0].arguments == '{"k": 1}'
 

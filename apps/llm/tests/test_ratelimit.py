@@ -204,7 +204,10 @@ def test_buckets_follow_the_policies(make_agents):
     services.rate_limit_policy_create(scope="agent", subject="agent:vip", rpm=50)
     services.rate_limit_policy_create(scope="microdao", subject="microdao:7", tpm=1000)
     registry = load_registry()
-    assert [b.name for b in ratelimit.buckets_for(registry, agent_id="agent:a", microdao_id="microdao:7")] == ["agent:agent:a", "microdao:microdao:7"]
+    assert [b.name for b in ratelimit.buckets_for(registry, agent_id="agent:a", microdao_id="microdao:7")] == [
+        "agent:agent:a",
+        "microdao:microdao:7",
+    ]
     vip = ratelimit.buckets_for(registry, agent_id="agent:vip", microdao_id=None)
     assert [(b.name, b.rpm) for b in vip] == [("agent:agent:vip", 50)]
     assert ratelimit.buckets_for(registry, agent_id=None, microdao_id="microdao:8")[0].name == "agent:anonymous"
@@ -254,8 +257,9 @@ def test_limits_are_exact_across_two_server_processes(api, second_server, stub_m
     assert served.headers["x-ratelimit-limit-requests"] == "7"
 
 
-def test_concurrency_is_exact_across_two_processes(api, second_server, stub_model, fake_provider, make_model, llm_headers, live,
-                                                  make_agents):
+def test_concurrency_is_exact_across_two_processes(
+    api, second_server, stub_model, fake_provider, make_model, llm_headers, live, make_agents
+):
     make_agents("agent:single", "agent:policy-probe")
     services.provider_update(provider=fake_provider, timeout_seconds=10)
     make_model("slowpoke", fake_provider, "slow:3")  # long enough that all four overlap
@@ -282,7 +286,6 @@ def test_stream_heartbeats_while_waiting_for_the_first_token(api, second_server,
         return ": heartbeat" in text and text.index(": heartbeat") < text.index('"text-delta"')
 
     assert wait_for(heartbeat_then_text, timeout=15)
-
 
 
 @pytest.fixture
@@ -339,8 +342,7 @@ def test_an_unknown_outage_policy_stops_the_process_at_start():
     import sys
 
     env = {**os.environ, "DAARION_LLM_RATE_LIMIT_WHEN_REDIS_DOWN": "maybe"}
-    result = subprocess.run([sys.executable, "-c", "import django; django.setup()"], env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True, text=True)
     assert result.returncode != 0
     assert "DAARION_LLM_RATE_LIMIT_WHEN_REDIS_DOWN must be allow or refuse, not 'maybe'" in result.stderr
 
@@ -360,8 +362,9 @@ def test_budget_periods_are_utc_days_and_calendar_months():
 def test_a_budget_refuses_calls_once_the_periods_spend_reaches_it():
     from datetime import UTC, datetime
 
-    bucket = ratelimit.Bucket("agent:test-budget", rpm=None, tpm=None, max_concurrent=None,
-                              budget_micro_usd=10_000, budget_period="day")  # 0.01 USD a day
+    bucket = ratelimit.Bucket(
+        "agent:test-budget", rpm=None, tpm=None, max_concurrent=None, budget_micro_usd=10_000, budget_period="day"
+    )  # 0.01 USD a day
     first = acquire([bucket])
     assert first.headers["x-daarion-budget-remaining-usd"] == "0.010000"
     async_to_sync(ratelimit.settle)(first, actual_tokens=10, cost_usd="0.006")
@@ -371,11 +374,17 @@ def test_a_budget_refuses_calls_once_the_periods_spend_reaches_it():
     with pytest.raises(RateLimited) as info:
         acquire([bucket])
     error = info.value
-    assert (error.status, error.type, error.details["limit"], error.details["period"]) == (429, "budget_exceeded", "budget", "day")
+    assert (error.status, error.type, error.details["limit"], error.details["period"]) == (
+        429,
+        "budget_exceeded",
+        "budget",
+        "day",
+    )
     _, left_ms = ratelimit.budget_period_at("day", datetime.now(UTC))
     assert abs(int(error.headers["Retry-After"]) - left_ms / 1000) <= 2  # when the day (UTC) ends
-    other = ratelimit.Bucket("agent:test-budget-other", rpm=None, tpm=None, max_concurrent=None,
-                             budget_micro_usd=10_000, budget_period="day")
+    other = ratelimit.Bucket(
+        "agent:test-budget-other", rpm=None, tpm=None, max_concurrent=None, budget_micro_usd=10_000, budget_period="day"
+    )
     assert acquire([other]) is not None  # a budget per bucket
 
 
@@ -384,8 +393,9 @@ def test_only_the_current_periods_spend_counts():
 
     from daarion.infra.redis_client import get_redis, key
 
-    bucket = ratelimit.Bucket("agent:test-budget-month", rpm=None, tpm=None, max_concurrent=None,
-                              budget_micro_usd=1_000, budget_period="month")
+    bucket = ratelimit.Bucket(
+        "agent:test-budget-month", rpm=None, tpm=None, max_concurrent=None, budget_micro_usd=1_000, budget_period="month"
+    )
     get_redis().set(key("llm", "rl", bucket.name, "spend", "2020-01"), 10**9)  # an old month, spent out
     period, left_ms = ratelimit.budget_period_at("month", datetime.now(UTC))  # before: it only shrinks
     lease = acquire([bucket])
@@ -410,11 +420,11 @@ def test_a_spend_budget_over_http_refuses_once_spent_and_records_the_refusal(
     assert probe.status_code == 200, probe.text
     cost = Decimal(probe.json()["usage"]["total_tokens"]) / 10  # 100,000 USD per 1M tokens
     # Room for two calls made one after another, not three: each may start under the budget.
-    services.rate_limit_policy_create(scope="agent", subject="agent:budgeted", budget_usd=cost * 3 / 2,
-                                      budget_period="day")
+    services.rate_limit_policy_create(scope="agent", subject="agent:budgeted", budget_usd=cost * 3 / 2, budget_period="day")
     services.rate_limit_policy_create(scope="agent", subject="agent:budget-probe", budget_usd=10**6)
-    assert wait_for(lambda: "x-daarion-budget-remaining-usd" in
-                    _proxy(base, llm_headers, "agent:budget-probe", model="dagi-pricey").headers), "the policies are live"
+    assert wait_for(
+        lambda: "x-daarion-budget-remaining-usd" in _proxy(base, llm_headers, "agent:budget-probe", model="dagi-pricey").headers
+    ), "the policies are live"
     answers = [_proxy(base, llm_headers, "agent:budgeted", model="dagi-pricey") for _ in range(3)]
     assert [a.status_code for a in answers] == [200, 200, 429], answers[-1].text
     assert [Decimal(a.headers["x-daarion-budget-remaining-usd"]) for a in answers[:2]] == [cost * 3 / 2, cost / 2]

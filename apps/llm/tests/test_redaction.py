@@ -26,12 +26,18 @@ def _no_key(text: str, *keys: str) -> None:
 
 
 def _body(request_id: str, **extra) -> dict:
-    return {"model": "leaky", "messages": HELLO, "request_id": request_id,
-            "metadata": {"agent_id": "agent:sofia", "microdao_id": "microdao:7"}, **extra}
+    return {
+        "model": "leaky",
+        "messages": HELLO,
+        "request_id": request_id,
+        "metadata": {"agent_id": "agent:sofia", "microdao_id": "microdao:7"},
+        **extra,
+    }
 
 
-def test_the_providers_key_echoed_by_the_upstream_reaches_no_caller(api, fake_provider, make_model, llm_headers, live,
-                                                                     asgi_server):
+def test_the_providers_key_echoed_by_the_upstream_reaches_no_caller(
+    api, fake_provider, make_model, llm_headers, live, asgi_server
+):
     make_model("leaky", fake_provider, "leak:401")
     live()
     proxy = api.post("/internal/llm/proxy", json=_body("req-leak-1"), headers=llm_headers)
@@ -49,8 +55,7 @@ def test_the_providers_key_echoed_by_the_upstream_reaches_no_caller(api, fake_pr
     assert '"errorText"' in stream.text or stream.status_code >= 400
     _no_key(stream.text, PROVIDER_KEY)
 
-    v1_stream = api.post("/v1/chat/completions", json={"model": "leaky", "messages": HELLO, "stream": True},
-                         headers=llm_headers)
+    v1_stream = api.post("/v1/chat/completions", json={"model": "leaky", "messages": HELLO, "stream": True}, headers=llm_headers)
     _no_key(v1_stream.text, PROVIDER_KEY)
 
     rows = usage_rows(count=1, request_id="req-leak-1")
@@ -60,8 +65,9 @@ def test_the_providers_key_echoed_by_the_upstream_reaches_no_caller(api, fake_pr
     _no_key(asgi_server.log_path.read_text(errors="replace"), PROVIDER_KEY)
 
 
-def test_an_agents_own_key_echoed_by_the_upstream_stays_out_of_errors_and_logs(transactional_db, fake_provider, make_model,
-                                                                                  caplog):
+def test_an_agents_own_key_echoed_by_the_upstream_stays_out_of_errors_and_logs(
+    transactional_db, fake_provider, make_model, caplog
+):
     make_model("leaky", fake_provider, "leak:401")
     caplog.set_level(logging.DEBUG)
     with pytest.raises(DaarionError) as caught:
@@ -71,8 +77,7 @@ def test_an_agents_own_key_echoed_by_the_upstream_stays_out_of_errors_and_logs(t
     _no_key(text, AGENT_KEY, PROVIDER_KEY)
 
     async def stream() -> list:
-        return [e async for e in gateway.stream_chat_completion(model="leaky", messages=HELLO,
-                                                                credentials={"fake": AGENT_KEY})]
+        return [e async for e in gateway.stream_chat_completion(model="leaky", messages=HELLO, credentials={"fake": AGENT_KEY})]
 
     with pytest.raises(DaarionError) as streamed:
         async_to_sync(stream)()
@@ -84,8 +89,9 @@ def test_an_agents_own_key_echoed_by_the_upstream_stays_out_of_errors_and_logs(t
 
 
 def test_anthropics_x_api_key_echoed_is_redacted(transactional_db, fake_llm, make_model):
-    provider = services.provider_create(name="claude", kind="anthropic", base_url=fake_llm, api_key="sk-ant-provider-5566",
-                                        timeout_seconds=2.0, max_retries=0)
+    provider = services.provider_create(
+        name="claude", kind="anthropic", base_url=fake_llm, api_key="sk-ant-provider-5566", timeout_seconds=2.0, max_retries=0
+    )
     make_model("claude-leaky", provider, "leak:403")
     with pytest.raises(DaarionError) as caught:
         gateway.chat_completion_sync(model="claude-leaky", messages=HELLO, credentials={"claude": "sk-ant-agent-7788"})
@@ -94,8 +100,7 @@ def test_anthropics_x_api_key_echoed_is_redacted(transactional_db, fake_llm, mak
     _no_key(text, "sk-ant-agent-7788", "sk-ant-provider-5566")
 
 
-def test_a_key_the_upstream_repeats_in_a_successful_answer_reaches_no_caller(api, fake_provider, make_model,
-                                                                            llm_headers, live):
+def test_a_key_the_upstream_repeats_in_a_successful_answer_reaches_no_caller(api, fake_provider, make_model, llm_headers, live):
     """The fake upstream's `echokey` model answers 200 with the credential it was sent."""
     make_model("echoing", fake_provider, "echokey")
     live()

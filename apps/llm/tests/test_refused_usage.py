@@ -27,8 +27,9 @@ def _one(request_id: str) -> UsageRecord:
 
 def test_an_unknown_model_is_recorded_as_refused(stub_model):
     with pytest.raises(NotFound):
-        gateway.chat_completion_sync(model="no-such-model", messages=HELLO, agent_id="agent:a",
-                                     microdao_id="microdao:7", request_id="req-refused-unknown")
+        gateway.chat_completion_sync(
+            model="no-such-model", messages=HELLO, agent_id="agent:a", microdao_id="microdao:7", request_id="req-refused-unknown"
+        )
     row = _one("req-refused-unknown")
     assert (row.status, row.error_type, row.agent_id, row.microdao_id) == ("refused", "model_not_found", "agent:a", "microdao:7")
     assert (row.logical_model, row.provider, row.total_tokens, float(row.cost), row.attempts) == ("no-such-model", "", 0, 0.0, 0)
@@ -38,8 +39,9 @@ def test_a_disabled_model_stream_and_an_embedding_refusal_are_recorded(stub_mode
     services.logical_model_update(model=stub_model, enabled=False)
 
     async def stream() -> None:
-        async for _ in gateway.stream_chat_completion(model="dagi-stub", messages=HELLO, agent_id="agent:a",
-                                                      request_id="req-refused-disabled"):
+        async for _ in gateway.stream_chat_completion(
+            model="dagi-stub", messages=HELLO, agent_id="agent:a", request_id="req-refused-disabled"
+        ):
             pass
 
     with pytest.raises(NotFound):
@@ -63,17 +65,24 @@ def test_a_rate_limited_call_is_recorded_per_agent(stub_model, make_agents):
         gateway.chat_completion_sync(model="dagi-stub", messages=HELLO, agent_id=agent, request_id=f"{agent}-2")
     rows = usage_rows(agent_id=agent, count=2)
     assert sorted((r.request_id, r.status, r.error_type) for r in rows) == [
-        (f"{agent}-1", "ok", ""), (f"{agent}-2", "refused", "rate_limited"),
+        (f"{agent}-1", "ok", ""),
+        (f"{agent}-2", "refused", "rate_limited"),
     ]
 
 
 def test_refusals_over_the_api_are_recorded(api, stub_model, llm_headers, live):
     live()
-    response = api.post("/internal/llm/proxy", headers={**llm_headers, "x-request-id": "req-refused-api"},
-                        json={"model": "nope", "messages": HELLO, "metadata": {"agent_id": "agent:api"}})
+    response = api.post(
+        "/internal/llm/proxy",
+        headers={**llm_headers, "x-request-id": "req-refused-api"},
+        json={"model": "nope", "messages": HELLO, "metadata": {"agent_id": "agent:api"}},
+    )
     assert response.status_code == 404 and response.json()["error"]["type"] == "model_not_found"
-    response = api.post("/v1/chat/completions", headers={**llm_headers, "x-request-id": "req-refused-v1"},
-                        json={"model": "nope", "messages": HELLO, "stream": True})
+    response = api.post(
+        "/v1/chat/completions",
+        headers={**llm_headers, "x-request-id": "req-refused-v1"},
+        json={"model": "nope", "messages": HELLO, "stream": True},
+    )
     assert response.status_code == 404
     rows = usage_rows(request_id__in=["req-refused-api", "req-refused-v1"], count=2)
     assert sorted((r.request_id, r.status, r.error_type, r.stream) for r in rows) == [

@@ -139,8 +139,11 @@ def test_tool_ids_are_mapped_to_valid_names_upstream(fake_provider, make_model, 
     assert json.loads(result.tool_calls[0].arguments) == {"limit": 3}
     history = [
         {"role": "user", "content": "projects?"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_fake_1", "type": "function", "function": {"name": "projects.list", "arguments": "{}"}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "call_fake_1", "type": "function", "function": {"name": "projects.list", "arguments": "{}"}}],
+        },
         {"role": "tool", "tool_call_id": "call_fake_1", "content": "Roadmap, Treasury"},
     ]
     result = chat("tooly", messages=history, tools=[tool])
@@ -150,9 +153,13 @@ def test_tool_ids_are_mapped_to_valid_names_upstream(fake_provider, make_model, 
 
 
 def test_tool_names_map_reversibly_without_collisions():
-    names = router.ToolNames([
-        {"function": {"name": "projects.list"}}, {"function": {"name": "projects_list"}}, {"function": {"name": "a" * 80}},
-    ])
+    names = router.ToolNames(
+        [
+            {"function": {"name": "projects.list"}},
+            {"function": {"name": "projects_list"}},
+            {"function": {"name": "a" * 80}},
+        ]
+    )
     upstream = [names.to_upstream[n] for n in ("projects.list", "projects_list", "a" * 80)]
     assert len(set(upstream)) == 3
     assert all(len(n) <= 64 for n in upstream)
@@ -225,7 +232,9 @@ def test_embeddings_need_an_embedding_model(fake_provider, make_model):
 
 @pytest.fixture
 def anthropic_model(db, fake_llm, make_model):
-    provider = services.provider_create(name="claude", kind="anthropic", base_url=fake_llm, api_key="sk-ant-123456789", max_retries=0)
+    provider = services.provider_create(
+        name="claude", kind="anthropic", base_url=fake_llm, api_key="sk-ant-123456789", max_retries=0
+    )
     return make_model("claude-x", provider, "claude-test")
 
 
@@ -248,9 +257,17 @@ def test_anthropic_tools_round_trip(anthropic_model, fake_stats):
     body = fake_stats()["last"]["body"]
     assert body["tools"][0] == {"name": "projects_list", "description": "d", "input_schema": {"type": "object"}}
     assert body["tool_choice"] == {"type": "any"}
-    history = [*HELLO,
-               {"role": "assistant", "content": None, "tool_calls": [{"id": "toolu_fake", "type": "function", "function": {"name": "projects.list", "arguments": "{\"limit\": 3}"}}]},
-               {"role": "tool", "tool_call_id": "toolu_fake", "content": "Roadmap"}]
+    history = [
+        *HELLO,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "toolu_fake", "type": "function", "function": {"name": "projects.list", "arguments": '{"limit": 3}'}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "toolu_fake", "content": "Roadmap"},
+    ]
     result = chat("claude-x", messages=history, tools=[tool])
     assert result.content == "tool said: Roadmap"
     sent = fake_stats()["last"]["body"]["messages"]
@@ -293,8 +310,11 @@ def test_history_tool_names_are_mapped_even_without_tools(fake_provider, make_mo
     make_model("remote", fake_provider, "echo")
     history = [
         {"role": "user", "content": "projects?"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "projects.list", "arguments": "{}"}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "projects.list", "arguments": "{}"}}],
+        },
         {"role": "tool", "tool_call_id": "c1", "content": "Roadmap"},
         {"role": "user", "content": "thanks"},
     ]

@@ -21,8 +21,11 @@ def tenants(transactional_db, stub_model):
 
 def _proxy(api, headers, *, request_id: str, agent_id: str | None = None, microdao_id: str | None = None):
     metadata = {k: v for k, v in {"agent_id": agent_id, "microdao_id": microdao_id}.items() if v}
-    return api.post("/internal/llm/proxy", json={"model": "dagi-stub", "messages": HELLO, "request_id": request_id,
-                                                 "metadata": metadata}, headers=headers)
+    return api.post(
+        "/internal/llm/proxy",
+        json={"model": "dagi-stub", "messages": HELLO, "request_id": request_id, "metadata": metadata},
+        headers=headers,
+    )
 
 
 def test_an_agent_bound_token_naming_another_microdao_is_403(api, tenants, make_token, bearer, live):
@@ -33,8 +36,11 @@ def test_an_agent_bound_token_naming_another_microdao_is_403(api, tenants, make_
     error = refused.json()["error"]
     assert error["type"] == "microdao_mismatch"
     assert error["details"]["agent_microdao_id"] == "microdao:9"
-    v1 = api.post("/v1/chat/completions", json={"model": "dagi-stub", "messages": HELLO},
-                  headers={**headers, "X-Microdao-Id": "microdao:victim"})
+    v1 = api.post(
+        "/v1/chat/completions",
+        json={"model": "dagi-stub", "messages": HELLO},
+        headers={**headers, "X-Microdao-Id": "microdao:victim"},
+    )
     assert v1.status_code == 403 and v1.json()["error"]["code"] == "microdao_mismatch"
     # Without naming one, the call is charged to the agent's own microDAO.
     served = _proxy(api, headers, request_id="req-t-2")
@@ -60,5 +66,6 @@ def test_a_call_without_an_agent_never_charges_a_microdao_it_names_freely(api, t
     assert {row.microdao_id for row in usage_rows(count=3, request_id__startswith="req-t-free-")} == {""}
     # A token bound to an agent of that microDAO may name it.
     bound = bearer(make_token(scopes=["llm"], agents=["agent:nine", "agent:other"]))
-    assert _proxy(api, bound, request_id="req-t-5", agent_id="agent:other",
-                  microdao_id="microdao:victim").status_code == 403  # agent:other is of microdao:7
+    assert (
+        _proxy(api, bound, request_id="req-t-5", agent_id="agent:other", microdao_id="microdao:victim").status_code == 403
+    )  # agent:other is of microdao:7

@@ -84,8 +84,15 @@ def test_a_record_with_numbers_the_columns_cannot_hold_is_stored_clamped_and_doe
     from daarion.infra.redis_client import get_redis
 
     # An upstream that reports absurd usage, a NaN latency, a cost beyond numeric(16, 8).
-    bad = _record("req-huge", prompt_tokens=10**12, completion_tokens=-5, attempts=10**6, cost="1e30",
-                  latency_ms=float("nan"), ttft_ms="soon")
+    bad = _record(
+        "req-huge",
+        prompt_tokens=10**12,
+        completion_tokens=-5,
+        attempts=10**6,
+        cost="1e30",
+        latency_ms=float("nan"),
+        ttft_ms="soon",
+    )
     get_redis().rpush(usage.buffer_key(), json.dumps(bad), json.dumps(_record("req-after-huge")))
     assert usage.drain_to_database() == 2
     assert usage.pending_in_redis() == 0
@@ -171,8 +178,9 @@ def test_a_failing_drain_is_not_retried_and_its_records_wait_for_the_next_tick(c
         cursor.execute("CREATE SEQUENCE usage_test_attempts")
         cursor.execute("""CREATE FUNCTION usage_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN PERFORM nextval('usage_test_attempts'); RAISE EXCEPTION 'refused by the test'; END $$""")
-        cursor.execute(f"CREATE TRIGGER usage_test_refuse BEFORE INSERT ON {table} "
-                       "FOR EACH STATEMENT EXECUTE FUNCTION usage_test_refuse()")
+        cursor.execute(
+            f"CREATE TRIGGER usage_test_refuse BEFORE INSERT ON {table} FOR EACH STATEMENT EXECUTE FUNCTION usage_test_refuse()"
+        )
     try:
         get_redis().rpush(usage.buffer_key(), json.dumps(_record("req-refused")))
         result = drain_usage.delay()
@@ -195,7 +203,11 @@ def test_a_failing_drain_is_not_retried_and_its_records_wait_for_the_next_tick(c
 def test_beat_drains_keep_no_result_and_those_a_stalled_worker_did_not_start_in_time_are_dropped(celery_worker):
     entry = settings.CELERY_BEAT_SCHEDULE["llm-drain-usage"]
     options = entry["options"]
-    assert (entry["task"], entry["schedule"], options["queue"]) == ("llm.drain_usage", settings.LLM_USAGE_DRAIN_SECONDS, "default")
+    assert (entry["task"], entry["schedule"], options["queue"]) == (
+        "llm.drain_usage",
+        settings.LLM_USAGE_DRAIN_SECONDS,
+        "default",
+    )
     stall = 6 * max(1.0, entry["schedule"])  # six ticks (of a second at least)
 
     usage.emit(_record("req-stalled"))
@@ -224,7 +236,10 @@ def test_beat_drains_keep_no_result_and_those_a_stalled_worker_did_not_start_in_
 
 def _stream_lines(base_url: str, headers: dict, body: dict, stop_after_deltas: int) -> list[str]:
     lines = []
-    with httpx.Client(timeout=30) as client, client.stream("POST", f"{base_url}/internal/llm/stream", json=body, headers=headers) as response:
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream("POST", f"{base_url}/internal/llm/stream", json=body, headers=headers) as response,
+    ):
         assert response.status_code == 200
         for line in response.iter_lines():
             lines.append(line)
@@ -233,11 +248,17 @@ def _stream_lines(base_url: str, headers: dict, body: dict, stop_after_deltas: i
     return lines
 
 
-def test_a_cancelled_stream_cancels_upstream_and_records_partial_usage(api, fake_provider, make_model, llm_headers, live, fake_stats):
+def test_a_cancelled_stream_cancels_upstream_and_records_partial_usage(
+    api, fake_provider, make_model, llm_headers, live, fake_stats
+):
     make_model("staller", fake_provider, "stall:3")
     live()
-    body = {"model": "staller", "messages": [{"role": "user", "content": "tell me a long story"}],
-            "metadata": {"agent_id": "agent:sofia"}, "request_id": "req-cancel-stream"}
+    body = {
+        "model": "staller",
+        "messages": [{"role": "user", "content": "tell me a long story"}],
+        "metadata": {"agent_id": "agent:sofia"},
+        "request_id": "req-cancel-stream",
+    }
     _stream_lines(str(api.base_url).rstrip("/"), llm_headers, body, stop_after_deltas=3)
     assert wait_for(lambda: fake_stats()["disconnects"] >= 1), "the upstream request was cancelled"
     rows = usage_rows(request_id="req-cancel-stream")
@@ -338,7 +359,9 @@ def test_a_web_process_told_to_drain_writes_usage_rows_without_a_worker(draining
     body = {"model": "dagi-stub", "messages": [{"role": "user", "content": "hi"}], "request_id": "req-self-drained"}
 
     def answered() -> bool:
-        return httpx.post(f"{draining_server.url}/internal/llm/proxy", json=body, headers=llm_headers, timeout=30).status_code == 200
+        return (
+            httpx.post(f"{draining_server.url}/internal/llm/proxy", json=body, headers=llm_headers, timeout=30).status_code == 200
+        )
 
     assert wait_for(answered), "the server answers once it has the model"
     # Nothing drains in this process: the row must come from the server's own flusher.

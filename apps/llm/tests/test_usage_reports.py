@@ -24,14 +24,31 @@ TODAY = NOW.replace(hour=9)
 YESTERDAY = TODAY - timedelta(days=1)
 
 
-def record(when: datetime, *, agent: str = "agent:sofia", model: str = "gpt-4.1-mini", status: str = "ok",
-           prompt: int = 10, completion: int = 5, cost: str = "0.001", latency: float = 100.0,
-           microdao: str = "microdao:7") -> UsageRecord:
+def record(
+    when: datetime,
+    *,
+    agent: str = "agent:sofia",
+    model: str = "gpt-4.1-mini",
+    status: str = "ok",
+    prompt: int = 10,
+    completion: int = 5,
+    cost: str = "0.001",
+    latency: float = 100.0,
+    microdao: str = "microdao:7",
+) -> UsageRecord:
     return UsageRecord.objects.create(
-        agent_id=agent, microdao_id=microdao, logical_model=model, provider="fake", status=status,
-        error_type="" if status == "ok" else "upstream_error", latency_ms=latency,
-        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
-        cost=Decimal(cost), created_at=when,
+        agent_id=agent,
+        microdao_id=microdao,
+        logical_model=model,
+        provider="fake",
+        status=status,
+        error_type="" if status == "ok" else "upstream_error",
+        latency_ms=latency,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=prompt + completion,
+        cost=Decimal(cost),
+        created_at=when,
     )
 
 
@@ -63,7 +80,9 @@ def test_window_is_whole_utc_days_ending_today() -> None:
 def test_sums_per_day_per_agent(usage) -> None:
     rows = by_key(usage_by_day(window=UsageWindow.last_days(7, now=NOW), group_by="agent"))
     assert set(rows) == {
-        ("2026-11-23", "agent:sofia"), ("2026-11-23", "agent:helix"), ("2026-11-23", "(no agent)"),
+        ("2026-11-23", "agent:sofia"),
+        ("2026-11-23", "agent:helix"),
+        ("2026-11-23", "(no agent)"),
         ("2026-11-22", "agent:sofia"),
     }
     sofia = rows[("2026-11-23", "agent:sofia")]

@@ -46,13 +46,18 @@ def test_a_token_without_the_scope_or_agent_is_403(asgi_server, make_token, sdk)
     memory_only = openai.OpenAI(base_url=f"{asgi_server.url}/v1", api_key=make_token(scopes=["memory"]), max_retries=0)
     err = _raised(lambda: memory_only.chat.completions.create(model="dagi-stub", messages=HELLO), openai.PermissionDeniedError)
     assert err.code == "scope_not_allowed"
-    err = _raised(lambda: sdk.chat.completions.create(model="dagi-stub", messages=HELLO,
-                                                      extra_headers={"X-Agent-Id": "agent:other"}), openai.PermissionDeniedError)
+    err = _raised(
+        lambda: sdk.chat.completions.create(model="dagi-stub", messages=HELLO, extra_headers={"X-Agent-Id": "agent:other"}),
+        openai.PermissionDeniedError,
+    )
     assert err.code == "agent_not_allowed"
     # A token bound to several agents names the one it acts for (Principal.acting_agent): a
     # missing X-Agent-Id is OpenAI's missing parameter.
-    several = openai.OpenAI(base_url=f"{asgi_server.url}/v1", max_retries=0,
-                            api_key=make_token(scopes=["llm"], agents=["agent:errors", "agent:other"]))
+    several = openai.OpenAI(
+        base_url=f"{asgi_server.url}/v1",
+        max_retries=0,
+        api_key=make_token(scopes=["llm"], agents=["agent:errors", "agent:other"]),
+    )
     err = _raised(lambda: several.chat.completions.create(model="dagi-stub", messages=HELLO), openai.BadRequestError)
     assert (err.status_code, err.code, err.param) == (400, "missing_required_parameter", "X-Agent-Id")
 
@@ -63,8 +68,11 @@ def test_a_token_without_the_scope_or_agent_is_403(asgi_server, make_token, sdk)
         ({"messages": []}, "messages", "invalid_value"),
         ({"temperature": 9}, "temperature", "invalid_value"),
         ({"messages": [{"role": "robot", "content": "x"}]}, "messages.0.role", "invalid_value"),
-        ({"tools": [{"type": "function", "function": {"description": "no name"}}]}, "tools.0.function.name",
-         "missing_required_parameter"),
+        (
+            {"tools": [{"type": "function", "function": {"description": "no name"}}]},
+            "tools.0.function.name",
+            "missing_required_parameter",
+        ),
         ({"stream": "yes please"}, "stream", "invalid_type"),
     ],
 )
@@ -78,11 +86,15 @@ def test_unreadable_json_is_400_without_a_code(asgi_server, make_token, stub_mod
     import httpx
 
     live()
-    answer = httpx.post(f"{asgi_server.url}/v1/chat/completions", content=b"{not json",
-                        headers={"Authorization": f"Bearer {make_token(scopes=['llm'])}", "Content-Type": "application/json"})
+    answer = httpx.post(
+        f"{asgi_server.url}/v1/chat/completions",
+        content=b"{not json",
+        headers={"Authorization": f"Bearer {make_token(scopes=['llm'])}", "Content-Type": "application/json"},
+    )
     assert answer.status_code == 400
-    assert answer.json() == {"error": {"message": answer.json()["error"]["message"], "type": "invalid_request_error",
-                                       "param": None, "code": None}}
+    assert answer.json() == {
+        "error": {"message": answer.json()["error"]["message"], "type": "invalid_request_error", "param": None, "code": None}
+    }
 
 
 def test_a_rate_limit_is_rate_limit_exceeded_with_retry_after(sdk, live):
@@ -142,8 +154,11 @@ def test_an_upstream_429_that_outlives_retries_and_fallbacks_is_a_429_with_its_r
     # The same on /internal, in the house envelope.
     import httpx
 
-    answer = httpx.post(f"{asgi_server.url}/internal/llm/proxy", json={"model": "busy", "messages": HELLO},
-                        headers={"Authorization": f"Bearer {make_token(scopes=['llm'])}"})
+    answer = httpx.post(
+        f"{asgi_server.url}/internal/llm/proxy",
+        json={"model": "busy", "messages": HELLO},
+        headers={"Authorization": f"Bearer {make_token(scopes=['llm'])}"},
+    )
     assert answer.status_code == 429 and answer.headers["retry-after"] == "30"
     assert answer.json()["error"]["type"] == "upstream_rate_limited" and "details" in answer.json()["error"]
 

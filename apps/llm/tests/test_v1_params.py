@@ -15,8 +15,10 @@ import pytest
 from apps.llm import services
 
 HELLO = [{"role": "user", "content": "hello params"}]
-TOOL = {"type": "function", "function": {"name": "projects.list", "description": "List projects",
-                                         "parameters": {"type": "object", "properties": {}}}}
+TOOL = {
+    "type": "function",
+    "function": {"name": "projects.list", "description": "List projects", "parameters": {"type": "object", "properties": {}}},
+}
 # Every OpenAI chat parameter besides model/messages/temperature/max_tokens/tools/tool_choice/
 # response_format, with a value that is not its default.
 PARAMS = {
@@ -58,8 +60,9 @@ def upstream(fake_provider, make_model, fake_stats, live):
 
 @pytest.fixture
 def claude(fake_llm, make_model, live):
-    provider = services.provider_create(name="claude", kind="anthropic", base_url=fake_llm, api_key="sk-ant-123456789",
-                                        max_retries=0)
+    provider = services.provider_create(
+        name="claude", kind="anthropic", base_url=fake_llm, api_key="sk-ant-123456789", max_retries=0
+    )
     make_model("claude-strict", provider, "claude-test")
     make_model("claude-lenient", provider, "claude-test", drop_unsupported_params=True)
     make_model("claude-thinking", provider, "thinking-claude")
@@ -68,8 +71,12 @@ def claude(fake_llm, make_model, live):
 
 def test_every_chat_parameter_reaches_an_openai_compatible_upstream_as_sent(sdk, upstream):
     completion = sdk.chat.completions.create(
-        model="up-echo", messages=HELLO, tools=[TOOL], max_tokens=50,
-        extra_body={"custom_flag": {"nested": [1, 2]}, "top_k": 5}, **PARAMS,
+        model="up-echo",
+        messages=HELLO,
+        tools=[TOOL],
+        max_tokens=50,
+        extra_body={"custom_flag": {"nested": [1, 2]}, "top_k": 5},
+        **PARAMS,
     )
     [sent] = upstream()
     for name, value in PARAMS.items():
@@ -84,8 +91,11 @@ def test_every_chat_parameter_reaches_an_openai_compatible_upstream_as_sent(sdk,
 
 
 def test_parameters_in_a_stream_too(sdk, upstream):
-    chunks = list(sdk.chat.completions.create(model="up-echo", messages=HELLO, stream=True, seed=3, stop="X",
-                                              extra_body={"custom_flag": True}))
+    chunks = list(
+        sdk.chat.completions.create(
+            model="up-echo", messages=HELLO, stream=True, seed=3, stop="X", extra_body={"custom_flag": True}
+        )
+    )
     [sent] = upstream()
     assert (sent["seed"], sent["stop"], sent["custom_flag"], sent["stream"]) == (3, "X", True, True)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: hello params"
@@ -99,8 +109,12 @@ def test_n_above_one_is_refused_when_streamed(sdk, upstream):
 
 
 def test_the_internal_proxy_takes_the_same_parameters(api, upstream, token):
-    body = {"model": "up-echo", "messages": HELLO, **{k: v for k, v in PARAMS.items() if k not in ("metadata", "n")},
-            "extra_body": {"custom_flag": "yes"}}
+    body = {
+        "model": "up-echo",
+        "messages": HELLO,
+        **{k: v for k, v in PARAMS.items() if k not in ("metadata", "n")},
+        "extra_body": {"custom_flag": "yes"},
+    }
     answer = api.post("/internal/llm/proxy", json=body, headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 200, answer.text
     [sent] = upstream()
@@ -122,7 +136,13 @@ def test_a_provider_that_cannot_take_a_parameter_refuses_it_by_name(sdk, claude,
 
 def test_or_drops_it_and_says_so_when_its_model_says(sdk, claude, fake_stats):
     raw = sdk.chat.completions.with_raw_response.create(
-        model="claude-lenient", messages=HELLO, seed=1, presence_penalty=0.5, top_p=0.9, stop="END", user="u-1",
+        model="claude-lenient",
+        messages=HELLO,
+        seed=1,
+        presence_penalty=0.5,
+        top_p=0.9,
+        stop="END",
+        user="u-1",
         max_completion_tokens=99,
     )
     assert raw.headers["x-daarion-dropped-params"] == "seed, presence_penalty"
@@ -134,8 +154,9 @@ def test_or_drops_it_and_says_so_when_its_model_says(sdk, claude, fake_stats):
 
 def test_advisory_labels_never_refuse_a_call(sdk, stub_model, live):
     live()
-    raw = sdk.chat.completions.with_raw_response.create(model="dagi-stub", messages=HELLO, metadata={"a": "b"},
-                                                         user="u-2", store=False)
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="dagi-stub", messages=HELLO, metadata={"a": "b"}, user="u-2", store=False
+    )
     assert raw.http_response.status_code == 200
     assert set(raw.headers["x-daarion-dropped-params"].split(", ")) == {"user", "metadata", "store"}
 
@@ -161,8 +182,9 @@ def test_reasoning_content_is_kept_in_answers_and_usage(sdk, upstream):
 
 
 def test_reasoning_content_is_kept_in_stream_deltas(sdk, upstream):
-    chunks = list(sdk.chat.completions.create(model="up-reasoning", messages=HELLO, stream=True,
-                                              stream_options={"include_usage": True}))
+    chunks = list(
+        sdk.chat.completions.create(model="up-reasoning", messages=HELLO, stream=True, stream_options={"include_usage": True})
+    )
     deltas = [c.choices[0].delta for c in chunks if c.choices]
     assert "".join((d.model_extra or {}).get("reasoning_content") or "" for d in deltas) == "thinking about: hello params"
     assert "".join(d.content or "" for d in deltas) == "echo: hello params"
@@ -192,13 +214,13 @@ def test_anthropic_thinking_maps_to_reasoning_content(sdk, claude):
 
 
 def test_embeddings_dimensions_and_format_are_forwarded_and_honoured(sdk, upstream):
-    floats = sdk.embeddings.create(model="up-embed", input=["alpha", "beta"], dimensions=64, encoding_format="float",
-                                   user="u-9")
+    floats = sdk.embeddings.create(model="up-embed", input=["alpha", "beta"], dimensions=64, encoding_format="float", user="u-9")
     assert [len(d.embedding) for d in floats.data] == [64, 64]
     [sent] = upstream()
     assert (sent["dimensions"], sent["user"], sent["input"]) == (64, "u-9", ["alpha", "beta"])
-    packed = sdk.embeddings.with_raw_response.create(model="up-embed", input="alpha", dimensions=16,
-                                                      encoding_format="base64").http_response.json()
+    packed = sdk.embeddings.with_raw_response.create(
+        model="up-embed", input="alpha", dimensions=16, encoding_format="base64"
+    ).http_response.json()
     vector = struct.unpack("<16f", base64.b64decode(packed["data"][0]["embedding"]))
     assert sum(x * x for x in vector) == pytest.approx(1.0, abs=1e-5), "16 numbers of a unit vector"
 
@@ -225,8 +247,11 @@ def test_providers_that_cannot_refuse_dimensions_and_tokens(sdk, stub_provider, 
 
 def test_langchain_style_token_input_on_the_raw_api(api, upstream, token):
     # LangChain's OpenAIEmbeddings sends lists of token ids by default.
-    answer = httpx.post(f"{api.base_url}/v1/embeddings", json={"model": "up-embed", "input": [[1, 2], [3]]},
-                        headers={"Authorization": f"Bearer {token}"})
+    answer = httpx.post(
+        f"{api.base_url}/v1/embeddings",
+        json={"model": "up-embed", "input": [[1, 2], [3]]},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert answer.status_code == 200, answer.text
     assert len(answer.json()["data"]) == 2
 
@@ -236,9 +261,13 @@ def test_drop_unsupported_params_is_part_of_the_registry_document(db):
     from apps.llm.selectors import load_registry, registry_export
     from apps.registry.documents import registry_apply
 
-    registry_apply(prune=False, document={"providers": {"stub": {"kind": "stub"}},
-                                          "models": {"lenient": {"provider": "stub", "name": "dagi-stub",
-                                                                 "drop_unsupported_params": True}}})
+    registry_apply(
+        prune=False,
+        document={
+            "providers": {"stub": {"kind": "stub"}},
+            "models": {"lenient": {"provider": "stub", "name": "dagi-stub", "drop_unsupported_params": True}},
+        },
+    )
     assert LogicalModel.objects.get(name="lenient").drop_unsupported_params
     assert load_registry().models["lenient"].drop_params
     assert registry_export()["models"]["lenient"]["drop_unsupported_params"] is True
@@ -247,14 +276,23 @@ def test_drop_unsupported_params_is_part_of_the_registry_document(db):
 def test_default_values_are_never_refused(sdk, stub_model, live):
     # LangChain and others send n: 1 and friends explicitly; they ask for nothing special.
     live()
-    completion = sdk.chat.completions.create(model="dagi-stub", messages=HELLO, n=1, logprobs=False, top_p=1,
-                                             presence_penalty=0, frequency_penalty=0, parallel_tool_calls=True)
+    completion = sdk.chat.completions.create(
+        model="dagi-stub",
+        messages=HELLO,
+        n=1,
+        logprobs=False,
+        top_p=1,
+        presence_penalty=0,
+        frequency_penalty=0,
+        parallel_tool_calls=True,
+    )
     assert completion.choices[0].message.content == "[stub] You said: hello params"
 
 
 def test_max_completion_tokens_is_max_tokens_for_kinds_that_only_know_that(sdk, fake_llm, make_model, fake_stats, live):
-    provider = services.provider_create(name="deepseek-fake", kind="deepseek", base_url=fake_llm, api_key="sk-ds-123456789",
-                                        max_retries=0)
+    provider = services.provider_create(
+        name="deepseek-fake", kind="deepseek", base_url=fake_llm, api_key="sk-ds-123456789", max_retries=0
+    )
     make_model("ds", provider, "reasoning")
     live()
     sdk.chat.completions.create(model="ds", messages=HELLO, max_completion_tokens=33, seed=5)
@@ -264,11 +302,17 @@ def test_max_completion_tokens_is_max_tokens_for_kinds_that_only_know_that(sdk, 
 
 def test_the_internal_proxy_refuses_n_above_one_in_the_house_envelope(api, stub_model, token, live):
     live()
-    answer = api.post("/internal/llm/proxy", json={"model": "dagi-stub", "messages": HELLO, "n": 2},
-                      headers={"Authorization": f"Bearer {token}"})
+    answer = api.post(
+        "/internal/llm/proxy",
+        json={"model": "dagi-stub", "messages": HELLO, "n": 2},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert answer.status_code == 400
-    assert answer.json()["error"] == {"type": "unsupported_parameter", "message": answer.json()["error"]["message"],
-                                      "details": {"param": "n"}}
+    assert answer.json()["error"] == {
+        "type": "unsupported_parameter",
+        "message": answer.json()["error"]["message"],
+        "details": {"param": "n"},
+    }
 
 
 def test_the_registry_document_round_trips_drop_unsupported_params(db):
@@ -276,12 +320,21 @@ def test_the_registry_document_round_trips_drop_unsupported_params(db):
     from apps.llm.selectors import registry_export
     from apps.registry.documents import registry_apply
 
-    registry_apply(prune=False, document={"providers": {"stub": {"kind": "stub"}},
-                                          "models": {"lenient": {"provider": "stub", "name": "dagi-stub",
-                                                                 "drop_unsupported_params": True}}})
+    registry_apply(
+        prune=False,
+        document={
+            "providers": {"stub": {"kind": "stub"}},
+            "models": {"lenient": {"provider": "stub", "name": "dagi-stub", "drop_unsupported_params": True}},
+        },
+    )
     document = registry_export()
-    registry_apply(document={**document, "models": {**document["models"], "lenient": {
-        **document["models"]["lenient"], "drop_unsupported_params": False}}}, prune=False)
+    registry_apply(
+        document={
+            **document,
+            "models": {**document["models"], "lenient": {**document["models"]["lenient"], "drop_unsupported_params": False}},
+        },
+        prune=False,
+    )
     from apps.llm.models import LogicalModel
 
     assert not LogicalModel.objects.get(name="lenient").drop_unsupported_params

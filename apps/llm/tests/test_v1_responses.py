@@ -10,15 +10,20 @@ import pytest
 
 from apps.llm.tests.conftest import usage_rows
 
-TOOL = {"type": "function", "name": "projects.list", "description": "List projects",
-        "parameters": {"type": "object", "properties": {}}}
+TOOL = {
+    "type": "function",
+    "name": "projects.list",
+    "description": "List projects",
+    "parameters": {"type": "object", "properties": {}},
+}
 
 
 @pytest.fixture
 def sdk(asgi_server, make_token, stub_model, live) -> openai.OpenAI:
     live()
-    return openai.OpenAI(base_url=f"{asgi_server.url}/v1", api_key=make_token(scopes=["llm"], agents=["agent:resp"]),
-                         max_retries=0, timeout=30)
+    return openai.OpenAI(
+        base_url=f"{asgi_server.url}/v1", api_key=make_token(scopes=["llm"], agents=["agent:resp"]), max_retries=0, timeout=30
+    )
 
 
 @pytest.fixture
@@ -40,24 +45,45 @@ def test_plain_text_input(sdk):
 
 
 def test_message_input_instructions_and_options_reach_the_upstream(sdk, upstream):
-    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
-              "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string"}},
+        "required": ["answer"],
+        "additionalProperties": False,
+    }
     response = sdk.responses.create(
-        model="up-echo", instructions="be brief",
-        input=[{"role": "user", "content": [{"type": "input_text", "text": "first"}]},
-               {"role": "assistant", "content": [{"type": "output_text", "text": "ok"}]},
-               {"role": "user", "content": "second"}],
+        model="up-echo",
+        instructions="be brief",
+        input=[
+            {"role": "user", "content": [{"type": "input_text", "text": "first"}]},
+            {"role": "assistant", "content": [{"type": "output_text", "text": "ok"}]},
+            {"role": "user", "content": "second"},
+        ],
         text={"format": {"type": "json_schema", "name": "answer", "schema": schema, "strict": True}},
-        max_output_tokens=64, temperature=0.3, top_p=0.8, reasoning={"effort": "low"}, user="u-1",
+        max_output_tokens=64,
+        temperature=0.3,
+        top_p=0.8,
+        reasoning={"effort": "low"},
+        user="u-1",
         extra_body={"custom_flag": 1},
     )
     assert response.output_text == "echo: second"
     [sent] = upstream()
-    assert sent["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "first"},
-                                {"role": "assistant", "content": "ok"}, {"role": "user", "content": "second"}]
+    assert sent["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "second"},
+    ]
     assert sent["response_format"] == {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
-    assert (sent["max_completion_tokens"], sent["temperature"], sent["top_p"], sent["reasoning_effort"], sent["user"],
-            sent["custom_flag"]) == (64, 0.3, 0.8, "low", "u-1", 1)
+    assert (
+        sent["max_completion_tokens"],
+        sent["temperature"],
+        sent["top_p"],
+        sent["reasoning_effort"],
+        sent["user"],
+        sent["custom_flag"],
+    ) == (64, 0.3, 0.8, "low", "u-1", 1)
     assert "max_tokens" not in sent and "store" not in sent
 
 
@@ -71,8 +97,14 @@ def test_streamed_events(sdk):
     kinds = [e.type for e in events]
     assert kinds[:2] == ["response.created", "response.in_progress"]
     assert kinds[-1] == "response.completed"
-    assert {"response.output_item.added", "response.content_part.added", "response.output_text.delta",
-            "response.output_text.done", "response.content_part.done", "response.output_item.done"} <= set(kinds)
+    assert {
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+    } <= set(kinds)
     assert [e.sequence_number for e in events] == list(range(len(events)))
     text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert text == "[stub] You said: stream this"
@@ -92,10 +124,14 @@ def test_function_tool_round_trip(sdk):
     [call] = [item for item in first.output if item.type == "function_call"]
     assert call.name == "projects.list" and json.loads(call.arguments) == {}
     follow_up = sdk.responses.create(
-        model="dagi-stub", tools=[TOOL], store=False,
-        input=[{"role": "user", "content": "which project exists?"},
-               {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
-               {"type": "function_call_output", "call_id": call.call_id, "output": "Roadmap"}],
+        model="dagi-stub",
+        tools=[TOOL],
+        store=False,
+        input=[
+            {"role": "user", "content": "which project exists?"},
+            {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+            {"type": "function_call_output", "call_id": call.call_id, "output": "Roadmap"},
+        ],
     )
     assert follow_up.output_text == "[stub] Based on the tool result: Roadmap"
 
@@ -114,16 +150,24 @@ def test_previous_response_id_continues_a_stored_conversation(sdk, upstream):
     second = sdk.responses.create(model="up-echo", input="and now?", previous_response_id=first.id)
     assert second.output_text == "echo: and now?"
     sent = upstream()[-1]["messages"]
-    assert sent == [{"role": "user", "content": "remember me"}, {"role": "assistant", "content": "echo: remember me"},
-                    {"role": "user", "content": "and now?"}], "the history, without the first call's instructions"
+    assert sent == [
+        {"role": "user", "content": "remember me"},
+        {"role": "assistant", "content": "echo: remember me"},
+        {"role": "user", "content": "and now?"},
+    ], "the history, without the first call's instructions"
 
 
 def test_item_references_resolve_to_stored_items(sdk, upstream):
     first = sdk.responses.create(model="up-echo", input="say something")
     message_id = first.output[0].id
-    sdk.responses.create(model="up-echo", input=[{"role": "user", "content": "say something"},
-                                                 {"type": "item_reference", "id": message_id},
-                                                 {"role": "user", "content": "again"}])
+    sdk.responses.create(
+        model="up-echo",
+        input=[
+            {"role": "user", "content": "say something"},
+            {"type": "item_reference", "id": message_id},
+            {"role": "user", "content": "again"},
+        ],
+    )
     assert upstream()[-1]["messages"][1] == {"role": "assistant", "content": "echo: say something"}
 
 
@@ -176,8 +220,7 @@ def test_models_retrieve(sdk):
     assert caught.value.code == "model_not_found"
 
 
-@pytest.mark.parametrize(("field", "value"), [("background", True), ("conversation", "conv_1"),
-                                              ("prompt", {"id": "pmpt_1"})])
+@pytest.mark.parametrize(("field", "value"), [("background", True), ("conversation", "conv_1"), ("prompt", {"id": "pmpt_1"})])
 def test_responses_only_features_are_refused_by_name(sdk, field, value):
     with pytest.raises(openai.BadRequestError) as caught:
         sdk.responses.create(model="dagi-stub", input="x", **{field: value})
@@ -185,8 +228,9 @@ def test_responses_only_features_are_refused_by_name(sdk, field, value):
 
 
 def test_max_tool_calls_and_include_are_accepted(sdk, upstream):
-    response = sdk.responses.create(model="up-echo", input="x", max_tool_calls=2, include=["message.output_text.logprobs"],
-                                    truncation="disabled")
+    response = sdk.responses.create(
+        model="up-echo", input="x", max_tool_calls=2, include=["message.output_text.logprobs"], truncation="disabled"
+    )
     assert response.output_text == "echo: x"
     sent = upstream()[-1]
     assert not {"max_tool_calls", "include", "truncation"} & set(sent)

@@ -20,7 +20,10 @@ class LlmEmbedder:
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self.logical_model = spec.options.get("model") or spec.name.removeprefix("llm:")
-        self.prefixes = {"query": str(spec.options.get("query_prefix") or ""), "document": str(spec.options.get("document_prefix") or "")}
+        self.prefixes = {
+            "query": str(spec.options.get("query_prefix") or ""),
+            "document": str(spec.options.get("document_prefix") or ""),
+        }
 
     def embed(self, texts: Sequence[str], *, purpose: str = "document") -> list[list[float]]:
         try:

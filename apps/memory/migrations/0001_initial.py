@@ -8,7 +8,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -17,83 +16,158 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='MemoryJob',
+            name="MemoryJob",
             fields=[
-                ('id', models.CharField(default=apps.memory.models.new_job_id, editable=False, max_length=40, primary_key=True, serialize=False)),
-                ('kind', models.CharField(choices=[('summarize', 'Summarize'), ('reembed', 'Re-embed')], max_length=16)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='queued', max_length=16)),
-                ('agent_id', models.CharField(blank=True, default='', max_length=128)),
-                ('params', models.JSONField(blank=True, default=dict)),
-                ('result', models.JSONField(blank=True, null=True)),
-                ('error', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.CharField(
+                        default=apps.memory.models.new_job_id, editable=False, max_length=40, primary_key=True, serialize=False
+                    ),
+                ),
+                ("kind", models.CharField(choices=[("summarize", "Summarize"), ("reembed", "Re-embed")], max_length=16)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("queued", "Queued"), ("running", "Running"), ("succeeded", "Succeeded"), ("failed", "Failed")],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("agent_id", models.CharField(blank=True, default="", max_length=128)),
+                ("params", models.JSONField(blank=True, default=dict)),
+                ("result", models.JSONField(blank=True, null=True)),
+                ("error", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='EmbeddingModel',
+            name="EmbeddingModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='hash, local, or llm:<logical model>', max_length=120, unique=True)),
-                ('backend', models.CharField(choices=[('hash', 'Hash (lexical, dependency-free)'), ('local', 'Local sentence-transformers (all-MiniLM-L6-v2)'), ('llm', 'LLM proxy embedding model')], max_length=16)),
-                ('dimensions', models.PositiveIntegerField()),
-                ('is_active', models.BooleanField(default=False)),
-                ('options', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(help_text="hash, local, or llm:<logical model>", max_length=120, unique=True)),
+                (
+                    "backend",
+                    models.CharField(
+                        choices=[
+                            ("hash", "Hash (lexical, dependency-free)"),
+                            ("local", "Local sentence-transformers (all-MiniLM-L6-v2)"),
+                            ("llm", "LLM proxy embedding model"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("dimensions", models.PositiveIntegerField()),
+                ("is_active", models.BooleanField(default=False)),
+                ("options", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('is_active', True)), fields=('is_active',), name='memory_one_active_embedding_model'), models.CheckConstraint(condition=models.Q(('dimensions__gte', 1), ('dimensions__lte', 4000)), name='memory_embedding_dims_range')],
+                "ordering": ["name"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("is_active", True)), fields=("is_active",), name="memory_one_active_embedding_model"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("dimensions__gte", 1), ("dimensions__lte", 4000)), name="memory_embedding_dims_range"
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='MemoryEntry',
+            name="MemoryEntry",
             fields=[
-                ('id', models.CharField(default=apps.memory.models.new_memory_id, editable=False, max_length=40, primary_key=True, serialize=False)),
-                ('agent_id', models.CharField(max_length=128)),
-                ('microdao_id', models.CharField(max_length=128)),
-                ('channel_id', models.CharField(blank=True, max_length=256, null=True)),
-                ('kind', models.CharField(choices=[('conversation', 'Conversation'), ('kb', 'Knowledge base'), ('task', 'Task'), ('dao-event', 'DAO event'), ('summary', 'Summary')], max_length=16)),
-                ('content', models.JSONField(help_text='the content as it was stored')),
-                ('text', models.TextField(help_text='searchable text derived from the content')),
-                ('meta', models.JSONField(blank=True, default=dict)),
-                ('occurred_at', models.DateTimeField()),
-                ('search', models.GeneratedField(db_persist=True, expression=django.contrib.postgres.search.SearchVector('text', config='english'), output_field=django.contrib.postgres.search.SearchVectorField())),
-                ('embedding', pgvector.django.vector.VectorField(blank=True, null=True)),
-                ('embedding_model', models.CharField(blank=True, default='', max_length=120)),
-                ('embedding_status', models.CharField(choices=[('pending', 'Pending'), ('ready', 'Ready'), ('failed', 'Failed')], default='pending', max_length=8)),
-                ('embedding_error', models.TextField(blank=True, default='')),
-                ('embedded_at', models.DateTimeField(blank=True, null=True)),
-                ('idempotency_key', models.CharField(blank=True, max_length=200, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.CharField(
+                        default=apps.memory.models.new_memory_id, editable=False, max_length=40, primary_key=True, serialize=False
+                    ),
+                ),
+                ("agent_id", models.CharField(max_length=128)),
+                ("microdao_id", models.CharField(max_length=128)),
+                ("channel_id", models.CharField(blank=True, max_length=256, null=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("conversation", "Conversation"),
+                            ("kb", "Knowledge base"),
+                            ("task", "Task"),
+                            ("dao-event", "DAO event"),
+                            ("summary", "Summary"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("content", models.JSONField(help_text="the content as it was stored")),
+                ("text", models.TextField(help_text="searchable text derived from the content")),
+                ("meta", models.JSONField(blank=True, default=dict)),
+                ("occurred_at", models.DateTimeField()),
+                (
+                    "search",
+                    models.GeneratedField(
+                        db_persist=True,
+                        expression=django.contrib.postgres.search.SearchVector("text", config="english"),
+                        output_field=django.contrib.postgres.search.SearchVectorField(),
+                    ),
+                ),
+                ("embedding", pgvector.django.vector.VectorField(blank=True, null=True)),
+                ("embedding_model", models.CharField(blank=True, default="", max_length=120)),
+                (
+                    "embedding_status",
+                    models.CharField(
+                        choices=[("pending", "Pending"), ("ready", "Ready"), ("failed", "Failed")],
+                        default="pending",
+                        max_length=8,
+                    ),
+                ),
+                ("embedding_error", models.TextField(blank=True, default="")),
+                ("embedded_at", models.DateTimeField(blank=True, null=True)),
+                ("idempotency_key", models.CharField(blank=True, max_length=200, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'verbose_name_plural': 'memory entries',
-                'ordering': ['-occurred_at'],
-                'indexes': [models.Index(fields=['agent_id', 'occurred_at'], name='memory_entry_agent_time'), models.Index(fields=['agent_id', 'channel_id', 'occurred_at'], name='memory_entry_agent_channel'), models.Index(fields=['embedding_status', 'created_at'], name='memory_entry_status'), django.contrib.postgres.indexes.GinIndex(fields=['search'], name='memory_entry_fts')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('idempotency_key__isnull', False)), fields=('agent_id', 'idempotency_key'), name='memory_idempotency_key_per_agent'), models.CheckConstraint(condition=models.Q(('kind__in', ['conversation', 'kb', 'task', 'dao-event', 'summary'])), name='memory_entry_kind_valid')],
+                "verbose_name_plural": "memory entries",
+                "ordering": ["-occurred_at"],
+                "indexes": [
+                    models.Index(fields=["agent_id", "occurred_at"], name="memory_entry_agent_time"),
+                    models.Index(fields=["agent_id", "channel_id", "occurred_at"], name="memory_entry_agent_channel"),
+                    models.Index(fields=["embedding_status", "created_at"], name="memory_entry_status"),
+                    django.contrib.postgres.indexes.GinIndex(fields=["search"], name="memory_entry_fts"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("idempotency_key__isnull", False)),
+                        fields=("agent_id", "idempotency_key"),
+                        name="memory_idempotency_key_per_agent",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("kind__in", ["conversation", "kb", "task", "dao-event", "summary"])),
+                        name="memory_entry_kind_valid",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Transcript',
+            name="Transcript",
             fields=[
-                ('session_id', models.CharField(max_length=128, primary_key=True, serialize=False)),
-                ('agent_id', models.CharField(max_length=128)),
-                ('version', models.PositiveIntegerField(default=1)),
-                ('entries', models.JSONField(default=list)),
-                ('entry_count', models.PositiveIntegerField(default=0)),
-                ('size_bytes', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("session_id", models.CharField(max_length=128, primary_key=True, serialize=False)),
+                ("agent_id", models.CharField(max_length=128)),
+                ("version", models.PositiveIntegerField(default=1)),
+                ("entries", models.JSONField(default=list)),
+                ("entry_count", models.PositiveIntegerField(default=0)),
+                ("size_bytes", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['-updated_at'],
-                'indexes': [models.Index(fields=['agent_id', 'updated_at'], name='memory_transcript_agent')],
+                "ordering": ["-updated_at"],
+                "indexes": [models.Index(fields=["agent_id", "updated_at"], name="memory_transcript_agent")],
             },
         ),
     ]

@@ -10,7 +10,9 @@ def seed_models(apps, schema_editor):
 
     EmbeddingModel = apps.get_model("memory", "EmbeddingModel")
     EmbeddingModel.objects.get_or_create(name="hash", defaults={"backend": "hash", "dimensions": HASH_DIMS, "is_active": True})
-    EmbeddingModel.objects.get_or_create(name="local", defaults={"backend": "local", "dimensions": LOCAL_DIMS, "is_active": False})
+    EmbeddingModel.objects.get_or_create(
+        name="local", defaults={"backend": "local", "dimensions": LOCAL_DIMS, "is_active": False}
+    )
     for name, dims in (("hash", HASH_DIMS), ("local", LOCAL_DIMS)):
         sql, params = create_index_sql(name, dims)
         schema_editor.execute(sql.replace("%s", "'" + name + "'"))

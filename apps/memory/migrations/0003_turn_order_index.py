@@ -4,18 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('memory', '0002_default_embedding_models'),
+        ("memory", "0002_default_embedding_models"),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='memoryentry',
-            name='memory_entry_agent_channel',
+            model_name="memoryentry",
+            name="memory_entry_agent_channel",
         ),
         migrations.AddIndex(
-            model_name='memoryentry',
-            index=models.Index(fields=['agent_id', 'channel_id', 'occurred_at', 'id'], name='memory_entry_agent_channel_t'),
+            model_name="memoryentry",
+            index=models.Index(fields=["agent_id", "channel_id", "occurred_at", "id"], name="memory_entry_agent_channel_t"),
         ),
     ]

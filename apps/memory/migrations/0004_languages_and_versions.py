@@ -19,11 +19,34 @@ BATCH = 2000
 # Frozen here (not imported from models.py): a later change of the list needs its own
 # migration, which makemigrations only sees if this one keeps the list it was written with.
 FTS_CONFIGS = {
-    "en": "english", "ru": "russian", "de": "german", "fr": "french", "es": "spanish", "it": "italian",
-    "pt": "portuguese", "nl": "dutch", "sv": "swedish", "da": "danish", "fi": "finnish", "hu": "hungarian",
-    "nb": "norwegian", "ro": "romanian", "tr": "turkish", "el": "greek", "lt": "lithuanian", "id": "indonesian",
-    "ga": "irish", "ca": "catalan", "eu": "basque", "hy": "armenian", "hi": "hindi", "ne": "nepali",
-    "sr": "serbian", "ta": "tamil", "ar": "arabic", "yi": "yiddish",
+    "en": "english",
+    "ru": "russian",
+    "de": "german",
+    "fr": "french",
+    "es": "spanish",
+    "it": "italian",
+    "pt": "portuguese",
+    "nl": "dutch",
+    "sv": "swedish",
+    "da": "danish",
+    "fi": "finnish",
+    "hu": "hungarian",
+    "nb": "norwegian",
+    "ro": "romanian",
+    "tr": "turkish",
+    "el": "greek",
+    "lt": "lithuanian",
+    "id": "indonesian",
+    "ga": "irish",
+    "ca": "catalan",
+    "eu": "basque",
+    "hy": "armenian",
+    "hi": "hindi",
+    "ne": "nepali",
+    "sr": "serbian",
+    "ta": "tamil",
+    "ar": "arabic",
+    "yi": "yiddish",
 }
 
 
@@ -54,7 +77,6 @@ def detect_languages(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("memory", "0003_turn_order_index"),
     ]
@@ -63,12 +85,16 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="memoryentry",
             name="lang",
-            field=models.CharField(blank=True, default="", help_text="ISO 639-1 code, detected or given; empty when unknown", max_length=8),
+            field=models.CharField(
+                blank=True, default="", help_text="ISO 639-1 code, detected or given; empty when unknown", max_length=8
+            ),
         ),
         migrations.AddField(
             model_name="memoryentry",
             name="lemmas",
-            field=models.TextField(blank=True, default="", help_text="dictionary forms of words whose language Postgres cannot stem"),
+            field=models.TextField(
+                blank=True, default="", help_text="dictionary forms of words whose language Postgres cannot stem"
+            ),
         ),
         migrations.AddField(
             model_name="memoryentry",

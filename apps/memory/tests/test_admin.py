@@ -61,7 +61,9 @@ def test_adding_a_model_in_admin_goes_through_the_service(staff):
 
     from apps.memory.vector_index import index_name_for
 
-    response = staff.post(reverse("admin:memory_embeddingmodel_add"), {"name": "llm:bge-m3", "backend": "llm", "dimensions": 1024, "options": "{}"})
+    response = staff.post(
+        reverse("admin:memory_embeddingmodel_add"), {"name": "llm:bge-m3", "backend": "llm", "dimensions": 1024, "options": "{}"}
+    )
     assert response.status_code == 302
     assert EmbeddingModel.objects.filter(name="llm:bge-m3", dimensions=1024).exists()
     with connection.cursor() as cursor:
@@ -70,9 +72,13 @@ def test_adding_a_model_in_admin_goes_through_the_service(staff):
 
 
 def test_transcript_viewer_shows_the_conversation(staff):
-    services.transcript_put(session_id="sess-9", agent_id=AGENT, entries=[
-        {"type": "user", "uuid": "u1", "message": {"role": "user", "content": "<b>hello</b>"}},
-        {"type": "assistant", "uuid": "a1", "parentUuid": "u1", "message": "hi there"},
-    ])
+    services.transcript_put(
+        session_id="sess-9",
+        agent_id=AGENT,
+        entries=[
+            {"type": "user", "uuid": "u1", "message": {"role": "user", "content": "<b>hello</b>"}},
+            {"type": "assistant", "uuid": "a1", "parentUuid": "u1", "message": "hi there"},
+        ],
+    )
     body = staff.get(reverse("admin:memory_transcript_change", args=["sess-9"])).content.decode()
     assert "hi there" in body and "&lt;b&gt;hello&lt;/b&gt;" in body

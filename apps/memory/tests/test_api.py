@@ -23,8 +23,13 @@ def sofia_headers(make_token, bearer):
 
 
 def _store(api, headers, **fields):
-    body = {"agent_id": AGENT, "microdao_id": DAO, "kind": "conversation",
-            "content": {"user_message": "What changed in the DAO?", "agent_reply": "The budget passed."}, **fields}
+    body = {
+        "agent_id": AGENT,
+        "microdao_id": DAO,
+        "kind": "conversation",
+        "content": {"user_message": "What changed in the DAO?", "agent_reply": "The budget passed."},
+        **fields,
+    }
     return api.post("/internal/agent-memory/store", json=body, headers=headers)
 
 
@@ -55,8 +60,11 @@ def test_store_then_query_follows_the_seed_contract(api, headers):
 def test_repeated_idempotency_key_answers_200_with_the_same_id(api, headers):
     first = _store(api, headers, idempotency_key="turn-1")
     again = _store(api, headers, idempotency_key="turn-1")
-    by_header = api.post("/internal/agent-memory/store", json={"agent_id": AGENT, "microdao_id": DAO, "kind": "kb", "content": {"text": "x"}},
-                         headers={**headers, "Idempotency-Key": "turn-1"})
+    by_header = api.post(
+        "/internal/agent-memory/store",
+        json={"agent_id": AGENT, "microdao_id": DAO, "kind": "kb", "content": {"text": "x"}},
+        headers={**headers, "Idempotency-Key": "turn-1"},
+    )
     assert (first.status_code, again.status_code, by_header.status_code) == (201, 200, 200)
     assert first.json()["id"] == again.json()["id"] == by_header.json()["id"]
     assert MemoryEntry.objects.count() == 1
@@ -84,7 +92,9 @@ def test_store_bad_input_is_422_with_the_path(api, headers, body, path):
 
 
 def test_store_malformed_json_and_oversized_content(api, headers):
-    response = api.post("/internal/agent-memory/store", content=b"{not json", headers={**headers, "Content-Type": "application/json"})
+    response = api.post(
+        "/internal/agent-memory/store", content=b"{not json", headers={**headers, "Content-Type": "application/json"}
+    )
     assert response.status_code in (400, 422)
     assert "error" in response.json()
     _error(_store(api, headers, content={"text": "x" * (70 * 1024)}), 413, "payload_too_large")
@@ -98,17 +108,30 @@ def test_auth_is_required_and_scoped(api, make_token, bearer):
 def test_a_token_bound_to_agents_never_touches_another_agents_memory(api, headers, sofia_headers):
     pm_entry = _store(api, headers, agent_id="agent:pm", content={"text": "pm secret plan"}).json()["id"]
     _error(_store(api, sofia_headers, agent_id="agent:pm"), 403, "agent_not_allowed")
-    _error(api.post("/internal/agent-memory/query", json={"agent_id": "agent:pm", "query": "secret"}, headers=sofia_headers), 403, "agent_not_allowed")
+    _error(
+        api.post("/internal/agent-memory/query", json={"agent_id": "agent:pm", "query": "secret"}, headers=sofia_headers),
+        403,
+        "agent_not_allowed",
+    )
     _error(api.get(f"/internal/agent-memory/{pm_entry}", headers=sofia_headers), 404, "memory_not_found")
     _error(api.delete(f"/internal/agent-memory/{pm_entry}", headers=sofia_headers), 404, "memory_not_found")
     _error(api.post("/internal/agent-memory/forget", json={"agent_id": "agent:pm"}, headers=sofia_headers), 403)
-    bulk = {"items": [{"agent_id": AGENT, "microdao_id": DAO, "kind": "kb", "content": {"text": "a"}},
-                      {"agent_id": "agent:pm", "microdao_id": DAO, "kind": "kb", "content": {"text": "b"}}]}
+    bulk = {
+        "items": [
+            {"agent_id": AGENT, "microdao_id": DAO, "kind": "kb", "content": {"text": "a"}},
+            {"agent_id": "agent:pm", "microdao_id": DAO, "kind": "kb", "content": {"text": "b"}},
+        ]
+    }
     _error(api.post("/internal/agent-memory/store/bulk", json=bulk, headers=sofia_headers), 403)
     assert MemoryEntry.objects.filter(id=pm_entry).exists()
     assert MemoryEntry.objects.count() == 1
     mine = _store(api, sofia_headers, content={"text": "pm secret plan, sofia's copy"}).json()["id"]
-    ids = [i["id"] for i in api.post("/internal/agent-memory/query", json={"agent_id": AGENT, "query": "secret plan"}, headers=sofia_headers).json()["items"]]
+    ids = [
+        i["id"]
+        for i in api.post(
+            "/internal/agent-memory/query", json={"agent_id": AGENT, "query": "secret plan"}, headers=sofia_headers
+        ).json()["items"]
+    ]
     assert ids == [mine]
 
 
@@ -118,7 +141,14 @@ def test_query_bad_input(api, headers):
     _error(api.post(url, json={"agent_id": AGENT, "query": ""}, headers=headers), 422)
     _error(api.post(url, json={"agent_id": AGENT, "query": "x", "limit": 0}, headers=headers), 422)
     _error(api.post(url, json={"agent_id": AGENT, "query": "x", "kinds": ["gossip"]}, headers=headers), 422)
-    _error(api.post(url, json={"agent_id": AGENT, "query": "x", "since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, headers=headers), 422)
+    _error(
+        api.post(
+            url,
+            json={"agent_id": AGENT, "query": "x", "since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+            headers=headers,
+        ),
+        422,
+    )
     assert api.post(url, json={"agent_id": AGENT, "query": "x", "limit": 10_000}, headers=headers).status_code == 200
 
 
@@ -134,10 +164,15 @@ def test_get_and_delete_one_entry(api, headers):
 
 
 def test_bulk_store_and_forget_by_scope(api, headers):
-    items = [{"agent_id": AGENT, "microdao_id": DAO, "channel_id": f"c{i % 2}", "kind": "kb", "content": {"text": f"fact {i}"}} for i in range(4)]
+    items = [
+        {"agent_id": AGENT, "microdao_id": DAO, "channel_id": f"c{i % 2}", "kind": "kb", "content": {"text": f"fact {i}"}}
+        for i in range(4)
+    ]
     response = api.post("/internal/agent-memory/store/bulk", json={"items": items}, headers=headers)
     assert response.status_code == 201 and response.json()["created"] == 4 and len(response.json()["ids"]) == 4
-    bad = api.post("/internal/agent-memory/store/bulk", json={"items": [*items[:1], {**items[1], "kind": "nope"}]}, headers=headers)
+    bad = api.post(
+        "/internal/agent-memory/store/bulk", json={"items": [*items[:1], {**items[1], "kind": "nope"}]}, headers=headers
+    )
     assert "body.items.1.kind" in [d["path"] for d in _error(bad, 422)["details"]]
     _error(api.post("/internal/agent-memory/store/bulk", json={"items": []}, headers=headers), 422)
     forgot = api.post("/internal/agent-memory/forget", json={"agent_id": AGENT, "channel_id": "c0"}, headers=headers)
@@ -172,7 +207,11 @@ def test_transcript_put_get_delete_with_versions(api, headers):
     longer = [*TURNS, {"type": "user", "uuid": "u2", "parentUuid": "a1"}]
     updated = api.put(url, json={"agent_id": AGENT, "entries": longer}, headers={**headers, "If-Match": '"1"'})
     assert updated.status_code == 200 and updated.json()["version"] == 2
-    _error(api.put(url, json={"agent_id": AGENT, "entries": longer}, headers={**headers, "If-Match": '"1"'}), 412, "precondition_failed")
+    _error(
+        api.put(url, json={"agent_id": AGENT, "entries": longer}, headers={**headers, "If-Match": '"1"'}),
+        412,
+        "precondition_failed",
+    )
     _error(api.put(url, json={"agent_id": AGENT, "entries": TURNS}, headers=headers), 409, "transcript_shorter")
     assert api.delete(url, headers=headers).json() == {"ok": True, "id": "sess-42"}
     _error(api.get(url, headers=headers), 404, "transcript_not_found")
@@ -189,14 +228,26 @@ def test_transcript_bad_input(api, headers, sofia_headers):
     _error(api.put(url, json={"agent_id": AGENT, "entries": TURNS}, headers={**headers, "If-Match": "soon"}), 400, "bad_if_match")
     _error(api.put(url, json={"agent_id": AGENT, "entries": TURNS}, headers={**headers, "If-Match": '"3"'}), 412)
     for bad in ("..%2F..%2Fetc", "a..b", ".x", "x" * 200):
-        response = api.put(f"/internal/agent-memory/transcripts/{bad}", json={"agent_id": AGENT, "entries": TURNS}, headers=headers)
+        response = api.put(
+            f"/internal/agent-memory/transcripts/{bad}", json={"agent_id": AGENT, "entries": TURNS}, headers=headers
+        )
         assert response.status_code in (404, 422), bad
     assert not Transcript.objects.exists()
     # Another agent's transcript is invisible to a token bound to Sofia.
-    assert api.put("/internal/agent-memory/transcripts/pm-1", json={"agent_id": "agent:pm", "entries": TURNS}, headers=headers).status_code == 201
+    assert (
+        api.put(
+            "/internal/agent-memory/transcripts/pm-1", json={"agent_id": "agent:pm", "entries": TURNS}, headers=headers
+        ).status_code
+        == 201
+    )
     _error(api.get("/internal/agent-memory/transcripts/pm-1", headers=sofia_headers), 404)
     _error(api.delete("/internal/agent-memory/transcripts/pm-1", headers=sofia_headers), 404)
-    _error(api.put("/internal/agent-memory/transcripts/pm-1", json={"agent_id": "agent:pm", "entries": TURNS}, headers=sofia_headers), 403)
+    _error(
+        api.put(
+            "/internal/agent-memory/transcripts/pm-1", json={"agent_id": "agent:pm", "entries": TURNS}, headers=sofia_headers
+        ),
+        403,
+    )
 
 
 def test_unknown_job_is_404(api, headers):

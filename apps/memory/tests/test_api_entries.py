@@ -50,9 +50,15 @@ def stored(api, headers):
     """Twelve memories of Sofia over twelve days (channels a/b, kinds kb/task, meta.source
     matrix/telegram, meta.priority 0-2), and one of another agent."""
     items = [
-        {"agent_id": AGENT, "microdao_id": DAO, "channel_id": "a" if i % 2 else "b", "kind": "kb" if i % 3 else "task",
-         "content": {"text": f"fact number {i}"}, "meta": {"source": "matrix" if i < 6 else "telegram", "priority": i % 3},
-         "occurred_at": (T0 + timedelta(days=i)).isoformat()}
+        {
+            "agent_id": AGENT,
+            "microdao_id": DAO,
+            "channel_id": "a" if i % 2 else "b",
+            "kind": "kb" if i % 3 else "task",
+            "content": {"text": f"fact number {i}"},
+            "meta": {"source": "matrix" if i < 6 else "telegram", "priority": i % 3},
+            "occurred_at": (T0 + timedelta(days=i)).isoformat(),
+        }
         for i in range(12)
     ]
     items.append({"agent_id": "agent:pm", "microdao_id": DAO, "kind": "kb", "content": {"text": "pm fact"}})
@@ -124,12 +130,16 @@ def test_update_replaces_content_keeps_history_and_reembeds(api, headers, stored
     history = api.get(f"{URL}{entry_id}/history", headers=headers).json()
     assert history["version"] == 3
     assert [(v["version"], v["text"], v["current"]) for v in history["items"]] == [
-        (1, "fact number 0", False), (2, "the sync moved to Friday", False), (3, "the sync moved to Friday", True),
+        (1, "fact number 0", False),
+        (2, "the sync moved to Friday", False),
+        (3, "the sync moved to Friday", True),
     ]
     assert history["items"][1]["meta"] == {"source": "matrix", "priority": 0}
     # The new text is what a query finds.
     services.memory_embed_entries(entry_ids=[entry_id])
-    hits = api.post("/internal/agent-memory/query", json={"agent_id": AGENT, "query": "when is the sync on Friday"}, headers=headers).json()["items"]
+    hits = api.post(
+        "/internal/agent-memory/query", json={"agent_id": AGENT, "query": "when is the sync on Friday"}, headers=headers
+    ).json()["items"]
     assert hits[0]["id"] == entry_id
     # Forgetting the entry forgets its history too.
     assert api.delete(f"{URL}{entry_id}", headers=headers).status_code == 200
@@ -144,8 +154,12 @@ def test_concurrent_updates_are_never_lost(api, headers, stored):
 
     # Both against version 1: exactly one wins, the other is told it is stale.
     with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(patch, [{"content": {"text": "first"}, "expected_version": 1},
-                                         {"content": {"text": "second"}, "expected_version": 1}]))
+        results = list(
+            pool.map(
+                patch,
+                [{"content": {"text": "first"}, "expected_version": 1}, {"content": {"text": "second"}, "expected_version": 1}],
+            )
+        )
     statuses = sorted(r.status_code for r in results)
     assert statuses == [200, 409], [r.text for r in results]
     conflict = next(r for r in results if r.status_code == 409).json()["error"]
@@ -224,9 +238,22 @@ def test_query_min_score_and_meta_filters(api, headers):
 
 
 def test_meta_source_is_not_doubled(api, headers):
-    _bulk(api, headers, [{"agent_id": AGENT, "microdao_id": DAO, "channel_id": "channel:general", "kind": "kb",
-                          "content": {"text": "the general channel fact"}}])
-    hit = api.post("/internal/agent-memory/query", json={"agent_id": AGENT, "query": "general channel fact"}, headers=headers).json()["items"][0]
+    _bulk(
+        api,
+        headers,
+        [
+            {
+                "agent_id": AGENT,
+                "microdao_id": DAO,
+                "channel_id": "channel:general",
+                "kind": "kb",
+                "content": {"text": "the general channel fact"},
+            }
+        ],
+    )
+    hit = api.post(
+        "/internal/agent-memory/query", json={"agent_id": AGENT, "query": "general channel fact"}, headers=headers
+    ).json()["items"][0]
     assert hit["meta"]["source"] == "channel:general"
 
 

@@ -21,8 +21,16 @@ def token(make_token, transactional_db) -> str:
 
 def test_memory_calls_through_the_sync_client(asgi_server, token):
     with DaarionClient(asgi_server.url, token) as client:
-        ids = [client.memory_store(agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": f"note {i} about the treasury"},
-                                   meta={"source": "matrix", "n": i})["id"] for i in range(5)]
+        ids = [
+            client.memory_store(
+                agent_id=AGENT,
+                microdao_id=DAO,
+                kind="kb",
+                content={"text": f"note {i} about the treasury"},
+                meta={"source": "matrix", "n": i},
+            )["id"]
+            for i in range(5)
+        ]
         page = client.memory_list(agent_id=AGENT, limit=2, meta={"source": "matrix"})
         assert len(page["items"]) == 2 and page["next_cursor"]
         assert sorted(e["id"] for e in client.memory_iter(agent_id=AGENT, limit=2)) == sorted(ids)
@@ -35,7 +43,9 @@ def test_memory_calls_through_the_sync_client(asgi_server, token):
         assert [v["version"] for v in client.memory_history(ids[0])["items"]] == [1, 2]
         # Embedded here, so the ranking does not depend on a worker left running by another test.
         services.memory_embed_entries(entry_ids=ids)
-        hits = client.memory_query(agent_id=AGENT, query="how much DAAR does the treasury hold", meta={"source": "matrix"}, min_score=0.2)
+        hits = client.memory_query(
+            agent_id=AGENT, query="how much DAAR does the treasury hold", meta={"source": "matrix"}, min_score=0.2
+        )
         assert hits["items"][0]["id"] == ids[0] and all(h["score"] >= 0.2 for h in hits["items"])
         assert client.memory_delete(ids[0]) == {"ok": True, "id": ids[0]}
         with pytest.raises(DaarionAPIError) as info:
@@ -46,7 +56,9 @@ def test_memory_calls_through_the_sync_client(asgi_server, token):
 def test_memory_calls_through_the_async_client(asgi_server, token):
     async def run():
         async with AsyncDaarionClient(asgi_server.url, token) as client:
-            stored = await client.memory_store(agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": "Зустріч перенесли на четвер"})
+            stored = await client.memory_store(
+                agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": "Зустріч перенесли на четвер"}
+            )
             entry = await client.memory_get(stored["id"])
             assert entry["lang"] == "uk"
             listed = [e["id"] async for e in client.memory_iter(agent_id=AGENT, kinds=["kb"])]

@@ -76,8 +76,17 @@ def test_the_callers_lang_wins_and_bad_lang_is_refused(remember):
 
 def _store_set(api, headers, agent: str) -> dict[str, str]:
     data = load_set()
-    items = [{"agent_id": agent, "microdao_id": DAO, "channel_id": m["channel"], "kind": m["kind"],
-              "content": {"text": m["text"]}, "occurred_at": m["occurred_at"]} for m in data["memories"]]
+    items = [
+        {
+            "agent_id": agent,
+            "microdao_id": DAO,
+            "channel_id": m["channel"],
+            "kind": m["kind"],
+            "content": {"text": m["text"]},
+            "occurred_at": m["occurred_at"],
+        }
+        for m in data["memories"]
+    ]
     response = api.post("/internal/agent-memory/store/bulk", json={"items": items}, headers=headers)
     assert response.status_code == 201, response.text
     ids = response.json()["ids"]
@@ -92,7 +101,9 @@ def test_ukrainian_questions_find_their_memory_first(api, make_token, bearer):
     questions = load_set()["questions"]
     misses = []
     for question in questions:
-        response = api.post("/internal/agent-memory/query", json={"agent_id": AGENT, "query": question["q"], "limit": 3}, headers=headers)
+        response = api.post(
+            "/internal/agent-memory/query", json={"agent_id": AGENT, "query": question["q"], "limit": 3}, headers=headers
+        )
         assert response.status_code == 200, response.text
         ids = [item["id"] for item in response.json()["items"]]
         if not ids or ids[0] != by_key[question["answer"]]:

@@ -26,7 +26,9 @@ def corpus(remember):
         ("I enjoy hiking in the Carpathian mountains on weekends", "conversation", "c2"),
         ("The weekly sync moved to Thursday at 10:00", "kb", "c1"),
     ]
-    entries = [remember(text, kind=kind, channel_id=ch, occurred_at=T0 + timedelta(days=i)) for i, (text, kind, ch) in enumerate(texts)]
+    entries = [
+        remember(text, kind=kind, channel_id=ch, occurred_at=T0 + timedelta(days=i)) for i, (text, kind, ch) in enumerate(texts)
+    ]
     return entries
 
 
@@ -73,7 +75,9 @@ def test_filters_channel_kinds_time_and_microdao(corpus, remember):
     assert in_c2 <= {corpus[2].id, corpus[3].id}
     kinds = {h.kind for h in memory_query(agent_id=AGENT, kinds=["kb"], query="budget sync", limit=50)}
     assert kinds == {"kb"}
-    window = memory_query(agent_id=AGENT, since=T0 + timedelta(days=1), until=T0 + timedelta(days=3), query="roadmap coordinator budget", limit=50)
+    window = memory_query(
+        agent_id=AGENT, since=T0 + timedelta(days=1), until=T0 + timedelta(days=3), query="roadmap coordinator budget", limit=50
+    )
     assert {h.id for h in window} <= {corpus[1].id, corpus[2].id}
     assert other_dao.id not in {h.id for h in memory_query(agent_id=AGENT, microdao_id=DAO, query="budget", limit=50)}
     assert other_dao.id in {h.id for h in memory_query(agent_id=AGENT, query="budget microDAO 9", limit=50)}
@@ -92,10 +96,22 @@ def test_stop_word_only_query_still_answers_by_vector(corpus):
 
 
 def test_neighbouring_turns_are_lifted(remember):
-    question = remember({"speaker": "Mel", "text": "Where did you go on holiday?"}, kind="conversation", channel_id="s1", occurred_at=T0)
-    answer = remember({"speaker": "Ann", "text": "Lviv, it was lovely."}, kind="conversation", channel_id="s1", occurred_at=T0 + timedelta(seconds=1))
+    question = remember(
+        {"speaker": "Mel", "text": "Where did you go on holiday?"}, kind="conversation", channel_id="s1", occurred_at=T0
+    )
+    answer = remember(
+        {"speaker": "Ann", "text": "Lviv, it was lovely."},
+        kind="conversation",
+        channel_id="s1",
+        occurred_at=T0 + timedelta(seconds=1),
+    )
     for i in range(5):
-        remember({"speaker": "Ann", "text": f"unrelated chatter {i}"}, kind="conversation", channel_id="s1", occurred_at=T0 + timedelta(hours=i + 1))
+        remember(
+            {"speaker": "Ann", "text": f"unrelated chatter {i}"},
+            kind="conversation",
+            channel_id="s1",
+            occurred_at=T0 + timedelta(hours=i + 1),
+        )
     hits = memory_query(agent_id=AGENT, query="where did Ann go on holiday", limit=2)
     assert [h.id for h in hits] == [question.id, answer.id]
 

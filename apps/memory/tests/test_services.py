@@ -19,7 +19,12 @@ pytestmark = pytest.mark.django_db
 
 
 def test_store_keeps_content_derives_text_and_waits_for_its_embedding(remember):
-    entry = remember({"user_message": "Who leads DAO 7?", "agent_reply": "Olena does."}, kind="conversation", channel_id="ch-1", meta={"source": "matrix"})
+    entry = remember(
+        {"user_message": "Who leads DAO 7?", "agent_reply": "Olena does."},
+        kind="conversation",
+        channel_id="ch-1",
+        meta={"source": "matrix"},
+    )
     entry.refresh_from_db()
     assert entry.id.startswith("mem-")
     assert entry.content == {"user_message": "Who leads DAO 7?", "agent_reply": "Olena does."}
@@ -30,12 +35,18 @@ def test_store_keeps_content_derives_text_and_waits_for_its_embedding(remember):
 
 
 def test_repeated_idempotency_key_returns_the_first_entry(remember):
-    first, created = services.memory_store(agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": "a"}, idempotency_key="k1")
-    again, created_again = services.memory_store(agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": "b"}, idempotency_key="k1")
+    first, created = services.memory_store(
+        agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": "a"}, idempotency_key="k1"
+    )
+    again, created_again = services.memory_store(
+        agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": "b"}, idempotency_key="k1"
+    )
     assert created and not created_again
     assert again.id == first.id
     # The key is per agent: another agent may use it.
-    other, other_created = services.memory_store(agent_id="agent:pm", microdao_id=DAO, kind="kb", content={"text": "a"}, idempotency_key="k1")
+    other, other_created = services.memory_store(
+        agent_id="agent:pm", microdao_id=DAO, kind="kb", content={"text": "a"}, idempotency_key="k1"
+    )
     assert other_created and other.id != first.id
     assert MemoryEntry.objects.count() == 2
 
@@ -45,8 +56,15 @@ def test_idempotency_is_a_database_constraint(remember):
 
     remember("x", idempotency_key="dup")
     with pytest.raises(IntegrityError), transaction.atomic():
-        MemoryEntry.objects.create(agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": "y"}, text="y",
-                                   occurred_at=datetime.now(timezone.utc), idempotency_key="dup")
+        MemoryEntry.objects.create(
+            agent_id=AGENT,
+            microdao_id=DAO,
+            kind="kb",
+            content={"text": "y"},
+            text="y",
+            occurred_at=datetime.now(timezone.utc),
+            idempotency_key="dup",
+        )
 
 
 @pytest.mark.parametrize(
@@ -174,7 +192,9 @@ def test_update_keeps_versions_and_a_stale_vector_is_not_saved(remember):
     assert services._embed_and_save(selectors.active_model_spec(), [stale]) == 0
     assert MemoryEntry.objects.get(id=entry.id).embedding_status == "pending"
     assert services.memory_embed_entries(entry_ids=[entry.id]) == {"embedded": 1, "failed": 0}
-    assert list(MemoryEntryVersion.objects.filter(entry_id=entry.id).values_list("version", "text")) == [(1, "the sync is on Thursday")]
+    assert list(MemoryEntryVersion.objects.filter(entry_id=entry.id).values_list("version", "text")) == [
+        (1, "the sync is on Thursday")
+    ]
     with pytest.raises(ValidationFailed):
         services.memory_update(entry_id=entry.id)
     assert services.memory_forget(agent_id=AGENT) == 1
@@ -262,7 +282,9 @@ def test_stale_writers_never_overwrite_newer_transcripts():
 def test_transcript_append_adds_turns_and_bumps_the_version():
     first = services.transcript_append(session_id="s2", agent_id=AGENT, entries=_turns())
     assert first.version == 1
-    after = services.transcript_append(session_id="s2", agent_id=AGENT, entries=[{"type": "user", "uuid": "u9", "parentUuid": "a1"}])
+    after = services.transcript_append(
+        session_id="s2", agent_id=AGENT, entries=[{"type": "user", "uuid": "u9", "parentUuid": "a1"}]
+    )
     assert after.version == 2 and after.entry_count == 3
 
 

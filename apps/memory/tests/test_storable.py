@@ -79,7 +79,10 @@ def test_nul_in_an_agent_id_is_422_not_500(api, headers):
     _422(api.post(f"{MEMORY}/query", json={"agent_id": "agent:sofia\u0000", "query": "ab"}, headers=headers), "agent_id")
     _422(api.post(f"{MEMORY}/forget", json={"agent_id": "agent:\u0000"}, headers=headers), "agent_id")
     _422(api.post(f"{MEMORY}/summarize", json={"agent_id": AGENT, "microdao_id": "m\u0000"}, headers=headers), "microdao_id")
-    _422(api.post(f"{MEMORY}/summarize", json={"agent_id": AGENT, "microdao_id": DAO, "model": "x\u0000"}, headers=headers), "model")
+    _422(
+        api.post(f"{MEMORY}/summarize", json={"agent_id": AGENT, "microdao_id": DAO, "model": "x\u0000"}, headers=headers),
+        "model",
+    )
 
 
 @pytest.mark.parametrize("when", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
@@ -89,15 +92,24 @@ def test_query_and_summarize_refuse_unstorable_instants(api, headers, when):
 
 
 def test_far_offsets_inside_the_range_are_stored_in_utc(api, headers):
-    response = _raw(api, f"{MEMORY}/store", (STORE % '"content": {"text": "ab"}, "occurred_at": "2026-01-01T00:00:00+19:00"').encode(), headers)
+    response = _raw(
+        api,
+        f"{MEMORY}/store",
+        (STORE % '"content": {"text": "ab"}, "occurred_at": "2026-01-01T00:00:00+19:00"').encode(),
+        headers,
+    )
     assert response.status_code == 201, response.text
     entry = api.get(f"{MEMORY}/{response.json()['id']}", headers=headers)
     assert entry.status_code == 200
     assert entry.json()["occurred_at"].startswith("2025-12-31T05:00:00")
-    found = api.post(f"{MEMORY}/query", json={"agent_id": AGENT, "query": "ab", "since": "2025-12-31T05:00:00+23:00"}, headers=headers)
+    found = api.post(
+        f"{MEMORY}/query", json={"agent_id": AGENT, "query": "ab", "since": "2025-12-31T05:00:00+23:00"}, headers=headers
+    )
     assert found.status_code == 200 and [i["id"] for i in found.json()["items"]] == [response.json()["id"]]
     # PostgreSQL takes offsets up to 15:59 only; this one was a 500 before the UTC conversion.
-    old = api.post(f"{MEMORY}/query", json={"agent_id": AGENT, "query": "ab", "since": "0209-11-22T12:07:09+19:17"}, headers=headers)
+    old = api.post(
+        f"{MEMORY}/query", json={"agent_id": AGENT, "query": "ab", "since": "0209-11-22T12:07:09+19:17"}, headers=headers
+    )
     assert old.status_code == 200 and len(old.json()["items"]) == 1
 
 
@@ -105,11 +117,17 @@ def test_transcript_entries_refuse_nul(api, headers):
     entries = [{"type": "user", "message": "hi"}, {"type": "assistant", "message": "a\u0000b"}]
     _422(api.put(f"{MEMORY}/transcripts/s-1", json={"agent_id": AGENT, "entries": entries}, headers=headers), "NUL")
     jsonl = '{"type": "user", "message": "hi"}\n{"type": "assistant", "message": "a\\u0000b"}\n'
-    response = api.put(f"{MEMORY}/transcripts/s-1?agent_id={AGENT}", content=jsonl.encode(),
-                       headers={**headers, "content-type": "application/x-ndjson"})
+    response = api.put(
+        f"{MEMORY}/transcripts/s-1?agent_id={AGENT}",
+        content=jsonl.encode(),
+        headers={**headers, "content-type": "application/x-ndjson"},
+    )
     _422(response, "entries.1")
-    nul_agent = api.put(f"{MEMORY}/transcripts/s-1", json={"agent_id": "agent:\u0000", "entries": entries[:1] + [{"type": "assistant"}]},
-                        headers=headers)
+    nul_agent = api.put(
+        f"{MEMORY}/transcripts/s-1",
+        json={"agent_id": "agent:\u0000", "entries": entries[:1] + [{"type": "assistant"}]},
+        headers=headers,
+    )
     _422(nul_agent, "agent_id")
     assert Transcript.objects.count() == 0
 
@@ -118,6 +136,7 @@ def test_transcript_entries_refuse_nul(api, headers):
 def test_the_service_refuses_nul_from_any_caller():
     # The agents pipeline stores turns through the service, not the API.
     with pytest.raises(ValidationFailed) as caught:
-        memory_store(agent_id=AGENT, microdao_id=DAO, kind="conversation",
-                     content={"user_message": "hi\u0000", "agent_reply": "ok"})
+        memory_store(
+            agent_id=AGENT, microdao_id=DAO, kind="conversation", content={"user_message": "hi\u0000", "agent_reply": "ok"}
+        )
     assert caught.value.details[0]["path"] == "content.user_message"

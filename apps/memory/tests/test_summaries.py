@@ -23,15 +23,25 @@ DAO = "microdao:7"
 @pytest.fixture
 def llm_registry(transactional_db, fake_llm):
     provider = llm_services.provider_create(
-        name="fake", kind="openai_compatible", base_url=fake_llm, api_key="sk-fake-key-123456",
-        timeout_seconds=5.0, max_retries=0,
+        name="fake",
+        kind="openai_compatible",
+        base_url=fake_llm,
+        api_key="sk-fake-key-123456",
+        timeout_seconds=5.0,
+        max_retries=0,
     )
-    for name, upstream, can_embed in (("summarizer", "echo", False), ("broken", "error:500", False),
-                                      ("emb", "echo-embed", True), ("emb-down", "error-embed", True)):
+    for name, upstream, can_embed in (
+        ("summarizer", "echo", False),
+        ("broken", "error:500", False),
+        ("emb", "echo-embed", True),
+        ("emb-down", "error-embed", True),
+    ):
         model = llm_services.logical_model_create(name=name, can_embed=can_embed)
         llm_services.deployment_create(logical_model=model, provider=provider, upstream_model=upstream, weight=1)
     multilingual = llm_services.logical_model_create(name="multilingual-e5", can_embed=True)
-    llm_services.deployment_create(logical_model=multilingual, provider=provider, upstream_model="intfloat/multilingual-e5-small", weight=1)
+    llm_services.deployment_create(
+        logical_model=multilingual, provider=provider, upstream_model="intfloat/multilingual-e5-small", weight=1
+    )
     flaky = llm_services.logical_model_create(name="flaky", fallbacks=["summarizer"])
     llm_services.deployment_create(logical_model=flaky, provider=provider, upstream_model="error:500", weight=1)
     return provider
@@ -44,8 +54,13 @@ def headers(make_token, bearer):
 
 def _conversation(n: int, channel: str = "ch-1") -> list[str]:
     items = [
-        {"agent_id": AGENT, "microdao_id": DAO, "channel_id": channel, "kind": "conversation",
-         "content": {"user_message": f"question {i}", "agent_reply": f"answer {i}"}}
+        {
+            "agent_id": AGENT,
+            "microdao_id": DAO,
+            "channel_id": channel,
+            "kind": "conversation",
+            "content": {"user_message": f"question {i}", "agent_reply": f"answer {i}"},
+        }
         for i in range(n)
     ]
     return [entry.id for entry, _ in services.memory_store_bulk(items=items)]
@@ -53,9 +68,18 @@ def _conversation(n: int, channel: str = "ch-1") -> list[str]:
 
 def test_summarize_writes_a_summary_entry_linking_its_sources(api, headers, celery_worker, llm_registry):
     ids = _conversation(3)
-    response = api.post("/internal/agent-memory/summarize", headers=headers, json={
-        "agent_id": AGENT, "microdao_id": DAO, "channel_id": "ch-1", "model": "summarizer", "wait": True, "timeout": 60,
-    })
+    response = api.post(
+        "/internal/agent-memory/summarize",
+        headers=headers,
+        json={
+            "agent_id": AGENT,
+            "microdao_id": DAO,
+            "channel_id": "ch-1",
+            "model": "summarizer",
+            "wait": True,
+            "timeout": 60,
+        },
+    )
     assert response.status_code == 200, response.text
     job = response.json()
     assert job["status"] == "succeeded", job
@@ -70,9 +94,17 @@ def test_summarize_writes_a_summary_entry_linking_its_sources(api, headers, cele
 
 def test_a_summary_records_the_model_that_answered(api, headers, celery_worker, llm_registry):
     _conversation(2)
-    job = api.post("/internal/agent-memory/summarize", headers=headers, json={
-        "agent_id": AGENT, "microdao_id": DAO, "model": "flaky", "wait": True, "timeout": 60,
-    }).json()
+    job = api.post(
+        "/internal/agent-memory/summarize",
+        headers=headers,
+        json={
+            "agent_id": AGENT,
+            "microdao_id": DAO,
+            "model": "flaky",
+            "wait": True,
+            "timeout": 60,
+        },
+    ).json()
     assert job["status"] == "succeeded", job
     summary = MemoryEntry.objects.get(id=job["result"]["summary_id"])
     # `flaky` failed upstream and its fallback answered: the summary says which.
@@ -83,7 +115,9 @@ def test_a_summary_records_the_model_that_answered(api, headers, celery_worker, 
 
 def test_summarize_without_waiting_returns_a_job_to_poll(api, headers, celery_worker, llm_registry):
     _conversation(2)
-    response = api.post("/internal/agent-memory/summarize", headers=headers, json={"agent_id": AGENT, "microdao_id": DAO, "model": "summarizer"})
+    response = api.post(
+        "/internal/agent-memory/summarize", headers=headers, json={"agent_id": AGENT, "microdao_id": DAO, "model": "summarizer"}
+    )
     assert response.status_code in (200, 202)
     job_id = response.json()["id"]
     deadline = time.monotonic() + 30
@@ -97,18 +131,28 @@ def test_summarize_without_waiting_returns_a_job_to_poll(api, headers, celery_wo
 
 def test_summary_failures_are_reported_on_the_job(api, headers, celery_worker, llm_registry):
     _conversation(1)
-    unknown = api.post("/internal/agent-memory/summarize", headers=headers, json={
-        "agent_id": AGENT, "microdao_id": DAO, "model": "no-such-model", "wait": True, "timeout": 60})
+    unknown = api.post(
+        "/internal/agent-memory/summarize",
+        headers=headers,
+        json={"agent_id": AGENT, "microdao_id": DAO, "model": "no-such-model", "wait": True, "timeout": 60},
+    )
     assert unknown.json()["status"] == "failed" and "no-such-model" in unknown.json()["error"]
-    empty = api.post("/internal/agent-memory/summarize", headers=headers, json={
-        "agent_id": "agent:quiet", "microdao_id": DAO, "model": "summarizer", "wait": True, "timeout": 60})
+    empty = api.post(
+        "/internal/agent-memory/summarize",
+        headers=headers,
+        json={"agent_id": "agent:quiet", "microdao_id": DAO, "model": "summarizer", "wait": True, "timeout": 60},
+    )
     assert empty.json()["status"] == "succeeded" and empty.json()["result"]["summary_id"] is None
 
 
 def test_summarize_bad_input_and_isolation(api, headers, make_token, bearer, transactional_db):
     url = "/internal/agent-memory/summarize"
-    for body in ({"agent_id": AGENT}, {"agent_id": AGENT, "microdao_id": DAO, "timeout": 500},
-                 {"agent_id": AGENT, "microdao_id": DAO, "max_entries": 0}, {"agent_id": "", "microdao_id": DAO}):
+    for body in (
+        {"agent_id": AGENT},
+        {"agent_id": AGENT, "microdao_id": DAO, "timeout": 500},
+        {"agent_id": AGENT, "microdao_id": DAO, "max_entries": 0},
+        {"agent_id": "", "microdao_id": DAO},
+    ):
         response = api.post(url, headers=headers, json=body)
         assert response.status_code == 422 and response.json()["error"]["type"] == "validation_error"
     sofia = bearer(make_token(scopes=["memory"], agents=[AGENT]))
@@ -137,7 +181,9 @@ def test_llm_embedding_errors_transient_then_permanent(llm_registry):
     services.embedding_model_save(name="llm:emb-down", backend="llm", dimensions=8)
     services.embedding_model_save(name="llm:emb-16", backend="llm", dimensions=16, options={"model": "emb"})
     # Written directly, so no worker left running by another test embeds it meanwhile.
-    entry = MemoryEntry.objects.create(agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": "x"}, text="x", occurred_at=timezone.now())
+    entry = MemoryEntry.objects.create(
+        agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": "x"}, text="x", occurred_at=timezone.now()
+    )
     # The upstream answers 500: transient, the task retries.
     with pytest.raises(TransientEmbeddingError):
         services.memory_embed_entries(entry_ids=[entry.id], spec=model_spec("llm:emb-down"))
@@ -154,7 +200,9 @@ def test_the_embedding_task_gives_up_after_its_retries(llm_registry):
 
     services.embedding_model_save(name="llm:emb-down", backend="llm", dimensions=8, is_active=True)
     try:
-        entry = MemoryEntry.objects.create(agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": "x"}, text="x", occurred_at=timezone.now())
+        entry = MemoryEntry.objects.create(
+            agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": "x"}, text="x", occurred_at=timezone.now()
+        )
         # Run as the last retry would (the worker's backoff makes the real sequence slow).
         result = tasks.embed_entries.apply(args=[[entry.id]], retries=tasks.EMBED_MAX_RETRIES).get()
         assert result == {"embedded": 0, "failed": 1}
@@ -169,20 +217,34 @@ def test_a_multilingual_model_served_through_the_proxy(api, headers, llm_registr
     LLM proxy, with multilingual-e5's instructions put before documents and queries."""
     import httpx
 
-    services.embedding_model_save(name="llm:multilingual-e5", backend="llm", dimensions=8, is_active=True,
-                                  options={"query_prefix": "query: ", "document_prefix": "passage: "})
+    services.embedding_model_save(
+        name="llm:multilingual-e5",
+        backend="llm",
+        dimensions=8,
+        is_active=True,
+        options={"query_prefix": "query: ", "document_prefix": "passage: "},
+    )
     try:
         text = "Зустріч спільноти в Києві 18 квітня"
         # Written directly, so no worker left running by another test embeds it meanwhile.
-        entry_id = MemoryEntry.objects.create(agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": text}, text=text,
-                                              occurred_at=timezone.now(), **services._language_fields(text, None)).id
+        entry_id = MemoryEntry.objects.create(
+            agent_id=AGENT,
+            microdao_id=DAO,
+            kind="kb",
+            content={"text": text},
+            text=text,
+            occurred_at=timezone.now(),
+            **services._language_fields(text, None),
+        ).id
         assert services.memory_embed_entries(entry_ids=[entry_id]) == {"embedded": 1, "failed": 0}
         last = httpx.get(f"{fake_llm}/_stats").json()["last"]
         assert last["body"]["model"] == "intfloat/multilingual-e5-small"
         assert last["body"]["input"] == ["passage: Зустріч спільноти в Києві 18 квітня"]
         entry = MemoryEntry.objects.get(id=entry_id)
         assert entry.embedding_model == "llm:multilingual-e5" and len(entry.embedding) == 8 and entry.lang == "uk"
-        hits = api.post("/internal/agent-memory/query", headers=headers, json={"agent_id": AGENT, "query": "коли зустріч у Києві?"}).json()["items"]
+        hits = api.post(
+            "/internal/agent-memory/query", headers=headers, json={"agent_id": AGENT, "query": "коли зустріч у Києві?"}
+        ).json()["items"]
         assert hits[0]["id"] == entry_id
         assert httpx.get(f"{fake_llm}/_stats").json()["last"]["body"]["input"] == ["query: коли зустріч у Києві?"]
     finally:
@@ -198,8 +260,19 @@ def test_a_query_embeds_through_the_proxy_beside_its_sql(llm_registry):
     ids = [services.memory_store(agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": t})[0].id for t in texts]
     assert services.memory_embed_entries(entry_ids=ids, spec=model_spec("llm:emb")) == {"embedded": 3, "failed": 0}
 
-    dense = search._hybrid(agent_id=AGENT, microdao_id=None, channel_id=None, query=texts[1], limit=3, kinds=None,
-                           since=None, until=None, model="llm:emb", neighbour_weight=0.0, sides=("dense",))
+    dense = search._hybrid(
+        agent_id=AGENT,
+        microdao_id=None,
+        channel_id=None,
+        query=texts[1],
+        limit=3,
+        kinds=None,
+        since=None,
+        until=None,
+        model="llm:emb",
+        neighbour_weight=0.0,
+        sides=("dense",),
+    )
     assert dense[0].id == ids[1] and dense[0].score == 1.0
     hybrid = search.memory_query(agent_id=AGENT, query="treasury budget", model="llm:emb")
     assert hybrid[0].id == ids[1]
@@ -207,8 +280,22 @@ def test_a_query_embeds_through_the_proxy_beside_its_sql(llm_registry):
     # The embedding upstream fails: the query still answers, by text alone.
     down = search.memory_query(agent_id=AGENT, query="treasury budget", model="llm:emb-down")
     assert [hit.id for hit in down] == [ids[1]]
-    assert search._hybrid(agent_id=AGENT, microdao_id=None, channel_id=None, query=texts[1], limit=3, kinds=None,
-                          since=None, until=None, model="llm:emb-down", neighbour_weight=0.0, sides=("dense",)) == []
+    assert (
+        search._hybrid(
+            agent_id=AGENT,
+            microdao_id=None,
+            channel_id=None,
+            query=texts[1],
+            limit=3,
+            kinds=None,
+            since=None,
+            until=None,
+            model="llm:emb-down",
+            neighbour_weight=0.0,
+            sides=("dense",),
+        )
+        == []
+    )
 
 
 def test_the_embedding_task_retries_a_transient_error_then_gives_up(llm_registry):
@@ -218,7 +305,9 @@ def test_the_embedding_task_retries_a_transient_error_then_gives_up(llm_registry
 
     services.embedding_model_save(name="llm:emb-down", backend="llm", dimensions=8, is_active=True)
     try:
-        entry = MemoryEntry.objects.create(agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": "x"}, text="x", occurred_at=timezone.now())
+        entry = MemoryEntry.objects.create(
+            agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": "x"}, text="x", occurred_at=timezone.now()
+        )
         tasks.embed_entries.apply(args=[[entry.id]])
         entry.refresh_from_db()
         assert entry.embedding_status == EmbeddingStatus.FAILED

@@ -39,9 +39,9 @@ def test_stored_entries_are_embedded_by_the_worker(celery_worker):
     _wait(lambda: _statuses([entry.id]) == {EmbeddingStatus.READY}, what="embedding")
     entry.refresh_from_db()
     assert entry.embedding_model == "hash" and len(entry.embedding) == 256
-    results = services.memory_store_bulk(items=[
-        {"agent_id": AGENT, "microdao_id": DAO, "kind": "kb", "content": {"text": f"fact {i}"}} for i in range(5)
-    ])
+    results = services.memory_store_bulk(
+        items=[{"agent_id": AGENT, "microdao_id": DAO, "kind": "kb", "content": {"text": f"fact {i}"}} for i in range(5)]
+    )
     ids = [e.id for e, _ in results]
     _wait(lambda: _statuses(ids) == {EmbeddingStatus.READY}, what="bulk embedding")
 
@@ -49,8 +49,14 @@ def test_stored_entries_are_embedded_by_the_worker(celery_worker):
 def test_entries_whose_task_was_lost_are_requeued(celery_worker):
     # Written as if the broker had been down: no task was ever sent for these rows.
     rows = [
-        MemoryEntry.objects.create(agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": f"lost {i}"},
-                                   text=f"lost {i}", occurred_at=timezone.now())
+        MemoryEntry.objects.create(
+            agent_id=AGENT,
+            microdao_id=DAO,
+            kind="kb",
+            content={"text": f"lost {i}"},
+            text=f"lost {i}",
+            occurred_at=timezone.now(),
+        )
         for i in range(3)
     ]
     ids = [r.id for r in rows]
@@ -64,9 +70,11 @@ def test_entries_whose_task_was_lost_are_requeued(celery_worker):
 
 
 def test_reembed_moves_every_entry_onto_the_new_model(celery_worker, capsys):
-    results = services.memory_store_bulk(items=[
-        {"agent_id": AGENT, "microdao_id": DAO, "kind": "kb", "content": {"text": f"note {i} on pgvector"}} for i in range(6)
-    ])
+    results = services.memory_store_bulk(
+        items=[
+            {"agent_id": AGENT, "microdao_id": DAO, "kind": "kb", "content": {"text": f"note {i} on pgvector"}} for i in range(6)
+        ]
+    )
     ids = [e.id for e, _ in results]
     _wait(lambda: _statuses(ids) == {EmbeddingStatus.READY}, what="first embedding")
     services.embedding_model_save(name="hash-64", backend="hash", dimensions=64)
@@ -108,8 +116,11 @@ def test_reembed_unknown_model_is_a_command_error():
 
 def test_a_store_over_http_is_embedded_after_its_commit(api, make_token, bearer, celery_worker):
     headers = bearer(make_token(scopes=["memory"]))
-    response = api.post("/internal/agent-memory/store", headers=headers, json={
-        "agent_id": AGENT, "microdao_id": DAO, "kind": "kb", "content": {"text": "embedded via the API"}})
+    response = api.post(
+        "/internal/agent-memory/store",
+        headers=headers,
+        json={"agent_id": AGENT, "microdao_id": DAO, "kind": "kb", "content": {"text": "embedded via the API"}},
+    )
     assert response.status_code == 201
     entry_id = response.json()["id"]
     _wait(lambda: _statuses([entry_id]) == {EmbeddingStatus.READY}, what="embedding of an API store")
@@ -125,11 +136,17 @@ def test_the_enqueue_names_and_queues_are_the_tasks():
     from apps.memory import enqueue, tasks
     from daarion.celery import Queue, app
 
-    for name, queue in ((enqueue.EMBED_ENTRIES, Queue.EMBEDDINGS), (enqueue.REEMBED, Queue.EMBEDDINGS),
-                        (enqueue.SUMMARIZE, Queue.SUMMARIES)):
+    for name, queue in (
+        (enqueue.EMBED_ENTRIES, Queue.EMBEDDINGS),
+        (enqueue.REEMBED, Queue.EMBEDDINGS),
+        (enqueue.SUMMARIZE, Queue.SUMMARIES),
+    ):
         assert app.tasks[name].queue == queue
     assert {tasks.embed_entries.name, tasks.reembed.name, tasks.summarize.name} == {
-        enqueue.EMBED_ENTRIES, enqueue.REEMBED, enqueue.SUMMARIZE}
+        enqueue.EMBED_ENTRIES,
+        enqueue.REEMBED,
+        enqueue.SUMMARIZE,
+    }
     for module in ("services.py", "summaries.py", "enqueue.py"):
         tree = ast.parse((Path(enqueue.__file__).parent / module).read_text())
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}

@@ -64,7 +64,9 @@ def _secret_value(secret: Secret, path: str, *, stored: bool, resolve_env: bool,
         return None  # `{env: ...}` that cannot be (or may not be) resolved: keep the stored one
     if resolve_env:
         raise refusal(path, f"environment variable {secret.env} is not set")
-    raise refusal(path, "no such secret is stored; send {value: ...} (environment references are resolved only by the import command)")
+    raise refusal(
+        path, "no such secret is stored; send {value: ...} (environment references are resolved only by the import command)"
+    )
 
 
 def _apply_providers(desired: Desired, plan: Plan, opts: dict[str, Any]) -> None:
@@ -94,8 +96,14 @@ def _apply_providers(desired: Desired, plan: Plan, opts: dict[str, Any]) -> None
 
 def _deployment_rows(model: LogicalModel) -> list[dict[str, Any]]:
     return [
-        {"provider": d.provider.name, "upstream_model": d.upstream_model, "weight": d.weight,
-         "rpm_limit": d.rpm_limit, "tpm_limit": d.tpm_limit, "enabled": d.enabled}
+        {
+            "provider": d.provider.name,
+            "upstream_model": d.upstream_model,
+            "weight": d.weight,
+            "rpm_limit": d.rpm_limit,
+            "tpm_limit": d.tpm_limit,
+            "enabled": d.enabled,
+        }
         for d in model.deployments.select_related("provider").order_by("id")
     ]
 
@@ -133,9 +141,13 @@ def _apply_models(desired: Desired, plan: Plan) -> None:
                 if changes:
                     llm_services.logical_model_update(model=existing, **{k: scalars[k] for k in changes})
                 item = PlanItem("model", name, path, "update", changes)
-        known = set(Provider.objects.filter(name__in=[d["provider"] for d in values["deployments"]]).values_list("name", flat=True))
+        known = set(
+            Provider.objects.filter(name__in=[d["provider"] for d in values["deployments"]]).values_list("name", flat=True)
+        )
         for deployment in values["deployments"]:
-            expect(deployment["provider"] in known, f"{deployment['path']}.provider", f"unknown provider {deployment['provider']!r}")
+            expect(
+                deployment["provider"] in known, f"{deployment['path']}.provider", f"unknown provider {deployment['provider']!r}"
+            )
         wanted = [{k: v for k, v in d.items() if k != "path"} for d in values["deployments"]]
         before = _deployment_rows(existing)
         key = lambda d: (d["provider"], d["upstream_model"])  # noqa: E731
@@ -174,8 +186,15 @@ def _apply_policies(desired: Desired, plan: Plan) -> None:
         with _at(path):
             if existing is None:
                 llm_services.rate_limit_policy_create(scope=scope, subject=subject, **values)
-                plan.add(PlanItem("rate_limit", policy_id(scope, subject), path, "create",
-                                  {k: [None, v] for k, v in {"scope": scope, "subject": subject, **values}.items()}))
+                plan.add(
+                    PlanItem(
+                        "rate_limit",
+                        policy_id(scope, subject),
+                        path,
+                        "create",
+                        {k: [None, v] for k, v in {"scope": scope, "subject": subject, **values}.items()},
+                    )
+                )
                 continue
             changes = _diff(existing, values)
             if changes:
@@ -183,8 +202,9 @@ def _apply_policies(desired: Desired, plan: Plan) -> None:
             plan.add(PlanItem("rate_limit", policy_id(scope, subject), path, "update" if changes else "unchanged", changes))
 
 
-def _secret_changes(stored: dict[str, str], secrets: dict[str, Secret] | None, path: str, opts: dict[str, Any],
-                    key: str = "secrets") -> dict[str, str]:
+def _secret_changes(
+    stored: dict[str, str], secrets: dict[str, Secret] | None, path: str, opts: dict[str, Any], key: str = "secrets"
+) -> dict[str, str]:
     """The named secrets whose value must be written (unchanged and kept ones left out)."""
     writes: dict[str, str] = {}
     for name, secret in (secrets or {}).items():
@@ -195,9 +215,16 @@ def _secret_changes(stored: dict[str, str], secrets: dict[str, Secret] | None, p
 
 
 def _apply_headed(
-    type_: str, entries: dict[str, tuple[str, dict[str, Any], dict[str, Secret] | None]], current: dict[str, Any],
-    plan: Plan, opts: dict[str, Any], *, key: str, aliases: dict[str, str],
-    create: Callable[..., Any], update: Callable[..., Any],
+    type_: str,
+    entries: dict[str, tuple[str, dict[str, Any], dict[str, Secret] | None]],
+    current: dict[str, Any],
+    plan: Plan,
+    opts: dict[str, Any],
+    *,
+    key: str,
+    aliases: dict[str, str],
+    create: Callable[..., Any],
+    update: Callable[..., Any],
 ) -> None:
     """Tools and MCP servers alike: objects with fields and secret headers (stored as one
     encrypted JSON map), written through their create/update services."""
@@ -221,8 +248,13 @@ def _apply_headed(
 
 def _apply_tools(desired: Desired, plan: Plan, opts: dict[str, Any]) -> None:
     _apply_headed(
-        "tool", desired.tools, {t.tool_id: t for t in Tool.objects.all()}, plan, opts,
-        key="secrets", aliases={"tool_id": "id"},
+        "tool",
+        desired.tools,
+        {t.tool_id: t for t in Tool.objects.all()},
+        plan,
+        opts,
+        key="secrets",
+        aliases={"tool_id": "id"},
         create=lambda key, /, **kw: tool_services.tool_create(tool_id=key, **kw),
         update=lambda row, /, **kw: tool_services.tool_update(tool=row, **kw),
     )
@@ -230,8 +262,13 @@ def _apply_tools(desired: Desired, plan: Plan, opts: dict[str, Any]) -> None:
 
 def _apply_mcp_servers(desired: Desired, plan: Plan, opts: dict[str, Any]) -> None:
     _apply_headed(
-        "mcp_server", desired.mcp_servers, {m.name: m for m in McpServer.objects.all()}, plan, opts,
-        key="headers", aliases={"secret_headers": "headers"},
+        "mcp_server",
+        desired.mcp_servers,
+        {m.name: m for m in McpServer.objects.all()},
+        plan,
+        opts,
+        key="headers",
+        aliases={"secret_headers": "headers"},
         create=lambda key, /, **kw: tool_services.mcp_server_create(name=key, **kw),
         update=lambda row, /, **kw: tool_services.mcp_server_update(server=row, **kw),
     )
@@ -290,16 +327,24 @@ def _prune(desired: Desired, plan: Plan) -> None:
             # Deleting an agent takes it out of every tool's list; a tool of this document
             # that still names it would then not be what the document says.
             for path, values, _secrets in desired.tools.values():
-                expect(agent_id not in (values["allowed_agents"] or []), f"{path}.allowed_agents",
-                        f"agent {agent_id!r} is deleted by this document (it is not under agents:); "
-                        "take it out of this list or keep the agent")
+                expect(
+                    agent_id not in (values["allowed_agents"] or []),
+                    f"{path}.allowed_agents",
+                    f"agent {agent_id!r} is deleted by this document (it is not under agents:); "
+                    "take it out of this list or keep the agent",
+                )
             # Likewise its policies go with it: a policy of this document for it cannot stay.
             policy_path = desired.rate_limits.get((RateLimitScope.AGENT.value, agent_id), (None,))[0]
-            expect(policy_path is None, f"{policy_path}.subject",
-                    f"agent {agent_id!r} is deleted by this document (it is not under agents:); "
-                    "take this policy out or keep the agent")
-            policies = [policy_id(p.scope, p.subject) for p in
-                        RateLimitPolicy.objects.filter(scope=RateLimitScope.AGENT, subject=agent_id)]
+            expect(
+                policy_path is None,
+                f"{policy_path}.subject",
+                f"agent {agent_id!r} is deleted by this document (it is not under agents:); "
+                "take this policy out or keep the agent",
+            )
+            policies = [
+                policy_id(p.scope, p.subject)
+                for p in RateLimitPolicy.objects.filter(scope=RateLimitScope.AGENT, subject=agent_id)
+            ]
             with _at(f"agents.{agent_id}"):
                 forgotten = agent_services.agent_delete(agent=agent)
             plan.add(PlanItem("agent", agent_id, f"agents.{agent_id}", "delete"))
@@ -313,7 +358,8 @@ def _prune(desired: Desired, plan: Plan) -> None:
                 if item is None:
                     before = sorted([*(tool.allowed_agents or []), agent_id])
                     item = narrowed[tool.tool_id] = plan.add(
-                        PlanItem("tool", tool.tool_id, f"tools.{tool.tool_id}", "update", {"allowed_agents": [before, None]}))
+                        PlanItem("tool", tool.tool_id, f"tools.{tool.tool_id}", "update", {"allowed_agents": [before, None]})
+                    )
                 item.changes["allowed_agents"][1] = tool.allowed_agents
     if "models" in desired.sections:
         doomed = list(LogicalModel.objects.exclude(name__in=list(desired.models)))
@@ -366,5 +412,3 @@ def registry_apply(
             transaction.set_rollback(True)
     plan.applied = not dry_run
     return plan
-
-

@@ -46,4 +46,3 @@ def registry_export(sections: Sequence[str] = SECTIONS) -> dict[str, Any]:
     if "mcp_servers" in sections:
         data["mcp_servers"] = tool_services.mcp_servers_export()
     return {name: data[name] for name in SECTIONS if name in sections}
-

@@ -47,7 +47,8 @@ class Part(BaseModel):
             unknown = sorted({str(k) for k in data} - allowed)
             if unknown:
                 raise PydanticCustomError(
-                    "unknown_keys", "unknown key(s) {unknown}; allowed: {allowed}",
+                    "unknown_keys",
+                    "unknown key(s) {unknown}; allowed: {allowed}",
                     {"unknown": str(unknown), "allowed": str(sorted(allowed))},
                 )
         return data

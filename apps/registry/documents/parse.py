@@ -64,9 +64,13 @@ def _path(loc: tuple[int | str, ...]) -> str:
 
 _MESSAGES = {
     "missing": "required",
-    "int_type": "must be an integer", "int_from_float": "must be an integer", "int_parsing": "must be an integer",
-    "float_type": "must be a number", "float_parsing": "must be a number",
-    "bool_type": "must be true or false", "bool_parsing": "must be true or false",
+    "int_type": "must be an integer",
+    "int_from_float": "must be an integer",
+    "int_parsing": "must be an integer",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
     "string_type": "must be a string",
 }
 
@@ -137,8 +141,10 @@ def _provider(name: str, spec: ProviderDoc) -> tuple[dict[str, Any], Secret | No
 def _model(name: str, spec: ModelDoc, path: str) -> dict[str, Any]:
     deployments: list[tuple[str, str | None, str | None, int, int | None, int | None, bool]]
     if spec.deployments is not None:
-        deployments = [(f"{path}.deployments[{i}]", d.provider, d.name, d.weight, d.rpm, d.tpm, d.enabled)
-                       for i, d in enumerate(spec.deployments)]
+        deployments = [
+            (f"{path}.deployments[{i}]", d.provider, d.name, d.weight, d.rpm, d.tpm, d.enabled)
+            for i, d in enumerate(spec.deployments)
+        ]
     else:
         deployments = [(path, spec.provider, spec.name, spec.weight, spec.rpm, spec.tpm, True)]
     price = spec.price
@@ -152,8 +158,15 @@ def _model(name: str, spec: ModelDoc, path: str) -> dict[str, Any]:
         "enabled": spec.enabled,
         "fallbacks": list(spec.fallbacks or []),
         "deployments": [
-            {"path": where, "provider": provider, "upstream_model": upstream or name, "weight": weight,
-             "rpm_limit": rpm, "tpm_limit": tpm, "enabled": enabled}
+            {
+                "path": where,
+                "provider": provider,
+                "upstream_model": upstream or name,
+                "weight": weight,
+                "rpm_limit": rpm,
+                "tpm_limit": tpm,
+                "enabled": enabled,
+            }
             for where, provider, upstream, weight, rpm, tpm, enabled in deployments
         ],
     }
@@ -255,4 +268,3 @@ def parse(document: Any) -> Desired:
     for name, (path, spec) in _keyed(doc.mcp_servers or [], "mcp_servers", "name").items():
         desired.mcp_servers[name] = (path, _mcp_server(spec), _secrets(spec.headers))
     return desired
-

@@ -52,4 +52,3 @@ class Plan:
             f"{counts['unchanged']} unchanged, {counts['delete']} {prefix}deleted"
         )
         return out
-

@@ -97,8 +97,10 @@ def test_staff_log_in_from_the_browsable_api(api, asgi_server, staff_user):
         form = browser.get(f"{PREFIX}/auth/login/?next={PREFIX}/tools/")
         assert form.status_code == 200 and "csrfmiddlewaretoken" in form.text
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
-        done = browser.post(f"{PREFIX}/auth/login/", data={
-            "username": "ops", "password": "ops-Passw0rd!", "csrfmiddlewaretoken": token, "next": f"{PREFIX}/tools/"})
+        done = browser.post(
+            f"{PREFIX}/auth/login/",
+            data={"username": "ops", "password": "ops-Passw0rd!", "csrfmiddlewaretoken": token, "next": f"{PREFIX}/tools/"},
+        )
         assert done.status_code == 302 and done.headers["location"] == f"{PREFIX}/tools/"
         page = browser.get(f"{PREFIX}/tools/", headers={"Accept": "text/html"})
         assert page.status_code == 200 and "Log out" in page.text

@@ -21,7 +21,9 @@ def _error(response, status: int, type_: str, in_message: str = "") -> dict:
 
 @pytest.fixture
 def gpt_x(token_client, stub_provider):
-    created = token_client.post("/models/", json={"name": "gpt-x", "deployments": [{"provider": "stub", "upstream_model": "gpt-x-1"}]})
+    created = token_client.post(
+        "/models/", json={"name": "gpt-x", "deployments": [{"provider": "stub", "upstream_model": "gpt-x-1"}]}
+    )
     assert created.status_code == 201, created.text
 
 
@@ -76,8 +78,12 @@ def test_an_agent_secret_name_with_nul_is_422_and_deleting_one_is_a_no_op(token_
 
 
 def test_a_provider_header_value_with_crlf_is_422(token_client):
-    body = {"name": "p-crlf", "kind": "openai_compatible", "base_url": "http://llm.internal/v1",
-            "extra_headers": {"X-Team": "a\r\nX-Injected: 1"}}
+    body = {
+        "name": "p-crlf",
+        "kind": "openai_compatible",
+        "base_url": "http://llm.internal/v1",
+        "extra_headers": {"X-Team": "a\r\nX-Injected: 1"},
+    }
     error = _error(token_client.post("/providers/", json=body), 422, "validation_error", "extra_headers")
     assert "CR" in error["message"]
     assert not Provider.objects.filter(name="p-crlf").exists()

@@ -25,8 +25,9 @@ def _details(response, status: int = 422) -> list[dict]:
 
 
 def test_the_rate_limits_collection_writes_and_reads_a_budget(token_client):
-    created = token_client.post("/rate-limits/", json={"scope": "microdao", "subject": "microdao:7", "budget_usd": 150.25,
-                                                        "budget_period": "day"})
+    created = token_client.post(
+        "/rate-limits/", json={"scope": "microdao", "subject": "microdao:7", "budget_usd": 150.25, "budget_period": "day"}
+    )
     assert created.status_code == 201, created.text
     body = created.json()
     assert (body["rpm"], body["tpm"], body["max_concurrent"]) == (None, None, None), "a budget alone is a policy"
@@ -71,7 +72,10 @@ def test_a_budget_that_is_no_number_is_422_not_500(token_client, value):
 
 def test_patching_a_bad_budget_keeps_the_stored_one(token_client):
     policy = llm.rate_limit_policy_create(scope="default", budget_usd=10, budget_period="day")
-    for body, path, message in (({"budget_usd": 0}, "budget_usd", ABOVE_ZERO), ({"budget_period": "week"}, "budget_period", PERIOD)):
+    for body, path, message in (
+        ({"budget_usd": 0}, "budget_usd", ABOVE_ZERO),
+        ({"budget_period": "week"}, "budget_period", PERIOD),
+    ):
         assert _details(token_client.patch(f"/rate-limits/{policy.pk}/", json=body)) == [{"path": path, "message": message}]
     policy.refresh_from_db()
     assert (policy.budget_usd, policy.budget_period) == (Decimal("10"), "day")

@@ -21,8 +21,12 @@ CASES: dict[str, dict[str, Any]] = {
         "filter": "kind=openai",
     },
     "models": {
-        "create": {"name": "gpt-x", "deployments": [{"provider": "stub", "upstream_model": "gpt-x-2025"}],
-                   "input_price_per_mtok": "0.4", "description": "general model"},
+        "create": {
+            "name": "gpt-x",
+            "deployments": [{"provider": "stub", "upstream_model": "gpt-x-2025"}],
+            "input_price_per_mtok": "0.4",
+            "description": "general model",
+        },
         "key": "gpt-x",
         "patch": {"context_window": 128000},
         "put": {"name": "gpt-x", "deployments": [{"provider": "stub", "upstream_model": "gpt-x-2026", "weight": 3}]},
@@ -30,8 +34,13 @@ CASES: dict[str, dict[str, Any]] = {
     },
     # Agents before what names them (an agent policy, a tool's allowed_agents).
     "agents": {
-        "create": {"id": "agent:sofia", "name": "Sofia", "microdao_id": "microdao:7", "model": "gpt-x",
-                   "character": {"bio": ["Product lead"]}},
+        "create": {
+            "id": "agent:sofia",
+            "name": "Sofia",
+            "microdao_id": "microdao:7",
+            "model": "gpt-x",
+            "character": {"bio": ["Product lead"]},
+        },
         "key": "agent:sofia",
         "patch": {"temperature": 0.3},
         "put": {"id": "agent:sofia", "name": "Sofia Prime", "microdao_id": "microdao:7", "model": "gpt-y"},
@@ -45,12 +54,23 @@ CASES: dict[str, dict[str, Any]] = {
         "filter": "scope=agent",
     },
     "tools": {
-        "create": {"id": "projects.list", "name": "List projects", "input_schema": OBJECT_SCHEMA,
-                   "executor": "http", "target": "http://projects:8000/list", "allowed_agents": ["agent:sofia"]},
+        "create": {
+            "id": "projects.list",
+            "name": "List projects",
+            "input_schema": OBJECT_SCHEMA,
+            "executor": "http",
+            "target": "http://projects:8000/list",
+            "allowed_agents": ["agent:sofia"],
+        },
         "key": "projects.list",
         "patch": {"description": "Lists projects", "read_only": True},
-        "put": {"id": "projects.list", "name": "Projects", "input_schema": OBJECT_SCHEMA, "executor": "python",
-                "target": "followups.create"},
+        "put": {
+            "id": "projects.list",
+            "name": "Projects",
+            "input_schema": OBJECT_SCHEMA,
+            "executor": "python",
+            "target": "followups.create",
+        },
         "filter": "executor=http",
     },
     "embedding-models": {
@@ -106,9 +126,7 @@ def test_crud(client, stub_provider, make_agents, collection):
 def test_changes_are_in_the_change_log_under_the_caller(token_client, session_client):
     assert token_client.post("/rate-limits/", json={"scope": "default", "rpm": 100}).status_code == 201
     assert session_client.post("/rate-limits/", json={"scope": "microdao", "subject": "microdao:7", "rpm": 5}).status_code == 201
-    actors = set(
-        ChangeRecord.objects.filter(object_type="llm.RateLimitPolicy", action="create").values_list("actor", "source")
-    )
+    actors = set(ChangeRecord.objects.filter(object_type="llm.RateLimitPolicy", action="create").values_list("actor", "source"))
     assert actors == {("token:ci-deployer", "api"), ("user:ops", "api")}
 
 
@@ -118,11 +136,17 @@ def test_model_deployments_are_replaced_and_pages_work(token_client, stub_provid
         assert token_client.post("/models/", json=body).status_code == 201
     replaced = token_client.patch(
         "/models/m0/",
-        json={"deployments": [{"provider": "stub", "upstream_model": "u0", "weight": 2},
-                              {"provider": "stub", "upstream_model": "u0-b", "rpm_limit": 10}]},
+        json={
+            "deployments": [
+                {"provider": "stub", "upstream_model": "u0", "weight": 2},
+                {"provider": "stub", "upstream_model": "u0-b", "rpm_limit": 10},
+            ]
+        },
     )
     assert [(d["upstream_model"], d["weight"], d["rpm_limit"]) for d in replaced.json()["deployments"]] == [
-        ("u0", 2, None), ("u0-b", 1, 10)]
+        ("u0", 2, None),
+        ("u0-b", 1, 10),
+    ]
     page = token_client.get("/models/?page_size=2&ordering=-name").json()
     assert page["count"] == 3 and [m["name"] for m in page["results"]] == ["m2", "m1"] and page["next"]
     assert token_client.get("/models/?page=9").status_code == 404

@@ -27,20 +27,43 @@ def registry(transactional_db):
     llm.deployment_create(logical_model=small, provider=stub, upstream_model="small-v1")
     big = llm.logical_model_create(name="big", fallbacks=["small"], description="the big one", context_window=128000)
     llm.deployment_create(logical_model=big, provider=stub, upstream_model="big-a", weight=3, rpm_limit=100)
-    llm.deployment_create(logical_model=big, provider=Provider.objects.get(name="openai"), upstream_model="gpt-4.1", enabled=False)
+    llm.deployment_create(
+        logical_model=big, provider=Provider.objects.get(name="openai"), upstream_model="gpt-4.1", enabled=False
+    )
     llm.logical_model_create(name="empty")
-    sofia = agent_create(agent_id="agent:sofia", name="Sofia", microdao_id="microdao:7", model="big",
-                         character={"bio": ["Product lead"], "topics": ["roadmaps"]}, temperature=0.2, memory_kinds=["kb"])
+    sofia = agent_create(
+        agent_id="agent:sofia",
+        name="Sofia",
+        microdao_id="microdao:7",
+        model="big",
+        character={"bio": ["Product lead"], "topics": ["roadmaps"]},
+        temperature=0.2,
+        memory_kinds=["kb"],
+    )
     agent_secret_set(agent=sofia, name="OPENAI_API_KEY", value=SECRET_VALUES[2])
     agent_create(agent_id="agent:pm", name="PM", microdao_id="microdao:7", model="small", tool_mode="text")
     # Policies after the agents: an agent policy must name an agent that exists.
     llm.rate_limit_policy_create(scope="default", rpm=60)
     llm.rate_limit_policy_create(scope="agent", subject="agent:sofia", tpm=5000, max_concurrent=2)
-    tool_create(tool_id="projects.list", name="Projects", input_schema=OBJECT_SCHEMA, executor="http",
-                target="http://svc:8000/projects", allowed_agents=["agent:sofia", "agent:pm"], read_only=True,
-                secret_headers={"X-Key": SECRET_VALUES[1]}, output_schema={"type": "array"})
-    tool_create(tool_id="followups.create", name="Follow-up", input_schema={"type": "object"}, executor="python",
-                target="followups.create", rate_limit_per_minute=5)
+    tool_create(
+        tool_id="projects.list",
+        name="Projects",
+        input_schema=OBJECT_SCHEMA,
+        executor="http",
+        target="http://svc:8000/projects",
+        allowed_agents=["agent:sofia", "agent:pm"],
+        read_only=True,
+        secret_headers={"X-Key": SECRET_VALUES[1]},
+        output_schema={"type": "array"},
+    )
+    tool_create(
+        tool_id="followups.create",
+        name="Follow-up",
+        input_schema={"type": "object"},
+        executor="python",
+        target="followups.create",
+        rate_limit_per_minute=5,
+    )
 
 
 def _no_secrets(text: str) -> None:
@@ -76,18 +99,26 @@ def test_export_then_apply_is_a_no_op(token_client, registry):
 
 
 def _changed_document(document: dict) -> dict:
-    document["providers"]["stub"]["api_key"] = SECRET_VALUES[3]            # rotate a key
-    del document["providers"]["openai"]                                    # delete (its deployment goes with big's change)
+    document["providers"]["stub"]["api_key"] = SECRET_VALUES[3]  # rotate a key
+    del document["providers"]["openai"]  # delete (its deployment goes with big's change)
     document["models"]["big"]["deployments"] = [document["models"]["big"]["deployments"][0]]
-    document["models"]["small"]["fallbacks"] = ["fresh"]                   # new model as a fallback
+    document["models"]["small"]["fallbacks"] = ["fresh"]  # new model as a fallback
     document["models"]["fresh"] = {"provider": "stub", "name": "fresh-1", "price": {"input": 1, "output": 2}}
     document["models"]["big"]["fallbacks"] = []
     del document["models"]["empty"]
     document["rate_limits"] = [{"scope": "default", "rpm": 120}]
-    document["tools"][1]["enabled"] = False                                # projects.list (sorted by id)
-    document["tools"][1]["allowed_agents"] = ["agent:sofia"]               # agent:pm goes below
-    document["tools"].append({"id": "new.tool", "name": "New", "input_schema": OBJECT_SCHEMA, "executor": "http",
-                              "target": "http://svc:8000/new", "secrets": {"Authorization": {"value": "Bearer sk-NEW-IN-DOC"}}})
+    document["tools"][1]["enabled"] = False  # projects.list (sorted by id)
+    document["tools"][1]["allowed_agents"] = ["agent:sofia"]  # agent:pm goes below
+    document["tools"].append(
+        {
+            "id": "new.tool",
+            "name": "New",
+            "input_schema": OBJECT_SCHEMA,
+            "executor": "http",
+            "target": "http://svc:8000/new",
+            "secrets": {"Authorization": {"value": "Bearer sk-NEW-IN-DOC"}},
+        }
+    )
     document["agents"] = [a for a in document["agents"] if a["id"] != "agent:pm"]
     document["agents"][0]["system_prompt"] = "Be brief."
     return document
@@ -102,17 +133,27 @@ def test_dry_run_plans_every_action_and_changes_nothing(token_client, registry):
     assert plan["dry_run"] is True and plan["applied"] is False
     actions = {(c["type"], c["id"]): c["action"] for c in plan["changes"]}
     assert actions == {
-        ("provider", "stub"): "update", ("provider", "openai"): "delete",
-        ("model", "small"): "update", ("model", "big"): "update", ("model", "fresh"): "create", ("model", "empty"): "delete",
-        ("rate_limit", "default"): "update", ("rate_limit", "agent:agent:sofia"): "delete",
-        ("tool", "followups.create"): "unchanged", ("tool", "projects.list"): "update", ("tool", "new.tool"): "create",
-        ("agent", "agent:sofia"): "update", ("agent", "agent:pm"): "delete",
+        ("provider", "stub"): "update",
+        ("provider", "openai"): "delete",
+        ("model", "small"): "update",
+        ("model", "big"): "update",
+        ("model", "fresh"): "create",
+        ("model", "empty"): "delete",
+        ("rate_limit", "default"): "update",
+        ("rate_limit", "agent:agent:sofia"): "delete",
+        ("tool", "followups.create"): "unchanged",
+        ("tool", "projects.list"): "update",
+        ("tool", "new.tool"): "create",
+        ("agent", "agent:sofia"): "update",
+        ("agent", "agent:pm"): "delete",
     }
     changes = {(c["type"], c["id"]): c["changes"] for c in plan["changes"]}
     assert changes[("provider", "stub")] == {"api_key": ["(changed)", "(changed)"]}
     assert changes[("model", "big")]["fallbacks"] == [["small"], []]
-    assert changes[("tool", "projects.list")] == {"enabled": [True, False],
-                                                  "allowed_agents": [["agent:pm", "agent:sofia"], ["agent:sofia"]]}
+    assert changes[("tool", "projects.list")] == {
+        "enabled": [True, False],
+        "allowed_agents": [["agent:pm", "agent:sofia"], ["agent:sofia"]],
+    }
     _no_secrets(dry.text)
     assert (token_client.get("/export").json(), ChangeRecord.objects.count()) == before
 
@@ -136,14 +177,30 @@ def test_dry_run_plans_every_action_and_changes_nothing(token_client, registry):
     [
         (lambda d: d["models"]["small"].update(fallbacks=["big"]), 422, "models.small.fallbacks"),
         (lambda d: d["models"]["small"].update(provider="ghost"), 422, "models.small.provider"),
-        (lambda d: d["tools"][0].update(input_schema={"type": "object", "properties": {"a": {"type": 1}}}), 422, "tools[0].input_schema"),
+        (
+            lambda d: d["tools"][0].update(input_schema={"type": "object", "properties": {"a": {"type": 1}}}),
+            422,
+            "tools[0].input_schema",
+        ),
         (lambda d: d["tools"].append(dict(d["tools"][0])), 422, "tools[2].id"),
         (lambda d: d["agents"][0].update(character={"bio": 5}), 422, "agents[0].character.bio"),
         (lambda d: d["rate_limits"].append({"scope": "agent", "rpm": 1}), 422, "rate_limits[2].subject"),
         (lambda d: d["providers"]["stub"].update(colour="red"), 422, "providers.stub"),
         (lambda d: d.update(stuff=1), 422, "(root)"),
-        (lambda d: d["tools"].append({"id": "t.x", "name": "X", "input_schema": OBJECT_SCHEMA, "executor": "http",
-                                      "target": "http://svc/x", "secrets": {"X-Key": {"env": "DATABASE_URL"}}}), 422, "tools[2].secrets.X-Key"),
+        (
+            lambda d: d["tools"].append(
+                {
+                    "id": "t.x",
+                    "name": "X",
+                    "input_schema": OBJECT_SCHEMA,
+                    "executor": "http",
+                    "target": "http://svc/x",
+                    "secrets": {"X-Key": {"env": "DATABASE_URL"}},
+                }
+            ),
+            422,
+            "tools[2].secrets.X-Key",
+        ),
     ],
 )
 def test_a_bad_document_changes_nothing(token_client, registry, mutate, status, path):
@@ -167,8 +224,16 @@ def test_bodies_the_apply_endpoint_refuses(token_client):
 
 def test_the_engine_resolves_env_references_only_when_asked(registry):
     document = registry_export()
-    document["tools"].append({"id": "env.tool", "name": "E", "input_schema": OBJECT_SCHEMA, "executor": "http",
-                              "target": "http://svc/e", "secrets": {"X-Key": {"env": "MY_TOOL_KEY"}}})
+    document["tools"].append(
+        {
+            "id": "env.tool",
+            "name": "E",
+            "input_schema": OBJECT_SCHEMA,
+            "executor": "http",
+            "target": "http://svc/e",
+            "secrets": {"X-Key": {"env": "MY_TOOL_KEY"}},
+        }
+    )
     with pytest.raises(ValidationFailed):
         registry_apply(document=document, environ={"MY_TOOL_KEY": "from-env"})
     plan = registry_apply(document=document, resolve_env=True, environ={"MY_TOOL_KEY": "from-env"})
@@ -200,7 +265,8 @@ def test_agent_secret_headers_travel_in_documents(registry):
     document["tools"][1]["agent_secret_headers"] = {"X-Github-Token": "GITHUB_TOKEN"}  # projects.list
     plan = registry_apply(document=document)
     assert [i.changes for i in plan.items if i.id == "projects.list"] == [
-        {"agent_secret_headers": [{}, {"X-Github-Token": "GITHUB_TOKEN"}]}]
+        {"agent_secret_headers": [{}, {"X-Github-Token": "GITHUB_TOKEN"}]}
+    ]
     exported = registry_export()
     assert exported["tools"][1]["agent_secret_headers"] == {"X-Github-Token": "GITHUB_TOKEN"}
     assert registry_apply(document=exported).summary()["update"] == 0
@@ -213,21 +279,33 @@ def test_agent_secret_headers_travel_in_documents(registry):
 
 # --- allowed_agents name real agents -----------------------------------------------------
 
-UNKNOWN_AGENT = "no agent 'agent:ctoo' in the registry (create the agent first, or list it under agents: in the same registry document)"
+UNKNOWN_AGENT = (
+    "no agent 'agent:ctoo' in the registry (create the agent first, or list it under agents: in the same registry document)"
+)
 
 
 def test_a_document_may_create_an_agent_and_a_tool_that_allows_it(token_client, registry):
     # The tool comes first in the document: agents are applied before tools all the same.
     document = {
-        "tools": [{"id": "plans.list", "name": "Plans", "input_schema": OBJECT_SCHEMA, "executor": "http",
-                   "target": "http://svc:8000/plans", "allowed_agents": ["agent:sofia", "agent:cto"]}],
+        "tools": [
+            {
+                "id": "plans.list",
+                "name": "Plans",
+                "input_schema": OBJECT_SCHEMA,
+                "executor": "http",
+                "target": "http://svc:8000/plans",
+                "allowed_agents": ["agent:sofia", "agent:cto"],
+            }
+        ],
         "agents": [{"id": "agent:cto", "name": "CTO", "microdao_id": "microdao:7", "model": "small"}],
     }
     for query in ("?dry_run=1&prune=0", "?prune=0"):
         response = token_client.post(f"/apply{query}", json=document)
         assert response.status_code == 200, response.text
         assert [(c["type"], c["id"], c["action"]) for c in response.json()["changes"]] == [
-            ("agent", "agent:cto", "create"), ("tool", "plans.list", "create")]
+            ("agent", "agent:cto", "create"),
+            ("tool", "plans.list", "create"),
+        ]
     assert Tool.objects.get(tool_id="plans.list").allowed_agents == ["agent:cto", "agent:sofia"]
 
 
@@ -255,11 +333,13 @@ def test_an_unknown_agent_in_a_document_is_refused_at_its_path(token_client, reg
 def test_pruning_an_agent_that_a_tool_of_the_document_allows_is_refused(token_client, registry):
     document = token_client.get("/export").json()
     document["agents"] = [a for a in document["agents"] if a["id"] != "agent:pm"]  # projects.list still allows it
-    assert _refused_alike(token_client, document)["details"] == [{
-        "path": "tools[1].allowed_agents",
-        "message": "agent 'agent:pm' is deleted by this document (it is not under agents:); "
-                   "take it out of this list or keep the agent",
-    }]
+    assert _refused_alike(token_client, document)["details"] == [
+        {
+            "path": "tools[1].allowed_agents",
+            "message": "agent 'agent:pm' is deleted by this document (it is not under agents:); "
+            "take it out of this list or keep the agent",
+        }
+    ]
     # Without pruning the agent stays, and the document is fine.
     assert token_client.post("/apply?prune=0", json=document).status_code == 200
     assert Agent.objects.filter(id="agent:pm").exists()
@@ -304,7 +384,9 @@ def test_a_document_may_create_an_agent_and_its_policy(token_client, registry):
         response = token_client.post(f"/apply{query}", json=document)
         assert response.status_code == 200, response.text
         assert [(c["type"], c["id"], c["action"]) for c in response.json()["changes"]] == [
-            ("agent", "agent:cto", "create"), ("rate_limit", "agent:agent:cto", "create")]
+            ("agent", "agent:cto", "create"),
+            ("rate_limit", "agent:agent:cto", "create"),
+        ]
     assert RateLimitPolicy.objects.get(subject="agent:cto").rpm == 3
 
 
@@ -326,16 +408,20 @@ def test_pruning_an_agent_whose_policy_the_document_keeps_is_refused(token_clien
     document = token_client.get("/export").json()
     document["agents"] = [a for a in document["agents"] if a["id"] != "agent:pm"]  # its policy stays listed
     assert document["rate_limits"][0]["subject"] == "agent:pm"
-    assert _refused_alike(token_client, document)["details"] == [{
-        "path": "rate_limits[0].subject",
-        "message": "agent 'agent:pm' is deleted by this document (it is not under agents:); "
-                   "take this policy out or keep the agent",
-    }]
+    assert _refused_alike(token_client, document)["details"] == [
+        {
+            "path": "rate_limits[0].subject",
+            "message": "agent 'agent:pm' is deleted by this document (it is not under agents:); "
+            "take this policy out or keep the agent",
+        }
+    ]
     # Taking the policy out too: both go, the policy once in the plan.
     document["rate_limits"] = document["rate_limits"][1:]
     plan = token_client.post("/apply", json=document).json()
     assert [(c["type"], c["id"], c["action"]) for c in plan["changes"] if c["action"] != "unchanged"] == [
-        ("rate_limit", "agent:agent:pm", "delete"), ("agent", "agent:pm", "delete")]
+        ("rate_limit", "agent:agent:pm", "delete"),
+        ("agent", "agent:pm", "delete"),
+    ]
     assert not RateLimitPolicy.objects.filter(subject="agent:pm").exists()
 
 
@@ -345,12 +431,18 @@ def test_pruned_agents_take_their_policies_when_the_document_has_no_rate_limits(
     document = {"agents": [a for a in token_client.get("/export").json()["agents"] if a["id"] == "agent:sofia"]}
     dry = token_client.post("/apply?dry_run=1", json=document).json()
     assert [(c["type"], c["id"], c["action"]) for c in dry["changes"]] == [
-        ("agent", "agent:sofia", "unchanged"), ("agent", "agent:pm", "delete"),
-        ("rate_limit", "agent:agent:pm", "delete"), ("tool", "projects.list", "update")]
+        ("agent", "agent:sofia", "unchanged"),
+        ("agent", "agent:pm", "delete"),
+        ("rate_limit", "agent:agent:pm", "delete"),
+        ("tool", "projects.list", "update"),
+    ]
     assert RateLimitPolicy.objects.filter(subject="agent:pm").exists()  # a dry run
     applied = token_client.post("/apply", json=document).json()
     assert applied["changes"] == dry["changes"]
     assert sorted(RateLimitPolicy.objects.values_list("scope", "subject")) == [
-        ("agent", "agent:sofia"), ("default", ""), ("microdao", "microdao:7")]
+        ("agent", "agent:sofia"),
+        ("default", ""),
+        ("microdao", "microdao:7"),
+    ]
     record = ChangeRecord.objects.get(object_type="llm.RateLimitPolicy", action="delete")
     assert (record.object_repr, record.actor, record.source) == ("agent:agent:pm", "token:ci-deployer", "api")

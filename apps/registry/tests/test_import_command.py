@@ -21,10 +21,25 @@ pytestmark = pytest.mark.django_db
 DOCUMENT = {
     "providers": {"stub": {"kind": "stub"}},
     "models": {"dagi-stub": {"provider": "stub", "name": "dagi-stub"}, "old": {"provider": "stub", "name": "old"}},
-    "tools": [{"id": "projects.list", "name": "Projects", "input_schema": OBJECT_SCHEMA, "executor": "http",
-               "target": "http://svc:8000/projects", "secrets": {"X-Key": {"env": "PROJECTS_KEY"}}}],
-    "agents": [{"id": "agent:sofia", "name": "Sofia", "microdao_id": "microdao:7", "model": "dagi-stub",
-                "secrets": {"OPENAI_API_KEY": {"env": "SOFIA_OPENAI_KEY"}}}],
+    "tools": [
+        {
+            "id": "projects.list",
+            "name": "Projects",
+            "input_schema": OBJECT_SCHEMA,
+            "executor": "http",
+            "target": "http://svc:8000/projects",
+            "secrets": {"X-Key": {"env": "PROJECTS_KEY"}},
+        }
+    ],
+    "agents": [
+        {
+            "id": "agent:sofia",
+            "name": "Sofia",
+            "microdao_id": "microdao:7",
+            "model": "dagi-stub",
+            "secrets": {"OPENAI_API_KEY": {"env": "SOFIA_OPENAI_KEY"}},
+        }
+    ],
 }
 
 
@@ -78,8 +93,10 @@ def test_a_tool_may_allow_an_agent_of_the_same_file_and_a_typo_is_refused(secret
     assert Tool.objects.get().allowed_agents == ["agent:sofia"]
 
     typo = {**DOCUMENT, "tools": [{**DOCUMENT["tools"][0], "allowed_agents": ["agent:sofia", "agent:sofiaa"]}]}
-    expected = ("tools[0].allowed_agents: no agent 'agent:sofiaa' in the registry (create the agent first, "
-                "or list it under agents: in the same registry document)")
+    expected = (
+        "tools[0].allowed_agents: no agent 'agent:sofiaa' in the registry (create the agent first, "
+        "or list it under agents: in the same registry document)"
+    )
     records = ChangeRecord.objects.count()
     for args in (("--dry-run",), ()):
         with pytest.raises(CommandError) as raised:

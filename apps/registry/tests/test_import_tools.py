@@ -79,9 +79,14 @@ def test_dry_run_changes_nothing(tmp_path):
         (lambda d: d["tools"][0].update(colour="red"), "tools[0]: unknown key(s) ['colour']"),
         (lambda d: d["tools"][0].pop("id"), "tools[0].id: required"),
         (lambda d: d["tools"].append(dict(d["tools"][0])), "tools[2].id: 'projects.list' appears twice"),
-        (lambda d: d["tools"][0].update(allowed_agents="agent:pm"), "tools[0].allowed_agents: must be null (every agent) or a list"),
-        (lambda d: d["tools"][1].update(allowed_agents=["agent:pm", "agent:pmm"]),
-         "tools[1].allowed_agents: no agent 'agent:pmm' in the registry (create the agent first"),
+        (
+            lambda d: d["tools"][0].update(allowed_agents="agent:pm"),
+            "tools[0].allowed_agents: must be null (every agent) or a list",
+        ),
+        (
+            lambda d: d["tools"][1].update(allowed_agents=["agent:pm", "agent:pmm"]),
+            "tools[1].allowed_agents: no agent 'agent:pmm' in the registry (create the agent first",
+        ),
         (lambda d: d["tools"][0].update(secrets={"X-Key": {"env": "NOPE_NOT_SET_VAR"}}), "NOPE_NOT_SET_VAR is not set"),
         (lambda d: d.update(tools="nope"), "top-level `tools:` list"),
     ],

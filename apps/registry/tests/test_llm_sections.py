@@ -70,14 +70,20 @@ def test_dry_run_writes_nothing():
         ("models:\n  m: {}\n", "models.m: needs a provider"),
         ("models: [1, 2]\n", "models: expected a mapping"),
         ("providers:\n  p: {kind: stub, timeout: soon}\n", "providers.p.timeout: must be a number"),
-        ("providers: {s: {kind: stub}}\nmodels:\n  m: {provider: s, context_window: big}\n", "models.m.context_window: must be an integer"),
+        (
+            "providers: {s: {kind: stub}}\nmodels:\n  m: {provider: s, context_window: big}\n",
+            "models.m.context_window: must be an integer",
+        ),
         ("providers: {s: {kind: stub}}\nmodels:\n  m: {provider: s, weight: heavy}\n", "models.m.weight: must be an integer"),
         ("stuff: 1\n", "(root): unknown key(s) ['stuff']"),
         (
             "providers:\n  s: {kind: stub}\nmodels:\n  a: {provider: s, fallbacks: [b]}\n  b: {provider: s, fallbacks: [a]}\n",
             "fallbacks would loop",
         ),
-        ("providers: {s: {kind: stub}}\nmodels:\n  a: {provider: s, fallbacks: [zz]}\n", "models.a.fallbacks: unknown logical model(s): zz"),
+        (
+            "providers: {s: {kind: stub}}\nmodels:\n  a: {provider: s, fallbacks: [zz]}\n",
+            "models.a.fallbacks: unknown logical model(s): zz",
+        ),
     ],
 )
 def test_import_errors_name_the_key_and_problem(text, expected):
@@ -96,7 +102,9 @@ def test_invalid_yaml_and_missing_file():
 
 def test_export_round_trips_through_import(make_agents):
     make_agents("agent:sofia")  # the agent policy below limits it; the export carries it under agents:
-    rich = SEED_CONFIG + """
+    rich = (
+        SEED_CONFIG
+        + """
   mixed:
     deployments:
       - {provider: openai, name: gpt-4.1-mini, weight: 3, rpm: 100}
@@ -107,11 +115,17 @@ rate_limits:
   - {scope: default, rpm: 60}
   - {scope: agent, subject: "agent:sofia", rpm: 10, tpm: 1000, max_concurrent: 2}
 """
+    )
     _import(rich)
     out = io.StringIO()
     call_command("export_registry", stdout=out)
     exported = yaml.safe_load(out.getvalue())
-    assert exported["models"]["mixed"]["deployments"][0] == {"provider": "openai", "name": "gpt-4.1-mini", "weight": 3, "rpm": 100}
+    assert exported["models"]["mixed"]["deployments"][0] == {
+        "provider": "openai",
+        "name": "gpt-4.1-mini",
+        "weight": 3,
+        "rpm": 100,
+    }
     assert exported["models"]["dagi-local-8b"] == {"provider": "local", "name": "qwen2.5-8b-instruct", "context_window": 8192}
     assert exported["providers"]["openai"]["api_key_env"] == "OPENAI_API_KEY"
     assert len(exported["rate_limits"]) == 2
@@ -130,12 +144,16 @@ def test_export_never_writes_a_stored_key():
 def test_import_replaces_a_models_deployments():
     _import(SEED_CONFIG)
     _import(SEED_CONFIG.replace('name: "qwen2.5-8b-instruct"', 'name: "llama3-8b"'))
-    assert list(Deployment.objects.filter(logical_model__name="dagi-local-8b").values_list("upstream_model", flat=True)) == ["llama3-8b"]
+    assert list(Deployment.objects.filter(logical_model__name="dagi-local-8b").values_list("upstream_model", flat=True)) == [
+        "llama3-8b"
+    ]
 
 
 def test_demo_seed_is_idempotent():
     first = demo.seed()
     assert "created" in first[0]
-    assert {"gpt-4.1-mini", "deepseek-r1", "dagi-local-8b", "dagi-stub"} <= set(LogicalModel.objects.values_list("name", flat=True))
+    assert {"gpt-4.1-mini", "deepseek-r1", "dagi-local-8b", "dagi-stub"} <= set(
+        LogicalModel.objects.values_list("name", flat=True)
+    )
     second = demo.seed()
     assert "0 created, 0 updated" in second[0]

@@ -18,10 +18,16 @@ SECRET = "mcp-key-STORED-1"
 
 def test_crud_keyed_by_name(token_client, make_agents):
     make_agents("agent:sofia", "agent:pm")
-    created = token_client.post("/mcp-servers/", json={
-        "name": "weather", "url": "https://weather.example.com/mcp", "allowed_agents": ["agent:sofia"],
-        "headers": {"X-Api-Key": SECRET}, "agent_secret_headers": {"X-User-Token": "WEATHER_TOKEN"},
-    })
+    created = token_client.post(
+        "/mcp-servers/",
+        json={
+            "name": "weather",
+            "url": "https://weather.example.com/mcp",
+            "allowed_agents": ["agent:sofia"],
+            "headers": {"X-Api-Key": SECRET},
+            "agent_secret_headers": {"X-User-Token": "WEATHER_TOKEN"},
+        },
+    )
     assert created.status_code == 201, created.text
     body = created.json()
     assert (body["name"], body["prefix"], body["transport"], body["timeout"]) == ("weather", "weather", "streamable_http", 30.0)
@@ -33,8 +39,9 @@ def test_crud_keyed_by_name(token_client, make_agents):
     listed = token_client.get("/mcp-servers/?search=weather").json()
     assert [s["name"] for s in listed["results"]] == ["weather"]
 
-    patched = token_client.patch("/mcp-servers/weather/", json={"allowed_agents": ["agent:pm", "agent:sofia"],
-                                                               "headers": {"X-Api-Key": None}})
+    patched = token_client.patch(
+        "/mcp-servers/weather/", json={"allowed_agents": ["agent:pm", "agent:sofia"], "headers": {"X-Api-Key": None}}
+    )
     assert patched.status_code == 200, patched.text
     assert patched.json()["allowed_agents"] == ["agent:pm", "agent:sofia"] and patched.json()["headers"] == {}
 
@@ -45,15 +52,18 @@ def test_crud_keyed_by_name(token_client, make_agents):
     assert not McpServer.objects.exists()
 
 
-@pytest.mark.parametrize("body, path", [
-    ({"name": "w", "url": "ftp://weather.example.com/mcp"}, "url"),
-    ({"name": "w", "url": "https://user:pw@weather.example.com/mcp"}, "url"),
-    ({"name": "w x", "url": "https://weather.example.com/mcp"}, "name"),
-    ({"name": "w", "url": "https://weather.example.com/mcp", "prefix": "a.b"}, "prefix"),
-    ({"name": "w", "url": "https://weather.example.com/mcp", "allowed_agents": ["agent:ghost"]}, "allowed_agents"),
-    ({"name": "w", "url": "https://weather.example.com/mcp", "headers": {"Host": "x"}}, "headers"),
-    ({"name": "w", "url": "https://weather.example.com/mcp", "timeout": 0}, "timeout"),
-])
+@pytest.mark.parametrize(
+    "body, path",
+    [
+        ({"name": "w", "url": "ftp://weather.example.com/mcp"}, "url"),
+        ({"name": "w", "url": "https://user:pw@weather.example.com/mcp"}, "url"),
+        ({"name": "w x", "url": "https://weather.example.com/mcp"}, "name"),
+        ({"name": "w", "url": "https://weather.example.com/mcp", "prefix": "a.b"}, "prefix"),
+        ({"name": "w", "url": "https://weather.example.com/mcp", "allowed_agents": ["agent:ghost"]}, "allowed_agents"),
+        ({"name": "w", "url": "https://weather.example.com/mcp", "headers": {"Host": "x"}}, "headers"),
+        ({"name": "w", "url": "https://weather.example.com/mcp", "timeout": 0}, "timeout"),
+    ],
+)
 def test_bad_input_is_a_422_naming_the_field(token_client, body, path):
     response = token_client.post("/mcp-servers/", json=body)
     assert response.status_code == 422, response.text
@@ -79,10 +89,17 @@ def test_a_sync_that_cannot_reach_the_upstream_is_a_502_with_the_reason(token_cl
 
 def test_documents_carry_mcp_servers(transactional_db, make_agents):
     make_agents("agent:sofia")
-    document = {"mcp_servers": [{
-        "name": "weather", "url": "https://weather.example.com/mcp", "prefix": "wx", "allowed_agents": ["agent:sofia"],
-        "headers": {"X-Api-Key": {"value": SECRET}},
-    }]}
+    document = {
+        "mcp_servers": [
+            {
+                "name": "weather",
+                "url": "https://weather.example.com/mcp",
+                "prefix": "wx",
+                "allowed_agents": ["agent:sofia"],
+                "headers": {"X-Api-Key": {"value": SECRET}},
+            }
+        ]
+    }
     plan = registry_apply(document=document)
     assert [(i.type, i.id, i.action) for i in plan.items] == [("mcp_server", "weather", "create")]
     server = McpServer.objects.get()
@@ -99,8 +116,9 @@ def test_documents_carry_mcp_servers(transactional_db, make_agents):
     assert refused.value.details[0]["path"].startswith("mcp_servers[0].url")
 
     # A synced tool is the server's: the tools section neither exports nor prunes it.
-    Tool.objects.create(tool_id="wx.forecast", name="f", input_schema={"type": "object"}, executor="mcp",
-                        target="forecast", mcp_server=server)
+    Tool.objects.create(
+        tool_id="wx.forecast", name="f", input_schema={"type": "object"}, executor="mcp", target="forecast", mcp_server=server
+    )
     assert "wx.forecast" not in [t["id"] for t in registry_export()["tools"]]
     registry_apply(document={"tools": []})
     assert Tool.objects.filter(tool_id="wx.forecast").exists()
@@ -116,7 +134,8 @@ def test_deleting_an_agent_takes_it_out_of_servers(transactional_db, make_agents
     from apps.agents.services import agent_delete
 
     make_agents("agent:sofia", "agent:pm")
-    mcp_server_create(name="weather", url="https://weather.example.com/mcp", allowed_agents=["agent:sofia", "agent:pm"],
-                      sync=False)
+    mcp_server_create(
+        name="weather", url="https://weather.example.com/mcp", allowed_agents=["agent:sofia", "agent:pm"], sync=False
+    )
     agent_delete(agent=Agent.objects.get(pk="agent:pm"))
     assert McpServer.objects.get().allowed_agents == ["agent:sofia"]

@@ -16,7 +16,7 @@ def _chunked(data: bytes) -> object:
     # A generator body: httpx sends it with Transfer-Encoding: chunked and no Content-Length.
     def pieces():
         for start in range(0, len(data), 7):
-            yield data[start:start + 7]
+            yield data[start : start + 7]
 
     return pieces()
 
@@ -45,8 +45,9 @@ def test_chunked_creates_and_updates_work(token_client: RegistryClient) -> None:
     created = token_client.post("/providers/", content=_chunked(body), headers={"Content-Type": "application/json"})
     assert created.status_code == 201, created.text
     assert created.json()["timeout_seconds"] == 30
-    patched = token_client.patch("/providers/chunked-main/", content=_chunked(b'{"max_retries": 4}'),
-                                 headers={"Content-Type": "application/json"})
+    patched = token_client.patch(
+        "/providers/chunked-main/", content=_chunked(b'{"max_retries": 4}'), headers={"Content-Type": "application/json"}
+    )
     assert patched.status_code == 200, patched.text
     assert Provider.objects.get(name="chunked-main").max_retries == 4
 

@@ -26,14 +26,33 @@ def _demo_registry() -> None:
     registry_demo.seed()
     agents_demo.seed()
     tools_demo.seed()
-    registry_apply(prune=False, document={
-        "rate_limits": [{"scope": "default", "rpm": 600},
-                        {"scope": "microdao", "subject": "microdao:7", "tpm": 100000, "budget_usd": 25}],
-        "agents": [{"id": "agent:sofia", "name": "Sofia-Prime", "microdao_id": "microdao:7", "model": "dagi-stub",
-                    "secrets": {"VENDOR_TOKEN": {"value": "vendor-secret-1"}}}],
-        "mcp_servers": [{"name": "docs", "url": "https://mcp.example.com/mcp", "prefix": "docs", "enabled": False,
-                         "headers": {"Authorization": {"value": "Bearer upstream-secret-2"}}}],
-    })
+    registry_apply(
+        prune=False,
+        document={
+            "rate_limits": [
+                {"scope": "default", "rpm": 600},
+                {"scope": "microdao", "subject": "microdao:7", "tpm": 100000, "budget_usd": 25},
+            ],
+            "agents": [
+                {
+                    "id": "agent:sofia",
+                    "name": "Sofia-Prime",
+                    "microdao_id": "microdao:7",
+                    "model": "dagi-stub",
+                    "secrets": {"VENDOR_TOKEN": {"value": "vendor-secret-1"}},
+                }
+            ],
+            "mcp_servers": [
+                {
+                    "name": "docs",
+                    "url": "https://mcp.example.com/mcp",
+                    "prefix": "docs",
+                    "enabled": False,
+                    "headers": {"Authorization": {"value": "Bearer upstream-secret-2"}},
+                }
+            ],
+        },
+    )
 
 
 def test_export_then_dry_run_import_plans_nothing(tmp_path):
@@ -60,8 +79,10 @@ MALFORMED = [
     ({"providers": {"p": {"kind": "stub", "timeout": "soon"}}}, "providers.p.timeout"),
     ({"tools": [{"id": "t.one", "colour": "red"}]}, "tools[0]"),
     ({"rate_limits": [{"scope": "agent", "subject": "agent:ghost", "rpm": 5}]}, "rate_limits[0].subject"),
-    ({"agents": [{"id": "agent:x", "name": "X", "microdao_id": "microdao:7", "model": "m", "temperature": "hot"}]},
-     "agents[0].temperature"),
+    (
+        {"agents": [{"id": "agent:x", "name": "X", "microdao_id": "microdao:7", "model": "m", "temperature": "hot"}]},
+        "agents[0].temperature",
+    ),
     ({"mcp_servers": [{"name": "m", "url": "ftp://mcp.example.com", "prefix": "m"}]}, "mcp_servers[0].url"),
     ({"stuff": 1}, "(root)"),
     ([1], "(root)"),
@@ -71,8 +92,10 @@ MALFORMED = [
     ({"tools": [{"id": "t.a", "secrets": {"K": {"env": "X", "value": "y"}}}]}, "tools[0].secrets.K"),
     # A rule of the deployment service, at the deployment's place in the document.
     # (its field names spelled as the document spells them).
-    ({"providers": {"s": {"kind": "stub"}}, "models": {"m": {"deployments": [{"provider": "s", "rpm": -1}]}}},
-     "models.m.deployments[0].rpm"),
+    (
+        {"providers": {"s": {"kind": "stub"}}, "models": {"m": {"deployments": [{"provider": "s", "rpm": -1}]}}},
+        "models.m.deployments[0].rpm",
+    ),
     ({"providers": {"s": {"kind": "stub"}}, "models": {"m": {"provider": "s", "tpm": -1}}}, "models.m.tpm"),
 ]
 
@@ -84,7 +107,6 @@ def test_a_malformed_document_is_refused_at_the_same_path_by_the_command_and_the
     details = answer.json()["error"]["details"]
     assert details[0]["path"] == path
     with pytest.raises(CommandError) as raised:
-        call_command("import_registry", "-", "--dry-run", stdin=io.StringIO(yaml.safe_dump(document)),
-                     stdout=io.StringIO())
+        call_command("import_registry", "-", "--dry-run", stdin=io.StringIO(yaml.safe_dump(document)), stdout=io.StringIO())
     # The command prints the API's details, one `path: message` line each, all of them.
     assert str(raised.value).splitlines() == [f"{d['path']}: {d['message']}" for d in details]

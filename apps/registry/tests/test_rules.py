@@ -78,7 +78,12 @@ def test_unique_ids_and_conflicts(token_client, stub_provider):
     assert token_client.post("/embedding-models/", json=embedding).json()["is_active"] is True
     _refused(token_client.post("/embedding-models/", json=embedding), 409, "conflict")
     # Deleting what others still use.
-    assert token_client.post("/models/", json={"name": "a", "deployments": [{"provider": "stub", "upstream_model": "a"}]}).status_code == 201
+    assert (
+        token_client.post(
+            "/models/", json={"name": "a", "deployments": [{"provider": "stub", "upstream_model": "a"}]}
+        ).status_code
+        == 201
+    )
     assert token_client.post("/models/", json={"name": "b", "fallbacks": ["a"]}).status_code == 201
     _refused(token_client.delete("/providers/stub/"), 409, "conflict")
     _refused(token_client.delete("/models/a/"), 409, "conflict")
@@ -128,7 +133,9 @@ def test_a_fallback_loop_is_refused_alike_by_the_api_and_the_import(token_client
     assert api_error["details"][0]["message"] == raised.value.details[0]["message"] == "fallbacks would loop: a → b → a"
 
 
-UNKNOWN_PMM = "no agent 'agent:pmm' in the registry (create the agent first, or list it under agents: in the same registry document)"
+UNKNOWN_PMM = (
+    "no agent 'agent:pmm' in the registry (create the agent first, or list it under agents: in the same registry document)"
+)
 
 
 def test_allowed_agents_must_name_real_agents(client, make_agents):
@@ -139,8 +146,11 @@ def test_allowed_agents_must_name_real_agents(client, make_agents):
     assert not Tool.objects.exists()
 
     assert client.post("/tools/", json={**TOOL, "allowed_agents": ["agent:sofia"]}).status_code == 201
-    for method, body in (("put", {**TOOL, "allowed_agents": ["agent:pmm"]}), ("patch", {"allowed_agents": ["agent:sofia", "agent:pmm"]}),
-                         ("patch", {"description": "also changed", "allowed_agents": ["agent:pmm"]})):
+    for method, body in (
+        ("put", {**TOOL, "allowed_agents": ["agent:pmm"]}),
+        ("patch", {"allowed_agents": ["agent:sofia", "agent:pmm"]}),
+        ("patch", {"description": "also changed", "allowed_agents": ["agent:pmm"]}),
+    ):
         error = _refused(client.request(method.upper(), "/tools/t.ok/", json=body), 422, "validation_error")
         assert error["details"] == [unknown], method
     stored = Tool.objects.get()
@@ -171,7 +181,9 @@ def test_deleting_an_agent_takes_it_out_of_the_tools(token_client, make_agents):
     assert (narrowed["allowed_agents"], narrowed["version"]) == ([], 2)  # no agent, not every agent
     changes = token_client.get("/changes/?object_type=tools.Tool&action=update").json()["results"]
     assert sorted((c["object_repr"], c["actor"], c["source"]) for c in changes) == [
-        ("t.ok", "token:ci-deployer", "api"), ("t.pm", "token:ci-deployer", "api")]
+        ("t.ok", "token:ci-deployer", "api"),
+        ("t.pm", "token:ci-deployer", "api"),
+    ]
     # The narrowed tool still saves: nothing left in it names a missing agent.
     assert token_client.patch("/tools/t.pm/", json={"description": "kept"}).status_code == 200
 
@@ -182,8 +194,9 @@ def test_an_agent_policy_must_name_a_real_agent(token_client, make_agents):
     from daarion.infra.errors import ValidationFailed
 
     ghost = UNKNOWN_PMM
-    error = _refused(token_client.post("/rate-limits/", json={"scope": "agent", "subject": "agent:pmm", "rpm": 1}), 422,
-                     "validation_error")
+    error = _refused(
+        token_client.post("/rate-limits/", json={"scope": "agent", "subject": "agent:pmm", "rpm": 1}), 422, "validation_error"
+    )
     assert error["details"] == [{"path": "subject", "message": ghost}] and error["message"] == f"subject: {ghost}"
     assert not RateLimitPolicy.objects.exists()
     # A registry document says the same at its path.

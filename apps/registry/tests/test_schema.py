@@ -11,8 +11,14 @@ def test_schema_lists_every_route_with_auth_and_errors(api):
     schema = response.json()
     assert schema["openapi"].startswith("3.")
     paths = set(schema["paths"])
-    for collection, key in (("providers", "name"), ("models", "name"), ("rate-limits", "id"), ("tools", "id"),
-                            ("agents", "id"), ("embedding-models", "name")):
+    for collection, key in (
+        ("providers", "name"),
+        ("models", "name"),
+        ("rate-limits", "id"),
+        ("tools", "id"),
+        ("agents", "id"),
+        ("embedding-models", "name"),
+    ):
         assert f"/api/registry/{collection}/" in paths and f"/api/registry/{collection}/{{{key}}}/" in paths
     assert {"/api/registry/apply", "/api/registry/export"} <= paths
     assert not any(p.startswith(("/internal", "/v1")) for p in paths)  # Ninja documents those

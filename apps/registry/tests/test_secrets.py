@@ -14,10 +14,27 @@ SECRETS = ("sk-PROVIDER-SECRET-1", "TOOL-SECRET-2", "AGENT-SECRET-3", "ROTATED-S
 def _writes(client) -> list:
     responses = [
         client.post("/providers/", json={"name": "openai", "kind": "openai", "api_key": SECRETS[0]}),
-        client.post("/tools/", json={"id": "echo.any", "name": "Echo", "input_schema": OBJECT_SCHEMA, "executor": "http",
-                                     "target": "http://svc:8000/echo", "secret_headers": {"X-Key": SECRETS[1]}}),
-        client.post("/agents/", json={"id": "agent:sofia", "name": "Sofia", "microdao_id": "microdao:7", "model": "m",
-                                      "secrets": {"OPENAI_API_KEY": SECRETS[2]}}),
+        client.post(
+            "/tools/",
+            json={
+                "id": "echo.any",
+                "name": "Echo",
+                "input_schema": OBJECT_SCHEMA,
+                "executor": "http",
+                "target": "http://svc:8000/echo",
+                "secret_headers": {"X-Key": SECRETS[1]},
+            },
+        ),
+        client.post(
+            "/agents/",
+            json={
+                "id": "agent:sofia",
+                "name": "Sofia",
+                "microdao_id": "microdao:7",
+                "model": "m",
+                "secrets": {"OPENAI_API_KEY": SECRETS[2]},
+            },
+        ),
     ]
     assert all(r.status_code == 201 for r in responses), [r.text for r in responses]
     return responses
@@ -45,8 +62,19 @@ def test_secrets_are_stored_but_never_returned(token_client, session_client):
     assert set(responses[-3].json()["secret_headers"]) == {"X-Key", "X-Other"}
 
     for client in (token_client, session_client):
-        for path in ("/", "/providers/", "/providers/openai/", "/tools/", "/tools/echo.any/", "/agents/",
-                     "/agents/agent:sofia/", "/models/", "/rate-limits/", "/embedding-models/", "/schema/"):
+        for path in (
+            "/",
+            "/providers/",
+            "/providers/openai/",
+            "/tools/",
+            "/tools/echo.any/",
+            "/agents/",
+            "/agents/agent:sofia/",
+            "/models/",
+            "/rate-limits/",
+            "/embedding-models/",
+            "/schema/",
+        ):
             responses.append(client.get(path))
             assert responses[-1].status_code == 200, (path, responses[-1].text)
         responses.append(client.get("/providers/openai/", headers={"Accept": "text/html"}))
@@ -94,7 +122,9 @@ def test_the_change_log_shows_who_changed_a_secret_but_not_the_value(token_clien
     assert log.status_code == 200
     records = log.json()["results"]
     assert [(r["action"], r["actor"], r["source"]) for r in records] == [
-        ("create", "token:ci-deployer", "api"), ("update", "token:ci-deployer", "api")]
+        ("create", "token:ci-deployer", "api"),
+        ("update", "token:ci-deployer", "api"),
+    ]
     assert records[1]["changes"] == {"api_key": ["(changed)", "(changed)"]}
     everything = read_client.get("/changes/?page_size=500")
     assert everything.json()["count"] >= 4

@@ -158,16 +158,19 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
     def __init__(self) -> None:
         self._inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                          socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+    async def connect_tcp(
+        self, host: str, port: int, timeout: float | None = None, local_address: str | None = None, socket_options: Any = None
+    ) -> httpcore.AsyncNetworkStream:
         ip = _pins.get().get((host.strip("[]").rstrip(".").lower(), port))
         if ip is None:
             raise httpcore.ConnectError(f"no checked address for {host}:{port}; refusing to connect")
-        return await self._inner.connect_tcp(ip, port, timeout=timeout, local_address=local_address,
-                                             socket_options=socket_options)
+        return await self._inner.connect_tcp(
+            ip, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.AsyncNetworkStream:
         raise httpcore.ConnectError("unix sockets are not tool targets")
 
     async def sleep(self, seconds: float) -> None:

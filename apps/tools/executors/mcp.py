@@ -52,8 +52,7 @@ def _failure(exc: BaseException, where: str, timeout: float) -> ExecutionResult 
     if isinstance(exc, TargetRefused):
         return ExecutionResult.failure(f"{where} refused by the SSRF guard: {exc}", "target_not_allowed")
     if isinstance(exc, (TimeoutError, httpx2.TimeoutException)):
-        return ExecutionResult.failure(f"{where} did not answer within {timeout:g} s", "timeout",
-                                       status=CallStatus.TIMEOUT)
+        return ExecutionResult.failure(f"{where} did not answer within {timeout:g} s", "timeout", status=CallStatus.TIMEOUT)
     if isinstance(exc, httpx2.ConnectError):
         return ExecutionResult.failure(f"could not connect to {where}: {exc or 'connection failed'}", "connect_error")
     if isinstance(exc, MCPError) and isinstance(exc.data, dict) and TRANSPORT_ERROR in exc.data:
@@ -62,11 +61,13 @@ def _failure(exc: BaseException, where: str, timeout: float) -> ExecutionResult 
             return ExecutionResult.failure(f"{where}: {exc.message}"[:_SHORT], "timeout", status=CallStatus.TIMEOUT)
         return ExecutionResult.failure(exc.message[:_SHORT], "connect_error")
     if isinstance(exc, MCPError):
-        return ExecutionResult.failure(f"{where} answered error {exc.code}: {exc.message}"[:_SHORT], "upstream_error",
-                                       details={"code": exc.code})
+        return ExecutionResult.failure(
+            f"{where} answered error {exc.code}: {exc.message}"[:_SHORT], "upstream_error", details={"code": exc.code}
+        )
     if isinstance(exc, httpx2.HTTPError):
         return ExecutionResult.failure(
-            f"HTTP exchange with {where} failed: {type(exc).__name__}: {exc or 'no detail'}"[:_SHORT], "connect_error")
+            f"HTTP exchange with {where} failed: {type(exc).__name__}: {exc or 'no detail'}"[:_SHORT], "connect_error"
+        )
     return None
 
 
@@ -84,8 +85,14 @@ async def run_mcp(tool: Any, args: dict, context: ToolContext) -> ExecutionResul
     timeout = min(tool.timeout, server.timeout)
     try:
         async with asyncio.timeout(timeout):
-            result = await upstream_call_tool(url=server.url, headers=headers, timeout=timeout,
-                                              protocol_version=server.protocol_version, name=tool.target, arguments=args)
+            result = await upstream_call_tool(
+                url=server.url,
+                headers=headers,
+                timeout=timeout,
+                protocol_version=server.protocol_version,
+                name=tool.target,
+                arguments=args,
+            )
     except Exception as exc:  # noqa: BLE001 - each known failure is a result with a reason; others re-raise
         failure = _failure(_unwrap(exc), f"MCP server {server.name!r}", timeout)
         if failure is None:
@@ -93,6 +100,7 @@ async def run_mcp(tool: Any, args: dict, context: ToolContext) -> ExecutionResul
         return failure
     if result.is_error:
         text = _text_of(result.content) or "(no text)"
-        return ExecutionResult.failure(f"MCP server {server.name!r}: tool {tool.target!r} failed: {text}"[:_SHORT * 4],
-                                       "upstream_tool_error")
+        return ExecutionResult.failure(
+            f"MCP server {server.name!r}: tool {tool.target!r} failed: {text}"[: _SHORT * 4], "upstream_tool_error"
+        )
     return ExecutionResult.success(result_value(result))

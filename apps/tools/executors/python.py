@@ -63,9 +63,7 @@ def _in_worker_thread(fn: ToolFunction, args: dict, context: ToolContext) -> Any
 async def run_python(tool: Any, args: dict, context: ToolContext) -> ExecutionResult:
     fn = _FUNCTIONS.get(tool.target)
     if fn is None:
-        return ExecutionResult.failure(
-            f"no python tool function is registered as {tool.target!r}", "unknown_function"
-        )
+        return ExecutionResult.failure(f"no python tool function is registered as {tool.target!r}", "unknown_function")
     if inspect.iscoroutinefunction(fn):
         call = fn(args, context)
     else:

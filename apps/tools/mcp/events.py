@@ -124,7 +124,9 @@ class RegistryListenHandler(ListenHandler):
         self.events = events
 
     async def __call__(
-        self, ctx: ServerRequestContext[Any, Any], params: types.SubscriptionsListenRequestParams,
+        self,
+        ctx: ServerRequestContext[Any, Any],
+        params: types.SubscriptionsListenRequestParams,
     ) -> types.SubscriptionsListenResult:
         await self.events.baseline()
         return await super().__call__(ctx, params)

@@ -61,8 +61,7 @@ def _headers(scope: dict[str, Any]) -> dict[str, str]:
 
 def _agent_of(headers: dict[str, str], principal: Principal) -> str:
     # Toolcore's permissions are per agent, so the gateway always needs one.
-    return principal.acting_agent(headers.get("x-agent-id", "").strip() or None,
-                                  source="X-Agent-Id header", required=True)
+    return principal.acting_agent(headers.get("x-agent-id", "").strip() or None, source="X-Agent-Id header", required=True)
 
 
 def _check_origin(headers: dict[str, str]) -> None:
@@ -79,10 +78,14 @@ def _refusal(exc: DaarionError, request_id: str) -> tuple[int, list[tuple[bytes,
     data: dict[str, Any] = {"type": exc.type}
     if exc.details is not None:
         data["details"] = exc.details
-    body = json.dumps({"jsonrpc": "2.0", "id": None,
-                       "error": {"code": types.INVALID_REQUEST, "message": exc.message, "data": data}}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"x-request-id", request_id.encode("latin-1", "replace"))]
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": None, "error": {"code": types.INVALID_REQUEST, "message": exc.message, "data": data}}
+    ).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode("latin-1", "replace")),
+    ]
     if exc.status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="daarion"'))
     headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in exc.headers.items()]
@@ -103,10 +106,22 @@ async def refuse(scope: dict[str, Any], send: Any, exc: DaarionError) -> None:
     headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-    access_logger.info("%s %s %s", scope.get("method"), scope.get("path"), status, extra={
-        "method": scope.get("method"), "path": scope.get("path"), "status": status, "duration_ms": 0.0,
-        "token": None, "agent_id": None, "streaming": False, "request_id": request_id,
-    })
+    access_logger.info(
+        "%s %s %s",
+        scope.get("method"),
+        scope.get("path"),
+        status,
+        extra={
+            "method": scope.get("method"),
+            "path": scope.get("path"),
+            "status": status,
+            "duration_ms": 0.0,
+            "token": None,
+            "agent_id": None,
+            "streaming": False,
+            "request_id": request_id,
+        },
+    )
 
 
 class McpGateway:
@@ -167,15 +182,26 @@ class McpGateway:
         try:
             await self._serve(scope, receive, send, headers, request_id, outcome)
         finally:
-            access_logger.info("%s %s %s", scope.get("method"), scope.get("path"), outcome["status"], extra={
-                "method": scope.get("method"), "path": scope.get("path"), "status": outcome["status"],
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2), "token": outcome["token"],
-                "agent_id": outcome["agent"], "streaming": False,
-            })
+            access_logger.info(
+                "%s %s %s",
+                scope.get("method"),
+                scope.get("path"),
+                outcome["status"],
+                extra={
+                    "method": scope.get("method"),
+                    "path": scope.get("path"),
+                    "status": outcome["status"],
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "token": outcome["token"],
+                    "agent_id": outcome["agent"],
+                    "streaming": False,
+                },
+            )
             request_id_var.reset(log_token)
 
-    async def _serve(self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[str, str], request_id: str,
-                     outcome: dict[str, Any]) -> None:
+    async def _serve(
+        self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[str, str], request_id: str, outcome: dict[str, Any]
+    ) -> None:
         try:
             _check_origin(headers)
             principal = await authenticate_authorization(headers.get("authorization", ""), TOOLS_SCOPE)
@@ -192,16 +218,23 @@ class McpGateway:
             await send({"type": "http.response.body", "body": body})
             return
         scope = dict(scope)
-        scope[SCOPE_KEY] = Caller(principal=principal, agent_id=agent_id,
-                                  microdao_id=headers.get("x-microdao-id", "").strip(), request_id=request_id)
+        scope[SCOPE_KEY] = Caller(
+            principal=principal, agent_id=agent_id, microdao_id=headers.get("x-microdao-id", "").strip(), request_id=request_id
+        )
         await self._ensure_started()
 
         async def send_with_headers(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 outcome["status"] = message["status"]
-                message = {**message, "headers": [
-                    *message.get("headers", []), (b"x-request-id", request_id.encode("latin-1", "replace")),
-                    (b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store")]}
+                message = {
+                    **message,
+                    "headers": [
+                        *message.get("headers", []),
+                        (b"x-request-id", request_id.encode("latin-1", "replace")),
+                        (b"x-content-type-options", b"nosniff"),
+                        (b"cache-control", b"no-store"),
+                    ],
+                }
             await send(message)
 
         await self.manager.handle_request(scope, receive, send_with_headers)

@@ -80,8 +80,7 @@ def _decode_cursor(cursor: str | None) -> str | None:
     try:
         return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise MCPError(types.INVALID_PARAMS,
-                       f"invalid cursor {cursor[:100]!r}: pass a nextCursor this server returned") from None
+        raise MCPError(types.INVALID_PARAMS, f"invalid cursor {cursor[:100]!r}: pass a nextCursor this server returned") from None
 
 
 def _page(items: list[dict[str, Any]], cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
@@ -147,11 +146,15 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Call
     if extension is not None:
         return types.CallToolResult.model_validate(await _call_extension(extension, caller, arguments))
     outcome = await tool_call(
-        tool_id=params.name, agent_id=caller.agent_id, microdao_id=caller.microdao_id, args=arguments,
+        tool_id=params.name,
+        agent_id=caller.agent_id,
+        microdao_id=caller.microdao_id,
+        args=arguments,
         request_id=caller.request_id,
         # Secrets are looked up only for a tool that declares agent_secret_headers; a tool
         # none of the token's agents may call comes back as tool_not_found.
-        agent_secrets=agent_secrets_for, caller_agents=caller.caller_agents,
+        agent_secrets=agent_secrets_for,
+        caller_agents=caller.caller_agents,
     )
     if outcome.error_type in ("tool_not_found", "tool_disabled"):
         # The protocol's answer to a name the server does not offer: a JSON-RPC error.
@@ -160,8 +163,11 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Call
 
 
 def _error_result(error_type: str, message: str, request_id: str) -> dict[str, Any]:
-    return {"content": [{"type": "text", "text": f"{error_type}: {message}"}], "isError": True,
-            "_meta": {"daarion/error_type": error_type, "daarion/request_id": request_id}}
+    return {
+        "content": [{"type": "text", "text": f"{error_type}: {message}"}],
+        "isError": True,
+        "_meta": {"daarion/error_type": error_type, "daarion/request_id": request_id},
+    }
 
 
 async def _call_extension(tool: mcp_extensions.McpTool, caller: Caller, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -189,18 +195,33 @@ async def _call_extension(tool: mcp_extensions.McpTool, caller: Caller, argument
                 status, error_type, error = CallStatus.ERROR, outage.type, outage.message
             else:
                 logger.exception("MCP tool %s failed for %s", tool.name, caller.agent_id)
-                status, error_type, error = (CallStatus.ERROR, "execution_error",
-                                             f"{tool.name} failed; request id {caller.request_id}")
+                status, error_type, error = (
+                    CallStatus.ERROR,
+                    "execution_error",
+                    f"{tool.name} failed; request id {caller.request_id}",
+                )
         if error_type:
             answer = _error_result(error_type, error, caller.request_id)
         else:
-            answer = {"content": [{"type": "text", "text": json.dumps(result, ensure_ascii=False, default=str)}],
-                      "isError": False, "structuredContent": result}
-    await audit_enqueue(audit_entry(
-        tool_id=tool.name, tool_version=None, agent_id=caller.agent_id, microdao_id=caller.microdao_id, args=None,
-        status=status, error_type=error_type or None, error=error or None,
-        latency_ms=(time.perf_counter() - started) * 1000, request_id=caller.request_id,
-    ))
+            answer = {
+                "content": [{"type": "text", "text": json.dumps(result, ensure_ascii=False, default=str)}],
+                "isError": False,
+                "structuredContent": result,
+            }
+    await audit_enqueue(
+        audit_entry(
+            tool_id=tool.name,
+            tool_version=None,
+            agent_id=caller.agent_id,
+            microdao_id=caller.microdao_id,
+            args=None,
+            status=status,
+            error_type=error_type or None,
+            error=error or None,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            request_id=caller.request_id,
+        )
+    )
     return answer
 
 

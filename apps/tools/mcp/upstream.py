@@ -52,15 +52,18 @@ class _PinnedBackend(httpcore2.AsyncNetworkBackend):
         self._target = target
         self._inner = httpcore2.AnyIOBackend()
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                          socket_options: Any = None) -> httpcore2.AsyncNetworkStream:
+    async def connect_tcp(
+        self, host: str, port: int, timeout: float | None = None, local_address: str | None = None, socket_options: Any = None
+    ) -> httpcore2.AsyncNetworkStream:
         if (host.strip("[]").rstrip(".").lower(), port) != (self._target.host, self._target.port):
             raise httpcore2.ConnectError(f"no checked address for {host}:{port}; refusing to connect")
-        return await self._inner.connect_tcp(self._target.ip, port, timeout=timeout, local_address=local_address,
-                                             socket_options=socket_options)
+        return await self._inner.connect_tcp(
+            self._target.ip, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Any = None) -> httpcore2.AsyncNetworkStream:
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore2.AsyncNetworkStream:
         raise httpcore2.ConnectError("unix sockets are not MCP upstreams")
 
     async def sleep(self, seconds: float) -> None:
@@ -73,8 +76,11 @@ _ssl: list[ssl.SSLContext] = []
 def _ssl_context() -> ssl.SSLContext:
     # Built once: loading the CA bundle costs milliseconds, and a call builds a client.
     if not _ssl:
-        _ssl.append(ssl.create_default_context(cafile=settings.TOOLS_HTTP_CA_BUNDLE) if settings.TOOLS_HTTP_CA_BUNDLE
-                    else httpx2.create_ssl_context(trust_env=False))
+        _ssl.append(
+            ssl.create_default_context(cafile=settings.TOOLS_HTTP_CA_BUNDLE)
+            if settings.TOOLS_HTTP_CA_BUNDLE
+            else httpx2.create_ssl_context(trust_env=False)
+        )
     return _ssl[0]
 
 
@@ -85,8 +91,9 @@ TRANSPORT_ERROR_KEY = "daarion/transport_error"
 
 
 def _failure_response(request: httpx2.Request, status: int, kind: str, message: str) -> httpx2.Response:
-    body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {
-        "code": -32000, "message": message, "data": {TRANSPORT_ERROR_KEY: kind}}}).encode()
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": None, "error": {"code": -32000, "message": message, "data": {TRANSPORT_ERROR_KEY: kind}}}
+    ).encode()
     return httpx2.Response(status, headers={"content-type": "application/json"}, content=body, request=request)
 
 
@@ -104,11 +111,11 @@ class _SharedTransport(httpx2.AsyncBaseTransport):
         try:
             return await self.inner.handle_async_request(request)
         except httpx2.TimeoutException as exc:
-            return _failure_response(request, 504, "timeout",
-                                     f"{self.where} did not answer in time ({type(exc).__name__})")
+            return _failure_response(request, 504, "timeout", f"{self.where} did not answer in time ({type(exc).__name__})")
         except httpx2.TransportError as exc:
-            return _failure_response(request, 502, "connect_error",
-                                     f"could not connect to {self.where}: {exc or type(exc).__name__}")
+            return _failure_response(
+                request, 502, "connect_error", f"could not connect to {self.where}: {exc or type(exc).__name__}"
+            )
 
     async def aclose(self) -> None:
         pass
@@ -120,7 +127,8 @@ class _SharedTransport(httpx2.AsyncBaseTransport):
 # as a transport cannot cross loops. Keeping connections open saves a TCP (and TLS) handshake
 # per call.
 _transports: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, int, str], _SharedTransport]]" = (
-    weakref.WeakKeyDictionary())
+    weakref.WeakKeyDictionary()
+)
 _MAX_POOLS_PER_LOOP = 256
 
 
@@ -134,16 +142,22 @@ def _transport(target: CheckedTarget) -> _SharedTransport:
         inner = httpx2.AsyncHTTPTransport(verify=_ssl_context(), trust_env=False)
         # httpx2 has no public hook for the network backend; the pool is rebuilt with ours (as
         # the http executor does for httpx).
-        inner._pool = httpcore2.AsyncConnectionPool(ssl_context=_ssl_context(), max_connections=50,
-                                                    max_keepalive_connections=10, keepalive_expiry=30,
-                                                    network_backend=_PinnedBackend(target))
+        inner._pool = httpcore2.AsyncConnectionPool(
+            ssl_context=_ssl_context(),
+            max_connections=50,
+            max_keepalive_connections=10,
+            keepalive_expiry=30,
+            network_backend=_PinnedBackend(target),
+        )
         shared = pools[key] = _SharedTransport(inner, f"{target.host}:{target.port}")
     return shared
 
 
 def _http_client(target: CheckedTarget, headers: Mapping[str, str], timeout: float) -> httpx2.AsyncClient:
     return httpx2.AsyncClient(
-        transport=_transport(target), trust_env=False, follow_redirects=False,
+        transport=_transport(target),
+        trust_env=False,
+        follow_redirects=False,
         headers={"User-Agent": USER_AGENT, **headers},
         timeout=httpx2.Timeout(timeout, connect=max(min(timeout * 0.8, 5.0), 0.05)),
     )
@@ -154,8 +168,9 @@ async def _connected(url: str, headers: Mapping[str, str], timeout: float, mode:
     """A client of its own for this call (the sync's listing, a handshake-era upstream)."""
     target = await check_target(url)  # TargetRefused: no connection was opened
     async with _http_client(target, headers, timeout) as http:
-        async with Client(streamable_http_client(url, http_client=http), mode=mode, read_timeout_seconds=timeout,
-                          cache=None) as client:
+        async with Client(
+            streamable_http_client(url, http_client=http), mode=mode, read_timeout_seconds=timeout, cache=None
+        ) as client:
             yield client
 
 
@@ -178,8 +193,7 @@ class _SharedClient:
     async def _serve(self) -> None:
         try:
             async with _http_client(self.target, {}, 300.0) as http:
-                async with Client(streamable_http_client(self.url, http_client=http), mode=self.version,
-                                  cache=None) as client:
+                async with Client(streamable_http_client(self.url, http_client=http), mode=self.version, cache=None) as client:
                     self.client = client
                     self.ready.set()
                     await asyncio.Event().wait()  # until the loop ends (cancelled) or the client fails
@@ -193,7 +207,8 @@ class _SharedClient:
 
 
 _shared: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str, str], _SharedClient]]" = (
-    weakref.WeakKeyDictionary())
+    weakref.WeakKeyDictionary()
+)
 
 
 async def _shared_client(url: str, target: CheckedTarget, version: str) -> Client:
@@ -252,8 +267,7 @@ async def upstream_call_tool(
         client = await _shared_client(url, target, protocol_version)
         token = _call_headers.set(dict(headers))
         try:
-            return await client.session.send_request(request, types.CallToolResult,
-                                                     request_read_timeout_seconds=timeout)
+            return await client.session.send_request(request, types.CallToolResult, request_read_timeout_seconds=timeout)
         finally:
             _call_headers.reset(token)
     async with _connected(url, headers, timeout, call_mode(protocol_version)) as client:

@@ -8,77 +8,141 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Followup',
+            name="Followup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('agent_id', models.CharField(max_length=200)),
-                ('microdao_id', models.CharField(max_length=200)),
-                ('title', models.CharField(max_length=300)),
-                ('assignee', models.CharField(blank=True, default='', max_length=200)),
-                ('due_date', models.DateField(blank=True, null=True)),
-                ('request_id', models.CharField(blank=True, default='', max_length=128)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("agent_id", models.CharField(max_length=200)),
+                ("microdao_id", models.CharField(max_length=200)),
+                ("title", models.CharField(max_length=300)),
+                ("assignee", models.CharField(blank=True, default="", max_length=200)),
+                ("due_date", models.DateField(blank=True, null=True)),
+                ("request_id", models.CharField(blank=True, default="", max_length=128)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Tool',
+            name="Tool",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('tool_id', models.CharField(help_text='Stable id agents call, e.g. projects.list', max_length=128, unique=True, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9_.-]{1,128}$', '1-128 characters of A-Z a-z 0-9 _ . -')], verbose_name='id')),
-                ('name', models.CharField(max_length=200)),
-                ('description', models.TextField(blank=True, default='')),
-                ('input_schema', models.JSONField(default=dict, help_text='JSON Schema 2020-12 of the arguments (an object schema)')),
-                ('output_schema', models.JSONField(blank=True, help_text='JSON Schema 2020-12 of a successful result; empty: not checked', null=True)),
-                ('executor', models.CharField(choices=[('http', 'HTTP endpoint'), ('python', 'Registered Python function')], max_length=16)),
-                ('target', models.CharField(help_text='http: the URL to POST to; python: the name of a registered @tool_function', max_length=2000)),
-                ('allowed_agents', models.JSONField(blank=True, default=None, null=True)),
-                ('timeout', models.FloatField(default=10.0, help_text='seconds', validators=[django.core.validators.MinValueValidator(0.05), django.core.validators.MaxValueValidator(300.0)])),
-                ('enabled', models.BooleanField(default=True)),
-                ('version', models.PositiveIntegerField(default=1, editable=False)),
-                ('read_only', models.BooleanField(default=False, help_text='annotation: does not change anything')),
-                ('destructive', models.BooleanField(default=False, help_text='annotation: may delete or overwrite data')),
-                ('idempotent', models.BooleanField(default=False, help_text='annotation: repeating a call changes nothing more')),
-                ('rate_limit_per_minute', models.PositiveIntegerField(blank=True, help_text='calls per minute per agent; empty: no limit', null=True)),
-                ('secret_headers', daarion.infra.crypto.EncryptedTextField(blank=True, default='')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "tool_id",
+                    models.CharField(
+                        help_text="Stable id agents call, e.g. projects.list",
+                        max_length=128,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[A-Za-z0-9_.-]{1,128}$", "1-128 characters of A-Z a-z 0-9 _ . -"
+                            )
+                        ],
+                        verbose_name="id",
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("description", models.TextField(blank=True, default="")),
+                (
+                    "input_schema",
+                    models.JSONField(default=dict, help_text="JSON Schema 2020-12 of the arguments (an object schema)"),
+                ),
+                (
+                    "output_schema",
+                    models.JSONField(
+                        blank=True, help_text="JSON Schema 2020-12 of a successful result; empty: not checked", null=True
+                    ),
+                ),
+                (
+                    "executor",
+                    models.CharField(
+                        choices=[("http", "HTTP endpoint"), ("python", "Registered Python function")], max_length=16
+                    ),
+                ),
+                (
+                    "target",
+                    models.CharField(
+                        help_text="http: the URL to POST to; python: the name of a registered @tool_function", max_length=2000
+                    ),
+                ),
+                ("allowed_agents", models.JSONField(blank=True, default=None, null=True)),
+                (
+                    "timeout",
+                    models.FloatField(
+                        default=10.0,
+                        help_text="seconds",
+                        validators=[
+                            django.core.validators.MinValueValidator(0.05),
+                            django.core.validators.MaxValueValidator(300.0),
+                        ],
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("version", models.PositiveIntegerField(default=1, editable=False)),
+                ("read_only", models.BooleanField(default=False, help_text="annotation: does not change anything")),
+                ("destructive", models.BooleanField(default=False, help_text="annotation: may delete or overwrite data")),
+                ("idempotent", models.BooleanField(default=False, help_text="annotation: repeating a call changes nothing more")),
+                (
+                    "rate_limit_per_minute",
+                    models.PositiveIntegerField(blank=True, help_text="calls per minute per agent; empty: no limit", null=True),
+                ),
+                ("secret_headers", daarion.infra.crypto.EncryptedTextField(blank=True, default="")),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
             ],
             options={
-                'ordering': ['tool_id'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('executor__in', ['http', 'python'])), name='tools_tool_executor_known'), models.CheckConstraint(condition=models.Q(('timeout__gt', 0), ('timeout__lte', 300)), name='tools_tool_timeout_range')],
+                "ordering": ["tool_id"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("executor__in", ["http", "python"])), name="tools_tool_executor_known"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("timeout__gt", 0), ("timeout__lte", 300)), name="tools_tool_timeout_range"
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ToolCall',
+            name="ToolCall",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('call_id', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('tool_id', models.CharField(db_index=True, max_length=128)),
-                ('tool_version', models.PositiveIntegerField(blank=True, null=True)),
-                ('agent_id', models.CharField(db_index=True, max_length=200)),
-                ('microdao_id', models.CharField(blank=True, default='', max_length=200)),
-                ('args', models.JSONField(blank=True, null=True)),
-                ('status', models.CharField(choices=[('ok', 'ok'), ('not_found', 'unknown or disabled tool'), ('denied', 'agent not allowed'), ('invalid_args', 'arguments failed input_schema'), ('rate_limited', 'over the per-agent rate limit'), ('timeout', 'executor timed out'), ('error', 'executor failed'), ('invalid_output', 'result failed output_schema')], max_length=20)),
-                ('error_type', models.CharField(blank=True, default='', max_length=50)),
-                ('error', models.TextField(blank=True, default='')),
-                ('latency_ms', models.FloatField(default=0.0)),
-                ('request_id', models.CharField(blank=True, db_index=True, default='', max_length=128)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("call_id", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                ("tool_id", models.CharField(db_index=True, max_length=128)),
+                ("tool_version", models.PositiveIntegerField(blank=True, null=True)),
+                ("agent_id", models.CharField(db_index=True, max_length=200)),
+                ("microdao_id", models.CharField(blank=True, default="", max_length=200)),
+                ("args", models.JSONField(blank=True, null=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("ok", "ok"),
+                            ("not_found", "unknown or disabled tool"),
+                            ("denied", "agent not allowed"),
+                            ("invalid_args", "arguments failed input_schema"),
+                            ("rate_limited", "over the per-agent rate limit"),
+                            ("timeout", "executor timed out"),
+                            ("error", "executor failed"),
+                            ("invalid_output", "result failed output_schema"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("error_type", models.CharField(blank=True, default="", max_length=50)),
+                ("error", models.TextField(blank=True, default="")),
+                ("latency_ms", models.FloatField(default=0.0)),
+                ("request_id", models.CharField(blank=True, db_index=True, default="", max_length=128)),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
             ],
             options={
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['agent_id', 'created_at'], name='tools_call_agent_time')],
+                "ordering": ["-created_at"],
+                "indexes": [models.Index(fields=["agent_id", "created_at"], name="tools_call_agent_time")],
             },
         ),
     ]

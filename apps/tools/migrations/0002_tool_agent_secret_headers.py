@@ -4,15 +4,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tools', '0001_initial'),
+        ("tools", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='tool',
-            name='agent_secret_headers',
-            field=models.JSONField(blank=True, default=dict, help_text='{"X-Api-Key": "SECRET_NAME"}: agent secrets sent as headers (http tools)'),
+            model_name="tool",
+            name="agent_secret_headers",
+            field=models.JSONField(
+                blank=True, default=dict, help_text='{"X-Api-Key": "SECRET_NAME"}: agent secrets sent as headers (http tools)'
+            ),
         ),
     ]

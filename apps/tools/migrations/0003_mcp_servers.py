@@ -8,66 +8,127 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tools', '0002_tool_agent_secret_headers'),
+        ("tools", "0002_tool_agent_secret_headers"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='McpServer',
+            name="McpServer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=64, unique=True, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9_-]{1,64}$', '1-64 characters of A-Z a-z 0-9 _ -')])),
-                ('url', models.CharField(help_text='the streamable HTTP endpoint, e.g. https://mcp.example.com/mcp', max_length=2000)),
-                ('transport', models.CharField(choices=[('streamable_http', 'Streamable HTTP')], default='streamable_http', max_length=32)),
-                ('prefix', models.CharField(help_text='tool ids are <prefix>.<upstream tool name>', max_length=48, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9_-]{1,48}$', '1-48 characters of A-Z a-z 0-9 _ -')])),
-                ('description', models.TextField(blank=True, default='')),
-                ('allowed_agents', models.JSONField(blank=True, default=None, null=True)),
-                ('timeout', models.FloatField(default=30.0, help_text='seconds, per call', validators=[django.core.validators.MinValueValidator(0.05), django.core.validators.MaxValueValidator(300.0)])),
-                ('enabled', models.BooleanField(default=True)),
-                ('secret_headers', daarion.infra.crypto.EncryptedTextField(blank=True, default='')),
-                ('agent_secret_headers', models.JSONField(blank=True, default=dict, help_text='{"X-Api-Key": "SECRET_NAME"}: the calling agent\'s secrets sent as headers')),
-                ('protocol_version', models.CharField(blank=True, default='', editable=False, max_length=32)),
-                ('last_synced_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('last_sync_error', models.TextField(blank=True, default='', editable=False)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "name",
+                    models.CharField(
+                        max_length=64,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator("^[A-Za-z0-9_-]{1,64}$", "1-64 characters of A-Z a-z 0-9 _ -")
+                        ],
+                    ),
+                ),
+                (
+                    "url",
+                    models.CharField(help_text="the streamable HTTP endpoint, e.g. https://mcp.example.com/mcp", max_length=2000),
+                ),
+                (
+                    "transport",
+                    models.CharField(choices=[("streamable_http", "Streamable HTTP")], default="streamable_http", max_length=32),
+                ),
+                (
+                    "prefix",
+                    models.CharField(
+                        help_text="tool ids are <prefix>.<upstream tool name>",
+                        max_length=48,
+                        validators=[
+                            django.core.validators.RegexValidator("^[A-Za-z0-9_-]{1,48}$", "1-48 characters of A-Z a-z 0-9 _ -")
+                        ],
+                    ),
+                ),
+                ("description", models.TextField(blank=True, default="")),
+                ("allowed_agents", models.JSONField(blank=True, default=None, null=True)),
+                (
+                    "timeout",
+                    models.FloatField(
+                        default=30.0,
+                        help_text="seconds, per call",
+                        validators=[
+                            django.core.validators.MinValueValidator(0.05),
+                            django.core.validators.MaxValueValidator(300.0),
+                        ],
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("secret_headers", daarion.infra.crypto.EncryptedTextField(blank=True, default="")),
+                (
+                    "agent_secret_headers",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text='{"X-Api-Key": "SECRET_NAME"}: the calling agent\'s secrets sent as headers',
+                    ),
+                ),
+                ("protocol_version", models.CharField(blank=True, default="", editable=False, max_length=32)),
+                ("last_synced_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("last_sync_error", models.TextField(blank=True, default="", editable=False)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
             ],
             options={
-                'verbose_name': 'MCP server',
-                'ordering': ['name'],
+                "verbose_name": "MCP server",
+                "ordering": ["name"],
             },
         ),
         migrations.RemoveConstraint(
-            model_name='tool',
-            name='tools_tool_executor_known',
+            model_name="tool",
+            name="tools_tool_executor_known",
         ),
         migrations.AlterField(
-            model_name='tool',
-            name='executor',
-            field=models.CharField(choices=[('http', 'HTTP endpoint'), ('python', 'Registered Python function'), ('mcp', 'Tool of an upstream MCP server')], max_length=16),
+            model_name="tool",
+            name="executor",
+            field=models.CharField(
+                choices=[
+                    ("http", "HTTP endpoint"),
+                    ("python", "Registered Python function"),
+                    ("mcp", "Tool of an upstream MCP server"),
+                ],
+                max_length=16,
+            ),
         ),
         migrations.AlterField(
-            model_name='tool',
-            name='target',
-            field=models.CharField(help_text='http: the URL to POST to; python: the name of a registered @tool_function; mcp: the upstream tool name', max_length=2000),
+            model_name="tool",
+            name="target",
+            field=models.CharField(
+                help_text="http: the URL to POST to; python: the name of a registered @tool_function; mcp: the upstream tool name",
+                max_length=2000,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='mcpserver',
-            constraint=models.UniqueConstraint(fields=('prefix',), name='tools_mcpserver_prefix_unique'),
+            model_name="mcpserver",
+            constraint=models.UniqueConstraint(fields=("prefix",), name="tools_mcpserver_prefix_unique"),
         ),
         migrations.AddConstraint(
-            model_name='mcpserver',
-            constraint=models.CheckConstraint(condition=models.Q(('timeout__gt', 0), ('timeout__lte', 300)), name='tools_mcpserver_timeout_range'),
+            model_name="mcpserver",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("timeout__gt", 0), ("timeout__lte", 300)), name="tools_mcpserver_timeout_range"
+            ),
         ),
         migrations.AddField(
-            model_name='tool',
-            name='mcp_server',
-            field=models.ForeignKey(blank=True, editable=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='tools', to='tools.mcpserver'),
+            model_name="tool",
+            name="mcp_server",
+            field=models.ForeignKey(
+                blank=True,
+                editable=False,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="tools",
+                to="tools.mcpserver",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='tool',
-            constraint=models.CheckConstraint(condition=models.Q(('executor__in', ['http', 'python', 'mcp'])), name='tools_tool_executor_known'),
+            model_name="tool",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("executor__in", ["http", "python", "mcp"])), name="tools_tool_executor_known"
+            ),
         ),
     ]

@@ -206,13 +206,18 @@ def tools_server(server_env, tmp_path_factory) -> Iterator[Any]:
     allowed host)."""
     from devtools.testing import start_asgi_server, start_celery_worker
 
-    env = {**server_env, "DATABASE_POOL": "1", "TOOLS_HTTP_ALLOWED_HOSTS": "127.0.0.1",
-           "TOOLS_AUDIT_FLUSH_INTERVAL": "0.1", "TOOLS_AUDIT_QUEUE": "audit-tools-server",
-           # Small pages, so the MCP tests page through tools/list.
-           "TOOLS_MCP_PAGE_SIZE": "2",
-           # The syncs it queues go to the worker of test_mcp_upstream.py, which may reach 127.0.0.1.
-           "TOOLS_MCP_SYNC_QUEUE": "mcp-sync-tests",
-           "DAARION_AGENTS_RUN_QUEUE": "agents-tools"}
+    env = {
+        **server_env,
+        "DATABASE_POOL": "1",
+        "TOOLS_HTTP_ALLOWED_HOSTS": "127.0.0.1",
+        "TOOLS_AUDIT_FLUSH_INTERVAL": "0.1",
+        "TOOLS_AUDIT_QUEUE": "audit-tools-server",
+        # Small pages, so the MCP tests page through tools/list.
+        "TOOLS_MCP_PAGE_SIZE": "2",
+        # The syncs it queues go to the worker of test_mcp_upstream.py, which may reach 127.0.0.1.
+        "TOOLS_MCP_SYNC_QUEUE": "mcp-sync-tests",
+        "DAARION_AGENTS_RUN_QUEUE": "agents-tools",
+    }
     logs = tmp_path_factory.mktemp("tools-asgi")
     runs = start_celery_worker(env, logs, queues="agents-tools", pool="threads", concurrency=4, name="agents-tools")
     server = start_asgi_server(env, logs, name="tools-web")

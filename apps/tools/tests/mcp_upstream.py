@@ -28,24 +28,28 @@ def build(without: set[str]) -> MCPServer:
     server = MCPServer("reference-upstream")
 
     if "forecast" not in without:
+
         @server.tool(title="Weather forecast", annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))
         def forecast(city: str) -> Forecast:
             """Tomorrow's weather in a city."""
             return Forecast(city=city, temp_c=21.5, summary=f"sunny in {city}")
 
     if "add" not in without:
+
         @server.tool()
         def add(a: int, b: int) -> int:
             """The sum of two integers."""
             return a + b
 
     if "fail" not in without:
+
         @server.tool()
         def fail(reason: str = "broken on purpose") -> str:
             """Always fails."""
             raise ToolError(reason)
 
     if "whoami" not in without:
+
         @server.tool()
         def whoami(ctx: Context) -> dict:
             """A digest of the X-Api-Key header this call came with (toolcore redacts the key
@@ -63,8 +67,9 @@ def main() -> None:
     parser.add_argument("--without", action="append", default=[])
     parser.add_argument("--stateless", action="store_true")
     args = parser.parse_args()
-    build(set(args.without)).run("streamable-http", host="127.0.0.1", port=args.port,
-                                 stateless_http=args.stateless, json_response=args.stateless)
+    build(set(args.without)).run(
+        "streamable-http", host="127.0.0.1", port=args.port, stateless_http=args.stateless, json_response=args.stateless
+    )
 
 
 if __name__ == "__main__":

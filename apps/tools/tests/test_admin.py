@@ -79,8 +79,9 @@ def test_an_unknown_agent_is_refused_on_the_agents_field(admin_client, make_agen
     # Editing a stored tool: the same refusal, and the stored list stays as it was.
     assert admin_client.post(ADD_URL, _form(set_secret_headers="")).status_code == 302
     tool = Tool.objects.get()
-    response = admin_client.post(f"/admin/tools/tool/{tool.pk}/change/",
-                                 _form(tool_id=None, agents="agent:pm\nagent:pmm", set_secret_headers=""))
+    response = admin_client.post(
+        f"/admin/tools/tool/{tool.pk}/change/", _form(tool_id=None, agents="agent:pm\nagent:pmm", set_secret_headers="")
+    )
     assert response.status_code == 200
     assert "no agent 'agent:pmm'" in _agents_field_errors(response)
     tool.refresh_from_db()

@@ -20,8 +20,12 @@ SECRETS = {"VENDOR_TOKEN": TOKEN, "OTHER_SECRET": "other-value-55e0", "OPENAI_AP
 
 
 def test_declared_agent_secrets_are_sent_as_headers_only(make_tool, http_target, allow_local, target_requests):
-    make_tool("vendor.echo", target=f"{http_target}/echo", secret_headers={"X-Tool-Own": "own-1"},
-              agent_secret_headers={"X-Vendor-Token": "VENDOR_TOKEN"})
+    make_tool(
+        "vendor.echo",
+        target=f"{http_target}/echo",
+        secret_headers={"X-Tool-Own": "own-1"},
+        agent_secret_headers={"X-Vendor-Token": "VENDOR_TOKEN"},
+    )
     outcome = call("vendor.echo", agent_secrets=SECRETS)
     assert outcome.ok, outcome
     [seen] = target_requests
@@ -33,8 +37,12 @@ def test_declared_agent_secrets_are_sent_as_headers_only(make_tool, http_target,
 
 
 def test_a_missing_agent_secret_fails_before_the_target_and_leaks_nothing(make_tool, http_target, allow_local, target_requests):
-    make_tool("vendor.echo", target=f"{http_target}/echo", secret_headers={"X-Tool-Own": "own-1"},
-              agent_secret_headers={"X-Vendor-Token": "VENDOR_TOKEN", "X-Region": "REGION"})
+    make_tool(
+        "vendor.echo",
+        target=f"{http_target}/echo",
+        secret_headers={"X-Tool-Own": "own-1"},
+        agent_secret_headers={"X-Vendor-Token": "VENDOR_TOKEN", "X-Region": "REGION"},
+    )
     for secrets in (None, {"VENDOR_TOKEN": TOKEN}, {"VENDOR_TOKEN": TOKEN, "REGION": ""}):
         outcome = call("vendor.echo", agent_secrets=secrets)
         assert (outcome.ok, outcome.error_type, outcome.status) == (False, "missing_secret", "error")
@@ -72,10 +80,18 @@ def test_python_tools_cannot_declare_agent_secrets(make_tool):
 
 
 def test_import_and_export_carry_the_declaration(db):
-    document = {"tools": [{
-        "id": "vendor.lookup", "name": "Vendor", "executor": "http", "target": "https://vendor.example/lookup",
-        "input_schema": {"type": "object"}, "agent_secret_headers": {"X-Vendor-Token": "VENDOR_TOKEN"},
-    }]}
+    document = {
+        "tools": [
+            {
+                "id": "vendor.lookup",
+                "name": "Vendor",
+                "executor": "http",
+                "target": "https://vendor.example/lookup",
+                "input_schema": {"type": "object"},
+                "agent_secret_headers": {"X-Vendor-Token": "VENDOR_TOKEN"},
+            }
+        ]
+    }
     assert registry_apply(document=document, prune=False).summary()["create"] == 1
     [item] = tools_export()["tools"]
     assert item["agent_secret_headers"] == {"X-Vendor-Token": "VENDOR_TOKEN"}
@@ -110,13 +126,20 @@ def test_admin_edits_the_declaration_with_the_service_rules(admin_client, make_a
 
 def test_the_registry_api_reads_and_writes_the_declaration(api, make_token, bearer):
     headers = bearer(make_token(scopes=["registry"]))
-    body = {"id": "vendor.lookup", "name": "Vendor", "input_schema": {"type": "object"}, "executor": "http",
-            "target": "https://vendor.example/lookup", "agent_secret_headers": {"X-Vendor-Token": "VENDOR_TOKEN"}}
+    body = {
+        "id": "vendor.lookup",
+        "name": "Vendor",
+        "input_schema": {"type": "object"},
+        "executor": "http",
+        "target": "https://vendor.example/lookup",
+        "agent_secret_headers": {"X-Vendor-Token": "VENDOR_TOKEN"},
+    }
     response = api.post("/api/registry/tools/", headers=headers, json=body)
     assert response.status_code == 201, response.text
     assert response.json()["agent_secret_headers"] == {"X-Vendor-Token": "VENDOR_TOKEN"}
-    response = api.patch("/api/registry/tools/vendor.lookup/", headers=headers,
-                         json={"agent_secret_headers": {"Host": "VENDOR_TOKEN"}})
+    response = api.patch(
+        "/api/registry/tools/vendor.lookup/", headers=headers, json={"agent_secret_headers": {"Host": "VENDOR_TOKEN"}}
+    )
     assert response.status_code == 422, response.text
     assert response.json()["error"]["details"][0]["path"] == "agent_secret_headers"
 
@@ -135,15 +158,22 @@ def vendor_tool(make_tool, make_agents, http_target, tools_api, make_token):
     sofia = Agent.objects.get(pk="agent:sofia")
     for name, value in SECRETS.items():
         agent_secret_set(agent=sofia, name=name, value=value)
-    make_tool("vendor.echo", target=f"{http_target}/echo", allowed_agents=["agent:sofia", "agent:pm"],
-              agent_secret_headers={"X-Vendor-Token": "VENDOR_TOKEN"})
+    make_tool(
+        "vendor.echo",
+        target=f"{http_target}/echo",
+        allowed_agents=["agent:sofia", "agent:pm"],
+        agent_secret_headers={"X-Vendor-Token": "VENDOR_TOKEN"},
+    )
     make_tool("plain.echo", target=f"{http_target}/echo")
     wait_until_served(tools_api, make_token(scopes=["tools"]), {"vendor.echo", "plain.echo"})
 
 
 def _rest_call(api, headers, agent_id="agent:sofia", tool_id="vendor.echo"):
-    return api.post("/internal/tools/call", headers=headers, json={
-        "tool_id": tool_id, "agent_id": agent_id, "microdao_id": "microdao:7", "args": {"microdao_id": "microdao:7"}})
+    return api.post(
+        "/internal/tools/call",
+        headers=headers,
+        json={"tool_id": tool_id, "agent_id": agent_id, "microdao_id": "microdao:7", "args": {"microdao_id": "microdao:7"}},
+    )
 
 
 def _sent_headers(seen: dict) -> dict[str, str]:
@@ -154,8 +184,10 @@ def _audit_rows(request_ids: list[str]) -> list:
     from apps.tools.models import ToolCall
     from apps.tools.tests.conftest import wait_for
 
-    return wait_for(lambda: (rows := list(ToolCall.objects.filter(request_id__in=request_ids)))
-                    and len(rows) == len(request_ids) and rows, message="audit rows")
+    return wait_for(
+        lambda: (rows := list(ToolCall.objects.filter(request_id__in=request_ids))) and len(rows) == len(request_ids) and rows,
+        message="audit rows",
+    )
 
 
 def test_the_rest_call_sends_the_agents_declared_secret_and_shows_it_nowhere(
@@ -191,9 +223,16 @@ def test_an_agent_without_the_secret_gets_missing_secret_over_rest_and_mcp(
     assert (body["ok"], body["error_type"]) == (False, "missing_secret")
     assert body["details"] == {"missing_secrets": ["VENDOR_TOKEN"]}
     assert "VENDOR_TOKEN" in body["error"] and "agent:pm" in body["error"]
-    mcp = tools_api.post("/mcp", headers={**bearer(token), "Accept": "application/json, text/event-stream"}, json={
-        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": "vendor.echo", "arguments": {"microdao_id": "microdao:7"}}})
+    mcp = tools_api.post(
+        "/mcp",
+        headers={**bearer(token), "Accept": "application/json, text/event-stream"},
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "vendor.echo", "arguments": {"microdao_id": "microdao:7"}},
+        },
+    )
     result = mcp.json()["result"]
     assert result["isError"] is True and result["content"][0]["text"].startswith("missing_secret:")
     assert "VENDOR_TOKEN" in result["content"][0]["text"]
@@ -205,17 +244,22 @@ def test_an_agent_without_the_secret_gets_missing_secret_over_rest_and_mcp(
 
 def test_the_mcp_call_sends_the_secret_too(tools_api, make_token, bearer, vendor_tool, target_requests):
     token = make_token(scopes=["tools"], agents=["agent:sofia"])
-    mcp = tools_api.post("/mcp", headers={**bearer(token), "Accept": "application/json, text/event-stream"}, json={
-        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": "vendor.echo", "arguments": {"microdao_id": "microdao:7"}}})
+    mcp = tools_api.post(
+        "/mcp",
+        headers={**bearer(token), "Accept": "application/json, text/event-stream"},
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "vendor.echo", "arguments": {"microdao_id": "microdao:7"}},
+        },
+    )
     assert mcp.json()["result"]["isError"] is False, mcp.text
     [seen] = target_requests
     assert _sent_headers(seen)["x-vendor-token"] == TOKEN and TOKEN not in mcp.text
 
 
-def test_a_secret_changed_in_the_agents_app_reaches_the_next_calls(
-    tools_api, make_token, bearer, vendor_tool, target_requests
-):
+def test_a_secret_changed_in_the_agents_app_reaches_the_next_calls(tools_api, make_token, bearer, vendor_tool, target_requests):
     from apps.agents.models import Agent
     from apps.agents.services import agent_secret_delete, agent_secret_set
     from apps.tools.tests.conftest import wait_for
@@ -227,9 +271,13 @@ def test_a_secret_changed_in_the_agents_app_reaches_the_next_calls(
     # A new value: the server's blueprint snapshot follows the agents version bump (within
     # LIVE_CONFIG_CHECK_INTERVAL), with no restart and no reload step.
     agent_secret_set(agent=Agent.objects.get(pk="agent:sofia"), name="VENDOR_TOKEN", value="rotated-9f3a")
-    wait_for(lambda: _rest_call(tools_api, headers).json()["ok"]
-             and _sent_headers(target_requests[-1])["x-vendor-token"] == "rotated-9f3a",
-             timeout=3.0, message="the rotated secret to be sent")
+    wait_for(
+        lambda: (
+            _rest_call(tools_api, headers).json()["ok"] and _sent_headers(target_requests[-1])["x-vendor-token"] == "rotated-9f3a"
+        ),
+        timeout=3.0,
+        message="the rotated secret to be sent",
+    )
 
     # A secret the snapshot lacks re-checks it at once: set a moment ago, it is there at once.
     assert _rest_call(tools_api, headers, agent_id="agent:pm").json()["error_type"] == "missing_secret"
@@ -240,8 +288,11 @@ def test_a_secret_changed_in_the_agents_app_reaches_the_next_calls(
 
     # And a deleted one is missing again.
     agent_secret_delete(agent=Agent.objects.get(pk="agent:pm"), name="VENDOR_TOKEN")
-    wait_for(lambda: _rest_call(tools_api, headers, agent_id="agent:pm").json()["error_type"] == "missing_secret",
-             timeout=3.0, message="the deleted secret to be missing")
+    wait_for(
+        lambda: _rest_call(tools_api, headers, agent_id="agent:pm").json()["error_type"] == "missing_secret",
+        timeout=3.0,
+        message="the deleted secret to be missing",
+    )
 
 
 def test_the_registered_lookup_gives_only_the_names_asked(make_agents):

@@ -18,8 +18,11 @@ def token(make_token):
 def tools(make_tool, http_target, tools_api, token):
     created = {
         "projects.list": make_tool(
-            "projects.list", target=f"{http_target}/projects", allowed_agents=["agent:sofia", "agent:pm"],
-            output_schema={"type": "array", "items": {"type": "object"}}, read_only=True,
+            "projects.list",
+            target=f"{http_target}/projects",
+            allowed_agents=["agent:sofia", "agent:pm"],
+            output_schema={"type": "array", "items": {"type": "object"}},
+            read_only=True,
         ),
         "echo.any": make_tool("echo.any", target=f"{http_target}/echo", secret_headers={"X-Key": "sk-never-shown"}),
         "projects__list": make_tool("projects__list", target=f"{http_target}/echo"),
@@ -30,8 +33,12 @@ def tools(make_tool, http_target, tools_api, token):
 
 
 def _call(api, token, bearer, **body):
-    payload = {"tool_id": "projects.list", "agent_id": "agent:sofia", "microdao_id": "microdao:7",
-               "args": {"microdao_id": "microdao:7"}}
+    payload = {
+        "tool_id": "projects.list",
+        "agent_id": "agent:sofia",
+        "microdao_id": "microdao:7",
+        "args": {"microdao_id": "microdao:7"},
+    }
     payload.update(body)
     return api.post("/internal/tools/call", json=payload, headers=bearer(token))
 
@@ -111,11 +118,24 @@ def test_refusals_have_their_status_and_envelope(tools_api, make_token, token, b
         (_call(tools_api, token, bearer, args={"microdao_id": 7}), 422, "invalid_args"),
         (_call(tools_api, token, bearer, args=[1]), 422, "validation_error"),
         (_call(tools_api, token, bearer, tool_id=""), 422, "validation_error"),
-        (tools_api.post("/internal/tools/call", content=b"{not json", headers={**bearer(token), "Content-Type": "application/json"}), 400, None),
+        (
+            tools_api.post(
+                "/internal/tools/call", content=b"{not json", headers={**bearer(token), "Content-Type": "application/json"}
+            ),
+            400,
+            None,
+        ),
         (tools_api.get("/internal/tools/nope", headers=bearer(token)), 404, "tool_not_found"),
         (tools_api.get("/internal/tools", params={"format": "xml"}, headers=bearer(token)), 422, "validation_error"),
-        (tools_api.get("/internal/tools", params={"agent_id": "agent:cto"},
-                       headers=bearer(make_token(scopes=["tools"], agents=["agent:pm"]))), 403, "agent_not_allowed"),
+        (
+            tools_api.get(
+                "/internal/tools",
+                params={"agent_id": "agent:cto"},
+                headers=bearer(make_token(scopes=["tools"], agents=["agent:pm"])),
+            ),
+            403,
+            "agent_not_allowed",
+        ),
     ]
     for response, status, error_type in cases:
         assert response.status_code in ((400, 422) if status == 400 else (status,)), (response.status_code, response.text)
@@ -166,8 +186,10 @@ def _listed(api, token, bearer, **params) -> dict[str, list[str]]:
         assert response.status_code == 200, response.text
         body = response.json()
         shapes[fmt] = (
-            [t["id"] for t in body["tools"]] if fmt == "native"
-            else sorted(body["function_map"][t["function"]["name"]] for t in body["tools"]) if fmt == "openai"
+            [t["id"] for t in body["tools"]]
+            if fmt == "native"
+            else sorted(body["function_map"][t["function"]["name"]] for t in body["tools"])
+            if fmt == "openai"
             else [t["name"] for t in body["tools"]]
         )
     return shapes
@@ -223,7 +245,10 @@ def test_calling_a_tool_its_agents_may_not_call_answers_as_if_it_did_not_exist(
         assert response.status_code == 404, response.text
         error = response.json()["error"]
         assert (error["type"], error["message"], set(error["details"])) == (
-            "tool_not_found", f"no tool {tool_id!r}", set(shape["details"]))
+            "tool_not_found",
+            f"no tool {tool_id!r}",
+            set(shape["details"]),
+        )
     # A token whose other agent may call it knows the tool: that refusal is the real one.
     pm_and_cto = make_token(scopes=["tools"], agents=["agent:pm", "agent:cto"])
     denied = _call(tools_api, pm_and_cto, bearer, tool_id="cto.only", agent_id="agent:pm")
@@ -257,8 +282,7 @@ def test_a_bound_token_sees_only_its_own_agents_in_allowed_agents(tools_api, tok
 
     # Unbound: the whole lists, as before.
     assert seen(token) == {"open.tool": None, "team.tool": ["agent:cto", "agent:pm", "agent:sofia"]}
-    assert tools_api.get("/internal/tools/team.off", headers=bearer(token)).json()["allowed_agents"] == [
-        "agent:cto", "agent:pm"]
+    assert tools_api.get("/internal/tools/team.off", headers=bearer(token)).json()["allowed_agents"] == ["agent:cto", "agent:pm"]
 
     # Bound to one agent: only that agent is named; null stays null (it names nobody).
     pm = make_token(scopes=["tools"], agents=["agent:pm"])
@@ -276,8 +300,7 @@ def test_a_bound_token_sees_only_its_own_agents_in_allowed_agents(tools_api, tok
     expected = {"open.tool": None, "team.tool": ["agent:cto", "agent:sofia"]}
     assert seen(cto_and_sofia) == expected
     assert seen(cto_and_sofia, agent_id="agent:sofia") == expected
-    assert tools_api.get("/internal/tools/team.off", headers=bearer(cto_and_sofia)).json()["allowed_agents"] == [
-        "agent:cto"]
+    assert tools_api.get("/internal/tools/team.off", headers=bearer(cto_and_sofia)).json()["allowed_agents"] == ["agent:cto"]
 
     # Bound to an agent the tool does not allow: the tool is not there at all (as before).
     other = make_token(scopes=["tools"], agents=["agent:other"])

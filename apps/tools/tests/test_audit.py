@@ -23,9 +23,18 @@ _WORKER_QUEUE = "audit"  # the list the session's Celery worker drains (its defa
 
 
 def _entry(**fields: Any) -> dict[str, Any]:
-    base = {"tool_id": "t.audit", "tool_version": 1, "agent_id": "agent:sofia", "microdao_id": "microdao:7",
-            "args": {"microdao_id": "microdao:7"}, "status": "ok", "error_type": None, "error": None,
-            "latency_ms": 1.5, "request_id": f"req-{uuid.uuid4().hex[:8]}"}
+    base = {
+        "tool_id": "t.audit",
+        "tool_version": 1,
+        "agent_id": "agent:sofia",
+        "microdao_id": "microdao:7",
+        "args": {"microdao_id": "microdao:7"},
+        "status": "ok",
+        "error_type": None,
+        "error": None,
+        "latency_ms": 1.5,
+        "request_id": f"req-{uuid.uuid4().hex[:8]}",
+    }
     return audit_entry(**{**base, **fields})
 
 
@@ -43,8 +52,13 @@ def _queued() -> int:
 @pytest.fixture(scope="module")
 def quiet_web(server_env, tmp_path_factory) -> Iterator[ServerProcess]:
     """The app as deployed with a worker: no audit flusher of its own (the default)."""
-    env = {**server_env, "DATABASE_POOL": "1", "TOOLS_HTTP_ALLOWED_HOSTS": "127.0.0.1",
-           "TOOLS_AUDIT_QUEUE": _WORKER_QUEUE, "TOOLS_AUDIT_FLUSH_INTERVAL": "0"}
+    env = {
+        **server_env,
+        "DATABASE_POOL": "1",
+        "TOOLS_HTTP_ALLOWED_HOSTS": "127.0.0.1",
+        "TOOLS_AUDIT_QUEUE": _WORKER_QUEUE,
+        "TOOLS_AUDIT_FLUSH_INTERVAL": "0",
+    }
     env.pop("TOOLS_AUDIT_DRAIN_SECONDS", None)
     server = start_asgi_server(env, tmp_path_factory.mktemp("quiet-web"), name="tools-quiet-web")
     yield server
@@ -64,8 +78,9 @@ def _http_call(api: Any, token: str, tool_id: str, args: Any, status: int = 200)
     body = {"tool_id": tool_id, "agent_id": "agent:sofia", "microdao_id": "microdao:7", "args": args}
     # "1e400" as a JSON reader sees it (json.dumps would write Infinity, which is not JSON).
     content = json.dumps(body).replace('"__1e400__"', "1e400")
-    response = api.post("/internal/tools/call", content=content, headers={
-        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    response = api.post(
+        "/internal/tools/call", content=content, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    )
     assert response.status_code == status, response.text
 
 
@@ -91,8 +106,7 @@ def test_a_call_over_http_is_written_by_beat_and_the_worker_not_by_the_web_proce
 
     beat = start_celery_beat({**server_env, "TOOLS_AUDIT_DRAIN_SECONDS": "0.5"}, tmp_path)
     try:
-        wait_for(lambda: rows.count() == 3 and redis.llen(queue) == 0, timeout=30,
-                 message="beat's drain in the worker")
+        wait_for(lambda: rows.count() == 3 and redis.llen(queue) == 0, timeout=30, message="beat's drain in the worker")
     except AssertionError:
         raise AssertionError(f"no drain; beat's log:\n{beat.log_tail()}") from None
     finally:
@@ -125,9 +139,16 @@ def test_entries_nothing_can_store_are_dropped_and_the_rest_is_stored(db, caplog
 
 
 def test_values_a_column_cannot_hold_are_cleaned_and_do_not_block_the_rest(db):
-    bad = _entry(tool_id="t.\x00bad", agent_id="agent:\ud800", microdao_id="m\x00", status="ok\x00",
-                 error_type="upstream\x00", error="body with \x00 NUL", request_id="req-\x00bad",
-                 args={"a\x00": ["x\x00", "\udc80", float("nan"), float("inf"), {"n": -float("inf")}], "big": 10**30})
+    bad = _entry(
+        tool_id="t.\x00bad",
+        agent_id="agent:\ud800",
+        microdao_id="m\x00",
+        status="ok\x00",
+        error_type="upstream\x00",
+        error="body with \x00 NUL",
+        request_id="req-\x00bad",
+        args={"a\x00": ["x\x00", "\udc80", float("nan"), float("inf"), {"n": -float("inf")}], "big": 10**30},
+    )
     bad.update(tool_version=10**12, latency_ms=float("nan"), created_at=1e20, status="s" * 50)
     negative = {**_entry(request_id="req-negative"), "tool_version": -3, "latency_ms": "slow", "created_at": "soon"}
     _push(bad, negative, _entry(request_id="req-after"))
@@ -135,7 +156,12 @@ def test_values_a_column_cannot_hold_are_cleaned_and_do_not_block_the_rest(db):
     assert _queued() == 0
     row = ToolCall.objects.get(request_id="req-bad")
     assert (row.tool_id, row.agent_id, row.microdao_id, row.error_type, row.error) == (
-        "t.bad", "agent:?", "m", "upstream", "body with  NUL")
+        "t.bad",
+        "agent:?",
+        "m",
+        "upstream",
+        "body with  NUL",
+    )
     assert row.args == {"a": ["x", "?", None, None, {"n": None}], "big": 10**30}
     assert (row.tool_version, row.latency_ms, row.status) == (2_147_483_647, 0.0, "s" * 20)
     other = ToolCall.objects.get(request_id="req-negative")

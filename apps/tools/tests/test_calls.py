@@ -42,7 +42,9 @@ def test_denied_agent_is_refused_and_audited(make_tool, http_target, allow_local
     assert call("t.pm-only", agent_id="agent:pm").ok
     assert len(target_requests) == 1  # refused calls never reached the target
     assert [(r.agent_id, r.status) for r in flushed_calls()] == [
-        ("agent:sofia", "denied"), ("agent:pm", "denied"), ("agent:pm", "ok")
+        ("agent:sofia", "denied"),
+        ("agent:pm", "denied"),
+        ("agent:pm", "ok"),
     ]
 
 
@@ -123,7 +125,12 @@ def test_audit_row_fields_and_replay_is_idempotent(make_tool, http_target, allow
     outcome = call("t.audit", request_id="req-audit-1", microdao_id="microdao:9")
     row = flushed_calls()[0]
     assert (row.tool_id, row.agent_id, row.microdao_id, row.status, row.error_type, row.request_id) == (
-        "t.audit", "agent:sofia", "microdao:9", "error", "upstream_status", "req-audit-1"
+        "t.audit",
+        "agent:sofia",
+        "microdao:9",
+        "error",
+        "upstream_status",
+        "req-audit-1",
     )
     assert row.error == outcome.error and row.latency_ms > 0
     # A flusher that died after inserting but before trimming leaves the batch; the next one
@@ -132,8 +139,13 @@ def test_audit_row_fields_and_replay_is_idempotent(make_tool, http_target, allow
     from daarion.infra.redis_client import get_redis
     import json
 
-    entry = {"call_id": str(row.call_id).replace("-", ""), "tool_id": "t.audit", "agent_id": "agent:sofia",
-             "status": "error", "created_at": 0}
+    entry = {
+        "call_id": str(row.call_id).replace("-", ""),
+        "tool_id": "t.audit",
+        "agent_id": "agent:sofia",
+        "status": "error",
+        "created_at": 0,
+    }
     get_redis().rpush(_list_key(), json.dumps(entry))
     assert audit_flush() == 1
     assert ToolCall.objects.filter(call_id=row.call_id).count() == 1
@@ -191,8 +203,10 @@ def test_a_row_written_past_the_services_cannot_break_calls(make_tool, http_targ
 
 
 def test_invalid_secret_values_are_not_quoted(make_tool):
-    schema = {**SECRET_SCHEMA, "properties": {**SECRET_SCHEMA["properties"],
-                                              "password": {"type": "string", "writeOnly": True, "minLength": 10}}}
+    schema = {
+        **SECRET_SCHEMA,
+        "properties": {**SECRET_SCHEMA["properties"], "password": {"type": "string", "writeOnly": True, "minLength": 10}},
+    }
     make_tool("t.secretcheck", input_schema=schema)
     outcome = call("t.secretcheck", args={"microdao_id": "m", "password": "hunter2", "keys": [{"k": 5}]})
     assert outcome.error_type == "invalid_args"
@@ -212,10 +226,9 @@ def test_rate_limit_holds_under_concurrent_calls(make_tool, http_target, allow_l
     make_tool("t.burst", target=f"{http_target}/echo", rate_limit_per_minute=5)
 
     async def burst():
-        return await asyncio.gather(*[
-            tool_call(tool_id="t.burst", agent_id="agent:pm", microdao_id="m", args={"microdao_id": "m"})
-            for _ in range(12)
-        ])
+        return await asyncio.gather(
+            *[tool_call(tool_id="t.burst", agent_id="agent:pm", microdao_id="m", args={"microdao_id": "m"}) for _ in range(12)]
+        )
 
     outcomes = run(burst())
     assert sorted(o.error_type or "ok" for o in outcomes) == ["ok"] * 5 + ["rate_limited"] * 7

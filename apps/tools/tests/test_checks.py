@@ -35,10 +35,18 @@ def test_a_clean_registry_has_no_warning(clean_tools):
 def test_tools_naming_missing_agents_are_reported_one_warning_each(clean_tools):
     # Written past the services, as rows from before the rule were.
     Tool.objects.filter(tool_id="team.tool").update(allowed_agents=["agent:gone", "agent:pm", "agent:typo", "agent:gone"])
-    Tool.objects.bulk_create([
-        Tool(tool_id="old.tool", name="old", executor="http", target="http://127.0.0.1:9/echo",
-             input_schema={"type": "object"}, allowed_agents=["agent:retired"]),
-    ])
+    Tool.objects.bulk_create(
+        [
+            Tool(
+                tool_id="old.tool",
+                name="old",
+                executor="http",
+                target="http://127.0.0.1:9/echo",
+                input_schema={"type": "object"},
+                allowed_agents=["agent:retired"],
+            ),
+        ]
+    )
 
     warnings = sorted(_tool_warnings(), key=lambda m: m.msg)
     assert [(m.level, m.msg) for m in warnings] == [
@@ -57,8 +65,7 @@ def test_tools_naming_missing_agents_are_reported_one_warning_each(clean_tools):
     assert "HINT: Take those ids out of the allowed agents of 'team.tool'" in text
     # ...unless asked to fail on warnings (a deploy gate).
     with pytest.raises(SystemCheckError, match="tools.W001"):
-        call_command("check", "--database", "default", "--fail-level", "WARNING", stdout=io.StringIO(),
-                     stderr=io.StringIO())
+        call_command("check", "--database", "default", "--fail-level", "WARNING", stdout=io.StringIO(), stderr=io.StringIO())
 
     # Fixed the supported way, the warning goes.
     Tool.objects.filter(tool_id__in=["team.tool", "old.tool"]).update(allowed_agents=["agent:pm"])

@@ -7,8 +7,9 @@ from apps.tools.models import Followup, Tool
 from apps.tools.tests.conftest import wait_until_served
 
 
-def test_seed_is_idempotent_and_the_demo_tools_work_end_to_end(tools_server, tools_api, settings, make_token, bearer,
-                                                              make_agents):
+def test_seed_is_idempotent_and_the_demo_tools_work_end_to_end(
+    tools_server, tools_api, settings, make_token, bearer, make_agents
+):
     settings.DAARION_PUBLIC_URL = tools_server.url  # the demo HTTP tool targets this very server
     make_agents(*DEMO_AGENTS)  # seed_demo seeds the demo agents before the tools
     assert seed() == ["tool projects.list created", "tool followups.create created"]
@@ -19,8 +20,12 @@ def test_seed_is_idempotent_and_the_demo_tools_work_end_to_end(tools_server, too
     wait_until_served(tools_api, token, {"projects.list", "followups.create"})
     projects = tools_api.post(
         "/internal/tools/call",
-        json={"tool_id": "projects.list", "agent_id": "agent:sofia", "microdao_id": "microdao:7",
-              "args": {"microdao_id": "microdao:7"}},
+        json={
+            "tool_id": "projects.list",
+            "agent_id": "agent:sofia",
+            "microdao_id": "microdao:7",
+            "args": {"microdao_id": "microdao:7"},
+        },
         headers=bearer(token),
     ).json()
     assert projects["ok"] is True, projects
@@ -28,8 +33,12 @@ def test_seed_is_idempotent_and_the_demo_tools_work_end_to_end(tools_server, too
 
     followup = tools_api.post(
         "/internal/tools/call",
-        json={"tool_id": "followups.create", "agent_id": "agent:pm", "microdao_id": "microdao:7",
-              "args": {"microdao_id": "microdao:7", "title": "Review grants", "due_date": "2026-12-24"}},
+        json={
+            "tool_id": "followups.create",
+            "agent_id": "agent:pm",
+            "microdao_id": "microdao:7",
+            "args": {"microdao_id": "microdao:7", "title": "Review grants", "due_date": "2026-12-24"},
+        },
         headers=bearer(token),
     ).json()
     assert followup["ok"] is True, followup
@@ -38,8 +47,12 @@ def test_seed_is_idempotent_and_the_demo_tools_work_end_to_end(tools_server, too
 
     refused = tools_api.post(
         "/internal/tools/call",
-        json={"tool_id": "followups.create", "agent_id": "agent:pm", "microdao_id": "microdao:7",
-              "args": {"microdao_id": "microdao:7", "title": "x", "due_date": "tomorrow"}},
+        json={
+            "tool_id": "followups.create",
+            "agent_id": "agent:pm",
+            "microdao_id": "microdao:7",
+            "args": {"microdao_id": "microdao:7", "title": "x", "due_date": "tomorrow"},
+        },
         headers=bearer(token),
     )
     assert refused.status_code == 422 and refused.json()["error"]["details"][0]["path"] == "$.due_date"

@@ -18,8 +18,11 @@ def test_http_posts_args_and_context_with_secret_headers(make_tool, http_target,
     sent = outcome.result["echo"]
     assert sent["args"] == {"microdao_id": "microdao:7"}
     assert sent["context"] == {
-        "channel_id": "c1", "agent_id": "agent:sofia", "microdao_id": "microdao:7",
-        "request_id": "req-abc", "tool_id": "t.echo",
+        "channel_id": "c1",
+        "agent_id": "agent:sofia",
+        "microdao_id": "microdao:7",
+        "request_id": "req-abc",
+        "tool_id": "t.echo",
     }
     headers = {k.lower(): v for k, v in target_requests[-1]["headers"].items()}
     assert headers["x-api-key"] == "sk-test-1234567"
@@ -155,12 +158,17 @@ def test_python_tool_writes_a_real_row(make_tool):
             "required": ["microdao_id", "title"],
         },
     )
-    outcome = call("followups.create", args={"microdao_id": "microdao:7", "title": "Ship v3", "due_date": "2026-12-01"},
-                   request_id="req-f1")
+    outcome = call(
+        "followups.create", args={"microdao_id": "microdao:7", "title": "Ship v3", "due_date": "2026-12-01"}, request_id="req-f1"
+    )
     assert outcome.ok, outcome
     row = Followup.objects.get()
     assert (row.title, row.agent_id, row.microdao_id, str(row.due_date), row.request_id) == (
-        "Ship v3", "agent:sofia", "microdao:7", "2026-12-01", "req-f1"
+        "Ship v3",
+        "agent:sofia",
+        "microdao:7",
+        "2026-12-01",
+        "req-f1",
     )
     assert outcome.result["id"] == f"followup-{row.pk}"
     bad = call("followups.create", args={"microdao_id": "m", "title": "x", "due_date": "soon"})
@@ -229,8 +237,12 @@ def https_target(tmp_path):
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -238,8 +250,9 @@ def https_target(tmp_path):
     )
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     server = _QuietServer(("127.0.0.1", 0), _TargetHandler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_path, key_path)

@@ -33,8 +33,14 @@ CURRENT, HANDSHAKE = "2026-07-28", "2025-11-25"
 @pytest.fixture
 def mcp_tools(make_tool, http_target, tools_api, make_token):
     make_tool("projects.list", target=f"{http_target}/projects", allowed_agents=["agent:sofia"], read_only=True)
-    make_tool("followups.create", executor="python", target="followups.create", allowed_agents=["agent:sofia"],
-              input_schema=FOLLOWUP_INPUT, output_schema=FOLLOWUP_OUTPUT)
+    make_tool(
+        "followups.create",
+        executor="python",
+        target="followups.create",
+        allowed_agents=["agent:sofia"],
+        input_schema=FOLLOWUP_INPUT,
+        output_schema=FOLLOWUP_OUTPUT,
+    )
     make_tool("cto.only", target=f"{http_target}/echo", allowed_agents=["agent:cto"])
     make_tool("broken.target", target=f"{http_target}/fail")
     wait_until_served(tools_api, make_token(scopes=["tools"]), {"projects.list", "followups.create", "cto.only", "broken.target"})
@@ -107,8 +113,10 @@ def test_sdk_client_lists_and_calls(tools_server, tools_api, make_token, mcp_too
     assert unknown["cto.only"].error.data == unknown["no.such.tool"].error.data == {"error_type": "tool_not_found"}
 
     # The same pipeline as the REST door: every call left an audit row with the acting agent.
-    audited = wait_for(lambda: (rows := set(ToolCall.objects.values_list("tool_id", "agent_id", "status")))
-                       and len(rows) >= 6 and rows, message="audit rows")
+    audited = wait_for(
+        lambda: (rows := set(ToolCall.objects.values_list("tool_id", "agent_id", "status"))) and len(rows) >= 6 and rows,
+        message="audit rows",
+    )
     assert ("followups.create", "agent:sofia", "ok") in audited
     assert ("followups.create", "agent:sofia", "invalid_args") in audited
     assert ("cto.only", "agent:sofia", "denied") in audited
@@ -195,11 +203,24 @@ def test_every_refusal_is_readable_in_the_sdk_client(tools_server, tools_api, ma
 def _rpc(api, token=None, body=None, **headers):
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    content = body if isinstance(body, bytes) else json.dumps(body or {
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": HANDSHAKE, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}).encode()
-    return api.post("/mcp", content=content, headers={"Content-Type": "application/json",
-                                                        "Accept": "application/json, text/event-stream", **headers})
+    content = (
+        body
+        if isinstance(body, bytes)
+        else json.dumps(
+            body
+            or {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {"protocolVersion": HANDSHAKE, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+            }
+        ).encode()
+    )
+    return api.post(
+        "/mcp",
+        content=content,
+        headers={"Content-Type": "application/json", "Accept": "application/json, text/event-stream", **headers},
+    )
 
 
 def test_refusals_over_raw_http(tools_api, make_token, mcp_tools):
@@ -232,8 +253,11 @@ def test_refusals_over_raw_http(tools_api, make_token, mcp_tools):
     assert _rpc(tools_api, bound, {"jsonrpc": "2.0", "method": "notifications/initialized"}).status_code == 202
     unknown_method = _rpc(tools_api, bound, {"jsonrpc": "2.0", "id": 2, "method": "resources/list"})
     assert unknown_method.json()["error"]["code"] == -32601
-    bad_params = _rpc(tools_api, bound, {"jsonrpc": "2.0", "id": 4, "method": "tools/call",
-                                         "params": {"name": "projects.list", "arguments": [1]}})
+    bad_params = _rpc(
+        tools_api,
+        bound,
+        {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "projects.list", "arguments": [1]}},
+    )
     assert bad_params.json()["error"]["code"] == -32602
 
 
@@ -241,7 +265,9 @@ def test_refusals_over_raw_http(tools_api, make_token, mcp_tools):
     "body",
     [
         b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "projects.list", "arguments": '
-        + b"[" * 50_000 + b"]" * 50_000 + b"}}",  # deeper than a recursive parser goes
+        + b"[" * 50_000
+        + b"]" * 50_000
+        + b"}}",  # deeper than a recursive parser goes
         b"[" * 50_000,  # unterminated
     ],
 )
@@ -273,8 +299,7 @@ def test_origin_header(tools_api, tools_server, make_token, mcp_tools):
 # daarion.infra.mcp_extensions) ------------------------------------------------------------------
 
 
-def test_memory_tools_need_the_memory_scope_and_stay_with_the_acting_agent(tools_server, tools_api, make_token,
-                                                                          mcp_tools):
+def test_memory_tools_need_the_memory_scope_and_stay_with_the_acting_agent(tools_server, tools_api, make_token, mcp_tools):
     from apps.memory.services import memory_store
 
     memory_store(agent_id="agent:cto", microdao_id="microdao:7", kind="kb", content={"text": "zebra budget is secret"})
@@ -305,10 +330,15 @@ def test_memory_tools_need_the_memory_scope_and_stay_with_the_acting_agent(tools
     assert forgotten.structured_content == {"deleted": 1}
     assert after.structured_content["results"] == []
     # Memory calls are audited with the tool calls (without their arguments).
-    rows = wait_for(lambda: (r := list(ToolCall.objects.filter(tool_id__startswith="memory.").order_by("id")))
-                    and len(r) >= 5 and r, message="memory audit rows")
-    assert [(r.tool_id, r.status) for r in rows][:3] == [("memory.store", "ok"), ("memory.search", "ok"),
-                                                         ("memory.search", "invalid_args")]
+    rows = wait_for(
+        lambda: (r := list(ToolCall.objects.filter(tool_id__startswith="memory.").order_by("id"))) and len(r) >= 5 and r,
+        message="memory audit rows",
+    )
+    assert [(r.tool_id, r.status) for r in rows][:3] == [
+        ("memory.store", "ok"),
+        ("memory.search", "ok"),
+        ("memory.search", "invalid_args"),
+    ]
     assert all(r.agent_id == "agent:sofia" and r.args is None for r in rows)
 
     # Without the memory scope the tool is unknown.
@@ -326,8 +356,11 @@ def test_each_agent_character_is_a_prompt(tools_server, tools_api, make_token, m
     from apps.agents.models import Agent
     from apps.agents.services import agent_update
 
-    agent_update(agent=Agent.objects.get(pk="agent:sofia"), system_prompt="Answer briefly.",
-                 character={"bio": ["Product lead of microDAO 7"], "adjectives": ["precise", "warm"]})
+    agent_update(
+        agent=Agent.objects.get(pk="agent:sofia"),
+        system_prompt="Answer briefly.",
+        character={"bio": ["Product lead of microDAO 7"], "adjectives": ["precise", "warm"]},
+    )
     bound = make_token(scopes=["tools"], agents=["agent:sofia"])
     both = make_token(scopes=["tools"], agents=["agent:sofia", "agent:cto"])
 
@@ -344,8 +377,11 @@ def test_each_agent_character_is_a_prompt(tools_server, tools_api, make_token, m
         async def get():
             async with _session(tools_server.url, bound) as client:
                 return await client.get_prompt("agent:sofia")
-        return wait_for(lambda: "Product lead" in (p := run(get())).messages[0].content.text and p,
-                        message="the server to serve Sofia's new character")
+
+        return wait_for(
+            lambda: "Product lead" in (p := run(get())).messages[0].content.text and p,
+            message="the server to serve Sofia's new character",
+        )
 
     prompt = wait_prompt()
     text = prompt.messages[0].content.text
@@ -359,8 +395,9 @@ def test_each_agent_character_is_a_prompt(tools_server, tools_api, make_token, m
     assert [p.name for p in listed.prompts] == ["agent:cto", "agent:sofia"]
 
 
-def test_listening_clients_hear_that_tools_and_prompts_changed(tools_server, tools_api, make_token, mcp_tools,
-                                                                make_tool, http_target):
+def test_listening_clients_hear_that_tools_and_prompts_changed(
+    tools_server, tools_api, make_token, mcp_tools, make_tool, http_target
+):
     """A 2026-07-28 client's `subscriptions/listen` stream gets tools/list_changed when a tool is
     created in another process (this one, through the services), and prompts/list_changed when
     an agent's character changes; the refetch then shows the new tool. Older revisions are told
@@ -388,6 +425,7 @@ def test_listening_clients_hear_that_tools_and_prompts_changed(tools_server, too
             async for event in sub:
                 if isinstance(event, kind):
                     return event
+
         return await asyncio.wait_for(first(), 15)
 
     async def scenario():

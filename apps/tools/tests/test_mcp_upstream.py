@@ -23,6 +23,7 @@ from apps.tools.services import mcp_server_create, mcp_server_delete, mcp_server
 from apps.tools.tests.conftest import run, wait_for, wait_until_served
 from devtools.testing import BASE_DIR, free_port
 
+
 def _whoami(key: str) -> dict[str, str]:
     """What the reference server's whoami answers for a call that carried `key`."""
     return {"api_key_sha256": hashlib.sha256(key.encode()).hexdigest()}
@@ -77,8 +78,14 @@ def upstream() -> Iterator[Upstream]:
 def reference(upstream, allow_local, make_agents, transactional_db) -> McpServer:
     """The reference server registered as `ref` for agent:sofia, its tools synced."""
     make_agents("agent:sofia", "agent:cto")
-    server = mcp_server_create(name="ref", url=upstream.url, prefix="ref", allowed_agents=["agent:sofia"],
-                               secret_headers={"X-Api-Key": "upstream-key-1"}, sync=False)
+    server = mcp_server_create(
+        name="ref",
+        url=upstream.url,
+        prefix="ref",
+        allowed_agents=["agent:sofia"],
+        secret_headers={"X-Api-Key": "upstream-key-1"},
+        sync=False,
+    )
     report = mcp_server_sync(server=server)
     assert report.ok, report.error
     return McpServer.objects.get(pk=server.pk)
@@ -105,9 +112,11 @@ def test_a_call_through_the_rest_door_reaches_the_upstream(reference, tools_serv
     wait_until_served(tools_api, token, set(REFERENCE_TOOLS))
 
     def call(tool_id, args, status=200):
-        response = tools_api.post("/internal/tools/call", headers=bearer(token),
-                                  json={"tool_id": tool_id, "agent_id": "agent:sofia", "microdao_id": "microdao:7",
-                                        "args": args})
+        response = tools_api.post(
+            "/internal/tools/call",
+            headers=bearer(token),
+            json={"tool_id": tool_id, "agent_id": "agent:sofia", "microdao_id": "microdao:7", "args": args},
+        )
         assert response.status_code == status, response.text
         return response.json()
 
@@ -127,28 +136,34 @@ def test_a_call_through_the_rest_door_reaches_the_upstream(reference, tools_serv
     assert "upstream-key-1" not in json.dumps(list(ToolCall.objects.values_list("args", "error")))
 
 
-def test_the_calling_agent_s_secret_reaches_the_upstream_as_a_header(reference, tools_server, tools_api, make_token,
-                                                                      bearer):
+def test_the_calling_agent_s_secret_reaches_the_upstream_as_a_header(reference, tools_server, tools_api, make_token, bearer):
     from apps.agents.models import Agent
     from apps.agents.services import agent_secret_set
 
     # The server's own X-Api-Key gives way to a per-agent one: each agent calls with its key.
-    server = mcp_server_update(server=reference, secret_headers={"X-Api-Key": None},
-                               agent_secret_headers={"X-Api-Key": "WEATHER_KEY"})
+    server = mcp_server_update(
+        server=reference, secret_headers={"X-Api-Key": None}, agent_secret_headers={"X-Api-Key": "WEATHER_KEY"}
+    )
     assert Tool.objects.get(tool_id="ref.whoami").agent_secret_headers == {"X-Api-Key": "WEATHER_KEY"}
     agent_secret_set(agent=Agent.objects.get(pk="agent:sofia"), name="WEATHER_KEY", value="sofia-key-77")
     token = make_token(scopes=["tools"], agents=["agent:sofia", "agent:cto"])
     wait_until_served(tools_api, token, set(REFERENCE_TOOLS))
 
     def whoami(agent_id):
-        return tools_api.post("/internal/tools/call", headers=bearer(token), json={
-            "tool_id": "ref.whoami", "agent_id": agent_id, "microdao_id": "microdao:7", "args": {}}).json()
+        return tools_api.post(
+            "/internal/tools/call",
+            headers=bearer(token),
+            json={"tool_id": "ref.whoami", "agent_id": agent_id, "microdao_id": "microdao:7", "args": {}},
+        ).json()
 
-    assert wait_for(lambda: whoami("agent:sofia").get("result") == _whoami("sofia-key-77"),
-                    message="the agent's key at the upstream")
+    assert wait_for(
+        lambda: whoami("agent:sofia").get("result") == _whoami("sofia-key-77"), message="the agent's key at the upstream"
+    )
     mcp_server_update(server=McpServer.objects.get(pk=server.pk), allowed_agents=["agent:sofia", "agent:cto"])
-    missing = wait_for(lambda: (r := whoami("agent:cto")).get("error_type") == "missing_secret" and r,
-                       message="the CTO's call refused for want of the secret")
+    missing = wait_for(
+        lambda: (r := whoami("agent:cto")).get("error_type") == "missing_secret" and r,
+        message="the CTO's call refused for want of the secret",
+    )
     assert "WEATHER_KEY" in missing["error"] and "sofia-key-77" not in json.dumps(missing)
 
 
@@ -250,8 +265,12 @@ def test_server_changes_reach_its_tools(reference, make_agents):
     tool_update(tool=own, allowed_agents=["agent:cto"])  # changed on its own: keeps its list
     mcp_server_update(server=reference, allowed_agents=["agent:sofia", "agent:pm"], timeout=12.0)
     lists = dict(Tool.objects.filter(mcp_server=reference).values_list("tool_id", "allowed_agents"))
-    assert lists == {"ref.add": ["agent:cto"], "ref.fail": ["agent:pm", "agent:sofia"],
-                     "ref.forecast": ["agent:pm", "agent:sofia"], "ref.whoami": ["agent:pm", "agent:sofia"]}
+    assert lists == {
+        "ref.add": ["agent:cto"],
+        "ref.fail": ["agent:pm", "agent:sofia"],
+        "ref.forecast": ["agent:pm", "agent:sofia"],
+        "ref.whoami": ["agent:pm", "agent:sofia"],
+    }
     assert set(Tool.objects.filter(mcp_server=reference).values_list("timeout", flat=True)) == {12.0}
 
     # A disabled server's tools are disabled with it in the registry the calls read.
@@ -284,7 +303,6 @@ def test_mcp_tools_are_made_only_by_a_sync(make_tool, db):
         make_tool("hand.made", executor="mcp", target="add")
 
 
-
 @pytest.fixture(scope="module")
 def sync_worker(server_env, tmp_path_factory) -> Iterator[subprocess.Popen]:
     """A real Celery worker on the queue tools_server sends its MCP syncs to, allowed to reach
@@ -292,10 +310,28 @@ def sync_worker(server_env, tmp_path_factory) -> Iterator[subprocess.Popen]:
     log = tmp_path_factory.mktemp("mcp-sync-worker") / "worker.log"
     env = {**server_env, "TOOLS_HTTP_ALLOWED_HOSTS": "127.0.0.1", "TOOLS_MCP_SYNC_QUEUE": "mcp-sync-tests"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "daarion", "worker", "--pool", "solo", "--loglevel", "INFO",
-         "-Q", "mcp-sync-tests", "--hostname", f"mcp-sync-{os.getpid()}@%h", "--without-gossip",
-         "--without-mingle"],
-        cwd=BASE_DIR, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "daarion",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "INFO",
+            "-Q",
+            "mcp-sync-tests",
+            "--hostname",
+            f"mcp-sync-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
     )
     yield process
     process.terminate()
@@ -307,12 +343,18 @@ def test_registering_a_server_over_the_registry_api_syncs_its_tools(
 ):
     make_agents("agent:sofia")
     registry = bearer(make_token(scopes=["registry"]))
-    created = tools_api.post("/api/registry/mcp-servers/", headers=registry, json={
-        "name": "ref", "url": upstream.url, "allowed_agents": ["agent:sofia"]})
+    created = tools_api.post(
+        "/api/registry/mcp-servers/",
+        headers=registry,
+        json={"name": "ref", "url": upstream.url, "allowed_agents": ["agent:sofia"]},
+    )
     assert created.status_code == 201, created.text
     # Queued on commit, run by the worker: the tools appear without anyone asking for a sync.
-    server = wait_for(lambda: McpServer.objects.filter(name="ref", last_synced_at__isnull=False).first(),
-                      timeout=60, message="the worker's sync")
+    server = wait_for(
+        lambda: McpServer.objects.filter(name="ref", last_synced_at__isnull=False).first(),
+        timeout=60,
+        message="the worker's sync",
+    )
     assert server.last_sync_error == "" and server.protocol_version == "2026-07-28"
     assert sorted(Tool.objects.filter(mcp_server=server).values_list("tool_id", flat=True)) == REFERENCE_TOOLS
     listed = tools_api.get("/api/registry/mcp-servers/ref/", headers=registry).json()
@@ -328,28 +370,40 @@ def scripted() -> Iterator[object]:
     server.stop()
 
 
-def test_agent_sofia_calls_an_upstream_tool_in_a_turn(reference, tools_server, tools_api, make_token, bearer,
-                                                      scripted):
+def test_agent_sofia_calls_an_upstream_tool_in_a_turn(reference, tools_server, tools_api, make_token, bearer, scripted):
     from apps.agents.models import Agent
     from apps.agents.services import agent_update
     from apps.llm import services as llm
 
-    provider = llm.provider_create(name="scripted", kind="openai_compatible", base_url=scripted.url,
-                                   api_key="sk-scripted-000000", timeout_seconds=10.0, max_retries=0)
-    llm.deployment_create(logical_model=llm.logical_model_create(name="script-mcp"), provider=provider,
-                          upstream_model="script-mcp")
+    provider = llm.provider_create(
+        name="scripted",
+        kind="openai_compatible",
+        base_url=scripted.url,
+        api_key="sk-scripted-000000",
+        timeout_seconds=10.0,
+        max_retries=0,
+    )
+    llm.deployment_create(
+        logical_model=llm.logical_model_create(name="script-mcp"), provider=provider, upstream_model="script-mcp"
+    )
     agent_update(agent=Agent.objects.get(pk="agent:sofia"), model="script-mcp")
     # The model calls the upstream tool by its OpenAI function name, then answers.
     scripted.script("script-mcp", [{"calls": [("ref__forecast", {"city": "Odesa"})]}, {"text": "Sunny in Odesa."}])
     agents = bearer(make_token(scopes=["agents"]))
-    wait_for(lambda: tools_api.get("/internal/agents/agent:sofia", headers=agents).json().get("model") == "script-mcp",
-             message="the server to serve Sofia on script-mcp")
+    wait_for(
+        lambda: tools_api.get("/internal/agents/agent:sofia", headers=agents).json().get("model") == "script-mcp",
+        message="the server to serve Sofia on script-mcp",
+    )
     wait_until_served(tools_api, make_token(scopes=["tools"], agents=["agent:sofia"]), set(REFERENCE_TOOLS))
     loaded = tools_api.post("/internal/agents/agent:sofia/load", headers=agents)
     assert loaded.status_code in (200, 409), loaded.text  # 409: loaded already (an agent with no state is)
 
-    response = tools_api.post("/internal/agents/agent:sofia/chat", headers=agents, timeout=60, json={
-        "message": "Weather in Odesa tomorrow?", "microdao_id": "microdao:7", "channel_id": "channel:general"})
+    response = tools_api.post(
+        "/internal/agents/agent:sofia/chat",
+        headers=agents,
+        timeout=60,
+        json={"message": "Weather in Odesa tomorrow?", "microdao_id": "microdao:7", "channel_id": "channel:general"},
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["reply"] == "Sunny in Odesa."
@@ -364,13 +418,24 @@ def test_agent_sofia_calls_an_upstream_tool_in_a_turn(reference, tools_server, t
     assert (row.agent_id, row.status, row.args) == ("agent:sofia", "ok", {"city": "Odesa"})
 
 
-def test_the_admin_adds_a_server_and_its_action_syncs_it(admin_client, upstream, allow_local, make_agents, settings,
-                                                        transactional_db):
+def test_the_admin_adds_a_server_and_its_action_syncs_it(
+    admin_client, upstream, allow_local, make_agents, settings, transactional_db
+):
     settings.TOOLS_MCP_SYNC_QUEUE = "mcp-sync-nobody"  # the queued sync is not what this test looks at
     make_agents("agent:sofia")
-    form = {"name": "ref", "url": upstream.url, "transport": "streamable_http", "prefix": "ref", "description": "",
-            "timeout": "30", "enabled": "on", "agent_secret_headers": "{}", "every_agent": "",
-            "agents": "agent:sofia", "set_secret_headers": "X-Api-Key: adm-key-4242"}
+    form = {
+        "name": "ref",
+        "url": upstream.url,
+        "transport": "streamable_http",
+        "prefix": "ref",
+        "description": "",
+        "timeout": "30",
+        "enabled": "on",
+        "agent_secret_headers": "{}",
+        "every_agent": "",
+        "agents": "agent:sofia",
+        "set_secret_headers": "X-Api-Key: adm-key-4242",
+    }
     bad = admin_client.post("/admin/tools/mcpserver/add/", {**form, "url": "ftp://nope"})
     assert bad.status_code == 200 and "must be an http(s):// URL" in bad.content.decode()
     added = admin_client.post("/admin/tools/mcpserver/add/", form)
@@ -380,7 +445,6 @@ def test_the_admin_adds_a_server_and_its_action_syncs_it(admin_client, upstream,
     page = admin_client.get(f"/admin/tools/mcpserver/{server.pk}/change/").content.decode()
     assert "adm-key-4242" not in page and "4242" in page  # masked
 
-    synced = admin_client.post("/admin/tools/mcpserver/", {"action": "sync_now", "_selected_action": [server.pk]},
-                               follow=True)
+    synced = admin_client.post("/admin/tools/mcpserver/", {"action": "sync_now", "_selected_action": [server.pk]}, follow=True)
     assert "MCP server ref: 4 created, 0 updated, 0 disabled, 0 unchanged" in synced.content.decode()
     assert sorted(Tool.objects.filter(mcp_server=server).values_list("tool_id", flat=True)) == REFERENCE_TOOLS

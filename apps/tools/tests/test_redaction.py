@@ -20,8 +20,12 @@ AGENT_SECRET = "agent-vendor-token-9a8b7c"
 @pytest.mark.parametrize("route", ["/leak", "/leak-ok"])
 def test_secret_headers_echoed_by_the_target_are_redacted(make_tool, http_target, allow_local, caplog, route):
     caplog.set_level(logging.DEBUG)
-    make_tool("vendor.leaky", target=f"{http_target}{route}", secret_headers={"X-Key": f"Bearer {TOOL_SECRET}"},
-              agent_secret_headers={"X-Vendor-Token": "VENDOR_TOKEN"})
+    make_tool(
+        "vendor.leaky",
+        target=f"{http_target}{route}",
+        secret_headers={"X-Key": f"Bearer {TOOL_SECRET}"},
+        agent_secret_headers={"X-Vendor-Token": "VENDOR_TOKEN"},
+    )
     outcome = call("vendor.leaky", agent_secrets={"VENDOR_TOKEN": AGENT_SECRET})
     seen = json.dumps([outcome.error, outcome.details, outcome.result], default=str)
     assert "[redacted]" in seen  # the target did echo them

@@ -91,18 +91,21 @@ def test_allowed_agents_null_list_and_empty(make_tool):
 
 
 def _create(tool_id: str, **fields):
-    return tool_create(tool_id=tool_id, name=tool_id, input_schema=OBJECT_SCHEMA, executor="http",
-                       target="http://127.0.0.1:9/echo", **fields)
+    return tool_create(
+        tool_id=tool_id, name=tool_id, input_schema=OBJECT_SCHEMA, executor="http", target="http://127.0.0.1:9/echo", **fields
+    )
 
 
 def test_allowed_agents_must_name_real_agents(make_agents):
     make_agents("agent:sofia", "agent:pm")
     with pytest.raises(ValidationFailed) as exc:
         _create("t.typo", allowed_agents=["agent:sofia", "agent:pmm", "agent:ctoo", "agent:pmm"])
-    assert exc.value.by_path() == {"allowed_agents": [
-        "no agent 'agent:ctoo' in the registry (create the agent first, or list it under agents: in the same registry document)",
-        "no agent 'agent:pmm' in the registry (create the agent first, or list it under agents: in the same registry document)",
-    ]}
+    assert exc.value.by_path() == {
+        "allowed_agents": [
+            "no agent 'agent:ctoo' in the registry (create the agent first, or list it under agents: in the same registry document)",
+            "no agent 'agent:pmm' in the registry (create the agent first, or list it under agents: in the same registry document)",
+        ]
+    }
     assert not Tool.objects.exists()
 
     tool = _create("t.ok", allowed_agents=["agent:sofia"])
@@ -163,7 +166,8 @@ def test_secret_headers_are_encrypted_merged_and_never_public(make_tool):
     assert stored.startswith("enc:v1:") and "sk-very-secret" not in stored
     tool_update(tool=tool, secret_headers={"Authorization": "Bearer abc"})
     assert json.loads(Tool.objects.get(pk=tool.pk).secret_headers) == {
-        "Authorization": "Bearer abc", "X-Api-Key": "sk-very-secret-1"
+        "Authorization": "Bearer abc",
+        "X-Api-Key": "sk-very-secret-1",
     }
     tool_update(tool=tool, secret_headers={"X-Api-Key": None})
     definition = registry_snapshot.get(recheck=True).tools["t.secret"]

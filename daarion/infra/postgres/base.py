@@ -36,7 +36,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
             if until is not None:
                 if now < until:
                     raise self.Database.OperationalError(
-                        "the database could not be reached a moment ago; not waiting for it again yet")
+                        "the database could not be reached a moment ago; not waiting for it again yet"
+                    )
                 # This caller probes; the others fail fast until it knows.
                 _fail_until[self.alias] = now + window + float(self.pool.timeout)
         try:

@@ -28,6 +28,8 @@ class Command(BaseCommand):
         try:
             issued = service_token_create(name=name, scopes=scopes, agents=agents, expires_at=expires_at)
         except ValidationFailed as exc:
-            raise CommandError("; ".join(f"{k}: {', '.join(v)}" if k else ", ".join(v) for k, v in exc.by_path().items())) from exc
+            raise CommandError(
+                "; ".join(f"{k}: {', '.join(v)}" if k else ", ".join(v) for k, v in exc.by_path().items())
+            ) from exc
         self.stderr.write(f"created token {name!r} with scopes {issued.token.scopes}; it is shown only now:")
         self.stdout.write(issued.raw)

@@ -38,8 +38,20 @@ POLL_SECONDS = 0.25
 
 # Libraries that narrate at INFO (the local embedding model's loading, HTTP clients): their
 # lines would land in the middle of the chat.
-NOISY_LOGGERS = ("sentence_transformers", "transformers", "huggingface_hub", "torch", "httpx", "httpcore",
-                 "urllib3", "filelock", "celery", "kombu", "apps", "daarion")
+NOISY_LOGGERS = (
+    "sentence_transformers",
+    "transformers",
+    "huggingface_hub",
+    "torch",
+    "httpx",
+    "httpcore",
+    "urllib3",
+    "filelock",
+    "celery",
+    "kombu",
+    "apps",
+    "daarion",
+)
 
 
 def quiet_library_logs() -> None:
@@ -112,17 +124,29 @@ class Command(BaseCommand):
 
     def _turn(self, text: str) -> bool:
         turn = TurnInput(
-            agent_id=self.agent_id, message=text, microdao_id=self.opts["microdao_id"],
-            channel_id=self.opts["channel_id"], session_id=self.session_id, user_id=self.opts["user_id"],
+            agent_id=self.agent_id,
+            message=text,
+            microdao_id=self.opts["microdao_id"],
+            channel_id=self.opts["channel_id"],
+            session_id=self.session_id,
+            user_id=self.opts["user_id"],
             request_id=f"cli-{uuid.uuid4().hex[:12]}",
         )
         try:
             prepared = asyncio.run(turn_prepare(turn, check_session=False))  # run_start checks it
             run, _ = run_start(
-                agent_id=self.agent_id, session_id=prepared.session_id, strategy="enqueue",
-                request={"message": text, "microdao_id": prepared.microdao_id, "channel_id": turn.channel_id,
-                         "user_id": turn.user_id, "context": []},
-                request_id=turn.request_id or "", token_name="manage.py agent_chat",
+                agent_id=self.agent_id,
+                session_id=prepared.session_id,
+                strategy="enqueue",
+                request={
+                    "message": text,
+                    "microdao_id": prepared.microdao_id,
+                    "channel_id": turn.channel_id,
+                    "user_id": turn.user_id,
+                    "context": [],
+                },
+                request_id=turn.request_id or "",
+                token_name="manage.py agent_chat",
             )
         except DaarionError as exc:
             self.stderr.write(f"error ({exc.type}): {exc.message}")

@@ -65,8 +65,12 @@ class Command(BaseCommand):
                     raise _DryRun
         except _DryRun:
             pass
-        action = "would create" if dry_run and result.created else "would update" if dry_run else (
-            "created" if result.created else "updated" if result.changed else "unchanged"
+        action = (
+            "would create"
+            if dry_run and result.created
+            else "would update"
+            if dry_run
+            else ("created" if result.created else "updated" if result.changed else "unchanged")
         )
         secrets = f", secrets: {', '.join(result.secrets)}" if result.secrets else ""
         return f"{action} {result.agent_id}{secrets}"

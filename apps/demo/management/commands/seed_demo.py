@@ -31,7 +31,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--quiet", action="store_true", help="do not print the credentials")
         parser.add_argument(
-            "--public-url", dest="public_url",
+            "--public-url",
+            dest="public_url",
             help="where the server listens (http://host:port): points the demo HTTP tool there. Without it an "
             "existing demo tool keeps its target (`make run` passes the server's own address).",
         )

@@ -18,7 +18,8 @@ class Command(BaseCommand):
         parser.add_argument("file", help="path to a config.yaml ('-' reads standard input)")
         parser.add_argument("--dry-run", action="store_true", help="check and print the plan, write nothing")
         parser.add_argument(
-            "--prune", action="store_true",
+            "--prune",
+            action="store_true",
             help="also delete objects that a section of the file does not name (as POST /api/registry/apply does)",
         )
 
