@@ -58,9 +58,14 @@ def _entry_out(entry) -> dict[str, Any]:
     }
 
 
+def _acting(request: HttpRequest, named: str | None, source: str = "body.agent_id") -> str:
+    """The agent the call acts for: the one rule of every door (Principal.acting_agent)."""
+    return principal_of(request).acting_agent(named, source=source, required=True)
+
+
 @router.post("/store", response={200: schemas.StoreOut, 201: schemas.StoreOut})
 async def store(request: HttpRequest, payload: schemas.StoreIn):
-    principal_of(request).ensure_can_act_for(payload.agent_id)
+    payload.agent_id = _acting(request, payload.agent_id)
     data = payload.dict()
     data["kind"] = str(payload.kind.value)
     data["idempotency_key"] = payload.idempotency_key or request.headers.get("Idempotency-Key") or None
@@ -70,9 +75,8 @@ async def store(request: HttpRequest, payload: schemas.StoreIn):
 
 @router.post("/store/bulk", response={200: schemas.BulkStoreOut, 201: schemas.BulkStoreOut})
 async def store_bulk(request: HttpRequest, payload: schemas.BulkStoreIn):
-    principal = principal_of(request)
-    for item in payload.items:
-        principal.ensure_can_act_for(item.agent_id)
+    for index, item in enumerate(payload.items):
+        item.agent_id = _acting(request, item.agent_id, f"body.items[{index}].agent_id")
     items = [{**item.dict(), "kind": str(item.kind.value)} for item in payload.items]
     results = await services.amemory_store_bulk(items=items)
     created = sum(1 for _, was_created in results if was_created)
@@ -81,7 +85,7 @@ async def store_bulk(request: HttpRequest, payload: schemas.BulkStoreIn):
 
 @router.post("/query", response=schemas.QueryOut)
 async def query(request: HttpRequest, payload: schemas.QueryIn):
-    principal_of(request).ensure_can_act_for(payload.agent_id)
+    payload.agent_id = _acting(request, payload.agent_id)
     hits = await search.amemory_query(
         agent_id=payload.agent_id,
         microdao_id=payload.microdao_id,
@@ -101,7 +105,7 @@ async def query(request: HttpRequest, payload: schemas.QueryIn):
 @router.post("/forget", response=schemas.ForgetOut)
 async def forget(request: HttpRequest, payload: schemas.ForgetIn):
     """Deletes every memory of an agent, or of one channel / microDAO / kinds of it."""
-    principal_of(request).ensure_can_act_for(payload.agent_id)
+    payload.agent_id = _acting(request, payload.agent_id)
     deleted = await _run(services.memory_forget)(
         agent_id=payload.agent_id,
         channel_id=payload.channel_id,
@@ -115,7 +119,7 @@ async def forget(request: HttpRequest, payload: schemas.ForgetIn):
 async def summarize(request: HttpRequest, payload: schemas.SummarizeIn):
     from apps.memory.summaries import summary_enqueue
 
-    principal_of(request).ensure_can_act_for(payload.agent_id)
+    payload.agent_id = _acting(request, payload.agent_id)
     job = await _run(summary_enqueue)(
         agent_id=payload.agent_id,
         microdao_id=payload.microdao_id,
@@ -220,13 +224,9 @@ async def transcript_put(request: HttpRequest, session_id: str):
     """
     services.session_id_clean(session_id)
     if_match = _if_match(request)
-    agent_id, entries = _parse_transcript_body(request)
-    if not agent_id:
-        raise ValidationFailed(
-            "agent_id is required",
-            details=[{"path": "agent_id", "message": "required (query parameter for JSONL, body field for JSON)"}],
-        )
-    principal_of(request).ensure_can_act_for(agent_id)
+    named, entries = _parse_transcript_body(request)
+    # JSONL names its agent in the query string, JSON in the body.
+    agent_id = _acting(request, named or None, "agent_id")
     transcript, created, stripped = await _run(services.transcript_put)(
         session_id=session_id, agent_id=agent_id, entries=entries, if_match=if_match
     )
@@ -306,9 +306,7 @@ def _list_params(request: HttpRequest) -> dict[str, Any]:
         elif key not in _LIST_KEYS:
             known = ", ".join(sorted(_LIST_KEYS | {"meta.<key>"}))
             raise _invalid(f"query.{key}", f"is not a filter of this list; use {known}")
-    agent_id = _one(request, "agent_id")
-    if not agent_id:
-        raise _invalid("query.agent_id", "is required")
+    agent_id = _acting(request, _one(request, "agent_id") or None, "query.agent_id")
     kinds: list[str] = []
     for value in request.GET.getlist("kind"):
         for kind in filter(None, (part.strip() for part in value.split(","))):
@@ -335,11 +333,11 @@ def _list_params(request: HttpRequest) -> dict[str, Any]:
 
 @router.get("/", response=schemas.ListOut)
 async def entry_list(request: HttpRequest):
-    """An agent's memories, newest first: `?agent_id=` (required), `kind` (repeat or comma
+    """An agent's memories, newest first: `?agent_id=` (a token bound to one agent may leave
+    it out), `kind` (repeat or comma
     list), `channel_id`, `microdao_id`, `since`, `until`, `meta.<key>=<value>`, `limit`
     (1-200, default 50) and `cursor` (the previous page's `next_cursor`)."""
     params = _list_params(request)
-    principal_of(request).ensure_can_act_for(params["agent_id"])
     try:
         entries, next_cursor = await _run(selectors.memory_list)(**params)
     except ValidationFailed as exc:

@@ -15,7 +15,12 @@ Kind = MemoryKind  # the kinds a caller may name
 
 
 class StoreIn(Schema):
-    agent_id: StorableText = Field(..., min_length=1, max_length=128)
+    agent_id: StorableText | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="the agent this call acts for; a token bound to one agent may leave it out",
+    )
     microdao_id: StorableText = Field(..., min_length=1, max_length=128)
     channel_id: StorableText | None = Field(None, max_length=256)
     kind: MemoryKind
@@ -45,7 +50,12 @@ class BulkStoreOut(Schema):
 
 
 class QueryIn(Schema):
-    agent_id: StorableText = Field(..., min_length=1, max_length=128)
+    agent_id: StorableText | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="the agent this call acts for; a token bound to one agent may leave it out",
+    )
     microdao_id: StorableText | None = Field(None, max_length=128)
     channel_id: StorableText | None = Field(None, max_length=256)
     query: str = Field(..., min_length=1, max_length=2000)
@@ -127,7 +137,12 @@ class HistoryOut(Schema):
 
 
 class ForgetIn(Schema):
-    agent_id: StorableText = Field(..., min_length=1, max_length=128)
+    agent_id: StorableText | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="the agent this call acts for; a token bound to one agent may leave it out",
+    )
     microdao_id: StorableText | None = Field(None, max_length=128)
     channel_id: StorableText | None = Field(None, max_length=256)
     kinds: list[MemoryKind] | None = None
@@ -144,7 +159,12 @@ class DeletedOut(Schema):
 
 
 class SummarizeIn(Schema):
-    agent_id: StorableText = Field(..., min_length=1, max_length=128)
+    agent_id: StorableText | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="the agent this call acts for; a token bound to one agent may leave it out",
+    )
     microdao_id: StorableText = Field(..., min_length=1, max_length=128)
     channel_id: StorableText | None = Field(None, max_length=256)
     since: UtcDatetime | None = None
@@ -167,7 +187,12 @@ class JobOut(Schema):
 
 
 class TranscriptIn(Schema):
-    agent_id: StorableText = Field(..., min_length=1, max_length=128)
+    agent_id: StorableText | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="the agent this call acts for; a token bound to one agent may leave it out",
+    )
     entries: list[StorableObject]
 
 

@@ -11,7 +11,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -218,33 +218,47 @@ def tool_validate(tool: Tool) -> None:
         raise ValidationFailed.on_fields(errors)
 
 
-def _secrets_of(tool: Tool) -> dict[str, str]:
-    return json.loads(tool.secret_headers) if tool.secret_headers else {}
+def _secrets_of(obj: Tool | McpServer) -> dict[str, str]:
+    return json.loads(obj.secret_headers) if obj.secret_headers else {}
 
 
 def _apply(tool: Tool, data: dict[str, Any], secret_headers: Mapping[str, str | None] | None) -> bool:
     """Sets fields on `tool`; returns whether anything changed."""
-    changed = False
+    return bool(_apply_fields(tool, data, secret_headers, fields=TOOL_FIELDS, unknown="unknown tool field"))
+
+
+def _apply_fields(
+    obj: Tool | McpServer,
+    data: dict[str, Any],
+    secret_headers: Mapping[str, str | None] | None,
+    *,
+    fields: Iterable[str],
+    unknown: str,
+) -> dict[str, Any]:
+    """Sets `data` (only `fields`) and merges `secret_headers` (a value sets its header, an
+    empty one removes it) on a tool or an MCP server; returns {field: old value} of what changed
+    (secret values are never returned: `secret_headers` maps to None)."""
+    changed: dict[str, Any] = {}
     for name, value in data.items():
-        if name not in TOOL_FIELDS:
-            raise ValidationFailed.on_fields({name: "unknown tool field"})
+        if name not in fields:
+            raise ValidationFailed.on_fields({name: unknown})
         if name == "allowed_agents":
             value = clean_allowed_agents(value)
         if name == "agent_secret_headers" and value is None:
             value = {}
-        if getattr(tool, name) != value:
-            setattr(tool, name, value)
-            changed = True
+        if getattr(obj, name) != value:
+            changed[name] = getattr(obj, name)
+            setattr(obj, name, value)
     if secret_headers is not None:
-        current = _secrets_of(tool)
+        current = _secrets_of(obj)
         merged = {**current, **{k: v for k, v in secret_headers.items() if v}}
         for name, value in secret_headers.items():
             if not value:
                 merged.pop(name, None)
         merged = clean_secret_headers(merged)
         if merged != current:
-            tool.secret_headers = json.dumps(merged, sort_keys=True) if merged else ""
-            changed = True
+            obj.secret_headers = json.dumps(merged, sort_keys=True) if merged else ""
+            changed["secret_headers"] = None
     return changed
 
 
@@ -688,40 +702,15 @@ def mcp_server_validate(server: McpServer) -> None:
     if problem:
         errors.setdefault("url", []).append(problem)
     _shared_problems(
-        server, _server_secrets(server), errors, clash="secret headers", unknown_agent="no agent {agent_id!r} in the registry"
+        server, _secrets_of(server), errors, clash="secret headers", unknown_agent="no agent {agent_id!r} in the registry"
     )
     if errors:
         raise ValidationFailed.on_fields(errors)
 
 
-def _server_secrets(server: McpServer) -> dict[str, str]:
-    return json.loads(server.secret_headers) if server.secret_headers else {}
-
-
 def _apply_server(server: McpServer, data: dict[str, Any], secret_headers: Mapping[str, str | None] | None) -> dict[str, Any]:
     """Sets fields on `server`; returns {field: old value} of what changed."""
-    changed: dict[str, Any] = {}
-    for name, value in data.items():
-        if name not in MCP_SERVER_FIELDS:
-            raise ValidationFailed.on_fields({name: "unknown MCP server field"})
-        if name == "allowed_agents":
-            value = clean_allowed_agents(value)
-        if name == "agent_secret_headers" and value is None:
-            value = {}
-        if getattr(server, name) != value:
-            changed[name] = getattr(server, name)
-            setattr(server, name, value)
-    if secret_headers is not None:
-        current = _server_secrets(server)
-        merged = {**current, **{k: v for k, v in secret_headers.items() if v}}
-        for name, value in secret_headers.items():
-            if not value:
-                merged.pop(name, None)
-        merged = clean_secret_headers(merged)
-        if merged != current:
-            server.secret_headers = json.dumps(merged, sort_keys=True) if merged else ""
-            changed["secret_headers"] = None
-    return changed
+    return _apply_fields(server, data, secret_headers, fields=MCP_SERVER_FIELDS, unknown="unknown MCP server field")
 
 
 def _enqueue_sync(server: McpServer) -> None:
@@ -857,13 +846,13 @@ def mcp_server_sync(*, server: McpServer) -> McpSyncReport:
 
     report = McpSyncReport(server=server.name)
     try:
-        listing = async_to_sync(upstream_list_tools)(url=server.url, headers=_server_secrets(server), timeout=server.timeout)
+        listing = async_to_sync(upstream_list_tools)(url=server.url, headers=_secrets_of(server), timeout=server.timeout)
     except Exception as exc:  # noqa: BLE001 - a failed sync is reported and recorded, never a crash
         while isinstance(exc, ExceptionGroup) and exc.exceptions:
             exc = exc.exceptions[0]
         # The upstream's text may repeat the headers it was sent (daarion/infra/redaction.py).
         report.error = redaction.redact(
-            f"{type(exc).__name__}: {exc or 'no detail'}", redaction.secret_values(_server_secrets(server).values())
+            f"{type(exc).__name__}: {exc or 'no detail'}", redaction.secret_values(_secrets_of(server).values())
         )[:1000]
         logger.warning("sync of MCP server %s failed: %s", server.name, report.error)
         McpServer.objects.filter(pk=server.pk).update(last_sync_error=report.error, last_synced_at=timezone.now())
@@ -933,7 +922,7 @@ def mcp_servers_export() -> list[dict[str, Any]]:
             "enabled": server.enabled,
             "agent_secret_headers": dict(server.agent_secret_headers),
         }
-        secrets = _server_secrets(server)
+        secrets = _secrets_of(server)
         if secrets:
             base = "MCP_SERVER_" + re.sub(r"[^A-Z0-9]", "_", server.name.upper())
             item["headers"] = {h: {"env": f"{base}_{re.sub(r'[^A-Z0-9]', '_', h.upper())}"} for h in sorted(secrets)}
@@ -942,4 +931,4 @@ def mcp_servers_export() -> list[dict[str, Any]]:
 
 
 def mcp_server_secret_header_names(server: McpServer) -> list[str]:
-    return sorted(_server_secrets(server))
+    return sorted(_secrets_of(server))

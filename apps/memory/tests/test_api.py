@@ -73,7 +73,6 @@ def test_repeated_idempotency_key_answers_200_with_the_same_id(api, headers):
 @pytest.mark.parametrize(
     ("body", "path"),
     [
-        ({"agent_id": None}, "body.agent_id"),
         ({"agent_id": ""}, "body.agent_id"),
         ({"microdao_id": None}, "body.microdao_id"),
         ({"kind": "gossip"}, "body.kind"),
@@ -89,6 +88,30 @@ def test_store_bad_input_is_422_with_the_path(api, headers, body, path):
     error = _error(_store(api, headers, **body), 422, "validation_error")
     assert path in [d["path"] for d in error["details"]]
     assert MemoryEntry.objects.count() == 0
+
+
+def test_the_acting_agent_follows_the_one_rule_of_every_door(api, headers, sofia_headers, make_token, bearer):
+    # Bound to one agent: the agent may be left out, and is that agent.
+    body = {"microdao_id": DAO, "kind": "kb", "content": {"text": "the zebra budget passed"}}
+    stored = api.post("/internal/agent-memory/store", json=body, headers=sofia_headers)
+    assert stored.status_code == 201, stored.text
+    assert MemoryEntry.objects.get(pk=stored.json()["id"]).agent_id == AGENT
+    hits = api.post("/internal/agent-memory/query", json={"query": "zebra budget"}, headers=sofia_headers).json()["items"]
+    assert [h["id"] for h in hits] == [stored.json()["id"]]
+    listed = api.get("/internal/agent-memory/", headers=sofia_headers).json()["items"]
+    assert [e["id"] for e in listed] == [stored.json()["id"]]
+    # Unbound, or bound to several: the call must say which agent (422 agent_required, at its path).
+    several = bearer(make_token(scopes=["memory"], agents=[AGENT, "agent:pm"]))
+    for who in (headers, several):
+        error = _error(api.post("/internal/agent-memory/store", json=body, headers=who), 422, "agent_required")
+        assert error["details"][0]["path"] == "body.agent_id"
+        error = _error(api.get("/internal/agent-memory/", headers=who), 422, "agent_required")
+        assert error["details"][0]["path"] == "query.agent_id"
+    bulk = api.post("/internal/agent-memory/store/bulk", json={"items": [{**body, "agent_id": AGENT}, body]}, headers=headers)
+    assert _error(bulk, 422, "agent_required")["details"][0]["path"] == "body.items[1].agent_id"
+    # Naming an agent the token may not act for stays a 403, as everywhere.
+    _error(api.post("/internal/agent-memory/query", json={"agent_id": "agent:pm", "query": "x"}, headers=sofia_headers), 403)
+    assert MemoryEntry.objects.count() == 1
 
 
 def test_store_malformed_json_and_oversized_content(api, headers):

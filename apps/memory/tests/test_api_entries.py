@@ -110,10 +110,12 @@ def test_list_bad_input_is_422_in_the_envelope(api, headers, sofia_headers, stor
         ({"agent_id": AGENT, "limit": "lots"}, "query.limit"),
         ({"agent_id": AGENT, "since": "yesterday"}, "query.since"),
         ({"agent_id": AGENT, "since": "2026-03-05T00:00:00Z", "until": "2026-03-01T00:00:00Z"}, "query.since"),
-        ({"limit": "5"}, "query.agent_id"),
     ):
         error = _error(api.get(URL, params=params, headers=headers), 422, "validation_error")
         assert path in [d["path"] for d in error["details"]], (params, error)
+    # No agent, and an unbound token: which agent is the one rule's question (agent_required).
+    error = _error(api.get(URL, params={"limit": "5"}, headers=headers), 422, "agent_required")
+    assert [d["path"] for d in error["details"]] == ["query.agent_id"]
     _error(api.get(URL, params={"agent_id": "agent:pm"}, headers=sofia_headers), 403, "agent_not_allowed")
     _error(api.get(URL, params={"agent_id": AGENT}), 401)
 
