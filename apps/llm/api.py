@@ -489,6 +489,10 @@ async def create_response(request: HttpRequest, payload: ResponsesIn, response: 
     return _event_stream(llm_responses.events(routed, payload, response_id, created, conversation), routed)
 
 
+# The Responses API rides the fast lane too: its full-stack cost kept it from holding 500/s.
+fastlane.register("/v1/responses", method="POST", api="v1", view=create_response, schema=ResponsesIn, auth=openai_router.auth)
+
+
 @openai_router.get("/responses/{response_id}")
 async def retrieve_response(request: HttpRequest, response_id: str) -> dict[str, Any]:
     """A stored response (store not false), while it is kept."""

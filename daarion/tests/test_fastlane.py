@@ -94,7 +94,35 @@ def _cases(tokens: dict[str, str]) -> list[tuple[str, str, dict[str, str], bytes
         ("other agent by header", "/v1/chat/completions", {**auth("sofia"), "X-Agent-Id": "agent:pm"}, body()),
         ("n above 1", "/v1/chat/completions", auth("llm"), body(n=2)),
     ]
+    responses = "/v1/responses"
+
+    def ask(**fields) -> bytes:
+        return json.dumps({"model": "dagi-stub", "input": "hello lane", **fields}).encode()
+
+    cases += [
+        ("answer", responses, auth("llm"), ask(instructions="Be terse.")),
+        ("not stored", responses, auth("llm"), ask(store=False)),
+        ("message input", responses, auth("llm"), ask(input=[{"role": "user", "content": "hi"}])),
+        ("no token", responses, {"Content-Type": "application/json"}, ask()),
+        ("wrong scope", responses, auth("memory"), ask()),
+        ("bad json", responses, auth("llm"), b"{not json"),
+        ("empty body", responses, auth("llm"), b""),
+        ("no input", responses, auth("llm"), json.dumps({"model": "dagi-stub"}).encode()),
+        ("unknown model", responses, auth("llm"), ask(model="nope")),
+        ("unknown previous response", responses, auth("llm"), ask(previous_response_id="resp_nope")),
+        ("unsupported background", responses, auth("llm"), ask(background=True)),
+        ("too large", responses, {**auth("llm"), "Content-Length": str(100 * 1024 * 1024)}, None),
+    ]
     return cases
+
+
+def _without_ids(data: object) -> object:
+    """A Responses answer with its generated ids and clock readings left out (they differ by nature)."""
+    if isinstance(data, dict):
+        return {k: _without_ids(v) for k, v in data.items() if k not in ("id", "created_at", "completed_at")}
+    if isinstance(data, list):
+        return [_without_ids(item) for item in data]
+    return data
 
 
 def _answer(base_url: str, name: str, path: str, headers: dict[str, str], content: bytes | None) -> dict:
@@ -110,6 +138,8 @@ def _answer(base_url: str, name: str, path: str, headers: dict[str, str], conten
         data = response.text
     if isinstance(data, dict):
         data.pop("created", None)  # a clock reading
+    if path.startswith("/v1/responses"):
+        data = _without_ids(data)
     return {"status": response.status_code, "body": data, "headers": {h: response.headers.get(h) for h in COMPARED_HEADERS}}
 
 
@@ -192,7 +222,7 @@ def test_the_lane_knows_which_releases_it_mirrors():
     # The pinned requirements are the releases mirrored: no warning, the lane is on.
     assert fastlane.version_mismatches() == []
     assert not [m for m in run_checks() if m.id == "daarion.W002"]
-    assert set(fastlane.routes()) == {"/internal/llm/proxy", "/v1/chat/completions"}
+    assert set(fastlane.routes()) == {"/internal/llm/proxy", "/v1/chat/completions", "/v1/responses"}
     # Another release (as after an upgrade) is named, and a missing package too.
     other = {**MIRRORED, "django": "4.2", "no-such-distribution": "1.0"}
     assert fastlane.version_mismatches(other) == [
