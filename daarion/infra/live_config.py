@@ -9,6 +9,7 @@ request costs no I/O at all.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -86,6 +87,8 @@ class LiveSnapshot(Generic[T]):
         self._backoff = 0.0
         self._invalidated = False
         self._lock = threading.Lock()
+        # The background check aget() started, while it runs (at most one per snapshot).
+        self._refresh: asyncio.Task | None = None
         _SNAPSHOTS.setdefault(name, []).append(self)
 
     def invalidate(self) -> None:
@@ -173,11 +176,26 @@ class LiveSnapshot(Generic[T]):
         return self._value  # type: ignore[return-value]
 
     async def aget(self, *, recheck: bool = False) -> T:
-        """Async access: the common case returns at once; a check or reload runs in a thread."""
+        """Async access that never makes a request wait for a routine check: a copy that is
+        only due for its check (or its max_age) is served as it is while one background task
+        checks Redis and reloads if the version moved. Only the first load, a `recheck`, and
+        the callers after a write of this very process (invalidate) wait, in a thread."""
         now = time.monotonic()
         if self._value is not None and (now < self._retry_at or (not recheck and self._is_fresh(now))):
             return self._value
+        if self._value is not None and not recheck and not self._invalidated:
+            if self._refresh is None:
+                self._refresh = asyncio.get_running_loop().create_task(self._refresh_in_background())
+            return self._value
         return await sync_to_async(self._get_in_pool_thread, thread_sensitive=False)(recheck)
+
+    async def _refresh_in_background(self) -> None:
+        try:
+            await sync_to_async(self._get_in_pool_thread, thread_sensitive=False)(False)
+        except Exception:  # noqa: BLE001 - get() keeps the copy and logs; this is a last guard
+            logger.warning("config check failed", extra={"config": self.name}, exc_info=True)
+        finally:
+            self._refresh = None
 
     def _get_in_pool_thread(self, recheck: bool) -> T:
         """get() from an executor thread, which outlives the call: a reload's database

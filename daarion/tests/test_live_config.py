@@ -95,3 +95,47 @@ def test_nobody_waits_on_the_reloader(flaky):
         release.set()
         reloader.join(30)
     assert snapshot.get() == 99
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_async_caller_never_waits_for_a_routine_check(settings):
+    # A copy due for its check is served at once while one background task checks and
+    # reloads: the request path never hops to a thread for it (it did, every second, on
+    # every request until the check was back).
+    import asyncio
+
+    from daarion.infra.live_config import _version_key
+    from daarion.infra.redis_client import get_redis
+
+    loads = []
+    release = threading.Event()
+
+    def loader() -> int:
+        loads.append(threading.current_thread().name)
+        if len(loads) > 1:
+            release.wait(5)  # a slow reload: the callers below must not wait for it
+        return len(loads)
+
+    snapshot = LiveSnapshot("test-live-config-background", loader)
+    settings.LIVE_CONFIG_CHECK_INTERVAL = 0.0
+
+    async def scenario() -> list[int]:
+        assert await snapshot.aget() == 1  # the first load is waited for
+        get_redis().set(_version_key("test-live-config-background"), "changed elsewhere")  # another process's write
+        seen = [await snapshot.aget() for _ in range(50)]  # all served from the copy meanwhile
+        assert snapshot._refresh is not None  # one background check, not fifty
+        release.set()
+        for _ in range(200):
+            if snapshot._refresh is None:
+                break
+            await asyncio.sleep(0.01)
+        seen.append(await snapshot.aget())
+        return seen
+
+    seen = async_to_sync(scenario)()
+    assert seen[:50] == [1] * 50
+    assert len(loads) == 2 and seen[-1] == 2  # the background check found the bump and reloaded
+    # A write of this very process is seen by its next read, as before (invalidate waits).
+    snapshot.invalidate()
+    release.set()
+    assert async_to_sync(snapshot.aget)() == 3
