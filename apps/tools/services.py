@@ -382,17 +382,7 @@ class ToolCallOutcome:
 # window ahead of itself. KEYS: this minute's counter, the previous minute's. ARGV: the limit,
 # ms left of this minute, window ms, a new counter's expiry ms. Returns 0 (counted) or the ms
 # to wait.
-_TOOL_LIMIT = LuaScript(
-    SLIDING_LUA
-    + """
-local limit, reset_ms, w = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local weight = reset_ms / w
-local cur, prev, used = sliding_count(KEYS[1], KEYS[2], weight)
-if math.floor(used) + 1 > limit then return math.max(1, sliding_wait_ms(cur, prev, used - limit, weight, reset_ms, w)) end
-if redis.call('INCR', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4])) end
-return 0
-"""
-)
+_TOOL_LIMIT = LuaScript.load(__file__, "tool_limit.lua", prefix=SLIDING_LUA)
 TOOL_LIMIT_WINDOW_MS = 60_000
 
 

@@ -48,6 +48,14 @@ def bump_version(name: str) -> None:
     transaction.on_commit(_bump)
 
 
+def invalidate_local(name: str) -> None:
+    """This process's snapshots of `name` reload on their next read, which waits for it: for a
+    watcher that saw the version move and is about to tell someone (an MCP client told the
+    tools changed must then list the new ones, not the copy a background check is replacing)."""
+    for snapshot in _SNAPSHOTS.get(name, []):
+        snapshot.invalidate()
+
+
 async def aread_versions(names: Sequence[str]) -> list[bytes | None]:
     """The current Redis versions of `names` (None: never bumped), for a watcher that wants to
     know when a configuration changed without holding a snapshot of it."""

@@ -35,7 +35,7 @@ from mcp.server.subscriptions import (
 
 from apps.tools.registry import TOOLS_CONFIG
 from daarion.infra import mcp_extensions
-from daarion.infra.live_config import aread_versions
+from daarion.infra.live_config import aread_versions, invalidate_local
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,10 @@ class RegistryEvents:
         seen, self._seen = self._seen, versions
         if seen is None:
             return
-        events = {sources[name] for name in names if versions[name] != seen.get(name, versions[name])}
+        moved = [name for name in names if versions[name] != seen.get(name, versions[name])]
+        for name in moved:
+            invalidate_local(name)  # a client told of the change must list what changed
+        events = {sources[name] for name in moved}
         for event in sorted(events, key=lambda e: type(e).__name__):
             await self.publish(event)
 
