@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from apps.memory import language, selectors
-from apps.memory.embeddings import EmbeddingError, ModelSpec, get_embedder
+from apps.memory.embeddings import Embedder, EmbeddingError, get_embedder
 from apps.memory.embeddings.hashing import _STOP
 from apps.memory.models import FTS_LEMMAS, fts_config
 from apps.memory.vector_index import TABLE, supports_iterative_scan
@@ -482,11 +482,16 @@ def _hybrid(
     spec = selectors.model_spec(model) if model else selectors.active_model_spec()
     vector: list[float] | None = None
     pending: Future | None = None
-    if _is_slow(spec):
+    try:
+        embedder: Embedder | None = get_embedder(spec)
+    except EmbeddingError:
+        logger.warning("no query embedder; answering by text only", exc_info=True)
+        embedder = None
+    if embedder is not None and getattr(embedder, "slow", False):
         # The copied context keeps the trace and the calling token (usage of a proxy model).
-        pending = _query_embeddings.submit(contextvars.copy_context().run, _query_vector, spec, query)
-    else:
-        vector = _query_vector(spec, query)
+        pending = _query_embeddings.submit(contextvars.copy_context().run, _query_vector, embedder, query)
+    elif embedder is not None:
+        vector = _query_vector(embedder, query)
     terms = query_terms(query, language.clean_lang(lang) if lang is not None else None)
 
     with transaction.atomic(), connection.cursor() as cursor:
@@ -528,16 +533,9 @@ def _hybrid(
     return hits
 
 
-def _is_slow(spec: ModelSpec) -> bool:
+def _query_vector(embedder: Embedder, query: str) -> list[float] | None:
     try:
-        return bool(getattr(get_embedder(spec), "slow", False))
-    except EmbeddingError:
-        return False  # _query_vector says why
-
-
-def _query_vector(spec: ModelSpec, query: str) -> list[float] | None:
-    try:
-        return get_embedder(spec).embed([query], purpose="query")[0]
+        return embedder.embed([query], purpose="query")[0]
     except EmbeddingError:
         # The text side still answers; a query must not fail because the embedder is down.
         logger.warning("query embedding failed; answering by text only", exc_info=True)

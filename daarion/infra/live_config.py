@@ -42,8 +42,7 @@ def bump_version(name: str) -> None:
             get_redis().set(_version_key(name), uuid.uuid4().hex)
         except Exception:  # noqa: BLE001 - the change is committed; readers catch up on expiry
             logger.warning("could not bump config version", extra={"config": name}, exc_info=True)
-        for snapshot in _SNAPSHOTS.get(name, []):
-            snapshot.invalidate()
+        invalidate_local(name)
 
     transaction.on_commit(_bump)
 
