@@ -20,6 +20,7 @@ from apps.llm.services import rate_limit_policies_forget_agent
 from apps.tools.services import tools_forget_agent
 from daarion.infra.errors import Conflict, NotFound, ValidationFailed, validate_model
 from daarion.infra.live_config import bump_version
+from daarion.infra.model_update import model_update
 from daarion.infra.redis_client import get_redis, key
 from apps.access.services import service_tokens_forget_agent
 from daarion.infra.storable import json_problem
@@ -117,25 +118,15 @@ def agent_create(
 @transaction.atomic
 def agent_update(*, agent: Agent, **changes: Any) -> Agent:
     """Applies `changes` (any of EDITABLE_FIELDS) and raises the version when something changed."""
-    unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
-    if unknown:
-        raise ValidationFailed(
-            f"not editable: {', '.join(unknown)}",
-            details=[{"path": name, "message": "unknown or read-only field"} for name in unknown],
-        )
     locked = Agent.objects.select_for_update().filter(pk=agent.pk).first()
     if locked is None:
         raise NotFound(f"agent {agent.pk!r} does not exist", type="agent_not_found")
-    changed = [name for name, value in changes.items() if getattr(locked, name) != value]
-    for name in changed:
-        setattr(locked, name, changes[name])
-    if not changed:
-        return locked
-    agent_validate(locked)
-    locked.version += 1
-    locked.updated_at = timezone.now()
-    locked.save(update_fields=[*changed, "version", "updated_at"])
-    bump_version(AGENTS_CONFIG)
+    if model_update(instance=locked, fields=EDITABLE_FIELDS, data=changes, validate=agent_validate):
+        # The version says "the blueprint changed" to runtimes, so it moves only after a real change.
+        locked.version += 1
+        locked.updated_at = timezone.now()
+        locked.save(update_fields=["version", "updated_at"])
+        bump_version(AGENTS_CONFIG)
     return locked
 
 

@@ -301,8 +301,9 @@ def logical_model_delete(*, model: LogicalModel) -> None:
 # --- deployments -------------------------------------------------------------------------
 
 
-def _clean_deployment(deployment: Deployment) -> None:
-    validate_model(deployment)
+# What a registry document says of a deployment beyond where it points.
+DEPLOYMENT_FIELDS = ("weight", "rpm_limit", "tpm_limit", "enabled")
+DEPLOYMENT_UPDATE_FIELDS = ("provider", "upstream_model", *DEPLOYMENT_FIELDS)
 
 
 @transaction.atomic
@@ -325,7 +326,7 @@ def deployment_create(
         tpm_limit=tpm_limit,
         enabled=enabled,
     )
-    _clean_deployment(deployment)
+    validate_model(deployment)
     deployment.save()
     bump_version(REGISTRY_CONFIG)
     return deployment
@@ -333,15 +334,9 @@ def deployment_create(
 
 @transaction.atomic
 def deployment_update(*, deployment: Deployment, **changes: Any) -> Deployment:
-    allowed = {"provider", "upstream_model", "weight", "rpm_limit", "tpm_limit", "enabled"}
-    unknown = set(changes) - allowed
-    if unknown:
-        raise ValidationFailed.on_fields({"__all__": f"cannot change {sorted(unknown)}"})
-    for attr, value in changes.items():
-        setattr(deployment, attr, value)
-    _clean_deployment(deployment)
-    deployment.save()
-    bump_version(REGISTRY_CONFIG)
+    """Moves or retunes a deployment (its logical model names it: not among the fields)."""
+    if model_update(instance=deployment, fields=DEPLOYMENT_UPDATE_FIELDS, data=changes):
+        bump_version(REGISTRY_CONFIG)
     return deployment
 
 
@@ -349,9 +344,6 @@ def deployment_update(*, deployment: Deployment, **changes: Any) -> Deployment:
 def deployment_delete(*, deployment: Deployment) -> None:
     deployment.delete()
     bump_version(REGISTRY_CONFIG)
-
-
-DEPLOYMENT_FIELDS = ("weight", "rpm_limit", "tpm_limit", "enabled")
 
 
 def _refused(path: str, message: str) -> ValidationFailed:

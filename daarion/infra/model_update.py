@@ -20,7 +20,8 @@ def model_update(
     data: Mapping[str, Any],
     validate: Callable[[M], None] = validate_model,
 ) -> bool:
-    """Sets each field of `data` (all of them among `fields`, else 422 naming the others) on
+    """Sets each field of `data` (all of them among `fields`, else 422 with a detail per other
+    field) on
     `instance`. When a value differs, runs `validate` on the whole row (it may normalise
     values) and saves only the columns that now differ from before, `auto_now` ones with them.
     Returns whether a column changed: a write that changes nothing saves nothing, so callers
@@ -28,7 +29,10 @@ def model_update(
     """
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ValidationFailed.on_fields({"__all__": f"cannot change {unknown}"})
+        raise ValidationFailed(
+            f"cannot change: {', '.join(unknown)}",
+            details=[{"path": name, "message": "unknown or read-only field"} for name in unknown],
+        )
     before = _columns(instance)
     touched = False
     for name, value in data.items():

@@ -139,3 +139,35 @@ def test_writes_bump_the_registry_version(django_capture_on_commit_callbacks):
         services.logical_model_create(name="m")
     assert get_redis().get(version_key) != first
     assert "m" in registry_snapshot.get().models
+
+
+def test_a_deployment_update_writes_and_bumps_only_on_a_change(django_capture_on_commit_callbacks):
+    provider = services.provider_create(name="stub", kind="stub")
+    model = services.logical_model_create(name="m")
+    deployment = services.deployment_create(logical_model=model, provider=provider, upstream_model="echo")
+    version_key = key("config-version", services.REGISTRY_CONFIG)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.deployment_update(deployment=deployment, weight=1, enabled=True)  # as stored
+    before = get_redis().get(version_key)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.deployment_update(deployment=deployment, weight=1)
+    assert get_redis().get(version_key) == before
+    with django_capture_on_commit_callbacks(execute=True):
+        services.deployment_update(deployment=deployment, rpm_limit=5)
+    assert get_redis().get(version_key) != before
+    assert load_registry().models["m"].deployments[0].rpm_limit == 5
+
+
+def test_a_deployment_update_refuses_its_logical_model_and_bad_values():
+    provider = services.provider_create(name="stub", kind="stub")
+    model = services.logical_model_create(name="m")
+    other = services.logical_model_create(name="n")
+    deployment = services.deployment_create(logical_model=model, provider=provider, upstream_model="echo")
+    with pytest.raises(ValidationFailed) as info:
+        services.deployment_update(deployment=deployment, logical_model=other)
+    assert [d["path"] for d in info.value.details] == ["logical_model"]
+    with pytest.raises(ValidationFailed) as info:
+        services.deployment_update(deployment=deployment, weight=-1)
+    assert "weight" in info.value.by_path()
+    deployment.refresh_from_db()
+    assert deployment.logical_model_id == model.pk and deployment.weight == 1
