@@ -15,6 +15,7 @@ from rest_framework import serializers
 
 from apps.agents.choices import ToolMode
 from apps.agents.models import Agent
+from apps.agents.services import EDITABLE_FIELDS
 from apps.llm.choices import BudgetPeriod, ProviderKind, RateLimitScope
 from apps.llm.models import Deployment, LogicalModel, Provider, RateLimitPolicy
 from apps.memory.choices import EmbeddingBackend
@@ -367,26 +368,7 @@ class AgentOut(serializers.ModelSerializer):
 
     class Meta:
         model = Agent
-        fields = [
-            "id",
-            "name",
-            "microdao_id",
-            "enabled",
-            "model",
-            "system_prompt",
-            "character",
-            "memory_recall_limit",
-            "memory_kinds",
-            "max_tool_steps",
-            "tool_mode",
-            "temperature",
-            "history_turns",
-            "history_tokens",
-            "secrets",
-            "version",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["id", *EDITABLE_FIELDS, "secrets", "version", "created_at", "updated_at"]
 
     @extend_schema_field(_SECRET_STATES)
     def get_secrets(self, obj: Agent) -> dict[str, Any]:

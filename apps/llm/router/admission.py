@@ -1,11 +1,13 @@
-"""Before and after the routing loop: a call's rate limits and budgets (admit), and its usage
-record, refused calls included."""
+"""Before and after the routing loop: a call's rate limits and budgets (admit), and how it
+ends: its usage record, refused calls included, and its lease settled (settle_call, settled)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from apps.llm import ratelimit, usage
@@ -87,3 +89,49 @@ async def refusals_recorded(
             usage_record(ctx, outcome, None, status=UsageStatus.REFUSED, error_type=exc.type, stream=stream, endpoint=endpoint)
         )
         raise
+
+
+async def settle_call(
+    ctx: CallContext,
+    outcome: Outcome,
+    lease: ratelimit.Lease | None,
+    served: ModelSpec | None,
+    *,
+    status: str,
+    error_type: str = "",
+    stream: bool = False,
+    endpoint: str | None = None,
+) -> None:
+    """How every admitted call ends: one usage record, and the lease settled with what it
+    really used. Shielded, so a second cancellation cannot leave the slot taken."""
+    record = usage_record(ctx, outcome, served, status=status, error_type=error_type, stream=stream, endpoint=endpoint)
+    usage.emit(record)
+    await asyncio.shield(ratelimit.settle(lease, actual_tokens=outcome.usage.total_tokens, cost_usd=record["cost"]))
+
+
+@dataclass
+class Ending:
+    """What `settled` records: the model that served (a fallback's, once one answered)."""
+
+    served: ModelSpec | None
+
+
+@contextlib.asynccontextmanager
+async def settled(
+    ctx: CallContext, outcome: Outcome, lease: ratelimit.Lease | None, model: ModelSpec, *, endpoint: str | None = None
+) -> AsyncIterator[Ending]:
+    """Settles a one-shot call (a completion, an embedding) however its block ends: `ok`,
+    the DaarionError's type, or `cancelled` when the client went away."""
+    ending = Ending(served=model)
+    status, error_type = UsageStatus.ERROR, "internal_error"
+    try:
+        yield ending
+        status, error_type = UsageStatus.OK, ""
+    except DaarionError as exc:
+        error_type = exc.type
+        raise
+    except asyncio.CancelledError:
+        status, error_type = UsageStatus.CANCELLED, "client_disconnected"
+        raise
+    finally:
+        await settle_call(ctx, outcome, lease, ending.served, status=status, error_type=error_type, endpoint=endpoint)

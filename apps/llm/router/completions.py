@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 
-from apps.llm import ratelimit, usage
-from apps.llm.choices import UsageStatus
+from apps.llm import ratelimit
 from apps.llm.providers import ChatResponse, ToolCall
-from apps.llm.router.admission import admit, completion_estimate, refusals_recorded, usage_record
+from apps.llm.router.admission import admit, completion_estimate, refusals_recorded, settled
 from apps.llm.router.calls import Attempt, CallContext, ChatCall, Outcome, chat_request, fit_params
 from apps.llm.router.candidates import fresh_registry, resolve_model
 from apps.llm.router.credentials import call_secrets, scrub_answer
 from apps.llm.router.loop import Route, record_served, route_call
 from apps.llm.router.tool_names import ToolNames
 from apps.llm.selectors import ModelSpec, Registry
-from daarion.infra.errors import DaarionError
 
 
 async def chat(call: ChatCall, ctx: CallContext, outcome: Outcome | None = None) -> tuple[ChatResponse, Outcome]:
@@ -25,23 +22,9 @@ async def chat(call: ChatCall, ctx: CallContext, outcome: Outcome | None = None)
         registry = await fresh_registry(call.model)
         model = resolve_model(registry, call.model)
         lease = await admit(registry, ctx, estimate, outcome, model, completion_estimate(call))
-    status, error_type = UsageStatus.ERROR, "internal_error"
-    served_model: ModelSpec | None = model
-    try:
-        response, served_model = await _route_chat(registry, model, call, outcome, estimate, ctx)
-        status, error_type = UsageStatus.OK, ""
-        return response, outcome
-    except DaarionError as exc:
-        error_type = exc.type
-        raise
-    except asyncio.CancelledError:
-        status, error_type = UsageStatus.CANCELLED, "client_disconnected"
-        raise
-    finally:
-        record = usage_record(ctx, outcome, served_model, status=status, error_type=error_type)
-        usage.emit(record)
-        # Shielded: a second cancellation must not leave the slot taken.
-        await asyncio.shield(ratelimit.settle(lease, actual_tokens=outcome.usage.total_tokens, cost_usd=record["cost"]))
+    async with settled(ctx, outcome, lease, model) as ending:
+        response, ending.served = await _route_chat(registry, model, call, outcome, estimate, ctx)
+    return response, outcome
 
 
 async def _route_chat(

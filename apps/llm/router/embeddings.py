@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from apps.llm import ratelimit, usage
-from apps.llm.choices import Endpoint, UsageStatus
+from apps.llm.choices import Endpoint
 from apps.llm.providers import BaseProvider, EmbeddingResponse
-from apps.llm.router.admission import admit, refusals_recorded, usage_record
+from apps.llm.router.admission import admit, refusals_recorded, settled
 from apps.llm.router.calls import Attempt, CallContext, Outcome
 from apps.llm.router.candidates import fresh_registry, resolve_model
 from apps.llm.router.loop import Route, record_served, route_call
 from apps.llm.selectors import DeploymentSpec, ModelSpec
-from daarion.infra.errors import DaarionError
 
 
 def _embed_refusal(
@@ -55,9 +52,7 @@ async def embed(
         registry = await fresh_registry(model_name)
         model = resolve_model(registry, model_name, for_embeddings=True)
         lease = await admit(registry, ctx, estimate, outcome, model, 0)
-    status, error_type = UsageStatus.ERROR, "internal_error"
-    served: ModelSpec | None = model
-    try:
+    async with settled(ctx, outcome, lease, model, endpoint=Endpoint.EMBEDDINGS) as ending:
         forwarded: dict[str, Any] | None = None
 
         def refusal(route: Route) -> Attempt | None:
@@ -85,17 +80,5 @@ async def embed(
             refusal=refusal,
             served=lambda route, result: record_served(outcome, route.spec, route.deployment, result.usage, "stop"),
         )
-        served = route.spec
-        status, error_type = UsageStatus.OK, ""
-        return result, outcome
-    except DaarionError as exc:
-        error_type = exc.type
-        raise
-    except asyncio.CancelledError:
-        status, error_type = UsageStatus.CANCELLED, "client_disconnected"
-        raise
-    finally:
-        record = usage_record(ctx, outcome, served, status=status, error_type=error_type, endpoint=Endpoint.EMBEDDINGS)
-        usage.emit(record)
-        # Shielded: a second cancellation must not leave the slot taken.
-        await asyncio.shield(ratelimit.settle(lease, actual_tokens=outcome.usage.total_tokens, cost_usd=record["cost"]))
+        ending.served = route.spec
+    return result, outcome

@@ -7,11 +7,11 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-from apps.llm import ratelimit, usage
+from apps.llm import ratelimit
 from apps.llm.choices import UsageStatus
 from apps.llm.providers import ProviderError, StreamEvent, Usage
 from apps.llm.providers.stub import count_words
-from apps.llm.router.admission import admit, completion_estimate, refusals_recorded, usage_record
+from apps.llm.router.admission import admit, completion_estimate, refusals_recorded, settle_call
 from apps.llm.router.calls import Attempt, CallContext, ChatCall, Outcome, chat_request, fit_params
 from apps.llm.router.candidates import fresh_registry, resolve_model
 from apps.llm.router.credentials import call_secrets, scrub_error
@@ -182,10 +182,6 @@ class Stream:
         if not self._finished and status != UsageStatus.OK:
             # Partial usage: what the caller received before the stream stopped.
             self.outcome.usage = self._estimated_usage() if self._completion_text else Usage()
-        record = usage_record(
-            self.ctx, self.outcome, self._served or self._model, status=status, error_type=error_type, stream=True
-        )
-        usage.emit(record)
-        await asyncio.shield(
-            ratelimit.settle(self._lease, actual_tokens=self.outcome.usage.total_tokens, cost_usd=record["cost"])
+        await settle_call(
+            self.ctx, self.outcome, self._lease, self._served or self._model, status=status, error_type=error_type, stream=True
         )
