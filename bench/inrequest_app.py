@@ -19,6 +19,8 @@ from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "daarion.settings")
 
+# First: importing the product's ASGI app sets Django up, which the imports below need.
+from daarion.asgi import application  # noqa: E402,F401 - sets Django up; served as is
 from django.conf import settings  # noqa: E402
 from django.http import HttpRequest, StreamingHttpResponse  # noqa: E402
 from django.urls import path  # noqa: E402
@@ -28,7 +30,6 @@ from apps.agents.pipeline import PreparedTurn, TurnInput, turn_events, turn_prep
 from apps.agents.schemas import ChatIn  # noqa: E402
 from apps.agents.stream import HEADERS, UIChunks  # noqa: E402
 from daarion.infra import sse  # noqa: E402
-from daarion.asgi import application  # noqa: E402,F401 - sets Django up; served as is
 from apps.access.auth import ServiceTokenAuth, principal_of  # noqa: E402
 from apps.access.choices import Scope  # noqa: E402
 from daarion.infra.errors import ValidationFailed  # noqa: E402

@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -37,8 +36,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+from bench.host import Snapshot, code_state  # noqa: E402 - once the project is on the path
+
 RESULTS = BASE_DIR / "bench" / "results" / "proxy_overhead.json"
 LITELLM_VERSION = "1.100.5"
 LITELLM_VENV = BASE_DIR / "bench" / ".venv-litellm"
@@ -588,43 +590,6 @@ async def max_rate(target: Target, *, start: float, ceiling: float, seconds: flo
     return {"max_rate": good, "first_failed_rate": bad, "steps": tried}
 
 
-def _code_state() -> dict[str, object]:
-    """The commit measured, and the files of the measured path changed since (a shared
-    working tree may hold someone's edits in progress)."""
-
-    def git(*args: str) -> str:
-        result = subprocess.run(["git", *args], cwd=BASE_DIR, capture_output=True, text=True)
-        return result.stdout.strip()
-
-    changed = git("status", "--porcelain", "--", "apps/llm", "daarion", "testsupport").splitlines()
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_in_measured_path": changed}
-
-
-def host_speed_ms(seconds: float = 2.0) -> float:
-    """The median time of a fixed pure-Python loop. This VM's CPU speed moves with its host's
-    load (seen: a loop like this one taking twice as long an hour later, with nothing else
-    running here), and every figure of a run moves with it; recorded before and after each run."""
-    times = []
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        started = time.perf_counter()
-        total = 0
-        for i in range(200_000):
-            total += i
-        times.append((time.perf_counter() - started) * 1000)
-    return round(statistics.median(times), 2)
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def _fmt(s: dict) -> str:
     if "p50_ms" not in s:
         return f"no successful request; errors {s['errors']}"
@@ -697,36 +662,6 @@ def print_table(rates: dict, rows: list[dict], max_rates: dict) -> None:
         print("\nhighest rate held (no error, p99 <= %.0f ms):" % HELD_P99_MS)
         for name, found in max_rates.items():
             print(f"  {name:<14} {found['max_rate']:.0f}/s" + (" (the search ceiling)" if found.get("capped_at_ceiling") else ""))
-
-
-def _start_app(app: str, env: dict, workdir: Path, workers: int = 1):  # noqa: ANN202
-    """start_asgi_server with another ASGI app or several worker processes."""
-    from devtools.testing import ServerProcess, free_port
-
-    port = free_port()
-    log = open(workdir / "ours-app.log", "wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            app,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--workers",
-            str(workers),
-        ],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    server = ServerProcess("bench-web", process, workdir / "ours-app.log", f"http://127.0.0.1:{port}")
-    _wait_http(f"{server.url}/health", process, app)
-    return server
 
 
 def _profile(target: Target, pid: int, opts: argparse.Namespace) -> int:
@@ -821,10 +756,13 @@ def main() -> int:
         )
         env = {**os.environ, "DAARION_LOG_LEVEL": "WARNING", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         processes.append(start_usage_drainer(env))
-        if opts.ours_app or opts.workers > 1:
-            server = _start_app(opts.ours_app or "daarion.asgi:application", env, workdir, opts.workers)
-        else:
-            server = start_asgi_server(env, workdir, name="bench-web")
+        server = start_asgi_server(
+            env,
+            workdir,
+            name="bench-web",
+            app=opts.ours_app or "daarion.asgi:application",
+            uvicorn_args=("--workers", str(opts.workers)) if opts.workers > 1 else (),
+        )
         litellm_port = None
         if not opts.no_litellm:
             litellm_port = free_port()
@@ -875,10 +813,13 @@ def main() -> int:
                     print(f"  cpu {name:<14} {cpu[name]}", file=sys.stderr)
             return rates, found, cpu
 
-        load_before, speed_before = os.getloadavg(), host_speed_ms()
+        host = Snapshot()
         rates, found, cpu = asyncio.run(everything())
-        load_after, speed_after = os.getloadavg(), host_speed_ms()
-        print(f"\nhost speed (a fixed loop's median, lower is faster): {speed_before} ms before, {speed_after} ms after")
+        machine = host.machine()
+        print(
+            "\nhost speed (a fixed loop's median, lower is faster): "
+            f"{machine['host_speed_ms_before']} ms before, {machine['host_speed_ms_after']} ms after"
+        )
         rows = overhead_table(rates)
         print_table(rates, rows, found)
         if cpu:
@@ -892,18 +833,9 @@ def main() -> int:
                 print("  " + "  ".join(f"{k} {v}" for k, v in row.items()))
         result = {
             "metrics_cost": metrics_cost,
-            "machine": {
-                "cpus": os.cpu_count(),
-                "cpu_model": _cpu_model(),
-                "platform": platform.platform(),
-                "python": platform.python_version(),
-                "loadavg_before": [round(x, 2) for x in load_before],
-                "loadavg_after": [round(x, 2) for x in load_after],
-                "host_speed_ms_before": speed_before,
-                "host_speed_ms_after": speed_after,
-            },
+            "machine": machine,
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "code": _code_state(),
+            "code": code_state("apps/llm", "daarion", "testsupport"),
             "litellm_version": None if opts.no_litellm else LITELLM_VERSION,
             "settings": {
                 "seconds": opts.seconds,

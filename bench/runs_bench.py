@@ -40,10 +40,8 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,8 +50,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+from bench.host import Snapshot, code_state  # noqa: E402 - once the project is on the path
+
 RESULTS = BASE_DIR / "bench" / "results" / "runs_bench.json"
 SOFIA = "agent:sofia"
 SLOW_AGENT = "agent:bench-runs"
@@ -215,37 +216,6 @@ def _summary(samples: list[float]) -> dict[str, float]:
         "mean_ms": round(statistics.fmean(samples), 2),
         "n": len(samples),
     }
-
-
-def host_speed_ms(seconds: float = 2.0) -> float:
-    """The median time of a fixed pure-Python loop (as bench/proxy_overhead.py): lower is faster."""
-    times = []
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        started = time.perf_counter()
-        total = 0
-        for i in range(200_000):
-            total += i
-        times.append((time.perf_counter() - started) * 1000)
-    return round(statistics.median(times), 2)
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _code_state() -> dict[str, object]:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=BASE_DIR, capture_output=True, text=True).stdout.strip()
-
-    changed = git("status", "--porcelain", "--", "apps", "daarion", "bench").splitlines()
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": changed}
 
 
 # --- the model upstream of parts 2 and 4 -----------------------------------------------------
@@ -726,8 +696,8 @@ def main() -> int:
         wait_served(web.url, token, SOFIA, "dagi-stub")
         wait_served(web.url, token, SLOW_AGENT, "bench-drip")
         wait_served(web.url, token, QUIET_AGENT, "bench-quiet")
-        load_before, speed_before = os.getloadavg(), host_speed_ms()
-        print(f"logs in {log_dir}; host speed {speed_before} ms, load {load_before}", flush=True)
+        host = Snapshot()
+        print(f"logs in {log_dir}; host speed {host.speed} ms, load {host.load}", flush=True)
 
         if "ttfc" not in skip:
             report["time_to_first_chunk"] = ttfc(_port(web.url), _port(base.url), token, opts.turns, opts.warmup, stamp)
@@ -818,28 +788,22 @@ def main() -> int:
                     f"\n4. a run quiet for {opts.quiet:g} s ({label}, heartbeat {probe['heartbeat_seconds']:g} s): "
                     f"stream complete {probe['stream_complete']}, run {probe['run_status']}; {probe['problems'][:1]}"
                 )
-        load_after, speed_after = os.getloadavg(), host_speed_ms()
+        report["machine"] = host.machine()
     finally:
         for process in processes:
             process.stop()
 
-    report["machine"] = {
-        "cpus": os.cpu_count(),
-        "cpu_model": _cpu_model(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "loadavg_before": [round(x, 2) for x in load_before],
-        "loadavg_after": [round(x, 2) for x in load_after],
-        "host_speed_ms_before": speed_before,
-        "host_speed_ms_after": speed_after,
-    }
     report["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    report["code"] = _code_state()
+    report["code"] = code_state("apps", "daarion", "bench")
     report["options"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()}
     out = opts.out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"\nhost speed {speed_before} ms before, {speed_after} ms after; load {load_after}")
+    machine = report["machine"]
+    print(
+        f"\nhost speed {machine['host_speed_ms_before']} ms before, {machine['host_speed_ms_after']} ms after; "
+        f"load {machine['loadavg_after']}"
+    )
     print(f"wrote {out}")
     return 0
 
