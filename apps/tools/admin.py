@@ -8,7 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
-from apps.tools.models import Followup, McpServer, Tool, ToolCall
+from apps.tools.models import McpServer, Tool, ToolCall
 from apps.tools.services import (
     MCP_SERVER_FIELDS,
     TOOL_FIELDS,
@@ -315,9 +315,3 @@ class ToolCallAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: ToolCall | None = None) -> bool:
         return False  # ... and never lost
-
-
-@admin.register(Followup)
-class FollowupAdmin(admin.ModelAdmin):
-    list_display = ["title", "microdao_id", "agent_id", "assignee", "due_date", "created_at"]
-    search_fields = ["title", "microdao_id", "agent_id"]

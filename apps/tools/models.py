@@ -1,4 +1,4 @@
-"""Models of toolcore: tool definitions, the call audit, and the demo follow-ups."""
+"""Models of toolcore: tool definitions, upstream MCP servers and the call audit."""
 
 from __future__ import annotations
 
@@ -152,21 +152,3 @@ class ToolCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool_id} by {self.agent_id}: {self.status}"
-
-
-class Followup(models.Model):
-    """A follow-up task, written by the demo tool `followups.create`."""
-
-    agent_id = models.CharField(max_length=200)
-    microdao_id = models.CharField(max_length=200)
-    title = models.CharField(max_length=300)
-    assignee = models.CharField(max_length=200, blank=True, default="")
-    due_date = models.DateField(null=True, blank=True)
-    request_id = models.CharField(max_length=128, blank=True, default="")
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return self.title

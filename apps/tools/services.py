@@ -24,7 +24,7 @@ from apps.tools.choices import CallStatus, Executor
 from apps.tools.contracts import redact, schema_problems, validation_errors
 from apps.tools.executors import ExecutionResult, ToolContext, get_executor
 from apps.tools.executors.python import registered_functions
-from apps.tools.models import Followup, McpServer, Tool
+from apps.tools.models import McpServer, Tool
 from apps.tools.registry import TOOLS_CONFIG, ToolDefinition, registry_snapshot
 from daarion.infra import redaction
 from daarion.infra.agent_directory import unknown_agent_ids
@@ -625,25 +625,6 @@ def _scrubbed(result: ExecutionResult, secrets: tuple[str, ...]) -> ExecutionRes
         error=redaction.redact(result.error, secrets) if result.error else result.error,
         details=redaction.redact_data(result.details, secrets),
     )
-
-
-# --- demo follow-ups ---------------------------------------------------------------------
-
-
-def followup_create(
-    *, agent_id: str, microdao_id: str, title: str, assignee: str = "", due_date: Any = None, request_id: str = ""
-) -> Followup:
-    followup = Followup(
-        agent_id=agent_id,
-        microdao_id=microdao_id,
-        title=title,
-        assignee=assignee,
-        due_date=due_date,
-        request_id=request_id,
-    )
-    validate_model(followup)
-    followup.save()
-    return followup
 
 
 async def tool_call_refused(

@@ -94,7 +94,7 @@ def test_default_chat_transport_resumes_a_run_after_a_hang_up(
     from apps.agents.models import Run
     from apps.agents.tests.conftest import wait_until
     from apps.memory.models import MemoryEntry, Transcript
-    from apps.tools.models import Followup
+    from apps.demo.models import Followup
 
     slow = "Your follow-up is in, with the notes attached for everyone"
     model = llm_routes("node-resume")

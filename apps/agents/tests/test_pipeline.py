@@ -10,7 +10,7 @@ import pytest
 
 from apps.agents.tests.sse import assert_protocol, parse_sse
 from apps.memory.models import MemoryEntry, Transcript
-from apps.tools.models import Followup
+from apps.demo.models import Followup
 
 CHAT = "/internal/agents/agent:sofia/chat"
 FOLLOWUP_ARGS = {"microdao_id": "microdao:7", "title": "Send the meeting notes"}

@@ -17,7 +17,7 @@ from apps.agents.models import Run
 from apps.agents.tasks import execute_run
 from apps.agents.tests.conftest import wait_until
 from apps.agents.tests.sse import assert_protocol, parse_sse
-from apps.tools.models import Followup
+from apps.demo.models import Followup
 from devtools.testing import ServerProcess, start_asgi_server, start_celery_beat, start_celery_worker
 
 QUEUE = "agents-faults"

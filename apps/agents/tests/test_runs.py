@@ -15,7 +15,7 @@ from apps.agents.models import Run
 from apps.agents.tests.conftest import wait_until
 from apps.agents.tests.sse import assert_protocol, parse_events, parse_sse
 from apps.memory.models import MemoryEntry, Transcript
-from apps.tools.models import Followup
+from apps.demo.models import Followup
 from devtools.testing import ServerProcess, start_asgi_server
 
 AGENT = "/internal/agents/agent:sofia"

@@ -12,7 +12,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from apps.tools.models import Followup, ToolCall
+from apps.demo.models import Followup
+from apps.tools.models import ToolCall
 from apps.tools.tests.conftest import run, wait_for, wait_until_served
 
 FOLLOWUP_INPUT = {

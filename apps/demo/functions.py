@@ -1,10 +1,12 @@
-"""Python tool functions shipped with toolcore (each a `@tool_function` registration)."""
+"""Python tool functions of the demo (each a `@tool_function` registration), the targets of the
+demo's python tools (apps/demo/tools.py). Imported by DemoConfig.ready()."""
 
 from __future__ import annotations
 
 from datetime import date
 from typing import Any
 
+from apps.demo.services import followup_create
 from apps.tools.executors import ToolContext
 from apps.tools.executors.python import ToolFunctionError, tool_function
 
@@ -12,8 +14,6 @@ from apps.tools.executors.python import ToolFunctionError, tool_function
 @tool_function("followups.create")
 def create_followup(args: dict, context: ToolContext) -> dict[str, Any]:
     """Writes a Followup row for the calling agent; arguments were checked by input_schema."""
-    from apps.tools.services import followup_create
-
     due = args.get("due_date")
     try:
         due_date = date.fromisoformat(due) if due else None

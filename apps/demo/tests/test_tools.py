@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from apps.demo.models import Followup
 from apps.demo.tools import DEMO_AGENTS, seed
-from apps.tools.models import Followup, Tool
+from apps.tools.models import Tool
 from apps.tools.tests.conftest import wait_until_served
 
 
