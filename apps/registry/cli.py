@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO, cast
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.registry.documents import Plan, registry_apply
 from apps.registry.formats import DocumentSyntaxError, dump_document, load_document
@@ -58,3 +58,26 @@ def write_document(command: BaseCommand, data: dict[str, Any], output: str | Non
         command.stderr.write(f"wrote {output}")
     else:
         command.stdout.write(text, ending="")
+
+
+class ImportCommand(BaseCommand):
+    """`manage.py import_* FILE [--dry-run]`: applies `sections` of a document file (every
+    section when None, which also offers `--prune`) and prints the plan."""
+
+    sections: tuple[str, ...] | None = None
+    stealth_options = ("stdin",)
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", help="path to a YAML or JSON document ('-' reads standard input)")
+        parser.add_argument("--dry-run", action="store_true", help="check and print the plan, write nothing")
+        if self.sections is None:
+            parser.add_argument(
+                "--prune",
+                action="store_true",
+                help="also delete objects that a section of the file does not name (as POST /api/registry/apply does)",
+            )
+
+    def handle(self, *args: Any, file: str, dry_run: bool, prune: bool = False, **opts: Any) -> None:
+        plan = apply_file(file, opts, dry_run=dry_run, prune=prune, sections=self.sections)
+        for line in plan.lines():
+            self.stdout.write(line)
