@@ -1,4 +1,4 @@
-"""Reads of the project-wide tables (the change log)."""
+"""Reads of the access tables: service tokens and the change log."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Iterable
 
 from django.db.models import Q, QuerySet
 
-from apps.access.models import ChangeRecord
+from apps.access.models import ChangeRecord, ServiceToken
+from apps.access.services import hash_token
 
 
 def change_records_for(
@@ -23,3 +24,12 @@ def change_records_for(
     for related_type, prefix, rest in related:
         match |= Q(object_type=related_type, object_repr__regex=f"^{re.escape(prefix)}{rest}$")
     return ChangeRecord.objects.filter(match).order_by("-created_at", "-id")[:limit]
+
+
+def service_token_usable(raw: str) -> bool:
+    """Whether `raw` is the secret of an enabled service token."""
+    return ServiceToken.objects.filter(secret_hash=hash_token(raw), enabled=True).exists()
+
+
+def service_tokens_named(name: str) -> QuerySet[ServiceToken]:
+    return ServiceToken.objects.filter(name=name)

@@ -17,8 +17,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from apps.access.choices import Scope
-from apps.access.models import ServiceToken
-from apps.access.services import hash_token, service_token_create
+from apps.access.selectors import service_token_usable, service_tokens_named
+from apps.access.services import service_token_create, service_token_delete
 from apps.demo import agents, memory, registry, tools
 
 DEMO_TOKEN_NAME = "demo"
@@ -73,7 +73,8 @@ class Command(BaseCommand):
         return password
 
     def _ensure_token(self, raw: str | None) -> str:
-        if raw and ServiceToken.objects.filter(secret_hash=hash_token(raw), enabled=True).exists():
+        if raw and service_token_usable(raw):
             return raw
-        ServiceToken.objects.filter(name=DEMO_TOKEN_NAME).delete()
+        for token in service_tokens_named(DEMO_TOKEN_NAME):
+            service_token_delete(token=token)
         return service_token_create(name=DEMO_TOKEN_NAME, scopes=list(Scope.values)).raw
