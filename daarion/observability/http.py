@@ -1,6 +1,7 @@
-"""HTTP metrics (and the server span, when tracing is on) as one ASGI wrapper around the whole
-application, so every door is counted the same way: the fast lane, the hot path, the service
-APIs, the admin, /mcp and static files.
+"""HTTP metrics (and the server span, when tracing is on) as ASGI wrappers around the whole
+application, so every door is counted and traced the same way: the fast lane, the hot path,
+the service APIs, the admin, /mcp and static files. The span is OpenTelemetry's own ASGI
+middleware, named and labelled by route template here.
 
 Requests are labelled by route *template* (`/internal/memory/entries/<entry_id>`), never by
 raw path, so ids do not make a new series each. The template of a path is resolved once and
@@ -38,33 +39,47 @@ def route_of(path: str) -> str:
 
 def instrument(app: ASGIApp) -> ASGIApp:
     """`app` with HTTP metrics (when METRICS_ENABLED) and a server span (when tracing is on)."""
-    counting = settings.METRICS_ENABLED
-    tracing_on = tracing.enabled()
-    if not counting and not tracing_on:
-        return app
+    if settings.METRICS_ENABLED:
+        app = _counted(app)
+    if tracing.enabled():
+        app = _traced(app)
+    return app
 
-    async def instrumented(scope: dict, receive: Any, send: Any) -> None:
+
+def _counted(app: ASGIApp) -> ASGIApp:
+    async def counted(scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await app(scope, receive, send)
         started = time.perf_counter()
         status = 500
-        server = None
 
         async def send_and_note(message: dict) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                tracing.note_response(server, message)
             await send(message)
 
         try:
-            if tracing_on:
-                with tracing.server_span(scope, route_of(scope["path"])) as server:
-                    await app(scope, receive, send_and_note)
-            else:
-                await app(scope, receive, send_and_note)
+            await app(scope, receive, send_and_note)
         finally:
-            if counting:
-                metrics.observe_http(route_of(scope["path"]), scope["method"], status, time.perf_counter() - started)
+            metrics.observe_http(route_of(scope["path"]), scope["method"], status, time.perf_counter() - started)
 
-    return instrumented
+    return counted
+
+
+def _span_details(scope: dict) -> tuple[str, dict[str, str]]:
+    route = route_of(scope.get("path", ""))
+    return f"{scope.get('method', '')} {route}", {"http.route": route}
+
+
+def _traced(app: ASGIApp) -> ASGIApp:
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    return OpenTelemetryMiddleware(
+        app,
+        default_span_details=_span_details,
+        # A span per body chunk would bury a stream's request span under hundreds of children.
+        exclude_spans=["receive", "send"],
+        http_capture_headers_server_response=["x-request-id"],
+        tracer_provider=tracing.provider(),
+    )

@@ -3,19 +3,18 @@
 When on, each process exports its spans over OTLP/HTTP (the standard OTEL_* variables apply:
 OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, OTEL_EXPORTER_OTLP_HEADERS, OTEL_BSP_*), and:
 
-- every HTTP request gets a server span (daarion/observability/http.py), continuing the
-  caller's `traceparent`, with the route template and the request's `x-request-id`;
+- the official instrumentations trace what a request crosses: the ASGI server (every door, the
+  fast lane included; daarion/observability/http.py names the span by route template and puts
+  the answer's `x-request-id` on it), Celery (a task continues the trace of the request that
+  enqueued it), psycopg, Redis, and the aiohttp and httpx clients, which send `traceparent`
+  with each upstream LLM call, HTTP tool call and upstream MCP request;
 - a turn's steps get spans of ours: `invoke_agent`, `agent.recall`, one `chat <model>` per
   model call (GenAI semantic-convention attributes: model, tokens, finish reasons),
-  `execute_tool <tool>` per tool call, `agent.remember`;
-- `traceparent` goes out with each upstream LLM call (apps/llm/providers/transport.py) and
-  each HTTP tool call (apps/tools/executors/http.py), and into the headers of every Celery
-  task published while a span is current (celery_signals), where the worker continues it.
+  `execute_tool <tool>` per tool call, `agent.remember`.
 
-The official instrumentation packages (Django/ASGI, Celery, psycopg, Redis, httpx) are not
-installable here (their distributions are not on the package index this project installs
-from), so the server span and the Celery propagation above are ours, following their
-conventions. With tracing off every helper here is a no-op costing one attribute read.
+HTTP attributes follow the stable semantic conventions (OTEL_SEMCONV_STABILITY_OPT_IN=http
+unless set otherwise). With tracing off nothing is instrumented and every helper here is a
+no-op costing one attribute read.
 """
 
 from __future__ import annotations
@@ -27,8 +26,7 @@ from collections.abc import Coroutine, Iterator, Mapping
 from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
-from opentelemetry.propagators.textmap import Getter
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 logger = logging.getLogger(__name__)
@@ -55,11 +53,30 @@ def configure(*, service_name: str | None = None) -> bool:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     name = os.environ.get("OTEL_SERVICE_NAME") or service_name or "daarion"
     provider = TracerProvider(resource=Resource.create({"service.name": name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     install(provider)
+    _instrument_libraries(provider)
     return True
+
+
+def _instrument_libraries(provider: Any) -> None:
+    """The official instrumentations of the clients and the task queue (the ASGI server's is
+    applied where the app is built: observability.http.instrument)."""
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    AioHttpClientInstrumentor().instrument(tracer_provider=provider)
+    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
+    CeleryInstrumentor().instrument(tracer_provider=provider)
+    # No SQL commenter: statements stay as written, so Postgres can reuse their plans.
+    PsycopgInstrumentor().instrument(tracer_provider=provider, enable_commenter=False)
+    RedisInstrumentor().instrument(tracer_provider=provider)
 
 
 def install(provider: Any) -> None:
@@ -69,6 +86,11 @@ def install(provider: Any) -> None:
     _state["provider"] = provider
     _state["on"] = True
     tracer = provider.get_tracer("daarion")
+
+
+def provider() -> Any:
+    """The SDK TracerProvider in use, None while tracing is off."""
+    return _state["provider"]
 
 
 def flush(timeout_ms: int = 5000) -> None:
@@ -104,52 +126,6 @@ def mark_failed(current: Any, description: str) -> None:
 def _clean(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     """OpenTelemetry takes str, bool, int, float and lists of them, never None."""
     return {k: v for k, v in (attributes or {}).items() if v is not None and v != ""}
-
-
-class _Headers(Getter[list[tuple[bytes, bytes]]]):
-    """A getter over ASGI's header list for the propagator."""
-
-    @staticmethod
-    def get(carrier: list[tuple[bytes, bytes]], key: str) -> list[str] | None:
-        wanted = key.encode("latin-1")
-        found = [value.decode("latin-1") for name, value in carrier if name.lower() == wanted]
-        return found or None
-
-    @staticmethod
-    def keys(carrier: list[tuple[bytes, bytes]]) -> list[str]:
-        return [name.decode("latin-1") for name, _ in carrier]
-
-
-_HEADERS = _Headers()
-
-
-@contextlib.contextmanager
-def server_span(scope: Mapping[str, Any], route: str) -> Iterator[Any]:
-    """The span of one HTTP request, continuing the caller's trace (its `traceparent`)."""
-    parent = propagate.extract(scope.get("headers") or [], getter=_HEADERS)
-    method = scope.get("method", "")
-    attributes = {
-        "http.request.method": method,
-        "url.path": scope.get("path", ""),
-        "http.route": route,
-        "url.scheme": scope.get("scheme", "http"),
-    }
-    with tracer.start_as_current_span(
-        f"{method} {route}", context=parent, kind=SpanKind.SERVER, attributes=attributes
-    ) as current:
-        yield current
-
-
-def note_response(current: Any, message: Mapping[str, Any]) -> None:
-    """Puts the answer's status and `x-request-id` on the server span."""
-    if current is None:
-        return
-    current.set_attribute("http.response.status_code", message["status"])
-    for name, value in message.get("headers") or []:
-        if name.lower() == b"x-request-id":
-            current.set_attribute("http.request_id", value.decode("latin-1"))
-    if message["status"] >= 500:
-        current.set_status(Status(StatusCode.ERROR))
 
 
 def llm_call_span(record: Mapping[str, Any]) -> None:
@@ -196,23 +172,7 @@ def _llm_call_span(record: Mapping[str, Any]) -> None:
     span.end(end_time=end)
 
 
-# --- propagation -------------------------------------------------------------------------
-
-
-def inject(headers: dict[str, str]) -> dict[str, str]:
-    """Adds `traceparent` (and `tracestate`) of the current span to `headers`, in place."""
-    if _state["on"]:
-        propagate.inject(headers)
-    return headers
-
-
-def outgoing_headers(headers: Mapping[str, str] | None) -> Mapping[str, str] | None:
-    """`headers` plus the current trace context when tracing is on (a new dict then)."""
-    if not _state["on"]:
-        return headers
-    out = dict(headers or {})
-    propagate.inject(out)
-    return out or headers
+# --- context across threads ---------------------------------------------------------------
 
 
 async def _attached(coro: Coroutine[Any, Any, T], ctx: otel_context.Context) -> T:

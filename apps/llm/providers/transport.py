@@ -24,7 +24,6 @@ import orjson
 from yarl import URL
 
 from apps.llm.providers.errors import ProviderError
-from daarion.observability.tracing import outgoing_headers
 
 # An SSE line (one stream chunk) larger than this is refused as malformed instead of being
 # buffered without bound.
@@ -184,8 +183,6 @@ _JSON = {"Content-Type": "application/json"}
 
 
 def _json_headers(headers: Mapping[str, str] | None) -> Mapping[str, str]:
-    # The current trace's `traceparent` goes upstream too, when tracing is on.
-    headers = outgoing_headers(headers)
     return {**_JSON, **headers} if headers else _JSON
 
 

@@ -30,7 +30,6 @@ from django.conf import settings
 
 from apps.tools.choices import CallStatus, Executor
 from apps.tools.executors import ExecutionResult, ToolContext, executor
-from daarion.observability.tracing import inject as inject_trace
 
 _METADATA_IPS = {
     ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack
@@ -284,7 +283,6 @@ async def run_http(tool: Any, args: dict, context: ToolContext) -> ExecutionResu
         "X-Request-Id": context.request_id,
         "User-Agent": "daarion-toolcore/1",
     }
-    inject_trace(headers)  # the call's `traceparent`, when tracing is on
     # The connect phase gets a share of the budget so "cannot connect" is told apart from
     # "connected but too slow" even when both would hit the deadline.
     timeout = httpx.Timeout(tool.timeout, connect=max(min(tool.timeout * 0.8, 5.0), 0.05))
