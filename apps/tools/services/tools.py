@@ -1,0 +1,149 @@
+"""Saving tools: create, update (with the tool's version), delete, an agent's removal from
+every tool's list, and the export of the `tools:` section."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.tools.models import Followup, McpServer, Tool
+from apps.tools.registry import TOOLS_CONFIG
+from apps.tools.services.validation import apply_changes, secret_headers_of, tool_validate
+from daarion.infra.errors import validate_model
+from daarion.infra.live_config import bump_version
+
+# Fields a caller may set on a tool (secret headers are handled apart: write-only).
+TOOL_FIELDS = (
+    "name",
+    "description",
+    "input_schema",
+    "output_schema",
+    "executor",
+    "target",
+    "allowed_agents",
+    "timeout",
+    "enabled",
+    "read_only",
+    "destructive",
+    "idempotent",
+    "rate_limit_per_minute",
+    "agent_secret_headers",
+)
+
+
+def tool_apply_changes(tool: Tool, data: dict[str, Any], secret_headers: Mapping[str, str | None] | None = None) -> bool:
+    """Sets fields on `tool` (unsaved); returns whether anything changed."""
+    return bool(apply_changes(tool, data, secret_headers, fields=TOOL_FIELDS, unknown="unknown tool field"))
+
+
+@transaction.atomic
+def tool_create(*, tool_id: str, secret_headers: dict[str, str] | None = None, **fields: Any) -> Tool:
+    tool = Tool(tool_id=tool_id)
+    tool_apply_changes(tool, fields, secret_headers)
+    tool_validate(tool)
+    tool.save()
+    bump_version(TOOLS_CONFIG)
+    return tool
+
+
+@transaction.atomic
+def tool_update(*, tool: Tool, secret_headers: Mapping[str, str | None] | None = None, **fields: Any) -> Tool:
+    """Changes fields; `secret_headers` merges (a None/empty value removes that header).
+
+    The version goes up by one on every change; a save that changes nothing keeps it.
+    """
+    if not tool_apply_changes(tool, fields, secret_headers):
+        return tool
+    tool_validate(tool)
+    tool_save_change(tool)
+    return tool
+
+
+def tool_save_change(tool: Tool) -> None:
+    """Saves a changed tool, in the caller's transaction, as its next version."""
+    # The row's version, not this object's, so two admins saving at once both count.
+    tool.version = (Tool.objects.select_for_update().values_list("version", flat=True).get(pk=tool.pk)) + 1
+    tool.updated_at = timezone.now()
+    tool.save()
+    bump_version(TOOLS_CONFIG)
+
+
+@transaction.atomic
+def tools_forget_agent(*, agent_id: str) -> list[Tool]:
+    """Takes `agent_id` out of every tool's allowed_agents (the agent is being deleted), so
+    no tool names an agent that is gone; returns the tools it changed.
+
+    A list that becomes empty stays [] (no agent), never None (every agent). Only the list
+    narrows, so the tool's other rules are not checked again here: a tool that a newer rule
+    would refuse (say, a python target no longer registered) must not block deleting an agent.
+    """
+    changed = []
+    for tool in Tool.objects.select_for_update().filter(allowed_agents__contains=[agent_id]).order_by("tool_id"):
+        tool.allowed_agents = [a for a in tool.allowed_agents or [] if a != agent_id]
+        tool_save_change(tool)
+        changed.append(tool)
+    # Upstream MCP servers name agents too (the list their new tools start with).
+    for server in McpServer.objects.select_for_update().filter(allowed_agents__contains=[agent_id]).order_by("name"):
+        server.allowed_agents = [a for a in server.allowed_agents or [] if a != agent_id]
+        server.updated_at = timezone.now()
+        server.save()
+    return changed
+
+
+@transaction.atomic
+def tool_delete(*, tool: Tool) -> None:
+    tool.delete()
+    bump_version(TOOLS_CONFIG)
+
+
+def tools_export() -> dict[str, Any]:
+    """The registry as a `{tools: [...]}` document (secrets as header names only), without the
+    tools synced from MCP servers."""
+    out = []
+    # Tools of an MCP server are the server's sync's to write: they travel as the server.
+    for tool in Tool.objects.filter(mcp_server__isnull=True).order_by("tool_id"):
+        item: dict[str, Any] = {
+            "id": tool.tool_id,
+            "name": tool.name,
+            "description": tool.description,
+            "input_schema": tool.input_schema,
+            "output_schema": tool.output_schema,
+            "executor": tool.executor,
+            "target": tool.target,
+            "allowed_agents": tool.allowed_agents,
+            "timeout": tool.timeout,
+            "enabled": tool.enabled,
+            "annotations": {"read_only": tool.read_only, "destructive": tool.destructive, "idempotent": tool.idempotent},
+            "rate_limit_per_minute": tool.rate_limit_per_minute,
+        }
+        if tool.agent_secret_headers:
+            item["agent_secret_headers"] = dict(tool.agent_secret_headers)
+        secrets = secret_headers_of(tool)
+        if secrets:
+            env_base = "TOOL_SECRET_" + re.sub(r"[^A-Z0-9]", "_", tool.tool_id.upper())
+            item["secrets"] = {h: {"env": f"{env_base}_{re.sub(r'[^A-Z0-9]', '_', h.upper())}"} for h in sorted(secrets)}
+        out.append(item)
+    return {"tools": out}
+
+
+# --- demo follow-ups (leaving apps/tools with the Followup model) ---------------------------
+
+
+def followup_create(
+    *, agent_id: str, microdao_id: str, title: str, assignee: str = "", due_date: Any = None, request_id: str = ""
+) -> Followup:
+    followup = Followup(
+        agent_id=agent_id,
+        microdao_id=microdao_id,
+        title=title,
+        assignee=assignee,
+        due_date=due_date,
+        request_id=request_id,
+    )
+    validate_model(followup)
+    followup.save()
+    return followup
