@@ -1,10 +1,10 @@
 """Writes and rules of toolcore, one validation path for admin, registry API and documents.
 
 One module per concern: `validation` (the clean_* functions, `tool_validate`,
-`mcp_server_validate`, a caller's changes applied with write-only secret headers merged),
-`tools` (saving tools, each change a new version; the `tools:` export), `calls` (the tool
-call: its checks, execution, secret scrubbing and audit), `mcp_servers` (upstream MCP servers
-and the sync of their tools). Other modules import from here only.
+`mcp_server_validate`, the changes a caller asks for with write-only secret headers merged),
+`tools` (saving tools through model_update, each change a new version; the `tools:` export),
+`calls` (the tool call: its checks, execution, secret scrubbing and audit), `mcp_servers`
+(upstream MCP servers and the sync of their tools). Other modules import from here only.
 """
 
 from apps.tools.services.calls import ToolCallOutcome, tool_call, tool_call_refused

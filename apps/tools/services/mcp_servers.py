@@ -15,11 +15,12 @@ from django.utils import timezone
 from apps.tools.choices import Executor
 from apps.tools.models import McpServer, Tool
 from apps.tools.registry import TOOLS_CONFIG
-from apps.tools.services.tools import tool_apply_changes, tool_save_change
-from apps.tools.services.validation import apply_changes, mcp_server_validate, secret_headers_of, tool_validate
+from apps.tools.services.tools import tool_save_changes
+from apps.tools.services.validation import clean_changes, mcp_server_validate, secret_headers_of, tool_validate
 from daarion.infra import redaction
 from daarion.infra.errors import ValidationFailed
 from daarion.infra.live_config import bump_version
+from daarion.infra.model_update import model_update
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +38,15 @@ MCP_SERVER_FIELDS = (
 _TOOL_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
-def _apply_server(server: McpServer, data: dict[str, Any], secret_headers: Mapping[str, str | None] | None) -> dict[str, Any]:
-    """Sets fields on `server`; returns {field: old value} of what changed."""
-    return apply_changes(server, data, secret_headers, fields=MCP_SERVER_FIELDS, unknown="unknown MCP server field")
+def _server_changes(
+    server: McpServer, data: Mapping[str, Any], secret_headers: Mapping[str, str | None] | None
+) -> dict[str, Any]:
+    return clean_changes(server, data, secret_headers, fields=MCP_SERVER_FIELDS, unknown="unknown MCP server field")
+
+
+def _check_and_touch(server: McpServer) -> None:
+    mcp_server_validate(server)
+    server.updated_at = timezone.now()
 
 
 def _enqueue_sync(server: McpServer) -> None:
@@ -65,7 +72,8 @@ def mcp_server_create(*, name: str, secret_headers: dict[str, str] | None = None
     """Saves a new server and, once committed, queues the sync of its tools (`sync=False`: not)."""
     fields.setdefault("prefix", name)
     server = McpServer(name=name)
-    _apply_server(server, fields, secret_headers)
+    for attr, value in _server_changes(server, fields, secret_headers).items():
+        setattr(server, attr, value)
     mcp_server_validate(server)
     server.save()
     bump_version(TOOLS_CONFIG)
@@ -86,12 +94,11 @@ def mcp_server_update(*, server: McpServer, secret_headers: Mapping[str, str | N
         raise ValidationFailed.on_fields(
             {"prefix": "the prefix of a server with tools cannot change (tool ids would change); register a new server instead"}
         )
-    changed = _apply_server(server, fields, secret_headers)
-    if not changed:
+    data = _server_changes(server, fields, secret_headers)
+    before = {attr: getattr(server, attr) for attr in data}
+    if not model_update(instance=server, fields=(*MCP_SERVER_FIELDS, "secret_headers"), data=data, validate=_check_and_touch):
         return server
-    mcp_server_validate(server)
-    server.updated_at = timezone.now()
-    server.save()
+    changed = {attr: old for attr, old in before.items() if getattr(server, attr) != old}
     for tool in Tool.objects.select_for_update().filter(mcp_server=server).order_by("tool_id"):
         updates: dict[str, Any] = {}
         if "allowed_agents" in changed and tool.allowed_agents == changed["allowed_agents"]:
@@ -100,9 +107,8 @@ def mcp_server_update(*, server: McpServer, secret_headers: Mapping[str, str | N
             updates["timeout"] = server.timeout
         if "agent_secret_headers" in changed:
             updates["agent_secret_headers"] = dict(server.agent_secret_headers)
-        if updates and tool_apply_changes(tool, updates, None):
-            tool_validate(tool)
-            tool_save_change(tool)
+        if updates:
+            tool_save_changes(tool=tool, data=updates)
     bump_version(TOOLS_CONFIG)
     if "url" in changed or ("enabled" in changed and server.enabled):
         _enqueue_sync(server)
@@ -115,9 +121,8 @@ def mcp_server_delete(*, server: McpServer) -> list[str]:
     their audit history names them). Returns their ids."""
     kept = []
     for tool in Tool.objects.select_for_update().filter(mcp_server=server).order_by("tool_id"):
-        tool.enabled = False
-        tool.mcp_server = None
-        tool_save_change(tool)
+        # Not checked: a detached mcp tool breaks the rule that mcp tools have a server.
+        tool_save_changes(tool=tool, data={"enabled": False, "mcp_server": None}, check=False)
         kept.append(tool.tool_id)
     server.delete()
     bump_version(TOOLS_CONFIG)
@@ -207,14 +212,12 @@ def mcp_server_sync(*, server: McpServer) -> McpSyncReport:
                             allowed_agents=server.allowed_agents,
                             timeout=server.timeout,
                             agent_secret_headers=dict(server.agent_secret_headers),
+                            **fields,
                         )
-                        tool_apply_changes(tool, fields, None)
                         tool_validate(tool)
                         tool.save()
                         report.created.append(tool.tool_id)
-                    elif tool_apply_changes(tool, fields, None):
-                        tool_validate(tool)
-                        tool_save_change(tool)
+                    elif tool_save_changes(tool=tool, data=fields):
                         report.updated.append(tool.tool_id)
                     else:
                         report.unchanged.append(tool.tool_id)
@@ -224,8 +227,7 @@ def mcp_server_sync(*, server: McpServer) -> McpSyncReport:
                 )
         for name, tool in sorted(known.items()):
             if name not in seen and tool.enabled:
-                tool.enabled = False
-                tool_save_change(tool)
+                tool_save_changes(tool=tool, data={"enabled": False}, check=False)
                 report.disabled.append(tool.tool_id)
         McpServer.objects.filter(pk=server.pk).update(
             protocol_version=listing.protocol_version,

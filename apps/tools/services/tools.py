@@ -1,5 +1,5 @@
-"""Saving tools: create, update (with the tool's version), delete, an agent's removal from
-every tool's list, and the export of the `tools:` section."""
+"""Saving tools: create, update (through model_update, with the tool's version), delete, an
+agent's removal from every tool's list, and the export of the `tools:` section."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from django.utils import timezone
 
 from apps.tools.models import Followup, McpServer, Tool
 from apps.tools.registry import TOOLS_CONFIG
-from apps.tools.services.validation import apply_changes, secret_headers_of, tool_validate
+from apps.tools.services.validation import clean_changes, secret_headers_of, tool_validate
 from daarion.infra.errors import validate_model
 from daarion.infra.live_config import bump_version
+from daarion.infra.model_update import model_update
 
 # Fields a caller may set on a tool (secret headers are handled apart: write-only).
 TOOL_FIELDS = (
@@ -33,17 +34,20 @@ TOOL_FIELDS = (
     "rate_limit_per_minute",
     "agent_secret_headers",
 )
+# What the services write on a saved tool: the caller's fields, the sealed secret headers, and
+# the server a synced tool comes from (cleared when the server goes).
+_WRITTEN = (*TOOL_FIELDS, "secret_headers", "mcp_server")
 
 
-def tool_apply_changes(tool: Tool, data: dict[str, Any], secret_headers: Mapping[str, str | None] | None = None) -> bool:
-    """Sets fields on `tool` (unsaved); returns whether anything changed."""
-    return bool(apply_changes(tool, data, secret_headers, fields=TOOL_FIELDS, unknown="unknown tool field"))
+def _tool_changes(tool: Tool, data: Mapping[str, Any], secret_headers: Mapping[str, str | None] | None) -> dict[str, Any]:
+    return clean_changes(tool, data, secret_headers, fields=TOOL_FIELDS, unknown="unknown tool field")
 
 
 @transaction.atomic
 def tool_create(*, tool_id: str, secret_headers: dict[str, str] | None = None, **fields: Any) -> Tool:
     tool = Tool(tool_id=tool_id)
-    tool_apply_changes(tool, fields, secret_headers)
+    for name, value in _tool_changes(tool, fields, secret_headers).items():
+        setattr(tool, name, value)
     tool_validate(tool)
     tool.save()
     bump_version(TOOLS_CONFIG)
@@ -56,20 +60,28 @@ def tool_update(*, tool: Tool, secret_headers: Mapping[str, str | None] | None =
 
     The version goes up by one on every change; a save that changes nothing keeps it.
     """
-    if not tool_apply_changes(tool, fields, secret_headers):
-        return tool
-    tool_validate(tool)
-    tool_save_change(tool)
+    tool_save_changes(tool=tool, data=_tool_changes(tool, fields, secret_headers))
     return tool
 
 
-def tool_save_change(tool: Tool) -> None:
-    """Saves a changed tool, in the caller's transaction, as its next version."""
-    # The row's version, not this object's, so two admins saving at once both count.
-    tool.version = (Tool.objects.select_for_update().values_list("version", flat=True).get(pk=tool.pk)) + 1
-    tool.updated_at = timezone.now()
-    tool.save()
+def tool_save_changes(*, tool: Tool, data: Mapping[str, Any], check: bool = True) -> bool:
+    """Writes `data` (cleaned values) on the saved `tool`, in the caller's transaction, through
+    model_update: when a value differs, the tool's rules are checked (`check=False`: not, for a
+    write that only narrows its agents or disables it), its version becomes the row's + 1 and
+    `updated_at` now, and the changed columns are saved at once; the live registry follows.
+    Returns whether anything changed."""
+
+    def check_and_count(row: Tool) -> None:
+        if check:
+            tool_validate(row)
+        # The row's version, not this object's, so two admins saving at once both count.
+        row.version = Tool.objects.select_for_update().values_list("version", flat=True).get(pk=row.pk) + 1
+        row.updated_at = timezone.now()
+
+    if not model_update(instance=tool, fields=_WRITTEN, data=data, validate=check_and_count):
+        return False
     bump_version(TOOLS_CONFIG)
+    return True
 
 
 @transaction.atomic
@@ -83,8 +95,8 @@ def tools_forget_agent(*, agent_id: str) -> list[Tool]:
     """
     changed = []
     for tool in Tool.objects.select_for_update().filter(allowed_agents__contains=[agent_id]).order_by("tool_id"):
-        tool.allowed_agents = [a for a in tool.allowed_agents or [] if a != agent_id]
-        tool_save_change(tool)
+        narrowed = [a for a in tool.allowed_agents or [] if a != agent_id]
+        tool_save_changes(tool=tool, data={"allowed_agents": narrowed}, check=False)
         changed.append(tool)
     # Upstream MCP servers name agents too (the list their new tools start with).
     for server in McpServer.objects.select_for_update().filter(allowed_agents__contains=[agent_id]).order_by("name"):

@@ -1,7 +1,7 @@
-"""The rules of what a tool and an MCP server may hold: the clean_* functions, applying the
-changes a caller asks for (write-only secret headers merged), `tool_validate` and
-`mcp_server_validate` (one validation path for admin, registry API and documents), and the
-sealed secret headers read back."""
+"""The rules of what a tool and an MCP server may hold: the clean_* functions, the changes an
+update asks for (write-only secret headers merged), `tool_validate` and `mcp_server_validate`
+(one validation path for admin, registry API and documents), and the sealed secret headers
+read back."""
 
 from __future__ import annotations
 
@@ -78,18 +78,20 @@ def clean_agent_secret_headers(value: Any) -> dict[str, str]:
     return cleaned
 
 
-def apply_changes(
+def clean_changes(
     obj: Tool | McpServer,
-    data: dict[str, Any],
+    data: Mapping[str, Any],
     secret_headers: Mapping[str, str | None] | None,
     *,
     fields: Iterable[str],
     unknown: str,
 ) -> dict[str, Any]:
-    """Sets `data` (only `fields`) and merges `secret_headers` (a value sets its header, an
-    empty one removes it) on a tool or an MCP server; returns {field: old value} of what changed
-    (secret values are never returned: `secret_headers` maps to None)."""
-    changed: dict[str, Any] = {}
+    """The values `data` (only `fields`, else `unknown` on the field) and `secret_headers` ask a
+    tool or an MCP server to take, cleaned: `allowed_agents` normalised, `agent_secret_headers`
+    None as {}, and `secret_headers` merged into the stored ones (a value sets its header, an
+    empty one removes it), present only when the merged headers differ from the stored ones."""
+    fields = tuple(fields)
+    values: dict[str, Any] = {}
     for name, value in data.items():
         if name not in fields:
             raise ValidationFailed.on_fields({name: unknown})
@@ -97,20 +99,17 @@ def apply_changes(
             value = clean_allowed_agents(value)
         if name == "agent_secret_headers" and value is None:
             value = {}
-        if getattr(obj, name) != value:
-            changed[name] = getattr(obj, name)
-            setattr(obj, name, value)
+        values[name] = value
     if secret_headers is not None:
         current = secret_headers_of(obj)
         merged = {**current, **{k: v for k, v in secret_headers.items() if v}}
-        for name, value in secret_headers.items():
-            if not value:
+        for name, secret in secret_headers.items():
+            if not secret:
                 merged.pop(name, None)
         merged = clean_secret_headers(merged)
         if merged != current:
-            obj.secret_headers = json.dumps(merged, sort_keys=True) if merged else ""
-            changed["secret_headers"] = None
-    return changed
+            values["secret_headers"] = json.dumps(merged, sort_keys=True) if merged else ""
+    return values
 
 
 # --- the sealed secret headers -----------------------------------------------------------
