@@ -259,7 +259,3 @@ def mcp_servers_export() -> list[dict[str, Any]]:
             item["headers"] = {h: {"env": f"{base}_{re.sub(r'[^A-Z0-9]', '_', h.upper())}"} for h in sorted(secrets)}
         out.append(item)
     return out
-
-
-def mcp_server_secret_header_names(server: McpServer) -> list[str]:
-    return sorted(secret_headers_of(server))

@@ -120,6 +120,16 @@ def secret_headers_of(obj: Tool | McpServer) -> dict[str, str]:
     return json.loads(obj.secret_headers) if obj.secret_headers else {}
 
 
+def secret_header_names(obj: Tool | McpServer) -> list[str]:
+    """The header names of a tool's or an MCP server's sealed secret headers, for answers that
+    show which are set; the values are dropped here."""
+    try:
+        value = secret_headers_of(obj)
+    except ValueError:
+        return []
+    return sorted(value) if isinstance(value, dict) else []
+
+
 # --- the rules ---------------------------------------------------------------------------
 
 
