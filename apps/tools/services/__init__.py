@@ -30,6 +30,7 @@ from apps.tools.services.validation import (
     clean_secret_headers,
     mcp_server_validate,
     secret_header_names,
+    secret_headers_of,
     tool_validate,
 )
 
@@ -46,6 +47,7 @@ __all__ = [
     "mcp_server_validate",
     "mcp_servers_export",
     "secret_header_names",
+    "secret_headers_of",
     "tool_call",
     "tool_call_refused",
     "tool_create",
