@@ -21,7 +21,7 @@ from apps.memory.models import EmbeddingModel
 from apps.registry.selectors import secret_changed_at
 from apps.tools.choices import Executor, McpTransport
 from apps.tools.models import McpServer, Tool
-from apps.tools.services import secret_header_names
+from apps.tools.services import MCP_SERVER_FIELDS, TOOL_FIELDS, secret_header_names
 from apps.access.models import ChangeRecord
 
 
@@ -217,27 +217,8 @@ class ToolOut(serializers.ModelSerializer):
 
     class Meta:
         model = Tool
-        fields = [
-            "id",
-            "name",
-            "description",
-            "input_schema",
-            "output_schema",
-            "executor",
-            "target",
-            "allowed_agents",
-            "timeout",
-            "enabled",
-            "read_only",
-            "destructive",
-            "idempotent",
-            "rate_limit_per_minute",
-            "secret_headers",
-            "agent_secret_headers",
-            "version",
-            "created_at",
-            "updated_at",
-        ]
+        # What a caller may set (the services' list), then what only toolcore writes.
+        fields = ["id", *TOOL_FIELDS, "secret_headers", "version", "created_at", "updated_at"]
 
     @extend_schema_field(_SECRET_STATES)
     def get_secret_headers(self, obj: Tool) -> dict[str, Any]:
@@ -290,17 +271,11 @@ class McpServerOut(serializers.ModelSerializer):
 
     class Meta:
         model = McpServer
+        # What a caller may set (the services' list), then what only toolcore and the sync write.
         fields = [
             "name",
-            "url",
-            "transport",
-            "prefix",
-            "description",
-            "allowed_agents",
-            "timeout",
-            "enabled",
+            *MCP_SERVER_FIELDS,
             "headers",
-            "agent_secret_headers",
             "protocol_version",
             "last_synced_at",
             "last_sync_error",

@@ -45,6 +45,7 @@ class _AgentsAndSecretsForm(forms.ModelForm):
     list, the write-only secret headers as 'Header: value' lines, and the owning service's
     check run on an unsaved copy, so its refusals land on the form's fields."""
 
+    # allowed_agents is edited as these two: the model's field is left out of each form.
     every_agent = forms.BooleanField(required=False, initial=True)
     agents = forms.CharField(label="Allowed agents", required=False, widget=forms.Textarea(attrs={"rows": 4}))
     set_secret_headers = forms.CharField(
@@ -128,22 +129,7 @@ class ToolForm(_AgentsAndSecretsForm):
 
     class Meta:
         model = Tool
-        fields = [
-            "tool_id",
-            "name",
-            "description",
-            "executor",
-            "target",
-            "input_schema",
-            "output_schema",
-            "timeout",
-            "enabled",
-            "read_only",
-            "destructive",
-            "idempotent",
-            "rate_limit_per_minute",
-            "agent_secret_headers",
-        ]
+        fields = ["tool_id", *(name for name in TOOL_FIELDS if name != "allowed_agents")]
         widgets = {
             "input_schema": JsonEditorWidget(kind="tool.input_schema"),
             "output_schema": JsonEditorWidget(kind="tool.output_schema"),
@@ -203,7 +189,7 @@ class McpServerForm(_AgentsAndSecretsForm):
 
     class Meta:
         model = McpServer
-        fields = ["name", "url", "transport", "prefix", "description", "timeout", "enabled", "agent_secret_headers"]
+        fields = ["name", *(name for name in MCP_SERVER_FIELDS if name != "allowed_agents")]
         widgets = {"agent_secret_headers": JsonEditorWidget(kind="string-map")}
 
     service_validate = staticmethod(mcp_server_validate)
