@@ -7,7 +7,6 @@ and `{"set": ..., "updated_at": ...}` on the way out.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
@@ -23,7 +22,7 @@ from apps.memory.models import EmbeddingModel
 from apps.registry.selectors import secret_changed_at
 from apps.tools.choices import Executor, McpTransport
 from apps.tools.models import McpServer, Tool
-from apps.tools.services import mcp_server_secret_header_names
+from apps.tools.services import MCP_SERVER_FIELDS, TOOL_FIELDS, secret_header_names
 from apps.access.models import ChangeRecord
 
 
@@ -213,42 +212,14 @@ class RateLimitPolicyIn(serializers.Serializer):
 # --- tools -------------------------------------------------------------------------------
 
 
-def secret_header_names(tool: Tool) -> list[str]:
-    """The header names of a tool's sealed `{header: value}` object; the values are dropped here."""
-    try:
-        value = json.loads(tool.secret_headers) if tool.secret_headers else {}
-    except ValueError:
-        return []
-    return sorted(value) if isinstance(value, dict) else []
-
-
 class ToolOut(serializers.ModelSerializer):
     id = serializers.CharField(source="tool_id")
     secret_headers = serializers.SerializerMethodField()
 
     class Meta:
         model = Tool
-        fields = [
-            "id",
-            "name",
-            "description",
-            "input_schema",
-            "output_schema",
-            "executor",
-            "target",
-            "allowed_agents",
-            "timeout",
-            "enabled",
-            "read_only",
-            "destructive",
-            "idempotent",
-            "rate_limit_per_minute",
-            "secret_headers",
-            "agent_secret_headers",
-            "version",
-            "created_at",
-            "updated_at",
-        ]
+        # What a caller may set (the services' list), then what only toolcore writes.
+        fields = ["id", *TOOL_FIELDS, "secret_headers", "version", "created_at", "updated_at"]
 
     @extend_schema_field(_SECRET_STATES)
     def get_secret_headers(self, obj: Tool) -> dict[str, Any]:
@@ -301,17 +272,11 @@ class McpServerOut(serializers.ModelSerializer):
 
     class Meta:
         model = McpServer
+        # What a caller may set (the services' list), then what only toolcore and the sync write.
         fields = [
             "name",
-            "url",
-            "transport",
-            "prefix",
-            "description",
-            "allowed_agents",
-            "timeout",
-            "enabled",
+            *MCP_SERVER_FIELDS,
             "headers",
-            "agent_secret_headers",
             "protocol_version",
             "last_synced_at",
             "last_sync_error",
@@ -322,7 +287,7 @@ class McpServerOut(serializers.ModelSerializer):
 
     @extend_schema_field(_SECRET_STATES)
     def get_headers(self, obj: McpServer) -> dict[str, Any]:
-        names = mcp_server_secret_header_names(obj)
+        names = secret_header_names(obj)
         changed = secret_changed_at(instance=obj, field="secret_headers") if names else None
         return {name: _state(True, changed) for name in names}
 

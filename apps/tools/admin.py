@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -18,6 +19,7 @@ from apps.tools.services import (
     mcp_server_sync,
     mcp_server_update,
     mcp_server_validate,
+    secret_headers_of,
     tool_create,
     tool_delete,
     tool_update,
@@ -34,16 +36,18 @@ def _lines(text: str) -> list[str]:
     return [item.strip() for item in (text or "").replace(",", "\n").splitlines() if item.strip()]
 
 
-class ToolForm(forms.ModelForm):
-    every_agent = forms.BooleanField(
-        required=False, initial=True, help_text="Any agent may use the tool (the list below is ignored)."
-    )
-    agents = forms.CharField(
-        label="Allowed agents",
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 4}),
-        help_text="One agent id per line. Empty with 'every agent' off: no agent may use it.",
-    )
+def _secrets_display(obj: Tool | McpServer) -> str:
+    return "; ".join(f"{name}: {mask(value)}" for name, value in sorted(secret_headers_of(obj).items())) or "none"
+
+
+class _AgentsAndSecretsForm(forms.ModelForm):
+    """What the tool and MCP server forms share: the allowed agents as 'every agent' and a
+    list, the write-only secret headers as 'Header: value' lines, and the owning service's
+    check run on an unsaved copy, so its refusals land on the form's fields."""
+
+    # allowed_agents is edited as these two: the model's field is left out of each form.
+    every_agent = forms.BooleanField(required=False, initial=True)
+    agents = forms.CharField(label="Allowed agents", required=False, widget=forms.Textarea(attrs={"rows": 4}))
     set_secret_headers = forms.CharField(
         label="Set secret headers",
         required=False,
@@ -52,34 +56,18 @@ class ToolForm(forms.ModelForm):
         "Empty: keep the current ones.",
     )
 
-    class Meta:
-        model = Tool
-        fields = [
-            "tool_id",
-            "name",
-            "description",
-            "executor",
-            "target",
-            "input_schema",
-            "output_schema",
-            "timeout",
-            "enabled",
-            "read_only",
-            "destructive",
-            "idempotent",
-            "rate_limit_per_minute",
-            "agent_secret_headers",
-        ]
-        widgets = {
-            "input_schema": JsonEditorWidget(kind="tool.input_schema"),
-            "output_schema": JsonEditorWidget(kind="tool.output_schema"),
-            "agent_secret_headers": JsonEditorWidget(kind="string-map"),
-        }
+    key_field = ""  # names the row; agents, audit rows and tool ids refer to it, so it is fixed once saved
+    service_fields: tuple[str, ...] = ()  # what the service may set
+    service_validate: Callable[[Any], None]  # the service's check of the whole row
+    every_agent_help = ""
+    agents_help = ""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["every_agent"].help_text = self.every_agent_help
+        self.fields["agents"].help_text = self.agents_help
         if self.instance.pk:
-            self.fields["tool_id"].disabled = True  # agents and audit rows refer to it
+            self.fields[self.key_field].disabled = True
             self.initial["every_agent"] = self.instance.allowed_agents is None
             self.initial["agents"] = "\n".join(self.instance.allowed_agents or [])
 
@@ -106,18 +94,49 @@ class ToolForm(forms.ModelForm):
         if self.errors:
             return data
         # The same rules the service applies, on a scratch copy, so errors land on the form.
-        probe = Tool(**{f.attname: getattr(self.instance, f.attname) for f in Tool._meta.concrete_fields})
-        for name in TOOL_FIELDS:
+        model = type(self.instance)
+        probe = model(**{f.attname: getattr(self.instance, f.attname) for f in model._meta.concrete_fields})
+        for name in self.service_fields:
             if name in data:
                 setattr(probe, name, data[name])
         probe._state.adding = self.instance._state.adding  # so the unique check skips this row
         if not self.instance.pk:
-            probe.tool_id = data.get("tool_id", "")
+            setattr(probe, self.key_field, data.get(self.key_field, ""))
         try:
-            tool_validate(probe)
+            self.service_validate(probe)
         except ValidationFailed as exc:
             add_service_errors(self, exc, fields={"allowed_agents": "agents"})
         return data
+
+    def changes(self) -> dict[str, Any]:
+        """The fields for the service's create or update."""
+        return {name: self.cleaned_data[name] for name in self.service_fields if name in self.cleaned_data}
+
+    def secret_changes(self) -> dict[str, str | None] | None:
+        """For an update: each header to set, or to remove (None)."""
+        return self.cleaned_data.get("secret_changes")
+
+    def new_secrets(self) -> dict[str, str] | None:
+        """For a create: the headers to set."""
+        return {k: v for k, v in (self.secret_changes() or {}).items() if v} or None
+
+
+class ToolForm(_AgentsAndSecretsForm):
+    key_field = "tool_id"
+    service_fields = TOOL_FIELDS
+    every_agent_help = "Any agent may use the tool (the list below is ignored)."
+    agents_help = "One agent id per line. Empty with 'every agent' off: no agent may use it."
+
+    class Meta:
+        model = Tool
+        fields = ["tool_id", *(name for name in TOOL_FIELDS if name != "allowed_agents")]
+        widgets = {
+            "input_schema": JsonEditorWidget(kind="tool.input_schema"),
+            "output_schema": JsonEditorWidget(kind="tool.output_schema"),
+            "agent_secret_headers": JsonEditorWidget(kind="string-map"),
+        }
+
+    service_validate = staticmethod(tool_validate)
 
 
 @admin.register(Tool)
@@ -142,19 +161,15 @@ class ToolAdmin(ChangeHistoryMixin, admin.ModelAdmin):
 
     @admin.display(description="secret headers")
     def secrets_display(self, obj: Tool) -> str:
-        headers = json.loads(obj.secret_headers) if obj.secret_headers else {}
-        return "; ".join(f"{name}: {mask(value)}" for name, value in sorted(headers.items())) or "none"
+        return _secrets_display(obj)
 
     def save_model(self, request: HttpRequest, obj: Tool, form: ToolForm, change: bool) -> None:
-        data = form.cleaned_data
-        fields = {name: data[name] for name in TOOL_FIELDS if name in data}
         if change:
             # `obj` already holds the form's values; reload so the service sees what changed.
             current = Tool.objects.get(pk=obj.pk)
-            saved = tool_update(tool=current, secret_headers=data.get("secret_changes"), **fields)
+            saved = tool_update(tool=current, secret_headers=form.secret_changes(), **form.changes())
         else:
-            secrets = {k: v for k, v in (data.get("secret_changes") or {}).items() if v}
-            saved = tool_create(tool_id=data["tool_id"], secret_headers=secrets or None, **fields)
+            saved = tool_create(tool_id=form.cleaned_data["tool_id"], secret_headers=form.new_secrets(), **form.changes())
         obj.pk = saved.pk
         obj.version = saved.version
 
@@ -166,63 +181,18 @@ class ToolAdmin(ChangeHistoryMixin, admin.ModelAdmin):
             tool_delete(tool=tool)
 
 
-class McpServerForm(forms.ModelForm):
-    every_agent = forms.BooleanField(
-        required=False, initial=True, help_text="Any agent may use its tools (the list below is ignored)."
-    )
-    agents = forms.CharField(
-        label="Allowed agents",
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 4}),
-        help_text="One agent id per line; its tools start with this list and follow its changes.",
-    )
-    set_secret_headers = forms.CharField(
-        label="Set secret headers",
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
-        help_text="Write-only. One 'Header: value' per line sets a header; 'Header:' alone removes it.",
-    )
+class McpServerForm(_AgentsAndSecretsForm):
+    key_field = "name"
+    service_fields = MCP_SERVER_FIELDS
+    every_agent_help = "Any agent may use its tools (the list below is ignored)."
+    agents_help = "One agent id per line; its tools start with this list and follow its changes."
 
     class Meta:
         model = McpServer
-        fields = ["name", "url", "transport", "prefix", "description", "timeout", "enabled", "agent_secret_headers"]
+        fields = ["name", *(name for name in MCP_SERVER_FIELDS if name != "allowed_agents")]
         widgets = {"agent_secret_headers": JsonEditorWidget(kind="string-map")}
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        if self.instance.pk:
-            self.fields["name"].disabled = True
-            self.initial["every_agent"] = self.instance.allowed_agents is None
-            self.initial["agents"] = "\n".join(self.instance.allowed_agents or [])
-
-    def clean(self) -> dict:
-        super().clean()
-        data = self.cleaned_data  # what ModelForm.clean returns (typed Optional by the stubs)
-        data["allowed_agents"] = None if data.get("every_agent") else _lines(data.get("agents", ""))
-        data["agent_secret_headers"] = data.get("agent_secret_headers") or {}
-        secrets: dict[str, str | None] = {}
-        for line in (data.get("set_secret_headers") or "").splitlines():
-            if line.strip():
-                name, sep, value = line.partition(":")
-                if not sep:
-                    self.add_error("set_secret_headers", f"line {line.strip()[:20]!r}…: expected 'Header: value'")
-                secrets[name.strip()] = value.strip() or None
-        data["secret_changes"] = secrets or None
-        if self.errors:
-            return data
-        probe = McpServer(**{f.attname: getattr(self.instance, f.attname) for f in McpServer._meta.concrete_fields})
-        for name in MCP_SERVER_FIELDS:
-            if name in data:
-                setattr(probe, name, data[name])
-        probe._state.adding = self.instance._state.adding
-        if not self.instance.pk:
-            probe.name = data.get("name", "")
-        try:
-            clean_secret_headers({k: v for k, v in secrets.items() if v})
-            mcp_server_validate(probe)
-        except ValidationFailed as exc:
-            add_service_errors(self, exc, fields={"allowed_agents": "agents"})
-        return data
+    service_validate = staticmethod(mcp_server_validate)
 
 
 @admin.register(McpServer)
@@ -264,8 +234,7 @@ class McpServerAdmin(ChangeHistoryMixin, admin.ModelAdmin):
 
     @admin.display(description="secret headers")
     def secrets_display(self, obj: McpServer) -> str:
-        headers = json.loads(obj.secret_headers) if obj.secret_headers else {}
-        return "; ".join(f"{name}: {mask(value)}" for name, value in sorted(headers.items())) or "none"
+        return _secrets_display(obj)
 
     @admin.action(description="Sync tools now")
     def sync_now(self, request: HttpRequest, queryset) -> None:
@@ -281,15 +250,11 @@ class McpServerAdmin(ChangeHistoryMixin, admin.ModelAdmin):
                 )
 
     def save_model(self, request: HttpRequest, obj: McpServer, form: McpServerForm, change: bool) -> None:
-        data = form.cleaned_data
-        fields = {name: data[name] for name in MCP_SERVER_FIELDS if name in data}
         if change:
-            saved = mcp_server_update(
-                server=McpServer.objects.get(pk=obj.pk), secret_headers=data.get("secret_changes"), **fields
-            )
+            current = McpServer.objects.get(pk=obj.pk)
+            saved = mcp_server_update(server=current, secret_headers=form.secret_changes(), **form.changes())
         else:
-            secrets = {k: v for k, v in (data.get("secret_changes") or {}).items() if v}
-            saved = mcp_server_create(name=data["name"], secret_headers=secrets or None, **fields)
+            saved = mcp_server_create(name=form.cleaned_data["name"], secret_headers=form.new_secrets(), **form.changes())
         obj.pk = saved.pk
 
     def delete_model(self, request: HttpRequest, obj: McpServer) -> None:

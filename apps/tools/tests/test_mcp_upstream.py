@@ -438,6 +438,9 @@ def test_the_admin_adds_a_server_and_its_action_syncs_it(
     }
     bad = admin_client.post("/admin/tools/mcpserver/add/", {**form, "url": "ftp://nope"})
     assert bad.status_code == 200 and "must be an http(s):// URL" in bad.content.decode()
+    for lines, fragment in (("no colon here", "expected"), ("Content-Type: x", "set by toolcore")):
+        bad = admin_client.post("/admin/tools/mcpserver/add/", {**form, "set_secret_headers": lines})
+        assert bad.status_code == 200 and fragment in bad.content.decode()
     added = admin_client.post("/admin/tools/mcpserver/add/", form)
     assert added.status_code == 302, added.content.decode()[:2000]
     server = McpServer.objects.get()
