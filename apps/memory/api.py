@@ -117,10 +117,8 @@ async def forget(request: HttpRequest, payload: schemas.ForgetIn):
 
 @router.post("/summarize", response={200: schemas.JobOut, 202: schemas.JobOut})
 async def summarize(request: HttpRequest, payload: schemas.SummarizeIn):
-    from apps.memory.summaries import summary_enqueue
-
     payload.agent_id = _acting(request, payload.agent_id)
-    job = await _run(summary_enqueue)(
+    job = await _run(services.summary_enqueue)(
         agent_id=payload.agent_id,
         microdao_id=payload.microdao_id,
         channel_id=payload.channel_id,

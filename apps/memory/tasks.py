@@ -13,7 +13,6 @@ from django.conf import settings
 from apps.memory import services
 from apps.memory.embeddings import TransientEmbeddingError
 from apps.memory.enqueue import EMBED_ENTRIES, REEMBED, SUMMARIZE, enqueue_reembed
-from apps.memory.summaries import SummaryTransientError, summary_run
 from daarion.celery import Queue, app
 
 logger = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ def reembed(self: Task, job_id: str) -> str:
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=(SummaryTransientError,),
+    autoretry_for=(services.SummaryTransientError,),
     max_retries=3,
     retry_backoff=_BACKOFF,
     retry_backoff_max=600,
@@ -103,8 +102,8 @@ def reembed(self: Task, job_id: str) -> str:
 )
 def summarize(self: Task, job_id: str) -> str:
     try:
-        return summary_run(job_id=job_id).status
-    except SummaryTransientError as exc:
+        return services.summary_run(job_id=job_id).status
+    except services.SummaryTransientError as exc:
         if _retries_left(self):
             raise
         services.memory_job_fail(job_id=job_id, error=str(exc))

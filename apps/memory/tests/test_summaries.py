@@ -15,6 +15,7 @@ from apps.memory.choices import EmbeddingStatus
 from apps.memory.embeddings import TransientEmbeddingError
 from apps.memory.models import MemoryEntry
 from apps.memory.selectors import model_spec
+from apps.memory.services import store
 
 AGENT = "agent:sofia"
 DAO = "microdao:7"
@@ -234,7 +235,7 @@ def test_a_multilingual_model_served_through_the_proxy(api, headers, llm_registr
             content={"text": text},
             text=text,
             occurred_at=timezone.now(),
-            **services._language_fields(text, None),
+            **store._language_fields(text, None),
         ).id
         assert services.memory_embed_entries(entry_ids=[entry_id]) == {"embedded": 1, "failed": 0}
         last = httpx.get(f"{fake_llm}/_stats").json()["last"]
