@@ -3,6 +3,8 @@ active, deleting one; every change bumps the models' live configuration."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import transaction
 
 from apps.memory import selectors
@@ -11,6 +13,10 @@ from apps.memory.models import EmbeddingModel, MemoryEntry
 from apps.memory.vector_index import ensure_index
 from daarion.infra.errors import Conflict, NotFound, ValidationFailed
 from daarion.infra.live_config import bump_version
+from daarion.infra.model_update import model_update
+
+# What saving an existing model may change; its name is its identity.
+EMBEDDING_MODEL_FIELDS = ("backend", "dimensions", "options")
 
 
 def embedding_model_save(
@@ -31,12 +37,10 @@ def embedding_model_save(
         if not created:
             if model.dimensions != dimensions and MemoryEntry.objects.filter(embedding_model=name).exists():
                 raise Conflict(f"{name} already has embeddings of {model.dimensions} dimensions; create a new model instead")
-            model.backend, model.dimensions, model.options = (
-                backend,
-                dimensions,
-                options if options is not None else model.options,
-            )
-            model.save()
+            data: dict[str, Any] = {"backend": backend, "dimensions": dimensions}
+            if options is not None:
+                data["options"] = options
+            model_update(instance=model, fields=EMBEDDING_MODEL_FIELDS, data=data)
         bump_version(selectors.EMBEDDING_MODELS_CONFIG)
     ensure_index(name, dimensions)
     if is_active:
@@ -69,9 +73,7 @@ def embedding_model_activate(*, name: str) -> EmbeddingModel:
         if model is None:
             raise NotFound(f"embedding model {name!r} does not exist", type="embedding_model_not_found")
         EmbeddingModel.objects.exclude(pk=model.pk).filter(is_active=True).update(is_active=False)
-        if not model.is_active:
-            model.is_active = True
-            model.save(update_fields=["is_active", "updated_at"])
+        model_update(instance=model, fields=("is_active",), data={"is_active": True})
         bump_version(selectors.EMBEDDING_MODELS_CONFIG)
     return model
 
