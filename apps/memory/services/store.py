@@ -61,18 +61,12 @@ def memory_entry_clean(item: dict[str, Any], prefix: str = "") -> dict[str, Any]
     if not isinstance(content, dict) or not content:
         raise ValidationFailed.on_fields({prefix + "content": "must be a non-empty JSON object"})
     if json_size(content) > MAX_CONTENT_BYTES:
-        raise PayloadTooLarge(
-            f"{prefix}content is over {MAX_CONTENT_BYTES} bytes",
-            details=[{"path": prefix + "content", "message": f"at most {MAX_CONTENT_BYTES} bytes"}],
-        )
+        raise _too_large(prefix + "content", MAX_CONTENT_BYTES)
     meta = item.get("meta") or {}
     if not isinstance(meta, dict):
         raise ValidationFailed.on_fields({prefix + "meta": "must be a JSON object"})
     if json_size(meta) > MAX_META_BYTES:
-        raise PayloadTooLarge(
-            f"{prefix}meta is over {MAX_META_BYTES} bytes",
-            details=[{"path": prefix + "meta", "message": f"at most {MAX_META_BYTES} bytes"}],
-        )
+        raise _too_large(prefix + "meta", MAX_META_BYTES)
     text = derive_text(kind, content)
     if not text:
         raise ValidationFailed.on_fields({prefix + "content": "holds no text to remember"})
@@ -99,6 +93,10 @@ def memory_entry_clean(item: dict[str, Any], prefix: str = "") -> dict[str, Any]
         "idempotency_key": key,
         **_language_fields(text, lang),
     }
+
+
+def _too_large(path: str, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"{path} is over {limit} bytes", details=[{"path": path, "message": f"at most {limit} bytes"}])
 
 
 def _clean_lang(value: Any, prefix: str = "") -> str | None:

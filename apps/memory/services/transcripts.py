@@ -150,11 +150,7 @@ def transcript_put(
                 type="transcript_shorter",
                 details={"version": current.version, "entry_count": current.entry_count},
             )
-        current.entries = kept
-        current.entry_count = len(kept)
-        current.size_bytes = json_size(kept)
-        current.version += 1
-        current.save()
+        _transcript_replace(current, kept)
         return current, False, stripped
 
 
@@ -169,12 +165,17 @@ def transcript_append(*, session_id: str, agent_id: str, entries: list[dict]) ->
         if current.agent_id != agent_id:
             raise Conflict(f"session {session_id!r} belongs to another agent", type="session_agent_mismatch")
         kept, _ = transcript_clean([*current.entries, *entries])
-        current.entries = kept
-        current.entry_count = len(kept)
-        current.size_bytes = json_size(kept)
-        current.version += 1
-        current.save()
+        _transcript_replace(current, kept)
         return current
+
+
+def _transcript_replace(transcript: Transcript, kept: list[dict]) -> None:
+    """Stores checked entries as the transcript's next version (the caller holds its row lock)."""
+    transcript.entries = kept
+    transcript.entry_count = len(kept)
+    transcript.size_bytes = json_size(kept)
+    transcript.version += 1
+    transcript.save()
 
 
 def transcript_delete(*, session_id: str) -> None:
