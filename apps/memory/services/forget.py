@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from django.db import transaction
 
+from apps.memory import selectors
 from apps.memory.models import MemoryEntry, MemoryEntryVersion
 from daarion.infra.errors import ValidationFailed
 
@@ -23,13 +24,7 @@ def memory_forget(
     """Deletes every memory of an agent (optionally of one channel / microDAO / kinds)."""
     if not agent_id:
         raise ValidationFailed.on_fields({"agent_id": "must be a non-empty string"})
-    qs = MemoryEntry.objects.filter(agent_id=agent_id)
-    if channel_id is not None:
-        qs = qs.filter(channel_id=channel_id)
-    if microdao_id is not None:
-        qs = qs.filter(microdao_id=microdao_id)
-    if kinds:
-        qs = qs.filter(kind__in=list(kinds))
+    qs = selectors.memory_scope(agent_id=agent_id, microdao_id=microdao_id, channel_id=channel_id, kinds=kinds)
     with transaction.atomic():
         # Forgetting includes what an entry used to say.
         MemoryEntryVersion.objects.filter(agent_id=agent_id, entry_id__in=qs.values("id")).delete()

@@ -67,15 +67,14 @@ def summary_enqueue(
 
 def _sources(job: MemoryJob) -> list[MemoryEntry]:
     p = job.params
-    qs = MemoryEntry.objects.filter(agent_id=job.agent_id, microdao_id=p["microdao_id"], kind=MemoryKind.CONVERSATION).defer(
-        "embedding"
-    )
-    if p.get("channel_id") is not None:
-        qs = qs.filter(channel_id=p["channel_id"])
-    if p.get("since"):
-        qs = qs.filter(occurred_at__gte=datetime.fromisoformat(p["since"]))
-    if p.get("until"):
-        qs = qs.filter(occurred_at__lt=datetime.fromisoformat(p["until"]))
+    qs = selectors.memory_scope(
+        agent_id=job.agent_id,
+        microdao_id=p["microdao_id"],
+        channel_id=p.get("channel_id"),
+        kinds=[MemoryKind.CONVERSATION],
+        since=datetime.fromisoformat(p["since"]) if p.get("since") else None,
+        until=datetime.fromisoformat(p["until"]) if p.get("until") else None,
+    ).defer("embedding")
     # The most recent ones, read oldest first.
     return list(reversed(qs.order_by("-occurred_at", "-id")[: int(p.get("max_entries", 100))]))
 
