@@ -258,7 +258,20 @@ def test_a_query_embeds_through_the_proxy_beside_its_sql(llm_registry):
     services.embedding_model_save(name="llm:emb", backend="llm", dimensions=8)
     services.embedding_model_save(name="llm:emb-down", backend="llm", dimensions=8)
     texts = ["the harvest festival moved to Friday", "budget review for the DAO treasury", "new logo drafts are ready"]
-    ids = [services.memory_store(agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": t})[0].id for t in texts]
+    # Written directly, as a store writes them but without queueing their embedding: a worker
+    # left running by another test would embed them again with the active model meanwhile.
+    ids = [
+        MemoryEntry.objects.create(
+            agent_id=AGENT,
+            microdao_id=DAO,
+            kind="kb",
+            content={"text": t},
+            text=t,
+            occurred_at=timezone.now(),
+            **store._language_fields(t, None),
+        ).id
+        for t in texts
+    ]
     assert services.memory_embed_entries(entry_ids=ids, spec=model_spec("llm:emb")) == {"embedded": 3, "failed": 0}
 
     def dense_side(model: str) -> list[search.MemoryHit]:
