@@ -11,6 +11,7 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +35,18 @@ def _run(fn):
 
 def _hidden(kind: str, ident: str) -> NotFound:
     return NotFound(f"{kind} {ident!r} not found", type=f"{kind.replace(' ', '_')}_not_found")
+
+
+async def _owned(request: HttpRequest, kind: str, ident: str, get: Callable[..., Any], **lookup: Any) -> Any:
+    """The row `get(**lookup)` finds, if the caller may act for its agent; else 404, as if it
+    did not exist, so a token cannot learn what other agents hold."""
+    try:
+        row = await _run(get)(**lookup)
+    except NotFound:
+        raise _hidden(kind, ident) from None
+    if not principal_of(request).may_act_for(row.agent_id):
+        raise _hidden(kind, ident)
+    return row
 
 
 def _entry_out(entry) -> dict[str, Any]:
@@ -117,10 +130,8 @@ async def forget(request: HttpRequest, payload: schemas.ForgetIn):
 
 @router.post("/summarize", response={200: schemas.JobOut, 202: schemas.JobOut})
 async def summarize(request: HttpRequest, payload: schemas.SummarizeIn):
-    from apps.memory.summaries import summary_enqueue
-
     payload.agent_id = _acting(request, payload.agent_id)
-    job = await _run(summary_enqueue)(
+    job = await _run(services.summary_enqueue)(
         agent_id=payload.agent_id,
         microdao_id=payload.microdao_id,
         channel_id=payload.channel_id,
@@ -235,13 +246,7 @@ async def transcript_put(request: HttpRequest, session_id: str):
 
 async def _own_transcript(request: HttpRequest, session_id: str):
     services.session_id_clean(session_id)
-    try:
-        transcript = await _run(selectors.transcript_get)(session_id=session_id)
-    except NotFound:
-        raise _hidden("transcript", session_id) from None
-    if not principal_of(request).may_act_for(transcript.agent_id):
-        raise _hidden("transcript", session_id)
-    return transcript
+    return await _owned(request, "transcript", session_id, selectors.transcript_get, session_id=session_id)
 
 
 @router.get("/transcripts/{session_id}", response=schemas.TranscriptOut)
@@ -274,16 +279,12 @@ async def transcript_delete(request: HttpRequest, session_id: str):
 _LIST_KEYS = frozenset({"agent_id", "microdao_id", "channel_id", "kind", "since", "until", "limit", "cursor"})
 
 
-def _invalid(path: str, message: str) -> ValidationFailed:
-    return ValidationFailed(f"{path}: {message}", details=[{"path": path, "message": message}])
-
-
 def _one(request: HttpRequest, key: str) -> str | None:
     values = request.GET.getlist(key)
     if len(values) > 1:
-        raise _invalid(f"query.{key}", "give it once")
+        raise ValidationFailed.on_fields({f"query.{key}": "give it once"})
     if values and (problem := text_problem(values[0])):
-        raise _invalid(f"query.{key}", problem)
+        raise ValidationFailed.on_fields({f"query.{key}": problem})
     return values[0] if values else None
 
 
@@ -294,7 +295,7 @@ def _when(request: HttpRequest, key: str) -> datetime | None:
     try:
         return to_utc(datetime.fromisoformat(raw.replace(" ", "+")))
     except ValueError:
-        raise _invalid(f"query.{key}", "must be an ISO 8601 datetime, e.g. 2026-01-31T12:00:00Z") from None
+        raise ValidationFailed.on_fields({f"query.{key}": "must be an ISO 8601 datetime, e.g. 2026-01-31T12:00:00Z"}) from None
 
 
 def _list_params(request: HttpRequest) -> dict[str, Any]:
@@ -305,19 +306,19 @@ def _list_params(request: HttpRequest) -> dict[str, Any]:
             meta[key[5:]] = _one(request, key) or ""
         elif key not in _LIST_KEYS:
             known = ", ".join(sorted(_LIST_KEYS | {"meta.<key>"}))
-            raise _invalid(f"query.{key}", f"is not a filter of this list; use {known}")
+            raise ValidationFailed.on_fields({f"query.{key}": f"is not a filter of this list; use {known}"})
     agent_id = _acting(request, _one(request, "agent_id") or None, "query.agent_id")
     kinds: list[str] = []
     for value in request.GET.getlist("kind"):
         for kind in filter(None, (part.strip() for part in value.split(","))):
             if kind not in MemoryKind.values:
-                raise _invalid("query.kind", f"must be one of {', '.join(MemoryKind.values)}")
+                raise ValidationFailed.on_fields({"query.kind": f"must be one of {', '.join(MemoryKind.values)}"})
             kinds.append(kind)
     raw_limit = _one(request, "limit")
     try:
         limit = int(raw_limit) if raw_limit is not None else 50
     except ValueError:
-        raise _invalid("query.limit", "must be an integer") from None
+        raise ValidationFailed.on_fields({"query.limit": "must be an integer"}) from None
     return {
         "agent_id": agent_id,
         "microdao_id": _one(request, "microdao_id"),
@@ -352,13 +353,7 @@ async def entry_list(request: HttpRequest):
 
 
 async def _own_entry(request: HttpRequest, entry_id: str):
-    try:
-        entry = await _run(selectors.memory_entry_get)(entry_id=entry_id)
-    except NotFound:
-        raise _hidden("memory", entry_id) from None
-    if not principal_of(request).may_act_for(entry.agent_id):
-        raise _hidden("memory", entry_id)
-    return entry
+    return await _owned(request, "memory", entry_id, selectors.memory_entry_get, entry_id=entry_id)
 
 
 @router.get("/{entry_id}", response=schemas.EntryOut)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from ninja import Field, Schema
 from pydantic import ConfigDict
@@ -13,24 +13,31 @@ from daarion.infra.storable import StorableObject, StorableText, UtcDatetime
 
 Kind = MemoryKind  # the kinds a caller may name
 
-
-class StoreIn(Schema):
-    agent_id: StorableText | None = Field(
-        None,
+# The fields several requests share, declared once.
+ActingAgentId = Annotated[
+    StorableText | None,
+    Field(
         min_length=1,
         max_length=128,
         description="the agent this call acts for; a token bound to one agent may leave it out",
-    )
-    microdao_id: StorableText = Field(..., min_length=1, max_length=128)
-    channel_id: StorableText | None = Field(None, max_length=256)
+    ),
+]
+MicroDaoId = Annotated[StorableText, Field(min_length=1, max_length=128)]
+MicroDaoFilter = Annotated[StorableText | None, Field(max_length=128)]
+ChannelId = Annotated[StorableText | None, Field(max_length=256)]
+Lang = Annotated[str | None, Field(min_length=2, max_length=3, pattern=r"^[A-Za-z]{2,3}$")]
+
+
+class StoreIn(Schema):
+    agent_id: ActingAgentId = None
+    microdao_id: MicroDaoId
+    channel_id: ChannelId = None
     kind: MemoryKind
     content: StorableObject
     meta: StorableObject | None = None
     occurred_at: UtcDatetime | None = None
     idempotency_key: StorableText | None = Field(None, min_length=1, max_length=200)
-    lang: str | None = Field(
-        None, min_length=2, max_length=3, pattern=r"^[A-Za-z]{2,3}$", description="ISO 639-1; detected when absent"
-    )
+    lang: Lang = Field(None, description="ISO 639-1; detected when absent")
 
 
 class StoreOut(Schema):
@@ -50,14 +57,9 @@ class BulkStoreOut(Schema):
 
 
 class QueryIn(Schema):
-    agent_id: StorableText | None = Field(
-        None,
-        min_length=1,
-        max_length=128,
-        description="the agent this call acts for; a token bound to one agent may leave it out",
-    )
-    microdao_id: StorableText | None = Field(None, max_length=128)
-    channel_id: StorableText | None = Field(None, max_length=256)
+    agent_id: ActingAgentId = None
+    microdao_id: MicroDaoFilter = None
+    channel_id: ChannelId = None
     query: str = Field(..., min_length=1, max_length=2000)
     limit: int = Field(5, ge=1, description="capped at MEMORY_QUERY_MAX_LIMIT (50)")
     kinds: list[MemoryKind] | None = None
@@ -65,9 +67,7 @@ class QueryIn(Schema):
     until: UtcDatetime | None = None
     meta: dict[str, Any] | None = Field(None, description="keep entries whose meta holds each key/value pair")
     min_score: float | None = Field(None, ge=0, le=1, description="drop hits scoring below this")
-    lang: str | None = Field(
-        None, min_length=2, max_length=3, pattern=r"^[A-Za-z]{2,3}$", description="the query's language; detected when absent"
-    )
+    lang: Lang = Field(None, description="the query's language; detected when absent")
 
     # A misspelt filter must not be ignored silently: it would widen the answer.
     model_config = ConfigDict(extra="forbid")
@@ -113,7 +113,7 @@ class ListOut(Schema):
 class UpdateIn(Schema):
     content: StorableObject | None = None
     meta: StorableObject | None = None
-    lang: str | None = Field(None, min_length=2, max_length=3, pattern=r"^[A-Za-z]{2,3}$")
+    lang: Lang = None
     expected_version: int | None = Field(None, ge=1, description="409 version_conflict unless the entry is at this version")
 
     model_config = ConfigDict(extra="forbid")
@@ -137,14 +137,9 @@ class HistoryOut(Schema):
 
 
 class ForgetIn(Schema):
-    agent_id: StorableText | None = Field(
-        None,
-        min_length=1,
-        max_length=128,
-        description="the agent this call acts for; a token bound to one agent may leave it out",
-    )
-    microdao_id: StorableText | None = Field(None, max_length=128)
-    channel_id: StorableText | None = Field(None, max_length=256)
+    agent_id: ActingAgentId = None
+    microdao_id: MicroDaoFilter = None
+    channel_id: ChannelId = None
     kinds: list[MemoryKind] | None = None
 
 
@@ -159,14 +154,9 @@ class DeletedOut(Schema):
 
 
 class SummarizeIn(Schema):
-    agent_id: StorableText | None = Field(
-        None,
-        min_length=1,
-        max_length=128,
-        description="the agent this call acts for; a token bound to one agent may leave it out",
-    )
-    microdao_id: StorableText = Field(..., min_length=1, max_length=128)
-    channel_id: StorableText | None = Field(None, max_length=256)
+    agent_id: ActingAgentId = None
+    microdao_id: MicroDaoId
+    channel_id: ChannelId = None
     since: UtcDatetime | None = None
     until: UtcDatetime | None = None
     model: StorableText | None = Field(None, max_length=120)
@@ -187,12 +177,7 @@ class JobOut(Schema):
 
 
 class TranscriptIn(Schema):
-    agent_id: StorableText | None = Field(
-        None,
-        min_length=1,
-        max_length=128,
-        description="the agent this call acts for; a token bound to one agent may leave it out",
-    )
+    agent_id: ActingAgentId = None
     entries: list[StorableObject]
 
 

@@ -331,7 +331,16 @@ def memory_query(
     started, status = time.perf_counter(), "error"
     try:
         with tracing.span("memory.query", {"gen_ai.agent.id": agent_id, "daarion.memory.limit": limit}) as span:
-            hits = _memory_query(
+            if not isinstance(agent_id, str) or not agent_id.strip():
+                raise ValidationFailed(
+                    "agent_id is required", details=[{"path": "agent_id", "message": "must be a non-empty string"}]
+                )
+            meta = meta_filter_clean(meta, "meta")
+            if min_score is not None and not 0 <= float(min_score) <= 1:
+                raise ValidationFailed(
+                    "min_score must be between 0 and 1", details=[{"path": "min_score", "message": "must be between 0 and 1"}]
+                )
+            hits = _hybrid(
                 agent_id=agent_id,
                 microdao_id=microdao_id,
                 channel_id=channel_id,
@@ -343,56 +352,15 @@ def memory_query(
                 model=model,
                 neighbour_weight=neighbour_weight,
                 meta=meta,
-                min_score=min_score,
                 lang=lang,
             )
+            if min_score is not None:
+                hits = [hit for hit in hits if hit.score >= min_score]
             tracing.set_attributes(span, {"daarion.memory.hits": len(hits)})
         status = "ok"
         return hits
     finally:
         metrics.observe_memory_query(status, time.perf_counter() - started)
-
-
-def _memory_query(
-    *,
-    agent_id: Any,
-    microdao_id: str | None,
-    channel_id: str | None,
-    query: str,
-    limit: int,
-    kinds: list[str] | None,
-    since: datetime | None,
-    until: datetime | None,
-    model: str | None,
-    neighbour_weight: float | None,
-    meta: dict[str, Any] | None,
-    min_score: float | None,
-    lang: str | None,
-) -> list[MemoryHit]:
-    if not isinstance(agent_id, str) or not agent_id.strip():
-        raise ValidationFailed("agent_id is required", details=[{"path": "agent_id", "message": "must be a non-empty string"}])
-    meta = meta_filter_clean(meta, "meta")
-    if min_score is not None and not 0 <= float(min_score) <= 1:
-        raise ValidationFailed(
-            "min_score must be between 0 and 1", details=[{"path": "min_score", "message": "must be between 0 and 1"}]
-        )
-    hits = _hybrid(
-        agent_id=agent_id,
-        microdao_id=microdao_id,
-        channel_id=channel_id,
-        query=query,
-        limit=limit,
-        kinds=kinds,
-        since=since,
-        until=until,
-        model=model,
-        neighbour_weight=neighbour_weight,
-        meta=meta,
-        lang=lang,
-    )
-    if min_score is not None:
-        hits = [hit for hit in hits if hit.score >= min_score]
-    return hits
 
 
 def meta_filter_clean(meta: Any, path: str) -> dict[str, Any] | None:

@@ -146,6 +146,31 @@ def _meta_value_q(key: str, value: Any) -> Q:
     return q
 
 
+def memory_scope(
+    *,
+    agent_id: str,
+    microdao_id: str | None = None,
+    channel_id: str | None = None,
+    kinds: Iterable[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[MemoryEntry]:
+    """An agent's memories, narrowed to one microDAO, channel, kinds or time span where given
+    (`since` inclusive, `until` exclusive): what a list, a forget and a summary read."""
+    qs = MemoryEntry.objects.filter(agent_id=agent_id)
+    if microdao_id is not None:
+        qs = qs.filter(microdao_id=microdao_id)
+    if channel_id is not None:
+        qs = qs.filter(channel_id=channel_id)
+    if kinds:
+        qs = qs.filter(kind__in=list(kinds))
+    if since is not None:
+        qs = qs.filter(occurred_at__gte=since)
+    if until is not None:
+        qs = qs.filter(occurred_at__lt=until)
+    return qs
+
+
 def memory_list(
     *,
     agent_id: str,
@@ -168,17 +193,9 @@ def memory_list(
         raise _bad("limit", f"must be between 1 and {LIST_MAX_LIMIT}")
     if since is not None and until is not None and since >= until:
         raise _bad("since", "must be before until")
-    qs = MemoryEntry.objects.defer("embedding", "search", "lemmas").filter(agent_id=agent_id)
-    if microdao_id is not None:
-        qs = qs.filter(microdao_id=microdao_id)
-    if channel_id is not None:
-        qs = qs.filter(channel_id=channel_id)
-    if kinds:
-        qs = qs.filter(kind__in=list(kinds))
-    if since is not None:
-        qs = qs.filter(occurred_at__gte=since)
-    if until is not None:
-        qs = qs.filter(occurred_at__lt=until)
+    qs = memory_scope(
+        agent_id=agent_id, microdao_id=microdao_id, channel_id=channel_id, kinds=kinds, since=since, until=until
+    ).defer("embedding", "search", "lemmas")
     for key, value in (meta or {}).items():
         qs = qs.filter(_meta_value_q(key, value))
     if cursor:

@@ -6,6 +6,7 @@ Tasks take ids, reload rows and call services; they are safe to run twice.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import Task
 from django.conf import settings
@@ -13,7 +14,6 @@ from django.conf import settings
 from apps.memory import services
 from apps.memory.embeddings import TransientEmbeddingError
 from apps.memory.enqueue import EMBED_ENTRIES, REEMBED, SUMMARIZE, enqueue_reembed
-from apps.memory.summaries import SummaryTransientError, summary_run
 from daarion.celery import Queue, app
 
 logger = logging.getLogger(__name__)
@@ -27,24 +27,25 @@ EMBED_MAX_RETRIES = settings.MEMORY_EMBED_MAX_RETRIES
 # task ends with its rows settled, whatever happened upstream.
 _BACKOFF = max(1, int(settings.MEMORY_RETRY_BASE_SECONDS))
 
+# What every retrying task of memory shares: it is bound (to see its retries), acknowledged
+# after it ran, and retried with the backoff above.
+_RETRYING: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "retry_backoff": _BACKOFF,
+    "retry_backoff_max": 600,
+    "retry_jitter": False,
+}
+_EMBEDDING_RETRIES: dict[str, Any] = {"autoretry_for": (TransientEmbeddingError,), "max_retries": EMBED_MAX_RETRIES}
+
 
 def _retries_left(task: Task) -> bool:
     """Whether raising now makes Celery retry the task (False on its last attempt)."""
     return task.max_retries is None or task.request.retries < task.max_retries
 
 
-@app.task(
-    name=EMBED_ENTRIES,
-    queue=Queue.EMBEDDINGS,
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(TransientEmbeddingError,),
-    max_retries=EMBED_MAX_RETRIES,
-    retry_backoff=_BACKOFF,
-    retry_backoff_max=600,
-    retry_jitter=False,
-)
+@app.task(name=EMBED_ENTRIES, queue=Queue.EMBEDDINGS, **_EMBEDDING_RETRIES, **_RETRYING)
 def embed_entries(self: Task, entry_ids: list[str]) -> dict[str, int]:
     try:
         return services.memory_embed_entries(entry_ids=entry_ids)
@@ -62,18 +63,7 @@ def requeue_pending() -> int:
     return services.memory_requeue_pending()
 
 
-@app.task(
-    name=REEMBED,
-    queue=Queue.EMBEDDINGS,
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(TransientEmbeddingError,),
-    max_retries=EMBED_MAX_RETRIES,
-    retry_backoff=_BACKOFF,
-    retry_backoff_max=600,
-    retry_jitter=False,
-)
+@app.task(name=REEMBED, queue=Queue.EMBEDDINGS, **_EMBEDDING_RETRIES, **_RETRYING)
 def reembed(self: Task, job_id: str) -> str:
     # Runs in slices and re-enqueues itself, so a long re-embed never meets the task time
     # limit and other embedding work interleaves with it.
@@ -89,22 +79,11 @@ def reembed(self: Task, job_id: str) -> str:
     return job.status
 
 
-@app.task(
-    name=SUMMARIZE,
-    queue=Queue.SUMMARIES,
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(SummaryTransientError,),
-    max_retries=3,
-    retry_backoff=_BACKOFF,
-    retry_backoff_max=600,
-    retry_jitter=False,
-)
+@app.task(name=SUMMARIZE, queue=Queue.SUMMARIES, autoretry_for=(services.SummaryTransientError,), max_retries=3, **_RETRYING)
 def summarize(self: Task, job_id: str) -> str:
     try:
-        return summary_run(job_id=job_id).status
-    except SummaryTransientError as exc:
+        return services.summary_run(job_id=job_id).status
+    except services.SummaryTransientError as exc:
         if _retries_left(self):
             raise
         services.memory_job_fail(job_id=job_id, error=str(exc))

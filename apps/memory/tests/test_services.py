@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import pytest
 
 from apps.memory import selectors, services
+from apps.memory.services import embedding, transcripts
 from apps.memory.choices import EmbeddingStatus
 from apps.memory.models import EmbeddingModel, MemoryEntry, Transcript
 from daarion.infra.errors import Conflict, PayloadTooLarge, PreconditionFailed, ValidationFailed
@@ -189,7 +190,7 @@ def test_update_keeps_versions_and_a_stale_vector_is_not_saved(remember):
     stale = MemoryEntry.objects.get(id=entry.id)  # what an embedding task read before the update
     updated = services.memory_update(entry_id=entry.id, content={"text": "the sync is on Friday"})
     assert (updated.version, updated.text, updated.meta) == (2, "the sync is on Friday", {"source": "matrix"})
-    assert services._embed_and_save(selectors.active_model_spec(), [stale]) == 0
+    assert embedding._embed_and_save(selectors.active_model_spec(), [stale]) == 0
     assert MemoryEntry.objects.get(id=entry.id).embedding_status == "pending"
     assert services.memory_embed_entries(entry_ids=[entry.id]) == {"embedded": 1, "failed": 0}
     assert list(MemoryEntryVersion.objects.filter(entry_id=entry.id).values_list("version", "text")) == [
@@ -289,7 +290,7 @@ def test_transcript_append_adds_turns_and_bumps_the_version():
 
 
 def test_transcript_size_caps(monkeypatch):
-    monkeypatch.setattr(services, "TRANSCRIPT_MAX_ENTRIES", 3)
+    monkeypatch.setattr(transcripts, "TRANSCRIPT_MAX_ENTRIES", 3)
     with pytest.raises(PayloadTooLarge):
         services.transcript_put(session_id="s", agent_id=AGENT, entries=[*_turns()])
 

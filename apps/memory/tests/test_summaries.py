@@ -15,6 +15,7 @@ from apps.memory.choices import EmbeddingStatus
 from apps.memory.embeddings import TransientEmbeddingError
 from apps.memory.models import MemoryEntry
 from apps.memory.selectors import model_spec
+from apps.memory.services import store
 
 AGENT = "agent:sofia"
 DAO = "microdao:7"
@@ -234,7 +235,7 @@ def test_a_multilingual_model_served_through_the_proxy(api, headers, llm_registr
             content={"text": text},
             text=text,
             occurred_at=timezone.now(),
-            **services._language_fields(text, None),
+            **store._language_fields(text, None),
         ).id
         assert services.memory_embed_entries(entry_ids=[entry_id]) == {"embedded": 1, "failed": 0}
         last = httpx.get(f"{fake_llm}/_stats").json()["last"]
@@ -257,22 +258,38 @@ def test_a_query_embeds_through_the_proxy_beside_its_sql(llm_registry):
     services.embedding_model_save(name="llm:emb", backend="llm", dimensions=8)
     services.embedding_model_save(name="llm:emb-down", backend="llm", dimensions=8)
     texts = ["the harvest festival moved to Friday", "budget review for the DAO treasury", "new logo drafts are ready"]
-    ids = [services.memory_store(agent_id=AGENT, microdao_id=DAO, kind="kb", content={"text": t})[0].id for t in texts]
+    # Written directly, as a store writes them but without queueing their embedding: a worker
+    # left running by another test would embed them again with the active model meanwhile.
+    ids = [
+        MemoryEntry.objects.create(
+            agent_id=AGENT,
+            microdao_id=DAO,
+            kind="kb",
+            content={"text": t},
+            text=t,
+            occurred_at=timezone.now(),
+            **store._language_fields(t, None),
+        ).id
+        for t in texts
+    ]
     assert services.memory_embed_entries(entry_ids=ids, spec=model_spec("llm:emb")) == {"embedded": 3, "failed": 0}
 
-    dense = search._hybrid(
-        agent_id=AGENT,
-        microdao_id=None,
-        channel_id=None,
-        query=texts[1],
-        limit=3,
-        kinds=None,
-        since=None,
-        until=None,
-        model="llm:emb",
-        neighbour_weight=0.0,
-        sides=("dense",),
-    )
+    def dense_side(model: str) -> list[search.MemoryHit]:
+        return search._hybrid(
+            agent_id=AGENT,
+            microdao_id=None,
+            channel_id=None,
+            query=texts[1],
+            limit=3,
+            kinds=None,
+            since=None,
+            until=None,
+            model=model,
+            neighbour_weight=0.0,
+            sides=("dense",),
+        )
+
+    dense = dense_side("llm:emb")
     assert dense[0].id == ids[1] and dense[0].score == 1.0
     # The entry's own words: both sides rank it first (a two-word query left the fake vectors'
     # order to chance, and a tie between the sides to the random ids).
@@ -282,22 +299,7 @@ def test_a_query_embeds_through_the_proxy_beside_its_sql(llm_registry):
     # The embedding upstream fails: the query still answers, by text alone.
     down = search.memory_query(agent_id=AGENT, query="treasury budget", model="llm:emb-down")
     assert [hit.id for hit in down] == [ids[1]]
-    assert (
-        search._hybrid(
-            agent_id=AGENT,
-            microdao_id=None,
-            channel_id=None,
-            query=texts[1],
-            limit=3,
-            kinds=None,
-            since=None,
-            until=None,
-            model="llm:emb-down",
-            neighbour_weight=0.0,
-            sides=("dense",),
-        )
-        == []
-    )
+    assert dense_side("llm:emb-down") == []
 
 
 def test_the_embedding_task_retries_a_transient_error_then_gives_up(llm_registry):

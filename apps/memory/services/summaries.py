@@ -11,10 +11,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.memory import selectors, services
+from apps.memory import selectors
 from apps.memory.choices import JobKind, JobStatus, MemoryKind
 from apps.memory.enqueue import enqueue_summarize
 from apps.memory.models import MemoryEntry, MemoryJob
+from apps.memory.services.jobs import memory_job_fail, memory_job_finish
+from apps.memory.services.store import memory_store
 from daarion.infra.errors import DaarionError
 
 logger = logging.getLogger(__name__)
@@ -57,7 +59,7 @@ def summary_enqueue(
                 enqueue_summarize(job_id, retry=False)
             except Exception as exc:  # noqa: BLE001 - the caller sees the job fail, not a 500
                 logger.warning("could not enqueue summary job", exc_info=True)
-                services.memory_job_fail(job_id=job_id, error=f"could not enqueue: {exc}")
+                memory_job_fail(job_id=job_id, error=f"could not enqueue: {exc}")
 
         transaction.on_commit(_send)
     return job
@@ -65,15 +67,14 @@ def summary_enqueue(
 
 def _sources(job: MemoryJob) -> list[MemoryEntry]:
     p = job.params
-    qs = MemoryEntry.objects.filter(agent_id=job.agent_id, microdao_id=p["microdao_id"], kind=MemoryKind.CONVERSATION).defer(
-        "embedding"
-    )
-    if p.get("channel_id") is not None:
-        qs = qs.filter(channel_id=p["channel_id"])
-    if p.get("since"):
-        qs = qs.filter(occurred_at__gte=datetime.fromisoformat(p["since"]))
-    if p.get("until"):
-        qs = qs.filter(occurred_at__lt=datetime.fromisoformat(p["until"]))
+    qs = selectors.memory_scope(
+        agent_id=job.agent_id,
+        microdao_id=p["microdao_id"],
+        channel_id=p.get("channel_id"),
+        kinds=[MemoryKind.CONVERSATION],
+        since=datetime.fromisoformat(p["since"]) if p.get("since") else None,
+        until=datetime.fromisoformat(p["until"]) if p.get("until") else None,
+    ).defer("embedding")
     # The most recent ones, read oldest first.
     return list(reversed(qs.order_by("-occurred_at", "-id")[: int(p.get("max_entries", 100))]))
 
@@ -85,11 +86,11 @@ def summary_run(*, job_id: str) -> MemoryJob:
     MemoryJob.objects.filter(id=job_id).update(status=JobStatus.RUNNING, updated_at=timezone.now())
     sources = _sources(job)
     if not sources:
-        return services._job_finish(job_id, JobStatus.SUCCEEDED, {"summary_id": None, "sources": []}, "")
+        return memory_job_finish(job_id=job_id, status=JobStatus.SUCCEEDED, result={"summary_id": None, "sources": []}, error="")
     try:
         from apps.llm.gateway import chat_completion_sync
     except ImportError:
-        return services._job_finish(job_id, JobStatus.FAILED, None, "the LLM gateway is not available")
+        return memory_job_finish(job_id=job_id, status=JobStatus.FAILED, result=None, error="the LLM gateway is not available")
     transcript = "\n".join(f"[{e.occurred_at:%Y-%m-%d %H:%M}] {e.text}" for e in sources)
     messages = [
         {"role": "system", "content": SYSTEM_PROMPT},
@@ -105,10 +106,10 @@ def summary_run(*, job_id: str) -> MemoryJob:
     except DaarionError as exc:
         if exc.status == 429 or exc.status >= 500:
             raise SummaryTransientError(f"{exc.type}: {exc.message}") from exc
-        return services._job_finish(job_id, JobStatus.FAILED, None, f"{exc.type}: {exc.message}")
+        return memory_job_finish(job_id=job_id, status=JobStatus.FAILED, result=None, error=f"{exc.type}: {exc.message}")
     text = (result.content or "").strip()
     if not text:
-        return services._job_finish(job_id, JobStatus.FAILED, None, "the model returned an empty summary")
+        return memory_job_finish(job_id=job_id, status=JobStatus.FAILED, result=None, error="the model returned an empty summary")
     ids = [e.id for e in sources]
     # The model that answered: after a fallback it is not the one asked for.
     answered = getattr(result, "model_resolved", "") or job.params["model"]
@@ -123,7 +124,7 @@ def summary_run(*, job_id: str) -> MemoryJob:
         meta["requested_model"] = job.params["model"]
     if getattr(result, "upstream_model", ""):
         meta["upstream_model"] = result.upstream_model
-    entry, _ = services.memory_store(
+    entry, _ = memory_store(
         agent_id=job.agent_id,
         microdao_id=job.params["microdao_id"],
         channel_id=job.params.get("channel_id"),
@@ -136,4 +137,6 @@ def summary_run(*, job_id: str) -> MemoryJob:
     usage = getattr(result, "usage", None)
     if usage is not None and not isinstance(usage, dict):
         usage = getattr(usage, "__dict__", None) or None
-    return services._job_finish(job_id, JobStatus.SUCCEEDED, {"summary_id": entry.id, "sources": ids, "usage": usage}, "")
+    return memory_job_finish(
+        job_id=job_id, status=JobStatus.SUCCEEDED, result={"summary_id": entry.id, "sources": ids, "usage": usage}, error=""
+    )
