@@ -6,7 +6,18 @@ from rest_framework.routers import DefaultRouter
 
 from apps.registry import views
 
-router = DefaultRouter()
+
+class Router(DefaultRouter):
+    """Routes that take the trailing slash or leave it off: Django's APPEND_SLASH can only
+    redirect a GET, so a POST, PATCH or DELETE to the bare path was a 500. (DRF's
+    `trailing_slash` argument is a yes/no; its routes format this attribute into the regex.)"""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trailing_slash = "/?"
+
+
+router = Router()
 router.register("providers", views.ProviderViewSet, basename="provider")
 router.register("models", views.LogicalModelViewSet, basename="logical-model")
 router.register("rate-limits", views.RateLimitPolicyViewSet, basename="rate-limit")

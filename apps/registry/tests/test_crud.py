@@ -166,3 +166,19 @@ def test_browsable_api_for_staff(session_client, stub_provider):
     assert "&quot;provider&quot;: &quot;stub&quot;" in model_page
     root = session_client.get("/", headers={"Accept": "application/json"})
     assert root.status_code == 200 and "providers" in root.json()
+
+
+def test_every_method_works_without_the_trailing_slash(token_client):
+    """Clients that build URLs without the slash (many do) reach the same views: no redirect,
+    which would turn a write into a GET, and no 500."""
+    created = token_client.post("/providers", json={"name": "bare", "kind": "stub"}, follow_redirects=False)
+    assert created.status_code == 201, created.text
+    listed = token_client.get("/providers", follow_redirects=False)
+    assert listed.status_code == 200 and "bare" in [p["name"] for p in listed.json()["results"]]
+    changed = token_client.patch("/providers/bare", json={"enabled": False}, follow_redirects=False)
+    assert changed.status_code == 200 and changed.json()["enabled"] is False
+    refused = token_client.patch("/providers/bare", json={"kind": "martian"}, follow_redirects=False)
+    assert refused.status_code == 422 and refused.json()["error"]["type"] == "validation_error"
+    assert token_client.get("/providers/bare/").json()["enabled"] is False
+    assert token_client.delete("/providers/bare", follow_redirects=False).status_code == 204
+    assert token_client.get("/providers/bare", follow_redirects=False).status_code == 404
