@@ -26,7 +26,8 @@ from apps.llm.errors import openai_error
 from apps.llm.providers import ChatResponse
 from daarion.infra import sse
 from daarion.infra.errors import BadRequest, DaarionError, NotFound
-from daarion.infra.redis_client import get_async_redis, key
+from daarion.infra import fast_json
+from daarion.infra.redis_client import LuaScript, get_async_redis, key
 
 
 def _ttl() -> int:
@@ -229,6 +230,9 @@ async def chat_call(payload: Any) -> tuple[llm_router.ChatCall, list[dict[str, A
 # --- server-side state (store) -----------------------------------------------------------
 
 
+_store_keys = LuaScript.load(__file__, "responses_store.lua")
+
+
 def _conversation_key(response_id: str) -> str:
     return key("llm", "resp", response_id)
 
@@ -277,16 +281,17 @@ async def _resolve_references(items: list[dict[str, Any]]) -> list[dict[str, Any
 
 
 async def remember(response: dict[str, Any], conversation: list[dict[str, Any]]) -> None:
-    """Keeps a stored response, its conversation and its output items for follow-ups."""
+    """Keeps a stored response, its conversation and its output items for follow-ups, in one
+    round trip (the answer waits for it, so a follow-up sent at once finds them)."""
     response_id, output = response["id"], response["output"]
     answer = input_messages([item for item in output if item["type"] in ("message", "function_call")], "output")
-    pipe = get_async_redis().pipeline(transaction=False)
-    pipe.set(_object_key(response_id), json.dumps(response), ex=_ttl())
-    pipe.set(_conversation_key(response_id), json.dumps([*conversation, *answer]), ex=_ttl())
+    keys = [_object_key(response_id), _conversation_key(response_id)]
+    values = [fast_json.dumps(response), fast_json.dumps([*conversation, *answer])]
     for item in output:
         if item["type"] in ("message", "function_call"):
-            pipe.set(_item_key(item["id"]), json.dumps(item), ex=_ttl())
-    await pipe.execute()
+            keys.append(_item_key(item["id"]))
+            values.append(fast_json.dumps(item))
+    await _store_keys(get_async_redis(), keys, [_ttl(), *values])
 
 
 def _not_found(response_id: str) -> NotFound:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import atexit
 import collections
-import json
 import logging
 import math
 import os
@@ -36,12 +35,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
-import orjson
 from django.conf import settings
 from django.db import close_old_connections, connection, models
 from django.utils.dateparse import parse_datetime
 
 from apps.access.auth import token_id_var
+from daarion.infra import fast_json
 from daarion.infra.list_drain import drain_list
 from daarion.observability.metrics import observe_llm
 from daarion.observability.tracing import llm_call_span
@@ -87,27 +86,13 @@ def new_record(**fields: Any) -> dict[str, Any]:
     return record
 
 
-def _dumps(record: dict[str, Any]) -> bytes | str:
-    try:
-        return orjson.dumps(record, default=str)
-    except TypeError:  # orjson refuses lone surrogates, which the standard encoder escapes
-        return json.dumps(record, default=str)
-
-
-def _loads(item: bytes | str) -> Any:
-    try:
-        return orjson.loads(item)
-    except orjson.JSONDecodeError:  # a lone surrogate's escape (see _dumps), else truly broken
-        return json.loads(item)
-
-
 def emit(record: dict[str, Any]) -> None:
     """Queues a record; never blocks and never raises. Every LLM call leaves exactly one, so
     the call is counted here too (daarion_llm_* metrics)."""
     observe_llm(record)
     llm_call_span(record)
     try:
-        _queue.append(_dumps(record))
+        _queue.append(fast_json.dumps(record))
     except (TypeError, ValueError):
         logger.exception("unserializable usage record dropped: %r", record)
         return
@@ -286,7 +271,7 @@ def _column_value(field: models.Field, db_type: str, value: Any) -> Any:
 
 def _row(item: bytes | str) -> list[Any]:
     """One buffered record as the column values of its row."""
-    data = _loads(item)
+    data = fast_json.loads(item)
     if not isinstance(data, dict):
         raise TypeError("a usage record is a JSON object")
     created = data.get("created_at")

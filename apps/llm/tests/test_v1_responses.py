@@ -157,6 +157,17 @@ def test_previous_response_id_continues_a_stored_conversation(sdk, upstream):
     ], "the history, without the first call's instructions"
 
 
+def test_a_stored_response_keeps_each_of_its_keys_for_the_configured_time(sdk, settings):
+    from apps.llm.responses import _conversation_key, _item_key, _object_key
+    from daarion.infra.redis_client import get_redis
+
+    first = sdk.responses.create(model="dagi-stub", input="keep me")
+    keys = [_object_key(first.id), _conversation_key(first.id), *(_item_key(item.id) for item in first.output)]
+    ttls = [get_redis().ttl(k) for k in keys]
+    assert all(0 < ttl <= settings.LLM_RESPONSES_TTL_SECONDS for ttl in ttls), dict(zip(keys, ttls))
+    assert sdk.responses.retrieve(first.id).output_text == first.output_text
+
+
 def test_item_references_resolve_to_stored_items(sdk, upstream):
     first = sdk.responses.create(model="up-echo", input="say something")
     message_id = first.output[0].id
