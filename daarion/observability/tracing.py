@@ -54,6 +54,11 @@ def configure(*, service_name: str | None = None) -> bool:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+    # Smaller, more frequent export batches than the SDK's 512 spans every 5 s: encoding a batch
+    # holds the GIL, and a 512-span batch stalled the web process's requests by 20-30 ms
+    # (bench/results/tracing_cost.json). Either can be set as usual.
+    os.environ.setdefault("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64")
+    os.environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", "200")
     name = os.environ.get("OTEL_SERVICE_NAME") or service_name or "daarion"
     provider = TracerProvider(resource=Resource.create({"service.name": name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
