@@ -99,9 +99,8 @@ def provider() -> Any:
 
 
 def flush(timeout_ms: int = 5000) -> None:
-    provider = _state["provider"]
-    if provider is not None:
-        provider.force_flush(timeout_ms)
+    if _state["provider"] is not None:
+        _state["provider"].force_flush(timeout_ms)
 
 
 # --- spans -------------------------------------------------------------------------------

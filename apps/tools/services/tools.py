@@ -75,7 +75,7 @@ def tool_save_changes(*, tool: Tool, data: Mapping[str, Any], check: bool = True
             tool_validate(row)
         # The row's version, not this object's, so two admins saving at once both count.
         row.version = Tool.objects.select_for_update().values_list("version", flat=True).get(pk=row.pk) + 1
-        row.updated_at = timezone.now()
+        _touch(row)
 
     if not model_update(instance=tool, fields=_WRITTEN, data=data, validate=check_and_count):
         return False
@@ -98,11 +98,15 @@ def tools_forget_agent(*, agent_id: str) -> list[Tool]:
         tool_save_changes(tool=tool, data={"allowed_agents": narrowed}, check=False)
         changed.append(tool)
     # Upstream MCP servers name agents too (the list their new tools start with).
+    # The list only narrows, so, as for tools, the server's other rules are not checked again.
     for server in McpServer.objects.select_for_update().filter(allowed_agents__contains=[agent_id]).order_by("name"):
-        server.allowed_agents = [a for a in server.allowed_agents or [] if a != agent_id]
-        server.updated_at = timezone.now()
-        server.save()
+        narrowed = [a for a in server.allowed_agents or [] if a != agent_id]
+        model_update(instance=server, fields=("allowed_agents",), data={"allowed_agents": narrowed}, validate=_touch)
     return changed
+
+
+def _touch(row: Tool | McpServer) -> None:
+    row.updated_at = timezone.now()
 
 
 @transaction.atomic
