@@ -121,13 +121,15 @@ def agent_update(*, agent: Agent, **changes: Any) -> Agent:
     locked = Agent.objects.select_for_update().filter(pk=agent.pk).first()
     if locked is None:
         raise NotFound(f"agent {agent.pk!r} does not exist", type="agent_not_found")
-    if model_update(instance=locked, fields=EDITABLE_FIELDS, data=changes, validate=agent_validate):
-        # The version says "the blueprint changed" to runtimes, so it moves only after a real change.
-        locked.version += 1
-        locked.updated_at = timezone.now()
-        locked.save(update_fields=["version", "updated_at"])
+    # The version says "the blueprint changed" to runtimes, so it moves only with a real change.
+    if model_update(instance=locked, fields=EDITABLE_FIELDS, data=changes, validate=agent_validate, stamp=_next_version):
         bump_version(AGENTS_CONFIG)
     return locked
+
+
+def _next_version(agent: Agent) -> None:
+    agent.version += 1  # the row is locked: no other writer counts at the same time
+    agent.updated_at = timezone.now()
 
 
 @transaction.atomic

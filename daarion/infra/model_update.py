@@ -19,13 +19,14 @@ def model_update(
     fields: Collection[str],
     data: Mapping[str, Any],
     validate: Callable[[M], None] = validate_model,
+    stamp: Callable[[M], None] | None = None,
 ) -> bool:
     """Sets each field of `data` (all of them among `fields`, else 422 with a detail per other
-    field) on
-    `instance`. When a value differs, runs `validate` on the whole row (it may normalise
-    values) and saves only the columns that now differ from before, `auto_now` ones with them.
-    Returns whether a column changed: a write that changes nothing saves nothing, so callers
-    bump versions and caches only on a real change.
+    field) on `instance`. When a value differs, runs `validate` on the whole row (it may
+    normalise values) and saves only the columns that now differ from before, `auto_now` ones
+    with them; `stamp` sets what a real change also writes (a version, a timestamp the model
+    does not keep itself), in the same save. Returns whether a column changed: a write that
+    changes nothing saves nothing, so callers bump versions and caches only on a real change.
     """
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -46,6 +47,9 @@ def model_update(
     changed = [name for name, value in after.items() if before[name] != value]
     if not changed:
         return False
+    if stamp is not None:
+        stamp(instance)
+        changed = [name for name, value in _columns(instance).items() if before[name] != value]
     auto_now = [f.name for f in instance._meta.concrete_fields if getattr(f, "auto_now", False) and f.name not in changed]
     instance.save(update_fields=[*changed, *auto_now])
     return True

@@ -62,3 +62,36 @@ def test_a_normalised_value_equal_to_the_stored_one_is_no_change():
     assert model_update(instance=provider, fields=("enabled",), data={"enabled": False}, validate=llm.provider_validate) is True
     stored = Provider.objects.get(pk=provider.pk)
     assert stored.enabled is False and stored.updated_at > updated_at
+
+
+@pytest.mark.django_db
+def test_the_stamp_is_written_with_a_real_change_only():
+    provider = llm.provider_create(name="mu-stamp", kind="openai", base_url="https://api.example.com/v1")
+    stamped: list[str] = []
+
+    def stamp(row: Provider) -> None:
+        stamped.append(row.base_url)
+        row.name = "mu-stamped"  # a column the change did not name, saved with it
+
+    # Equal once normalised: no change, so no stamp.
+    assert (
+        model_update(
+            instance=provider,
+            fields=("base_url",),
+            data={"base_url": "https://api.example.com/v1/"},
+            validate=llm.provider_validate,
+            stamp=stamp,
+        )
+        is False
+    )
+    assert stamped == [] and Provider.objects.get(pk=provider.pk).name == "mu-stamp"
+    assert model_update(
+        instance=provider,
+        fields=("base_url",),
+        data={"base_url": "https://other.example.com/v1"},
+        validate=llm.provider_validate,
+        stamp=stamp,
+    )
+    stored = Provider.objects.get(pk=provider.pk)
+    assert stamped == ["https://other.example.com/v1"]
+    assert (stored.base_url, stored.name) == ("https://other.example.com/v1", "mu-stamped")

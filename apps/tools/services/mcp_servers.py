@@ -15,7 +15,7 @@ from django.utils import timezone
 from apps.tools.choices import Executor
 from apps.tools.models import McpServer, Tool
 from apps.tools.registry import TOOLS_CONFIG
-from apps.tools.services.tools import tool_save_changes
+from apps.tools.services.tools import tool_save_changes, touch
 from apps.tools.services.validation import clean_changes, mcp_server_validate, secret_headers_of, tool_validate
 from daarion.infra import redaction
 from daarion.infra.errors import ValidationFailed
@@ -42,11 +42,6 @@ def _server_changes(
     server: McpServer, data: Mapping[str, Any], secret_headers: Mapping[str, str | None] | None
 ) -> dict[str, Any]:
     return clean_changes(server, data, secret_headers, fields=MCP_SERVER_FIELDS, unknown="unknown MCP server field")
-
-
-def _check_and_touch(server: McpServer) -> None:
-    mcp_server_validate(server)
-    server.updated_at = timezone.now()
 
 
 def _enqueue_sync(server: McpServer) -> None:
@@ -96,7 +91,9 @@ def mcp_server_update(*, server: McpServer, secret_headers: Mapping[str, str | N
         )
     data = _server_changes(server, fields, secret_headers)
     before = {attr: getattr(server, attr) for attr in data}
-    if not model_update(instance=server, fields=(*MCP_SERVER_FIELDS, "secret_headers"), data=data, validate=_check_and_touch):
+    if not model_update(
+        instance=server, fields=(*MCP_SERVER_FIELDS, "secret_headers"), data=data, validate=mcp_server_validate, stamp=touch
+    ):
         return server
     changed = {attr: old for attr, old in before.items() if getattr(server, attr) != old}
     for tool in Tool.objects.select_for_update().filter(mcp_server=server).order_by("tool_id"):

@@ -69,15 +69,9 @@ def tool_save_changes(*, tool: Tool, data: Mapping[str, Any], check: bool = True
     write that only narrows its agents or disables it), its version becomes the row's + 1 and
     `updated_at` now, and the changed columns are saved at once; the live registry follows.
     Returns whether anything changed."""
-
-    def check_and_count(row: Tool) -> None:
-        if check:
-            tool_validate(row)
-        # The row's version, not this object's, so two admins saving at once both count.
-        row.version = Tool.objects.select_for_update().values_list("version", flat=True).get(pk=row.pk) + 1
-        _touch(row)
-
-    if not model_update(instance=tool, fields=_WRITTEN, data=data, validate=check_and_count):
+    if not model_update(
+        instance=tool, fields=_WRITTEN, data=data, validate=tool_validate if check else _unchecked, stamp=_next_version
+    ):
         return False
     bump_version(TOOLS_CONFIG)
     return True
@@ -101,11 +95,24 @@ def tools_forget_agent(*, agent_id: str) -> list[Tool]:
     # The list only narrows, so, as for tools, the server's other rules are not checked again.
     for server in McpServer.objects.select_for_update().filter(allowed_agents__contains=[agent_id]).order_by("name"):
         narrowed = [a for a in server.allowed_agents or [] if a != agent_id]
-        model_update(instance=server, fields=("allowed_agents",), data={"allowed_agents": narrowed}, validate=_touch)
+        model_update(
+            instance=server, fields=("allowed_agents",), data={"allowed_agents": narrowed}, validate=_unchecked, stamp=touch
+        )
     return changed
 
 
-def _touch(row: Tool | McpServer) -> None:
+def _unchecked(row: Tool | McpServer) -> None:
+    """The check of a write that only narrows a row's agents, disables or detaches it."""
+
+
+def _next_version(tool: Tool) -> None:
+    # The row's version, not this object's, so two admins saving at once both count.
+    tool.version = Tool.objects.select_for_update().values_list("version", flat=True).get(pk=tool.pk) + 1
+    touch(tool)
+
+
+def touch(row: Tool | McpServer) -> None:
+    """What a real change of a tool or an MCP server also writes: its updated_at."""
     row.updated_at = timezone.now()
 
 
